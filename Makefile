@@ -1,0 +1,114 @@
+# tend — plain make + pkg-config.
+#   make          bin/tend
+#   make deps     install missing Debian -dev packages (apt-get, as root)
+#   make test     deps, build, every test; then the same tests under ASan+UBSan
+#   make bench    benchmarks (figures and ratios; never pass/fail)
+#   make demo     the demo shop on embedded defaults
+
+# Lua 5.4's pkg-config name differs by distribution.
+LUA_PC := $(firstword $(foreach p,lua5.4 lua-5.4 lua54,$(shell pkg-config --exists $(p) 2>/dev/null && echo $(p))))
+PKGS   := $(LUA_PC) libevent sqlite3 libcurl libcjson
+
+# Debian package that provides each pkg-config module (for make deps).
+DEB_lua5.4    := liblua5.4-dev
+DEB_libevent  := libevent-dev
+DEB_sqlite3   := libsqlite3-dev
+DEB_libcurl   := libcurl4-openssl-dev
+DEB_libcjson  := libcjson-dev
+DEB_cmocka    := libcmocka-dev
+
+SAN ?=
+ifeq ($(SAN),1)
+  BUILD   := build/asan
+  SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  OPT     := -O1
+else
+  BUILD   := build/release
+  SANFLAGS :=
+  OPT     := -O2
+endif
+
+PKG_CFLAGS := $(if $(LUA_PC),$(shell pkg-config --cflags $(PKGS)))
+PKG_LIBS   := $(if $(LUA_PC),$(shell pkg-config --libs $(PKGS)))
+# User CFLAGS/LDFLAGS add to ours; they never replace -Werror & co.
+override CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(OPT) -MMD -MP \
+                    $(SANFLAGS) -Iruntime -I$(BUILD) $(PKG_CFLAGS) $(CFLAGS)
+override LDFLAGS := $(SANFLAGS) $(LDFLAGS)
+LDLIBS  := $(PKG_LIBS) -lm
+
+RUNTIME_SRC := $(filter-out runtime/main.c,$(wildcard runtime/*.c))
+RUNTIME_OBJ := $(RUNTIME_SRC:runtime/%.c=$(BUILD)/%.o) $(BUILD)/bundle_data.o
+STDLIB_LUA  := $(shell find stdlib -name '*.lua' | sort)
+UNIT_SRC    := $(wildcard tests/unit/test_*.c)
+UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+TEST_HELPERS := $(BUILD)/mock_provider
+
+TEND := $(if $(filter 1,$(SAN)),$(BUILD)/tend,bin/tend)
+
+.PHONY: all deps test check-unit check-lua check-cli test-one bench demo clean
+all: $(TEND) $(TEST_HELPERS)
+
+$(BUILD)/%.o: runtime/%.c | $(BUILD)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/bundle_data.c: $(STDLIB_LUA) stdlib/embed.sh | $(BUILD)
+	sh stdlib/embed.sh $(STDLIB_LUA) > $@.tmp && mv $@.tmp $@
+$(BUILD)/bundle_data.o: $(BUILD)/bundle_data.c
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libtend.a: $(RUNTIME_OBJ)
+	$(AR) rcs $@ $^
+
+$(TEND): $(BUILD)/main.o $(BUILD)/libtend.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libtend.a | $(BUILD)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(shell pkg-config --cflags cmocka 2>/dev/null) -o $@ $< $(BUILD)/libtend.a \
+	    $(LDFLAGS) $(LDLIBS) $(shell pkg-config --libs cmocka 2>/dev/null)
+
+$(BUILD)/mock_provider: tests/mock_provider.c | $(BUILD)
+	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(LDLIBS)
+
+$(BUILD):
+	@mkdir -p $@ $@/tests
+
+deps:
+	@missing=""; \
+	for m in lua5.4 libevent sqlite3 libcurl libcjson cmocka; do \
+	  if [ $$m = lua5.4 ] && [ -n "$(LUA_PC)" ]; then continue; fi; \
+	  pkg-config --exists $$m 2>/dev/null || missing="$$missing $$m"; \
+	done; \
+	command -v pkg-config >/dev/null || missing="$$missing pkgconf"; \
+	if [ -n "$$missing" ]; then \
+	  pkgs=""; for m in $$missing; do case $$m in \
+	    lua5.4) pkgs="$$pkgs $(DEB_lua5.4)";; libevent) pkgs="$$pkgs $(DEB_libevent)";; \
+	    sqlite3) pkgs="$$pkgs $(DEB_sqlite3)";; libcurl) pkgs="$$pkgs $(DEB_libcurl)";; \
+	    libcjson) pkgs="$$pkgs $(DEB_libcjson)";; cmocka) pkgs="$$pkgs $(DEB_cmocka)";; \
+	    pkgconf) pkgs="$$pkgs pkgconf";; esac; done; \
+	  echo "make deps: installing$$pkgs"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$pkgs tzdata ca-certificates; \
+	else echo "make deps: all present"; fi
+
+# One pass of every test against $(TEND). `make test` runs it twice: plain, then sanitized.
+test-one: all $(UNIT_BIN)
+	@sh tests/run.sh "$(BUILD)" "$(TEND)"
+
+test: deps
+	$(MAKE) test-one
+	$(MAKE) SAN=1 test-one
+
+bench: deps
+	$(MAKE) all
+	@sh bench/run.sh
+
+demo: deps
+	$(MAKE) all
+	@sh examples/demo.sh
+
+clean:
+	rm -rf build bin
+
+-include $(wildcard $(BUILD)/*.d $(BUILD)/tests/*.d)

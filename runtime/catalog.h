@@ -1,0 +1,51 @@
+/* catalog — what the loaded scripts declared.
+ *
+ *   journey "name" { on, when, once, reenter_after, goal, audience, priority,
+ *                    on_cap, migrate, run }
+ *   template "name" { category, on_cap, priority, <channel> = text | {subject, body} }
+ *   segment "name" { where = filter | function() return filter end }
+ *   schedule "name" { cron = "0 10 * * *" | every = seconds, tz, run }
+ *   channel "name" { type = "http" | "smtp" | "file" | "task" | "capture", ... }
+ *
+ * Declarations hold Lua functions, so the catalog lives in the Lua registry;
+ * C reads it through the push functions below (each pushes one value, or nil,
+ * and returns whether it found one). Journeys are kept per version (the
+ * content hash of the file that declared them): an instance replays against
+ * the version it started on. The other kinds are kept only as last loaded.
+ *
+ * A declaration is checked when it runs: an unknown key, a wrong type, a
+ * duplicate name is an error at the declaring line (`file:line`). */
+#ifndef TEND_CATALOG_H
+#define TEND_CATALOG_H
+
+#include "engine.h"
+
+/* Registers the declaration globals in e's sandbox. */
+void catalog_register(engine *e);
+
+/* Runs a script's chunk (on top of the sandbox stack) as version `version`
+ * of `path`, recording its declarations. Returns LUA_OK or pushes an error. */
+int catalog_run_script(engine *e, const char *path, const char *version, int old);
+
+/* After a load: the names declared by the newest versions become current.
+ * catalog_abort() forgets what a failed load declared. */
+void catalog_commit(engine *e);
+void catalog_abort(engine *e);
+
+int catalog_push_journey(engine *e, const char *name, const char *version);
+/* The current version of a journey (a pointer into the catalog, valid until
+ * the next load), or NULL. */
+const char *catalog_current_version(engine *e, const char *name);
+/* Pushes the list (array) of current journey names triggered by event type. */
+int catalog_push_triggered(engine *e, const char *type);
+/* Pushes the list of current journey names with a date trigger. */
+int catalog_push_dated(engine *e);
+int catalog_push_template(engine *e, const char *name);
+int catalog_push_segment(engine *e, const char *name);
+/* Pushes name -> declaration for every current schedule / channel / journey. */
+int catalog_push_all(engine *e, const char *kind);
+
+/* The catalog's file:line of a declaration table at idx ("?" if none). */
+const char *catalog_where(engine *e, int idx, char *buf, size_t n);
+
+#endif

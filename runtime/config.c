@@ -1,0 +1,438 @@
+/* config — reading tend.lua (see config.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "config.h"
+#include "util.h"
+
+static const char CHANNELS_KEY = 0;
+
+static char **strv(const char *const *items)
+{
+    size_t n = 0;
+    while (items[n])
+        n++;
+    char **v = xcalloc(n + 1, sizeof *v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = xstrdup(items[i]);
+    return v;
+}
+
+static void strv_free(char **v)
+{
+    if (!v)
+        return;
+    for (char **p = v; *p; p++)
+        free(*p);
+    free(v);
+}
+
+void config_init(struct config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->db = xstrdup("tend.db");
+    c->timezone = xstrdup("UTC");
+    c->listen = xstrdup("127.0.0.1:8725");
+    c->quiet_enabled = 1;
+    c->quiet_from = 21 * 60 + 30;
+    c->quiet_to = 8 * 60 + 30;
+    c->cap_day = 1;
+    c->cap_week = 3;
+    c->silent_after = 90 * TEND_DAY;
+    c->churned_after = 180 * TEND_DAY;
+    c->dead_after = 365 * TEND_DAY;
+    c->active_orders = 3;
+    /* R: days since the last order at most 30/60/90/180 score 5/4/3/2 (else 1);
+     * F: at least 10/5/3/2 orders score 5/4/3/2; M: at least 3000/1000/300/100. */
+    static const double r[4] = {30, 60, 90, 180}, f[4] = {10, 5, 3, 2}, m[4] = {3000, 1000, 300, 100};
+    memcpy(c->rfm_r, r, sizeof r);
+    memcpy(c->rfm_f, f, sizeof f);
+    memcpy(c->rfm_m, m, sizeof m);
+    static const char *const paid[] = {"order.paid", NULL}, *const refund[] = {"order.refunded", NULL};
+    c->paid_types = strv(paid);
+    c->refund_types = strv(refund);
+    c->amount_field = xstrdup("total");
+    static const char *const none[] = {NULL};
+    c->http_allow = strv(none);
+    c->memory_limit = 256u << 20;
+    c->instruction_limit = 100000000L;
+    c->delivery_batch = 500;
+}
+
+void config_free(struct config *c)
+{
+    free(c->db);
+    free(c->timezone);
+    free(c->listen);
+    free(c->amount_field);
+    strv_free(c->paid_types);
+    strv_free(c->refund_types);
+    strv_free(c->http_allow);
+    memset(c, 0, sizeof *c);
+}
+
+/* --- typed readers: each returns 0, or -1 with err naming the key ------- */
+
+struct reader {
+    lua_State *L;
+    const char *source;
+    char *err;
+    size_t errlen;
+};
+
+static int bad(struct reader *r, const char *key, const char *what)
+{
+    snprintf(r->err, r->errlen, "%s: setting '%s' %s", r->source, key, what);
+    return -1;
+}
+
+static int read_string(struct reader *r, const char *key, char **out)
+{
+    if (lua_type(r->L, -1) != LUA_TSTRING)
+        return bad(r, key, "must be a string");
+    free(*out);
+    *out = xstrdup(lua_tostring(r->L, -1));
+    return 0;
+}
+
+static int read_number(struct reader *r, const char *key, double min, double *out)
+{
+    int isnum;
+    double v = lua_tonumberx(r->L, -1, &isnum);
+    if (!isnum)
+        return bad(r, key, "must be a number");
+    if (v < min)
+        return bad(r, key, "is out of range");
+    *out = v;
+    return 0;
+}
+
+static int read_int(struct reader *r, const char *key, int *out)
+{
+    double v;
+    if (read_number(r, key, 0, &v) != 0)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+static int read_strings(struct reader *r, const char *key, char ***out)
+{
+    lua_State *L = r->L;
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        const char *one[] = {lua_tostring(L, -1), NULL};
+        strv_free(*out);
+        *out = strv(one);
+        return 0;
+    }
+    if (!lua_istable(L, -1))
+        return bad(r, key, "must be a list of strings");
+    size_t n = lua_rawlen(L, -1);
+    char **v = xcalloc(n + 1, sizeof *v);
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, -1, (lua_Integer)i + 1);
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            lua_pop(L, 1);
+            strv_free(v);
+            return bad(r, key, "must be a list of strings");
+        }
+        v[i] = xstrdup(lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+    strv_free(*out);
+    *out = v;
+    return 0;
+}
+
+static int read_thresholds(struct reader *r, const char *key, double out[4])
+{
+    lua_State *L = r->L;
+    if (!lua_istable(L, -1) || lua_rawlen(L, -1) != 4)
+        return bad(r, key, "must be a list of 4 numbers");
+    for (int i = 0; i < 4; i++) {
+        lua_rawgeti(L, -1, i + 1);
+        int isnum;
+        out[i] = lua_tonumberx(L, -1, &isnum);
+        lua_pop(L, 1);
+        if (!isnum)
+            return bad(r, key, "must be a list of 4 numbers");
+    }
+    return 0;
+}
+
+/* Walks a sub-table's keys, refusing any not in `known`. */
+static int check_keys(struct reader *r, const char *table, const char *const *known)
+{
+    lua_State *L = r->L;
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        lua_pop(L, 1);
+        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        int ok = 0;
+        for (const char *const *p = known; k && *p; p++)
+            if (strcmp(*p, k) == 0)
+                ok = 1;
+        if (!ok) {
+            char key[160];
+            snprintf(key, sizeof key, "%s.%s", table, k ? k : "?");
+            lua_pop(L, 1);
+            return bad(r, key, "is unknown");
+        }
+    }
+    return 0;
+}
+
+static int read_hhmm(struct reader *r, const char *key, int *out)
+{
+    int hh, mm;
+    const char *s = lua_tostring(r->L, -1);
+    if (!s || clock_parse_hhmm(s, &hh, &mm) != 0)
+        return bad(r, key, "must be a local time \"HH:MM\"");
+    *out = hh * 60 + mm;
+    return 0;
+}
+
+static int read_quiet(struct reader *r, struct config *c)
+{
+    lua_State *L = r->L;
+    if (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) {
+        c->quiet_enabled = 0;
+        return 0;
+    }
+    if (!lua_istable(L, -1))
+        return bad(r, "quiet_hours", "must be {from = \"21:30\", to = \"08:30\"} or false");
+    static const char *const known[] = {"from", "to", NULL};
+    if (check_keys(r, "quiet_hours", known) != 0)
+        return -1;
+    lua_getfield(L, -1, "from");
+    int rc = read_hhmm(r, "quiet_hours.from", &c->quiet_from);
+    lua_pop(L, 1);
+    if (rc)
+        return -1;
+    lua_getfield(L, -1, "to");
+    rc = read_hhmm(r, "quiet_hours.to", &c->quiet_to);
+    lua_pop(L, 1);
+    c->quiet_enabled = 1;
+    return rc;
+}
+
+/* Reads t[field] with fn when present. */
+#define FIELD(field, stmt)                                  \
+    do {                                                    \
+        if (lua_getfield(L, -1, field) != LUA_TNIL) {       \
+            int rc_ = (stmt);                               \
+            if (rc_) {                                      \
+                lua_pop(L, 1);                              \
+                return -1;                                  \
+            }                                               \
+        }                                                   \
+        lua_pop(L, 1);                                      \
+    } while (0)
+
+static int read_caps(struct reader *r, struct config *c)
+{
+    lua_State *L = r->L;
+    if (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) {
+        c->cap_day = c->cap_week = 0;
+        return 0;
+    }
+    if (!lua_istable(L, -1))
+        return bad(r, "caps", "must be {day = 1, week = 3} or false");
+    static const char *const known[] = {"day", "week", NULL};
+    if (check_keys(r, "caps", known) != 0)
+        return -1;
+    FIELD("day", read_int(r, "caps.day", &c->cap_day));
+    FIELD("week", read_int(r, "caps.week", &c->cap_week));
+    return 0;
+}
+
+static int read_duration(struct reader *r, const char *key, tend_time *out)
+{
+    double v;
+    if (read_number(r, key, 1, &v) != 0)
+        return -1;
+    *out = (tend_time)v;
+    return 0;
+}
+
+static int read_lifecycle(struct reader *r, struct config *c)
+{
+    lua_State *L = r->L;
+    if (!lua_istable(L, -1))
+        return bad(r, "lifecycle", "must be a table");
+    static const char *const known[] = {"silent", "churned", "dead", "active_orders", NULL};
+    if (check_keys(r, "lifecycle", known) != 0)
+        return -1;
+    FIELD("silent", read_duration(r, "lifecycle.silent", &c->silent_after));
+    FIELD("churned", read_duration(r, "lifecycle.churned", &c->churned_after));
+    FIELD("dead", read_duration(r, "lifecycle.dead", &c->dead_after));
+    FIELD("active_orders", read_int(r, "lifecycle.active_orders", &c->active_orders));
+    if (!(c->silent_after < c->churned_after && c->churned_after < c->dead_after))
+        return bad(r, "lifecycle", "needs silent < churned < dead");
+    return 0;
+}
+
+static int read_rfm(struct reader *r, struct config *c)
+{
+    lua_State *L = r->L;
+    if (!lua_istable(L, -1))
+        return bad(r, "rfm", "must be a table");
+    static const char *const known[] = {"r", "f", "m", NULL};
+    if (check_keys(r, "rfm", known) != 0)
+        return -1;
+    FIELD("r", read_thresholds(r, "rfm.r", c->rfm_r));
+    FIELD("f", read_thresholds(r, "rfm.f", c->rfm_f));
+    FIELD("m", read_thresholds(r, "rfm.m", c->rfm_m));
+    return 0;
+}
+
+static int read_orders(struct reader *r, struct config *c)
+{
+    lua_State *L = r->L;
+    if (!lua_istable(L, -1))
+        return bad(r, "orders", "must be a table");
+    static const char *const known[] = {"paid", "refunded", "amount", NULL};
+    if (check_keys(r, "orders", known) != 0)
+        return -1;
+    FIELD("paid", read_strings(r, "orders.paid", &c->paid_types));
+    FIELD("refunded", read_strings(r, "orders.refunded", &c->refund_types));
+    FIELD("amount", read_string(r, "orders.amount", &c->amount_field));
+    return 0;
+}
+
+static int read_limits(struct reader *r, struct config *c)
+{
+    lua_State *L = r->L;
+    if (!lua_istable(L, -1))
+        return bad(r, "limits", "must be a table");
+    static const char *const known[] = {"memory", "instructions", NULL};
+    if (check_keys(r, "limits", known) != 0)
+        return -1;
+    double v;
+    if (lua_getfield(L, -1, "memory") != LUA_TNIL) {
+        if (read_number(r, "limits.memory", 1 << 20, &v) != 0)
+            return lua_pop(L, 1), -1;
+        c->memory_limit = (size_t)v;
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, -1, "instructions") != LUA_TNIL) {
+        if (read_number(r, "limits.instructions", 10000, &v) != 0)
+            return lua_pop(L, 1), -1;
+        c->instruction_limit = (long)v;
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
+static int read_sync(struct reader *r, struct config *c)
+{
+    const char *s = lua_tostring(r->L, -1);
+    if (s && strcmp(s, "full") == 0)
+        c->synchronous_normal = 0;
+    else if (s && strcmp(s, "normal") == 0)
+        c->synchronous_normal = 1;
+    else
+        return bad(r, "synchronous", "must be \"full\" or \"normal\"");
+    return 0;
+}
+
+static int read_unknown(struct reader *r, struct config *c)
+{
+    const char *s = lua_tostring(r->L, -1);
+    if (s && strcmp(s, "create") == 0)
+        c->reject_unknown = 0;
+    else if (s && strcmp(s, "reject") == 0)
+        c->reject_unknown = 1;
+    else
+        return bad(r, "unknown_customers", "must be \"create\" or \"reject\"");
+    return 0;
+}
+
+static int read_timezone(struct reader *r, struct config *c)
+{
+    if (read_string(r, "timezone", &c->timezone) != 0)
+        return -1;
+    if (!clock_tz_valid(c->timezone))
+        return bad(r, "timezone", "is not a zone in the tz database");
+    return 0;
+}
+
+static int read_channels(struct reader *r)
+{
+    if (!lua_istable(r->L, -1))
+        return bad(r, "channels", "must be a table of channel definitions");
+    lua_pushvalue(r->L, -1);
+    lua_rawsetp(r->L, LUA_REGISTRYINDEX, &CHANNELS_KEY);
+    return 0;
+}
+
+static int read_batch(struct reader *r, struct config *c)
+{
+    if (read_int(r, "delivery_batch", &c->delivery_batch) != 0)
+        return -1;
+    if (c->delivery_batch < 1)
+        return bad(r, "delivery_batch", "must be at least 1");
+    return 0;
+}
+
+static int read_all(struct reader *r, struct config *c)
+{
+    lua_State *L = r->L;
+    FIELD("db", read_string(r, "db", &c->db));
+    FIELD("timezone", read_timezone(r, c));
+    FIELD("listen", read_string(r, "listen", &c->listen));
+    FIELD("synchronous", read_sync(r, c));
+    FIELD("unknown_customers", read_unknown(r, c));
+    FIELD("quiet_hours", read_quiet(r, c));
+    FIELD("caps", read_caps(r, c));
+    FIELD("lifecycle", read_lifecycle(r, c));
+    FIELD("rfm", read_rfm(r, c));
+    FIELD("orders", read_orders(r, c));
+    FIELD("http_allow", read_strings(r, "http_allow", &c->http_allow));
+    FIELD("limits", read_limits(r, c));
+    FIELD("channels", read_channels(r));
+    FIELD("delivery_batch", read_batch(r, c));
+    return 0;
+}
+
+int config_read(struct config *c, lua_State *L, int idx, const char *source, char *err, size_t errlen)
+{
+    struct reader r = {L, source, err, errlen};
+    lua_pushvalue(L, idx);
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        snprintf(err, errlen, "%s: must return a table of settings", source);
+        return -1;
+    }
+    static const char *const known[] = {
+        "db", "timezone", "listen", "synchronous", "unknown_customers", "quiet_hours", "caps",
+        "lifecycle", "rfm", "orders", "http_allow", "limits", "channels", "delivery_batch", NULL};
+    int rc = -1;
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        lua_pop(L, 1);
+        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        int ok = 0;
+        for (const char *const *p = known; k && *p; p++)
+            ok |= strcmp(*p, k) == 0;
+        if (!ok) {
+            snprintf(err, errlen, "%s: unknown setting '%s'", source, k ? k : luaL_typename(L, -1));
+            lua_pop(L, 2);
+            return -1;
+        }
+    }
+    rc = read_all(&r, c);
+    lua_pop(L, 1);
+    return rc;
+}
+
+void config_push_channels(lua_State *L)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &CHANNELS_KEY) == LUA_TNIL) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+    }
+}

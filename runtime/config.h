@@ -1,0 +1,57 @@
+/* config — tend.lua: the settings of one installation.
+ *
+ * tend.lua sits in the script directory and returns a table (it runs in the
+ * sandbox, so days(), hours() work). Every key is checked: a misspelt one is
+ * an error naming it, never silently ignored. Channels keep their Lua table
+ * (they may hold functions: an http body builder, a task assignment rule);
+ * the channel module reads it from the registry (config_push_channels).
+ *
+ * Ownership: config_init() fills a struct whose strings belong to it;
+ * config_free() releases them. */
+#ifndef TEND_CONFIG_H
+#define TEND_CONFIG_H
+
+#include <stddef.h>
+
+#include <lua.h>
+
+#include "clock.h"
+
+struct config {
+    char *db;                   /* database path ("tend.db", relative to the dir) */
+    char *timezone;             /* default customer zone ("UTC") */
+    char *listen;               /* "127.0.0.1:8725" */
+    int synchronous_normal;     /* synchronous=NORMAL instead of FULL */
+    int reject_unknown;         /* events for unknown customers are rejected */
+
+    int quiet_enabled;          /* quiet hours on (default 21:30–08:30) */
+    int quiet_from, quiet_to;   /* minutes of the local day */
+    int cap_day, cap_week;      /* marketing sends per customer (1, 3); 0 = no cap */
+
+    tend_time silent_after, churned_after, dead_after;  /* lifecycle, by recency */
+    int active_orders;          /* orders that make a recent customer 'active' */
+    double rfm_r[4], rfm_f[4], rfm_m[4];   /* score thresholds (see customer.h) */
+
+    char **paid_types;          /* event types that are paid orders (NULL-terminated) */
+    char **refund_types;        /* ... refunds */
+    char *amount_field;         /* the order's amount in the event ("total") */
+
+    char **http_allow;          /* hosts http_get may reach (NULL-terminated) */
+    size_t memory_limit;        /* Lua state cap, bytes */
+    long instruction_limit;     /* per entry into Lua */
+    int delivery_batch;         /* outbox rows claimed per dispatch pass */
+};
+
+/* Defaults for a fresh machine. */
+void config_init(struct config *c);
+void config_free(struct config *c);
+
+/* Reads the table at idx into c. On error returns -1 with a message naming
+ * the key ("tend.lua: unknown setting 'quiet_hour'"). The `channels` table
+ * is stored in the registry for config_push_channels. */
+int config_read(struct config *c, lua_State *L, int idx, const char *source, char *err, size_t errlen);
+
+/* Pushes the channels table from the last config_read (an empty table if none). */
+void config_push_channels(lua_State *L);
+
+#endif

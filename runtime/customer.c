@@ -1,0 +1,637 @@
+/* customer — rows, maintained fields and derived scores (see customer.h). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "customer.h"
+#include "json.h"
+#include "util.h"
+
+enum ftype { F_ID, F_TEXT, F_TZ, F_DATE, F_TIME, F_INT, F_REAL, F_BOOL, F_DERIVED };
+
+struct field {
+    const char *name;
+    enum ftype type;
+};
+
+/* In column order of the SELECTs below (customer_json relies on it). */
+static const struct field fields[] = {
+    {"id", F_ID},           {"name", F_TEXT},         {"phone", F_TEXT},
+    {"email", F_TEXT},      {"city", F_TEXT},         {"region", F_TEXT},
+    {"timezone", F_TZ},     {"birthday", F_DATE},     {"first_seen_at", F_TIME},
+    {"first_order_at", F_TIME}, {"last_order_at", F_TIME}, {"orders_count", F_INT},
+    {"total_spent", F_REAL}, {"last_active_at", F_TIME}, {"blocked", F_BOOL},
+    {"lifecycle", F_DERIVED}, {"r", F_DERIVED},      {"f", F_DERIVED},
+    {"m", F_DERIVED},
+};
+#define NFIELDS ((int)(sizeof fields / sizeof fields[0]))
+enum { I_ID, I_NAME, I_PHONE, I_EMAIL, I_CITY, I_REGION, I_TZ, I_BIRTHDAY, I_FIRST_SEEN,
+       I_FIRST_ORDER, I_LAST_ORDER, I_ORDERS, I_SPENT, I_LAST_ACTIVE, I_BLOCKED, I_LIFECYCLE,
+       I_R, I_F, I_M };
+
+#define SELECT_COLUMNS                                                                        \
+    "id, name, phone, email, city, region, timezone, birthday, first_seen_at, first_order_at," \
+    " last_order_at, orders_count, total_spent, last_active_at, blocked, lifecycle, r, f, m, attrs"
+#define COL_ATTRS NFIELDS
+
+/* --- derived fields ---------------------------------------------------- */
+
+const char *customer_lifecycle(const struct config *c, int64_t orders, tend_time last_order,
+                               tend_time first_seen, tend_time now)
+{
+    tend_time ref = orders > 0 && last_order ? last_order : first_seen;
+    tend_time age = ref ? now - ref : 0;
+    if (age >= c->dead_after)
+        return "dead";
+    if (age >= c->churned_after)
+        return "churned";
+    if (age >= c->silent_after)
+        return "silent";
+    if (orders >= c->active_orders)
+        return "active";
+    if (orders >= 2)
+        return "repeat";
+    return "new";
+}
+
+static int score_at_most(double v, const double t[4])
+{
+    for (int i = 0; i < 4; i++)
+        if (v <= t[i])
+            return 5 - i;
+    return 1;
+}
+
+static int score_at_least(double v, const double t[4])
+{
+    for (int i = 0; i < 4; i++)
+        if (v >= t[i])
+            return 5 - i;
+    return 1;
+}
+
+void customer_rfm(const struct config *c, int64_t orders, double spent, tend_time last_order,
+                  tend_time now, int *r, int *f, int *m)
+{
+    *r = orders > 0 && last_order ? score_at_most((double)(now - last_order) / TEND_DAY, c->rfm_r) : 1;
+    *f = score_at_least((double)orders, c->rfm_f);
+    *m = score_at_least(spent, c->rfm_m);
+}
+
+/* --- values from JSON --------------------------------------------------- */
+
+struct value {
+    int present, null;
+    int64_t i;
+    double d;
+    const char *s;
+};
+
+static int field_index(const char *name)
+{
+    for (int i = 0; i < NFIELDS; i++)
+        if (strcmp(fields[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+static int bad(char *err, size_t errlen, const char *field, const char *what)
+{
+    snprintf(err, errlen, "field '%s': %s", field, what);
+    return -1;
+}
+
+static int parse_number_text(const char *s, double *out)
+{
+    char *end;
+    *out = strtod(s, &end);
+    return *s && !*end && isfinite(*out) ? 0 : -1;
+}
+
+/* Converts one JSON value into v for field f (text values allowed when
+ * `text`, as a CSV cell is always text). */
+static int read_value(const struct field *f, const cJSON *j, int text, struct value *v,
+                      char *err, size_t errlen)
+{
+    v->present = 1;
+    if (cJSON_IsNull(j) || (text && cJSON_IsString(j) && !*j->valuestring && f->type != F_TEXT)) {
+        if (f->type == F_ID || f->type == F_INT || f->type == F_REAL || f->type == F_BOOL)
+            return bad(err, errlen, f->name, "cannot be empty");
+        v->null = 1;
+        return 0;
+    }
+    char msg[200];
+    switch (f->type) {
+    case F_DERIVED:
+        return bad(err, errlen, f->name, "is computed by tend and cannot be set");
+    case F_ID:
+    case F_TEXT:
+        if (!cJSON_IsString(j))
+            return bad(err, errlen, f->name, "must be a string");
+        if (f->type == F_ID && (!*j->valuestring || strlen(j->valuestring) > CUSTOMER_ID_MAX))
+            return bad(err, errlen, f->name, "must be 1 to 128 characters");
+        v->s = j->valuestring;
+        return 0;
+    case F_TZ:
+        if (!cJSON_IsString(j))
+            return bad(err, errlen, f->name, "must be a time zone name");
+        if (!clock_tz_valid(j->valuestring)) {
+            snprintf(msg, sizeof msg, "'%s' is not a zone in the tz database", j->valuestring);
+            return bad(err, errlen, f->name, msg);
+        }
+        v->s = j->valuestring;
+        return 0;
+    case F_DATE: {
+        int y, m, d;
+        if (!cJSON_IsString(j) || clock_parse_date(j->valuestring, &y, &m, &d, msg, sizeof msg) != 0)
+            return bad(err, errlen, f->name, "must be a date YYYY-MM-DD");
+        v->s = j->valuestring;
+        return 0;
+    }
+    case F_TIME:
+        if (cJSON_IsNumber(j)) {
+            v->i = (int64_t)j->valuedouble;
+            return 0;
+        }
+        if (cJSON_IsString(j) && clock_parse_time(j->valuestring, &v->i, msg, sizeof msg) == 0)
+            return 0;
+        return bad(err, errlen, f->name, "must be epoch seconds or ISO-8601 with an offset");
+    case F_INT:
+    case F_REAL: {
+        double d;
+        if (cJSON_IsNumber(j))
+            d = j->valuedouble;
+        else if (text && cJSON_IsString(j) && parse_number_text(j->valuestring, &d) == 0)
+            ;
+        else
+            return bad(err, errlen, f->name, "must be a number");
+        if (d < 0)
+            return bad(err, errlen, f->name, "cannot be negative");
+        if (f->type == F_INT && d != floor(d))
+            return bad(err, errlen, f->name, "must be a whole number");
+        v->d = d;
+        v->i = (int64_t)d;
+        return 0;
+    }
+    case F_BOOL:
+        if (cJSON_IsBool(j)) {
+            v->i = cJSON_IsTrue(j);
+            return 0;
+        }
+        if (text && cJSON_IsString(j)) {
+            const char *s = j->valuestring;
+            if (!strcmp(s, "true") || !strcmp(s, "1") || !strcmp(s, "yes")) {
+                v->i = 1;
+                return 0;
+            }
+            if (!strcmp(s, "false") || !strcmp(s, "0") || !strcmp(s, "no")) {
+                v->i = 0;
+                return 0;
+            }
+        }
+        return bad(err, errlen, f->name, "must be true or false");
+    }
+    return -1;
+}
+
+static void bind_value(store_stmt *s, int idx, const struct field *f, const struct value *v)
+{
+    if (!v->present || v->null) {
+        store_bind_null(s, idx);
+        return;
+    }
+    switch (f->type) {
+    case F_REAL:
+        store_bind_double(s, idx, v->d);
+        break;
+    case F_TIME:
+    case F_INT:
+    case F_BOOL:
+        store_bind_int(s, idx, v->i);
+        break;
+    default:
+        store_bind_text(s, idx, v->s, -1);
+    }
+}
+
+/* --- writing ------------------------------------------------------------ */
+
+static int write_tags(engine *e, const char *id, const cJSON *tags)
+{
+    store_stmt *s = store_sql(e->st, "DELETE FROM customer_tags WHERE customer = ?");
+    store_bind_text(s, 1, id, -1);
+    if (store_run(s) != 0)
+        return -1;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tags) {
+        if (customer_tag(e, id, t->valuestring, 1) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int insert_row(engine *e, struct value *v, const char *attrs, const char *lifecycle,
+                      int r, int f, int m)
+{
+    store_stmt *s = store_sql(e->st,
+        "INSERT INTO customers (id, name, phone, email, city, region, timezone, birthday,"
+        " first_seen_at, first_order_at, last_order_at, orders_count, total_spent,"
+        " last_active_at, blocked, lifecycle, r, f, m, attrs, updated_at)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING");
+    if (!s)
+        return -1;
+    for (int i = 0; i < I_LIFECYCLE; i++)
+        bind_value(s, i + 1, &fields[i], &v[i]);
+    if (!v[I_ORDERS].present)
+        store_bind_int(s, I_ORDERS + 1, 0);
+    if (!v[I_SPENT].present)
+        store_bind_double(s, I_SPENT + 1, 0);
+    if (!v[I_BLOCKED].present)
+        store_bind_int(s, I_BLOCKED + 1, 0);
+    store_bind_text(s, I_LIFECYCLE + 1, lifecycle, -1);
+    store_bind_int(s, I_R + 1, r);
+    store_bind_int(s, I_F + 1, f);
+    store_bind_int(s, I_M + 1, m);
+    store_bind_text(s, I_M + 2, attrs, -1);
+    store_bind_int(s, I_M + 3, engine_now(e));
+    if (store_run(s) != 0)
+        return -1;
+    return store_changes(e->st);
+}
+
+/* The UPDATE for an existing row: each column keeps its value unless its
+ * flag parameter says the caller gave one. One fixed statement (prepared
+ * once) serves every combination of present fields. */
+static const char *update_sql(void)
+{
+    static char sql[2048];
+    if (sql[0])
+        return sql;
+    strbuf b;
+    strbuf_init(&b);
+    strbuf_puts(&b, "UPDATE customers SET ");
+    for (int i = 1; i < I_LIFECYCLE; i++)
+        strbuf_printf(&b, "%s = CASE WHEN ? THEN ? ELSE %s END, ", fields[i].name, fields[i].name);
+    strbuf_puts(&b, "attrs = CASE WHEN ? IS NULL THEN attrs"
+                    " ELSE json_patch(COALESCE(attrs, '{}'), ?) END, updated_at = ? WHERE id = ?");
+    snprintf(sql, sizeof sql, "%s", b.s);
+    strbuf_free(&b);
+    return sql;
+}
+
+static int update_row(engine *e, struct value *v, const char *attrs_patch)
+{
+    store_stmt *s = store_sql(e->st, update_sql());
+    if (!s)
+        return -1;
+    int p = 1;
+    for (int i = 1; i < I_LIFECYCLE; i++) {
+        store_bind_int(s, p++, v[i].present);
+        bind_value(s, p++, &fields[i], &v[i]);
+    }
+    store_bind_text(s, p++, attrs_patch, -1);
+    store_bind_text(s, p++, attrs_patch, -1);
+    store_bind_int(s, p++, engine_now(e));
+    store_bind_text(s, p, v[I_ID].s, -1);
+    return store_run(s);
+}
+
+/* Recomputes lifecycle and RFM of one customer from its stored fields:
+ * 1 if they changed, 0 if not, -1 on error. */
+static int refresh_derived(engine *e, const char *id)
+{
+    store_stmt *s = store_sql(e->st, "SELECT orders_count, total_spent, last_order_at, first_seen_at,"
+                                     " lifecycle, r, f, m FROM customers WHERE id = ?");
+    store_bind_text(s, 1, id, -1);
+    if (store_step(s) != STORE_ROW)
+        return -1;
+    int64_t orders = store_col_int(s, 0);
+    double spent = store_col_double(s, 1);
+    tend_time last = store_col_int(s, 2), first = store_col_int(s, 3);
+    const char *old = store_col_text(s, 4);
+    int or_ = (int)store_col_int(s, 5), of = (int)store_col_int(s, 6), om = (int)store_col_int(s, 7);
+    tend_time now = engine_now(e);
+    const char *lc = customer_lifecycle(&e->cfg, orders, last, first, now);
+    int r, f, m;
+    customer_rfm(&e->cfg, orders, spent, last, now, &r, &f, &m);
+    int same = old && strcmp(old, lc) == 0 && r == or_ && f == of && m == om;
+    store_reset(s);
+    if (same)
+        return 0;
+    s = store_sql(e->st, "UPDATE customers SET lifecycle = ?, r = ?, f = ?, m = ? WHERE id = ?");
+    store_bind_text(s, 1, lc, -1);
+    store_bind_int(s, 2, r);
+    store_bind_int(s, 3, f);
+    store_bind_int(s, 4, m);
+    store_bind_text(s, 5, id, -1);
+    return store_run(s) == 0 ? 1 : -1;
+}
+
+static int check_tags(const cJSON *tags, char *err, size_t errlen)
+{
+    if (!cJSON_IsArray(tags))
+        return bad(err, errlen, "tags", "must be a list of strings");
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tags) {
+        if (!cJSON_IsString(t) || !*t->valuestring)
+            return bad(err, errlen, "tags", "must be a list of non-empty strings");
+    }
+    return 0;
+}
+
+int customer_upsert(engine *e, const cJSON *obj, int flags, int *created, char *err, size_t errlen)
+{
+    struct value v[NFIELDS];
+    memset(v, 0, sizeof v);
+    const cJSON *attrs = NULL, *tags = NULL;
+    *created = 0;
+    if (!cJSON_IsObject(obj)) {
+        snprintf(err, errlen, "a customer must be a JSON object");
+        return -1;
+    }
+    const cJSON *j;
+    cJSON_ArrayForEach(j, obj) {
+        if (strcmp(j->string, "attrs") == 0) {
+            if (!cJSON_IsObject(j))
+                return bad(err, errlen, "attrs", "must be an object");
+            attrs = j;
+            continue;
+        }
+        if (strcmp(j->string, "tags") == 0) {
+            if (check_tags(j, err, errlen) != 0)
+                return -1;
+            tags = j;
+            continue;
+        }
+        int i = field_index(j->string);
+        if (i < 0) {
+            snprintf(err, errlen, "unknown field '%s' (custom attributes go under \"attrs\")", j->string);
+            return -1;
+        }
+        if (read_value(&fields[i], j, flags & CUSTOMER_TEXT_VALUES, &v[i], err, errlen) != 0)
+            return -1;
+    }
+    if (!v[I_ID].present) {
+        snprintf(err, errlen, "field 'id' is required");
+        return -1;
+    }
+    const char *id = v[I_ID].s;
+    tend_time now = engine_now(e);
+    if (!v[I_FIRST_SEEN].present) {
+        v[I_FIRST_SEEN].present = 1;   /* only used by the INSERT */
+        v[I_FIRST_SEEN].i = now;
+    }
+    char *attrs_text = attrs ? json_print(attrs) : NULL;
+    int64_t orders = v[I_ORDERS].present ? v[I_ORDERS].i : 0;
+    double spent = v[I_SPENT].present ? v[I_SPENT].d : 0;
+    tend_time last = v[I_LAST_ORDER].present && !v[I_LAST_ORDER].null ? v[I_LAST_ORDER].i : 0;
+    int r, f, m;
+    customer_rfm(&e->cfg, orders, spent, last, now, &r, &f, &m);
+    const char *lc = customer_lifecycle(&e->cfg, orders, last, v[I_FIRST_SEEN].i, now);
+    int rc = insert_row(e, v, attrs_text, lc, r, f, m);
+    if (rc == 1) {
+        *created = 1;
+    } else if (rc == 0) {
+        v[I_FIRST_SEEN].present = cJSON_GetObjectItemCaseSensitive(obj, "first_seen_at") != NULL;
+        rc = update_row(e, v, attrs_text);
+        int maintained = v[I_ORDERS].present || v[I_SPENT].present || v[I_LAST_ORDER].present ||
+                         v[I_FIRST_SEEN].present;
+        if (rc == 0 && maintained && refresh_derived(e, id) < 0)
+            rc = -1;
+    }
+    free(attrs_text);
+    if (rc >= 0 && tags)
+        rc = write_tags(e, id, tags);
+    if (rc < 0) {
+        snprintf(err, errlen, "store: %s", store_errmsg(e->st));
+        return -1;
+    }
+    return 0;
+}
+
+int customer_exists(engine *e, const char *id)
+{
+    store_stmt *s = store_sql(e->st, "SELECT 1 FROM customers WHERE id = ?");
+    store_bind_text(s, 1, id, -1);
+    int rc = store_step(s);
+    if (rc == STORE_ROW) {
+        store_reset(s);
+        return 1;
+    }
+    return rc == STORE_DONE ? 0 : -1;
+}
+
+int customer_ensure(engine *e, const char *id, tend_time at)
+{
+    store_stmt *s = store_sql(e->st,
+        "INSERT INTO customers (id, first_seen_at, last_active_at, lifecycle, r, f, m, updated_at)"
+        " VALUES (?, ?, ?, 'new', 1, 1, 1, ?) ON CONFLICT(id) DO NOTHING");
+    store_bind_text(s, 1, id, -1);
+    store_bind_int(s, 2, at);
+    store_bind_int(s, 3, at);
+    store_bind_int(s, 4, engine_now(e));
+    if (store_run(s) != 0)
+        return -1;
+    return store_changes(e->st) > 0;
+}
+
+static int type_in(const char *type, char **list)
+{
+    for (char **p = list; p && *p; p++)
+        if (strcmp(*p, type) == 0)
+            return 1;
+    return 0;
+}
+
+int customer_apply_event(engine *e, const char *id, const char *type, tend_time at,
+                         const cJSON *event)
+{
+    int paid = type_in(type, e->cfg.paid_types), refund = !paid && type_in(type, e->cfg.refund_types);
+    double amount = 0;
+    if (paid || refund) {
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(event, e->cfg.amount_field);
+        if (cJSON_IsNumber(a) && isfinite(a->valuedouble) && a->valuedouble > 0)
+            amount = a->valuedouble;
+    }
+    /* min/max by the event's own time: a backfilled old order must not
+     * become the "last" order. */
+    store_stmt *s = store_sql(e->st,
+        "UPDATE customers SET"
+        " first_seen_at = MIN(COALESCE(first_seen_at, ?1), ?1),"
+        " last_active_at = MAX(COALESCE(last_active_at, ?1), ?1),"
+        " orders_count = orders_count + ?2,"
+        " total_spent = MAX(0, total_spent + ?3),"
+        " first_order_at = CASE WHEN ?2 THEN MIN(COALESCE(first_order_at, ?1), ?1) ELSE first_order_at END,"
+        " last_order_at = CASE WHEN ?2 THEN MAX(COALESCE(last_order_at, ?1), ?1) ELSE last_order_at END,"
+        " updated_at = ?4 WHERE id = ?5");
+    store_bind_int(s, 1, at);
+    store_bind_int(s, 2, paid);
+    store_bind_double(s, 3, paid ? amount : -amount);
+    store_bind_int(s, 4, engine_now(e));
+    store_bind_text(s, 5, id, -1);
+    if (store_run(s) != 0)
+        return -1;
+    return refresh_derived(e, id) < 0 ? -1 : 0;
+}
+
+/* --- reading ------------------------------------------------------------ */
+
+static cJSON *row_json(store_stmt *s)
+{
+    cJSON *o = cJSON_CreateObject();
+    for (int i = 0; i < NFIELDS; i++) {
+        int t = store_col_type(s, i);
+        if (t == STORE_NULL)
+            continue;
+        const struct field *f = &fields[i];
+        if (f->type == F_BOOL)
+            cJSON_AddBoolToObject(o, f->name, store_col_int(s, i) != 0);
+        else if (t == STORE_INT)
+            cJSON_AddNumberToObject(o, f->name, (double)store_col_int(s, i));
+        else if (t == STORE_FLOAT)
+            cJSON_AddNumberToObject(o, f->name, store_col_double(s, i));
+        else
+            cJSON_AddStringToObject(o, f->name, store_col_text(s, i));
+    }
+    const char *attrs = store_col_text(s, COL_ATTRS);
+    cJSON *a = attrs ? cJSON_Parse(attrs) : NULL;
+    cJSON_AddItemToObject(o, "attrs", a ? a : cJSON_CreateObject());
+    return o;
+}
+
+static cJSON *tags_json(engine *e, const char *id)
+{
+    cJSON *arr = cJSON_CreateArray();
+    store_stmt *s = store_sql(e->st, "SELECT tag FROM customer_tags WHERE customer = ? ORDER BY tag");
+    store_bind_text(s, 1, id, -1);
+    while (store_step(s) == STORE_ROW)
+        cJSON_AddItemToArray(arr, cJSON_CreateString(store_col_text(s, 0)));
+    return arr;
+}
+
+cJSON *customer_json(engine *e, const char *id)
+{
+    store_stmt *s = store_sql(e->st, "SELECT " SELECT_COLUMNS " FROM customers WHERE id = ?");
+    store_bind_text(s, 1, id, -1);
+    if (store_step(s) != STORE_ROW)
+        return NULL;
+    cJSON *o = row_json(s);
+    store_reset(s);
+    cJSON_AddItemToObject(o, "tags", tags_json(e, id));
+    return o;
+}
+
+int customer_push(engine *e, lua_State *L, const char *id)
+{
+    cJSON *o = customer_json(e, id);
+    if (!o) {
+        lua_pushnil(L);
+        return 0;
+    }
+    cJSON *tags = cJSON_DetachItemFromObjectCaseSensitive(o, "tags");
+    json_push(L, o);
+    lua_newtable(L);
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tags) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, t->valuestring);
+    }
+    lua_setfield(L, -2, "tags");
+    cJSON_Delete(tags);
+    cJSON_Delete(o);
+    return 1;
+}
+
+char *customer_timezone(engine *e, const char *id)
+{
+    store_stmt *s = store_sql(e->st, "SELECT timezone FROM customers WHERE id = ?");
+    store_bind_text(s, 1, id, -1);
+    char *tz = NULL;
+    if (store_step(s) == STORE_ROW) {
+        const char *t = store_col_text(s, 0);
+        if (t && clock_tz_valid(t))
+            tz = xstrdup(t);
+        store_reset(s);
+    }
+    return tz ? tz : xstrdup(e->cfg.timezone);
+}
+
+/* --- changes from journeys --------------------------------------------- */
+
+int customer_set(engine *e, const char *id, const cJSON *changes, char *err, size_t errlen)
+{
+    /* c:set{city = "X", ["attrs.vip_level"] = 2}: build an upsert object. */
+    cJSON *obj = cJSON_CreateObject(), *attrs = NULL;
+    cJSON_AddStringToObject(obj, "id", id);
+    const cJSON *j;
+    cJSON_ArrayForEach(j, changes) {
+        if (strncmp(j->string, "attrs.", 6) == 0 && j->string[6]) {
+            if (!attrs)
+                attrs = cJSON_AddObjectToObject(obj, "attrs");
+            cJSON_AddItemToObject(attrs, j->string + 6, cJSON_Duplicate(j, 1));
+        } else if (strcmp(j->string, "id") == 0) {
+            cJSON_Delete(obj);
+            return bad(err, errlen, "id", "cannot be changed");
+        } else {
+            cJSON_AddItemToObject(obj, j->string, cJSON_Duplicate(j, 1));
+        }
+    }
+    int created;
+    int rc = customer_upsert(e, obj, 0, &created, err, errlen);
+    cJSON_Delete(obj);
+    return rc;
+}
+
+int customer_tag(engine *e, const char *id, const char *tag, int on)
+{
+    store_stmt *s = store_sql(e->st, on ? "INSERT INTO customer_tags (customer, tag) VALUES (?, ?)"
+                                          " ON CONFLICT DO NOTHING"
+                                        : "DELETE FROM customer_tags WHERE customer = ? AND tag = ?");
+    store_bind_text(s, 1, id, -1);
+    store_bind_text(s, 2, tag, -1);
+    return store_run(s);
+}
+
+int customer_block(engine *e, const char *id, int blocked)
+{
+    store_stmt *s = store_sql(e->st, "UPDATE customers SET blocked = ? WHERE id = ?");
+    store_bind_int(s, 1, blocked);
+    store_bind_text(s, 2, id, -1);
+    return store_run(s);
+}
+
+/* --- the sweep ---------------------------------------------------------- */
+
+int customer_sweep(engine *e, tend_time since, tend_time now)
+{
+    const struct config *c = &e->cfg;
+    tend_time thresholds[7] = {c->silent_after, c->churned_after, c->dead_after};
+    for (int i = 0; i < 4; i++)
+        thresholds[3 + i] = (tend_time)(c->rfm_r[i] * TEND_DAY) + 1;
+    /* Collect first, write after: the ids come from an index scan on
+     * last_order_at, which the writes do not touch, but a statement that
+     * reads while others write is a trap best not set. */
+    struct pathlist { char **v; size_t n, cap; } ids = {0};
+    for (int t = 0; t < 7; t++) {
+        store_stmt *s = store_sql(e->st, "SELECT id FROM customers WHERE last_order_at > ?"
+                                         " AND last_order_at <= ?");
+        store_bind_int(s, 1, since - thresholds[t]);
+        store_bind_int(s, 2, now - thresholds[t]);
+        while (store_step(s) == STORE_ROW) {
+            if (ids.n == ids.cap)
+                ids.v = xrealloc(ids.v, (ids.cap = ids.cap ? ids.cap * 2 : 64) * sizeof *ids.v);
+            ids.v[ids.n++] = xstrdup(store_col_text(s, 0));
+        }
+    }
+    int changed = 0, rc = 0;
+    for (size_t i = 0; i < ids.n; i++) {
+        int r = rc == 0 ? refresh_derived(e, ids.v[i]) : 0;
+        if (r < 0)
+            rc = -1;
+        changed += r > 0;
+        free(ids.v[i]);
+    }
+    free(ids.v);
+    return rc < 0 ? -1 : changed;
+}

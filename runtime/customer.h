@@ -1,0 +1,89 @@
+/* customer — customer rows: the known fields, attrs, tags, and the fields
+ * tend maintains from events.
+ *
+ * Known fields: id name phone email city region timezone birthday blocked,
+ * tags (a set of strings) and attrs (a JSON object for everything else).
+ * Maintained fields: first_seen_at first_order_at last_order_at orders_count
+ * total_spent last_active_at (an import may set these too, to bring history
+ * along), and the derived lifecycle and RFM scores r f m (never set from
+ * outside: they follow from the others and the clock).
+ *
+ * Lifecycle, by the age of the last order (or of first_seen_at for a
+ * customer with none): at least `dead` → dead, `churned` → churned,
+ * `silent` → silent; otherwise active with `active_orders` or more orders,
+ * repeat with 2 or more, new below. RFM: r from the days since the last order
+ * (≤ rfm.r[1..4] → 5..2, else 1), f from orders_count (≥ rfm.f[1..4] → 5..2),
+ * m from total_spent (≥ rfm.m[1..4] → 5..2). Time moves these without any
+ * event, so customer_sweep() re-derives the customers who crossed a threshold
+ * since the last sweep (range scans on last_order_at: no full-table pass).
+ *
+ * All writes go through the engine's store in the caller's transaction.
+ * Returned cJSON trees and strings are the caller's. */
+#ifndef TEND_CUSTOMER_H
+#define TEND_CUSTOMER_H
+
+#include <cjson/cJSON.h>
+#include <lua.h>
+
+#include "engine.h"
+
+#define CUSTOMER_ID_MAX 128
+
+/* Flags for customer_upsert. */
+enum {
+    CUSTOMER_TEXT_VALUES = 1,   /* values may be text ("12", "true"): CSV */
+};
+
+/* Creates or updates the customer described by `obj` (which must have "id").
+ * Fields present overwrite; absent ones are left alone; attrs merge key by
+ * key (null deletes a key); tags replace the set. An unknown or computed
+ * field, a bad zone, date or number is an error naming the field; nothing is
+ * written then. *created tells which it was. */
+int customer_upsert(engine *e, const cJSON *obj, int flags, int *created, char *err, size_t errlen);
+
+/* 1 if the customer exists, 0 if not, -1 on error. */
+int customer_exists(engine *e, const char *id);
+
+/* Creates a bare customer first seen at `at` if there is none. 1 created,
+ * 0 existed, -1 error. */
+int customer_ensure(engine *e, const char *id, tend_time at);
+
+/* Applies an event to the maintained fields (orders, refunds, activity),
+ * by the event's own time, so a backfill lands where it belongs. */
+int customer_apply_event(engine *e, const char *id, const char *type, tend_time at,
+                         const cJSON *event);
+
+/* The customer as JSON: every field, tags as an array, attrs as an object;
+ * NULL when there is no such customer. */
+cJSON *customer_json(engine *e, const char *id);
+
+/* Pushes the customer as a Lua table (tags as a set {vip = true}), or nil;
+ * returns 1 if found. */
+int customer_push(engine *e, lua_State *L, const char *id);
+
+/* The customer's zone: its own, else the configured default (malloc'd). */
+char *customer_timezone(engine *e, const char *id);
+
+/* c:set{...} — known fields and attrs.<key>; same checks as upsert. */
+int customer_set(engine *e, const char *id, const cJSON *fields, char *err, size_t errlen);
+int customer_tag(engine *e, const char *id, const char *tag, int on);
+/* Marks a customer blocked (gets nothing at all) or not. */
+int customer_block(engine *e, const char *id, int blocked);
+
+const char *customer_lifecycle(const struct config *c, int64_t orders, tend_time last_order,
+                               tend_time first_seen, tend_time now);
+void customer_rfm(const struct config *c, int64_t orders, double spent, tend_time last_order,
+                  tend_time now, int *r, int *f, int *m);
+
+/* Re-derives lifecycle and r for customers whose last order crossed a
+ * threshold in (since, now]. Returns how many rows changed, -1 on error. */
+int customer_sweep(engine *e, tend_time since, tend_time now);
+
+/* Registers the customer handle metatable and `customers()`. */
+void customer_lua_register(engine *e);
+/* Pushes a handle for customer `id` (rows are read lazily). */
+void customer_push_handle(engine *e, lua_State *L, const char *id);
+/* The id of the handle at idx, or NULL if it is not one. */
+const char *customer_handle_id(lua_State *L, int idx);
+
+#endif

@@ -1,0 +1,414 @@
+/* customer_lua — the customer handle `c` and customers(segment).
+ *
+ * A handle is a small userdata holding the customer id; its fields are read
+ * from the store on first use and kept in its user value. Inside a journey's
+ * run every read is a recorded step (the first read of each field between
+ * two waits), so a replay sees what the first run saw even if the row has
+ * changed since; c:tag, c:untag and c:set are steps too. Outside a run
+ * (schedules, when(), audience()) they act on the store directly. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "catalog.h"
+#include "customer.h"
+#include "dates.h"
+#include "json.h"
+#include "segment.h"
+#include "step.h"
+#include "util.h"
+
+#define HANDLE_MT "tend.customer"
+#define CURSOR_MT "tend.customers"
+#define PAGE 256
+
+struct handle {
+    char id[CUSTOMER_ID_MAX + 1];
+};
+
+static engine *engine_of(lua_State *L)
+{
+    return lua_touserdata(L, lua_upvalueindex(1));
+}
+
+const char *customer_handle_id(lua_State *L, int idx)
+{
+    struct handle *h = luaL_testudata(L, idx, HANDLE_MT);
+    if (h)
+        return h->id;
+    /* A plain id works wherever a handle does: start("j", "c1"). */
+    return lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : NULL;
+}
+
+void customer_push_handle(engine *e, lua_State *L, const char *id)
+{
+    (void)e;
+    struct handle *h = lua_newuserdatauv(L, sizeof *h, 1);
+    snprintf(h->id, sizeof h->id, "%s", id);
+    luaL_setmetatable(L, HANDLE_MT);
+}
+
+/* Pushes field k of the handle at idx, from its cached row. */
+static void push_field(engine *e, lua_State *L, int idx, const char *k)
+{
+    struct handle *h = lua_touserdata(L, idx);
+    if (lua_getiuservalue(L, idx, 1) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        if (!customer_push(e, L, h->id)) {   /* no such customer: every field nil */
+            lua_pop(L, 1);
+            lua_newtable(L);
+        }
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, idx, 1);
+    }
+    lua_getfield(L, -1, k);
+    lua_remove(L, -2);
+}
+
+static void forget_row(lua_State *L, int idx)
+{
+    lua_pushnil(L);
+    lua_setiuservalue(L, idx, 1);
+}
+
+static int handle_index(lua_State *L)
+{
+    engine *e = engine_of(L);
+    struct handle *h = luaL_checkudata(L, 1, HANDLE_MT);
+    const char *k = luaL_checkstring(L, 2);
+    if (strcmp(k, "id") == 0) {
+        lua_pushstring(L, h->id);
+        return 1;
+    }
+    if (lua_getfield(L, lua_upvalueindex(2), k) != LUA_TNIL)   /* a method */
+        return 1;
+    lua_pop(L, 1);
+    struct run_ctx *ctx = step_ctx(e);
+    if (!ctx || ctx->no_steps) {
+        push_field(e, L, 1, k);
+        return 1;
+    }
+    /* A recorded read: once per field between two waits. */
+    char *key = xasprintf("%s.%s", h->id, k);
+    const cJSON *seen = ctx->reads ? cJSON_GetObjectItemCaseSensitive(ctx->reads, key) : NULL;
+    if (seen) {
+        json_push(L, seen);
+        free(key);
+        return 1;
+    }
+    uint32_t hash = step_hash(key);
+    if (step_take(L, ctx, "read", key, hash, NULL) != STEP_REPLAY) {
+        push_field(e, L, 1, k);
+        step_record(L, ctx, "read", key, hash, lua_gettop(L));
+    }
+    char err[64];
+    cJSON *v = json_from_lua(L, -1, err, sizeof err);
+    if (!ctx->reads)
+        ctx->reads = cJSON_CreateObject();
+    cJSON_AddItemToObject(ctx->reads, key, v ? v : cJSON_CreateNull());
+    free(key);
+    return 1;
+}
+
+static int handle_newindex(lua_State *L)
+{
+    return luaL_error(L, "customer fields are read-only here; use c:set{%s = ...}",
+                      lua_tostring(L, 2) ? lua_tostring(L, 2) : "field");
+}
+
+static int handle_tostring(lua_State *L)
+{
+    struct handle *h = luaL_checkudata(L, 1, HANDLE_MT);
+    lua_pushfstring(L, "customer %s", h->id);
+    return 1;
+}
+
+static int handle_eq(lua_State *L)
+{
+    struct handle *a = luaL_testudata(L, 1, HANDLE_MT), *b = luaL_testudata(L, 2, HANDLE_MT);
+    lua_pushboolean(L, a && b && strcmp(a->id, b->id) == 0);
+    return 1;
+}
+
+/* c:tag(t) / c:untag(t) / c:set{...}: a step inside a run, direct outside. */
+static int change(lua_State *L, const char *kind, const char *desc_arg, const char *hashed,
+                  int (*act)(engine *e, lua_State *L, const char *id, char *err, size_t n))
+{
+    engine *e = engine_of(L);
+    struct handle *h = luaL_checkudata(L, 1, HANDLE_MT);
+    struct run_ctx *ctx = step_ctx(e);
+    char err[300];
+    if (ctx) {
+        char *key = xasprintf("%s\x1f%s", h->id, hashed);
+        uint32_t hash = step_hash(key);
+        free(key);
+        char desc[160];
+        snprintf(desc, sizeof desc, "%s, %s", h->id, desc_arg);
+        if (step_take(L, ctx, kind, desc, hash, NULL) == STEP_REPLAY) {
+            lua_pop(L, 1);
+        } else {
+            if (act(e, L, h->id, err, sizeof err) != 0)
+                return luaL_error(L, "c:%s: %s", kind, err);
+            lua_pushboolean(L, 1);
+            step_record(L, ctx, kind, desc, hash, lua_gettop(L));
+            lua_pop(L, 1);
+        }
+        step_new_segment(ctx);   /* later reads must see the change */
+    } else if (act(e, L, h->id, err, sizeof err) != 0) {
+        return luaL_error(L, "c:%s: %s", kind, err);
+    }
+    forget_row(L, 1);
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int act_tag(engine *e, lua_State *L, const char *id, char *err, size_t n)
+{
+    if (customer_tag(e, id, lua_tostring(L, 2), 1) != 0) {
+        snprintf(err, n, "store: %s", store_errmsg(e->st));
+        return -1;
+    }
+    return 0;
+}
+
+static int act_untag(engine *e, lua_State *L, const char *id, char *err, size_t n)
+{
+    if (customer_tag(e, id, lua_tostring(L, 2), 0) != 0) {
+        snprintf(err, n, "store: %s", store_errmsg(e->st));
+        return -1;
+    }
+    return 0;
+}
+
+static int act_set(engine *e, lua_State *L, const char *id, char *err, size_t n)
+{
+    cJSON *changes = json_from_lua(L, 2, err, n);
+    if (!changes)
+        return -1;
+    int rc = customer_set(e, id, changes, err, n);
+    cJSON_Delete(changes);
+    if (rc == 0 && dates_customer_changed(e, id) != 0) {
+        snprintf(err, n, "store: %s", store_errmsg(e->st));
+        rc = -1;
+    }
+    return rc;
+}
+
+static int m_tag(lua_State *L)
+{
+    const char *t = luaL_checkstring(L, 2);
+    luaL_argcheck(L, *t, 2, "a tag must not be empty");
+    return change(L, "tag", t, t, act_tag);
+}
+
+static int m_untag(lua_State *L)
+{
+    const char *t = luaL_checkstring(L, 2);
+    return change(L, "untag", t, t, act_untag);
+}
+
+static int m_set(lua_State *L)
+{
+    luaL_checktype(L, 2, LUA_TTABLE);
+    char err[200];
+    char *text = json_encode(L, 2, err, sizeof err);
+    if (!text)
+        return luaL_argerror(L, 2, err);
+    int r = change(L, "set", text, text, act_set);
+    free(text);
+    return r;
+}
+
+/* --- customers(segment or filter) -------------------------------------- */
+
+struct cursor {
+    segment_query *q;
+    char after[CUSTOMER_ID_MAX + 1];
+    char **ids;
+    int n, next, done;
+    char *where_sql;    /* for the step hash inside a run */
+};
+
+static void cursor_clear_page(struct cursor *c)
+{
+    for (int i = 0; i < c->n; i++)
+        free(c->ids[i]);
+    c->n = c->next = 0;
+}
+
+static int cursor_gc(lua_State *L)
+{
+    struct cursor *c = luaL_checkudata(L, 1, CURSOR_MT);
+    cursor_clear_page(c);
+    free(c->ids);
+    c->ids = NULL;
+    segment_query_free(c->q);
+    c->q = NULL;
+    free(c->where_sql);
+    c->where_sql = NULL;
+    return 0;
+}
+
+static void collect(const char *id, void *ud)
+{
+    struct cursor *c = ud;
+    c->ids[c->n++] = xstrdup(id);
+}
+
+/* Fetches the next page. Inside a run the page is a step, so a replay walks
+ * the same customers even if the segment has changed since. */
+static void next_page(engine *e, lua_State *L, struct cursor *c)
+{
+    cursor_clear_page(c);
+    struct run_ctx *ctx = step_ctx(e);
+    uint32_t hash = 0;
+    if (ctx && !ctx->no_steps) {
+        char *key = xasprintf("%s\x1f%s", c->where_sql, c->after);
+        hash = step_hash(key);
+        free(key);
+        if (step_take(L, ctx, "customers", c->after, hash, NULL) == STEP_REPLAY) {
+            int n = lua_istable(L, -1) ? (int)lua_rawlen(L, -1) : 0;
+            for (int i = 1; i <= n; i++) {
+                lua_rawgeti(L, -1, i);
+                collect(lua_tostring(L, -1), c);
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+            c->done = n < PAGE;
+            return;
+        }
+    }
+    int got = segment_page(e->st, c->q, c->after, PAGE, collect, c);
+    if (got < 0)
+        luaL_error(L, "customers(): store: %s", store_errmsg(e->st));
+    c->done = got < PAGE;
+    if (ctx && !ctx->no_steps) {
+        lua_createtable(L, c->n, 0);
+        for (int i = 0; i < c->n; i++) {
+            lua_pushstring(L, c->ids[i]);
+            lua_rawseti(L, -2, i + 1);
+        }
+        step_record(L, ctx, "customers", c->after, hash, lua_gettop(L));
+        lua_pop(L, 1);
+    }
+}
+
+static int cursor_next(lua_State *L)
+{
+    engine *e = engine_of(L);
+    struct cursor *c = luaL_checkudata(L, lua_upvalueindex(2), CURSOR_MT);
+    if (!c->q)
+        return 0;
+    if (c->next >= c->n) {
+        if (c->done)
+            return 0;
+        next_page(e, L, c);
+        if (c->n == 0)
+            return 0;
+    }
+    const char *id = c->ids[c->next++];
+    snprintf(c->after, sizeof c->after, "%s", id);
+    customer_push_handle(e, L, id);
+    return 1;
+}
+
+/* Pushes the filter of a segment name or takes a filter table as is. */
+static void push_filter(engine *e, lua_State *L, int arg)
+{
+    if (lua_type(L, arg) == LUA_TSTRING) {
+        const char *name = lua_tostring(L, arg);
+        if (!catalog_push_segment(e, name))
+            luaL_error(L, "customers(): no segment named '%s'", name);
+        if (lua_getfield(L, -1, "where") == LUA_TFUNCTION) {
+            if (lua_pcall(L, 0, 1, 0) != LUA_OK)
+                lua_error(L);
+            if (!lua_istable(L, -1))
+                luaL_error(L, "segment '%s': where() must return a filter table", name);
+        }
+        lua_remove(L, -2);
+        return;
+    }
+    luaL_checktype(L, arg, LUA_TTABLE);
+    lua_pushvalue(L, arg);
+}
+
+/* customers(segment_or_filter) → an iterator over matching customers. */
+static int l_customers(lua_State *L)
+{
+    engine *e = engine_of(L);
+    push_filter(e, L, 1);
+    char err[300];
+    segment_query *q = segment_compile(L, -1, engine_now(e), err, sizeof err);
+    lua_pop(L, 1);
+    if (!q)
+        return luaL_error(L, "customers(): %s", err);
+    struct cursor *c = lua_newuserdatauv(L, sizeof *c, 0);
+    memset(c, 0, sizeof *c);
+    c->q = q;
+    c->ids = xmalloc(PAGE * sizeof *c->ids);
+    c->where_sql = xstrdup(segment_query_where(q));
+    luaL_setmetatable(L, CURSOR_MT);
+    lua_pushlightuserdata(L, e);
+    lua_insert(L, -2);
+    lua_pushcclosure(L, cursor_next, 2);
+    return 1;
+}
+
+/* segment_count(segment_or_filter) → how many customers match. */
+static int l_segment_count(lua_State *L)
+{
+    engine *e = engine_of(L);
+    push_filter(e, L, 1);
+    char err[300];
+    segment_query *q = segment_compile(L, -1, engine_now(e), err, sizeof err);
+    lua_pop(L, 1);
+    if (!q)
+        return luaL_error(L, "segment_count(): %s", err);
+    int64_t n = segment_count(e->st, q);
+    segment_query_free(q);
+    if (n < 0)
+        return luaL_error(L, "segment_count(): store: %s", store_errmsg(e->st));
+    lua_pushinteger(L, n);
+    return 1;
+}
+
+void customer_lua_register(engine *e)
+{
+    lua_State *L = sandbox_state(e->sb);
+    luaL_newmetatable(L, HANDLE_MT);
+    lua_newtable(L);   /* methods */
+    static const luaL_Reg methods[] = {{"tag", m_tag}, {"untag", m_untag}, {"set", m_set}, {NULL, NULL}};
+    for (const luaL_Reg *m = methods; m->name; m++) {
+        lua_pushlightuserdata(L, e);
+        lua_pushcclosure(L, m->func, 1);
+        lua_setfield(L, -2, m->name);
+    }
+    lua_pushlightuserdata(L, e);
+    lua_insert(L, -2);
+    lua_pushcclosure(L, handle_index, 2);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, handle_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushcfunction(L, handle_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushcfunction(L, handle_eq);
+    lua_setfield(L, -2, "__eq");
+    lua_pushliteral(L, "customer");
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 1);
+
+    luaL_newmetatable(L, CURSOR_MT);
+    lua_pushcfunction(L, cursor_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushliteral(L, "customers");
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 1);
+
+    lua_pushlightuserdata(L, e);
+    lua_pushcclosure(L, l_customers, 1);
+    sandbox_set_global(e->sb, "customers", 0);
+    lua_pushlightuserdata(L, e);
+    lua_pushcclosure(L, l_segment_count, 1);
+    sandbox_set_global(e->sb, "segment_count", 0);
+}

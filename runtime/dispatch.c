@@ -1,0 +1,992 @@
+/* dispatch — delivering outbox rows (see dispatch.h).
+ *
+ * The file is in four parts: building a request from a row (http body,
+ * smtp message), judging a result (sent / retry / dead), the pass over due
+ * rows, and the asynchronous engine (libcurl multi on libevent). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <event2/event.h>
+#include <lauxlib.h>
+
+#include "channel.h"
+#include "customer.h"
+#include "dispatch.h"
+#include "json.h"
+#include "outbox.h"
+#include "policy.h"
+#include "task.h"
+#include "util.h"
+
+#define LEASE (2 * TEND_MINUTE)     /* a claimed row is retried after this if nothing is heard */
+#define MAX_RESPONSE 2048           /* bytes of a provider's answer kept */
+
+/* --- a row and its request --------------------------------------------- */
+
+struct row {
+    int64_t id;
+    tend_time due_at;
+    char *customer, *channel, *category, *body, *key, *template_name;
+    int attempts;
+};
+
+static void row_free(struct row *r)
+{
+    free(r->customer);
+    free(r->channel);
+    free(r->category);
+    free(r->body);
+    free(r->key);
+    free(r->template_name);
+}
+
+/* Channel settings read for one delivery. */
+struct chan_conf {
+    enum channel_kind kind;
+    char *url, *method, *from, *user, *password, *to_field;
+    struct curl_slist *headers;
+    int has_body_fn;
+    int success[16], nsuccess;
+    long timeout_ms, connect_timeout_ms;
+    int max_attempts;
+    int concurrency;
+    double rate;
+};
+
+static void chan_conf_free(struct chan_conf *c)
+{
+    free(c->url);
+    free(c->method);
+    free(c->from);
+    free(c->user);
+    free(c->password);
+    free(c->to_field);
+    curl_slist_free_all(c->headers);
+}
+
+/* "Bearer ${SMS_KEY}" → the value with environment variables filled in;
+ * secrets stay out of scripts and out of the store. */
+static char *expand_env(const char *s, char *err, size_t errlen)
+{
+    strbuf b;
+    strbuf_init(&b);
+    while (*s) {
+        const char *open = strstr(s, "${");
+        if (!open) {
+            strbuf_puts(&b, s);
+            break;
+        }
+        strbuf_add(&b, s, (size_t)(open - s));
+        const char *close = strchr(open, '}');
+        if (!close) {
+            strbuf_puts(&b, open);
+            break;
+        }
+        char name[128];
+        snprintf(name, sizeof name, "%.*s", (int)(close - open - 2), open + 2);
+        const char *v = getenv(name);
+        if (!v) {
+            snprintf(err, errlen, "environment variable %s is not set", name);
+            strbuf_free(&b);
+            return NULL;
+        }
+        strbuf_puts(&b, v);
+        s = close + 1;
+    }
+    return strbuf_take(&b);
+}
+
+static char *opt_string(lua_State *L, int t, const char *k, const char *def, char *err, size_t errlen,
+                        int *failed)
+{
+    lua_getfield(L, t, k);
+    const char *v = lua_isstring(L, -1) ? lua_tostring(L, -1) : def;
+    char *out = v ? expand_env(v, err, errlen) : NULL;
+    if (v && !out)
+        *failed = 1;
+    lua_pop(L, 1);
+    return out;
+}
+
+static int opt_int(lua_State *L, int t, const char *k, int def)
+{
+    lua_getfield(L, t, k);
+    int v = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : def;
+    lua_pop(L, 1);
+    return v;
+}
+
+/* Reads the channel's settings; leaves the channel table on the stack. */
+static int read_conf(engine *e, const char *name, struct chan_conf *c, char *err, size_t errlen)
+{
+    lua_State *L = sandbox_state(e->sb);
+    memset(c, 0, sizeof *c);
+    struct channel_info info;
+    channel_push(e, name, &info);
+    c->kind = info.kind;
+    c->max_attempts = 10;
+    c->concurrency = 16;
+    c->timeout_ms = 10000;
+    c->connect_timeout_ms = 3000;
+    if (!lua_istable(L, -1))
+        return 0;
+    int t = lua_gettop(L), failed = 0;
+    c->url = opt_string(L, t, "url", NULL, err, errlen, &failed);
+    c->method = opt_string(L, t, "method", "POST", err, errlen, &failed);
+    c->from = opt_string(L, t, "from", NULL, err, errlen, &failed);
+    c->user = opt_string(L, t, "username", NULL, err, errlen, &failed);
+    c->password = opt_string(L, t, "password", NULL, err, errlen, &failed);
+    c->to_field = opt_string(L, t, "to", NULL, err, errlen, &failed);
+    c->max_attempts = opt_int(L, t, "max_attempts", 10);
+    c->concurrency = opt_int(L, t, "concurrency", 16);
+    c->timeout_ms = (long)(opt_int(L, t, "timeout", 10) * 1000);
+    c->connect_timeout_ms = (long)(opt_int(L, t, "connect_timeout", 3) * 1000);
+    lua_getfield(L, t, "rate");
+    c->rate = lua_tonumber(L, -1);
+    lua_getfield(L, t, "body");
+    c->has_body_fn = lua_isfunction(L, -1);
+    lua_pop(L, 2);
+    if (lua_getfield(L, t, "success") == LUA_TTABLE) {
+        for (int i = 1; i <= (int)lua_rawlen(L, -1) && c->nsuccess < 16; i++) {
+            lua_rawgeti(L, -1, i);
+            c->success[c->nsuccess++] = (int)lua_tointeger(L, -1);
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, t, "headers") == LUA_TTABLE) {
+        lua_pushnil(L);
+        while (!failed && lua_next(L, -2)) {
+            char *v = lua_isstring(L, -1) ? expand_env(lua_tostring(L, -1), err, errlen) : NULL;
+            if (!v) {
+                failed = 1;
+            } else {
+                char *h = xasprintf("%s: %s", lua_tostring(L, -2), v);
+                c->headers = curl_slist_append(c->headers, h);
+                free(h);
+                free(v);
+            }
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    if (failed)
+        return -1;
+    if ((c->kind == CHANNEL_HTTP || c->kind == CHANNEL_SMTP) && !c->url) {
+        snprintf(err, errlen, "channel '%s' has no url", name);
+        return -1;
+    }
+    return 0;
+}
+
+/* The message as channel code sees it. */
+static void push_message(engine *e, lua_State *L, const struct row *r, const cJSON *body)
+{
+    lua_createtable(L, 0, 8);
+    lua_pushinteger(L, r->id);
+    lua_setfield(L, -2, "id");
+    lua_pushstring(L, r->key);
+    lua_setfield(L, -2, "key");
+    lua_pushstring(L, r->channel);
+    lua_setfield(L, -2, "channel");
+    lua_pushstring(L, r->template_name ? r->template_name : "");
+    lua_setfield(L, -2, "template");
+    lua_pushstring(L, r->category);
+    lua_setfield(L, -2, "category");
+    json_push(L, cJSON_GetObjectItemCaseSensitive(body, "text"));
+    lua_setfield(L, -2, "text");
+    json_push(L, cJSON_GetObjectItemCaseSensitive(body, "subject"));
+    lua_setfield(L, -2, "subject");
+    if (!customer_push(e, L, r->customer)) {
+        lua_pop(L, 1);
+        lua_createtable(L, 0, 1);
+        lua_pushstring(L, r->customer);
+        lua_setfield(L, -2, "id");
+    }
+    lua_setfield(L, -2, "customer");
+}
+
+/* The JSON sent to an http channel: the channel's body(msg) if it has one,
+ * else {id, channel, customer, to, template, text, subject}. */
+static char *http_payload(engine *e, const struct row *r, const struct chan_conf *c, char *err, size_t errlen)
+{
+    lua_State *L = sandbox_state(e->sb);
+    cJSON *body = cJSON_Parse(r->body);
+    char *out = NULL;
+    if (c->has_body_fn) {
+        int t = lua_gettop(L);            /* the channel table */
+        lua_getfield(L, t, "body");
+        push_message(e, L, r, body);
+        if (sandbox_pcall(e->sb, L, 1, 1) != LUA_OK) {
+            snprintf(err, errlen, "channel '%s' body(): %s", r->channel, lua_tostring(L, -1));
+        } else if (lua_isstring(L, -1)) {
+            out = xstrdup(lua_tostring(L, -1));
+        } else {
+            out = json_encode(L, -1, err, errlen);
+        }
+        lua_settop(L, t);
+    } else {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "id", r->key);
+        cJSON_AddStringToObject(j, "channel", r->channel);
+        cJSON_AddStringToObject(j, "customer", r->customer);
+        cJSON *who = customer_json(e, r->customer);
+        const char *field = c->to_field ? c->to_field : "phone";
+        const cJSON *to = who ? cJSON_GetObjectItemCaseSensitive(who, field) : NULL;
+        cJSON_AddItemToObject(j, "to", to ? cJSON_Duplicate(to, 0) : cJSON_CreateNull());
+        cJSON_Delete(who);
+        if (r->template_name)
+            cJSON_AddStringToObject(j, "template", r->template_name);
+        const cJSON *v;
+        cJSON_ArrayForEach(v, body) cJSON_AddItemToObject(j, v->string, cJSON_Duplicate(v, 1));
+        out = json_print(j);
+        cJSON_Delete(j);
+    }
+    cJSON_Delete(body);
+    return out;
+}
+
+static void base64(strbuf *b, const unsigned char *p, size_t n)
+{
+    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)p[i] << 16 | (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0) |
+                     (i + 2 < n ? p[i + 2] : 0);
+        strbuf_putc(b, tbl[v >> 18 & 63]);
+        strbuf_putc(b, tbl[v >> 12 & 63]);
+        strbuf_putc(b, i + 1 < n ? tbl[v >> 6 & 63] : '=');
+        strbuf_putc(b, i + 2 < n ? tbl[v & 63] : '=');
+    }
+}
+
+/* An RFC 5322 message; a non-ASCII subject as an RFC 2047 encoded word. */
+static char *smtp_payload(const struct row *r, const struct chan_conf *c, const char *to, tend_time now)
+{
+    cJSON *body = cJSON_Parse(r->body);
+    const cJSON *subject = cJSON_GetObjectItemCaseSensitive(body, "subject");
+    const cJSON *text = cJSON_GetObjectItemCaseSensitive(body, "text");
+    strbuf b;
+    strbuf_init(&b);
+    char date[64];
+    time_t t = (time_t)now;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+    strbuf_printf(&b, "Date: %s\r\nTo: <%s>\r\nFrom: %s\r\nMessage-ID: <%s@tend>\r\n", date, to,
+                  c->from ? c->from : "tend@localhost", r->key);
+    const char *s = cJSON_IsString(subject) ? subject->valuestring : "";
+    int ascii = 1;
+    for (const char *p = s; *p; p++)
+        ascii &= (unsigned char)*p < 128;
+    if (ascii) {
+        strbuf_printf(&b, "Subject: %s\r\n", s);
+    } else {
+        strbuf_puts(&b, "Subject: =?UTF-8?B?");
+        base64(&b, (const unsigned char *)s, strlen(s));
+        strbuf_puts(&b, "?=\r\n");
+    }
+    strbuf_puts(&b, "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n"
+                    "Content-Transfer-Encoding: 8bit\r\n\r\n");
+    for (const char *p = cJSON_IsString(text) ? text->valuestring : ""; *p; p++) {
+        if (*p == '\n' && (p == text->valuestring || p[-1] != '\r'))
+            strbuf_putc(&b, '\r');
+        strbuf_putc(&b, *p);
+    }
+    strbuf_puts(&b, "\r\n");
+    cJSON_Delete(body);
+    return strbuf_take(&b);
+}
+
+/* --- one transfer ------------------------------------------------------ */
+
+struct transfer {
+    struct dispatcher *d;
+    struct transfer *prev, *next;   /* in flight: the dispatcher's list */
+    CURL *easy;
+    int64_t id;
+    int attempts, max_attempts;
+    int nsuccess, success[16];
+    enum channel_kind kind;
+    char *channel;
+    struct curl_slist *headers, *rcpt;
+    char *payload;
+    size_t payload_len, payload_off;
+    strbuf response;
+    long retry_after;           /* seconds, from a 429 */
+    CURLcode result;
+    long status;
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+static void transfer_free(struct transfer *t)
+{
+    if (t->easy)
+        curl_easy_cleanup(t->easy);
+    curl_slist_free_all(t->headers);
+    curl_slist_free_all(t->rcpt);
+    free(t->payload);
+    free(t->channel);
+    strbuf_free(&t->response);
+    free(t);
+}
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+    struct transfer *t = ud;
+    size_t len = size * n;
+    if (t->response.len < MAX_RESPONSE)
+        strbuf_add(&t->response, p, len < MAX_RESPONSE - t->response.len ? len : MAX_RESPONSE - t->response.len);
+    return len;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud)
+{
+    struct transfer *t = ud;
+    size_t len = size * n;
+    if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0) {
+        char v[64];
+        snprintf(v, sizeof v, "%.*s", (int)(len - 12), p + 12);
+        char *end;
+        long secs = strtol(v, &end, 10);
+        if (end != v && secs >= 0) {
+            t->retry_after = secs;
+        } else {
+            time_t when = curl_getdate(v, NULL);   /* an HTTP date */
+            if (when > 0)
+                t->retry_after = (long)(when - time(NULL));
+        }
+    }
+    return len;
+}
+
+static size_t on_read(char *buf, size_t size, size_t n, void *ud)
+{
+    struct transfer *t = ud;
+    size_t left = t->payload_len - t->payload_off, want = size * n;
+    size_t k = left < want ? left : want;
+    memcpy(buf, t->payload + t->payload_off, k);
+    t->payload_off += k;
+    return k;
+}
+
+/* Builds the transfer for a row, or NULL (err: why it cannot be sent). */
+static struct transfer *transfer_new(engine *e, const struct row *r, const struct chan_conf *c,
+                                     char *err, size_t errlen)
+{
+    struct transfer *t = xcalloc(1, sizeof *t);
+    strbuf_init(&t->response);
+    t->id = r->id;
+    t->attempts = r->attempts + 1;
+    t->max_attempts = c->max_attempts;
+    t->kind = c->kind;
+    t->channel = xstrdup(r->channel);
+    t->nsuccess = c->nsuccess;
+    memcpy(t->success, c->success, sizeof t->success);
+    CURL *h = t->easy = curl_easy_init();
+    curl_easy_setopt(h, CURLOPT_URL, c->url);
+    curl_easy_setopt(h, CURLOPT_PRIVATE, t);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, t->errbuf);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, t);
+    if (c->user)
+        curl_easy_setopt(h, CURLOPT_USERNAME, c->user);
+    if (c->password)
+        curl_easy_setopt(h, CURLOPT_PASSWORD, c->password);
+    if (c->kind == CHANNEL_HTTP) {
+        curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+        t->payload = http_payload(e, r, c, err, errlen);
+        if (!t->payload) {
+            transfer_free(t);
+            return NULL;
+        }
+        t->payload_len = strlen(t->payload);
+        for (struct curl_slist *s = c->headers; s; s = s->next)
+            t->headers = curl_slist_append(t->headers, s->data);
+        t->headers = curl_slist_append(t->headers, "Content-Type: application/json");
+        char *key = xasprintf("Idempotency-Key: %s", r->key);
+        t->headers = curl_slist_append(t->headers, key);
+        free(key);
+        t->headers = curl_slist_append(t->headers, "Expect:");
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, t->headers);
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, t->payload);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)t->payload_len);
+        curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(h, CURLOPT_HEADERDATA, t);
+    } else {
+        curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+        cJSON *who = customer_json(e, r->customer);
+        const cJSON *email = who ? cJSON_GetObjectItemCaseSensitive(who, "email") : NULL;
+        if (!cJSON_IsString(email) || !strchr(email->valuestring, '@')) {
+            snprintf(err, errlen, "customer %s has no email address", r->customer);
+            cJSON_Delete(who);
+            transfer_free(t);
+            return NULL;
+        }
+        t->payload = smtp_payload(r, c, email->valuestring, engine_now(e));
+        t->payload_len = strlen(t->payload);
+        char *rcpt = xasprintf("<%s>", email->valuestring);
+        t->rcpt = curl_slist_append(NULL, rcpt);
+        free(rcpt);
+        cJSON_Delete(who);
+        curl_easy_setopt(h, CURLOPT_MAIL_FROM, c->from ? c->from : "<tend@localhost>");
+        curl_easy_setopt(h, CURLOPT_MAIL_RCPT, t->rcpt);
+        curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(h, CURLOPT_READDATA, t);
+        curl_easy_setopt(h, CURLOPT_INFILESIZE, (long)t->payload_len);
+    }
+    return t;
+}
+
+/* --- judging a result -------------------------------------------------- */
+
+/* Exponential backoff with ±25% jitter: retries of many messages failing
+ * together spread out instead of returning in one wave. The jitter comes
+ * from the row id and attempt, so a run is repeatable. */
+static tend_time backoff(int64_t id, int attempts)
+{
+    double base = 2.0 * pow(2.0, attempts - 1 < 16 ? attempts - 1 : 16);
+    if (base > 3600)
+        base = 3600;
+    uint64_t h = util_hash64(&id, sizeof id) ^ (uint64_t)attempts * 0x9E3779B97F4A7C15ULL;
+    double jitter = 0.75 + 0.5 * (double)(h % 1000) / 1000.0;
+    tend_time s = (tend_time)(base * jitter);
+    return s < 1 ? 1 : s;
+}
+
+static int is_success(const struct transfer *t)
+{
+    if (t->kind == CHANNEL_SMTP)
+        return t->result == CURLE_OK;
+    if (t->nsuccess == 0)
+        return t->status >= 200 && t->status < 300;
+    for (int i = 0; i < t->nsuccess; i++)
+        if (t->success[i] == t->status)
+            return 1;
+    return 0;
+}
+
+/* Stores what became of a transfer. */
+static int record_result(engine *e, struct transfer *t)
+{
+    tend_time now = engine_now(e);
+    const char *resp = t->response.s;
+    if (t->result == CURLE_OK && is_success(t)) {
+        e->stats.deliveries++;
+        return outbox_mark_sent(e, t->id, now, resp);
+    }
+    char error[400];
+    int retry;
+    if (t->kind == CHANNEL_SMTP) {
+        /* a 5xx reply (no such mailbox) will not change; 4xx and lost
+         * connections may */
+        snprintf(error, sizeof error, "%s (SMTP %ld)",
+                 t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result), t->status);
+        retry = !(t->status >= 500 && t->status < 600);
+    } else if (t->result != CURLE_OK) {
+        snprintf(error, sizeof error, "%s", t->errbuf[0] ? t->errbuf : curl_easy_strerror(t->result));
+        retry = 1;
+    } else {
+        snprintf(error, sizeof error, "HTTP %ld", t->status);
+        retry = t->status >= 500 || t->status == 429 || t->status == 408;
+    }
+    e->stats.failures++;
+    if (!retry)
+        return outbox_mark_dead(e, t->id, now, error, resp);
+    if (t->attempts >= t->max_attempts) {
+        char gave[460];
+        snprintf(gave, sizeof gave, "gave up after %d attempts: %s", t->attempts, error);
+        return outbox_mark_dead(e, t->id, now, gave, resp);
+    }
+    tend_time wait = t->status == 429 && t->retry_after > 0 ? t->retry_after : backoff(t->id, t->attempts);
+    return outbox_mark_retry(e, t->id, now + wait, error);
+}
+
+/* --- the asynchronous engine -------------------------------------------- */
+
+struct chan_slot {
+    char *name;
+    int in_flight, concurrency;
+    double rate, tokens, refilled;      /* token bucket, in real seconds */
+};
+
+struct dispatcher {
+    engine *e;
+    struct event_base *base;
+    CURLM *multi;
+    struct event *timer;        /* libcurl's timeout */
+    struct event *flush;        /* stores finished transfers, once per loop turn */
+    struct event *pump;         /* claims more rows when slots free up */
+    int in_flight;
+    struct transfer *active;    /* in flight, so shutdown can free them */
+    struct transfer **done;
+    int ndone, capdone;
+    struct chan_slot *slots;
+    int nslots;
+    FILE *files_fp[8];
+    char *files_path[8];
+};
+
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static struct chan_slot *slot_of(struct dispatcher *d, const char *name, const struct chan_conf *c)
+{
+    for (int i = 0; i < d->nslots; i++)
+        if (strcmp(d->slots[i].name, name) == 0)
+            return &d->slots[i];
+    d->slots = xrealloc(d->slots, (size_t)(d->nslots + 1) * sizeof *d->slots);
+    struct chan_slot *s = &d->slots[d->nslots++];
+    s->name = xstrdup(name);
+    s->in_flight = 0;
+    s->concurrency = c->concurrency > 0 ? c->concurrency : 16;
+    s->rate = c->rate;
+    s->tokens = c->rate > 0 ? c->rate : 0;
+    s->refilled = mono();
+    return s;
+}
+
+/* 1 if the channel may start another transfer now. */
+static int slot_take(struct chan_slot *s)
+{
+    if (s->in_flight >= s->concurrency)
+        return 0;
+    if (s->rate > 0) {
+        double now = mono();
+        s->tokens += (now - s->refilled) * s->rate;
+        if (s->tokens > s->rate)
+            s->tokens = s->rate;
+        s->refilled = now;
+        if (s->tokens < 1)
+            return 0;
+        s->tokens -= 1;
+    }
+    s->in_flight++;
+    return 1;
+}
+
+static void check_multi(struct dispatcher *d)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(d->multi, &left))) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        struct transfer *t;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&t);
+        t->result = m->data.result;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &t->status);
+        curl_multi_remove_handle(d->multi, m->easy_handle);
+        if (t->prev)
+            t->prev->next = t->next;
+        else
+            d->active = t->next;
+        if (t->next)
+            t->next->prev = t->prev;
+        if (d->ndone == d->capdone)
+            d->done = xrealloc(d->done, (size_t)(d->capdone = d->capdone ? d->capdone * 2 : 64) * sizeof *d->done);
+        d->done[d->ndone++] = t;
+        d->in_flight--;
+        for (int i = 0; i < d->nslots; i++)
+            if (strcmp(d->slots[i].name, t->channel) == 0)
+                d->slots[i].in_flight--;
+    }
+    if (d->ndone)
+        event_active(d->flush, EV_TIMEOUT, 0);
+}
+
+static void on_socket_event(evutil_socket_t fd, short what, void *arg)
+{
+    struct dispatcher *d = arg;
+    int flags = (what & EV_READ ? CURL_CSELECT_IN : 0) | (what & EV_WRITE ? CURL_CSELECT_OUT : 0);
+    int running;
+    curl_multi_socket_action(d->multi, fd, flags, &running);
+    check_multi(d);
+}
+
+static void on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct dispatcher *d = arg;
+    int running;
+    curl_multi_socket_action(d->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_multi(d);
+}
+
+/* CURLMOPT_SOCKETFUNCTION: one persistent event per socket, re-armed for
+ * what libcurl wants to wait for. */
+static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    (void)easy;
+    struct dispatcher *d = userp;
+    struct event *ev = socketp;
+    if (what == CURL_POLL_REMOVE) {
+        if (ev) {
+            event_free(ev);
+            curl_multi_assign(d->multi, s, NULL);
+        }
+        return 0;
+    }
+    short kind = EV_PERSIST | (what & CURL_POLL_IN ? EV_READ : 0) | (what & CURL_POLL_OUT ? EV_WRITE : 0);
+    if (ev) {
+        event_del(ev);
+        event_assign(ev, d->base, s, kind, on_socket_event, d);
+    } else {
+        ev = event_new(d->base, s, kind, on_socket_event, d);
+        curl_multi_assign(d->multi, s, ev);
+    }
+    event_add(ev, NULL);
+    return 0;
+}
+
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    (void)multi;
+    struct dispatcher *d = userp;
+    if (timeout_ms < 0) {
+        evtimer_del(d->timer);
+        return 0;
+    }
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    evtimer_add(d->timer, &tv);
+    return 0;
+}
+
+/* Stores every finished transfer in one transaction: one fsync for a burst
+ * of deliveries, not one each. */
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct dispatcher *d = arg;
+    engine *e = d->e;
+    if (!d->ndone)
+        return;
+    int rc = store_begin(e->st);
+    for (int i = 0; i < d->ndone && rc == 0; i++)
+        rc = record_result(e, d->done[i]);
+    if (rc == 0)
+        rc = store_commit(e->st);
+    else
+        store_rollback(e->st);
+    if (rc != 0)
+        engine_logf(e, "error", "storing delivery results failed (they will be retried): %s",
+                    store_errmsg(e->st));
+    for (int i = 0; i < d->ndone; i++)
+        transfer_free(d->done[i]);
+    d->ndone = 0;
+    event_active(d->pump, EV_TIMEOUT, 0);
+}
+
+static void on_pump(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct dispatcher *d = arg;
+    if (dispatch_run_due(d->e, engine_now(d->e), d->e->cfg.delivery_batch) < 0)
+        engine_logf(d->e, "error", "delivery pass failed: %s", store_errmsg(d->e->st));
+}
+
+int dispatch_attach(engine *e, struct event_base *base)
+{
+    if (e->dispatch)
+        return 0;
+    struct dispatcher *d = xcalloc(1, sizeof *d);
+    d->e = e;
+    d->base = base;
+    d->multi = curl_multi_init();
+    curl_multi_setopt(d->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+    curl_multi_setopt(d->multi, CURLMOPT_SOCKETDATA, d);
+    curl_multi_setopt(d->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    curl_multi_setopt(d->multi, CURLMOPT_TIMERDATA, d);
+    curl_multi_setopt(d->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 64L);
+    d->timer = evtimer_new(base, on_timeout, d);
+    d->flush = event_new(base, -1, 0, on_flush, d);
+    d->pump = event_new(base, -1, 0, on_pump, d);
+    e->dispatch = d;
+    return 0;
+}
+
+int dispatch_in_flight(engine *e)
+{
+    return e->dispatch ? e->dispatch->in_flight + e->dispatch->ndone : 0;
+}
+
+void dispatch_free(engine *e)
+{
+    struct dispatcher *d = e->dispatch;
+    if (!d)
+        return;
+    if (d->multi) {
+        /* Transfers still in flight are abandoned: their rows keep their
+         * lease and go again (same key) after it expires. */
+        while (d->active) {
+            struct transfer *t = d->active;
+            d->active = t->next;
+            curl_multi_remove_handle(d->multi, t->easy);
+            transfer_free(t);
+        }
+    }
+    for (int i = 0; i < d->ndone; i++)
+        transfer_free(d->done[i]);
+    free(d->done);
+    for (int i = 0; i < d->nslots; i++)
+        free(d->slots[i].name);
+    free(d->slots);
+    for (int i = 0; i < 8; i++) {
+        if (d->files_fp[i])
+            fclose(d->files_fp[i]);
+        free(d->files_path[i]);
+    }
+    if (d->timer)
+        event_free(d->timer);
+    if (d->flush)
+        event_free(d->flush);
+    if (d->pump)
+        event_free(d->pump);
+    curl_multi_cleanup(d->multi);
+    free(d);
+    e->dispatch = NULL;
+}
+
+/* --- the pass over due rows ------------------------------------------- */
+
+static int load_row(engine *e, int64_t id, tend_time due, struct row *r)
+{
+    store_stmt *s = store_sql(e->st, "SELECT customer, channel, category, body, idem_key, attempts, template,"
+                                     " status FROM outbox WHERE id = ?");
+    store_bind_int(s, 1, id);
+    if (store_step(s) != STORE_ROW)
+        return -1;
+    r->id = id;
+    r->due_at = due;
+    r->customer = xstrdup(store_col_text(s, 0));
+    r->channel = xstrdup(store_col_text(s, 1));
+    r->category = xstrdup(store_col_text(s, 2));
+    r->body = xstrdup(store_col_text(s, 3));
+    r->key = xstrdup(store_col_text(s, 4));
+    r->attempts = (int)store_col_int(s, 5);
+    r->template_name = store_col_text(s, 6) ? xstrdup(store_col_text(s, 6)) : NULL;
+    store_reset(s);
+    return 0;
+}
+
+/* Appends the message to the file channel's file as one JSON line. */
+static int write_file(engine *e, const struct row *r, char *err, size_t errlen)
+{
+    lua_State *L = sandbox_state(e->sb);
+    struct channel_info info;
+    channel_push(e, r->channel, &info);
+    const char *path = "outbox.ndjson";
+    if (lua_istable(L, -1) && lua_getfield(L, -1, "path") == LUA_TSTRING)
+        path = lua_tostring(L, -1);
+    char *full = util_path_join(e->dir, path);
+    lua_settop(L, lua_gettop(L) - (lua_istable(L, -1) ? 1 : 2));
+    cJSON *line = cJSON_CreateObject();
+    cJSON_AddNumberToObject(line, "id", (double)r->id);
+    cJSON_AddStringToObject(line, "key", r->key);
+    cJSON_AddStringToObject(line, "channel", r->channel);
+    cJSON_AddStringToObject(line, "customer", r->customer);
+    if (r->template_name)
+        cJSON_AddStringToObject(line, "template", r->template_name);
+    cJSON_AddStringToObject(line, "category", r->category);
+    cJSON *body = cJSON_Parse(r->body);
+    const cJSON *v;
+    cJSON_ArrayForEach(v, body) cJSON_AddItemToObject(line, v->string, cJSON_Duplicate(v, 1));
+    cJSON_Delete(body);
+    char when[40];
+    cJSON_AddStringToObject(line, "at", clock_format(engine_now(e), NULL, when, sizeof when));
+    char *text = json_print(line);
+    cJSON_Delete(line);
+    FILE *f = fopen(full, "a");
+    int rc = 0;
+    if (!f || fprintf(f, "%s\n", text) < 0 || fclose(f) != 0) {
+        snprintf(err, errlen, "%s: cannot append", full);
+        rc = -1;
+    }
+    free(text);
+    free(full);
+    return rc;
+}
+
+static int deliver_task(engine *e, const struct row *r, char *err, size_t errlen)
+{
+    lua_State *L = sandbox_state(e->sb);
+    struct channel_info info;
+    channel_push(e, r->channel, &info);
+    int top = lua_gettop(L);
+    /* The channel table doubles as the task spec: its assign rule applies. */
+    lua_createtable(L, 0, 2);
+    if (lua_istable(L, top)) {
+        lua_getfield(L, top, "assign");
+        lua_setfield(L, -2, "assign");
+    }
+    cJSON *body = cJSON_Parse(r->body);
+    const cJSON *text = cJSON_GetObjectItemCaseSensitive(body, "text");
+    lua_pushstring(L, cJSON_IsString(text) ? text->valuestring : "");
+    lua_setfield(L, -2, "note");
+    cJSON_Delete(body);
+    int rc = task_create(e, L, r->template_name ? r->template_name : r->channel, 0, 0, r->customer,
+                         lua_gettop(L), err, errlen);
+    lua_settop(L, top - 1);
+    return rc;
+}
+
+static int claim(engine *e, const struct row *r)
+{
+    store_stmt *s = store_sql(e->st, "UPDATE outbox SET status = 'sending', attempts = attempts + 1 WHERE id = ?");
+    store_bind_int(s, 1, r->id);
+    if (store_run(s) != 0)
+        return -1;
+    s = store_sql(e->st, "UPDATE outbox_due SET due_at = ? WHERE due_at = ? AND id = ?");
+    store_bind_int(s, 1, engine_now(e) + LEASE);
+    store_bind_int(s, 2, r->due_at);
+    store_bind_int(s, 3, r->id);
+    return store_run(s);
+}
+
+static int move_due(engine *e, const struct row *r, tend_time due)
+{
+    store_stmt *s = store_sql(e->st, "UPDATE outbox_due SET due_at = ? WHERE due_at = ? AND id = ?");
+    store_bind_int(s, 1, due);
+    store_bind_int(s, 2, r->due_at);
+    store_bind_int(s, 3, r->id);
+    if (store_run(s) != 0)
+        return -1;
+    s = store_sql(e->st, "UPDATE outbox SET status = 'deferred', due_at = ? WHERE id = ?");
+    store_bind_int(s, 1, due);
+    store_bind_int(s, 2, r->id);
+    return store_run(s);
+}
+
+/* One row: 1 handled, 0 left for later (no free slot), -1 store error. */
+static int deliver(engine *e, struct row *r)
+{
+    lua_State *L = sandbox_state(e->sb);
+    tend_time now = engine_now(e), due;
+    char reason[200], err[300] = "";
+    int verdict = policy_recheck(e, r->customer, r->channel, strcmp(r->category, "marketing") == 0, now,
+                                 &due, reason, sizeof reason);
+    if (verdict == 1)
+        return outbox_mark(e, r->id, "suppressed", reason) == 0 ? 1 : -1;
+    if (verdict == 2)
+        return move_due(e, r, due) == 0 ? 1 : -1;
+    struct chan_conf c;
+    int top = lua_gettop(L);
+    int rc = read_conf(e, r->channel, &c, err, sizeof err);
+    if (rc != 0) {
+        /* A settings problem (a missing secret): keep the message, retry. */
+        engine_logf(e, "error", "channel '%s': %s", r->channel, err);
+        lua_settop(L, top);
+        chan_conf_free(&c);
+        return outbox_mark_retry(e, r->id, now + TEND_MINUTE, err) == 0 ? 1 : -1;
+    }
+    enum channel_kind kind = e->capture ? CHANNEL_CAPTURE : c.kind;
+    if (kind == CHANNEL_CAPTURE || kind == CHANNEL_FILE || kind == CHANNEL_TASK) {
+        lua_settop(L, top);
+        rc = kind == CHANNEL_FILE ? write_file(e, r, err, sizeof err)
+             : kind == CHANNEL_TASK ? deliver_task(e, r, err, sizeof err) : 0;
+        chan_conf_free(&c);
+        if (rc != 0) {
+            engine_logf(e, "error", "channel '%s': %s", r->channel, err);
+            return outbox_mark_retry(e, r->id, now + TEND_MINUTE, err) == 0 ? 1 : -1;
+        }
+        e->stats.deliveries++;
+        return outbox_mark_sent(e, r->id, now, NULL) == 0 ? 1 : -1;
+    }
+    struct dispatcher *d = e->dispatch;
+    struct chan_slot *slot = d ? slot_of(d, r->channel, &c) : NULL;
+    if (slot && !slot_take(slot)) {
+        lua_settop(L, top);
+        chan_conf_free(&c);
+        return 0;
+    }
+    struct transfer *t = transfer_new(e, r, &c, err, sizeof err);
+    lua_settop(L, top);
+    chan_conf_free(&c);
+    if (!t) {
+        if (slot)
+            slot->in_flight--;
+        return outbox_mark_dead(e, r->id, now, err, NULL) == 0 ? 1 : -1;
+    }
+    if (claim(e, r) != 0) {
+        transfer_free(t);
+        if (slot)
+            slot->in_flight--;
+        return -1;
+    }
+    if (d) {
+        t->d = d;
+        t->next = d->active;
+        if (d->active)
+            d->active->prev = t;
+        d->active = t;
+        d->in_flight++;
+        curl_multi_add_handle(d->multi, t->easy);
+        return 1;
+    }
+    /* No loop attached: one blocking transfer (tools and tests). */
+    t->result = curl_easy_perform(t->easy);
+    curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
+    rc = record_result(e, t);
+    transfer_free(t);
+    return rc == 0 ? 1 : -1;
+}
+
+int dispatch_run_due(engine *e, tend_time now, int max)
+{
+    store_stmt *s = store_sql(e->st, "SELECT due_at, id FROM outbox_due WHERE due_at <= ?"
+                                     " ORDER BY due_at, id LIMIT ?");
+    store_bind_int(s, 1, now);
+    store_bind_int(s, 2, max);
+    struct due { tend_time at; int64_t id; } *due = xmalloc((size_t)max * sizeof *due);
+    int n = 0;
+    while (store_step(s) == STORE_ROW) {
+        due[n].at = store_col_int(s, 0);
+        due[n].id = store_col_int(s, 1);
+        n++;
+    }
+    if (n == 0) {
+        free(due);
+        return 0;
+    }
+    int handled = 0, rc = store_begin(e->st);
+    for (int i = 0; i < n && rc == 0; i++) {
+        struct row r = {0};
+        if (load_row(e, due[i].id, due[i].at, &r) != 0) {
+            /* a due entry without its row: drop it */
+            store_stmt *d = store_sql(e->st, "DELETE FROM outbox_due WHERE due_at = ? AND id = ?");
+            store_bind_int(d, 1, due[i].at);
+            store_bind_int(d, 2, due[i].id);
+            rc = store_run(d);
+            continue;
+        }
+        int k = deliver(e, &r);
+        row_free(&r);
+        if (k < 0)
+            rc = -1;
+        else
+            handled += k;
+    }
+    free(due);
+    if (rc == 0 && store_commit(e->st) == 0)
+        return handled;
+    if (rc != 0)
+        store_rollback(e->st);
+    return -1;
+}

@@ -1,0 +1,33 @@
+/* dispatch — where a message leaves tend.
+ *
+ * Due outbox rows are claimed and delivered through their channel. file,
+ * task and capture channels (and every channel of a sim) deliver in the
+ * loop, in one transaction per pass. http and smtp go through libcurl's
+ * multi interface driven by libevent (socket and timer callbacks, no
+ * polling): a claimed row is `sending` with a lease; its result is stored
+ * when the transfer ends; a crash before that leaves the lease to expire and
+ * the row is sent again with the same idempotency key.
+ *
+ * Retries: connect errors, timeouts, 5xx and 429 back off exponentially
+ * with jitter (429's Retry-After is honoured); 4xx is a dead letter with the
+ * response kept. Suppression and quiet hours are checked again just before
+ * sending. */
+#ifndef TEND_DISPATCH_H
+#define TEND_DISPATCH_H
+
+#include "engine.h"
+
+struct event_base;
+
+/* Delivers (or hands to libcurl) up to max due rows. Returns how many were
+ * handled, -1 on a store error. */
+int dispatch_run_due(engine *e, tend_time now, int max);
+
+/* Starts asynchronous delivery on `base` (tend run, delivery tests). Without
+ * it, http/smtp rows are delivered synchronously, one transfer at a time. */
+int  dispatch_attach(engine *e, struct event_base *base);
+/* Transfers in flight. */
+int  dispatch_in_flight(engine *e);
+void dispatch_free(engine *e);
+
+#endif

@@ -1,0 +1,283 @@
+/* engine — one runtime, and the pass that moves due work (see engine.h). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "catalog.h"
+#include "config.h"
+#include "customer.h"
+#include "dates.h"
+#include "dispatch.h"
+#include "event.h"
+#include "helpers.h"
+#include "instance.h"
+#include "json.h"
+#include "outbox.h"
+#include "schedule.h"
+#include "script.h"
+#include "step.h"
+#include "util.h"
+
+#define BATCH 500           /* instances or events per transaction */
+#define FANOUT_PAGE 500
+
+tend_time engine_now(engine *e)
+{
+    return clock_now(e->clock);
+}
+
+void engine_logf(engine *e, const char *level, const char *fmt, ...)
+{
+    strbuf b;
+    strbuf_init(&b);
+    va_list ap;
+    va_start(ap, fmt);
+    strbuf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    if (e->log) {
+        e->log(e->log_ud, level, b.s);
+    } else {
+        char when[40];
+        clock_format(engine_now(e), NULL, when, sizeof when);
+        fprintf(stderr, "%s %s %s\n", when, level, b.s);
+    }
+    strbuf_free(&b);
+}
+
+static void script_log(void *ud, const char *where, const char *msg)
+{
+    engine *e = ud;
+    engine_logf(e, "log", "%s: %s", where, msg);
+}
+
+/* tend.lua runs in the sandbox like any script; it returns the settings. */
+static int read_config_file(engine *e, const char *path, char **err)
+{
+    lua_State *L = sandbox_state(e->sb);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;   /* no tend.lua: the defaults */
+    fclose(f);
+    sandbox_new_env(e->sb, e->dir);
+    int status = sandbox_load_file(e->sb, path, -1);
+    lua_remove(L, -2);
+    if (status == LUA_OK)
+        status = sandbox_pcall(e->sb, L, 0, 1);
+    char msg[400];
+    if (status != LUA_OK) {
+        *err = xstrdup(lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return -1;
+    }
+    int rc = config_read(&e->cfg, L, -1, path, msg, sizeof msg);
+    lua_pop(L, 1);
+    if (rc != 0)
+        *err = xstrdup(msg);
+    return rc;
+}
+
+static int read_config_json(engine *e, const cJSON *config, char **err)
+{
+    lua_State *L = sandbox_state(e->sb);
+    json_push(L, config);
+    char msg[400];
+    int rc = config_read(&e->cfg, L, -1, "config", msg, sizeof msg);
+    lua_pop(L, 1);
+    if (rc != 0)
+        *err = xstrdup(msg);
+    return rc;
+}
+
+engine *engine_open(const struct engine_options *o, char **err)
+{
+    *err = NULL;
+    engine *e = xcalloc(1, sizeof *e);
+    e->clock = o->clock;
+    e->capture = o->capture;
+    e->log = o->log;
+    e->log_ud = o->log_ud;
+    e->dir = o->dir ? xstrdup(o->dir) : NULL;
+    e->batch_size = BATCH;
+    config_init(&e->cfg);
+    struct sandbox_options so = {.clock = e->clock, .log = script_log, .log_ud = e};
+    e->sb = sandbox_new(&so);
+    helpers_register(e->sb);
+    char *cfg_path = e->dir ? util_path_join(e->dir, "tend.lua") : NULL;
+    int rc = cfg_path ? read_config_file(e, cfg_path, err) : 0;
+    free(cfg_path);
+    if (rc == 0 && o->config)
+        rc = read_config_json(e, o->config, err);
+    if (rc != 0) {
+        engine_close(e);
+        return NULL;
+    }
+    sandbox_set_instruction_limit(e->sb, e->cfg.instruction_limit);
+    sandbox_set_memory_limit(e->sb, e->cfg.memory_limit);
+
+    const char *db = o->db_path ? o->db_path : e->cfg.db;
+    e->db_path = o->db_path || !e->dir ? xstrdup(db) : util_path_join(e->dir, db);
+    struct store_options sto = {.synchronous_normal = e->cfg.synchronous_normal};
+    e->st = store_open(e->db_path, &sto, err);
+    if (!e->st) {
+        engine_close(e);
+        return NULL;
+    }
+    catalog_register(e);
+    step_register(e);
+    customer_lua_register(e);
+    return e;
+}
+
+void engine_close(engine *e)
+{
+    if (!e)
+        return;
+    dispatch_free(e);
+    sandbox_free(e->sb);
+    store_close(e->st);
+    config_free(&e->cfg);
+    cJSON_Delete(e->http_stubs);
+    free(e->dir);
+    free(e->db_path);
+    free(e);
+}
+
+int engine_load_dir(engine *e, char **errors)
+{
+    *errors = NULL;
+    if (!e->dir)
+        return 0;
+    return script_load_dir(e, e->dir, errors);
+}
+
+int engine_load_files(engine *e, const char *const *paths, int n, char **errors)
+{
+    *errors = NULL;
+    return script_load_files(e, paths, n, errors);
+}
+
+int engine_load_source(engine *e, const char *name, const char *src, size_t len, char **errors)
+{
+    *errors = NULL;
+    return script_load_source(e, name, src, len, errors);
+}
+
+/* Lifecycle and recency scores move with time alone: once a day, re-derive
+ * the customers who crossed a threshold. */
+static int sweep_due(engine *e, tend_time now)
+{
+    if (!e->lifecycle_swept) {
+        int64_t last = 0;
+        if (store_meta_get_int(e->st, "lifecycle_swept", &last) != 0)
+            last = now;
+        e->lifecycle_swept = last;
+        if (last == now)
+            store_meta_set_int(e->st, "lifecycle_swept", now);
+    }
+    if (now - e->lifecycle_swept < TEND_DAY)
+        return 0;
+    int rc = store_begin(e->st);
+    int n = rc == 0 ? customer_sweep(e, e->lifecycle_swept, now) : -1;
+    if (n >= 0 && store_meta_set_int(e->st, "lifecycle_swept", now) == 0 && store_commit(e->st) == 0) {
+        e->lifecycle_swept = now;
+        return 1;
+    }
+    if (store_in_batch(e->st))
+        store_rollback(e->st);
+    return -1;
+}
+
+int engine_run_due(engine *e, tend_time now)
+{
+    int total = 0, n;
+    /* Events first (they may start instances due now), then fan-outs,
+     * timers, date triggers and schedules; deliveries last, so a message
+     * sent by any of them in this pass goes out in this pass. Each kind
+     * loops until it has nothing due, in bounded batches. */
+    while ((n = event_process(e, BATCH)) > 0)
+        total += n;
+    if (n < 0)
+        return -1;
+    while ((n = event_fanout(e, FANOUT_PAGE)) > 0 || event_fanout_pending(e) > 0) {
+        if (n < 0)
+            return -1;
+        total += n;
+    }
+    while ((n = instance_run_due(e, now, e->batch_size)) > 0)
+        total += n;
+    if (n < 0)
+        return -1;
+    while ((n = dates_run_due(e, now, BATCH)) > 0)
+        total += n;
+    if (n < 0)
+        return -1;
+    if ((n = schedule_run_due(e, now)) < 0)
+        return -1;
+    total += n;
+    /* A schedule may have started instances due now. */
+    while ((n = instance_run_due(e, now, e->batch_size)) > 0)
+        total += n;
+    if (n < 0)
+        return -1;
+    while ((n = event_process(e, BATCH)) > 0)   /* emitted by journeys */
+        total += n;
+    if ((n = sweep_due(e, now)) < 0)
+        return -1;
+    while ((n = dispatch_run_due(e, now, e->cfg.delivery_batch)) > 0)
+        total += n;
+    if (n < 0)
+        return -1;
+    return total;
+}
+
+static tend_time earliest(tend_time a, tend_time b)
+{
+    if (a < 0)
+        return b;
+    if (b < 0)
+        return a;
+    return a < b ? a : b;
+}
+
+tend_time engine_next_due(engine *e)
+{
+    tend_time now = engine_now(e);
+    if (event_pending(e) > 0 || event_fanout_pending(e) > 0)
+        return now;
+    tend_time t = instance_next_due(e);
+    t = earliest(t, dates_next_due(e));
+    t = earliest(t, schedule_next_due(e));
+    t = earliest(t, outbox_next_due(e));
+    if (e->lifecycle_swept)
+        t = earliest(t, e->lifecycle_swept + TEND_DAY);
+    return t;
+}
+
+int engine_advance(engine *e, tend_time seconds)
+{
+    if (!clock_is_virtual(e->clock))
+        return -1;
+    tend_time target = engine_now(e) + seconds;
+    /* Visit every due instant in order; bounded so that a journey that
+     * keeps scheduling work "now" cannot spin forever. */
+    for (int rounds = 0; rounds < 10000000; rounds++) {
+        if (engine_run_due(e, engine_now(e)) < 0)
+            return -1;
+        tend_time next = engine_next_due(e);
+        if (next < 0 || next > target)
+            break;
+        if (next <= engine_now(e)) {
+            /* still due now after a full pass: only in-flight work (a
+             * delivery waiting for its transfer) can cause this */
+            if (dispatch_in_flight(e) == 0)
+                break;
+            continue;
+        }
+        clock_set(e->clock, next);
+    }
+    clock_set(e->clock, target);
+    return engine_run_due(e, target) < 0 ? -1 : 0;
+}

@@ -1,0 +1,107 @@
+/* engine — one tend runtime: a store, a clock, a Lua sandbox with the loaded
+ * scripts, and the loop that moves work through them.
+ *
+ * The data path, in the order a message travels:
+ *   event.c      an event enters: validated, stored, later processed
+ *   instance.c   a journey instance starts or wakes and replays its history
+ *   step.c       the durable primitives a journey calls (wait, send, ...)
+ *   outbox.c     a send becomes an outbox row, in the step's transaction
+ *   dispatch.c   the outbox row is delivered through its channel
+ *
+ * `tend run`, `tend ingest`, `tend simulate` and every t.sim own exactly one
+ * engine. The struct is shared by the runtime modules (they are one program);
+ * its ownership rules: the engine owns everything it points to except
+ * `clock`, which the caller passes in and frees after engine_close().
+ *
+ * Time only moves through engine_run_due(now): on the real clock the server
+ * calls it when the next due time arrives; on a virtual clock
+ * engine_advance() calls it at every due instant up to the target, so a
+ * simulated month runs every wake, schedule and delivery in time order. */
+#ifndef TEND_ENGINE_H
+#define TEND_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "clock.h"
+#include "config.h"
+#include "sandbox.h"
+#include "store.h"
+
+struct run_ctx;
+struct dispatcher;
+
+typedef void (*engine_log_fn)(void *ud, const char *level, const char *msg);
+
+struct engine_options {
+    const char *dir;            /* script directory: tend.lua, *.lua (may be NULL) */
+    const char *db_path;        /* overrides config `db` (sims: a temp file) */
+    tclock *clock;              /* required; borrowed */
+    int capture;                /* every channel captured (sims, tests) */
+    const cJSON *config;        /* settings given as data (t.sim{config=}), after tend.lua */
+    engine_log_fn log;          /* NULL: stderr */
+    void *log_ud;
+};
+
+struct engine_stats {
+    int64_t events_processed, instances_started, instances_woken, steps;
+    int64_t sends, deliveries, failures;
+};
+
+typedef struct engine {
+    store *st;
+    tclock *clock;
+    sandbox *sb;
+    struct config cfg;
+    char *dir;
+    char *db_path;
+    int capture;
+    engine_log_fn log;
+    void *log_ud;
+
+    struct run_ctx *cur;        /* the instance running now, or NULL */
+    int loading;                /* scripts are being loaded: declarations allowed */
+    const char *loading_path;   /* ...this file */
+    const char *loading_version;
+    int loading_old;            /* loading an old version: only its journeys count */
+
+    struct dispatcher *dispatch;    /* delivery (NULL until first needed) */
+    cJSON *http_stubs;          /* t.sim stub_http: url -> response */
+    tend_time lifecycle_swept;  /* last time the lifecycle sweep ran */
+    struct engine_stats stats;
+    int batch_size;             /* instances per transaction */
+} engine;
+
+/* Opens the store, reads tend.lua and the settings, loads nothing yet.
+ * NULL with a malloc'd *err on failure. */
+engine *engine_open(const struct engine_options *o, char **err);
+void    engine_close(engine *e);
+
+/* Loads every script of the directory (or the given ones) and records their
+ * versions. Script errors are collected, each "file:line: message", into
+ * *errors (malloc'd, newline-separated; NULL when none); returns their count,
+ * or -1 when nothing could be loaded at all. */
+int engine_load_dir(engine *e, char **errors);
+int engine_load_files(engine *e, const char *const *paths, int n, char **errors);
+int engine_load_source(engine *e, const char *name, const char *src, size_t len, char **errors);
+
+/* Runs every piece of work due at or before `now`: unprocessed events,
+ * broadcast fan-outs, instance wakes, date triggers, schedules, deliveries.
+ * Returns how many units of work ran, -1 on a store failure. */
+int engine_run_due(engine *e, tend_time now);
+
+/* The earliest time any pending work is due (events pending: now), or -1. */
+tend_time engine_next_due(engine *e);
+
+/* Virtual clock only: runs everything due up to now + seconds, in time order,
+ * leaving the clock at now + seconds. Returns 0 or -1. */
+int engine_advance(engine *e, tend_time seconds);
+
+/* Logging with a level ("info", "warn", "error"). */
+void engine_logf(engine *e, const char *level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+tend_time engine_now(engine *e);
+
+#endif

@@ -1,0 +1,593 @@
+/* event — accepting, storing and processing events (see event.h). */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "catalog.h"
+#include "customer.h"
+#include "dates.h"
+#include "event.h"
+#include "instance.h"
+#include "json.h"
+#include "segment.h"
+#include "util.h"
+
+#define EVENT_TYPE_MAX 100
+#define EVENT_ID_MAX 200
+
+/* The parts of an event that live in columns. */
+struct event_head {
+    const char *type;
+    const char *customer;
+    const char *id;
+    tend_time at;
+    char customer_buf[32], id_buf[32];   /* numbers given as ids */
+};
+
+static int is_type_char(int c)
+{
+    return isalnum(c) || c == '_' || c == '.' || c == ':' || c == '-';
+}
+
+/* Ids may arrive as numbers (many shops number everything). */
+static int read_id(const cJSON *j, char *buf, size_t n, const char **out)
+{
+    if (cJSON_IsString(j)) {
+        *out = j->valuestring;
+        return *out[0] ? 0 : -1;
+    }
+    long long v;
+    if (json_int(j, &v) == 0) {
+        snprintf(buf, n, "%lld", v);
+        *out = buf;
+        return 0;
+    }
+    return -1;
+}
+
+static int validate(engine *e, const cJSON *ev, struct event_head *h, char *err, size_t errlen)
+{
+    memset(h, 0, sizeof *h);
+    if (!cJSON_IsObject(ev)) {
+        snprintf(err, errlen, "an event must be a JSON object");
+        return -1;
+    }
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(ev, "type");
+    if (!type) {
+        snprintf(err, errlen, "field 'type' is required");
+        return -1;
+    }
+    if (!cJSON_IsString(type) || !type->valuestring[0] || strlen(type->valuestring) > EVENT_TYPE_MAX) {
+        snprintf(err, errlen, "field 'type' must be a non-empty string of at most %d characters",
+                 EVENT_TYPE_MAX);
+        return -1;
+    }
+    for (const char *p = type->valuestring; *p; p++) {
+        if (!is_type_char((unsigned char)*p)) {
+            snprintf(err, errlen, "field 'type': '%s' may use only letters, digits and _ . : -",
+                     type->valuestring);
+            return -1;
+        }
+    }
+    h->type = type->valuestring;
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(ev, "customer");
+    if (c && !cJSON_IsNull(c)) {
+        if (read_id(c, h->customer_buf, sizeof h->customer_buf, &h->customer) != 0 ||
+            strlen(h->customer) > CUSTOMER_ID_MAX) {
+            snprintf(err, errlen, "field 'customer' must be a customer id (a string of 1 to %d characters)",
+                     CUSTOMER_ID_MAX);
+            return -1;
+        }
+    }
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(ev, "id");
+    if (id && !cJSON_IsNull(id)) {
+        if (read_id(id, h->id_buf, sizeof h->id_buf, &h->id) != 0 || strlen(h->id) > EVENT_ID_MAX) {
+            snprintf(err, errlen, "field 'id' must be a string of 1 to %d characters", EVENT_ID_MAX);
+            return -1;
+        }
+    }
+    const cJSON *at = cJSON_GetObjectItemCaseSensitive(ev, "at");
+    h->at = engine_now(e);
+    if (at && !cJSON_IsNull(at)) {
+        char msg[200];
+        if (cJSON_IsNumber(at)) {
+            h->at = (tend_time)at->valuedouble;
+        } else if (!cJSON_IsString(at) || clock_parse_time(at->valuestring, &h->at, msg, sizeof msg) != 0) {
+            snprintf(err, errlen, "field 'at' must be epoch seconds or ISO-8601 with an offset%s%s",
+                     cJSON_IsString(at) ? ": " : "", cJSON_IsString(at) ? msg : "");
+            return -1;
+        }
+    }
+    if (h->customer && e->cfg.reject_unknown && customer_exists(e, h->customer) != 1) {
+        snprintf(err, errlen, "unknown customer '%s' (the settings reject unknown customers)", h->customer);
+        return -1;
+    }
+    return 0;
+}
+
+static int store_event(engine *e, const struct event_head *h, const char *body, int len,
+                       struct event_result *res)
+{
+    store_stmt *s = store_sql(e->st, "INSERT INTO events (id, type, customer, at, body, received_at)"
+                                     " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING");
+    if (!s)
+        return -1;
+    store_bind_text(s, 1, h->id, -1);
+    store_bind_text(s, 2, h->type, -1);
+    store_bind_text(s, 3, h->customer, -1);
+    store_bind_int(s, 4, h->at);
+    store_bind_text(s, 5, body, len);
+    store_bind_int(s, 6, engine_now(e));
+    if (store_run(s) != 0)
+        return -1;
+    res->duplicate = store_changes(e->st) == 0;
+    res->seq = res->duplicate ? 0 : store_last_rowid(e->st);
+    return 0;
+}
+
+struct accept_call {
+    engine *e;
+    const struct event_head *h;
+    const char *body;
+    struct event_result *res;
+};
+
+static int accept_in_batch(store *st, void *ud)
+{
+    (void)st;
+    struct accept_call *c = ud;
+    return store_event(c->e, c->h, c->body, -1, c->res);
+}
+
+int event_accept(engine *e, const cJSON *ev, struct event_result *res, char *err, size_t errlen)
+{
+    struct event_head h;
+    memset(res, 0, sizeof *res);
+    if (validate(e, ev, &h, err, errlen) != 0)
+        return -1;
+    char *body = json_print(ev);
+    int rc;
+    if (strlen(body) > EVENT_MAX_BYTES) {
+        snprintf(err, errlen, "event is larger than 1 MiB");
+        rc = -1;
+    } else if (store_in_batch(e->st)) {
+        rc = store_event(e, &h, body, -1, res);
+    } else {
+        struct accept_call c = {e, &h, body, res};
+        rc = store_batch(e->st, accept_in_batch, &c);
+    }
+    if (rc != 0 && !err[0])
+        snprintf(err, errlen, "store: %s", store_errmsg(e->st));
+    free(body);
+    return rc;
+}
+
+/* --- NDJSON ------------------------------------------------------------- */
+
+#define INGEST_COMMIT_EVERY 50000
+
+int event_ingest_ndjson(engine *e, const char *data, size_t len, event_reject_fn reject, void *ud,
+                        struct ingest_report *rep)
+{
+    memset(rep, 0, sizeof *rep);
+    long line = 0;
+    size_t pos = 0;
+    int in_tx = 0, since_commit = 0;
+    char err[300];
+    while (pos < len) {
+        const char *start = data + pos;
+        const char *nl = memchr(start, '\n', len - pos);
+        size_t n = nl ? (size_t)(nl - start) : len - pos;
+        pos += n + (nl ? 1 : 0);
+        line++;
+        while (n && (start[n - 1] == '\r' || start[n - 1] == ' ' || start[n - 1] == '\t'))
+            n--;
+        size_t skip = 0;
+        while (skip < n && (start[skip] == ' ' || start[skip] == '\t'))
+            skip++;
+        if (skip == n)
+            continue;
+        start += skip;
+        n -= skip;
+        err[0] = 0;
+        if (n > EVENT_MAX_BYTES) {
+            reject(ud, line, "event is larger than 1 MiB");
+            rep->rejected++;
+            continue;
+        }
+        cJSON *ev = json_parse(start, n, err, sizeof err);
+        struct event_head h;
+        if (!ev || validate(e, ev, &h, err, sizeof err) != 0) {
+            reject(ud, line, err);
+            rep->rejected++;
+            cJSON_Delete(ev);
+            continue;
+        }
+        if (!in_tx) {
+            if (store_begin(e->st) != 0)
+                goto fail;
+            in_tx = 1;
+        }
+        struct event_result res;
+        /* The line as sent is the body: no re-serialising on the hot path;
+         * processing reads type/customer/at/id from the columns. */
+        int rc = store_event(e, &h, start, (int)n, &res);
+        cJSON_Delete(ev);
+        if (rc != 0)
+            goto fail;
+        if (res.duplicate)
+            rep->duplicates++;
+        else
+            rep->accepted++;
+        if (++since_commit >= INGEST_COMMIT_EVERY) {
+            if (store_commit(e->st) != 0)
+                goto fail_committed;
+            in_tx = 0;
+            since_commit = 0;
+        }
+    }
+    if (in_tx && store_commit(e->st) != 0)
+        goto fail_committed;
+    return 0;
+fail:
+    if (in_tx)
+        store_rollback(e->st);
+fail_committed:
+    engine_logf(e, "error", "ingest stopped at line %ld: %s", line, store_errmsg(e->st));
+    return -1;
+}
+
+/* --- processing --------------------------------------------------------- */
+
+/* The event as journeys see it: the stored body with the column values
+ * (normalised time, the id, type and customer) written over it. The columns
+ * id, type, customer, at, body sit in that order from `first` on. */
+static cJSON *event_object(store_stmt *s, int first)
+{
+    const char *body = store_col_text(s, first + 4);
+    cJSON *ev = body ? cJSON_Parse(body) : NULL;
+    if (!cJSON_IsObject(ev)) {
+        cJSON_Delete(ev);
+        ev = cJSON_CreateObject();
+    }
+    static const char *const names[] = {"id", "type", "customer"};
+    for (int i = 0; i < 3; i++) {
+        cJSON_DeleteItemFromObjectCaseSensitive(ev, names[i]);
+        if (store_col_text(s, first + i))
+            cJSON_AddStringToObject(ev, names[i], store_col_text(s, first + i));
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(ev, "at");
+    cJSON_AddNumberToObject(ev, "at", (double)store_col_int(s, first + 3));
+    return ev;
+}
+
+/* unsubscribe / resubscribe / block / unblock change what a customer may get. */
+static int apply_consent(engine *e, const char *customer, const char *type, tend_time at,
+                         const cJSON *ev)
+{
+    const cJSON *ch = cJSON_GetObjectItemCaseSensitive(ev, "channel");
+    const char *channel = cJSON_IsString(ch) && ch->valuestring[0] ? ch->valuestring : "*";
+    store_stmt *s;
+    if (strcmp(type, "unsubscribe") == 0) {
+        s = store_sql(e->st, "INSERT INTO suppressions (customer, channel, at, reason) VALUES (?, ?, ?, ?)"
+                             " ON CONFLICT DO NOTHING");
+        store_bind_text(s, 1, customer, -1);
+        store_bind_text(s, 2, channel, -1);
+        store_bind_int(s, 3, at);
+        const cJSON *reason = cJSON_GetObjectItemCaseSensitive(ev, "reason");
+        store_bind_text(s, 4, cJSON_IsString(reason) ? reason->valuestring : "unsubscribe", -1);
+        return store_run(s);
+    }
+    if (strcmp(type, "resubscribe") == 0) {
+        s = store_sql(e->st, strcmp(channel, "*") == 0
+                                 ? "DELETE FROM suppressions WHERE customer = ? AND ? = '*'"
+                                 : "DELETE FROM suppressions WHERE customer = ? AND channel = ?");
+        store_bind_text(s, 1, customer, -1);
+        store_bind_text(s, 2, channel, -1);
+        return store_run(s);
+    }
+    if (strcmp(type, "block") == 0 || strcmp(type, "unblock") == 0)
+        return customer_block(e, customer, type[0] == 'b');
+    return 0;
+}
+
+/* Pushes a customer handle and the event table, calls when(c, ev).
+ * The decl is at `decl`. 1 enter, 0 not, -1 the filter failed (logged). */
+static int passes_when(engine *e, int decl, const char *journey, const char *customer, const cJSON *ev)
+{
+    lua_State *L = sandbox_state(e->sb);
+    if (lua_getfield(L, decl, "when") != LUA_TFUNCTION) {
+        lua_pop(L, 1);
+        return 1;
+    }
+    customer_push_handle(e, L, customer);
+    json_push(L, ev);
+    if (sandbox_pcall(e->sb, L, 2, 1) != LUA_OK) {
+        engine_logf(e, "error", "journey '%s': when() failed for customer %s: %s", journey, customer,
+                    lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return -1;
+    }
+    int yes = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return yes;
+}
+
+/* Starts every current journey triggered by this customer event. */
+static int trigger_journeys(engine *e, const char *customer, const char *type, const cJSON *ev)
+{
+    lua_State *L = sandbox_state(e->sb);
+    if (!catalog_push_triggered(e, type)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    int list = lua_gettop(L);
+    int n = (int)lua_rawlen(L, list), rc = 0;
+    for (int i = 1; i <= n && rc == 0; i++) {
+        lua_rawgeti(L, list, i);
+        const char *name = lua_tostring(L, -1);
+        const char *version = catalog_current_version(e, name);
+        if (version && catalog_push_journey(e, name, version)) {
+            if (passes_when(e, lua_gettop(L), name, customer, ev) == 1) {
+                char err[300];
+                if (instance_start(e, name, customer, ev, 1, err, sizeof err) < 0) {
+                    engine_logf(e, "error", "journey '%s': %s", name, err);
+                    rc = -1;
+                }
+            }
+        }
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+    return rc;
+}
+
+/* A broadcast reaches each journey with an audience through a fan-out row,
+ * worked in pages by event_fanout(). */
+static int queue_fanouts(engine *e, int64_t seq, const char *type)
+{
+    lua_State *L = sandbox_state(e->sb);
+    if (!catalog_push_triggered(e, type)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    int list = lua_gettop(L), rc = 0;
+    for (int i = 1; i <= (int)lua_rawlen(L, list) && rc == 0; i++) {
+        lua_rawgeti(L, list, i);
+        const char *name = lua_tostring(L, -1);
+        const char *version = catalog_current_version(e, name);
+        if (version && catalog_push_journey(e, name, version)) {
+            if (lua_getfield(L, -1, "audience") == LUA_TNIL) {
+                engine_logf(e, "warn", "journey '%s': broadcast '%s' has no customer and the journey "
+                            "no audience; skipped", name, type);
+            } else {
+                store_stmt *s = store_sql(e->st, "INSERT INTO fanouts (event, journey) VALUES (?, ?)"
+                                                 " ON CONFLICT DO NOTHING");
+                store_bind_int(s, 1, seq);
+                store_bind_text(s, 2, name, -1);
+                rc = store_run(s);
+            }
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+    return rc;
+}
+
+static int process_one(engine *e, store_stmt *row)
+{
+    int64_t seq = store_col_int(row, 0);
+    const char *type = store_col_text(row, 2);
+    const char *customer = store_col_text(row, 3);
+    tend_time at = store_col_int(row, 4);
+    cJSON *ev = event_object(row, 1);
+    char *type_c = xstrdup(type), *cust_c = customer ? xstrdup(customer) : NULL;
+    int rc = 0;
+    if (!cust_c) {
+        rc = queue_fanouts(e, seq, type_c);
+    } else {
+        if (customer_ensure(e, cust_c, at) < 0 || customer_apply_event(e, cust_c, type_c, at, ev) != 0 ||
+            apply_consent(e, cust_c, type_c, at, ev) != 0 || dates_customer_changed(e, cust_c) != 0 ||
+            instance_route_event(e, cust_c, type_c, at, ev) != 0)
+            rc = -1;
+        else
+            rc = trigger_journeys(e, cust_c, type_c, ev);
+    }
+    cJSON_Delete(ev);
+    free(type_c);
+    free(cust_c);
+    e->stats.events_processed++;
+    return rc;
+}
+
+struct process_call {
+    engine *e;
+    int max, done;
+};
+
+static int process_batch(store *st, void *ud)
+{
+    struct process_call *pc = ud;
+    engine *e = pc->e;
+    int64_t cursor = 0;
+    if (store_meta_get_int(st, "events_cursor", &cursor) < 0)
+        return -1;
+    /* Read the batch first: processing writes to many tables (and may emit
+     * events), and a statement stepping over events while that happens is
+     * asking for trouble. */
+    store_stmt *s = store_sql(st, "SELECT seq, id, type, customer, at, body FROM events"
+                                  " WHERE seq > ? ORDER BY seq LIMIT ?");
+    store_bind_int(s, 1, cursor);
+    store_bind_int(s, 2, pc->max);
+    int64_t *seqs = xmalloc((size_t)pc->max * sizeof *seqs);
+    int n = 0;
+    while (store_step(s) == STORE_ROW)
+        seqs[n++] = store_col_int(s, 0);
+    for (int i = 0; i < n; i++) {
+        store_stmt *one = store_sql(st, "SELECT seq, id, type, customer, at, body FROM events WHERE seq = ?");
+        store_bind_int(one, 1, seqs[i]);
+        if (store_step(one) != STORE_ROW) {
+            free(seqs);
+            return -1;
+        }
+        /* A store error fails the whole batch: nothing of it is kept, the
+         * cursor stays, and the next pass retries from the same event. */
+        int rc = process_one(e, one);
+        store_reset(one);
+        if (rc != 0) {
+            free(seqs);
+            return -1;
+        }
+        cursor = seqs[i];
+        pc->done++;
+    }
+    free(seqs);
+    return store_meta_set_int(st, "events_cursor", cursor);
+}
+
+int event_process(engine *e, int max)
+{
+    struct process_call pc = {e, max, 0};
+    if (store_batch(e->st, process_batch, &pc) != 0) {
+        engine_logf(e, "error", "event processing failed: %s", store_errmsg(e->st));
+        return -1;
+    }
+    return pc.done;
+}
+
+int64_t event_pending(engine *e)
+{
+    int64_t cursor = 0;
+    store_meta_get_int(e->st, "events_cursor", &cursor);
+    store_stmt *s = store_sql(e->st, "SELECT COUNT(*) FROM events WHERE seq > ?");
+    store_bind_int(s, 1, cursor);
+    if (store_step(s) != STORE_ROW)
+        return -1;
+    int64_t n = store_col_int(s, 0);
+    store_reset(s);
+    return n;
+}
+
+/* --- broadcast fan-out ------------------------------------------------- */
+
+struct idlist {
+    char **v;
+    int n, cap;
+};
+
+static void collect_id(const char *id, void *ud)
+{
+    struct idlist *l = ud;
+    if (l->n == l->cap)
+        l->v = xrealloc(l->v, (size_t)(l->cap = l->cap ? l->cap * 2 : 64) * sizeof *l->v);
+    l->v[l->n++] = xstrdup(id);
+}
+
+/* Pushes the audience filter of the journey decl at `decl` for event `ev`. */
+static int push_audience(engine *e, int decl, const cJSON *ev, const char *journey)
+{
+    lua_State *L = sandbox_state(e->sb);
+    if (lua_getfield(L, decl, "audience") == LUA_TFUNCTION) {
+        json_push(L, ev);
+        if (sandbox_pcall(e->sb, L, 1, 1) != LUA_OK) {
+            engine_logf(e, "error", "journey '%s': audience() failed: %s", journey, lua_tostring(L, -1));
+            lua_pop(L, 1);
+            return -1;
+        }
+        if (!lua_istable(L, -1)) {
+            engine_logf(e, "error", "journey '%s': audience() must return a filter table", journey);
+            lua_pop(L, 1);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+struct fanout_call {
+    engine *e;
+    int page, started;
+};
+
+static int fanout_batch(store *st, void *ud)
+{
+    struct fanout_call *fc = ud;
+    engine *e = fc->e;
+    lua_State *L = sandbox_state(e->sb);
+    store_stmt *s = store_sql(st, "SELECT f.event, f.journey, f.after, e.seq, e.id, e.type, e.customer,"
+                                  " e.at, e.body FROM fanouts f JOIN events e ON e.seq = f.event"
+                                  " ORDER BY f.event, f.journey LIMIT 1");
+    if (store_step(s) != STORE_ROW)
+        return 0;
+    int64_t event = store_col_int(s, 0);
+    char *journey = xstrdup(store_col_text(s, 1)), *after = xstrdup(store_col_text(s, 2));
+    cJSON *ev = event_object(s, 4);
+    store_reset(s);
+
+    int rc = 0, done = 1;
+    struct idlist ids = {0};
+    const char *version = catalog_current_version(e, journey);
+    int top = lua_gettop(L);
+    if (version && catalog_push_journey(e, journey, version)) {
+        int decl = lua_gettop(L);
+        if (push_audience(e, decl, ev, journey) == 0) {
+            char err[300];
+            segment_query *q = segment_compile(L, -1, engine_now(e), err, sizeof err);
+            if (!q) {
+                engine_logf(e, "error", "journey '%s': audience: %s", journey, err);
+            } else {
+                int got = segment_page(st, q, after, fc->page, collect_id, &ids);
+                segment_query_free(q);
+                if (got < 0)
+                    rc = -1;
+                done = got < fc->page;
+            }
+        }
+        for (int i = 0; rc == 0 && i < ids.n; i++) {
+            if (passes_when(e, decl, journey, ids.v[i], ev) != 1)
+                continue;
+            char err[300];
+            int64_t id = instance_start(e, journey, ids.v[i], ev, 1, err, sizeof err);
+            if (id < 0)
+                rc = -1;
+            else if (id > 0)
+                fc->started++;
+        }
+    }
+    lua_settop(L, top);
+    if (rc == 0) {
+        /* The page and the new resume point commit together: each customer
+         * enters once per event, whatever crashes in between. */
+        store_stmt *u = store_sql(st, "UPDATE fanouts SET after = ?3 WHERE event = ?1 AND journey = ?2");
+        if (done)
+            u = store_sql(st, "DELETE FROM fanouts WHERE event = ?1 AND journey = ?2");
+        store_bind_int(u, 1, event);
+        store_bind_text(u, 2, journey, -1);
+        if (!done)
+            store_bind_text(u, 3, ids.v[ids.n - 1], -1);
+        rc = store_run(u);
+    }
+    for (int i = 0; i < ids.n; i++)
+        free(ids.v[i]);
+    free(ids.v);
+    cJSON_Delete(ev);
+    free(journey);
+    free(after);
+    return rc;
+}
+
+int event_fanout(engine *e, int page)
+{
+    struct fanout_call fc = {e, page, 0};
+    if (store_batch(e->st, fanout_batch, &fc) != 0)
+        return -1;
+    return fc.started;
+}
+
+int event_fanout_pending(engine *e)
+{
+    return (int)store_count(e->st, "SELECT COUNT(*) FROM fanouts");
+}

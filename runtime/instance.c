@@ -1,0 +1,487 @@
+/* instance — starting, waking and storing journey instances (see instance.h).
+ *
+ * A wake: load the row, find the journey version it is pinned to, run `run`
+ * from the top in a fresh coroutine with the run context installed, and
+ * store what the run stopped on. Timers and listeners are rows next to the
+ * instance, kept in step with it here and nowhere else. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "catalog.h"
+#include "customer.h"
+#include "instance.h"
+#include "json.h"
+#include "script.h"
+#include "step.h"
+#include "util.h"
+
+/* --- starting ---------------------------------------------------------- */
+
+/* 1 if the customer may enter (once / reenter_after), 0 if not, -1 error. */
+static int may_enter(engine *e, const char *journey, const char *customer, int once,
+                     tend_time reenter_after, tend_time now)
+{
+    if (!once && reenter_after <= 0)
+        return 1;
+    store_stmt *s = store_sql(e->st, "SELECT count, last_at FROM entries WHERE journey = ? AND customer = ?");
+    store_bind_text(s, 1, journey, -1);
+    store_bind_text(s, 2, customer, -1);
+    int rc = store_step(s);
+    if (rc == STORE_DONE)
+        return 1;
+    if (rc != STORE_ROW)
+        return -1;
+    int64_t count = store_col_int(s, 0);
+    tend_time last = store_col_int(s, 1);
+    store_reset(s);
+    if (once && count > 0)
+        return 0;
+    if (reenter_after > 0 && now - last < reenter_after)
+        return 0;
+    return 1;
+}
+
+static int record_entry(engine *e, const char *journey, const char *customer, tend_time now)
+{
+    store_stmt *s = store_sql(e->st, "INSERT INTO entries (journey, customer, count, last_at) VALUES (?, ?, 1, ?)"
+                                     " ON CONFLICT(journey, customer) DO UPDATE SET count = count + 1,"
+                                     " last_at = excluded.last_at");
+    store_bind_text(s, 1, journey, -1);
+    store_bind_text(s, 2, customer, -1);
+    store_bind_int(s, 3, now);
+    return store_run(s);
+}
+
+static int add_listener(engine *e, const char *customer, const char *type, int64_t id, int kind,
+                        tend_time until)
+{
+    store_stmt *s = store_sql(e->st, "INSERT INTO listeners (customer, type, instance, kind, until)"
+                                     " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING");
+    store_bind_text(s, 1, customer, -1);
+    store_bind_text(s, 2, type, -1);
+    store_bind_int(s, 3, id);
+    store_bind_int(s, 4, kind);
+    if (until)
+        store_bind_int(s, 5, until);
+    return store_run(s);
+}
+
+static int drop_listener(engine *e, const char *customer, const char *type, int64_t id, int kind)
+{
+    store_stmt *s = store_sql(e->st, "DELETE FROM listeners WHERE customer = ? AND type = ?"
+                                     " AND instance = ? AND kind = ?");
+    store_bind_text(s, 1, customer, -1);
+    store_bind_text(s, 2, type, -1);
+    store_bind_int(s, 3, id);
+    store_bind_int(s, 4, kind);
+    return store_run(s);
+}
+
+static int set_timer(engine *e, tend_time at, int64_t id, int on)
+{
+    store_stmt *s = store_sql(e->st, on ? "INSERT INTO timers (wake_at, instance) VALUES (?, ?) ON CONFLICT DO NOTHING"
+                                        : "DELETE FROM timers WHERE wake_at = ? AND instance = ?");
+    store_bind_int(s, 1, at);
+    store_bind_int(s, 2, id);
+    return store_run(s);
+}
+
+int64_t instance_start(engine *e, const char *journey, const char *customer, const cJSON *trigger,
+                       int run_now, char *err, size_t errlen)
+{
+    lua_State *L = sandbox_state(e->sb);
+    const char *version = catalog_current_version(e, journey);
+    if (!version || !catalog_push_journey(e, journey, version)) {
+        lua_pop(L, version ? 1 : 0);
+        snprintf(err, errlen, "no journey named '%s'", journey);
+        return -1;
+    }
+    char *ver = xstrdup(version);
+    int decl = lua_gettop(L);
+    lua_getfield(L, decl, "once");
+    int once = lua_toboolean(L, -1);
+    lua_getfield(L, decl, "reenter_after");
+    tend_time reenter = (tend_time)lua_tointeger(L, -1);
+    char *goal = NULL;
+    tend_time within = 0;
+    if (lua_getfield(L, decl, "goal") == LUA_TTABLE) {
+        lua_getfield(L, -1, "event");
+        goal = xstrdup(lua_tostring(L, -1));
+        lua_getfield(L, -2, "within");
+        within = (tend_time)lua_tointeger(L, -1);
+        lua_pop(L, 2);
+    }
+    lua_settop(L, decl - 1);
+
+    tend_time now = engine_now(e);
+    int64_t id = 0;
+    int ok = may_enter(e, journey, customer, once, reenter, now);
+    if (ok <= 0) {
+        free(goal);
+        free(ver);
+        if (ok < 0)
+            snprintf(err, errlen, "store: %s", store_errmsg(e->st));
+        return ok < 0 ? -1 : 0;
+    }
+    char *trig = trigger ? json_print(trigger) : NULL;
+    store_stmt *s = store_sql(e->st, "INSERT INTO instances (journey, version, customer, state, started_at,"
+                                     " trigger, history, wake_at) VALUES (?, ?, ?, 'waiting', ?, ?, '[]', ?)");
+    store_bind_text(s, 1, journey, -1);
+    store_bind_text(s, 2, ver, -1);
+    store_bind_text(s, 3, customer, -1);
+    store_bind_int(s, 4, now);
+    store_bind_text(s, 5, trig, -1);
+    if (run_now)
+        store_bind_null(s, 6);
+    else
+        store_bind_int(s, 6, now);
+    int rc = store_run(s);
+    free(trig);
+    free(ver);
+    if (rc == 0) {
+        id = store_last_rowid(e->st);
+        rc = record_entry(e, journey, customer, now);
+    }
+    if (rc == 0 && goal)
+        rc = add_listener(e, customer, goal, id, 1, within > 0 ? now + within : 0);
+    free(goal);
+    if (rc == 0)
+        rc = run_now ? instance_wake(e, id, WAKE_START, NULL) : set_timer(e, now, id, 1);
+    if (rc != 0) {
+        snprintf(err, errlen, "store: %s", store_errmsg(e->st));
+        return -1;
+    }
+    e->stats.instances_started++;
+    return id;
+}
+
+/* --- waking ------------------------------------------------------------ */
+
+struct row {
+    char *journey, *version, *customer, *state, *history, *trigger, *listen;
+    tend_time started_at, wake_at;
+    int holdout;
+};
+
+static void row_free(struct row *r)
+{
+    free(r->journey);
+    free(r->version);
+    free(r->customer);
+    free(r->state);
+    free(r->history);
+    free(r->trigger);
+    free(r->listen);
+}
+
+static char *dup_col(store_stmt *s, int i)
+{
+    const char *t = store_col_text(s, i);
+    return t ? xstrdup(t) : NULL;
+}
+
+static int load_row(engine *e, int64_t id, struct row *r)
+{
+    store_stmt *s = store_sql(e->st, "SELECT journey, version, customer, state, history, trigger, listen,"
+                                     " started_at, wake_at, holdout FROM instances WHERE id = ?");
+    store_bind_int(s, 1, id);
+    int rc = store_step(s);
+    if (rc != STORE_ROW)
+        return rc == STORE_DONE ? 1 : -1;
+    r->journey = dup_col(s, 0);
+    r->version = dup_col(s, 1);
+    r->customer = dup_col(s, 2);
+    r->state = dup_col(s, 3);
+    r->history = dup_col(s, 4);
+    r->trigger = dup_col(s, 5);
+    r->listen = dup_col(s, 6);
+    r->started_at = store_col_int(s, 7);
+    r->wake_at = store_col_int(s, 8);
+    r->holdout = store_col_type(s, 9) == STORE_NULL ? -1 : (int)store_col_int(s, 9);
+    store_reset(s);
+    return 0;
+}
+
+static void ctx_free(struct run_ctx *ctx)
+{
+    cJSON_Delete(ctx->history);
+    cJSON_Delete(ctx->reads);
+    free(ctx->listen_type);
+    free(ctx->exit_reason);
+    free(ctx->fatal);
+    free(ctx->branch);
+}
+
+/* splitmix64: a well-mixed seed from the instance id. */
+static uint64_t seed_of(int64_t id)
+{
+    uint64_t z = (uint64_t)id + 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+    return z ? z : 1;
+}
+
+/* Ends listeners and timers of a finished instance. */
+static int release(engine *e, int64_t id, const struct row *r, const struct run_ctx *ctx)
+{
+    int rc = 0;
+    if (r->wake_at)
+        rc |= set_timer(e, r->wake_at, id, 0);
+    if (r->listen)
+        rc |= drop_listener(e, r->customer, r->listen, id, 0);
+    (void)ctx;
+    return rc;
+}
+
+/* Stores what the run stopped on. */
+static int persist(engine *e, int64_t id, struct row *r, struct run_ctx *ctx, const char *state,
+                   const char *error)
+{
+    int ended = strcmp(state, "waiting") != 0;
+    tend_time wake = ended ? 0 : ctx->wake_at;
+    const char *listen = ended ? NULL : ctx->listen_type;
+    int rc = 0;
+    if (r->wake_at && r->wake_at != wake)
+        rc |= set_timer(e, r->wake_at, id, 0);
+    if (wake && wake != r->wake_at)
+        rc |= set_timer(e, wake, id, 1);
+    int same_listen = (!r->listen && !listen) || (r->listen && listen && strcmp(r->listen, listen) == 0);
+    if (!same_listen) {
+        if (r->listen)
+            rc |= drop_listener(e, r->customer, r->listen, id, 0);
+        if (listen)
+            rc |= add_listener(e, r->customer, listen, id, 0, 0);
+    }
+    if (rc)
+        return -1;
+    char *hist = ctx->appended || strcmp(r->state, "waiting") != 0 ? json_print(ctx->history) : NULL;
+    store_stmt *s = store_sql(e->st,
+        "UPDATE instances SET state = ?, step = ?, label = ?, wake_at = ?, listen = ?,"
+        " history = COALESCE(?, history), error = ?, ended_at = ?, holdout = ?, branch = COALESCE(?, branch)"
+        " WHERE id = ?");
+    store_bind_text(s, 1, state, -1);
+    store_bind_int(s, 2, cJSON_GetArraySize(ctx->history));
+    store_bind_text(s, 3, ended ? (error ? "failed" : state) : ctx->label, -1);
+    if (wake)
+        store_bind_int(s, 4, wake);
+    else
+        store_bind_null(s, 4);
+    store_bind_text(s, 5, listen, -1);
+    store_bind_text(s, 6, hist, -1);
+    store_bind_text(s, 7, error, -1);
+    if (ended)
+        store_bind_int(s, 8, ctx->now);
+    else
+        store_bind_null(s, 8);
+    if (ctx->holdout >= 0)
+        store_bind_int(s, 9, ctx->holdout);
+    else
+        store_bind_null(s, 9);
+    store_bind_text(s, 10, ctx->branch, -1);
+    store_bind_int(s, 11, id);
+    rc = store_run(s);
+    free(hist);
+    return rc;
+}
+
+/* Pushes the run function of the instance's pinned version, loading that
+ * version from the store if this process has not seen it. */
+static int push_run(engine *e, const struct row *r)
+{
+    lua_State *L = sandbox_state(e->sb);
+    if (!catalog_push_journey(e, r->journey, r->version)) {
+        lua_pop(L, 1);
+        if (script_load_version(e, r->version) != 0 || !catalog_push_journey(e, r->journey, r->version)) {
+            lua_pop(L, 1);
+            return -1;
+        }
+    }
+    lua_getfield(L, -1, "run");
+    lua_remove(L, -2);
+    return 0;
+}
+
+int instance_wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *event)
+{
+    struct row r = {0};
+    int rc = load_row(e, id, &r);
+    if (rc != 0)
+        return rc < 0 ? -1 : 0;
+    if (strcmp(r.state, "waiting") != 0) {   /* ended: a stale timer or listener */
+        row_free(&r);
+        return 0;
+    }
+    lua_State *L = sandbox_state(e->sb);
+    int top = lua_gettop(L);
+    struct run_ctx ctx = {0};
+    ctx.e = e;
+    ctx.id = id;
+    ctx.journey = r.journey;
+    ctx.version = r.version;
+    ctx.customer = r.customer;
+    ctx.history = cJSON_Parse(r.history ? r.history : "[]");
+    if (!cJSON_IsArray(ctx.history)) {
+        cJSON_Delete(ctx.history);
+        ctx.history = cJSON_CreateArray();
+    }
+    ctx.now = engine_now(e);
+    ctx.started_at = r.started_at;
+    ctx.reason = reason;
+    ctx.event = event;
+    ctx.rng = seed_of(id);
+    ctx.holdout = r.holdout;
+
+    const char *state = "failed";
+    char *error = NULL;
+    if (script_migrate(e, &r.version, &ctx) != 0 || push_run(e, &r) != 0) {
+        error = xasprintf("journey '%s' version %s is no longer available", r.journey, r.version);
+        ctx.version = r.version;
+    } else {
+        ctx.version = r.version;
+        lua_State *co = lua_newthread(L);
+        lua_insert(L, -2);
+        lua_xmove(L, co, 1);                        /* run */
+        customer_push_handle(e, co, r.customer);    /* c */
+        char jerr[128];
+        if (!r.trigger || json_push_text(co, r.trigger, strlen(r.trigger), jerr, sizeof jerr) != 0)
+            lua_pushnil(co);                        /* ev */
+        e->cur = &ctx;
+        int nres = 0;
+        int status = sandbox_resume(e->sb, co, L, 2, &nres);
+        e->cur = NULL;
+        if (ctx.fatal) {
+            error = xstrdup(ctx.fatal);
+        } else if (status == LUA_YIELD && ctx.suspend == SUSPEND_EXIT) {
+            state = "exited";
+            error = NULL;
+        } else if (status == LUA_YIELD && ctx.suspend != SUSPEND_NONE) {
+            state = "waiting";
+        } else if (status == LUA_YIELD) {
+            error = xasprintf("journey '%s': run yielded outside a wait (coroutine.yield in run?)", r.journey);
+        } else if (status == LUA_OK) {
+            state = "done";
+        } else {
+            error = xstrdup(lua_tostring(co, -1) ? lua_tostring(co, -1) : "error");
+        }
+    }
+    if (error)
+        engine_logf(e, "error", "instance %lld of '%s' failed: %s", (long long)id, r.journey, error);
+    if (strcmp(state, "exited") == 0 && ctx.exit_reason)
+        error = xstrdup(ctx.exit_reason);   /* kept in `error` as the reason */
+    rc = persist(e, id, &r, &ctx, error && strcmp(state, "exited") != 0 ? "failed" : state, error);
+    if (rc == 0 && strcmp(state, "waiting") != 0)
+        rc = release(e, id, &r, &ctx) ? -1 : 0;
+    lua_settop(L, top);
+    e->stats.instances_woken++;
+    free(error);
+    ctx_free(&ctx);
+    row_free(&r);
+    return rc;
+}
+
+int instance_convert(engine *e, int64_t id, tend_time at)
+{
+    struct row r = {0};
+    int rc = load_row(e, id, &r);
+    if (rc != 0)
+        return rc < 0 ? -1 : 0;
+    int waiting = strcmp(r.state, "waiting") == 0;
+    store_stmt *s = store_sql(e->st, "UPDATE instances SET converted_at = ?,"
+                                     " state = CASE WHEN state = 'waiting' THEN 'converted' ELSE state END,"
+                                     " label = CASE WHEN state = 'waiting' THEN 'converted' ELSE label END,"
+                                     " ended_at = COALESCE(ended_at, ?), wake_at = CASE WHEN state = 'waiting'"
+                                     " THEN NULL ELSE wake_at END WHERE id = ? AND converted_at IS NULL");
+    store_bind_int(s, 1, at);
+    store_bind_int(s, 2, engine_now(e));
+    store_bind_int(s, 3, id);
+    rc = store_run(s);
+    if (rc == 0 && waiting)
+        rc = release(e, id, &r, NULL);
+    row_free(&r);
+    return rc ? -1 : 0;
+}
+
+int instance_route_event(engine *e, const char *customer, const char *type, tend_time at,
+                         const cJSON *event)
+{
+    store_stmt *s = store_sql(e->st, "SELECT instance, kind, until FROM listeners WHERE customer = ? AND type = ?");
+    store_bind_text(s, 1, customer, -1);
+    store_bind_text(s, 2, type, -1);
+    struct hit { int64_t id; int kind; tend_time until; } *hits = NULL;
+    int n = 0;
+    while (store_step(s) == STORE_ROW) {
+        hits = xrealloc(hits, (size_t)(n + 1) * sizeof *hits);
+        hits[n].id = store_col_int(s, 0);
+        hits[n].kind = (int)store_col_int(s, 1);
+        hits[n].until = store_col_type(s, 2) == STORE_NULL ? 0 : store_col_int(s, 2);
+        n++;
+    }
+    int rc = 0;
+    /* Goals first: an event that is both a goal and an awaited event
+     * converts the instance rather than moving it on. */
+    for (int pass = 1; pass >= 0 && rc == 0; pass--) {
+        for (int i = 0; i < n && rc == 0; i++) {
+            if (hits[i].kind != pass)
+                continue;
+            if (pass == 1) {
+                if (!hits[i].until || at <= hits[i].until)
+                    rc = instance_convert(e, hits[i].id, at);
+                if (rc == 0)
+                    rc = drop_listener(e, customer, type, hits[i].id, 1);
+            } else {
+                rc = instance_wake(e, hits[i].id, WAKE_EVENT, event);
+            }
+        }
+    }
+    free(hits);
+    return rc;
+}
+
+/* --- due timers -------------------------------------------------------- */
+
+int instance_run_due(engine *e, tend_time now, int max)
+{
+    store_stmt *s = store_sql(e->st, "SELECT wake_at, instance FROM timers WHERE wake_at <= ?"
+                                     " ORDER BY wake_at, instance LIMIT ?");
+    store_bind_int(s, 1, now);
+    store_bind_int(s, 2, max);
+    struct due { tend_time at; int64_t id; } *due = xmalloc((size_t)max * sizeof *due);
+    int n = 0;
+    while (store_step(s) == STORE_ROW) {
+        due[n].at = store_col_int(s, 0);
+        due[n].id = store_col_int(s, 1);
+        n++;
+    }
+    if (n == 0) {
+        free(due);
+        return 0;
+    }
+    int rc = store_begin(e->st);
+    for (int i = 0; i < n && rc == 0; i++) {
+        /* The timer goes first: whatever the run decides, this one fired. */
+        rc = set_timer(e, due[i].at, due[i].id, 0);
+        if (rc == 0)
+            rc = instance_wake(e, due[i].id, WAKE_TIMER, NULL);
+    }
+    free(due);
+    if (rc == 0 && store_commit(e->st) == 0)
+        return n;
+    if (rc != 0)
+        store_rollback(e->st);
+    engine_logf(e, "error", "waking instances failed: %s", store_errmsg(e->st));
+    return -1;
+}
+
+tend_time instance_next_due(engine *e)
+{
+    store_stmt *s = store_sql(e->st, "SELECT wake_at FROM timers ORDER BY wake_at LIMIT 1");
+    if (store_step(s) != STORE_ROW)
+        return -1;
+    tend_time t = store_col_int(s, 0);
+    store_reset(s);
+    return t;
+}

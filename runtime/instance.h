@@ -1,0 +1,83 @@
+/* instance — one customer's run through one journey, made durable.
+ *
+ * An instance is a row (state, history, where it waits) and nothing in
+ * memory between wakes. Every wake re-runs the journey's `run` from the top
+ * in a fresh coroutine; each durable primitive the script calls takes the
+ * next entry of the history and returns what was recorded, without acting
+ * again (step.c). Past the end of the history the primitive acts for real
+ * and appends. So a restart, a crash or a redeploy loses nothing: the next
+ * wake replays to where the instance stood.
+ *
+ * States: waiting (a timer or an event listener will wake it), done,
+ * failed (an error: the message names file:line), converted (its goal event
+ * came), exited (the script called exit(reason)).
+ *
+ * All writes happen in the caller's store transaction; the caller batches
+ * many instances into one. */
+#ifndef TEND_INSTANCE_H
+#define TEND_INSTANCE_H
+
+#include <cjson/cJSON.h>
+
+#include "engine.h"
+
+/* Why an instance runs now. */
+enum wake_reason { WAKE_START, WAKE_TIMER, WAKE_EVENT };
+
+/* What a run stopped on. */
+enum suspend_kind { SUSPEND_NONE, SUSPEND_WAIT, SUSPEND_WAIT_FOR, SUSPEND_EXIT };
+
+/* The state of the instance being run; engine->cur points here while the
+ * coroutine runs, which is how the primitives find it. */
+struct run_ctx {
+    engine *e;
+    int64_t id;
+    char *journey, *version, *customer;
+    cJSON *history;             /* the array of steps; owned */
+    int pos;                    /* next history entry to replay */
+    int appended;               /* entries added (or completed) in this run */
+    tend_time now, started_at;
+    enum wake_reason reason;
+    const cJSON *event;         /* WAKE_EVENT: the event (type, at, ...) */
+    int event_used;             /* a wait_for consumed it */
+    uint64_t rng;               /* random(): reset at each wake, so replays agree */
+    cJSON *reads;               /* "customer\x1ffield" -> value read since the last wait */
+
+    enum suspend_kind suspend;
+    tend_time wake_at;          /* timer to set (0: none) */
+    char *listen_type;          /* wait_for event type, while suspended on it */
+    char label[160];            /* where it waits: "wait_for order.delivered (care.lua:12)" */
+    char *exit_reason;
+    char *fatal;                /* a replay divergence: the instance fails whatever the script does */
+    int no_steps;               /* in where() or assign(): run once, never replayed */
+    int holdout;                /* -1 undecided, 0 treatment, 1 control */
+    char *branch;               /* split{} result */
+};
+
+/* Creates an instance of the current version of `journey` for `customer`,
+ * with `trigger` (the event or payload; may be NULL) as run's second
+ * argument, and runs it at once (`now`) or leaves it for the next due pass.
+ * Respects once / reenter_after. Returns the new id, 0 if entry was refused,
+ * -1 on error (err filled). */
+int64_t instance_start(engine *e, const char *journey, const char *customer, const cJSON *trigger,
+                       int run_now, char *err, size_t errlen);
+
+/* Runs instance `id` (woken by a timer, or by `event` for WAKE_EVENT) and
+ * stores the outcome. Returns 0, or -1 on a store error. */
+int instance_wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *event);
+
+/* Ends the instance as converted by its goal event at time `at`. */
+int instance_convert(engine *e, int64_t id, tend_time at);
+
+/* Runs every timer due at or before now, up to `max` instances, in one
+ * transaction. Returns how many ran, -1 on error. */
+int instance_run_due(engine *e, tend_time now, int max);
+
+/* The earliest timer, or -1. */
+tend_time instance_next_due(engine *e);
+
+/* Routes an event to the instances listening for it (wait_for, goals). */
+int instance_route_event(engine *e, const char *customer, const char *type, tend_time at,
+                         const cJSON *event);
+
+#endif

@@ -1,0 +1,274 @@
+/* json — Lua <-> cJSON (see json.h). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "json.h"
+#include "util.h"
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* 1 if the table at idx has exactly the keys 1..n with n > 0. */
+static int is_array(lua_State *L, int idx, lua_Integer *n)
+{
+    lua_Integer len = (lua_Integer)lua_rawlen(L, idx);
+    if (len == 0)
+        return 0;
+    lua_Integer count = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (!lua_isinteger(L, -1)) {
+            lua_pop(L, 1);
+            return 0;
+        }
+        lua_Integer k = lua_tointeger(L, -1);
+        if (k < 1 || k > len) {
+            lua_pop(L, 1);
+            return 0;
+        }
+        count++;
+    }
+    *n = len;
+    return count == len;
+}
+
+static cJSON *from_lua(lua_State *L, int idx, int depth, strbuf *path, char *err, size_t errlen);
+
+static cJSON *fail(strbuf *path, char *err, size_t errlen, const char *what)
+{
+    snprintf(err, errlen, "%s%s%s", path->len ? path->s : "", path->len ? ": " : "", what);
+    return NULL;
+}
+
+static cJSON *object_from_lua(lua_State *L, int idx, int depth, strbuf *path, char *err, size_t errlen)
+{
+    /* Keys are gathered and sorted first: encoding must not depend on the
+     * hash order of this run. */
+    size_t n = 0, cap = 8;
+    const char **keys = xmalloc(cap * sizeof *keys);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            free(keys);
+            lua_pop(L, 1);
+            return fail(path, err, errlen, "table has a non-string key (mixed or sparse array?)");
+        }
+        if (n == cap)
+            keys = xrealloc(keys, (cap *= 2) * sizeof *keys);
+        keys[n++] = lua_tostring(L, -1);   /* the string stays in the table */
+    }
+    qsort(keys, n, sizeof *keys, cmp_str);
+    cJSON *obj = cJSON_CreateObject();
+    size_t mark = path->len;
+    for (size_t i = 0; i < n; i++) {
+        lua_getfield(L, idx, keys[i]);
+        if (mark)
+            strbuf_putc(path, '.');
+        strbuf_puts(path, keys[i]);
+        cJSON *v = from_lua(L, lua_gettop(L), depth + 1, path, err, errlen);
+        path->len = mark;
+        if (path->s)
+            path->s[mark] = 0;
+        lua_pop(L, 1);
+        if (!v) {
+            cJSON_Delete(obj);
+            free(keys);
+            return NULL;
+        }
+        cJSON_AddItemToObject(obj, keys[i], v);
+    }
+    free(keys);
+    return obj;
+}
+
+static cJSON *from_lua(lua_State *L, int idx, int depth, strbuf *path, char *err, size_t errlen)
+{
+    if (depth > JSON_MAX_DEPTH)
+        return fail(path, err, errlen, "nested too deeply (a cycle?)");
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+        return cJSON_CreateNull();
+    case LUA_TBOOLEAN:
+        return cJSON_CreateBool(lua_toboolean(L, idx));
+    case LUA_TNUMBER: {
+        double d = lua_tonumber(L, idx);
+        if (!isfinite(d))
+            return fail(path, err, errlen, "number is not finite");
+        return cJSON_CreateNumber(d);
+    }
+    case LUA_TSTRING:
+        return cJSON_CreateString(lua_tostring(L, idx));
+    case LUA_TTABLE: {
+        lua_checkstack(L, 6);
+        lua_Integer n;
+        if (!is_array(L, idx, &n))
+            return object_from_lua(L, idx, depth, path, err, errlen);
+        cJSON *arr = cJSON_CreateArray();
+        size_t mark = path->len;
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_rawgeti(L, idx, i);
+            strbuf_printf(path, "[%lld]", (long long)i);
+            cJSON *v = from_lua(L, lua_gettop(L), depth + 1, path, err, errlen);
+            path->len = mark;
+            if (path->s)
+                path->s[mark] = 0;
+            lua_pop(L, 1);
+            if (!v) {
+                cJSON_Delete(arr);
+                return NULL;
+            }
+            cJSON_AddItemToArray(arr, v);
+        }
+        return arr;
+    }
+    default: {
+        char what[64];
+        snprintf(what, sizeof what, "a %s cannot be stored as JSON", luaL_typename(L, idx));
+        return fail(path, err, errlen, what);
+    }
+    }
+}
+
+cJSON *json_from_lua(lua_State *L, int idx, char *err, size_t errlen)
+{
+    strbuf path;
+    strbuf_init(&path);
+    cJSON *j = from_lua(L, lua_absindex(L, idx), 0, &path, err, errlen);
+    strbuf_free(&path);
+    return j;
+}
+
+int json_int(const cJSON *j, long long *out)
+{
+    if (!cJSON_IsNumber(j))
+        return -1;
+    double d = j->valuedouble;
+    if (d != floor(d) || d < -9007199254740992.0 || d > 9007199254740992.0)
+        return -1;
+    *out = (long long)d;
+    return 0;
+}
+
+void json_push(lua_State *L, const cJSON *j)
+{
+    lua_checkstack(L, 4);
+    if (!j || cJSON_IsNull(j) || cJSON_IsInvalid(j)) {
+        lua_pushnil(L);
+    } else if (cJSON_IsBool(j)) {
+        lua_pushboolean(L, cJSON_IsTrue(j));
+    } else if (cJSON_IsNumber(j)) {
+        long long i;
+        if (json_int(j, &i) == 0)
+            lua_pushinteger(L, (lua_Integer)i);
+        else
+            lua_pushnumber(L, j->valuedouble);
+    } else if (cJSON_IsString(j)) {
+        lua_pushstring(L, j->valuestring);
+    } else if (cJSON_IsArray(j)) {
+        lua_createtable(L, cJSON_GetArraySize(j), 0);
+        lua_Integer i = 1;
+        for (const cJSON *c = j->child; c; c = c->next) {
+            json_push(L, c);
+            lua_rawseti(L, -2, i++);
+        }
+    } else {
+        lua_newtable(L);
+        for (const cJSON *c = j->child; c; c = c->next) {
+            if (cJSON_IsNull(c))
+                continue;
+            json_push(L, c);
+            lua_setfield(L, -2, c->string);
+        }
+    }
+}
+
+cJSON *json_parse(const char *text, size_t len, char *err, size_t errlen)
+{
+    if (memchr(text, 0, len)) {
+        snprintf(err, errlen, "invalid JSON: contains a NUL byte");
+        return NULL;
+    }
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (!j) {
+        size_t at = end && end >= text ? (size_t)(end - text) : 0;
+        if (at >= len) {
+            snprintf(err, errlen, "invalid JSON: unexpected end of input");
+        } else {
+            char near[16];
+            size_t k = 0;
+            for (size_t i = at; i < len && k < 10; i++)
+                near[k++] = (text[i] == '\n' || text[i] == '\r') ? ' ' : text[i];
+            near[k] = 0;
+            snprintf(err, errlen, "invalid JSON at byte %zu near '%s'", at + 1, near);
+        }
+        return NULL;
+    }
+    /* cJSON stops at the end of the first value; anything but blanks after
+     * it means the text was not one JSON value. */
+    size_t used = (size_t)(end - text);
+    while (used < len && (text[used] == ' ' || text[used] == '\t' || text[used] == '\n' ||
+                          text[used] == '\r'))
+        used++;
+    if (used < len) {
+        snprintf(err, errlen, "invalid JSON at byte %zu: text after the value", used + 1);
+        cJSON_Delete(j);
+        return NULL;
+    }
+    return j;
+}
+
+int json_push_text(lua_State *L, const char *text, size_t len, char *err, size_t errlen)
+{
+    cJSON *j = json_parse(text, len, err, errlen);
+    if (!j)
+        return -1;
+    json_push(L, j);
+    cJSON_Delete(j);
+    return 0;
+}
+
+char *json_print(const cJSON *j)
+{
+    char *s = cJSON_PrintUnformatted(j);
+    if (!s) {
+        fputs("tend: out of memory\n", stderr);
+        abort();
+    }
+    return s;
+}
+
+char *json_encode(lua_State *L, int idx, char *err, size_t errlen)
+{
+    cJSON *j = json_from_lua(L, idx, err, errlen);
+    if (!j)
+        return NULL;
+    char *s = json_print(j);
+    cJSON_Delete(j);
+    return s;
+}
+
+const cJSON *json_path(const cJSON *obj, const char *path)
+{
+    const cJSON *cur = obj;
+    char key[256];
+    while (cur && *path) {
+        const char *dot = strchr(path, '.');
+        size_t n = dot ? (size_t)(dot - path) : strlen(path);
+        if (n >= sizeof key)
+            return NULL;
+        memcpy(key, path, n);
+        key[n] = 0;
+        cur = cJSON_IsObject(cur) ? cJSON_GetObjectItemCaseSensitive(cur, key) : NULL;
+        path += n + (dot ? 1 : 0);
+    }
+    return cur;
+}

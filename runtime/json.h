@@ -1,0 +1,48 @@
+/* json — Lua values to and from JSON (cJSON trees).
+ *
+ * Lua tables become JSON arrays when their keys are exactly 1..n (n > 0),
+ * objects otherwise (an empty table is {}); object keys are written sorted,
+ * so the same value always encodes to the same bytes (history hashes rely on
+ * this; Lua's own traversal order changes from run to run). Integers that fit
+ * stay integers on the way back. JSON null becomes nil. Functions, threads,
+ * userdata, non-string keys of objects, NaN/inf and nesting deeper than
+ * JSON_MAX_DEPTH are errors, reported in `err` with the path ("vars.coupon.f").
+ *
+ * Ownership: every cJSON * returned is the caller's (cJSON_Delete); every
+ * char * returned is the caller's (free). */
+#ifndef TEND_JSON_H
+#define TEND_JSON_H
+
+#include <stddef.h>
+
+#include <cjson/cJSON.h>
+#include <lua.h>
+
+#define JSON_MAX_DEPTH 32
+
+/* The value at idx as a cJSON tree, or NULL with err filled. */
+cJSON *json_from_lua(lua_State *L, int idx, char *err, size_t errlen);
+
+/* Pushes j as a Lua value (nil for NULL or JSON null). */
+void json_push(lua_State *L, const cJSON *j);
+
+/* Parses text and pushes it; returns 0, or -1 with err (nothing pushed). */
+int json_push_text(lua_State *L, const char *text, size_t len, char *err, size_t errlen);
+
+/* Compact JSON text of the value at idx, or NULL with err. */
+char *json_encode(lua_State *L, int idx, char *err, size_t errlen);
+
+/* Compact text of a cJSON tree (never NULL for a valid tree). */
+char *json_print(const cJSON *j);
+
+/* Parse with a position-bearing error: "invalid JSON at byte 17 near '}'".
+ * A NUL byte inside `len` is an error. */
+cJSON *json_parse(const char *text, size_t len, char *err, size_t errlen);
+
+/* Number as int64 if it is integral and in range; 0 on success. */
+int json_int(const cJSON *j, long long *out);
+
+/* The value at a dotted path ("coupon.code") in an object tree, or NULL. */
+const cJSON *json_path(const cJSON *obj, const char *path);
+
+#endif

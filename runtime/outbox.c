@@ -1,0 +1,255 @@
+/* outbox — rendering, policy and the outbox rows (see outbox.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "catalog.h"
+#include "channel.h"
+#include "customer.h"
+#include "json.h"
+#include "outbox.h"
+#include "policy.h"
+#include "template.h"
+#include "util.h"
+
+/* The template's text for one channel: a string, or {subject, body}. */
+struct message_text {
+    char *text, *subject;
+    int marketing;
+    int priority, has_priority;
+    int defer_on_cap, has_on_cap;
+};
+
+static void message_text_free(struct message_text *m)
+{
+    free(m->text);
+    free(m->subject);
+}
+
+static int read_template(engine *e, const char *name, const char *channel, struct message_text *m,
+                         char *err, size_t errlen)
+{
+    lua_State *L = sandbox_state(e->sb);
+    memset(m, 0, sizeof *m);
+    int top = lua_gettop(L);
+    if (!catalog_push_template(e, name)) {
+        lua_settop(L, top);
+        snprintf(err, errlen, "unknown template '%s'", name);
+        return -1;
+    }
+    int t = lua_gettop(L);
+    lua_getfield(L, t, "category");
+    m->marketing = strcmp(lua_tostring(L, -1), "marketing") == 0;
+    if (lua_getfield(L, t, "priority") != LUA_TNIL) {
+        m->priority = (int)lua_tointeger(L, -1);
+        m->has_priority = 1;
+    }
+    if (lua_getfield(L, t, "on_cap") != LUA_TNIL) {
+        m->defer_on_cap = strcmp(lua_tostring(L, -1), "defer") == 0;
+        m->has_on_cap = 1;
+    }
+    int type = lua_getfield(L, t, channel);
+    if (type == LUA_TSTRING) {
+        m->text = xstrdup(lua_tostring(L, -1));
+    } else if (type == LUA_TTABLE) {
+        if (lua_getfield(L, -1, "subject") == LUA_TSTRING)
+            m->subject = xstrdup(lua_tostring(L, -1));
+        if (lua_getfield(L, -2, "body") == LUA_TSTRING || (lua_pop(L, 1), lua_getfield(L, -2, "text")) == LUA_TSTRING)
+            m->text = xstrdup(lua_tostring(L, -1));
+    }
+    lua_settop(L, top);
+    if (!m->text) {
+        snprintf(err, errlen, "template '%s' has no text for channel '%s'", name, channel);
+        message_text_free(m);
+        return -1;
+    }
+    return 0;
+}
+
+/* Variables a template sees: the customer's fields, then the send's vars
+ * over them ({{name}} is the customer's unless vars say otherwise). */
+static cJSON *template_vars_for(engine *e, const char *customer, const cJSON *vars)
+{
+    cJSON *all = customer_json(e, customer);
+    if (!all)
+        all = cJSON_CreateObject();
+    const cJSON *v;
+    cJSON_ArrayForEach(v, vars) {
+        cJSON_DeleteItemFromObjectCaseSensitive(all, v->string);
+        cJSON_AddItemToObject(all, v->string, cJSON_Duplicate(v, 1));
+    }
+    return all;
+}
+
+static int insert_row(engine *e, const struct send_request *r, const struct message_text *m,
+                      const char *body, const char *status, tend_time due_at, const char *error,
+                      int segments, double cost, int priority, int64_t *id)
+{
+    char key[64];
+    snprintf(key, sizeof key, "%lld-%d", (long long)r->instance, r->step);
+    store_stmt *s = store_sql(e->st,
+        "INSERT INTO outbox (instance, step, journey, customer, channel, template, category, priority,"
+        " body, status, due_at, created_at, last_error, segments, cost, idem_key)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+    store_bind_int(s, 1, r->instance);
+    store_bind_int(s, 2, r->step);
+    store_bind_text(s, 3, r->journey, -1);
+    store_bind_text(s, 4, r->customer, -1);
+    store_bind_text(s, 5, r->channel, -1);
+    store_bind_text(s, 6, r->template_name, -1);
+    store_bind_text(s, 7, m->marketing ? "marketing" : "transactional", -1);
+    store_bind_int(s, 8, priority);
+    store_bind_text(s, 9, body, -1);
+    store_bind_text(s, 10, status, -1);
+    store_bind_int(s, 11, due_at);
+    store_bind_int(s, 12, engine_now(e));
+    store_bind_text(s, 13, error, -1);
+    store_bind_int(s, 14, segments);
+    store_bind_double(s, 15, cost);
+    store_bind_text(s, 16, key, -1);
+    if (store_run(s) != 0)
+        return -1;
+    *id = store_last_rowid(e->st);
+    if (strcmp(status, "queued") != 0 && strcmp(status, "deferred") != 0)
+        return 0;
+    s = store_sql(e->st, "INSERT INTO outbox_due (due_at, id) VALUES (?, ?)");
+    store_bind_int(s, 1, due_at);
+    store_bind_int(s, 2, *id);
+    return store_run(s);
+}
+
+int outbox_send(engine *e, const struct send_request *r, struct send_result *out,
+                char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    struct message_text m;
+    if (read_template(e, r->template_name, r->channel, &m, err, errlen) != 0)
+        return -1;
+    int priority = m.has_priority ? m.priority : r->priority;
+    int defer = m.has_on_cap ? m.defer_on_cap : r->defer_on_cap;
+    cJSON *vars = template_vars_for(e, r->customer, r->vars);
+    char rerr[256] = "";
+    char *text = template_render(m.text, vars, rerr, sizeof rerr);
+    char *subject = text && m.subject ? template_render(m.subject, vars, rerr, sizeof rerr) : NULL;
+    cJSON_Delete(vars);
+    tend_time now = engine_now(e);
+    const char *status;
+    tend_time due = now;
+    const char *why = NULL;
+    struct policy_verdict v;
+    if (!text || (m.subject && !subject)) {
+        status = "failed";
+        snprintf(out->error, sizeof out->error, "template '%s': %s", r->template_name, rerr);
+        why = out->error;
+    } else {
+        if (policy_check(e, r->customer, r->channel, m.marketing, priority, defer, now, &v) != 0) {
+            free(text);
+            free(subject);
+            message_text_free(&m);
+            snprintf(err, errlen, "store: %s", store_errmsg(e->st));
+            return -1;
+        }
+        status = v.status;
+        due = v.due_at;
+        if (v.reason[0])
+            why = v.reason;
+    }
+    cJSON *body = cJSON_CreateObject();
+    if (subject)
+        cJSON_AddStringToObject(body, "subject", subject);
+    cJSON_AddStringToObject(body, "text", text ? text : "");
+    char *body_text = json_print(body);
+    cJSON_Delete(body);
+    int segments = 0;
+    double cost = 0;
+    if (text)
+        channel_cost(e, r->channel, text, &segments, &cost);
+    int64_t id = 0;
+    int rc = insert_row(e, r, &m, body_text, status, due, why, segments, cost, priority, &id);
+    free(body_text);
+    free(text);
+    free(subject);
+    message_text_free(&m);
+    if (rc != 0) {
+        snprintf(err, errlen, "store: %s", store_errmsg(e->st));
+        return -1;
+    }
+    snprintf(out->status, sizeof out->status, "%s", status);
+    out->id = id;
+    out->due_at = due;
+    return 0;
+}
+
+tend_time outbox_next_due(engine *e)
+{
+    store_stmt *s = store_sql(e->st, "SELECT due_at FROM outbox_due ORDER BY due_at LIMIT 1");
+    int rc = store_step(s);
+    if (rc != STORE_ROW)
+        return -1;
+    tend_time t = store_col_int(s, 0);
+    store_reset(s);
+    return t;
+}
+
+static int leave_due(engine *e, int64_t id)
+{
+    store_stmt *s = store_sql(e->st, "DELETE FROM outbox_due WHERE id = ? AND due_at ="
+                                     " (SELECT due_at FROM outbox_due WHERE id = ?1)");
+    store_bind_int(s, 1, id);
+    return store_run(s);
+}
+
+int outbox_mark_sent(engine *e, int64_t id, tend_time at, const char *response)
+{
+    store_stmt *s = store_sql(e->st, "UPDATE outbox SET status = 'sent', sent_at = ?, response = ?,"
+                                     " last_error = NULL WHERE id = ?");
+    store_bind_int(s, 1, at);
+    store_bind_text(s, 2, response, -1);
+    store_bind_int(s, 3, id);
+    if (store_run(s) != 0)
+        return -1;
+    return leave_due(e, id);
+}
+
+int outbox_mark_dead(engine *e, int64_t id, tend_time at, const char *error, const char *response)
+{
+    store_stmt *s = store_sql(e->st, "UPDATE outbox SET status = 'dead', sent_at = ?, last_error = ?,"
+                                     " response = ? WHERE id = ?");
+    store_bind_int(s, 1, at);
+    store_bind_text(s, 2, error, -1);
+    store_bind_text(s, 3, response, -1);
+    store_bind_int(s, 4, id);
+    if (store_run(s) != 0)
+        return -1;
+    return leave_due(e, id);
+}
+
+int outbox_mark_retry(engine *e, int64_t id, tend_time due_at, const char *error)
+{
+    if (leave_due(e, id) != 0)
+        return -1;
+    store_stmt *s = store_sql(e->st, "UPDATE outbox SET status = 'queued', due_at = ?, last_error = ?"
+                                     " WHERE id = ?");
+    store_bind_int(s, 1, due_at);
+    store_bind_text(s, 2, error, -1);
+    store_bind_int(s, 3, id);
+    if (store_run(s) != 0)
+        return -1;
+    s = store_sql(e->st, "INSERT INTO outbox_due (due_at, id) VALUES (?, ?) ON CONFLICT DO NOTHING");
+    store_bind_int(s, 1, due_at);
+    store_bind_int(s, 2, id);
+    return store_run(s);
+}
+
+int outbox_mark(engine *e, int64_t id, const char *status, const char *error)
+{
+    store_stmt *s = store_sql(e->st, "UPDATE outbox SET status = ?, last_error = ? WHERE id = ?");
+    store_bind_text(s, 1, status, -1);
+    store_bind_text(s, 2, error, -1);
+    store_bind_int(s, 3, id);
+    if (store_run(s) != 0)
+        return -1;
+    return leave_due(e, id);
+}

@@ -1,0 +1,58 @@
+/* outbox — messages on their way out.
+ *
+ * send() writes an outbox row in the same transaction as the step that
+ * called it, so a message exists exactly when its step is recorded. The row
+ * carries the rendered text, the policy's verdict and an idempotency key
+ * (instance id + step) that every delivery attempt sends to the provider.
+ *
+ * Statuses: queued (due now), deferred (due later: quiet hours, a cap),
+ * sending (claimed by the dispatcher; retried with the same key after a
+ * crash), sent, dead (the provider refused it: 4xx), failed (it could not be
+ * rendered), capped and suppressed (policy kept it back). Rows still to go
+ * live in outbox_due, keyed by (due_at, id), so the dispatcher drains a range.
+ *
+ * Ownership: results are written into the caller's structs; nothing here
+ * allocates on the caller's behalf. */
+#ifndef TEND_OUTBOX_H
+#define TEND_OUTBOX_H
+
+#include <cjson/cJSON.h>
+
+#include "engine.h"
+
+struct send_request {
+    int64_t instance;           /* 0 outside an instance */
+    int step;                   /* history index of the send */
+    const char *journey;
+    const char *customer;
+    const char *channel;
+    const char *template_name;
+    const cJSON *vars;          /* may be NULL */
+    int priority;               /* journey priority unless the template sets one */
+    int defer_on_cap;           /* journey on_cap = "defer" */
+};
+
+struct send_result {
+    char status[16];            /* queued deferred capped suppressed failed */
+    int64_t id;                 /* the outbox row */
+    tend_time due_at;
+    char error[256];            /* for failed: why */
+};
+
+/* Renders the template for the channel, applies policy and stores the row.
+ * Returns 0 with *out filled (a render error is status "failed", not an
+ * error); -1 when the call itself is wrong (unknown template, no text for
+ * that channel) with err set. */
+int outbox_send(engine *e, const struct send_request *r, struct send_result *out,
+                char *err, size_t errlen);
+
+/* The earliest due_at of a row still to deliver, or -1. */
+tend_time outbox_next_due(engine *e);
+
+/* Moves a delivered / refused / retried row to its new status. */
+int outbox_mark_sent(engine *e, int64_t id, tend_time at, const char *response);
+int outbox_mark_dead(engine *e, int64_t id, tend_time at, const char *error, const char *response);
+int outbox_mark_retry(engine *e, int64_t id, tend_time due_at, const char *error);
+int outbox_mark(engine *e, int64_t id, const char *status, const char *error);
+
+#endif

@@ -1,0 +1,118 @@
+/* schema — tend's tables, laid out by how they are read.
+ *
+ * The hot tables are keyed by their access order (see DESIGN "Targets"):
+ * timers by (wake_at, instance) so draining due wakes is a range scan of one
+ * B-tree; events append by sequence with no random index on the ingest path
+ * (the only secondary index, on `id`, exists for deduplication and is partial,
+ * so events without an id pay nothing); listeners by (customer, type) because
+ * that is the question every incoming event asks. */
+#include "schema.h"
+
+static const char m1_core[] =
+    /* Customers: the known fields as columns (segments compile to SQL on
+     * them), everything else in attrs (JSON). */
+    "CREATE TABLE customers ("
+    " id TEXT PRIMARY KEY NOT NULL,"
+    " name TEXT, phone TEXT, email TEXT, city TEXT, region TEXT,"
+    " timezone TEXT, birthday TEXT, attrs TEXT,"
+    " first_seen_at INTEGER, first_order_at INTEGER, last_order_at INTEGER,"
+    " orders_count INTEGER NOT NULL DEFAULT 0,"
+    " total_spent REAL NOT NULL DEFAULT 0,"
+    " last_active_at INTEGER, lifecycle TEXT,"
+    " r INTEGER, f INTEGER, m INTEGER,"
+    " blocked INTEGER NOT NULL DEFAULT 0,"
+    " updated_at INTEGER"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX customers_city ON customers(city, last_order_at);"
+    "CREATE INDEX customers_last_order ON customers(last_order_at);"
+    "CREATE INDEX customers_region ON customers(region);"
+    "CREATE TABLE customer_tags ("
+    " customer TEXT NOT NULL, tag TEXT NOT NULL,"
+    " PRIMARY KEY (customer, tag)) WITHOUT ROWID;"
+    "CREATE INDEX customer_tags_tag ON customer_tags(tag);"
+    /* channel '*' suppresses every channel */
+    "CREATE TABLE suppressions ("
+    " customer TEXT NOT NULL, channel TEXT NOT NULL, at INTEGER, reason TEXT,"
+    " PRIMARY KEY (customer, channel)) WITHOUT ROWID;"
+
+    /* Events: accepted (committed) before they are answered, processed later
+     * in seq order; meta.events_cursor is the last processed seq. */
+    "CREATE TABLE events ("
+    " seq INTEGER PRIMARY KEY,"
+    " id TEXT, type TEXT NOT NULL, customer TEXT, at INTEGER NOT NULL,"
+    " body TEXT NOT NULL, received_at INTEGER NOT NULL);"
+    "CREATE UNIQUE INDEX events_id ON events(id) WHERE id IS NOT NULL;"
+
+    /* Script versions, by content hash: instances pin the one they began on. */
+    "CREATE TABLE scripts ("
+    " hash TEXT PRIMARY KEY NOT NULL, path TEXT NOT NULL, source TEXT NOT NULL,"
+    " loaded_at INTEGER) WITHOUT ROWID;"
+
+    /* Journey instances. history is the JSON list of recorded steps; it lives
+     * in the row because every wake reads all of it anyway. */
+    "CREATE TABLE instances ("
+    " id INTEGER PRIMARY KEY,"
+    " journey TEXT NOT NULL, version TEXT NOT NULL, customer TEXT NOT NULL,"
+    " state TEXT NOT NULL, step INTEGER NOT NULL DEFAULT 0, label TEXT,"
+    " wake_at INTEGER, listen TEXT, started_at INTEGER NOT NULL, ended_at INTEGER,"
+    " converted_at INTEGER, holdout INTEGER, branch TEXT,"
+    " trigger TEXT, history TEXT NOT NULL DEFAULT '[]',"
+    " error TEXT, seed INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE timers ("
+    " wake_at INTEGER NOT NULL, instance INTEGER NOT NULL,"
+    " PRIMARY KEY (wake_at, instance)) WITHOUT ROWID;"
+    /* kind 0: a wait_for, 1: a goal; until: when it stops listening */
+    "CREATE TABLE listeners ("
+    " customer TEXT NOT NULL, type TEXT NOT NULL, instance INTEGER NOT NULL,"
+    " kind INTEGER NOT NULL, until INTEGER,"
+    " PRIMARY KEY (customer, type, instance, kind)) WITHOUT ROWID;"
+    /* who entered which journey, for `once` and `reenter_after` */
+    "CREATE TABLE entries ("
+    " journey TEXT NOT NULL, customer TEXT NOT NULL,"
+    " count INTEGER NOT NULL, last_at INTEGER NOT NULL,"
+    " PRIMARY KEY (journey, customer)) WITHOUT ROWID;"
+    /* broadcast events reach their audience in resumable batches */
+    "CREATE TABLE fanouts ("
+    " event INTEGER NOT NULL, journey TEXT NOT NULL, after TEXT NOT NULL DEFAULT '',"
+    " PRIMARY KEY (event, journey)) WITHOUT ROWID;"
+    "CREATE TABLE date_triggers ("
+    " journey TEXT NOT NULL, customer TEXT NOT NULL, fire_at INTEGER NOT NULL,"
+    " PRIMARY KEY (journey, customer)) WITHOUT ROWID;"
+    "CREATE INDEX date_triggers_due ON date_triggers(fire_at);"
+
+    /* Outbox: written in the same transaction as the step that sends;
+     * outbox_due holds the rows still to deliver, by when. */
+    "CREATE TABLE outbox ("
+    " id INTEGER PRIMARY KEY,"
+    " instance INTEGER, step INTEGER, journey TEXT, customer TEXT NOT NULL,"
+    " channel TEXT NOT NULL, template TEXT, category TEXT NOT NULL,"
+    " priority INTEGER NOT NULL DEFAULT 0, body TEXT NOT NULL,"
+    " status TEXT NOT NULL, due_at INTEGER, created_at INTEGER NOT NULL,"
+    " sent_at INTEGER, attempts INTEGER NOT NULL DEFAULT 0,"
+    " last_error TEXT, response TEXT, segments INTEGER, cost REAL,"
+    " idem_key TEXT NOT NULL);"
+    "CREATE INDEX outbox_customer ON outbox(customer, due_at);"
+    "CREATE TABLE outbox_due ("
+    " due_at INTEGER NOT NULL, id INTEGER NOT NULL,"
+    " PRIMARY KEY (due_at, id)) WITHOUT ROWID;"
+
+    "CREATE TABLE coupons ("
+    " code TEXT PRIMARY KEY NOT NULL, customer TEXT NOT NULL, journey TEXT,"
+    " instance INTEGER, value REAL, spec TEXT, issued_at INTEGER,"
+    " expires_at INTEGER, redeemed_at INTEGER) WITHOUT ROWID;"
+    "CREATE TABLE tasks ("
+    " id INTEGER PRIMARY KEY, customer TEXT NOT NULL, journey TEXT,"
+    " instance INTEGER, step INTEGER, assignee TEXT, note TEXT,"
+    " status TEXT NOT NULL DEFAULT 'open', created_at INTEGER NOT NULL);"
+
+    "CREATE TABLE schedules ("
+    " name TEXT PRIMARY KEY NOT NULL, spec TEXT NOT NULL, next_at INTEGER,"
+    " last_run_at INTEGER, runs INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
+    "CREATE TABLE schedule_runs ("
+    " id INTEGER PRIMARY KEY, name TEXT NOT NULL, slot INTEGER NOT NULL,"
+    " ran_at INTEGER NOT NULL, status TEXT NOT NULL, error TEXT);";
+
+const struct store_migration schema_migrations[] = {
+    {"core", m1_core},
+};
+const int schema_migration_count = sizeof schema_migrations / sizeof schema_migrations[0];

@@ -1,0 +1,602 @@
+/* sim — t.sim{}: a whole tend runtime on a virtual clock, for tests.
+ *
+ * A sim owns an engine with its own temporary SQLite file (removed when the
+ * sim is collected), a virtual clock and captured channels. The engine runs
+ * in a Lua state of its own: the test's state only holds a handle, and
+ * values cross between the two by copy. restart() closes the engine and
+ * opens a new one on the same file, so whatever the test checks afterwards
+ * comes from the store alone, as after kill -9.
+ *
+ * The test file's clock follows the sim it last created or advanced, so
+ * ago(), now() and os.time() in the test mean the sim's time. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+
+#include "catalog.h"
+#include "customer.h"
+#include "dates.h"
+#include "event.h"
+#include "helpers.h"
+#include "json.h"
+#include "segment.h"
+#include "sim.h"
+#include "util.h"
+
+#define SIM_MT "tend.sim"
+#define SIM_DEFAULT_START 1767225600   /* 2026-01-01T00:00:00Z */
+
+struct sim {
+    engine *e;
+    tclock *clock;
+    char *db_path;
+    char **scripts;
+    int nscripts;
+    char *source;
+    cJSON *config;
+    strbuf log;
+    sandbox *test_sb;
+    const tclock *test_clock;   /* the test file's own clock, restored at the end */
+};
+
+static void sim_log(void *ud, const char *level, const char *msg)
+{
+    struct sim *s = ud;
+    strbuf_printf(&s->log, "%s: %s\n", level, msg);
+}
+
+static struct sim *check_sim(lua_State *L)
+{
+    struct sim *s = luaL_checkudata(L, 1, SIM_MT);
+    if (!s->e)
+        luaL_error(L, "this sim is closed");
+    return s;
+}
+
+static void remove_db(const char *path)
+{
+    static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
+    for (int i = 0; i < 4; i++) {
+        char *p = xasprintf("%s%s", path, suffixes[i]);
+        unlink(p);
+        free(p);
+    }
+}
+
+/* Opens the engine on the sim's file and loads its scripts. */
+static int open_engine(lua_State *L, struct sim *s)
+{
+    char *dir = NULL;
+    if (s->nscripts) {
+        const char *slash = strrchr(s->scripts[0], '/');
+        dir = slash ? xstrndup(s->scripts[0], (size_t)(slash - s->scripts[0])) : xstrdup(".");
+    }
+    struct engine_options o = {.dir = NULL, .db_path = s->db_path, .clock = s->clock, .capture = 1,
+                               .config = s->config, .log = sim_log, .log_ud = s};
+    char *err = NULL;
+    s->e = engine_open(&o, &err);
+    if (!s->e) {
+        free(dir);
+        lua_pushfstring(L, "t.sim: %s", err ? err : "cannot open");
+        free(err);
+        return -1;
+    }
+    s->e->dir = dir;
+    char *errors = NULL;
+    int n = 0;
+    if (s->nscripts)
+        n = engine_load_files(s->e, (const char *const *)s->scripts, s->nscripts, &errors);
+    if (n == 0 && s->source)
+        n = engine_load_source(s->e, "source", s->source, strlen(s->source), &errors);
+    if (n != 0) {
+        lua_pushfstring(L, "t.sim: scripts failed to load:\n%s", errors ? errors : "?");
+        free(errors);
+        engine_close(s->e);
+        s->e = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static int sim_gc(lua_State *L)
+{
+    struct sim *s = luaL_checkudata(L, 1, SIM_MT);
+    if (s->e) {
+        engine_close(s->e);
+        s->e = NULL;
+    }
+    if (s->test_sb && sandbox_clock(s->test_sb) == s->clock)
+        sandbox_set_clock(s->test_sb, s->test_clock);
+    if (s->db_path) {
+        remove_db(s->db_path);
+        free(s->db_path);
+        s->db_path = NULL;
+    }
+    for (int i = 0; i < s->nscripts; i++)
+        free(s->scripts[i]);
+    free(s->scripts);
+    s->scripts = NULL;
+    s->nscripts = 0;
+    free(s->source);
+    s->source = NULL;
+    cJSON_Delete(s->config);
+    s->config = NULL;
+    if (s->clock) {
+        clock_free(s->clock);
+        s->clock = NULL;
+    }
+    strbuf_free(&s->log);
+    return 0;
+}
+
+/* Converts the test-state value at idx to JSON, or raises. */
+static cJSON *arg_json(lua_State *L, int idx, const char *what)
+{
+    char err[300];
+    cJSON *j = json_from_lua(L, idx, err, sizeof err);
+    if (!j)
+        luaL_error(L, "%s: %s", what, err);
+    return j;
+}
+
+static void raise_store(lua_State *L, struct sim *s, const char *what)
+{
+    luaL_error(L, "%s: store: %s", what, store_errmsg(s->e->st));
+}
+
+/* --- methods ------------------------------------------------------------ */
+
+static int run_due(lua_State *L, struct sim *s)
+{
+    if (engine_run_due(s->e, engine_now(s->e)) < 0)
+        raise_store(L, s, "sim");
+    return 0;
+}
+
+/* sim:customer{...} creates or updates a customer; sim:customer("c1")
+ * returns its fields (nil if there is none). */
+static int m_customer(lua_State *L)
+{
+    struct sim *s = check_sim(L);
+    if (lua_type(L, 2) == LUA_TSTRING) {
+        cJSON *c = customer_json(s->e, lua_tostring(L, 2));
+        json_push(L, c);
+        cJSON_Delete(c);
+        return 1;
+    }
+    luaL_checktype(L, 2, LUA_TTABLE);
+    cJSON *obj = arg_json(L, 2, "sim:customer");
+    char err[300];
+    int created;
+    int rc = store_begin(s->e->st);
+    if (rc == 0 && customer_upsert(s->e, obj, 0, &created, err, sizeof err) != 0) {
+        store_rollback(s->e->st);
+        cJSON_Delete(obj);
+        return luaL_error(L, "sim:customer: %s", err);
+    }
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(obj, "id");
+    if (rc == 0)
+        rc = dates_customer_changed(s->e, id->valuestring);
+    if (rc == 0)
+        rc = store_commit(s->e->st);
+    else
+        store_rollback(s->e->st);
+    cJSON_Delete(obj);
+    if (rc != 0)
+        raise_store(L, s, "sim:customer");
+    return run_due(L, s);
+}
+
+/* sim:event{...}: accepted, then processed at the sim's now. */
+static int m_event(lua_State *L)
+{
+    struct sim *s = check_sim(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    cJSON *ev = arg_json(L, 2, "sim:event");
+    struct event_result res;
+    char err[300] = "";
+    int rc = event_accept(s->e, ev, &res, err, sizeof err);
+    cJSON_Delete(ev);
+    if (rc != 0)
+        return luaL_error(L, "sim:event: %s", err);
+    run_due(L, s);
+    lua_pushboolean(L, !res.duplicate);
+    return 1;
+}
+
+static int m_advance(lua_State *L)
+{
+    struct sim *s = check_sim(L);
+    lua_Number d = luaL_checknumber(L, 2);
+    luaL_argcheck(L, d >= 0, 2, "the clock only moves forward");
+    if (engine_advance(s->e, (tend_time)d) != 0)
+        raise_store(L, s, "sim:advance");
+    sandbox_set_clock(s->test_sb, s->clock);
+    return 0;
+}
+
+static int m_now(lua_State *L)
+{
+    struct sim *s = check_sim(L);
+    lua_pushinteger(L, engine_now(s->e));
+    return 1;
+}
+
+/* Adds "AND column = ?" for each filter key the caller may use. */
+struct filter_sql {
+    strbuf sql;
+    const char *values[8];
+    int n;
+};
+
+static void filter_by(lua_State *L, struct filter_sql *f, int t, const char *key, const char *column)
+{
+    if (!lua_istable(L, t) || lua_getfield(L, t, key) == LUA_TNIL) {
+        if (lua_istable(L, t))
+            lua_pop(L, 1);
+        return;
+    }
+    const char *v = lua_tostring(L, -1);
+    if (!v)
+        luaL_error(L, "filter '%s' must be a string", key);
+    if (strcmp(v, "*") != 0) {
+        strbuf_printf(&f->sql, " AND %s = ?", column);
+        f->values[f->n++] = v;   /* kept alive by the filter table */
+    }
+    lua_pop(L, 1);
+}
+
+static void set_str(lua_State *L, const char *k, const char *v)
+{
+    if (!v)
+        return;
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, k);
+}
+
+static void set_int(lua_State *L, const char *k, store_stmt *st, int col)
+{
+    if (store_col_type(st, col) == STORE_NULL)
+        return;
+    lua_pushinteger(L, store_col_int(st, col));
+    lua_setfield(L, -2, k);
+}
+
+/* sim:sent{channel=, customer=, template=, status=, journey=} → messages,
+ * in the order they were queued. Every status is listed unless one is
+ * asked for. */
+static int m_sent(lua_State *L)
+{
+    struct sim *s = check_sim(L);
+    struct filter_sql f = {0};
+    strbuf_init(&f.sql);
+    strbuf_puts(&f.sql, "SELECT id, channel, customer, template, body, status, COALESCE(sent_at, due_at),"
+                        " category, journey, last_error, cost, segments, attempts, idem_key FROM outbox WHERE 1");
+    filter_by(L, &f, 2, "channel", "channel");
+    filter_by(L, &f, 2, "customer", "customer");
+    filter_by(L, &f, 2, "template", "template");
+    filter_by(L, &f, 2, "status", "status");
+    filter_by(L, &f, 2, "journey", "journey");
+    filter_by(L, &f, 2, "category", "category");
+    strbuf_puts(&f.sql, " ORDER BY id");
+    store_stmt *st = store_prepare(s->e->st, f.sql.s);
+    strbuf_free(&f.sql);
+    if (!st)
+        raise_store(L, s, "sim:sent");
+    for (int i = 0; i < f.n; i++)
+        store_bind_text(st, i + 1, f.values[i], -1);
+    lua_newtable(L);
+    int n = 0;
+    while (store_step(st) == STORE_ROW) {
+        lua_createtable(L, 0, 12);
+        set_int(L, "id", st, 0);
+        set_str(L, "channel", store_col_text(st, 1));
+        set_str(L, "customer", store_col_text(st, 2));
+        set_str(L, "template", store_col_text(st, 3));
+        cJSON *body = cJSON_Parse(store_col_text(st, 4));
+        const cJSON *text = cJSON_GetObjectItemCaseSensitive(body, "text");
+        const cJSON *subject = cJSON_GetObjectItemCaseSensitive(body, "subject");
+        set_str(L, "body", cJSON_IsString(text) ? text->valuestring : NULL);
+        set_str(L, "subject", cJSON_IsString(subject) ? subject->valuestring : NULL);
+        cJSON_Delete(body);
+        set_str(L, "status", store_col_text(st, 5));
+        set_int(L, "at", st, 6);
+        set_str(L, "category", store_col_text(st, 7));
+        set_str(L, "journey", store_col_text(st, 8));
+        set_str(L, "error", store_col_text(st, 9));
+        lua_pushnumber(L, store_col_double(st, 10));
+        lua_setfield(L, -2, "cost");
+        set_int(L, "segments", st, 11);
+        set_int(L, "attempts", st, 12);
+        set_str(L, "key", store_col_text(st, 13));
+        lua_rawseti(L, -2, ++n);
+    }
+    store_finalize(st);
+    return 1;
+}
+
+/* sim:tasks{customer=, journey=, assignee=, status=} → tasks. */
+static int m_tasks(lua_State *L)
+{
+    struct sim *s = check_sim(L);
+    struct filter_sql f = {0};
+    strbuf_init(&f.sql);
+    strbuf_puts(&f.sql, "SELECT id, customer, journey, assignee, note, status, created_at FROM tasks WHERE 1");
+    filter_by(L, &f, 2, "customer", "customer");
+    filter_by(L, &f, 2, "journey", "journey");
+    filter_by(L, &f, 2, "assignee", "assignee");
+    filter_by(L, &f, 2, "status", "status");
+    strbuf_puts(&f.sql, " ORDER BY id");
+    store_stmt *st = store_prepare(s->e->st, f.sql.s);
+    strbuf_free(&f.sql);
+    if (!st)
+        raise_store(L, s, "sim:tasks");
+    for (int i = 0; i < f.n; i++)
+        store_bind_text(st, i + 1, f.values[i], -1);
+    lua_newtable(L);
+    int n = 0;
+    while (store_step(st) == STORE_ROW) {
+        lua_createtable(L, 0, 7);
+        set_int(L, "id", st, 0);
+        set_str(L, "customer", store_col_text(st, 1));
+        set_str(L, "journey", store_col_text(st, 2));
+        set_str(L, "assignee", store_col_text(st, 3));
+        set_str(L, "note", store_col_text(st, 4));
+        set_str(L, "status", store_col_text(st, 5));
+        set_int(L, "at", st, 6);
+        lua_rawseti(L, -2, ++n);
+    }
+    store_finalize(st);
+    return 1;
+}
+
+/* sim:instances{journey=, customer=, state=} → instances with their state
+ * and step (where each waits: "wait 2592000 (month_gift.lua:12)"). */
+static int m_instances(lua_State *L)
+{
+    struct sim *s = check_sim(L);
+    struct filter_sql f = {0};
+    strbuf_init(&f.sql);
+    strbuf_puts(&f.sql, "SELECT id, journey, customer, state, label, step, error, converted_at, holdout,"
+                        " branch, version, started_at, ended_at, wake_at FROM instances WHERE 1");
+    filter_by(L, &f, 2, "journey", "journey");
+    filter_by(L, &f, 2, "customer", "customer");
+    filter_by(L, &f, 2, "state", "state");
+    strbuf_puts(&f.sql, " ORDER BY id");
+    store_stmt *st = store_prepare(s->e->st, f.sql.s);
+    strbuf_free(&f.sql);
+    if (!st)
+        raise_store(L, s, "sim:instances");
+    for (int i = 0; i < f.n; i++)
+        store_bind_text(st, i + 1, f.values[i], -1);
+    lua_newtable(L);
+    int n = 0;
+    while (store_step(st) == STORE_ROW) {
+        lua_createtable(L, 0, 14);
+        set_int(L, "id", st, 0);
+        set_str(L, "journey", store_col_text(st, 1));
+        set_str(L, "customer", store_col_text(st, 2));
+        set_str(L, "state", store_col_text(st, 3));
+        set_str(L, "step", store_col_text(st, 4));
+        set_int(L, "steps", st, 5);
+        set_str(L, "error", store_col_text(st, 6));
+        set_int(L, "converted_at", st, 7);
+        if (store_col_type(st, 8) != STORE_NULL) {
+            lua_pushboolean(L, store_col_int(st, 8) != 0);
+            lua_setfield(L, -2, "holdout");
+        }
+        set_str(L, "branch", store_col_text(st, 9));
+        set_str(L, "version", store_col_text(st, 10));
+        set_int(L, "started_at", st, 11);
+        set_int(L, "ended_at", st, 12);
+        set_int(L, "wake_at", st, 13);
+        lua_rawseti(L, -2, ++n);
+    }
+    store_finalize(st);
+    return 1;
+}
+
+/* sim:stub_http(url, response): what http_get(url) answers in this sim;
+ * response is a body string or {status =, body =, json =}. */
+static int m_stub_http(lua_State *L)
+{
+    struct sim *s = check_sim(L);
+    const char *url = luaL_checkstring(L, 2);
+    luaL_checkany(L, 3);
+    cJSON *r = arg_json(L, 3, "sim:stub_http");
+    if (!s->e->http_stubs)
+        s->e->http_stubs = cJSON_CreateObject();
+    cJSON_DeleteItemFromObjectCaseSensitive(s->e->http_stubs, url);
+    cJSON_AddItemToObject(s->e->http_stubs, url, r);
+    return 0;
+}
+
+/* sim:restart(): everything in memory goes; the store stays. */
+static int m_restart(lua_State *L)
+{
+    struct sim *s = check_sim(L);
+    cJSON *stubs = s->e->http_stubs;   /* the outside world survives */
+    s->e->http_stubs = NULL;
+    engine_close(s->e);
+    s->e = NULL;
+    if (open_engine(L, s) != 0) {
+        cJSON_Delete(stubs);
+        return lua_error(L);
+    }
+    s->e->http_stubs = stubs;
+    return run_due(L, s);
+}
+
+/* Compiles a filter (a table from the test, or a segment name) in the
+ * engine's state. */
+static segment_query *compile_filter(lua_State *L, struct sim *s, int idx)
+{
+    lua_State *EL = sandbox_state(s->e->sb);
+    char err[300];
+    int top = lua_gettop(EL);
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        if (!catalog_push_segment(s->e, lua_tostring(L, idx)))
+            luaL_error(L, "no segment named '%s'", lua_tostring(L, idx));
+        lua_getfield(EL, -1, "where");
+        if (lua_isfunction(EL, -1) && sandbox_pcall(s->e->sb, EL, 0, 1) != LUA_OK) {
+            lua_pushstring(L, lua_tostring(EL, -1));
+            lua_settop(EL, top);
+            lua_error(L);
+        }
+    } else if (helpers_copy(L, idx, EL, err, sizeof err) != 0) {
+        luaL_error(L, "%s", err);
+    }
+    segment_query *q = segment_compile(EL, -1, engine_now(s->e), err, sizeof err);
+    lua_settop(EL, top);
+    if (!q)
+        luaL_error(L, "%s", err);
+    return q;
+}
+
+static void push_id(const char *id, void *ud)
+{
+    lua_State *L = ud;
+    lua_pushstring(L, id);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+}
+
+/* sim:segment(filter or name) → the matching customer ids, in id order. */
+static int m_segment(lua_State *L)
+{
+    struct sim *s = check_sim(L);
+    segment_query *q = compile_filter(L, s, 2);
+    lua_newtable(L);
+    char after[CUSTOMER_ID_MAX + 1] = "";
+    for (;;) {
+        int before = (int)lua_rawlen(L, -1);
+        int got = segment_page(s->e->st, q, after, 1000, push_id, L);
+        if (got < 0) {
+            segment_query_free(q);
+            raise_store(L, s, "sim:segment");
+        }
+        if (got == 0)
+            break;
+        lua_rawgeti(L, -1, before + got);
+        snprintf(after, sizeof after, "%s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        if (got < 1000)
+            break;
+    }
+    segment_query_free(q);
+    return 1;
+}
+
+static int m_log(lua_State *L)
+{
+    struct sim *s = luaL_checkudata(L, 1, SIM_MT);
+    lua_pushstring(L, s->log.s ? s->log.s : "");
+    return 1;
+}
+
+static int m_close(lua_State *L)
+{
+    return sim_gc(L);
+}
+
+/* --- creation ------------------------------------------------------------ */
+
+static void read_scripts(lua_State *L, struct sim *s)
+{
+    if (lua_getfield(L, 1, "scripts") == LUA_TNIL) {
+        lua_pop(L, 1);
+        return;
+    }
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        s->scripts = xmalloc(sizeof *s->scripts);
+        s->scripts[s->nscripts++] = xstrdup(lua_tostring(L, -1));
+    } else {
+        luaL_argexpected(L, lua_istable(L, -1), 1, "scripts = {paths}");
+        int n = (int)lua_rawlen(L, -1);
+        s->scripts = xcalloc((size_t)(n ? n : 1), sizeof *s->scripts);
+        for (int i = 1; i <= n; i++) {
+            lua_rawgeti(L, -1, i);
+            if (!lua_isstring(L, -1))
+                luaL_error(L, "t.sim: scripts[%d] must be a path", i);
+            s->scripts[s->nscripts++] = xstrdup(lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+}
+
+static int sim_new(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    static const char *const known[] = {"scripts", "source", "start", "config", NULL};
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {
+        lua_pop(L, 1);
+        const char *k = lua_tostring(L, -1);
+        int ok = 0;
+        for (const char *const *p = known; k && *p; p++)
+            ok |= strcmp(*p, k) == 0;
+        if (!ok)
+            return luaL_error(L, "t.sim: unknown option '%s' (scripts, source, start, config)", k ? k : "?");
+    }
+    struct sim *s = lua_newuserdatauv(L, sizeof *s, 0);
+    memset(s, 0, sizeof *s);
+    strbuf_init(&s->log);
+    luaL_setmetatable(L, SIM_MT);
+    int self = lua_gettop(L);
+    s->test_sb = sandbox_of(L);
+    s->test_clock = sandbox_clock(s->test_sb);
+    tend_time start = SIM_DEFAULT_START;
+    if (lua_getfield(L, 1, "start") != LUA_TNIL)
+        start = helpers_check_time(L, lua_gettop(L));
+    lua_pop(L, 1);
+    s->clock = clock_new_virtual(start);
+    read_scripts(L, s);
+    if (lua_getfield(L, 1, "source") != LUA_TNIL)
+        s->source = xstrdup(luaL_checkstring(L, -1));
+    lua_pop(L, 1);
+    if (lua_getfield(L, 1, "config") != LUA_TNIL) {
+        char err[300];
+        s->config = json_from_lua(L, -1, err, sizeof err);
+        if (!s->config)
+            return luaL_error(L, "t.sim config (data only: channels are captured in a sim): %s", err);
+    }
+    lua_pop(L, 1);
+    const char *tmp = getenv("TMPDIR");
+    char *path = xasprintf("%s/tend-sim-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    int fd = mkstemp(path);
+    if (fd < 0) {
+        free(path);
+        return luaL_error(L, "t.sim: cannot create a temporary store");
+    }
+    close(fd);
+    s->db_path = path;
+    if (open_engine(L, s) != 0)
+        return lua_error(L);
+    sandbox_set_clock(s->test_sb, s->clock);
+    lua_settop(L, self);
+    run_due(L, s);
+    return 1;
+}
+
+void sim_register(sandbox *sb)
+{
+    lua_State *L = sandbox_state(sb);
+    static const luaL_Reg methods[] = {
+        {"customer", m_customer}, {"event", m_event}, {"advance", m_advance}, {"now", m_now},
+        {"sent", m_sent}, {"tasks", m_tasks}, {"instances", m_instances}, {"stub_http", m_stub_http},
+        {"restart", m_restart}, {"segment", m_segment}, {"log", m_log}, {"close", m_close},
+        {NULL, NULL}};
+    luaL_newmetatable(L, SIM_MT);
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, sim_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushliteral(L, "sim");
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 1);
+    lua_pushcfunction(L, sim_new);
+    sandbox_set_global(sb, "__tend_sim", 1);
+}

@@ -1,0 +1,669 @@
+/* step — durable primitives and the replay of history (see step.h).
+ *
+ * A primitive that must stop the run (wait, wait_for, exit) records what it
+ * waits for in the run context and yields from C; the instance runner sees
+ * the yield, stores the instance, and drops the coroutine. There is no
+ * resume: the next wake replays from the top. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "catalog.h"
+#include "coupon.h"
+#include "customer.h"
+#include "event.h"
+#include "fetch.h"
+#include "helpers.h"
+#include "json.h"
+#include "outbox.h"
+#include "step.h"
+#include "task.h"
+#include "util.h"
+
+static engine *engine_of(lua_State *L)
+{
+    return lua_touserdata(L, lua_upvalueindex(1));
+}
+
+struct run_ctx *step_ctx(engine *e)
+{
+    return e->cur;
+}
+
+struct run_ctx *step_require(lua_State *L, engine *e, const char *what)
+{
+    if (!e->cur)
+        luaL_error(L, "%s can only be used inside a journey's run", what);
+    return e->cur;
+}
+
+uint32_t step_hash(const char *text)
+{
+    uint64_t h = util_hash64(text, strlen(text));
+    return (uint32_t)(h ^ (h >> 32));
+}
+
+void step_new_segment(struct run_ctx *ctx)
+{
+    cJSON_Delete(ctx->reads);
+    ctx->reads = NULL;
+}
+
+/* --- history ---------------------------------------------------------- */
+
+static const char *entry_str(const cJSON *entry, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(entry, k);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static int diverge(lua_State *L, struct run_ctx *ctx, const cJSON *entry, const char *kind,
+                   const char *desc)
+{
+    char where[200];
+    sandbox_where(L, 1, where, sizeof where);
+    free(ctx->fatal);
+    ctx->fatal = xasprintf("%s: journey '%s' (instance %lld) diverged from its history at step %d: "
+                           "the script now calls %s(%s) where the history recorded %s(%s)",
+                           where, ctx->journey, (long long)ctx->id, ctx->pos + 1, kind, desc,
+                           entry_str(entry, "k"), entry_str(entry, "a"));
+    lua_pushstring(L, ctx->fatal);
+    return lua_error(L);
+}
+
+int step_take(lua_State *L, struct run_ctx *ctx, const char *kind, const char *desc, uint32_t hash,
+              cJSON **entry)
+{
+    if (ctx->fatal) {   /* a divergence is final, even if a pcall caught it */
+        lua_pushstring(L, ctx->fatal);
+        lua_error(L);
+    }
+    if (ctx->no_steps)
+        luaL_error(L, "%s cannot be used inside wait_for's where or a task's assign function", kind);
+    if (ctx->pos >= cJSON_GetArraySize(ctx->history))
+        return STEP_LIVE;
+    cJSON *e = cJSON_GetArrayItem(ctx->history, ctx->pos);
+    const cJSON *h = cJSON_GetObjectItemCaseSensitive(e, "h");
+    /* An entry without a hash came from a migration: only its kind is checked. */
+    if (strcmp(entry_str(e, "k"), kind) != 0 || (cJSON_IsNumber(h) && (uint32_t)h->valuedouble != hash))
+        diverge(L, ctx, e, kind, desc);
+    if (entry)
+        *entry = e;
+    ctx->pos++;
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "p")))
+        return STEP_PENDING;
+    json_push(L, cJSON_GetObjectItemCaseSensitive(e, "r"));
+    return STEP_REPLAY;
+}
+
+cJSON *step_record(lua_State *L, struct run_ctx *ctx, const char *kind, const char *desc,
+                   uint32_t hash, int idx)
+{
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "k", kind);
+    cJSON_AddNumberToObject(e, "h", hash);
+    char shortdesc[81];
+    snprintf(shortdesc, sizeof shortdesc, "%s", desc);
+    cJSON_AddStringToObject(e, "a", shortdesc);
+    cJSON_AddNumberToObject(e, "t", (double)ctx->now);
+    if (idx) {
+        char err[200];
+        cJSON *r = json_from_lua(L, idx, err, sizeof err);
+        if (!r)
+            luaL_error(L, "%s: result cannot be recorded: %s", kind, err);
+        cJSON_AddItemToObject(e, "r", r);
+    }
+    cJSON_AddItemToArray(ctx->history, e);
+    ctx->pos++;
+    ctx->appended++;
+    return e;
+}
+
+/* Stops the run here; the runner stores where it waits. */
+static int suspend(lua_State *L, struct run_ctx *ctx, enum suspend_kind kind, tend_time wake_at,
+                   const char *listen, const char *what)
+{
+    char where[120];
+    sandbox_where(L, 1, where, sizeof where);
+    const char *file = strrchr(where, '/');
+    ctx->suspend = kind;
+    ctx->wake_at = wake_at;
+    free(ctx->listen_type);
+    ctx->listen_type = listen ? xstrdup(listen) : NULL;
+    snprintf(ctx->label, sizeof ctx->label, "%s (%s)", what, file ? file + 1 : where);
+    return lua_yield(L, 0);
+}
+
+/* --- waiting ----------------------------------------------------------- */
+
+static int wait_common(lua_State *L, struct run_ctx *ctx, const char *kind, tend_time target,
+                       const char *desc)
+{
+    step_new_segment(ctx);
+    uint32_t hash = step_hash(desc);
+    int mode = step_take(L, ctx, kind, desc, hash, NULL);
+    tend_time wake_at;
+    if (mode == STEP_REPLAY) {
+        wake_at = (tend_time)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+    } else {
+        wake_at = target;
+        lua_pushinteger(L, wake_at);
+        step_record(L, ctx, kind, desc, hash, lua_gettop(L));
+        lua_pop(L, 1);
+    }
+    if (wake_at <= ctx->now)
+        return 0;
+    char what[120];
+    snprintf(what, sizeof what, "%s %s", kind, desc);
+    return suspend(L, ctx, SUSPEND_WAIT, wake_at, NULL, what);
+}
+
+static int p_wait(lua_State *L)
+{
+    engine *e = engine_of(L);
+    struct run_ctx *ctx = step_require(L, e, "wait()");
+    lua_Integer s = (lua_Integer)luaL_checknumber(L, 1);
+    luaL_argcheck(L, s >= 0, 1, "seconds must not be negative");
+    char desc[32];
+    snprintf(desc, sizeof desc, "%lld", (long long)s);
+    return wait_common(L, ctx, "wait", ctx->now + s, desc);
+}
+
+static int p_wait_until(lua_State *L)
+{
+    engine *e = engine_of(L);
+    struct run_ctx *ctx = step_require(L, e, "wait_until()");
+    tend_time t = helpers_check_time(L, 1);
+    char desc[40];
+    clock_format(t, NULL, desc, sizeof desc);
+    return wait_common(L, ctx, "wait_until", t, desc);
+}
+
+/* wait_for(type, {timeout = s, where = fn}) → the event, or nil on timeout. */
+static int p_wait_for(lua_State *L)
+{
+    engine *e = engine_of(L);
+    struct run_ctx *ctx = step_require(L, e, "wait_for()");
+    const char *type = luaL_checkstring(L, 1);
+    lua_Integer timeout = 0;
+    int where = 0;
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        if (lua_getfield(L, 2, "timeout") != LUA_TNIL) {
+            timeout = (lua_Integer)luaL_checknumber(L, -1);
+            luaL_argcheck(L, timeout > 0, 2, "timeout must be positive seconds");
+        }
+        if (lua_getfield(L, 2, "where") != LUA_TNIL) {
+            luaL_argcheck(L, lua_isfunction(L, -1), 2, "where must be a function(event)");
+            where = lua_gettop(L);
+        }
+    }
+    step_new_segment(ctx);
+    char desc[200];
+    snprintf(desc, sizeof desc, "%s", type);
+    char hashed[240];
+    snprintf(hashed, sizeof hashed, "%s\x1f%lld", type, (long long)timeout);
+    uint32_t hash = step_hash(hashed);
+    cJSON *entry = NULL;
+    int mode = step_take(L, ctx, "wait_for", desc, hash, &entry);
+    if (mode == STEP_REPLAY)
+        return 1;
+    tend_time deadline;
+    if (mode == STEP_LIVE) {
+        deadline = timeout ? ctx->now + timeout : 0;
+        entry = step_record(L, ctx, "wait_for", desc, hash, 0);
+        cJSON_AddTrueToObject(entry, "p");
+        cJSON_AddNumberToObject(entry, "d", (double)deadline);
+    } else {
+        deadline = (tend_time)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(entry, "d"));
+        /* The event this wake carries, if it is the one awaited. */
+        const cJSON *ev = ctx->event;
+        const cJSON *evtype = ev ? cJSON_GetObjectItemCaseSensitive(ev, "type") : NULL;
+        if (ctx->reason == WAKE_EVENT && !ctx->event_used && cJSON_IsString(evtype) &&
+            strcmp(evtype->valuestring, type) == 0) {
+            int match = 1;
+            if (where) {
+                /* where() runs once, live, and is not replayed: nothing
+                 * it does may become a step. */
+                lua_pushvalue(L, where);
+                json_push(L, ev);
+                ctx->no_steps = 1;
+                int st = lua_pcall(L, 1, 1, 0);
+                ctx->no_steps = 0;
+                if (st != LUA_OK)
+                    return lua_error(L);
+                match = lua_toboolean(L, -1);
+                lua_pop(L, 1);
+            }
+            if (match) {
+                ctx->event_used = 1;
+                cJSON_DeleteItemFromObjectCaseSensitive(entry, "p");
+                cJSON_AddItemToObject(entry, "r", cJSON_Duplicate(ev, 1));
+                ctx->appended++;
+                json_push(L, ev);
+                return 1;
+            }
+        }
+        if (deadline && deadline <= ctx->now) {
+            cJSON_DeleteItemFromObjectCaseSensitive(entry, "p");
+            ctx->appended++;
+            lua_pushnil(L);
+            return 1;
+        }
+    }
+    char what[220];
+    snprintf(what, sizeof what, "wait_for %s", type);
+    return suspend(L, ctx, SUSPEND_WAIT_FOR, deadline, type, what);
+}
+
+/* --- acting ------------------------------------------------------------ */
+
+static const char *handle_or_id(lua_State *L, int arg)
+{
+    const char *id = customer_handle_id(L, arg);
+    if (!id)
+        luaL_argexpected(L, 0, arg, "customer");
+    return id;
+}
+
+/* Reads the journey's priority and on_cap for a send. */
+static void journey_send_policy(engine *e, struct run_ctx *ctx, int *priority, int *defer)
+{
+    lua_State *L = sandbox_state(e->sb);
+    *priority = 0;
+    *defer = 0;
+    if (!catalog_push_journey(e, ctx->journey, ctx->version)) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_getfield(L, -1, "priority");
+    *priority = (int)lua_tointeger(L, -1);
+    lua_getfield(L, -2, "on_cap");
+    *defer = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "defer") == 0;
+    lua_pop(L, 3);
+}
+
+static int p_send(lua_State *L)
+{
+    engine *e = engine_of(L);
+    struct run_ctx *ctx = step_require(L, e, "send()");
+    const char *channel = luaL_checkstring(L, 1);
+    const char *customer = handle_or_id(L, 2);
+    const char *tmpl = luaL_checkstring(L, 3);
+    if (!lua_isnoneornil(L, 4))
+        luaL_checktype(L, 4, LUA_TTABLE);
+    char err[300];
+    cJSON *vars = lua_isnoneornil(L, 4) ? cJSON_CreateObject() : json_from_lua(L, 4, err, sizeof err);
+    if (!vars)
+        return luaL_argerror(L, 4, err);
+    char *vars_text = json_print(vars);
+    strbuf key;
+    strbuf_init(&key);
+    strbuf_printf(&key, "%s\x1f%s\x1f%s\x1f%s", channel, customer, tmpl, vars_text);
+    free(vars_text);
+    uint32_t hash = step_hash(key.s);
+    strbuf_free(&key);
+    char desc[200];
+    snprintf(desc, sizeof desc, "%s, %s", channel, tmpl);
+    int mode = step_take(L, ctx, "send", desc, hash, NULL);
+    if (mode == STEP_REPLAY) {
+        cJSON_Delete(vars);
+        return 1;
+    }
+    struct send_request req = {
+        .instance = ctx->id, .step = ctx->pos, .journey = ctx->journey, .customer = customer,
+        .channel = channel, .template_name = tmpl, .vars = vars};
+    journey_send_policy(e, ctx, &req.priority, &req.defer_on_cap);
+    struct send_result res;
+    int rc = outbox_send(e, &req, &res, err, sizeof err);
+    cJSON_Delete(vars);
+    if (rc != 0)
+        return luaL_error(L, "send: %s", err);
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, res.status);
+    lua_setfield(L, -2, "status");
+    lua_pushinteger(L, res.id);
+    lua_setfield(L, -2, "id");
+    if (res.error[0]) {
+        lua_pushstring(L, res.error);
+        lua_setfield(L, -2, "error");
+    }
+    step_record(L, ctx, "send", desc, hash, lua_gettop(L));
+    e->stats.sends++;
+    return 1;
+}
+
+/* Shared shape of the primitives that take (c, spec) and act once. */
+typedef int (*act_fn)(engine *e, struct run_ctx *ctx, lua_State *L, const char *customer,
+                      int spec, char *err, size_t errlen);
+
+static int act_step(lua_State *L, const char *kind, act_fn act)
+{
+    engine *e = engine_of(L);
+    struct run_ctx *ctx = step_require(L, e, kind);
+    const char *customer = handle_or_id(L, 1);
+    int spec = 0;
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        spec = 2;
+    }
+    char err[300];
+    char *spec_text = spec ? json_encode(L, spec, err, sizeof err) : xstrdup("{}");
+    if (!spec_text) {
+        /* a function in the spec (task's assign rule): hash its shape only */
+        spec_text = xstrdup("{fn}");
+    }
+    char *hashed = xasprintf("%s\x1f%s", customer, spec_text);
+    uint32_t hash = step_hash(hashed);
+    free(hashed);
+    free(spec_text);
+    int mode = step_take(L, ctx, kind, customer, hash, NULL);
+    if (mode == STEP_REPLAY)
+        return 1;
+    if (act(e, ctx, L, customer, spec, err, sizeof err) != 0)
+        return luaL_error(L, "%s: %s", kind, err);
+    step_record(L, ctx, kind, customer, hash, lua_gettop(L));
+    return 1;
+}
+
+static int act_coupon(engine *e, struct run_ctx *ctx, lua_State *L, const char *customer, int spec,
+                      char *err, size_t errlen)
+{
+    return coupon_issue(e, L, ctx->journey, ctx->id, ctx->pos, customer, spec, err, errlen);
+}
+
+static int p_coupon_issue(lua_State *L)
+{
+    return act_step(L, "coupon_issue", act_coupon);
+}
+
+static int act_task(engine *e, struct run_ctx *ctx, lua_State *L, const char *customer, int spec,
+                    char *err, size_t errlen)
+{
+    return task_create(e, L, ctx->journey, ctx->id, ctx->pos, customer, spec, err, errlen);
+}
+
+static int p_task(lua_State *L)
+{
+    return act_step(L, "task", act_task);
+}
+
+/* emit{type = ..., customer = ..., ...}: a new event, deduplicated by an id
+ * derived from the step, so a crash between emit and commit cannot emit twice. */
+static int p_emit(lua_State *L)
+{
+    engine *e = engine_of(L);
+    struct run_ctx *ctx = step_require(L, e, "emit()");
+    luaL_checktype(L, 1, LUA_TTABLE);
+    char err[300];
+    cJSON *ev = json_from_lua(L, 1, err, sizeof err);
+    if (!ev)
+        return luaL_argerror(L, 1, err);
+    char *text = json_print(ev);
+    uint32_t hash = step_hash(text);
+    free(text);
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(ev, "type");
+    char desc[120];
+    snprintf(desc, sizeof desc, "%s", cJSON_IsString(type) ? type->valuestring : "?");
+    int mode = step_take(L, ctx, "emit", desc, hash, NULL);
+    if (mode == STEP_REPLAY) {
+        cJSON_Delete(ev);
+        return 1;
+    }
+    if (!cJSON_GetObjectItemCaseSensitive(ev, "id")) {
+        char id[64];
+        snprintf(id, sizeof id, "emit:%lld:%d", (long long)ctx->id, ctx->pos);
+        cJSON_AddStringToObject(ev, "id", id);
+    }
+    if (!cJSON_GetObjectItemCaseSensitive(ev, "at"))
+        cJSON_AddNumberToObject(ev, "at", (double)ctx->now);
+    struct event_result res;
+    int rc = event_accept(e, ev, &res, err, sizeof err);
+    cJSON_Delete(ev);
+    if (rc != 0)
+        return luaL_error(L, "emit: %s", err);
+    lua_pushinteger(L, res.seq);
+    step_record(L, ctx, "emit", desc, hash, lua_gettop(L));
+    return 1;
+}
+
+/* start(journey, c, payload): inside a run it is a step; in a schedule it
+ * acts directly. Returns the new instance id, or false when entry is refused
+ * (once, reenter_after). */
+static int p_start(lua_State *L)
+{
+    engine *e = engine_of(L);
+    const char *journey = luaL_checkstring(L, 1);
+    const char *customer = handle_or_id(L, 2);
+    char err[300];
+    cJSON *payload = NULL;
+    if (!lua_isnoneornil(L, 3)) {
+        payload = json_from_lua(L, 3, err, sizeof err);
+        if (!payload)
+            return luaL_argerror(L, 3, err);
+    }
+    struct run_ctx *ctx = step_ctx(e);
+    uint32_t hash = 0;
+    char desc[200];
+    snprintf(desc, sizeof desc, "%s, %s", journey, customer);
+    if (ctx) {
+        char *text = payload ? json_print(payload) : xstrdup("");
+        char *hashed = xasprintf("%s\x1f%s\x1f%s", journey, customer, text);
+        hash = step_hash(hashed);
+        free(hashed);
+        free(text);
+        if (step_take(L, ctx, "start", desc, hash, NULL) == STEP_REPLAY) {
+            cJSON_Delete(payload);
+            return 1;
+        }
+    }
+    int64_t id = instance_start(e, journey, customer, payload, 0, err, sizeof err);
+    cJSON_Delete(payload);
+    if (id < 0)
+        return luaL_error(L, "start: %s", err);
+    if (id > 0)
+        lua_pushinteger(L, id);
+    else
+        lua_pushboolean(L, 0);
+    if (ctx)
+        step_record(L, ctx, "start", desc, hash, lua_gettop(L));
+    return 1;
+}
+
+/* --- choosing ---------------------------------------------------------- */
+
+/* xorshift64*: small, fast, and the same everywhere. */
+static uint64_t next_random(struct run_ctx *ctx)
+{
+    uint64_t x = ctx->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    ctx->rng = x;
+    return x * 2685821657736338717ULL;
+}
+
+static double random_unit(struct run_ctx *ctx)
+{
+    return (double)(next_random(ctx) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* random() / random(m) / random(m, n), as math.random. Outside a run it
+ * uses a generator of the engine's own (schedules, load time). */
+static int p_random(lua_State *L)
+{
+    engine *e = engine_of(L);
+    static struct run_ctx outside = {.rng = 0x9E3779B97F4A7C15ULL};
+    struct run_ctx *ctx = e->cur ? e->cur : &outside;
+    double u = random_unit(ctx);
+    int n = lua_gettop(L);
+    if (n == 0) {
+        lua_pushnumber(L, u);
+        return 1;
+    }
+    lua_Integer lo = 1, hi;
+    if (n == 1) {
+        hi = luaL_checkinteger(L, 1);
+    } else {
+        lo = luaL_checkinteger(L, 1);
+        hi = luaL_checkinteger(L, 2);
+    }
+    luaL_argcheck(L, lo <= hi, n, "interval is empty");
+    lua_pushinteger(L, lo + (lua_Integer)(u * (double)(hi - lo + 1)));
+    return 1;
+}
+
+/* split{A = 50, B = 50} → "A" or "B", by weight; recorded. */
+static int p_split(lua_State *L)
+{
+    engine *e = engine_of(L);
+    struct run_ctx *ctx = step_require(L, e, "split()");
+    luaL_checktype(L, 1, LUA_TTABLE);
+    char err[200];
+    char *text = json_encode(L, 1, err, sizeof err);
+    if (!text)
+        return luaL_argerror(L, 1, err);
+    uint32_t hash = step_hash(text);
+    int mode = step_take(L, ctx, "split", text, hash, NULL);
+    if (mode == STEP_REPLAY) {
+        free(text);
+        free(ctx->branch);
+        ctx->branch = xstrdup(lua_tostring(L, -1));
+        return 1;
+    }
+    /* Sorted names, so the draw does not depend on table order. */
+    cJSON *weights = cJSON_Parse(text);
+    double total = 0;
+    const cJSON *w;
+    cJSON_ArrayForEach(w, weights) {
+        if (!cJSON_IsNumber(w) || w->valuedouble < 0 || !w->string) {
+            cJSON_Delete(weights);
+            free(text);
+            return luaL_argerror(L, 1, "split takes {name = weight, ...} with weights >= 0");
+        }
+        total += w->valuedouble;
+    }
+    if (total <= 0) {
+        cJSON_Delete(weights);
+        free(text);
+        return luaL_argerror(L, 1, "split weights add up to nothing");
+    }
+    double pick = random_unit(ctx) * total;
+    const char *chosen = NULL;
+    cJSON_ArrayForEach(w, weights) {
+        chosen = w->string;
+        if ((pick -= w->valuedouble) < 0)
+            break;
+    }
+    lua_pushstring(L, chosen);
+    free(ctx->branch);
+    ctx->branch = xstrdup(chosen);
+    step_record(L, ctx, "split", text, hash, lua_gettop(L));
+    cJSON_Delete(weights);
+    free(text);
+    return 1;
+}
+
+/* holdout(percent) → true for the control group (which then gets nothing,
+ * so conversions can be compared); recorded, and marked on the instance. */
+static int p_holdout(lua_State *L)
+{
+    engine *e = engine_of(L);
+    struct run_ctx *ctx = step_require(L, e, "holdout()");
+    double pct = luaL_checknumber(L, 1);
+    luaL_argcheck(L, pct >= 0 && pct <= 100, 1, "percent must be between 0 and 100");
+    char desc[32];
+    snprintf(desc, sizeof desc, "%g", pct);
+    uint32_t hash = step_hash(desc);
+    int mode = step_take(L, ctx, "holdout", desc, hash, NULL);
+    if (mode != STEP_REPLAY) {
+        lua_pushboolean(L, random_unit(ctx) * 100 < pct);
+        step_record(L, ctx, "holdout", desc, hash, lua_gettop(L));
+    }
+    ctx->holdout = lua_toboolean(L, -1);
+    return 1;
+}
+
+static int p_now(lua_State *L)
+{
+    engine *e = engine_of(L);
+    struct run_ctx *ctx = step_ctx(e);
+    if (!ctx) {
+        lua_pushinteger(L, engine_now(e));
+        return 1;
+    }
+    uint32_t hash = step_hash("now");
+    if (step_take(L, ctx, "now", "", hash, NULL) == STEP_REPLAY)
+        return 1;
+    lua_pushinteger(L, ctx->now);
+    step_record(L, ctx, "now", "", hash, lua_gettop(L));
+    return 1;
+}
+
+static int p_exit(lua_State *L)
+{
+    engine *e = engine_of(L);
+    struct run_ctx *ctx = step_require(L, e, "exit()");
+    const char *reason = luaL_optstring(L, 1, "exit");
+    free(ctx->exit_reason);
+    ctx->exit_reason = xstrdup(reason);
+    return suspend(L, ctx, SUSPEND_EXIT, 0, NULL, "exit");
+}
+
+/* http_get(url) → {status, body} or nil, message. Hosts must be allowed in
+ * tend.lua (http_allow); a sim answers from stub_http. Recorded. */
+static int p_http_get(lua_State *L)
+{
+    engine *e = engine_of(L);
+    struct run_ctx *ctx = step_require(L, e, "http_get()");
+    const char *url = luaL_checkstring(L, 1);
+    uint32_t hash = step_hash(url);
+    if (step_take(L, ctx, "http_get", url, hash, NULL) == STEP_REPLAY) {
+        /* recorded as {ok = ..., ...}: unpack to the Lua convention */
+        if (lua_getfield(L, -1, "error") != LUA_TNIL) {
+            lua_pushnil(L);
+            lua_insert(L, -2);
+            return 2;
+        }
+        lua_pop(L, 1);
+        return 1;
+    }
+    char err[300];
+    cJSON *resp = fetch_get(e, url, err, sizeof err);
+    if (!resp) {
+        lua_createtable(L, 0, 1);
+        lua_pushstring(L, err);
+        lua_setfield(L, -2, "error");
+        step_record(L, ctx, "http_get", url, hash, lua_gettop(L));
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    json_push(L, resp);
+    cJSON_Delete(resp);
+    step_record(L, ctx, "http_get", url, hash, lua_gettop(L));
+    return 1;
+}
+
+void step_register(engine *e)
+{
+    static const luaL_Reg fns[] = {
+        {"wait", p_wait}, {"wait_until", p_wait_until}, {"wait_for", p_wait_for},
+        {"send", p_send}, {"coupon_issue", p_coupon_issue}, {"task", p_task},
+        {"emit", p_emit}, {"start", p_start}, {"split", p_split}, {"holdout", p_holdout},
+        {"now", p_now}, {"random", p_random}, {"exit", p_exit}, {"http_get", p_http_get},
+        {NULL, NULL}};
+    lua_State *L = sandbox_state(e->sb);
+    for (const luaL_Reg *f = fns; f->name; f++) {
+        lua_pushlightuserdata(L, e);
+        lua_pushcclosure(L, f->func, 1);
+        sandbox_set_global(e->sb, f->name, 0);
+    }
+    lua_pushlightuserdata(L, e);
+    lua_pushcclosure(L, p_random, 1);
+    sandbox_set_global(e->sb, "math.random", 0);
+}

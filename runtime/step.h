@@ -1,0 +1,56 @@
+/* step — the durable primitives a journey's run calls.
+ *
+ *   wait(s) wait_until(t) wait_for(type, {timeout, where})
+ *   send(channel, c, template, vars)   coupon_issue(c, spec)   task(c, spec)
+ *   emit(event)  start(journey, c, payload)  http_get(url)
+ *   split{A = 50, B = 50}  holdout(percent)  now()  random([m [, n]])  exit(reason)
+ *
+ * Each call is one history entry {k = kind, h = hash of the arguments,
+ * a = a short description, r = result, t = when}. Replaying, a call takes the
+ * next entry, checks kind and hash, and returns r without acting again; a
+ * mismatch fails the instance with a message naming the step and both calls.
+ * random() is not recorded: it is a generator seeded from the instance id
+ * and reset at every wake, so the same code draws the same numbers.
+ *
+ * The customer handle's reads and c:tag/c:untag/c:set (customer_lua.c) are
+ * steps too; they use step_take/step_record below. */
+#ifndef TEND_STEP_H
+#define TEND_STEP_H
+
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+#include <lua.h>
+
+#include "instance.h"
+
+/* Registers the primitives as globals of e's sandbox. */
+void step_register(engine *e);
+
+/* The instance running now, or NULL (outside any run). */
+struct run_ctx *step_ctx(engine *e);
+/* Like step_ctx, but raises "<what> can only be used inside a journey's run". */
+struct run_ctx *step_require(lua_State *L, engine *e, const char *what);
+
+enum step_mode { STEP_LIVE, STEP_REPLAY, STEP_PENDING };
+
+/* Takes the next history entry for a call of `kind` whose arguments hash to
+ * `hash` (`desc` names them in messages). STEP_REPLAY: the recorded result
+ * is pushed. STEP_PENDING: the entry is an unfinished wait (*entry points at
+ * it, nothing pushed). STEP_LIVE: nothing pushed; the caller acts, then calls
+ * step_record. Raises on a divergence. */
+int step_take(lua_State *L, struct run_ctx *ctx, const char *kind, const char *desc, uint32_t hash,
+              cJSON **entry);
+
+/* Appends an entry with the Lua value at `idx` as result (0: no result).
+ * Returns the new entry (owned by the history). */
+cJSON *step_record(lua_State *L, struct run_ctx *ctx, const char *kind, const char *desc,
+                   uint32_t hash, int idx);
+
+/* A 32-bit hash of text (FNV-1a folded), the argument check of an entry. */
+uint32_t step_hash(const char *text);
+
+/* Clears the per-wait read cache (called at every wait). */
+void step_new_segment(struct run_ctx *ctx);
+
+#endif

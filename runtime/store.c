@@ -1,0 +1,493 @@
+/* store — SQLite behind tend's statement API (see store.h for the contract).
+ *
+ * Why a cache of statements keyed by SQL text: preparing is a parse and a
+ * plan, ten times the cost of running a point query. Callers pass the same
+ * literal each time, so the text is the natural key; hashing it is cheap next
+ * to a prepare. The cache is an open-addressing table that only grows. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "schema.h"
+#include "store.h"
+#include "util.h"
+
+struct cached {
+    uint64_t hash;
+    char *sql;
+    sqlite3_stmt *stmt;
+};
+
+struct store {
+    sqlite3 *db;
+    struct cached *cache;
+    size_t cache_cap, cache_len;
+    int depth;              /* store_batch nesting: 0 = no transaction */
+    char err[512];          /* a message of ours, when the error is not SQLite's */
+};
+
+#define STMT(s) ((sqlite3_stmt *)(void *)(s))
+
+static void set_err(store *st, const char *msg)
+{
+    snprintf(st->err, sizeof st->err, "%s", msg);
+}
+
+const char *store_errmsg(store *st)
+{
+    if (st->err[0])
+        return st->err;
+    return sqlite3_errmsg(st->db);
+}
+
+/* --- opening and migrations ------------------------------------------- */
+
+static int run_migrations(store *st, const struct store_migration *migs, int n, char **err)
+{
+    if (store_exec(st, "CREATE TABLE IF NOT EXISTS meta ("
+                       " key TEXT PRIMARY KEY NOT NULL, value) WITHOUT ROWID") != 0)
+        goto fail;
+    int64_t version = 0;
+    if (store_meta_get_int(st, "schema_version", &version) < 0)
+        goto fail;
+    if (version > n) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "database schema version %lld is newer than this tend (%d)",
+                 (long long)version, n);
+        *err = strdup(msg);
+        return -1;
+    }
+    /* One transaction per migration: a crash between two leaves a database
+     * that resumes at the right one. */
+    for (int i = (int)version; i < n; i++) {
+        if (store_begin(st) != 0)
+            goto fail;
+        if (store_exec(st, migs[i].sql) != 0 ||
+            store_meta_set_int(st, "schema_version", i + 1) != 0) {
+            char msg[600];
+            snprintf(msg, sizeof msg, "migration %d (%s): %s", i + 1, migs[i].name,
+                     store_errmsg(st));
+            store_rollback(st);
+            *err = strdup(msg);
+            return -1;
+        }
+        if (store_commit(st) != 0)
+            goto fail;
+    }
+    return 0;
+fail:
+    *err = strdup(store_errmsg(st));
+    return -1;
+}
+
+store *store_open_with(const char *path, const struct store_options *opts,
+                       const struct store_migration *migs, int n, char **err)
+{
+    struct store_options defaults = {0};
+    if (!opts)
+        opts = &defaults;
+    *err = NULL;
+    store *st = calloc(1, sizeof *st);
+    if (!st) {
+        *err = strdup("out of memory");
+        return NULL;
+    }
+    const char *where = opts->memory ? ":memory:" : path;
+    if (sqlite3_open_v2(where, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                        SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "%s: %s", where, st->db ? sqlite3_errmsg(st->db) : "cannot open");
+        *err = strdup(msg);
+        store_close(st);
+        return NULL;
+    }
+    sqlite3_busy_timeout(st->db, opts->busy_timeout_ms > 0 ? opts->busy_timeout_ms : 5000);
+    /* WAL: readers (status, the HTTP API) never block the one writer.
+     * synchronous=FULL syncs the WAL at every commit, so an acknowledged
+     * event survives a power cut; batching keeps that to one fsync a batch. */
+    char pragmas[256];
+    snprintf(pragmas, sizeof pragmas,
+             "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA temp_store=MEMORY;"
+             "PRAGMA cache_size=-65536; PRAGMA foreign_keys=OFF;",
+             opts->synchronous_normal ? "NORMAL" : "FULL");
+    if (store_exec(st, pragmas) != 0) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "%s: %s", where, store_errmsg(st));
+        *err = strdup(msg);
+        store_close(st);
+        return NULL;
+    }
+    if (run_migrations(st, migs, n, err) != 0) {
+        char *m = *err;
+        size_t len = strlen(where) + strlen(m) + 3;
+        *err = malloc(len);
+        if (*err)
+            snprintf(*err, len, "%s: %s", where, m);
+        free(m);
+        store_close(st);
+        return NULL;
+    }
+    return st;
+}
+
+store *store_open(const char *path, const struct store_options *opts, char **err)
+{
+    return store_open_with(path, opts, schema_migrations, schema_migration_count, err);
+}
+
+void store_close(store *st)
+{
+    if (!st)
+        return;
+    for (size_t i = 0; i < st->cache_cap; i++) {
+        if (st->cache[i].sql) {
+            sqlite3_finalize(st->cache[i].stmt);
+            free(st->cache[i].sql);
+        }
+    }
+    free(st->cache);
+    if (st->db)
+        sqlite3_close_v2(st->db);
+    free(st);
+}
+
+int store_exec(store *st, const char *sql)
+{
+    char *msg = NULL;
+    st->err[0] = 0;
+    if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        set_err(st, msg ? msg : sqlite3_errmsg(st->db));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* --- the statement cache ---------------------------------------------- */
+
+static int cache_grow(store *st)
+{
+    size_t ncap = st->cache_cap ? st->cache_cap * 2 : 64;
+    struct cached *n = calloc(ncap, sizeof *n);
+    if (!n)
+        return -1;
+    for (size_t i = 0; i < st->cache_cap; i++) {
+        struct cached *c = &st->cache[i];
+        if (!c->sql)
+            continue;
+        size_t j = c->hash & (ncap - 1);
+        while (n[j].sql)
+            j = (j + 1) & (ncap - 1);
+        n[j] = *c;
+    }
+    free(st->cache);
+    st->cache = n;
+    st->cache_cap = ncap;
+    return 0;
+}
+
+store_stmt *store_sql(store *st, const char *sql)
+{
+    uint64_t h = util_hash64(sql, strlen(sql));
+    if (st->cache_cap) {
+        for (size_t j = h & (st->cache_cap - 1); st->cache[j].sql; j = (j + 1) & (st->cache_cap - 1)) {
+            struct cached *c = &st->cache[j];
+            if (c->hash == h && strcmp(c->sql, sql) == 0) {
+                sqlite3_reset(c->stmt);
+                sqlite3_clear_bindings(c->stmt);
+                return (store_stmt *)(void *)c->stmt;
+            }
+        }
+    }
+    if ((st->cache_len + 1) * 2 > st->cache_cap && cache_grow(st) != 0)
+        return NULL;
+    sqlite3_stmt *stmt = NULL;
+    if (sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, NULL) != SQLITE_OK) {
+        fprintf(stderr, "tend: bad SQL (%s): %s\n", sqlite3_errmsg(st->db), sql);
+        return NULL;
+    }
+    char *copy = strdup(sql);
+    if (!copy) {
+        sqlite3_finalize(stmt);
+        return NULL;
+    }
+    size_t j = h & (st->cache_cap - 1);
+    while (st->cache[j].sql)
+        j = (j + 1) & (st->cache_cap - 1);
+    st->cache[j] = (struct cached){h, copy, stmt};
+    st->cache_len++;
+    return (store_stmt *)(void *)stmt;
+}
+
+store_stmt *store_prepare(store *st, const char *sql)
+{
+    sqlite3_stmt *stmt = NULL;
+    st->err[0] = 0;
+    if (sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL) != SQLITE_OK)
+        return NULL;
+    return (store_stmt *)(void *)stmt;
+}
+
+void store_finalize(store_stmt *s)
+{
+    if (s)
+        sqlite3_finalize(STMT(s));
+}
+
+/* --- binding and stepping --------------------------------------------- */
+
+int store_bind_int(store_stmt *s, int idx, int64_t v)
+{
+    return sqlite3_bind_int64(STMT(s), idx, v) == SQLITE_OK ? 0 : -1;
+}
+
+int store_bind_double(store_stmt *s, int idx, double v)
+{
+    return sqlite3_bind_double(STMT(s), idx, v) == SQLITE_OK ? 0 : -1;
+}
+
+int store_bind_text(store_stmt *s, int idx, const char *v, int len)
+{
+    if (!v)
+        return store_bind_null(s, idx);
+    /* SQLITE_TRANSIENT: callers' buffers are often Lua strings or stack
+     * buffers that do not outlive the call. */
+    return sqlite3_bind_text(STMT(s), idx, v, len, SQLITE_TRANSIENT) == SQLITE_OK ? 0 : -1;
+}
+
+int store_bind_blob(store_stmt *s, int idx, const void *v, int len)
+{
+    return sqlite3_bind_blob(STMT(s), idx, v, len, SQLITE_TRANSIENT) == SQLITE_OK ? 0 : -1;
+}
+
+int store_bind_null(store_stmt *s, int idx)
+{
+    return sqlite3_bind_null(STMT(s), idx) == SQLITE_OK ? 0 : -1;
+}
+
+int store_param_count(store_stmt *s)
+{
+    return sqlite3_bind_parameter_count(STMT(s));
+}
+
+int store_step(store_stmt *s)
+{
+    int rc = sqlite3_step(STMT(s));
+    if (rc == SQLITE_ROW)
+        return STORE_ROW;
+    if (rc == SQLITE_DONE) {
+        sqlite3_reset(STMT(s));
+        return STORE_DONE;
+    }
+    /* Left un-reset so store_errmsg() still describes this failure; the
+     * next store_sql() of this text resets it. */
+    return STORE_ERROR;
+}
+
+void store_reset(store_stmt *s)
+{
+    sqlite3_reset(STMT(s));
+}
+
+int store_run(store_stmt *s)
+{
+    int rc = store_step(s);
+    if (rc == STORE_ROW) {
+        store_reset(s);
+        return 0;
+    }
+    return rc == STORE_DONE ? 0 : -1;
+}
+
+int store_col_type(store_stmt *s, int col)
+{
+    switch (sqlite3_column_type(STMT(s), col)) {
+    case SQLITE_INTEGER: return STORE_INT;
+    case SQLITE_FLOAT:   return STORE_FLOAT;
+    case SQLITE_TEXT:    return STORE_TEXT;
+    case SQLITE_BLOB:    return STORE_BLOB;
+    default:             return STORE_NULL;
+    }
+}
+
+int64_t store_col_int(store_stmt *s, int col) { return sqlite3_column_int64(STMT(s), col); }
+double store_col_double(store_stmt *s, int col) { return sqlite3_column_double(STMT(s), col); }
+const char *store_col_text(store_stmt *s, int col) { return (const char *)sqlite3_column_text(STMT(s), col); }
+const void *store_col_blob(store_stmt *s, int col) { return sqlite3_column_blob(STMT(s), col); }
+int store_col_bytes(store_stmt *s, int col) { return sqlite3_column_bytes(STMT(s), col); }
+int store_col_count(store_stmt *s) { return sqlite3_column_count(STMT(s)); }
+const char *store_col_name(store_stmt *s, int col) { return sqlite3_column_name(STMT(s), col); }
+
+int64_t store_last_rowid(store *st) { return sqlite3_last_insert_rowid(st->db); }
+int store_changes(store *st) { return sqlite3_changes(st->db); }
+
+/* --- transactions ----------------------------------------------------- */
+
+/* Cached statements that a caller stopped stepping would keep a read
+ * snapshot open across the commit; resetting every busy one is cheap and
+ * makes that impossible. */
+static void reset_busy(store *st)
+{
+    for (sqlite3_stmt *s = sqlite3_next_stmt(st->db, NULL); s; s = sqlite3_next_stmt(st->db, s))
+        if (sqlite3_stmt_busy(s))
+            sqlite3_reset(s);
+}
+
+int store_begin(store *st)
+{
+    if (st->depth == 0) {
+        if (store_exec(st, "BEGIN IMMEDIATE") != 0)
+            return -1;
+    } else {
+        char sql[48];
+        snprintf(sql, sizeof sql, "SAVEPOINT s%d", st->depth);
+        if (store_exec(st, sql) != 0)
+            return -1;
+    }
+    st->depth++;
+    return 0;
+}
+
+int store_commit(store *st)
+{
+    if (st->depth <= 0) {
+        set_err(st, "commit without a transaction");
+        return -1;
+    }
+    if (st->depth == 1) {
+        reset_busy(st);
+        if (store_exec(st, "COMMIT") != 0) {
+            /* A failed COMMIT (disk full, I/O error) leaves the transaction
+             * open; roll it back so nothing of the batch is half-stored. */
+            char keep[sizeof st->err];
+            memcpy(keep, st->err, sizeof keep);
+            store_exec(st, "ROLLBACK");
+            memcpy(st->err, keep, sizeof keep);
+            st->depth = 0;
+            return -1;
+        }
+    } else {
+        char sql[48];
+        snprintf(sql, sizeof sql, "RELEASE s%d", st->depth - 1);
+        if (store_exec(st, sql) != 0)
+            return -1;
+    }
+    st->depth--;
+    return 0;
+}
+
+int store_rollback(store *st)
+{
+    if (st->depth <= 0)
+        return -1;
+    int rc;
+    char keep[sizeof st->err];
+    memcpy(keep, st->err, sizeof keep);
+    if (st->depth == 1) {
+        reset_busy(st);
+        rc = store_exec(st, "ROLLBACK");
+    } else {
+        char sql[80];
+        snprintf(sql, sizeof sql, "ROLLBACK TO s%d; RELEASE s%d", st->depth - 1, st->depth - 1);
+        rc = store_exec(st, sql);
+    }
+    memcpy(st->err, keep, sizeof keep);   /* keep the error that caused it */
+    st->depth--;
+    return rc;
+}
+
+int store_in_batch(store *st)
+{
+    return st->depth > 0;
+}
+
+int store_batch(store *st, store_batch_fn fn, void *ud)
+{
+    if (store_begin(st) != 0)
+        return -1;
+    int rc = fn(st, ud);
+    if (rc != 0) {
+        store_rollback(st);
+        return rc;
+    }
+    return store_commit(st) == 0 ? 0 : -1;
+}
+
+/* --- meta ------------------------------------------------------------- */
+
+int store_meta_get_int(store *st, const char *key, int64_t *out)
+{
+    store_stmt *s = store_sql(st, "SELECT value FROM meta WHERE key = ?");
+    if (!s)
+        return -1;
+    store_bind_text(s, 1, key, -1);
+    int rc = store_step(s);
+    if (rc == STORE_ROW) {
+        *out = store_col_int(s, 0);
+        store_reset(s);
+        return 0;
+    }
+    return rc == STORE_DONE ? 1 : -1;
+}
+
+int store_meta_set_int(store *st, const char *key, int64_t v)
+{
+    store_stmt *s = store_sql(st, "INSERT INTO meta(key, value) VALUES (?, ?)"
+                                  " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+    if (!s)
+        return -1;
+    store_bind_text(s, 1, key, -1);
+    store_bind_int(s, 2, v);
+    return store_run(s);
+}
+
+char *store_meta_get(store *st, const char *key)
+{
+    store_stmt *s = store_sql(st, "SELECT value FROM meta WHERE key = ?");
+    if (!s)
+        return NULL;
+    store_bind_text(s, 1, key, -1);
+    char *v = NULL;
+    if (store_step(s) == STORE_ROW) {
+        const char *t = store_col_text(s, 0);
+        v = t ? strdup(t) : NULL;
+        store_reset(s);
+    }
+    return v;
+}
+
+int store_meta_set(store *st, const char *key, const char *v)
+{
+    store_stmt *s = store_sql(st, "INSERT INTO meta(key, value) VALUES (?, ?)"
+                                  " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+    if (!s)
+        return -1;
+    store_bind_text(s, 1, key, -1);
+    store_bind_text(s, 2, v, -1);
+    return store_run(s);
+}
+
+int store_schema_version(store *st)
+{
+    int64_t v = 0;
+    return store_meta_get_int(st, "schema_version", &v) == 0 ? (int)v : 0;
+}
+
+int store_migration_count(void)
+{
+    return schema_migration_count;
+}
+
+int64_t store_count(store *st, const char *sql)
+{
+    store_stmt *s = store_sql(st, sql);
+    if (!s)
+        return -1;
+    if (store_step(s) != STORE_ROW)
+        return -1;
+    int64_t n = store_col_int(s, 0);
+    store_reset(s);
+    return n;
+}

@@ -1,0 +1,125 @@
+/* store — durable state: one SQLite database, one writer.
+ *
+ * This is the only module that includes sqlite3.h; every other module speaks
+ * SQL through the small statement API below, so a PostgreSQL backend can come
+ * later behind this header (the SQL the modules write sticks to what both
+ * dialects share: `?` parameters, ON CONFLICT upserts, no SQLite-only functions
+ * outside the schema).
+ *
+ * Ownership: store_open() returns a store the caller frees with store_close().
+ * Statements from store_sql() belong to the store (cached by SQL text and
+ * reused); callers never finalize them. Statements from store_prepare() belong
+ * to the caller (store_finalize()). Text and blob pointers returned by
+ * store_col_*() are valid until the next step/reset of that statement.
+ *
+ * Writes: store_batch() runs a callback inside one transaction (BEGIN
+ * IMMEDIATE, so the write lock is taken up front rather than on the first
+ * write, where a busy database would fail half-way). A batch inside a batch
+ * becomes a savepoint: the inner one can fail and roll back alone while the
+ * outer one commits. */
+#ifndef TEND_STORE_H
+#define TEND_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct store store;
+typedef struct store_stmt store_stmt;
+
+struct store_options {
+    int synchronous_normal; /* 0: synchronous=FULL (default), 1: NORMAL */
+    int busy_timeout_ms;    /* 0: 5000 */
+    int memory;             /* 1: a private in-memory database (path ignored) */
+};
+
+/* Opens (creating if needed) the database at `path`, sets WAL mode and the
+ * pragmas, and runs every migration not yet applied. On failure returns NULL
+ * and a malloc'd message in *err (caller frees). `opts` may be NULL. */
+store *store_open(const char *path, const struct store_options *opts, char **err);
+void   store_close(store *st);
+
+/* The last error message on this connection (owned by the store). */
+const char *store_errmsg(store *st);
+
+/* Runs SQL with no parameters and no rows (may hold several statements).
+ * Returns 0, or -1 (see store_errmsg). */
+int store_exec(store *st, const char *sql);
+
+/* --- statements -------------------------------------------------------- */
+
+enum { STORE_ROW = 1, STORE_DONE = 0, STORE_ERROR = -1 };
+
+/* A cached statement for `sql`, reset and with bindings cleared; NULL on a
+ * syntax error (logged to stderr with the SQL: it is a programming error). */
+store_stmt *store_sql(store *st, const char *sql);
+/* An uncached statement the caller finalizes (for SQL built at run time,
+ * such as compiled segments). NULL and store_errmsg() on failure. */
+store_stmt *store_prepare(store *st, const char *sql);
+void        store_finalize(store_stmt *s);
+
+/* Binding: idx is 1-based. Return 0 or -1. */
+int store_bind_int(store_stmt *s, int idx, int64_t v);
+int store_bind_double(store_stmt *s, int idx, double v);
+int store_bind_text(store_stmt *s, int idx, const char *v, int len); /* len -1: strlen; NULL → NULL */
+int store_bind_blob(store_stmt *s, int idx, const void *v, int len);
+int store_bind_null(store_stmt *s, int idx);
+int store_param_count(store_stmt *s);
+
+/* STORE_ROW, STORE_DONE, or STORE_ERROR. On DONE/ERROR the statement is reset,
+ * so a cached statement never holds a read transaction open by accident. */
+int  store_step(store_stmt *s);
+/* Resets a statement a caller stopped stepping before DONE. */
+void store_reset(store_stmt *s);
+/* Steps a statement expected to produce no row; 0 or -1. */
+int  store_run(store_stmt *s);
+
+enum { STORE_NULL = 0, STORE_INT, STORE_FLOAT, STORE_TEXT, STORE_BLOB };
+int         store_col_type(store_stmt *s, int col);
+int64_t     store_col_int(store_stmt *s, int col);
+double      store_col_double(store_stmt *s, int col);
+const char *store_col_text(store_stmt *s, int col);  /* NULL for SQL NULL */
+const void *store_col_blob(store_stmt *s, int col);
+int         store_col_bytes(store_stmt *s, int col);
+int         store_col_count(store_stmt *s);
+const char *store_col_name(store_stmt *s, int col);
+
+int64_t store_last_rowid(store *st);
+int     store_changes(store *st);   /* rows changed by the last statement */
+
+/* --- transactions ------------------------------------------------------ */
+
+/* Runs fn(st, ud) in one transaction (or a savepoint when already inside
+ * one). fn returns 0 to commit, non-zero to roll back; store_batch returns
+ * what fn returned, or -1 if the commit itself failed (then nothing of the
+ * batch is stored). */
+typedef int (*store_batch_fn)(store *st, void *ud);
+int store_batch(store *st, store_batch_fn fn, void *ud);
+int store_in_batch(store *st);
+
+/* Lower level, for a caller that spans a transaction across loop turns
+ * (the server's write batching). */
+int store_begin(store *st);
+int store_commit(store *st);
+int store_rollback(store *st);
+
+/* --- small helpers ----------------------------------------------------- */
+
+/* The `meta` key/value table: schema version, cursors, settings. */
+int   store_meta_get_int(store *st, const char *key, int64_t *out); /* 0 found, 1 absent, -1 error */
+int   store_meta_set_int(store *st, const char *key, int64_t v);
+char *store_meta_get(store *st, const char *key);                   /* malloc'd or NULL */
+int   store_meta_set(store *st, const char *key, const char *v);
+
+/* The schema version after migrations, and how many there are. */
+int store_schema_version(store *st);
+int store_migration_count(void);
+
+/* Counts rows of `sql` (a SELECT COUNT(*) ... with no parameters); -1 on error. */
+int64_t store_count(store *st, const char *sql);
+
+/* For tests: run the migrations list given instead of the built-in one. */
+struct store_migration { const char *name; const char *sql; };
+store *store_open_with(const char *path, const struct store_options *opts,
+                       const struct store_migration *migs, int n, char **err);
+
+#endif

@@ -1,0 +1,188 @@
+/* util — small helpers (see util.h). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+static void out_of_memory(void)
+{
+    fputs("tend: out of memory\n", stderr);
+    abort();
+}
+
+void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p)
+        out_of_memory();
+    return p;
+}
+
+void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p)
+        out_of_memory();
+    return p;
+}
+
+void *xrealloc(void *p, size_t n)
+{
+    p = realloc(p, n ? n : 1);
+    if (!p)
+        out_of_memory();
+    return p;
+}
+
+char *xstrdup(const char *s)
+{
+    return xstrndup(s, strlen(s));
+}
+
+char *xstrndup(const char *s, size_t n)
+{
+    char *p = xmalloc(n + 1);
+    memcpy(p, s, n);
+    p[n] = 0;
+    return p;
+}
+
+char *xasprintf(const char *fmt, ...)
+{
+    strbuf b;
+    strbuf_init(&b);
+    va_list ap;
+    va_start(ap, fmt);
+    strbuf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    return strbuf_take(&b);
+}
+
+void strbuf_init(strbuf *b)
+{
+    b->s = NULL;
+    b->len = b->cap = 0;
+}
+
+void strbuf_free(strbuf *b)
+{
+    free(b->s);
+    strbuf_init(b);
+}
+
+static void reserve(strbuf *b, size_t more)
+{
+    if (b->len + more + 1 <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < b->len + more + 1)
+        cap *= 2;
+    b->s = xrealloc(b->s, cap);
+    b->cap = cap;
+}
+
+void strbuf_add(strbuf *b, const char *s, size_t n)
+{
+    reserve(b, n);
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = 0;
+}
+
+void strbuf_puts(strbuf *b, const char *s)
+{
+    strbuf_add(b, s, strlen(s));
+}
+
+void strbuf_putc(strbuf *b, char c)
+{
+    strbuf_add(b, &c, 1);
+}
+
+void strbuf_vprintf(strbuf *b, const char *fmt, va_list ap)
+{
+    va_list ap2;
+    va_copy(ap2, ap);
+    char probe[1];   /* not NULL: GCC's sanitizer build warns on a NULL buffer */
+    int n = vsnprintf(probe, sizeof probe, fmt, ap2);
+    va_end(ap2);
+    if (n < 0)
+        return;
+    reserve(b, (size_t)n);
+    vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
+    b->len += (size_t)n;
+}
+
+void strbuf_printf(strbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    strbuf_vprintf(b, fmt, ap);
+    va_end(ap);
+}
+
+char *strbuf_take(strbuf *b)
+{
+    char *s = b->s ? b->s : xstrdup("");
+    strbuf_init(b);
+    return s;
+}
+
+void strbuf_reset(strbuf *b)
+{
+    b->len = 0;
+    if (b->s)
+        b->s[0] = 0;
+}
+
+char *util_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    strbuf b;
+    strbuf_init(&b);
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        strbuf_add(&b, chunk, n);
+    int failed = ferror(f);
+    fclose(f);
+    if (failed) {
+        strbuf_free(&b);
+        errno = EIO;
+        return NULL;
+    }
+    if (len)
+        *len = b.len;
+    return strbuf_take(&b);
+}
+
+uint64_t util_hash64_add(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ s[i]) * 1099511628211ULL;
+    return h;
+}
+
+uint64_t util_hash64(const void *p, size_t n)
+{
+    return util_hash64_add(UTIL_HASH64_INIT, p, n);
+}
+
+char *util_path_join(const char *dir, const char *name)
+{
+    if (!dir || !*dir || strcmp(dir, ".") == 0 || name[0] == '/')
+        return xstrdup(name);
+    size_t dl = strlen(dir);
+    return xasprintf("%s%s%s", dir, dir[dl - 1] == '/' ? "" : "/", name);
+}
+
+int util_ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && memcmp(s + a - b, suffix, b) == 0;
+}

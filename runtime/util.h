@@ -1,0 +1,50 @@
+/* util — the few small helpers every module wants.
+ *
+ * strbuf is a growable byte buffer (always NUL-terminated); its memory is the
+ * caller's (strbuf_free, or strbuf_take to keep the bytes). Out of memory
+ * aborts: tend cannot do anything useful without a few bytes of heap, and
+ * checking every append would hide the real logic. */
+#ifndef TEND_UTIL_H
+#define TEND_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct strbuf {
+    char *s;
+    size_t len, cap;
+} strbuf;
+
+void  strbuf_init(strbuf *b);
+void  strbuf_free(strbuf *b);
+void  strbuf_add(strbuf *b, const char *s, size_t n);
+void  strbuf_puts(strbuf *b, const char *s);
+void  strbuf_putc(strbuf *b, char c);
+void  strbuf_printf(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void  strbuf_vprintf(strbuf *b, const char *fmt, va_list ap);
+char *strbuf_take(strbuf *b);   /* the bytes, malloc'd; b is left empty */
+void  strbuf_reset(strbuf *b);
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Reads a whole file; NULL with errno set on failure. *len may be NULL. */
+char *util_read_file(const char *path, size_t *len);
+
+/* FNV-1a, 64 bits. */
+uint64_t util_hash64(const void *p, size_t n);
+uint64_t util_hash64_add(uint64_t h, const void *p, size_t n);
+#define UTIL_HASH64_INIT 1469598103934665603ULL
+
+/* "dir/name" into a malloc'd string ("name" alone when dir is NULL or "."). */
+char *util_path_join(const char *dir, const char *name);
+
+/* 1 if s ends with suffix. */
+int util_ends_with(const char *s, const char *suffix);
+
+#endif
