@@ -245,7 +245,7 @@ static tend_time earliest(tend_time a, tend_time b)
 tend_time engine_next_due(engine *e)
 {
     tend_time now = engine_now(e);
-    if (event_pending(e) > 0 || event_fanout_pending(e) > 0)
+    if (event_backlog(e) > 0 || event_fanout_pending(e) > 0)
         return now;
     tend_time t = instance_next_due(e);
     t = earliest(t, dates_next_due(e));

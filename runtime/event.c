@@ -108,6 +108,12 @@ static int validate(engine *e, const cJSON *ev, struct event_head *h, char *err,
     return 0;
 }
 
+int event_check(engine *e, const cJSON *ev, char *err, size_t errlen)
+{
+    struct event_head h;
+    return validate(e, ev, &h, err, errlen);
+}
+
 static int store_event(engine *e, const struct event_head *h, const char *body, int len,
                        struct event_result *res)
 {
@@ -459,7 +465,7 @@ int event_process(engine *e, int max)
     return pc.done;
 }
 
-int64_t event_pending(engine *e)
+int64_t event_backlog(engine *e)
 {
     int64_t cursor = 0;
     store_meta_get_int(e->st, "events_cursor", &cursor);

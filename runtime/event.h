@@ -29,6 +29,9 @@ struct event_result {
     int duplicate;
 };
 
+/* Validates `ev` without storing it: 0, or -1 with err naming the field. */
+int event_check(engine *e, const cJSON *ev, char *err, size_t errlen);
+
 /* Validates `ev` and stores it (inside the caller's transaction, or its own
  * when there is none). -1 with err naming the field when it is invalid;
  * nothing is stored then. */
@@ -49,7 +52,7 @@ int event_ingest_ndjson(engine *e, const char *data, size_t len, event_reject_fn
 int event_process(engine *e, int max);
 
 /* Accepted events not yet processed. */
-int64_t event_pending(engine *e);
+int64_t event_backlog(engine *e);
 
 /* Works one page of a pending broadcast fan-out. Returns instances started,
  * 0 when no fan-out is pending, -1 on error. */

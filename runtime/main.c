@@ -2,13 +2,29 @@
  *
  * Each subcommand is a function taking (argc, argv) with argv[0] the
  * subcommand's name, returning the process exit status: 0 success, 1 a
- * failure of what was asked (a failing test, a script error), 2 misuse. */
+ * failure of what was asked (a failing test, a script error, a rejected
+ * row), 2 misuse. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include <curl/curl.h>
+
+#include "catalog.h"
 #include "clock.h"
+#include "customer.h"
+#include "engine.h"
+#include "event.h"
+#include "importer.h"
+#include "lint.h"
+#include "segment.h"
+#include "server.h"
+#include "simulate.h"
+#include "status.h"
 #include "testrun.h"
+#include "util.h"
 
 #define TEND_VERSION "0.1.0"
 
@@ -16,47 +32,430 @@ static const char usage[] =
     "usage: tend <command> [options]\n"
     "\n"
     "commands:\n"
+    "  run [DIR]            the server: load scripts, ingest, schedule, deliver\n"
     "  test [PATH...]       run *_test.lua files sandboxed on a simulated clock\n"
+    "  check [DIR]          load and validate scripts and templates, lint messages\n"
+    "  import FILE          customers from CSV or NDJSON\n"
+    "  ingest FILE|-        events from NDJSON\n"
+    "  segment NAME         count and sample of a segment\n"
+    "  simulate DIR --days N --customers F --events F   forecast sends and cost\n"
+    "  status               journeys, instances by state and step, outbox\n"
     "\n"
     "  tend --help          this text\n"
     "  tend --version       the version\n"
     "\n"
-    "Run `tend <command> --help` for a command's options.\n";
+    "Commands that use a store take --dir DIR (default: $TEND_DIR or .), the\n"
+    "directory of tend.lua and the scripts. Run `tend <command> --help` for more.\n";
 
-static int wants_help(int argc, char **argv)
+/* --- shared option handling ---------------------------------------------- */
+
+struct opts {
+    const char *dir;
+    const char *args[16];
+    int nargs;
+    int help;
+    int no_process;
+    int sample;
+    int verbose;
+    int json;
+    const char *days, *customers, *events, *start;
+};
+
+static int parse(int argc, char **argv, struct opts *o, const char *cmd)
 {
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
-            return 1;
+    memset(o, 0, sizeof *o);
+    o->dir = getenv("TEND_DIR") ? getenv("TEND_DIR") : ".";
+    o->sample = 10;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char **value = NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            o->help = 1;
+            continue;
+        }
+        if (!strcmp(a, "-v")) {
+            o->verbose = 1;
+            continue;
+        }
+        if (!strcmp(a, "--json")) {
+            o->json = 1;
+            continue;
+        }
+        if (!strcmp(a, "--no-process")) {
+            o->no_process = 1;
+            continue;
+        }
+        if (!strcmp(a, "--dir") || !strcmp(a, "-d"))
+            value = &o->dir;
+        else if (!strcmp(a, "--days"))
+            value = &o->days;
+        else if (!strcmp(a, "--customers"))
+            value = &o->customers;
+        else if (!strcmp(a, "--events"))
+            value = &o->events;
+        else if (!strcmp(a, "--start"))
+            value = &o->start;
+        else if (!strcmp(a, "--sample")) {
+            if (i + 1 >= argc)
+                goto missing;
+            o->sample = atoi(argv[++i]);
+            continue;
+        }
+        if (value) {
+            if (i + 1 >= argc)
+                goto missing;
+            *value = argv[++i];
+            continue;
+        }
+        if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "tend %s: unknown option %s\n", cmd, a);
+            return -1;
+        }
+        if (o->nargs == 16) {
+            fprintf(stderr, "tend %s: too many arguments\n", cmd);
+            return -1;
+        }
+        o->args[o->nargs++] = a;
+    }
     return 0;
+missing:
+    fprintf(stderr, "tend %s: %s needs a value\n", cmd, argv[argc - 1]);
+    return -1;
 }
+
+static void log_stderr(void *ud, const char *level, const char *msg)
+{
+    (void)ud;
+    fprintf(stderr, "%s: %s\n", level, msg);
+}
+
+/* Opens the store of `dir` on the real clock; loads its scripts when asked.
+ * Prints what went wrong and returns NULL on failure. */
+static engine *open_dir(const char *cmd, const char *dir, tclock *clk, int load, const char *db)
+{
+    struct engine_options o = {.dir = dir, .db_path = db, .clock = clk, .log = log_stderr};
+    char *err = NULL;
+    engine *e = engine_open(&o, &err);
+    if (!e) {
+        fprintf(stderr, "tend %s: %s\n", cmd, err ? err : "cannot open");
+        free(err);
+        return NULL;
+    }
+    if (load) {
+        char *errors = NULL;
+        int n = engine_load_dir(e, &errors);
+        if (n != 0) {
+            fprintf(stderr, "%s", errors ? errors : "");
+            fprintf(stderr, "tend %s: %d script error%s; nothing was changed\n", cmd, n < 0 ? 1 : n,
+                    n == 1 ? "" : "s");
+            free(errors);
+            engine_close(e);
+            return NULL;
+        }
+    }
+    return e;
+}
+
+/* --- commands ------------------------------------------------------------- */
 
 static int cmd_test(int argc, char **argv)
 {
-    if (wants_help(argc, argv)) {
+    struct opts o;
+    if (parse(argc, argv, &o, "test") != 0)
+        return 2;
+    if (o.help) {
         printf("usage: tend test [-v] [PATH...]\n"
                "Runs every *_test.lua under each PATH (default: .), each file in its own\n"
                "sandbox. Prints TAP and a final line `N passed, N failed`; exits 1 on any\n"
                "failure. -v prints whole tracebacks.\n");
         return 0;
     }
-    struct testrun_options o = {.out = stdout};
-    const char **paths = calloc((size_t)argc, sizeof *paths);
-    int n = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-v") == 0) {
-            o.verbose = 1;
-        } else if (argv[i][0] == '-') {
-            fprintf(stderr, "tend test: unknown option %s\n", argv[i]);
-            free(paths);
-            return 2;
+    struct testrun_options to = {.out = stdout, .verbose = o.verbose};
+    return testrun_paths(o.args, o.nargs, &to);
+}
+
+static void print_lint(void *ud, int error, const char *where, const char *message)
+{
+    (void)ud;
+    printf("%s: %s: %s\n", where, error ? "error" : "warning", message);
+}
+
+static int cmd_check(int argc, char **argv)
+{
+    struct opts o;
+    if (parse(argc, argv, &o, "check") != 0)
+        return 2;
+    if (o.help) {
+        printf("usage: tend check [DIR]\n"
+               "Loads tend.lua and every script of DIR (default: .) in the sandbox, then lints\n"
+               "templates and sends. Prints each finding as file:line: error|warning: message;\n"
+               "exits 1 on any error. The store is not touched.\n");
+        return 0;
+    }
+    const char *dir = o.nargs ? o.args[0] : o.dir;
+    tclock *clk = clock_new_real();
+    struct engine_options eo = {.dir = dir, .db_path = ":memory:", .clock = clk, .log = log_stderr};
+    char *err = NULL;
+    engine *e = engine_open(&eo, &err);
+    if (!e) {
+        printf("%s\n", err ? err : "cannot open");
+        free(err);
+        clock_free(clk);
+        return 1;
+    }
+    char *errors = NULL;
+    int n = engine_load_dir(e, &errors);
+    int status = 0;
+    if (n != 0) {
+        printf("%s", errors ? errors : "");
+        free(errors);
+        status = 1;
+    } else {
+        int warnings = 0;
+        int lint_errors = lint_run(e, print_lint, NULL, &warnings);
+        if (lint_errors)
+            status = 1;
+        printf("%s: %d error%s, %d warning%s\n", dir, lint_errors, lint_errors == 1 ? "" : "s",
+               warnings, warnings == 1 ? "" : "s");
+    }
+    engine_close(e);
+    clock_free(clk);
+    return status;
+}
+
+static int cmd_status(int argc, char **argv)
+{
+    struct opts o;
+    if (parse(argc, argv, &o, "status") != 0)
+        return 2;
+    if (o.help) {
+        printf("usage: tend status [--dir DIR] [--json]\n"
+               "Journeys with instances by state and by step, conversions, sends and cost;\n"
+               "the outbox by status; channels.\n");
+        return 0;
+    }
+    int json = o.json;
+    tclock *clk = clock_new_real();
+    engine *e = open_dir("status", o.dir, clk, 0, NULL);
+    if (!e) {
+        clock_free(clk);
+        return 1;
+    }
+    cJSON *r = status_report(e);
+    int rc = 0;
+    if (!r) {
+        fprintf(stderr, "tend status: store: %s\n", store_errmsg(e->st));
+        rc = 1;
+    } else if (json) {
+        char *text = cJSON_Print(r);
+        printf("%s\n", text);
+        free(text);
+    } else {
+        status_print(r, stdout);
+    }
+    cJSON_Delete(r);
+    engine_close(e);
+    clock_free(clk);
+    return rc;
+}
+
+static void print_reject(void *ud, long line, const char *reason)
+{
+    fprintf(stderr, "%s:%ld: %s\n", (const char *)ud, line, reason);
+}
+
+static int cmd_import(int argc, char **argv)
+{
+    struct opts o;
+    if (parse(argc, argv, &o, "import") != 0)
+        return 2;
+    if (o.help || o.nargs != 1) {
+        printf("usage: tend import [--dir DIR] FILE|-\n"
+               "Creates or updates customers from CSV (header row) or NDJSON. Prints\n"
+               "`imported N, updated N, rejected N`; each rejected row goes to stderr as\n"
+               "FILE:LINE: reason. Exits 1 if any row was rejected.\n");
+        return o.help ? 0 : 2;
+    }
+    tclock *clk = clock_new_real();
+    engine *e = open_dir("import", o.dir, clk, 1, NULL);
+    if (!e) {
+        clock_free(clk);
+        return 1;
+    }
+    struct import_report rep = {0};
+    char err[400] = "";
+    int rc = importer_run(e, o.args[0], print_reject, (void *)o.args[0], &rep, err, sizeof err);
+    printf("imported %lld, updated %lld, rejected %lld\n", (long long)rep.imported, (long long)rep.updated,
+           (long long)rep.rejected);
+    if (rc != 0)
+        fprintf(stderr, "tend import: %s\n", err);
+    engine_close(e);
+    clock_free(clk);
+    return rc != 0 || rep.rejected ? 1 : 0;
+}
+
+static int cmd_ingest(int argc, char **argv)
+{
+    struct opts o;
+    if (parse(argc, argv, &o, "ingest") != 0)
+        return 2;
+    if (o.help || o.nargs != 1) {
+        printf("usage: tend ingest [--dir DIR] [--no-process] FILE|-\n"
+               "Stores events from NDJSON (one object a line), then processes them: customer\n"
+               "fields, journeys, waits, goals, and whatever falls due now. Prints\n"
+               "`accepted N, duplicates N, rejected N`; each rejected line goes to stderr as\n"
+               "FILE:LINE: reason. Exits 1 if any line was rejected. --no-process only stores.\n");
+        return o.help ? 0 : 2;
+    }
+    const char *path = o.args[0];
+    size_t len = 0;
+    char *data;
+    if (!strcmp(path, "-")) {
+        strbuf b;
+        strbuf_init(&b);
+        char chunk[65536];
+        size_t n;
+        while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0)
+            strbuf_add(&b, chunk, n);
+        len = b.len;
+        data = strbuf_take(&b);
+    } else if (!(data = util_read_file(path, &len))) {
+        fprintf(stderr, "tend ingest: %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    tclock *clk = clock_new_real();
+    engine *e = open_dir("ingest", o.dir, clk, !o.no_process, NULL);
+    if (!e) {
+        free(data);
+        clock_free(clk);
+        return 1;
+    }
+    struct ingest_report rep;
+    int rc = event_ingest_ndjson(e, data, len, print_reject, (void *)path, &rep);
+    free(data);
+    printf("accepted %lld, duplicates %lld, rejected %lld\n", (long long)rep.accepted,
+           (long long)rep.duplicates, (long long)rep.rejected);
+    fflush(stdout);
+    if (rc == 0 && !o.no_process && engine_run_due(e, engine_now(e)) < 0)
+        rc = -1;
+    engine_close(e);
+    clock_free(clk);
+    return rc != 0 || rep.rejected ? 1 : 0;
+}
+
+struct sample {
+    engine *e;
+    int left;
+};
+
+static void print_sample(const char *id, void *ud)
+{
+    struct sample *s = ud;
+    if (s->left-- <= 0)
+        return;
+    cJSON *c = customer_json(s->e, id);
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(c, "name");
+    const cJSON *city = cJSON_GetObjectItemCaseSensitive(c, "city");
+    const cJSON *lc = cJSON_GetObjectItemCaseSensitive(c, "lifecycle");
+    printf("  %-16s %-20s %-12s %s\n", id, cJSON_IsString(name) ? name->valuestring : "",
+           cJSON_IsString(city) ? city->valuestring : "", cJSON_IsString(lc) ? lc->valuestring : "");
+    cJSON_Delete(c);
+}
+
+static int cmd_segment(int argc, char **argv)
+{
+    struct opts o;
+    if (parse(argc, argv, &o, "segment") != 0)
+        return 2;
+    if (o.help || o.nargs != 1) {
+        printf("usage: tend segment [--dir DIR] [--sample N] NAME\n"
+               "How many customers the segment NAME (declared in a script) matches, and a\n"
+               "sample of them. Prints `N customers` first.\n");
+        return o.help ? 0 : 2;
+    }
+    tclock *clk = clock_new_real();
+    engine *e = open_dir("segment", o.dir, clk, 1, NULL);
+    if (!e) {
+        clock_free(clk);
+        return 1;
+    }
+    lua_State *L = sandbox_state(e->sb);
+    int rc = 1;
+    if (!catalog_push_segment(e, o.args[0])) {
+        fprintf(stderr, "tend segment: no segment named '%s'\n", o.args[0]);
+    } else {
+        lua_getfield(L, -1, "where");
+        if (lua_isfunction(L, -1) && sandbox_pcall(e->sb, L, 0, 1) != LUA_OK) {
+            fprintf(stderr, "tend segment: %s\n", lua_tostring(L, -1));
         } else {
-            paths[n++] = argv[i];
+            char err[300];
+            struct timespec t0, t1;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            segment_query *q = segment_compile(L, -1, engine_now(e), err, sizeof err);
+            int64_t n = q ? segment_count(e->st, q) : -1;
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            if (!q) {
+                fprintf(stderr, "tend segment: %s\n", err);
+            } else if (n < 0) {
+                fprintf(stderr, "tend segment: store: %s\n", store_errmsg(e->st));
+            } else {
+                double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
+                printf("%lld customers (counted in %.1f ms)\n", (long long)n, ms);
+                struct sample s = {e, o.sample};
+                if (o.sample > 0 && n > 0)
+                    segment_page(e->st, q, "", o.sample, print_sample, &s);
+                rc = 0;
+            }
+            segment_query_free(q);
         }
     }
-    int rc = testrun_paths(paths, n, &o);
-    free(paths);
+    engine_close(e);
+    clock_free(clk);
     return rc;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    struct opts o;
+    if (parse(argc, argv, &o, "run") != 0)
+        return 2;
+    if (o.help) {
+        printf("usage: tend run [DIR]\n"
+               "Loads tend.lua and the scripts of DIR (default: .), then serves the HTTP API on\n"
+               "the configured address (default 127.0.0.1:8725), processes events, wakes\n"
+               "journeys, runs schedules and delivers messages until SIGINT or SIGTERM.\n"
+               "TEND_API_TOKEN is the bearer token the API requires; without it a token is\n"
+               "generated and written to DIR/.tend-token.\n");
+        return 0;
+    }
+    const char *dir = o.nargs ? o.args[0] : o.dir;
+    tclock *clk = clock_new_real();
+    engine *e = open_dir("run", dir, clk, 1, NULL);
+    if (!e) {
+        clock_free(clk);
+        return 1;
+    }
+    int rc = server_run(e);
+    engine_close(e);
+    clock_free(clk);
+    return rc;
+}
+
+static int cmd_simulate(int argc, char **argv)
+{
+    struct opts o;
+    if (parse(argc, argv, &o, "simulate") != 0)
+        return 2;
+    if (o.help || o.nargs != 1 || !o.days) {
+        printf("usage: tend simulate DIR --days N [--customers FILE] [--events FILE] [--start TIME]\n"
+               "Runs the scripts of DIR on a virtual clock against a throw-away copy of the\n"
+               "given customers and events, for N days, every channel captured, and prints\n"
+               "the forecast: sends by journey, template and channel, and their cost.\n");
+        return o.help ? 0 : 2;
+    }
+    struct simulate_options so = {.dir = o.args[0], .days = atoi(o.days), .customers = o.customers,
+                                  .events = o.events, .start = o.start};
+    return simulate_run(&so, stdout);
 }
 
 struct command {
@@ -65,7 +464,9 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"test", cmd_test},
+    {"run", cmd_run},       {"test", cmd_test},       {"check", cmd_check},
+    {"import", cmd_import}, {"ingest", cmd_ingest},   {"segment", cmd_segment},
+    {"simulate", cmd_simulate}, {"status", cmd_status},
 };
 
 int main(int argc, char **argv)
@@ -74,17 +475,19 @@ int main(int argc, char **argv)
         fputs(usage, stderr);
         return 2;
     }
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         fputs(usage, stdout);
         return 0;
     }
-    if (strcmp(argv[1], "--version") == 0) {
+    if (!strcmp(argv[1], "--version")) {
         printf("tend %s\n", TEND_VERSION);
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
         if (strcmp(argv[1], commands[i].name) == 0) {
+            curl_global_init(CURL_GLOBAL_DEFAULT);
             int rc = commands[i].run(argc - 1, argv + 1);
+            curl_global_cleanup();
             clock_shutdown();
             return rc;
         }

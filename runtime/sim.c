@@ -430,6 +430,30 @@ static int m_restart(lua_State *L)
     return run_due(L, s);
 }
 
+static void read_scripts(lua_State *L, struct sim *s, int idx);
+
+/* sim:deploy{scripts = {...}, source = "..."}: a new release of the scripts,
+ * as a restart with changed files. Instances already waiting stay on the
+ * version they began with (or move, if the new version's migrate says so). */
+static int m_deploy(lua_State *L)
+{
+    struct sim *s = check_sim(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    for (int i = 0; i < s->nscripts; i++)
+        free(s->scripts[i]);
+    free(s->scripts);
+    s->scripts = NULL;
+    s->nscripts = 0;
+    free(s->source);
+    s->source = NULL;
+    read_scripts(L, s, 2);
+    if (lua_getfield(L, 2, "source") != LUA_TNIL)
+        s->source = xstrdup(luaL_checkstring(L, -1));
+    lua_pop(L, 1);
+    lua_settop(L, 1);
+    return m_restart(L);
+}
+
 /* Compiles a filter (a table from the test, or a segment name) in the
  * engine's state. */
 static segment_query *compile_filter(lua_State *L, struct sim *s, int idx)
@@ -503,9 +527,9 @@ static int m_close(lua_State *L)
 
 /* --- creation ------------------------------------------------------------ */
 
-static void read_scripts(lua_State *L, struct sim *s)
+static void read_scripts(lua_State *L, struct sim *s, int idx)
 {
-    if (lua_getfield(L, 1, "scripts") == LUA_TNIL) {
+    if (lua_getfield(L, idx, "scripts") == LUA_TNIL) {
         lua_pop(L, 1);
         return;
     }
@@ -553,7 +577,7 @@ static int sim_new(lua_State *L)
         start = helpers_check_time(L, lua_gettop(L));
     lua_pop(L, 1);
     s->clock = clock_new_virtual(start);
-    read_scripts(L, s);
+    read_scripts(L, s, 1);
     if (lua_getfield(L, 1, "source") != LUA_TNIL)
         s->source = xstrdup(luaL_checkstring(L, -1));
     lua_pop(L, 1);
@@ -587,7 +611,7 @@ void sim_register(sandbox *sb)
     static const luaL_Reg methods[] = {
         {"customer", m_customer}, {"event", m_event}, {"advance", m_advance}, {"now", m_now},
         {"sent", m_sent}, {"tasks", m_tasks}, {"instances", m_instances}, {"stub_http", m_stub_http},
-        {"restart", m_restart}, {"segment", m_segment}, {"log", m_log}, {"close", m_close},
+        {"restart", m_restart}, {"deploy", m_deploy}, {"segment", m_segment}, {"log", m_log}, {"close", m_close},
         {NULL, NULL}};
     luaL_newmetatable(L, SIM_MT);
     luaL_newlib(L, methods);

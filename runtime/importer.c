@@ -1,0 +1,743 @@
+/* importer — `tend import`: customers from CSV or NDJSON (see importer.h).
+ *
+ * The input streams through one read buffer: a 10M-row file costs the
+ * buffer, not the file. Each row becomes a customer_upsert() inside its own
+ * savepoint, so a row that fails anywhere (validation, a date trigger) rolls
+ * back alone; rows commit in batches of IMPORT_BATCH, one fsync each.
+ *
+ * CSV, as RFC 4180 with the usual leniencies: CRLF or LF (or a lone CR) ends
+ * a record, a UTF-8 BOM at the start is skipped, blank lines are skipped, a
+ * quote inside an unquoted cell is taken literally. A quoted cell may hold
+ * commas, doubled quotes and newlines; the line a row is reported at is the
+ * line it starts on (the header is line 1).
+ *
+ * Header names are customer fields (customer.c's table, minus the computed
+ * lifecycle r f m), `tags` (split on '|' or ';', trimmed, empty names
+ * dropped; a cell of only separators clears the set) and `attrs.<key>`
+ * (always stored as a string: a CSV cell has no type, and guessing one
+ * would turn a zip code "02139" into 2139). An empty cell leaves the field
+ * as it is. A bad header rejects the whole file before any row is read.
+ *
+ * Why the CSV path builds its cJSON by hand: customer_upsert takes a cJSON
+ * object, and building one per row with cJSON_Create* is a dozen mallocs a
+ * row for values that already sit NUL-terminated in our cell buffer. Instead
+ * each column owns one node, made once, whose valuestring is re-pointed at
+ * the row's cell; the row's object is just the present nodes linked
+ * together. Nothing here ever cJSON_Delete()s those nodes.
+ *
+ * NDJSON: one object a line, exactly what PUT /v1/customers takes; blank
+ * lines are skipped; json_parse() gives positioned errors. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "customer.h"
+#include "dates.h"
+#include "importer.h"
+#include "json.h"
+#include "util.h"
+
+#define IMPORT_BATCH      10000         /* rows per transaction (one fsync) */
+#define READ_CHUNK        (256 << 10)   /* bytes per read(2) */
+#define MAX_RECORD        (16 << 20)    /* longest row or line we buffer */
+
+/* --- the reader ---------------------------------------------------------- */
+
+/* Bytes buf[pos, len) are read but not consumed. rd_more() keeps them (moved
+ * to the front) and appends more, growing the buffer only for a line longer
+ * than it, so an NDJSON line is always contiguous in buf. */
+struct reader {
+    int fd;
+    char *buf;
+    size_t cap, pos, len;
+    int eof;
+    int err;        /* errno of a failed read, or EFBIG past MAX_RECORD */
+};
+
+/* Appends input after the unread bytes. Returns the count added, 0 at the
+ * end of input, -1 on failure (r->err). */
+static ssize_t rd_more(struct reader *r)
+{
+    if (r->eof || r->err)
+        return r->err ? -1 : 0;
+    if (r->pos > 0) {
+        memmove(r->buf, r->buf + r->pos, r->len - r->pos);
+        r->len -= r->pos;
+        r->pos = 0;
+    }
+    if (r->cap - r->len < READ_CHUNK / 2) {
+        if (r->cap >= MAX_RECORD + READ_CHUNK) {
+            r->err = EFBIG;
+            return -1;
+        }
+        r->cap *= 2;
+        r->buf = xrealloc(r->buf, r->cap);
+    }
+    ssize_t n;
+    do
+        n = read(r->fd, r->buf + r->len, r->cap - r->len);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        r->err = errno;
+        return -1;
+    }
+    if (n == 0)
+        r->eof = 1;
+    r->len += (size_t)n;
+    return n;
+}
+
+/* The next byte, or -1 at the end of input (or on an error: see r->err). */
+static inline int rd_getc(struct reader *r)
+{
+    if (r->pos == r->len && rd_more(r) <= 0)
+        return -1;
+    return (unsigned char)r->buf[r->pos++];
+}
+
+static inline int rd_peek(struct reader *r)
+{
+    if (r->pos == r->len && rd_more(r) <= 0)
+        return -1;
+    return (unsigned char)r->buf[r->pos];
+}
+
+/* Makes at least n bytes visible (fewer only at the end of input). */
+static void rd_want(struct reader *r, size_t n)
+{
+    while (r->len - r->pos < n && rd_more(r) > 0)
+        ;
+}
+
+/* --- the import: rows, savepoints, batches ------------------------------ */
+
+struct importer {
+    engine *e;
+    const char *path;
+    import_reject_fn reject;
+    void *ud;
+    struct import_report *rep;
+    int open;                       /* a batch transaction is open */
+    int batch_rows;
+    int64_t batch_created, batch_updated;   /* folded into rep on commit */
+    char *err;
+    size_t errlen;
+    char reason[512];
+};
+
+static void rejected(struct importer *im, long line, const char *reason)
+{
+    im->rep->rejected++;
+    if (im->reject)
+        im->reject(im->ud, line, reason);
+}
+
+static int store_failed(struct importer *im, long line, const char *what)
+{
+    snprintf(im->err, im->errlen, "%s: line %ld: %s", im->path, line, what);
+    return -1;
+}
+
+/* Commits the open batch; its rows count only once they are durable. */
+static int batch_commit(struct importer *im)
+{
+    if (!im->open)
+        return 0;
+    im->open = 0;
+    if (store_commit(im->e->st) != 0)
+        return -1;
+    im->rep->imported += im->batch_created;
+    im->rep->updated += im->batch_updated;
+    im->batch_created = im->batch_updated = 0;
+    im->batch_rows = 0;
+    return 0;
+}
+
+/* Upserts one row in a savepoint. A row the customer module refuses is
+ * rejected and the import goes on; a failing store ends it (-1, im->err).
+ * `id` may be NULL: then it is read from obj once the upsert succeeded. */
+static int import_row(struct importer *im, const cJSON *obj, int flags, const char *id, long line)
+{
+    store *st = im->e->st;
+    if (!im->open) {
+        if (store_begin(st) != 0)
+            return store_failed(im, line, store_errmsg(st));
+        im->open = 1;
+    }
+    if (store_begin(st) != 0)
+        return store_failed(im, line, store_errmsg(st));
+    int created = 0;
+    if (customer_upsert(im->e, obj, flags, &created, im->reason, sizeof im->reason) != 0) {
+        store_rollback(st);
+        /* customer_upsert reports its only non-data failure, the store's,
+         * as "store: ...": that one is not the row's fault, and every row
+         * after it would fail the same way. */
+        if (strncmp(im->reason, "store: ", 7) == 0)
+            return store_failed(im, line, im->reason);
+        rejected(im, line, im->reason);
+        return 0;
+    }
+    if (!id)
+        id = cJSON_GetObjectItemCaseSensitive(obj, "id")->valuestring;
+    /* A new or changed birthday (or any date field, or zone) re-plans the
+     * customer's date triggers, in the row's own savepoint. */
+    if (dates_customer_changed(im->e, id) != 0 || store_commit(st) != 0) {
+        snprintf(im->reason, sizeof im->reason, "date triggers: %s", store_errmsg(st));
+        store_rollback(st);
+        return store_failed(im, line, im->reason);
+    }
+    if (created)
+        im->batch_created++;
+    else
+        im->batch_updated++;
+    if (++im->batch_rows >= IMPORT_BATCH && batch_commit(im) != 0)
+        return store_failed(im, line, store_errmsg(st));
+    return 0;
+}
+
+/* Ends the import: commits what is open even after a failure, so the rows
+ * before it are kept. */
+static int import_finish(struct importer *im, int rc)
+{
+    if (batch_commit(im) != 0 && rc == 0)
+        rc = store_failed(im, 0, store_errmsg(im->e->st));
+    return rc;
+}
+
+static int read_failed(struct importer *im, struct reader *r, long line)
+{
+    if (r->err == EFBIG)
+        snprintf(im->err, im->errlen, "%s: line %ld: a row longer than %d MiB (an unclosed quote?)",
+                 im->path, line, MAX_RECORD >> 20);
+    else
+        snprintf(im->err, im->errlen, "%s: read error: %s", im->path, strerror(r->err));
+    return -1;
+}
+
+/* --- CSV records --------------------------------------------------------- */
+
+/* One record: its cells, each NUL-terminated in text at off[i]. */
+struct csv {
+    struct reader *rd;
+    char *text;
+    size_t len, cap;
+    size_t *off;
+    int ncells, offcap;
+    long line;          /* line of the reader's position */
+    long first_line;    /* line the current record starts on */
+    char problem[160];  /* what is malformed about the record, "" if nothing */
+};
+
+static void csv_grow(struct csv *c, size_t n)
+{
+    while (c->len + n > c->cap)
+        c->cap = c->cap ? c->cap * 2 : 4096;
+    c->text = xrealloc(c->text, c->cap);
+}
+
+static inline void csv_add(struct csv *c, const char *p, size_t n)
+{
+    if (c->len + n > c->cap)
+        csv_grow(c, n);
+    memcpy(c->text + c->len, p, n);
+    c->len += n;
+}
+
+static inline void csv_putc(struct csv *c, char ch)
+{
+    if (c->len == c->cap)
+        csv_grow(c, 1);
+    c->text[c->len++] = ch;
+}
+
+#define CSV_EOF   (-1)
+#define CSV_FATAL (-2)
+
+/* Reads an unquoted run up to a delimiter, straight from the read buffer.
+ * Returns the delimiter (',' '\n' '\r'), CSV_EOF or CSV_FATAL. */
+static int csv_plain(struct csv *c)
+{
+    struct reader *r = c->rd;
+    for (;;) {
+        if (r->pos == r->len && rd_more(r) <= 0)
+            return r->err ? CSV_FATAL : CSV_EOF;
+        const char *p = r->buf + r->pos, *end = r->buf + r->len, *q = p;
+        while (q < end && *q != ',' && *q != '\n' && *q != '\r')
+            q++;
+        csv_add(c, p, (size_t)(q - p));
+        r->pos += (size_t)(q - p);
+        if (q < end) {
+            r->pos++;
+            return (unsigned char)*q;
+        }
+        if (c->len > MAX_RECORD) {
+            r->err = EFBIG;
+            return CSV_FATAL;
+        }
+    }
+}
+
+/* Reads a quoted cell's content after its opening quote, through the
+ * closing one. Returns the byte after the closing quote, CSV_EOF (also for
+ * an unclosed quote, noted in c->problem) or CSV_FATAL. */
+static int csv_quoted(struct csv *c)
+{
+    struct reader *r = c->rd;
+    for (;;) {
+        if (r->pos == r->len && rd_more(r) <= 0) {
+            if (r->err)
+                return CSV_FATAL;
+            snprintf(c->problem, sizeof c->problem, "cell %d: the quote is never closed",
+                     c->ncells);
+            return CSV_EOF;
+        }
+        const char *p = r->buf + r->pos, *end = r->buf + r->len, *q = p;
+        while (q < end && *q != '"' && *q != '\n')
+            q++;
+        csv_add(c, p, (size_t)(q - p));
+        r->pos += (size_t)(q - p);
+        if (q == end) {
+            if (c->len > MAX_RECORD) {
+                r->err = EFBIG;
+                return CSV_FATAL;
+            }
+            continue;
+        }
+        r->pos++;
+        if (*q == '\n') {
+            c->line++;
+            csv_putc(c, '\n');
+            continue;
+        }
+        if (rd_peek(r) != '"')      /* the closing quote */
+            return rd_getc(r) < 0 ? (r->err ? CSV_FATAL : CSV_EOF) : (unsigned char)r->buf[r->pos - 1];
+        r->pos++;                   /* "" is one quote */
+        csv_putc(c, '"');
+    }
+}
+
+/* Reads one cell; returns the delimiter that ended it ('\n' for any line
+ * end, ','), CSV_EOF or CSV_FATAL. */
+static int csv_cell(struct csv *c)
+{
+    if (c->ncells == c->offcap) {
+        c->offcap = c->offcap ? c->offcap * 2 : 32;
+        c->off = xrealloc(c->off, (size_t)c->offcap * sizeof *c->off);
+    }
+    c->off[c->ncells++] = c->len;
+    struct reader *r = c->rd;
+    int ch = rd_peek(r);
+    if (ch == '"') {
+        r->pos++;
+        ch = csv_quoted(c);
+        if (ch >= 0 && ch != ',' && ch != '\n' && ch != '\r') {
+            /* "abc"def: keep the text, but the row is malformed. */
+            if (!c->problem[0])
+                snprintf(c->problem, sizeof c->problem,
+                         "cell %d: text after the closing quote", c->ncells);
+            csv_putc(c, (char)ch);
+            ch = csv_plain(c);
+        }
+    } else {
+        ch = csv_plain(c);
+    }
+    csv_putc(c, '\0');
+    if (ch == '\r') {
+        if (rd_peek(r) == '\n')
+            r->pos++;
+        ch = '\n';
+    }
+    if (ch == '\n')
+        c->line++;
+    return ch;
+}
+
+/* Reads the next record, skipping blank lines. Returns 1 (a record), 0 at
+ * the end of input, -1 on a read failure or a record past MAX_RECORD. */
+static int csv_next(struct csv *c)
+{
+    struct reader *r = c->rd;
+    int ch;
+    while ((ch = rd_peek(r)) == '\n' || ch == '\r') {
+        r->pos++;
+        if (ch == '\n' || rd_peek(r) != '\n')
+            c->line++;
+    }
+    if (ch < 0)
+        return r->err ? -1 : 0;
+    c->ncells = 0;
+    c->len = 0;
+    c->problem[0] = 0;
+    c->first_line = c->line;
+    do
+        ch = csv_cell(c);
+    while (ch == ',');
+    return ch == CSV_FATAL ? -1 : 1;
+}
+
+static inline char *csv_at(struct csv *c, int i)
+{
+    return c->text + c->off[i];
+}
+
+/* --- CSV columns and rows ------------------------------------------------ */
+
+enum col_kind { COL_FIELD, COL_TAGS, COL_ATTR };
+
+struct column {
+    enum col_kind kind;
+    char *name;         /* the header name, trimmed (owned) */
+    cJSON node;         /* this column's value in the row object */
+};
+
+struct table {
+    struct column *cols;
+    int ncols, id_col;
+    cJSON root, attrs, tags;
+    cJSON *tag_nodes;   /* a pool, reused row after row */
+    size_t tag_cap;
+};
+
+/* Fields a CSV may name: customer.c's table without the computed ones. */
+static const char *const importable[] = {
+    "id", "name", "phone", "email", "city", "region", "timezone", "birthday",
+    "first_seen_at", "first_order_at", "last_order_at", "orders_count", "total_spent",
+    "last_active_at", "blocked", NULL,
+};
+static const char *const computed[] = {"lifecycle", "r", "f", "m", NULL};
+
+static int in_list(const char *const *list, const char *s)
+{
+    for (; *list; list++)
+        if (strcmp(*list, s) == 0)
+            return 1;
+    return 0;
+}
+
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        s[--n] = 0;
+    return s;
+}
+
+/* The nodes are ours, never cJSON_Delete()d: the flags only make sure that,
+ * should anyone try, cJSON would not free strings it does not own. */
+static void node_init(cJSON *n, int type, char *key)
+{
+    memset(n, 0, sizeof *n);
+    n->type = type | cJSON_IsReference | cJSON_StringIsConst;
+    n->string = key;
+}
+
+/* Appends item to parent's children, keeping cJSON's convention that the
+ * first child's prev is the last one. */
+static void node_link(cJSON *parent, cJSON *item)
+{
+    item->next = NULL;
+    if (!parent->child) {
+        parent->child = item;
+        item->prev = item;
+    } else {
+        cJSON *last = parent->child->prev;
+        last->next = item;
+        item->prev = last;
+        parent->child->prev = item;
+    }
+}
+
+static void table_free(struct table *t)
+{
+    for (int i = 0; i < t->ncols; i++)
+        free(t->cols[i].name);
+    free(t->cols);
+    free(t->tag_nodes);
+}
+
+/* Checks one header name and sets up its column; -1 with why. */
+static int column_init(struct table *t, int i, const char *name, char *why, size_t n)
+{
+    struct column *col = &t->cols[i];
+    col->name = xstrdup(name);
+    for (int k = 0; k < i; k++) {
+        if (strcmp(t->cols[k].name, name) == 0) {
+            snprintf(why, n, "column '%s' appears twice in the header", name);
+            return -1;
+        }
+    }
+    if (strcmp(name, "tags") == 0) {
+        col->kind = COL_TAGS;
+    } else if (strncmp(name, "attrs.", 6) == 0 && name[6]) {
+        col->kind = COL_ATTR;
+        node_init(&col->node, cJSON_String, col->name + 6);
+    } else if (in_list(importable, name)) {
+        col->kind = COL_FIELD;
+        node_init(&col->node, cJSON_String, col->name);
+        if (strcmp(name, "id") == 0)
+            t->id_col = i;
+    } else if (in_list(computed, name)) {
+        snprintf(why, n, "column '%s' is computed by tend and cannot be imported", name);
+        return -1;
+    } else if (!*name) {
+        snprintf(why, n, "column %d has no name", i + 1);
+        return -1;
+    } else {
+        snprintf(why, n, "unknown column '%s' (known: id name phone email city region timezone"
+                 " birthday first_seen_at first_order_at last_order_at orders_count total_spent"
+                 " last_active_at blocked tags attrs.<key>)", name);
+        return -1;
+    }
+    return 0;
+}
+
+static int table_init(struct table *t, struct csv *c, char *why, size_t n)
+{
+    memset(t, 0, sizeof *t);
+    t->id_col = -1;
+    node_init(&t->root, cJSON_Object, NULL);
+    node_init(&t->attrs, cJSON_Object, "attrs");
+    node_init(&t->tags, cJSON_Array, "tags");
+    if (c->problem[0]) {
+        snprintf(why, n, "header: %s", c->problem);
+        return -1;
+    }
+    t->cols = xcalloc((size_t)c->ncells, sizeof *t->cols);
+    for (int i = 0; i < c->ncells; i++) {
+        t->ncols = i + 1;
+        /* A BOM the file repeats, or spaces, are not part of a name. */
+        if (column_init(t, i, trim(csv_at(c, i)), why, n) != 0)
+            return -1;
+    }
+    if (t->id_col < 0) {
+        snprintf(why, n, "the header has no 'id' column");
+        return -1;
+    }
+    return 0;
+}
+
+static int is_tag_sep(char ch)
+{
+    return ch == '|' || ch == ';';
+}
+
+/* Splits a tags cell in place into the tag pool and links the names. */
+static void row_tags(struct table *t, char *cell)
+{
+    size_t most = strlen(cell) / 2 + 1;
+    if (most > t->tag_cap) {
+        t->tag_cap = most * 2;
+        t->tag_nodes = xrealloc(t->tag_nodes, t->tag_cap * sizeof *t->tag_nodes);
+    }
+    t->tags.child = NULL;
+    size_t k = 0;
+    for (char *p = cell;;) {
+        char *end = p;
+        while (*end && !is_tag_sep(*end))
+            end++;
+        int last = !*end;
+        *end = 0;
+        char *name = trim(p);
+        if (*name) {
+            node_init(&t->tag_nodes[k], cJSON_String, NULL);
+            t->tag_nodes[k].valuestring = name;
+            node_link(&t->tags, &t->tag_nodes[k++]);
+        }
+        if (last)
+            break;
+        p = end + 1;
+    }
+    node_link(&t->root, &t->tags);
+}
+
+/* Links the record's cells into t->root. Returns 0, or -1 with why. */
+static int row_build(struct table *t, struct csv *c, char *why, size_t n)
+{
+    if (c->problem[0]) {
+        snprintf(why, n, "%s", c->problem);
+        return -1;
+    }
+    if (c->ncells != t->ncols) {
+        snprintf(why, n, "row has %d cell%s, the header has %d", c->ncells,
+                 c->ncells == 1 ? "" : "s", t->ncols);
+        return -1;
+    }
+    t->root.child = NULL;
+    t->attrs.child = NULL;
+    for (int i = 0; i < t->ncols; i++) {
+        char *cell = csv_at(c, i);
+        struct column *col = &t->cols[i];
+        if (!*cell) {
+            if (i == t->id_col) {
+                snprintf(why, n, "field 'id' is empty");
+                return -1;
+            }
+            continue;       /* empty: leave the field as it is */
+        }
+        if (col->kind == COL_TAGS) {
+            row_tags(t, cell);
+            continue;
+        }
+        col->node.valuestring = cell;
+        node_link(col->kind == COL_ATTR ? &t->attrs : &t->root, &col->node);
+    }
+    if (t->attrs.child)
+        node_link(&t->root, &t->attrs);
+    return 0;
+}
+
+static int csv_run(struct importer *im, struct reader *r)
+{
+    struct csv c = {.rd = r, .line = 1};
+    struct table t;
+    int rc = csv_next(&c);
+    if (rc <= 0) {      /* an empty file: nothing to import */
+        free(c.text);
+        free(c.off);
+        return rc < 0 ? read_failed(im, r, c.line) : 0;
+    }
+    if (table_init(&t, &c, im->reason, sizeof im->reason) != 0) {
+        if (im->reject)
+            im->reject(im->ud, c.first_line, im->reason);
+        snprintf(im->err, im->errlen, "%s: nothing imported: the header row is invalid", im->path);
+        rc = -1;
+    } else {
+        while ((rc = csv_next(&c)) == 1) {
+            if (row_build(&t, &c, im->reason, sizeof im->reason) != 0) {
+                rejected(im, c.first_line, im->reason);
+                continue;
+            }
+            if (import_row(im, &t.root, CUSTOMER_TEXT_VALUES, csv_at(&c, t.id_col), c.first_line) != 0)
+                break;
+        }
+        if (rc < 0)
+            rc = read_failed(im, r, c.line);
+        else if (rc == 1)
+            rc = -1;    /* the store failed: im->err is set */
+    }
+    table_free(&t);
+    free(c.text);
+    free(c.off);
+    return rc;
+}
+
+/* --- NDJSON -------------------------------------------------------------- */
+
+static int is_blank(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r')
+            return 0;
+    return 1;
+}
+
+/* The next line (without '\n'), contiguous in the read buffer until the next
+ * read. Returns 1, 0 at the end of input, -1 on failure. */
+static int next_line(struct reader *r, const char **line, size_t *n)
+{
+    size_t scanned = 0;
+    for (;;) {
+        char *start = r->buf + r->pos;
+        char *nl = memchr(start + scanned, '\n', r->len - r->pos - scanned);
+        if (nl) {
+            *line = start;
+            *n = (size_t)(nl - start);
+            r->pos += *n + 1;
+            return 1;
+        }
+        scanned = r->len - r->pos;
+        ssize_t got = rd_more(r);
+        if (got < 0)
+            return -1;
+        if (got == 0) {
+            if (r->pos == r->len)
+                return 0;
+            *line = r->buf + r->pos;    /* the last line has no '\n' */
+            *n = r->len - r->pos;
+            r->pos = r->len;
+            return 1;
+        }
+    }
+}
+
+static int ndjson_run(struct importer *im, struct reader *r)
+{
+    const char *p;
+    size_t n;
+    long line = 0;
+    int rc;
+    while ((rc = next_line(r, &p, &n)) == 1) {
+        line++;
+        if (is_blank(p, n))
+            continue;
+        cJSON *obj = json_parse(p, n, im->reason, sizeof im->reason);
+        if (!obj) {
+            rejected(im, line, im->reason);
+            continue;
+        }
+        rc = import_row(im, obj, 0, NULL, line);
+        cJSON_Delete(obj);
+        if (rc != 0)
+            return -1;
+    }
+    return rc < 0 ? read_failed(im, r, line + 1) : 0;
+}
+
+/* --- the entry point ----------------------------------------------------- */
+
+static int has_ext(const char *path, const char *ext)
+{
+    size_t n = strlen(path), m = strlen(ext);
+    return n > m && strcasecmp(path + n - m, ext) == 0;
+}
+
+/* NDJSON or CSV: by the extension, else by the first byte that is not
+ * blank (a JSON object starts with '{'; no sane CSV header does). */
+static int looks_ndjson(const char *path, struct reader *r)
+{
+    if (has_ext(path, ".csv"))
+        return 0;
+    if (has_ext(path, ".ndjson") || has_ext(path, ".jsonl") || has_ext(path, ".json"))
+        return 1;
+    for (size_t i = r->pos; i < r->len; i++) {
+        char ch = r->buf[i];
+        if (ch != ' ' && ch != '\t' && ch != '\r' && ch != '\n')
+            return ch == '{';
+    }
+    return 0;
+}
+
+int importer_run(engine *e, const char *path, import_reject_fn reject, void *ud,
+                 struct import_report *rep, char *err, size_t errlen)
+{
+    memset(rep, 0, sizeof *rep);
+    struct reader r = {.fd = 0, .cap = 2 * READ_CHUNK};
+    if (strcmp(path, "-") != 0 && (r.fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    r.buf = xmalloc(r.cap);
+    struct importer im = {.e = e, .path = strcmp(path, "-") ? path : "stdin", .reject = reject,
+                          .ud = ud, .rep = rep, .err = err, .errlen = errlen};
+    rd_want(&r, 64);
+    if (r.len >= 3 && memcmp(r.buf, "\xEF\xBB\xBF", 3) == 0)
+        r.pos = 3;
+    int rc;
+    if (r.err)
+        rc = read_failed(&im, &r, 1);
+    else if (looks_ndjson(path, &r))
+        rc = ndjson_run(&im, &r);
+    else
+        rc = csv_run(&im, &r);
+    rc = import_finish(&im, rc);
+    if (r.fd > 0)
+        close(r.fd);
+    free(r.buf);
+    return rc;
+}

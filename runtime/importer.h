@@ -1,0 +1,31 @@
+/* importer — `tend import FILE`: customers from CSV or NDJSON.
+ *
+ * CSV has a header row naming the fields (id, name, phone, email, city,
+ * region, timezone, birthday, blocked, tags — several separated by '|' or
+ * ';' — the maintained fields such as orders_count or last_order_at, and
+ * attrs.<key> columns for custom attributes); RFC 4180 quoting. NDJSON has one
+ * customer object per line, as PUT /v1/customers takes. The format comes
+ * from the extension (.csv, .ndjson, .jsonl, .json) or, for stdin, from
+ * the first character.
+ *
+ * Each row is an upsert that lands whole or not at all; a bad row is
+ * rejected with its line number and reason and the others go on. Rows
+ * commit in batches (one fsync per batch). */
+#ifndef TEND_IMPORTER_H
+#define TEND_IMPORTER_H
+
+#include "engine.h"
+
+struct import_report {
+    int64_t imported, updated, rejected;
+};
+
+typedef void (*import_reject_fn)(void *ud, long line, const char *reason);
+
+/* Imports from `path` ("-" for stdin). Returns 0 when the file could be
+ * read to the end (rows may still have been rejected), -1 when it could not
+ * (err says why; rows before the failure are kept). */
+int importer_run(engine *e, const char *path, import_reject_fn reject, void *ud,
+                 struct import_report *rep, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,377 @@
+/* lint — template and send checks for `tend check` (see lint.h). */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "catalog.h"
+#include "channel.h"
+#include "lint.h"
+#include "template.h"
+#include "util.h"
+
+struct lint {
+    engine *e;
+    lint_report_fn report;
+    void *ud;
+    int errors, warnings;
+    const char *where;
+};
+
+static void say(struct lint *l, int error, const char *where, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void say(struct lint *l, int error, const char *where, const char *fmt, ...)
+{
+    strbuf b;
+    strbuf_init(&b);
+    va_list ap;
+    va_start(ap, fmt);
+    strbuf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    l->report(l->ud, error, where, b.s);
+    strbuf_free(&b);
+    if (error)
+        l->errors++;
+    else
+        l->warnings++;
+}
+
+/* Fields every template can use without the send passing them. */
+static int customer_field(const char *root)
+{
+    static const char *const known[] = {"id", "name", "phone", "email", "city", "region", "timezone",
+        "birthday", "first_seen_at", "first_order_at", "last_order_at", "orders_count", "total_spent",
+        "last_active_at", "lifecycle", "r", "f", "m", "attrs", NULL};
+    for (const char *const *k = known; *k; k++)
+        if (strcmp(*k, root) == 0)
+            return 1;
+    return 0;
+}
+
+/* --- the channel's lint settings ----------------------------------------- */
+
+struct channel_lint {
+    int sms, max_segments;
+    double price;
+    char **blocked;
+};
+
+static void channel_lint_read(engine *e, const char *name, struct channel_lint *c)
+{
+    lua_State *L = sandbox_state(e->sb);
+    struct channel_info info;
+    memset(c, 0, sizeof *c);
+    channel_push(e, name, &info);
+    c->price = info.price;
+    c->sms = strstr(name, "sms") != NULL || info.per_segment;
+    c->max_segments = 1;
+    if (lua_istable(L, -1)) {
+        if (lua_getfield(L, -1, "max_segments") == LUA_TNUMBER)
+            c->max_segments = (int)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        if (lua_getfield(L, -1, "blocked_words") == LUA_TTABLE) {
+            int n = (int)lua_rawlen(L, -1);
+            c->blocked = xcalloc((size_t)n + 1, sizeof *c->blocked);
+            for (int i = 1, k = 0; i <= n; i++) {
+                lua_rawgeti(L, -1, i);
+                if (lua_isstring(L, -1))
+                    c->blocked[k++] = xstrdup(lua_tostring(L, -1));
+                lua_pop(L, 1);
+            }
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
+static void channel_lint_free(struct channel_lint *c)
+{
+    for (char **p = c->blocked; p && *p; p++)
+        free(*p);
+    free(c->blocked);
+}
+
+/* --- templates ----------------------------------------------------------- */
+
+struct text_ctx {
+    struct lint *l;
+    const char *where, *template_name, *channel;
+};
+
+static void on_finding(enum lint_level level, size_t offset, const char *message, void *ud)
+{
+    struct text_ctx *t = ud;
+    (void)offset;
+    say(t->l, level == LINT_ERROR, t->where, "template '%s' (%s): %s", t->template_name, t->channel, message);
+}
+
+static void noop_var(const char *path, int has_default, size_t offset, void *ud)
+{
+    (void)path;
+    (void)has_default;
+    (void)offset;
+    (void)ud;
+}
+
+static void lint_text(struct lint *l, const char *where, const char *tname, const char *channel,
+                      const char *text)
+{
+    char err[300];
+    if (template_vars(text, noop_var, NULL, err, sizeof err) != 0)
+        say(l, 1, where, "template '%s' (%s): %s", tname, channel, err);
+    struct channel_lint c;
+    channel_lint_read(l->e, channel, &c);
+    struct text_ctx t = {l, where, tname, channel};
+    if (c.sms)
+        template_lint_sms(text, (const char *const *)c.blocked, c.max_segments, c.price, on_finding, &t);
+    else if (c.blocked)
+        template_lint_words(text, (const char *const *)c.blocked, on_finding, &t);
+    channel_lint_free(&c);
+}
+
+static void lint_templates(struct lint *l)
+{
+    lua_State *L = sandbox_state(l->e->sb);
+    int top = lua_gettop(L);
+    catalog_push_all(l->e, "templates");
+    lua_pushnil(L);
+    while (lua_next(L, top + 1)) {
+        const char *name = lua_tostring(L, -2);
+        char where[300];
+        catalog_where(l->e, lua_gettop(L), where, sizeof where);
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            const char *k = lua_tostring(L, -2);
+            if (strcmp(k, "category") && strcmp(k, "on_cap") && strcmp(k, "priority") && strcmp(k, "name") &&
+                strcmp(k, "version") && strcmp(k, "where")) {
+                if (lua_isstring(L, -1)) {
+                    lint_text(l, where, name, k, lua_tostring(L, -1));
+                } else if (lua_istable(L, -1)) {
+                    static const char *const parts[] = {"subject", "body", "text"};
+                    for (int i = 0; i < 3; i++) {
+                        if (lua_getfield(L, -1, parts[i]) == LUA_TSTRING)
+                            lint_text(l, where, name, k, lua_tostring(L, -1));
+                        lua_pop(L, 1);
+                    }
+                }
+            }
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    lua_settop(L, top);
+}
+
+/* --- send sites ------------------------------------------------------------ */
+
+/* A Lua string literal at p ('..' or ".."); its contents into out. */
+static const char *string_literal(const char *p, char *out, size_t n)
+{
+    char q = *p;
+    if (q != '"' && q != '\'')
+        return NULL;
+    size_t k = 0;
+    for (p++; *p && *p != q; p++) {
+        if (*p == '\\' || *p == '\n')
+            return NULL;   /* escapes: not a plain literal, not knowable */
+        if (k + 1 < n)
+            out[k++] = *p;
+    }
+    out[k] = 0;
+    return *p == q ? p + 1 : NULL;
+}
+
+static const char *skip_space(const char *p)
+{
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+        p++;
+    return p;
+}
+
+/* Skips one argument expression up to the ',' or ')' at depth 0. */
+static const char *skip_arg(const char *p)
+{
+    int depth = 0;
+    for (; *p; p++) {
+        if (*p == '"' || *p == '\'') {
+            char q = *p;
+            for (p++; *p && *p != q; p++)
+                if (*p == '\\' && p[1])
+                    p++;
+            if (!*p)
+                return p;
+        } else if (*p == '(' || *p == '{' || *p == '[') {
+            depth++;
+        } else if (*p == ')' || *p == '}' || *p == ']') {
+            if (depth == 0)
+                return p;
+            depth--;
+        } else if (*p == ',' && depth == 0) {
+            return p;
+        }
+    }
+    return p;
+}
+
+/* The top-level keys of a table constructor at p ('{'): "a = ...", ["a"] = ... */
+static const char *table_keys(const char *p, strbuf *keys)
+{
+    p++;
+    for (;;) {
+        p = skip_space(p);
+        if (*p == '}')
+            return p + 1;
+        char key[128] = "";
+        const char *q = p;
+        if (isalpha((unsigned char)*q) || *q == '_') {
+            size_t k = 0;
+            while ((isalnum((unsigned char)*q) || *q == '_') && k + 1 < sizeof key)
+                key[k++] = *q++;
+            key[k] = 0;
+            if (*skip_space(q) != '=' || skip_space(q)[1] == '=')
+                key[0] = 0;
+        } else if (*q == '[') {
+            const char *r = string_literal(skip_space(q + 1), key, sizeof key);
+            if (!r)
+                key[0] = 0;
+        }
+        if (key[0]) {
+            strbuf_putc(keys, ' ');
+            strbuf_puts(keys, key);
+            strbuf_putc(keys, ' ');
+        }
+        p = skip_arg(p);
+        if (*p == ',' || *p == ';')
+            p++;
+        else if (*p == '}')
+            return p + 1;
+        else
+            return NULL;
+    }
+}
+
+struct send_site {
+    struct lint *l;
+    const char *where;
+    const char *template_name;
+    const strbuf *keys;
+};
+
+static void check_var(const char *path, int has_default, size_t offset, void *ud)
+{
+    (void)offset;
+    struct send_site *s = ud;
+    char root[128];
+    size_t n = strcspn(path, ".");
+    snprintf(root, sizeof root, "%.*s", (int)n, path);
+    if (has_default || customer_field(root))
+        return;
+    char needle[140];
+    snprintf(needle, sizeof needle, " %s ", root);
+    if (s->keys->s && strstr(s->keys->s, needle))
+        return;
+    say(s->l, 1, s->where, "send to template '%s' gives no '%s', but the template uses {{%s}} (pass it, or "
+        "write {{%s|default}})", s->template_name, root, path, path);
+}
+
+static void check_site(struct lint *l, const char *where, const char *channel, const char *tname,
+                       const strbuf *keys)
+{
+    lua_State *L = sandbox_state(l->e->sb);
+    int top = lua_gettop(L);
+    if (!catalog_push_template(l->e, tname)) {
+        say(l, 1, where, "send to unknown template '%s'", tname);
+        lua_settop(L, top);
+        return;
+    }
+    int type = lua_getfield(L, -1, channel);
+    if (type == LUA_TNIL) {
+        say(l, 1, where, "template '%s' has no text for channel '%s'", tname, channel);
+    } else if (keys) {
+        struct send_site s = {l, where, tname, keys};
+        char err[200];
+        if (type == LUA_TSTRING) {
+            template_vars(lua_tostring(L, -1), check_var, &s, err, sizeof err);
+        } else if (type == LUA_TTABLE) {
+            static const char *const parts[] = {"subject", "body", "text"};
+            for (int i = 0; i < 3; i++) {
+                if (lua_getfield(L, -1, parts[i]) == LUA_TSTRING)
+                    template_vars(lua_tostring(L, -1), check_var, &s, err, sizeof err);
+                lua_pop(L, 1);
+            }
+        }
+    }
+    lua_settop(L, top);
+}
+
+static void lint_sends(struct lint *l, const char *path, const char *src)
+{
+    const char *p = src;
+    int line = 1;
+    const char *line_at = src;
+    while ((p = strstr(p, "send"))) {
+        for (; line_at < p; line_at++)
+            line += *line_at == '\n';
+        int word_start = p == src || !(isalnum((unsigned char)p[-1]) || p[-1] == '_' || p[-1] == '.' || p[-1] == ':');
+        const char *q = skip_space(p + 4);
+        p += 4;
+        if (!word_start || *q != '(')
+            continue;
+        char channel[64], tname[128];
+        const char *a = string_literal(skip_space(q + 1), channel, sizeof channel);
+        if (!a || *skip_space(a) != ',')
+            continue;
+        const char *b = skip_arg(skip_space(a) + 1);    /* the customer */
+        if (*b != ',')
+            continue;
+        const char *c = string_literal(skip_space(b + 1), tname, sizeof tname);
+        if (!c)
+            continue;
+        c = skip_space(c);
+        strbuf keys;
+        strbuf_init(&keys);
+        int knowable = 0;
+        if (*c == ')') {
+            knowable = 1;       /* no vars at all */
+        } else if (*c == ',' && *skip_space(c + 1) == '{') {
+            knowable = table_keys(skip_space(c + 1), &keys) != NULL;
+        }
+        char where[300];
+        snprintf(where, sizeof where, "%s:%d", path, line);
+        check_site(l, where, channel, tname, knowable ? &keys : NULL);
+        strbuf_free(&keys);
+    }
+}
+
+static void lint_scripts(struct lint *l)
+{
+    int64_t gen = 0;
+    store_meta_get_int(l->e->st, "script_generation", &gen);
+    store_stmt *s = store_sql(l->e->st, "SELECT path, source FROM scripts WHERE loaded_at = ? ORDER BY path");
+    store_bind_int(s, 1, gen);
+    struct { char *path, *src; } files[256];
+    int n = 0;
+    while (store_step(s) == STORE_ROW && n < 256) {
+        files[n].path = xstrdup(store_col_text(s, 0));
+        files[n].src = xstrdup(store_col_text(s, 1));
+        n++;
+    }
+    for (int i = 0; i < n; i++) {
+        lint_sends(l, files[i].path, files[i].src);
+        free(files[i].path);
+        free(files[i].src);
+    }
+}
+
+int lint_run(engine *e, lint_report_fn report, void *ud, int *warnings)
+{
+    struct lint l = {e, report, ud, 0, 0, NULL};
+    lint_templates(&l);
+    lint_scripts(&l);
+    if (warnings)
+        *warnings = l.warnings;
+    return l.errors;
+}

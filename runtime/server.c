@@ -1,0 +1,625 @@
+/* server — the HTTP API and the loop of `tend run` (see server.h).
+ *
+ * Writes are batched per loop turn: a request that changes state (events,
+ * a customer) does its work inside a transaction the server keeps open, and
+ * queues its answer; a zero-delay event fires once the loop has read what
+ * is ready, commits, and answers them all. Nothing is answered before it is
+ * on disk, and a burst of requests costs one fsync. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <lauxlib.h>
+
+#include "catalog.h"
+#include "customer.h"
+#include "dates.h"
+#include "dispatch.h"
+#include "event.h"
+#include "json.h"
+#include "segment.h"
+#include "server.h"
+#include "status.h"
+#include "util.h"
+
+#define MAX_BODY (1 << 20)
+
+struct reply {
+    struct evhttp_request *req;
+    int code;
+    char *body;
+    struct reply *next;
+};
+
+struct server {
+    engine *e;
+    struct event_base *base;
+    struct evhttp *http;
+    char *token;
+    struct event *tick, *flush, *sigint, *sigterm;
+    int in_tx;                  /* a write batch is open */
+    struct reply *replies;      /* answered when the batch commits */
+    int64_t requests;
+};
+
+/* --- answering ------------------------------------------------------------ */
+
+static void send_json(struct evhttp_request *req, int code, const char *body)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", "application/json");
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add_printf(b, "%s\n", body);
+    const char *reason = code == 200 ? "OK" : code == 202 ? "Accepted" : code == 400 ? "Bad Request"
+                       : code == 401 ? "Unauthorized" : code == 404 ? "Not Found"
+                       : code == 405 ? "Method Not Allowed" : code == 413 ? "Payload Too Large"
+                       : code == 503 ? "Service Unavailable" : "Error";
+    evhttp_send_reply(req, code, reason, b);
+    evbuffer_free(b);
+}
+
+static void send_error(struct evhttp_request *req, int code, const char *message)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "error", message);
+    char *text = json_print(j);
+    send_json(req, code, text);
+    free(text);
+    cJSON_Delete(j);
+}
+
+static void send_cjson(struct evhttp_request *req, int code, cJSON *j)
+{
+    char *text = json_print(j);
+    send_json(req, code, text);
+    free(text);
+    cJSON_Delete(j);
+}
+
+/* Opens the turn's write batch if needed and queues the answer for it. */
+static int begin_write(struct server *s)
+{
+    if (s->in_tx)
+        return 0;
+    if (store_begin(s->e->st) != 0)
+        return -1;
+    s->in_tx = 1;
+    event_active(s->flush, EV_TIMEOUT, 0);
+    return 0;
+}
+
+static void queue_reply(struct server *s, struct evhttp_request *req, int code, cJSON *body)
+{
+    struct reply *r = xcalloc(1, sizeof *r);
+    r->req = req;
+    r->code = code;
+    r->body = json_print(body);
+    cJSON_Delete(body);
+    r->next = s->replies;
+    s->replies = r;
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct server *s = arg;
+    if (!s->in_tx)
+        return;
+    int ok = store_commit(s->e->st) == 0;
+    s->in_tx = 0;
+    if (!ok)
+        engine_logf(s->e, "error", "commit failed, %s", store_errmsg(s->e->st));
+    /* Answers go out in arrival order. */
+    struct reply *rev = NULL;
+    while (s->replies) {
+        struct reply *r = s->replies;
+        s->replies = r->next;
+        r->next = rev;
+        rev = r;
+    }
+    while (rev) {
+        struct reply *r = rev;
+        rev = r->next;
+        if (ok)
+            send_json(r->req, r->code, r->body);
+        else
+            send_error(r->req, 503, "the store could not commit; nothing of this request was stored");
+        free(r->body);
+        free(r);
+    }
+    event_active(s->tick, EV_TIMEOUT, 0);
+}
+
+/* A store error inside the batch: everything in it goes, every waiting
+ * request is told, so none believes it was stored. */
+static void fail_batch(struct server *s, struct evhttp_request *req)
+{
+    engine_logf(s->e, "error", "store: %s", store_errmsg(s->e->st));
+    if (s->in_tx)
+        store_rollback(s->e->st);
+    s->in_tx = 0;
+    while (s->replies) {
+        struct reply *r = s->replies;
+        s->replies = r->next;
+        send_error(r->req, 503, "the store failed; nothing of this request was stored");
+        free(r->body);
+        free(r);
+    }
+    if (req)
+        send_error(req, 503, "the store failed; nothing of this request was stored");
+}
+
+/* --- requests -------------------------------------------------------------- */
+
+static char *body_of(struct evhttp_request *req, size_t *len)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    *len = evbuffer_get_length(in);
+    char *b = xmalloc(*len + 1);
+    evbuffer_copyout(in, b, *len);
+    b[*len] = 0;
+    return b;
+}
+
+/* POST /v1/events: one object, or NDJSON. Every line is checked before any
+ * is stored: a batch is taken whole or not at all. */
+static void post_events(struct server *s, struct evhttp_request *req)
+{
+    size_t len;
+    char *body = body_of(req, &len);
+    char err[400];
+    cJSON *events = cJSON_CreateArray();
+    cJSON *one = json_parse(body, len, err, sizeof err);
+    if (cJSON_IsObject(one)) {
+        cJSON_AddItemToArray(events, one);
+    } else {
+        cJSON_Delete(one);
+        long line = 0;
+        for (char *p = body, *end = body + len; p < end;) {
+            char *nl = memchr(p, '\n', (size_t)(end - p));
+            size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+            line++;
+            char *q = p;
+            p += n + (nl ? 1 : 0);
+            while (n && (q[n - 1] == '\r' || q[n - 1] == ' ' || q[n - 1] == '\t'))
+                n--;
+            while (n && (*q == ' ' || *q == '\t'))
+                q++, n--;
+            if (!n)
+                continue;
+            cJSON *ev = json_parse(q, n, err, sizeof err);
+            if (!ev) {
+                char msg[500];
+                snprintf(msg, sizeof msg, "line %ld: %s; nothing was stored", line, err);
+                send_error(req, 400, msg);
+                cJSON_Delete(events);
+                free(body);
+                return;
+            }
+            cJSON_AddItemToArray(events, ev);
+        }
+    }
+    free(body);
+    if (cJSON_GetArraySize(events) == 0) {
+        send_error(req, 400, "no event in the body");
+        cJSON_Delete(events);
+        return;
+    }
+    int i = 0;
+    const cJSON *ev;
+    cJSON_ArrayForEach(ev, events) {
+        i++;
+        if (event_check(s->e, ev, err, sizeof err) != 0) {
+            char msg[600];
+            const cJSON *id = cJSON_GetObjectItemCaseSensitive(ev, "id");
+            if (cJSON_IsString(id))
+                snprintf(msg, sizeof msg, "event %d (id %s): %s; nothing was stored", i, id->valuestring, err);
+            else
+                snprintf(msg, sizeof msg, "event %d: %s; nothing was stored", i, err);
+            send_error(req, 400, msg);
+            cJSON_Delete(events);
+            return;
+        }
+    }
+    if (begin_write(s) != 0) {
+        cJSON_Delete(events);
+        fail_batch(s, req);
+        return;
+    }
+    int accepted = 0, dups = 0;
+    cJSON_ArrayForEach(ev, events) {
+        struct event_result res;
+        if (event_accept(s->e, ev, &res, err, sizeof err) != 0) {
+            cJSON_Delete(events);
+            fail_batch(s, req);
+            return;
+        }
+        accepted += !res.duplicate;
+        dups += res.duplicate;
+    }
+    cJSON_Delete(events);
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddNumberToObject(r, "accepted", accepted);
+    cJSON_AddNumberToObject(r, "duplicates", dups);
+    queue_reply(s, req, 202, r);
+}
+
+static void put_customer(struct server *s, struct evhttp_request *req, const char *id)
+{
+    size_t len;
+    char *body = body_of(req, &len);
+    char err[400];
+    cJSON *obj = json_parse(body, len, err, sizeof err);
+    free(body);
+    if (!obj) {
+        send_error(req, 400, err);
+        return;
+    }
+    if (!cJSON_IsObject(obj)) {
+        send_error(req, 400, "a customer must be a JSON object");
+        cJSON_Delete(obj);
+        return;
+    }
+    const cJSON *bid = cJSON_GetObjectItemCaseSensitive(obj, "id");
+    if (bid && (!cJSON_IsString(bid) || strcmp(bid->valuestring, id) != 0)) {
+        send_error(req, 400, "field 'id': differs from the id in the path");
+        cJSON_Delete(obj);
+        return;
+    }
+    if (!bid)
+        cJSON_AddStringToObject(obj, "id", id);
+    if (begin_write(s) != 0) {
+        cJSON_Delete(obj);
+        fail_batch(s, req);
+        return;
+    }
+    /* A savepoint: a rejected customer leaves the batch as it was. */
+    int created = 0;
+    if (store_begin(s->e->st) != 0) {
+        cJSON_Delete(obj);
+        fail_batch(s, req);
+        return;
+    }
+    if (customer_upsert(s->e, obj, 0, &created, err, sizeof err) != 0) {
+        store_rollback(s->e->st);
+        cJSON_Delete(obj);
+        send_error(req, 400, err);
+        return;
+    }
+    cJSON_Delete(obj);
+    if (dates_customer_changed(s->e, id) != 0 || store_commit(s->e->st) != 0) {
+        fail_batch(s, req);
+        return;
+    }
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "id", id);
+    cJSON_AddBoolToObject(r, "created", created);
+    queue_reply(s, req, created ? 201 : 200, r);
+}
+
+static void get_customer(struct server *s, struct evhttp_request *req, const char *id)
+{
+    cJSON *c = customer_json(s->e, id);
+    if (!c) {
+        send_error(req, 404, "no such customer");
+        return;
+    }
+    send_cjson(req, 200, c);
+}
+
+static void collect_sample(const char *id, void *ud)
+{
+    cJSON_AddItemToArray(ud, cJSON_CreateString(id));
+}
+
+static void get_segment(struct server *s, struct evhttp_request *req, const char *name)
+{
+    lua_State *L = sandbox_state(s->e->sb);
+    int top = lua_gettop(L);
+    if (!catalog_push_segment(s->e, name)) {
+        lua_settop(L, top);
+        send_error(req, 404, "no such segment");
+        return;
+    }
+    lua_getfield(L, -1, "where");
+    if (lua_isfunction(L, -1) && sandbox_pcall(s->e->sb, L, 0, 1) != LUA_OK) {
+        send_error(req, 500, lua_tostring(L, -1));
+        lua_settop(L, top);
+        return;
+    }
+    char err[300];
+    segment_query *q = segment_compile(L, -1, engine_now(s->e), err, sizeof err);
+    lua_settop(L, top);
+    if (!q) {
+        send_error(req, 500, err);
+        return;
+    }
+    int64_t n = segment_count(s->e->st, q);
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "segment", name);
+    cJSON_AddNumberToObject(r, "count", (double)n);
+    cJSON *sample = cJSON_AddArrayToObject(r, "sample");
+    segment_page(s->e->st, q, "", 10, collect_sample, sample);
+    segment_query_free(q);
+    send_cjson(req, n < 0 ? 500 : 200, r);
+}
+
+static void get_tasks(struct server *s, struct evhttp_request *req)
+{
+    struct evkeyvalq q;
+    evhttp_parse_query_str(evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req)) ?
+                           evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req)) : "", &q);
+    const char *status = evhttp_find_header(&q, "status");
+    const char *assignee = evhttp_find_header(&q, "assignee");
+    store_stmt *st = store_sql(s->e->st, "SELECT id, customer, journey, assignee, note, status, created_at"
+                                         " FROM tasks WHERE (?1 = 'all' OR status = ?1)"
+                                         " AND (?2 IS NULL OR assignee = ?2) ORDER BY id LIMIT 1000");
+    store_bind_text(st, 1, status ? status : "open", -1);
+    store_bind_text(st, 2, assignee, -1);
+    cJSON *arr = cJSON_CreateArray();
+    while (store_step(st) == STORE_ROW) {
+        cJSON *t = cJSON_CreateObject();
+        cJSON_AddNumberToObject(t, "id", (double)store_col_int(st, 0));
+        cJSON_AddStringToObject(t, "customer", store_col_text(st, 1));
+        if (store_col_text(st, 2))
+            cJSON_AddStringToObject(t, "journey", store_col_text(st, 2));
+        if (store_col_text(st, 3))
+            cJSON_AddStringToObject(t, "assignee", store_col_text(st, 3));
+        cJSON_AddStringToObject(t, "note", store_col_text(st, 4) ? store_col_text(st, 4) : "");
+        cJSON_AddStringToObject(t, "status", store_col_text(st, 5));
+        cJSON_AddNumberToObject(t, "created_at", (double)store_col_int(st, 6));
+        cJSON_AddItemToArray(arr, t);
+    }
+    evhttp_clear_headers(&q);
+    send_cjson(req, 200, arr);
+}
+
+static void metric_rows(struct evbuffer *b, engine *e, const char *sql, const char *name, const char *l1,
+                        const char *l2)
+{
+    store_stmt *st = store_sql(e->st, sql);
+    while (store_step(st) == STORE_ROW) {
+        if (l2)
+            evbuffer_add_printf(b, "%s{%s=\"%s\",%s=\"%s\"} %lld\n", name, l1, store_col_text(st, 0), l2,
+                                store_col_text(st, 1), (long long)store_col_int(st, 2));
+        else
+            evbuffer_add_printf(b, "%s{%s=\"%s\"} %lld\n", name, l1, store_col_text(st, 0),
+                                (long long)store_col_int(st, 1));
+    }
+}
+
+static void get_metrics(struct server *s, struct evhttp_request *req)
+{
+    engine *e = s->e;
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add_printf(b, "# TYPE tend_events_stored gauge\ntend_events_stored %lld\n",
+                        (long long)store_count(e->st, "SELECT COUNT(*) FROM events"));
+    evbuffer_add_printf(b, "# TYPE tend_events_pending gauge\ntend_events_pending %lld\n",
+                        (long long)event_backlog(e));
+    evbuffer_add_printf(b, "# TYPE tend_instances gauge\n");
+    metric_rows(b, e, "SELECT journey, state, COUNT(*) FROM instances GROUP BY journey, state",
+                "tend_instances", "journey", "state");
+    evbuffer_add_printf(b, "# TYPE tend_outbox gauge\n");
+    metric_rows(b, e, "SELECT status, COUNT(*) FROM outbox GROUP BY status", "tend_outbox", "status", NULL);
+    evbuffer_add_printf(b, "# TYPE tend_deliveries_total counter\ntend_deliveries_total %lld\n",
+                        (long long)e->stats.deliveries);
+    evbuffer_add_printf(b, "# TYPE tend_delivery_failures_total counter\ntend_delivery_failures_total %lld\n",
+                        (long long)e->stats.failures);
+    evbuffer_add_printf(b, "# TYPE tend_http_requests_total counter\ntend_http_requests_total %lld\n",
+                        (long long)s->requests);
+    evbuffer_add_printf(b, "# TYPE tend_lua_memory_bytes gauge\ntend_lua_memory_bytes %zu\n",
+                        sandbox_memory(e->sb));
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain; version=0.0.4");
+    evhttp_send_reply(req, 200, "OK", b);
+    evbuffer_free(b);
+}
+
+static int authorized(struct server *s, struct evhttp_request *req)
+{
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return 0;
+    /* compare without an early exit, so timing says nothing of the token */
+    const char *given = h + 7;
+    size_t n = strlen(s->token), m = strlen(given);
+    unsigned diff = (unsigned)(n ^ m);
+    for (size_t i = 0; i < n; i++)
+        diff |= (unsigned)(s->token[i] ^ (i < m ? given[i] : 0));
+    return diff == 0;
+}
+
+/* "/v1/customers/c%201" → "c 1" under the prefix, or NULL. */
+static char *path_arg(const char *path, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    if (strncmp(path, prefix, n) != 0 || !path[n] || strchr(path + n, '/'))
+        return NULL;
+    return evhttp_uridecode(path + n, 0, NULL);
+}
+
+static void route(struct evhttp_request *req, void *arg)
+{
+    struct server *s = arg;
+    s->requests++;
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    enum evhttp_cmd_type m = evhttp_request_get_command(req);
+    if (!path)
+        path = "/";
+    if (!strcmp(path, "/healthz")) {
+        send_json(req, 200, "{\"ok\":true}");
+        return;
+    }
+    if (!authorized(s, req)) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
+        send_error(req, 401, "a bearer token is required (Authorization: Bearer $TEND_API_TOKEN)");
+        return;
+    }
+    char *arg1;
+    if (!strcmp(path, "/v1/events")) {
+        if (m != EVHTTP_REQ_POST)
+            send_error(req, 405, "use POST");
+        else
+            post_events(s, req);
+    } else if ((arg1 = path_arg(path, "/v1/customers/"))) {
+        if (m == EVHTTP_REQ_PUT)
+            put_customer(s, req, arg1);
+        else if (m == EVHTTP_REQ_GET)
+            get_customer(s, req, arg1);
+        else
+            send_error(req, 405, "use GET or PUT");
+        free(arg1);
+    } else if (!strcmp(path, "/v1/journeys") && m == EVHTTP_REQ_GET) {
+        cJSON *r = status_report(s->e);
+        if (r)
+            send_cjson(req, 200, r);
+        else
+            send_error(req, 500, store_errmsg(s->e->st));
+    } else if ((arg1 = path_arg(path, "/v1/segments/")) && m == EVHTTP_REQ_GET) {
+        get_segment(s, req, arg1);
+        free(arg1);
+    } else if (!strcmp(path, "/v1/tasks") && m == EVHTTP_REQ_GET) {
+        get_tasks(s, req);
+    } else if (!strcmp(path, "/metrics") && m == EVHTTP_REQ_GET) {
+        get_metrics(s, req);
+    } else {
+        send_error(req, 404, "no such route");
+    }
+}
+
+/* --- the loop ---------------------------------------------------------------- */
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct server *s = arg;
+    if (s->in_tx)   /* answers first: the batch commits, then work goes on */
+        return;
+    engine *e = s->e;
+    if (engine_run_due(e, engine_now(e)) < 0)
+        engine_logf(e, "error", "a pass failed (it is retried): %s", store_errmsg(e->st));
+    tend_time next = engine_next_due(e), now = engine_now(e);
+    /* Work due now that the pass left (deliveries waiting for a free slot)
+     * is picked up as transfers finish; look again soon regardless. */
+    struct timeval tv = {60, 0};
+    if (next >= 0 && next <= now)
+        tv = (struct timeval){0, 50000};
+    else if (next > now && next - now < 60)
+        tv = (struct timeval){(long)(next - now), 0};
+    evtimer_add(s->tick, &tv);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    struct server *s = arg;
+    engine_logf(s->e, "info", "signal %d: stopping", (int)sig);
+    event_base_loopexit(s->base, NULL);
+}
+
+/* The API token: TEND_API_TOKEN, else one made now and kept in DIR/.tend-token
+ * (so a restart keeps it), readable by the owner only. */
+static char *load_token(engine *e)
+{
+    const char *env = getenv("TEND_API_TOKEN");
+    if (env && *env)
+        return xstrdup(env);
+    char *path = util_path_join(e->dir, ".tend-token");
+    char *tok = util_read_file(path, NULL);
+    if (tok) {
+        tok[strcspn(tok, "\r\n")] = 0;
+        if (*tok) {
+            engine_logf(e, "info", "API token from %s", path);
+            free(path);
+            return tok;
+        }
+        free(tok);
+    }
+    unsigned char raw[16];
+    int fd = open("/dev/urandom", O_RDONLY);
+    if (fd < 0 || read(fd, raw, sizeof raw) != (ssize_t)sizeof raw) {
+        if (fd >= 0)
+            close(fd);
+        free(path);
+        return NULL;
+    }
+    close(fd);
+    char hex[33];
+    for (int i = 0; i < 16; i++)
+        snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+    int out = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (out >= 0) {
+        if (write(out, hex, 32) != 32 || write(out, "\n", 1) != 1)
+            engine_logf(e, "warn", "could not write %s", path);
+        close(out);
+        engine_logf(e, "info", "API token written to %s (set TEND_API_TOKEN to choose one)", path);
+    }
+    free(path);
+    return xstrdup(hex);
+}
+
+int server_run(engine *e)
+{
+    struct server s = {.e = e};
+    s.token = load_token(e);
+    if (!s.token) {
+        engine_logf(e, "error", "no API token and no way to make one");
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    s.base = event_base_new();
+    s.http = evhttp_new(s.base);
+    evhttp_set_max_body_size(s.http, MAX_BODY);
+    evhttp_set_allowed_methods(s.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT);
+    evhttp_set_gencb(s.http, route, &s);
+    char host[256];
+    snprintf(host, sizeof host, "%s", e->cfg.listen);
+    char *colon = strrchr(host, ':');
+    int port = colon ? atoi(colon + 1) : 8725;
+    if (colon)
+        *colon = 0;
+    int rc = 0;
+    if (evhttp_bind_socket(s.http, host, (ev_uint16_t)port) != 0) {
+        engine_logf(e, "error", "cannot listen on %s: %s", e->cfg.listen, strerror(errno));
+        rc = 1;
+        goto out;
+    }
+    if (strcmp(host, "127.0.0.1") != 0 && strcmp(host, "localhost") != 0 && strcmp(host, "::1") != 0)
+        engine_logf(e, "warn", "listening on %s: reachable from other machines", e->cfg.listen);
+    dispatch_attach(e, s.base);
+    s.tick = evtimer_new(s.base, on_tick, &s);
+    s.flush = event_new(s.base, -1, 0, on_flush, &s);
+    s.sigint = evsignal_new(s.base, SIGINT, on_signal, &s);
+    s.sigterm = evsignal_new(s.base, SIGTERM, on_signal, &s);
+    event_add(s.sigint, NULL);
+    event_add(s.sigterm, NULL);
+    event_active(s.tick, EV_TIMEOUT, 0);
+    engine_logf(e, "info", "listening on http://%s (store %s)", e->cfg.listen, e->db_path);
+    event_base_dispatch(s.base);
+    if (s.in_tx)
+        on_flush(-1, 0, &s);
+out:
+    dispatch_free(e);
+    if (s.tick)
+        event_free(s.tick);
+    if (s.flush)
+        event_free(s.flush);
+    if (s.sigint)
+        event_free(s.sigint);
+    if (s.sigterm)
+        event_free(s.sigterm);
+    evhttp_free(s.http);
+    event_base_free(s.base);
+    free(s.token);
+    return rc;
+}

@@ -1,0 +1,22 @@
+/* status — what is happening: journeys, instances by state and by step,
+ * conversions, sends and their cost, the outbox, channels.
+ *
+ * One report, two faces: status_report() builds it as JSON (GET /v1/journeys)
+ * and status_print() writes it for people (`tend status`). The report reads
+ * the store only; it works with or without the scripts loaded. */
+#ifndef TEND_STATUS_H
+#define TEND_STATUS_H
+
+#include <stdio.h>
+
+#include <cjson/cJSON.h>
+
+#include "engine.h"
+
+/* The whole report (caller frees), or NULL on a store error. */
+cJSON *status_report(engine *e);
+
+/* Writes the report as text. */
+void status_print(const cJSON *report, FILE *out);
+
+#endif
