@@ -275,7 +275,7 @@ static int declare_spec(lua_State *L)
     lua_pushstring(L, e->loading_version);
     lua_setfield(L, 1, "version");
     lua_pushstring(L, where);
-    lua_setfield(L, 1, "where");
+    lua_setfield(L, 1, "declared_at");
 
     if (e->loading_old) {   /* an old version: only its journeys matter */
         if (strcmp(k->table, "journeys") == 0) {
@@ -293,7 +293,7 @@ static int declare_spec(lua_State *L)
     }
     push_sub(L, "pending", k->table, 1);
     if (lua_getfield(L, -1, name) != LUA_TNIL) {
-        lua_getfield(L, -1, "where");
+        lua_getfield(L, -1, "declared_at");
         return luaL_error(L, "%s '%s' is declared twice (first at %s)", k->fn, name, lua_tostring(L, -1));
     }
     lua_pop(L, 1);
@@ -587,7 +587,7 @@ int catalog_push_all(engine *e, const char *kind)
 const char *catalog_where(engine *e, int idx, char *buf, size_t n)
 {
     lua_State *L = sandbox_state(e->sb);
-    lua_getfield(L, idx, "where");
+    lua_getfield(L, idx, "declared_at");
     snprintf(buf, n, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
     lua_pop(L, 1);
     return buf;

@@ -70,7 +70,7 @@ static ssize_t rd_more(struct reader *r)
         r->pos = 0;
     }
     if (r->cap - r->len < READ_CHUNK / 2) {
-        if (r->cap >= MAX_RECORD + READ_CHUNK) {
+        if (r->cap >= MAX_RECORD) {
             r->err = EFBIG;
             return -1;
         }
@@ -291,8 +291,8 @@ static int csv_quoted(struct csv *c)
         if (r->pos == r->len && rd_more(r) <= 0) {
             if (r->err)
                 return CSV_FATAL;
-            snprintf(c->problem, sizeof c->problem, "cell %d: the quote is never closed",
-                     c->ncells);
+            snprintf(c->problem, sizeof c->problem,
+                     "cell %d: the quote that opens it is never closed", c->ncells);
             return CSV_EOF;
         }
         const char *p = r->buf + r->pos, *end = r->buf + r->len, *q = p;
@@ -313,10 +313,15 @@ static int csv_quoted(struct csv *c)
             csv_putc(c, '\n');
             continue;
         }
-        if (rd_peek(r) != '"')      /* the closing quote */
-            return rd_getc(r) < 0 ? (r->err ? CSV_FATAL : CSV_EOF) : (unsigned char)r->buf[r->pos - 1];
-        r->pos++;                   /* "" is one quote */
-        csv_putc(c, '"');
+        if (rd_peek(r) == '"') {    /* "" is one quote */
+            r->pos++;
+            csv_putc(c, '"');
+            continue;
+        }
+        int next = rd_getc(r);      /* the quote was the closing one */
+        if (next < 0)
+            return r->err ? CSV_FATAL : CSV_EOF;
+        return next;
     }
 }
 

@@ -146,7 +146,7 @@ static void lint_templates(struct lint *l)
         while (lua_next(L, -2)) {
             const char *k = lua_tostring(L, -2);
             if (strcmp(k, "category") && strcmp(k, "on_cap") && strcmp(k, "priority") && strcmp(k, "name") &&
-                strcmp(k, "version") && strcmp(k, "where")) {
+                strcmp(k, "version") && strcmp(k, "declared_at")) {
                 if (lua_isstring(L, -1)) {
                     lint_text(l, where, name, k, lua_tostring(L, -1));
                 } else if (lua_istable(L, -1)) {
