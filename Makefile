@@ -42,11 +42,13 @@ STDLIB_LUA  := $(shell find stdlib -name '*.lua' | sort)
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TEST_HELPERS := $(BUILD)/mock_provider
+BENCH_SRC    := $(filter-out bench/gen.c,$(wildcard bench/*.c))
+BENCH_BIN    := $(BENCH_SRC:bench/%.c=$(BUILD)/bench_%) $(if $(wildcard bench/gen.c),$(BUILD)/gen)
 
 TEND := $(if $(filter 1,$(SAN)),$(BUILD)/tend,bin/tend)
 
 .PHONY: all deps test check-unit check-lua check-cli test-one bench demo clean
-all: $(TEND) $(TEST_HELPERS)
+all: $(TEND) $(TEST_HELPERS) $(BENCH_BIN)
 
 $(BUILD)/%.o: runtime/%.c | $(BUILD)
 	$(CC) $(CFLAGS) -c $< -o $@
@@ -70,6 +72,13 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libtend.a | $(BUILD)
 
 $(BUILD)/mock_provider: tests/mock_provider.c | $(BUILD)
 	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(LDLIBS)
+
+# Benchmarks link the runtime like the unit tests do; gen is plain C.
+$(BUILD)/bench_%: bench/%.c $(BUILD)/libtend.a | $(BUILD)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libtend.a $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/gen: bench/gen.c | $(BUILD)
+	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS)
 
 $(BUILD):
 	@mkdir -p $@ $@/tests

@@ -40,10 +40,12 @@ struct run_ctx *step_require(lua_State *L, engine *e, const char *what)
     return e->cur;
 }
 
+/* 31 bits: the hash is stored as a JSON number, and numbers that fit an int
+ * print fast (cJSON takes a slow, exact path for the others). */
 uint32_t step_hash(const char *text)
 {
     uint64_t h = util_hash64(text, strlen(text));
-    return (uint32_t)(h ^ (h >> 32));
+    return (uint32_t)(h ^ (h >> 32)) & 0x7fffffffu;
 }
 
 void step_new_segment(struct run_ctx *ctx)

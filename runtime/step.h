@@ -47,7 +47,7 @@ int step_take(lua_State *L, struct run_ctx *ctx, const char *kind, const char *d
 cJSON *step_record(lua_State *L, struct run_ctx *ctx, const char *kind, const char *desc,
                    uint32_t hash, int idx);
 
-/* A 32-bit hash of text (FNV-1a folded), the argument check of an entry. */
+/* A 31-bit hash of text (FNV-1a folded), the argument check of an entry. */
 uint32_t step_hash(const char *text);
 
 /* Clears the per-wait read cache (called at every wait). */

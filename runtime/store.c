@@ -20,10 +20,21 @@ struct cached {
     sqlite3_stmt *stmt;
 };
 
+/* Callers pass string literals, whose address is as good a key as their
+ * text: a small direct-mapped table of addresses answers most lookups
+ * without hashing the text at all. */
+#define ALIASES 256
+
+struct alias {
+    const char *sql;
+    sqlite3_stmt *stmt;
+};
+
 struct store {
     sqlite3 *db;
     struct cached *cache;
     size_t cache_cap, cache_len;
+    struct alias aliases[ALIASES];
     int depth;              /* store_batch nesting: 0 = no transaction */
     char err[512];          /* a message of ours, when the error is not SQLite's */
 };
@@ -188,16 +199,25 @@ static int cache_grow(store *st)
     return 0;
 }
 
+static sqlite3_stmt *ready(sqlite3_stmt *stmt)
+{
+    sqlite3_reset(stmt);
+    sqlite3_clear_bindings(stmt);
+    return stmt;
+}
+
 store_stmt *store_sql(store *st, const char *sql)
 {
+    struct alias *a = &st->aliases[((uintptr_t)sql >> 3) % ALIASES];
+    if (a->sql == sql)
+        return (store_stmt *)(void *)ready(a->stmt);
     uint64_t h = util_hash64(sql, strlen(sql));
     if (st->cache_cap) {
         for (size_t j = h & (st->cache_cap - 1); st->cache[j].sql; j = (j + 1) & (st->cache_cap - 1)) {
             struct cached *c = &st->cache[j];
             if (c->hash == h && strcmp(c->sql, sql) == 0) {
-                sqlite3_reset(c->stmt);
-                sqlite3_clear_bindings(c->stmt);
-                return (store_stmt *)(void *)c->stmt;
+                *a = (struct alias){sql, c->stmt};
+                return (store_stmt *)(void *)ready(c->stmt);
             }
         }
     }
@@ -218,6 +238,7 @@ store_stmt *store_sql(store *st, const char *sql)
         j = (j + 1) & (st->cache_cap - 1);
     st->cache[j] = (struct cached){h, copy, stmt};
     st->cache_len++;
+    *a = (struct alias){sql, stmt};
     return (store_stmt *)(void *)stmt;
 }
 
