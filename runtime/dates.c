@@ -318,9 +318,10 @@ int dates_run_due(engine *e, tend_time now, int max)
             store_finalize(f);
         }
         cJSON_AddNumberToObject(ev, "years", l.year - y);
+        int admitted = y && instance_admits(e, lua_gettop(L), due[i].journey, due[i].customer, ev) == 1;
         lua_pop(L, 1);
         char err[300];
-        if (y && instance_start(e, due[i].journey, due[i].customer, ev, 1, err, sizeof err) < 0) {
+        if (admitted && instance_start(e, due[i].journey, due[i].customer, ev, 1, err, sizeof err) < 0) {
             engine_logf(e, "error", "journey '%s': %s", due[i].journey, err);
             rc = -1;
         }

@@ -300,28 +300,6 @@ static int apply_consent(engine *e, const char *customer, const char *type, tend
     return 0;
 }
 
-/* Pushes a customer handle and the event table, calls when(c, ev).
- * The decl is at `decl`. 1 enter, 0 not, -1 the filter failed (logged). */
-static int passes_when(engine *e, int decl, const char *journey, const char *customer, const cJSON *ev)
-{
-    lua_State *L = sandbox_state(e->sb);
-    if (lua_getfield(L, decl, "when") != LUA_TFUNCTION) {
-        lua_pop(L, 1);
-        return 1;
-    }
-    customer_push_handle(e, L, customer);
-    json_push(L, ev);
-    if (sandbox_pcall(e->sb, L, 2, 1) != LUA_OK) {
-        engine_logf(e, "error", "journey '%s': when() failed for customer %s: %s", journey, customer,
-                    lua_tostring(L, -1));
-        lua_pop(L, 1);
-        return -1;
-    }
-    int yes = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    return yes;
-}
-
 /* Starts every current journey triggered by this customer event. */
 static int trigger_journeys(engine *e, const char *customer, const char *type, const cJSON *ev)
 {
@@ -337,7 +315,7 @@ static int trigger_journeys(engine *e, const char *customer, const char *type, c
         const char *name = lua_tostring(L, -1);
         const char *version = catalog_current_version(e, name);
         if (version && catalog_push_journey(e, name, version)) {
-            if (passes_when(e, lua_gettop(L), name, customer, ev) == 1) {
+            if (instance_admits(e, lua_gettop(L), name, customer, ev) == 1) {
                 char err[300];
                 if (instance_start(e, name, customer, ev, 1, err, sizeof err) < 0) {
                     engine_logf(e, "error", "journey '%s': %s", name, err);
@@ -553,7 +531,7 @@ static int fanout_batch(store *st, void *ud)
             }
         }
         for (int i = 0; rc == 0 && i < ids.n; i++) {
-            if (passes_when(e, decl, journey, ids.v[i], ev) != 1)
+            if (instance_admits(e, decl, journey, ids.v[i], ev) != 1)
                 continue;
             char err[300];
             int64_t id = instance_start(e, journey, ids.v[i], ev, 1, err, sizeof err);

@@ -158,6 +158,26 @@ int64_t instance_start(engine *e, const char *journey, const char *customer, con
     return id;
 }
 
+int instance_admits(engine *e, int decl, const char *journey, const char *customer, const cJSON *ev)
+{
+    lua_State *L = sandbox_state(e->sb);
+    if (lua_getfield(L, decl, "when") != LUA_TFUNCTION) {
+        lua_pop(L, 1);
+        return 1;
+    }
+    customer_push_handle(e, L, customer);
+    json_push(L, ev);
+    if (sandbox_pcall(e->sb, L, 2, 1) != LUA_OK) {
+        engine_logf(e, "error", "journey '%s': when() failed for customer %s: %s", journey, customer,
+                    lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return -1;
+    }
+    int yes = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return yes;
+}
+
 /* --- waking ------------------------------------------------------------ */
 
 struct row {

@@ -62,6 +62,11 @@ struct run_ctx {
 int64_t instance_start(engine *e, const char *journey, const char *customer, const cJSON *trigger,
                        int run_now, char *err, size_t errlen);
 
+/* Asks the journey declaration at stack index `decl` whether `customer`
+ * may enter for `ev`: calls its when(c, ev) if it has one. 1 yes, 0 no,
+ * -1 when() failed (logged; treated as no). */
+int instance_admits(engine *e, int decl, const char *journey, const char *customer, const cJSON *ev);
+
 /* Runs instance `id` (woken by a timer, or by `event` for WAKE_EVENT) and
  * stores the outcome. Returns 0, or -1 on a store error. */
 int instance_wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *event);

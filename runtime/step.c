@@ -463,7 +463,19 @@ static int p_start(lua_State *L)
             return 1;
         }
     }
-    int64_t id = instance_start(e, journey, customer, payload, 0, err, sizeof err);
+    /* when() filters every way in, start() included. */
+    int64_t id = 0;
+    const char *version = catalog_current_version(e, journey);
+    if (version && catalog_push_journey(e, journey, version)) {
+        int ok = instance_admits(e, lua_gettop(L), journey, customer, payload);
+        lua_pop(L, 1);
+        if (ok == 1)
+            id = instance_start(e, journey, customer, payload, 0, err, sizeof err);
+    } else {
+        lua_pop(L, version ? 1 : 0);
+        snprintf(err, sizeof err, "no journey named '%s'", journey);
+        id = -1;
+    }
     cJSON_Delete(payload);
     if (id < 0)
         return luaL_error(L, "start: %s", err);

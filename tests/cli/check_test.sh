@@ -1,0 +1,176 @@
+#!/bin/sh
+# tend check: load errors name file:line; lint findings (links glued to text,
+# blocked words, over-long SMS, sends missing a placeholder, unknown
+# templates); the summary line; exit 1 on errors, 0 on warnings only.
+#   TEND=bin/tend sh tests/cli/check_test.sh
+TEND=${TEND:-bin/tend}
+case $TEND in /*) ;; *) TEND=$(pwd)/$TEND ;; esac
+[ -x "$TEND" ] || { echo "check_test: TEND=$TEND is not an executable" >&2; exit 1; }
+
+tmp=$(mktemp -d) || { echo "check_test: mktemp -d failed" >&2; exit 1; }
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 1' INT TERM HUP
+cd "$tmp" || exit 1
+
+failures=0
+fail() { echo "check_test: FAIL: $*" >&2; failures=$((failures + 1)); }
+
+# run DIR: tend check DIR → $out, $err, $rc; sanitizer reports are failures.
+run() {
+  "$TEND" check "$@" >"$tmp/out" 2>"$tmp/err"
+  rc=$?
+  out=$(cat "$tmp/out")
+  if grep -E 'AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:' "$tmp/err" >/dev/null; then
+    fail "tend check $*: sanitizer output on stderr:"
+    sed 's/^/    /' "$tmp/err" >&2
+  fi
+}
+
+# has TEXT [what]: $out contains the fixed string TEXT.
+has() {
+  case $out in *"$1"*) ;; *) fail "${2:-tend check}: expected the output to contain '$1'; got:
+$out" ;; esac
+}
+hasnt() {
+  case $out in *"$1"*) fail "${2:-tend check}: the output should not contain '$1'; got:
+$out" ;; esac
+}
+status() {
+  [ "$rc" = "$1" ] || fail "$2: expected exit status $1, got $rc; output:
+$out
+stderr: $(cat "$tmp/err")"
+}
+
+# --- (a) a good directory -----------------------------------------------------
+mkdir good
+cat >good/care.lua <<'EOF'
+template "paid" { category = "transactional", sms = "{{name|friend}}, we got your order {{order}}." }
+
+journey "paid" {
+  on = "order.paid",
+  run = function(c, ev)
+    send("sms", c, "paid", { order = ev.order })
+  end,
+}
+EOF
+run good
+status 0 "a good directory"
+printf '%s\n' "$out" | grep -E '^good: 0 errors, [0-9]+ warnings?$' >/dev/null ||
+  fail "a good directory: expected the summary line 'good: 0 errors, N warnings'; got:
+$out"
+[ ! -e good/tend.db ] || fail "tend check must not create a store (good/tend.db exists)"
+
+# --- (b) a syntax error ---------------------------------------------------------
+mkdir syntax
+cat >syntax/broken.lua <<'EOF'
+template "paid" { category = "transactional", sms = "hi" }
+
+journey "paid" {
+  on = "order.paid"
+  run = function(c) end,
+}
+EOF
+run syntax
+status 1 "a syntax error"
+has "broken.lua:5:" "a syntax error (line 5)"
+
+# --- (c) runtime errors while declaring -----------------------------------------
+mkdir decl
+cat >decl/typo.lua <<'EOF'
+template "paid" { category = "transactional", sms = "hi" }
+journey "paid" {
+  on = "order.paid",
+  runn = function(c) end,
+}
+EOF
+run decl
+status 1 "an unknown key in a declaration"
+printf '%s\n' "$out" | grep -E 'typo\.lua:[24]:' >/dev/null ||
+  fail "an unknown key in a declaration: expected typo.lua:2: (the declaration) or :4: (the key); got:
+$out"
+has "runn" "an unknown key in a declaration (names the key)"
+
+mkdir toplevel
+cat >toplevel/oops.lua <<'EOF'
+template "paid" { category = "transactional", sms = "hi" }
+local settings = nil
+local x = settings.retries
+EOF
+run toplevel
+status 1 "an error in top-level code"
+has "oops.lua:3:" "an error in top-level code"
+
+# --- (d) lint findings ------------------------------------------------------------
+long=""
+i=0
+while [ $i -lt 140 ]; do long="$long春"; i=$((i + 1)); done   # 140 UCS-2 units: 3 segments
+
+mkdir lint
+cat >lint/tend.lua <<'EOF'
+return {
+  channels = {
+    sms = { type = "file", price = 0.05, per = "segment", blocked_words = { "free money" } },
+  },
+}
+EOF
+cat >lint/promo.lua <<EOF
+template "link" { category = "marketing", sms = "点击https://x.cn/a领取" }
+template "words" { category = "marketing", sms = "Get FREE MONEY now" }
+template "long" { category = "marketing", sms = "$long" }
+template "gift" { category = "marketing", sms = "{{name|friend}}: {{coupon.code}}" }
+
+journey "promo" {
+  on = "promo",
+  run = function(c, ev)
+    send("sms", c, "gift", { x = 1 })
+    send("sms", c, "nosuch")
+    send("sms", c, "gift", { coupon = { code = "A1" } })
+  end,
+}
+EOF
+run lint
+status 1 "lint errors"
+has "promo.lua:1:" "a link glued to Chinese text (file:line)"
+has "https://x.cn/a" "a link glued to Chinese text (names the link)"
+printf '%s\n' "$out" | grep 'promo.lua:1:' | grep 'error' | grep 'https://x.cn/a' >/dev/null ||
+  fail "a link glued to Chinese text must be an error naming the link; got:
+$out"
+printf '%s\n' "$out" | grep 'promo.lua:2:' | grep 'error' | grep -i 'free money' >/dev/null ||
+  fail "a blocked word of the channel must be an error at promo.lua:2 naming it; got:
+$out"
+printf '%s\n' "$out" | grep 'promo.lua:3:' | grep 'warning' | grep '3 segments' | grep '0.15' >/dev/null ||
+  fail "an over-long SMS must be a warning at promo.lua:3 with '3 segments' and the cost 0.15; got:
+$out"
+printf '%s\n' "$out" | grep 'promo.lua:9:' | grep 'error' | grep "'coupon'" >/dev/null ||
+  fail "a send missing {{coupon.code}} must be an error at promo.lua:9 naming 'coupon'; got:
+$out"
+printf '%s\n' "$out" | grep 'promo.lua:10:' | grep 'error' | grep 'nosuch' >/dev/null ||
+  fail "a send to an unknown template must be an error at promo.lua:10 naming it; got:
+$out"
+hasnt "promo.lua:11:" "a send that passes coupon is fine"
+printf '%s\n' "$out" | grep -E '^lint: 5 errors, 1 warning$' >/dev/null ||
+  fail "lint: expected the summary 'lint: 5 errors, 1 warning'; got:
+$out"
+
+# only warnings: exit 0
+mkdir warn
+cp lint/tend.lua warn/tend.lua
+cat >warn/long.lua <<EOF
+template "long" { category = "marketing", sms = "$long" }
+EOF
+run warn
+status 0 "only warnings"
+has "long.lua:1:" "only warnings (file:line)"
+printf '%s\n' "$out" | grep -E '^warn: 0 errors, 1 warning$' >/dev/null ||
+  fail "only warnings: expected the summary 'warn: 0 errors, 1 warning'; got:
+$out"
+
+# the directory may come from --dir as well
+run --dir good
+status 0 "tend check --dir DIR"
+
+if [ "$failures" -gt 0 ]; then
+  echo "check_test: $failures failure(s)" >&2
+  exit 1
+fi
+echo "check_test: ok"

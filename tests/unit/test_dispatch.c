@@ -1,0 +1,956 @@
+/* Unit tests for runtime/dispatch.c: delivering outbox rows to a provider.
+ *
+ * Every test runs a real engine (a temporary SQLite file, a script with a
+ * journey that sends on an event) against tests/mock_provider.c started as
+ * a child process on 127.0.0.1. The mock counts a request as a delivery the
+ * first time it sees its Idempotency-Key and as a replay afterwards, so
+ * "deliveries == keys == messages" is the exactly-once check: retries are
+ * allowed, double deliveries are not.
+ *
+ *  - sync path (no event base attached), virtual clock: one blocking
+ *    transfer per row, retries found by engine_advance();
+ *  - async path (dispatch_attach), real clock: libcurl multi on libevent;
+ *  - dead letters, Retry-After, a crash with a claimed row, SMTP, the
+ *    opt-out race against quiet hours, segments and cost.
+ *
+ * The mock binary is $TEND_BUILD/mock_provider (tests/run.sh sets TEND_BUILD),
+ * else build/release/mock_provider. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <event2/event.h>
+
+#include "clock.h"
+#include "customer.h"
+#include "dispatch.h"
+#include "engine.h"
+#include "event.h"
+#include "store.h"
+#include "util.h"
+
+/* 2026-03-02T10:00:00+08:00, a Monday morning in Shanghai */
+#define T0 ((tend_time)1772416800)
+
+static double wall(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* --- the mock provider ---------------------------------------------------- */
+
+struct mock {
+    pid_t pid;
+    int port, smtp_port;
+};
+
+static const char *mock_binary(char *buf, size_t n)
+{
+    const char *dir = getenv("TEND_BUILD");
+    if (dir && *dir) {
+        snprintf(buf, n, "%s/mock_provider", dir);
+        return buf;
+    }
+    return "build/release/mock_provider";
+}
+
+/* Starts the mock with `args` (NULL-terminated) and waits for its "PORT n"
+ * (and "SMTP n" with --smtp) line. port > 0 binds that port (a restart). */
+static void mock_start_on(struct mock *m, int port, const char *const *args)
+{
+    char bin[512];
+    const char *path = mock_binary(bin, sizeof bin);
+    assert_int_equal(access(path, X_OK), 0);
+    const char *argv[32];
+    int argc = 0, smtp = 0;
+    char portbuf[16];
+    argv[argc++] = path;
+    argv[argc++] = "--quiet";
+    argv[argc++] = "--max-seconds";     /* an orphan never outlives a crashed test long */
+    argv[argc++] = "600";
+    if (port > 0) {
+        snprintf(portbuf, sizeof portbuf, "%d", port);
+        argv[argc++] = "--port";
+        argv[argc++] = portbuf;
+    }
+    for (int i = 0; args && args[i]; i++) {
+        assert_true(argc < 30);
+        smtp |= strcmp(args[i], "--smtp") == 0;
+        argv[argc++] = args[i];
+    }
+    argv[argc] = NULL;
+
+    int fds[2];
+    assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        execv(path, (char *const *)argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    memset(m, 0, sizeof *m);
+    m->pid = pid;
+    /* Read "PORT n\n" [+ "SMTP n\n"], for at most 10 s. */
+    char buf[256];
+    size_t len = 0;
+    double until = wall() + 10;
+    for (;;) {
+        buf[len] = 0;
+        int have_port = sscanf(buf, "PORT %d", &m->port) == 1 && strchr(buf, '\n');
+        char *s = strstr(buf, "SMTP ");
+        int have_smtp = !smtp || (s && sscanf(s, "SMTP %d", &m->smtp_port) == 1 && strchr(s, '\n'));
+        if (have_port && have_smtp)
+            break;
+        int left = (int)((until - wall()) * 1000);
+        if (left <= 0)
+            fail_msg("mock_provider did not report its port: '%s'", buf);
+        struct pollfd p = {fds[0], POLLIN, 0};
+        if (poll(&p, 1, left) <= 0)
+            continue;
+        ssize_t k = read(fds[0], buf + len, sizeof buf - 1 - len);
+        if (k <= 0)
+            fail_msg("mock_provider exited before reporting its port: '%s'", buf);
+        len += (size_t)k;
+    }
+    close(fds[0]);
+    assert_true(m->port > 0);
+}
+
+static void mock_start(struct mock *m, const char *const *args)
+{
+    mock_start_on(m, 0, args);
+}
+
+static void mock_stop(struct mock *m)
+{
+    if (m->pid <= 0)
+        return;
+    kill(m->pid, SIGTERM);
+    int status = 0;
+    while (waitpid(m->pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fprintf(stderr, "note: mock_provider (pid %d) ended with status %d\n", (int)m->pid, status);
+    m->pid = 0;
+}
+
+static size_t collect(char *p, size_t size, size_t n, void *ud)
+{
+    strbuf_add(ud, p, size * n);
+    return size * n;
+}
+
+/* GET a control endpoint; the parsed JSON (the caller's). */
+static cJSON *mock_get(const struct mock *m, const char *path)
+{
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", m->port, path);
+    strbuf b;
+    strbuf_init(&b);
+    CURL *h = curl_easy_init();
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+    CURLcode rc = curl_easy_perform(h);
+    long status = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(h);
+    if (rc != CURLE_OK || status != 200)
+        fail_msg("GET %s: %s (HTTP %ld)", url, curl_easy_strerror(rc), status);
+    cJSON *j = cJSON_Parse(b.s ? b.s : "");
+    if (!j)
+        fail_msg("GET %s: not JSON: %s", url, b.s ? b.s : "");
+    strbuf_free(&b);
+    return j;
+}
+
+static int64_t mock_stat(const struct mock *m, const char *field)
+{
+    cJSON *j = mock_get(m, "/_stats");
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, field);
+    assert_true(cJSON_IsNumber(v));
+    int64_t n = (int64_t)v->valuedouble;
+    cJSON_Delete(j);
+    return n;
+}
+
+/* --- the engine ------------------------------------------------------------ */
+
+static const char SCRIPT[] =
+    "template 'note' {\n"
+    "  category = 'transactional',\n"
+    "  sms = '{{name|friend}}: {{what}}',\n"
+    "  email = { subject = 'Hello {{name|friend}}', body = 'Dear {{name|friend}},\\n{{what}}' },\n"
+    "}\n"
+    "template 'raw' { category = 'transactional', sms = '{{what}}' }\n"
+    "template 'promo' { category = 'marketing', sms = '{{name|friend}}, 20 off today: {{what}}' }\n"
+    "journey 'notify' {\n"
+    "  on = 'notify',\n"
+    "  run = function(c, ev)\n"
+    "    send(ev.via or 'sms', c, ev.template or 'note', { what = ev.what or 'hi' })\n"
+    "  end,\n"
+    "}\n";
+
+struct env {
+    engine *e;
+    tclock *clk;
+    cJSON *config;
+    char db[64];
+};
+
+/* channels.sms at the mock (with extra settings as JSON, or NULL),
+ * channels.email at its SMTP port when it has one. */
+static cJSON *make_config(const struct mock *m, const char *sms_extra, int quiet)
+{
+    cJSON *c = cJSON_CreateObject();
+    cJSON *ch = cJSON_AddObjectToObject(c, "channels");
+    cJSON *sms = sms_extra ? cJSON_Parse(sms_extra) : cJSON_CreateObject();
+    assert_non_null(sms);
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/sms", m->port);
+    cJSON_AddStringToObject(sms, "type", "http");
+    cJSON_AddStringToObject(sms, "url", url);
+    cJSON_AddNumberToObject(sms, "price", 0.05);
+    cJSON_AddStringToObject(sms, "per", "segment");
+    cJSON_AddItemToObject(ch, "sms", sms);
+    cJSON *email = cJSON_AddObjectToObject(ch, "email");
+    snprintf(url, sizeof url, "smtp://127.0.0.1:%d", m->smtp_port ? m->smtp_port : 1);
+    cJSON_AddStringToObject(email, "type", "smtp");
+    cJSON_AddStringToObject(email, "url", url);
+    cJSON_AddStringToObject(email, "from", "care@shop.test");
+    cJSON_AddStringToObject(c, "timezone", "Asia/Shanghai");
+    if (quiet) {
+        cJSON *q = cJSON_AddObjectToObject(c, "quiet_hours");
+        cJSON_AddStringToObject(q, "from", "21:30");
+        cJSON_AddStringToObject(q, "to", "08:30");
+    } else {
+        cJSON_AddFalseToObject(c, "quiet_hours");
+    }
+    cJSON_AddFalseToObject(c, "caps");
+    return c;
+}
+
+/* Opens an engine on v->db (a new temp file when v->db is empty) with
+ * v->config and v->clk, and loads SCRIPT. */
+static void env_engine(struct env *v)
+{
+    if (!v->db[0]) {
+        snprintf(v->db, sizeof v->db, "/tmp/test_dispatch_XXXXXX");
+        int fd = mkstemp(v->db);
+        assert_true(fd >= 0);
+        close(fd);
+    }
+    struct engine_options o = {.db_path = v->db, .clock = v->clk, .capture = 0, .config = v->config};
+    char *err = NULL;
+    v->e = engine_open(&o, &err);
+    if (!v->e)
+        fail_msg("engine_open: %s", err ? err : "?");
+    char *errors = NULL;
+    int n = engine_load_source(v->e, "t.lua", SCRIPT, sizeof SCRIPT - 1, &errors);
+    if (n != 0)
+        fail_msg("load: %s", errors ? errors : "?");
+    free(errors);
+}
+
+static void env_open(struct env *v, cJSON *config, tclock *clk)
+{
+    memset(v, 0, sizeof *v);
+    v->config = config;
+    v->clk = clk;
+    env_engine(v);
+}
+
+static void env_close(struct env *v)
+{
+    engine_close(v->e);
+    v->e = NULL;
+    clock_free(v->clk);
+    cJSON_Delete(v->config);
+    const char *suffix[] = {"", "-wal", "-shm", "-journal"};
+    for (int i = 0; i < 4; i++) {
+        char p[80];
+        snprintf(p, sizeof p, "%s%s", v->db, suffix[i]);
+        unlink(p);
+    }
+}
+
+static void customer(engine *e, const char *json)
+{
+    cJSON *c = cJSON_Parse(json);
+    assert_non_null(c);
+    char err[256] = "";
+    int created = 0;
+    if (customer_upsert(e, c, 0, &created, err, sizeof err) != 0)
+        fail_msg("customer_upsert %s: %s", json, err);
+    cJSON_Delete(c);
+}
+
+static void accept_event(engine *e, cJSON *ev)
+{
+    char err[256] = "";
+    struct event_result res;
+    if (event_accept(e, ev, &res, err, sizeof err) != 0)
+        fail_msg("event_accept: %s", err);
+}
+
+/* A "notify" event for customer `id`; via/template/what may be NULL. */
+static void notify(engine *e, const char *id, const char *via, const char *tmpl, const char *what)
+{
+    cJSON *ev = cJSON_CreateObject();
+    cJSON_AddStringToObject(ev, "type", "notify");
+    cJSON_AddStringToObject(ev, "customer", id);
+    cJSON_AddNumberToObject(ev, "at", (double)engine_now(e));
+    if (via)
+        cJSON_AddStringToObject(ev, "via", via);
+    if (tmpl)
+        cJSON_AddStringToObject(ev, "template", tmpl);
+    if (what)
+        cJSON_AddStringToObject(ev, "what", what);
+    accept_event(e, ev);
+    cJSON_Delete(ev);
+}
+
+/* n customers c0001.. with phones, and one notify event each, in one transaction. */
+static void many(engine *e, int n)
+{
+    assert_int_equal(store_begin(e->st), 0);
+    for (int i = 1; i <= n; i++) {
+        char json[160], id[16], what[32];
+        snprintf(id, sizeof id, "c%04d", i);
+        snprintf(json, sizeof json, "{\"id\":\"%s\",\"name\":\"N%d\",\"phone\":\"+86138%08d\"}", id, i, i);
+        customer(e, json);
+        snprintf(what, sizeof what, "message %d", i);
+        notify(e, id, NULL, NULL, what);
+    }
+    assert_int_equal(store_commit(e->st), 0);
+}
+
+static int64_t sql_int(engine *e, const char *sql)
+{
+    store_stmt *s = store_sql(e->st, sql);
+    assert_non_null(s);
+    if (store_step(s) != STORE_ROW)
+        fail_msg("no row: %s", sql);
+    int64_t v = store_col_int(s, 0);
+    store_reset(s);
+    return v;
+}
+
+/* A text column of the first row (malloc'd, or NULL for SQL NULL). */
+static char *sql_text(engine *e, const char *sql)
+{
+    store_stmt *s = store_sql(e->st, sql);
+    assert_non_null(s);
+    if (store_step(s) != STORE_ROW)
+        fail_msg("no row: %s", sql);
+    const char *t = store_col_text(s, 0);
+    char *out = t ? xstrdup(t) : NULL;
+    store_reset(s);
+    return out;
+}
+
+static void assert_contains(const char *hay, const char *needle)
+{
+    if (!hay || !strstr(hay, needle))
+        fail_msg("expected '%s' in '%s'", needle, hay ? hay : "(null)");
+}
+
+static int64_t not_sent(engine *e)
+{
+    return store_count(e->st, "SELECT COUNT(*) FROM outbox WHERE status <> 'sent'");
+}
+
+/* Advances the virtual clock in steps until every row is sent (at most
+ * `steps` steps of `step` seconds, and 120 s of wall time). */
+static void advance_until_sent(engine *e, tend_time step, int steps)
+{
+    double until = wall() + 120;
+    for (int i = 0; i < steps && not_sent(e) > 0 && wall() < until; i++)
+        assert_int_equal(engine_advance(e, step), 0);
+}
+
+/* Async: pumps the loop until done(e) or max_s seconds of wall time. A
+ * 20 ms ticker makes EVLOOP_ONCE return even with nothing in flight, so
+ * retries falling due in the store are picked up. */
+static void noop_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+}
+
+static int all_sent(engine *e, void *ud)
+{
+    (void)ud;
+    return not_sent(e) == 0 && dispatch_in_flight(e) == 0;
+}
+
+static double pump(engine *e, struct event_base *base, double max_s, int (*done)(engine *, void *), void *ud)
+{
+    struct event *tick = event_new(base, -1, EV_PERSIST, noop_cb, NULL);
+    struct timeval tv = {0, 20000};
+    event_add(tick, &tv);
+    double start = wall();
+    while (wall() - start < max_s) {
+        assert_true(engine_run_due(e, engine_now(e)) >= 0);
+        if (done(e, ud))
+            break;
+        event_base_loop(base, EVLOOP_ONCE);
+    }
+    event_free(tick);
+    return wall() - start;
+}
+
+/* Every row sent exactly once: the mock saw each key delivered once. */
+static void assert_exactly_once(const struct mock *m, engine *e, int n)
+{
+    assert_int_equal(store_count(e->st, "SELECT COUNT(*) FROM outbox"), n);
+    assert_int_equal(not_sent(e), 0);
+    assert_int_equal(store_count(e->st, "SELECT COUNT(*) FROM outbox_due"), 0);
+    assert_int_equal(store_count(e->st, "SELECT COUNT(DISTINCT idem_key) FROM outbox"), n);
+    assert_int_equal(mock_stat(m, "deliveries"), n);
+    assert_int_equal(mock_stat(m, "keys"), n);
+    /* and the keys the mock got are exactly the outbox's */
+    cJSON *d = mock_get(m, "/_deliveries");
+    assert_int_equal(cJSON_GetArraySize(d), n);
+    const cJSON *x;
+    store_stmt *s = store_sql(e->st, "SELECT COUNT(*) FROM outbox WHERE idem_key = ?");
+    cJSON_ArrayForEach(x, d) {
+        const cJSON *k = cJSON_GetObjectItemCaseSensitive(x, "key");
+        assert_true(cJSON_IsString(k));
+        store_bind_text(s, 1, k->valuestring, -1);
+        assert_int_equal(store_step(s), STORE_ROW);
+        assert_int_equal(store_col_int(s, 0), 1);
+        store_reset(s);
+    }
+    cJSON_Delete(d);
+}
+
+/* --- tests ------------------------------------------------------------------ */
+
+#define N_FAULTY 300
+
+/* Sync path, virtual clock: 30% of requests fail (500, 503, 429, dropped
+ * connection); everything ends sent, each key delivered once. */
+static void test_sync_faults_exactly_once(void **state)
+{
+    (void)state;
+    struct mock m;
+    const char *args[] = {"--fail-rate", "0.3", "--faults", "500,503,429,drop", "--retry-after", "1", NULL};
+    mock_start(&m, args);
+    struct env v;
+    env_open(&v, make_config(&m, NULL, 0), clock_new_virtual(T0));
+    many(v.e, N_FAULTY);
+    assert_true(engine_run_due(v.e, engine_now(v.e)) > 0);
+    assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox"), N_FAULTY);
+    assert_true(not_sent(v.e) > 0);     /* some failed on the first try */
+    advance_until_sent(v.e, 30, 400);
+    assert_exactly_once(&m, v.e, N_FAULTY);
+    int64_t retried = store_count(v.e->st, "SELECT COUNT(*) FROM outbox WHERE attempts > 1");
+    assert_true(retried > 0);
+    assert_true(mock_stat(&m, "faults") > 0);
+    /* attempts add up to the requests the mock answered */
+    assert_int_equal(sql_int(v.e, "SELECT SUM(attempts) FROM outbox"), mock_stat(&m, "requests"));
+    assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox WHERE last_error IS NOT NULL"), 0);
+    env_close(&v);
+    mock_stop(&m);
+}
+
+/* Async path, real clock: the same faults through libcurl multi. */
+static void test_async_faults_exactly_once(void **state)
+{
+    (void)state;
+    struct mock m;
+    const char *args[] = {"--fail-rate", "0.3", "--faults", "500,503,429,drop", "--retry-after", "1", NULL};
+    mock_start(&m, args);
+    struct env v;
+    env_open(&v, make_config(&m, NULL, 0), clock_new_real());
+    struct event_base *base = event_base_new();
+    assert_int_equal(dispatch_attach(v.e, base), 0);
+    many(v.e, N_FAULTY);
+    double took = pump(v.e, base, 90, all_sent, NULL);
+    if (not_sent(v.e) > 0)
+        fail_msg("after %.1f s, %lld rows not sent", took,
+                 (long long)not_sent(v.e));
+    assert_exactly_once(&m, v.e, N_FAULTY);
+    assert_true(store_count(v.e->st, "SELECT COUNT(*) FROM outbox WHERE attempts > 1") > 0);
+    /* libcurl may resend a request on its own when a reused connection was
+     * dropped before any answer, so the mock can see more than the attempts */
+    assert_true(mock_stat(&m, "requests") >= sql_int(v.e, "SELECT SUM(attempts) FROM outbox"));
+    env_close(&v);
+    event_base_free(base);
+    mock_stop(&m);
+}
+
+#define N_SLOW 100
+
+/* Async, slow replies past the channel's timeout: the mock has delivered
+ * (it counts on receipt), tend times out and retries with the same key,
+ * and the mock reports the retry as a replay, not a second delivery. */
+static void test_async_timeouts_replay(void **state)
+{
+    (void)state;
+    struct mock m;
+    const char *args[] = {"--fail-rate", "0.2", "--faults", "slow", "--slow-ms", "3000", NULL};
+    mock_start(&m, args);
+    struct env v;
+    env_open(&v, make_config(&m, "{\"timeout\": 1}", 0), clock_new_real());
+    struct event_base *base = event_base_new();
+    assert_int_equal(dispatch_attach(v.e, base), 0);
+    many(v.e, N_SLOW);
+    double took = pump(v.e, base, 90, all_sent, NULL);
+    if (not_sent(v.e) > 0)
+        fail_msg("after %.1f s, %lld rows not sent", took, (long long)not_sent(v.e));
+    assert_exactly_once(&m, v.e, N_SLOW);
+    int64_t slow = mock_stat(&m, "slow"), replays = mock_stat(&m, "replays");
+    assert_true(slow > 0);
+    /* every timed-out attempt was followed by a replay of its key */
+    assert_int_equal(replays, slow);
+    assert_int_equal(mock_stat(&m, "requests"), N_SLOW + replays);
+    assert_int_equal(sql_int(v.e, "SELECT SUM(attempts) FROM outbox"), N_SLOW + replays);
+    /* the rows that timed out were answered by the replay */
+    assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox WHERE attempts > 1 AND"
+                                          " response NOT LIKE '%\"replayed\":true%'"), 0);
+    assert_true(store_count(v.e->st, "SELECT COUNT(*) FROM outbox WHERE response LIKE '%\"replayed\":true%'") > 0);
+    env_close(&v);
+    event_base_free(base);
+    mock_stop(&m);
+}
+
+/* 4xx: a dead letter after one attempt, the provider's answer kept. */
+static void test_dead_letter(void **state)
+{
+    (void)state;
+    struct mock m;
+    const char *args[] = {"--reject", "BADNUMBER", NULL};
+    mock_start(&m, args);
+    struct env v;
+    env_open(&v, make_config(&m, NULL, 0), clock_new_virtual(T0));
+    customer(v.e, "{\"id\":\"c1\",\"name\":\"Ann\",\"phone\":\"+8613800000001\"}");
+    customer(v.e, "{\"id\":\"bad\",\"name\":\"Bo\",\"phone\":\"+86BADNUMBER7\"}");
+    customer(v.e, "{\"id\":\"c2\",\"name\":\"Cy\",\"phone\":\"+8613800000002\"}");
+    notify(v.e, "c1", NULL, NULL, "one");
+    notify(v.e, "bad", NULL, NULL, "two");
+    notify(v.e, "c2", NULL, NULL, "three");
+    assert_true(engine_run_due(v.e, engine_now(v.e)) > 0);
+    assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox WHERE status = 'sent'"), 2);
+    assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox WHERE customer = 'bad' AND status = 'dead'"
+                                          " AND attempts = 1"), 1);
+    char *resp = sql_text(v.e, "SELECT response FROM outbox WHERE customer = 'bad'");
+    assert_contains(resp, "rejected: invalid recipient");
+    free(resp);
+    char *err = sql_text(v.e, "SELECT last_error FROM outbox WHERE customer = 'bad'");
+    assert_contains(err, "400");
+    free(err);
+    assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox_due"), 0);
+    /* a dead letter is never tried again */
+    assert_int_equal(engine_advance(v.e, TEND_DAY), 0);
+    assert_int_equal(mock_stat(&m, "requests"), 3);
+    assert_int_equal(mock_stat(&m, "rejected"), 1);
+    assert_int_equal(mock_stat(&m, "deliveries"), 2);
+    env_close(&v);
+    mock_stop(&m);
+}
+
+/* 429 with Retry-After: 120: the row waits exactly 120 s, then goes. */
+static void test_retry_after(void **state)
+{
+    (void)state;
+    struct mock m;
+    const char *args[] = {"--fail-rate", "1", "--faults", "429", "--retry-after", "120", NULL};
+    mock_start(&m, args);
+    struct env v;
+    env_open(&v, make_config(&m, NULL, 0), clock_new_virtual(T0));
+    customer(v.e, "{\"id\":\"c1\",\"name\":\"Ann\",\"phone\":\"+8613800000001\"}");
+    notify(v.e, "c1", NULL, NULL, "wait for it");
+    assert_true(engine_run_due(v.e, T0) > 0);
+    assert_int_equal(mock_stat(&m, "requests"), 1);
+    assert_int_equal(sql_int(v.e, "SELECT COUNT(*) FROM outbox_due"), 1);
+    assert_int_equal(sql_int(v.e, "SELECT due_at FROM outbox_due"), T0 + 120);
+    assert_int_equal(sql_int(v.e, "SELECT due_at FROM outbox"), T0 + 120);
+    assert_int_equal(sql_int(v.e, "SELECT attempts FROM outbox"), 1);
+    char *status = sql_text(v.e, "SELECT status FROM outbox");
+    assert_string_equal(status, "queued");
+    free(status);
+    char *err = sql_text(v.e, "SELECT last_error FROM outbox");
+    assert_contains(err, "429");
+    free(err);
+    assert_int_equal(engine_next_due(v.e), T0 + 120);
+
+    /* the provider recovers, on the same port */
+    int port = m.port;
+    mock_stop(&m);
+    mock_start_on(&m, port, NULL);
+    assert_int_equal(engine_advance(v.e, 119), 0);
+    assert_int_equal(mock_stat(&m, "requests"), 0);
+    status = sql_text(v.e, "SELECT status FROM outbox");
+    assert_string_equal(status, "queued");
+    free(status);
+    assert_int_equal(engine_advance(v.e, 1), 0);
+    status = sql_text(v.e, "SELECT status FROM outbox");
+    assert_string_equal(status, "sent");
+    free(status);
+    assert_int_equal(sql_int(v.e, "SELECT sent_at FROM outbox"), T0 + 120);
+    assert_int_equal(sql_int(v.e, "SELECT attempts FROM outbox"), 2);
+    assert_int_equal(mock_stat(&m, "deliveries"), 1);
+    env_close(&v);
+    mock_stop(&m);
+}
+
+struct until_requests {
+    const struct mock *m;
+    int64_t n;
+};
+
+static int mock_has_requests(engine *e, void *ud)
+{
+    (void)e;
+    struct until_requests *u = ud;
+    return mock_stat(u->m, "requests") >= u->n;
+}
+
+/* A row claimed by the async dispatcher whose request reached the provider
+ * (which delivered it and is slow to answer); the engine "crashes" (closes
+ * with the transfer in flight). Returns the row's idempotency key. */
+static char *claim_then_crash(struct env *v, const struct mock *slow)
+{
+    env_open(v, make_config(slow, NULL, 0), clock_new_virtual(T0));
+    struct event_base *base = event_base_new();
+    assert_int_equal(dispatch_attach(v->e, base), 0);
+    customer(v->e, "{\"id\":\"c1\",\"name\":\"Ann\",\"phone\":\"+8613800000001\"}");
+    notify(v->e, "c1", NULL, NULL, "claimed");
+    assert_true(engine_run_due(v->e, T0) > 0);
+    assert_int_equal(dispatch_in_flight(v->e), 1);
+    struct until_requests u = {slow, 1};
+    pump(v->e, base, 10, mock_has_requests, &u);
+    assert_int_equal(mock_stat(slow, "requests"), 1);
+    assert_int_equal(mock_stat(slow, "deliveries"), 1);
+    assert_int_equal(dispatch_in_flight(v->e), 1);   /* the reply is 5 s away */
+    char *status = sql_text(v->e, "SELECT status FROM outbox");
+    assert_string_equal(status, "sending");
+    free(status);
+    assert_int_equal(sql_int(v->e, "SELECT attempts FROM outbox"), 1);
+    assert_int_equal(sql_int(v->e, "SELECT due_at FROM outbox_due"), T0 + 2 * TEND_MINUTE);   /* the lease */
+    char *key = sql_text(v->e, "SELECT idem_key FROM outbox");
+    assert_non_null(key);
+    /* the crash: in-flight transfers are abandoned */
+    engine_close(v->e);
+    v->e = NULL;
+    event_base_free(base);
+    clock_free(v->clk);
+    return key;
+}
+
+/* Reopens the engine on the same file, sync path, virtual clock at T0,
+ * and advances past the lease. */
+static void reopen_past_lease(struct env *v, const struct mock *m, const char *key)
+{
+    cJSON_Delete(v->config);
+    v->config = make_config(m, NULL, 0);
+    v->clk = clock_new_virtual(T0);
+    env_engine(v);
+    char *status = sql_text(v->e, "SELECT status FROM outbox");
+    assert_string_equal(status, "sending");
+    free(status);
+    /* the lease holds for 2 minutes */
+    assert_int_equal(engine_advance(v->e, 2 * TEND_MINUTE - 1), 0);
+    status = sql_text(v->e, "SELECT status FROM outbox");
+    assert_string_equal(status, "sending");
+    free(status);
+    assert_int_equal(engine_advance(v->e, 2), 0);
+    status = sql_text(v->e, "SELECT status FROM outbox");
+    assert_string_equal(status, "sent");
+    free(status);
+    assert_int_equal(sql_int(v->e, "SELECT attempts FROM outbox"), 2);
+    char *now_key = sql_text(v->e, "SELECT idem_key FROM outbox");
+    assert_string_equal(now_key, key);
+    free(now_key);
+    assert_int_equal(store_count(v->e->st, "SELECT COUNT(*) FROM outbox_due"), 0);
+}
+
+static void assert_delivered_key(const struct mock *m, const char *key)
+{
+    cJSON *d = mock_get(m, "/_deliveries");
+    assert_int_equal(cJSON_GetArraySize(d), 1);
+    const cJSON *k = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(d, 0), "key");
+    assert_true(cJSON_IsString(k));
+    assert_string_equal(k->valuestring, key);
+    cJSON_Delete(d);
+}
+
+/* Crash with a claimed row; after the lease the row goes again, same key,
+ * to the provider (restarted healthy on the same port). */
+static void test_crash_retry_same_key(void **state)
+{
+    (void)state;
+    struct mock m;
+    const char *slow[] = {"--faults", "slow", "--slow-ms", "5000", "--fail-rate", "1", NULL};
+    mock_start(&m, slow);
+    struct env v;
+    char *key = claim_then_crash(&v, &m);
+    assert_delivered_key(&m, key);          /* the slow request was delivered */
+    int port = m.port;
+    mock_stop(&m);
+    mock_start_on(&m, port, NULL);          /* healthy */
+    reopen_past_lease(&v, &m, key);
+    assert_delivered_key(&m, key);          /* the retry carried the same key */
+    assert_int_equal(mock_stat(&m, "requests"), 1);
+    free(key);
+    env_close(&v);
+    mock_stop(&m);
+}
+
+/* The same crash, but the retry reaches the same provider, which still
+ * knows the key: it answers with a replay, and there is one delivery. */
+static void test_crash_retry_replayed(void **state)
+{
+    (void)state;
+    struct mock m;
+    const char *slow[] = {"--faults", "slow", "--slow-ms", "5000", "--fail-rate", "1", NULL};
+    mock_start(&m, slow);
+    struct env v;
+    char *key = claim_then_crash(&v, &m);
+    reopen_past_lease(&v, &m, key);         /* 5 s for the slow answer; the timeout is 10 s */
+    assert_int_equal(mock_stat(&m, "requests"), 2);
+    assert_int_equal(mock_stat(&m, "deliveries"), 1);
+    assert_int_equal(mock_stat(&m, "replays"), 1);
+    assert_int_equal(mock_stat(&m, "keys"), 1);
+    assert_delivered_key(&m, key);
+    char *resp = sql_text(v.e, "SELECT response FROM outbox");
+    assert_contains(resp, "\"replayed\":true");
+    free(resp);
+    free(key);
+    env_close(&v);
+    mock_stop(&m);
+}
+
+/* SMTP: the customer's address as recipient, subject and body in the
+ * message; a customer with no address is a dead letter. */
+static void test_smtp(void **state)
+{
+    (void)state;
+    struct mock m;
+    const char *args[] = {"--smtp", NULL};
+    mock_start(&m, args);
+    assert_true(m.smtp_port > 0);
+    struct env v;
+    env_open(&v, make_config(&m, NULL, 0), clock_new_virtual(T0));
+    customer(v.e, "{\"id\":\"c1\",\"name\":\"Ann\",\"email\":\"ann@example.test\"}");
+    customer(v.e, "{\"id\":\"c2\",\"name\":\"Bo\",\"phone\":\"+8613800000002\"}");
+    customer(v.e, "{\"id\":\"c3\",\"name\":\"\xe7\x8e\xb2\xe7\x8e\xb2\",\"email\":\"ling@example.test\"}");
+    notify(v.e, "c1", "email", NULL, "your parcel left the warehouse");
+    notify(v.e, "c2", "email", NULL, "nowhere to go");
+    notify(v.e, "c3", "email", NULL, "non-ASCII subject");
+    assert_true(engine_run_due(v.e, engine_now(v.e)) > 0);
+
+    char *st = sql_text(v.e, "SELECT status FROM outbox WHERE customer = 'c1'");
+    assert_string_equal(st, "sent");
+    free(st);
+    st = sql_text(v.e, "SELECT status FROM outbox WHERE customer = 'c3'");
+    assert_string_equal(st, "sent");
+    free(st);
+    st = sql_text(v.e, "SELECT status FROM outbox WHERE customer = 'c2'");
+    assert_string_equal(st, "dead");
+    free(st);
+    char *err = sql_text(v.e, "SELECT last_error FROM outbox WHERE customer = 'c2'");
+    assert_contains(err, "has no email address");
+    free(err);
+
+    cJSON *mails = mock_get(&m, "/_smtp");
+    assert_int_equal(cJSON_GetArraySize(mails), 2);
+    int seen_ann = 0, seen_ling = 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, mails) {
+        const cJSON *to = cJSON_GetObjectItemCaseSensitive(x, "to");
+        const cJSON *from = cJSON_GetObjectItemCaseSensitive(x, "from");
+        const cJSON *data = cJSON_GetObjectItemCaseSensitive(x, "data");
+        assert_int_equal(cJSON_GetArraySize(to), 1);
+        assert_true(cJSON_IsString(from) && cJSON_IsString(data));
+        assert_string_equal(from->valuestring, "care@shop.test");
+        const char *rcpt = cJSON_GetArrayItem(to, 0)->valuestring;
+        if (strcmp(rcpt, "ann@example.test") == 0) {
+            seen_ann++;
+            assert_contains(data->valuestring, "Subject: Hello Ann\r\n");
+            assert_contains(data->valuestring, "To: <ann@example.test>");
+            assert_contains(data->valuestring, "Dear Ann,\r\nyour parcel left the warehouse");
+        } else if (strcmp(rcpt, "ling@example.test") == 0) {
+            seen_ling++;
+            /* "Hello 玲玲" as an RFC 2047 encoded word */
+            assert_contains(data->valuestring, "Subject: =?UTF-8?B?SGVsbG8g546y546y?=");
+        } else {
+            fail_msg("unexpected recipient %s", rcpt);
+        }
+    }
+    assert_int_equal(seen_ann, 1);
+    assert_int_equal(seen_ling, 1);
+    cJSON_Delete(mails);
+    assert_int_equal(mock_stat(&m, "smtp_messages"), 2);
+    env_close(&v);
+    mock_stop(&m);
+}
+
+/* Opt-out race: a marketing message deferred by quiet hours, then the
+ * customer unsubscribes; at 08:30 the dispatcher checks again and keeps it
+ * back. A second customer who did not unsubscribe gets hers at 08:30. */
+static void test_suppression_recheck(void **state)
+{
+    (void)state;
+    struct mock m;
+    mock_start(&m, NULL);
+    tend_time start, morning;
+    char err[128];
+    assert_int_equal(clock_parse_time("2026-03-02T23:00:00+08:00", &start, err, sizeof err), 0);
+    assert_int_equal(clock_parse_time("2026-03-03T08:30:00+08:00", &morning, err, sizeof err), 0);
+    struct env v;
+    env_open(&v, make_config(&m, NULL, 1), clock_new_virtual(start));
+    customer(v.e, "{\"id\":\"c1\",\"name\":\"Ann\",\"phone\":\"+8613800000001\"}");
+    customer(v.e, "{\"id\":\"c2\",\"name\":\"Bo\",\"phone\":\"+8613800000002\"}");
+    notify(v.e, "c1", NULL, "promo", "spring sale");
+    notify(v.e, "c2", NULL, "promo", "spring sale");
+    assert_true(engine_run_due(v.e, start) > 0);
+    assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox WHERE status = 'deferred'"), 2);
+    store_stmt *s = store_sql(v.e->st, "SELECT COUNT(*) FROM outbox_due WHERE due_at = ?");
+    store_bind_int(s, 1, morning);
+    assert_int_equal(store_step(s), STORE_ROW);
+    assert_int_equal(store_col_int(s, 0), 2);
+    store_reset(s);
+
+    assert_int_equal(engine_advance(v.e, 30 * TEND_MINUTE), 0);
+    cJSON *ev = cJSON_CreateObject();
+    cJSON_AddStringToObject(ev, "type", "unsubscribe");
+    cJSON_AddStringToObject(ev, "customer", "c1");
+    cJSON_AddStringToObject(ev, "channel", "sms");
+    cJSON_AddNumberToObject(ev, "at", (double)engine_now(v.e));
+    accept_event(v.e, ev);
+    cJSON_Delete(ev);
+    assert_true(engine_run_due(v.e, engine_now(v.e)) >= 0);
+    assert_int_equal(mock_stat(&m, "requests"), 0);
+
+    assert_int_equal(engine_advance(v.e, morning + 30 * TEND_MINUTE - engine_now(v.e)), 0);
+    char *st = sql_text(v.e, "SELECT status FROM outbox WHERE customer = 'c1'");
+    assert_string_equal(st, "suppressed");
+    free(st);
+    char *why = sql_text(v.e, "SELECT last_error FROM outbox WHERE customer = 'c1'");
+    assert_contains(why, "unsubscribed");
+    free(why);
+    assert_int_equal(sql_int(v.e, "SELECT attempts FROM outbox WHERE customer = 'c1'"), 0);
+    st = sql_text(v.e, "SELECT status FROM outbox WHERE customer = 'c2'");
+    assert_string_equal(st, "sent");
+    free(st);
+    assert_int_equal(sql_int(v.e, "SELECT sent_at FROM outbox WHERE customer = 'c2'"), morning);
+    assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox_due"), 0);
+    /* the mock got c2's message only */
+    assert_int_equal(mock_stat(&m, "requests"), 1);
+    cJSON *d = mock_get(&m, "/_deliveries");
+    assert_int_equal(cJSON_GetArraySize(d), 1);
+    const cJSON *body = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(d, 0), "body");
+    const cJSON *who = cJSON_GetObjectItemCaseSensitive(body, "customer");
+    assert_true(cJSON_IsString(who));
+    assert_string_equal(who->valuestring, "c2");
+    cJSON_Delete(d);
+    env_close(&v);
+    mock_stop(&m);
+}
+
+/* Segments and cost at price 0.05 per segment: UCS-2 70/67, GSM-7 160/153. */
+static void test_cost(void **state)
+{
+    (void)state;
+    struct mock m;
+    mock_start(&m, NULL);
+    struct env v;
+    env_open(&v, make_config(&m, NULL, 0), clock_new_virtual(T0));
+    char zh71[71 * 3 + 1] = "", zh70[70 * 3 + 1] = "", a160[161], a161[162];
+    for (int i = 0; i < 71; i++)
+        strcat(zh71, "\xe6\x82\xa8");       /* 您 */
+    for (int i = 0; i < 70; i++)
+        strcat(zh70, "\xe6\x82\xa8");
+    memset(a160, 'a', 160);
+    a160[160] = 0;
+    memset(a161, 'b', 161);
+    a161[161] = 0;
+    const struct { const char *id, *text; int segments; double cost; } cases[] = {
+        {"zh71", zh71, 2, 0.10}, {"zh70", zh70, 1, 0.05}, {"a160", a160, 1, 0.05}, {"a161", a161, 2, 0.10},
+    };
+    for (int i = 0; i < 4; i++) {
+        char json[64];
+        snprintf(json, sizeof json, "{\"id\":\"%s\",\"phone\":\"+861380000000%d\"}", cases[i].id, i);
+        customer(v.e, json);
+        notify(v.e, cases[i].id, NULL, "raw", cases[i].text);
+    }
+    assert_true(engine_run_due(v.e, engine_now(v.e)) > 0);
+    store_stmt *s = store_sql(v.e->st, "SELECT status, segments, cost, body FROM outbox WHERE customer = ?");
+    for (int i = 0; i < 4; i++) {
+        store_bind_text(s, 1, cases[i].id, -1);
+        assert_int_equal(store_step(s), STORE_ROW);
+        assert_string_equal(store_col_text(s, 0), "sent");
+        if (store_col_int(s, 1) != cases[i].segments)
+            fail_msg("%s: %lld segments, expected %d", cases[i].id, (long long)store_col_int(s, 1),
+                     cases[i].segments);
+        assert_float_equal(store_col_double(s, 2), cases[i].cost, 1e-9);
+        assert_contains(store_col_text(s, 3), cases[i].text);
+        store_reset(s);
+    }
+    double total = 0;
+    s = store_sql(v.e->st, "SELECT SUM(cost) FROM outbox WHERE status = 'sent'");
+    assert_int_equal(store_step(s), STORE_ROW);
+    total = store_col_double(s, 0);
+    store_reset(s);
+    assert_float_equal(total, 0.30, 1e-9);
+    assert_int_equal(mock_stat(&m, "deliveries"), 4);
+    env_close(&v);
+    mock_stop(&m);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    curl_global_cleanup();
+    clock_shutdown();
+    libevent_global_shutdown();
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sync_faults_exactly_once),
+        cmocka_unit_test(test_async_faults_exactly_once),
+        cmocka_unit_test(test_async_timeouts_replay),
+        cmocka_unit_test(test_dead_letter),
+        cmocka_unit_test(test_retry_after),
+        cmocka_unit_test(test_crash_retry_same_key),
+        cmocka_unit_test(test_crash_retry_replayed),
+        cmocka_unit_test(test_smtp),
+        cmocka_unit_test(test_suppression_recheck),
+        cmocka_unit_test(test_cost),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
