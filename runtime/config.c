@@ -429,6 +429,14 @@ int config_read(struct config *c, lua_State *L, int idx, const char *source, cha
     return rc;
 }
 
+int config_lists(const char *s, char **list)
+{
+    for (char **p = list; p && *p; p++)
+        if (strcmp(*p, s) == 0)
+            return 1;
+    return 0;
+}
+
 void config_push_channels(lua_State *L)
 {
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &CHANNELS_KEY) == LUA_TNIL) {

@@ -51,6 +51,9 @@ void config_free(struct config *c);
  * is stored in the registry for config_push_channels. */
 int config_read(struct config *c, lua_State *L, int idx, const char *source, char *err, size_t errlen);
 
+/* 1 if the NULL-terminated list has s (paid_types, refund_types...). */
+int config_lists(const char *s, char **list);
+
 /* Pushes the channels table from the last config_read (an empty table if none). */
 void config_push_channels(lua_State *L);
 

@@ -330,6 +330,8 @@ static int refresh_derived(engine *e, const char *id)
 
 static int check_tags(const cJSON *tags, char *err, size_t errlen)
 {
+    if (cJSON_IsObject(tags) && !tags->child)
+        return 0;   /* {} from Lua: an empty table is the empty set */
     if (!cJSON_IsArray(tags))
         return bad(err, errlen, "tags", "must be a list of strings");
     const cJSON *t;
@@ -436,18 +438,10 @@ int customer_ensure(engine *e, const char *id, tend_time at)
     return store_changes(e->st) > 0;
 }
 
-static int type_in(const char *type, char **list)
-{
-    for (char **p = list; p && *p; p++)
-        if (strcmp(*p, type) == 0)
-            return 1;
-    return 0;
-}
-
 int customer_apply_event(engine *e, const char *id, const char *type, tend_time at,
                          const cJSON *event)
 {
-    int paid = type_in(type, e->cfg.paid_types), refund = !paid && type_in(type, e->cfg.refund_types);
+    int paid = config_lists(type, e->cfg.paid_types), refund = !paid && config_lists(type, e->cfg.refund_types);
     double amount = 0;
     if (paid || refund) {
         const cJSON *a = cJSON_GetObjectItemCaseSensitive(event, e->cfg.amount_field);
@@ -613,15 +607,21 @@ int customer_sweep(engine *e, tend_time since, tend_time now)
      * last_order_at, which the writes do not touch, but a statement that
      * reads while others write is a trap best not set. */
     struct pathlist { char **v; size_t n, cap; } ids = {0};
-    for (int t = 0; t < 7; t++) {
-        store_stmt *s = store_sql(e->st, "SELECT id FROM customers WHERE last_order_at > ?"
-                                         " AND last_order_at <= ?");
-        store_bind_int(s, 1, since - thresholds[t]);
-        store_bind_int(s, 2, now - thresholds[t]);
-        while (store_step(s) == STORE_ROW) {
-            if (ids.n == ids.cap)
-                ids.v = xrealloc(ids.v, (ids.cap = ids.cap ? ids.cap * 2 : 64) * sizeof *ids.v);
-            ids.v[ids.n++] = xstrdup(store_col_text(s, 0));
+    /* Customers with orders age by last_order_at; those without by
+     * first_seen_at (a partial index holds just them). */
+    static const char *const sql[2] = {
+        "SELECT id FROM customers WHERE last_order_at > ? AND last_order_at <= ?",
+        "SELECT id FROM customers WHERE first_seen_at > ? AND first_seen_at <= ? AND last_order_at IS NULL"};
+    for (int q = 0; q < 2; q++) {
+        for (int t = 0; t < (q ? 3 : 7); t++) {
+            store_stmt *s = store_sql(e->st, sql[q]);
+            store_bind_int(s, 1, since - thresholds[t]);
+            store_bind_int(s, 2, now - thresholds[t]);
+            while (store_step(s) == STORE_ROW) {
+                if (ids.n == ids.cap)
+                    ids.v = xrealloc(ids.v, (ids.cap = ids.cap ? ids.cap * 2 : 64) * sizeof *ids.v);
+                ids.v[ids.n++] = xstrdup(store_col_text(s, 0));
+            }
         }
     }
     int changed = 0, rc = 0;

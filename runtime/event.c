@@ -101,6 +101,16 @@ static int validate(engine *e, const cJSON *ev, struct event_head *h, char *err,
             return -1;
         }
     }
+    /* An order's amount feeds total_spent and the M score: a text there is
+     * a sender's bug, better refused than counted as nothing. */
+    if (config_lists(h->type, e->cfg.paid_types) || config_lists(h->type, e->cfg.refund_types)) {
+        const cJSON *amount = cJSON_GetObjectItemCaseSensitive(ev, e->cfg.amount_field);
+        if (amount && !cJSON_IsNull(amount) && (!cJSON_IsNumber(amount) || amount->valuedouble < 0)) {
+            snprintf(err, errlen, "field '%s' must be a non-negative number (the amount of %s)",
+                     e->cfg.amount_field, h->type);
+            return -1;
+        }
+    }
     if (h->customer && e->cfg.reject_unknown && customer_exists(e, h->customer) != 1) {
         snprintf(err, errlen, "unknown customer '%s' (the settings reject unknown customers)", h->customer);
         return -1;

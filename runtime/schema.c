@@ -26,6 +26,8 @@ static const char m1_core[] =
     "CREATE INDEX customers_city ON customers(city, last_order_at);"
     "CREATE INDEX customers_last_order ON customers(last_order_at);"
     "CREATE INDEX customers_region ON customers(region);"
+    /* customers who never ordered age by first_seen_at (customer_sweep) */
+    "CREATE INDEX customers_first_seen ON customers(first_seen_at) WHERE last_order_at IS NULL;"
     "CREATE TABLE customer_tags ("
     " customer TEXT NOT NULL, tag TEXT NOT NULL,"
     " PRIMARY KEY (customer, tag)) WITHOUT ROWID;"

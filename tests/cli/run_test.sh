@@ -76,6 +76,7 @@ return {
   listen = "127.0.0.1:$port",
   timezone = "Asia/Shanghai",
   quiet_hours = false,
+  unknown_customers = "create",
   channels = { sms = { type = "file" } },
 }
 EOF
