@@ -501,6 +501,16 @@ int catalog_push_journey(engine *e, const char *name, const char *version)
     return 0;
 }
 
+int catalog_push_current(engine *e, const char *name)
+{
+    const char *version = catalog_current_version(e, name);
+    if (!version) {
+        lua_pushnil(sandbox_state(e->sb));
+        return 0;
+    }
+    return catalog_push_journey(e, name, version);
+}
+
 const char *catalog_current_version(engine *e, const char *name)
 {
     lua_State *L = sandbox_state(e->sb);

@@ -32,7 +32,9 @@ int catalog_run_script(engine *e, const char *path, const char *version, int old
 void catalog_commit(engine *e);
 void catalog_abort(engine *e);
 
+/* Push the declaration (or nil: exactly one value either way); 1 if found. */
 int catalog_push_journey(engine *e, const char *name, const char *version);
+int catalog_push_current(engine *e, const char *name);
 /* The current version of a journey (a pointer into the catalog, valid until
  * the next load), or NULL. */
 const char *catalog_current_version(engine *e, const char *name);

@@ -169,10 +169,8 @@ int dates_customer_changed(engine *e, const char *customer)
     for (int i = 1; lua_istable(L, list) && i <= (int)lua_rawlen(L, list) && rc == 0; i++) {
         lua_rawgeti(L, list, i);
         const char *name = lua_tostring(L, -1);
-        const char *version = catalog_current_version(e, name);
-        if (version && catalog_push_journey(e, name, version)) {
+        if (catalog_push_current(e, name))
             rc = schedule_journey(e, name, lua_gettop(L), customer);
-        }
         lua_pop(L, 2);
     }
     lua_settop(L, list - 1);
@@ -198,8 +196,7 @@ int dates_sync(engine *e)
     for (int i = 1; rc == 0 && lua_istable(L, list) && i <= (int)lua_rawlen(L, list); i++) {
         lua_rawgeti(L, list, i);
         const char *name = lua_tostring(L, -1);
-        const char *version = catalog_current_version(e, name);
-        if (version && catalog_push_journey(e, name, version)) {
+        if (catalog_push_current(e, name)) {
             char *key = trigger_key(L, lua_gettop(L));
             char *meta = xasprintf("dated.%s", name);
             char *old = store_meta_get(e->st, meta);
@@ -225,9 +222,8 @@ int dates_sync(engine *e)
         struct { char **v; int n; } gone = {0};
         while (store_step(s) == STORE_ROW) {
             const char *j = store_col_text(s, 0);
-            const char *version = catalog_current_version(e, j);
             int dated = 0;
-            if (version && catalog_push_journey(e, j, version)) {
+            if (catalog_push_current(e, j)) {
                 lua_getfield(L, -1, "on");
                 dated = lua_istable(L, -1);
                 lua_pop(L, 1);
@@ -277,8 +273,7 @@ int dates_run_due(engine *e, tend_time now, int max)
     lua_State *L = sandbox_state(e->sb);
     int rc = store_begin(e->st), fired = 0;
     for (int i = 0; i < n && rc == 0; i++) {
-        const char *version = catalog_current_version(e, due[i].journey);
-        if (!version || !catalog_push_journey(e, due[i].journey, version)) {
+        if (!catalog_push_current(e, due[i].journey)) {
             lua_pop(L, 1);
             rc = delete_row(e, due[i].journey, due[i].customer);
             continue;

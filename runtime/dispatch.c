@@ -17,6 +17,7 @@
 #include "channel.h"
 #include "customer.h"
 #include "dispatch.h"
+#include "filesink.h"
 #include "json.h"
 #include "outbox.h"
 #include "policy.h"
@@ -533,8 +534,6 @@ struct dispatcher {
     int ndone, capdone;
     struct chan_slot *slots;
     int nslots;
-    FILE *files_fp[8];
-    char *files_path[8];
 };
 
 static double mono(void)
@@ -748,11 +747,6 @@ void dispatch_free(engine *e)
     for (int i = 0; i < d->nslots; i++)
         free(d->slots[i].name);
     free(d->slots);
-    for (int i = 0; i < 8; i++) {
-        if (d->files_fp[i])
-            fclose(d->files_fp[i]);
-        free(d->files_path[i]);
-    }
     if (d->timer)
         event_free(d->timer);
     if (d->flush)
@@ -790,13 +784,12 @@ static int load_row(engine *e, int64_t id, tend_time due, struct row *r)
 static int write_file(engine *e, const struct row *r, char *err, size_t errlen)
 {
     lua_State *L = sandbox_state(e->sb);
+    int top = lua_gettop(L);
     struct channel_info info;
     channel_push(e, r->channel, &info);
-    const char *path = "outbox.ndjson";
-    if (lua_istable(L, -1) && lua_getfield(L, -1, "path") == LUA_TSTRING)
-        path = lua_tostring(L, -1);
-    char *full = util_path_join(e->dir, path);
-    lua_settop(L, lua_gettop(L) - (lua_istable(L, -1) ? 1 : 2));
+    char *path = xstrdup(lua_istable(L, -1) && lua_getfield(L, -1, "path") == LUA_TSTRING
+                             ? lua_tostring(L, -1) : "outbox.ndjson");
+    lua_settop(L, top);
     cJSON *line = cJSON_CreateObject();
     cJSON_AddNumberToObject(line, "id", (double)r->id);
     cJSON_AddStringToObject(line, "key", r->key);
@@ -813,14 +806,9 @@ static int write_file(engine *e, const struct row *r, char *err, size_t errlen)
     cJSON_AddStringToObject(line, "at", clock_format(engine_now(e), NULL, when, sizeof when));
     char *text = json_print(line);
     cJSON_Delete(line);
-    FILE *f = fopen(full, "a");
-    int rc = 0;
-    if (!f || fprintf(f, "%s\n", text) < 0 || fclose(f) != 0) {
-        snprintf(err, errlen, "%s: cannot append", full);
-        rc = -1;
-    }
+    int rc = filesink_append(e, path, text, err, errlen);
     free(text);
-    free(full);
+    free(path);
     return rc;
 }
 
@@ -984,9 +972,16 @@ int dispatch_run_due(engine *e, tend_time now, int max)
             handled += k;
     }
     free(due);
+    /* File lines reach the disk before the pass that wrote them commits. */
+    char err[300];
+    if (rc == 0 && filesink_sync(e, err, sizeof err) != 0) {
+        engine_logf(e, "error", "file channel: %s", err);
+        rc = -1;
+    }
     if (rc == 0 && store_commit(e->st) == 0)
         return handled;
     if (rc != 0)
         store_rollback(e->st);
+    filesink_discard(e);
     return -1;
 }

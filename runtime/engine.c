@@ -12,6 +12,7 @@
 #include "dates.h"
 #include "dispatch.h"
 #include "event.h"
+#include "filesink.h"
 #include "helpers.h"
 #include "instance.h"
 #include "json.h"
@@ -136,6 +137,7 @@ void engine_close(engine *e)
     if (!e)
         return;
     dispatch_free(e);
+    filesink_close(e);
     sandbox_free(e->sb);
     store_close(e->st);
     config_free(&e->cfg);

@@ -32,6 +32,7 @@
 
 struct run_ctx;
 struct dispatcher;
+struct filesink;
 
 typedef void (*engine_log_fn)(void *ud, const char *level, const char *msg);
 
@@ -68,6 +69,7 @@ typedef struct engine {
     int loading_old;            /* loading an old version: only its journeys count */
 
     struct dispatcher *dispatch;    /* delivery (NULL until first needed) */
+    struct filesink *files;     /* open file-channel files (filesink.c) */
     cJSON *http_stubs;          /* t.sim stub_http: url -> response */
     tend_time lifecycle_swept;  /* last time the lifecycle sweep ran */
     struct engine_stats stats;

@@ -323,8 +323,7 @@ static int trigger_journeys(engine *e, const char *customer, const char *type, c
     for (int i = 1; i <= n && rc == 0; i++) {
         lua_rawgeti(L, list, i);
         const char *name = lua_tostring(L, -1);
-        const char *version = catalog_current_version(e, name);
-        if (version && catalog_push_journey(e, name, version)) {
+        if (catalog_push_current(e, name)) {
             if (instance_admits(e, lua_gettop(L), name, customer, ev) == 1) {
                 char err[300];
                 if (instance_start(e, name, customer, ev, 1, err, sizeof err) < 0) {
@@ -352,8 +351,7 @@ static int queue_fanouts(engine *e, int64_t seq, const char *type)
     for (int i = 1; i <= (int)lua_rawlen(L, list) && rc == 0; i++) {
         lua_rawgeti(L, list, i);
         const char *name = lua_tostring(L, -1);
-        const char *version = catalog_current_version(e, name);
-        if (version && catalog_push_journey(e, name, version)) {
+        if (catalog_push_current(e, name)) {
             if (lua_getfield(L, -1, "audience") == LUA_TNIL) {
                 engine_logf(e, "warn", "journey '%s': broadcast '%s' has no customer and the journey "
                             "no audience; skipped", name, type);
@@ -523,9 +521,8 @@ static int fanout_batch(store *st, void *ud)
 
     int rc = 0, done = 1;
     struct idlist ids = {0};
-    const char *version = catalog_current_version(e, journey);
     int top = lua_gettop(L);
-    if (version && catalog_push_journey(e, journey, version)) {
+    if (catalog_push_current(e, journey)) {
         int decl = lua_gettop(L);
         if (push_audience(e, decl, ev, journey) == 0) {
             char err[300];

@@ -185,10 +185,14 @@ static int import_row(struct importer *im, const cJSON *obj, int flags, const ch
         id = cJSON_GetObjectItemCaseSensitive(obj, "id")->valuestring;
     /* A new or changed birthday (or any date field, or zone) re-plans the
      * customer's date triggers, in the row's own savepoint. */
-    if (dates_customer_changed(im->e, id) != 0 || store_commit(st) != 0) {
+    if (dates_customer_changed(im->e, id) != 0) {
         snprintf(im->reason, sizeof im->reason, "date triggers: %s", store_errmsg(st));
         store_rollback(st);
         return store_failed(im, line, im->reason);
+    }
+    if (store_commit(st) != 0) {
+        store_rollback(st);
+        return store_failed(im, line, store_errmsg(st));
     }
     if (created)
         im->batch_created++;
@@ -622,7 +626,7 @@ static int csv_run(struct importer *im, struct reader *r)
                 break;
         }
         if (rc < 0)
-            rc = read_failed(im, r, c.line);
+            rc = read_failed(im, r, c.first_line);
         else if (rc == 1)
             rc = -1;    /* the store failed: im->err is set */
     }

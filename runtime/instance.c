@@ -94,8 +94,8 @@ int64_t instance_start(engine *e, const char *journey, const char *customer, con
 {
     lua_State *L = sandbox_state(e->sb);
     const char *version = catalog_current_version(e, journey);
-    if (!version || !catalog_push_journey(e, journey, version)) {
-        lua_pop(L, version ? 1 : 0);
+    if (!catalog_push_current(e, journey)) {
+        lua_pop(L, 1);
         snprintf(err, errlen, "no journey named '%s'", journey);
         return -1;
     }

@@ -141,7 +141,7 @@ int outbox_send(engine *e, const struct send_request *r, struct send_result *out
     struct policy_verdict v;
     if (!text || (m.subject && !subject)) {
         status = "failed";
-        snprintf(out->error, sizeof out->error, "template '%s': %s", r->template_name, rerr);
+        snprintf(out->error, sizeof out->error, "template '%.60s': %.180s", r->template_name, rerr);
         why = out->error;
     } else {
         if (policy_check(e, r->customer, r->channel, m.marketing, priority, defer, now, &v) != 0) {

@@ -465,14 +465,13 @@ static int p_start(lua_State *L)
     }
     /* when() filters every way in, start() included. */
     int64_t id = 0;
-    const char *version = catalog_current_version(e, journey);
-    if (version && catalog_push_journey(e, journey, version)) {
+    if (catalog_push_current(e, journey)) {
         int ok = instance_admits(e, lua_gettop(L), journey, customer, payload);
         lua_pop(L, 1);
         if (ok == 1)
             id = instance_start(e, journey, customer, payload, 0, err, sizeof err);
     } else {
-        lua_pop(L, version ? 1 : 0);
+        lua_pop(L, 1);
         snprintf(err, sizeof err, "no journey named '%s'", journey);
         id = -1;
     }

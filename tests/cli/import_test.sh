@@ -124,7 +124,8 @@ count tier 1
 # --- a clean file exits 0: BOM, CRLF, read from stdin -----------------------
 printf '\357\273\277id,name,tags\r\nz1,Zed,vip\r\n' >clean.csv
 "$TEND" import --dir "$tmp" - <clean.csv >out.txt 2>err.txt
-[ $? = 0 ] || fail "import from stdin: exit status $?; $(cat err.txt)"
+status=$?
+[ "$status" = 0 ] || fail "import from stdin: exit status $status; $(cat err.txt)"
 stdout_is "imported 1, updated 0, rejected 0"
 count all 6
 count vip 4

@@ -119,6 +119,33 @@ t.case("an audience combining operators: tags and a segment-style filter", funct
   t.eq(customers_of(s:sent{}), { "a", "b" })
 end)
 
+t.case("an audience may be a fixed filter table", function()
+  local s = sim([[
+    template "note" { category = "transactional", sms = "notice" }
+    journey "vip_notice" { on = "store.notice", audience = { tags = "vip" },
+                           run = function(c) send("sms", c, "note") end }
+  ]])
+  s:customer{ id = "a", tags = { "vip" } }
+  s:customer{ id = "b" }
+  s:event{ type = "store.notice" }
+  t.eq(customers_of(s:sent{}), { "a" })
+end)
+
+t.case("a broken audience is logged and reaches nobody; later events still flow", function()
+  local s = sim([[
+    template "note" { category = "transactional", sms = "hi" }
+    journey "bad" { on = "weather.alert", audience = function(ev) return { citi = ev.city } end,
+                    run = function(c) send("sms", c, "note") end }
+    journey "good" { on = "order.paid", run = function(c) send("sms", c, "note") end }
+  ]])
+  s:customer{ id = "a", city = "Wuhan" }
+  s:event{ type = "weather.alert", city = "Wuhan" }
+  t.eq(#s:instances{ journey = "bad" }, 0)
+  t.match(s:log(), "journey 'bad': audience: segment: field 'citi' is not a customer field")
+  s:event{ type = "order.paid", customer = "a", total = 1 }
+  t.eq(#s:sent{ journey = "good" }, 1)
+end)
+
 t.case("a fan-out over more than two pages starts exactly one instance per customer", function()
   local s = sim(WEATHER:gsub("send%(", "wait(hours(2)); send("))
   local n = 1200

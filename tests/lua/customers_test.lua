@@ -101,6 +101,21 @@ t.case("configured order types and amount field drive the computed fields", func
   t.eq(c.total_spent, 85)
 end)
 
+t.case("an order whose amount is not a number is refused, naming the field; nothing counts", function()
+  local s = sim()
+  s:customer{ id = "c1" }
+  t.fails(function() s:event{ type = "order.paid", customer = "c1", total = "99.00" } end, "'total'")
+  t.fails(function() s:event{ type = "order.refunded", customer = "c1", total = -5 } end, "'total'")
+  local c = s:customer("c1")
+  t.eq(c.orders_count, 0)
+  t.eq(c.total_spent, 0)
+  -- an order with no amount still counts as an order
+  s:event{ type = "order.paid", customer = "c1" }
+  c = s:customer("c1")
+  t.eq(c.orders_count, 1)
+  t.eq(c.total_spent, 0)
+end)
+
 t.case("a repeated event id is ignored: s:event returns false and nothing counts twice", function()
   local s = sim()
   s:customer{ id = "c1" }

@@ -41,6 +41,8 @@ t.case("equality and one_of on text fields; a missing value never equals", funct
   t.eq(s:segment{ region = "East", total_spent = at_least(1000) }, { "a" })
   t.eq(s:segment{ birthday = "1990-05-01" }, { "e" })
   t.eq(s:segment{ id = "c" }, { "c" })
+  s:customer{ id = "c", phone = "13800000000" }
+  t.eq(s:segment{ phone = 13800000000 }, { "c" }, "a number written for a text field means its digits")
   t.eq(s:segment{}, { "a", "b", "c", "d", "e" })
 end)
 
@@ -385,8 +387,10 @@ local function gen_filter(rng, now)
       end
     end,
     tags = function()
-      local k = rng.int(1, 5)
-      if k == 1 then
+      local k = rng.int(1, 6)
+      if k == 6 then
+        return not_(one_of("vip", "gold")), function(c) return not (has_tag(c, "vip") or has_tag(c, "gold")) end
+      elseif k == 1 then
         local tag = rng.pick{ "vip", "gold" }
         return tag, function(c) return has_tag(c, tag) end
       elseif k == 2 then
