@@ -118,6 +118,24 @@ static int delete_row(engine *e, const char *journey, const char *customer)
     return store_run(s);
 }
 
+/* The SQL reading a field for one customer, kept for the life of the
+ * process: the statement cache finds a query by its text's address, and a
+ * query per import row must not be prepared per row. */
+static const char *one_customer_sql(const char *expr)
+{
+    static struct { char *expr, *sql; } interned[32];
+    for (int i = 0; i < 32; i++) {
+        if (!interned[i].expr) {
+            interned[i].expr = xstrdup(expr);
+            interned[i].sql = xasprintf("SELECT id, %s, timezone FROM customers WHERE %s IS NOT NULL AND id = ?",
+                                        expr, expr);
+        }
+        if (strcmp(interned[i].expr, expr) == 0)
+            return interned[i].sql;
+    }
+    return NULL;
+}
+
 /* Recomputes the rows of `journey` (decl at idx) for one customer, or for
  * every customer with the field set when `customer` is NULL. */
 static int schedule_journey(engine *e, const char *journey, int decl, const char *customer)
@@ -130,10 +148,11 @@ static int schedule_journey(engine *e, const char *journey, int decl, const char
         engine_logf(e, "error", "journey '%s': anniversary field '%s' is not a date field", journey, t.field);
         return 0;
     }
-    char *sql = xasprintf("SELECT id, %s, timezone FROM customers WHERE %s IS NOT NULL%s", expr, expr,
-                          customer ? " AND id = ?" : "");
+    const char *cached = customer ? one_customer_sql(expr) : NULL;
+    char *sql = cached ? NULL : xasprintf("SELECT id, %s, timezone FROM customers WHERE %s IS NOT NULL%s",
+                                          expr, expr, customer ? " AND id = ?" : "");
     free(expr);
-    store_stmt *s = store_prepare(e->st, sql);
+    store_stmt *s = cached ? store_sql(e->st, cached) : store_prepare(e->st, sql);
     free(sql);
     if (!s)
         return -1;
@@ -155,7 +174,10 @@ static int schedule_journey(engine *e, const char *journey, int decl, const char
         else
             rc = delete_row(e, journey, id);
     }
-    store_finalize(s);
+    if (cached)
+        store_reset(s);
+    else
+        store_finalize(s);
     if (customer && !found)
         rc = delete_row(e, journey, customer);
     return rc;

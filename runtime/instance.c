@@ -335,6 +335,8 @@ int instance_wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *e
         row_free(&r);
         return 0;
     }
+    if (reason == WAKE_TIMER && r.wake_at <= engine_now(e))
+        r.wake_at = 0;   /* instance_run_due removed the timer that fired */
     lua_State *L = sandbox_state(e->sb);
     int top = lua_gettop(L);
     struct run_ctx ctx = {0};

@@ -400,7 +400,7 @@ static int cmd_segment(int argc, char **argv)
                 fprintf(stderr, "tend segment: store: %s\n", store_errmsg(e->st));
             } else {
                 double ms = (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
-                printf("%lld customers (counted in %.1f ms)\n", (long long)n, ms);
+                printf("%lld customer%s (counted in %.1f ms)\n", (long long)n, n == 1 ? "" : "s", ms);
                 struct sample s = {e, o.sample};
                 if (o.sample > 0 && n > 0)
                     segment_page(e->st, q, "", o.sample, print_sample, &s);

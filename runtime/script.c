@@ -166,7 +166,8 @@ int script_load_dir(engine *e, const char *dir, char **errors)
         names[n++] = util_path_join(dir, name);
     }
     closedir(d);
-    qsort(names, (size_t)n, sizeof *names, cmp_str);
+    if (n > 1)
+        qsort(names, (size_t)n, sizeof *names, cmp_str);
     int rc = script_load_files(e, (const char *const *)names, n, errors);
     for (int i = 0; i < n; i++)
         free(names[i]);
@@ -210,7 +211,7 @@ int script_load_version(engine *e, const char *version)
 
 /* --- migration --------------------------------------------------------- */
 
-/* The history as migrate() sees it: {kind, args, result, at} per step. */
+/* The history as migrate() sees it: {kind, args, result} per step. */
 static void push_history(lua_State *L, const cJSON *history)
 {
     lua_createtable(L, cJSON_GetArraySize(history), 0);
@@ -224,8 +225,6 @@ static void push_history(lua_State *L, const cJSON *history)
         lua_setfield(L, -2, "args");
         json_push(L, cJSON_GetObjectItemCaseSensitive(h, "r"));
         lua_setfield(L, -2, "result");
-        json_push(L, cJSON_GetObjectItemCaseSensitive(h, "t"));
-        lua_setfield(L, -2, "at");
         lua_rawseti(L, -2, i++);
     }
 }

@@ -89,8 +89,10 @@ int step_take(lua_State *L, struct run_ctx *ctx, const char *kind, const char *d
         return STEP_LIVE;
     cJSON *e = cJSON_GetArrayItem(ctx->history, ctx->pos);
     const cJSON *h = cJSON_GetObjectItemCaseSensitive(e, "h");
+    char want[12];
+    snprintf(want, sizeof want, "%x", hash);
     /* An entry without a hash came from a migration: only its kind is checked. */
-    if (strcmp(entry_str(e, "k"), kind) != 0 || (cJSON_IsNumber(h) && (uint32_t)h->valuedouble != hash))
+    if (strcmp(entry_str(e, "k"), kind) != 0 || (cJSON_IsString(h) && strcmp(h->valuestring, want) != 0))
         diverge(L, ctx, e, kind, desc);
     if (entry)
         *entry = e;
@@ -106,11 +108,14 @@ cJSON *step_record(lua_State *L, struct run_ctx *ctx, const char *kind, const ch
 {
     cJSON *e = cJSON_CreateObject();
     cJSON_AddStringToObject(e, "k", kind);
-    cJSON_AddNumberToObject(e, "h", hash);
+    /* The hash as hex text: cJSON prints every number through sprintf and
+     * reads it back with sscanf, the most expensive part of storing a wake. */
+    char hex[12];
+    snprintf(hex, sizeof hex, "%x", hash);
+    cJSON_AddStringToObject(e, "h", hex);
     char shortdesc[81];
     snprintf(shortdesc, sizeof shortdesc, "%s", desc);
     cJSON_AddStringToObject(e, "a", shortdesc);
-    cJSON_AddNumberToObject(e, "t", (double)ctx->now);
     if (idx) {
         char err[200];
         cJSON *r = json_from_lua(L, idx, err, sizeof err);

@@ -208,6 +208,7 @@ static sqlite3_stmt *ready(sqlite3_stmt *stmt)
 
 store_stmt *store_sql(store *st, const char *sql)
 {
+    st->err[0] = 0;   /* errors from here on are SQLite's, for this statement */
     struct alias *a = &st->aliases[((uintptr_t)sql >> 3) % ALIASES];
     if (a->sql == sql)
         return (store_stmt *)(void *)ready(a->stmt);
@@ -404,8 +405,13 @@ int store_rollback(store *st)
     if (st->depth <= 0)
         return -1;
     int rc;
+    /* Keep the error that caused the rollback: ROLLBACK itself succeeds
+     * and would leave SQLite's message at "not an error". */
     char keep[sizeof st->err];
-    memcpy(keep, st->err, sizeof keep);
+    if (st->err[0])
+        memcpy(keep, st->err, sizeof keep);
+    else
+        snprintf(keep, sizeof keep, "%s", sqlite3_errmsg(st->db));
     if (st->depth == 1) {
         reset_busy(st);
         rc = store_exec(st, "ROLLBACK");

@@ -47,7 +47,7 @@ count() {
     "$TEND" segment --dir "$tmp" --sample 0 "$1" >seg.txt 2>&1 || fail "tend segment $1: $(cat seg.txt)"
     first=$(sed -n 1p seg.txt)
     case $first in
-        "$2 customers"*) ;;
+        "$2 customers "*|"$2 customer "*) ;;
         *) fail "segment $1: expected $2 customers, got '$first'" ;;
     esac
 }

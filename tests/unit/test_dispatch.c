@@ -61,6 +61,27 @@ struct mock {
     int port, smtp_port;
 };
 
+/* Mocks still running, so a failed test (cmocka longjmps out of it) does
+ * not leave one behind: the per-test teardown stops them. */
+#define MAX_LIVE 8
+static pid_t live[MAX_LIVE];
+
+static void live_add(pid_t pid)
+{
+    for (int i = 0; i < MAX_LIVE; i++)
+        if (!live[i]) {
+            live[i] = pid;
+            return;
+        }
+}
+
+static void live_remove(pid_t pid)
+{
+    for (int i = 0; i < MAX_LIVE; i++)
+        if (live[i] == pid)
+            live[i] = 0;
+}
+
 static const char *mock_binary(char *buf, size_t n)
 {
     const char *dir = getenv("TEND_BUILD");
@@ -110,6 +131,7 @@ static void mock_start_on(struct mock *m, int port, const char *const *args)
     close(fds[1]);
     memset(m, 0, sizeof *m);
     m->pid = pid;
+    live_add(pid);
     /* Read "PORT n\n" [+ "SMTP n\n"], for at most 10 s. */
     char buf[256];
     size_t len = 0;
@@ -151,6 +173,7 @@ static void mock_stop(struct mock *m)
     }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         fprintf(stderr, "note: mock_provider (pid %d) ended with status %d\n", (int)m->pid, status);
+    live_remove(m->pid);
     m->pid = 0;
 }
 
@@ -382,6 +405,23 @@ static int64_t not_sent(engine *e)
     return store_count(e->st, "SELECT COUNT(*) FROM outbox WHERE status <> 'sent'");
 }
 
+/* Fails, listing the rows not sent (for a test that ran out of time). */
+static void fail_unsent(engine *e, double took)
+{
+    strbuf b;
+    strbuf_init(&b);
+    store_stmt *s = store_sql(e->st, "SELECT o.id, o.status, o.attempts, o.last_error, d.due_at, o.idem_key"
+                                     " FROM outbox o LEFT JOIN outbox_due d ON d.id = o.id"
+                                     " WHERE o.status <> 'sent' LIMIT 10");
+    while (store_step(s) == STORE_ROW)
+        strbuf_printf(&b, "\n  row %lld %s attempts=%lld error=%s due=%lld (now %lld) key=%s",
+                      (long long)store_col_int(s, 0), store_col_text(s, 1), (long long)store_col_int(s, 2),
+                      store_col_text(s, 3) ? store_col_text(s, 3) : "-", (long long)store_col_int(s, 4),
+                      (long long)engine_now(e), store_col_text(s, 5));
+    fail_msg("after %.1f s, %lld rows not sent (in flight %d):%s", took, (long long)not_sent(e),
+             dispatch_in_flight(e), b.s ? b.s : "");
+}
+
 /* Advances the virtual clock in steps until every row is sent (at most
  * `steps` steps of `step` seconds, and 120 s of wall time). */
 static void advance_until_sent(engine *e, tend_time step, int steps)
@@ -490,8 +530,7 @@ static void test_async_faults_exactly_once(void **state)
     many(v.e, N_FAULTY);
     double took = pump(v.e, base, 90, all_sent, NULL);
     if (not_sent(v.e) > 0)
-        fail_msg("after %.1f s, %lld rows not sent", took,
-                 (long long)not_sent(v.e));
+        fail_unsent(v.e, took);
     assert_exactly_once(&m, v.e, N_FAULTY);
     assert_true(store_count(v.e->st, "SELECT COUNT(*) FROM outbox WHERE attempts > 1") > 0);
     /* libcurl may resend a request on its own when a reused connection was
@@ -520,7 +559,7 @@ static void test_async_timeouts_replay(void **state)
     many(v.e, N_SLOW);
     double took = pump(v.e, base, 90, all_sent, NULL);
     if (not_sent(v.e) > 0)
-        fail_msg("after %.1f s, %lld rows not sent", took, (long long)not_sent(v.e));
+        fail_unsent(v.e, took);
     assert_exactly_once(&m, v.e, N_SLOW);
     int64_t slow = mock_stat(&m, "slow"), replays = mock_stat(&m, "replays");
     assert_true(slow > 0);
@@ -929,6 +968,19 @@ static int setup(void **state)
     return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
 }
 
+/* After each test: stops any mock a failed test left running. */
+static int stop_leftovers(void **state)
+{
+    (void)state;
+    for (int i = 0; i < MAX_LIVE; i++) {
+        if (live[i]) {
+            struct mock m = {.pid = live[i]};
+            mock_stop(&m);
+        }
+    }
+    return 0;
+}
+
 static int teardown(void **state)
 {
     (void)state;
@@ -941,16 +993,20 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sync_faults_exactly_once),
-        cmocka_unit_test(test_async_faults_exactly_once),
-        cmocka_unit_test(test_async_timeouts_replay),
-        cmocka_unit_test(test_dead_letter),
-        cmocka_unit_test(test_retry_after),
-        cmocka_unit_test(test_crash_retry_same_key),
-        cmocka_unit_test(test_crash_retry_replayed),
-        cmocka_unit_test(test_smtp),
-        cmocka_unit_test(test_suppression_recheck),
-        cmocka_unit_test(test_cost),
+        cmocka_unit_test_teardown(test_sync_faults_exactly_once, stop_leftovers),
+        cmocka_unit_test_teardown(test_async_faults_exactly_once, stop_leftovers),
+        cmocka_unit_test_teardown(test_async_timeouts_replay, stop_leftovers),
+        cmocka_unit_test_teardown(test_dead_letter, stop_leftovers),
+        cmocka_unit_test_teardown(test_retry_after, stop_leftovers),
+        cmocka_unit_test_teardown(test_crash_retry_same_key, stop_leftovers),
+        cmocka_unit_test_teardown(test_crash_retry_replayed, stop_leftovers),
+        cmocka_unit_test_teardown(test_smtp, stop_leftovers),
+        cmocka_unit_test_teardown(test_suppression_recheck, stop_leftovers),
+        cmocka_unit_test_teardown(test_cost, stop_leftovers),
     };
+    /* TEST_DISPATCH_FILTER=test_smtp (a glob) runs only the matching tests */
+    const char *only = getenv("TEST_DISPATCH_FILTER");
+    if (only && *only)
+        cmocka_set_test_filter(only);
     return cmocka_run_group_tests(tests, setup, teardown);
 }
