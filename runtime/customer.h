@@ -79,7 +79,8 @@ void customer_rfm(const struct config *c, int64_t orders, double spent, tend_tim
  * threshold in (since, now]. Returns how many rows changed, -1 on error. */
 int customer_sweep(engine *e, tend_time since, tend_time now);
 
-/* Registers the customer handle metatable and `customers()`. */
+/* Registers the customer handle metatable, customers(), segment_count()
+ * and at_local(). */
 void customer_lua_register(engine *e);
 /* Pushes a handle for customer `id` (rows are read lazily). */
 void customer_push_handle(engine *e, lua_State *L, const char *id);

@@ -355,6 +355,40 @@ static int l_customers(lua_State *L)
     return 1;
 }
 
+/* at_local(c, "10:00") → the next time it is 10:00 for this customer, in
+ * the customer's zone (the configured default when it has none). Inside a
+ * run it is a recorded step: a replay gets the same instant even if the
+ * customer has moved zones since. */
+static int l_at_local(lua_State *L)
+{
+    engine *e = engine_of(L);
+    const char *id = customer_handle_id(L, 1);
+    luaL_argexpected(L, id, 1, "customer");
+    const char *hhmm = luaL_checkstring(L, 2);
+    int hh, mm;
+    if (clock_parse_hhmm(hhmm, &hh, &mm) != 0)
+        return luaL_argerror(L, 2, "a local time \"HH:MM\" expected");
+    struct run_ctx *ctx = step_ctx(e);
+    char key[200];
+    snprintf(key, sizeof key, "%s\x1f%s", id, hhmm);
+    uint32_t hash = 0;
+    if (ctx && !ctx->no_steps) {
+        hash = step_hash(key);
+        if (step_take(L, ctx, "at_local", hhmm, hash, NULL) == STEP_REPLAY)
+            return 1;
+    }
+    char *tz = customer_timezone(e, id);
+    tend_time t;
+    int rc = clock_next_local(ctx ? ctx->now : engine_now(e), tz, hh, mm, &t);
+    free(tz);
+    if (rc != 0)
+        return luaL_error(L, "at_local: cannot compute %s in the customer's zone", hhmm);
+    lua_pushinteger(L, t);
+    if (ctx && !ctx->no_steps)
+        step_record(L, ctx, "at_local", hhmm, hash, lua_gettop(L));
+    return 1;
+}
+
 /* segment_count(segment_or_filter) → how many customers match. */
 static int l_segment_count(lua_State *L)
 {
@@ -411,4 +445,7 @@ void customer_lua_register(engine *e)
     lua_pushlightuserdata(L, e);
     lua_pushcclosure(L, l_segment_count, 1);
     sandbox_set_global(e->sb, "segment_count", 0);
+    lua_pushlightuserdata(L, e);
+    lua_pushcclosure(L, l_at_local, 1);
+    sandbox_set_global(e->sb, "at_local", 0);
 }

@@ -103,9 +103,9 @@ static int h_ago(lua_State *L)
 
 static int h_log(lua_State *L)
 {
+    int n = lua_gettop(L);   /* before luaL_buffinit, which may push a box */
     luaL_Buffer b;
     luaL_buffinit(L, &b);
-    int n = lua_gettop(L);
     for (int i = 1; i <= n; i++) {
         if (i > 1)
             luaL_addchar(&b, ' ');

@@ -406,3 +406,21 @@ t.case("primitives outside a run say so", function()
   s:advance(hours(1))
   t.match(s:log(), "wait%(%) can only be used inside a journey's run")
 end)
+
+t.case("at_local: the next 10:00 in the customer's own zone, the same on replay", function()
+  local s = sim(NOTE .. [[
+    journey "morning" { on = "go", run = function(c)
+      wait_until(at_local(c, "10:00"))
+      send("sms", c, "note", { what = os.date("!%Y-%m-%dT%H:%M", now()) })
+    end }
+  ]], { start = "2026-03-07T20:00:00Z" })   -- Sunday 04:00 in Shanghai, Saturday 15:00 in New York
+  s:customer{ id = "sh" }
+  s:customer{ id = "ny", timezone = "America/New_York" }
+  s:event{ type = "go", customer = "sh" }
+  s:event{ type = "go", customer = "ny" }
+  s:customer{ id = "ny", timezone = "Asia/Tokyo" }     -- moves: the recorded time stands
+  s:restart()
+  s:advance(days(2))
+  t.eq(s:sent{ customer = "sh" }[1].body, "friend: 2026-03-08T02:00")   -- 10:00 +08:00
+  t.eq(s:sent{ customer = "ny" }[1].body, "friend: 2026-03-08T14:00")   -- 10:00 EDT (after the DST change)
+end)

@@ -1,0 +1,54 @@
+#!/bin/sh
+# tend ingest: good lines are stored and processed, each bad line is
+# reported with its line number and reason, duplicates are counted, and the
+# exit status says whether anything was rejected.
+set -u
+TEND=${TEND:?set TEND to the tend binary}
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/tend-ingest.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT INT TERM
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+cat > "$tmp/care.lua" <<'LUA'
+template "thanks" { category = "transactional", sms = "thanks for {{order}}" }
+journey "thanks" { on = "order.paid", run = function(c, ev) send("sms", c, "thanks", { order = ev.order }) end }
+segment "buyers" { where = { orders_count = at_least(1) } }
+LUA
+cat > "$tmp/events.ndjson" <<'EOF2'
+{"type":"order.paid","customer":"c1","id":"e1","order":"A","total":10,"at":"2026-03-01T10:00:00+08:00"}
+{"type":"order.paid","customer":"c1","id":"e1","order":"A","total":10}
+
+{"type":"order.paid","customer":"c2","id":"e2","order":"B","total":"ten"}
+not json at all
+{"customer":"c3","id":"e3"}
+{"type":"order.paid","customer":"c3","id":"e4","order":"C","total":5,"at":"yesterday"}
+{"type":"page.view","customer":"c4","id":"e5"}
+{"type":"order.paid","customer":"c5","id":"e6","order":"D","total":7}
+EOF2
+"$TEND" ingest --dir "$tmp" "$tmp/events.ndjson" > "$tmp/out" 2> "$tmp/err"
+rc=$?
+[ $rc = 1 ] || fail "exit status $rc, expected 1 (lines were rejected)"
+grep -q "^accepted 3, duplicates 1, rejected 4$" "$tmp/out" || fail "summary: $(cat "$tmp/out")"
+grep -q "events.ndjson:4: field 'total' must be a non-negative number" "$tmp/err" || fail "line 4 not reported: $(cat "$tmp/err")"
+grep -q "events.ndjson:5: invalid JSON at byte 1" "$tmp/err" || fail "line 5 not reported"
+grep -q "events.ndjson:6: field 'type' is required" "$tmp/err" || fail "line 6 not reported"
+grep -q "events.ndjson:7: field 'at' must be epoch seconds or ISO-8601" "$tmp/err" || fail "line 7 not reported"
+[ "$(wc -l < "$tmp/err")" -eq 4 ] || fail "expected 4 rejections on stderr: $(cat "$tmp/err")"
+# the good lines were processed: two buyers, two messages in the file channel
+"$TEND" segment --dir "$tmp" --sample 0 buyers | grep -q "^2 customers" || fail "buyers: $("$TEND" segment --dir "$tmp" buyers)"
+[ "$(grep -c '"template":"thanks"' "$tmp/outbox.ndjson" 2>/dev/null)" = 2 ] || fail "messages: $(cat "$tmp/outbox.ndjson" 2>/dev/null)"
+# again: everything is a duplicate now, nothing new happens
+"$TEND" ingest --dir "$tmp" "$tmp/events.ndjson" > "$tmp/out" 2>/dev/null
+grep -q "^accepted 0, duplicates 4, rejected 4$" "$tmp/out" || fail "second run: $(cat "$tmp/out")"
+[ "$(grep -c '"template":"thanks"' "$tmp/outbox.ndjson")" = 2 ] || fail "a duplicate was sent again"
+# stdin, and a clean file exits 0
+printf '{"type":"page.view","customer":"c9"}\n' | "$TEND" ingest --dir "$tmp" - > "$tmp/out" 2>&1 ||
+    fail "clean stdin ingest failed: $(cat "$tmp/out")"
+# --no-process stores without processing: no new message for a new order
+printf '{"type":"order.paid","customer":"c7","id":"e7","order":"E","total":1}\n' |
+    "$TEND" ingest --no-process --dir "$tmp" - > /dev/null 2>&1 || fail "--no-process failed"
+[ "$(grep -c '"template":"thanks"' "$tmp/outbox.ndjson")" = 2 ] || fail "--no-process processed the event"
+"$TEND" status --dir "$tmp" | grep -q "1 waiting to be processed" || fail "status: $("$TEND" status --dir "$tmp")"
+
+if [ $failures -gt 0 ]; then echo "ingest_test: $failures failure(s)"; exit 1; fi
+echo "ingest_test: ok"
