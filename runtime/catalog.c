@@ -14,7 +14,9 @@
 #include <lauxlib.h>
 
 #include "catalog.h"
+#include "channel.h"
 #include "clock.h"
+#include "dates.h"
 #include "helpers.h"
 
 static const char CATALOG_KEY = 0;
@@ -124,6 +126,13 @@ static void check_journey(lua_State *L, int spec, const char *name)
     int t = lua_getfield(L, spec, "on");
     if (t != LUA_TNIL && t != LUA_TSTRING && !helpers_is_trigger(L, -1))
         luaL_error(L, "journey '%s': 'on' must be an event type or anniversary(...)", name);
+    if (t == LUA_TTABLE) {
+        lua_getfield(L, -1, "field");
+        if (!dates_field_valid(lua_tostring(L, -1)))
+            luaL_error(L, "journey '%s': anniversary field '%s' is not a date field (birthday, first_order_at, "
+                          "first_seen_at, last_order_at, last_active_at or attrs.<key>)", name, lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
     lua_pop(L, 1);
     t = lua_getfield(L, spec, "audience");
     if (t != LUA_TNIL && t != LUA_TFUNCTION && t != LUA_TTABLE)
@@ -228,16 +237,9 @@ static void check_schedule(lua_State *L, int spec, const char *name)
 
 static void check_channel(lua_State *L, int spec, const char *name)
 {
-    check_field(L, spec, "channel", name, "type", LUA_TSTRING, 1);
-    lua_getfield(L, spec, "type");
-    const char *t = lua_tostring(L, -1);
-    static const char *const types[] = {"http", "smtp", "file", "task", "capture", NULL};
-    int ok = 0;
-    for (const char *const *p = types; *p; p++)
-        ok |= strcmp(*p, t) == 0;
-    if (!ok)
-        luaL_error(L, "channel '%s': type must be http, smtp, file, task or capture", name);
-    lua_pop(L, 1);
+    char err[300];
+    if (channel_check(L, spec, name, err, sizeof err) != 0)
+        luaL_error(L, "%s", err);
 }
 
 /* --- declaring -------------------------------------------------------- */

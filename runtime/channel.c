@@ -1,4 +1,5 @@
 /* channel — channel declarations and costs (see channel.h). */
+#include <stdio.h>
 #include <string.h>
 
 #include <lauxlib.h>
@@ -42,6 +43,72 @@ void channel_push(engine *e, const char *name, struct channel_info *info)
     lua_getfield(L, -3, "per");
     info->per_segment = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "segment") == 0;
     lua_pop(L, 3);
+}
+
+/* Each setting and the Lua types it takes. */
+static const struct setting {
+    const char *key;
+    int types[3];
+} SETTINGS[] = {
+    {"type", {LUA_TSTRING, -1, -1}},      {"url", {LUA_TSTRING, -1, -1}},
+    {"method", {LUA_TSTRING, -1, -1}},    {"headers", {LUA_TTABLE, -1, -1}},
+    {"body", {LUA_TFUNCTION, -1, -1}},    {"success", {LUA_TTABLE, -1, -1}},
+    {"price", {LUA_TNUMBER, -1, -1}},     {"per", {LUA_TSTRING, -1, -1}},
+    {"concurrency", {LUA_TNUMBER, -1, -1}}, {"rate", {LUA_TNUMBER, -1, -1}},
+    {"timeout", {LUA_TNUMBER, -1, -1}},   {"connect_timeout", {LUA_TNUMBER, -1, -1}},
+    {"max_attempts", {LUA_TNUMBER, -1, -1}}, {"to", {LUA_TSTRING, -1, -1}},
+    {"from", {LUA_TSTRING, -1, -1}},      {"username", {LUA_TSTRING, -1, -1}},
+    {"password", {LUA_TSTRING, -1, -1}},  {"path", {LUA_TSTRING, -1, -1}},
+    {"assign", {LUA_TSTRING, LUA_TTABLE, LUA_TFUNCTION}},
+    {"blocked_words", {LUA_TTABLE, -1, -1}}, {"max_segments", {LUA_TNUMBER, -1, -1}},
+    {"description", {LUA_TSTRING, -1, -1}},
+};
+
+int channel_check(lua_State *L, int idx, const char *name, char *err, size_t errlen)
+{
+    idx = lua_absindex(L, idx);
+    if (!lua_istable(L, idx)) {
+        snprintf(err, errlen, "channel '%s' must be a table of settings", name);
+        return -1;
+    }
+    lua_getfield(L, idx, "type");
+    const char *type = lua_tostring(L, -1);
+    int known = 0;
+    for (int k = 0; type && k < 5; k++)
+        known |= strcmp(type, KIND_NAMES[k]) == 0;
+    lua_pop(L, 1);
+    if (!known) {
+        snprintf(err, errlen, "channel '%s': type must be http, smtp, file, task or capture", name);
+        return -1;
+    }
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+        const struct setting *s = NULL;
+        for (size_t i = 0; k && i < sizeof SETTINGS / sizeof SETTINGS[0]; i++)
+            if (strcmp(SETTINGS[i].key, k) == 0)
+                s = &SETTINGS[i];
+        if (!s) {
+            snprintf(err, errlen, "channel '%s': unknown setting '%s'", name, k ? k : "?");
+            lua_pop(L, 2);
+            return -1;
+        }
+        int t = lua_type(L, -1);
+        if (t != s->types[0] && t != s->types[1] && t != s->types[2]) {
+            snprintf(err, errlen, "channel '%s': setting '%s' cannot be a %s", name, k, lua_typename(L, t));
+            lua_pop(L, 2);
+            return -1;
+        }
+        lua_pop(L, 1);
+    }
+    lua_getfield(L, idx, "per");
+    const char *per = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    if (per && strcmp(per, "message") != 0 && strcmp(per, "segment") != 0) {
+        snprintf(err, errlen, "channel '%s': 'per' must be \"message\" or \"segment\"", name);
+        return -1;
+    }
+    return 0;
 }
 
 void channel_cost(engine *e, const char *name, const char *text, int *segments, double *cost)

@@ -13,6 +13,8 @@
 #ifndef TEND_CHANNEL_H
 #define TEND_CHANNEL_H
 
+#include <lua.h>
+
 #include "engine.h"
 
 enum channel_kind { CHANNEL_FILE, CHANNEL_HTTP, CHANNEL_SMTP, CHANNEL_TASK, CHANNEL_CAPTURE };
@@ -31,5 +33,9 @@ void channel_push(engine *e, const char *name, struct channel_info *info);
 void channel_cost(engine *e, const char *name, const char *text, int *segments, double *cost);
 
 const char *channel_kind_name(enum channel_kind k);
+
+/* Checks a channel definition (the table at idx): a known type, known keys
+ * with values of the right kind. 0, or -1 with err naming the key. */
+int channel_check(lua_State *L, int idx, const char *name, char *err, size_t errlen);
 
 #endif

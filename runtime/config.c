@@ -5,6 +5,7 @@
 
 #include <lauxlib.h>
 
+#include "channel.h"
 #include "config.h"
 #include "util.h"
 
@@ -115,6 +116,8 @@ static int read_int(struct reader *r, const char *key, int *out)
     double v;
     if (read_number(r, key, 0, &v) != 0)
         return -1;
+    if (v != (double)(int)v)
+        return bad(r, key, "must be a whole number");
     *out = (int)v;
     return 0;
 }
@@ -364,6 +367,17 @@ static int read_channels(struct reader *r)
 {
     if (!lua_istable(r->L, -1))
         return bad(r, "channels", "must be a table of channel definitions");
+    lua_pushnil(r->L);
+    while (lua_next(r->L, -2)) {
+        char msg[300];
+        const char *name = lua_type(r->L, -2) == LUA_TSTRING ? lua_tostring(r->L, -2) : "?";
+        if (channel_check(r->L, -1, name, msg, sizeof msg) != 0) {
+            lua_pop(r->L, 2);
+            snprintf(r->err, r->errlen, "%s: %s", r->source, msg);
+            return -1;
+        }
+        lua_pop(r->L, 1);
+    }
     lua_pushvalue(r->L, -1);
     lua_rawsetp(r->L, LUA_REGISTRYINDEX, &CHANNELS_KEY);
     return 0;

@@ -297,6 +297,26 @@ static int update_row(engine *e, struct value *v, const char *attrs_patch)
     return store_run(s);
 }
 
+/* Stores lifecycle and RFM derived from the maintained fields, when they
+ * differ from the stored ones: 1 if they changed, 0 if not, -1 on error. */
+static int store_derived(engine *e, const char *id, int64_t orders, double spent, tend_time last,
+                         tend_time first, const char *old, int or_, int of, int om)
+{
+    tend_time now = engine_now(e);
+    const char *lc = customer_lifecycle(&e->cfg, orders, last, first, now);
+    int r, f, m;
+    customer_rfm(&e->cfg, orders, spent, last, now, &r, &f, &m);
+    if (old && strcmp(old, lc) == 0 && r == or_ && f == of && m == om)
+        return 0;
+    store_stmt *s = store_sql(e->st, "UPDATE customers SET lifecycle = ?, r = ?, f = ?, m = ? WHERE id = ?");
+    store_bind_text(s, 1, lc, -1);
+    store_bind_int(s, 2, r);
+    store_bind_int(s, 3, f);
+    store_bind_int(s, 4, m);
+    store_bind_text(s, 5, id, -1);
+    return store_run(s) == 0 ? 1 : -1;
+}
+
 /* Recomputes lifecycle and RFM of one customer from its stored fields:
  * 1 if they changed, 0 if not, -1 on error. */
 static int refresh_derived(engine *e, const char *id)
@@ -306,26 +326,13 @@ static int refresh_derived(engine *e, const char *id)
     store_bind_text(s, 1, id, -1);
     if (store_step(s) != STORE_ROW)
         return -1;
-    int64_t orders = store_col_int(s, 0);
-    double spent = store_col_double(s, 1);
-    tend_time last = store_col_int(s, 2), first = store_col_int(s, 3);
-    const char *old = store_col_text(s, 4);
-    int or_ = (int)store_col_int(s, 5), of = (int)store_col_int(s, 6), om = (int)store_col_int(s, 7);
-    tend_time now = engine_now(e);
-    const char *lc = customer_lifecycle(&e->cfg, orders, last, first, now);
-    int r, f, m;
-    customer_rfm(&e->cfg, orders, spent, last, now, &r, &f, &m);
-    int same = old && strcmp(old, lc) == 0 && r == or_ && f == of && m == om;
+    char old[16];
+    snprintf(old, sizeof old, "%s", store_col_text(s, 4) ? store_col_text(s, 4) : "");
+    int rc = store_derived(e, id, store_col_int(s, 0), store_col_double(s, 1), store_col_int(s, 2),
+                           store_col_int(s, 3), old, (int)store_col_int(s, 5), (int)store_col_int(s, 6),
+                           (int)store_col_int(s, 7));
     store_reset(s);
-    if (same)
-        return 0;
-    s = store_sql(e->st, "UPDATE customers SET lifecycle = ?, r = ?, f = ?, m = ? WHERE id = ?");
-    store_bind_text(s, 1, lc, -1);
-    store_bind_int(s, 2, r);
-    store_bind_int(s, 3, f);
-    store_bind_int(s, 4, m);
-    store_bind_text(s, 5, id, -1);
-    return store_run(s) == 0 ? 1 : -1;
+    return rc;
 }
 
 static int check_tags(const cJSON *tags, char *err, size_t errlen)
@@ -449,24 +456,45 @@ int customer_apply_event(engine *e, const char *id, const char *type, tend_time 
             amount = a->valuedouble;
     }
     /* min/max by the event's own time: a backfilled old order must not
-     * become the "last" order. */
-    store_stmt *s = store_sql(e->st,
-        "UPDATE customers SET"
-        " first_seen_at = MIN(COALESCE(first_seen_at, ?1), ?1),"
-        " last_active_at = MAX(COALESCE(last_active_at, ?1), ?1),"
-        " orders_count = orders_count + ?2,"
-        " total_spent = MAX(0, total_spent + ?3),"
-        " first_order_at = CASE WHEN ?2 THEN MIN(COALESCE(first_order_at, ?1), ?1) ELSE first_order_at END,"
-        " last_order_at = CASE WHEN ?2 THEN MAX(COALESCE(last_order_at, ?1), ?1) ELSE last_order_at END,"
-        " updated_at = ?4 WHERE id = ?5");
-    store_bind_int(s, 1, at);
-    store_bind_int(s, 2, paid);
-    store_bind_double(s, 3, paid ? amount : -amount);
-    store_bind_int(s, 4, engine_now(e));
-    store_bind_text(s, 5, id, -1);
-    if (store_run(s) != 0)
-        return -1;
-    return refresh_derived(e, id) < 0 ? -1 : 0;
+     * become the "last" order. RETURNING hands back what the derived
+     * fields need, saving a read per event. */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        store_stmt *s = store_sql(e->st,
+            "UPDATE customers SET"
+            " first_seen_at = MIN(COALESCE(first_seen_at, ?1), ?1),"
+            " last_active_at = MAX(COALESCE(last_active_at, ?1), ?1),"
+            " orders_count = orders_count + ?2,"
+            " total_spent = MAX(0, total_spent + ?3),"
+            " first_order_at = CASE WHEN ?2 THEN MIN(COALESCE(first_order_at, ?1), ?1) ELSE first_order_at END,"
+            " last_order_at = CASE WHEN ?2 THEN MAX(COALESCE(last_order_at, ?1), ?1) ELSE last_order_at END,"
+            " updated_at = ?4 WHERE id = ?5"
+            " RETURNING orders_count, total_spent, last_order_at, first_seen_at, lifecycle, r, f, m");
+        store_bind_int(s, 1, at);
+        store_bind_int(s, 2, paid);
+        store_bind_double(s, 3, paid ? amount : -amount);
+        store_bind_int(s, 4, engine_now(e));
+        store_bind_text(s, 5, id, -1);
+        int rc = store_step(s);
+        if (rc == STORE_ROW) {
+            char old[16];
+            snprintf(old, sizeof old, "%s", store_col_text(s, 4) ? store_col_text(s, 4) : "");
+            int64_t orders = store_col_int(s, 0);
+            double spent = store_col_double(s, 1);
+            tend_time last = store_col_int(s, 2), first = store_col_int(s, 3);
+            int or_ = (int)store_col_int(s, 5), of = (int)store_col_int(s, 6), om = (int)store_col_int(s, 7);
+            /* RETURNING rows are all computed first; stepping to the end
+             * finishes the statement before the next write */
+            if (store_step(s) != STORE_DONE)
+                return -1;
+            return store_derived(e, id, orders, spent, last, first, old, or_, of, om) < 0 ? -1 : 0;
+        }
+        if (rc != STORE_DONE || attempt > 0)
+            return -1;
+        /* a customer seen for the first time */
+        if (customer_ensure(e, id, at) < 0)
+            return -1;
+    }
+    return -1;
 }
 
 /* --- reading ------------------------------------------------------------ */
@@ -563,7 +591,17 @@ int customer_set(engine *e, const char *id, const cJSON *changes, char *err, siz
         if (strncmp(j->string, "attrs.", 6) == 0 && j->string[6]) {
             if (!attrs)
                 attrs = cJSON_AddObjectToObject(obj, "attrs");
+            cJSON_DeleteItemFromObjectCaseSensitive(attrs, j->string + 6);
             cJSON_AddItemToObject(attrs, j->string + 6, cJSON_Duplicate(j, 1));
+        } else if (strcmp(j->string, "attrs") == 0 && cJSON_IsObject(j)) {
+            /* both forms at once merge into one attrs object */
+            if (!attrs)
+                attrs = cJSON_AddObjectToObject(obj, "attrs");
+            const cJSON *a;
+            cJSON_ArrayForEach(a, j) {
+                cJSON_DeleteItemFromObjectCaseSensitive(attrs, a->string);
+                cJSON_AddItemToObject(attrs, a->string, cJSON_Duplicate(a, 1));
+            }
         } else if (strcmp(j->string, "id") == 0) {
             cJSON_Delete(obj);
             return bad(err, errlen, "id", "cannot be changed");

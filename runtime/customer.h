@@ -49,7 +49,8 @@ int customer_exists(engine *e, const char *id);
 int customer_ensure(engine *e, const char *id, tend_time at);
 
 /* Applies an event to the maintained fields (orders, refunds, activity),
- * by the event's own time, so a backfill lands where it belongs. */
+ * by the event's own time, so a backfill lands where it belongs; creates
+ * the customer first seen at `at` when there is none. */
 int customer_apply_event(engine *e, const char *id, const char *type, tend_time at,
                          const cJSON *event);
 

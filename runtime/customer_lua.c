@@ -399,11 +399,24 @@ static int l_segment_count(lua_State *L)
     lua_pop(L, 1);
     if (!q)
         return luaL_error(L, "segment_count(): %s", err);
+    /* Inside a run the count is a step: a replay branches as the first
+     * run did, whatever the segment holds by then. */
+    struct run_ctx *ctx = step_ctx(e);
+    uint32_t hash = 0;
+    if (ctx && !ctx->no_steps) {
+        hash = step_hash(segment_query_where(q));
+        if (step_take(L, ctx, "segment_count", "", hash, NULL) == STEP_REPLAY) {
+            segment_query_free(q);
+            return 1;
+        }
+    }
     int64_t n = segment_count(e->st, q);
     segment_query_free(q);
     if (n < 0)
         return luaL_error(L, "segment_count(): store: %s", store_errmsg(e->st));
     lua_pushinteger(L, n);
+    if (ctx && !ctx->no_steps)
+        step_record(L, ctx, "segment_count", "", hash, lua_gettop(L));
     return 1;
 }
 

@@ -75,6 +75,13 @@ static char *field_sql(const char *field)
     return NULL;
 }
 
+int dates_field_valid(const char *field)
+{
+    char *expr = field ? field_sql(field) : NULL;
+    free(expr);
+    return expr != NULL;
+}
+
 /* A field value (a date text, an ISO time, epoch seconds) as a local date. */
 static int value_date(store_stmt *s, int col, const char *tz, int *y, int *m, int *d)
 {

@@ -27,6 +27,9 @@ int dates_sync(engine *e);
 int dates_run_due(engine *e, tend_time now, int max);
 tend_time dates_next_due(engine *e);
 
+/* 1 if `field` can carry a date trigger. */
+int dates_field_valid(const char *field);
+
 /* The next fire time after `after` of a date (y, m, d) for a trigger at
  * minute_of_day + offset in zone tz; *years gets the age. 0 or -1. */
 int dates_next_fire(int y, int m, int d, const char *tz, int minute_of_day, tend_time offset,

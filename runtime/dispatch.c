@@ -32,7 +32,7 @@
 struct row {
     int64_t id;
     tend_time due_at;
-    char *customer, *channel, *category, *body, *key, *template_name;
+    char *customer, *channel, *category, *body, *key, *template_name, *journey;
     int attempts;
 };
 
@@ -44,6 +44,7 @@ static void row_free(struct row *r)
     free(r->body);
     free(r->key);
     free(r->template_name);
+    free(r->journey);
 }
 
 /* Channel settings read for one delivery. */
@@ -145,8 +146,14 @@ static int read_conf(engine *e, const char *name, struct chan_conf *c, char *err
     c->to_field = opt_string(L, t, "to", NULL, err, errlen, &failed);
     c->max_attempts = opt_int(L, t, "max_attempts", 10);
     c->concurrency = opt_int(L, t, "concurrency", 16);
-    c->timeout_ms = (long)(opt_int(L, t, "timeout", 10) * 1000);
-    c->connect_timeout_ms = (long)(opt_int(L, t, "connect_timeout", 3) * 1000);
+    lua_getfield(L, t, "timeout");
+    lua_getfield(L, t, "connect_timeout");
+    /* seconds, fractions allowed; never 0, which libcurl reads as "none" */
+    if (lua_isnumber(L, -2) && lua_tonumber(L, -2) > 0)
+        c->timeout_ms = (long)(lua_tonumber(L, -2) * 1000) > 0 ? (long)(lua_tonumber(L, -2) * 1000) : 1;
+    if (lua_isnumber(L, -1) && lua_tonumber(L, -1) > 0)
+        c->connect_timeout_ms = (long)(lua_tonumber(L, -1) * 1000) > 0 ? (long)(lua_tonumber(L, -1) * 1000) : 1;
+    lua_pop(L, 2);
     lua_getfield(L, t, "rate");
     c->rate = lua_tonumber(L, -1);
     lua_getfield(L, t, "body");
@@ -763,7 +770,7 @@ void dispatch_free(engine *e)
 static int load_row(engine *e, int64_t id, tend_time due, struct row *r)
 {
     store_stmt *s = store_sql(e->st, "SELECT customer, channel, category, body, idem_key, attempts, template,"
-                                     " status FROM outbox WHERE id = ?");
+                                     " status, journey FROM outbox WHERE id = ?");
     store_bind_int(s, 1, id);
     if (store_step(s) != STORE_ROW)
         return -1;
@@ -776,6 +783,7 @@ static int load_row(engine *e, int64_t id, tend_time due, struct row *r)
     r->key = xstrdup(store_col_text(s, 4));
     r->attempts = (int)store_col_int(s, 5);
     r->template_name = store_col_text(s, 6) ? xstrdup(store_col_text(s, 6)) : NULL;
+    r->journey = store_col_text(s, 8) ? xstrdup(store_col_text(s, 8)) : NULL;
     store_reset(s);
     return 0;
 }
@@ -829,8 +837,8 @@ static int deliver_task(engine *e, const struct row *r, char *err, size_t errlen
     lua_pushstring(L, cJSON_IsString(text) ? text->valuestring : "");
     lua_setfield(L, -2, "note");
     cJSON_Delete(body);
-    int rc = task_create(e, L, r->template_name ? r->template_name : r->channel, 0, 0, r->customer,
-                         lua_gettop(L), err, errlen);
+    int rc = task_create(e, L, r->journey ? r->journey : r->channel, 0, 0, r->customer, lua_gettop(L), err,
+                         errlen);
     lua_settop(L, top - 1);
     return rc;
 }

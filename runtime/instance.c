@@ -285,7 +285,7 @@ static int persist(engine *e, int64_t id, struct row *r, struct run_ctx *ctx, co
         " WHERE id = ?");
     store_bind_text(s, 1, state, -1);
     store_bind_int(s, 2, cJSON_GetArraySize(ctx->history));
-    store_bind_text(s, 3, ended ? (error ? "failed" : state) : ctx->label, -1);
+    store_bind_text(s, 3, ended ? state : ctx->label, -1);
     if (wake)
         store_bind_int(s, 4, wake);
     else

@@ -63,10 +63,11 @@ static void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         sb->used -= old;
         return NULL;
     }
-    if (nsize > old && sb->depth > 0 && sb->used + (nsize - old) > sb->limit) {
-        sb->tripped = SANDBOX_MEMORY;
+    /* A refusal is not yet a memory error: Lua collects garbage and asks
+     * again, and only if that fails too raises LUA_ERRMEM, which the
+     * protected calls below turn into a trip. */
+    if (nsize > old && sb->depth > 0 && sb->used + (nsize - old) > sb->limit)
         return NULL;
-    }
     void *p = realloc(ptr, nsize);
     if (!p)
         return NULL;
@@ -80,8 +81,9 @@ static int raise_trip(lua_State *L, sandbox *sb)
 {
     lua_rawgetp(L, LUA_REGISTRYINDEX, sb->tripped == SANDBOX_MEMORY ? &MEMORY_MSG_KEY : &BUDGET_MSG_KEY);
     if (sb->tripped == SANDBOX_BUDGET) {
-        /* Position first, as luaL_error would: "file:line: instruction budget ..." */
-        luaL_where(L, 1);
+        /* Position first, as luaL_error would. Level 0: in a hook that is
+         * the function whose instructions ran out, not its caller. */
+        luaL_where(L, 0);
         lua_insert(L, -2);
         lua_concat(L, 2);
     }
@@ -111,10 +113,18 @@ static void arm(sandbox *sb)
 
 /* --- protected calls that cannot swallow a tripped limit --------------- */
 
+/* A memory error anywhere in a script is a trip: sticky like the budget. */
+static void note_status(sandbox *sb, int status)
+{
+    if (status == LUA_ERRMEM && !sb->tripped)
+        sb->tripped = SANDBOX_MEMORY;
+}
+
 static int finish_pcall(lua_State *L, int status, lua_KContext extra)
 {
     if (status != LUA_OK && status != LUA_YIELD) {
         sandbox *sb = sandbox_of(L);
+        note_status(sb, status);
         if (sb->tripped)
             return raise_trip(L, sb);
         lua_pushboolean(L, 0);
@@ -133,10 +143,26 @@ static int sb_pcall(lua_State *L)
     return finish_pcall(L, status, 0);
 }
 
+/* xpcall's handler, wrapped: after a trip the script's handler does not
+ * run at all — a trip raised from the count hook reaches the handler with
+ * hooks off, where a loop in it would run unbounded. */
+static int xpcall_handler(lua_State *L)
+{
+    if (sandbox_of(L)->tripped)
+        return 1;
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
 static int sb_xpcall(lua_State *L)
 {
     int n = lua_gettop(L);
     luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, xpcall_handler, 1);
+    lua_replace(L, 2);
     lua_pushboolean(L, 1);
     lua_pushvalue(L, 1);
     lua_rotate(L, 3, 2);
@@ -163,6 +189,7 @@ static int resume_into(lua_State *L, lua_State *co, int narg)
         lua_xmove(co, L, nres);
         return nres;
     }
+    note_status(sandbox_of(L), status);
     lua_xmove(co, L, 1);
     return -1;
 }
@@ -215,6 +242,31 @@ static int wrap_call(lua_State *L)
         return lua_error(L);
     }
     return r;
+}
+
+/* coroutine.close runs the coroutine's pending to-be-closed handlers in
+ * protected mode; a trip in one of them must still stop the script. */
+static int sb_coclose(lua_State *L)
+{
+    lua_State *co = lua_tothread(L, 1);
+    luaL_argexpected(L, co, 1, "coroutine");
+    lua_Debug ar;
+    if (co == L || (lua_status(co) == LUA_OK && lua_getstack(co, 0, &ar)))
+        return luaL_error(L, "cannot close a %s coroutine", co == L ? "running" : "normal");
+    int status = close_thread(co, L);
+    sandbox *sb = sandbox_of(L);
+    note_status(sb, status);
+    if (status == LUA_OK) {
+        if (sb->tripped)
+            return raise_trip(L, sb);
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    if (sb->tripped)
+        return raise_trip(L, sb);
+    lua_pushboolean(L, 0);
+    lua_xmove(co, L, 1);
+    return 2;
 }
 
 static int sb_cowrap(lua_State *L)
@@ -418,7 +470,7 @@ static int valid_module_name(const char *s)
     return 1;
 }
 
-static void push_env(sandbox *sb, const char *dir, int internal);
+static void push_env(sandbox *sb, lua_State *L, const char *dir, int internal, int loaded);
 
 /* require(name): upvalue 1 is this env's loaded-modules table, upvalue 2 its
  * directory (or nil). Each module runs in an env of its own, so a module
@@ -437,8 +489,10 @@ static int sb_require(lua_State *L)
     const char *dir = lua_tostring(L, lua_upvalueindex(2));
     const struct bundle_module *m = bundle_find(name);
     int status;
+    /* Modules share their requirer's table of loaded modules: a module
+     * needed by two others loads once, and a cycle is seen as one. */
     if (m) {
-        push_env(sb, NULL, 1);                                  /* 2: env */
+        push_env(sb, L, NULL, 1, lua_upvalueindex(1));             /* 2: env */
         status = luaL_loadbufferx(L, m->source, m->len, lua_pushfstring(L, "@%s", m->path), "t");
         lua_remove(L, -2);
     } else {
@@ -461,7 +515,7 @@ static int sb_require(lua_State *L)
             free(path);
             return lua_error(L);
         }
-        push_env(sb, dir, 0);                                   /* 2: env */
+        push_env(sb, L, dir, 0, lua_upvalueindex(1));              /* 2: env */
         lua_pushfstring(L, "@%s", path);
         status = luaL_loadbufferx(L, src, len, lua_tostring(L, -1), "t");
         lua_remove(L, -2);
@@ -522,9 +576,10 @@ static void copy_globals(lua_State *L, const void *key, int env)
     lua_pop(L, 1);
 }
 
-static void push_env(sandbox *sb, const char *dir, int internal)
+/* `loaded`: index of the loaded-modules table to share, or 0 for a new one. */
+static void push_env(sandbox *sb, lua_State *L, const char *dir, int internal, int loaded)
 {
-    lua_State *L = sb->L;
+    (void)sb;
     lua_checkstack(L, 8);
     lua_newtable(L);
     int env = lua_gettop(L);
@@ -536,7 +591,10 @@ static void push_env(sandbox *sb, const char *dir, int internal)
     lua_pushvalue(L, env);
     lua_pushcclosure(L, sb_load, 1);
     lua_setfield(L, env, "load");
-    lua_newtable(L);
+    if (loaded)
+        lua_pushvalue(L, loaded);
+    else
+        lua_newtable(L);
     if (dir)
         lua_pushstring(L, dir);
     else
@@ -549,7 +607,7 @@ static void push_env(sandbox *sb, const char *dir, int internal)
 
 void sandbox_new_env(sandbox *sb, const char *dir)
 {
-    push_env(sb, dir, 0);
+    push_env(sb, sb->L, dir, 0, 0);
 }
 
 void sandbox_set_global(sandbox *sb, const char *name, int internal)
@@ -609,8 +667,7 @@ static void build_base(sandbox *sb)
         "sqrt", "tan", "tointeger", "type", "ult", "acos", "asin", "atan", NULL};
     static const char *const utf8_f[] = {"char", "charpattern", "codes", "codepoint", "len",
         "offset", NULL};
-    static const char *const co_f[] = {"create", "isyieldable", "running", "status", "yield",
-        "close", NULL};
+    static const char *const co_f[] = {"create", "isyieldable", "running", "status", "yield", NULL};
     add_lib(L, base, "string", string_f);
     add_lib(L, base, "table", table_f);
     add_lib(L, base, "math", math_f);
@@ -621,6 +678,8 @@ static void build_base(sandbox *sb)
     lua_setfield(L, -2, "resume");
     lua_pushcfunction(L, sb_cowrap);
     lua_setfield(L, -2, "wrap");
+    lua_pushcfunction(L, sb_coclose);
+    lua_setfield(L, -2, "close");
     lua_pop(L, 1);
     static const luaL_Reg os_f[] = {
         {"time", sb_os_time}, {"date", sb_os_date}, {"difftime", sb_os_difftime}, {NULL, NULL}};
@@ -814,6 +873,13 @@ int sandbox_pcall(sandbox *sb, lua_State *L, int nargs, int nresults)
     int status = lua_pcall(L, nargs, nresults, fn);
     sb->depth--;
     lua_remove(L, fn);
+    note_status(sb, status);
+    if (status == LUA_OK && sb->tripped && sb->depth == 0) {
+        /* the script swallowed a trip somewhere we could not stop it */
+        lua_pop(L, nresults == LUA_MULTRET ? 0 : nresults);
+        lua_rawgetp(L, LUA_REGISTRYINDEX, sb->tripped == SANDBOX_MEMORY ? &MEMORY_MSG_KEY : &BUDGET_MSG_KEY);
+        status = sb->tripped == SANDBOX_MEMORY ? LUA_ERRMEM : LUA_ERRRUN;
+    }
     if (status != LUA_OK) {
         if (lua_type(L, -1) != LUA_TSTRING) {   /* LUA_ERRERR / LUA_ERRMEM objects */
             sandbox_tostring(L, -1);
@@ -829,6 +895,7 @@ int sandbox_resume(sandbox *sb, lua_State *co, lua_State *from, int nargs, int *
     arm(sb);
     int status = lua_resume(co, from, nargs, nres);
     sb->depth--;
+    note_status(sb, status);
     if (status != LUA_OK && status != LUA_YIELD) {
         /* The coroutine's frames survive a failed resume, so the traceback
          * can still be read from it. */

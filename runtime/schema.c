@@ -104,7 +104,7 @@ static const char m1_core[] =
     " expires_at INTEGER, redeemed_at INTEGER) WITHOUT ROWID;"
     "CREATE TABLE tasks ("
     " id INTEGER PRIMARY KEY, customer TEXT NOT NULL, journey TEXT,"
-    " instance INTEGER, step INTEGER, assignee TEXT, note TEXT,"
+    " instance INTEGER, step INTEGER, assignee TEXT, note TEXT, kind TEXT,"
     " status TEXT NOT NULL DEFAULT 'open', created_at INTEGER NOT NULL);"
 
     "CREATE TABLE schedules ("

@@ -31,8 +31,9 @@ int script_load_source(engine *e, const char *name, const char *src, size_t len,
 int script_load_version(engine *e, const char *version);
 
 /* Moves the waking instance to its journey's current version when that
- * version's migrate() says so; updates *version and ctx->history. 0, or -1
- * when migrate failed (logged; the instance then stays on its version). */
+ * version's migrate() says so; updates *version and ctx->history. A failing
+ * migrate() is logged and the instance stays on its version. 0, or -1 on a
+ * store error. */
 int script_migrate(engine *e, char **version, struct run_ctx *ctx);
 
 /* The version of a text: 16 hex digits. buf needs 17 bytes. */

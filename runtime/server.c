@@ -361,7 +361,7 @@ static void get_tasks(struct server *s, struct evhttp_request *req)
                            evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req)) : "", &q);
     const char *status = evhttp_find_header(&q, "status");
     const char *assignee = evhttp_find_header(&q, "assignee");
-    store_stmt *st = store_sql(s->e->st, "SELECT id, customer, journey, assignee, note, status, created_at"
+    store_stmt *st = store_sql(s->e->st, "SELECT id, customer, journey, assignee, note, status, created_at, kind"
                                          " FROM tasks WHERE (?1 = 'all' OR status = ?1)"
                                          " AND (?2 IS NULL OR assignee = ?2) ORDER BY id LIMIT 1000");
     store_bind_text(st, 1, status ? status : "open", -1);
@@ -378,6 +378,8 @@ static void get_tasks(struct server *s, struct evhttp_request *req)
         cJSON_AddStringToObject(t, "note", store_col_text(st, 4) ? store_col_text(st, 4) : "");
         cJSON_AddStringToObject(t, "status", store_col_text(st, 5));
         cJSON_AddNumberToObject(t, "created_at", (double)store_col_int(st, 6));
+        if (store_col_text(st, 7))
+            cJSON_AddStringToObject(t, "kind", store_col_text(st, 7));
         cJSON_AddItemToArray(arr, t);
     }
     evhttp_clear_headers(&q);
@@ -478,19 +480,26 @@ static void route(struct evhttp_request *req, void *arg)
         else
             send_error(req, 405, "use GET or PUT");
         free(arg1);
-    } else if (!strcmp(path, "/v1/journeys") && m == EVHTTP_REQ_GET) {
-        cJSON *r = status_report(s->e);
-        if (r)
-            send_cjson(req, 200, r);
-        else
-            send_error(req, 500, store_errmsg(s->e->st));
-    } else if ((arg1 = path_arg(path, "/v1/segments/")) && m == EVHTTP_REQ_GET) {
-        get_segment(s, req, arg1);
-        free(arg1);
-    } else if (!strcmp(path, "/v1/tasks") && m == EVHTTP_REQ_GET) {
-        get_tasks(s, req);
-    } else if (!strcmp(path, "/metrics") && m == EVHTTP_REQ_GET) {
-        get_metrics(s, req);
+    } else if (!strcmp(path, "/v1/journeys") || !strcmp(path, "/v1/tasks") || !strcmp(path, "/metrics") ||
+               !strncmp(path, "/v1/segments/", 13)) {
+        if (m != EVHTTP_REQ_GET) {
+            send_error(req, 405, "use GET");
+        } else if (!strcmp(path, "/v1/journeys")) {
+            cJSON *r = status_report(s->e);
+            if (r)
+                send_cjson(req, 200, r);
+            else
+                send_error(req, 500, store_errmsg(s->e->st));
+        } else if (!strcmp(path, "/v1/tasks")) {
+            get_tasks(s, req);
+        } else if (!strcmp(path, "/metrics")) {
+            get_metrics(s, req);
+        } else if ((arg1 = path_arg(path, "/v1/segments/"))) {
+            get_segment(s, req, arg1);
+            free(arg1);
+        } else {
+            send_error(req, 404, "no such route");
+        }
     } else {
         send_error(req, 404, "no such route");
     }
@@ -580,7 +589,9 @@ int server_run(engine *e)
     s.base = event_base_new();
     s.http = evhttp_new(s.base);
     evhttp_set_max_body_size(s.http, MAX_BODY);
-    evhttp_set_allowed_methods(s.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT);
+    /* every method reaches the router, which answers 405 in JSON */
+    evhttp_set_allowed_methods(s.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                           EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);
     evhttp_set_gencb(s.http, route, &s);
     char host[256];
     snprintf(host, sizeof host, "%s", e->cfg.listen);

@@ -324,7 +324,7 @@ static int m_tasks(lua_State *L)
     struct sim *s = check_sim(L);
     struct filter_sql f = {0};
     strbuf_init(&f.sql);
-    strbuf_puts(&f.sql, "SELECT id, customer, journey, assignee, note, status, created_at FROM tasks WHERE 1");
+    strbuf_puts(&f.sql, "SELECT id, customer, journey, assignee, note, status, created_at, kind FROM tasks WHERE 1");
     filter_by(L, &f, 2, "customer", "customer");
     filter_by(L, &f, 2, "journey", "journey");
     filter_by(L, &f, 2, "assignee", "assignee");
@@ -347,6 +347,7 @@ static int m_tasks(lua_State *L)
         set_str(L, "note", store_col_text(st, 4));
         set_str(L, "status", store_col_text(st, 5));
         set_int(L, "at", st, 6);
+        set_str(L, "kind", store_col_text(st, 7));
         lua_rawseti(L, -2, ++n);
     }
     store_finalize(st);

@@ -548,6 +548,7 @@ static int p_split(lua_State *L)
     uint32_t hash = step_hash(text);
     int mode = step_take(L, ctx, "split", text, hash, NULL);
     if (mode == STEP_REPLAY) {
+        random_unit(ctx);   /* the live run drew once: so does the replay */
         free(text);
         free(ctx->branch);
         ctx->branch = xstrdup(lua_tostring(L, -1));
@@ -598,8 +599,9 @@ static int p_holdout(lua_State *L)
     snprintf(desc, sizeof desc, "%g", pct);
     uint32_t hash = step_hash(desc);
     int mode = step_take(L, ctx, "holdout", desc, hash, NULL);
+    double draw = random_unit(ctx);   /* drawn on replay too, so later random() agrees */
     if (mode != STEP_REPLAY) {
-        lua_pushboolean(L, random_unit(ctx) * 100 < pct);
+        lua_pushboolean(L, draw * 100 < pct);
         step_record(L, ctx, "holdout", desc, hash, lua_gettop(L));
     }
     ctx->holdout = lua_toboolean(L, -1);

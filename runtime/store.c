@@ -20,13 +20,15 @@ struct cached {
     sqlite3_stmt *stmt;
 };
 
-/* Callers pass string literals, whose address is as good a key as their
- * text: a small direct-mapped table of addresses answers most lookups
- * without hashing the text at all. */
+/* Callers mostly pass string literals: a small direct-mapped table keyed by
+ * the text's address finds the statement without hashing the text. The hit
+ * is confirmed against the cached text (a buffer reused for other SQL must
+ * not get the old statement); comparing costs a fraction of hashing. */
 #define ALIASES 256
 
 struct alias {
-    const char *sql;
+    const char *sql;            /* the caller's pointer */
+    const char *text;           /* the cache's copy of the text */
     sqlite3_stmt *stmt;
 };
 
@@ -118,9 +120,10 @@ store *store_open_with(const char *path, const struct store_options *opts,
     /* WAL: readers (status, the HTTP API) never block the one writer.
      * synchronous=FULL syncs the WAL at every commit, so an acknowledged
      * event survives a power cut; batching keeps that to one fsync a batch. */
-    char pragmas[256];
+    char pragmas[320];
     snprintf(pragmas, sizeof pragmas,
              "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA temp_store=MEMORY;"
+             "PRAGMA wal_autocheckpoint=8192;"
              "PRAGMA cache_size=-65536; PRAGMA foreign_keys=OFF;",
              opts->synchronous_normal ? "NORMAL" : "FULL");
     if (store_exec(st, pragmas) != 0) {
@@ -210,14 +213,14 @@ store_stmt *store_sql(store *st, const char *sql)
 {
     st->err[0] = 0;   /* errors from here on are SQLite's, for this statement */
     struct alias *a = &st->aliases[((uintptr_t)sql >> 3) % ALIASES];
-    if (a->sql == sql)
+    if (a->sql == sql && strcmp(a->text, sql) == 0)
         return (store_stmt *)(void *)ready(a->stmt);
     uint64_t h = util_hash64(sql, strlen(sql));
     if (st->cache_cap) {
         for (size_t j = h & (st->cache_cap - 1); st->cache[j].sql; j = (j + 1) & (st->cache_cap - 1)) {
             struct cached *c = &st->cache[j];
             if (c->hash == h && strcmp(c->sql, sql) == 0) {
-                *a = (struct alias){sql, c->stmt};
+                *a = (struct alias){sql, c->sql, c->stmt};
                 return (store_stmt *)(void *)ready(c->stmt);
             }
         }
@@ -239,7 +242,7 @@ store_stmt *store_sql(store *st, const char *sql)
         j = (j + 1) & (st->cache_cap - 1);
     st->cache[j] = (struct cached){h, copy, stmt};
     st->cache_len++;
-    *a = (struct alias){sql, stmt};
+    *a = (struct alias){sql, copy, stmt};
     return (store_stmt *)(void *)stmt;
 }
 

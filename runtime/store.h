@@ -49,10 +49,9 @@ int store_exec(store *st, const char *sql);
 
 enum { STORE_ROW = 1, STORE_DONE = 0, STORE_ERROR = -1 };
 
-/* A cached statement for `sql`, reset and with bindings cleared; NULL on a
- * syntax error (logged to stderr with the SQL: it is a programming error).
- * `sql` must be text that never changes at its address (a literal, or a
- * static buffer filled once): the cache may find it by address alone. */
+/* A cached statement for `sql` (keyed by its text), reset and with bindings
+ * cleared; NULL on a syntax error (logged to stderr with the SQL: it is a
+ * programming error). Literals are found fastest. */
 store_stmt *store_sql(store *st, const char *sql);
 /* An uncached statement the caller finalizes (for SQL built at run time,
  * such as compiled segments). NULL and store_errmsg() on failure. */

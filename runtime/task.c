@@ -32,10 +32,20 @@ int task_create(engine *e, lua_State *L, const char *journey, int64_t instance, 
                 const char *customer, int spec, char *err, size_t errlen)
 {
     const char *note = NULL, *assignee = NULL;
+    char *kind = NULL;
     char *assignee_copy = NULL;
     if (spec) {
+        if (lua_getfield(L, spec, "kind") != LUA_TNIL) {
+            if (lua_type(L, -1) != LUA_TSTRING) {
+                snprintf(err, errlen, "'kind' must be text (\"call\", \"visit\", ...)");
+                return -1;
+            }
+            kind = xstrdup(lua_tostring(L, -1));
+        }
+        lua_pop(L, 1);
         if (lua_getfield(L, spec, "note") != LUA_TNIL && !(note = lua_tostring(L, -1))) {
             snprintf(err, errlen, "'note' must be text");
+            free(kind);
             return -1;
         }
         int t = lua_getfield(L, spec, "assign");
@@ -53,11 +63,13 @@ int task_create(engine *e, lua_State *L, const char *journey, int64_t instance, 
                 ctx->no_steps = 0;
             if (st != LUA_OK) {
                 snprintf(err, errlen, "assign: %s", lua_tostring(L, -1));
+                free(kind);
                 return -1;
             }
             assignee = lua_tostring(L, -1);
         } else if (t != LUA_TNIL) {
             snprintf(err, errlen, "'assign' must be a name, a list of names or a function(c)");
+            free(kind);
             return -1;
         }
         if (assignee)
@@ -65,7 +77,7 @@ int task_create(engine *e, lua_State *L, const char *journey, int64_t instance, 
         lua_pop(L, 2);
     }
     store_stmt *s = store_sql(e->st, "INSERT INTO tasks (customer, journey, instance, step, assignee, note,"
-                                     " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)");
+                                     " created_at, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
     store_bind_text(s, 1, customer, -1);
     store_bind_text(s, 2, journey, -1);
     store_bind_int(s, 3, instance);
@@ -73,8 +85,10 @@ int task_create(engine *e, lua_State *L, const char *journey, int64_t instance, 
     store_bind_text(s, 5, assignee_copy, -1);
     store_bind_text(s, 6, note ? note : "", -1);
     store_bind_int(s, 7, engine_now(e));
+    store_bind_text(s, 8, kind, -1);
     if (store_run(s) != 0) {
         free(assignee_copy);
+        free(kind);
         snprintf(err, errlen, "store: %s", store_errmsg(e->st));
         return -1;
     }
@@ -86,5 +100,6 @@ int task_create(engine *e, lua_State *L, const char *journey, int64_t instance, 
         lua_setfield(L, -2, "assignee");
     }
     free(assignee_copy);
+    free(kind);
     return 0;
 }

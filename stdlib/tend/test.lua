@@ -109,7 +109,9 @@ end
 -- a whole runtime on a virtual clock (see docs/lua-api.md, "Testing journeys").
 function t.sim(opts)
   if not sim_new then error("t.sim is not available in this build", 2) end
-  return sim_new(opts or {})
+  local ok, sim = pcall(sim_new, opts or {})
+  if not ok then error(sim, 2) end   -- reported at the test's line
+  return sim
 end
 
 return t

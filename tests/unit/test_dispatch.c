@@ -461,6 +461,34 @@ static double pump(engine *e, struct event_base *base, double max_s, int (*done)
     return wall() - start;
 }
 
+/* Async on a virtual clock that only jumps when the loop is idle: whenever
+ * nothing is in flight and nothing is due now, the clock moves to the next
+ * due row. Transfers and libcurl's timeouts run in real time; backoff gaps
+ * (2, 4, 8, 16 ... s) are skipped instead of slept. */
+static double pump_compressed(engine *e, tclock *clk, struct event_base *base, double max_s,
+                              int (*done)(engine *, void *), void *ud)
+{
+    struct event *tick = event_new(base, -1, EV_PERSIST, noop_cb, NULL);
+    struct timeval tv = {0, 20000};
+    event_add(tick, &tv);
+    double start = wall();
+    while (wall() - start < max_s) {
+        assert_true(engine_run_due(e, engine_now(e)) >= 0);
+        if (done(e, ud))
+            break;
+        if (dispatch_in_flight(e) == 0) {
+            tend_time next = engine_next_due(e);
+            if (next > engine_now(e)) {
+                clock_set(clk, next);
+                continue;
+            }
+        }
+        event_base_loop(base, EVLOOP_ONCE);
+    }
+    event_free(tick);
+    return wall() - start;
+}
+
 /* Every row sent exactly once: the mock saw each key delivered once. */
 static void assert_exactly_once(const struct mock *m, engine *e, int n)
 {
@@ -516,29 +544,48 @@ static void test_sync_faults_exactly_once(void **state)
     mock_stop(&m);
 }
 
-/* Async path, real clock: the same faults through libcurl multi. */
-static void test_async_faults_exactly_once(void **state)
+/* Async path: the same faults through libcurl multi on libevent.
+ * real = 0: a virtual clock moved over idle gaps (pump_compressed);
+ * real = 1: the real clock, waiting out every backoff. */
+static void async_faults(const char *rate, int real, double max_s)
 {
-    (void)state;
     struct mock m;
-    const char *args[] = {"--fail-rate", "0.3", "--faults", "500,503,429,drop", "--retry-after", "1", NULL};
+    const char *args[] = {"--fail-rate", rate, "--faults", "500,503,429,drop", "--retry-after", "1", NULL};
     mock_start(&m, args);
     struct env v;
-    env_open(&v, make_config(&m, NULL, 0), clock_new_real());
+    env_open(&v, make_config(&m, NULL, 0), real ? clock_new_real() : clock_new_virtual(T0));
     struct event_base *base = event_base_new();
     assert_int_equal(dispatch_attach(v.e, base), 0);
     many(v.e, N_FAULTY);
-    double took = pump(v.e, base, 90, all_sent, NULL);
+    double took = real ? pump(v.e, base, max_s, all_sent, NULL)
+                       : pump_compressed(v.e, v.clk, base, max_s, all_sent, NULL);
     if (not_sent(v.e) > 0)
         fail_unsent(v.e, took);
     assert_exactly_once(&m, v.e, N_FAULTY);
     assert_true(store_count(v.e->st, "SELECT COUNT(*) FROM outbox WHERE attempts > 1") > 0);
+    assert_true(mock_stat(&m, "faults") > 0);
     /* libcurl may resend a request on its own when a reused connection was
      * dropped before any answer, so the mock can see more than the attempts */
     assert_true(mock_stat(&m, "requests") >= sql_int(v.e, "SELECT SUM(attempts) FROM outbox"));
     env_close(&v);
     event_base_free(base);
     mock_stop(&m);
+}
+
+/* 30% faults. On the real clock the exponential backoff (2, 4, 8, 16,
+ * 32 s, +-25%) makes the unluckiest of 300 messages take 25-90 s, so this
+ * one skips the idle gaps; every transfer still runs for real. */
+static void test_async_faults_exactly_once(void **state)
+{
+    (void)state;
+    async_faults("0.3", 0, 20);
+}
+
+/* The real clock (as `tend run`), 10% faults: typically 5-20 s. */
+static void test_async_faults_real_clock(void **state)
+{
+    (void)state;
+    async_faults("0.1", 1, 60);
 }
 
 #define N_SLOW 100
@@ -995,6 +1042,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_sync_faults_exactly_once, stop_leftovers),
         cmocka_unit_test_teardown(test_async_faults_exactly_once, stop_leftovers),
+        cmocka_unit_test_teardown(test_async_faults_real_clock, stop_leftovers),
         cmocka_unit_test_teardown(test_async_timeouts_replay, stop_leftovers),
         cmocka_unit_test_teardown(test_dead_letter, stop_leftovers),
         cmocka_unit_test_teardown(test_retry_after, stop_leftovers),

