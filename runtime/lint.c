@@ -9,6 +9,7 @@
 #include "catalog.h"
 #include "channel.h"
 #include "lint.h"
+#include "segment.h"
 #include "template.h"
 #include "util.h"
 
@@ -368,9 +369,40 @@ static void lint_scripts(struct lint *l)
     }
 }
 
+/* Every segment compiles: a misspelt field is found before any run needs it. */
+static void lint_segments(struct lint *l)
+{
+    lua_State *L = sandbox_state(l->e->sb);
+    int top = lua_gettop(L);
+    catalog_push_all(l->e, "segments");
+    lua_pushnil(L);
+    while (lua_next(L, top + 1)) {
+        char where[300];
+        catalog_where(l->e, lua_gettop(L), where, sizeof where);
+        const char *name = lua_tostring(L, -2);
+        int t = lua_getfield(L, -1, "where");
+        int ok = 1;
+        if (t == LUA_TFUNCTION && sandbox_pcall(l->e->sb, L, 0, 1) != LUA_OK) {
+            say(l, 1, where, "segment '%s': where(): %s", name, lua_tostring(L, -1));
+            ok = 0;
+        }
+        if (ok) {
+            char err[300];
+            segment_query *q = segment_compile(L, -1, engine_now(l->e), err, sizeof err);
+            if (!q)
+                say(l, 1, where, "segment '%s': %s", name,
+                    strncmp(err, "segment: ", 9) == 0 ? err + 9 : err);
+            segment_query_free(q);
+        }
+        lua_pop(L, 2);
+    }
+    lua_settop(L, top);
+}
+
 int lint_run(engine *e, lint_report_fn report, void *ud, int *warnings)
 {
     struct lint l = {e, report, ud, 0, 0, NULL};
+    lint_segments(&l);
     lint_templates(&l);
     lint_scripts(&l);
     if (warnings)

@@ -11,7 +11,8 @@
  *    have a space or the text's edge on both sides; blocked words of the
  *    channel (`blocked_words = {...}`) are errors; more segments than the
  *    channel's `max_segments` (default 1) is a warning with count and cost;
- *  - every channel's blocked words apply to its texts. */
+ *  - every channel's blocked words apply to its texts;
+ *  - every segment compiles (a misspelt field is an error at its declaration). */
 #ifndef TEND_LINT_H
 #define TEND_LINT_H
 
