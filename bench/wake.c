@@ -175,12 +175,7 @@ int main(int argc, char **argv)
     clock_free(clk);
     cJSON_Delete(cfg);
     clock_shutdown();
-    static const char *const suffixes[] = {"", "-wal", "-shm"};
-    for (int i = 0; i < 3; i++) {
-        char *p = xasprintf("%s%s", db, suffixes[i]);
-        unlink(p);
-        free(p);
-    }
+    store_remove(db);
     free(db);
     return woken == n && tagged == n ? 0 : 1;
 }

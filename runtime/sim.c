@@ -56,16 +56,6 @@ static struct sim *check_sim(lua_State *L)
     return s;
 }
 
-static void remove_db(const char *path)
-{
-    static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};
-    for (int i = 0; i < 4; i++) {
-        char *p = xasprintf("%s%s", path, suffixes[i]);
-        unlink(p);
-        free(p);
-    }
-}
-
 /* Opens the engine on the sim's file and loads its scripts. */
 static int open_engine(lua_State *L, struct sim *s)
 {
@@ -111,7 +101,7 @@ static int sim_gc(lua_State *L)
     if (s->test_sb && sandbox_clock(s->test_sb) == s->clock)
         sandbox_set_clock(s->test_sb, s->test_clock);
     if (s->db_path) {
-        remove_db(s->db_path);
+        store_remove(s->db_path);
         free(s->db_path);
         s->db_path = NULL;
     }
@@ -265,29 +255,37 @@ static void set_int(lua_State *L, const char *k, store_stmt *st, int col)
     lua_setfield(L, -2, k);
 }
 
+/* Prepares `select` (ending in WHERE 1) narrowed by the filter table at
+ * index 2: one "AND key = ?" per key given, in id order. The caller
+ * finalizes the statement. */
+static store_stmt *filtered(lua_State *L, struct sim *s, const char *select, const char *const *keys,
+                            const char *what)
+{
+    struct filter_sql f = {0};
+    strbuf_init(&f.sql);
+    strbuf_puts(&f.sql, select);
+    for (const char *const *k = keys; *k; k++)
+        filter_by(L, &f, 2, *k, *k);
+    strbuf_puts(&f.sql, " ORDER BY id");
+    store_stmt *st = store_prepare(s->e->st, f.sql.s);
+    strbuf_free(&f.sql);
+    if (!st)
+        raise_store(L, s, what);
+    for (int i = 0; i < f.n; i++)
+        store_bind_text(st, i + 1, f.values[i], -1);
+    return st;
+}
+
 /* sim:sent{channel=, customer=, template=, status=, journey=} → messages,
  * in the order they were queued. Every status is listed unless one is
  * asked for. */
 static int m_sent(lua_State *L)
 {
     struct sim *s = check_sim(L);
-    struct filter_sql f = {0};
-    strbuf_init(&f.sql);
-    strbuf_puts(&f.sql, "SELECT id, channel, customer, template, body, status, COALESCE(sent_at, due_at),"
-                        " category, journey, last_error, cost, segments, attempts, idem_key FROM outbox WHERE 1");
-    filter_by(L, &f, 2, "channel", "channel");
-    filter_by(L, &f, 2, "customer", "customer");
-    filter_by(L, &f, 2, "template", "template");
-    filter_by(L, &f, 2, "status", "status");
-    filter_by(L, &f, 2, "journey", "journey");
-    filter_by(L, &f, 2, "category", "category");
-    strbuf_puts(&f.sql, " ORDER BY id");
-    store_stmt *st = store_prepare(s->e->st, f.sql.s);
-    strbuf_free(&f.sql);
-    if (!st)
-        raise_store(L, s, "sim:sent");
-    for (int i = 0; i < f.n; i++)
-        store_bind_text(st, i + 1, f.values[i], -1);
+    static const char *const keys[] = {"channel", "customer", "template", "status", "journey", "category", NULL};
+    store_stmt *st = filtered(L, s, "SELECT id, channel, customer, template, body, status, COALESCE(sent_at, due_at),"
+                                    " category, journey, last_error, cost, segments, attempts, idem_key FROM outbox"
+                                    " WHERE 1", keys, "sim:sent");
     lua_newtable(L);
     int n = 0;
     while (store_step(st) == STORE_ROW) {
@@ -322,20 +320,9 @@ static int m_sent(lua_State *L)
 static int m_tasks(lua_State *L)
 {
     struct sim *s = check_sim(L);
-    struct filter_sql f = {0};
-    strbuf_init(&f.sql);
-    strbuf_puts(&f.sql, "SELECT id, customer, journey, assignee, note, status, created_at, kind FROM tasks WHERE 1");
-    filter_by(L, &f, 2, "customer", "customer");
-    filter_by(L, &f, 2, "journey", "journey");
-    filter_by(L, &f, 2, "assignee", "assignee");
-    filter_by(L, &f, 2, "status", "status");
-    strbuf_puts(&f.sql, " ORDER BY id");
-    store_stmt *st = store_prepare(s->e->st, f.sql.s);
-    strbuf_free(&f.sql);
-    if (!st)
-        raise_store(L, s, "sim:tasks");
-    for (int i = 0; i < f.n; i++)
-        store_bind_text(st, i + 1, f.values[i], -1);
+    static const char *const keys[] = {"customer", "journey", "assignee", "status", "kind", NULL};
+    store_stmt *st = filtered(L, s, "SELECT id, customer, journey, assignee, note, status, created_at, kind"
+                                    " FROM tasks WHERE 1", keys, "sim:tasks");
     lua_newtable(L);
     int n = 0;
     while (store_step(st) == STORE_ROW) {
@@ -359,20 +346,10 @@ static int m_tasks(lua_State *L)
 static int m_instances(lua_State *L)
 {
     struct sim *s = check_sim(L);
-    struct filter_sql f = {0};
-    strbuf_init(&f.sql);
-    strbuf_puts(&f.sql, "SELECT id, journey, customer, state, label, step, error, converted_at, holdout,"
-                        " branch, version, started_at, ended_at, wake_at FROM instances WHERE 1");
-    filter_by(L, &f, 2, "journey", "journey");
-    filter_by(L, &f, 2, "customer", "customer");
-    filter_by(L, &f, 2, "state", "state");
-    strbuf_puts(&f.sql, " ORDER BY id");
-    store_stmt *st = store_prepare(s->e->st, f.sql.s);
-    strbuf_free(&f.sql);
-    if (!st)
-        raise_store(L, s, "sim:instances");
-    for (int i = 0; i < f.n; i++)
-        store_bind_text(st, i + 1, f.values[i], -1);
+    static const char *const keys[] = {"journey", "customer", "state", NULL};
+    store_stmt *st = filtered(L, s, "SELECT id, journey, customer, state, label, step, error, converted_at,"
+                                    " holdout, branch, version, started_at, ended_at, wake_at FROM instances"
+                                    " WHERE 1", keys, "sim:instances");
     lua_newtable(L);
     int n = 0;
     while (store_step(st) == STORE_ROW) {

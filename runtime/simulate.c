@@ -184,12 +184,7 @@ int simulate_run(const struct simulate_options *o, FILE *out)
 done:
     engine_close(e);
     clock_free(clk);
-    static const char *const suffixes[] = {"", "-wal", "-shm"};
-    for (int i = 0; i < 3; i++) {
-        char *p = xasprintf("%s%s", db, suffixes[i]);
-        unlink(p);
-        free(p);
-    }
+    store_remove(db);
     free(db);
     return rc;
 }

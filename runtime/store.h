@@ -118,6 +118,10 @@ int store_migration_count(void);
 /* Counts rows of `sql` (a SELECT COUNT(*) ... with no parameters); -1 on error. */
 int64_t store_count(store *st, const char *sql);
 
+/* Deletes a closed database file with its -wal and -shm companions
+ * (throw-away stores of sims and tools). */
+void store_remove(const char *path);
+
 /* For tests: run the migrations list given instead of the built-in one. */
 struct store_migration { const char *name; const char *sql; };
 store *store_open_with(const char *path, const struct store_options *opts,

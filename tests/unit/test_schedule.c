@@ -61,12 +61,7 @@ static int teardown(void **state)
     struct fixture *f = *state;
     engine_close(f->e);
     clock_free(f->clock);
-    static const char *const sfx[] = {"", "-wal", "-shm"};
-    for (int i = 0; i < 3; i++) {
-        char *p = xasprintf("%s%s", f->path, sfx[i]);
-        unlink(p);
-        free(p);
-    }
+    store_remove(f->path);
     free(f);
     return 0;
 }
