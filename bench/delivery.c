@@ -21,19 +21,23 @@
  *     and headers as tend's, C reused easy handles, no store) and prints
  *     tend/raw.
  *
- * Build (from the repository root, after `make build/release/libtend.a
- * build/release/mock_provider`):
+ * Build: `make build/release/bench_delivery build/release/mock_provider`
+ * (the Makefile's bench_% rule), or by hand from the repository root:
  *
  *   cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O2 -Iruntime -Ibuild/release \
  *      $(pkg-config --cflags lua5.4 libevent sqlite3 libcurl libcjson) \
  *      -o build/release/bench_delivery bench/delivery.c build/release/libtend.a \
  *      $(pkg-config --libs lua5.4 libevent sqlite3 libcurl libcjson) -lm
  *
- * Run:
+ * Run (bench/run.sh: `$B/bench_delivery "$N_DEL"`):
  *
- *   build/release/bench_delivery [-n 100000] [-c 64] [--synchronous full|normal]
+ *   build/release/bench_delivery [N | -n N] [-c 64] [--synchronous full|normal]
  *                                [--mock build/release/mock_provider] [--db PATH]
  *                                [--only tend|raw]
+ *
+ * N defaults to 100000. Note: while runtime/outbox.c:leave_due scans
+ * outbox_due (no index on id), tend's time grows with N squared: ~2 minutes
+ * at 100k on a 2-core machine; BENCH_DELIVERIES=20000 for a quick look.
  *
  * The mock is $TEND_BUILD/mock_provider when TEND_BUILD is set, else
  * build/release/mock_provider. The database is a temporary file under
@@ -441,7 +445,7 @@ static double bench_raw(const char *mock_path, int n, int conc)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: bench_delivery [-n N] [-c CONCURRENCY] [--synchronous full|normal]\n"
+    fprintf(stderr, "usage: bench_delivery [N | -n N] [-c CONCURRENCY] [--synchronous full|normal]\n"
                     "                      [--mock PATH] [--db PATH] [--only tend|raw]\n");
     exit(2);
 }
@@ -452,6 +456,10 @@ int main(int argc, char **argv)
     const char *mock_path = NULL, *db = NULL, *only = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (a[0] >= '0' && a[0] <= '9') {   /* bench/run.sh: bench_delivery N */
+            n = atoi(a);
+            continue;
+        }
         if (!v)
             usage();
         i++;
