@@ -34,6 +34,9 @@ struct row {
     tend_time due_at;
     char *customer, *channel, *category, *body, *key, *template_name, *journey;
     int attempts;
+    /* the customer, read with the row: for the policy re-check and `to` */
+    struct policy_facts facts;
+    char *timezone, *phone, *email;
 };
 
 static void row_free(struct row *r)
@@ -45,6 +48,9 @@ static void row_free(struct row *r)
     free(r->key);
     free(r->template_name);
     free(r->journey);
+    free(r->timezone);
+    free(r->phone);
+    free(r->email);
 }
 
 /* Channel settings read for one delivery. */
@@ -123,8 +129,19 @@ static int opt_int(lua_State *L, int t, const char *k, int def)
     return v;
 }
 
-/* Reads the channel's settings; leaves the channel table on the stack. */
+static int read_conf_table(engine *e, const char *name, struct chan_conf *c, char *err, size_t errlen);
+
+/* Reads the channel's settings (the Lua stack is left as it was). */
 static int read_conf(engine *e, const char *name, struct chan_conf *c, char *err, size_t errlen)
+{
+    lua_State *L = sandbox_state(e->sb);
+    int top = lua_gettop(L);
+    int rc = read_conf_table(e, name, c, err, errlen);
+    lua_settop(L, top);
+    return rc;
+}
+
+static int read_conf_table(engine *e, const char *name, struct chan_conf *c, char *err, size_t errlen)
 {
     lua_State *L = sandbox_state(e->sb);
     memset(c, 0, sizeof *c);
@@ -227,8 +244,10 @@ static char *http_payload(engine *e, const struct row *r, const struct chan_conf
     cJSON *body = cJSON_Parse(r->body);
     char *out = NULL;
     if (c->has_body_fn) {
-        int t = lua_gettop(L);            /* the channel table */
-        lua_getfield(L, t, "body");
+        int t = lua_gettop(L);
+        struct channel_info info;
+        channel_push(e, r->channel, &info);
+        lua_getfield(L, -1, "body");
         push_message(e, L, r, body);
         if (sandbox_pcall(e->sb, L, 1, 1) != LUA_OK) {
             snprintf(err, errlen, "channel '%s' body(): %s", r->channel, lua_tostring(L, -1));
@@ -243,11 +262,16 @@ static char *http_payload(engine *e, const struct row *r, const struct chan_conf
         cJSON_AddStringToObject(j, "id", r->key);
         cJSON_AddStringToObject(j, "channel", r->channel);
         cJSON_AddStringToObject(j, "customer", r->customer);
-        cJSON *who = customer_json(e, r->customer);
         const char *field = c->to_field ? c->to_field : "phone";
-        const cJSON *to = who ? cJSON_GetObjectItemCaseSensitive(who, field) : NULL;
-        cJSON_AddItemToObject(j, "to", to ? cJSON_Duplicate(to, 0) : cJSON_CreateNull());
-        cJSON_Delete(who);
+        if (!strcmp(field, "phone") || !strcmp(field, "email")) {
+            const char *to = field[0] == 'p' ? r->phone : r->email;
+            cJSON_AddItemToObject(j, "to", to ? cJSON_CreateString(to) : cJSON_CreateNull());
+        } else {
+            cJSON *who = customer_json(e, r->customer);
+            const cJSON *to = who ? cJSON_GetObjectItemCaseSensitive(who, field) : NULL;
+            cJSON_AddItemToObject(j, "to", to ? cJSON_Duplicate(to, 0) : cJSON_CreateNull());
+            cJSON_Delete(who);
+        }
         if (r->template_name)
             cJSON_AddStringToObject(j, "template", r->template_name);
         const cJSON *v;
@@ -432,20 +456,16 @@ static struct transfer *transfer_new(engine *e, const struct row *r, const struc
         curl_easy_setopt(h, CURLOPT_HEADERDATA, t);
     } else {
         curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-        cJSON *who = customer_json(e, r->customer);
-        const cJSON *email = who ? cJSON_GetObjectItemCaseSensitive(who, "email") : NULL;
-        if (!cJSON_IsString(email) || !strchr(email->valuestring, '@')) {
+        if (!r->email || !strchr(r->email, '@')) {
             snprintf(err, errlen, "customer %s has no email address", r->customer);
-            cJSON_Delete(who);
             transfer_free(t);
             return NULL;
         }
-        t->payload = smtp_payload(r, c, email->valuestring, engine_now(e));
+        t->payload = smtp_payload(r, c, r->email, engine_now(e));
         t->payload_len = strlen(t->payload);
-        char *rcpt = xasprintf("<%s>", email->valuestring);
+        char *rcpt = xasprintf("<%s>", r->email);
         t->rcpt = curl_slist_append(NULL, rcpt);
         free(rcpt);
-        cJSON_Delete(who);
         curl_easy_setopt(h, CURLOPT_MAIL_FROM, c->from ? c->from : "<tend@localhost>");
         curl_easy_setopt(h, CURLOPT_MAIL_RCPT, t->rcpt);
         curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
@@ -611,6 +631,8 @@ static void check_multi(struct dispatcher *d)
             if (strcmp(d->slots[i].name, t->channel) == 0)
                 d->slots[i].in_flight--;
     }
+    /* Stored once the loop has read what is ready: the completions of one
+     * turn share a commit. */
     if (d->ndone)
         event_active(d->flush, EV_TIMEOUT, 0);
 }
@@ -686,6 +708,13 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
     int rc = store_begin(e->st);
     for (int i = 0; i < d->ndone && rc == 0; i++)
         rc = record_result(e, d->done[i]);
+    for (int i = 0; i < d->ndone; i++)
+        transfer_free(d->done[i]);
+    d->ndone = 0;
+    /* The freed slots are refilled in the same transaction: one commit
+     * (one fsync) stores the results and the next claims together. */
+    if (rc == 0 && dispatch_run_due(e, engine_now(e), e->cfg.delivery_batch) < 0)
+        rc = -1;
     if (rc == 0)
         rc = store_commit(e->st);
     else
@@ -693,10 +722,6 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
     if (rc != 0)
         engine_logf(e, "error", "storing delivery results failed (they will be retried): %s",
                     store_errmsg(e->st));
-    for (int i = 0; i < d->ndone; i++)
-        transfer_free(d->done[i]);
-    d->ndone = 0;
-    event_active(d->pump, EV_TIMEOUT, 0);
 }
 
 static void on_pump(evutil_socket_t fd, short what, void *arg)
@@ -767,10 +792,19 @@ void dispatch_free(engine *e)
 
 /* --- the pass over due rows ------------------------------------------- */
 
+static char *dup_text(store_stmt *s, int col)
+{
+    const char *t = store_col_text(s, col);
+    return t ? xstrdup(t) : NULL;
+}
+
 static int load_row(engine *e, int64_t id, tend_time due, struct row *r)
 {
-    store_stmt *s = store_sql(e->st, "SELECT customer, channel, category, body, idem_key, attempts, template,"
-                                     " status, journey FROM outbox WHERE id = ?");
+    store_stmt *s = store_sql(e->st,
+        "SELECT o.customer, o.channel, o.category, o.body, o.idem_key, o.attempts, o.template, o.status,"
+        " o.journey, c.blocked, c.timezone, c.phone, c.email,"
+        " (SELECT MAX(channel = '*') FROM suppressions WHERE customer = o.customer AND channel IN (o.channel, '*'))"
+        " FROM outbox o LEFT JOIN customers c ON c.id = o.customer WHERE o.id = ?");
     store_bind_int(s, 1, id);
     if (store_step(s) != STORE_ROW)
         return -1;
@@ -782,8 +816,15 @@ static int load_row(engine *e, int64_t id, tend_time due, struct row *r)
     r->body = xstrdup(store_col_text(s, 3));
     r->key = xstrdup(store_col_text(s, 4));
     r->attempts = (int)store_col_int(s, 5);
-    r->template_name = store_col_text(s, 6) ? xstrdup(store_col_text(s, 6)) : NULL;
-    r->journey = store_col_text(s, 8) ? xstrdup(store_col_text(s, 8)) : NULL;
+    r->template_name = dup_text(s, 6);
+    r->journey = dup_text(s, 8);
+    r->facts.blocked = (int)store_col_int(s, 9);
+    r->timezone = dup_text(s, 10);
+    r->phone = dup_text(s, 11);
+    r->email = dup_text(s, 12);
+    r->facts.unsubscribed = store_col_type(s, 13) != STORE_NULL;
+    r->facts.unsubscribed_all = store_col_int(s, 13) == 1;
+    r->facts.timezone = r->timezone;
     store_reset(s);
     return 0;
 }
@@ -845,12 +886,15 @@ static int deliver_task(engine *e, const struct row *r, char *err, size_t errlen
 
 static int claim(engine *e, const struct row *r)
 {
-    store_stmt *s = store_sql(e->st, "UPDATE outbox SET status = 'sending', attempts = attempts + 1 WHERE id = ?");
-    store_bind_int(s, 1, r->id);
+    tend_time lease = engine_now(e) + LEASE;
+    store_stmt *s = store_sql(e->st, "UPDATE outbox SET status = 'sending', attempts = attempts + 1, due_key = ?"
+                                     " WHERE id = ?");
+    store_bind_int(s, 1, lease);
+    store_bind_int(s, 2, r->id);
     if (store_run(s) != 0)
         return -1;
     s = store_sql(e->st, "UPDATE outbox_due SET due_at = ? WHERE due_at = ? AND id = ?");
-    store_bind_int(s, 1, engine_now(e) + LEASE);
+    store_bind_int(s, 1, lease);
     store_bind_int(s, 2, r->due_at);
     store_bind_int(s, 3, r->id);
     return store_run(s);
@@ -864,88 +908,152 @@ static int move_due(engine *e, const struct row *r, tend_time due)
     store_bind_int(s, 3, r->id);
     if (store_run(s) != 0)
         return -1;
-    s = store_sql(e->st, "UPDATE outbox SET status = 'deferred', due_at = ? WHERE id = ?");
+    s = store_sql(e->st, "UPDATE outbox SET status = 'deferred', due_at = ?1, due_key = ?1 WHERE id = ?2");
     store_bind_int(s, 1, due);
     store_bind_int(s, 2, r->id);
     return store_run(s);
 }
 
-/* One row: 1 handled, 0 left for later (no free slot), -1 store error. */
-static int deliver(engine *e, struct row *r)
+/* One pass's view of the channels: settings read once per channel (not per
+ * row), and which channels have no free slot left in this pass. */
+struct pass {
+    struct pass_channel {
+        char *name;
+        struct chan_conf conf;
+        int rc;                 /* read_conf's result */
+        char err[300];
+        int full;
+    } *ch;
+    int n;
+};
+
+static struct pass_channel *pass_channel(engine *e, struct pass *p, const char *name)
 {
-    lua_State *L = sandbox_state(e->sb);
+    for (int i = 0; i < p->n; i++)
+        if (strcmp(p->ch[i].name, name) == 0)
+            return &p->ch[i];
+    p->ch = xrealloc(p->ch, (size_t)(p->n + 1) * sizeof *p->ch);
+    struct pass_channel *c = &p->ch[p->n++];
+    memset(c, 0, sizeof *c);
+    c->name = xstrdup(name);
+    c->rc = read_conf(e, name, &c->conf, c->err, sizeof c->err);
+    return c;
+}
+
+static void pass_free(struct pass *p)
+{
+    for (int i = 0; i < p->n; i++) {
+        free(p->ch[i].name);
+        chan_conf_free(&p->ch[i].conf);
+    }
+    free(p->ch);
+}
+
+enum outcome { HANDLED = 1, SKIPPED = 0, BLOCKING = 2, FAILED = -1 };
+
+/* One row: HANDLED, SKIPPED (its channel has no free slot), BLOCKING (a
+ * claimed transfer in *blocking, to be performed outside the transaction),
+ * or FAILED (a store error). */
+static int deliver(engine *e, struct pass *p, struct row *r, struct transfer **blocking)
+{
     tend_time now = engine_now(e), due;
     char reason[200], err[300] = "";
-    int verdict = policy_recheck(e, r->customer, r->channel, strcmp(r->category, "marketing") == 0, now,
-                                 &due, reason, sizeof reason);
-    if (verdict == 1)
-        return outbox_mark(e, r->id, "suppressed", reason) == 0 ? 1 : -1;
-    if (verdict == 2)
-        return move_due(e, r, due) == 0 ? 1 : -1;
-    struct chan_conf c;
-    int top = lua_gettop(L);
-    int rc = read_conf(e, r->channel, &c, err, sizeof err);
-    if (rc != 0) {
+    struct pass_channel *ch = pass_channel(e, p, r->channel);
+    if (ch->full)
+        return SKIPPED;
+    if (ch->rc != 0) {
         /* A settings problem (a missing secret): keep the message, retry. */
-        engine_logf(e, "error", "channel '%s': %s", r->channel, err);
-        lua_settop(L, top);
-        chan_conf_free(&c);
-        return outbox_mark_retry(e, r->id, now + TEND_MINUTE, err) == 0 ? 1 : -1;
+        engine_logf(e, "error", "channel '%s': %s", r->channel, ch->err);
+        return outbox_mark_retry(e, r->id, now + TEND_MINUTE, ch->err) == 0 ? HANDLED : FAILED;
     }
-    enum channel_kind kind = e->capture ? CHANNEL_CAPTURE : c.kind;
-    if (kind == CHANNEL_CAPTURE || kind == CHANNEL_FILE || kind == CHANNEL_TASK) {
-        lua_settop(L, top);
-        rc = kind == CHANNEL_FILE ? write_file(e, r, err, sizeof err)
-             : kind == CHANNEL_TASK ? deliver_task(e, r, err, sizeof err) : 0;
-        chan_conf_free(&c);
+    enum channel_kind kind = e->capture ? CHANNEL_CAPTURE : ch->conf.kind;
+    int network = kind == CHANNEL_HTTP || kind == CHANNEL_SMTP;
+    struct dispatcher *d = e->dispatch;
+    /* The slot first: a full channel costs this row nothing more. */
+    struct chan_slot *slot = network && d && d->multi ? slot_of(d, r->channel, &ch->conf) : NULL;
+    if (slot && !slot_take(slot)) {
+        ch->full = 1;
+        return SKIPPED;
+    }
+    int verdict = policy_recheck_facts(e, &r->facts, r->channel, strcmp(r->category, "marketing") == 0, now,
+                                       &due, reason, sizeof reason);
+    if (verdict != 0) {
+        if (slot)
+            slot->in_flight--;
+        if (verdict == 1)
+            return outbox_mark(e, r->id, "suppressed", reason) == 0 ? HANDLED : FAILED;
+        return move_due(e, r, due) == 0 ? HANDLED : FAILED;
+    }
+    if (!network) {
+        int rc = kind == CHANNEL_FILE ? write_file(e, r, err, sizeof err)
+                 : kind == CHANNEL_TASK ? deliver_task(e, r, err, sizeof err) : 0;
         if (rc != 0) {
             engine_logf(e, "error", "channel '%s': %s", r->channel, err);
-            return outbox_mark_retry(e, r->id, now + TEND_MINUTE, err) == 0 ? 1 : -1;
+            return outbox_mark_retry(e, r->id, now + TEND_MINUTE, err) == 0 ? HANDLED : FAILED;
         }
         e->stats.deliveries++;
-        return outbox_mark_sent(e, r->id, now, NULL) == 0 ? 1 : -1;
+        return outbox_mark_sent(e, r->id, now, NULL) == 0 ? HANDLED : FAILED;
     }
-    struct dispatcher *d = e->dispatch;
-    struct chan_slot *slot = d ? slot_of(d, r->channel, &c) : NULL;
-    if (slot && !slot_take(slot)) {
-        lua_settop(L, top);
-        chan_conf_free(&c);
-        return 0;
-    }
-    struct transfer *t = transfer_new(e, r, &c, err, sizeof err);
-    lua_settop(L, top);
-    chan_conf_free(&c);
+    struct transfer *t = transfer_new(e, r, &ch->conf, err, sizeof err);
     if (!t) {
         if (slot)
             slot->in_flight--;
-        return outbox_mark_dead(e, r->id, now, err, NULL) == 0 ? 1 : -1;
+        return outbox_mark_dead(e, r->id, now, err, NULL) == 0 ? HANDLED : FAILED;
     }
     if (claim(e, r) != 0) {
         transfer_free(t);
         if (slot)
             slot->in_flight--;
-        return -1;
+        return FAILED;
     }
-    if (d) {
-        t->d = d;
-        t->next = d->active;
-        if (d->active)
-            d->active->prev = t;
-        d->active = t;
-        d->in_flight++;
-        curl_multi_add_handle(d->multi, t->easy);
-        return 1;
+    if (!slot) {
+        *blocking = t;
+        return BLOCKING;
     }
-    /* No loop attached: one blocking transfer (tools and tests). */
-    t->result = curl_easy_perform(t->easy);
-    curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
-    rc = record_result(e, t);
-    transfer_free(t);
-    return rc == 0 ? 1 : -1;
+    t->d = d;
+    t->next = d->active;
+    if (d->active)
+        d->active->prev = t;
+    d->active = t;
+    d->in_flight++;
+    curl_multi_add_handle(d->multi, t->easy);
+    return HANDLED;
+}
+
+/* Ends the pass's transaction: file lines reach the disk before it commits,
+ * and go if it does not. */
+static int finish(engine *e, int rc)
+{
+    char err[300];
+    if (rc == 0 && filesink_sync(e, err, sizeof err) != 0) {
+        engine_logf(e, "error", "file channel: %s", err);
+        rc = -1;
+    }
+    if (rc == 0 && store_commit(e->st) == 0)
+        return 0;
+    if (store_in_batch(e->st))
+        store_rollback(e->st);
+    filesink_discard(e);
+    return -1;
+}
+
+/* 1 when every channel the loop sends through is at its limit: a pass now
+ * would read due rows only to leave them. A finishing transfer starts the
+ * next pass. */
+static int all_slots_full(struct dispatcher *d)
+{
+    if (!d || !d->multi || d->nslots == 0 || d->in_flight == 0)
+        return 0;
+    for (int i = 0; i < d->nslots; i++)
+        if (d->slots[i].in_flight < d->slots[i].concurrency)
+            return 0;
+    return 1;
 }
 
 int dispatch_run_due(engine *e, tend_time now, int max)
 {
+    if (all_slots_full(e->dispatch))
+        return 0;
     store_stmt *s = store_sql(e->st, "SELECT due_at, id FROM outbox_due WHERE due_at <= ?"
                                      " ORDER BY due_at, id LIMIT ?");
     store_bind_int(s, 1, now);
@@ -961,8 +1069,9 @@ int dispatch_run_due(engine *e, tend_time now, int max)
         free(due);
         return 0;
     }
+    struct pass p = {0};
     int handled = 0, rc = store_begin(e->st);
-    for (int i = 0; i < n && rc == 0; i++) {
+    for (int i = 0; i < n && rc == 0 && !all_slots_full(e->dispatch); i++) {
         struct row r = {0};
         if (load_row(e, due[i].id, due[i].at, &r) != 0) {
             /* a due entry without its row: drop it */
@@ -972,24 +1081,47 @@ int dispatch_run_due(engine *e, tend_time now, int max)
             rc = store_run(d);
             continue;
         }
-        int k = deliver(e, &r);
+        struct transfer *t = NULL;
+        int k = deliver(e, &p, &r, &t);
         row_free(&r);
-        if (k < 0)
+        if (k == FAILED) {
             rc = -1;
-        else
+        } else if (k == BLOCKING) {
+            /* No loop attached (tools, tests): the claim commits, the
+             * transfer runs with no transaction open, its result commits.
+             * A crash in between leaves the claim's lease to expire. */
+            rc = finish(e, 0);
+            t->result = curl_easy_perform(t->easy);
+            curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
+            if (rc == 0)
+                rc = store_begin(e->st);
+            if (rc == 0)
+                rc = record_result(e, t);
+            transfer_free(t);
+            handled++;
+        } else {
             handled += k;
+        }
     }
     free(due);
-    /* File lines reach the disk before the pass that wrote them commits. */
-    char err[300];
-    if (rc == 0 && filesink_sync(e, err, sizeof err) != 0) {
-        engine_logf(e, "error", "file channel: %s", err);
-        rc = -1;
+    pass_free(&p);
+    if (!store_in_batch(e->st))   /* a failed begin after a blocking transfer */
+        return rc == 0 ? handled : -1;
+    return finish(e, rc) == 0 && rc == 0 ? handled : -1;
+}
+
+int dispatch_wait(engine *e, int timeout_ms)
+{
+    struct dispatcher *d = e->dispatch;
+    if (!d || !d->base)
+        return 0;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (d->in_flight + d->ndone > 0) {
+        event_base_loop(d->base, EVLOOP_ONCE);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if ((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 > timeout_ms)
+            return -1;
     }
-    if (rc == 0 && store_commit(e->st) == 0)
-        return handled;
-    if (rc != 0)
-        store_rollback(e->st);
-    filesink_discard(e);
-    return -1;
+    return 0;
 }

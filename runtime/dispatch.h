@@ -28,6 +28,10 @@ int dispatch_run_due(engine *e, tend_time now, int max);
 int  dispatch_attach(engine *e, struct event_base *base);
 /* Transfers in flight. */
 int  dispatch_in_flight(engine *e);
+/* Runs the attached loop until no transfer is in flight and their results
+ * are stored, for at most timeout_ms: the virtual clock waits for the
+ * network before it moves on. 0, or -1 on timeout. */
+int  dispatch_wait(engine *e, int timeout_ms);
 void dispatch_free(engine *e);
 
 #endif

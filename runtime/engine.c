@@ -269,16 +269,18 @@ int engine_advance(engine *e, tend_time seconds)
     for (int rounds = 0; rounds < 10000000; rounds++) {
         if (engine_run_due(e, engine_now(e)) < 0)
             return -1;
+        /* Time waits for the network: results of transfers in flight land
+         * at this instant, before the clock moves on. */
+        if (dispatch_in_flight(e) > 0) {
+            if (dispatch_wait(e, 60000) != 0)
+                return -1;
+            continue;
+        }
         tend_time next = engine_next_due(e);
         if (next < 0 || next > target)
             break;
-        if (next <= engine_now(e)) {
-            /* still due now after a full pass: only in-flight work (a
-             * delivery waiting for its transfer) can cause this */
-            if (dispatch_in_flight(e) == 0)
-                break;
-            continue;
-        }
+        if (next <= engine_now(e))
+            break;   /* due now after a full pass: nothing more will run at this instant */
         clock_set(e->clock, next);
     }
     clock_set(e->clock, target);

@@ -91,8 +91,8 @@ static int insert_row(engine *e, const struct send_request *r, const struct mess
     snprintf(key, sizeof key, "%lld-%d", (long long)r->instance, r->step);
     store_stmt *s = store_sql(e->st,
         "INSERT INTO outbox (instance, step, journey, customer, channel, template, category, priority,"
-        " body, status, due_at, created_at, last_error, segments, cost, idem_key)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+        " body, status, due_at, created_at, last_error, segments, cost, idem_key, due_key)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?11)");
     store_bind_int(s, 1, r->instance);
     store_bind_int(s, 2, r->step);
     store_bind_text(s, 3, r->journey, -1);
@@ -193,10 +193,12 @@ tend_time outbox_next_due(engine *e)
     return t;
 }
 
+/* outbox.due_key mirrors the row's key in outbox_due, so leaving the queue
+ * is two primary-key lookups rather than a scan of the queue. */
 static int leave_due(engine *e, int64_t id)
 {
-    store_stmt *s = store_sql(e->st, "DELETE FROM outbox_due WHERE id = ? AND due_at ="
-                                     " (SELECT due_at FROM outbox_due WHERE id = ?1)");
+    store_stmt *s = store_sql(e->st, "DELETE FROM outbox_due WHERE due_at ="
+                                     " (SELECT due_key FROM outbox WHERE id = ?1) AND id = ?1");
     store_bind_int(s, 1, id);
     return store_run(s);
 }
@@ -230,8 +232,8 @@ int outbox_mark_retry(engine *e, int64_t id, tend_time due_at, const char *error
 {
     if (leave_due(e, id) != 0)
         return -1;
-    store_stmt *s = store_sql(e->st, "UPDATE outbox SET status = 'queued', due_at = ?, last_error = ?"
-                                     " WHERE id = ?");
+    store_stmt *s = store_sql(e->st, "UPDATE outbox SET status = 'queued', due_at = ?1, due_key = ?1,"
+                                     " last_error = ?2 WHERE id = ?3");
     store_bind_int(s, 1, due_at);
     store_bind_text(s, 2, error, -1);
     store_bind_int(s, 3, id);

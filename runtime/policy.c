@@ -92,7 +92,7 @@ static int64_t count_marketing(engine *e, const char *customer, tend_time from, 
  * window if it ranks below `priority`: that one becomes capped. */
 static int bump(engine *e, const char *customer, int priority, tend_time from, tend_time to)
 {
-    store_stmt *s = store_sql(e->st, "SELECT id, due_at FROM outbox WHERE customer = ? AND category = 'marketing'"
+    store_stmt *s = store_sql(e->st, "SELECT id, due_key FROM outbox WHERE customer = ? AND category = 'marketing'"
                                      " AND status IN ('queued', 'deferred') AND due_at >= ? AND due_at < ?"
                                      " AND priority < ? ORDER BY priority, due_at DESC LIMIT 1");
     store_bind_text(s, 1, customer, -1);
@@ -187,6 +187,24 @@ int policy_check(engine *e, const char *customer, const char *channel, int marke
     v->due_at = t;
     free(tz);
     return rc;
+}
+
+int policy_recheck_facts(engine *e, const struct policy_facts *f, const char *channel, int marketing,
+                         tend_time now, tend_time *due, char *reason, size_t n)
+{
+    if (f->blocked) {
+        snprintf(reason, n, "customer is blocked");
+        return 1;
+    }
+    if (marketing && f->unsubscribed) {
+        snprintf(reason, n, "unsubscribed from %s", f->unsubscribed_all ? "all marketing" : channel);
+        return 1;
+    }
+    if (!marketing)
+        return 0;
+    const char *tz = f->timezone && clock_tz_valid(f->timezone) ? f->timezone : e->cfg.timezone;
+    *due = policy_quiet_end(e, tz, now);
+    return *due > now ? 2 : 0;
 }
 
 int policy_recheck(engine *e, const char *customer, const char *channel, int marketing,

@@ -30,6 +30,16 @@ int policy_check(engine *e, const char *customer, const char *channel, int marke
 int policy_recheck(engine *e, const char *customer, const char *channel, int marketing,
                    tend_time now, tend_time *due, char *reason, size_t n);
 
+/* The same, from what the caller already read with the message (one query
+ * for the row and its customer instead of three). */
+struct policy_facts {
+    int blocked;
+    int unsubscribed, unsubscribed_all;   /* from this channel / from all */
+    const char *timezone;                 /* the customer's, or NULL */
+};
+int policy_recheck_facts(engine *e, const struct policy_facts *f, const char *channel, int marketing,
+                         tend_time now, tend_time *due, char *reason, size_t n);
+
 /* When the quiet hours around `t` end in zone tz (t itself if not quiet). */
 tend_time policy_quiet_end(engine *e, const char *tz, tend_time t);
 

@@ -92,7 +92,8 @@ static const char m1_core[] =
     " status TEXT NOT NULL, due_at INTEGER, created_at INTEGER NOT NULL,"
     " sent_at INTEGER, attempts INTEGER NOT NULL DEFAULT 0,"
     " last_error TEXT, response TEXT, segments INTEGER, cost REAL,"
-    " idem_key TEXT NOT NULL);"
+    " idem_key TEXT NOT NULL,"
+    " due_key INTEGER);"   /* the row's due_at in outbox_due, while it is there */
     "CREATE INDEX outbox_customer ON outbox(customer, due_at);"
     "CREATE TABLE outbox_due ("
     " due_at INTEGER NOT NULL, id INTEGER NOT NULL,"
