@@ -90,11 +90,10 @@ static int handle_index(lua_State *L)
         return 1;
     }
     /* A recorded read: once per field between two waits. */
-    char *key = xasprintf("%s.%s", h->id, k);
+    const char *key = lua_pushfstring(L, "%s.%s", h->id, k);
     const cJSON *seen = ctx->reads ? cJSON_GetObjectItemCaseSensitive(ctx->reads, key) : NULL;
     if (seen) {
         json_push(L, seen);
-        free(key);
         return 1;
     }
     uint32_t hash = step_hash(key);
@@ -107,7 +106,6 @@ static int handle_index(lua_State *L)
     if (!ctx->reads)
         ctx->reads = cJSON_CreateObject();
     cJSON_AddItemToObject(ctx->reads, key, v ? v : cJSON_CreateNull());
-    free(key);
     return 1;
 }
 

@@ -137,6 +137,16 @@ static cJSON *from_lua(lua_State *L, int idx, int depth, strbuf *path, char *err
     }
 }
 
+const char *json_push_encoded(lua_State *L, int idx, char *err, size_t errlen)
+{
+    char *text = json_encode(L, idx, err, errlen);
+    if (!text)
+        return NULL;
+    lua_pushstring(L, text);
+    free(text);
+    return lua_tostring(L, -1);
+}
+
 cJSON *json_from_lua(lua_State *L, int idx, char *err, size_t errlen)
 {
     strbuf path;

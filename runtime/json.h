@@ -32,6 +32,12 @@ int json_push_text(lua_State *L, const char *text, size_t len, char *err, size_t
 /* Compact JSON text of the value at idx, or NULL with err. */
 char *json_encode(lua_State *L, int idx, char *err, size_t errlen);
 
+/* The JSON text of the value at idx pushed as a Lua string (returned), or
+ * NULL with err and nothing pushed. Code that may raise afterwards holds
+ * only this garbage-collected string, never a malloc'd copy that a raise
+ * would leak. */
+const char *json_push_encoded(lua_State *L, int idx, char *err, size_t errlen);
+
 /* Compact text of a cJSON tree (never NULL for a valid tree). */
 char *json_print(const cJSON *j);
 

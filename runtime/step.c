@@ -304,23 +304,15 @@ static int p_send(lua_State *L)
     if (!lua_isnoneornil(L, 4))
         luaL_checktype(L, 4, LUA_TTABLE);
     char err[300];
-    cJSON *vars = lua_isnoneornil(L, 4) ? cJSON_CreateObject() : json_from_lua(L, 4, err, sizeof err);
-    if (!vars)
+    const char *vars_text = "{}";
+    if (!lua_isnoneornil(L, 4) && !(vars_text = json_push_encoded(L, 4, err, sizeof err)))
         return luaL_argerror(L, 4, err);
-    char *vars_text = json_print(vars);
-    strbuf key;
-    strbuf_init(&key);
-    strbuf_printf(&key, "%s\x1f%s\x1f%s\x1f%s", channel, customer, tmpl, vars_text);
-    free(vars_text);
-    uint32_t hash = step_hash(key.s);
-    strbuf_free(&key);
+    uint32_t hash = step_hash(lua_pushfstring(L, "%s\x1f%s\x1f%s\x1f%s", channel, customer, tmpl, vars_text));
     char desc[200];
     snprintf(desc, sizeof desc, "%s, %s", channel, tmpl);
-    int mode = step_take(L, ctx, "send", desc, hash, NULL);
-    if (mode == STEP_REPLAY) {
-        cJSON_Delete(vars);
+    if (step_take(L, ctx, "send", desc, hash, NULL) == STEP_REPLAY)
         return 1;
-    }
+    cJSON *vars = cJSON_Parse(vars_text);
     struct send_request req = {
         .instance = ctx->id, .step = ctx->pos, .journey = ctx->journey, .customer = customer,
         .channel = channel, .template_name = tmpl, .vars = vars};
@@ -407,20 +399,17 @@ static int p_emit(lua_State *L)
     struct run_ctx *ctx = step_require(L, e, "emit()");
     luaL_checktype(L, 1, LUA_TTABLE);
     char err[300];
-    cJSON *ev = json_from_lua(L, 1, err, sizeof err);
-    if (!ev)
+    const char *text = json_push_encoded(L, 1, err, sizeof err);
+    if (!text)
         return luaL_argerror(L, 1, err);
-    char *text = json_print(ev);
     uint32_t hash = step_hash(text);
-    free(text);
-    const cJSON *type = cJSON_GetObjectItemCaseSensitive(ev, "type");
+    lua_getfield(L, 1, "type");
     char desc[120];
-    snprintf(desc, sizeof desc, "%s", cJSON_IsString(type) ? type->valuestring : "?");
-    int mode = step_take(L, ctx, "emit", desc, hash, NULL);
-    if (mode == STEP_REPLAY) {
-        cJSON_Delete(ev);
+    snprintf(desc, sizeof desc, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
+    lua_pop(L, 1);
+    if (step_take(L, ctx, "emit", desc, hash, NULL) == STEP_REPLAY)
         return 1;
-    }
+    cJSON *ev = cJSON_Parse(text);
     if (!cJSON_GetObjectItemCaseSensitive(ev, "id")) {
         char id[64];
         snprintf(id, sizeof id, "emit:%lld:%d", (long long)ctx->id, ctx->pos);
@@ -447,27 +436,19 @@ static int p_start(lua_State *L)
     const char *journey = luaL_checkstring(L, 1);
     const char *customer = handle_or_id(L, 2);
     char err[300];
-    cJSON *payload = NULL;
-    if (!lua_isnoneornil(L, 3)) {
-        payload = json_from_lua(L, 3, err, sizeof err);
-        if (!payload)
-            return luaL_argerror(L, 3, err);
-    }
+    const char *text = NULL;
+    if (!lua_isnoneornil(L, 3) && !(text = json_push_encoded(L, 3, err, sizeof err)))
+        return luaL_argerror(L, 3, err);
     struct run_ctx *ctx = step_ctx(e);
     uint32_t hash = 0;
     char desc[200];
     snprintf(desc, sizeof desc, "%s, %s", journey, customer);
     if (ctx) {
-        char *text = payload ? json_print(payload) : xstrdup("");
-        char *hashed = xasprintf("%s\x1f%s\x1f%s", journey, customer, text);
-        hash = step_hash(hashed);
-        free(hashed);
-        free(text);
-        if (step_take(L, ctx, "start", desc, hash, NULL) == STEP_REPLAY) {
-            cJSON_Delete(payload);
+        hash = step_hash(lua_pushfstring(L, "%s\x1f%s\x1f%s", journey, customer, text ? text : ""));
+        if (step_take(L, ctx, "start", desc, hash, NULL) == STEP_REPLAY)
             return 1;
-        }
     }
+    cJSON *payload = text ? cJSON_Parse(text) : NULL;
     /* when() filters every way in, start() included. */
     int64_t id = 0;
     if (catalog_push_current(e, journey)) {
@@ -542,14 +523,13 @@ static int p_split(lua_State *L)
     struct run_ctx *ctx = step_require(L, e, "split()");
     luaL_checktype(L, 1, LUA_TTABLE);
     char err[200];
-    char *text = json_encode(L, 1, err, sizeof err);
+    const char *text = json_push_encoded(L, 1, err, sizeof err);
     if (!text)
         return luaL_argerror(L, 1, err);
     uint32_t hash = step_hash(text);
     int mode = step_take(L, ctx, "split", text, hash, NULL);
     if (mode == STEP_REPLAY) {
         random_unit(ctx);   /* the live run drew once: so does the replay */
-        free(text);
         free(ctx->branch);
         ctx->branch = xstrdup(lua_tostring(L, -1));
         return 1;
@@ -561,14 +541,12 @@ static int p_split(lua_State *L)
     cJSON_ArrayForEach(w, weights) {
         if (!cJSON_IsNumber(w) || w->valuedouble < 0 || !w->string) {
             cJSON_Delete(weights);
-            free(text);
             return luaL_argerror(L, 1, "split takes {name = weight, ...} with weights >= 0");
         }
         total += w->valuedouble;
     }
     if (total <= 0) {
         cJSON_Delete(weights);
-        free(text);
         return luaL_argerror(L, 1, "split weights add up to nothing");
     }
     double pick = random_unit(ctx) * total;
@@ -579,11 +557,10 @@ static int p_split(lua_State *L)
             break;
     }
     lua_pushstring(L, chosen);
-    free(ctx->branch);
-    ctx->branch = xstrdup(chosen);
-    step_record(L, ctx, "split", text, hash, lua_gettop(L));
     cJSON_Delete(weights);
-    free(text);
+    free(ctx->branch);
+    ctx->branch = xstrdup(lua_tostring(L, -1));
+    step_record(L, ctx, "split", text, hash, lua_gettop(L));
     return 1;
 }
 
