@@ -483,12 +483,18 @@ int instance_run_due(engine *e, tend_time now, int max)
         return 0;
     }
     int rc = store_begin(e->st);
-    for (int i = 0; i < n && rc == 0; i++) {
-        /* The timer goes first: whatever the run decides, this one fired. */
-        rc = set_timer(e, due[i].at, due[i].id, 0);
-        if (rc == 0)
-            rc = instance_wake(e, due[i].id, WAKE_TIMER, NULL);
+    /* The batch's timers go first, in one range delete: the batch is exactly
+     * the timers up to its last (wake_at, instance), and timers its runs set
+     * fall after that (later times, or newer instances at this time). */
+    if (rc == 0) {
+        store_stmt *d = store_sql(e->st, "DELETE FROM timers WHERE wake_at < ?1"
+                                         " OR (wake_at = ?1 AND instance <= ?2)");
+        store_bind_int(d, 1, due[n - 1].at);
+        store_bind_int(d, 2, due[n - 1].id);
+        rc = store_run(d);
     }
+    for (int i = 0; i < n && rc == 0; i++)
+        rc = instance_wake(e, due[i].id, WAKE_TIMER, NULL);
     free(due);
     if (rc == 0 && store_commit(e->st) == 0)
         return n;
