@@ -35,9 +35,7 @@
  *                                [--mock build/release/mock_provider] [--db PATH]
  *                                [--only tend|raw]
  *
- * N defaults to 100000. Note: while runtime/outbox.c:leave_due scans
- * outbox_due (no index on id), tend's time grows with N squared: ~2 minutes
- * at 100k on a 2-core machine; BENCH_DELIVERIES=20000 for a quick look.
+ * N defaults to 100000.
  *
  * The mock is $TEND_BUILD/mock_provider when TEND_BUILD is set, else
  * build/release/mock_provider. The database is a temporary file under

@@ -78,7 +78,11 @@ int channel_check(lua_State *L, int idx, const char *name, char *err, size_t err
         known |= strcmp(type, KIND_NAMES[k]) == 0;
     lua_pop(L, 1);
     if (!known) {
-        snprintf(err, errlen, "channel '%s': type must be http, smtp, file, task or capture", name);
+        if (type)
+            snprintf(err, errlen, "channel '%s': type '%s' is not one of http, smtp, file, task, capture",
+                     name, type);
+        else
+            snprintf(err, errlen, "channel '%s': 'type' is required (http, smtp, file, task or capture)", name);
         return -1;
     }
     lua_pushnil(L);
@@ -89,7 +93,11 @@ int channel_check(lua_State *L, int idx, const char *name, char *err, size_t err
             if (strcmp(SETTINGS[i].key, k) == 0)
                 s = &SETTINGS[i];
         if (!s) {
-            snprintf(err, errlen, "channel '%s': unknown setting '%s'", name, k ? k : "?");
+            if (k)
+                snprintf(err, errlen, "channel '%s': unknown setting '%s'", name, k);
+            else
+                snprintf(err, errlen, "channel '%s': settings are named (a %s key)", name,
+                         luaL_typename(L, -2));
             lua_pop(L, 2);
             return -1;
         }

@@ -370,7 +370,11 @@ static int read_channels(struct reader *r)
     lua_pushnil(r->L);
     while (lua_next(r->L, -2)) {
         char msg[300];
-        const char *name = lua_type(r->L, -2) == LUA_TSTRING ? lua_tostring(r->L, -2) : "?";
+        if (lua_type(r->L, -2) != LUA_TSTRING) {
+            lua_pop(r->L, 2);
+            return bad(r, "channels", "must name each channel (channels = { sms = {...} })");
+        }
+        const char *name = lua_tostring(r->L, -2);
         if (channel_check(r->L, -1, name, msg, sizeof msg) != 0) {
             lua_pop(r->L, 2);
             snprintf(r->err, r->errlen, "%s: %s", r->source, msg);

@@ -591,8 +591,22 @@ int customer_set(engine *e, const char *id, const cJSON *changes, char *err, siz
         if (strncmp(j->string, "attrs.", 6) == 0 && j->string[6]) {
             if (!attrs)
                 attrs = cJSON_AddObjectToObject(obj, "attrs");
-            cJSON_DeleteItemFromObjectCaseSensitive(attrs, j->string + 6);
-            cJSON_AddItemToObject(attrs, j->string + 6, cJSON_Duplicate(j, 1));
+            /* "attrs.baby.age" is the nested path, as segments read it */
+            cJSON *at = attrs;
+            const char *p = j->string + 6, *dot;
+            while ((dot = strchr(p, '.')) && dot[1]) {
+                char key[128];
+                snprintf(key, sizeof key, "%.*s", (int)(dot - p), p);
+                cJSON *next = cJSON_GetObjectItemCaseSensitive(at, key);
+                if (!cJSON_IsObject(next)) {
+                    cJSON_DeleteItemFromObjectCaseSensitive(at, key);
+                    next = cJSON_AddObjectToObject(at, key);
+                }
+                at = next;
+                p = dot + 1;
+            }
+            cJSON_DeleteItemFromObjectCaseSensitive(at, p);
+            cJSON_AddItemToObject(at, p, cJSON_Duplicate(j, 1));
         } else if (strcmp(j->string, "attrs") == 0 && cJSON_IsObject(j)) {
             /* both forms at once merge into one attrs object */
             if (!attrs)

@@ -316,7 +316,13 @@ static void push_filter(engine *e, lua_State *L, int arg)
 {
     if (lua_type(L, arg) == LUA_TSTRING) {
         const char *name = lua_tostring(L, arg);
-        if (!catalog_push_segment(e, name))
+        /* The catalog pushes onto the engine's main thread; this call may
+         * run in a journey's coroutine. */
+        lua_State *main = sandbox_state(e->sb);
+        int found = catalog_push_segment(e, name);
+        if (main != L)
+            lua_xmove(main, L, 1);
+        if (!found)
             luaL_error(L, "customers(): no segment named '%s'", name);
         if (lua_getfield(L, -1, "where") == LUA_TFUNCTION) {
             if (lua_pcall(L, 0, 1, 0) != LUA_OK)

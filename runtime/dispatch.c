@@ -554,7 +554,6 @@ struct dispatcher {
     CURLM *multi;
     struct event *timer;        /* libcurl's timeout */
     struct event *flush;        /* stores finished transfers, once per loop turn */
-    struct event *pump;         /* claims more rows when slots free up */
     int in_flight;
     struct transfer *active;    /* in flight, so shutdown can free them */
     struct transfer **done;
@@ -724,15 +723,6 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
                     store_errmsg(e->st));
 }
 
-static void on_pump(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    struct dispatcher *d = arg;
-    if (dispatch_run_due(d->e, engine_now(d->e), d->e->cfg.delivery_batch) < 0)
-        engine_logf(d->e, "error", "delivery pass failed: %s", store_errmsg(d->e->st));
-}
-
 int dispatch_attach(engine *e, struct event_base *base)
 {
     if (e->dispatch)
@@ -748,7 +738,6 @@ int dispatch_attach(engine *e, struct event_base *base)
     curl_multi_setopt(d->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 64L);
     d->timer = evtimer_new(base, on_timeout, d);
     d->flush = event_new(base, -1, 0, on_flush, d);
-    d->pump = event_new(base, -1, 0, on_pump, d);
     e->dispatch = d;
     return 0;
 }
@@ -783,8 +772,6 @@ void dispatch_free(engine *e)
         event_free(d->timer);
     if (d->flush)
         event_free(d->flush);
-    if (d->pump)
-        event_free(d->pump);
     curl_multi_cleanup(d->multi);
     free(d);
     e->dispatch = NULL;

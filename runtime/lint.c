@@ -383,7 +383,8 @@ static void lint_segments(struct lint *l)
         int t = lua_getfield(L, -1, "where");
         int ok = 1;
         if (t == LUA_TFUNCTION && sandbox_pcall(l->e->sb, L, 0, 1) != LUA_OK) {
-            say(l, 1, where, "segment '%s': where(): %s", name, lua_tostring(L, -1));
+            const char *msg = lua_tostring(L, -1);
+            say(l, 1, where, "segment '%s': where(): %.*s", name, (int)strcspn(msg, "\n"), msg);
             ok = 0;
         }
         if (ok) {

@@ -75,19 +75,31 @@ static void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     return p;
 }
 
-/* Raises the error of the tripped limit. Used by the hook and by every
- * protected call, so the error keeps propagating until it reaches C. */
-static int raise_trip(lua_State *L, sandbox *sb)
+/* Raises the error of the tripped limit, positioned at stack `level` (0 in
+ * the hook: the function whose instructions ran out). The protected calls
+ * instead re-raise the error object they caught, which already carries the
+ * position where the limit tripped. */
+static int raise_trip(lua_State *L, sandbox *sb, int level)
 {
     lua_rawgetp(L, LUA_REGISTRYINDEX, sb->tripped == SANDBOX_MEMORY ? &MEMORY_MSG_KEY : &BUDGET_MSG_KEY);
     if (sb->tripped == SANDBOX_BUDGET) {
-        /* Position first, as luaL_error would. Level 0: in a hook that is
-         * the function whose instructions ran out, not its caller. */
-        luaL_where(L, 0);
+        luaL_where(L, level);
         lua_insert(L, -2);
         lua_concat(L, 2);
     }
     return lua_error(L);
+}
+
+/* Re-raises a caught error after a trip: the caught object itself when it is
+ * the trip's (it has the position where the limit tripped), the trip's own
+ * message otherwise (a __close handler's error must not stand in for it). */
+static int rethrow_trip(lua_State *L, sandbox *sb)
+{
+    const char *m = lua_tostring(L, -1);
+    if (m && (strstr(m, "instruction budget exceeded") || strstr(m, "memory limit exceeded") ||
+              strstr(m, "not enough memory")))
+        return lua_error(L);
+    return raise_trip(L, sb, 1);
 }
 
 static void budget_hook(lua_State *L, lua_Debug *ar)
@@ -99,7 +111,7 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
     if (sb->tripped || --sb->ticks_left < 0) {
         if (!sb->tripped)
             sb->tripped = SANDBOX_BUDGET;
-        raise_trip(L, sb);
+        raise_trip(L, sb, 0);
     }
 }
 
@@ -126,7 +138,7 @@ static int finish_pcall(lua_State *L, int status, lua_KContext extra)
         sandbox *sb = sandbox_of(L);
         note_status(sb, status);
         if (sb->tripped)
-            return raise_trip(L, sb);
+            return rethrow_trip(L, sb);
         lua_pushboolean(L, 0);
         lua_pushvalue(L, -2);
         return 2;
@@ -202,7 +214,7 @@ static int sb_coresume(lua_State *L)
     sandbox *sb = sandbox_of(L);
     if (r < 0) {
         if (sb->tripped)
-            return raise_trip(L, sb);
+            return rethrow_trip(L, sb);
         lua_pushboolean(L, 0);
         lua_insert(L, -2);
         return 2;
@@ -229,7 +241,7 @@ static int wrap_call(lua_State *L)
     if (r < 0) {
         sandbox *sb = sandbox_of(L);
         if (sb->tripped)
-            return raise_trip(L, sb);
+            return rethrow_trip(L, sb);
         int stat = lua_status(co);
         if (stat != LUA_OK && stat != LUA_YIELD) {
             close_thread(co, L);
@@ -258,14 +270,15 @@ static int sb_coclose(lua_State *L)
     note_status(sb, status);
     if (status == LUA_OK) {
         if (sb->tripped)
-            return raise_trip(L, sb);
+            return raise_trip(L, sb, 1);
         lua_pushboolean(L, 1);
         return 1;
     }
-    if (sb->tripped)
-        return raise_trip(L, sb);
-    lua_pushboolean(L, 0);
     lua_xmove(co, L, 1);
+    if (sb->tripped)
+        return rethrow_trip(L, sb);
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
     return 2;
 }
 
@@ -846,21 +859,23 @@ static int traceback_handler(lua_State *L)
     return 1;
 }
 
-/* A memory error carries Lua's bare "not enough memory"; say which limit. */
+/* A memory error carries Lua's bare "not enough memory": say which limit,
+ * keeping whatever follows (a traceback). */
 static void explain_trip(sandbox *sb, lua_State *L)
 {
     if (sb->tripped != SANDBOX_MEMORY)
         return;
     const char *msg = lua_tostring(L, -1);
-    if (msg && strstr(msg, "memory limit exceeded"))
+    if (!msg || strstr(msg, "memory limit exceeded"))
         return;
+    static const char bare[] = "not enough memory";
+    const char *rest = strncmp(msg, bare, sizeof bare - 1) == 0 ? msg + sizeof bare - 1 : NULL;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &MEMORY_MSG_KEY);
-    if (msg) {
-        lua_pushliteral(L, " (");
-        lua_pushvalue(L, -3);
-        lua_pushliteral(L, ")");
-        lua_concat(L, 4);
-    }
+    if (rest)
+        lua_pushstring(L, rest);
+    else
+        lua_pushfstring(L, ": %s", msg);
+    lua_concat(L, 2);
     lua_remove(L, -2);
 }
 

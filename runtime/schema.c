@@ -26,8 +26,7 @@ static const char m1_core[] =
     "CREATE INDEX customers_city ON customers(city, last_order_at);"
     "CREATE INDEX customers_last_order ON customers(last_order_at);"
     "CREATE INDEX customers_region ON customers(region);"
-    /* customers who never ordered age by first_seen_at (customer_sweep) */
-    "CREATE INDEX customers_first_seen ON customers(first_seen_at) WHERE last_order_at IS NULL;"
+
     "CREATE TABLE customer_tags ("
     " customer TEXT NOT NULL, tag TEXT NOT NULL,"
     " PRIMARY KEY (customer, tag)) WITHOUT ROWID;"
@@ -92,8 +91,7 @@ static const char m1_core[] =
     " status TEXT NOT NULL, due_at INTEGER, created_at INTEGER NOT NULL,"
     " sent_at INTEGER, attempts INTEGER NOT NULL DEFAULT 0,"
     " last_error TEXT, response TEXT, segments INTEGER, cost REAL,"
-    " idem_key TEXT NOT NULL,"
-    " due_key INTEGER);"   /* the row's due_at in outbox_due, while it is there */
+    " idem_key TEXT NOT NULL);"
     "CREATE INDEX outbox_customer ON outbox(customer, due_at);"
     "CREATE TABLE outbox_due ("
     " due_at INTEGER NOT NULL, id INTEGER NOT NULL,"
@@ -105,7 +103,7 @@ static const char m1_core[] =
     " expires_at INTEGER, redeemed_at INTEGER) WITHOUT ROWID;"
     "CREATE TABLE tasks ("
     " id INTEGER PRIMARY KEY, customer TEXT NOT NULL, journey TEXT,"
-    " instance INTEGER, step INTEGER, assignee TEXT, note TEXT, kind TEXT,"
+    " instance INTEGER, step INTEGER, assignee TEXT, note TEXT,"
     " status TEXT NOT NULL DEFAULT 'open', created_at INTEGER NOT NULL);"
 
     "CREATE TABLE schedules ("
@@ -115,7 +113,18 @@ static const char m1_core[] =
     " id INTEGER PRIMARY KEY, name TEXT NOT NULL, slot INTEGER NOT NULL,"
     " ran_at INTEGER NOT NULL, status TEXT NOT NULL, error TEXT);";
 
+/* What the first deliveries, task kinds and lifecycle sweeps needed. */
+static const char m2_delivery[] =
+    /* the row's due_at in outbox_due while it is there: leaving the queue
+     * is a key lookup, not a scan */
+    "ALTER TABLE outbox ADD COLUMN due_key INTEGER;"
+    "UPDATE outbox SET due_key = (SELECT due_at FROM outbox_due WHERE outbox_due.id = outbox.id);"
+    "ALTER TABLE tasks ADD COLUMN kind TEXT;"
+    /* customers who never ordered age by first_seen_at (customer_sweep) */
+    "CREATE INDEX IF NOT EXISTS customers_first_seen ON customers(first_seen_at) WHERE last_order_at IS NULL;";
+
 const struct store_migration schema_migrations[] = {
     {"core", m1_core},
+    {"delivery", m2_delivery},
 };
 const int schema_migration_count = sizeof schema_migrations / sizeof schema_migrations[0];

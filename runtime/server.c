@@ -589,9 +589,12 @@ int server_run(engine *e)
     s.base = event_base_new();
     s.http = evhttp_new(s.base);
     evhttp_set_max_body_size(s.http, MAX_BODY);
-    /* every method reaches the router, which answers 405 in JSON */
+    /* every method libevent knows reaches the router, which answers a
+     * wrong one with 405 in JSON (libevent itself answers the methods it
+     * does not know with 501) */
     evhttp_set_allowed_methods(s.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                           EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);
+                                           EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS |
+                                           EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT);
     evhttp_set_gencb(s.http, route, &s);
     char host[256];
     snprintf(host, sizeof host, "%s", e->cfg.listen);

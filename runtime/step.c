@@ -449,15 +449,22 @@ static int p_start(lua_State *L)
             return 1;
     }
     cJSON *payload = text ? cJSON_Parse(text) : NULL;
-    /* when() filters every way in, start() included. */
+    /* when() filters every way in, start() included. It runs on the
+     * engine's main thread, where the catalog is pushed, and is not part
+     * of this run's history (the start step is what gets recorded). */
     int64_t id = 0;
+    lua_State *M = sandbox_state(e->sb);
     if (catalog_push_current(e, journey)) {
-        int ok = instance_admits(e, lua_gettop(L), journey, customer, payload);
-        lua_pop(L, 1);
+        if (ctx)
+            ctx->no_steps = 1;
+        int ok = instance_admits(e, lua_gettop(M), journey, customer, payload);
+        if (ctx)
+            ctx->no_steps = 0;
+        lua_pop(M, 1);
         if (ok == 1)
             id = instance_start(e, journey, customer, payload, 0, err, sizeof err);
     } else {
-        lua_pop(L, 1);
+        lua_pop(M, 1);
         snprintf(err, sizeof err, "no journey named '%s'", journey);
         id = -1;
     }

@@ -426,3 +426,14 @@ t.case("a misspelt lifecycle setting is refused, naming it", function()
     sim(cfg{ lifecycle = { silent = days(100), churned = days(60), dead = days(90) } })
   end, "silent < churned < dead")
 end)
+
+t.case("c:set with a dotted attrs path writes the nested attribute that segments read", function()
+  local s = t.sim{ source = [[
+    journey "j" { on = "go", run = function(c) c:set{ ["attrs.baby.age"] = 2, ["attrs.baby.name"] = "Dou" } end }
+  ]], config = { timezone = "Asia/Shanghai" } }
+  s:customer{ id = "c1", attrs = { baby = { age = 1, born = "2024-05-01" } } }
+  s:event{ type = "go", customer = "c1" }
+  local attrs = s:customer("c1").attrs
+  t.eq(attrs.baby, { age = 2, name = "Dou", born = "2024-05-01" })
+  t.eq(s:segment{ ["attrs.baby.age"] = 2 }, { "c1" })
+end)

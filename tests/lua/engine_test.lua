@@ -424,3 +424,25 @@ t.case("at_local: the next 10:00 in the customer's own zone, the same on replay"
   t.eq(s:sent{ customer = "sh" }[1].body, "friend: 2026-03-08T02:00")   -- 10:00 +08:00
   t.eq(s:sent{ customer = "ny" }[1].body, "friend: 2026-03-08T14:00")   -- 10:00 EDT (after the DST change)
 end)
+
+t.case("segments by name and start() with when work inside a run", function()
+  local s = t.sim{ source = [[
+    template "n" { category = "transactional", sms = "{{what}}" }
+    segment "vip" { where = { tags = "vip" } }
+    journey "a" { on = "go", run = function(c)
+      local n = segment_count("vip")
+      local ids = {}
+      for x in customers("vip") do ids[#ids + 1] = x.id; start("b", x) end
+      wait(hours(1))
+      send("sms", c, "n", { what = n .. " " .. table.concat(ids, ",") .. " " .. tostring(start("b", c)) })
+    end }
+    journey "b" { when = function(c) return c.city == "S" end, run = function(c) end }
+  ]] }
+  s:customer{ id = "a", tags = { "vip" }, city = "S" }
+  s:customer{ id = "z", tags = { "vip" }, city = "T" }
+  s:event{ type = "go", customer = "a" }
+  s:advance(hours(2))
+  t.eq(s:instances{ journey = "a" }[1].state, "done")
+  t.eq(s:sent{}[1].body, "2 a,z 3")
+  t.eq(#s:instances{ journey = "b" }, 2)
+end)
