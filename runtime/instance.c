@@ -486,9 +486,15 @@ int instance_run_due(engine *e, tend_time now, int max)
     /* The batch's timers go first, in one range delete: the batch is exactly
      * the timers up to its last (wake_at, instance), and timers its runs set
      * fall after that (later times, or newer instances at this time). */
+    /* Two range deletes, not one with OR: SQLite walks the key for each,
+     * where the OR form scans the whole table. */
     if (rc == 0) {
-        store_stmt *d = store_sql(e->st, "DELETE FROM timers WHERE wake_at < ?1"
-                                         " OR (wake_at = ?1 AND instance <= ?2)");
+        store_stmt *d = store_sql(e->st, "DELETE FROM timers WHERE wake_at < ?");
+        store_bind_int(d, 1, due[n - 1].at);
+        rc = store_run(d);
+    }
+    if (rc == 0) {
+        store_stmt *d = store_sql(e->st, "DELETE FROM timers WHERE wake_at = ? AND instance <= ?");
         store_bind_int(d, 1, due[n - 1].at);
         store_bind_int(d, 2, due[n - 1].id);
         rc = store_run(d);
