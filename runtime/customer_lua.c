@@ -337,16 +337,24 @@ static void push_filter(engine *e, lua_State *L, int arg)
     lua_pushvalue(L, arg);
 }
 
-/* customers(segment_or_filter) → an iterator over matching customers. */
-static int l_customers(lua_State *L)
+/* The query of argument 1 (a segment name or a filter), or raises naming
+ * the function that was called. */
+static segment_query *query_arg(lua_State *L, engine *e, const char *fn)
 {
-    engine *e = engine_of(L);
     push_filter(e, L, 1);
     char err[300];
     segment_query *q = segment_compile(L, -1, engine_now(e), err, sizeof err);
     lua_pop(L, 1);
     if (!q)
-        return luaL_error(L, "customers(): %s", err);
+        luaL_error(L, "%s(): %s", fn, err);
+    return q;
+}
+
+/* customers(segment_or_filter) → an iterator over matching customers. */
+static int l_customers(lua_State *L)
+{
+    engine *e = engine_of(L);
+    segment_query *q = query_arg(L, e, "customers");
     struct cursor *c = lua_newuserdatauv(L, sizeof *c, 0);
     memset(c, 0, sizeof *c);
     c->q = q;
@@ -397,12 +405,7 @@ static int l_at_local(lua_State *L)
 static int l_segment_count(lua_State *L)
 {
     engine *e = engine_of(L);
-    push_filter(e, L, 1);
-    char err[300];
-    segment_query *q = segment_compile(L, -1, engine_now(e), err, sizeof err);
-    lua_pop(L, 1);
-    if (!q)
-        return luaL_error(L, "segment_count(): %s", err);
+    segment_query *q = query_arg(L, e, "segment_count");
     /* Inside a run the count is a step: a replay branches as the first
      * run did, whatever the segment holds by then. */
     struct run_ctx *ctx = step_ctx(e);
