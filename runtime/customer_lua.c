@@ -354,13 +354,12 @@ static segment_query *query_arg(lua_State *L, engine *e, const char *fn)
 static int l_customers(lua_State *L)
 {
     engine *e = engine_of(L);
-    segment_query *q = query_arg(L, e, "customers");
     struct cursor *c = lua_newuserdatauv(L, sizeof *c, 0);
     memset(c, 0, sizeof *c);
-    c->q = q;
-    c->ids = xmalloc(PAGE * sizeof *c->ids);
-    c->where_sql = xstrdup(segment_query_where(q));
     luaL_setmetatable(L, CURSOR_MT);
+    c->q = query_arg(L, e, "customers");
+    c->ids = xmalloc(PAGE * sizeof *c->ids);
+    c->where_sql = xstrdup(segment_query_where(c->q));
     lua_pushlightuserdata(L, e);
     lua_insert(L, -2);
     lua_pushcclosure(L, cursor_next, 2);
@@ -405,20 +404,22 @@ static int l_at_local(lua_State *L)
 static int l_segment_count(lua_State *L)
 {
     engine *e = engine_of(L);
-    segment_query *q = query_arg(L, e, "segment_count");
+    /* The query lives in a collected holder: step_take below may raise
+     * (a divergence), and a raise must not leak it. */
+    struct cursor *holder = lua_newuserdatauv(L, sizeof *holder, 0);
+    memset(holder, 0, sizeof *holder);
+    luaL_setmetatable(L, CURSOR_MT);
+    holder->q = query_arg(L, e, "segment_count");
     /* Inside a run the count is a step: a replay branches as the first
      * run did, whatever the segment holds by then. */
     struct run_ctx *ctx = step_ctx(e);
     uint32_t hash = 0;
     if (ctx && !ctx->no_steps) {
-        hash = step_hash(segment_query_where(q));
-        if (step_take(L, ctx, "segment_count", "", hash, NULL) == STEP_REPLAY) {
-            segment_query_free(q);
+        hash = step_hash(segment_query_where(holder->q));
+        if (step_take(L, ctx, "segment_count", "", hash, NULL) == STEP_REPLAY)
             return 1;
-        }
     }
-    int64_t n = segment_count(e->st, q);
-    segment_query_free(q);
+    int64_t n = segment_count(e->st, holder->q);
     if (n < 0)
         return luaL_error(L, "segment_count(): store: %s", store_errmsg(e->st));
     lua_pushinteger(L, n);
