@@ -91,6 +91,18 @@ static int open_engine(lua_State *L, struct sim *s)
     return 0;
 }
 
+/* Drops the sim's script set (before a deploy, and at the end). */
+static void forget_scripts(struct sim *s)
+{
+    for (int i = 0; i < s->nscripts; i++)
+        free(s->scripts[i]);
+    free(s->scripts);
+    s->scripts = NULL;
+    s->nscripts = 0;
+    free(s->source);
+    s->source = NULL;
+}
+
 static int sim_gc(lua_State *L)
 {
     struct sim *s = luaL_checkudata(L, 1, SIM_MT);
@@ -105,13 +117,7 @@ static int sim_gc(lua_State *L)
         free(s->db_path);
         s->db_path = NULL;
     }
-    for (int i = 0; i < s->nscripts; i++)
-        free(s->scripts[i]);
-    free(s->scripts);
-    s->scripts = NULL;
-    s->nscripts = 0;
-    free(s->source);
-    s->source = NULL;
+    forget_scripts(s);
     cJSON_Delete(s->config);
     s->config = NULL;
     if (s->clock) {
@@ -215,14 +221,14 @@ static int m_now(lua_State *L)
     return 1;
 }
 
-/* Adds "AND column = ?" for each filter key the caller may use. */
+/* Adds "AND key = ?" when the filter table at t gives that key. */
 struct filter_sql {
     strbuf sql;
     const char *values[8];
     int n;
 };
 
-static void filter_by(lua_State *L, struct filter_sql *f, int t, const char *key, const char *column)
+static void filter_by(lua_State *L, struct filter_sql *f, int t, const char *key)
 {
     if (!lua_istable(L, t) || lua_getfield(L, t, key) == LUA_TNIL) {
         if (lua_istable(L, t))
@@ -233,7 +239,7 @@ static void filter_by(lua_State *L, struct filter_sql *f, int t, const char *key
     if (!v)
         luaL_error(L, "filter '%s' must be a string", key);
     if (strcmp(v, "*") != 0) {
-        strbuf_printf(&f->sql, " AND %s = ?", column);
+        strbuf_printf(&f->sql, " AND %s = ?", key);
         f->values[f->n++] = v;   /* kept alive by the filter table */
     }
     lua_pop(L, 1);
@@ -265,7 +271,7 @@ static store_stmt *filtered(lua_State *L, struct sim *s, const char *select, con
     strbuf_init(&f.sql);
     strbuf_puts(&f.sql, select);
     for (const char *const *k = keys; *k; k++)
-        filter_by(L, &f, 2, *k, *k);
+        filter_by(L, &f, 2, *k);
     strbuf_puts(&f.sql, " ORDER BY id");
     store_stmt *st = store_prepare(s->e->st, f.sql.s);
     strbuf_free(&f.sql);
@@ -417,13 +423,7 @@ static int m_deploy(lua_State *L)
 {
     struct sim *s = check_sim(L);
     luaL_checktype(L, 2, LUA_TTABLE);
-    for (int i = 0; i < s->nscripts; i++)
-        free(s->scripts[i]);
-    free(s->scripts);
-    s->scripts = NULL;
-    s->nscripts = 0;
-    free(s->source);
-    s->source = NULL;
+    forget_scripts(s);
     read_scripts(L, s, 2);
     if (lua_getfield(L, 2, "source") != LUA_TNIL)
         s->source = xstrdup(luaL_checkstring(L, -1));
