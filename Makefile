@@ -7,15 +7,28 @@
 
 # Lua 5.4's pkg-config name differs by distribution.
 LUA_PC := $(firstword $(foreach p,lua5.4 lua-5.4 lua54,$(shell pkg-config --exists $(p) 2>/dev/null && echo $(p))))
-PKGS   := $(LUA_PC) libevent sqlite3 libcurl libcjson
+PKGS   := $(LUA_PC) libevent sqlite3 libcurl libcjson gmime-3.0 lunar-date-3.0
 
-# Debian package that provides each pkg-config module (for make deps).
-DEB_lua5.4    := liblua5.4-dev
-DEB_libevent  := libevent-dev
-DEB_sqlite3   := libsqlite3-dev
-DEB_libcurl   := libcurl4-openssl-dev
-DEB_libcjson  := libcjson-dev
-DEB_cmocka    := libcmocka-dev
+# What `make deps` makes sure of, one requirement a line: KIND:NAME=DEBIAN-PACKAGE.
+# pc: a pkg-config module, cmd: a command on PATH, py: a module Debian's
+# /usr/bin/python3 imports, perl: a Perl module.
+DEPS := \
+  pc:lua5.4=liblua5.4-dev \
+  pc:libevent=libevent-dev \
+  pc:sqlite3=libsqlite3-dev \
+  pc:libcurl=libcurl4-openssl-dev \
+  pc:libcjson=libcjson-dev \
+  pc:cmocka=libcmocka-dev \
+  pc:gmime-3.0=libgmime-3.0-dev \
+  pc:lunar-date-3.0=liblunar-date-dev \
+  cmd:pkg-config=pkgconf \
+  cmd:lua5.4=lua5.4 \
+  cmd:luacheck=lua-check \
+  cmd:clang=clang \
+  py:aiosmtpd=python3-aiosmtpd \
+  py:prometheus_client=python3-prometheus-client \
+  py:lunardate=python3-lunardate \
+  perl:TAP::Parser=perl
 
 SAN ?=
 ifeq ($(SAN),1)
@@ -31,8 +44,10 @@ endif
 PKG_CFLAGS := $(if $(LUA_PC),$(shell pkg-config --cflags $(PKGS)))
 PKG_LIBS   := $(if $(LUA_PC),$(shell pkg-config --libs $(PKGS)))
 # User CFLAGS/LDFLAGS add to ours; they never replace -Werror & co.
-override CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(OPT) -MMD -MP \
-                    $(SANFLAGS) -Iruntime -I$(BUILD) $(PKG_CFLAGS) $(CFLAGS)
+# WERROR=0 turns -Werror off (for packagers); CPPFLAGS (e.g. -D_FORTIFY_SOURCE=2) are honoured.
+WERROR ?= 1
+override CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) -g $(OPT) -MMD -MP \
+                    $(SANFLAGS) -Iruntime -I$(BUILD) $(PKG_CFLAGS) $(CPPFLAGS) $(CFLAGS)
 override LDFLAGS := $(SANFLAGS) $(LDFLAGS)
 LDLIBS  := $(PKG_LIBS) -lm
 
@@ -85,20 +100,21 @@ $(BUILD):
 
 deps:
 	@missing=""; \
-	for m in lua5.4 libevent sqlite3 libcurl libcjson cmocka; do \
-	  if [ $$m = lua5.4 ] && [ -n "$(LUA_PC)" ]; then continue; fi; \
-	  pkg-config --exists $$m 2>/dev/null || missing="$$missing $$m"; \
+	for d in $(DEPS); do \
+	  kind=$${d%%:*}; rest=$${d#*:}; name=$${rest%%=*}; pkg=$${rest#*=}; \
+	  case $$kind in \
+	    pc) if [ $$name = lua5.4 ] && [ -n "$(LUA_PC)" ]; then ok=1; \
+	        else pkg-config --exists $$name 2>/dev/null && ok=1 || ok=0; fi ;; \
+	    cmd) command -v $$name >/dev/null 2>&1 && ok=1 || ok=0 ;; \
+	    py) /usr/bin/python3 -c "import $$name" >/dev/null 2>&1 && ok=1 || ok=0 ;; \
+	    perl) perl -M$$name -e 1 >/dev/null 2>&1 && ok=1 || ok=0 ;; \
+	  esac; \
+	  [ $$ok = 1 ] || missing="$$missing $$pkg"; \
 	done; \
-	command -v pkg-config >/dev/null || missing="$$missing pkgconf"; \
 	if [ -n "$$missing" ]; then \
-	  pkgs=""; for m in $$missing; do case $$m in \
-	    lua5.4) pkgs="$$pkgs $(DEB_lua5.4)";; libevent) pkgs="$$pkgs $(DEB_libevent)";; \
-	    sqlite3) pkgs="$$pkgs $(DEB_sqlite3)";; libcurl) pkgs="$$pkgs $(DEB_libcurl)";; \
-	    libcjson) pkgs="$$pkgs $(DEB_libcjson)";; cmocka) pkgs="$$pkgs $(DEB_cmocka)";; \
-	    pkgconf) pkgs="$$pkgs pkgconf";; esac; done; \
-	  echo "make deps: installing$$pkgs"; \
+	  echo "make deps: installing$$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$pkgs tzdata ca-certificates; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing tzdata ca-certificates; \
 	else echo "make deps: all present"; fi
 
 # One pass of every test against $(TEND). `make test` runs it twice: plain, then sanitized.
