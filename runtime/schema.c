@@ -123,8 +123,20 @@ static const char m2_delivery[] =
     /* customers who never ordered age by first_seen_at (customer_sweep) */
     "CREATE INDEX IF NOT EXISTS customers_first_seen ON customers(first_seen_at) WHERE last_order_at IS NULL;";
 
+/* --- branch netcrash: asynchronous http_get ---------------------------- */
+/* http_get requests a journey waits for: the pending history entry `step`
+ * (0-based) of `instance`. A row leaves in the transaction that stores the
+ * answer into the instance; one left by a crash is asked again. */
+static const char m_netcrash_fetches[] =
+    "CREATE TABLE fetches ("
+    " instance INTEGER NOT NULL, step INTEGER NOT NULL, url TEXT NOT NULL,"
+    " since INTEGER NOT NULL,"
+    " PRIMARY KEY (instance, step)) WITHOUT ROWID;";
+/* --- end branch netcrash ------------------------------------------------ */
+
 const struct store_migration schema_migrations[] = {
     {"core", m1_core},
     {"delivery", m2_delivery},
+    {"fetches", m_netcrash_fetches},   /* branch netcrash */
 };
 const int schema_migration_count = sizeof schema_migrations / sizeof schema_migrations[0];

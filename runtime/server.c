@@ -528,6 +528,13 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     evtimer_add(s->tick, &tv);
 }
 
+/* An http_get answer woke instances: their sends and events go now. */
+static void work_due(void *ud)
+{
+    struct server *s = ud;
+    event_active(s->tick, EV_TIMEOUT, 0);
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
@@ -610,8 +617,8 @@ int server_run(engine *e)
     }
     if (strcmp(host, "127.0.0.1") != 0 && strcmp(host, "localhost") != 0 && strcmp(host, "::1") != 0)
         engine_logf(e, "warn", "listening on %s: reachable from other machines", e->cfg.listen);
-    dispatch_attach(e, s.base);
     s.tick = evtimer_new(s.base, on_tick, &s);
+    engine_attach(e, s.base, work_due, &s);
     s.flush = event_new(s.base, -1, 0, on_flush, &s);
     s.sigint = evsignal_new(s.base, SIGINT, on_signal, &s);
     s.sigterm = evsignal_new(s.base, SIGTERM, on_signal, &s);
@@ -623,7 +630,7 @@ int server_run(engine *e)
     if (s.in_tx)
         on_flush(-1, 0, &s);
 out:
-    dispatch_free(e);
+    engine_detach(e);
     if (s.tick)
         event_free(s.tick);
     if (s.flush)
