@@ -317,7 +317,7 @@ static void request_finish(struct request *r, CURLcode rc)
         CURLU *u = curl_url();
         if (curl_url_set(u, CURLUPART_URL, r->url, 0) == CURLUE_OK)
             curl_url_get(u, CURLUPART_HOST, &host, 0);
-        r->result = error_result(xasprintf("GET %s refused: %s is %s, an address http_allow (tend.lua) does not name",
+        r->result = error_result(xasprintf("GET %s refused: %s resolves to %s; http_allow (tend.lua) does not name that address",
                                            r->url, host ? host : "the host", r->refused.s));
         curl_free(host);
         curl_url_cleanup(u);
