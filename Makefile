@@ -3,6 +3,7 @@
 #   make deps     install missing Debian -dev packages (apt-get, as root)
 #   make test     deps, build, every test; then the same tests under ASan+UBSan
 #   make bench    benchmarks (figures and ratios; never pass/fail)
+#   make soak     the crash test with 200 kill -9 (CRASH_KILLS=N to choose)
 #   make demo     the demo shop on embedded defaults
 
 # Lua 5.4's pkg-config name differs by distribution.
@@ -62,7 +63,7 @@ BENCH_BIN    := $(BENCH_SRC:bench/%.c=$(BUILD)/bench_%) $(if $(wildcard bench/ge
 
 TEND := $(if $(filter 1,$(SAN)),$(BUILD)/tend,bin/tend)
 
-.PHONY: all deps test check-unit check-lua check-cli test-one bench demo clean
+.PHONY: all deps test check-unit check-lua check-cli test-one bench demo clean soak
 all: $(TEND) $(TEST_HELPERS) $(BENCH_BIN)
 
 $(BUILD)/%.o: runtime/%.c | $(BUILD)
@@ -124,6 +125,10 @@ test-one: all $(UNIT_BIN)
 test: deps
 	$(MAKE) test-one
 	$(MAKE) SAN=1 test-one
+
+# kill -9 under traffic, many times (make test runs it with 20).
+soak: all
+	@CRASH_KILLS=$${CRASH_KILLS:-200} TEND="$(TEND)" TEND_BUILD="$(BUILD)" sh tests/cli/crash_test.sh
 
 bench: deps
 	$(MAKE) all

@@ -63,6 +63,7 @@ struct chan_conf {
     int success[16], nsuccess;
     long timeout_ms, connect_timeout_ms;
     int max_attempts;
+    int max_backoff;            /* seconds */
     int concurrency;
     double rate;
 };
@@ -150,6 +151,7 @@ static int read_conf_table(engine *e, const char *name, struct chan_conf *c, cha
     channel_push(e, name, &info);
     c->kind = info.kind;
     c->max_attempts = 10;
+    c->max_backoff = 3600;
     c->concurrency = 16;
     c->timeout_ms = 10000;
     c->connect_timeout_ms = 3000;
@@ -163,6 +165,7 @@ static int read_conf_table(engine *e, const char *name, struct chan_conf *c, cha
     c->password = opt_string(L, t, "password", NULL, err, errlen, &failed);
     c->to_field = opt_string(L, t, "to", NULL, err, errlen, &failed);
     c->max_attempts = opt_int(L, t, "max_attempts", 10);
+    c->max_backoff = opt_int(L, t, "max_backoff", 3600);
     c->concurrency = opt_int(L, t, "concurrency", 16);
     lua_getfield(L, t, "timeout");
     lua_getfield(L, t, "connect_timeout");
@@ -342,7 +345,7 @@ struct transfer {
     struct transfer *prev, *next;   /* in flight: the dispatcher's list */
     CURL *easy;
     int64_t id;
-    int attempts, max_attempts;
+    int attempts, max_attempts, max_backoff;
     int nsuccess, success[16];
     enum channel_kind kind;
     char *channel;
@@ -416,6 +419,7 @@ static struct transfer *transfer_new(engine *e, const struct row *r, const struc
     t->id = r->id;
     t->attempts = r->attempts + 1;
     t->max_attempts = c->max_attempts;
+    t->max_backoff = c->max_backoff;
     t->kind = c->kind;
     t->channel = xstrdup(r->channel);
     t->nsuccess = c->nsuccess;
@@ -481,11 +485,11 @@ static struct transfer *transfer_new(engine *e, const struct row *r, const struc
 /* Exponential backoff with ±25% jitter: retries of many messages failing
  * together spread out instead of returning in one wave. The jitter comes
  * from the row id and attempt, so a run is repeatable. */
-static tend_time backoff(int64_t id, int attempts)
+static tend_time backoff(int64_t id, int attempts, int max_backoff)
 {
     double base = 2.0 * pow(2.0, attempts - 1 < 16 ? attempts - 1 : 16);
-    if (base > 3600)
-        base = 3600;
+    if (base > max_backoff)
+        base = max_backoff > 0 ? max_backoff : 1;
     uint64_t h = util_hash64(&id, sizeof id) ^ (uint64_t)attempts * 0x9E3779B97F4A7C15ULL;
     double jitter = 0.75 + 0.5 * (double)(h % 1000) / 1000.0;
     tend_time s = (tend_time)(base * jitter);
@@ -536,7 +540,7 @@ static int record_result(engine *e, struct transfer *t)
         snprintf(gave, sizeof gave, "gave up after %d attempts: %s", t->attempts, error);
         return outbox_mark_dead(e, t->id, now, gave, resp);
     }
-    tend_time wait = t->status == 429 && t->retry_after > 0 ? t->retry_after : backoff(t->id, t->attempts);
+    tend_time wait = t->status == 429 && t->retry_after > 0 ? t->retry_after : backoff(t->id, t->attempts, t->max_backoff);
     return outbox_mark_retry(e, t->id, now + wait, error);
 }
 
@@ -658,10 +662,38 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
                     store_errmsg(e->st));
 }
 
+/* Messages a previous process claimed and did not finish (it died, or
+ * stopped with transfers in flight) go again now instead of when their
+ * lease runs out: with the same key, so a provider that got one already
+ * answers it as a replay. Claims are the due rows up to a lease ahead. */
+static int release_claims(engine *e)
+{
+    static const char *const sql[] = {
+        "UPDATE outbox SET due_key = ?1 WHERE status = 'sending' AND id IN"
+        " (SELECT id FROM outbox_due WHERE due_at > ?1 AND due_at <= ?2)",
+        "UPDATE outbox_due SET due_at = ?1 WHERE due_at > ?1 AND due_at <= ?2"
+        " AND (SELECT status FROM outbox o WHERE o.id = outbox_due.id) = 'sending'",
+    };
+    tend_time now = engine_now(e);
+    int rc = store_begin(e->st);
+    for (int i = 0; i < 2 && rc == 0; i++) {
+        store_stmt *s = store_sql(e->st, sql[i]);
+        store_bind_int(s, 1, now);
+        store_bind_int(s, 2, now + LEASE);
+        rc = store_run(s);
+    }
+    if (rc == 0)
+        return store_commit(e->st);
+    store_rollback(e->st);
+    engine_logf(e, "error", "releasing the claims of a previous run failed: %s", store_errmsg(e->st));
+    return -1;
+}
+
 int dispatch_attach(engine *e, struct event_base *base)
 {
     if (e->dispatch)
         return 0;
+    release_claims(e);
     struct dispatcher *d = xcalloc(1, sizeof *d);
     d->e = e;
     d->base = base;

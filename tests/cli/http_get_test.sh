@@ -15,12 +15,7 @@ NAME=http_get_test
 
 allow='"localhost"'
 write_config() {
-  cat >"$dir/tend.lua" <<EOF
-return {
-  listen = "127.0.0.1:$1",
-  timezone = "Asia/Shanghai",
-  quiet_hours = false,
-  unknown_customers = "create",
+  { echo "return {"; config_head "$1"; cat; } >"$dir/tend.lua" <<EOF
   http_allow = { $allow },
   channels = { sms = { type = "file" } },
 }

@@ -28,7 +28,7 @@ cleanup() {
       wait "$p" 2>/dev/null
     fi
   done
-  rm -rf "$tmp"
+  [ -n "$KEEP_TMP" ] && echo "kept $tmp" || rm -rf "$tmp"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
@@ -47,12 +47,19 @@ random_port() {
   echo $((30000 + (r + $$ * 7 + ${1:-0} * 211) % 25000))
 }
 
-# Starts `tend run $dir` on a free port and waits (15 s at most) for /healthz.
+# config_head PORT: the first settings of every test's tend.lua.
+config_head() {
+  printf '  listen = "127.0.0.1:%s",\n  timezone = "Asia/Shanghai",\n' "$1"
+  printf '  quiet_hours = false,\n  unknown_customers = "create",\n'
+}
+
+# start_server [PORT]: `tend run $dir` on PORT, or on a free port, and waits
+# (15 s at most) for /healthz.
 start_server() {
   attempt=0
   while [ $attempt -lt 8 ]; do
     attempt=$((attempt + 1))
-    port=$(random_port $attempt)
+    port=${1:-$(random_port $attempt)}
     write_config "$port"
     url=http://127.0.0.1:$port
     mark=$(wc -l <"$tmp/server.err")
@@ -72,7 +79,7 @@ start_server() {
     fi
     wait "$pid" 2>/dev/null
     pid=""
-    if tail -n +$((mark + 1)) "$tmp/server.err" | grep 'cannot listen' >/dev/null; then
+    if [ -z "$1" ] && tail -n +$((mark + 1)) "$tmp/server.err" | grep 'cannot listen' >/dev/null; then
       continue
     fi
     die "tend run exited at start (not a port problem)"
