@@ -203,6 +203,7 @@ struct request {
     strbuf body;
     int too_big;
     strbuf refused;             /* addresses the guard refused, "a (why), b (why)" */
+    int tried;                  /* an address passed the guard (so a failure is the network's) */
     char errbuf[CURL_ERROR_SIZE];
     cJSON *result;              /* once it ended */
 };
@@ -253,6 +254,7 @@ static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct cur
             strbuf_printf(&r->refused, "%s%s (%s)", r->refused.len ? ", " : "", text, why);
             return CURL_SOCKET_BAD;
         }
+        r->tried = 1;
     }
     return socket(a->family, a->socktype, a->protocol);
 }
@@ -312,7 +314,7 @@ static void request_finish(struct request *r, CURLcode rc)
         long status = 0;
         curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
         r->result = response(status, r->body.s, r->body.len);
-    } else if (r->refused.len && rc == CURLE_COULDNT_CONNECT) {
+    } else if (r->refused.len && !r->tried && rc == CURLE_COULDNT_CONNECT) {
         char *host = NULL;
         CURLU *u = curl_url();
         if (curl_url_set(u, CURLUPART_URL, r->url, 0) == CURLUE_OK)
