@@ -7,7 +7,7 @@
 
 # Lua 5.4's pkg-config name differs by distribution.
 LUA_PC := $(firstword $(foreach p,lua5.4 lua-5.4 lua54,$(shell pkg-config --exists $(p) 2>/dev/null && echo $(p))))
-PKGS   := $(LUA_PC) libevent sqlite3 libcurl libcjson gmime-3.0 lunar-date-3.0
+PKGS   := $(LUA_PC) libevent sqlite3 libcurl libcjson gmime-3.0 lunar-date-3.0 libsystemd
 
 # What `make deps` makes sure of, one requirement a line: KIND:NAME=DEBIAN-PACKAGE.
 # pc: a pkg-config module, cmd: a command on PATH, py: a module Debian's
@@ -21,6 +21,7 @@ DEPS := \
   pc:cmocka=libcmocka-dev \
   pc:gmime-3.0=libgmime-3.0-dev \
   pc:lunar-date-3.0=liblunar-date-dev \
+  pc:libsystemd=libsystemd-dev \
   cmd:pkg-config=pkgconf \
   cmd:lua5.4=lua5.4 \
   cmd:luacheck=lua-check \
@@ -28,6 +29,11 @@ DEPS := \
   py:aiosmtpd=python3-aiosmtpd \
   py:prometheus_client=python3-prometheus-client \
   py:lunardate=python3-lunardate \
+  py:yaml=python3-yaml \
+  cmd:mandoc=mandoc \
+  cmd:promtool=prometheus \
+  cmd:systemd-analyze=systemd \
+  cmd:npm=npm \
   perl:TAP::Parser=perl
 
 SAN ?=
@@ -52,7 +58,7 @@ override LDFLAGS := $(SANFLAGS) $(LDFLAGS)
 LDLIBS  := $(PKG_LIBS) -lm
 
 RUNTIME_SRC := $(filter-out runtime/main.c,$(wildcard runtime/*.c))
-RUNTIME_OBJ := $(RUNTIME_SRC:runtime/%.c=$(BUILD)/%.o) $(BUILD)/bundle_data.o
+RUNTIME_OBJ := $(RUNTIME_SRC:runtime/%.c=$(BUILD)/%.o) $(BUILD)/bundle_data.o $(BUILD)/openapi_data.o
 STDLIB_LUA  := $(shell find stdlib -name '*.lua' | sort)
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -71,6 +77,12 @@ $(BUILD)/%.o: runtime/%.c | $(BUILD)
 $(BUILD)/bundle_data.c: $(STDLIB_LUA) stdlib/embed.sh | $(BUILD)
 	sh stdlib/embed.sh $(STDLIB_LUA) > $@.tmp && mv $@.tmp $@
 $(BUILD)/bundle_data.o: $(BUILD)/bundle_data.c
+	$(CC) $(CFLAGS) -c $< -o $@
+
+# The HTTP API's description, served at /v1/openapi.json (YAML -> JSON at build time).
+$(BUILD)/openapi_data.c: docs/openapi.yaml docs/openapi-embed.py | $(BUILD)
+	/usr/bin/python3 docs/openapi-embed.py docs/openapi.yaml > $@.tmp && mv $@.tmp $@
+$(BUILD)/openapi_data.o: $(BUILD)/openapi_data.c
 	$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libtend.a: $(RUNTIME_OBJ)
