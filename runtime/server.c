@@ -447,13 +447,13 @@ static void metric_rows(strbuf *b, engine *e, const char *sql, const char *name,
     }
 }
 
-/* The due time of the oldest piece of work of one kind, or -1 for none. */
-static tend_time oldest_due(engine *e, const char *sql)
+/* The one integer a query yields, or -1 for no row or NULL. */
+static int64_t query_int(engine *e, const char *sql)
 {
     store_stmt *st = store_sql(e->st, sql);
-    tend_time t = store_step(st) == STORE_ROW && store_col_text(st, 0) ? store_col_int(st, 0) : -1;
+    int64_t v = store_step(st) == STORE_ROW && store_col_text(st, 0) ? store_col_int(st, 0) : -1;
     store_reset(st);
-    return t;
+    return v;
 }
 
 static void get_metrics(struct server *s, struct evhttp_request *req, const char *arg)
@@ -469,6 +469,11 @@ static void get_metrics(struct server *s, struct evhttp_request *req, const char
                   v.tend, v.lua, v.sqlite, v.curl, v.libevent);
     metrics_render(e->metrics, &b);
 
+    /* events are never deleted, so the highest sequence is the count, read
+     * from the end of the key rather than by a scan */
+    metrics_header(&b, "tend_events_stored", "gauge", "Events in the store.");
+    int64_t stored = query_int(e, "SELECT MAX(seq) FROM events");
+    strbuf_printf(&b, "tend_events_stored %lld\n", (long long)(stored < 0 ? 0 : stored));
     metrics_header(&b, "tend_events_pending", "gauge", "Events stored but not yet processed.");
     strbuf_printf(&b, "tend_events_pending %lld\n", (long long)event_backlog(e));
     /* How far behind the loop is: for each kind of work, the age of the
@@ -485,8 +490,8 @@ static void get_metrics(struct server *s, struct evhttp_request *req, const char
     store_reset(ev);
     const struct { const char *kind; tend_time at; } due[] = {
         {"event", oldest_event},
-        {"wake", oldest_due(e, "SELECT MIN(wake_at) FROM timers")},
-        {"delivery", oldest_due(e, "SELECT MIN(due_at) FROM outbox_due")},
+        {"wake", query_int(e, "SELECT MIN(wake_at) FROM timers")},
+        {"delivery", query_int(e, "SELECT MIN(due_at) FROM outbox_due")},
     };
     for (size_t i = 0; i < sizeof due / sizeof due[0]; i++)
         strbuf_printf(&b, "tend_oldest_due_seconds{kind=\"%s\"} %lld\n", due[i].kind,
