@@ -35,6 +35,7 @@ struct dispatcher;
 struct fetcher;
 struct filesink;
 struct event_base;
+struct metrics;
 
 typedef void (*engine_log_fn)(void *ud, const char *level, const char *msg);
 
@@ -78,6 +79,7 @@ typedef struct engine {
     cJSON *http_stubs;          /* t.sim stub_http: url -> response */
     tend_time lifecycle_swept;  /* last time the lifecycle sweep ran */
     struct engine_stats stats;
+    struct metrics *metrics;    /* counters and histograms for /metrics (metrics.h) */
     int batch_size;             /* instances per transaction */
 } engine;
 
