@@ -4,7 +4,8 @@
 #   write_config PORT    writes $dir/tend.lua for tend listening on PORT
 # and gets: $tmp (removed at exit), $dir (the script directory), fail, die,
 # start_server / kill_server (pid, port, url), start_mock ARGS... (mock_pid,
-# mock_port, mock_url), req METHOD PATH [curl options] (code, body).
+# mock_port, mock_url), req METHOD PATH [curl options] (code, body, took).
+# KEEP_TMP=1 keeps $tmp (the store, logs, what was posted) for a look.
 TEND=${TEND:-bin/tend}
 case $TEND in /*) ;; *) TEND=$(pwd)/$TEND ;; esac
 TEND_BUILD=${TEND_BUILD:-build/release}
