@@ -12,7 +12,7 @@
 #  - nothing ended dead or failed.
 #   CRASH_KILLS=200 CRASH_SEED=7 sh tests/cli/crash_test.sh     (make soak)
 NAME=crash_test
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/serverlib.sh"
 
 KILLS=${CRASH_KILLS:-20}
 seed=${CRASH_SEED:-$$}

@@ -11,7 +11,7 @@
 #    and the journey finishes once.
 #   TEND=bin/tend TEND_BUILD=build/release sh tests/cli/http_get_test.sh
 NAME=http_get_test
-. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/serverlib.sh"
 
 allow='"localhost"'
 write_config() {

@@ -1,4 +1,4 @@
-# Shared by the CLI tests that run `tend run` against the mock provider
+# serverlib.sh — shared by the CLI tests that run `tend run` against the mock provider
 # (http_get_test.sh, crash_test.sh); sourced, not run. Every wait is bounded.
 # The sourcing test sets NAME (for messages) and defines
 #   write_config PORT    writes $dir/tend.lua for tend listening on PORT
