@@ -59,6 +59,7 @@ struct opts {
     int verbose;
     int json;
     const char *days, *customers, *events, *start;
+    const char *filter, *junit, *coverage;
 };
 
 static int parse(int argc, char **argv, struct opts *o, const char *cmd)
@@ -95,6 +96,12 @@ static int parse(int argc, char **argv, struct opts *o, const char *cmd)
             value = &o->events;
         else if (!strcmp(a, "--start"))
             value = &o->start;
+        else if (!strcmp(a, "-k"))
+            value = &o->filter;
+        else if (!strcmp(a, "--junit"))
+            value = &o->junit;
+        else if (!strcmp(a, "--coverage"))
+            value = &o->coverage;
         else if (!strcmp(a, "--sample")) {
             if (i + 1 >= argc)
                 goto missing;
@@ -164,13 +171,20 @@ static int cmd_test(int argc, char **argv)
     if (parse(argc, argv, &o, "test") != 0)
         return 2;
     if (o.help) {
-        printf("usage: tend test [-v] [PATH...]\n"
+        printf("usage: tend test [-v] [-k PATTERN] [--junit FILE] [--coverage FILE] [PATH...]\n"
                "Runs every *_test.lua under each PATH (default: .), each file in its own\n"
-               "sandbox. Prints TAP and a final line `N passed, N failed`; exits 1 on any\n"
-               "failure. -v prints whole tracebacks.\n");
+               "sandbox. Prints TAP 13 (a failure's diagnostics in a YAML block: the message,\n"
+               "where, the sims' failed instances and warn/error log lines) and a final line\n"
+               "`N passed, N failed`; exits 1 on any failure.\n"
+               "  -v               whole tracebacks\n"
+               "  -k PATTERN       only the cases whose name matches PATTERN (POSIX extended regex)\n"
+               "  --junit FILE     also write JUnit XML to FILE (one testsuite per file)\n"
+               "  --coverage FILE  write the lines of the journey scripts the tests ran (lcov)\n"
+               "Exits 2 on a missing path, an invalid PATTERN or an unwritable FILE.\n");
         return 0;
     }
-    struct testrun_options to = {.out = stdout, .verbose = o.verbose};
+    struct testrun_options to = {.out = stdout, .verbose = o.verbose, .filter = o.filter, .junit = o.junit,
+                                 .coverage = o.coverage};
     return testrun_paths(o.args, o.nargs, &to);
 }
 

@@ -17,6 +17,7 @@
 #include <lauxlib.h>
 
 #include "catalog.h"
+#include "coverage.h"
 #include "customer.h"
 #include "dates.h"
 #include "event.h"
@@ -37,6 +38,7 @@ struct sim {
     int nscripts;
     char *source;
     char *test_dir;             /* relative script paths start here */
+    coverage *cov;              /* tend test --coverage: count script lines (or NULL) */
     cJSON *config;
     strbuf log;
     sandbox *test_sb;
@@ -76,6 +78,11 @@ static int open_engine(lua_State *L, struct sim *s)
         return -1;
     }
     s->e->dir = dir;
+    if (s->cov) {
+        for (int i = 0; i < s->nscripts; i++)
+            coverage_add_file(s->cov, s->scripts[i]);
+        sandbox_set_line_hook(s->e->sb, coverage_hit, s->cov);
+    }
     char *errors = NULL;
     int n = 0;
     if (s->nscripts || s->source)
@@ -564,6 +571,108 @@ static void read_scripts(lua_State *L, struct sim *s, int idx)
     lua_pop(L, 1);
 }
 
+/* The sims a case created, for its failure report: a weak list in the
+ * test state's registry, renewed by sim_case_begin. */
+static const char SIMS_KEY = 0;
+
+static void remember(lua_State *L, int sim)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &SIMS_KEY) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pushvalue(L, sim);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    lua_pop(L, 1);
+}
+
+void sim_case_begin(lua_State *L)
+{
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "v");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &SIMS_KEY);
+}
+
+/* A YAML double-quoted scalar. */
+static void yaml_str(strbuf *out, const char *s)
+{
+    strbuf_putc(out, '"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            strbuf_printf(out, "\\%c", *p);
+        else if (*p == '\n')
+            strbuf_puts(out, "\\n");
+        else if (*p == '\t')
+            strbuf_puts(out, "\\t");
+        else if (*p < 0x20)
+            strbuf_printf(out, "\\x%02x", *p);
+        else
+            strbuf_putc(out, (char)*p);
+    }
+    strbuf_putc(out, '"');
+}
+
+static void describe(struct sim *s, strbuf *instances, strbuf *log, const char *indent)
+{
+    store_stmt *st = store_prepare(s->e->st, "SELECT journey, customer, error FROM instances"
+                                             " WHERE state = 'failed' ORDER BY id LIMIT 20");
+    while (st && store_step(st) == STORE_ROW) {
+        const char *fields[] = {"journey", "customer", "error"};
+        for (int i = 0; i < 3; i++) {
+            const char *v = store_col_text(st, i);
+            if (!v)
+                continue;
+            /* the error's first line names file:line; its traceback is the engine's */
+            char *text = xstrndup(v, strcspn(v, "\n"));
+            strbuf_printf(instances, "%s%s %s: ", indent, i == 0 ? "  -" : "   ", fields[i]);
+            yaml_str(instances, text);
+            strbuf_putc(instances, '\n');
+            free(text);
+        }
+    }
+    store_finalize(st);
+    int lines = 0;
+    for (const char *p = s->log.s; p && *p && lines < 40;) {
+        size_t n = strcspn(p, "\n");
+        if (!strncmp(p, "warn: ", 6) || !strncmp(p, "error: ", 7)) {
+            strbuf_printf(log, "%s  ", indent);
+            strbuf_add(log, p, n);
+            strbuf_putc(log, '\n');
+            lines++;
+        }
+        p += n + (p[n] == '\n');
+    }
+}
+
+void sim_diagnose(lua_State *L, strbuf *yaml, const char *indent)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &SIMS_KEY) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return;
+    }
+    strbuf instances, log;
+    strbuf_init(&instances);
+    strbuf_init(&log);
+    int n = (int)lua_rawlen(L, -1);
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        struct sim *s = luaL_testudata(L, -1, SIM_MT);
+        if (s && s->e)
+            describe(s, &instances, &log, indent);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    if (instances.len)
+        strbuf_printf(yaml, "%sfailed_instances:\n%s", indent, instances.s);
+    if (log.len)
+        strbuf_printf(yaml, "%slog: |\n%s", indent, log.s);
+    strbuf_free(&instances);
+    strbuf_free(&log);
+}
+
 static int sim_new(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -586,6 +695,8 @@ static int sim_new(lua_State *L)
     s->test_sb = sandbox_of(L);
     s->test_clock = sandbox_clock(s->test_sb);
     s->test_dir = xstrdup(lua_tostring(L, lua_upvalueindex(1)));
+    s->cov = lua_touserdata(L, lua_upvalueindex(2));
+    remember(L, self);
     tend_time start = SIM_DEFAULT_START;
     if (lua_getfield(L, 1, "start") != LUA_TNIL)
         start = helpers_check_time(L, lua_gettop(L));
@@ -619,7 +730,7 @@ static int sim_new(lua_State *L)
     return 1;
 }
 
-void sim_register(sandbox *sb, const char *test_dir)
+void sim_register(sandbox *sb, const char *test_dir, coverage *cov)
 {
     lua_State *L = sandbox_state(sb);
     static const luaL_Reg methods[] = {
@@ -636,6 +747,7 @@ void sim_register(sandbox *sb, const char *test_dir)
     lua_setfield(L, -2, "__metatable");
     lua_pop(L, 1);
     lua_pushstring(L, test_dir ? test_dir : ".");
-    lua_pushcclosure(L, sim_new, 1);
+    lua_pushlightuserdata(L, cov);
+    lua_pushcclosure(L, sim_new, 2);
     sandbox_set_global(sb, "__tend_sim", 1);
 }

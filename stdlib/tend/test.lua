@@ -105,8 +105,16 @@ function t.case(name, fn)
   report(name, fn)
 end
 
+-- t.skip(name, fn): reports the case as skipped without running it.
+function t.skip(name, fn)
+  if type(name) ~= "string" then error("t.skip: the first argument must be a name", 2) end
+  if type(fn) ~= "function" then error("t.skip: the second argument must be a function", 2) end
+  report(name, fn, true)
+end
+
 -- t.sim{scripts = {...}, source = "...", start = time, config = {...}}:
 -- a whole runtime on a virtual clock (see docs/lua-api.md, "Testing journeys").
+-- Script paths are relative to the test file.
 function t.sim(opts)
   if not sim_new then error("t.sim is not available in this build", 2) end
   local ok, sim = pcall(sim_new, opts or {})
