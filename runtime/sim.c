@@ -524,6 +524,41 @@ static int m_segment(lua_State *L)
     return 1;
 }
 
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* sim:globals() → the names a journey script of this sim sees, sorted
+ * (what editor definitions and tend check must know about). */
+static int m_globals(lua_State *L)
+{
+    struct sim *s = check_sim(L);
+    lua_State *EL = sandbox_state(s->e->sb);
+    int top = lua_gettop(EL);
+    sandbox_new_env(s->e->sb, NULL);
+    char **names = NULL;
+    size_t n = 0;
+    lua_pushnil(EL);
+    while (lua_next(EL, top + 1)) {
+        lua_pop(EL, 1);
+        if (lua_type(EL, -1) == LUA_TSTRING) {
+            names = xrealloc(names, (n + 1) * sizeof *names);
+            names[n++] = xstrdup(lua_tostring(EL, -1));
+        }
+    }
+    lua_settop(EL, top);
+    qsort(names, n, sizeof *names, cmp_names);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_pushstring(L, names[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+        free(names[i]);
+    }
+    free(names);
+    return 1;
+}
+
 static int m_log(lua_State *L)
 {
     struct sim *s = luaL_checkudata(L, 1, SIM_MT);
@@ -736,7 +771,8 @@ void sim_register(sandbox *sb, const char *test_dir, coverage *cov)
     static const luaL_Reg methods[] = {
         {"customer", m_customer}, {"event", m_event}, {"advance", m_advance}, {"now", m_now},
         {"sent", m_sent}, {"messages", m_messages}, {"tasks", m_tasks}, {"instances", m_instances}, {"stub_http", m_stub_http},
-        {"restart", m_restart}, {"deploy", m_deploy}, {"segment", m_segment}, {"log", m_log}, {"close", m_close},
+        {"restart", m_restart}, {"deploy", m_deploy}, {"segment", m_segment}, {"log", m_log}, {"globals", m_globals},
+        {"close", m_close},
         {NULL, NULL}};
     luaL_newmetatable(L, SIM_MT);
     luaL_newlib(L, methods);

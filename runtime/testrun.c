@@ -10,6 +10,7 @@
 
 #include <lauxlib.h>
 
+#include "bundle.h"
 #include "coverage.h"
 #include "helpers.h"
 #include "sandbox.h"
@@ -298,6 +299,17 @@ static int report(lua_State *L)
     return 0;
 }
 
+/* __tend_source(module) → the text of an embedded stdlib module, or nil
+ * (t.source_of: the editor definitions are checked against the runtime). */
+static int module_source(lua_State *L)
+{
+    const struct bundle_module *m = bundle_find(luaL_checkstring(L, 1));
+    if (!m)
+        return 0;
+    lua_pushlstring(L, m->source, m->len);
+    return 1;
+}
+
 static void run_file(struct testrun *tr, const char *path)
 {
     FILE *out = tr->opts->out;
@@ -314,6 +326,8 @@ static void run_file(struct testrun *tr, const char *path)
     lua_pushlightuserdata(L, tr);
     lua_pushcclosure(L, report, 1);
     sandbox_set_global(sb, "__tend_report", 1);
+    lua_pushcfunction(L, module_source);
+    sandbox_set_global(sb, "__tend_source", 1);
     char *copy = xstrdup(path);
     sim_register(sb, dirname(copy), tr->cov);
     sandbox_new_env(sb, dirname(copy));
