@@ -22,6 +22,7 @@
 #include "segment.h"
 #include "server.h"
 #include "simulate.h"
+#include "skeleton.h"
 #include "status.h"
 #include "testrun.h"
 #include "util.h"
@@ -40,6 +41,7 @@ static const char usage[] =
     "  segment NAME         count and sample of a segment\n"
     "  simulate DIR --days N --customers F --events F   forecast sends and cost\n"
     "  status               journeys, instances by state and step, outbox\n"
+    "  new journey NAME     a commented journey NAME.lua and its passing test\n"
     "\n"
     "  tend --help          this text\n"
     "  tend --version       the version\n"
@@ -472,6 +474,31 @@ static int cmd_simulate(int argc, char **argv)
     return simulate_run(&so, stdout);
 }
 
+static int cmd_new(int argc, char **argv)
+{
+    struct opts o;
+    if (parse(argc, argv, &o, "new") != 0)
+        return 2;
+    if (o.help || o.nargs != 2 || strcmp(o.args[0], "journey") != 0) {
+        FILE *out = o.help ? stdout : stderr;
+        fprintf(out, "usage: tend new journey NAME [--dir DIR]\n"
+                     "Writes DIR/NAME.lua, a commented journey (a template, an entry event, a\n"
+                     "wait and a send), and DIR/NAME_test.lua, its test; both pass `tend test`\n"
+                     "and `tend check` as written. An existing file is never overwritten.\n");
+        return o.help ? 0 : 2;
+    }
+    char err[512];
+    char *written[2];
+    if (skeleton_journey(o.dir, o.args[1], written, err, sizeof err) != 0) {
+        fprintf(stderr, "tend new: %s\n", err);
+        return skeleton_valid_name(o.args[1]) ? 1 : 2;   /* a bad name is misuse */
+    }
+    printf("wrote %s\nwrote %s\nnext: tend test %s && tend check %s\n", written[0], written[1], written[1], o.dir);
+    free(written[0]);
+    free(written[1]);
+    return 0;
+}
+
 struct command {
     const char *name;
     int (*run)(int argc, char **argv);
@@ -480,7 +507,7 @@ struct command {
 static const struct command commands[] = {
     {"run", cmd_run},       {"test", cmd_test},       {"check", cmd_check},
     {"import", cmd_import}, {"ingest", cmd_ingest},   {"segment", cmd_segment},
-    {"simulate", cmd_simulate}, {"status", cmd_status},
+    {"simulate", cmd_simulate}, {"status", cmd_status}, {"new", cmd_new},
 };
 
 int main(int argc, char **argv)
