@@ -631,25 +631,6 @@ void sim_case_begin(lua_State *L)
     lua_rawsetp(L, LUA_REGISTRYINDEX, &SIMS_KEY);
 }
 
-/* A YAML double-quoted scalar. */
-static void yaml_str(strbuf *out, const char *s)
-{
-    strbuf_putc(out, '"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            strbuf_printf(out, "\\%c", *p);
-        else if (*p == '\n')
-            strbuf_puts(out, "\\n");
-        else if (*p == '\t')
-            strbuf_puts(out, "\\t");
-        else if (*p < 0x20)
-            strbuf_printf(out, "\\x%02x", *p);
-        else
-            strbuf_putc(out, (char)*p);
-    }
-    strbuf_putc(out, '"');
-}
-
 static void describe(struct sim *s, strbuf *instances, strbuf *log, const char *indent)
 {
     store_stmt *st = store_prepare(s->e->st, "SELECT journey, customer, error FROM instances"
@@ -663,7 +644,7 @@ static void describe(struct sim *s, strbuf *instances, strbuf *log, const char *
             /* the error's first line names file:line; its traceback is the engine's */
             char *text = xstrndup(v, strcspn(v, "\n"));
             strbuf_printf(instances, "%s%s %s: ", indent, i == 0 ? "  -" : "   ", fields[i]);
-            yaml_str(instances, text);
+            strbuf_yaml_quoted(instances, text, strlen(text));
             strbuf_putc(instances, '\n');
             free(text);
         }

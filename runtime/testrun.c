@@ -108,25 +108,6 @@ static void tap_name(strbuf *out, const char *name)
     }
 }
 
-static void yaml_str(strbuf *out, const char *s, size_t n)
-{
-    strbuf_putc(out, '"');
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\')
-            strbuf_printf(out, "\\%c", c);
-        else if (c == '\n')
-            strbuf_puts(out, "\\n");
-        else if (c == '\t')
-            strbuf_puts(out, "\\t");
-        else if (c < 0x20)
-            strbuf_printf(out, "\\x%02x", c);
-        else
-            strbuf_putc(out, (char)c);
-    }
-    strbuf_putc(out, '"');
-}
-
 /* XML-escaped text; in an attribute a newline must be a reference. */
 static void xml_escaped(strbuf *out, const char *s, int attribute)
 {
@@ -172,12 +153,12 @@ static void failure_yaml(struct testrun *tr, lua_State *L, const char *msg, strb
 {
     size_t first = strcspn(msg, "\n");
     strbuf_puts(out, "  ---\n  message: ");
-    yaml_str(out, msg, first);
+    strbuf_yaml_quoted(out, msg, first);
     strbuf_putc(out, '\n');
     size_t at = location_of(msg);
     if (at) {
         strbuf_puts(out, "  at: ");
-        yaml_str(out, msg, at);
+        strbuf_yaml_quoted(out, msg, at);
         strbuf_putc(out, '\n');
     }
     int header = 0, in_trace = 0;

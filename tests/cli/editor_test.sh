@@ -4,17 +4,8 @@
 # runtime gives a script, and flags a typo; the lua-language-server settings
 # (.luarc.json) are JSON whose library holds the definitions (tend/meta.lua).
 #   TEND=bin/tend TEND_ROOT=. sh tests/cli/editor_test.sh
-TEND=${TEND:-bin/tend}
-case $TEND in /*) ;; *) TEND=$(pwd)/$TEND ;; esac
-ROOT=${TEND_ROOT:-$(pwd)}
-[ -x "$TEND" ] || { echo "editor_test: TEND=$TEND is not an executable" >&2; exit 1; }
-
-tmp=$(mktemp -d) || { echo "editor_test: mktemp -d failed" >&2; exit 1; }
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 1' INT TERM HUP
-
-failures=0
-fail() { echo "editor_test: FAIL: $*" >&2; failures=$((failures + 1)); }
+NAME=editor_test
+. "$(dirname "$0")/lib.sh"
 
 cmp -s "$ROOT/.luacheckrc" "$ROOT/examples/.luacheckrc" ||
   fail "examples/.luacheckrc differs from the project's .luacheckrc"
@@ -60,8 +51,4 @@ assert any(os.path.isfile(os.path.join(os.path.dirname(path), lib, "tend", "meta
 EOF
 done
 
-if [ "$failures" -gt 0 ]; then
-  echo "editor_test: $failures failure(s)" >&2
-  exit 1
-fi
-echo "editor_test: ok"
+finish

@@ -3,18 +3,8 @@
 # and `tend check` as written (and luacheck with the shipped .luacheckrc);
 # an existing file is never overwritten; a bad name is misuse.
 #   TEND=bin/tend sh tests/cli/new_test.sh
-TEND=${TEND:-bin/tend}
-case $TEND in /*) ;; *) TEND=$(pwd)/$TEND ;; esac
-ROOT=${TEND_ROOT:-$(pwd)}
-[ -x "$TEND" ] || { echo "new_test: TEND=$TEND is not an executable" >&2; exit 1; }
-
-tmp=$(mktemp -d) || { echo "new_test: mktemp -d failed" >&2; exit 1; }
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 1' INT TERM HUP
-cd "$tmp" || exit 1
-
-failures=0
-fail() { echo "new_test: FAIL: $*" >&2; failures=$((failures + 1)); }
+NAME=new_test
+. "$(dirname "$0")/lib.sh"
 
 mkdir shop
 out=$("$TEND" new journey thanks --dir shop 2>&1) || fail "tend new journey: exit $?: $out"
@@ -49,8 +39,4 @@ case $out in *"'9 lives' is not a journey name"*) ;; *) fail "tend new with a ba
 "$TEND" new thing x >/dev/null 2>&1
 [ $? = 2 ] || fail "tend new thing: expected exit 2"
 
-if [ "$failures" -gt 0 ]; then
-  echo "new_test: $failures failure(s)" >&2
-  exit 1
-fi
-echo "new_test: ok"
+finish

@@ -4,41 +4,8 @@
 # escaped TAP names, a file that fails to load; the output read by Perl's
 # TAP::Parser and the JUnit XML by Python's xml.etree.
 #   TEND=bin/tend sh tests/cli/testtools_test.sh
-TEND=${TEND:-bin/tend}
-case $TEND in /*) ;; *) TEND=$(pwd)/$TEND ;; esac
-[ -x "$TEND" ] || { echo "testtools_test: TEND=$TEND is not an executable" >&2; exit 1; }
-
-tmp=$(mktemp -d) || { echo "testtools_test: mktemp -d failed" >&2; exit 1; }
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 1' INT TERM HUP
-cd "$tmp" || exit 1
-
-failures=0
-fail() { echo "testtools_test: FAIL: $*" >&2; failures=$((failures + 1)); }
-
-run() {
-  "$TEND" "$@" >"$tmp/out" 2>"$tmp/err"
-  rc=$?
-  out=$(cat "$tmp/out")
-  err=$(cat "$tmp/err")
-  if grep -E 'AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:' "$tmp/err" >/dev/null; then
-    fail "tend $*: sanitizer output on stderr:
-$err"
-  fi
-}
-status() {
-  [ "$rc" = "$1" ] || fail "$2: expected exit status $1, got $rc
-stdout: $out
-stderr: $err"
-}
-has() {   # has CONTENT TEXT WHAT
-  case $1 in *"$2"*) ;; *) fail "$3: expected '$2' in:
-$1" ;; esac
-}
-hasnt() {
-  case $1 in *"$2"*) fail "$3: did not expect '$2' in:
-$1" ;; esac
-}
+NAME=testtools_test
+. "$(dirname "$0")/lib.sh"
 
 mkdir -p suite/journeys
 cat >suite/journeys/gift.lua <<'EOF'
@@ -206,8 +173,4 @@ run test --help
 status 0 "tend test --help"
 for o in -k --junit --coverage -v; do has "$out" "$o" "tend test --help lists $o"; done
 
-if [ "$failures" -gt 0 ]; then
-  echo "testtools_test: $failures failure(s)" >&2
-  exit 1
-fi
-echo "testtools_test: ok"
+finish

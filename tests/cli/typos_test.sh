@@ -5,42 +5,17 @@
 # uses locals, parameters, loop variables, fields, methods, upvalues and
 # its own globals gives no finding at all.
 #   TEND=bin/tend sh tests/cli/typos_test.sh
-TEND=${TEND:-bin/tend}
-case $TEND in /*) ;; *) TEND=$(pwd)/$TEND ;; esac
-[ -x "$TEND" ] || { echo "typos_test: TEND=$TEND is not an executable" >&2; exit 1; }
-
-tmp=$(mktemp -d) || { echo "typos_test: mktemp -d failed" >&2; exit 1; }
-trap 'rm -rf "$tmp"' EXIT
-trap 'exit 1' INT TERM HUP
-cd "$tmp" || exit 1
-
-failures=0
-fail() { echo "typos_test: FAIL: $*" >&2; failures=$((failures + 1)); }
-
-run() {
-  "$TEND" check "$@" >"$tmp/out" 2>"$tmp/err"
-  rc=$?
-  out=$(cat "$tmp/out")
-  if grep -E 'AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:' "$tmp/err" >/dev/null; then
-    fail "tend check $*: sanitizer output on stderr: $(cat "$tmp/err")"
-  fi
-}
-has() {
-  case $out in *"$1"*) ;; *) fail "${2:-tend check}: expected '$1' in:
-$out" ;; esac
-}
-hasnt() {
-  case $out in *"$1"*) fail "${2:-tend check}: did not expect '$1' in:
-$out" ;; esac
-}
+NAME=typos_test
+. "$(dirname "$0")/lib.sh"
 
 # typo NAME < script: checks a directory holding just that script; it must fail.
 typo() {
   mkdir -p "$tmp/$1"
   cat >"$tmp/$1/j.lua"
-  run "$tmp/$1"
-  [ "$rc" = 1 ] || fail "$1: expected exit 1, got $rc: $out"
+  run check "$tmp/$1"
+  status 1 "$1"
 }
+finds() { has "$out" "$1" "$2"; }
 
 typo coupon <<'LUA'
 template "gift" { category = "marketing", sms = "{{name|friend}}: {{coupon}}" }
@@ -50,13 +25,13 @@ journey "gift" { on = "order.paid", run = function(c)
   send("sms", c, "gift", { coupon = coupon })
 end }
 LUA
-has "j.lua:4: error: unknown global 'coupon_isue' (did you mean 'coupon_issue'?)" "a misspelt primitive"
+finds "j.lua:4: error: unknown global 'coupon_isue' (did you mean 'coupon_issue'?)" "a misspelt primitive"
 
 typo transposed <<'LUA'
 template "t" { category = "marketing", sms = "hi" }
 journey "j" { on = "x", run = function(c) sned("sms", c, "t") end }
 LUA
-has "j.lua:2: error: unknown global 'sned' (did you mean 'send'?)" "two letters swapped"
+finds "j.lua:2: error: unknown global 'sned' (did you mean 'send'?)" "two letters swapped"
 
 typo nested <<'LUA'
 template "t" { category = "marketing", sms = "hi {{n}}" }
@@ -69,7 +44,7 @@ local function pick(list)
 end
 journey "j" { on = "x", run = function(c, ev) send("sms", c, "t", { n = pick(ev.items) }) end }
 LUA
-has "j.lua:7: error: unknown global 'mathh' (did you mean 'math'?)" "in a local function, a library name"
+finds "j.lua:7: error: unknown global 'mathh' (did you mean 'math'?)" "in a local function, a library name"
 
 typo helper <<'LUA'
 template "t" { category = "marketing", sms = "hi" }
@@ -77,29 +52,29 @@ journey "j" { on = "x", run = function(c)
   if is_vip(c) then send("sms", c, "t") end
 end }
 LUA
-has "j.lua:3: error: unknown global 'is_vip'" "a helper nobody defined"
-hasnt "did you mean" "no suggestion when nothing is close"
+finds "j.lua:3: error: unknown global 'is_vip'" "a helper nobody defined"
+hasnt "$out" "did you mean" "no suggestion when nothing is close"
 
 typo customer_arg <<'LUA'
 template "t" { category = "marketing", sms = "hi" }
 journey "j" { on = "x", run = function(c) send("sms", c.name, "t") end }
 LUA
-has "j.lua:2: error: send() to c.name: the second argument is the customer (c) or its id (c.id), not its name" "send to c.name"
+finds "j.lua:2: error: send() to c.name: the second argument is the customer (c) or its id (c.id), not its name" "send to c.name"
 
 typo wait_text <<'LUA'
 journey "j" { on = "x", run = function(c) wait("3 days") end }
 LUA
-has "j.lua:1: error: wait(\"3 days\"): wait takes seconds" "wait with text"
+finds "j.lua:1: error: wait(\"3 days\"): wait takes seconds" "wait with text"
 
 typo wait_negative <<'LUA'
 journey "j" { on = "x", run = function(c) wait(-5) end }
 LUA
-has "j.lua:1: error: wait(-5): seconds must not be negative" "wait with a negative literal"
+finds "j.lua:1: error: wait(-5): seconds must not be negative" "wait with a negative literal"
 
 typo task_key <<'LUA'
 journey "j" { on = "x", run = function(c) task(c, { kind = "call", asign = "ann" }) end }
 LUA
-has "j.lua:1: error: task: unknown field 'asign' (kind, note, assign)" "task with a misspelt key"
+finds "j.lua:1: error: task: unknown field 'asign' (kind, note, assign)" "task with a misspelt key"
 
 # --- no false findings ------------------------------------------------------------
 mkdir clean
@@ -130,13 +105,9 @@ journey "j" {
   end,
 }
 LUA
-run clean
-[ "$rc" = 0 ] || fail "a clean script: expected exit 0, got $rc: $out"
+run check clean
+status 0 "a clean script"
 [ "$out" = "clean: 0 errors, 0 warnings" ] || fail "a clean script: expected no finding; got:
 $out"
 
-if [ "$failures" -gt 0 ]; then
-  echo "typos_test: $failures failure(s)" >&2
-  exit 1
-fi
-echo "typos_test: ok"
+finish
