@@ -524,38 +524,40 @@ static int m_segment(lua_State *L)
     return 1;
 }
 
-static int cmp_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* sim:globals() → the names a journey script of this sim sees, sorted
- * (what editor definitions and tend check must know about). */
+ * (what editor definitions and tend check must know about). Only Lua
+ * strings are held while the test state allocates. */
 static int m_globals(lua_State *L)
 {
     struct sim *s = check_sim(L);
     lua_State *EL = sandbox_state(s->e->sb);
     int top = lua_gettop(EL);
     sandbox_new_env(s->e->sb, NULL);
-    char **names = NULL;
-    size_t n = 0;
+    lua_newtable(L);
+    int n = 0;
     lua_pushnil(EL);
     while (lua_next(EL, top + 1)) {
         lua_pop(EL, 1);
         if (lua_type(EL, -1) == LUA_TSTRING) {
-            names = xrealloc(names, (n + 1) * sizeof *names);
-            names[n++] = xstrdup(lua_tostring(EL, -1));
+            lua_pushstring(L, lua_tostring(EL, -1));
+            lua_rawseti(L, -2, ++n);
         }
     }
     lua_settop(EL, top);
-    qsort(names, n, sizeof *names, cmp_names);
-    lua_createtable(L, (int)n, 0);
-    for (size_t i = 0; i < n; i++) {
-        lua_pushstring(L, names[i]);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-        free(names[i]);
+    /* insertion sort in place: a few dozen names */
+    for (int i = 2; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        int j = i - 1;
+        for (; j >= 1; j--) {
+            lua_rawgeti(L, -2, j);
+            if (strcmp(lua_tostring(L, -1), lua_tostring(L, -2)) <= 0) {
+                lua_pop(L, 1);
+                break;
+            }
+            lua_rawseti(L, -3, j + 1);
+        }
+        lua_rawseti(L, -2, j + 1);
     }
-    free(names);
     return 1;
 }
 
