@@ -165,6 +165,14 @@ has "$cov" "DA:8,0" "--coverage: the send after the failure never ran"
 has "$cov" "DA:15,0" "--coverage: the journey that never started"
 hasnt "$cov" "DA:1," "--coverage: a comment is no code"
 has "$cov" "end_of_record" "--coverage: lcov record"
+mkdir covmiss
+cat >covmiss/miss_test.lua <<'EOF'
+local t = require "tend.test"
+t.case("a wrong path", function() t.fails(function() t.sim{ scripts = "nope.lua" } end, "cannot read") end)
+EOF
+run test --coverage "$tmp/miss.info" covmiss
+status 0 "--coverage with a script that never loaded"
+[ -s "$tmp/miss.info" ] && fail "--coverage lists a script that never loaded: $(cat "$tmp/miss.info")"
 run test --coverage /nonexistent-dir/cov.info suite
 status 2 "--coverage to an unwritable path"
 has "$err" "--coverage /nonexistent-dir/cov.info" "--coverage unwritable: names it"
