@@ -82,11 +82,22 @@ t.case("a later failing case", function()
   local s = t.sim{ scripts = "gift.lua" }
   t.eq(#s:sent{}, 1)
 end)
+t.case("a case failing on the shared sim", function()
+  keep:customer{ id = "c2" }
+  keep:event{ type = "order.paid", customer = "c2" }
+  t.eq(#keep:sent{}, 1)
+end)
 EOF
 run test scoped
 status 1 "a later failing case"
-hasnt "$out" "failed_instances" "a case's report leaves out the sims of earlier cases"
 has "$out" 'message: "scoped/scope_test.lua:10: expected 1, got 0"' "the later case's assertion"
+second=$(printf '%s\n' "$out" | sed -n '/^not ok 2 /,/^ok \|^not ok 3 /p')
+hasnt "$second" "failed_instances" "a case's report leaves out what failed before it"
+third=$(printf '%s\n' "$out" | sed -n '/^not ok 3 /,$p')
+has "$third" 'customer: "c2"' "a shared sim's failure during the case is reported"
+hasnt "$third" 'customer: "c1"' "a shared sim's failure before the case is not"
+has "$third" "error: instance 2 of 'gift' failed" "a shared sim's log since the case began"
+hasnt "$third" "error: instance 1 of 'gift' failed" "a shared sim's log before the case is not"
 
 # --- TAP::Parser reads it: plan, results, YAML, no TODO from the '#' ----------
 if perl -MTAP::Parser -e 1 2>/dev/null; then
