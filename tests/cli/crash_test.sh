@@ -2,14 +2,15 @@
 # kill -9 under traffic. `tend run` delivers over http to the mock provider
 # (30% faults: 500, 503, 429, answers slower than the channel's timeout,
 # dropped connections) while a stream of events, each with its own id,
-# arrives over HTTP; tend is killed with SIGKILL at random moments
+# arrives over HTTP; each journey first looks its order up with http_get
+# (at the same faulty server, so kills also hit requests in flight); tend is killed with SIGKILL at random moments
 # CRASH_KILLS times (default 20) and started again each time. Then the
 # provider turns healthy and the backlog drains. Checked:
 #  - every event that got a 202 is stored once and processed once (its
 #    customer has orders_count 1);
 #  - every stored event's journey sent its two messages, and the provider
 #    saw each message under one key only: no message delivered twice;
-#  - nothing ended dead or failed.
+#  - nothing ended dead or failed, no http_get was left unanswered.
 #   CRASH_KILLS=200 CRASH_SEED=7 sh tests/cli/crash_test.sh     (make soak)
 NAME=crash_test
 . "$(dirname "$0")/serverlib.sh"
@@ -20,19 +21,24 @@ MAX_EVENTS=$((KILLS * 200))   # the stream's bound (it stops after the last kill
 
 write_config() {
   { echo "return {"; config_head "$1"; cat; } >"$dir/tend.lua" <<EOF
+  http_allow = { "127.0.0.1" },
   channels = { sms = { type = "http", url = "$mock_url/sms", timeout = 1, connect_timeout = 1,
                        max_backoff = 2, max_attempts = 1000 } },
 }
 EOF
+  echo "return \"$mock_url/lookup?order=\"" >"$dir/lookup.lua"
 }
 cat >"$dir/care.lua" <<'EOF'
 template "paid" { category = "transactional", sms = "order {{order}} is paid" }
 template "thanks" { category = "transactional", sms = "thanks for order {{order}}" }
 
+local LOOKUP = require "lookup"
+
 journey "paid" {
   on = "order.paid",
   run = function(c, ev)
-    send("sms", c, "paid", { order = ev.order })
+    local r, err = http_get(LOOKUP .. ev.order)   -- an answer, a 5xx or an error: all recorded
+    send("sms", c, "paid", { order = ev.order, seen = r and r.status or err })
     wait(1)
     send("sms", c, "thanks", { order = ev.order })
   end,
