@@ -11,9 +11,8 @@
  *
  * Retries: connect errors, timeouts, 5xx and 429 back off exponentially
  * with jitter, up to the channel's max_backoff (429's Retry-After is
- * honoured); 4xx is a dead letter with the
- * response kept. Suppression and quiet hours are checked again just before
- * sending. */
+ * honoured); 4xx is a dead letter with the response kept. Suppression and
+ * quiet hours are checked again just before sending. */
 #ifndef TEND_DISPATCH_H
 #define TEND_DISPATCH_H
 
