@@ -26,6 +26,7 @@
 #include "dates.h"
 #include "dispatch.h"
 #include "event.h"
+#include "fetch.h"
 #include "json.h"
 #include "metrics.h"
 #include "openapi.h"
@@ -501,6 +502,8 @@ static void get_metrics(struct server *s, struct evhttp_request *req, const char
                 "tend_instances", "journey", "state");
     metrics_header(&b, "tend_outbox", "gauge", "Outbox rows by status.");
     metric_rows(&b, e, "SELECT status, COUNT(*) FROM outbox GROUP BY status", "tend_outbox", "status", NULL);
+    metrics_header(&b, "tend_http_get_pending", "gauge", "http_get requests journeys wait for (in flight or queued).");
+    strbuf_printf(&b, "tend_http_get_pending %lld\n", (long long)fetch_pending(e));
     metrics_header(&b, "tend_lua_memory_bytes", "gauge", "Bytes the Lua state holds.");
     strbuf_printf(&b, "tend_lua_memory_bytes %zu\n", sandbox_memory(e->sb));
 

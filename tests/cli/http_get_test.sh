@@ -94,6 +94,9 @@ get_code=$code
 echo "$NAME: while an http_get waited 5 s: GET /healthz answered in ${healthz_took} s, POST /v1/events in ${post_took} s"
 req GET /v1/journeys
 case $body in *'http_get http://127.0.0.1'*) ;; *) fail "GET /v1/journeys does not show the instance waiting on http_get: $body" ;; esac
+req GET /metrics
+printf '%s\n' "$body" | grep -E '^tend_http_get_pending 1$' >/dev/null ||
+  fail "GET /metrics while one http_get waits: expected tend_http_get_pending 1: $(printf '%s' "$body" | grep http_get)"
 wait_lines '"customer":"c-slow"' 1 15 || die "the answer of the slow http_get never reached the journey"
 grep -F '"customer":"c-slow"' "$dir/outbox.ndjson" | grep -F 'status 200 {\"id\":\"m1\"}' >/dev/null ||
   fail "the journey did not get the slow server's answer: $(grep -F c-slow "$dir/outbox.ndjson")"
