@@ -441,7 +441,8 @@ static void test_compile_errors(void **state)
     check_compile_err("Hi {{name|dear friend}}", "v1 default form: write {{ name | default: \"dear friend\" }}",
                       "byte 11");
     check_compile_err("Hi {{name|亲爱的}}", "write {{ name | default: \"亲爱的\" }}", NULL);
-    check_compile_err("{{ name | upcse }}", "line 1, column 11 (byte 11): unknown filter 'upcse'", NULL);
+    check_compile_err("{{ name | upcse }}", "line 1, column 11 (byte 11): unknown filter 'upcse' (did you mean 'upcase'?)", NULL);
+    check_compile_err("{{ x | frobnicate: 1 }}", "unknown filter 'frobnicate'", NULL);
     check_compile_err("ok\n  {% unless x %}{% endunless %}", "line 2, column 6 (byte 9): unknown tag 'unless'", NULL);
     check_compile_err("{% if a %}x", "line 1, column 1 (byte 1): this block is never closed (no {% endif %})", NULL);
     check_compile_err("{% for a in b %}x{% endif %}", "'{% endif %}' without the block", NULL);
