@@ -20,13 +20,11 @@
 #include "clock.h"
 #include "template.h"
 #include "template_tree.h"
+#include "util.h"
 
 /* --- small things ---------------------------------------------------------- */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
+void template_set_err(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
 
@@ -35,33 +33,6 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
-}
-
-static void *xalloc(size_t n)
-{
-    void *p = calloc(1, n ? n : 1);
-    if (!p) {
-        fputs("tend: out of memory\n", stderr);
-        abort();
-    }
-    return p;
-}
-
-static void *xgrow(void *p, size_t n)
-{
-    p = realloc(p, n);
-    if (!p) {
-        fputs("tend: out of memory\n", stderr);
-        abort();
-    }
-    return p;
-}
-
-static char *xstrndup(const char *s, size_t n)
-{
-    char *p = xalloc(n + 1);
-    memcpy(p, s, n);
-    return p;
 }
 
 /* Integral values print as integers (a price of 99, not 99.000000); the rest
@@ -168,7 +139,7 @@ static struct node *nodes_add(struct nodes *ns, enum node_kind kind, size_t off)
 {
     if (ns->n == ns->cap) {
         ns->cap = ns->cap ? ns->cap * 2 : 4;
-        ns->v = xgrow(ns->v, (size_t)ns->cap * sizeof *ns->v);
+        ns->v = xrealloc(ns->v, (size_t)ns->cap * sizeof *ns->v);
     }
     struct node *n = &ns->v[ns->n++];
     memset(n, 0, sizeof *n);
@@ -226,7 +197,7 @@ static void fail(struct parser *p, size_t off, const char *fmt, ...)
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
     locate(p->src, off, where, sizeof where);
-    set_err(p->err, p->errlen, "%s: %s", where, what);
+    template_set_err(p->err, p->errlen, "%s: %s", where, what);
 }
 
 /* A tag's inside, tokenised on demand. [pos, end) is the tag body. */
@@ -344,7 +315,7 @@ static void split_path(struct operand *o, const char *s, size_t n)
 {
     size_t i = 0;
     while (i < n) {
-        o->seg = xgrow(o->seg, (size_t)(o->nseg + 1) * sizeof *o->seg);
+        o->seg = xrealloc(o->seg, (size_t)(o->nseg + 1) * sizeof *o->seg);
         struct segment *g = &o->seg[o->nseg++];
         if (s[i] == '[') {
             g->name = NULL;
@@ -461,7 +432,7 @@ static int parse_expr(struct parser *p, size_t start, size_t end, struct expr *e
             }
             return -1;
         }
-        e->filters = xgrow(e->filters, (size_t)(e->nfilters + 1) * sizeof *e->filters);
+        e->filters = xrealloc(e->filters, (size_t)(e->nfilters + 1) * sizeof *e->filters);
         struct filter *f = &e->filters[e->nfilters++];
         memset(f, 0, sizeof *f);
         f->id = (enum filter_id)id;
@@ -470,7 +441,7 @@ static int parse_expr(struct parser *p, size_t start, size_t end, struct expr *e
             e->has_default = 1;
         if (accept(&lx, ":")) {
             do {
-                f->args = xgrow(f->args, (size_t)(f->nargs + 1) * sizeof *f->args);
+                f->args = xrealloc(f->args, (size_t)(f->nargs + 1) * sizeof *f->args);
                 if (parse_operand(&lx, &f->args[f->nargs], "an argument") != 0)
                     return -1;
                 f->nargs++;
@@ -502,7 +473,7 @@ static int parse_cond(struct lexer *lx, struct cond *c)
         {"<", OP_LT}, {"contains", OP_CONTAINS}};
     int or_before = 0;
     for (;;) {
-        c->c = xgrow(c->c, (size_t)(c->n + 1) * sizeof *c->c);
+        c->c = xrealloc(c->c, (size_t)(c->n + 1) * sizeof *c->c);
         struct comparison *k = &c->c[c->n];
         memset(k, 0, sizeof *k);
         if (parse_operand(lx, &k->a, "a condition") != 0)
@@ -645,7 +616,7 @@ static int parse_if(struct parser *p, struct nodes *out, const struct tag *t)
     struct tag cur = *t, stop;
     for (;;) {
         struct node *me = &out->v[idx];
-        me->u.cond.b = xgrow(me->u.cond.b, (size_t)(me->u.cond.nb + 1) * sizeof *me->u.cond.b);
+        me->u.cond.b = xrealloc(me->u.cond.b, (size_t)(me->u.cond.nb + 1) * sizeof *me->u.cond.b);
         struct branch *b = &me->u.cond.b[me->u.cond.nb++];
         memset(b, 0, sizeof *b);
         struct lexer lx = {p, cur.name + cur.name_len, cur.body_end};
@@ -819,7 +790,7 @@ static int parse_nodes(struct parser *p, struct nodes *out, const char *const *s
 
 template_prog *template_compile(const char *text, int html, char *err, size_t errlen)
 {
-    template_prog *t = xalloc(sizeof *t);
+    template_prog *t = xcalloc(1, sizeof *t);
     t->src = xstrndup(text, strlen(text));
     t->html = html;
     struct parser p = {.src = t->src, .err = err, .errlen = errlen, .depth = -1};   /* the root is depth 0 */

@@ -16,40 +16,7 @@
 #include "clock.h"
 #include "template.h"
 #include "template_tree.h"
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!err || !errlen)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-static void *xalloc(size_t n)
-{
-    void *p = calloc(1, n ? n : 1);
-    if (!p) {
-        fputs("tend: out of memory\n", stderr);
-        abort();
-    }
-    return p;
-}
-
-static void *xgrow(void *p, size_t n)
-{
-    p = realloc(p, n);
-    if (!p) {
-        fputs("tend: out of memory\n", stderr);
-        abort();
-    }
-    return p;
-}
+#include "util.h"
 
 /* --- values ------------------------------------------------------------------------ */
 
@@ -139,7 +106,7 @@ static void rfail(struct render *r, size_t off, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    set_err(r->err, r->errlen, "line %d: %s", template_line_of(r->t->src, off), what);
+    template_set_err(r->err, r->errlen, "line %d: %s", template_line_of(r->t->src, off), what);
 }
 
 static char *arena_alloc(struct render *r, size_t n)
@@ -147,7 +114,7 @@ static char *arena_alloc(struct render *r, size_t n)
     struct arena_block *b = r->arena;
     if (!b || b->cap - b->used < n + 1) {
         size_t cap = n + 1 > 4000 ? n + 1 : 4000;
-        b = xalloc(sizeof *b + cap);
+        b = xcalloc(1, sizeof *b + cap);
         b->cap = cap;
         b->next = r->arena;
         r->arena = b;
@@ -172,13 +139,13 @@ static void emit(struct render *r, const char *s, size_t n)
         return;
     if (r->len + n > TEMPLATE_MAX_OUTPUT) {
         r->failed = 1;
-        set_err(r->err, r->errlen, "the message is over %d bytes (the output limit)", TEMPLATE_MAX_OUTPUT);
+        template_set_err(r->err, r->errlen, "the message is over %d bytes (the output limit)", TEMPLATE_MAX_OUTPUT);
         return;
     }
     if (r->len + n + 1 > r->cap) {
         size_t cap = r->cap ? r->cap : 256;
         while (cap < r->len + n + 1) cap *= 2;
-        r->out = xgrow(r->out, cap);
+        r->out = xrealloc(r->out, cap);
         r->cap = cap;
     }
     memcpy(r->out + r->len, s, n);
@@ -857,7 +824,7 @@ char *template_run(const template_prog *t, const cJSON *vars, const struct templ
     if (env)
         r.env = *env;
     emit(&r, "", 0);
-    r.out = xgrow(r.out, 256);          /* "" renders to "", not NULL */
+    r.out = xrealloc(r.out, 256);          /* "" renders to "", not NULL */
     r.cap = 256;
     r.out[0] = '\0';
     render_nodes(&r, &t->root);

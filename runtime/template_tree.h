@@ -102,6 +102,9 @@ struct template_prog {
     struct nodes root;
 };
 
+/* printf into err[errlen] (nothing when err is NULL). */
+void template_set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* "line 3" for byte offset off of src, 1-based. */
 int template_line_of(const char *src, size_t off);
 
