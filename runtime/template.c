@@ -40,8 +40,19 @@ void template_set_err(char *err, size_t errlen, const char *fmt, ...)
  * The 1e15 bound keeps "%.0f" exact and free of exponents. */
 void template_format_number(double x, char *buf, size_t len)
 {
-    if (x == floor(x) && fabs(x) < 1e15) {
-        snprintf(buf, len, "%.0f", x == 0 ? 0.0 : x);   /* no "-0" */
+    if (x == floor(x) && fabs(x) < 1e15 && len >= 24) {   /* exact as an integer: no printf */
+        long long v = (long long)fabs(x);
+        char rev[24];
+        int n = 0;
+        do {
+            rev[n++] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v);
+        size_t k = 0;
+        if (x < 0)
+            buf[k++] = '-';                 /* -0 is 0 == floor and prints "0" */
+        while (n) buf[k++] = rev[--n];
+        buf[k] = '\0';
         return;
     }
     snprintf(buf, len, "%.2f", x);
@@ -152,6 +163,8 @@ static struct node *nodes_add(struct nodes *ns, enum node_kind kind, size_t off)
 
 struct parser {
     const char *src;
+    const char *scope[TEMPLATE_MAX_DEPTH + 1];  /* loop variables, outermost first */
+    int nscope;
     size_t pos;                 /* where scanning of text resumes */
     int strip_next;             /* the last tag ended with "-}}" / "-%}" */
     int depth;
@@ -333,6 +346,28 @@ static void split_path(struct operand *o, const char *s, size_t n)
     }
 }
 
+/* Binds a path's first name to an enclosing loop (or forloop) now, once. */
+static void resolve_path(const struct parser *p, struct operand *o)
+{
+    static const char *const fields[] = {"", "index", "index0", "rindex", "length", "first", "last", "key"};
+    o->frame = -1;
+    if (!o->seg[0].name)
+        return;
+    if (strcmp(o->seg[0].name, "forloop") == 0 && p->nscope > 0) {
+        o->frame = p->nscope - 1;
+        o->forloop = FORLOOP_UNKNOWN;
+        for (int i = 1; o->nseg > 1 && o->seg[1].name && i < (int)(sizeof fields / sizeof fields[0]); i++)
+            if (strcmp(o->seg[1].name, fields[i]) == 0)
+                o->forloop = i;
+        return;
+    }
+    for (int i = p->nscope - 1; i >= 0; i--)
+        if (strcmp(p->scope[i], o->seg[0].name) == 0) {
+            o->frame = i;
+            return;
+        }
+}
+
 static int parse_operand(struct lexer *lx, struct operand *o, const char *what)
 {
     struct token t = next(lx);
@@ -359,6 +394,7 @@ static int parse_operand(struct lexer *lx, struct operand *o, const char *what)
         o->str = xstrndup(s, t.len);
         o->len = t.len;
         split_path(o, s, t.len);
+        resolve_path(lx->p, o);
     } else {
         unexpected(lx, t, what);
         return -1;
@@ -676,7 +712,10 @@ static int parse_for(struct parser *p, struct nodes *out, const struct tag *t)
         return -1;
     }
     struct tag stop;
-    if (parse_nodes(p, &out->v[idx].u.loop.body, FOR_STOPS, &stop, t->open) != 0)
+    p->scope[p->nscope++] = out->v[idx].u.loop.var;     /* the body sees the variable */
+    int rc = parse_nodes(p, &out->v[idx].u.loop.body, FOR_STOPS, &stop, t->open);
+    p->nscope--;
+    if (rc != 0)
         return -1;
     if (tag_named(p, &stop, "else")) {
         no_args(p, &stop);

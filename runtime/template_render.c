@@ -88,6 +88,8 @@ struct render {
     struct frame frames[TEMPLATE_MAX_DEPTH + 1];
     int nframes;
     struct arena_block *arena;
+    char scratch[2048];         /* the first strings, before any block is needed */
+    size_t scratch_used;
     char *err;
     size_t errlen;
     int failed;
@@ -111,10 +113,17 @@ static void rfail(struct render *r, size_t off, const char *fmt, ...)
 
 static char *arena_alloc(struct render *r, size_t n)
 {
+    if (sizeof r->scratch - r->scratch_used >= n + 1) {
+        char *p = r->scratch + r->scratch_used;
+        r->scratch_used += n + 1;
+        p[n] = '\0';
+        return p;
+    }
     struct arena_block *b = r->arena;
     if (!b || b->cap - b->used < n + 1) {
         size_t cap = n + 1 > 4000 ? n + 1 : 4000;
-        b = xcalloc(1, sizeof *b + cap);
+        b = xmalloc(sizeof *b + cap);
+        b->used = 0;
         b->cap = cap;
         b->next = r->arena;
         r->arena = b;
@@ -201,29 +210,25 @@ static struct val lookup(struct render *r, const struct operand *o)
     int i = 1;
     if (!g[0].name) {
         return v;
-    } else if (strcmp(g[0].name, "forloop") == 0 && r->nframes > 0) {
-        const struct frame *f = &r->frames[r->nframes - 1];
-        if (o->nseg < 2 || !g[1].name)
-            return v;
-        const char *k = g[1].name;
+    } else if (o->forloop) {
+        const struct frame *f = &r->frames[o->frame];
         i = 2;
-        if (!strcmp(k, "index")) { v.k = V_NUM; v.n = f->index + 1; }
-        else if (!strcmp(k, "index0")) { v.k = V_NUM; v.n = f->index; }
-        else if (!strcmp(k, "rindex")) { v.k = V_NUM; v.n = f->length - f->index; }
-        else if (!strcmp(k, "length")) { v.k = V_NUM; v.n = f->length; }
-        else if (!strcmp(k, "first")) { v.k = V_BOOL; v.b = f->index == 0; }
-        else if (!strcmp(k, "last")) { v.k = V_BOOL; v.b = f->index == f->length - 1; }
-        else if (!strcmp(k, "key") && f->key) { v.k = V_STR; v.s = f->key; v.len = strlen(f->key); }
+        switch (o->forloop) {
+        case FORLOOP_INDEX: v.k = V_NUM; v.n = f->index + 1; break;
+        case FORLOOP_INDEX0: v.k = V_NUM; v.n = f->index; break;
+        case FORLOOP_RINDEX: v.k = V_NUM; v.n = f->length - f->index; break;
+        case FORLOOP_LENGTH: v.k = V_NUM; v.n = f->length; break;
+        case FORLOOP_FIRST: v.k = V_BOOL; v.b = f->index == 0; break;
+        case FORLOOP_LAST: v.k = V_BOOL; v.b = f->index == f->length - 1; break;
+        case FORLOOP_KEY:
+            if (f->key) { v.k = V_STR; v.s = f->key; v.len = strlen(f->key); }
+            break;
+        default: break;
+        }
+    } else if (o->frame >= 0) {
+        v = r->frames[o->frame].item;
     } else {
-        int bound = 0;
-        for (int k = r->nframes - 1; k >= 0; k--)
-            if (strcmp(r->frames[k].name, g[0].name) == 0) {
-                v = r->frames[k].item;
-                bound = 1;
-                break;
-            }
-        if (!bound)
-            v = from_json(r->vars ? cJSON_GetObjectItemCaseSensitive(r->vars, g[0].name) : NULL);
+        v = from_json(r->vars ? cJSON_GetObjectItemCaseSensitive(r->vars, g[0].name) : NULL);
     }
     for (; i < o->nseg; i++) {
         const struct segment *s = &g[i];
@@ -323,7 +328,7 @@ static struct val money(struct render *r, double x, const char *code)
     int decimals = 2;
     char other[16];
     for (size_t i = 0; i < sizeof CURRENCIES / sizeof CURRENCIES[0]; i++)
-        if (!strcasecmp(CURRENCIES[i].code, code)) {
+        if (!strcmp(CURRENCIES[i].code, code)) {      /* codes are checked to be capitals */
             symbol = CURRENCIES[i].symbol;
             decimals = CURRENCIES[i].decimals;
         }
@@ -332,7 +337,25 @@ static struct val money(struct render *r, double x, const char *code)
         symbol = other;
     }
     char digits[400], out[480];
-    snprintf(digits, sizeof digits, "%.*f", decimals, fabs(x));
+    double scaled = round(fabs(x) * (decimals ? 100 : 1));
+    if (scaled < 1e15) {                /* exact in an integer: no printf */
+        long long units = (long long)scaled;
+        char rev[32];
+        int n = 0;
+        for (int i = 0; i < decimals; i++, units /= 10)
+            rev[n++] = (char)('0' + units % 10);
+        if (decimals)
+            rev[n++] = '.';
+        do {
+            rev[n++] = (char)('0' + units % 10);
+            units /= 10;
+        } while (units);
+        for (int i = 0; i < n; i++)
+            digits[i] = rev[n - 1 - i];
+        digits[n] = '\0';
+    } else {
+        snprintf(digits, sizeof digits, "%.*f", decimals, fabs(x));
+    }
     if (strspn(digits, "0.") == strlen(digits))
         x = 0;                          /* no "-¥0.00" */
     size_t intlen = strcspn(digits, ".");

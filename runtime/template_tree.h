@@ -26,7 +26,14 @@ struct operand {
     struct segment *seg;
     int nseg;
     size_t off;                 /* 0-based byte offset in the source */
+    /* resolved at compile time, so a render compares no names for them: */
+    int frame;                  /* the first name is the loop variable of enclosing loop
+                                   `frame` (0 = outermost), or -1 */
+    int forloop;                /* forloop.<field>: a FORLOOP_* (frame = the innermost loop), or 0 */
 };
+
+enum { FORLOOP_NONE, FORLOOP_INDEX, FORLOOP_INDEX0, FORLOOP_RINDEX, FORLOOP_LENGTH, FORLOOP_FIRST,
+       FORLOOP_LAST, FORLOOP_KEY, FORLOOP_UNKNOWN };
 
 enum filter_id {
     F_DEFAULT, F_UPCASE, F_DOWNCASE, F_CAPITALIZE, F_TRUNCATE, F_SIZE, F_JOIN, F_PLUS,
