@@ -311,6 +311,7 @@ static char *smtp_payload(engine *e, const struct row *r, const struct chan_conf
     const cJSON *text = cJSON_GetObjectItemCaseSensitive(body, "text");
     const cJSON *html = cJSON_GetObjectItemCaseSensitive(body, "html");
     char *unsub = r->category && strcmp(r->category, "marketing") == 0 ? unsubscribe_url(e, r) : NULL;
+    char *salt = unsub_store_random(e->st, "message_id_salt");
     struct mime_mail m = {
         .from = c->from ? c->from : "tend@localhost",
         .to = r->email,
@@ -321,9 +322,11 @@ static char *smtp_payload(engine *e, const struct row *r, const struct chan_conf
         .key = r->key,
         .date = engine_now(e),
         .unsubscribe_url = unsub,
+        .id_salt = salt,
     };
     char *out = mime_build(&m, err, errlen);
     free(unsub);
+    free(salt);
     cJSON_Delete(body);
     return out;
 }

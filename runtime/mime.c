@@ -123,12 +123,20 @@ char *mime_build(const struct mime_mail *m, char *err, size_t errlen)
     g_mime_message_set_date(msg, date);
     g_date_time_unref(date);
 
-    /* The key makes retries of one message share an id within a store; the
-     * random part keeps two stores (or a restored backup) from colliding. */
-    uint64_t rnd = 0;
-    if (getrandom(&rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
-        rnd = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)&rnd;
-    char *id = xasprintf("%s.%016llx@%s", m->key, (unsigned long long)rnd, strchr(addr, '@') + 1);
+    /* The key makes every attempt of a message share its id; the store's
+     * salt keeps two stores (or a restored backup) from colliding. */
+    char *id;
+    if (m->id_salt) {
+        gchar *h = g_compute_hmac_for_string(G_CHECKSUM_SHA256, (const guchar *)m->id_salt,
+                                             strlen(m->id_salt), m->key, -1);
+        id = xasprintf("%s.%.16s@%s", m->key, h, strchr(addr, '@') + 1);
+        g_free(h);
+    } else {
+        uint64_t rnd = 0;
+        if (getrandom(&rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
+            rnd = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)&rnd;
+        id = xasprintf("%s.%016llx@%s", m->key, (unsigned long long)rnd, strchr(addr, '@') + 1);
+    }
     g_mime_message_set_message_id(msg, id);
     free(id);
 

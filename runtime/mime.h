@@ -8,8 +8,9 @@
  *   - text/plain alone, or multipart/alternative with text/html after it;
  *     each body quoted-printable (mostly ASCII) or base64 (mostly not), so
  *     no line is over 76 characters and the message is 7-bit clean;
- *   - a Message-ID <key.random@from-domain>, unique across stores and
- *     retries of different stores (the random part is 64 bits);
+ *   - a Message-ID <key.random@from-domain>: the random part is 64 bits of
+ *     HMAC(id_salt, key), so every attempt of one message has the same id
+ *     and two stores (each with its own salt) never share one;
  *   - List-Unsubscribe and List-Unsubscribe-Post: List-Unsubscribe=One-Click
  *     (RFC 8058) when an unsubscribe URL is given.
  * GMime is initialised once per process (mime_init is idempotent and
@@ -44,6 +45,7 @@ struct mime_mail {
     const char *text;           /* the plain body (required) */
     const char *html;           /* the HTML body, or NULL */
     const char *key;            /* the message's idempotency key (Message-ID left part) */
+    const char *id_salt;        /* a secret of this store for the Message-ID; NULL = random */
     int64_t date;               /* epoch seconds */
     const char *unsubscribe_url;    /* marketing: the one-click URL, or NULL */
 };

@@ -11,14 +11,9 @@
 
 #define SIG_HEX 32      /* 128 bits of the HMAC: plenty against guessing */
 
-char *unsub_secret(const char *configured, store *st)
+char *unsub_store_random(store *st, const char *meta_key)
 {
-    if (configured && *configured)
-        return xstrdup(configured);
-    const char *env = getenv("TEND_UNSUBSCRIBE_SECRET");
-    if (env && *env)
-        return xstrdup(env);
-    char *kept = store_meta_get(st, "unsubscribe_secret");
+    char *kept = store_meta_get(st, meta_key);
     if (kept)
         return kept;
     unsigned char raw[32];
@@ -27,9 +22,19 @@ char *unsub_secret(const char *configured, store *st)
     char hex[2 * sizeof raw + 1];
     for (size_t i = 0; i < sizeof raw; i++)
         snprintf(hex + 2 * i, 3, "%02x", raw[i]);
-    if (store_meta_set(st, "unsubscribe_secret", hex) != 0)
+    if (store_meta_set(st, meta_key, hex) != 0)
         return NULL;
     return xstrdup(hex);
+}
+
+char *unsub_secret(const char *configured, store *st)
+{
+    if (configured && *configured)
+        return xstrdup(configured);
+    const char *env = getenv("TEND_UNSUBSCRIBE_SECRET");
+    if (env && *env)
+        return xstrdup(env);
+    return unsub_store_random(st, "unsubscribe_secret");
 }
 
 /* base64url without padding: safe in a URL path. */

@@ -21,6 +21,11 @@
  * store's (made now if absent). NULL if the store fails. */
 char *unsub_secret(const char *configured, store *st);
 
+/* A random secret kept in the store under meta_key: read, or made (32
+ * random bytes as hex) and stored the first time. malloc'd; NULL if the
+ * store fails. Also used for the Message-ID salt (mime.h). */
+char *unsub_store_random(store *st, const char *meta_key);
+
 /* The token for customer + channel, malloc'd. */
 char *unsub_token(const char *secret, const char *customer, const char *channel);
 

@@ -74,7 +74,7 @@ static void test_build(void **state)
     assert_non_null(strstr(a, "Content-Type: multipart/alternative;"));
     assert_non_null(strstr(a, "List-Unsubscribe: <https://t.example/v1/unsubscribe/abc>\r\n"));
     assert_non_null(strstr(a, "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"));
-    /* the same key twice: two ids, both <key.random@domain> */
+    /* no salt: two ids for one key, both <key.random@domain> */
     const char *ia = strstr(a, "Message-Id: <7-2."), *ib = strstr(b, "Message-Id: <7-2.");
     assert_non_null(ia);
     assert_non_null(ib);
@@ -82,6 +82,21 @@ static void test_build(void **state)
     assert_memory_not_equal(ia, ib, 34);
     free(a);
     free(b);
+    /* a store's salt: every attempt the same id; another store's salt, another id */
+    m.id_salt = "salt of store one";
+    a = mime_build(&m, err, sizeof err);
+    b = mime_build(&m, err, sizeof err);
+    m.id_salt = "salt of store two";
+    char *c = mime_build(&m, err, sizeof err);
+    ia = strstr(a, "Message-Id: <7-2.");
+    ib = strstr(b, "Message-Id: <7-2.");
+    const char *ic = strstr(c, "Message-Id: <7-2.");
+    assert_memory_equal(ia, ib, 48);
+    assert_memory_not_equal(ia, ic, 34);
+    free(a);
+    free(b);
+    free(c);
+    m.id_salt = NULL;
     m.from = "nobody";
     assert_null(mime_build(&m, err, sizeof err));
     m.from = "a@b.test";
