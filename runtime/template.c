@@ -847,7 +847,22 @@ struct walk {
     void *ud;
     const char *bound[TEMPLATE_MAX_DEPTH + 1];
     int nbound;
+    /* names an enclosing {% if %} branch tests (`{% if coupon %}...`): a
+     * missing value there never reaches the output inside */
+    const struct cond *guards[TEMPLATE_MAX_DEPTH + 1];
+    int nguards;
 };
+
+static int guarded(const struct walk *w, const char *root)
+{
+    for (int g = 0; g < w->nguards; g++)
+        for (int k = 0; k < w->guards[g]->n; k++) {
+            const struct operand *a = &w->guards[g]->c[k].a;
+            if (a->kind == OPD_PATH && a->seg[0].name && strcmp(a->seg[0].name, root) == 0)
+                return 1;
+        }
+    return 0;
+}
 
 static void walk_operand(struct walk *w, const struct operand *o, int fine)
 {
@@ -857,7 +872,7 @@ static void walk_operand(struct walk *w, const struct operand *o, int fine)
         if (strcmp(w->bound[i], o->seg[0].name) == 0)
             return;
     if (w->fn)
-        w->fn(o->str, fine, o->off + 1, w->ud);
+        w->fn(o->str, fine || guarded(w, o->seg[0].name), o->off + 1, w->ud);
 }
 
 static void walk_nodes(struct walk *w, const struct nodes *ns)
@@ -875,7 +890,9 @@ static void walk_nodes(struct walk *w, const struct nodes *ns)
                     walk_operand(w, &n->u.cond.b[b].cond.c[k].a, 1);
                     walk_operand(w, &n->u.cond.b[b].cond.c[k].b, 1);
                 }
+                w->guards[w->nguards++] = &n->u.cond.b[b].cond;
                 walk_nodes(w, &n->u.cond.b[b].body);
+                w->nguards--;
             }
             walk_nodes(w, &n->u.cond.els);
         } else if (n->kind == N_FOR) {
@@ -894,7 +911,7 @@ int template_vars(const char *text, template_var_fn fn, void *ud, char *err, siz
     template_prog *t = template_compile(text, 0, err, errlen);
     if (!t)
         return -1;
-    struct walk w = {fn, ud, {0}, 0};
+    struct walk w = {.fn = fn, .ud = ud};
     walk_nodes(&w, &t->root);
     template_free(t);
     return 0;

@@ -486,6 +486,22 @@ static void test_vars_list(void **state)
     assert_int_equal(s.has_default[3], 1);
 }
 
+static void test_vars_guarded(void **state)
+{
+    (void)state;
+    struct seen s = {0};
+    /* inside {% if coupon %} a missing coupon never reaches the output */
+    assert_int_equal(template_vars("{% if coupon %}{{ coupon.code }}{% endif %}{{ gift.code }}"
+                                   "{% if vip %}{{ coupon.value }}{% endif %}", on_var, &s, NULL, 0), 0);
+    assert_int_equal(s.n, 5);
+    assert_string_equal(s.path[1], "coupon.code");
+    assert_int_equal(s.has_default[1], 1);
+    assert_string_equal(s.path[2], "gift.code");
+    assert_int_equal(s.has_default[2], 0);
+    assert_string_equal(s.path[4], "coupon.value");
+    assert_int_equal(s.has_default[4], 0);
+}
+
 static void test_vars_malformed(void **state)
 {
     (void)state;
@@ -743,6 +759,7 @@ int main(void)
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_compile_errors),
         cmocka_unit_test(test_vars_list),
+        cmocka_unit_test(test_vars_guarded),
         cmocka_unit_test(test_vars_malformed),
         cmocka_unit_test(test_skeleton),
         cmocka_unit_test(test_sms_ascii),
