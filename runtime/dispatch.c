@@ -233,6 +233,8 @@ static void push_message(engine *e, lua_State *L, const struct row *r, const cJS
     lua_setfield(L, -2, "text");
     json_push(L, cJSON_GetObjectItemCaseSensitive(body, "subject"));
     lua_setfield(L, -2, "subject");
+    json_push(L, cJSON_GetObjectItemCaseSensitive(body, "html"));
+    lua_setfield(L, -2, "html");
     if (!customer_push(e, L, r->customer)) {
         lua_pop(L, 1);
         lua_createtable(L, 0, 1);
