@@ -87,6 +87,45 @@ int mime_parse_from(const char *from, char *name, size_t namelen, char *addr, si
     return 0;
 }
 
+static int is_ascii(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s >= 0x80)
+            return 0;
+    return 1;
+}
+
+/* A header value as RFC 2047 encoded words, folded: " =?UTF-8?B?...?=\n"
+ * per line. Each word holds at most 39 bytes of text, cut at a character
+ * boundary, so a word is under 75 characters and the first line, after
+ * "Subject: ", under 78 (GMime 3.2 makes one word of any length). */
+static char *encoded_words(const char *text)
+{
+    strbuf b;
+    strbuf_init(&b);
+    size_t n = strlen(text), i = 0;
+    while (i < n) {
+        size_t take = n - i < 39 ? n - i : 39;
+        while (take < n - i && ((unsigned char)text[i + take] & 0xC0) == 0x80)
+            take--;                     /* never split a UTF-8 sequence */
+        gchar *b64 = g_base64_encode((const guchar *)text + i, take);
+        strbuf_printf(&b, " =?UTF-8?B?%s?=\n", b64);
+        g_free(b64);
+        i += take;
+    }
+    return strbuf_take(&b);
+}
+
+/* Sets a header's value as written (raw: leading space, folded lines,
+ * final newline); takes `raw`. */
+static void set_raw(GMimeMessage *msg, const char *name, char *raw)
+{
+    GMimeHeader *h = g_mime_header_list_get_header(g_mime_object_get_header_list(GMIME_OBJECT(msg)), name);
+    if (h)
+        g_mime_header_set_raw_value(h, raw);
+    free(raw);
+}
+
 /* A body part: UTF-8 text, quoted-printable when it is mostly ASCII and
  * base64 otherwise (GMime picks by the content), never 8bit. */
 static GMimeObject *text_part(const char *subtype, const char *text)
@@ -119,6 +158,8 @@ char *mime_build(const struct mime_mail *m, char *err, size_t errlen)
     g_mime_message_add_mailbox(msg, GMIME_ADDRESS_TYPE_FROM, name, addr);
     g_mime_message_add_mailbox(msg, GMIME_ADDRESS_TYPE_TO, m->to_name ? m->to_name : "", m->to);
     g_mime_message_set_subject(msg, m->subject ? m->subject : "", "utf-8");
+    if (m->subject && !is_ascii(m->subject))
+        set_raw(msg, "Subject", encoded_words(m->subject));
     GDateTime *date = g_date_time_new_from_unix_utc(m->date);
     g_mime_message_set_date(msg, date);
     g_date_time_unref(date);
@@ -140,11 +181,12 @@ char *mime_build(const struct mime_mail *m, char *err, size_t errlen)
     g_mime_message_set_message_id(msg, id);
     free(id);
 
-    if (m->unsubscribe_url) {
-        char *v = xasprintf("<%s>", m->unsubscribe_url);
-        g_mime_object_set_header(GMIME_OBJECT(msg), "List-Unsubscribe", v, NULL);
+    if (m->unsubscribe_url && !has_crlf(m->unsubscribe_url)) {
+        /* a URL as is: GMime would fold a long one into encoded words,
+         * which no mail program reads as a link */
+        g_mime_object_set_header(GMIME_OBJECT(msg), "List-Unsubscribe", "<>", NULL);
+        set_raw(msg, "List-Unsubscribe", xasprintf(" <%s>\n", m->unsubscribe_url));
         g_mime_object_set_header(GMIME_OBJECT(msg), "List-Unsubscribe-Post", "List-Unsubscribe=One-Click", NULL);
-        free(v);
     }
 
     GMimeObject *plain = text_part("plain", m->text ? m->text : "");

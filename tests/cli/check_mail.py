@@ -32,13 +32,19 @@ for n, kind in enumerate(kinds):
     except UnicodeDecodeError:
         bad(n, "is not 7-bit ASCII on the wire")
     head, _, body = raw.partition(b"\r\n\r\n")
-    # headers fold at 78 where they can (a long URL cannot: 998 is the rule);
-    # encoded bodies never pass 78
-    for limit, part in ((998, head), (78, body)):
-        for line in part.split(b"\r\n"):
-            if len(line) > limit:
-                bad(n, "a line of %d characters: %r" % (len(line), line[:60]))
-                break
+    # lines fold at 78 (a List-Unsubscribe URL cannot be folded: 998 is the
+    # rule there); an encoded word is at most 75 characters (RFC 2047)
+    for line in raw.split(b"\r\n"):
+        limit = 998 if line.startswith(b"List-Unsubscribe: ") else 78
+        if len(line) > limit:
+            bad(n, "a line of %d characters: %r" % (len(line), line[:60]))
+            break
+    for word in re.findall(rb"=\?[^?]+\?[bBqQ]\?[^?]*\?=", head):
+        if len(word) > 75:
+            bad(n, "an encoded word of %d characters" % len(word))
+            break
+    if kind == "news" and not re.search(rb"\r\nList-Unsubscribe: <http://[^>\r\n]+>\r\n", head):
+        bad(n, "List-Unsubscribe is not a plain <URL> on the wire")
     if b"Subject: =?" not in head and kind == "news":
         bad(n, "the subject is not in encoded words")
     m = email.message_from_bytes(raw, policy=email.policy.default)

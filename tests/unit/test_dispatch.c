@@ -888,7 +888,7 @@ static void test_smtp(void **state)
             seen_ling++;
             /* "Hello 玲玲" as an RFC 2047 encoded word */
             /* "Hello 玲玲": the name as an RFC 2047 encoded word, the body base64 */
-            assert_contains(data->valuestring, "Subject: Hello =?UTF-8?B?546y546y?=\r\n");
+            assert_contains(data->valuestring, "Subject: =?UTF-8?B?SGVsbG8g546y546y?=\r\n");
             assert_contains(data->valuestring, "To: =?UTF-8?b?546y546y?= <ling@example.test>\r\n");
             assert_contains(data->valuestring, "Content-Transfer-Encoding: base64\r\n");
             assert_contains(data->valuestring, "Message-Id: <3-0.");

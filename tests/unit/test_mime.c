@@ -97,6 +97,31 @@ static void test_build(void **state)
     free(b);
     free(c);
     m.id_salt = NULL;
+    /* a long Chinese subject: folded encoded words of at most 75 characters,
+     * lines of at most 78; the unsubscribe URL stays a plain <URL> */
+    m.subject = "王小明，春季新品上市：为您挑选的好物，限时优惠，先到先得 — spring arrivals picked for you";
+    m.unsubscribe_url = "https://care.shop.example/v1/unsubscribe/YzE.ZW1haWw.0123456789abcdef0123456789abcdef";
+    a = mime_build(&m, err, sizeof err);
+    assert_non_null(strstr(a, "\r\nSubject: =?UTF-8?B?"));
+    assert_non_null(strstr(a, "?=\r\n =?UTF-8?B?"));
+    assert_non_null(strstr(a, "\r\nList-Unsubscribe: <https://care.shop.example/v1/unsubscribe/YzE.ZW1haWw."));
+    for (const char *line = a; *line;) {
+        const char *end = strstr(line, "\r\n");
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        if (strncmp(line, "List-Unsubscribe: ", 18) != 0 && len > 78)
+            fail_msg("a line of %zu characters: %.60s", len, line);
+        line += len + (end ? 2 : 0);
+    }
+    for (const char *w = strstr(a, "=?"); w; w = strstr(w + 2, "=?")) {
+        const char *close = strstr(w + 2, "?=");
+        while (close && close[2] != '\r' && close[2] != ' ' && close[2] != '\0')
+            close = strstr(close + 1, "?=");     /* the B text holds no "?=", the header does */
+        assert_non_null(close);
+        if (close + 2 - w > 75)
+            fail_msg("an encoded word of %d characters", (int)(close + 2 - w));
+        w = close;
+    }
+    free(a);
     m.from = "nobody";
     assert_null(mime_build(&m, err, sizeof err));
     m.from = "a@b.test";
