@@ -267,7 +267,7 @@ static cJSON *make_config(const struct mock *m, const char *sms_extra, int quiet
     snprintf(url, sizeof url, "smtp://127.0.0.1:%d", m->smtp_port ? m->smtp_port : 1);
     cJSON_AddStringToObject(email, "type", "smtp");
     cJSON_AddStringToObject(email, "url", url);
-    cJSON_AddStringToObject(email, "from", "care@shop.test");
+    cJSON_AddStringToObject(email, "from", "Care <care@shop.test>");   /* the documented form */
     cJSON_AddStringToObject(c, "timezone", "Asia/Shanghai");
     if (quiet) {
         cJSON *q = cJSON_AddObjectToObject(c, "quiet_hours");
@@ -883,6 +883,7 @@ static void test_smtp(void **state)
             seen_ann++;
             assert_contains(data->valuestring, "Subject: Hello Ann\r\n");
             assert_contains(data->valuestring, "To: Ann <ann@example.test>");
+            assert_contains(data->valuestring, "From: Care <care@shop.test>\r\n");
             assert_contains(data->valuestring, "Dear Ann,\r\nyour parcel left the warehouse");
         } else if (strcmp(rcpt, "ling@example.test") == 0) {
             seen_ling++;
