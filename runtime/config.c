@@ -61,6 +61,7 @@ void config_init(struct config *c)
     c->memory_limit = 256u << 20;
     c->instruction_limit = 100000000L;
     c->delivery_batch = 500;
+    c->holidays = calendar_new();
 }
 
 void config_free(struct config *c)
@@ -72,6 +73,7 @@ void config_free(struct config *c)
     strv_free(c->paid_types);
     strv_free(c->refund_types);
     strv_free(c->http_allow);
+    calendar_free(c->holidays);
     memset(c, 0, sizeof *c);
 }
 
@@ -396,6 +398,30 @@ static int read_batch(struct reader *r, struct config *c)
     return 0;
 }
 
+/* holidays = { shop_day = "09-15", members_day = "2nd tue" } */
+static int read_holidays(struct reader *r, struct config *c)
+{
+    lua_State *L = r->L;
+    if (!lua_istable(L, -1))
+        return bad(r, "holidays", "must be a table of name = \"MM-DD\" | \"lunar MM-DD\" | \"2nd tue\"");
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+        char why[300];
+        if (!name || lua_type(L, -1) != LUA_TSTRING) {
+            lua_pop(L, 2);
+            return bad(r, "holidays", "must map names to date rules (strings)");
+        }
+        if (calendar_add(c->holidays, name, lua_tostring(L, -1), why, sizeof why) != 0) {
+            lua_pop(L, 2);
+            snprintf(r->err, r->errlen, "%s: setting 'holidays': %s", r->source, why);
+            return -1;
+        }
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
 static int read_all(struct reader *r, struct config *c)
 {
     lua_State *L = r->L;
@@ -413,6 +439,7 @@ static int read_all(struct reader *r, struct config *c)
     FIELD("limits", read_limits(r, c));
     FIELD("channels", read_channels(r));
     FIELD("delivery_batch", read_batch(r, c));
+    FIELD("holidays", read_holidays(r, c));
     return 0;
 }
 
@@ -427,7 +454,8 @@ int config_read(struct config *c, lua_State *L, int idx, const char *source, cha
     }
     static const char *const known[] = {
         "db", "timezone", "listen", "synchronous", "unknown_customers", "quiet_hours", "caps",
-        "lifecycle", "rfm", "orders", "http_allow", "limits", "channels", "delivery_batch", NULL};
+        "lifecycle", "rfm", "orders", "http_allow", "limits", "channels", "delivery_batch",
+        "holidays", NULL};
     int rc = -1;
     lua_pushnil(L);
     while (lua_next(L, -2)) {

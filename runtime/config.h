@@ -15,6 +15,7 @@
 
 #include <lua.h>
 
+#include "calendar.h"
 #include "clock.h"
 
 struct config {
@@ -40,6 +41,7 @@ struct config {
     size_t memory_limit;        /* Lua state cap, bytes */
     long instruction_limit;     /* per entry into Lua */
     int delivery_batch;         /* outbox rows claimed per dispatch pass */
+    calendar *holidays;         /* `holidays` added to the built-in ones (calendar.h) */
 };
 
 /* Defaults for a fresh machine. */

@@ -6,6 +6,7 @@
 
 #include <lauxlib.h>
 
+#include "calendar.h"
 #include "catalog.h"
 #include "config.h"
 #include "customer.h"
@@ -116,6 +117,7 @@ engine *engine_open(const struct engine_options *o, char **err)
         engine_close(e);
         return NULL;
     }
+    calendar_lua_register(sandbox_state(e->sb), e->cfg.holidays, e->cfg.timezone);
     sandbox_set_instruction_limit(e->sb, e->cfg.instruction_limit);
     sandbox_set_memory_limit(e->sb, e->cfg.memory_limit);
 
@@ -214,6 +216,10 @@ int engine_run_due(engine *e, tend_time now)
     if (n < 0)
         return -1;
     while ((n = dates_run_due(e, now, BATCH)) > 0)
+        total += n;
+    if (n < 0)
+        return -1;
+    while ((n = dates_local_run_due(e, now, FANOUT_PAGE)) > 0)
         total += n;
     if (n < 0)
         return -1;

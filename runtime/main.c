@@ -12,6 +12,7 @@
 
 #include <curl/curl.h>
 
+#include "calendar.h"
 #include "catalog.h"
 #include "clock.h"
 #include "customer.h"
@@ -489,6 +490,7 @@ int main(int argc, char **argv)
             int rc = commands[i].run(argc - 1, argv + 1);
             curl_global_cleanup();
             clock_shutdown();
+            calendar_shutdown();
             return rc;
         }
     }

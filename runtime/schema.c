@@ -123,8 +123,26 @@ static const char m2_delivery[] =
     /* customers who never ordered age by first_seen_at (customer_sweep) */
     "CREATE INDEX IF NOT EXISTS customers_first_seen ON customers(first_seen_at) WHERE last_order_at IS NULL;";
 
+/* --- branch calendar: local-time triggers and anniversary bookkeeping --- */
+static const char m_calendar[] =
+    /* local_cron / holiday triggers: one row per (journey, customer zone)
+     * with the zone's next slot; `after` is the fan-out's resume point (the
+     * last customer id started for the slot). zone '' holds the customers
+     * with no zone. */
+    "CREATE TABLE local_triggers ("
+    " journey TEXT NOT NULL, zone TEXT NOT NULL, fire_at INTEGER NOT NULL,"
+    " after TEXT NOT NULL DEFAULT '',"
+    " PRIMARY KEY (journey, zone)) WITHOUT ROWID;"
+    "CREATE INDEX local_triggers_due ON local_triggers(fire_at);"
+    /* a zone's customers in id order: the fan-out's page is a range scan */
+    "CREATE INDEX IF NOT EXISTS customers_timezone ON customers(timezone);"
+    /* the last firing, so a late = hours(n) re-plan never fires it twice */
+    "ALTER TABLE date_triggers ADD COLUMN last_fired INTEGER;";
+/* --- end branch calendar --- */
+
 const struct store_migration schema_migrations[] = {
     {"core", m1_core},
     {"delivery", m2_delivery},
+    {"calendar", m_calendar},
 };
 const int schema_migration_count = sizeof schema_migrations / sizeof schema_migrations[0];
