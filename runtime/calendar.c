@@ -424,6 +424,7 @@ static void trigger_options(lua_State *L, int opts, int with_at)
 static int l_local_cron(lua_State *L)
 {
     const char *expr = luaL_checkstring(L, 1);
+    lua_settop(L, 2);   /* the trigger table goes above the options */
     cron_expr c;
     char err[200];
     if (cron_parse(expr, &c, err, sizeof err) != 0)
@@ -443,6 +444,7 @@ static int l_local_cron(lua_State *L)
 static int l_holiday(lua_State *L)
 {
     struct calendar_rule r = check_name(L, 1);
+    lua_settop(L, 2);
     lua_createtable(L, 0, 10);
     lua_pushliteral(L, "holiday");
     lua_setfield(L, -2, "kind");

@@ -574,23 +574,19 @@ static int plan_journey(engine *e, const char *journey, const struct local_trigg
         zones.v[zones.n++] = xstrdup("");
     }
     store_reset(s);
-    const char *last = "";
-    char *prev = NULL;
-    for (;;) {
+    /* bounded: more zones than the tz database has means something is wrong */
+    for (int guard = 0; guard < 4096; guard++) {
         s = store_sql(e->st, "SELECT MIN(timezone) FROM customers INDEXED BY customers_timezone WHERE timezone > ?");
-        store_bind_text(s, 1, last, -1);
+        store_bind_text(s, 1, zones.n ? zones.v[zones.n - 1] : "", -1);   /* "" for none yet, or the NULL zone */
         const char *z = store_step(s) == STORE_ROW ? store_col_text(s, 0) : NULL;
-        if (!z) {
-            store_reset(s);
-            break;
+        if (z) {
+            zones.v = xrealloc(zones.v, (size_t)(zones.n + 1) * sizeof *zones.v);
+            zones.v[zones.n++] = xstrdup(z);
         }
-        zones.v = xrealloc(zones.v, (size_t)(zones.n + 1) * sizeof *zones.v);
-        zones.v[zones.n++] = xstrdup(z);
         store_reset(s);
-        free(prev);
-        last = prev = xstrdup(z);
+        if (!z)
+            break;
     }
-    free(prev);
     int rc = 0;
     for (int i = 0; i < zones.n; i++) {
         if (rc == 0)
