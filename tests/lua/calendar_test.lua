@@ -3,10 +3,12 @@
 -- holiday() firing at a local time in each customer's own zone (DST included).
 local t = require "tend.test"
 
--- Spring Festival (lunar 1-1) and Mid-Autumn (lunar 8-15), 1990-2030, as
--- published by the Hong Kong Observatory's Gregorian-lunar conversion tables
--- (cross-checked with python3-lunardate; tests/cli/calendar_test.sh compares
--- every year 1901-2099 with it).
+-- Spring Festival (lunar 1-1) and Mid-Autumn (lunar 8-15), 1990-2030: the
+-- table written out from python3-lunardate (an implementation independent of
+-- liblunar-date), its familiar entries matching the dates published every
+-- year (Spring Festival 2024-02-10, 2025-01-29, 2026-02-17; Mid-Autumn
+-- 2024-09-17, 2025-10-06). tests/cli/calendar_test.sh compares every lunar
+-- holiday of 1902-2099 with python3-lunardate.
 local LUNAR = {
   [1990] = { "1990-01-27", "1990-10-03" },
   [1991] = { "1991-02-15", "1991-09-22" },
