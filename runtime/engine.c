@@ -18,6 +18,7 @@
 #include "instance.h"
 #include "json.h"
 #include "outbox.h"
+#include "policy.h"
 #include "schedule.h"
 #include "script.h"
 #include "step.h"
@@ -132,6 +133,7 @@ engine *engine_open(const struct engine_options *o, char **err)
     catalog_register(e);
     step_register(e);
     customer_lua_register(e);
+    policy_lua_register(e);
     return e;
 }
 

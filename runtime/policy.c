@@ -10,6 +10,7 @@
 #include "customer.h"
 #include "policy.h"
 #include "segment.h"
+#include "step.h"
 #include "util.h"
 
 /* 1 suppressed (reason set), 0 free to send, -1 error. */
@@ -519,4 +520,91 @@ int policy_recheck(engine *e, const char *customer, const char *channel, int mar
     *due = policy_quiet_end(e, tz, now);
     free(tz);
     return *due > now ? 2 : 0;
+}
+
+/* --- best_time ----------------------------------------------------------- */
+
+int policy_note_activity(engine *e, const char *customer, tend_time at)
+{
+    char *tz = customer_timezone(e, customer);
+    struct clock_local l;
+    int rc = clock_to_local(at, tz, &l);
+    free(tz);
+    if (rc != 0)
+        return 0;   /* an instant out of range: nothing to learn */
+    store_stmt *s = store_sql(e->st, "INSERT INTO activity_hours (customer, hour, n) VALUES (?, ?, 1)"
+                                     " ON CONFLICT(customer, hour) DO UPDATE SET n = n + 1");
+    store_bind_text(s, 1, customer, -1);
+    store_bind_int(s, 2, l.hour);
+    return store_run(s);
+}
+
+#define BEST_TIME_MIN_EVENTS 3
+
+/* The customer's most active local hour, or -1 (too few events). */
+static int most_active_hour(engine *e, const char *customer)
+{
+    store_stmt *s = store_sql(e->st, "SELECT hour, n, SUM(n) OVER () FROM activity_hours WHERE customer = ?"
+                                     " ORDER BY n DESC, hour LIMIT 1");
+    store_bind_text(s, 1, customer, -1);
+    int hour = -1;
+    if (store_step(s) == STORE_ROW) {
+        if (store_col_int(s, 2) >= BEST_TIME_MIN_EVENTS)
+            hour = (int)store_col_int(s, 0);
+        store_reset(s);
+    }
+    return hour;
+}
+
+static int l_best_time(lua_State *L)
+{
+    engine *e = lua_touserdata(L, lua_upvalueindex(1));
+    const char *id = customer_handle_id(L, 1);
+    luaL_argexpected(L, id, 1, "customer");
+    int hh = 10, mm = 0;
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        if (lua_getfield(L, 2, "default") != LUA_TNIL) {
+            const char *d = lua_tostring(L, -1);
+            if (!d || clock_parse_hhmm(d, &hh, &mm) != 0)
+                return luaL_argerror(L, 2, lua_pushfstring(L, "'default' must be a local time \"HH:MM\", not '%s'",
+                                                           d ? d : luaL_typename(L, -1)));
+        }
+        lua_pop(L, 1);
+    }
+    struct run_ctx *ctx = step_ctx(e);
+    char key[200];
+    snprintf(key, sizeof key, "%s\x1f%02d:%02d", id, hh, mm);
+    uint32_t hash = 0;
+    if (ctx && !ctx->no_steps) {
+        hash = step_hash(key);
+        if (step_take(L, ctx, "best_time", key + strlen(id) + 1, hash, NULL) == STEP_REPLAY)
+            return 1;
+    }
+    int hour = most_active_hour(e, id);
+    if (hour >= 0) {
+        hh = hour;
+        mm = 0;
+    }
+    char *tz = customer_timezone(e, id);
+    tend_time t;
+    int rc = clock_next_local(ctx ? ctx->now : engine_now(e), tz, hh, mm, &t);
+    free(tz);
+    if (rc != 0)
+        return luaL_error(L, "best_time: cannot compute %02d:%02d in the customer's zone", hh, mm);
+    lua_pushinteger(L, t);
+    if (ctx && !ctx->no_steps)
+        step_record(L, ctx, "best_time", key + strlen(id) + 1, hash, lua_gettop(L));
+    return 1;
+}
+
+void policy_lua_register(engine *e)
+{
+    static const luaL_Reg fns[] = {{"best_time", l_best_time}, {NULL, NULL}};
+    lua_State *L = sandbox_state(e->sb);
+    for (const luaL_Reg *f = fns; f->name; f++) {
+        lua_pushlightuserdata(L, e);
+        lua_pushcclosure(L, f->func, 1);
+        sandbox_set_global(e->sb, f->name, 0);
+    }
 }

@@ -57,6 +57,15 @@ int policy_read_window(lua_State *L, int decl, struct policy_window *w, char *er
 /* t when inside the window in zone tz, else its next opening. */
 tend_time policy_window_next(const struct policy_window *w, const char *tz, tend_time t);
 
+/* Counts an event of the customer at `at` in its local hour (best_time). 0 or -1. */
+int policy_note_activity(engine *e, const char *customer, tend_time at);
+
+/* Registers best_time(c, {default = "10:00"}) → the next local time at the
+ * customer's most active hour (the local hour holding most of their events,
+ * once there are at least 3; the earliest hour on a tie), else at `default`
+ * (10:00 when not given). Inside a run it is a recorded step, like at_local. */
+void policy_lua_register(engine *e);
+
 /* After a load: every channel named in caps / segment_caps is declared or
  * has template text, every segment exists. 0, or -1 with err naming it. */
 int policy_validate(engine *e, char *err, size_t n);

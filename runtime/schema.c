@@ -137,7 +137,11 @@ static const char m_calendar[] =
     /* a zone's customers in id order: the fan-out's page is a range scan */
     "CREATE INDEX IF NOT EXISTS customers_timezone ON customers(timezone);"
     /* the last firing, so a late = hours(n) re-plan never fires it twice */
-    "ALTER TABLE date_triggers ADD COLUMN last_fired INTEGER;";
+    "ALTER TABLE date_triggers ADD COLUMN last_fired INTEGER;"
+    /* best_time(): how many of a customer's events fell in each local hour */
+    "CREATE TABLE activity_hours ("
+    " customer TEXT NOT NULL, hour INTEGER NOT NULL, n INTEGER NOT NULL,"
+    " PRIMARY KEY (customer, hour)) WITHOUT ROWID;";
 /* --- end branch calendar --- */
 
 const struct store_migration schema_migrations[] = {

@@ -165,3 +165,28 @@ t.case("bad windows, days, periods and channels are errors at load naming the va
   t.fails(load({ segment_caps = { gold = { marketing = { week = 1 } } } }), "'gold' is not a declared segment")
   t.fails(load({}, 'channel "x" { type = "capture", window = "9-5" }'), "window '9%-5'")
 end)
+
+t.case("best_time: the next local time at the customer's most active hour, else the default", function()
+  local s = t.sim{ source = TEMPLATES .. [[
+journey "later" { on = "later", run = function(c)
+  wait_until(best_time(c, { default = "11:00" }))
+  send("push", c, "care")
+end }
+]], start = "2026-03-02T00:00:00Z", config = { timezone = "Asia/Shanghai", quiet_hours = false, caps = false } }
+  s:customer{ id = "owl", timezone = "Europe/Berlin" }
+  s:customer{ id = "new" }
+  -- the owl is active at 21:00 Berlin time (20:00Z in winter), once at 09:00
+  for d = 0, 3 do
+    s:advance(days(1))
+    s:event{ type = "view", customer = "owl", at = os.time{ year = 2026, month = 3, day = 3 + d, hour = 20 } }
+  end
+  s:event{ type = "view", customer = "owl", at = os.time{ year = 2026, month = 3, day = 6, hour = 8 } }
+  s:event{ type = "later", customer = "owl" }
+  s:event{ type = "later", customer = "new" }
+  s:advance(days(1))
+  t.eq(os.date("!%Y-%m-%dT%H:%M", s:sent{ customer = "owl" }[1].at), "2026-03-06T20:00")   -- 21:00 Berlin
+  t.eq(os.date("!%Y-%m-%dT%H:%M", s:sent{ customer = "new" }[1].at), "2026-03-06T03:00")   -- 11:00 Shanghai
+  -- recorded: a replay after a restart waits for the same instant
+  s:restart()
+  t.eq(#s:instances{ state = "failed" }, 0)
+end)
