@@ -93,6 +93,7 @@ void config_init(struct config *c)
     c->delivery_batch = 500;
     c->holidays = calendar_new();
     caps_set_marketing(c, 1, 3);
+    c->ready_backlog = 100000;
 }
 
 void config_free(struct config *c)
@@ -562,6 +563,15 @@ static int read_holidays(struct reader *r, struct config *c)
     return 0;
 }
 
+static int read_ready_backlog(struct reader *r, struct config *c)
+{
+    if (read_int(r, "ready_backlog", &c->ready_backlog) != 0)
+        return -1;
+    if (c->ready_backlog < 0)
+        return bad(r, "ready_backlog", "must be 0 or more");
+    return 0;
+}
+
 static int read_all(struct reader *r, struct config *c)
 {
     lua_State *L = r->L;
@@ -581,6 +591,7 @@ static int read_all(struct reader *r, struct config *c)
     FIELD("delivery_batch", read_batch(r, c));
     FIELD("holidays", read_holidays(r, c));
     FIELD("segment_caps", read_segment_caps(r, c));
+    FIELD("ready_backlog", read_ready_backlog(r, c));
     return 0;
 }
 
@@ -596,7 +607,7 @@ int config_read(struct config *c, lua_State *L, int idx, const char *source, cha
     static const char *const known[] = {
         "db", "timezone", "listen", "synchronous", "unknown_customers", "quiet_hours", "caps",
         "lifecycle", "rfm", "orders", "http_allow", "limits", "channels", "delivery_batch",
-        "holidays", "segment_caps", NULL};
+        "holidays", "segment_caps", "ready_backlog", NULL};
     int rc = -1;
     lua_pushnil(L);
     while (lua_next(L, -2)) {

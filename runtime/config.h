@@ -54,6 +54,7 @@ struct config {
     long instruction_limit;     /* per entry into Lua */
     int delivery_batch;         /* outbox rows claimed per dispatch pass */
     calendar *holidays;         /* `holidays` added to the built-in ones (calendar.h) */
+    int ready_backlog;         /* /readyz fails past this many unprocessed events */
 };
 
 /* Defaults for a fresh machine. */

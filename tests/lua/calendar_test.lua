@@ -153,7 +153,7 @@ t.case("is_holiday looks at the local date of the time in the customer's zone", 
 end)
 
 local GREET = [[
-template "hi" { category = "transactional", sms = "hi {{name}}" }
+template "hi" { category = "transactional", sms = "hi" }
 ]]
 
 local function sends(s, filter)

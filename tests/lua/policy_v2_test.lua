@@ -68,7 +68,7 @@ t.case("caps per channel, period and segment agree with a brute-force model on r
     s:event{ type = "poke", customer = m.customer, channel = m.channel, template = m.template }
     sent[#sent + 1] = m
   end
-  local rows = s:sent{}
+  local rows = s:messages{}
   t.eq(#rows, #sent)
   for i, m in ipairs(sent) do
     local row = rows[i]
@@ -89,7 +89,7 @@ t.case("the v1 form caps = {day, week} still means marketing", function()
   s:event{ type = "poke", customer = "c1", channel = "email", template = "promo" }
   s:event{ type = "poke", customer = "c1", channel = "push", template = "care" }
   local st = {}
-  for _, m in ipairs(s:sent{}) do st[#st + 1] = m.status end
+  for _, m in ipairs(s:messages{}) do st[#st + 1] = m.status end
   t.eq(st, { "sent", "capped", "sent" })
 end)
 
@@ -102,16 +102,16 @@ t.case("a channel's window defers a send of any category to the next opening in 
   s:customer{ id = "ny", timezone = "America/New_York" }
   s:event{ type = "poke", customer = "sh", channel = "sms", template = "care" }
   s:event{ type = "poke", customer = "ny", channel = "sms", template = "care" }  -- Friday 20:00 in New York
-  local sh, ny = s:sent{ customer = "sh" }[1], s:sent{ customer = "ny" }[1]
+  local sh, ny = s:messages{ customer = "sh" }[1], s:messages{ customer = "ny" }[1]
   t.eq(sh.status, "deferred")
   t.eq(os.date("!%Y-%m-%dT%H:%M", sh.at), "2026-03-09T02:00")    -- Monday 10:00 +08:00
   t.eq(os.date("!%Y-%m-%dT%H:%M", ny.at), "2026-03-09T14:00")    -- Monday 10:00 EDT (after the DST change)
   s:advance(days(2) + hours(4))                                  -- Monday 13:00 in Shanghai
-  t.eq(s:sent{ customer = "sh" }[1].status, "sent")
+  t.eq(s:messages{ customer = "sh" }[1].status, "sent")
   s:event{ type = "poke", customer = "sh", channel = "sms", template = "promo" }  -- between the spans
-  t.eq(os.date("!%Y-%m-%dT%H:%M", s:sent{ customer = "sh" }[2].at), "2026-03-09T06:00")  -- 14:00 +08:00
+  t.eq(os.date("!%Y-%m-%dT%H:%M", s:messages{ customer = "sh" }[2].at), "2026-03-09T06:00")  -- 14:00 +08:00
   s:event{ type = "poke", customer = "sh", channel = "email", template = "care" } -- no window: at once
-  t.eq(s:sent{ customer = "sh", channel = "email" }[1].status, "sent")
+  t.eq(s:messages{ customer = "sh", channel = "email" }[1].status, "sent")
 end)
 
 t.case("a task channel: its window sets when the task is due, its caps count the task", function()
