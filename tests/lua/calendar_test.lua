@@ -241,13 +241,14 @@ journey "sy" { on = holiday("sy_day", { at = "10:00", offset_days = -1, audience
 journey "sh" { on = holiday("qingming", { at = "10:00", offset_days = 0, audience = { city = "Shanghai" } }),
                run = function(c, ev) send("sms", c, "hi") c:set{ attrs = { slot = ev.slot, date = ev.date, name = ev.name } } end }
 ]], start = "2026-03-01T00:00:00Z",
-    config = { timezone = "Asia/Shanghai", synchronous = "normal", holidays = { ny_day = "03-09", be_day = "03-30", sy_day = "04-06" } } }
+    config = { timezone = "Asia/Shanghai", synchronous = "normal", holidays = { ny_day = "03-08", be_day = "03-29", sy_day = "04-05" } } }
   s:customer{ id = "ny", timezone = "America/New_York" }
   s:customer{ id = "be", timezone = "Europe/Berlin" }
   s:customer{ id = "sy", timezone = "Australia/Sydney" }
   s:customer{ id = "sh", city = "Shanghai" }
   s:advance(days(40))
-  t.eq(sends(s), { "be@2026-03-29T08:00Z", "ny@2026-03-08T14:00Z", "sh@2026-04-05T02:00Z", "sy@2026-04-05T00:00Z" })
+  -- the day before is on the other side of the change: 10:00 there, not 10:00 +/- an hour
+  t.eq(sends(s), { "be@2026-03-28T09:00Z", "ny@2026-03-07T15:00Z", "sh@2026-04-05T02:00Z", "sy@2026-04-03T23:00Z" })
 end)
 
 t.case("anniversary offset_days = -1 keeps the local hour when the day before is across DST", function()
@@ -255,12 +256,13 @@ t.case("anniversary offset_days = -1 keeps the local hour when the day before is
 journey "eve" { on = anniversary("birthday", { at = "10:00", offset_days = -1 }),
                 run = function(c, ev) send("sms", c, "hi") end }
 ]], start = "2026-03-01T00:00:00Z", config = { timezone = "Asia/Shanghai", synchronous = "normal" } }
-  s:customer{ id = "ny", birthday = "1990-03-09", timezone = "America/New_York" }
-  s:customer{ id = "be", birthday = "1990-03-30", timezone = "Europe/Berlin" }
-  s:customer{ id = "sy", birthday = "1990-04-06", timezone = "Australia/Sydney" }
+  s:customer{ id = "ny", birthday = "1990-03-08", timezone = "America/New_York" }   -- DST from Mar 8
+  s:customer{ id = "be", birthday = "1990-03-29", timezone = "Europe/Berlin" }      -- DST from Mar 29
+  s:customer{ id = "sy", birthday = "1990-04-05", timezone = "Australia/Sydney" }   -- DST until Apr 5
   s:customer{ id = "sh", birthday = "1990-04-06" }
   s:advance(days(40))
-  t.eq(sends(s), { "be@2026-03-29T08:00Z", "ny@2026-03-08T14:00Z", "sh@2026-04-05T02:00Z", "sy@2026-04-05T00:00Z" })
+  -- the day before is on the other side of the change: 10:00 there, not 10:00 +/- an hour
+  t.eq(sends(s), { "be@2026-03-28T09:00Z", "ny@2026-03-07T15:00Z", "sh@2026-04-05T02:00Z", "sy@2026-04-03T23:00Z" })
 end)
 
 t.case("anniversary: a customer imported after the hour waits a year, unless late allows it", function()
