@@ -28,6 +28,7 @@
 #define BATCH 500           /* instances per transaction */
 #define EVENT_BATCH 5000    /* events per transaction: a backlog drains with few fsyncs */
 #define FANOUT_PAGE 500
+#define LOCAL_PAGE 2000      /* customers per local-trigger page: one commit each */
 
 tend_time engine_now(engine *e)
 {
@@ -231,7 +232,7 @@ int engine_run_due(engine *e, tend_time now)
         total += n;
     if (n < 0)
         return -1;
-    while ((n = dates_local_run_due(e, now, FANOUT_PAGE)) > 0)
+    while ((n = dates_local_run_due(e, now, LOCAL_PAGE)) > 0)
         total += n;
     if (n < 0)
         return -1;
