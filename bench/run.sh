@@ -12,6 +12,7 @@ N_EV=${BENCH_EVENTS:-1000000}
 N_BIG=${BENCH_BIG:-10000000}
 N_DEL=${BENCH_DELIVERIES:-100000}
 N_HOL=${BENCH_HOLIDAY:-1000000}
+N_SIM=${BENCH_SIMULATE:-100000}
 work=$(mktemp -d "${TMPDIR:-/tmp}/tend-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT INT TERM
 
@@ -80,3 +81,10 @@ fi
 echo
 echo "== a holiday trigger over $N_HOL customers in 12 zones (slot to all started, per zone)"
 $B/bench_holiday "$N_HOL"
+
+echo
+echo "== tend simulate: the journey library over a year of $N_SIM customers, with the policy audit"
+a=$(now)
+SIMULATE_SHOW=1 TEND=$T sh tests/cli/simulate_test.sh "$N_SIM"
+b=$(now)
+echo "simulate: $N_SIM customers, 365 days in $(secs "$a" "$b") s (wall, with generating the data)"

@@ -104,4 +104,5 @@ if [ "$failures" -gt 0 ]; then
   echo "simulate_test: $failures failure(s)" >&2
   exit 1
 fi
+[ -n "${SIMULATE_SHOW:-}" ] && sed -n '/^policy audit/,$p' "$tmp/out"
 echo "simulate_test: ok ($N customers, a year)"
