@@ -82,7 +82,8 @@ int       calendar_lookup(const calendar *c, const char *name, struct calendar_r
  * (the engine's config owns both). */
 void calendar_lua_register(lua_State *L, const calendar *cal, const char *default_tz);
 
-/* Frees the library objects and the cache (call once at exit). */
+/* Frees the cache (call once at exit). The one library object is kept for
+ * the life of the process (its finalizer leaks; reachable, it does not). */
 void calendar_shutdown(void);
 
 #endif
