@@ -24,7 +24,8 @@ void coverage_add_file(coverage *c, const char *path);
 void coverage_hit(void *c, const char *source, int line);
 
 /* Writes one lcov record (SF, DA..., LH, LF, end_of_record) per file, in
- * path order; a file reached under two names counts once. 0, or -1 with
+ * path order; a file reached under two names counts once, a file that
+ * cannot be read (a path that never loaded) is left out. 0, or -1 with
  * err when out cannot be written. */
 int coverage_write(coverage *c, FILE *out, char *err, size_t errlen);
 

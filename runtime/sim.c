@@ -39,6 +39,11 @@ struct sim {
     char *source;
     char *test_dir;             /* relative script paths start here */
     coverage *cov;              /* tend test --coverage: count script lines (or NULL) */
+    /* what the current case's failure report leaves out: instances failed
+     * and log bytes written before the case began (sim_case_begin) */
+    int64_t *failed_before;
+    size_t nfailed_before;
+    size_t log_from;
     cJSON *config;
     strbuf log;
     sandbox *test_sb;
@@ -127,6 +132,9 @@ static int sim_gc(lua_State *L)
     forget_scripts(s);
     free(s->test_dir);
     s->test_dir = NULL;
+    free(s->failed_before);
+    s->failed_before = NULL;
+    s->nfailed_before = 0;
     cJSON_Delete(s->config);
     s->config = NULL;
     if (s->clock) {
@@ -608,36 +616,80 @@ static void read_scripts(lua_State *L, struct sim *s, int idx)
     lua_pop(L, 1);
 }
 
-/* The sims a case created, for its failure report: a weak list in the
- * test state's registry, renewed by sim_case_begin. */
+/* Every sim of the test file, for a failing case's report: a table in
+ * the test state's registry with the sims as weak keys. */
 static const char SIMS_KEY = 0;
+
+static int push_sims(lua_State *L)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &SIMS_KEY) == LUA_TTABLE)
+        return lua_gettop(L);
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &SIMS_KEY);
+    return lua_gettop(L);
+}
 
 static void remember(lua_State *L, int sim)
 {
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &SIMS_KEY) != LUA_TTABLE) {
-        lua_pop(L, 1);
-        return;
-    }
+    int sims = push_sims(L);
     lua_pushvalue(L, sim);
-    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, sims);
     lua_pop(L, 1);
+}
+
+/* Marks where a sim stands now: the report of the case that begins shows
+ * only what fails after this. */
+static void mark(struct sim *s)
+{
+    free(s->failed_before);
+    s->failed_before = NULL;
+    s->nfailed_before = 0;
+    s->log_from = s->log.len;
+    store_stmt *st = store_prepare(s->e->st, "SELECT id FROM instances WHERE state = 'failed'");
+    while (st && store_step(st) == STORE_ROW) {
+        s->failed_before = xrealloc(s->failed_before, (s->nfailed_before + 1) * sizeof *s->failed_before);
+        s->failed_before[s->nfailed_before++] = store_col_int(st, 0);
+    }
+    store_finalize(st);
 }
 
 void sim_case_begin(lua_State *L)
 {
-    lua_newtable(L);
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "v");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &SIMS_KEY);
+    int sims = push_sims(L);
+    lua_pushnil(L);
+    while (lua_next(L, sims)) {
+        lua_pop(L, 1);
+        struct sim *s = luaL_testudata(L, -1, SIM_MT);
+        if (s && s->e)
+            mark(s);
+    }
+    lua_pop(L, 1);
+}
+
+static int failed_before(const struct sim *s, int64_t id)
+{
+    for (size_t i = 0; i < s->nfailed_before; i++)
+        if (s->failed_before[i] == id)
+            return 1;
+    return 0;
 }
 
 static void describe(struct sim *s, strbuf *instances, strbuf *log, const char *indent)
 {
-    store_stmt *st = store_prepare(s->e->st, "SELECT journey, customer, error FROM instances"
-                                             " WHERE state = 'failed' ORDER BY id LIMIT 20");
-    while (st && store_step(st) == STORE_ROW) {
+    store_stmt *st = store_prepare(s->e->st, "SELECT journey, customer, error, id FROM instances"
+                                             " WHERE state = 'failed' ORDER BY id");
+    int shown = 0;
+    while (st && shown < 20 && store_step(st) == STORE_ROW) {
+        if (failed_before(s, store_col_int(st, 3)))
+            continue;
+        shown++;
         const char *fields[] = {"journey", "customer", "error"};
         for (int i = 0; i < 3; i++) {
             const char *v = store_col_text(st, i);
@@ -653,7 +705,8 @@ static void describe(struct sim *s, strbuf *instances, strbuf *log, const char *
     }
     store_finalize(st);
     int lines = 0;
-    for (const char *p = s->log.s; p && *p && lines < 40;) {
+    const char *from = s->log.s && s->log_from <= s->log.len ? s->log.s + s->log_from : NULL;
+    for (const char *p = from; p && *p && lines < 40;) {
         size_t n = strcspn(p, "\n");
         if (!strncmp(p, "warn: ", 6) || !strncmp(p, "error: ", 7)) {
             strbuf_printf(log, "%s  ", indent);
@@ -674,13 +727,13 @@ void sim_diagnose(lua_State *L, strbuf *yaml, const char *indent)
     strbuf instances, log;
     strbuf_init(&instances);
     strbuf_init(&log);
-    int n = (int)lua_rawlen(L, -1);
-    for (int i = 1; i <= n; i++) {
-        lua_rawgeti(L, -1, i);
+    int sims = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, sims)) {
+        lua_pop(L, 1);
         struct sim *s = luaL_testudata(L, -1, SIM_MT);
         if (s && s->e)
             describe(s, &instances, &log, indent);
-        lua_pop(L, 1);
     }
     lua_pop(L, 1);
     if (instances.len)

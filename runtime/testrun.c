@@ -149,7 +149,7 @@ static size_t location_of(const char *msg)
 /* The TAP 13 YAML block of a failure: the message, where it happened, the
  * traceback lines that point into the user's code (the C frames and the test
  * library's own frames say nothing a marketer can act on), then what the
- * case's sims saw go wrong. */
+ * sims saw go wrong while the case ran. */
 static void failure_yaml(struct testrun *tr, lua_State *L, const char *msg, strbuf *out)
 {
     size_t first = strcspn(msg, "\n");

@@ -19,7 +19,7 @@ struct testrun_options {
 /* Runs every *_test.lua under the given files/directories (sorted, hidden
  * entries skipped). Prints TAP 13: a failure's diagnostics are a YAML block
  * (message, at, traceback, the failed instances and warn/error log lines of
- * the sims the case created); a file that fails outside any case is one
+ * the sims while the case ran); a file that fails outside any case is one
  * failed case named after it. The last line is "N passed, N failed" (and
  * ", N skipped" when t.skip skipped any). Returns the exit status: 0 all
  * passed, 1 any failure, 2 a path that does not exist, an invalid -k

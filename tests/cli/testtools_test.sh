@@ -82,11 +82,22 @@ t.case("a later failing case", function()
   local s = t.sim{ scripts = "gift.lua" }
   t.eq(#s:sent{}, 1)
 end)
+t.case("a case failing on the shared sim", function()
+  keep:customer{ id = "c2" }
+  keep:event{ type = "order.paid", customer = "c2" }
+  t.eq(#keep:sent{}, 1)
+end)
 EOF
 run test scoped
 status 1 "a later failing case"
-hasnt "$out" "failed_instances" "a case's report leaves out the sims of earlier cases"
 has "$out" 'message: "scoped/scope_test.lua:10: expected 1, got 0"' "the later case's assertion"
+second=$(printf '%s\n' "$out" | sed -n '/^not ok 2 /,/^ok \|^not ok 3 /p')
+hasnt "$second" "failed_instances" "a case's report leaves out what failed before it"
+third=$(printf '%s\n' "$out" | sed -n '/^not ok 3 /,$p')
+has "$third" 'customer: "c2"' "a shared sim's failure during the case is reported"
+hasnt "$third" 'customer: "c1"' "a shared sim's failure before the case is not"
+has "$third" "error: instance 2 of 'gift' failed" "a shared sim's log since the case began"
+hasnt "$third" "error: instance 1 of 'gift' failed" "a shared sim's log before the case is not"
 
 # --- TAP::Parser reads it: plan, results, YAML, no TODO from the '#' ----------
 if perl -MTAP::Parser -e 1 2>/dev/null; then
@@ -165,6 +176,14 @@ has "$cov" "DA:8,0" "--coverage: the send after the failure never ran"
 has "$cov" "DA:15,0" "--coverage: the journey that never started"
 hasnt "$cov" "DA:1," "--coverage: a comment is no code"
 has "$cov" "end_of_record" "--coverage: lcov record"
+mkdir covmiss
+cat >covmiss/miss_test.lua <<'EOF'
+local t = require "tend.test"
+t.case("a wrong path", function() t.fails(function() t.sim{ scripts = "nope.lua" } end, "cannot read") end)
+EOF
+run test --coverage "$tmp/miss.info" covmiss
+status 0 "--coverage with a script that never loaded"
+[ -s "$tmp/miss.info" ] && fail "--coverage lists a script that never loaded: $(cat "$tmp/miss.info")"
 run test --coverage /nonexistent-dir/cov.info suite
 status 2 "--coverage to an unwritable path"
 has "$err" "--coverage /nonexistent-dir/cov.info" "--coverage unwritable: names it"
