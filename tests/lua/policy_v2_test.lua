@@ -190,3 +190,29 @@ end }
   s:restart()
   t.eq(#s:instances{ state = "failed" }, 0)
 end)
+
+t.case("on_cap = defer and priorities work with channel caps and windows together", function()
+  local s = t.sim{ source = [[
+template "promo" { category = "marketing", on_cap = "defer", sms = "offer" }
+template "vip_offer" { category = "marketing", priority = 5, sms = "vip" }
+journey "poke" { on = "poke", run = function(c, ev) send("sms", c, ev.template) end }
+]], start = "2026-03-02T01:00:00Z",                              -- Monday 09:00 in Shanghai
+    config = { timezone = "Asia/Shanghai", quiet_hours = false, caps = { sms = { day = 1 } },
+               channels = { sms = { type = "capture", window = "10:00-11:30" } } } }
+  s:customer{ id = "c1" }
+  s:event{ type = "poke", customer = "c1", template = "promo" }    -- waits for 10:00
+  s:event{ type = "poke", customer = "c1", template = "promo" }    -- over the day's cap: tomorrow 10:00
+  local m = s:messages{}
+  t.eq(m[1].status, "deferred")
+  t.eq(os.date("!%Y-%m-%dT%H:%M", m[1].at), "2026-03-02T02:00")
+  t.eq(m[2].status, "deferred")
+  t.eq(os.date("!%Y-%m-%dT%H:%M", m[2].at), "2026-03-03T02:00")
+  -- a higher-priority message takes today's slot; the one it displaces is capped
+  s:event{ type = "poke", customer = "c1", template = "vip_offer" }
+  m = s:messages{}
+  t.eq(m[1].status, "capped")
+  t.eq(m[3].status, "deferred")
+  t.eq(os.date("!%Y-%m-%dT%H:%M", m[3].at), "2026-03-02T02:00")
+  s:advance(days(2))
+  t.eq(#s:sent{}, 2)
+end)
