@@ -18,7 +18,7 @@ local FESTIVALS = {
 for key, f in pairs(FESTIVALS) do
   template(key .. "_coupon") {
     category = "marketing",
-    sms = "{{who}}, wishing you " .. f.wish .. "! A " .. f.name .. " gift from us: {{coupon.code}} takes {{coupon.value}} off, until {{coupon.expires}}.",
+    sms = "{{who}}, wishing you " .. f.wish .. "! Our gift: {{coupon.code}}, {{coupon.value}} off until {{coupon.expires}}.",
   }
   template(key .. "_card") {
     category = "marketing",
