@@ -141,7 +141,13 @@ static const char m_calendar[] =
     /* best_time(): how many of a customer's events fell in each local hour */
     "CREATE TABLE activity_hours ("
     " customer TEXT NOT NULL, hour INTEGER NOT NULL, n INTEGER NOT NULL,"
-    " PRIMARY KEY (customer, hour)) WITHOUT ROWID;";
+    " PRIMARY KEY (customer, hour)) WITHOUT ROWID;"
+    /* messages a cap deferred when they were queued (tend simulate's contact
+     * load): the reason in last_error is cleared once they are sent */
+    "CREATE TABLE cap_deferrals (message INTEGER PRIMARY KEY, reason TEXT NOT NULL);"
+    "CREATE TRIGGER outbox_cap_deferred AFTER INSERT ON outbox"
+    " WHEN NEW.status = 'deferred' AND NEW.last_error LIKE '% cap of %' BEGIN"
+    " INSERT OR IGNORE INTO cap_deferrals (message, reason) VALUES (NEW.id, NEW.last_error); END;";
 /* --- end branch calendar --- */
 
 const struct store_migration schema_migrations[] = {

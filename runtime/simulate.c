@@ -139,34 +139,31 @@ static const char MESSAGE_SQL[] =
     " COALESCE(o.sent_at, o.due_at, o.created_at), o.created_at, COALESCE(o.last_error, ''), c.timezone, o.due_at"
     " FROM outbox o LEFT JOIN customers c ON c.id = o.customer ORDER BY o.id";
 
-static int is_cap_reason(const char *why)
-{
-    return strstr(why, " cap of ") != NULL;
-}
-
 static void print_load(engine *e, FILE *out)
 {
     struct load_row *rows = NULL;
     int n = 0;
-    store_stmt *s = store_sql(e->st, MESSAGE_SQL);
+    /* by the time queued, so a day's rows are together at the end of the list */
+    store_stmt *s = store_sql(e->st, "SELECT o.channel, o.status, o.created_at, d.message IS NOT NULL FROM outbox o"
+                                     " LEFT JOIN cap_deferrals d ON d.message = o.id ORDER BY o.created_at, o.id");
     while (store_step(s) == STORE_ROW) {
         struct clock_local l;
-        if (clock_to_local(store_col_int(s, 7), e->cfg.timezone, &l) != 0)
+        if (clock_to_local(store_col_int(s, 2), e->cfg.timezone, &l) != 0)
             continue;
         int64_t day = clock_days_from_civil(l.year, l.month, l.day);
-        const char *channel = store_col_text(s, 3);
-        int i = 0;
-        while (i < n && !(rows[i].day == day && strcmp(rows[i].channel, channel) == 0))
-            i++;
-        if (i == n) {
+        const char *channel = store_col_text(s, 0);
+        int i = n - 1;
+        while (i >= 0 && rows[i].day == day && strcmp(rows[i].channel, channel) != 0)
+            i--;
+        if (i < 0 || rows[i].day != day) {
+            i = n;
             rows = xrealloc(rows, (size_t)(n + 1) * sizeof *rows);
             memset(&rows[n], 0, sizeof rows[n]);
             snprintf(rows[n].channel, sizeof rows[n].channel, "%s", channel);
             rows[n++].day = day;
         }
         rows[i].messages++;
-        const char *status = store_col_text(s, 5);
-        if (strcmp(status, "capped") != 0 && is_cap_reason(store_col_text(s, 8)))
+        if (strcmp(store_col_text(s, 1), "capped") != 0 && store_col_int(s, 3))
             rows[i].deferred_by_cap++;
     }
     fprintf(out, "\ncontact load by channel and day (%s)\n", e->cfg.timezone);

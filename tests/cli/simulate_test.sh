@@ -99,6 +99,26 @@ for r in rows:
         hhmm = r["local"][11:16]
         assert "08:30" <= hhmm < "21:30", r
 PY
+# a day where a cap defers more than 10% of the sends is flagged
+mkdir "$tmp/capped"
+cat >"$tmp/capped/tend.lua" <<'LUA'
+return { timezone = "UTC", quiet_hours = false, caps = { sms = { day = 1 } } }
+LUA
+cat >"$tmp/capped/poke.lua" <<'LUA'
+template "offer" { category = "marketing", on_cap = "defer", sms = "offer" }
+journey "poke" { on = "poke", run = function(c) send("sms", c, "offer") end }
+LUA
+printf '{"id":"c1"}\n{"id":"c2"}\n' >"$tmp/capped/customers.ndjson"
+printf '%s\n' '{"type":"poke","customer":"c1","at":"2026-03-02T10:00:00Z"}' \
+  '{"type":"poke","customer":"c1","at":"2026-03-02T11:00:00Z"}' \
+  '{"type":"poke","customer":"c2","at":"2026-03-02T11:00:00Z"}' >"$tmp/capped/events.ndjson"
+"$TEND" simulate "$tmp/capped" --days 3 --start 2026-03-02T00:00:00Z --customers "$tmp/capped/customers.ndjson" \
+  --events "$tmp/capped/events.ndjson" >"$tmp/capped/out" 2>&1 || fail "tend simulate (capped) failed"
+grep -q '^2026-03-02   sms                3              1  ! caps defer more than 10%$' "$tmp/capped/out" ||
+  fail "the capped day is not flagged: $(cat "$tmp/capped/out")"
+grep -q '^1 day where caps defer more than 10% of the messages$' "$tmp/capped/out" || fail "no count of flagged days"
+grep -q '^  ok$' "$tmp/capped/out" || fail "the capped run's audit is not ok"
+
 if [ "$failures" -gt 0 ]; then
   sed 's/^/    /' "$tmp/out" | tail -30 >&2
   echo "simulate_test: $failures failure(s)" >&2
