@@ -54,6 +54,11 @@ struct config {
     long instruction_limit;     /* per entry into Lua */
     int delivery_batch;         /* outbox rows claimed per dispatch pass */
     calendar *holidays;         /* `holidays` added to the built-in ones (calendar.h) */
+
+    /* branch liquid */
+    char *currency;             /* ISO 4217 code for the money filter ("CNY") */
+    char *public_url;           /* base of links to tend itself (unsubscribe); NULL = from listen */
+    char *unsubscribe_secret;   /* HMAC key of unsubscribe tokens; NULL = env or generated */
     int ready_backlog;         /* /readyz fails past this many unprocessed events */
 };
 

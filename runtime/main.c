@@ -22,6 +22,7 @@
 #include "event.h"
 #include "importer.h"
 #include "lint.h"
+#include "mime.h"
 #include "segment.h"
 #include "server.h"
 #include "simulate.h"
@@ -636,6 +637,7 @@ int main(int argc, char **argv)
             curl_global_cleanup();
             clock_shutdown();
             calendar_shutdown();
+            mime_shutdown();
             return rc;
         }
     }
