@@ -39,7 +39,7 @@
 
 /* --- fields ------------------------------------------------------------- */
 
-enum kind { K_TEXT, K_NUM, K_TIME, K_TAGS, K_ATTRS };
+enum kind { K_TEXT, K_NUM, K_TIME, K_TAGS, K_ATTRS, K_BOUGHT };
 
 static const struct field {
     const char *name;
@@ -50,7 +50,7 @@ static const struct field {
     {"first_seen_at", K_TIME}, {"first_order_at", K_TIME}, {"last_order_at", K_TIME},
     {"orders_count", K_NUM}, {"total_spent", K_NUM}, {"last_active_at", K_TIME},
     {"lifecycle", K_TEXT}, {"r", K_NUM}, {"f", K_NUM}, {"m", K_NUM}, {"blocked", K_NUM},
-    {"tags", K_TAGS}, {NULL, K_TEXT}};
+    {"tags", K_TAGS}, {"bought", K_BOUGHT}, {NULL, K_TEXT}};
 
 /* What each kind of field wants, for "'x' needs <this>, got ..." */
 static const char *const kind_wants[] = {
@@ -59,6 +59,7 @@ static const char *const kind_wants[] = {
     [K_TIME] = "a time (epoch seconds, ISO-8601 with an offset, or ago(...))",
     [K_TAGS] = "a tag (a string)",
     [K_ATTRS] = "a string, number or boolean",
+    [K_BOUGHT] = "{ sku = ... | category = ..., within = seconds, at_least = n }",
 };
 
 /* The field a condition is on. */
@@ -73,10 +74,11 @@ struct fieldref {
 /* --- operators ---------------------------------------------------------- */
 
 enum op { OP_AT_LEAST, OP_AT_MOST, OP_BETWEEN, OP_BEFORE, OP_AFTER, OP_ONE_OF, OP_HAS,
-          OP_NOT, OP_ANY, OP_ALL, OP_COUNT, OP_EQ = OP_COUNT };
+          OP_NOT, OP_ANY, OP_ALL, OP_BOUGHT, OP_COUNT, OP_EQ = OP_COUNT };
 
 static const char *const op_names[OP_COUNT] = {
-    "at_least", "at_most", "between", "before", "after", "one_of", "has", "not", "any", "all"};
+    "at_least", "at_most", "between", "before", "after", "one_of", "has", "not", "any", "all",
+    "bought"};
 
 /* SQL comparison for the ordering operators and equality. */
 static const char *op_sql(enum op op)
@@ -491,6 +493,128 @@ static int field_not(compiler *c, const struct fieldref *f, int node, int depth)
     return rc;
 }
 
+/* --- bought ------------------------------------------------------------- */
+
+/* A whole number read raw from the spec at idx, key k; 1 found, 0 absent. */
+static int spec_int(compiler *c, int idx, const char *k, lua_Integer min, lua_Integer *out)
+{
+    lua_State *L = c->L;
+    lua_pushstring(L, k);
+    int t = lua_rawget(L, idx);
+    int ok = 0;
+    if (t != LUA_TNIL) {
+        lua_Integer v = lua_tointegerx(L, -1, &ok);
+        if (!ok || v < min) {
+            lua_pop(L, 1);
+            return fail(c, "bought: '%s' must be a whole number of at least %lld%s", k, (long long)min,
+                        strcmp(k, "within") == 0 ? " (seconds: days(30))" : "");
+        }
+        *out = v;
+    }
+    lua_pop(L, 1);
+    return t != LUA_TNIL;
+}
+
+/* bought = { sku = s | category = k, within = seconds, at_least = n }: the
+ * customer is among those the bought table has for that key (a range of its
+ * key, or of bought_recent with `within`). A count within a window needs the
+ * lines: the customer's order_items, by their key, for the customers the
+ * facts leave. */
+static int bought_cond(compiler *c, int idx)
+{
+    lua_State *L = c->L;
+    if (!lua_istable(L, idx) || helpers_is_filter(L, idx))
+        return fail(c, "bought needs %s, got %s", kind_wants[K_BOUGHT],
+                    lua_istable(L, idx) ? "a filter operator" : luaL_typename(L, idx));
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        size_t len = 0;
+        const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+        static const char *const known[] = {"sku", "category", "within", "at_least", NULL};
+        int found = 0;
+        for (int i = 0; k && known[i]; i++)
+            found |= strlen(known[i]) == len && memcmp(known[i], k, len) == 0;
+        if (!found) {
+            if (k)
+                fail(c, "bought: unknown key '%.*s' (known: sku, category, within, at_least)", shown(len), k);
+            else
+                fail(c, "bought: keys are sku, category, within and at_least");
+            lua_pop(L, 1);
+            return -1;
+        }
+    }
+    const char *col = NULL;
+    int kind = 0;
+    struct value key = {.type = P_TEXT};
+    static const char *const keys[] = {"sku", "category"};
+    for (int i = 0; i < 2; i++) {
+        lua_pushstring(L, keys[i]);
+        int t = lua_rawget(L, idx);
+        if (t == LUA_TNIL) {
+            lua_pop(L, 1);
+            continue;
+        }
+        if (col) {
+            lua_pop(L, 1);
+            return fail(c, "bought: give sku or category, not both");
+        }
+        if (t == LUA_TNUMBER && lua_isinteger(L, -1)) {
+            snprintf(key.buf, sizeof key.buf, "%lld", (long long)lua_tointeger(L, -1));
+            key.s = key.buf;
+            key.len = strlen(key.buf);
+        } else if (t == LUA_TSTRING) {
+            key.s = lua_tolstring(L, -1, &key.len);   /* kept alive: the spec holds it */
+        } else {
+            lua_pop(L, 1);
+            return fail(c, "bought: '%s' must be a string, got %s", keys[i], lua_typename(L, t));
+        }
+        lua_pop(L, 1);
+        col = keys[i];
+        kind = i;
+    }
+    if (!col)
+        return fail(c, "bought needs sku = ... or category = ...");
+    lua_Integer within = 0, at_least = 1;
+    int has_within = spec_int(c, idx, "within", 1, &within);
+    if (has_within < 0 || spec_int(c, idx, "at_least", 1, &at_least) < 0)
+        return -1;
+    struct value v_kind = {.type = P_INT, .i = kind}, v_since = {.type = P_INT, .i = c->now - within},
+                 v_least = {.type = P_INT, .i = at_least};
+    put(c, "customers.id IN (SELECT b.customer FROM bought b WHERE b.kind = ");
+    emit_value(c, &v_kind);
+    put(c, " AND b.key = ");
+    emit_value(c, &key);
+    if (has_within) {
+        put(c, " AND b.last_at >= ");
+        emit_value(c, &v_since);
+    }
+    if (at_least > 1) {
+        put(c, " AND b.orders >= ");
+        emit_value(c, &v_least);
+    }
+    if (has_within && at_least > 1) {
+        strbuf_printf(&c->sql, " AND (SELECT COUNT(DISTINCT i.order_id) FROM order_items i"
+                               " WHERE i.customer = b.customer AND i.%s = ", col);
+        emit_value(c, &key);
+        put(c, " AND i.at >= ");
+        emit_value(c, &v_since);
+        put(c, ") >= ");
+        emit_value(c, &v_least);
+    }
+    put(c, ")");
+    return 0;
+}
+
+/* The argument of a bought{...} node at idx. */
+static int bought_node(compiler *c, int node)
+{
+    lua_rawgeti(c->L, node, 1);
+    int rc = bought_cond(c, lua_gettop(c->L));
+    lua_pop(c->L, 1);
+    return rc;
+}
+
 /* The condition `f = <value at idx>`, the value being a plain value or an
  * operator node. */
 static int field_cond(compiler *c, const struct fieldref *f, int idx, int depth)
@@ -498,13 +622,21 @@ static int field_cond(compiler *c, const struct fieldref *f, int idx, int depth)
     if (enter(c, depth) != 0)
         return -1;
     if (!helpers_is_filter(c->L, idx))
-        return field_compare(c, f, OP_EQ, idx);
+        return f->kind == K_BOUGHT ? bought_cond(c, idx) : field_compare(c, f, OP_EQ, idx);
     enum op op;
     if (node_op(c, idx, &op) != 0)
         return -1;
+    if (f->kind == K_BOUGHT && op != OP_NOT && op != OP_BOUGHT)
+        return fail(c, "%s() does not apply to bought (use bought = { sku = ..., within = ... } or not_)",
+                    op_names[op]);
     switch (op) {
     case OP_NOT:
         return field_not(c, f, idx, depth);
+    case OP_BOUGHT:
+        if (f->kind != K_BOUGHT)
+            return fail(c, "'%.*s' = bought{...}: bought is a condition of its own; put it in the "
+                        "filter's list or write bought = {...}", f->keylen, f->key);
+        return bought_node(c, idx);
     case OP_ANY:
     case OP_ALL:
         return fail(c, "'%.*s' = %s{...}: any/all combine whole filters; put it in the "
@@ -736,6 +868,8 @@ static int filter_item(compiler *c, int idx, int depth, const char *what)
         return filter_group(c, idx, op, depth);
     case OP_NOT:
         return filter_not(c, idx, depth);
+    case OP_BOUGHT:
+        return bought_node(c, idx);
     default:
         return fail(c, "%s(...) needs a field: write { field = %s(...) }", op_names[op],
                     op_names[op]);

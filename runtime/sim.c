@@ -22,6 +22,7 @@
 #include "event.h"
 #include "helpers.h"
 #include "json.h"
+#include "product.h"
 #include "segment.h"
 #include "sim.h"
 #include "util.h"
@@ -184,6 +185,28 @@ static int m_customer(lua_State *L)
     if (rc != 0)
         raise_store(L, s, "sim:customer");
     return run_due(L, s);
+}
+
+/* sim:product{sku = ..., usage_days = ..., ...} adds or updates a catalog
+ * row; sim:product("sku") returns it (nil if there is none). */
+static int m_product(lua_State *L)
+{
+    struct sim *s = check_sim(L);
+    if (lua_type(L, 2) == LUA_TSTRING) {
+        cJSON *p = product_json(s->e->st, lua_tostring(L, 2));
+        json_push(L, p);
+        cJSON_Delete(p);
+        return 1;
+    }
+    luaL_checktype(L, 2, LUA_TTABLE);
+    cJSON *obj = arg_json(L, 2, "sim:product");
+    char err[300];
+    int created;
+    int rc = product_upsert(s->e->st, obj, 0, engine_now(s->e), &created, err, sizeof err);
+    cJSON_Delete(obj);
+    if (rc != 0)
+        return luaL_error(L, "sim:product: %s", err);
+    return 0;
 }
 
 /* sim:event{...}: accepted, then processed at the sim's now. */
@@ -587,7 +610,7 @@ void sim_register(sandbox *sb)
 {
     lua_State *L = sandbox_state(sb);
     static const luaL_Reg methods[] = {
-        {"customer", m_customer}, {"event", m_event}, {"advance", m_advance}, {"now", m_now},
+        {"customer", m_customer}, {"event", m_event}, {"product", m_product}, {"advance", m_advance}, {"now", m_now},
         {"sent", m_sent}, {"tasks", m_tasks}, {"instances", m_instances}, {"stub_http", m_stub_http},
         {"restart", m_restart}, {"deploy", m_deploy}, {"segment", m_segment}, {"log", m_log}, {"close", m_close},
         {NULL, NULL}};
