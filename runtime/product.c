@@ -142,9 +142,13 @@ static int read_row(const cJSON *obj, int flags, struct row *r, char *err, size_
             r->is_null[k] = 1;
             continue;
         }
-        char got[64];
-        snprintf(got, sizeof got, "%s", cJSON_IsString(f) ? f->valuestring : cJSON_IsNumber(f) ? "a number"
-                                        : cJSON_IsBool(f) ? "a boolean" : "a list or object");
+        char got[80];
+        if (cJSON_IsString(f))
+            snprintf(got, sizeof got, "\"%.60s\"", f->valuestring);
+        else if (cJSON_IsNumber(f))
+            snprintf(got, sizeof got, "%g", f->valuedouble);
+        else
+            snprintf(got, sizeof got, "%s", cJSON_IsBool(f) ? "a boolean" : "a list or object");
         switch (k) {
         case F_NAME:
         case F_CATEGORY:
@@ -156,12 +160,12 @@ static int read_row(const cJSON *obj, int flags, struct row *r, char *err, size_
             break;
         case F_PRICE:
             if (read_number(f, flags, &r->num[k]) != 0 || r->num[k] < 0)
-                return bad(err, n, "field '%s' must be a non-negative number, got \"%s\"", field_names[k], got);
+                return bad(err, n, "field '%s' must be a non-negative number, got %s", field_names[k], got);
             break;
         case F_USAGE:
             if (read_number(f, flags, &r->num[k]) != 0 || !(r->num[k] > 0) || r->num[k] > 36500)
                 return bad(err, n, "field '%s' must be a positive number of days (how long one unit "
-                                   "lasts), got \"%s\"", field_names[k], got);
+                                   "lasts), got %s", field_names[k], got);
             break;
         case F_RELATED:
             if (read_related(f, flags, r, err, n) != 0)
