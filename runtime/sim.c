@@ -226,6 +226,40 @@ static int m_event(lua_State *L)
     return 1;
 }
 
+/* sim:events{ev, ev, ...}: all accepted in one transaction (or none: an
+ * invalid one raises naming its position), then processed. For tests that
+ * load thousands of orders. */
+static int m_events(lua_State *L)
+{
+    struct sim *s = check_sim(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_Integer n = luaL_len(L, 2);
+    if (store_begin(s->e->st) != 0)
+        raise_store(L, s, "sim:events");
+    char err[400] = "";
+    lua_Integer i;
+    for (i = 1; i <= n; i++) {
+        lua_rawgeti(L, 2, i);
+        char why[300];
+        cJSON *ev = json_from_lua(L, -1, why, sizeof why);
+        lua_pop(L, 1);
+        struct event_result res;
+        int rc = ev ? event_accept(s->e, ev, &res, why, sizeof why) : -1;
+        cJSON_Delete(ev);
+        if (rc != 0) {
+            snprintf(err, sizeof err, "sim:events: event %lld: %s", (long long)i, why);
+            break;
+        }
+    }
+    if (err[0]) {
+        store_rollback(s->e->st);
+        return luaL_error(L, "%s", err);
+    }
+    if (store_commit(s->e->st) != 0)
+        raise_store(L, s, "sim:events");
+    return run_due(L, s);
+}
+
 static int m_advance(lua_State *L)
 {
     struct sim *s = check_sim(L);
@@ -610,7 +644,7 @@ void sim_register(sandbox *sb)
 {
     lua_State *L = sandbox_state(sb);
     static const luaL_Reg methods[] = {
-        {"customer", m_customer}, {"event", m_event}, {"product", m_product}, {"advance", m_advance}, {"now", m_now},
+        {"customer", m_customer}, {"event", m_event}, {"events", m_events}, {"product", m_product}, {"advance", m_advance}, {"now", m_now},
         {"sent", m_sent}, {"tasks", m_tasks}, {"instances", m_instances}, {"stub_http", m_stub_http},
         {"restart", m_restart}, {"deploy", m_deploy}, {"segment", m_segment}, {"log", m_log}, {"close", m_close},
         {NULL, NULL}};
