@@ -45,7 +45,7 @@ awk -v a="$tend_rate" -v b="$raw_rate" 'BEGIN { printf "ingest: tend/raw = %.2f 
 mkdir "$work/proc"
 cp "$work/base.db" "$work/proc/tend.db"
 cat > "$work/proc/care.lua" <<'EOF'
-template "thanks" { category = "transactional", sms = "{{name|friend}}, thank you for order {{order|?}}." }
+template "thanks" { category = "transactional", sms = "{{ name | default: 'friend' }}, thank you for order {{ order | default: '?' }}." }
 journey "thanks" { on = "order.paid", run = function(c, ev) send("sms", c, "thanks", { order = ev.id }) end }
 EOF
 a=$(now)

@@ -5,11 +5,11 @@
 
 template "birthday_eve" {
   category = "marketing",
-  sms = "{{name|Hello}}, happy birthday for tomorrow! A small gift from us: {{coupon.code}}, until {{coupon.expires}}.",
+  sms = "{{ name | default: 'Hello' }}, happy birthday for tomorrow! A small gift from us: {{coupon.code}}, until {{coupon.expires}}.",
 }
 template "baby_first_birthday" {
   category = "marketing",
-  sms = "{{name|Hello}}, your little one turns one today. Congratulations from all of us!",
+  sms = "{{ name | default: 'Hello' }}, your little one turns one today. Congratulations from all of us!",
 }
 
 journey "birthday" {

@@ -4,7 +4,7 @@
 
 template "month_gift" {
   category = "marketing",
-  sms = "{{name|friend}}, thank you for your first month with us: {{coupon.code}} takes 20 off, until {{coupon.expires}}.",
+  sms = "{{ name | default: 'friend' }}, thank you for your first month with us: {{coupon.code}} takes 20 off, until {{coupon.expires}}.",
 }
 
 journey "month_gift" {

@@ -44,7 +44,7 @@ stderr: $(cat "$tmp/err")"
 # --- (a) a good directory -----------------------------------------------------
 mkdir good
 cat >good/care.lua <<'EOF'
-template "paid" { category = "transactional", sms = "{{name|friend}}, we got your order {{order}}." }
+template "paid" { category = "transactional", sms = "{{ name | default: 'friend' }}, we got your order {{order}}." }
 
 journey "paid" {
   on = "order.paid",
@@ -117,7 +117,7 @@ cat >lint/promo.lua <<EOF
 template "link" { category = "marketing", sms = "点击https://x.cn/a领取" }
 template "words" { category = "marketing", sms = "Get FREE MONEY now" }
 template "long" { category = "marketing", sms = "$long" }
-template "gift" { category = "marketing", sms = "{{name|friend}}: {{coupon.code}}" }
+template "gift" { category = "marketing", sms = "{{ name | default: 'friend' }}: {{coupon.code}}" }
 
 journey "promo" {
   on = "promo",
