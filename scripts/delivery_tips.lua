@@ -8,12 +8,14 @@ template "delivery_tips" {
   category = "transactional",
   sms = "{{ name | default: 'Hello' }}, your order {{ order }} has arrived. "
      .. "{% for tip in tips %}{{ tip.text }}{% if forloop.last %}{% else %} {% endif %}{% endfor %}",
+  -- one tip fits one SMS; each more tip makes it longer
+  sample = { name = "Fang", order = "1001", tips = { { category = "tea", text = "Tea: green tea 2 minutes at 80 degrees, black tea 3 minutes at 95." } } },
 }
 
 -- One tip per category; edit freely.
 local TIPS = {
   coffee = "Coffee: keep the beans airtight and away from light; grind just before brewing.",
-  tea = "Tea: brew green tea at 80°C for 2 minutes, black tea at 95°C for 3.",
+  tea = "Tea: green tea 2 minutes at 80 degrees, black tea 3 minutes at 95.",
   baby = "Baby care: wash new clothes before the first wear, without softener.",
   pet = "Pet food: change food over a week, mixing a little more of the new each day.",
   care = "Skin care: try a new product on a small patch of skin first.",

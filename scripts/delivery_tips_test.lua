@@ -14,8 +14,8 @@ t.case("one tip per category of the delivered items, each once, in the order of 
     { sku = "B2", qty = 1, category = "coffee" } } }
   local m = s:sent{ template = "delivery_tips" }
   t.eq(#m, 1)
-  t.match(m[1].body, "^Fang, your order 1001 has arrived%. Tea: brew green tea")
-  t.match(m[1].body, "for 3%. Coffee: keep the beans airtight and away from light; grind just before brewing%.$")
+  t.match(m[1].body, "^Fang, your order 1001 has arrived%. Tea: green tea 2 minutes")
+  t.match(m[1].body, "at 95%. Coffee: keep the beans airtight and away from light; grind just before brewing%.$")
   local _, n = m[1].body:gsub("Coffee:", "")
   t.eq(n, 1, "two coffee items give one coffee tip")
 end)

@@ -11,8 +11,10 @@
 template "replenish" {
   category = "marketing",
   sms = "{{ name | default: 'Hello' }}, your {{ product.name | default: product.sku }} runs out around "
-     .. "{{ runs_out | date: '%b %d' }}. Reorder in one tap: {{ url }}"
-     .. "{% if related %} You may also like {{ related.name | default: related.sku }}.{% endif %}",
+     .. "{{ runs_out | date: '%b %d' }}. Reorder: {{ url }}"
+     .. "{% if related %} Also for you: {{ related.name | default: related.sku }}.{% endif %}",
+  sample = { name = "Lingling", product = { sku = "BEANS", name = "House beans" }, runs_out = 1775001600,
+             url = "https://shop.example/reorder/BEANS", related = { sku = "FILTER", name = "Paper filters" } },
 }
 
 local SHOP_URL = "https://shop.example/reorder/"

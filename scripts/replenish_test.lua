@@ -25,8 +25,8 @@ t.case("a reminder 7 days before the supply bought runs out, with a related prod
   s:advance(hours(2))
   local m = s:sent{ template = "replenish" }
   t.eq(#m, 1)
-  t.match(m[1].body, "^Lingling, your House beans runs out around Apr 01%. Reorder in one tap: https://shop.example/reorder/BEANS")
-  t.match(m[1].body, "You may also like Paper filters%.")
+  t.match(m[1].body, "^Lingling, your House beans runs out around Apr 01%. Reorder: https://shop.example/reorder/BEANS")
+  t.match(m[1].body, "Also for you: Paper filters%.")
   t.eq(#s:instances{ journey = "replenish_sku" }, 1, "none for the mug, which has no usage_days")
 end)
 
