@@ -123,24 +123,88 @@ static int order_seen(store *st, const char *customer, const char *order_id)
     return rc == STORE_ROW ? 1 : rc == STORE_DONE ? 0 : -1;
 }
 
-static int store_fact(store *st, const char *customer, const struct fact *f, tend_time at)
+/* Lines and facts go in multi-row statements of up to CHUNK rows: one
+ * statement a chunk instead of one a row (the B-tree work is the same, the
+ * per-statement cost is not). The texts are built once per row count. */
+#define CHUNK 8
+
+static const char *chunk_sql(char **cache, int rows, const char *head, const char *row, const char *tail)
 {
-    /* CASE rather than MIN/MAX of two values: the statement stays within
-     * what SQLite and PostgreSQL share (store.h). */
-    store_stmt *s = store_sql(st,
-        "INSERT INTO bought (kind, key, customer, orders, qty, first_at, last_at)"
-        " VALUES (?1, ?2, ?3, 1, ?4, ?5, ?5)"
-        " ON CONFLICT (kind, key, customer) DO UPDATE SET orders = bought.orders + 1,"
-        " qty = bought.qty + excluded.qty,"
-        " first_at = CASE WHEN excluded.first_at < bought.first_at THEN excluded.first_at ELSE bought.first_at END,"
-        " last_at = CASE WHEN excluded.last_at > bought.last_at THEN excluded.last_at ELSE bought.last_at END");
+    if (!cache[rows]) {
+        strbuf b;
+        strbuf_init(&b);
+        strbuf_puts(&b, head);
+        for (int i = 0; i < rows; i++) {
+            if (i)
+                strbuf_putc(&b, ',');
+            strbuf_puts(&b, row);
+        }
+        strbuf_puts(&b, tail);
+        cache[rows] = strbuf_take(&b);
+    }
+    return cache[rows];
+}
+
+static int store_facts(store *st, const char *customer, const struct fact *f, int n, tend_time at)
+{
+    static char *sql[CHUNK + 1];
+    for (int done = 0; done < n;) {
+        int rows = n - done < CHUNK ? n - done : CHUNK;
+        /* CASE rather than MIN/MAX of two values: the statement stays within
+         * what SQLite and PostgreSQL share (store.h). */
+        store_stmt *s = store_sql(st, chunk_sql(sql, rows,
+            "INSERT INTO bought (kind, key, customer, orders, qty, first_at, last_at) VALUES ",
+            "(?, ?, ?, 1, ?, ?, ?)",
+            " ON CONFLICT (customer, kind, key) DO UPDATE SET orders = bought.orders + 1,"
+            " qty = bought.qty + excluded.qty,"
+            " first_at = CASE WHEN excluded.first_at < bought.first_at THEN excluded.first_at ELSE bought.first_at END,"
+            " last_at = CASE WHEN excluded.last_at > bought.last_at THEN excluded.last_at ELSE bought.last_at END"));
+        if (!s)
+            return -1;
+        for (int i = 0; i < rows; i++) {
+            const struct fact *x = &f[done + i];
+            int p = i * 6;
+            store_bind_int(s, p + 1, x->kind);
+            store_bind_text(s, p + 2, x->key, -1);
+            store_bind_text(s, p + 3, customer, -1);
+            store_bind_double(s, p + 4, x->qty);
+            store_bind_int(s, p + 5, at);
+            store_bind_int(s, p + 6, at);
+        }
+        if (store_run(s) != 0)
+            return -1;
+        done += rows;
+    }
+    return 0;
+}
+
+/* Inserts lines first..first+rows-1 (0-based) of items, starting at `item`. */
+static int store_chunk(store *st, const char *customer, const char *order_id, tend_time at,
+                       const cJSON **item, int first, int rows, char (*skus)[32])
+{
+    static char *sql[CHUNK + 1];
+    store_stmt *s = store_sql(st, chunk_sql(sql, rows,
+        "INSERT INTO order_items (customer, order_id, line, sku, category, name, qty, price, at) VALUES ",
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?)", ""));
     if (!s)
         return -1;
-    store_bind_int(s, 1, f->kind);
-    store_bind_text(s, 2, f->key, -1);
-    store_bind_text(s, 3, customer, -1);
-    store_bind_double(s, 4, f->qty);
-    store_bind_int(s, 5, at);
+    for (int i = 0; i < rows; i++, *item = (*item)->next) {
+        const cJSON *it = *item;
+        const cJSON *price = cJSON_GetObjectItemCaseSensitive(it, "price");
+        int p = i * 9;
+        store_bind_text(s, p + 1, customer, -1);
+        store_bind_text(s, p + 2, order_id, -1);
+        store_bind_int(s, p + 3, first + i + 1);
+        store_bind_text(s, p + 4, item_sku(it, skus[first + i], sizeof skus[first + i]), -1);
+        store_bind_text(s, p + 5, item_text(it, "category"), -1);
+        store_bind_text(s, p + 6, item_text(it, "name"), -1);
+        store_bind_double(s, p + 7, item_qty(it));
+        if (cJSON_IsNumber(price))
+            store_bind_double(s, p + 8, price->valuedouble);
+        else
+            store_bind_null(s, p + 8);
+        store_bind_int(s, p + 9, at);
+    }
     return store_run(s);
 }
 
@@ -153,51 +217,29 @@ int orderline_store(store *st, const char *customer, const char *order_id, tend_
     int seen = order_seen(st, customer, order_id);
     if (seen != 0)
         return seen < 0 ? -1 : 0;
-    struct fact facts[2 * 64];
-    struct fact *f = n <= 64 ? facts : xmalloc(sizeof *f * 2 * (size_t)n);
-    char (*skus)[32] = NULL, sku_small[64][32];
-    skus = n <= 64 ? sku_small : xmalloc(sizeof *skus * (size_t)n);
-    int nf = 0, line = 0, rc = 0;
-    const cJSON *item;
+    struct fact small_facts[2 * 16];
+    char small_skus[16][32];
+    struct fact *f = n <= 16 ? small_facts : xmalloc(sizeof *f * 2 * (size_t)n);
+    char (*skus)[32] = n <= 16 ? small_skus : xmalloc(sizeof *skus * (size_t)n);
+    int rc = 0;
+    const cJSON *item = items->child;
+    for (int done = 0; rc == 0 && done < n; done += CHUNK)
+        rc = store_chunk(st, customer, order_id, at, &item, done, n - done < CHUNK ? n - done : CHUNK, skus);
+    int nf = 0, line = 0;
     cJSON_ArrayForEach(item, items) {
-        const char *sku = item_sku(item, skus[line], sizeof skus[line]);
         const char *category = item_text(item, "category");
-        const cJSON *price = cJSON_GetObjectItemCaseSensitive(item, "price");
         double qty = item_qty(item);
-        line++;
-        store_stmt *s = store_sql(st, "INSERT INTO order_items (customer, order_id, line, sku, category,"
-                                      " name, qty, price, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
-        if (!s) {
-            rc = -1;
-            break;
-        }
-        store_bind_text(s, 1, customer, -1);
-        store_bind_text(s, 2, order_id, -1);
-        store_bind_int(s, 3, line);
-        store_bind_text(s, 4, sku, -1);
-        store_bind_text(s, 5, category, -1);
-        store_bind_text(s, 6, item_text(item, "name"), -1);
-        store_bind_double(s, 7, qty);
-        if (cJSON_IsNumber(price))
-            store_bind_double(s, 8, price->valuedouble);
-        else
-            store_bind_null(s, 8);
-        store_bind_int(s, 9, at);
-        if (store_run(s) != 0) {
-            rc = -1;
-            break;
-        }
-        add_fact(f, &nf, ORDERLINE_SKU, sku, qty);
+        add_fact(f, &nf, ORDERLINE_SKU, skus[line++], qty);
         if (category)
             add_fact(f, &nf, ORDERLINE_CATEGORY, category, qty);
     }
-    for (int i = 0; rc == 0 && i < nf; i++)
-        rc = store_fact(st, customer, &f[i], at);
-    if (f != facts)
+    if (rc == 0)
+        rc = store_facts(st, customer, f, nf, at);
+    if (f != small_facts)
         free(f);
-    if (skus != sku_small)
+    if (skus != small_skus)
         free(skus);
-    return rc == 0 ? line : -1;
+    return rc == 0 ? n : -1;
 }
 
 /* --- reading ------------------------------------------------------------ */

@@ -142,7 +142,7 @@ static const char m_orders_items[] =
     " kind INTEGER NOT NULL, key TEXT NOT NULL, customer TEXT NOT NULL,"
     " orders INTEGER NOT NULL, qty REAL NOT NULL, first_at INTEGER NOT NULL,"
     " last_at INTEGER NOT NULL,"
-    " PRIMARY KEY (kind, key, customer)) WITHOUT ROWID;"
+    " PRIMARY KEY (customer, kind, key)) WITHOUT ROWID;"
     "CREATE INDEX bought_recent ON bought(kind, key, last_at);"
     /* The optional catalog. related: a JSON array of skus. */
     "CREATE TABLE products ("
