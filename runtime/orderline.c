@@ -229,7 +229,8 @@ int orderline_store(store *st, const char *customer, const char *order_id, tend_
     cJSON_ArrayForEach(item, items) {
         const char *category = item_text(item, "category");
         double qty = item_qty(item);
-        add_fact(f, &nf, ORDERLINE_SKU, skus[line++], qty);
+        add_fact(f, &nf, ORDERLINE_SKU, item_sku(item, skus[line], sizeof skus[line]), qty);
+        line++;
         if (category)
             add_fact(f, &nf, ORDERLINE_CATEGORY, category, qty);
     }
