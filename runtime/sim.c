@@ -548,7 +548,8 @@ static void push_id(const char *id, void *ud)
     lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
 }
 
-/* sim:segment(filter or name) → the matching customer ids, in id order. */
+/* sim:segment(filter or name) → the matching customer ids, in id order,
+ * and the count segment_count() gives (the same number, by its own query). */
 static int m_segment(lua_State *L)
 {
     struct sim *s = check_sim(L);
@@ -570,8 +571,12 @@ static int m_segment(lua_State *L)
         if (got < 1000)
             break;
     }
+    int64_t n = segment_count(s->e->st, q);
     segment_query_free(q);
-    return 1;
+    if (n < 0)
+        raise_store(L, s, "sim:segment");
+    lua_pushinteger(L, n);
+    return 2;
 }
 
 static int m_log(lua_State *L)

@@ -80,8 +80,9 @@ t.case("property: bought filters over 10,000 random customers match a brute-forc
     local f
     if negate then f = { not_(bought(spec)) } else f = { bought = spec } end
     if with_city then f.city = "Shanghai" end
-    local got = s:segment(f)
-    t.eq(#got, #want, "count of " .. t.show(f))
+    local got, counted = s:segment(f)
+    t.eq(#got, #want, "members counted of " .. t.show(f))
+    t.eq(counted, #want, "segment_count of " .. t.show(f))
     t.eq(table.concat(got, ","), table.concat(want, ","), "members of " .. t.show(f))
     if #want > 0 and #want < N then partial = partial + 1 end
   end
