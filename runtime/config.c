@@ -62,6 +62,7 @@ void config_init(struct config *c)
     c->memory_limit = 256u << 20;
     c->instruction_limit = 100000000L;
     c->delivery_batch = 500;
+    c->ready_backlog = 100000;
 }
 
 void config_free(struct config *c)
@@ -435,6 +436,15 @@ static int read_batch(struct reader *r, struct config *c)
     return 0;
 }
 
+static int read_ready_backlog(struct reader *r, struct config *c)
+{
+    if (read_int(r, "ready_backlog", &c->ready_backlog) != 0)
+        return -1;
+    if (c->ready_backlog < 0)
+        return bad(r, "ready_backlog", "must be 0 or more");
+    return 0;
+}
+
 static int read_all(struct reader *r, struct config *c)
 {
     lua_State *L = r->L;
@@ -455,6 +465,7 @@ static int read_all(struct reader *r, struct config *c)
     FIELD("currency", read_currency(r, c));
     FIELD("public_url", read_public_url(r, c));
     FIELD("unsubscribe_secret", read_secret(r, c));
+    FIELD("ready_backlog", read_ready_backlog(r, c));
     return 0;
 }
 
@@ -470,7 +481,8 @@ int config_read(struct config *c, lua_State *L, int idx, const char *source, cha
     static const char *const known[] = {
         "db", "timezone", "listen", "synchronous", "unknown_customers", "quiet_hours", "caps",
         "lifecycle", "rfm", "orders", "http_allow", "limits", "channels", "delivery_batch",
-        "currency", "public_url", "unsubscribe_secret", NULL};
+        "currency", "public_url", "unsubscribe_secret",
+        "ready_backlog", NULL};
     int rc = -1;
     lua_pushnil(L);
     while (lua_next(L, -2)) {

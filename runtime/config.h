@@ -45,6 +45,7 @@ struct config {
     char *currency;             /* ISO 4217 code for the money filter ("CNY") */
     char *public_url;           /* base of links to tend itself (unsubscribe); NULL = from listen */
     char *unsubscribe_secret;   /* HMAC key of unsubscribe tokens; NULL = env or generated */
+    int ready_backlog;         /* /readyz fails past this many unprocessed events */
 };
 
 /* Defaults for a fresh machine. */
