@@ -135,15 +135,17 @@ static const char m_orders_items[] =
     " at INTEGER NOT NULL,"
     " PRIMARY KEY (customer, order_id, line)) WITHOUT ROWID;"
     /* The narrow table the bought filter reads: one row per customer and sku
-     * (kind 0) or category (kind 1). Keyed by (kind, key, customer) so a
-     * segment walks only the customers who bought that key; bought_recent
-     * makes `within` a range scan. orders: how many orders had the key. */
+     * (kind 0) or category (kind 1); orders: how many orders had the key.
+     * Keyed by customer first, so the facts of one order share pages (and
+     * c:bought is one lookup); bought_recent (kind, key, last_at, orders)
+     * is what a segment walks: only the customers who bought that key,
+     * `within` a range of it, `at_least` read from the index itself. */
     "CREATE TABLE bought ("
     " kind INTEGER NOT NULL, key TEXT NOT NULL, customer TEXT NOT NULL,"
     " orders INTEGER NOT NULL, qty REAL NOT NULL, first_at INTEGER NOT NULL,"
     " last_at INTEGER NOT NULL,"
     " PRIMARY KEY (customer, kind, key)) WITHOUT ROWID;"
-    "CREATE INDEX bought_recent ON bought(kind, key, last_at);"
+    "CREATE INDEX bought_recent ON bought(kind, key, last_at, orders);"
     /* The optional catalog. related: a JSON array of skus. */
     "CREATE TABLE products ("
     " sku TEXT PRIMARY KEY NOT NULL, name TEXT, category TEXT, price REAL,"

@@ -520,10 +520,10 @@ static int spec_int(compiler *c, int idx, const char *k, lua_Integer min, lua_In
 }
 
 /* bought = { sku = s | category = k, within = seconds, at_least = n }: the
- * customer is among those the bought table has for that key (a range of its
- * key, or of bought_recent with `within`). A count within a window needs the
- * lines: the customer's order_items, by their key, for the customers the
- * facts leave. */
+ * customer is among those the bought table has for that key (a range of the
+ * index bought_recent, narrowed by last_at for `within`; `orders` sits in
+ * the index too). A count within a window needs the lines: the customer's
+ * order_items, by their key, only for the customers the facts leave. */
 static int bought_cond(compiler *c, int idx)
 {
     lua_State *L = c->L;
