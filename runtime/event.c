@@ -413,6 +413,14 @@ static int store_lines(engine *e, int64_t seq, const char *customer, const char 
         snprintf(buf, sizeof buf, "#%lld", (long long)seq);
         order = buf;
     }
+    /* Accepted events were checked; one stored before items were checked
+     * (an older tend) is skipped with a warning rather than stopping the
+     * whole backlog on a NULL sku. */
+    char why[300];
+    if (orderline_check(items, why, sizeof why) != 0) {
+        engine_logf(e, "warn", "event %lld: order lines not stored: %s", (long long)seq, why);
+        return 0;
+    }
     return orderline_store(e->st, customer, order, at, items) < 0 ? -1 : 0;
 }
 
