@@ -112,7 +112,9 @@ static int function(struct walk *w, int depth)
     string_of(r, &len);   /* source */
     int linedefined = (int)varint(r);
     varint(r);            /* lastlinedefined */
-    skip(r, 3);           /* numparams, is_vararg, maxstacksize */
+    byte_of(r);           /* numparams */
+    int is_vararg = (int)byte_of(r);
+    byte_of(r);           /* maxstacksize */
     size_t ncode = varint(r);
     if (!take(r, ncode * 4))
         return -1;
@@ -181,7 +183,9 @@ static int function(struct walk *w, int depth)
             uint32_t ins;
             memcpy(&ins, code + pc * 4, 4);
             unsigned op = ins & 0x7f, A = (ins >> 7) & 0xff, B = (ins >> 16) & 0xff, C = (ins >> 24) & 0xff;
-            if (w->v->line)
+            /* a vararg function's first instruction (VARARGPREP) is not a
+             * line of its own: Lua's activelines skips it too */
+            if (w->v->line && !(pc == 0 && is_vararg))
                 w->v->line(w->v->ud, line);
             if (!w->v->global)
                 continue;

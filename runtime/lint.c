@@ -324,11 +324,9 @@ static void check_customer_arg(struct lint *l, const char *path, int line, const
     arg[n] = 0;
     char where[300];
     snprintf(where, sizeof where, "%s:%d", path, line);
+    static const char ident[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_";
     const char *dot = strchr(arg, '.');
-    int name_dot_field = dot && strspn(arg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") ==
-                                    (size_t)(dot - arg) &&
-                         strspn(dot + 1, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") ==
-                             strlen(dot + 1);
+    int name_dot_field = dot && strspn(arg, ident) == (size_t)(dot - arg) && strspn(dot + 1, ident) == strlen(dot + 1);
     if (name_dot_field && strcmp(dot + 1, "id") != 0)
         say(l, 1, where, "send() to %s: the second argument is the customer (%.*s) or its id (%.*s.id), not its %s",
             arg, (int)(dot - arg), arg, (int)(dot - arg), arg, dot + 1);
@@ -438,8 +436,8 @@ static void lint_tasks(struct lint *l, const char *path, const char *src)
         strbuf keys;
         strbuf_init(&keys);
         if (table_keys(skip_space(after + 1), &keys) && keys.s) {
-            char key[128];
-            for (const char *k = keys.s; sscanf(k, " %127s ", key) == 1; k = strstr(k, key) + strlen(key) + 1)
+            char *save = NULL;
+            for (char *key = strtok_r(keys.s, " ", &save); key; key = strtok_r(NULL, " ", &save))
                 if (strcmp(key, "kind") && strcmp(key, "note") && strcmp(key, "assign"))
                     say(l, 1, where, "task: unknown field '%s' (kind, note, assign)", key);
         }
