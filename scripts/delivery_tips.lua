@@ -6,10 +6,8 @@
 
 template "delivery_tips" {
   category = "transactional",
-  sms = "{{ name | default: 'Hello' }}, your order {{ order }} has arrived. "
-     .. "{% for tip in tips %}{{ tip.text }}{% if forloop.last %}{% else %} {% endif %}{% endfor %}",
-  -- one tip fits one SMS; each more tip makes it longer
-  sample = { name = "Fang", order = "1001", tips = { { category = "tea", text = "Tea: green tea 2 minutes at 80 degrees, black tea 3 minutes at 95." } } },
+  sms = "{{ name | default: 'Hello' }}, your order {{ order }} has arrived. {{ tips | join: ' ' }}",
+  sample = { name = "Fang", order = "1001", tips = { "Tea: green tea 2 minutes at 80 degrees, black tea 3 minutes at 95." } },
 }
 
 -- One tip per category; edit freely.
@@ -30,12 +28,12 @@ end
 journey "delivery_tips" {
   on = "order.delivered",
   run = function(c, ev)
-    local tips, seen = {}, {}
+    local tips, seen = {}, {}   -- the tips' texts, in the order of the items
     for _, it in ipairs(ev.items or {}) do
       local cat = category_of(it)
       if cat and TIPS[cat] and not seen[cat] then
         seen[cat] = true
-        tips[#tips + 1] = { category = cat, text = TIPS[cat] }
+        tips[#tips + 1] = TIPS[cat]
       end
     end
     if #tips == 0 then return end

@@ -10,11 +10,10 @@
 
 template "replenish" {
   category = "marketing",
-  sms = "{{ name | default: 'Hello' }}, your {{ product.name | default: product.sku }} runs out around "
-     .. "{{ runs_out | date: '%b %d' }}. Reorder: {{ url }}"
-     .. "{% if related %} Also for you: {{ related.name | default: related.sku }}.{% endif %}",
-  sample = { name = "Lingling", product = { sku = "BEANS", name = "House beans" }, runs_out = 1775001600,
-             url = "https://shop.example/reorder/BEANS", related = { sku = "FILTER", name = "Paper filters" } },
+  sms = "{{ name | default: 'Hi' }}, your {{ item }} runs out around {{ out | date: '%b %d' }}. "
+     .. "Reorder: {{ url }}{% if also %} Also for you: {{ also }}.{% endif %}",
+  sample = { name = "Lingling", item = "House beans", out = 1775001600,
+             url = "https://shop.example/reorder/BEANS", also = "Paper filters" },
 }
 
 local SHOP_URL = "https://shop.example/reorder/"
@@ -41,8 +40,9 @@ journey "replenish_sku" {
                                              where = function(ev) return has_sku(ev, sku) end })
     if reorder then return end      -- the reorder's own instance takes over
     local first = item.related and item.related[1]
-    local related = first and (product(first) or { sku = first })
-    send("sms", c, "replenish", { product = item, runs_out = out, url = SHOP_URL .. sku, related = related })
+    local related = first and product(first)
+    send("sms", c, "replenish", { item = item.name or sku, out = out, url = SHOP_URL .. sku,
+                                  also = first and (related and related.name or first) })
   end,
 }
 
