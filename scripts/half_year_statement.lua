@@ -46,8 +46,8 @@ journey "half_year_statement" {
       spend = spend + amount
       local it = by_sku[l.sku]
       if not it then
-        local p = product(l.sku)
-        it = { sku = l.sku, name = l.name or (p and p.name) or l.sku, qty = 0, amount = 0 }
+        local known = product(l.sku)
+        it = { sku = l.sku, name = l.name or (known and known.name) or l.sku, qty = 0, amount = 0 }
         by_sku[l.sku] = it
         items[#items + 1] = it
       end
