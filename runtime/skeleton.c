@@ -21,7 +21,7 @@ static const char JOURNEY[] =
     "-- filled from the customer or from the vars send() passes.\n"
     "template \"@NAME@\" {\n"
     "  category = \"marketing\",\n"
-    "  sms = \"{{name|friend}}, thank you for your order! Here is {{offer}} for the next one.\",\n"
+    "  sms = \"{{ name | default: 'friend' }}, thank you for your order! Here is {{offer}} for the next one.\",\n"
     "}\n"
     "\n"
     "journey \"@NAME@\" {\n"

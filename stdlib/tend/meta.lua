@@ -100,7 +100,7 @@ function Customer:items(spec) end
 ---@return fun(spec: tend.JourneySpec)
 function journey(name) end
 
----Declares a template: `template "gift" { category = "marketing", sms = "Hi {{name|friend}}" }`.
+---Declares a template: `template "gift" { category = "marketing", sms = "Hi {{ name | default: 'friend' }}" }`.
 ---Any key other than category/priority/on_cap is the text for the channel of that name.
 ---@param name string
 ---@return fun(spec: table<string, any>)
