@@ -2,7 +2,7 @@
 # make bench: figures and ratios on this machine. Nothing here passes or
 # fails; it prints what it measured. Sizes can be lowered for a quick look:
 #   BENCH_INSTANCES=100000 BENCH_EVENTS=200000 BENCH_CUSTOMERS=200000 \
-#   BENCH_BIG=1000000 BENCH_DELIVERIES=20000 make bench
+#   BENCH_BIG=1000000 BENCH_DELIVERIES=20000 BENCH_RENDERS=100000 make bench
 # Order lines (branch orders): BENCH_BOUGHT customers with 5 lines each for
 # the bought segment (the design's size is 10000000: generation then takes
 # long), BENCH_ORDERS order events with 3 items each for ingest.
@@ -16,6 +16,7 @@ N_BIG=${BENCH_BIG:-10000000}
 N_DEL=${BENCH_DELIVERIES:-100000}
 N_BOUGHT=${BENCH_BOUGHT:-1000000}
 N_ORD=${BENCH_ORDERS:-300000}
+N_RENDER=${BENCH_RENDERS:-1000000}
 work=$(mktemp -d "${TMPDIR:-/tmp}/tend-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT INT TERM
 
@@ -29,6 +30,10 @@ echo "== machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 10
 echo
 echo "== journey wake + replay + one step ($N_WAKE instances of a 3-step journey)"
 $B/bench_wake "$N_WAKE"
+
+echo
+echo "== Liquid template render rate (one core, CPU time)"
+$B/bench_render "$N_RENDER"
 
 echo
 echo "== ingest: NDJSON events through tend ingest into a store with $N_CUST customers"

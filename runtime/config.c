@@ -481,8 +481,7 @@ int config_read(struct config *c, lua_State *L, int idx, const char *source, cha
     static const char *const known[] = {
         "db", "timezone", "listen", "synchronous", "unknown_customers", "quiet_hours", "caps",
         "lifecycle", "rfm", "orders", "http_allow", "limits", "channels", "delivery_batch",
-        "currency", "public_url", "unsubscribe_secret",
-        "ready_backlog", NULL};
+        "ready_backlog", "currency", "public_url", "unsubscribe_secret", NULL};
     int rc = -1;
     lua_pushnil(L);
     while (lua_next(L, -2)) {

@@ -17,7 +17,7 @@ static const char JOURNEY[] =
     "-- docs/lua-api.md; step by step: docs/guide.md.\n"
     "\n"
     "-- The message. \"marketing\" obeys quiet hours and caps; \"transactional\"\n"
-    "-- (order updates) does not. One text per channel; {{field|default}} is\n"
+    "-- (order updates) does not. One text per channel; {{ field | default: 'x' }} is\n"
     "-- filled from the customer or from the vars send() passes.\n"
     "template \"@NAME@\" {\n"
     "  category = \"marketing\",\n"

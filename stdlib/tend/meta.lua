@@ -101,7 +101,8 @@ function Customer:items(spec) end
 function journey(name) end
 
 ---Declares a template: `template "gift" { category = "marketing", sms = "Hi {{ name | default: 'friend' }}" }`.
----Any key other than category/priority/on_cap is the text for the channel of that name.
+---Any key other than category/priority/on_cap/sample is the text (Liquid) for the channel of that
+---name: a string, or { subject, body, html } for email. `sample` holds example vars for tend check.
 ---@param name string
 ---@return fun(spec: table<string, any>)
 function template(name) end

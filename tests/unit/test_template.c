@@ -441,7 +441,8 @@ static void test_compile_errors(void **state)
     check_compile_err("Hi {{name|dear friend}}", "v1 default form: write {{ name | default: \"dear friend\" }}",
                       "byte 11");
     check_compile_err("Hi {{name|亲爱的}}", "write {{ name | default: \"亲爱的\" }}", NULL);
-    check_compile_err("{{ name | upcse }}", "line 1, column 11 (byte 11): unknown filter 'upcse'", NULL);
+    check_compile_err("{{ name | upcse }}", "line 1, column 11 (byte 11): unknown filter 'upcse' (did you mean 'upcase'?)", NULL);
+    check_compile_err("{{ x | frobnicate: 1 }}", "unknown filter 'frobnicate'", NULL);
     check_compile_err("ok\n  {% unless x %}{% endunless %}", "line 2, column 6 (byte 9): unknown tag 'unless'", NULL);
     check_compile_err("{% if a %}x", "line 1, column 1 (byte 1): this block is never closed (no {% endif %})", NULL);
     check_compile_err("{% for a in b %}x{% endif %}", "'{% endif %}' without the block", NULL);
@@ -483,6 +484,22 @@ static void test_vars_list(void **state)
     assert_int_equal(s.has_default[2], 1);
     assert_string_equal(s.path[3], "items");     /* i.sku and forloop are the loop's */
     assert_int_equal(s.has_default[3], 1);
+}
+
+static void test_vars_guarded(void **state)
+{
+    (void)state;
+    struct seen s = {0};
+    /* inside {% if coupon %} a missing coupon never reaches the output */
+    assert_int_equal(template_vars("{% if coupon %}{{ coupon.code }}{% endif %}{{ gift.code }}"
+                                   "{% if vip %}{{ coupon.value }}{% endif %}", on_var, &s, NULL, 0), 0);
+    assert_int_equal(s.n, 5);
+    assert_string_equal(s.path[1], "coupon.code");
+    assert_int_equal(s.has_default[1], 1);
+    assert_string_equal(s.path[2], "gift.code");
+    assert_int_equal(s.has_default[2], 0);
+    assert_string_equal(s.path[4], "coupon.value");
+    assert_int_equal(s.has_default[4], 0);
 }
 
 static void test_vars_malformed(void **state)
@@ -742,6 +759,7 @@ int main(void)
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_compile_errors),
         cmocka_unit_test(test_vars_list),
+        cmocka_unit_test(test_vars_guarded),
         cmocka_unit_test(test_vars_malformed),
         cmocka_unit_test(test_skeleton),
         cmocka_unit_test(test_sms_ascii),
