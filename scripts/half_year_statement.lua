@@ -1,11 +1,13 @@
--- Half-year statement: on 1 January and 1 July at 10:00, every customer who
--- ordered in the half year just ended gets an email: how many orders, what
--- they spent, and the items bought (up to 20 lines, the rest counted).
--- Marketing: quiet hours, caps and unsubscribes apply.
+-- Half-year statement: on 1 January and 1 July at 09:00 in each customer's
+-- own zone, every customer who ordered in the half year just ended gets an
+-- email: how many orders, what they spent, and the items bought (up to 20
+-- lines, the rest counted). Marketing: quiet hours, caps and unsubscribes
+-- apply.
 --
--- The half years begin at midnight in the shop's zone (SHOP_TZ and its
--- offset SHOP_UTC_OFFSET below: China has no daylight saving time). Orders
--- are counted from their lines (order.paid events with items).
+-- The half years run from local midnight to local midnight in the
+-- customer's zone (in a zone with daylight saving time the older boundary
+-- may be an hour off). Orders and spend are counted from their lines
+-- (order events with items).
 
 template "half_year_statement" {
   category = "marketing",
@@ -23,21 +25,24 @@ Thank you for shopping with us.]],
   },
 }
 
-local SHOP_TZ = "Asia/Shanghai"
-local SHOP_UTC_OFFSET = hours(8)
 local LISTED = 20
 
--- The half year that ended last, as [from, to) epoch seconds.
-local function last_half(t)
-  local d = os.date("!*t", t + SHOP_UTC_OFFSET)
-  local function midnight(y, m) return os.time{ year = y, month = m, day = 1, hour = 0 } - SHOP_UTC_OFFSET end
-  if d.month >= 7 then return midnight(d.year, 1), midnight(d.year, 7) end
-  return midnight(d.year - 1, 7), midnight(d.year, 1)
+-- The half year that ended at local midnight `to`, from the slot's date
+-- ("2026-07-01T09:00"): [from, to).
+local function last_half(c, slot)
+  local year, month = slot:match("^(%d+)-(%d+)")
+  year = tonumber(year)
+  local to = at_local(c, "00:00") - days(1)      -- today's local midnight
+  local function first(y, m) return os.time{ year = y, month = m, day = 1, hour = 0 } end
+  local span = month == "07" and first(year, 7) - first(year, 1) or first(year, 1) - first(year - 1, 7)
+  return to - span, to
 end
 
 journey "half_year_statement" {
-  run = function(c, p)
-    local lines = c:items{ since = p.from, before = p.to }
+  on = local_cron("0 9 1 1,7 *", { audience = { last_order_at = after(ago(days(185))) } }),
+  run = function(c, ev)
+    local from, to = last_half(c, ev.slot)
+    local lines = c:items{ since = from, before = to }
     if #lines == 0 then return end
     local by_sku, items, orders, seen, spend = {}, {}, 0, {}, 0
     for _, l in ipairs(lines) do
@@ -55,19 +60,8 @@ journey "half_year_statement" {
     end
     table.sort(items, function(a, b) return a.amount > b.amount or (a.amount == b.amount and a.sku < b.sku) end)
     send("email", c, "half_year_statement", {
-      from = p.from, to = p.to - 1, orders = orders, spend = spend, items = items,
+      from = from, to = to - 1, orders = orders, spend = spend, items = items,
       more = math.max(0, #items - LISTED),
     })
-  end,
-}
-
-schedule "half_year_statement" {
-  cron = "0 10 1 1,7 *",
-  tz = SHOP_TZ,
-  run = function()
-    local from, to = last_half(now())
-    for c in customers{ last_order_at = after(from) } do
-      start("half_year_statement", c, { from = from, to = to })
-    end
   end,
 }

@@ -69,3 +69,20 @@ t.case("the second half: on 1 January, July to December of the year before", fun
   t.eq(#m, 1)
   t.match(m[1].body, "from 2026%-07%-01 to 2026%-12%-31 you placed 1 order for ¥10%.00")
 end)
+
+t.case("09:00 on 1 July in each customer's own zone, the half year in that zone", function()
+  local s = sim()
+  s:customer{ id = "ny", name = "Nora", timezone = "America/New_York" }
+  s:event{ type = "order.paid", customer = "c1", order = "s1", at = "2026-06-30T23:30:00+08:00", total = 10,
+           items = { { sku = "B1", qty = 1, price = 10 } } }
+  -- 23:30 on 30 June in New York is 1 July in Shanghai: still the first half there
+  s:event{ type = "order.paid", customer = "ny", order = "n1", at = "2026-06-30T23:30:00-04:00", total = 20,
+           items = { { sku = "B1", qty = 2, price = 10 } } }
+  s:advance(days(12))
+  local sh, ny = s:sent{ customer = "c1" }, s:sent{ customer = "ny" }
+  t.eq(#sh, 1)
+  t.eq(os.date("!%Y-%m-%dT%H:%M", sh[1].at), "2026-07-01T01:00")      -- 09:00 +08:00
+  t.eq(#ny, 1)
+  t.eq(os.date("!%Y-%m-%dT%H:%M", ny[1].at), "2026-07-01T13:00")      -- 09:00 EDT
+  t.match(ny[1].body, "you placed 1 order for ¥20%.00")
+end)
