@@ -19,6 +19,7 @@
 #include "event.h"
 #include "importer.h"
 #include "lint.h"
+#include "logger.h"
 #include "segment.h"
 #include "server.h"
 #include "simulate.h"
@@ -85,6 +86,17 @@ static int parse(int argc, char **argv, struct opts *o, const char *cmd)
             o->no_process = 1;
             continue;
         }
+        if (!strcmp(a, "--log-format") || !strcmp(a, "--log-level")) {
+            char err[160];
+            if (i + 1 >= argc)
+                goto missing;
+            const char *v = argv[++i];
+            if (logger_configure(a[6] == 'f' ? v : NULL, a[6] == 'l' ? v : NULL, err, sizeof err) != 0) {
+                fprintf(stderr, "tend %s: %s\n", cmd, err);
+                return -1;
+            }
+            continue;
+        }
         if (!strcmp(a, "--dir") || !strcmp(a, "-d"))
             value = &o->dir;
         else if (!strcmp(a, "--days"))
@@ -126,7 +138,7 @@ missing:
 static void log_stderr(void *ud, const char *level, const char *msg)
 {
     (void)ud;
-    fprintf(stderr, "%s: %s\n", level, msg);
+    logger_write(level, msg);
 }
 
 /* Opens the store of `dir` on the real clock; loads its scripts when asked.
