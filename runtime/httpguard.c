@@ -501,11 +501,12 @@ static void attach(struct conn *c)
     if (!victim)
         victim = g->reading;
     if (victim) {
-        logf_(g, "warn", "%d connections open (max_connections): closed the one %s the longest", g->count - 1,
-              victim->state == C_IDLE ? "idle" : "reading a request");
+        logf_(g, "warn", "max_connections (%d) reached: closed the connection %s the longest",
+              g->lim.max_connections, victim->state == C_IDLE ? "idle" : "reading a request");
         close_conn(victim);
     } else {
-        logf_(g, "warn", "%d connections open (max_connections), all busy: refused a new one", g->count - 1);
+        logf_(g, "warn", "max_connections (%d) reached, every connection busy: refused a new one",
+              g->lim.max_connections);
         unlink_conn(c);
         c->state = C_DOOMED;
         arm(c, 0);

@@ -207,18 +207,6 @@ void logger_write(const char *level, const char *msg)
         emit(L_DEBUG, source, msg, n, 0);
 }
 
-void logger_printf(const char *level, const char *fmt, ...)
-{
-    strbuf b;
-    strbuf_init(&b);
-    va_list ap;
-    va_start(ap, fmt);
-    strbuf_vprintf(&b, fmt, ap);
-    va_end(ap);
-    logger_write(level, b.s ? b.s : "");
-    strbuf_free(&b);
-}
-
 void logger_flush(int force)
 {
     double now = monotonic();

@@ -33,7 +33,6 @@ void logger_set_stream(FILE *f);
 int logger_enabled(const char *level);
 
 void logger_write(const char *level, const char *msg);
-void logger_printf(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Writes the "N more suppressed" lines of repeats whose interval is over
  * (all of them with force). Call it now and then, and at exit. */
