@@ -43,6 +43,9 @@ journey "paid" {
   end,
 }
 EOF
+cat >"$dir/fail.lua" <<'EOF'
+journey "failing" { on = "order.fail", run = function(c, ev) error("boom in a journey") end }
+EOF
 : >"$tmp/err"
 
 # start [OPTIONS]: tend run on a free port; waits for /healthz. Sets pid, url.
@@ -249,6 +252,16 @@ t2=$($PY -c 'import time; print(time.time())')
 $PY -c "import sys; a,b,c=$t0,$t1,$t2; print('202 after %.3f s; the journey ended %.1f s after the POST' % (b-a, c-a)); sys.exit(0 if b-a < 1 and c-a >= 2 else 1)" ||
   fail "the 202 waited for the slow journey (or the journey was not slow)"
 
+# --- a failed instance: one log line (the traceback only at debug) --------------------------
+req POST /v1/events --data '{"type":"order.fail","customer":"f1"}'
+i=0
+while [ $i -lt 50 ] && ! grep -F "of 'failing' failed" "$tmp/err" >/dev/null; do sleep 0.1; i=$((i + 1)); done
+grep -E "^20[0-9-]+T[0-9:.]+Z error instance [0-9]+ of 'failing' failed: .*fail.lua:1: boom in a journey" "$tmp/err" >/dev/null ||
+  fail "no error line for the failed instance: $(grep failing "$tmp/err")"
+if grep -E 'stack traceback|^[[:space:]]' "$tmp/err" >/dev/null; then
+  fail "the log has a traceback or continuation lines at --log-level info"
+fi
+
 # --- SIGHUP: reload, a broken set refused, rotation ------------------------------------------
 req POST /v1/events --data '{"type":"order.paid","customer":"r1","order":"R1"}'
 wait_line "v1 order R1" outbox.ndjson || fail "before SIGHUP: no message for R1"
@@ -299,6 +312,7 @@ assert js, "no JSON lines"
 for j in js:
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", j["ts"]) and j["level"] in ("debug", "info", "warn", "error") and isinstance(j["msg"], str), j
 assert any("rejected a batch" in j["msg"] for j in js), "no line for the rejected batch"
+assert len(open(sys.argv[1]).read().splitlines()) == len(text) + len(js), "a line that is no log entry"
 assert any(j["msg"].startswith("listening on") for j in js)
 print("log: %d text lines, %d JSON lines" % (len(text), len(js)))
 EOF
