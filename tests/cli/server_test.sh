@@ -17,8 +17,10 @@ fi
 
 tmp=$(mktemp -d) || exit 1
 pid=""
+mock_pid=""
 cleanup() {
   [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  [ -n "$mock_pid" ] && kill -9 "$mock_pid" 2>/dev/null && wait "$mock_pid" 2>/dev/null
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -45,7 +47,19 @@ journey "paid" {
 EOF
 cat >"$dir/fail.lua" <<'EOF'
 journey "failing" { on = "order.fail", run = function(c, ev) error("boom in a journey") end }
+template "webt" { category = "transactional", web = "order {{order}}" }
+journey "web" { on = "order.web", run = function(c, ev) send("web", c, "webt", { order = ev.order }) end }
 EOF
+# a provider that answers every message 1.5 s late (for the shutdown grace)
+mock=${TEND_BUILD:-build/release}/mock_provider
+mock_port=1
+if [ -x "$mock" ]; then
+  "$mock" --port 0 --fail-rate 1 --faults slow --slow-ms 1500 --quiet >"$tmp/mock.out" 2>&1 &
+  mock_pid=$!
+  i=0
+  while [ $i -lt 50 ] && ! grep '^PORT' "$tmp/mock.out" >/dev/null; do sleep 0.1; i=$((i + 1)); done
+  mock_port=$(sed -n 's/^PORT //p' "$tmp/mock.out")
+fi
 : >"$tmp/err"
 
 # start [OPTIONS]: tend run on a free port; waits for /healthz. Sets pid, url.
@@ -59,7 +73,7 @@ return {
   limits = { instructions = 2000000000 },
   server = { max_connections = 500, idle_timeout = 2, header_timeout = 2, request_timeout = 4 },
   shutdown_grace = 5,
-  channels = { sms = { type = "file" } },
+  channels = { sms = { type = "file" }, web = { type = "http", url = "http://127.0.0.1:$mock_port/sms" } },
 }
 EOF
     url=http://127.0.0.1:$port
@@ -301,7 +315,26 @@ for i in 1 2 3 4 5; do   # processed now if SIGTERM left them
 done
 req POST /v1/events --data '{"customer":"x"}'
 [ "$code" = 400 ] || fail "a rejected batch: $code"
-stop
+if [ -n "$mock_pid" ]; then
+  # SIGTERM while a delivery is in flight: tend waits for it (within
+  # shutdown_grace), stores it as sent, exits 0; after a restart it is not sent again
+  req POST /v1/events --data '{"type":"order.web","customer":"w1","order":"W1"}'
+  i=0
+  while [ $i -lt 50 ] && ! curl -s "http://127.0.0.1:$mock_port/_stats" | grep '"requests":1,' >/dev/null; do
+    sleep 0.1; i=$((i + 1))
+  done
+  t0=$($PY -c 'import time; print(time.time())')
+  stop
+  $PY -c "import sys,time; d=time.time()-$t0; print('SIGTERM with a transfer in flight: exited after %.2f s' % d); sys.exit(0 if 0.8 < d < 4.5 else 1)" ||
+    fail "SIGTERM did not wait for the transfer in flight (or waited past the grace)"
+  start
+  sleep 1
+  stop
+  curl -s "http://127.0.0.1:$mock_port/_stats" | grep '"requests":1,' >/dev/null ||
+    fail "the message in flight at SIGTERM was sent again after a restart: $(curl -s "http://127.0.0.1:$mock_port/_stats")"
+else
+  stop
+fi
 $PY - "$tmp/err" <<'EOF' || fail "the JSON log"
 import json, re, sys
 text = [l for l in open(sys.argv[1]) if l.startswith("20")]
