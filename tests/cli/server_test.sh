@@ -350,6 +350,9 @@ assert any(j["msg"].startswith("listening on") for j in js)
 print("log: %d text lines, %d JSON lines" % (len(text), len(js)))
 EOF
 
+if grep -E 'AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:' "$tmp/err" >/dev/null; then
+  fail "sanitizer output on tend run's stderr: $(grep -A20 -E 'Sanitizer|runtime error' "$tmp/err" | head -40)"
+fi
 if [ "$failures" -gt 0 ]; then
   tail -n 30 "$tmp/err" >&2
   echo "server_test: $failures failure(s)" >&2
