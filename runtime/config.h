@@ -47,6 +47,7 @@ struct config {
     double header_timeout;      /* seconds from a request's first byte to its head's end */
     double request_timeout;     /* ... to its body's end */
     double shutdown_grace;      /* seconds SIGTERM waits for transfers in flight */
+    int ready_backlog;         /* /readyz fails past this many unprocessed events */
 };
 
 /* Defaults for a fresh machine. */
