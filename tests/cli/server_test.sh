@@ -285,6 +285,9 @@ kill -HUP "$pid"
 sleep 0.5
 kill -0 "$pid" 2>/dev/null || die "tend run died on SIGHUP"
 grep -E 'SIGHUP: 1 script error.*broken.lua' "$tmp/err" >/dev/null || fail "SIGHUP with a broken script: no error line"
+req GET /readyz
+[ "$code" = 503 ] && printf '%s' "$body" | grep -F 'broken.lua' >/dev/null ||
+  fail "after a refused reload /readyz should be 503 naming the script: $code $body"
 req POST /v1/events --data '{"type":"order.paid","customer":"r2","order":"R2"}'
 wait_line "v1 order R2" outbox.ndjson || fail "after a refused reload the old scripts no longer serve (no message for R2)"
 rm "$dir/broken.lua"
@@ -293,6 +296,8 @@ mv "$dir/outbox.ndjson" "$dir/outbox.old"
 kill -HUP "$pid"
 sleep 0.5
 grep -F 'SIGHUP: scripts reloaded' "$tmp/err" >/dev/null || fail "SIGHUP: no reload line"
+req GET /readyz
+[ "$code" = 200 ] || fail "after a good reload /readyz should be 200: $code $body"
 req POST /v1/events --data '{"type":"order.paid","customer":"r3","order":"R3"}'
 wait_line "v2 order R3" outbox.ndjson || fail "after SIGHUP the edited script (or the new outbox.ndjson) is not used: $(cat "$dir/outbox.ndjson" 2>/dev/null)"
 [ "$(lines 'order R3' outbox.old)" = 0 ] || fail "after rotation + SIGHUP a line still went to the moved file"
@@ -316,22 +321,35 @@ done
 req POST /v1/events --data '{"customer":"x"}'
 [ "$code" = 400 ] || fail "a rejected batch: $code"
 if [ -n "$mock_pid" ]; then
+  # in_flight N: POST a web message and wait (5 s at most) until the provider holds request N
+  in_flight() {
+    req POST /v1/events --data "{\"type\":\"order.web\",\"customer\":\"w$1\",\"order\":\"W$1\"}"
+    i=0
+    while [ $i -lt 50 ] && ! curl -s "http://127.0.0.1:$mock_port/_stats" | grep "\"requests\":$1," >/dev/null; do
+      sleep 0.1; i=$((i + 1))
+    done
+  }
   # SIGTERM while a delivery is in flight: tend waits for it (within
   # shutdown_grace), stores it as sent, exits 0; after a restart it is not sent again
-  req POST /v1/events --data '{"type":"order.web","customer":"w1","order":"W1"}'
-  i=0
-  while [ $i -lt 50 ] && ! curl -s "http://127.0.0.1:$mock_port/_stats" | grep '"requests":1,' >/dev/null; do
-    sleep 0.1; i=$((i + 1))
-  done
+  in_flight 1
   t0=$($PY -c 'import time; print(time.time())')
   stop
   $PY -c "import sys,time; d=time.time()-$t0; print('SIGTERM with a transfer in flight: exited after %.2f s' % d); sys.exit(0 if 0.8 < d < 4.5 else 1)" ||
     fail "SIGTERM did not wait for the transfer in flight (or waited past the grace)"
   start
   sleep 1
-  stop
   curl -s "http://127.0.0.1:$mock_port/_stats" | grep '"requests":1,' >/dev/null ||
     fail "the message in flight at SIGTERM was sent again after a restart: $(curl -s "http://127.0.0.1:$mock_port/_stats")"
+  # a second signal stops at once, without waiting for the transfer
+  in_flight 2
+  t0=$($PY -c 'import time; print(time.time())')
+  kill -TERM "$pid"
+  sleep 0.1
+  stop
+  $PY -c "import sys,time; d=time.time()-$t0; print('two SIGTERMs with a transfer in flight: exited after %.2f s' % d); sys.exit(0 if d < 1.2 else 1)" ||
+    fail "a second SIGTERM did not stop at once"
+  grep -F 'signal 15 again: stopping now (1 transfer in flight abandoned' "$tmp/err" >/dev/null ||
+    fail "no line for the second signal"
 else
   stop
 fi
