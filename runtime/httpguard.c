@@ -60,7 +60,21 @@ struct httpguard {
     struct evconnlistener *listener;
     struct event *resume;       /* re-enables the listener after accept() failed */
     int paused;
+    struct httpguard *next_guard;
 };
+
+/* The live guards. libevent calls a listener's error callback with the
+ * listener's argument, which evhttp owns (its evhttp): the guard is found
+ * by it. */
+static httpguard *guards;
+
+static httpguard *guard_of_http(void *http)
+{
+    for (httpguard *g = guards; g; g = g->next_guard)
+        if (g->http == http)
+            return g;
+    return NULL;
+}
 
 static void logf_(httpguard *g, const char *level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void logf_(httpguard *g, const char *level, const char *fmt, ...)
@@ -314,6 +328,8 @@ static int check_header(struct conn *c, char *line, size_t len, const char **rea
 /* The head is complete: evhttp reads the body (if any) and routes it. */
 static void head_done(struct conn *c)
 {
+    if (c->line.cap > 1024)   /* a long header line's buffer is not kept per connection */
+        strbuf_free(&c->line);
     unlink_conn(c);
     if (c->content_length > 0) {
         c->state = C_BODY;
@@ -546,12 +562,13 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
         evconnlistener_enable(g->listener);
 }
 
-static void on_accept_error(struct evconnlistener *lev, void *arg)
+static void on_accept_error(struct evconnlistener *lev, void *http)
 {
-    httpguard *g = arg;
     int err = EVUTIL_SOCKET_ERROR();
-    logf_(g, "error", "accept(): %s (%d connections open); not accepting for 1 s",
-          evutil_socket_error_to_string(err), g->count);
+    httpguard *g = guard_of_http(http);
+    if (!g)
+        return;
+    logf_(g, "error", "accept(): %s; not accepting new connections for 1 s", evutil_socket_error_to_string(err));
     evconnlistener_disable(lev);
     struct timeval tv = {1, 0};
     evtimer_add(g->resume, &tv);
@@ -607,6 +624,8 @@ httpguard *httpguard_new(struct event_base *base, struct evhttp *http, const str
     g->log = log;
     g->log_ud = log_ud;
     g->resume = evtimer_new(base, on_resume, g);
+    g->next_guard = guards;
+    guards = g;
     evhttp_set_bevcb(http, on_new_connection, g);
     struct timeval idle = {(long)lim->idle_timeout, (long)((lim->idle_timeout - (long)lim->idle_timeout) * 1e6)};
     evhttp_set_timeout_tv(http, &idle);
@@ -621,6 +640,11 @@ void httpguard_free(httpguard *g)
 {
     if (!g)
         return;
+    for (httpguard **p = &guards; *p; p = &(*p)->next_guard)
+        if (*p == g) {
+            *p = g->next_guard;
+            break;
+        }
     /* evhttp_free closed the attached connections; fresh ones remain */
     while (g->fresh) {
         struct conn *c = g->fresh;

@@ -12,8 +12,10 @@ _tend()
         --dir|-d) _filedir -d; return ;;
         --db|--customers|--events) _filedir; return ;;
         --listen|--days|--sample|--start) return ;;
+        --log-format) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
+        --log-level) COMPREPLY=($(compgen -W "debug info warn error" -- "$cur")); return ;;
     esac
-    local opts="--help --dir --db"
+    local opts="--help --dir --db --log-format --log-level"
     case ${words[1]} in
         run) opts="$opts --listen" ;;
         test) opts="$opts -v" ;;

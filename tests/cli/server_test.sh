@@ -136,9 +136,9 @@ wait_line() {   # wait_line TEXT FILE: up to 10 s
 start
 
 # --- connections: many idle ones, slow headers, idle keep-alive ---------------
-$PY - "$port" "$pid" >"$tmp/conns" 2>&1 <<'EOF'
+$PY - "$port" "$pid" "$tmp/err" >"$tmp/conns" 2>&1 <<'EOF'
 import os, resource, socket, sys, time
-port, pid = int(sys.argv[1]), sys.argv[2]
+port, pid, log = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
 def fds():
@@ -192,8 +192,27 @@ for b in head:
         break
 print("slow head closed after %.1f s" % (time.time() - t))
 print("SLOW_OK" if closed and time.time() - t < 5 else "SLOW_BAD")
+# descriptors run out (the limit lowered under tend's feet): accept() fails;
+# the listener pauses, a few log lines say so, and service comes back
+limit = resource.prlimit(int(pid), resource.RLIMIT_NOFILE)
+resource.prlimit(int(pid), resource.RLIMIT_NOFILE, (fds() + 10, limit[1]))
+more = []
+for i in range(40):
+    try:
+        more.append(socket.create_connection(("127.0.0.1", port), timeout=0.5))
+    except OSError:
+        pass
+time.sleep(2.5)
+for s in more:
+    s.close()
+resource.prlimit(int(pid), resource.RLIMIT_NOFILE, limit)
+time.sleep(3)   # the idle ones are gone, the listener resumed
+data, took = healthz()
+lines = [l for l in open(log) if "accept()" in l]
+print("descriptors exhausted: %d accept() log lines; then /healthz %r" % (len(lines), data[:15]))
+print("EMFILE_OK" if 1 <= len(lines) <= 4 and b"200 OK" in data else "EMFILE_BAD")
 EOF
-for k in HEALTHZ FDS IDLE SLOW; do
+for k in HEALTHZ FDS IDLE SLOW EMFILE; do
   grep "^${k}_OK" "$tmp/conns" >/dev/null || fail "connections ($k): $(cat "$tmp/conns")"
 done
 sed 's/^/  /' "$tmp/conns" | grep -v '_OK$'
