@@ -17,6 +17,11 @@
 #include "httpguard.h"
 #include "util.h"
 
+/* After refusing a request whose body is on its way, the connection reads
+ * and drops that body for this long before closing: closing with unread
+ * bytes would reset it, and the client might never read the answer. */
+#define LINGER_SECONDS 2.0
+
 enum conn_state {
     C_FRESH,        /* accepted; its evhttp connection not known yet */
     C_IDLE,         /* between requests: nothing of the next one read */
@@ -40,6 +45,8 @@ struct conn {
     int lines;                  /* complete lines of the head */
     int lines_seen_by_evhttp;   /* of them, those evhttp may have parsed */
     long long content_length;   /* -1: none */
+    int expect_continue;        /* the client waits for 100 Continue before its body */
+    int linger;                 /* refused with a body coming: drop it, then close */
     int refused_code;
     char refused_reason[160];
     struct conn *prev, *next;   /* in g->idle, g->reading or g->fresh */
@@ -211,6 +218,7 @@ static void refuse(struct conn *c, struct evbuffer *in, int code, const char *re
     evbuffer_freeze(in, 0);
     g->rewriting = 0;
     c->state = C_REFUSED;
+    c->linger = !c->expect_continue && (c->content_length > 0 || code == 413 || code == 411);
     evtimer_del(c->timer);
     unlink_conn(c);
 }
@@ -321,6 +329,7 @@ static int check_header(struct conn *c, char *line, size_t len, const char **rea
             *reason = "only Expect: 100-continue is understood";
             return 417;
         }
+        c->expect_continue = 1;
     }
     return 0;
 }
@@ -402,6 +411,7 @@ static void start_head(struct conn *c)
     c->head_len = 0;
     c->lines = c->lines_seen_by_evhttp = 0;
     c->content_length = -1;
+    c->expect_continue = 0;
     strbuf_reset(&c->line);
     event_base_gettimeofday_cached(c->g->base, &c->first_byte);
     link_conn(c, &c->g->reading);
@@ -445,6 +455,10 @@ static void on_output(struct evbuffer *out, const struct evbuffer_cb_info *info,
 {
     (void)out;
     struct conn *c = arg;
+    if (info->n_added && c->state == C_REFUSED && c->linger == 1) {
+        c->linger = 2;   /* the refusal is being written: the body is dropped until then */
+        arm(c, LINGER_SECONDS);
+    }
     if (info->n_added == 0 || c->state != C_ROUTED)
         return;
     c->state = C_IDLE;
@@ -467,8 +481,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         if (c->state != C_DOOMED)
             return;
     }
-    if (c->state == C_HEAD || c->state == C_BODY || c->state == C_DOOMED) {
-        if (c->state != C_DOOMED)
+    if (c->state == C_HEAD || c->state == C_BODY || c->state == C_DOOMED || c->state == C_REFUSED) {
+        if (c->state == C_HEAD || c->state == C_BODY)
             logf_(c->g, "debug", "closed a connection: its request did not arrive in time (%s)",
                   c->state == C_HEAD ? "header_timeout" : "request_timeout");
         close_conn(c);
@@ -603,6 +617,8 @@ int httpguard_arrived(httpguard *g, struct evhttp_request *req, int *code, const
     if (c->state == C_REFUSED) {
         *code = c->refused_code;
         *reason = c->refused_reason;
+        if (!c->linger)   /* nothing more comes: closed once answered */
+            evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
         return 1;
     }
     c->state = C_ROUTED;

@@ -65,7 +65,8 @@ fi
 # start [OPTIONS]: tend run on a free port; waits for /healthz. Sets pid, url.
 start() {
   for attempt in 1 2 3 4 5 6; do
-    port=$((30000 + ($$ * 13 + attempt * 977 + $(date +%S) * 31) % 25000))
+    sec=$(date +%S)
+    port=$((30000 + ($$ * 13 + attempt * 977 + ${sec#0} * 31) % 25000))
     cat >"$dir/tend.lua" <<EOF
 return {
   listen = "127.0.0.1:$port",
