@@ -17,8 +17,9 @@ fi
 
 tmp=$(mktemp -d) || exit 1
 pid=""
-mock_pid=""
+mock_pid="" mock2_pid="" mock2_port=1
 cleanup() {
+  [ -n "$mock2_pid" ] && kill -9 "$mock2_pid" 2>/dev/null && wait "$mock2_pid" 2>/dev/null
   [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
   [ -n "$mock_pid" ] && kill -9 "$mock_pid" 2>/dev/null && wait "$mock_pid" 2>/dev/null
   rm -rf "$tmp"
@@ -49,6 +50,8 @@ cat >"$dir/fail.lua" <<'EOF'
 journey "failing" { on = "order.fail", run = function(c, ev) error("boom in a journey") end }
 template "webt" { category = "transactional", web = "order {{order}}" }
 journey "web" { on = "order.web", run = function(c, ev) send("web", c, "webt", { order = ev.order }) end }
+template "badt" { category = "transactional", bad = "order {{order}}" }
+journey "bad" { on = "order.bad", run = function(c, ev) send("bad", c, "badt", { order = ev.order }) end }
 EOF
 # a provider that answers every message 1.5 s late (for the shutdown grace)
 mock=${TEND_BUILD:-build/release}/mock_provider
@@ -59,6 +62,12 @@ if [ -x "$mock" ]; then
   i=0
   while [ $i -lt 50 ] && ! grep '^PORT' "$tmp/mock.out" >/dev/null; do sleep 0.1; i=$((i + 1)); done
   mock_port=$(sed -n 's/^PORT //p' "$tmp/mock.out")
+  # and one that refuses (400) a message naming DEAD and answers 503 to every other
+  "$mock" --port 0 --reject DEAD --fail-rate 1 --faults 503 --quiet >"$tmp/mock2.out" 2>&1 &
+  mock2_pid=$!
+  i=0
+  while [ $i -lt 50 ] && ! grep '^PORT' "$tmp/mock2.out" >/dev/null; do sleep 0.1; i=$((i + 1)); done
+  mock2_port=$(sed -n 's/^PORT //p' "$tmp/mock2.out")
 fi
 : >"$tmp/err"
 
@@ -74,7 +83,8 @@ return {
   limits = { instructions = 2000000000 },
   server = { max_connections = 500, idle_timeout = 2, header_timeout = 2, request_timeout = 4 },
   shutdown_grace = 5,
-  channels = { sms = { type = "file" }, web = { type = "http", url = "http://127.0.0.1:$mock_port/sms" } },
+  channels = { sms = { type = "file" }, web = { type = "http", url = "http://127.0.0.1:$mock_port/sms" },
+               bad = { type = "http", url = "http://127.0.0.1:$mock2_port/sms" } },
 }
 EOF
     url=http://127.0.0.1:$port
@@ -294,6 +304,22 @@ grep -E "^20[0-9-]+T[0-9:.]+Z error instance [0-9]+ of 'failing' failed: .*fail.
   fail "no error line for the failed instance: $(grep failing "$tmp/err")"
 if grep -E 'stack traceback|^[[:space:]]' "$tmp/err" >/dev/null; then
   fail "the log has a traceback or continuation lines at --log-level info"
+fi
+
+# --- a dead letter and a retry burst: one line each ---------------------------------------
+if [ -n "$mock2_pid" ]; then
+  req POST /v1/events --data '{"type":"order.bad","customer":"d1","order":"DEAD1"}'
+  req POST /v1/events --data '{"type":"order.bad","customer":"d2","order":"R503"}'
+  i=0
+  while [ $i -lt 100 ] && ! { grep -F 'is a dead letter: HTTP 400' "$tmp/err" >/dev/null &&
+                              grep -F 'will be retried (last: channel '"'bad'"': HTTP 503)' "$tmp/err" >/dev/null; }; do
+    sleep 0.1; i=$((i + 1))
+  done
+  grep -E "warn message [0-9]+ on channel 'bad' is a dead letter: HTTP 400" "$tmp/err" >/dev/null ||
+    fail "no log line for the dead letter"
+  grep -E "warn 1 delivery failed and will be retried \(last: channel 'bad': HTTP 503\)" "$tmp/err" >/dev/null ||
+    fail "no log line for the retry"
+  grep -E "dead letter|will be retried" "$tmp/err" | head -n 2 | sed 's/^/  /'
 fi
 
 # --- SIGHUP: reload, a broken set refused, rotation ------------------------------------------
