@@ -2,7 +2,7 @@
 # make bench: figures and ratios on this machine. Nothing here passes or
 # fails; it prints what it measured. Sizes can be lowered for a quick look:
 #   BENCH_INSTANCES=100000 BENCH_EVENTS=200000 BENCH_CUSTOMERS=200000 \
-#   BENCH_BIG=1000000 BENCH_DELIVERIES=20000 make bench
+#   BENCH_BIG=1000000 BENCH_DELIVERIES=20000 BENCH_IDLE=3000 make bench
 set -e
 B=build/release
 T=bin/tend
@@ -11,6 +11,7 @@ N_CUST=${BENCH_CUSTOMERS:-1000000}
 N_EV=${BENCH_EVENTS:-1000000}
 N_BIG=${BENCH_BIG:-10000000}
 N_DEL=${BENCH_DELIVERIES:-100000}
+N_IDLE=${BENCH_IDLE:-20000}
 work=$(mktemp -d "${TMPDIR:-/tmp}/tend-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT INT TERM
 
@@ -74,4 +75,10 @@ if [ -x $B/bench_delivery ]; then
     echo
     echo "== delivery to a local HTTP provider ($N_DEL messages)"
     $B/bench_delivery "$N_DEL"
+fi
+
+if [ -x /usr/bin/python3 ]; then
+    echo
+    echo "== $N_IDLE idle connections against tend run (max_connections 1024)"
+    /usr/bin/python3 bench/idle_connections.py $T "$N_IDLE"
 fi
