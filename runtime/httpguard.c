@@ -47,6 +47,7 @@ struct conn {
     long long content_length;   /* -1: none */
     int expect_continue;        /* the client waits for 100 Continue before its body */
     int linger;                 /* refused with a body coming: drop it, then close */
+    int refusal_routed;         /* the refusal's stand-in request reached the router */
     int refused_code;
     char refused_reason[160];
     struct conn *prev, *next;   /* in g->idle, g->reading or g->fresh */
@@ -218,6 +219,7 @@ static void refuse(struct conn *c, struct evbuffer *in, int code, const char *re
     evbuffer_freeze(in, 0);
     g->rewriting = 0;
     c->state = C_REFUSED;
+    c->refusal_routed = 0;
     c->linger = !c->expect_continue && (c->content_length > 0 || code == 413 || code == 411);
     evtimer_del(c->timer);
     unlink_conn(c);
@@ -437,7 +439,10 @@ static void on_input(struct evbuffer *in, const struct evbuffer_cb_info *info, v
     case C_HEAD:
         feed(c, in, len - info->n_added, info->n_added);
         break;
-    case C_REFUSED:
+    case C_REFUSED:   /* before the stand-in request is parsed, bytes after it wait */
+        if (!c->refusal_routed)
+            break;
+        /* fall through */
     case C_DOOMED:
         c->g->rewriting = 1;
         evbuffer_drain(in, len);
@@ -456,7 +461,11 @@ static void on_output(struct evbuffer *out, const struct evbuffer_cb_info *info,
     (void)out;
     struct conn *c = arg;
     if (info->n_added && c->state == C_REFUSED && c->linger == 1) {
-        c->linger = 2;   /* the refusal is being written: the body is dropped until then */
+        c->linger = 2;   /* the refusal is being written: the body is dropped until the close */
+        struct evbuffer *in = bufferevent_get_input(c->bev);
+        c->g->rewriting = 1;
+        evbuffer_drain(in, evbuffer_get_length(in));
+        c->g->rewriting = 0;
         arm(c, LINGER_SECONDS);
     }
     if (info->n_added == 0 || c->state != C_ROUTED)
@@ -615,6 +624,7 @@ int httpguard_arrived(httpguard *g, struct evhttp_request *req, int *code, const
     evtimer_del(c->timer);
     unlink_conn(c);
     if (c->state == C_REFUSED) {
+        c->refusal_routed = 1;
         *code = c->refused_code;
         *reason = c->refused_reason;
         if (!c->linger)   /* nothing more comes: closed once answered */
