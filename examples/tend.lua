@@ -11,8 +11,14 @@ return {
   -- ready_backlog = 100000,         -- /readyz is 503 past this many unprocessed events
   -- server = { max_connections = 1024, idle_timeout = 60, header_timeout = 10, request_timeout = 30 },
   -- shutdown_grace = 10,            -- seconds SIGTERM waits for deliveries in flight
+  -- currency = "CNY",               -- the templates' money filter: ¥1,234.50
+  -- public_url = "https://care.shop.example",  -- base of the unsubscribe link in marketing email
+  -- unsubscribe_secret: set TEND_UNSUBSCRIBE_SECRET, or let tend make one and keep it in the store
   channels = {
     sms = { type = "file", path = "outbox.ndjson", price = 0.045, per = "segment" },
     call = { type = "task", assign = { "care-team" } },
+    -- email = { type = "smtp", url = "smtps://smtp.example.com:465", username = "care",
+    --           password = "${SMTP_PASSWORD}", from = "关爱团队 Care <care@shop.example>",
+    --           envelope_from = "bounces@shop.example" },
   },
 }
