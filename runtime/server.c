@@ -653,7 +653,7 @@ static void unsubscribe(struct server *s, struct evhttp_request *req, const char
                                "/ \u9000\u8ba2\u8425\u9500\u6d88\u606f\uff1f</p>"
                                "<button type=\"submit\">Unsubscribe / \u9000\u8ba2</button></form>\n");
         evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/html; charset=utf-8");
-        evhttp_send_reply(req, 200, "OK", b);
+        send_body(req, 200, b);
         evbuffer_free(b);
     } else {
         cJSON *ev = cJSON_CreateObject();
