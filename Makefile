@@ -39,6 +39,8 @@ DEPS := \
   perl:TAP::Parser=perl
 # Only `make bench-peers` needs these (not make test): the BullMQ peer.
 PEERS_DEPS := cmd:redis-server=redis-server cmd:redis-cli=redis-tools cmd:node=nodejs cmd:npm=npm
+# What `make bench` needs beyond DEPS (bench/healthz.sh reads the store with sqlite3).
+BENCH_DEPS := cmd:sqlite3=sqlite3 cmd:curl=curl
 
 SAN ?=
 ifeq ($(SAN),1)
@@ -148,12 +150,13 @@ test: deps
 	$(MAKE) SAN=1 test-one
 
 bench: deps
+	@$(MAKE) --no-print-directory deps DEPS="$(BENCH_DEPS)"
 	$(MAKE) all
 	@sh bench/run.sh
 
 # BENCH_PEERS_JOBS=N (default 1000000); see bench/peers/run.sh
 bench-peers: deps
-	@$(MAKE) --no-print-directory deps DEPS="$(PEERS_DEPS)"
+	@$(MAKE) --no-print-directory deps DEPS="$(BENCH_DEPS) $(PEERS_DEPS)"
 	$(MAKE) all
 	@sh bench/peers/run.sh
 
