@@ -4,15 +4,18 @@
 //
 // Adds JOBS delayed jobs to a queue on the Redis at 127.0.0.1:PORT, every one
 // due at DUE_MS (epoch milliseconds, the same moment for all), in addBulk
-// chunks; then a Worker fires them. A job counts as fired when its processor
+// chunks; then a Worker fires them. DUE_MS 0: a pilot adds 1% of the jobs
+// (at least 1,000) to a scratch queue, which is then removed, and the due
+// moment is set 1.5 times the add time it predicts (+ 3 s) from now, so
+// adding ends before the jobs are due. A job counts as fired when its processor
 // starts; its lateness is that moment minus DUE_MS. Completed jobs are kept
 // (BullMQ's default), as tend keeps finished instances. Prints one line of
 // key=value figures for run.sh:
-//   add_s fire_s first_ms median_ms last_ms rss_redis_mb rss_node_mb overrun_s
+//   add_s fire_s first_ms median_ms last_ms rss_redis_mb rss_node_mb overrun_s lead_s
 import { readFileSync } from "node:fs";
 import { Queue, Worker } from "bullmq";
 
-const [port, jobs, dueMs, redisPid] = process.argv.slice(2).map(Number);
+const [port, jobs, dueArg, redisPid] = process.argv.slice(2).map(Number);
 const chunk = Number(process.env.BENCH_PEERS_CHUNK || 1000);
 const concurrency = Number(process.env.BENCH_PEERS_CONCURRENCY || 100);
 const connection = { host: "127.0.0.1", port, maxRetriesPerRequest: null };
@@ -22,16 +25,31 @@ function peakRssMb(pid) {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
+async function addAll(queue, count, dueMs) {
+  for (let i = 0; i < count; i += chunk) {
+    const batch = [];
+    const now = Date.now();
+    for (let k = i; k < Math.min(count, i + chunk); k++)
+      batch.push({ name: "job", data: { n: k }, opts: { delay: Math.max(0, dueMs - now), jobId: `j${k}` } });
+    await queue.addBulk(batch);
+  }
+}
+
+let dueMs = dueArg;
+if (!dueMs) {
+  const pilot = new Queue("pilot", { connection });
+  const count = Math.min(jobs, Math.max(1000, Math.floor(jobs / 100)));
+  const p0 = Date.now();
+  await addAll(pilot, count, p0 + 86400e3);
+  const perJob = (Date.now() - p0) / count;
+  await pilot.obliterate({ force: true });
+  await pilot.close();
+  dueMs = Math.ceil((Date.now() + 1.5 * perJob * jobs + 3000) / 1000) * 1000;
+}
 const queue = new Queue("bench", { connection });
 await queue.waitUntilReady();
 const t0 = Date.now();
-for (let i = 0; i < jobs; i += chunk) {
-  const batch = [];
-  const now = Date.now();
-  for (let k = i; k < Math.min(jobs, i + chunk); k++)
-    batch.push({ name: "job", data: { n: k }, opts: { delay: Math.max(0, dueMs - now), jobId: `j${k}` } });
-  await queue.addBulk(batch);
-}
+await addAll(queue, jobs, dueMs);
 const addEnd = Date.now();
 
 const fired = new Float64Array(jobs);
@@ -76,5 +94,6 @@ console.log(
     `rss_redis_mb=${fmt(rssRedis)}`,
     `rss_node_mb=${fmt(rssNode)}`,
     `overrun_s=${(Math.max(0, addEnd - dueMs) / 1000).toFixed(3)}`,
+    `lead_s=${((dueMs - t0) / 1000).toFixed(1)}`,
   ].join(" "),
 );

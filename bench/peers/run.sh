@@ -4,8 +4,11 @@
 #   sh bench/peers/run.sh          (make bench-peers; make bench at 100k jobs)
 #   BENCH_PEERS_JOBS=1000000       jobs on each side (default 1000000)
 #   BENCH_PEERS_LEAD_TEND=S        seconds from the start of adding to the due
-#   BENCH_PEERS_LEAD_BULLMQ=S      moment (default: N/4000 + 3 and N/3000 + 3,
-#                                  so adding ends before the jobs are due)
+#   BENCH_PEERS_LEAD_BULLMQ=S      moment (default: a pilot adds 1% of the
+#                                  jobs, at least 1,000, to a scratch store or
+#                                  queue, and the lead is 1.5 times the add
+#                                  time it predicts + 3 s, so adding ends
+#                                  before the jobs are due)
 #   BENCH_PEERS_CHUNK, BENCH_PEERS_CONCURRENCY   BullMQ addBulk size (1000),
 #                                  Worker concurrency (100)
 #   BENCH_TABLE=FILE               also append the rows of make bench's table
@@ -68,7 +71,21 @@ echo "return { listen = \"127.0.0.1:$port\", quiet_hours = false, unknown_custom
     > "$work/tend/tend.lua"
 awk -v n="$N" 'BEGIN { for (i = 0; i < n; i++) printf "{\"id\":\"j%d\",\"type\":\"job.add\",\"customer\":\"j%d\"}\n", i, i }' \
     > "$work/jobs.ndjson"
-lead=${BENCH_PEERS_LEAD_TEND:-$((N / 4000 + 3))}
+if [ -n "${BENCH_PEERS_LEAD_TEND:-}" ]; then
+    lead=$BENCH_PEERS_LEAD_TEND
+else
+    pilot=$((N / 100 > 1000 ? N / 100 : 1000))
+    pilot=$((pilot < N ? pilot : N))
+    mkdir "$work/pilot"
+    cp "$work/tend/tend.lua" "$work/pilot/"
+    echo 'journey "job" { on = "job.add", run = function(c) wait(days(1)) end }' > "$work/pilot/care.lua"
+    head -n "$pilot" "$work/jobs.ndjson" > "$work/pilot.ndjson"
+    a=$(date +%s.%N)
+    $T ingest --dir "$work/pilot" "$work/pilot.ndjson" >/dev/null
+    b=$(date +%s.%N)
+    lead=$(awk -v a="$a" -v b="$b" -v p="$pilot" -v n="$N" 'BEGIN { printf "%d", 1.5 * (b - a) * n / p + 3.999 }')
+    rm -rf "$work/pilot" "$work/pilot.ndjson"
+fi
 due=$(( $(date +%s) + lead ))
 echo "journey \"job\" { on = \"job.add\", run = function(c) wait_until($due) end }" > "$work/tend/care.lua"
 a=$(date +%s.%N)
@@ -101,8 +118,8 @@ until [ "$(redis-cli -p "$rport" ping 2>/dev/null)" = PONG ]; do
     [ $i -lt 100 ] || { echo "peers: redis-server did not answer within 10 s" >&2; cat "$work/redis/log" >&2; exit 1; }
     sleep 0.1
 done
-lead=${BENCH_PEERS_LEAD_BULLMQ:-$((N / 3000 + 3))}
-due_ms=$(( ($(date +%s) + lead) * 1000 ))
+due_ms=0
+[ -z "${BENCH_PEERS_LEAD_BULLMQ:-}" ] || due_ms=$(( ($(date +%s) + BENCH_PEERS_LEAD_BULLMQ) * 1000 ))
 bull=$(cd "$here" && node bullmq.mjs "$rport" "$N" "$due_ms" "$redis_pid")
 kill "$redis_pid"; wait "$redis_pid" || true; redis_pid=
 overrun=$(kv "$bull" overrun_s)
