@@ -3,6 +3,8 @@
 #
 #   sh bench/healthz.sh wakes|ingest|broadcast [N]      (make bench: wakes, 20000)
 #   BENCH_TABLE=FILE   also append a row of make bench's table
+#   BENCH_HEALTHZ_LEAD=S  wakes: seconds from parking's start to the due
+#                      moment (default N/2000 + 5: parking must end first)
 #
 # While the server works, bench_healthz_probe GETs /healthz every 10 ms on a
 # fixed schedule and /metrics once a second (as Prometheus would), and prints
@@ -46,9 +48,11 @@ case $scenario in
 wakes)
     awk -v n="$N" 'BEGIN { for (i = 0; i < n; i++) printf "{\"type\":\"job.add\",\"customer\":\"j%d\"}\n", i }' \
         > "$work/in.ndjson"
-    due=$(( $(date +%s) + N / 4000 + 4 ))
+    # parking must end before the due moment (else tend ingest fires them)
+    due=$(( $(date +%s) + ${BENCH_HEALTHZ_LEAD:-$((N / 2000 + 5))} ))
     echo "journey \"job\" { on = \"job.add\", run = function(c) wait_until($due) end }" > "$dir/care.lua"
     $T ingest --dir "$dir" "$work/in.ndjson" >/dev/null
+    [ "$(date +%s)" -lt "$due" ] || echo "healthz: parking ended after the due moment: tend ingest fired some"
     what="firing $N due wakes"
     ;;
 ingest)
