@@ -15,7 +15,9 @@
  *     its label, wake_at, the trigger event, the one-step history), upsert
  *     the entries row, insert the timer; then move meta.events_cursor.
  * Each row is written once with a minimal statement: what tend would cost if
- * its per-event CPU were SQLite's alone. The NDJSON is parsed before the
+ * its per-event CPU were SQLite's alone. (The customer's derived fields,
+ * lifecycle and RFM, are unindexed columns of the same row: setting them in
+ * the same UPDATE adds no row or index write, so the ceiling leaves them out.) The NDJSON is parsed before the
  * clock starts. Prints "EVENTS SECONDS STORE_SECONDS PROCESS_SECONDS". */
 #include <stdio.h>
 #include <stdlib.h>
