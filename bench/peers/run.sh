@@ -130,7 +130,7 @@ bull_rss=$(awk -v a="$(kv "$bull" rss_redis_mb)" -v b="$(kv "$bull" rss_node_mb)
 # --- side by side --------------------------------------------------------
 awk -v n="$N" -v ta="$tend_add_s" -v ba="$(kv "$bull" add_s)" \
     -v tf="$(kv "$tend" fire_s)" -v bf="$(kv "$bull" fire_s)" \
-    -v tr="$tend_rss" -v br="$bull_rss" -v brr="$(kv "$bull" rss_redis_mb)" -v brn="$(kv "$bull" rss_node_mb)" \
+    -v tr="$tend_rss" -v tri="$ingest_rss" -v trr="$(kv "$tend" rss_mb)" -v br="$bull_rss" -v brr="$(kv "$bull" rss_redis_mb)" -v brn="$(kv "$bull" rss_node_mb)" \
     -v t1="$(kv "$tend" first_ms)" -v b1="$(kv "$bull" first_ms)" \
     -v tm="$(kv "$tend" median_ms)" -v bm="$(kv "$bull" median_ms)" \
     -v table="${BENCH_TABLE:-}" -v bv="BullMQ $bullmq_version" '
@@ -142,7 +142,7 @@ BEGIN {
     printf "%-26s %14.1f %14.1f %11.2fx  %s\n", "peak RSS (MiB)", tr, br, br / tr, ">= 5x less (BullMQ/tend)"
     printf "%-26s %14.1f %14.1f %12s  %s\n", "first job late (ms)", t1, b1, "", "tend < 100"
     printf "%-26s %14.1f %14.1f %11.2fx  %s\n", "median job late (ms)", tm, bm, (tm > 0 ? bm / tm : 0), "(BullMQ/tend)"
-    printf "peers: BullMQ RSS = redis-server %.1f + node %.1f MiB\n", brr, brn
+    printf "peers: peak RSS: tend ingest %.1f, tend run %.1f MiB; BullMQ redis-server %.1f + node %.1f MiB\n", tri, trr, brr, brn
     if (table != "") {
         printf "peers: add, jobs/s (%d)\t%.0f\t%.0f %s\t%.2f\t>= 5\n", n, tar, bar, bv, tar / bar >> table
         printf "peers: fire, jobs/s (%d)\t%.0f\t%.0f %s\t%.2f\t>= 10\n", n, tfr, bfr, bv, (bfr ? tfr / bfr : 0) >> table
