@@ -73,6 +73,7 @@ LUA
     ;;
 esac
 
+r0=$(date +%s.%N)
 TEND_API_TOKEN=bench $T run "$dir" >"$work/run.out" 2>"$work/run.err" &
 tend_pid=$!
 i=0
@@ -82,6 +83,7 @@ until curl -sf --max-time 2 "$url/healthz" >/dev/null 2>&1; do
     kill -0 "$tend_pid" 2>/dev/null || { echo "healthz: tend run exited" >&2; cat "$work/run.err" >&2; exit 1; }
     sleep 0.1
 done
+ready_s=$(awk -v a="$r0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
 $B/bench_healthz_probe "$url" --every-ms 10 --scrape-ms 1000 --token bench > "$work/probe.out" &
 probe_pid=$!
 a=$(date +%s.%N)
@@ -114,6 +116,8 @@ kill "$probe_pid"; wait "$probe_pid" || true; probe_pid=
 kill "$tend_pid"; wait "$tend_pid" || true; tend_pid=
 echo "healthz: while $what ($(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.1f", b - a }') s; target p99 < 20 ms, max < 200 ms):"
 sed 's/^/  /' "$work/probe.out"
+echo "  ready: tend run answered /healthz $ready_s s after it started (store: $(sqlite3 "file:$dir/tend.db?mode=ro" \
+    "SELECT COUNT(*) FROM instances" 2>/dev/null || echo '?') instances; polled every 100 ms)"
 [ ! -s "$work/fire.out" ] || echo "  fire: $(cat "$work/fire.out")"
 if [ -n "${BENCH_TABLE:-}" ]; then
     sed -n 's/^healthz: .*p99 \([0-9.]*\) ms, max \([0-9.]*\) ms.*/\1 \2/p' "$work/probe.out" | {
@@ -121,6 +125,8 @@ if [ -n "${BENCH_TABLE:-}" ]; then
         printf 'healthz p99 / max ms, %s (%s)\t%s / %s\t-\t-\tp99 < 20, max < 200\n' "$scenario" "$N" "$p99" "$max" \
             >> "$BENCH_TABLE"
     }
+    [ "$scenario" != wakes ] ||
+        printf 'tend run ready, s (%s waiting)\t%s\t-\t-\t< 1 (10M waiting, 5 versions)\n' "$N" "$ready_s" >> "$BENCH_TABLE"
     sed -n 's/^metrics: .*p50 \([0-9.]*\) ms.*max \([0-9.]*\) ms.*/\1 \2/p' "$work/probe.out" | {
         read -r p50 max
         printf '/metrics scrape p50 / max ms (%s %s)\t%s / %s\t-\t-\t< 5\n' "$scenario" "$N" "$p50" "$max" \
