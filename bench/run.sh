@@ -3,7 +3,8 @@
 # fails; it prints what it measured. Sizes can be lowered for a quick look:
 #   BENCH_INSTANCES=100000 BENCH_EVENTS=200000 BENCH_CUSTOMERS=200000 \
 #   BENCH_BIG=1000000 BENCH_DELIVERIES=20000 make bench
-# and BENCH_STARTPARK (start-and-park events, 100000), BENCH_HEALTHZ_WAKES
+# and BENCH_STARTPARK (start-and-park events, 100000), BENCH_WAKE_LONG
+# (instances of a 200-step journey woken at every step, 500), BENCH_HEALTHZ_WAKES
 # (due wakes fired while /healthz is probed, 20000), BENCH_PEERS_JOBS (the
 # BullMQ comparison, 100000 here; 0 skips it). It ends with one table:
 # measure, tend, ceiling or peer, ratio, target (issue 14's targets).
@@ -16,13 +17,23 @@ N_EV=${BENCH_EVENTS:-1000000}
 N_BIG=${BENCH_BIG:-10000000}
 N_DEL=${BENCH_DELIVERIES:-100000}
 N_SP=${BENCH_STARTPARK:-100000}
+N_LONG=${BENCH_WAKE_LONG:-500}
 N_HZ=${BENCH_HEALTHZ_WAKES:-20000}
 N_PEERS=${BENCH_PEERS_JOBS:-100000}
 work=$(mktemp -d "${TMPDIR:-/tmp}/tend-bench.XXXXXX")
-trap 'rm -rf "$work"' EXIT INT TERM
-# the closing table: one tab-separated row per figure
+# The closing table: one tab-separated row per figure, printed on exit, so it
+# comes last whatever sections follow (and shows what ran if one fails).
 table=$work/table.tsv
 : > "$table"
+summary() {
+    echo
+    echo "== summary (figures of this run on $(nproc) shared cores; never pass/fail)"
+    awk -F '\t' '
+    BEGIN { printf "%-44s %14s  %-30s %7s  %s\n", "measure", "tend", "ceiling or peer", "ratio", "target" }
+    { printf "%-44s %14s  %-30s %7s  %s\n", $1, $2, $3, $4, $5 }' "$table"
+}
+trap 'summary; rm -rf "$work"' EXIT
+trap 'exit 1' INT TERM
 row() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" >> "$table"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'; }
 # pick N FILE SED-EXPR: the first match of a sed -n s///p on FILE, or "?"
@@ -41,6 +52,14 @@ $B/bench_wake "$N_WAKE" | tee "$work/wake.out"
 w_rate=$(pick "$work/wake.out" 's/^wake: .* woken .* = \([0-9]*\)\/s$/\1/p')
 w_bare=$(pick "$work/wake.out" 's/^wake: bare .* = \([0-9]*\)\/s;.*/\1/p')
 row "wake + replay + 1 step, /s ($N_WAKE)" "$w_rate" "$w_bare bare lua_resume" "$(ratio "$w_rate" "$w_bare")" ">= 200k/s"
+
+echo
+echo "== a long journey's wake ($N_LONG instances of a 200-step journey, every wake)"
+$B/bench_wake_long "$N_LONG" 200 | tee "$work/long.out"
+row "wake at step 199 / step 2 ($N_LONG x 200)" \
+    "$(pick "$work/long.out" 's/.* wake 199 (replays 199 waits) \([0-9]*\)\/s;.*/\1/p')" \
+    "$(pick "$work/long.out" 's/.* wake 2 (replays 2 waits) \([0-9]*\)\/s,.*/\1/p') at step 2" \
+    "$(pick "$work/long.out" 's/.*last\/2nd = \([0-9.]*\).*/\1/p')" ">= 0.5"
 
 echo
 echo "== ingest: NDJSON events through tend ingest into a store with $N_CUST customers"
@@ -146,9 +165,3 @@ if [ "$N_PEERS" -gt 0 ] && command -v redis-server >/dev/null 2>&1 && command -v
 else
     echo "== peers: skipped (BENCH_PEERS_JOBS=0, or no redis-server / node on PATH: make bench-peers installs them)"
 fi
-
-echo
-echo "== summary (figures of this run on $(nproc) shared cores; never pass/fail)"
-awk -F '\t' '
-BEGIN { printf "%-44s %14s  %-30s %7s  %s\n", "measure", "tend", "ceiling or peer", "ratio", "target" }
-{ printf "%-44s %14s  %-30s %7s  %s\n", $1, $2, $3, $4, $5 }' "$table"
