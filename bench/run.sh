@@ -2,7 +2,7 @@
 # make bench: figures and ratios on this machine. Nothing here passes or
 # fails; it prints what it measured. Sizes can be lowered for a quick look:
 #   BENCH_INSTANCES=100000 BENCH_EVENTS=200000 BENCH_CUSTOMERS=200000 \
-#   BENCH_BIG=1000000 BENCH_DELIVERIES=20000 make bench
+#   BENCH_BIG=1000000 BENCH_DELIVERIES=20000 BENCH_RENDERS=100000 BENCH_HOLIDAY=50000 make bench
 # and BENCH_STARTPARK (start-and-park events, 100000), BENCH_WAKE_LONG
 # (instances of a 200-step journey woken at every step, 500), BENCH_HEALTHZ_WAKES
 # (due wakes fired while /healthz is probed, 20000), BENCH_PEERS_JOBS (the
@@ -20,6 +20,9 @@ N_SP=${BENCH_STARTPARK:-100000}
 N_LONG=${BENCH_WAKE_LONG:-500}
 N_HZ=${BENCH_HEALTHZ_WAKES:-20000}
 N_PEERS=${BENCH_PEERS_JOBS:-100000}
+N_HOL=${BENCH_HOLIDAY:-1000000}
+N_SIM=${BENCH_SIMULATE:-100000}
+N_RENDER=${BENCH_RENDERS:-1000000}
 work=$(mktemp -d "${TMPDIR:-/tmp}/tend-bench.XXXXXX")
 # The closing table: one tab-separated row per figure, printed on exit, so it
 # comes last whatever sections follow (and shows what ran if one fails).
@@ -62,6 +65,12 @@ row "wake at step 199 / step 2 ($N_LONG x 200)" \
     "$(pick "$work/long.out" 's/.*last\/2nd = \([0-9.]*\).*/\1/p')" ">= 0.5"
 
 echo
+echo "== Liquid template render rate (one core, CPU time)"
+$B/bench_render "$N_RENDER" | tee "$work/render.out"
+row "template render, renders/s ($N_RENDER)" \
+    "$(pick "$work/render.out" 's/^render: .* = \([0-9]*\) renders\/s.*/\1/p')" "-" "-" ">= 200k/s"
+
+echo
 echo "== ingest: NDJSON events through tend ingest into a store with $N_CUST customers"
 mkdir "$work/ing"
 $B/gen customers "$N_CUST" > "$work/customers.csv"
@@ -87,7 +96,7 @@ row "ingest, store only, events/s ($N_EV)" "$tend_rate" "$raw_rate raw SQLite" "
 mkdir "$work/proc"
 cp "$work/base.db" "$work/proc/tend.db"
 cat > "$work/proc/care.lua" <<'EOF'
-template "thanks" { category = "transactional", sms = "{{name|friend}}, thank you for order {{order|?}}." }
+template "thanks" { category = "transactional", sms = "{{ name | default: 'friend' }}, thank you for order {{ order | default: '?' }}." }
 journey "thanks" { on = "order.paid", run = function(c, ev) send("sms", c, "thanks", { order = ev.id }) end }
 EOF
 a=$(now)
@@ -165,3 +174,17 @@ if [ "$N_PEERS" -gt 0 ] && command -v redis-server >/dev/null 2>&1 && command -v
 else
     echo "== peers: skipped (BENCH_PEERS_JOBS=0, or no redis-server / node on PATH: make bench-peers installs them)"
 fi
+
+echo
+echo "== a holiday trigger over $N_HOL customers in 12 zones (slot to all started, per zone)"
+$B/bench_holiday "$N_HOL" | tee "$work/holiday.out"
+row "holiday trigger, starts/s ($N_HOL)" \
+    "$(pick "$work/holiday.out" 's/^holiday: [0-9]* instances started in .* = \([0-9]*\) starts\/s.*/\1/p')" \
+    "-" "-" ">= 50k/s"
+
+echo
+echo "== tend simulate: the journey library over a year of $N_SIM customers, with the policy audit"
+a=$(now)
+SIMULATE_SHOW=1 TEND=$T sh tests/cli/simulate_test.sh "$N_SIM"
+b=$(now)
+echo "simulate: $N_SIM customers, 365 days in $(secs "$a" "$b") s (wall, with generating the data)"
