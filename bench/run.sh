@@ -8,6 +8,9 @@
 # (due wakes fired while /healthz is probed, 20000), BENCH_PEERS_JOBS (the
 # BullMQ comparison, 100000 here; 0 skips it). It ends with one table:
 # measure, tend, ceiling or peer, ratio, target (issue 14's targets).
+# Order lines (branch orders): BENCH_BOUGHT customers with 5 lines each for
+# the bought segment (the design's size is 10000000: generation then takes
+# long), BENCH_ORDERS order events with 3 items each for ingest.
 set -e
 B=build/release
 T=bin/tend
@@ -20,6 +23,8 @@ N_SP=${BENCH_STARTPARK:-100000}
 N_LONG=${BENCH_WAKE_LONG:-500}
 N_HZ=${BENCH_HEALTHZ_WAKES:-20000}
 N_PEERS=${BENCH_PEERS_JOBS:-100000}
+N_BOUGHT=${BENCH_BOUGHT:-1000000}
+N_ORD=${BENCH_ORDERS:-300000}
 N_HOL=${BENCH_HOLIDAY:-1000000}
 N_SIM=${BENCH_SIMULATE:-100000}
 N_RENDER=${BENCH_RENDERS:-1000000}
@@ -129,6 +134,39 @@ for q in "city + last_order_at" "tags + last_order_at"; do
              'BEGIN { printf "%.0f", t * 1000 }')" "-" "-" "< 100 (10M)"
 done
 rm -rf "$work/big"
+
+echo
+echo "== order lines: bought segments ($N_BOUGHT customers, $((N_BOUGHT * 5)) lines)"
+$B/bench_bought "$N_BOUGHT"
+
+echo
+echo "== order lines: ingest of $N_ORD order.paid events with 3 items each into a store with $N_CUST customers"
+mkdir "$work/ord"
+$B/gen customers "$N_CUST" > "$work/customers.csv"
+$B/gen orders "$N_ORD" --customers "$N_CUST" --items 3 > "$work/orders.ndjson"
+sed 's/"items":\[[^]]*\],//' "$work/orders.ndjson" > "$work/orders-noitems.ndjson"
+$T import --dir "$work/ord" "$work/customers.csv" >/dev/null
+cp "$work/ord/tend.db" "$work/base.db"
+a=$(now)
+$T ingest --no-process --dir "$work/ord" "$work/orders.ndjson" >/dev/null
+b=$(now)
+echo "orders: $N_ORD events with items validated and stored (durable) in $(secs "$a" "$b") s = $(rate "$N_ORD" "$a" "$b") events/s"
+for kind in items noitems; do
+  cp "$work/base.db" "$work/ord/tend.db"
+  rm -f "$work/ord/tend.db-wal" "$work/ord/tend.db-shm"
+  f="$work/orders.ndjson"; [ $kind = noitems ] && f="$work/orders-noitems.ndjson"
+  a=$(now)
+  $T ingest --dir "$work/ord" "$f" >/dev/null
+  b=$(now)
+  if [ $kind = items ]; then
+    echo "orders: $N_ORD events stored and processed, $((N_ORD * 3)) lines and their bought facts stored," \
+         "no journeys, in $(secs "$a" "$b") s = $(rate "$N_ORD" "$a" "$b") events/s"
+  else
+    echo "orders: the same events without items, stored and processed in $(secs "$a" "$b") s =" \
+         "$(rate "$N_ORD" "$a" "$b") events/s"
+  fi
+done
+rm -rf "$work/ord" "$work/base.db"* "$work/orders"*.ndjson "$work/customers.csv"
 
 if [ -x $B/bench_delivery ]; then
     echo
