@@ -2,7 +2,8 @@
 # make bench: figures and ratios on this machine. Nothing here passes or
 # fails; it prints what it measured. Sizes can be lowered for a quick look:
 #   BENCH_INSTANCES=100000 BENCH_EVENTS=200000 BENCH_CUSTOMERS=200000 \
-#   BENCH_BIG=1000000 BENCH_DELIVERIES=20000 BENCH_RENDERS=100000 BENCH_HOLIDAY=50000 make bench
+#   BENCH_BIG=1000000 BENCH_DELIVERIES=20000 BENCH_RENDERS=100000 BENCH_HOLIDAY=50000 \
+#   BENCH_IDLE=3000 make bench
 # and BENCH_STARTPARK (start-and-park events, 100000), BENCH_WAKE_LONG
 # (instances of a 200-step journey woken at every step, 500), BENCH_HEALTHZ_WAKES
 # (due wakes fired while /healthz is probed, 20000), BENCH_PEERS_JOBS (the
@@ -19,6 +20,7 @@ N_CUST=${BENCH_CUSTOMERS:-1000000}
 N_EV=${BENCH_EVENTS:-1000000}
 N_BIG=${BENCH_BIG:-10000000}
 N_DEL=${BENCH_DELIVERIES:-100000}
+N_IDLE=${BENCH_IDLE:-20000}
 N_SP=${BENCH_STARTPARK:-100000}
 N_LONG=${BENCH_WAKE_LONG:-500}
 N_HZ=${BENCH_HEALTHZ_WAKES:-20000}
@@ -226,3 +228,9 @@ a=$(now)
 SIMULATE_SHOW=1 TEND=$T sh tests/cli/simulate_test.sh "$N_SIM"
 b=$(now)
 echo "simulate: $N_SIM customers, 365 days in $(secs "$a" "$b") s (wall, with generating the data)"
+
+if [ -x /usr/bin/python3 ]; then
+    echo
+    echo "== $N_IDLE idle connections against tend run (max_connections 1024)"
+    /usr/bin/python3 bench/idle_connections.py $T "$N_IDLE"
+fi
