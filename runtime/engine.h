@@ -74,6 +74,7 @@ typedef struct engine {
     tend_time lifecycle_swept;  /* last time the lifecycle sweep ran */
     struct engine_stats stats;
     int batch_size;             /* instances per transaction */
+    int chain;                  /* chain depth given to instances and events made now */
 } engine;
 
 /* Opens the store, reads tend.lua and the settings, loads nothing yet.

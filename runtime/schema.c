@@ -123,8 +123,17 @@ static const char m2_delivery[] =
     /* customers who never ordered age by first_seen_at (customer_sweep) */
     "CREATE INDEX IF NOT EXISTS customers_first_seen ON customers(first_seen_at) WHERE last_order_at IS NULL;";
 
+/* --- branch sandbox: start/emit chains ---------------------------------
+ * How many starts and emits separate an instance or an emitted event from
+ * the outside event that began the chain (limits.chain). */
+static const char m_sandbox_chain[] =
+    "ALTER TABLE instances ADD COLUMN chain INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE events ADD COLUMN chain INTEGER NOT NULL DEFAULT 0;";
+/* --- end of branch sandbox ---------------------------------------------- */
+
 const struct store_migration schema_migrations[] = {
     {"core", m1_core},
     {"delivery", m2_delivery},
+    {"sandbox_chain", m_sandbox_chain},   /* branch sandbox */
 };
 const int schema_migration_count = sizeof schema_migrations / sizeof schema_migrations[0];
