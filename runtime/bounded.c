@@ -75,6 +75,7 @@ static int in_class(int c, int cl)
     case 'u': r = isupper(c); break;
     case 'w': r = isalnum(c); break;
     case 'x': r = isxdigit(c); break;
+    case 'z': r = c == 0; break;   /* deprecated, still accepted */
     default: return cl == c;
     }
     if (isupper(cl))
@@ -398,7 +399,7 @@ static int find_aux(lua_State *L, int find)
     }
     if (find && (lua_toboolean(L, 4) || no_specials(p, lp))) {
         /* memmem is linear (two-way), whatever the needle */
-        sandbox_charge(L, (double)(ls - init + 1) / 32);
+        sandbox_charge(L, (double)(ls - init + 1) / 8);
         const char *hit = memmem(s + init - 1, ls - init + 1, p, lp);
         if (!hit) {
             luaL_pushfail(L);
@@ -477,11 +478,11 @@ static int b_gmatch(lua_State *L)
     size_t ls;
     luaL_checklstring(L, 1, &ls);
     luaL_checkstring(L, 2);
-    size_t init = start_at(luaL_optinteger(L, 3, 1), ls);
-    if (init > ls + 1)
-        init = ls + 1;
+    size_t from = start_at(luaL_optinteger(L, 3, 1), ls) - 1;   /* 0-based */
+    if (from > ls)
+        from = ls + 1;   /* past the end: nothing matches */
     lua_settop(L, 2);
-    lua_pushinteger(L, (lua_Integer)init - 1);
+    lua_pushinteger(L, (lua_Integer)from);
     lua_pushinteger(L, -1);
     lua_pushcclosure(L, gmatch_next, 4);
     return 1;
