@@ -1074,12 +1074,35 @@ void sandbox_cut(lua_State *L, int idx)
     lua_replace(L, idx);
 }
 
+/* Replaces the error value at idx of L with its description: a string as
+ * it is, anything else as sandbox_tostring() prefixed with the "file:line:"
+ * of the first Lua function from `level` up the stack of `at` (the error
+ * object carries no position of its own). */
+static void describe_error(lua_State *L, int idx, lua_State *at, int level)
+{
+    idx = lua_absindex(L, idx);
+    if (lua_type(L, idx) == LUA_TSTRING)
+        return;
+    char where[200] = "";
+    lua_Debug ar;
+    for (int i = level; i < level + 8 && lua_getstack(at, i, &ar); i++) {
+        if (lua_getinfo(at, "Sl", &ar) && ar.currentline > 0) {
+            snprintf(where, sizeof where, "%s:%d: ", ar.short_src, ar.currentline);
+            break;
+        }
+    }
+    lua_pushstring(L, where);
+    sandbox_tostring(L, idx);
+    lua_concat(L, 2);
+    lua_replace(L, idx);
+}
+
 static int traceback_handler(lua_State *L)
 {
-    const char *msg = sandbox_tostring(L, 1);
+    describe_error(L, 1, L, 1);
+    lua_pushvalue(L, 1);
     sandbox_cut(L, -1);
-    msg = lua_tostring(L, -1);
-    luaL_traceback(L, L, msg, 1);
+    luaL_traceback(L, L, lua_tostring(L, -1), 1);
     return 1;
 }
 
@@ -1141,7 +1164,8 @@ int sandbox_resume(sandbox *sb, lua_State *co, lua_State *from, int nargs, int *
     if (status != LUA_OK && status != LUA_YIELD) {
         /* The coroutine's frames survive a failed resume, so the traceback
          * can still be read from it. */
-        sandbox_tostring(co, -1);
+        describe_error(co, -1, co, 0);
+        lua_pushvalue(co, -1);
         sandbox_cut(co, -1);
         luaL_traceback(co, co, lua_tostring(co, -1), 0);
         lua_remove(co, -2);
