@@ -44,6 +44,7 @@ struct config {
     int max_sends, max_emits, max_starts;   /* live ones per resume of a run */
     int max_chain;              /* instances and emits in one start/emit chain */
     int delivery_batch;         /* outbox rows claimed per dispatch pass */
+    int ready_backlog;         /* /readyz fails past this many unprocessed events */
 };
 
 /* Defaults for a fresh machine. */

@@ -33,6 +33,7 @@
 struct run_ctx;
 struct dispatcher;
 struct filesink;
+struct metrics;
 
 typedef void (*engine_log_fn)(void *ud, const char *level, const char *msg);
 
@@ -73,6 +74,7 @@ typedef struct engine {
     cJSON *http_stubs;          /* t.sim stub_http: url -> response */
     tend_time lifecycle_swept;  /* last time the lifecycle sweep ran */
     struct engine_stats stats;
+    struct metrics *metrics;    /* counters and histograms for /metrics (metrics.h) */
     int batch_size;             /* instances per transaction */
     int chain;                  /* chain depth given to instances and events made now */
 } engine;
@@ -89,6 +91,8 @@ void    engine_close(engine *e);
 int engine_load_dir(engine *e, char **errors);
 int engine_load_files(engine *e, const char *const *paths, int n, char **errors);
 int engine_load_source(engine *e, const char *name, const char *src, size_t len, char **errors);
+int engine_load_set(engine *e, const char *const *paths, int n, const char *name, const char *src, size_t len,
+                    char **errors);
 
 /* Runs every piece of work due at or before `now`: unprocessed events,
  * broadcast fan-outs, instance wakes, date triggers, schedules, deliveries.
