@@ -824,6 +824,14 @@ void sandbox_new_env(sandbox *sb, const char *dir)
     push_env(sb, sb->L, dir, 0, 0);
 }
 
+void sandbox_push_globals(sandbox *sb)
+{
+    lua_State *L = sb->L;
+    push_env(sb, L, NULL, 0, 0);
+    push_env_base(L, -1);
+    lua_remove(L, -2);
+}
+
 void sandbox_set_global(sandbox *sb, const char *name, int internal)
 {
     lua_State *L = sb->L;

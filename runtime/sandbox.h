@@ -77,6 +77,10 @@ void sandbox_set_global(sandbox *sb, const char *name, int internal);
  * for this environment's modules (NULL: stdlib only). */
 void sandbox_new_env(sandbox *sb, const char *dir);
 
+/* Pushes a table of every global a fresh environment sees (name -> value):
+ * they sit behind the env, so iterating an env itself finds none of them. */
+void sandbox_push_globals(sandbox *sb);
+
 /* Loads text `src` as chunk `name` (shown in errors; "scripts/a.lua") with
  * the environment at index `env` as its _ENV. Pushes the function, or an
  * error message; returns LUA_OK or an error status. */
