@@ -14,7 +14,7 @@
  *    the same error, so a script cannot catch it and carry on;
  *  - a byte cap on everything the state allocates (the lua_Alloc refuses to
  *    grow past it); a memory error is made just as sticky. Allocation also
- *    costs budget (one instruction per 32 bytes), so C functions that copy
+ *    costs budget (one instruction per 256 bytes), so C functions that copy
  *    big strings in one call are paid for;
  *  - a wall-time limit, read by the hook: the backstop for VM instructions
  *    whose cost grows with their operands (comparing two long strings);
@@ -109,7 +109,8 @@ unsigned sandbox_trips(sandbox *sb);
  * work is about to be done; raises the budget error (before the work) when
  * the budget cannot pay for it. sandbox_reserve: `bytes` are about to be
  * allocated; raises the memory error when they would pass the cap (garbage
- * collected first), and charges them. sandbox_check_live: raises the trip's
+ * collected first); the allocation itself is charged when it happens.
+ * sandbox_check_live: raises the trip's
  * error once the entry has tripped (primitives call it first, so nothing a
  * tripped script does acts). All do nothing outside an entry. */
 void sandbox_charge(lua_State *L, double instructions);
