@@ -1120,6 +1120,11 @@ static void describe_error(lua_State *L, int idx, lua_State *at, int level)
 
 static int traceback_handler(lua_State *L)
 {
+    /* After a stack overflow the stack may have no room left: luaL_traceback
+     * does not check (it writes past the stack, corrupting the heap), so
+     * without room the message goes without a traceback. */
+    if (!lua_checkstack(L, 2 * LUA_MINSTACK))
+        return 1;
     describe_error(L, 1, L, 1);
     lua_pushvalue(L, 1);
     sandbox_cut(L, -1);
@@ -1185,14 +1190,24 @@ int sandbox_resume(sandbox *sb, lua_State *co, lua_State *from, int nargs, int *
     if (status != LUA_OK && status != LUA_YIELD) {
         /* The coroutine's frames survive a failed resume, so the traceback
          * can still be read from it. */
-        describe_error(co, -1, co, 0);
-        lua_pushvalue(co, -1);
-        sandbox_cut(co, -1);
-        luaL_traceback(co, co, lua_tostring(co, -1), 0);
-        lua_remove(co, -2);
-        lua_remove(co, -2);
-        explain_trip(sb, co);
-        sandbox_cut(co, -1);
+        /* The message is built on `from`, reading co's frames: co's stack may
+         * be full (a stack overflow), and luaL_traceback pushes without
+         * checking for room. */
+        if (!lua_checkstack(from, 2 * LUA_MINSTACK)) {
+            lua_pop(co, 1);
+            lua_pushliteral(co, "error (no stack left to describe it)");
+        } else {
+            lua_xmove(co, from, 1);
+            describe_error(from, -1, co, 0);
+            lua_pushvalue(from, -1);
+            sandbox_cut(from, -1);
+            luaL_traceback(from, co, lua_tostring(from, -1), 0);
+            lua_remove(from, -2);
+            lua_remove(from, -2);
+            explain_trip(sb, from);
+            sandbox_cut(from, -1);
+            lua_xmove(from, co, 1);
+        }
         if (sb->depth == 0 && sb->tripped)
             sb->trips++;
     }

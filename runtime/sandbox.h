@@ -94,7 +94,8 @@ int sandbox_load_file(sandbox *sb, const char *path, int env);
 int sandbox_pcall(sandbox *sb, lua_State *L, int nargs, int nresults);
 
 /* lua_resume of `co` with the limits armed. On error, pushes one message
- * string (with co's traceback) on co. */
+ * string (with co's traceback) on co; the message is built on `from` (not
+ * NULL), since co's stack may be full. */
 int sandbox_resume(sandbox *sb, lua_State *co, lua_State *from, int nargs, int *nres);
 
 /* Why the last entry failed: SANDBOX_BUDGET, SANDBOX_MEMORY, SANDBOX_TIME

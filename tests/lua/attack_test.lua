@@ -9,9 +9,7 @@
 local t = require "tend.test"
 
 local START = "2026-03-02T10:00:00+08:00"
--- A small budget: every trip costs a fraction of a second. (The memory cap
--- stays at its default: Lua 5.4.4 can corrupt its heap when a memory error
--- strikes while a deep recursion grows the stack under a small cap.)
+-- A small budget: every trip costs a fraction of a second.
 local CONFIG = { caps = false, quiet_hours = false, limits = { instructions = 20000000 } }
 
 local HEAD = [[
@@ -177,6 +175,23 @@ t.case("the budget holds across patterns, memory and loops (v1 cases)", function
   expect_failed(attack([[local t = {} for i = 1, 1e9 do t[i] = i end]]), "exceeded", "exceeded")
   expect_failed(attack([[while true do pcall(coroutine.resume, coroutine.create(function() while true do end end)) end]]),
                 "instruction budget exceeded", "budget exceeded")
+end)
+
+t.case("memory attacks and deep recursions under a small cap, again and again: the runtime lives", function()
+  -- a stack overflow left the coroutine with no room, and its traceback was
+  -- written past the stack: the heap broke some allocations later
+  local s = t.sim{ source = HEAD .. [[
+    journey "grow" { on = "go", run = function(c) local x = "x" while true do x = x .. x end end }
+    journey "deep" { on = "go", run = function(c) local function f() return 1 + f() end f() end }
+  ]], start = START, config = { caps = false, quiet_hours = false,
+                                limits = { instructions = 20000000, memory = 64 * 1024 * 1024 } } }
+  s:customer{ id = "c1" }
+  for _ = 1, 3 do s:event{ type = "go", customer = "c1" } end
+  s:restart()
+  s:advance(60)
+  t.eq(#s:instances{ journey = "grow", state = "failed" }, 3)
+  t.eq(#s:instances{ journey = "deep", state = "failed" }, 3)
+  t.eq(notes(s, "good"), 3)
 end)
 
 -- --- fan-out -----------------------------------------------------------------------

@@ -418,7 +418,7 @@ static const struct attack attacks[] = {
 static int is_limit_message(const char *m)
 {
     return strstr(m, "instruction budget exceeded") || strstr(m, "memory limit exceeded") ||
-           strstr(m, "stack overflow");
+           strstr(m, "stack overflow") || strstr(m, "time limit exceeded");
 }
 
 static void check_attack(struct fx *f, const struct attack *a)
@@ -947,6 +947,39 @@ static void test_sandbox_resume(void **state)
     assert_healthy(f);
 }
 
+/* A coroutine whose stack overflowed (or could not grow: the memory cap)
+ * has no room left: its error message and traceback are built on the
+ * resuming thread. Building them on the coroutine wrote past its stack and
+ * corrupted the heap (a crash some allocations later). */
+static void test_resume_after_stack_overflow(void **state)
+{
+    struct fx *f = *state;
+    lua_State *L = sandbox_state(f->sb);
+    int top = lua_gettop(L);
+    static const char *const srcs[] = {
+        "local x = 'x' while true do x = x .. x end",
+        "local function f() return 1 + f() end f()",
+        "local function f() local t = {} t[1] = f() return t end f()"};
+    for (int round = 0; round < 3; round++) {
+        for (size_t i = 0; i < sizeof srcs / sizeof srcs[0]; i++) {
+            lua_State *co = lua_newthread(L);
+            sandbox_new_env(f->sb, NULL);
+            assert_int_equal(sandbox_load(f->sb, srcs[i], strlen(srcs[i]), "deep.lua", -1), LUA_OK);
+            lua_remove(L, -2);
+            lua_xmove(L, co, 1);
+            int nres = 0;
+            int status = sandbox_resume(f->sb, co, L, 0, &nres);
+            assert_true(status != LUA_OK && status != LUA_YIELD);
+            assert_int_equal(lua_type(co, -1), LUA_TSTRING);
+            const char *m = lua_tostring(co, -1);
+            if (!is_limit_message(m) && !strstr(m, "error (no stack left"))
+                fail_msg("round %d, script %zu: no limit message in:\n%.300s", round, i, m);
+            lua_settop(L, top);
+        }
+    }
+    assert_healthy(f);
+}
+
 /* A nested entry (host C code calling back into Lua while a script runs)
  * shares the outer budget: the callback's trip stays tripped for the outer
  * script, which the host cannot hide by swallowing the error. */
@@ -1059,6 +1092,7 @@ int main(void)
         T(test_coroutine_close_cannot_catch_memory),
         T(test_xpcall_handler_runs_under_the_budget),
         T(test_sandbox_resume),
+        T(test_resume_after_stack_overflow),
         T(test_nested_entry_shares_budget),
         T(test_print_goes_to_the_log),
         T(test_sandbox_tostring_is_safe),
