@@ -44,6 +44,11 @@ struct config {
     int max_sends, max_emits, max_starts;   /* live ones per resume of a run */
     int max_chain;              /* instances and emits in one start/emit chain */
     int delivery_batch;         /* outbox rows claimed per dispatch pass */
+
+    /* branch liquid */
+    char *currency;             /* ISO 4217 code for the money filter ("CNY") */
+    char *public_url;           /* base of links to tend itself (unsubscribe); NULL = from listen */
+    char *unsubscribe_secret;   /* HMAC key of unsubscribe tokens; NULL = env or generated */
     int ready_backlog;         /* /readyz fails past this many unprocessed events */
 };
 
