@@ -57,6 +57,13 @@ struct config {
     int max_sends, max_emits, max_starts;   /* live ones per resume of a run */
     int max_chain;              /* instances and emits in one start/emit chain */
     int delivery_batch;         /* outbox rows claimed per dispatch pass */
+
+    /* tend run's HTTP server (`server = {...}`) and its stop (branch server) */
+    int max_connections;        /* open client connections at most */
+    double idle_timeout;        /* seconds a connection may stay silent */
+    double header_timeout;      /* seconds from a request's first byte to its head's end */
+    double request_timeout;     /* ... to its body's end */
+    double shutdown_grace;      /* seconds SIGTERM waits for transfers in flight */
     calendar *holidays;         /* `holidays` added to the built-in ones (calendar.h) */
 
     /* branch liquid */
