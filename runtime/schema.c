@@ -179,6 +179,14 @@ static const char m_orders_items[] =
     " usage_days REAL, related TEXT, updated_at INTEGER) WITHOUT ROWID;";
 /* ---- end branch orders ---- */
 
+/* --- branch sandbox: start/emit chains ---------------------------------
+ * How many starts and emits separate an instance or an emitted event from
+ * the outside event that began the chain (limits.chain). */
+static const char m_sandbox_chain[] =
+    "ALTER TABLE instances ADD COLUMN chain INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE events ADD COLUMN chain INTEGER NOT NULL DEFAULT 0;";
+/* --- end of branch sandbox ---------------------------------------------- */
+
 /* --- branch netcrash: asynchronous http_get ---------------------------- */
 /* http_get requests a journey waits for: the pending history entry `step`
  * (0-based) of `instance`. A row leaves in the transaction that stores the
@@ -195,6 +203,7 @@ const struct store_migration schema_migrations[] = {
     {"delivery", m2_delivery},
     {"calendar", m_calendar},
     {"orders", m_orders_items},   /* branch orders */
+    {"sandbox_chain", m_sandbox_chain},   /* branch sandbox */
     {"fetches", m_netcrash_fetches},   /* branch netcrash */
 };
 const int schema_migration_count = sizeof schema_migrations / sizeof schema_migrations[0];
