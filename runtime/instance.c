@@ -12,6 +12,7 @@
 
 #include "catalog.h"
 #include "customer.h"
+#include "fetch.h"
 #include "instance.h"
 #include "json.h"
 #include "metrics.h"
@@ -258,6 +259,7 @@ static int release(engine *e, int64_t id, const struct row *r, const struct run_
         rc |= set_timer(e, r->wake_at, id, 0);
     if (r->listen)
         rc |= drop_listener(e, r->customer, r->listen, id, 0);
+    rc |= fetch_cancel(e, id);   /* an http_get it waited for is not needed any more */
     (void)ctx;
     return rc;
 }
@@ -331,7 +333,8 @@ static int push_run(engine *e, const struct row *r)
     return 0;
 }
 
-int instance_wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *event)
+static int wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *event, int fetch_step,
+                const cJSON *fetched)
 {
     struct row r = {0};
     int rc = load_row(e, id, &r);
@@ -360,6 +363,8 @@ int instance_wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *e
     ctx.started_at = r.started_at;
     ctx.reason = reason;
     ctx.event = event;
+    ctx.fetch_step = fetch_step;
+    ctx.fetched = fetched;
     ctx.rng = seed_of(id);
     ctx.holdout = r.holdout;
     ctx.chain = r.chain;
@@ -411,6 +416,16 @@ int instance_wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *e
     ctx_free(&ctx);
     row_free(&r);
     return rc;
+}
+
+int instance_wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *event)
+{
+    return wake(e, id, reason, event, -1, NULL);
+}
+
+int instance_wake_fetched(engine *e, int64_t id, int step, const cJSON *result)
+{
+    return wake(e, id, WAKE_FETCH, NULL, step, result);
 }
 
 int instance_convert(engine *e, int64_t id, tend_time at)
