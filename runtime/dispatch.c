@@ -23,6 +23,7 @@
 #include "policy.h"
 #include "task.h"
 #include "util.h"
+#include "validate.h"
 
 #define LEASE (2 * TEND_MINUTE)     /* a claimed row is retried after this if nothing is heard */
 #define MAX_RESPONSE 2048           /* bytes of a provider's answer kept */
@@ -296,6 +297,17 @@ static void base64(strbuf *b, const unsigned char *p, size_t n)
     }
 }
 
+/* "Name: value\r\n" with every control character of the value written as a
+ * space: whatever the stored data holds, no CR/LF reaches a header (entries
+ * refuse them already; this is the second wall against header injection). */
+static void put_header(strbuf *b, const char *name, const char *value)
+{
+    strbuf_printf(b, "%s: ", name);
+    for (const char *p = value; *p; p++)
+        strbuf_putc(b, (unsigned char)*p < 0x20 || *p == 0x7f ? ' ' : *p);
+    strbuf_puts(b, "\r\n");
+}
+
 /* An RFC 5322 message; a non-ASCII subject as an RFC 2047 encoded word. */
 static char *smtp_payload(const struct row *r, const struct chan_conf *c, const char *to, tend_time now)
 {
@@ -309,14 +321,20 @@ static char *smtp_payload(const struct row *r, const struct chan_conf *c, const 
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-    strbuf_printf(&b, "Date: %s\r\nTo: <%s>\r\nFrom: %s\r\nMessage-ID: <%s@tend>\r\n", date, to,
-                  c->from ? c->from : "tend@localhost", r->key);
+    put_header(&b, "Date", date);
+    char *addr = xasprintf("<%s>", to);
+    put_header(&b, "To", addr);
+    free(addr);
+    put_header(&b, "From", c->from ? c->from : "tend@localhost");
+    char *mid = xasprintf("<%s@tend>", r->key);
+    put_header(&b, "Message-ID", mid);
+    free(mid);
     const char *s = cJSON_IsString(subject) ? subject->valuestring : "";
     int ascii = 1;
     for (const char *p = s; *p; p++)
         ascii &= (unsigned char)*p < 128;
     if (ascii) {
-        strbuf_printf(&b, "Subject: %s\r\n", s);
+        put_header(&b, "Subject", s);
     } else {
         strbuf_puts(&b, "Subject: =?UTF-8?B?");
         base64(&b, (const unsigned char *)s, strlen(s));
@@ -456,8 +474,17 @@ static struct transfer *transfer_new(engine *e, const struct row *r, const struc
         curl_easy_setopt(h, CURLOPT_HEADERDATA, t);
     } else {
         curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-        if (!r->email || !strchr(r->email, '@')) {
+        char why[200];
+        if (!r->email || !*r->email) {
             snprintf(err, errlen, "customer %s has no email address", r->customer);
+            transfer_free(t);
+            return NULL;
+        }
+        /* An address stored before entries checked them, or by hand: one
+         * that is not a plain address (a CR/LF would inject SMTP commands
+         * through RCPT TO and headers through To:) is never used. */
+        if (validate_email(r->email, why, sizeof why) != 0) {
+            snprintf(err, errlen, "customer %s: email address refused: %s", r->customer, why);
             transfer_free(t);
             return NULL;
         }

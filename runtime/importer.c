@@ -40,6 +40,7 @@
 #include "importer.h"
 #include "json.h"
 #include "util.h"
+#include "validate.h"
 
 #define IMPORT_BATCH      10000         /* rows per transaction (one fsync) */
 #define READ_CHUNK        (256 << 10)   /* bytes per read(2) */
@@ -582,6 +583,14 @@ static int row_build(struct table *t, struct csv *c, char *why, size_t n)
     for (int i = 0; i < t->ncols; i++) {
         char *cell = csv_at(c, i);
         struct column *col = &t->cols[i];
+        /* A NUL byte would cut the cell where C strings end: refused, like
+         * bytes that are not UTF-8, before anything reads the cell. */
+        size_t len = (i + 1 < c->ncells ? c->off[i + 1] : c->len) - c->off[i] - 1;
+        char msg[160];
+        if (validate_text(cell, len, 0, msg, sizeof msg) != 0) {
+            snprintf(why, n, "column '%s': %s", col->name, msg);
+            return -1;
+        }
         if (!*cell) {
             if (i == t->id_col) {
                 snprintf(why, n, "field 'id' is empty");

@@ -30,6 +30,7 @@
 #include "server.h"
 #include "status.h"
 #include "util.h"
+#include "validate.h"
 
 #define MAX_BODY (1 << 20)
 
@@ -440,13 +441,27 @@ static int authorized(struct server *s, struct evhttp_request *req)
     return diff == 0;
 }
 
-/* "/v1/customers/c%201" → "c 1" under the prefix, or NULL. */
-static char *path_arg(const char *path, const char *prefix)
+/* "/v1/customers/c%201" → "c 1" under the prefix, or NULL. An argument that
+ * decodes to what no id can be (%00, bytes that are not UTF-8, a line
+ * break) is answered 400 here and *refused set: a NUL would otherwise cut
+ * "a%00b" to the id "a". */
+static char *path_arg(struct evhttp_request *req, const char *path, const char *prefix, int *refused)
 {
-    size_t n = strlen(prefix);
+    size_t n = strlen(prefix), len = 0;
     if (strncmp(path, prefix, n) != 0 || !path[n] || strchr(path + n, '/'))
         return NULL;
-    return evhttp_uridecode(path + n, 0, NULL);
+    char *arg = evhttp_uridecode(path + n, 0, &len);
+    char why[160];
+    if (arg && validate_text(arg, len, VALIDATE_SINGLE_LINE, why, sizeof why) != 0) {
+        char msg[240];
+        snprintf(msg, sizeof msg, "the %s in the path %s", strstr(prefix, "segment") ? "segment name" : "customer id",
+                 why);
+        send_error(req, 400, msg);
+        free(arg);
+        *refused = 1;
+        return NULL;
+    }
+    return arg;
 }
 
 static void route(struct evhttp_request *req, void *arg)
@@ -467,12 +482,15 @@ static void route(struct evhttp_request *req, void *arg)
         return;
     }
     char *arg1;
+    int refused = 0;
     if (!strcmp(path, "/v1/events")) {
         if (m != EVHTTP_REQ_POST)
             send_error(req, 405, "use POST");
         else
             post_events(s, req);
-    } else if ((arg1 = path_arg(path, "/v1/customers/"))) {
+    } else if ((arg1 = path_arg(req, path, "/v1/customers/", &refused)) || refused) {
+        if (refused)
+            return;
         if (m == EVHTTP_REQ_PUT)
             put_customer(s, req, arg1);
         else if (m == EVHTTP_REQ_GET)
@@ -494,7 +512,9 @@ static void route(struct evhttp_request *req, void *arg)
             get_tasks(s, req);
         } else if (!strcmp(path, "/metrics")) {
             get_metrics(s, req);
-        } else if ((arg1 = path_arg(path, "/v1/segments/"))) {
+        } else if ((arg1 = path_arg(req, path, "/v1/segments/", &refused)) || refused) {
+            if (refused)
+                return;
             get_segment(s, req, arg1);
             free(arg1);
         } else {
