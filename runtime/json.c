@@ -211,6 +211,11 @@ cJSON *json_from_lua(lua_State *L, int idx, char *err, size_t errlen)
     return lua_tree(L, idx, 0, err, errlen);
 }
 
+cJSON *json_from_lua_input(lua_State *L, int idx, char *err, size_t errlen)
+{
+    return lua_tree(L, idx, 1, err, errlen);
+}
+
 int json_int(const cJSON *j, long long *out)
 {
     if (!cJSON_IsNumber(j))
