@@ -2,6 +2,7 @@
 #   make          bin/tend
 #   make deps     install missing Debian -dev packages (apt-get, as root)
 #   make test     deps, build, every test; then the same tests under ASan+UBSan
+#   make fuzz     each libFuzzer target in fuzz/ for FUZZ_SECONDS (60), clang
 #   make bench    benchmarks (figures and ratios; never pass/fail)
 #   make demo     the demo shop on embedded defaults
 
@@ -62,7 +63,22 @@ BENCH_BIN    := $(BENCH_SRC:bench/%.c=$(BUILD)/bench_%) $(if $(wildcard bench/ge
 
 TEND := $(if $(filter 1,$(SAN)),$(BUILD)/tend,bin/tend)
 
-.PHONY: all deps test check-unit check-lua check-cli test-one bench demo clean
+# libFuzzer targets (fuzz/fuzz_<name>.c). The replay build links each with
+# fuzz/replay.c and gcc, so every test pass replays fuzz/corpus and
+# fuzz/regressions; `make fuzz` builds them with clang (own objects under
+# build/fuzz) and runs each for FUZZ_SECONDS.
+FUZZ_SRC     := $(wildcard fuzz/fuzz_*.c)
+FUZZ_NAMES   := $(FUZZ_SRC:fuzz/fuzz_%.c=%)
+FUZZ_REPLAY  := $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz_%_replay)
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   := build/fuzz
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 -MMD -MP -fno-omit-frame-pointer \
+                -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
+                -Iruntime -Ifuzz $(PKG_CFLAGS) $(CPPFLAGS)
+FUZZ_OBJ     := $(RUNTIME_SRC:runtime/%.c=$(FUZZ_BUILD)/%.o) $(FUZZ_BUILD)/bundle_data.o
+
+.PHONY: all deps test check-unit check-lua check-cli test-one bench demo clean fuzz fuzz-build
 all: $(TEND) $(TEST_HELPERS) $(BENCH_BIN)
 
 $(BUILD)/%.o: runtime/%.c | $(BUILD)
@@ -84,6 +100,35 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libtend.a | $(BUILD)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(shell pkg-config --cflags cmocka 2>/dev/null) -o $@ $< $(BUILD)/libtend.a \
 	    $(LDFLAGS) $(LDLIBS) $(shell pkg-config --libs cmocka 2>/dev/null)
+
+$(BUILD)/tests/fuzz_%_replay: fuzz/fuzz_%.c fuzz/replay.c fuzz/fuzz.h $(BUILD)/libtend.a | $(BUILD)
+	$(CC) $(CFLAGS) -Ifuzz -o $@ fuzz/fuzz_$*.c fuzz/replay.c $(BUILD)/libtend.a $(LDFLAGS) $(LDLIBS) -lpthread
+
+$(FUZZ_BUILD)/%.o: runtime/%.c | $(FUZZ_BUILD)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+$(FUZZ_BUILD)/bundle_data.c: $(STDLIB_LUA) stdlib/embed.sh | $(FUZZ_BUILD)
+	sh stdlib/embed.sh $(STDLIB_LUA) > $@.tmp && mv $@.tmp $@
+$(FUZZ_BUILD)/bundle_data.o: $(FUZZ_BUILD)/bundle_data.c
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+$(FUZZ_BUILD)/libtend.a: $(FUZZ_OBJ)
+	$(AR) rcs $@ $^
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h $(FUZZ_BUILD)/libtend.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/libtend.a $(PKG_LIBS) -lm -lpthread
+$(FUZZ_BUILD):
+	@mkdir -p $@
+
+fuzz-build: $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
+
+# Each target for FUZZ_SECONDS from its committed seeds (new finds go to
+# build/fuzz/corpus, crashes to build/fuzz/crashes: copy a fixed one into
+# fuzz/regressions/<name>/). Skipped, saying so, without clang's libFuzzer.
+fuzz:
+	@if ! echo 'int LLVMFuzzerTestOneInput(const char *d, long n) { return (int)(d[0] * 0 + n * 0); }' | \
+	     $(FUZZ_CC) -x c -fsanitize=fuzzer -o /dev/null - >/dev/null 2>&1; then \
+	  echo "make fuzz: SKIP: $(FUZZ_CC) with libFuzzer (-fsanitize=fuzzer) is not available"; \
+	else \
+	  $(MAKE) fuzz-build && sh fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_NAMES); \
+	fi
 
 $(BUILD)/mock_provider: tests/mock_provider.c | $(BUILD)
 	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(LDLIBS)
@@ -118,12 +163,13 @@ deps:
 	else echo "make deps: all present"; fi
 
 # One pass of every test against $(TEND). `make test` runs it twice: plain, then sanitized.
-test-one: all $(UNIT_BIN)
+test-one: all $(UNIT_BIN) $(FUZZ_REPLAY)
 	@sh tests/run.sh "$(BUILD)" "$(TEND)"
 
 test: deps
 	$(MAKE) test-one
 	$(MAKE) SAN=1 test-one
+	$(MAKE) fuzz FUZZ_SECONDS=10
 
 bench: deps
 	$(MAKE) all
@@ -136,4 +182,4 @@ demo: deps
 clean:
 	rm -rf build bin
 
--include $(wildcard $(BUILD)/*.d $(BUILD)/tests/*.d)
+-include $(wildcard $(BUILD)/*.d $(BUILD)/tests/*.d $(FUZZ_BUILD)/*.d)

@@ -4,6 +4,7 @@
 #include <lauxlib.h>
 
 #include "helpers.h"
+#include "validate.h"
 
 static int has_metatable(lua_State *L, int idx, const char *name)
 {
@@ -42,14 +43,19 @@ tend_time helpers_check_time(lua_State *L, int arg)
     tend_time rel;
     if (helpers_resolve_relative(L, arg, clock_of(L), &rel))
         return rel;
-    if (lua_type(L, arg) == LUA_TNUMBER)
-        return (tend_time)luaL_checknumber(L, arg);
+    tend_time t;
+    char err[200];
+    /* the same range as every entry: a cast of 1e400 or 1e300 to int64 is
+     * undefined, and a time past 9999 is nobody's plan */
+    if (lua_type(L, arg) == LUA_TNUMBER) {
+        if (validate_time_number(lua_tonumber(L, arg), &t, err, sizeof err) != 0)
+            luaL_argerror(L, arg, err);
+        return t;
+    }
     const char *s = lua_tostring(L, arg);
     if (!s)
         luaL_argerror(L, arg, "time expected (epoch seconds or ISO-8601 with an offset)");
-    tend_time t;
-    char err[160];
-    if (clock_parse_time(s, &t, err, sizeof err) != 0)
+    if (validate_time_text(s, &t, err, sizeof err) != 0)
         luaL_argerror(L, arg, err);
     return t;
 }

@@ -246,6 +246,8 @@ static void csv_grow(struct csv *c, size_t n)
 
 static inline void csv_add(struct csv *c, const char *p, size_t n)
 {
+    if (n == 0)
+        return;     /* an empty run, maybe before the first byte is buffered (text NULL) */
     if (c->len + n > c->cap)
         csv_grow(c, n);
     memcpy(c->text + c->len, p, n);

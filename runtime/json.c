@@ -277,11 +277,10 @@ cJSON *json_parse(const char *text, size_t len, char *err, size_t errlen)
         if (at >= len) {
             snprintf(err, errlen, "invalid JSON: unexpected end of input");
         } else {
+            /* the bytes as text that is safe to echo: not UTF-8 or a
+             * control character becomes '?' */
             char near[16];
-            size_t k = 0;
-            for (size_t i = at; i < len && k < 10; i++)
-                near[k++] = (text[i] == '\n' || text[i] == '\r') ? ' ' : text[i];
-            near[k] = 0;
+            validate_printable(text + at, len - at < 10 ? len - at : 10, near, sizeof near);
             snprintf(err, errlen, "invalid JSON at byte %zu near '%s'", at + 1, near);
         }
         return NULL;
