@@ -454,8 +454,8 @@ static char *path_arg(struct evhttp_request *req, const char *path, const char *
     char why[160];
     if (arg && validate_text(arg, len, VALIDATE_SINGLE_LINE, why, sizeof why) != 0) {
         char msg[240];
-        snprintf(msg, sizeof msg, "the %s in the path %s", strstr(prefix, "segment") ? "segment name" : "customer id",
-                 why);
+        const char *what = strstr(prefix, "segment") ? "segment name" : "customer id";
+        snprintf(msg, sizeof msg, "the %s in the path: %s", what, why);
         send_error(req, 400, msg);
         free(arg);
         *refused = 1;

@@ -178,10 +178,10 @@ send POST /v1/events 400 "nested too deep (limit 32) at byte" \
   "{\"type\":\"visit\",\"customer\":\"h1\",\"x\":$(printf '[%.0s' $(seq 2000))"
 send POST /v1/events 202 '"accepted":1' '{"type":"visit","customer":"h1","at":"9999-12-31T23:59:59Z"}'
 
-send PUT /v1/customers/a%00b 400 "the customer id in the path contains a NUL byte" '{"name":"Nul"}'
+send PUT /v1/customers/a%00b 400 "the customer id in the path: contains a NUL byte (byte 2)" '{"name":"Nul"}'
 send GET /v1/customers/a 404 "no such customer" ''
-send PUT /v1/customers/a%FFb 400 "the customer id in the path invalid UTF-8" '{"name":"Bad"}'
-send PUT /v1/customers/a%0Ab 400 "the customer id in the path contains a line break" '{"name":"LF"}'
+send PUT /v1/customers/a%FFb 400 "the customer id in the path: invalid UTF-8 at byte 2" '{"name":"Bad"}'
+send PUT /v1/customers/a%0Ab 400 "the customer id in the path: contains a line break" '{"name":"LF"}'
 send PUT /v1/customers/c2 201 '"created":true' '{"name":"Bo","email":"bo@shop.example"}'
 send PUT /v1/customers/c2 400 "field 'email': 'not-an-email' is not an email address" '{"email":"not-an-email"}'
 send PUT /v1/customers/c2 400 "field 'email': contains a line break" \
