@@ -33,11 +33,12 @@ int validate_time_number(double d, tend_time *out, char *err, size_t errlen)
 {
     if (!isfinite(d))
         return fail(err, errlen, "must be a finite number of epoch seconds");
-    char what[48];
-    snprintf(what, sizeof what, "time %.15g", d);
     /* compared as a double first: a cast of 1e300 to int64 is undefined */
-    if (d < (double)VALIDATE_TIME_MIN || d >= (double)VALIDATE_TIME_MAX + 1)
+    if (d < (double)VALIDATE_TIME_MIN || d >= (double)VALIDATE_TIME_MAX + 1) {
+        char what[48];
+        snprintf(what, sizeof what, "time %.15g", d);
         return in_range(-1, err, errlen, what);
+    }
     *out = (tend_time)floor(d);
     return 0;
 }
@@ -48,10 +49,11 @@ int validate_time_text(const char *s, tend_time *out, char *err, size_t errlen)
     char why[160];
     if (clock_parse_time(s, &t, why, sizeof why) != 0)
         return fail(err, errlen, "must be epoch seconds or ISO-8601 with an offset: %s", why);
-    char what[96];
-    snprintf(what, sizeof what, "time \"%.64s\"", s);
-    if (in_range(t, err, errlen, what) != 0)
-        return -1;
+    if (t < VALIDATE_TIME_MIN || t > VALIDATE_TIME_MAX) {
+        char what[96];
+        snprintf(what, sizeof what, "time \"%.64s\"", s);
+        return in_range(t, err, errlen, what);
+    }
     *out = t;
     return 0;
 }
@@ -315,9 +317,17 @@ int validate_json_text(const char *text, size_t len, int max_depth, char *err, s
             p++;
         } else if (c == '-' || (c >= '0' && c <= '9')) {
             const char *s = p;
-            while (p < end && *p && strchr("0123456789+-.eE", *p))
+            int exponent = 0;
+            while (p < end && ((*p >= '0' && *p <= '9') || *p == '-' || *p == '+' || *p == '.' ||
+                               *p == 'e' || *p == 'E')) {
+                exponent |= *p == 'e' || *p == 'E';
                 p++;
+            }
             size_t n = (size_t)(p - s);
+            /* without an exponent only 309 digits or more can overflow: the
+             * common number is never converted here (cJSON does that) */
+            if (!exponent && n < 300)
+                continue;
             char small[64], *num = n < sizeof small ? small : malloc(n + 1);
             if (!num)
                 return fail(err, errlen, "out of memory");
