@@ -20,7 +20,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 static void on_var(const char *path, int has_default, size_t offset, void *ud)
 {
     size_t size = *(size_t *)ud;
-    FUZZ_REQUIRE(path && offset < size, "placeholder '%s' at %zu of %zu (default %d)", path ? path : "?",
+    FUZZ_REQUIRE(path && offset <= size, "placeholder '%s' at %zu of %zu (default %d)", path ? path : "?",
                  offset, size, has_default);
 }
 

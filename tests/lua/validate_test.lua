@@ -87,3 +87,10 @@ t.case("times in filters and waits have the same range", function()
   t.ok(before("9999-12-31T23:59:59Z"))
   refused([[function(c) wait_until(1e400) end]], "wait_until.*must be a finite number")
 end)
+
+t.case("an empty email clears the address instead of failing the customer", function()
+  local s = t.sim{ source = "", start = START, config = CONFIG }
+  s:customer{ id = "c1", email = "bo@shop.example" }
+  s:customer{ id = "c1", email = "" }
+  t.eq(s:customer("c1").email, nil)
+end)
