@@ -215,12 +215,12 @@ static int m_set(lua_State *L)
 {
     luaL_checktype(L, 2, LUA_TTABLE);
     char err[200];
-    char *text = json_encode_input(L, 2, err, sizeof err);
+    /* a garbage-collected string: change() raises when the store refuses
+     * the fields, and a malloc'd copy would leak then */
+    const char *text = json_push_input(L, 2, err, sizeof err);
     if (!text)
         return luaL_argerror(L, 2, err);
-    int r = change(L, "set", text, text, act_set);
-    free(text);
-    return r;
+    return change(L, "set", text, text, act_set);
 }
 
 /* --- customers(segment or filter) -------------------------------------- */

@@ -181,11 +181,6 @@ static char *encode(lua_State *L, int idx, int strict, char *err, size_t errlen)
     return s;
 }
 
-char *json_encode_input(lua_State *L, int idx, char *err, size_t errlen)
-{
-    return encode(L, idx, 1, err, errlen);
-}
-
 static const char *push_encoded(lua_State *L, int idx, int strict, char *err, size_t errlen)
 {
     char *text = encode(L, idx, strict, err, errlen);

@@ -38,12 +38,11 @@ char *json_encode(lua_State *L, int idx, char *err, size_t errlen);
  * would leak. */
 const char *json_push_encoded(lua_State *L, int idx, char *err, size_t errlen);
 
-/* json_from_lua, json_encode and json_push_encoded for input from a script
- * (emit, c:set, sim:customer, sim:event): every string and key must also be
- * text — no NUL byte (cJSON would cut the string there), valid UTF-8 — or
- * it is an error naming the path. */
+/* json_from_lua and json_push_encoded for input from a script (emit, c:set,
+ * sim:customer, sim:event): every string and key must also be text — no NUL
+ * byte (cJSON would cut the string there), valid UTF-8 — or it is an error
+ * naming the path. */
 cJSON *json_from_lua_input(lua_State *L, int idx, char *err, size_t errlen);
-char *json_encode_input(lua_State *L, int idx, char *err, size_t errlen);
 const char *json_push_input(lua_State *L, int idx, char *err, size_t errlen);
 
 /* Compact text of a cJSON tree (never NULL for a valid tree). */
