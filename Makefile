@@ -87,7 +87,7 @@ FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -g -O1 -MMD -MP -fno-omit-f
                 -Iruntime -Ifuzz $(PKG_CFLAGS) $(CPPFLAGS)
 FUZZ_OBJ     := $(patsubst $(BUILD)/%,$(FUZZ_BUILD)/%,$(RUNTIME_OBJ))
 
-.PHONY: all deps test check-unit check-lua check-cli test-one bench demo clean install uninstall fuzz fuzz-build
+.PHONY: all deps test check-unit check-lua check-cli test-one lint-lua bench demo clean install uninstall fuzz fuzz-build
 all: $(TEND) $(TEST_HELPERS) $(BENCH_BIN)
 
 $(BUILD)/%.o: runtime/%.c | $(BUILD)
@@ -180,7 +180,13 @@ deps:
 test-one: all $(UNIT_BIN) $(FUZZ_REPLAY)
 	@sh tests/run.sh "$(BUILD)" "$(TEND)"
 
+# luacheck over the journey library and the examples with the sandbox's
+# globals (.luacheckrc): any warning fails.
+lint-lua:
+	luacheck --no-color --quiet --config .luacheckrc scripts examples
+
 test: deps
+	$(MAKE) lint-lua
 	$(MAKE) test-one
 	$(MAKE) SAN=1 test-one
 	$(MAKE) fuzz FUZZ_SECONDS=10
