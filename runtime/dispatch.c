@@ -190,6 +190,13 @@ static int read_conf_table(engine *e, const char *name, struct chan_conf *c, cha
         lua_pushnil(L);
         while (!failed && lua_next(L, -2)) {
             char *v = lua_isstring(L, -1) ? expand_env(lua_tostring(L, -1), err, errlen) : NULL;
+            char why[160];
+            if (v && validate_text(v, strlen(v), VALIDATE_SINGLE_LINE, why, sizeof why) != 0) {
+                /* a line break from the settings or ${ENV} would add headers */
+                snprintf(err, errlen, "header '%s': %s", lua_tostring(L, -2), why);
+                free(v);
+                v = NULL;
+            }
             if (!v) {
                 failed = 1;
             } else {
@@ -204,6 +211,11 @@ static int read_conf_table(engine *e, const char *name, struct chan_conf *c, cha
     lua_pop(L, 1);
     if (failed)
         return -1;
+    char why[160];
+    if (c->from && validate_text(c->from, strlen(c->from), VALIDATE_SINGLE_LINE, why, sizeof why) != 0) {
+        snprintf(err, errlen, "'from' %s", why);   /* MAIL FROM and From: */
+        return -1;
+    }
     if ((c->kind == CHANNEL_HTTP || c->kind == CHANNEL_SMTP) && !c->url) {
         snprintf(err, errlen, "channel '%s' has no url", name);
         return -1;

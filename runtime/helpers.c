@@ -1,4 +1,5 @@
 /* helpers — durations, times and filter nodes (see helpers.h). */
+#include <math.h>
 #include <string.h>
 
 #include <lauxlib.h>
@@ -64,8 +65,11 @@ tend_time helpers_check_time(lua_State *L, int arg)
 static int push_seconds(lua_State *L, lua_Number per)
 {
     if (lua_isinteger(L, 1)) {
-        lua_pushinteger(L, lua_tointeger(L, 1) * (lua_Integer)per);
-        return 1;
+        lua_Integer n = lua_tointeger(L, 1), k = (lua_Integer)per;
+        if (n <= LUA_MAXINTEGER / k && n >= LUA_MININTEGER / k) {   /* else a float: no overflow */
+            lua_pushinteger(L, n * k);
+            return 1;
+        }
     }
     lua_Number v = luaL_checknumber(L, 1) * per;
     lua_Integer i;
@@ -94,7 +98,11 @@ static int h_now(lua_State *L)
 
 static int h_ago(lua_State *L)
 {
-    lua_Integer s = (lua_Integer)luaL_checknumber(L, 1);
+    lua_Number d = luaL_checknumber(L, 1);
+    /* bounded like every time: now - s never overflows, 0/0 is refused */
+    luaL_argcheck(L, isfinite(d) && fabs(d) <= (lua_Number)VALIDATE_TIME_MAX, 1,
+                  "a duration of finite seconds, at most 9999 years");
+    lua_Integer s = (lua_Integer)d;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &RELATIVE_KEY);
     if (lua_toboolean(L, -1)) {
         lua_createtable(L, 0, 1);

@@ -94,3 +94,10 @@ t.case("an empty email clears the address instead of failing the customer", func
   s:customer{ id = "c1", email = "" }
   t.eq(s:customer("c1").email, nil)
 end)
+
+t.case("durations: ago() is bounded, days() of a huge integer does not overflow", function()
+  t.fails(function() return ago(0/0) end, "a duration of finite seconds")
+  t.fails(function() return ago(1e300) end, "at most 9999 years")
+  t.eq(math.type(days(math.maxinteger)), "float")
+  t.eq(days(2), 172800)
+end)

@@ -902,6 +902,32 @@ static void test_smtp_header_injection(void **state)
     mock_stop(&m);
 }
 
+/* A channel's From with a line break (from tend.lua or ${ENV}) is refused
+ * at delivery: nothing reaches the SMTP server. */
+static void test_smtp_from_injection(void **state)
+{
+    (void)state;
+    struct mock m;
+    const char *args[] = {"--smtp", NULL};
+    mock_start(&m, args);
+    cJSON *config = make_config(&m, NULL, 0);
+    cJSON *email = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(config, "channels"), "email");
+    cJSON_ReplaceItemInObjectCaseSensitive(email, "from", cJSON_CreateString("care@shop.test\r\nBcc: evil@attacker.test"));
+    struct env v;
+    env_open(&v, config, clock_new_virtual(T0));
+    customer(v.e, "{\"id\":\"c1\",\"name\":\"Ann\",\"email\":\"ann@example.test\"}");
+    notify(v.e, "c1", "email", NULL, "hello");
+    engine_run_due(v.e, engine_now(v.e));
+    char *err = sql_text(v.e, "SELECT last_error FROM outbox WHERE customer = 'c1'");
+    assert_contains(err, "'from' contains a line break");
+    free(err);
+    cJSON *mails = mock_get(&m, "/_smtp");
+    assert_int_equal(cJSON_GetArraySize(mails), 0);
+    cJSON_Delete(mails);
+    env_close(&v);
+    mock_stop(&m);
+}
+
 /* SMTP: the customer's address as recipient, subject and body in the
  * message; a customer with no address is a dead letter. */
 static void test_smtp(void **state)
@@ -1122,6 +1148,7 @@ int main(void)
         cmocka_unit_test_teardown(test_crash_retry_replayed, stop_leftovers),
         cmocka_unit_test_teardown(test_smtp, stop_leftovers),
         cmocka_unit_test_teardown(test_smtp_header_injection, stop_leftovers),
+        cmocka_unit_test_teardown(test_smtp_from_injection, stop_leftovers),
         cmocka_unit_test_teardown(test_suppression_recheck, stop_leftovers),
         cmocka_unit_test_teardown(test_cost, stop_leftovers),
     };
