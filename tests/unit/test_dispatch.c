@@ -880,23 +880,30 @@ static void test_smtp_header_injection(void **state)
     assert_contains(err, "email address refused");
     free(err);
 
+    /* c1's name reaches the message only harmlessly: as spaces in the
+     * subject, or the message is refused; never as a header of its own */
+    st = sql_text(v.e, "SELECT status FROM outbox WHERE customer = 'c1'");
+    int c1_sent = strcmp(st, "sent") == 0;
+    free(st);
     cJSON *mails = mock_get(&m, "/_smtp");
-    assert_int_equal(cJSON_GetArraySize(mails), 1);
-    const cJSON *x = cJSON_GetArrayItem(mails, 0);
-    const cJSON *to = cJSON_GetObjectItemCaseSensitive(x, "to");
-    const cJSON *data = cJSON_GetObjectItemCaseSensitive(x, "data");
-    assert_int_equal(cJSON_GetArraySize(to), 1);
-    assert_string_equal(cJSON_GetArrayItem(to, 0)->valuestring, "eve@shop.test");
-    assert_true(cJSON_IsString(data));
-    assert_contains(data->valuestring, "Subject: Hello Eve  Bcc: evil@attacker.test\r\n");
-    /* the header block ends at the first empty line; the body may hold
-     * the name's line break, which is harmless there */
-    const char *blank = strstr(data->valuestring, "\r\n\r\n");
-    assert_non_null(blank);
-    char *headers = xstrndup(data->valuestring, (size_t)(blank - data->valuestring));
-    assert_null(strstr(headers, "\nBcc:"));
-    assert_null(strstr(headers, "\rBcc:"));
-    free(headers);
+    assert_int_equal(cJSON_GetArraySize(mails), c1_sent);
+    const cJSON *x;
+    cJSON_ArrayForEach(x, mails) {
+        const cJSON *to = cJSON_GetObjectItemCaseSensitive(x, "to");
+        const cJSON *data = cJSON_GetObjectItemCaseSensitive(x, "data");
+        assert_int_equal(cJSON_GetArraySize(to), 1);
+        assert_string_equal(cJSON_GetArrayItem(to, 0)->valuestring, "eve@shop.test");
+        assert_true(cJSON_IsString(data));
+        /* the header block ends at the first empty line; the body may hold
+         * the name's line break, which is harmless there */
+        const char *blank = strstr(data->valuestring, "\r\n\r\n");
+        assert_non_null(blank);
+        char *headers = xstrndup(data->valuestring, (size_t)(blank - data->valuestring));
+        assert_null(strstr(headers, "\nBcc:"));
+        assert_null(strstr(headers, "\rBcc:"));
+        assert_null(strstr(headers, "\nbcc:"));
+        free(headers);
+    }
     cJSON_Delete(mails);
     env_close(&v);
     mock_stop(&m);
