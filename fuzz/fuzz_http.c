@@ -23,7 +23,7 @@
 static int port;
 
 static const char SCRIPT[] =
-    "template 'note' { category = 'transactional', sms = '{{name|friend}}: {{what|hi}}' }\n"
+    "template 'note' { category = 'transactional', sms = '{{ name | default: \"friend\" }}: {{ what }}' }\n"
     "segment 'vip' { where = { tags = has('vip') } }\n"
     "segment 'spenders' { where = { total_spent = at_least(100) } }\n"
     "journey 'paid' { on = 'order.paid', run = function(c, ev) send('sms', c, 'note', { what = ev.order }) end }\n";

@@ -43,6 +43,7 @@
 #include "clock.h"
 #include "customer.h"
 #include "dispatch.h"
+#include "mime.h"
 #include "engine.h"
 #include "event.h"
 #include "store.h"
@@ -228,11 +229,11 @@ static int64_t mock_stat(const struct mock *m, const char *field)
 static const char SCRIPT[] =
     "template 'note' {\n"
     "  category = 'transactional',\n"
-    "  sms = '{{name|friend}}: {{what}}',\n"
-    "  email = { subject = 'Hello {{name|friend}}', body = 'Dear {{name|friend}},\\n{{what}}' },\n"
+    "  sms = '{{ name | default: \"friend\" }}: {{what}}',\n"
+    "  email = { subject = 'Hello {{ name | default: \"friend\" }}', body = 'Dear {{ name | default: \"friend\" }},\\n{{what}}' },\n"
     "}\n"
     "template 'raw' { category = 'transactional', sms = '{{what}}' }\n"
-    "template 'promo' { category = 'marketing', sms = '{{name|friend}}, 20 off today: {{what}}' }\n"
+    "template 'promo' { category = 'marketing', sms = '{{ name | default: \"friend\" }}, 20 off today: {{what}}' }\n"
     "journey 'notify' {\n"
     "  on = 'notify',\n"
     "  run = function(c, ev)\n"
@@ -266,7 +267,7 @@ static cJSON *make_config(const struct mock *m, const char *sms_extra, int quiet
     snprintf(url, sizeof url, "smtp://127.0.0.1:%d", m->smtp_port ? m->smtp_port : 1);
     cJSON_AddStringToObject(email, "type", "smtp");
     cJSON_AddStringToObject(email, "url", url);
-    cJSON_AddStringToObject(email, "from", "care@shop.test");
+    cJSON_AddStringToObject(email, "from", "Care <care@shop.test>");   /* the documented form */
     cJSON_AddStringToObject(c, "timezone", "Asia/Shanghai");
     if (quiet) {
         cJSON *q = cJSON_AddObjectToObject(c, "quiet_hours");
@@ -909,28 +910,26 @@ static void test_smtp_header_injection(void **state)
     mock_stop(&m);
 }
 
-/* A channel's From with a line break (from tend.lua or ${ENV}) is refused
- * at delivery: nothing reaches the SMTP server. */
-static void test_smtp_from_injection(void **state)
+/* A header of an http channel whose value has a line break (from tend.lua
+ * or a ${VAR} it names) fails the delivery: no request reaches the
+ * provider, so no header can be smuggled into it. */
+static void test_http_header_injection(void **state)
 {
     (void)state;
     struct mock m;
-    const char *args[] = {"--smtp", NULL};
-    mock_start(&m, args);
-    cJSON *config = make_config(&m, NULL, 0);
-    cJSON *email = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(config, "channels"), "email");
-    cJSON_ReplaceItemInObjectCaseSensitive(email, "from", cJSON_CreateString("care@shop.test\r\nBcc: evil@attacker.test"));
+    mock_start(&m, NULL);
+    setenv("TEND_TEST_NOTE", "ok\r\nX-Evil: 1", 1);
     struct env v;
-    env_open(&v, config, clock_new_virtual(T0));
-    customer(v.e, "{\"id\":\"c1\",\"name\":\"Ann\",\"email\":\"ann@example.test\"}");
-    notify(v.e, "c1", "email", NULL, "hello");
+    env_open(&v, make_config(&m, "{\"headers\":{\"X-Note\":\"${TEND_TEST_NOTE}\"}}", 0),
+             clock_new_virtual(T0));
+    customer(v.e, "{\"id\":\"c1\",\"name\":\"Ann\",\"phone\":\"+8613800000001\"}");
+    notify(v.e, "c1", "sms", NULL, "hello");
     engine_run_due(v.e, engine_now(v.e));
     char *err = sql_text(v.e, "SELECT last_error FROM outbox WHERE customer = 'c1'");
-    assert_contains(err, "'from' contains a line break");
+    assert_contains(err, "header 'X-Note': contains a line break");
     free(err);
-    cJSON *mails = mock_get(&m, "/_smtp");
-    assert_int_equal(cJSON_GetArraySize(mails), 0);
-    cJSON_Delete(mails);
+    assert_int_equal(mock_stat(&m, "requests"), 0);
+    unsetenv("TEND_TEST_NOTE");
     env_close(&v);
     mock_stop(&m);
 }
@@ -982,12 +981,17 @@ static void test_smtp(void **state)
         if (strcmp(rcpt, "ann@example.test") == 0) {
             seen_ann++;
             assert_contains(data->valuestring, "Subject: Hello Ann\r\n");
-            assert_contains(data->valuestring, "To: <ann@example.test>");
+            assert_contains(data->valuestring, "To: Ann <ann@example.test>");
+            assert_contains(data->valuestring, "From: Care <care@shop.test>\r\n");
             assert_contains(data->valuestring, "Dear Ann,\r\nyour parcel left the warehouse");
         } else if (strcmp(rcpt, "ling@example.test") == 0) {
             seen_ling++;
             /* "Hello 玲玲" as an RFC 2047 encoded word */
-            assert_contains(data->valuestring, "Subject: =?UTF-8?B?SGVsbG8g546y546y?=");
+            /* "Hello 玲玲": the name as an RFC 2047 encoded word, the body base64 */
+            assert_contains(data->valuestring, "Subject: =?UTF-8?B?SGVsbG8g546y546y?=\r\n");
+            assert_contains(data->valuestring, "To: =?UTF-8?b?546y546y?= <ling@example.test>\r\n");
+            assert_contains(data->valuestring, "Content-Transfer-Encoding: base64\r\n");
+            assert_contains(data->valuestring, "Message-Id: <3-0.");
         } else {
             fail_msg("unexpected recipient %s", rcpt);
         }
@@ -1138,6 +1142,7 @@ static int teardown(void **state)
     (void)state;
     curl_global_cleanup();
     clock_shutdown();
+    mime_shutdown();
     libevent_global_shutdown();
     return 0;
 }
@@ -1155,7 +1160,7 @@ int main(void)
         cmocka_unit_test_teardown(test_crash_retry_replayed, stop_leftovers),
         cmocka_unit_test_teardown(test_smtp, stop_leftovers),
         cmocka_unit_test_teardown(test_smtp_header_injection, stop_leftovers),
-        cmocka_unit_test_teardown(test_smtp_from_injection, stop_leftovers),
+        cmocka_unit_test_teardown(test_http_header_injection, stop_leftovers),
         cmocka_unit_test_teardown(test_suppression_recheck, stop_leftovers),
         cmocka_unit_test_teardown(test_cost, stop_leftovers),
     };
