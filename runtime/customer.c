@@ -132,15 +132,15 @@ static int read_value(const struct field *f, const cJSON *j, int text, struct va
             return bad(err, errlen, f->name, "must be a string");
         if (f->type == F_ID && (!*j->valuestring || strlen(j->valuestring) > CUSTOMER_ID_MAX))
             return bad(err, errlen, f->name, "must be 1 to 128 characters");
-        /* Every known text field is one line: names and addresses go into
-         * mail headers and SMS, ids into logs. */
-        if (validate_text(j->valuestring, strlen(j->valuestring), VALIDATE_SINGLE_LINE, msg, sizeof msg) != 0)
-            return bad(err, errlen, f->name, msg);
         if (f == &fields[I_EMAIL] && !*j->valuestring) {
             v->null = 1;    /* "" is how many shops say "no address": cleared, like null */
             return 0;
         }
         if (f == &fields[I_EMAIL] && validate_email(j->valuestring, msg, sizeof msg) != 0)
+            return bad(err, errlen, f->name, msg);
+        /* Every known text field is one line: names and addresses go into
+         * mail headers and SMS, ids into logs. */
+        if (validate_text(j->valuestring, strlen(j->valuestring), VALIDATE_SINGLE_LINE, msg, sizeof msg) != 0)
             return bad(err, errlen, f->name, msg);
         v->s = j->valuestring;
         return 0;

@@ -178,8 +178,9 @@ static int label_char(unsigned char c)
 int validate_email(const char *s, char *err, size_t errlen)
 {
     size_t n = strlen(s);
-    if (validate_text(s, n, VALIDATE_SINGLE_LINE, err, errlen) != 0)
-        return -1;
+    char why[120];
+    if (validate_text(s, n, VALIDATE_SINGLE_LINE, why, sizeof why) != 0)
+        return fail(err, errlen, "is not an email address: %s", why);   /* the value is not echoed */
     if (n > VALIDATE_EMAIL_MAX)
         return fail(err, errlen, "an email address has at most %d bytes", VALIDATE_EMAIL_MAX);
     const char *at = strchr(s, '@');

@@ -90,7 +90,7 @@ has "$tmp/err" "customers.csv:5: field 'first_seen_at': time \"-5\" is outside"
 has "$tmp/err" "customers.csv:6: field 'total_spent': must be a number"
 has "$tmp/err" "customers.csv:7: field 'email': 'not-an-email' is not an email address"
 has "$tmp/err" "customers.csv:8: field 'name': contains a line break"
-has "$tmp/err" "customers.csv:10: field 'email': contains a line break"
+has "$tmp/err" "customers.csv:10: field 'email': is not an email address: contains a line break"
 has "$tmp/err" "customers.csv:12: field 'first_seen_at': must be epoch seconds or ISO-8601"
 count all 3
 
@@ -184,7 +184,7 @@ send PUT /v1/customers/a%FFb 400 "the customer id in the path: invalid UTF-8 at 
 send PUT /v1/customers/a%0Ab 400 "the customer id in the path: contains a line break" '{"name":"LF"}'
 send PUT /v1/customers/c2 201 '"created":true' '{"name":"Bo","email":"bo@shop.example"}'
 send PUT /v1/customers/c2 400 "field 'email': 'not-an-email' is not an email address" '{"email":"not-an-email"}'
-send PUT /v1/customers/c2 400 "field 'email': contains a line break" \
+send PUT /v1/customers/c2 400 "field 'email': is not an email address: contains a line break" \
   '{"email":"bo@shop.example\\r\\nBcc: evil@attacker.example"}'
 send PUT /v1/customers/c2 400 "field 'name': contains a line break" '{"name":"Bo\\r\\nBcc: evil@attacker.example"}'
 send PUT /v1/customers/c2 400 "field 'first_seen_at': time 1e+300 is outside" '{"first_seen_at":1e300}'

@@ -56,7 +56,7 @@ t.case("c:set{} refuses CR/LF in a name, a bad email, a bad time; nothing is sto
     "c:set: field 'name': contains a line break")
   t.eq(s:customer("c1").name, "Bo")
   s = refused([[function(c) c:set{ email = "bo@shop.example\r\nBcc: evil@attacker.example" } end]],
-    "c:set: field 'email': contains a line break")
+    "c:set: field 'email': is not an email address: contains a line break")
   t.eq(s:customer("c1").email, "bo@shop.example")
   refused([[function(c) c:set{ email = "not-an-email" } end]], "field 'email': 'not%-an%-email' is not an email address")
   refused([[function(c) c:set{ email = "a@b@shop.example" } end]], "one '@'")
