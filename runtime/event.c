@@ -13,6 +13,7 @@
 #include "instance.h"
 #include "json.h"
 #include "metrics.h"
+#include "policy.h"
 #include "segment.h"
 #include "util.h"
 #include "validate.h"
@@ -386,7 +387,7 @@ static int process_one(engine *e, store_stmt *row)
     if (!cust_c) {
         rc = queue_fanouts(e, seq, type_c);
     } else {
-        if (customer_apply_event(e, cust_c, type_c, at, ev) != 0 ||
+        if (customer_apply_event(e, cust_c, type_c, at, ev) != 0 || policy_note_activity(e, cust_c, at) != 0 ||
             apply_consent(e, cust_c, type_c, at, ev) != 0 || dates_customer_changed(e, cust_c) != 0 ||
             instance_route_event(e, cust_c, type_c, at, ev) != 0)
             rc = -1;

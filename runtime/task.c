@@ -5,7 +5,9 @@
 
 #include <lauxlib.h>
 
+#include "channel.h"
 #include "customer.h"
+#include "policy.h"
 #include "step.h"
 #include "task.h"
 #include "util.h"
@@ -76,6 +78,31 @@ int task_create(engine *e, lua_State *L, const char *journey, int64_t instance, 
             assignee_copy = xstrdup(assignee);
         lua_pop(L, 2);
     }
+    /* A declared task channel of this kind governs the task: its window
+     * sets when it is due, its caps may refuse it. */
+    struct policy_verdict v = {.status = "queued", .due_at = engine_now(e)};
+    struct channel_info info;
+    if (kind) {
+        channel_push(e, kind, &info);
+        int governed = lua_istable(L, -1) && info.kind == CHANNEL_TASK;
+        lua_pop(L, 1);
+        if (governed && policy_check_task(e, customer, kind, engine_now(e), &v) != 0) {
+            free(assignee_copy);
+            free(kind);
+            snprintf(err, errlen, "store: %s", store_errmsg(e->st));
+            return -1;
+        }
+    }
+    if (strcmp(v.status, "capped") == 0) {
+        lua_createtable(L, 0, 2);
+        lua_pushliteral(L, "capped");
+        lua_setfield(L, -2, "status");
+        lua_pushstring(L, v.reason);
+        lua_setfield(L, -2, "reason");
+        free(assignee_copy);
+        free(kind);
+        return 0;
+    }
     store_stmt *s = store_sql(e->st, "INSERT INTO tasks (customer, journey, instance, step, assignee, note,"
                                      " created_at, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
     store_bind_text(s, 1, customer, -1);
@@ -92,9 +119,13 @@ int task_create(engine *e, lua_State *L, const char *journey, int64_t instance, 
         snprintf(err, errlen, "store: %s", store_errmsg(e->st));
         return -1;
     }
-    lua_createtable(L, 0, 2);
+    lua_createtable(L, 0, 4);
     lua_pushinteger(L, store_last_rowid(e->st));
     lua_setfield(L, -2, "id");
+    lua_pushstring(L, v.due_at > engine_now(e) ? "deferred" : "open");
+    lua_setfield(L, -2, "status");
+    lua_pushinteger(L, v.due_at);
+    lua_setfield(L, -2, "due_at");
     if (assignee_copy) {
         lua_pushstring(L, assignee_copy);
         lua_setfield(L, -2, "assignee");
