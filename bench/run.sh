@@ -3,6 +3,9 @@
 # fails; it prints what it measured. Sizes can be lowered for a quick look:
 #   BENCH_INSTANCES=100000 BENCH_EVENTS=200000 BENCH_CUSTOMERS=200000 \
 #   BENCH_BIG=1000000 BENCH_DELIVERIES=20000 BENCH_RENDERS=100000 BENCH_HOLIDAY=50000 make bench
+# Order lines (branch orders): BENCH_BOUGHT customers with 5 lines each for
+# the bought segment (the design's size is 10000000: generation then takes
+# long), BENCH_ORDERS order events with 3 items each for ingest.
 set -e
 B=build/release
 T=bin/tend
@@ -11,6 +14,8 @@ N_CUST=${BENCH_CUSTOMERS:-1000000}
 N_EV=${BENCH_EVENTS:-1000000}
 N_BIG=${BENCH_BIG:-10000000}
 N_DEL=${BENCH_DELIVERIES:-100000}
+N_BOUGHT=${BENCH_BOUGHT:-1000000}
+N_ORD=${BENCH_ORDERS:-300000}
 N_HOL=${BENCH_HOLIDAY:-1000000}
 N_SIM=${BENCH_SIMULATE:-100000}
 N_RENDER=${BENCH_RENDERS:-1000000}
@@ -76,6 +81,39 @@ echo "store: $(du -m "$work/big/tend.db" | cut -f1) MiB for $N_BIG customers"
 $B/bench_rusage "segment city + last_order_at" $T segment --sample 0 --dir "$work/big" shanghai_recent
 $B/bench_rusage "segment tags + last_order_at" $T segment --sample 0 --dir "$work/big" vip_lapsed
 rm -rf "$work/big"
+
+echo
+echo "== order lines: bought segments ($N_BOUGHT customers, $((N_BOUGHT * 5)) lines)"
+$B/bench_bought "$N_BOUGHT"
+
+echo
+echo "== order lines: ingest of $N_ORD order.paid events with 3 items each into a store with $N_CUST customers"
+mkdir "$work/ord"
+$B/gen customers "$N_CUST" > "$work/customers.csv"
+$B/gen orders "$N_ORD" --customers "$N_CUST" --items 3 > "$work/orders.ndjson"
+sed 's/"items":\[[^]]*\],//' "$work/orders.ndjson" > "$work/orders-noitems.ndjson"
+$T import --dir "$work/ord" "$work/customers.csv" >/dev/null
+cp "$work/ord/tend.db" "$work/base.db"
+a=$(now)
+$T ingest --no-process --dir "$work/ord" "$work/orders.ndjson" >/dev/null
+b=$(now)
+echo "orders: $N_ORD events with items validated and stored (durable) in $(secs "$a" "$b") s = $(rate "$N_ORD" "$a" "$b") events/s"
+for kind in items noitems; do
+  cp "$work/base.db" "$work/ord/tend.db"
+  rm -f "$work/ord/tend.db-wal" "$work/ord/tend.db-shm"
+  f="$work/orders.ndjson"; [ $kind = noitems ] && f="$work/orders-noitems.ndjson"
+  a=$(now)
+  $T ingest --dir "$work/ord" "$f" >/dev/null
+  b=$(now)
+  if [ $kind = items ]; then
+    echo "orders: $N_ORD events stored and processed, $((N_ORD * 3)) lines and their bought facts stored," \
+         "no journeys, in $(secs "$a" "$b") s = $(rate "$N_ORD" "$a" "$b") events/s"
+  else
+    echo "orders: the same events without items, stored and processed in $(secs "$a" "$b") s =" \
+         "$(rate "$N_ORD" "$a" "$b") events/s"
+  fi
+done
+rm -rf "$work/ord" "$work/base.db"* "$work/orders"*.ndjson "$work/customers.csv"
 
 if [ -x $B/bench_delivery ]; then
     echo

@@ -40,7 +40,7 @@ static const char usage[] =
     "  run [DIR]            the server: load scripts, ingest, schedule, deliver\n"
     "  test [PATH...]       run *_test.lua files sandboxed on a simulated clock\n"
     "  check [DIR]          load and validate scripts and templates, lint messages\n"
-    "  import FILE          customers from CSV or NDJSON\n"
+    "  import FILE          customers from CSV or NDJSON (--products: the catalog)\n"
     "  ingest FILE|-        events from NDJSON\n"
     "  segment NAME         count and sample of a segment\n"
     "  simulate DIR --days N --customers F --events F   forecast sends and cost\n"
@@ -63,6 +63,7 @@ struct opts {
     int nargs;
     int help;
     int no_process;
+    int products;
     int sample;
     int verbose;
     int json;
@@ -133,6 +134,10 @@ static int parse(int argc, char **argv, struct opts *o, const char *cmd)
         }
         if (!strcmp(a, "--no-process")) {
             o->no_process = 1;
+            continue;
+        }
+        if (!strcmp(a, "--products")) {
+            o->products = 1;
             continue;
         }
         if (!strcmp(a, "--dir") || !strcmp(a, "-d"))
@@ -349,10 +354,12 @@ static int cmd_import(int argc, char **argv)
     if (parse(argc, argv, &o, "import") != 0)
         return 2;
     if (o.help || o.nargs != 1) {
-        printf("usage: tend import [--dir DIR] FILE|-\n"
+        printf("usage: tend import [--dir DIR] [--products] FILE|-\n"
                "Creates or updates customers from CSV (header row) or NDJSON. Prints\n"
                "`imported N, updated N, rejected N`; each rejected row goes to stderr as\n"
-               "FILE:LINE: reason. Exits 1 if any row was rejected.\n");
+               "FILE:LINE: reason. Exits 1 if any row was rejected.\n"
+               "--products: the product catalog instead (sku, name, category, price,\n"
+               "usage_days, related — several skus separated by | or ;).\n");
         return o.help ? 0 : 2;
     }
     tclock *clk = clock_new_real();
@@ -363,7 +370,8 @@ static int cmd_import(int argc, char **argv)
     }
     struct import_report rep = {0};
     char err[400] = "";
-    int rc = importer_run(e, o.args[0], print_reject, (void *)o.args[0], &rep, err, sizeof err);
+    int rc = (o.products ? importer_run_products : importer_run)(e, o.args[0], print_reject, (void *)o.args[0],
+                                                                &rep, err, sizeof err);
     printf("imported %lld, updated %lld, rejected %lld\n", (long long)rep.imported, (long long)rep.updated,
            (long long)rep.rejected);
     if (rc != 0)

@@ -29,6 +29,7 @@
 #include "json.h"
 #include "metrics.h"
 #include "openapi.h"
+#include "product.h"
 #include "segment.h"
 #include "server.h"
 #include "status.h"
@@ -362,6 +363,62 @@ static void get_customer(struct server *s, struct evhttp_request *req, const cha
     send_cjson(req, 200, c);
 }
 
+/* PUT /v1/products/{sku}: the fields given are written, the others kept. */
+static void put_product(struct server *s, struct evhttp_request *req, const char *sku)
+{
+    size_t len;
+    char *body = body_of(req, &len);
+    char err[400];
+    cJSON *obj = json_parse(body, len, err, sizeof err);
+    free(body);
+    if (!obj || !cJSON_IsObject(obj)) {
+        send_error(req, 400, obj ? "a product must be a JSON object" : err);
+        cJSON_Delete(obj);
+        return;
+    }
+    const cJSON *bsku = cJSON_GetObjectItemCaseSensitive(obj, "sku");
+    if (bsku && (!cJSON_IsString(bsku) || strcmp(bsku->valuestring, sku) != 0)) {
+        send_error(req, 400, "field 'sku': differs from the sku in the path");
+        cJSON_Delete(obj);
+        return;
+    }
+    if (!bsku)
+        cJSON_AddStringToObject(obj, "sku", sku);
+    if (begin_write(s) != 0 || store_begin(s->e->st) != 0) {
+        cJSON_Delete(obj);
+        fail_batch(s, req);
+        return;
+    }
+    int created = 0;
+    int rc = product_upsert(s->e->st, obj, 0, engine_now(s->e), &created, err, sizeof err);
+    cJSON_Delete(obj);
+    if (rc != 0) {
+        store_rollback(s->e->st);
+        if (strncmp(err, "store: ", 7) == 0)
+            fail_batch(s, req);
+        else
+            send_error(req, 400, err);
+        return;
+    }
+    if (store_commit(s->e->st) != 0) {
+        fail_batch(s, req);
+        return;
+    }
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "sku", sku);
+    cJSON_AddBoolToObject(r, "created", created);
+    queue_reply(s, req, created ? 201 : 200, r);
+}
+
+static void get_product(struct server *s, struct evhttp_request *req, const char *sku)
+{
+    cJSON *p = product_json(s->e->st, sku);
+    if (!p)
+        send_error(req, 404, "no such product");
+    else
+        send_cjson(req, 200, p);
+}
+
 static void collect_sample(const char *id, void *ud)
 {
     cJSON_AddItemToArray(ud, cJSON_CreateString(id));
@@ -664,6 +721,8 @@ static const struct server_route {
     {"POST", "/v1/events", post_events, 0},
     {"GET", "/v1/customers/{id}", get_customer, 0},
     {"PUT", "/v1/customers/{id}", put_customer, 0},
+    {"GET", "/v1/products/{sku}", get_product, 0},
+    {"PUT", "/v1/products/{sku}", put_product, 0},
     {"GET", "/v1/journeys", get_journeys, 0},
     {"GET", "/v1/segments/{name}", get_segment, 0},
     {"GET", "/v1/tasks", get_tasks, 0},
