@@ -4,6 +4,7 @@
 #   make test     deps, build, every test; then the same tests under ASan+UBSan
 #   make fuzz     each libFuzzer target in fuzz/ for FUZZ_SECONDS (60), clang
 #   make bench    benchmarks (figures and ratios; never pass/fail)
+#   make bench-peers  tend against BullMQ on Redis (installs redis-server, npm packages)
 #   make demo     the demo shop on embedded defaults
 #   make install  PREFIX=/usr/local DESTDIR= : binary, man page, completions, unit, example config
 
@@ -37,6 +38,10 @@ DEPS := \
   cmd:systemd-analyze=systemd \
   cmd:npm=npm \
   perl:TAP::Parser=perl
+# Only `make bench-peers` needs these (not make test): the BullMQ peer.
+PEERS_DEPS := cmd:redis-server=redis-server cmd:redis-cli=redis-tools cmd:node=nodejs cmd:npm=npm
+# What `make bench` needs beyond DEPS (bench/healthz.sh reads the store with sqlite3).
+BENCH_DEPS := cmd:sqlite3=sqlite3 cmd:curl=curl
 
 SAN ?=
 ifeq ($(SAN),1)
@@ -87,7 +92,7 @@ FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -g -O1 -MMD -MP -fno-omit-f
                 -Iruntime -Ifuzz $(PKG_CFLAGS) $(CPPFLAGS)
 FUZZ_OBJ     := $(patsubst $(BUILD)/%,$(FUZZ_BUILD)/%,$(RUNTIME_OBJ))
 
-.PHONY: all deps test check-unit check-lua check-cli test-one lint-lua bench demo clean install uninstall fuzz fuzz-build
+.PHONY: all deps test check-unit check-lua check-cli test-one lint-lua bench bench-peers demo clean install uninstall fuzz fuzz-build
 all: $(TEND) $(TEST_HELPERS) $(BENCH_BIN)
 
 $(BUILD)/%.o: runtime/%.c | $(BUILD)
@@ -192,8 +197,15 @@ test: deps
 	$(MAKE) fuzz FUZZ_SECONDS=10
 
 bench: deps
+	@$(MAKE) --no-print-directory deps DEPS="$(BENCH_DEPS)"
 	$(MAKE) all
 	@sh bench/run.sh
+
+# BENCH_PEERS_JOBS=N (default 1000000); see bench/peers/run.sh
+bench-peers: deps
+	@$(MAKE) --no-print-directory deps DEPS="$(BENCH_DEPS) $(PEERS_DEPS)"
+	$(MAKE) all
+	@sh bench/peers/run.sh
 
 demo: deps
 	$(MAKE) all

@@ -22,6 +22,7 @@
 #include "event.h"
 #include "importer.h"
 #include "lint.h"
+#include "logger.h"
 #include "mime.h"
 #include "segment.h"
 #include "server.h"
@@ -136,6 +137,17 @@ static int parse(int argc, char **argv, struct opts *o, const char *cmd)
             o->no_process = 1;
             continue;
         }
+        if (!strcmp(a, "--log-format") || !strcmp(a, "--log-level")) {
+            char err[160];
+            if (i + 1 >= argc)
+                goto missing;
+            const char *v = argv[++i];
+            if (logger_configure(a[6] == 'f' ? v : NULL, a[6] == 'l' ? v : NULL, err, sizeof err) != 0) {
+                fprintf(stderr, "tend %s: %s\n", cmd, err);
+                return -1;
+            }
+            continue;
+        }
         if (!strcmp(a, "--products")) {
             o->products = 1;
             continue;
@@ -203,7 +215,7 @@ missing:
 static void log_stderr(void *ud, const char *level, const char *msg)
 {
     (void)ud;
-    fprintf(stderr, "%s: %s\n", level, msg);
+    logger_write(level, msg);
 }
 
 /* Opens the store of `dir` on the real clock; loads its scripts when asked.
@@ -507,10 +519,14 @@ static int cmd_run(int argc, char **argv)
     if (parse(argc, argv, &o, "run") != 0)
         return 2;
     if (o.help) {
-        printf("usage: tend run [--listen HOST:PORT] [--db FILE] [DIR]\n"
+        printf("usage: tend run [--listen HOST:PORT] [--db FILE] [--log-format text|json]\n"
+               "                [--log-level debug|info|warn|error] [DIR]\n"
                "Loads tend.lua and the scripts of DIR (default: .), then serves the HTTP API on\n"
                "the configured address (default 127.0.0.1:8725), processes events, wakes\n"
-               "journeys, runs schedules and delivers messages until SIGINT or SIGTERM.\n"
+               "journeys, runs schedules and delivers messages until SIGINT or SIGTERM (which\n"
+               "wait up to shutdown_grace for transfers in flight; a second one stops at once).\n"
+               "SIGHUP reloads the scripts (a set that does not load is refused) and reopens\n"
+               "file-channel files. Logs go to stderr, one timestamped line per entry.\n"
                "TEND_API_TOKEN is the bearer token the API requires; without it a token is\n"
                "generated and written to DIR/.tend-token. --listen (or TEND_LISTEN) overrides\n"
                "tend.lua's `listen`, --db (or TEND_DB) its `db`.\n");
