@@ -2,6 +2,7 @@
 #   make          bin/tend
 #   make deps     install missing Debian -dev packages (apt-get, as root)
 #   make test     deps, build, every test; then the same tests under ASan+UBSan
+#   make fuzz     each libFuzzer target in fuzz/ for FUZZ_SECONDS (60), clang
 #   make bench    benchmarks (figures and ratios; never pass/fail)
 #   make soak     the crash test with 200 kill -9 (CRASH_KILLS=N to choose)
 #   make bench-peers  tend against BullMQ on Redis (installs redis-server, npm packages)
@@ -75,7 +76,24 @@ BENCH_BIN    := $(BENCH_SRC:bench/%.c=$(BUILD)/bench_%) $(if $(wildcard bench/ge
 
 TEND := $(if $(filter 1,$(SAN)),$(BUILD)/tend,bin/tend)
 
-.PHONY: all deps test check-unit check-lua check-cli test-one lint-lua bench bench-peers demo clean install uninstall soak
+# libFuzzer targets (fuzz/fuzz_<name>.c). The replay build links each with
+# fuzz/replay.c and gcc, so every test pass replays fuzz/corpus and
+# fuzz/regressions; `make fuzz` builds them with clang (own objects under
+# build/fuzz) and runs each for FUZZ_SECONDS.
+FUZZ_SRC     := $(wildcard fuzz/fuzz_*.c)
+FUZZ_NAMES   := $(FUZZ_SRC:fuzz/fuzz_%.c=%)
+FUZZ_REPLAY  := $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz_%_replay)
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   := build/fuzz
+# No -Werror here: gcc's -Werror build is the one that judges the code; a
+# warning only clang has must not stop the fuzzing.
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -g -O1 -MMD -MP -fno-omit-frame-pointer \
+                -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
+                -Iruntime -Ifuzz $(PKG_CFLAGS) $(CPPFLAGS)
+FUZZ_OBJ     := $(patsubst $(BUILD)/%,$(FUZZ_BUILD)/%,$(RUNTIME_OBJ))
+
+.PHONY: all deps test check-unit check-lua check-cli test-one lint-lua bench bench-peers demo clean install uninstall soak fuzz fuzz-build
 all: $(TEND) $(TEST_HELPERS) $(BENCH_BIN)
 
 $(BUILD)/%.o: runtime/%.c | $(BUILD)
@@ -103,6 +121,34 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libtend.a | $(BUILD)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(shell pkg-config --cflags cmocka 2>/dev/null) -o $@ $< $(BUILD)/libtend.a \
 	    $(LDFLAGS) $(LDLIBS) $(shell pkg-config --libs cmocka 2>/dev/null)
+
+$(BUILD)/tests/fuzz_%_replay: fuzz/fuzz_%.c fuzz/replay.c fuzz/fuzz.h $(BUILD)/libtend.a | $(BUILD)
+	$(CC) $(CFLAGS) -Ifuzz -o $@ fuzz/fuzz_$*.c fuzz/replay.c $(BUILD)/libtend.a $(LDFLAGS) $(LDLIBS) -lpthread
+
+$(FUZZ_BUILD)/%.o: runtime/%.c | $(FUZZ_BUILD)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+# generated sources (the embedded stdlib, the OpenAPI text) come from the gcc build
+$(FUZZ_BUILD)/%_data.o: $(BUILD)/%_data.c | $(FUZZ_BUILD)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+$(FUZZ_BUILD)/libtend.a: $(FUZZ_OBJ)
+	$(AR) rcs $@ $^
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h $(FUZZ_BUILD)/libtend.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_BUILD)/libtend.a $(PKG_LIBS) -lm -lpthread
+$(FUZZ_BUILD):
+	@mkdir -p $@
+
+fuzz-build: $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
+
+# Each target for FUZZ_SECONDS from its committed seeds (new finds go to
+# build/fuzz/corpus, crashes to build/fuzz/crashes: copy a fixed one into
+# fuzz/regressions/<name>/). Skipped, saying so, without clang's libFuzzer.
+fuzz:
+	@if ! echo 'int LLVMFuzzerTestOneInput(const char *d, long n) { return (int)(d[0] * 0 + n * 0); }' | \
+	     $(FUZZ_CC) -x c -fsanitize=fuzzer -o /dev/null - >/dev/null 2>&1; then \
+	  echo "make fuzz: SKIP: $(FUZZ_CC) with libFuzzer (-fsanitize=fuzzer) is not available"; \
+	else \
+	  $(MAKE) fuzz-build && sh fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_NAMES); \
+	fi
 
 $(BUILD)/mock_provider: tests/mock_provider.c | $(BUILD)
 	$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(LDLIBS)
@@ -137,7 +183,7 @@ deps:
 	else echo "make deps: all present"; fi
 
 # One pass of every test against $(TEND). `make test` runs it twice: plain, then sanitized.
-test-one: all $(UNIT_BIN)
+test-one: all $(UNIT_BIN) $(FUZZ_REPLAY)
 	@sh tests/run.sh "$(BUILD)" "$(TEND)"
 
 # luacheck over the journey library and the examples with the sandbox's
@@ -149,6 +195,7 @@ test: deps
 	$(MAKE) lint-lua
 	$(MAKE) test-one
 	$(MAKE) SAN=1 test-one
+	$(MAKE) fuzz FUZZ_SECONDS=10
 
 # kill -9 under traffic, many times (make test runs it with 20).
 soak: all
@@ -209,4 +256,4 @@ uninstall:
 clean:
 	rm -rf build bin
 
--include $(wildcard $(BUILD)/*.d $(BUILD)/tests/*.d)
+-include $(wildcard $(BUILD)/*.d $(BUILD)/tests/*.d $(FUZZ_BUILD)/*.d)

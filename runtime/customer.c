@@ -5,9 +5,9 @@
 #include <string.h>
 
 #include "customer.h"
-#include "mime.h"
 #include "json.h"
 #include "util.h"
+#include "validate.h"
 
 enum ftype { F_ID, F_TEXT, F_TZ, F_DATE, F_TIME, F_INT, F_REAL, F_BOOL, F_DERIVED };
 
@@ -132,13 +132,16 @@ static int read_value(const struct field *f, const cJSON *j, int text, struct va
             return bad(err, errlen, f->name, "must be a string");
         if (f->type == F_ID && (!*j->valuestring || strlen(j->valuestring) > CUSTOMER_ID_MAX))
             return bad(err, errlen, f->name, "must be 1 to 128 characters");
-        /* "" clears an email; anything else must be one address (a CR/LF
-         * in it would write headers into every message sent to it) */
-        if (f - fields == I_EMAIL && *j->valuestring && !mime_address_ok(j->valuestring)) {
-            snprintf(msg, sizeof msg, "'%.100s' is not an email address (one '@', no spaces or line breaks)",
-                     j->valuestring);
-            return bad(err, errlen, f->name, msg);
+        if (f == &fields[I_EMAIL] && !*j->valuestring) {
+            v->null = 1;    /* "" is how many shops say "no address": cleared, like null */
+            return 0;
         }
+        if (f == &fields[I_EMAIL] && validate_email(j->valuestring, msg, sizeof msg) != 0)
+            return bad(err, errlen, f->name, msg);
+        /* Every known text field is one line: names and addresses go into
+         * mail headers and SMS, ids into logs. */
+        if (validate_text(j->valuestring, strlen(j->valuestring), VALIDATE_SINGLE_LINE, msg, sizeof msg) != 0)
+            return bad(err, errlen, f->name, msg);
         v->s = j->valuestring;
         return 0;
     case F_TZ:
@@ -158,13 +161,9 @@ static int read_value(const struct field *f, const cJSON *j, int text, struct va
         return 0;
     }
     case F_TIME:
-        if (cJSON_IsNumber(j)) {
-            v->i = (int64_t)j->valuedouble;
-            return 0;
-        }
-        if (cJSON_IsString(j) && clock_parse_time(j->valuestring, &v->i, msg, sizeof msg) == 0)
-            return 0;
-        return bad(err, errlen, f->name, "must be epoch seconds or ISO-8601 with an offset");
+        if (validate_time_json(j, &v->i, msg, sizeof msg) != 0)
+            return bad(err, errlen, f->name, msg);
+        return 0;
     case F_INT:
     case F_REAL: {
         double d;
@@ -174,10 +173,14 @@ static int read_value(const struct field *f, const cJSON *j, int text, struct va
             ;
         else
             return bad(err, errlen, f->name, "must be a number");
+        if (!isfinite(d))
+            return bad(err, errlen, f->name, "must be a finite number");
         if (d < 0)
             return bad(err, errlen, f->name, "cannot be negative");
         if (f->type == F_INT && d != floor(d))
             return bad(err, errlen, f->name, "must be a whole number");
+        if (f->type == F_INT && d > 9007199254740992.0)   /* 2^53: exact in JSON, no overflow */
+            return bad(err, errlen, f->name, "is too large");
         v->d = d;
         v->i = (int64_t)d;
         return 0;
@@ -353,6 +356,9 @@ static int check_tags(const cJSON *tags, char *err, size_t errlen)
     cJSON_ArrayForEach(t, tags) {
         if (!cJSON_IsString(t) || !*t->valuestring)
             return bad(err, errlen, "tags", "must be a list of non-empty strings");
+        char msg[160];
+        if (validate_text(t->valuestring, strlen(t->valuestring), VALIDATE_SINGLE_LINE, msg, sizeof msg) != 0)
+            return bad(err, errlen, "tags", msg);
     }
     return 0;
 }

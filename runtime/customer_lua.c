@@ -22,6 +22,7 @@
 #include "segment.h"
 #include "step.h"
 #include "util.h"
+#include "validate.h"
 
 #define HANDLE_MT "tend.customer"
 #define CURSOR_MT "tend.customers"
@@ -223,8 +224,12 @@ static int act_set(engine *e, lua_State *L, const char *id, char *err, size_t n)
 
 static int m_tag(lua_State *L)
 {
-    const char *t = luaL_checkstring(L, 2);
+    size_t n;
+    const char *t = luaL_checklstring(L, 2, &n);
     luaL_argcheck(L, *t, 2, "a tag must not be empty");
+    char why[160];
+    if (validate_text(t, n, VALIDATE_SINGLE_LINE, why, sizeof why) != 0)
+        return luaL_argerror(L, 2, why);
     return change(L, "tag", t, t, act_tag);
 }
 
@@ -238,12 +243,12 @@ static int m_set(lua_State *L)
 {
     luaL_checktype(L, 2, LUA_TTABLE);
     char err[200];
-    char *text = json_encode(L, 2, err, sizeof err);
+    /* a garbage-collected string: change() raises when the store refuses
+     * the fields, and a malloc'd copy would leak then */
+    const char *text = json_push_input(L, 2, err, sizeof err);
     if (!text)
         return luaL_argerror(L, 2, err);
-    int r = change(L, "set", text, text, act_set);
-    free(text);
-    return r;
+    return change(L, "set", text, text, act_set);
 }
 
 /* --- customers(segment or filter) -------------------------------------- */

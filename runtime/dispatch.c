@@ -27,6 +27,7 @@
 #include "task.h"
 #include "unsub.h"
 #include "util.h"
+#include "validate.h"
 
 #define LEASE (2 * TEND_MINUTE)     /* a claimed row is retried after this if nothing is heard */
 #define MAX_RESPONSE 2048           /* bytes of a provider's answer kept */
@@ -198,6 +199,13 @@ static int read_conf_table(engine *e, const char *name, struct chan_conf *c, cha
         lua_pushnil(L);
         while (!failed && lua_next(L, -2)) {
             char *v = lua_isstring(L, -1) ? expand_env(lua_tostring(L, -1), err, errlen) : NULL;
+            char why[160];
+            if (v && validate_text(v, strlen(v), VALIDATE_SINGLE_LINE, why, sizeof why) != 0) {
+                /* a line break from the settings or ${ENV} would add headers */
+                snprintf(err, errlen, "header '%s': %s", lua_tostring(L, -2), why);
+                free(v);
+                v = NULL;
+            }
             if (!v) {
                 failed = 1;
             } else {
@@ -462,8 +470,17 @@ static struct transfer *transfer_new(engine *e, const struct row *r, const struc
         curl_easy_setopt(h, CURLOPT_HEADERDATA, t);
     } else {
         curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-        if (!r->email || !strchr(r->email, '@')) {
+        char why[200];
+        if (!r->email || !*r->email) {
             snprintf(err, errlen, "customer %s has no email address", r->customer);
+            transfer_free(t);
+            return NULL;
+        }
+        /* An address stored before entries checked them, or by hand: one
+         * that is not a plain address (a CR/LF would inject SMTP commands
+         * through RCPT TO and headers through To:) is never used. */
+        if (validate_email(r->email, why, sizeof why) != 0) {
+            snprintf(err, errlen, "customer %s: email address refused: %s", r->customer, why);
             transfer_free(t);
             return NULL;
         }

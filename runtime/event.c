@@ -17,6 +17,7 @@
 #include "policy.h"
 #include "segment.h"
 #include "util.h"
+#include "validate.h"
 
 #define EVENT_TYPE_MAX 100
 #define EVENT_ID_MAX 200
@@ -35,12 +36,13 @@ static int is_type_char(int c)
     return isalnum(c) || c == '_' || c == '.' || c == ':' || c == '-';
 }
 
-/* Ids may arrive as numbers (many shops number everything). */
+/* Ids may arrive as numbers (many shops number everything). An id is one
+ * line of text: it is echoed in logs and answers. */
 static int read_id(const cJSON *j, char *buf, size_t n, const char **out)
 {
     if (cJSON_IsString(j)) {
         *out = j->valuestring;
-        return *out[0] ? 0 : -1;
+        return *out[0] && validate_text(*out, strlen(*out), VALIDATE_SINGLE_LINE, NULL, 0) == 0 ? 0 : -1;
     }
     long long v;
     if (json_int(j, &v) == 0) {
@@ -87,7 +89,7 @@ static int validate(engine *e, const cJSON *ev, struct event_head *h, char *err,
     if (c && !cJSON_IsNull(c)) {
         if (read_id(c, h->customer_buf, sizeof h->customer_buf, &h->customer) != 0 ||
             strlen(h->customer) > CUSTOMER_ID_MAX) {
-            snprintf(err, errlen, "field 'customer' must be a customer id (a string of 1 to %d characters)",
+            snprintf(err, errlen, "field 'customer' must be a customer id (one line of 1 to %d characters)",
                      CUSTOMER_ID_MAX);
             return -1;
         }
@@ -95,7 +97,7 @@ static int validate(engine *e, const cJSON *ev, struct event_head *h, char *err,
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(ev, "id");
     if (id && !cJSON_IsNull(id)) {
         if (read_id(id, h->id_buf, sizeof h->id_buf, &h->id) != 0 || strlen(h->id) > EVENT_ID_MAX) {
-            snprintf(err, errlen, "field 'id' must be a string of 1 to %d characters", EVENT_ID_MAX);
+            snprintf(err, errlen, "field 'id' must be one line of 1 to %d characters", EVENT_ID_MAX);
             return -1;
         }
     }
@@ -103,11 +105,8 @@ static int validate(engine *e, const cJSON *ev, struct event_head *h, char *err,
     h->at = engine_now(e);
     if (at && !cJSON_IsNull(at)) {
         char msg[200];
-        if (cJSON_IsNumber(at)) {
-            h->at = (tend_time)at->valuedouble;
-        } else if (!cJSON_IsString(at) || clock_parse_time(at->valuestring, &h->at, msg, sizeof msg) != 0) {
-            snprintf(err, errlen, "field 'at' must be epoch seconds or ISO-8601 with an offset%s%s",
-                     cJSON_IsString(at) ? ": " : "", cJSON_IsString(at) ? msg : "");
+        if (validate_time_json(at, &h->at, msg, sizeof msg) != 0) {
+            snprintf(err, errlen, "field 'at': %s", msg);
             return -1;
         }
     }

@@ -1,9 +1,11 @@
 /* helpers — durations, times and filter nodes (see helpers.h). */
+#include <math.h>
 #include <string.h>
 
 #include <lauxlib.h>
 
 #include "helpers.h"
+#include "validate.h"
 
 static int has_metatable(lua_State *L, int idx, const char *name);
 
@@ -53,14 +55,19 @@ tend_time helpers_check_time(lua_State *L, int arg)
     tend_time rel;
     if (helpers_resolve_relative(L, arg, clock_of(L), &rel))
         return rel;
-    if (lua_type(L, arg) == LUA_TNUMBER)
-        return (tend_time)luaL_checknumber(L, arg);
+    tend_time t;
+    char err[200];
+    /* the same range as every entry: a cast of 1e400 or 1e300 to int64 is
+     * undefined, and a time past 9999 is nobody's plan */
+    if (lua_type(L, arg) == LUA_TNUMBER) {
+        if (validate_time_number(lua_tonumber(L, arg), &t, err, sizeof err) != 0)
+            luaL_argerror(L, arg, err);
+        return t;
+    }
     const char *s = lua_tostring(L, arg);
     if (!s)
         luaL_argerror(L, arg, "time expected (epoch seconds or ISO-8601 with an offset)");
-    tend_time t;
-    char err[160];
-    if (clock_parse_time(s, &t, err, sizeof err) != 0)
+    if (validate_time_text(s, &t, err, sizeof err) != 0)
         luaL_argerror(L, arg, err);
     return t;
 }
@@ -69,8 +76,11 @@ tend_time helpers_check_time(lua_State *L, int arg)
 static int push_seconds(lua_State *L, lua_Number per)
 {
     if (lua_isinteger(L, 1)) {
-        lua_pushinteger(L, lua_tointeger(L, 1) * (lua_Integer)per);
-        return 1;
+        lua_Integer n = lua_tointeger(L, 1), k = (lua_Integer)per;
+        if (n <= LUA_MAXINTEGER / k && n >= LUA_MININTEGER / k) {   /* else a float: no overflow */
+            lua_pushinteger(L, n * k);
+            return 1;
+        }
     }
     lua_Number v = luaL_checknumber(L, 1) * per;
     lua_Integer i;
@@ -99,7 +109,11 @@ static int h_now(lua_State *L)
 
 static int h_ago(lua_State *L)
 {
-    lua_Integer s = (lua_Integer)luaL_checknumber(L, 1);
+    lua_Number d = luaL_checknumber(L, 1);
+    /* bounded like every time: now - s never overflows, 0/0 is refused */
+    luaL_argcheck(L, isfinite(d) && fabs(d) <= (lua_Number)VALIDATE_TIME_MAX, 1,
+                  "a duration of finite seconds, at most 9999 years");
+    lua_Integer s = (lua_Integer)d;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &RELATIVE_KEY);
     if (lua_toboolean(L, -1)) {
         lua_createtable(L, 0, 1);

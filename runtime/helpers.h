@@ -50,8 +50,8 @@ int helpers_resolve_relative(lua_State *L, int idx, tend_time now, tend_time *ou
 int helpers_copy(lua_State *from, int idx, lua_State *to, char *err, size_t errlen);
 
 /* Reads a time argument: a number (epoch seconds) or an ISO-8601 string with
- * an offset. Raises an argument error otherwise. A relative time is
- * resolved against the sandbox's clock. */
+ * an offset, inside 1970..9999 (validate.h). Raises an argument error
+ * otherwise. A relative time is resolved against the sandbox's clock. */
 tend_time helpers_check_time(lua_State *L, int arg);
 
 #endif

@@ -41,6 +41,7 @@
 #include "json.h"
 #include "product.h"
 #include "util.h"
+#include "validate.h"
 
 #define IMPORT_BATCH      10000         /* rows per transaction (one fsync) */
 #define READ_CHUNK        (256 << 10)   /* bytes per read(2) */
@@ -253,6 +254,8 @@ static void csv_grow(struct csv *c, size_t n)
 
 static inline void csv_add(struct csv *c, const char *p, size_t n)
 {
+    if (n == 0)
+        return;     /* an empty run, maybe before the first byte is buffered (text NULL) */
     if (c->len + n > c->cap)
         csv_grow(c, n);
     memcpy(c->text + c->len, p, n);
@@ -608,6 +611,14 @@ static int row_build(struct table *t, struct csv *c, char *why, size_t n)
     for (int i = 0; i < t->ncols; i++) {
         char *cell = csv_at(c, i);
         struct column *col = &t->cols[i];
+        /* A NUL byte would cut the cell where C strings end: refused, like
+         * bytes that are not UTF-8, before anything reads the cell. */
+        size_t len = (i + 1 < c->ncells ? c->off[i + 1] : c->len) - c->off[i] - 1;
+        char msg[160];
+        if (validate_text(cell, len, 0, msg, sizeof msg) != 0) {
+            snprintf(why, n, "column '%s': %s", col->name, msg);
+            return -1;
+        }
         if (!*cell) {
             if (i == t->id_col) {
                 snprintf(why, n, "field '%s' is empty", t->products ? "sku" : "id");

@@ -8,6 +8,7 @@
 
 #include "json.h"
 #include "util.h"
+#include "validate.h"
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -39,7 +40,8 @@ static int is_array(lua_State *L, int idx, lua_Integer *n)
     return count == len;
 }
 
-static cJSON *from_lua(lua_State *L, int idx, int depth, strbuf *path, char *err, size_t errlen);
+static cJSON *from_lua(lua_State *L, int idx, int depth, int strict, strbuf *path, char *err, size_t errlen);
+static cJSON *check_text(lua_State *L, int idx, int is_key, strbuf *path, char *err, size_t errlen);
 
 static cJSON *fail(strbuf *path, char *err, size_t errlen, const char *what)
 {
@@ -47,7 +49,8 @@ static cJSON *fail(strbuf *path, char *err, size_t errlen, const char *what)
     return NULL;
 }
 
-static cJSON *object_from_lua(lua_State *L, int idx, int depth, strbuf *path, char *err, size_t errlen)
+static cJSON *object_from_lua(lua_State *L, int idx, int depth, int strict, strbuf *path, char *err,
+                              size_t errlen)
 {
     /* Keys are gathered and sorted first: encoding must not depend on the
      * hash order of this run. */
@@ -61,6 +64,11 @@ static cJSON *object_from_lua(lua_State *L, int idx, int depth, strbuf *path, ch
             lua_pop(L, 1);
             return fail(path, err, errlen, "table has a non-string key (mixed or sparse array?)");
         }
+        if (strict && !check_text(L, -1, 1, path, err, errlen)) {
+            free(keys);
+            lua_pop(L, 1);
+            return NULL;
+        }
         if (n == cap)
             keys = xrealloc(keys, (cap *= 2) * sizeof *keys);
         keys[n++] = lua_tostring(L, -1);   /* the string stays in the table */
@@ -73,7 +81,7 @@ static cJSON *object_from_lua(lua_State *L, int idx, int depth, strbuf *path, ch
         if (mark)
             strbuf_putc(path, '.');
         strbuf_puts(path, keys[i]);
-        cJSON *v = from_lua(L, lua_gettop(L), depth + 1, path, err, errlen);
+        cJSON *v = from_lua(L, lua_gettop(L), depth + 1, strict, path, err, errlen);
         path->len = mark;
         if (path->s)
             path->s[mark] = 0;
@@ -89,7 +97,22 @@ static cJSON *object_from_lua(lua_State *L, int idx, int depth, strbuf *path, ch
     return obj;
 }
 
-static cJSON *from_lua(lua_State *L, int idx, int depth, strbuf *path, char *err, size_t errlen)
+/* In strict mode (input: emit, c:set) a string must be text: a NUL would be
+ * cut off by cJSON without a word, invalid UTF-8 would make invalid JSON.
+ * Returns a non-NULL marker when the string at idx is fine. */
+static cJSON *check_text(lua_State *L, int idx, int is_key, strbuf *path, char *err, size_t errlen)
+{
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    char why[120];
+    if (validate_text(s, n, 0, why, sizeof why) == 0)
+        return (cJSON *)s;
+    char what[200];
+    snprintf(what, sizeof what, "%s%s", is_key ? "a key " : "", why);
+    return fail(path, err, errlen, what);
+}
+
+static cJSON *from_lua(lua_State *L, int idx, int depth, int strict, strbuf *path, char *err, size_t errlen)
 {
     if (depth > JSON_MAX_DEPTH)
         return fail(path, err, errlen, "nested too deeply (a cycle?)");
@@ -105,18 +128,20 @@ static cJSON *from_lua(lua_State *L, int idx, int depth, strbuf *path, char *err
         return cJSON_CreateNumber(d);
     }
     case LUA_TSTRING:
+        if (strict && !check_text(L, idx, 0, path, err, errlen))
+            return NULL;
         return cJSON_CreateString(lua_tostring(L, idx));
     case LUA_TTABLE: {
         lua_checkstack(L, 6);
         lua_Integer n;
         if (!is_array(L, idx, &n))
-            return object_from_lua(L, idx, depth, path, err, errlen);
+            return object_from_lua(L, idx, depth, strict, path, err, errlen);
         cJSON *arr = cJSON_CreateArray();
         size_t mark = path->len;
         for (lua_Integer i = 1; i <= n; i++) {
             lua_rawgeti(L, idx, i);
             strbuf_printf(path, "[%lld]", (long long)i);
-            cJSON *v = from_lua(L, lua_gettop(L), depth + 1, path, err, errlen);
+            cJSON *v = from_lua(L, lua_gettop(L), depth + 1, strict, path, err, errlen);
             path->len = mark;
             if (path->s)
                 path->s[mark] = 0;
@@ -137,9 +162,28 @@ static cJSON *from_lua(lua_State *L, int idx, int depth, strbuf *path, char *err
     }
 }
 
-const char *json_push_encoded(lua_State *L, int idx, char *err, size_t errlen)
+static cJSON *lua_tree(lua_State *L, int idx, int strict, char *err, size_t errlen)
 {
-    char *text = json_encode(L, idx, err, errlen);
+    strbuf path;
+    strbuf_init(&path);
+    cJSON *j = from_lua(L, lua_absindex(L, idx), 0, strict, &path, err, errlen);
+    strbuf_free(&path);
+    return j;
+}
+
+static char *encode(lua_State *L, int idx, int strict, char *err, size_t errlen)
+{
+    cJSON *j = lua_tree(L, idx, strict, err, errlen);
+    if (!j)
+        return NULL;
+    char *s = json_print(j);
+    cJSON_Delete(j);
+    return s;
+}
+
+static const char *push_encoded(lua_State *L, int idx, int strict, char *err, size_t errlen)
+{
+    char *text = encode(L, idx, strict, err, errlen);
     if (!text)
         return NULL;
     lua_pushstring(L, text);
@@ -147,13 +191,24 @@ const char *json_push_encoded(lua_State *L, int idx, char *err, size_t errlen)
     return lua_tostring(L, -1);
 }
 
+const char *json_push_encoded(lua_State *L, int idx, char *err, size_t errlen)
+{
+    return push_encoded(L, idx, 0, err, errlen);
+}
+
+const char *json_push_input(lua_State *L, int idx, char *err, size_t errlen)
+{
+    return push_encoded(L, idx, 1, err, errlen);
+}
+
 cJSON *json_from_lua(lua_State *L, int idx, char *err, size_t errlen)
 {
-    strbuf path;
-    strbuf_init(&path);
-    cJSON *j = from_lua(L, lua_absindex(L, idx), 0, &path, err, errlen);
-    strbuf_free(&path);
-    return j;
+    return lua_tree(L, idx, 0, err, errlen);
+}
+
+cJSON *json_from_lua_input(lua_State *L, int idx, char *err, size_t errlen)
+{
+    return lua_tree(L, idx, 1, err, errlen);
 }
 
 int json_int(const cJSON *j, long long *out)
@@ -206,6 +261,10 @@ cJSON *json_parse(const char *text, size_t len, char *err, size_t errlen)
         snprintf(err, errlen, "invalid JSON: contains a NUL byte");
         return NULL;
     }
+    /* Before cJSON: it would recurse down any depth, turn "\u0000" into a
+     * cut string and 1e400 into inf (printed as null), and pass bad UTF-8. */
+    if (validate_json_text(text, len, JSON_MAX_DEPTH, err, errlen) != 0)
+        return NULL;
     const char *end = NULL;
     cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     if (!j) {
@@ -213,11 +272,10 @@ cJSON *json_parse(const char *text, size_t len, char *err, size_t errlen)
         if (at >= len) {
             snprintf(err, errlen, "invalid JSON: unexpected end of input");
         } else {
+            /* the bytes as text that is safe to echo: not UTF-8 or a
+             * control character becomes '?' */
             char near[16];
-            size_t k = 0;
-            for (size_t i = at; i < len && k < 10; i++)
-                near[k++] = (text[i] == '\n' || text[i] == '\r') ? ' ' : text[i];
-            near[k] = 0;
+            validate_printable(text + at, len - at < 10 ? len - at : 10, near, sizeof near);
             snprintf(err, errlen, "invalid JSON at byte %zu near '%s'", at + 1, near);
         }
         return NULL;
@@ -258,12 +316,7 @@ char *json_print(const cJSON *j)
 
 char *json_encode(lua_State *L, int idx, char *err, size_t errlen)
 {
-    cJSON *j = json_from_lua(L, idx, err, errlen);
-    if (!j)
-        return NULL;
-    char *s = json_print(j);
-    cJSON_Delete(j);
-    return s;
+    return encode(L, idx, 0, err, errlen);
 }
 
 const cJSON *json_path(const cJSON *obj, const char *path)

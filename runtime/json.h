@@ -38,11 +38,20 @@ char *json_encode(lua_State *L, int idx, char *err, size_t errlen);
  * would leak. */
 const char *json_push_encoded(lua_State *L, int idx, char *err, size_t errlen);
 
+/* json_from_lua and json_push_encoded for input from a script (emit, c:set,
+ * sim:customer, sim:event): every string and key must also be text — no NUL
+ * byte (cJSON would cut the string there), valid UTF-8 — or it is an error
+ * naming the path. */
+cJSON *json_from_lua_input(lua_State *L, int idx, char *err, size_t errlen);
+const char *json_push_input(lua_State *L, int idx, char *err, size_t errlen);
+
 /* Compact text of a cJSON tree (never NULL for a valid tree). */
 char *json_print(const cJSON *j);
 
 /* Parse with a position-bearing error: "invalid JSON at byte 17 near '}'".
- * A NUL byte inside `len` is an error. */
+ * A NUL byte inside `len` is an error, and so is what validate_json_text()
+ * refuses: nesting deeper than JSON_MAX_DEPTH ("nested too deep (limit
+ * 32)"), "\u0000", invalid UTF-8, a number that is not finite (1e400). */
 cJSON *json_parse(const char *text, size_t len, char *err, size_t errlen);
 
 /* Number as int64 if it is integral and in range; 0 on success. */

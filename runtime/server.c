@@ -41,6 +41,7 @@
 #include "status.h"
 #include "unsub.h"
 #include "util.h"
+#include "validate.h"
 #include "version.h"
 
 #define MAX_BODY (1 << 20)
@@ -803,18 +804,20 @@ void server_route_at(int i, const char **method, const char **path)
 }
 
 /* Does `path` match the route's pattern? *arg gets the decoded parameter
- * (malloc'd) of a "{...}" route. A parameter that decodes to nothing, or
- * holds a '/', does not match. */
-static int path_matches(const char *pattern, const char *path, char **arg)
+ * (malloc'd) of a "{...}" route, *arglen its length (a %00 decodes to a NUL
+ * inside it). A parameter that decodes to nothing, or holds a '/', does not
+ * match. */
+static int path_matches(const char *pattern, const char *path, char **arg, size_t *arglen)
 {
     *arg = NULL;
+    *arglen = 0;
     const char *brace = strchr(pattern, '{');
     if (!brace)
         return strcmp(pattern, path) == 0;
     size_t n = (size_t)(brace - pattern);
     if (strncmp(path, pattern, n) != 0 || !path[n] || strchr(path + n, '/'))
         return 0;
-    *arg = evhttp_uridecode(path + n, 0, NULL);
+    *arg = evhttp_uridecode(path + n, 0, arglen);
     return *arg != NULL;
 }
 
@@ -857,14 +860,17 @@ static void route(struct evhttp_request *req, void *arg)
     char allowed[64] = "";
     const struct server_route *hit = NULL;
     char *param = NULL;
+    size_t param_len = 0;
     for (size_t i = 0; i < NROUTES && !hit; i++) {
         char *a;
-        if (!path_matches(routes[i].path, path, &a))
+        size_t alen;
+        if (!path_matches(routes[i].path, path, &a, &alen))
             continue;
         if (!strcmp(routes[i].method, "*") || !strcmp(routes[i].method, m) ||
             (!strcmp(m, "HEAD") && !strcmp(routes[i].method, "GET"))) {
             hit = &routes[i];
             param = a;
+            param_len = alen;
         } else {
             size_t used = strlen(allowed);
             snprintf(allowed + used, sizeof allowed - used, "%s%s", used ? " or " : "", routes[i].method);
@@ -877,6 +883,18 @@ static void route(struct evhttp_request *req, void *arg)
         allowed[0] = 0;
         evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
         send_error(req, 401, "a bearer token is required (Authorization: Bearer $TEND_API_TOKEN)");
+        return;
+    }
+    /* A parameter no id can be (%00, bytes that are not UTF-8, a line
+     * break) is refused here: a NUL would otherwise cut "a%00b" to "a". */
+    char bad_param[160];
+    if (hit && param && validate_text(param, param_len, VALIDATE_SINGLE_LINE, bad_param, sizeof bad_param) != 0) {
+        char msg[240];
+        const char *what = strstr(hit->path, "/customers/") ? "customer id"
+                         : strstr(hit->path, "/segments/") ? "segment name" : "parameter";
+        snprintf(msg, sizeof msg, "the %s in the path: %s", what, bad_param);
+        send_error(req, 400, msg);
+        free(param);
         return;
     }
     if (hit) {

@@ -151,7 +151,7 @@ static int sim_gc(lua_State *L)
 static cJSON *arg_json(lua_State *L, int idx, const char *what)
 {
     char err[300];
-    cJSON *j = json_from_lua(L, idx, err, sizeof err);
+    cJSON *j = json_from_lua_input(L, idx, err, sizeof err);
     if (!j)
         luaL_error(L, "%s: %s", what, err);
     return j;

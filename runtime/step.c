@@ -436,7 +436,7 @@ static int p_emit(lua_State *L)
     struct run_ctx *ctx = step_require(L, e, "emit()");
     luaL_checktype(L, 1, LUA_TTABLE);
     char err[300];
-    const char *text = json_push_encoded(L, 1, err, sizeof err);
+    const char *text = json_push_input(L, 1, err, sizeof err);
     if (!text)
         return luaL_argerror(L, 1, err);
     uint32_t hash = step_hash(text);

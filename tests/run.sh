@@ -22,6 +22,19 @@ for t in "$build"/tests/test_*; do
   if ! "$t"; then failed="$failed $(basename "$t")"; fi
 done
 
+echo "== fuzz replays (fuzz/corpus and fuzz/regressions, no libFuzzer)"
+for t in "$build"/tests/fuzz_*_replay; do
+  [ -x "$t" ] || continue
+  name=${t##*/fuzz_}
+  name=${name%_replay}
+  set -- fuzz/corpus/"$name"/* fuzz/regressions/"$name"/*
+  files=""
+  for f in "$@"; do [ -f "$f" ] && files="$files $f"; done
+  # shellcheck disable=SC2086 # file names are ours, without spaces
+  if out=$("$t" $files 2>&1); then echo "ok - fuzz $name: $out"; else
+    echo "not ok - fuzz $name:"; echo "$out" | tail -n 20; failed="$failed fuzz-$name"; fi
+done
+
 echo "== lua tests"
 if ! "$tend" test tests/lua scripts; then failed="$failed lua-tests"; fi
 

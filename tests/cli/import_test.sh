@@ -58,7 +58,7 @@ segment "vip"    { where = { tags = has("vip") } }
 segment "gold"   { where = { tags = has("gold") } }
 segment "baby"   { where = { ["attrs.baby_birthday"] = "2025-06-01" } }
 segment "leap"   { where = { birthday = "2000-02-29", timezone = "Europe/London" } }
-segment "quoted" { where = { name = 'Wang, "Fang"\nsecond line' } }
+segment "quoted" { where = { name = 'Wang, "Fang"', ["attrs.note"] = "first line\nsecond line" } }
 segment "spent"  { where = { total_spent = at_least(299.5), orders_count = 3 } }
 segment "tier"   { where = { ["attrs.tier"] = 2 } }
 EOF
@@ -67,28 +67,31 @@ EOF
 # Line 8 opens a quoted cell holding a comma, a doubled quote and a newline,
 # so the rows after it start one line later than their record number.
 cat >customers.csv <<'EOF'
-id,name,phone,timezone,birthday,orders_count,total_spent,tags,attrs.baby_birthday
-c1,Lingling,+8613800000001,Asia/Shanghai,1990-05-01,3,299.5,vip|gold,2025-06-01
-c2,Bad Zone,,Mars/Base,,,,,
-c3,Bad Date,,Asia/Shanghai,2026-02-30,,,,
-c4,Negative,,Asia/Shanghai,,-1,,,
+id,name,phone,timezone,birthday,orders_count,total_spent,tags,attrs.baby_birthday,attrs.note
+c1,Lingling,+8613800000001,Asia/Shanghai,1990-05-01,3,299.5,vip|gold,2025-06-01,
+c2,Bad Zone,,Mars/Base,,,,,,
+c3,Bad Date,,Asia/Shanghai,2026-02-30,,,,,
+c4,Negative,,Asia/Shanghai,,-1,,,,
 c5,Short,,Asia/Shanghai
-,No Id,,Asia/Shanghai,,,,,
-c6,"Wang, ""Fang""
-second line",,Europe/London,2000-02-29,,, vip ; ,
-c7,Plain,,,,,,,
-c8,Later Bad Zone,,Nowhere/City,,,,,
+,No Id,,Asia/Shanghai,,,,,,
+c6,"Wang, ""Fang""",,Europe/London,2000-02-29,,, vip ; ,,"first line
+second line"
+c7,Plain,,,,,,,,
+c8,Later Bad Zone,,Nowhere/City,,,,,,
+c9,"Two
+Lines",,,,,,,,
 EOF
 
 run 1 import --dir "$tmp" customers.csv
-stdout_is "imported 3, updated 0, rejected 6"
+stdout_is "imported 3, updated 0, rejected 7"
 stderr_has "customers.csv:3: field 'timezone': 'Mars/Base' is not a zone in the tz database"
 stderr_has "customers.csv:4: field 'birthday'"
 stderr_has "customers.csv:5: field 'orders_count': cannot be negative"
-stderr_has "customers.csv:6: row has 4 cells, the header has 9"
+stderr_has "customers.csv:6: row has 4 cells, the header has 10"
 stderr_has "customers.csv:7: field 'id' is empty"
 stderr_has "customers.csv:11: field 'timezone': 'Nowhere/City' is not a zone in the tz database"
-[ "$(wc -l <err.txt)" -eq 6 ] || fail "expected 6 lines on stderr, got: $(cat err.txt)"
+stderr_has "customers.csv:12: field 'name': contains a line break (byte 4)"
+[ "$(wc -l <err.txt)" -eq 7 ] || fail "expected 7 lines on stderr, got: $(cat err.txt)"
 
 count all 3
 count vip 2
@@ -100,7 +103,7 @@ count spent 1
 
 # The same file again: every good row is an update now.
 run 1 import --dir "$tmp" customers.csv
-stdout_is "imported 0, updated 3, rejected 6"
+stdout_is "imported 0, updated 3, rejected 7"
 count all 3
 count vip 2
 

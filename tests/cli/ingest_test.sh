@@ -32,7 +32,7 @@ grep -q "^accepted 3, duplicates 1, rejected 4$" "$tmp/out" || fail "summary: $(
 grep -q "events.ndjson:4: field 'total' must be a non-negative number" "$tmp/err" || fail "line 4 not reported: $(cat "$tmp/err")"
 grep -q "events.ndjson:5: invalid JSON at byte 1" "$tmp/err" || fail "line 5 not reported"
 grep -q "events.ndjson:6: field 'type' is required" "$tmp/err" || fail "line 6 not reported"
-grep -q "events.ndjson:7: field 'at' must be epoch seconds or ISO-8601" "$tmp/err" || fail "line 7 not reported"
+grep -q "events.ndjson:7: field 'at': must be epoch seconds or ISO-8601" "$tmp/err" || fail "line 7 not reported"
 [ "$(wc -l < "$tmp/err")" -eq 4 ] || fail "expected 4 rejections on stderr: $(cat "$tmp/err")"
 # the good lines were processed: two buyers, two messages in the file channel
 "$TEND" segment --dir "$tmp" --sample 0 buyers | grep -q "^2 customers" || fail "buyers: $("$TEND" segment --dir "$tmp" buyers)"

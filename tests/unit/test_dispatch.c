@@ -835,6 +835,105 @@ static void test_crash_retry_replayed(void **state)
     mock_stop(&m);
 }
 
+/* A Bcc: header smuggled in through a name or an address with CR/LF: every
+ * entry refuses it, and data that got into the store anyway (by hand, or
+ * before the checks) never puts a CR/LF into a header or RCPT TO: the name
+ * lands in the subject as spaces, the bad address is a dead letter. */
+static void test_smtp_header_injection(void **state)
+{
+    (void)state;
+    struct mock m;
+    const char *args[] = {"--smtp", NULL};
+    mock_start(&m, args);
+    struct env v;
+    env_open(&v, make_config(&m, NULL, 0), clock_new_virtual(T0));
+
+    const char *refused[] = {
+        "{\"id\":\"c9\",\"name\":\"Eve\\r\\nBcc: evil@attacker.test\",\"email\":\"eve@shop.test\"}",
+        "{\"id\":\"c9\",\"email\":\"eve@shop.test\\r\\nBcc: evil@attacker.test\"}",
+        "{\"id\":\"c9\",\"email\":\"eve@shop.test\\nBcc: evil@attacker.test\"}",
+        "{\"id\":\"c9\",\"email\":\"not-an-email\"}",
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        cJSON *c = cJSON_Parse(refused[i]);
+        char err[256] = "";
+        int created = 0;
+        assert_int_equal(customer_upsert(v.e, c, 0, &created, err, sizeof err), -1);
+        assert_true(strstr(err, "field 'name'") || strstr(err, "field 'email'"));
+        cJSON_Delete(c);
+    }
+    assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM customers WHERE id = 'c9'"), 0);
+
+    customer(v.e, "{\"id\":\"c1\",\"name\":\"Eve\",\"email\":\"eve@shop.test\"}");
+    customer(v.e, "{\"id\":\"c2\",\"name\":\"Mal\",\"email\":\"mal@shop.test\"}");
+    assert_int_equal(store_exec(v.e->st, "UPDATE customers SET name = 'Eve' || char(13, 10) ||"
+                                         " 'Bcc: evil@attacker.test' WHERE id = 'c1'"), 0);
+    assert_int_equal(store_exec(v.e->st, "UPDATE customers SET email = 'mal@shop.test' || char(13, 10) ||"
+                                         " 'Bcc: evil@attacker.test' WHERE id = 'c2'"), 0);
+    notify(v.e, "c1", "email", NULL, "hello");
+    notify(v.e, "c2", "email", NULL, "hello");
+    assert_true(engine_run_due(v.e, engine_now(v.e)) > 0);
+
+    char *st = sql_text(v.e, "SELECT status FROM outbox WHERE customer = 'c2'");
+    assert_string_equal(st, "dead");
+    free(st);
+    char *err = sql_text(v.e, "SELECT last_error FROM outbox WHERE customer = 'c2'");
+    assert_contains(err, "email address refused");
+    free(err);
+
+    /* c1's name reaches the message only harmlessly: as spaces in the
+     * subject, or the message is refused; never as a header of its own */
+    st = sql_text(v.e, "SELECT status FROM outbox WHERE customer = 'c1'");
+    int c1_sent = strcmp(st, "sent") == 0;
+    free(st);
+    cJSON *mails = mock_get(&m, "/_smtp");
+    assert_int_equal(cJSON_GetArraySize(mails), c1_sent);
+    const cJSON *x;
+    cJSON_ArrayForEach(x, mails) {
+        const cJSON *to = cJSON_GetObjectItemCaseSensitive(x, "to");
+        const cJSON *data = cJSON_GetObjectItemCaseSensitive(x, "data");
+        assert_int_equal(cJSON_GetArraySize(to), 1);
+        assert_string_equal(cJSON_GetArrayItem(to, 0)->valuestring, "eve@shop.test");
+        assert_true(cJSON_IsString(data));
+        /* the header block ends at the first empty line; the body may hold
+         * the name's line break, which is harmless there */
+        const char *blank = strstr(data->valuestring, "\r\n\r\n");
+        assert_non_null(blank);
+        char *headers = xstrndup(data->valuestring, (size_t)(blank - data->valuestring));
+        assert_null(strstr(headers, "\nBcc:"));
+        assert_null(strstr(headers, "\rBcc:"));
+        assert_null(strstr(headers, "\nbcc:"));
+        free(headers);
+    }
+    cJSON_Delete(mails);
+    env_close(&v);
+    mock_stop(&m);
+}
+
+/* A header of an http channel whose value has a line break (from tend.lua
+ * or a ${VAR} it names) fails the delivery: no request reaches the
+ * provider, so no header can be smuggled into it. */
+static void test_http_header_injection(void **state)
+{
+    (void)state;
+    struct mock m;
+    mock_start(&m, NULL);
+    setenv("TEND_TEST_NOTE", "ok\r\nX-Evil: 1", 1);
+    struct env v;
+    env_open(&v, make_config(&m, "{\"headers\":{\"X-Note\":\"${TEND_TEST_NOTE}\"}}", 0),
+             clock_new_virtual(T0));
+    customer(v.e, "{\"id\":\"c1\",\"name\":\"Ann\",\"phone\":\"+8613800000001\"}");
+    notify(v.e, "c1", "sms", NULL, "hello");
+    engine_run_due(v.e, engine_now(v.e));
+    char *err = sql_text(v.e, "SELECT last_error FROM outbox WHERE customer = 'c1'");
+    assert_contains(err, "header 'X-Note': contains a line break");
+    free(err);
+    assert_int_equal(mock_stat(&m, "requests"), 0);
+    unsetenv("TEND_TEST_NOTE");
+    env_close(&v);
+    mock_stop(&m);
+}
+
 /* SMTP: the customer's address as recipient, subject and body in the
  * message; a customer with no address is a dead letter. */
 static void test_smtp(void **state)
@@ -1060,6 +1159,8 @@ int main(void)
         cmocka_unit_test_teardown(test_crash_retry_same_key, stop_leftovers),
         cmocka_unit_test_teardown(test_crash_retry_replayed, stop_leftovers),
         cmocka_unit_test_teardown(test_smtp, stop_leftovers),
+        cmocka_unit_test_teardown(test_smtp_header_injection, stop_leftovers),
+        cmocka_unit_test_teardown(test_http_header_injection, stop_leftovers),
         cmocka_unit_test_teardown(test_suppression_recheck, stop_leftovers),
         cmocka_unit_test_teardown(test_cost, stop_leftovers),
     };
