@@ -20,6 +20,7 @@
 #include "schedule.h"
 #include "script.h"
 #include "step.h"
+#include "task.h"
 #include "util.h"
 
 #define BATCH 500           /* instances per transaction */
@@ -130,6 +131,7 @@ engine *engine_open(const struct engine_options *o, char **err)
     catalog_register(e);
     step_register(e);
     customer_lua_register(e);
+    task_register(e);
     return e;
 }
 

@@ -430,17 +430,27 @@ int instance_convert(engine *e, int64_t id, tend_time at)
 int instance_route_event(engine *e, const char *customer, const char *type, tend_time at,
                          const cJSON *event)
 {
-    store_stmt *s = store_sql(e->st, "SELECT instance, kind, until FROM listeners WHERE customer = ? AND type = ?");
-    store_bind_text(s, 1, customer, -1);
-    store_bind_text(s, 2, type, -1);
-    struct hit { int64_t id; int kind; tend_time until; } *hits = NULL;
+    /* Listeners of the type itself, and of "prefix.*" (wait_task waits on
+     * "task.*"): two key lookups. */
+    char wildcard[128] = "";
+    const char *dot = strrchr(type, '.');
+    if (dot && (size_t)(dot - type) + 3 <= sizeof wildcard)
+        snprintf(wildcard, sizeof wildcard, "%.*s.*", (int)(dot - type), type);
+    struct hit { int64_t id; int kind; tend_time until; const char *type; } *hits = NULL;
     int n = 0;
-    while (store_step(s) == STORE_ROW) {
-        hits = xrealloc(hits, (size_t)(n + 1) * sizeof *hits);
-        hits[n].id = store_col_int(s, 0);
-        hits[n].kind = (int)store_col_int(s, 1);
-        hits[n].until = store_col_type(s, 2) == STORE_NULL ? 0 : store_col_int(s, 2);
-        n++;
+    for (int w = 0; w < (wildcard[0] ? 2 : 1); w++) {
+        const char *t = w ? wildcard : type;
+        store_stmt *s = store_sql(e->st, "SELECT instance, kind, until FROM listeners WHERE customer = ? AND type = ?");
+        store_bind_text(s, 1, customer, -1);
+        store_bind_text(s, 2, t, -1);
+        while (store_step(s) == STORE_ROW) {
+            hits = xrealloc(hits, (size_t)(n + 1) * sizeof *hits);
+            hits[n].id = store_col_int(s, 0);
+            hits[n].kind = (int)store_col_int(s, 1);
+            hits[n].until = store_col_type(s, 2) == STORE_NULL ? 0 : store_col_int(s, 2);
+            hits[n].type = w ? wildcard : type;
+            n++;
+        }
     }
     int rc = 0;
     /* Goals first: an event that is both a goal and an awaited event
@@ -453,7 +463,7 @@ int instance_route_event(engine *e, const char *customer, const char *type, tend
                 if (!hits[i].until || at <= hits[i].until)
                     rc = instance_convert(e, hits[i].id, at);
                 if (rc == 0)
-                    rc = drop_listener(e, customer, type, hits[i].id, 1);
+                    rc = drop_listener(e, customer, hits[i].type, hits[i].id, 1);
             } else {
                 rc = instance_wake(e, hits[i].id, WAKE_EVENT, event);
             }

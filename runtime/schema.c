@@ -123,8 +123,39 @@ static const char m2_delivery[] =
     /* customers who never ordered age by first_seen_at (customer_sweep) */
     "CREATE INDEX IF NOT EXISTS customers_first_seen ON customers(first_seen_at) WHERE last_order_at IS NULL;";
 
+/* --- branch loop: closing the loop (tasks with outcomes, coupons redeemed,
+ * receipts, conversion values) --- */
+static const char m_loop[] =
+    "ALTER TABLE tasks ADD COLUMN outcome TEXT;"
+    "ALTER TABLE tasks ADD COLUMN closed_note TEXT;"
+    "ALTER TABLE tasks ADD COLUMN due_at INTEGER;"
+    "ALTER TABLE tasks ADD COLUMN done_at INTEGER;"
+    "CREATE INDEX tasks_status ON tasks(status, id);"
+    "CREATE INDEX tasks_assignee ON tasks(assignee, status, id);"
+    "CREATE INDEX tasks_customer ON tasks(customer, id);"
+    "ALTER TABLE coupons ADD COLUMN starts_at INTEGER;"
+    "ALTER TABLE coupons ADD COLUMN min_spend REAL;"
+    "ALTER TABLE coupons ADD COLUMN order_id TEXT;"
+    "CREATE INDEX coupons_customer ON coupons(customer, issued_at);"
+    /* why an order's code was not redeemed */
+    "CREATE TABLE coupon_refusals ("
+    " code TEXT NOT NULL, customer TEXT NOT NULL, order_id TEXT, at INTEGER NOT NULL, reason TEXT NOT NULL);"
+    "CREATE INDEX coupon_refusals_customer ON coupon_refusals(customer, at);"
+    /* what became of a message after it left, from receipts */
+    "ALTER TABLE outbox ADD COLUMN delivered_at INTEGER;"
+    "ALTER TABLE outbox ADD COLUMN opened_at INTEGER;"
+    "ALTER TABLE outbox ADD COLUMN clicked_at INTEGER;"
+    "ALTER TABLE outbox ADD COLUMN replied_at INTEGER;"
+    "ALTER TABLE outbox ADD COLUMN failed_at INTEGER;"
+    "ALTER TABLE outbox ADD COLUMN unsubscribed_at INTEGER;"
+    "ALTER TABLE outbox ADD COLUMN receipt_reason TEXT;"
+    "CREATE INDEX outbox_key ON outbox(idem_key);"
+    /* the revenue a conversion brought (goal.value) */
+    "ALTER TABLE instances ADD COLUMN conversion_value REAL;";
+
 const struct store_migration schema_migrations[] = {
     {"core", m1_core},
     {"delivery", m2_delivery},
+    {"loop", m_loop},
 };
 const int schema_migration_count = sizeof schema_migrations / sizeof schema_migrations[0];

@@ -190,6 +190,70 @@ static int p_wait_until(lua_State *L)
     return wait_common(L, ctx, "wait_until", t, desc);
 }
 
+/* The Lua where(event) of a wait_for: runs once, live, and is never
+ * replayed, so nothing it does may become a step. */
+struct lua_where {
+    lua_State *L;
+    int fn;
+};
+
+static int lua_where_matches(const cJSON *ev, void *ud)
+{
+    struct lua_where *w = ud;
+    struct run_ctx *ctx = step_ctx(engine_of(w->L));
+    lua_pushvalue(w->L, w->fn);
+    json_push(w->L, ev);
+    ctx->no_steps = 1;
+    int st = lua_pcall(w->L, 1, 1, 0);
+    ctx->no_steps = 0;
+    if (st != LUA_OK)
+        return lua_error(w->L);
+    int match = lua_toboolean(w->L, -1);
+    lua_pop(w->L, 1);
+    return match;
+}
+
+int step_wait_event(lua_State *L, struct run_ctx *ctx, const struct step_wait *w)
+{
+    step_new_segment(ctx);
+    uint32_t hash = step_hash(w->hashed);
+    cJSON *entry = NULL;
+    int mode = step_take(L, ctx, w->kind, w->desc, hash, &entry);
+    if (mode == STEP_REPLAY)
+        return 1;
+    tend_time deadline;
+    if (mode == STEP_LIVE) {
+        deadline = w->timeout ? ctx->now + w->timeout : 0;
+        entry = step_record(L, ctx, w->kind, w->desc, hash, 0);
+        cJSON_AddTrueToObject(entry, "p");
+        cJSON_AddNumberToObject(entry, "d", (double)deadline);
+    } else {
+        deadline = (tend_time)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(entry, "d"));
+        /* The event this wake carries, if it is the one awaited. */
+        const cJSON *ev = ctx->event;
+        const cJSON *evtype = ev ? cJSON_GetObjectItemCaseSensitive(ev, "type") : NULL;
+        if (ctx->reason == WAKE_EVENT && !ctx->event_used && cJSON_IsString(evtype) &&
+            util_type_matches(w->listen, evtype->valuestring) && (!w->match || w->match(ev, w->ud))) {
+            ctx->event_used = 1;
+            cJSON *result = w->result ? w->result(ev) : cJSON_Duplicate(ev, 1);
+            cJSON_DeleteItemFromObjectCaseSensitive(entry, "p");
+            json_push(L, result);
+            cJSON_AddItemToObject(entry, "r", result);
+            ctx->appended++;
+            return 1;
+        }
+        if (deadline && deadline <= ctx->now) {
+            cJSON_DeleteItemFromObjectCaseSensitive(entry, "p");
+            ctx->appended++;
+            lua_pushnil(L);
+            return 1;
+        }
+    }
+    char what[220];
+    snprintf(what, sizeof what, "%s %s", w->kind, w->desc);
+    return suspend(L, ctx, SUSPEND_WAIT_FOR, deadline, w->listen, what);
+}
+
 /* wait_for(type, {timeout = s, where = fn}) → the event, or nil on timeout. */
 static int p_wait_for(lua_State *L)
 {
@@ -209,62 +273,12 @@ static int p_wait_for(lua_State *L)
             where = lua_gettop(L);
         }
     }
-    step_new_segment(ctx);
-    char desc[200];
-    snprintf(desc, sizeof desc, "%s", type);
     char hashed[240];
     snprintf(hashed, sizeof hashed, "%s\x1f%lld", type, (long long)timeout);
-    uint32_t hash = step_hash(hashed);
-    cJSON *entry = NULL;
-    int mode = step_take(L, ctx, "wait_for", desc, hash, &entry);
-    if (mode == STEP_REPLAY)
-        return 1;
-    tend_time deadline;
-    if (mode == STEP_LIVE) {
-        deadline = timeout ? ctx->now + timeout : 0;
-        entry = step_record(L, ctx, "wait_for", desc, hash, 0);
-        cJSON_AddTrueToObject(entry, "p");
-        cJSON_AddNumberToObject(entry, "d", (double)deadline);
-    } else {
-        deadline = (tend_time)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(entry, "d"));
-        /* The event this wake carries, if it is the one awaited. */
-        const cJSON *ev = ctx->event;
-        const cJSON *evtype = ev ? cJSON_GetObjectItemCaseSensitive(ev, "type") : NULL;
-        if (ctx->reason == WAKE_EVENT && !ctx->event_used && cJSON_IsString(evtype) &&
-            strcmp(evtype->valuestring, type) == 0) {
-            int match = 1;
-            if (where) {
-                /* where() runs once, live, and is not replayed: nothing
-                 * it does may become a step. */
-                lua_pushvalue(L, where);
-                json_push(L, ev);
-                ctx->no_steps = 1;
-                int st = lua_pcall(L, 1, 1, 0);
-                ctx->no_steps = 0;
-                if (st != LUA_OK)
-                    return lua_error(L);
-                match = lua_toboolean(L, -1);
-                lua_pop(L, 1);
-            }
-            if (match) {
-                ctx->event_used = 1;
-                cJSON_DeleteItemFromObjectCaseSensitive(entry, "p");
-                cJSON_AddItemToObject(entry, "r", cJSON_Duplicate(ev, 1));
-                ctx->appended++;
-                json_push(L, ev);
-                return 1;
-            }
-        }
-        if (deadline && deadline <= ctx->now) {
-            cJSON_DeleteItemFromObjectCaseSensitive(entry, "p");
-            ctx->appended++;
-            lua_pushnil(L);
-            return 1;
-        }
-    }
-    char what[220];
-    snprintf(what, sizeof what, "wait_for %s", type);
-    return suspend(L, ctx, SUSPEND_WAIT_FOR, deadline, type, what);
+    struct lua_where lw = {L, where};
+    struct step_wait w = {.kind = "wait_for", .desc = type, .hashed = hashed, .listen = type,
+                          .timeout = timeout, .match = where ? lua_where_matches : NULL, .ud = &lw};
+    return step_wait_event(L, ctx, &w);
 }
 
 /* --- acting ------------------------------------------------------------ */
