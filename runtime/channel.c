@@ -62,6 +62,8 @@ static const struct setting {
     {"assign", {LUA_TSTRING, LUA_TTABLE, LUA_TFUNCTION}},
     {"blocked_words", {LUA_TTABLE, -1, -1}}, {"max_segments", {LUA_TNUMBER, -1, -1}},
     {"description", {LUA_TSTRING, -1, -1}},
+    /* a provider's callback body → receipt(s) (receipt.c) */
+    {"receipt", {LUA_TFUNCTION, -1, -1}},
 };
 
 int channel_check(lua_State *L, int idx, const char *name, char *err, size_t errlen)

@@ -20,6 +20,7 @@
 #include "schedule.h"
 #include "script.h"
 #include "step.h"
+#include "receipt.h"
 #include "task.h"
 #include "util.h"
 
@@ -132,6 +133,7 @@ engine *engine_open(const struct engine_options *o, char **err)
     step_register(e);
     customer_lua_register(e);
     task_register(e);
+    receipt_register(e);
     return e;
 }
 

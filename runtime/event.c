@@ -1,5 +1,6 @@
 /* event — accepting, storing and processing events (see event.h). */
 #include <ctype.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +8,7 @@
 #include <lauxlib.h>
 
 #include "catalog.h"
+#include "coupon.h"
 #include "customer.h"
 #include "dates.h"
 #include "event.h"
@@ -287,7 +289,8 @@ static int apply_consent(engine *e, const char *customer, const char *type, tend
     const cJSON *ch = cJSON_GetObjectItemCaseSensitive(ev, "channel");
     const char *channel = cJSON_IsString(ch) && ch->valuestring[0] ? ch->valuestring : "*";
     store_stmt *s;
-    if (strcmp(type, "unsubscribe") == 0) {
+    /* a provider's receipt that the customer unsubscribed (receipt.c) */
+    if (strcmp(type, "unsubscribe") == 0 || strcmp(type, "message.unsubscribed") == 0) {
         s = store_sql(e->st, "INSERT INTO suppressions (customer, channel, at, reason) VALUES (?, ?, ?, ?)"
                              " ON CONFLICT DO NOTHING");
         store_bind_text(s, 1, customer, -1);
@@ -308,6 +311,15 @@ static int apply_consent(engine *e, const char *customer, const char *type, tend
     if (strcmp(type, "block") == 0 || strcmp(type, "unblock") == 0)
         return customer_block(e, customer, type[0] == 'b');
     return 0;
+}
+
+/* A paid order may carry coupon codes to redeem (coupon.c). */
+static int redeem_coupons(engine *e, const char *customer, const char *type, tend_time at, const cJSON *ev)
+{
+    if (!config_lists(type, e->cfg.paid_types))
+        return 0;
+    const cJSON *amount = cJSON_GetObjectItemCaseSensitive(ev, e->cfg.amount_field);
+    return coupon_redeem_order(e, customer, at, ev, cJSON_IsNumber(amount) ? amount->valuedouble : NAN);
 }
 
 /* Starts every current journey triggered by this customer event. */
@@ -383,7 +395,8 @@ static int process_one(engine *e, store_stmt *row)
         rc = queue_fanouts(e, seq, type_c);
     } else {
         if (customer_apply_event(e, cust_c, type_c, at, ev) != 0 ||
-            apply_consent(e, cust_c, type_c, at, ev) != 0 || dates_customer_changed(e, cust_c) != 0 ||
+            apply_consent(e, cust_c, type_c, at, ev) != 0 || redeem_coupons(e, cust_c, type_c, at, ev) != 0 ||
+            dates_customer_changed(e, cust_c) != 0 ||
             instance_route_event(e, cust_c, type_c, at, ev) != 0)
             rc = -1;
         else

@@ -4,6 +4,7 @@
  * from the top in a fresh coroutine with the run context installed, and
  * store what the run stopped on. Timers and listeners are rows next to the
  * instance, kept in step with it here and nowhere else. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -405,13 +406,40 @@ int instance_wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *e
     return rc;
 }
 
-int instance_convert(engine *e, int64_t id, tend_time at)
+/* The revenue a goal event brings: the event's field named by the goal's
+ * `value` in the instance's own version of the journey; NaN for none. */
+static double conversion_value(engine *e, const struct row *r, const cJSON *ev)
+{
+    lua_State *L = sandbox_state(e->sb);
+    int top = lua_gettop(L);
+    double v = NAN;
+    if (catalog_push_journey(e, r->journey, r->version) && lua_getfield(L, -1, "goal") == LUA_TTABLE &&
+        lua_getfield(L, -1, "value") == LUA_TSTRING) {
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(ev, lua_tostring(L, -1));
+        if (cJSON_IsNumber(f) && isfinite(f->valuedouble))
+            v = f->valuedouble;
+    }
+    lua_settop(L, top);
+    return v;
+}
+
+int instance_convert(engine *e, int64_t id, tend_time at, const cJSON *ev)
 {
     struct row r = {0};
     int rc = load_row(e, id, &r);
     if (rc != 0)
         return rc < 0 ? -1 : 0;
     int waiting = strcmp(r.state, "waiting") == 0;
+    double value = ev ? conversion_value(e, &r, ev) : NAN;
+    if (!isnan(value)) {
+        store_stmt *v = store_sql(e->st, "UPDATE instances SET conversion_value = ? WHERE id = ? AND converted_at IS NULL");
+        store_bind_double(v, 1, value);
+        store_bind_int(v, 2, id);
+        if (store_run(v) != 0) {
+            row_free(&r);
+            return -1;
+        }
+    }
     store_stmt *s = store_sql(e->st, "UPDATE instances SET converted_at = ?,"
                                      " state = CASE WHEN state = 'waiting' THEN 'converted' ELSE state END,"
                                      " label = CASE WHEN state = 'waiting' THEN 'converted' ELSE label END,"
@@ -461,7 +489,7 @@ int instance_route_event(engine *e, const char *customer, const char *type, tend
                 continue;
             if (pass == 1) {
                 if (!hits[i].until || at <= hits[i].until)
-                    rc = instance_convert(e, hits[i].id, at);
+                    rc = instance_convert(e, hits[i].id, at, event);
                 if (rc == 0)
                     rc = drop_listener(e, customer, hits[i].type, hits[i].id, 1);
             } else {

@@ -71,8 +71,10 @@ int instance_admits(engine *e, int decl, const char *journey, const char *custom
  * stores the outcome. Returns 0, or -1 on a store error. */
 int instance_wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *event);
 
-/* Ends the instance as converted by its goal event at time `at`. */
-int instance_convert(engine *e, int64_t id, tend_time at);
+/* Ends the instance as converted by its goal event `ev` at time `at`; the
+ * goal's `value` field of the event (goal = {value = "total"}) is the
+ * conversion's revenue. */
+int instance_convert(engine *e, int64_t id, tend_time at, const cJSON *ev);
 
 /* Runs every timer due at or before now, up to `max` instances, in one
  * transaction. Returns how many ran, -1 on error. */
