@@ -4,10 +4,11 @@
 #   make test     deps, build, every test; then the same tests under ASan+UBSan
 #   make bench    benchmarks (figures and ratios; never pass/fail)
 #   make demo     the demo shop on embedded defaults
+#   make install  PREFIX=/usr/local DESTDIR= : binary, man page, completions, unit, example config
 
 # Lua 5.4's pkg-config name differs by distribution.
 LUA_PC := $(firstword $(foreach p,lua5.4 lua-5.4 lua54,$(shell pkg-config --exists $(p) 2>/dev/null && echo $(p))))
-PKGS   := $(LUA_PC) libevent sqlite3 libcurl libcjson gmime-3.0 lunar-date-3.0
+PKGS   := $(LUA_PC) libevent sqlite3 libcurl libcjson gmime-3.0 lunar-date-3.0 libsystemd
 
 # What `make deps` makes sure of, one requirement a line: KIND:NAME=DEBIAN-PACKAGE.
 # pc: a pkg-config module, cmd: a command on PATH, py: a module Debian's
@@ -21,6 +22,7 @@ DEPS := \
   pc:cmocka=libcmocka-dev \
   pc:gmime-3.0=libgmime-3.0-dev \
   pc:lunar-date-3.0=liblunar-date-dev \
+  pc:libsystemd=libsystemd-dev \
   cmd:pkg-config=pkgconf \
   cmd:lua5.4=lua5.4 \
   cmd:luacheck=lua-check \
@@ -28,6 +30,11 @@ DEPS := \
   py:aiosmtpd=python3-aiosmtpd \
   py:prometheus_client=python3-prometheus-client \
   py:lunardate=python3-lunardate \
+  py:yaml=python3-yaml \
+  cmd:mandoc=mandoc \
+  cmd:promtool=prometheus \
+  cmd:systemd-analyze=systemd \
+  cmd:npm=npm \
   perl:TAP::Parser=perl
 
 SAN ?=
@@ -52,7 +59,7 @@ override LDFLAGS := $(SANFLAGS) $(LDFLAGS)
 LDLIBS  := $(PKG_LIBS) -lm
 
 RUNTIME_SRC := $(filter-out runtime/main.c,$(wildcard runtime/*.c))
-RUNTIME_OBJ := $(RUNTIME_SRC:runtime/%.c=$(BUILD)/%.o) $(BUILD)/bundle_data.o
+RUNTIME_OBJ := $(RUNTIME_SRC:runtime/%.c=$(BUILD)/%.o) $(BUILD)/bundle_data.o $(BUILD)/openapi_data.o
 STDLIB_LUA  := $(shell find stdlib -name '*.lua' | sort)
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -62,7 +69,7 @@ BENCH_BIN    := $(BENCH_SRC:bench/%.c=$(BUILD)/bench_%) $(if $(wildcard bench/ge
 
 TEND := $(if $(filter 1,$(SAN)),$(BUILD)/tend,bin/tend)
 
-.PHONY: all deps test check-unit check-lua check-cli test-one bench demo clean
+.PHONY: all deps test check-unit check-lua check-cli test-one bench demo clean install uninstall
 all: $(TEND) $(TEST_HELPERS) $(BENCH_BIN)
 
 $(BUILD)/%.o: runtime/%.c | $(BUILD)
@@ -71,6 +78,12 @@ $(BUILD)/%.o: runtime/%.c | $(BUILD)
 $(BUILD)/bundle_data.c: $(STDLIB_LUA) stdlib/embed.sh | $(BUILD)
 	sh stdlib/embed.sh $(STDLIB_LUA) > $@.tmp && mv $@.tmp $@
 $(BUILD)/bundle_data.o: $(BUILD)/bundle_data.c
+	$(CC) $(CFLAGS) -c $< -o $@
+
+# The HTTP API's description, served at /v1/openapi.json (YAML -> JSON at build time).
+$(BUILD)/openapi_data.c: docs/openapi.yaml docs/openapi-embed.py | $(BUILD)
+	/usr/bin/python3 docs/openapi-embed.py docs/openapi.yaml > $@.tmp && mv $@.tmp $@
+$(BUILD)/openapi_data.o: $(BUILD)/openapi_data.c
 	$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libtend.a: $(RUNTIME_OBJ)
@@ -132,6 +145,43 @@ bench: deps
 demo: deps
 	$(MAKE) all
 	@sh examples/demo.sh
+
+# Installation: PREFIX (default /usr/local) and DESTDIR (staging, for packagers).
+PREFIX  ?= /usr/local
+DESTDIR ?=
+ifneq ($(words $(PREFIX)),1)
+  ifneq ($(filter install uninstall,$(MAKECMDGOALS)),)
+    $(error PREFIX must be one path without spaces (got '$(PREFIX)'))
+  endif
+endif
+INSTALL_FILES := \
+  bin/tend:$(PREFIX)/bin/tend:755 \
+  docs/tend.1:$(PREFIX)/share/man/man1/tend.1:644 \
+  examples/completions/tend.bash:$(PREFIX)/share/bash-completion/completions/tend:644 \
+  examples/completions/_tend:$(PREFIX)/share/zsh/site-functions/_tend:644 \
+  examples/tend.lua:$(PREFIX)/share/doc/tend/examples/tend.lua:644 \
+  docs/openapi.yaml:$(PREFIX)/share/doc/tend/openapi.yaml:644 \
+  docs/guide.md:$(PREFIX)/share/doc/tend/guide.md:644 \
+  docs/lua-api.md:$(PREFIX)/share/doc/tend/lua-api.md:644 \
+  docs/cli.md:$(PREFIX)/share/doc/tend/cli.md:644 \
+  docs/http-api.md:$(PREFIX)/share/doc/tend/http-api.md:644 \
+  docs/operations.md:$(PREFIX)/share/doc/tend/operations.md:644
+
+install: bin/tend
+	@for f in $(INSTALL_FILES); do \
+	  src=$${f%%:*}; rest=$${f#*:}; dst=$${rest%%:*}; mode=$${rest##*:}; \
+	  install -D -m $$mode "$$src" "$(DESTDIR)$$dst" || exit 1; echo "installed $(DESTDIR)$$dst"; \
+	done
+	@install -d "$(DESTDIR)$(PREFIX)/lib/systemd/system"
+	@sed 's|/usr/local/bin/tend|$(PREFIX)/bin/tend|' examples/tend.service > "$(DESTDIR)$(PREFIX)/lib/systemd/system/tend.service"
+	@chmod 644 "$(DESTDIR)$(PREFIX)/lib/systemd/system/tend.service"
+	@echo "installed $(DESTDIR)$(PREFIX)/lib/systemd/system/tend.service"
+
+uninstall:
+	@for f in $(INSTALL_FILES); do rest=$${f#*:}; dst=$${rest%%:*}; rm -f "$(DESTDIR)$$dst"; done
+	@rm -f "$(DESTDIR)$(PREFIX)/lib/systemd/system/tend.service"
+	@rmdir "$(DESTDIR)$(PREFIX)/share/doc/tend/examples" "$(DESTDIR)$(PREFIX)/share/doc/tend" 2>/dev/null || true
+	@echo "uninstalled tend from $(DESTDIR)$(PREFIX)"
 
 clean:
 	rm -rf build bin

@@ -61,6 +61,7 @@ void config_init(struct config *c)
     c->memory_limit = 256u << 20;
     c->instruction_limit = 100000000L;
     c->delivery_batch = 500;
+    c->ready_backlog = 100000;
 }
 
 void config_free(struct config *c)
@@ -396,6 +397,15 @@ static int read_batch(struct reader *r, struct config *c)
     return 0;
 }
 
+static int read_ready_backlog(struct reader *r, struct config *c)
+{
+    if (read_int(r, "ready_backlog", &c->ready_backlog) != 0)
+        return -1;
+    if (c->ready_backlog < 0)
+        return bad(r, "ready_backlog", "must be 0 or more");
+    return 0;
+}
+
 static int read_all(struct reader *r, struct config *c)
 {
     lua_State *L = r->L;
@@ -413,6 +423,7 @@ static int read_all(struct reader *r, struct config *c)
     FIELD("limits", read_limits(r, c));
     FIELD("channels", read_channels(r));
     FIELD("delivery_batch", read_batch(r, c));
+    FIELD("ready_backlog", read_ready_backlog(r, c));
     return 0;
 }
 
@@ -427,7 +438,8 @@ int config_read(struct config *c, lua_State *L, int idx, const char *source, cha
     }
     static const char *const known[] = {
         "db", "timezone", "listen", "synchronous", "unknown_customers", "quiet_hours", "caps",
-        "lifecycle", "rfm", "orders", "http_allow", "limits", "channels", "delivery_batch", NULL};
+        "lifecycle", "rfm", "orders", "http_allow", "limits", "channels", "delivery_batch",
+        "ready_backlog", NULL};
     int rc = -1;
     lua_pushnil(L);
     while (lua_next(L, -2)) {

@@ -40,6 +40,7 @@ struct config {
     size_t memory_limit;        /* Lua state cap, bytes */
     long instruction_limit;     /* per entry into Lua */
     int delivery_batch;         /* outbox rows claimed per dispatch pass */
+    int ready_backlog;         /* /readyz fails past this many unprocessed events */
 };
 
 /* Defaults for a fresh machine. */

@@ -19,6 +19,7 @@
 #include "dispatch.h"
 #include "filesink.h"
 #include "json.h"
+#include "metrics.h"
 #include "outbox.h"
 #include "policy.h"
 #include "task.h"
@@ -345,6 +346,7 @@ struct transfer {
     int nsuccess, success[16];
     enum channel_kind kind;
     char *channel;
+    tend_time due_at;           /* when the row became deliverable (latency metric) */
     struct curl_slist *headers, *rcpt;
     char *payload;
     size_t payload_len, payload_off;
@@ -417,6 +419,7 @@ static struct transfer *transfer_new(engine *e, const struct row *r, const struc
     t->max_attempts = c->max_attempts;
     t->kind = c->kind;
     t->channel = xstrdup(r->channel);
+    t->due_at = r->due_at;
     t->nsuccess = c->nsuccess;
     memcpy(t->success, c->success, sizeof t->success);
     CURL *h = t->easy = curl_easy_init();
@@ -511,6 +514,9 @@ static int record_result(engine *e, struct transfer *t)
     const char *resp = t->response.s;
     if (t->result == CURLE_OK && is_success(t)) {
         e->stats.deliveries++;
+        metrics_inc(e->metrics, M_DELIVERIES, t->channel);
+        metrics_observe(e->metrics, M_DELIVERY_LATENCY, (const char *const[]){t->channel},
+                        metrics_now() - (double)t->due_at);
         return outbox_mark_sent(e, t->id, now, resp);
     }
     char error[400];
@@ -529,6 +535,9 @@ static int record_result(engine *e, struct transfer *t)
         retry = t->status >= 500 || t->status == 429 || t->status == 408;
     }
     e->stats.failures++;
+    metrics_inc(e->metrics, M_DELIVERY_FAILURES, t->channel);
+    if (!retry || t->attempts >= t->max_attempts)
+        metrics_inc(e->metrics, M_DEAD_LETTERS, t->channel);
     if (!retry)
         return outbox_mark_dead(e, t->id, now, error, resp);
     if (t->attempts >= t->max_attempts) {
@@ -979,6 +988,9 @@ static int deliver(engine *e, struct pass *p, struct row *r, struct transfer **b
             return outbox_mark_retry(e, r->id, now + TEND_MINUTE, err) == 0 ? HANDLED : FAILED;
         }
         e->stats.deliveries++;
+        metrics_inc(e->metrics, M_DELIVERIES, r->channel);
+        metrics_observe(e->metrics, M_DELIVERY_LATENCY, (const char *const[]){r->channel},
+                        metrics_now() - (double)r->due_at);
         return outbox_mark_sent(e, r->id, now, NULL) == 0 ? HANDLED : FAILED;
     }
     struct transfer *t = transfer_new(e, r, &ch->conf, err, sizeof err);

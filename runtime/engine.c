@@ -16,6 +16,7 @@
 #include "helpers.h"
 #include "instance.h"
 #include "json.h"
+#include "metrics.h"
 #include "outbox.h"
 #include "schedule.h"
 #include "script.h"
@@ -105,6 +106,7 @@ engine *engine_open(const struct engine_options *o, char **err)
     e->log_ud = o->log_ud;
     e->dir = o->dir ? xstrdup(o->dir) : NULL;
     e->batch_size = BATCH;
+    e->metrics = metrics_new();
     config_init(&e->cfg);
     struct sandbox_options so = {.clock = e->clock, .log = script_log, .log_ud = e};
     e->sb = sandbox_new(&so);
@@ -147,6 +149,7 @@ void engine_close(engine *e)
     store_close(e->st);
     config_free(&e->cfg);
     cJSON_Delete(e->http_stubs);
+    metrics_free(e->metrics);
     free(e->dir);
     free(e->db_path);
     free(e);

@@ -33,6 +33,7 @@
 struct run_ctx;
 struct dispatcher;
 struct filesink;
+struct metrics;
 
 typedef void (*engine_log_fn)(void *ud, const char *level, const char *msg);
 
@@ -73,6 +74,7 @@ typedef struct engine {
     cJSON *http_stubs;          /* t.sim stub_http: url -> response */
     tend_time lifecycle_swept;  /* last time the lifecycle sweep ran */
     struct engine_stats stats;
+    struct metrics *metrics;    /* counters and histograms for /metrics (metrics.h) */
     int batch_size;             /* instances per transaction */
 } engine;
 

@@ -14,6 +14,7 @@
 #include "event.h"
 #include "instance.h"
 #include "json.h"
+#include "metrics.h"
 #include "segment.h"
 #include "util.h"
 
@@ -214,6 +215,7 @@ int event_ingest_ndjson(engine *e, const char *data, size_t len, event_reject_fn
         if (n > EVENT_MAX_BYTES) {
             reject(ud, line, "event is larger than 1 MiB");
             rep->rejected++;
+            metrics_inc(e->metrics, M_EVENTS_REJECTED, NULL);
             continue;
         }
         cJSON *ev = json_parse(start, n, err, sizeof err);
@@ -221,6 +223,7 @@ int event_ingest_ndjson(engine *e, const char *data, size_t len, event_reject_fn
         if (!ev || validate(e, ev, &h, err, sizeof err) != 0) {
             reject(ud, line, err);
             rep->rejected++;
+            metrics_inc(e->metrics, M_EVENTS_REJECTED, NULL);
             cJSON_Delete(ev);
             continue;
         }
@@ -238,8 +241,10 @@ int event_ingest_ndjson(engine *e, const char *data, size_t len, event_reject_fn
             goto fail;
         if (res.duplicate)
             rep->duplicates++;
-        else
+        else {
             rep->accepted++;
+            metrics_inc(e->metrics, M_EVENTS_INGESTED, NULL);
+        }
         if (++since_commit >= INGEST_COMMIT_EVERY) {
             if (store_commit(e->st) != 0)
                 goto fail_committed;
@@ -406,6 +411,7 @@ static int process_one(engine *e, store_stmt *row)
     free(type_c);
     free(cust_c);
     e->stats.events_processed++;
+    metrics_inc(e->metrics, M_EVENTS_PROCESSED, NULL);
     return rc;
 }
 

@@ -15,6 +15,7 @@
 #include "customer.h"
 #include "instance.h"
 #include "json.h"
+#include "metrics.h"
 #include "script.h"
 #include "step.h"
 #include "util.h"
@@ -156,6 +157,7 @@ int64_t instance_start(engine *e, const char *journey, const char *customer, con
         return -1;
     }
     e->stats.instances_started++;
+    metrics_inc(e->metrics, M_INSTANCES_STARTED, journey);
     return id;
 }
 
@@ -400,6 +402,7 @@ int instance_wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *e
         rc = release(e, id, &r, &ctx) ? -1 : 0;
     lua_settop(L, top);
     e->stats.instances_woken++;
+    metrics_inc(e->metrics, M_INSTANCES_WOKEN, NULL);
     free(error);
     ctx_free(&ctx);
     row_free(&r);
@@ -519,6 +522,11 @@ int instance_run_due(engine *e, tend_time now, int max)
     if (n == 0) {
         free(due);
         return 0;
+    }
+    if (!clock_is_virtual(e->clock)) {   /* lateness is a real-time measure */
+        double woke = metrics_now();
+        for (int i = 0; i < n; i++)
+            metrics_observe(e->metrics, M_WAKE_LATENESS, NULL, woke - (double)due[i].at);
     }
     int rc = store_begin(e->st);
     /* The batch's timers go first, in one range delete: the batch is exactly

@@ -5,10 +5,12 @@
  * failure of what was asked (a failing test, a script error, a rejected
  * row), 2 misuse. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -25,8 +27,8 @@
 #include "status.h"
 #include "testrun.h"
 #include "util.h"
+#include "version.h"
 
-#define TEND_VERSION "0.1.0"
 
 static const char usage[] =
     "usage: tend <command> [options]\n"
@@ -40,12 +42,14 @@ static const char usage[] =
     "  segment NAME         count and sample of a segment\n"
     "  simulate DIR --days N --customers F --events F   forecast sends and cost\n"
     "  status               journeys, instances by state and step, outbox\n"
+    "  backup FILE          a consistent copy of the store, safe while `tend run` runs\n"
     "\n"
     "  tend --help          this text\n"
     "  tend --version       the version\n"
     "\n"
     "Commands that use a store take --dir DIR (default: $TEND_DIR or .), the\n"
-    "directory of tend.lua and the scripts. Run `tend <command> --help` for more.\n";
+    "directory of tend.lua and the scripts, and --db FILE (default: $TEND_DB, else\n"
+    "tend.lua's `db`). Run `tend <command> --help` for more.\n";
 
 /* --- shared option handling ---------------------------------------------- */
 
@@ -59,12 +63,53 @@ struct opts {
     int verbose;
     int json;
     const char *days, *customers, *events, *start;
+    const char *db, *listen;
 };
+
+/* Why the store file `db` (given with --db or TEND_DB) cannot be written,
+ * or NULL: the file must be writable if it exists, its directory if not. */
+static const char *db_problem(const char *db, char *buf, size_t n)
+{
+    if (!strcmp(db, ":memory:"))
+        return NULL;
+    if (access(db, F_OK) == 0)
+        return access(db, R_OK | W_OK) == 0 ? NULL : (snprintf(buf, n, "%s", strerror(errno)), buf);
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", db);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = 0;
+    else
+        *slash = 0;
+    if (access(dir, W_OK | X_OK) != 0) {
+        snprintf(buf, n, "its directory: %s", strerror(errno));
+        return buf;
+    }
+    return NULL;
+}
+
+/* Why `listen` is not HOST:PORT with a port of 1-65535, or NULL. */
+static const char *listen_problem(const char *listen)
+{
+    const char *colon = strrchr(listen, ':');
+    if (!colon || colon == listen)
+        return "must be HOST:PORT, e.g. 127.0.0.1:8725";
+    char *end;
+    errno = 0;
+    long port = strtol(colon + 1, &end, 10);
+    if (!colon[1] || *end || errno || port < 1 || port > 65535)
+        return "the port must be a number from 1 to 65535";
+    return NULL;
+}
 
 static int parse(int argc, char **argv, struct opts *o, const char *cmd)
 {
     memset(o, 0, sizeof *o);
     o->dir = getenv("TEND_DIR") ? getenv("TEND_DIR") : ".";
+    o->db = getenv("TEND_DB") && *getenv("TEND_DB") ? getenv("TEND_DB") : NULL;
+    o->listen = getenv("TEND_LISTEN") && *getenv("TEND_LISTEN") ? getenv("TEND_LISTEN") : NULL;
     o->sample = 10;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -95,6 +140,10 @@ static int parse(int argc, char **argv, struct opts *o, const char *cmd)
             value = &o->events;
         else if (!strcmp(a, "--start"))
             value = &o->start;
+        else if (!strcmp(a, "--db"))
+            value = &o->db;
+        else if (!strcmp(a, "--listen") && !strcmp(cmd, "run"))
+            value = &o->listen;
         else if (!strcmp(a, "--sample")) {
             if (i + 1 >= argc)
                 goto missing;
@@ -116,6 +165,16 @@ static int parse(int argc, char **argv, struct opts *o, const char *cmd)
             return -1;
         }
         o->args[o->nargs++] = a;
+    }
+    char why[300];
+    const char *bad;
+    if (o->db && (bad = db_problem(o->db, why, sizeof why))) {
+        fprintf(stderr, "tend %s: store %s cannot be written: %s\n", cmd, o->db, bad);
+        return -1;
+    }
+    if (o->listen && (bad = listen_problem(o->listen))) {
+        fprintf(stderr, "tend %s: listen address '%s': %s\n", cmd, o->listen, bad);
+        return -1;
     }
     return 0;
 missing:
@@ -236,7 +295,7 @@ static int cmd_status(int argc, char **argv)
     }
     int json = o.json;
     tclock *clk = clock_new_real();
-    engine *e = open_dir("status", o.dir, clk, 0, NULL);
+    engine *e = open_dir("status", o.dir, clk, 0, o.db);
     if (!e) {
         clock_free(clk);
         return 1;
@@ -277,7 +336,7 @@ static int cmd_import(int argc, char **argv)
         return o.help ? 0 : 2;
     }
     tclock *clk = clock_new_real();
-    engine *e = open_dir("import", o.dir, clk, 1, NULL);
+    engine *e = open_dir("import", o.dir, clk, 1, o.db);
     if (!e) {
         clock_free(clk);
         return 1;
@@ -324,7 +383,7 @@ static int cmd_ingest(int argc, char **argv)
         return 1;
     }
     tclock *clk = clock_new_real();
-    engine *e = open_dir("ingest", o.dir, clk, !o.no_process, NULL);
+    engine *e = open_dir("ingest", o.dir, clk, !o.no_process, o.db);
     if (!e) {
         free(data);
         clock_free(clk);
@@ -374,7 +433,7 @@ static int cmd_segment(int argc, char **argv)
         return o.help ? 0 : 2;
     }
     tclock *clk = clock_new_real();
-    engine *e = open_dir("segment", o.dir, clk, 1, NULL);
+    engine *e = open_dir("segment", o.dir, clk, 1, o.db);
     if (!e) {
         clock_free(clk);
         return 1;
@@ -420,20 +479,25 @@ static int cmd_run(int argc, char **argv)
     if (parse(argc, argv, &o, "run") != 0)
         return 2;
     if (o.help) {
-        printf("usage: tend run [DIR]\n"
+        printf("usage: tend run [--listen HOST:PORT] [--db FILE] [DIR]\n"
                "Loads tend.lua and the scripts of DIR (default: .), then serves the HTTP API on\n"
                "the configured address (default 127.0.0.1:8725), processes events, wakes\n"
                "journeys, runs schedules and delivers messages until SIGINT or SIGTERM.\n"
                "TEND_API_TOKEN is the bearer token the API requires; without it a token is\n"
-               "generated and written to DIR/.tend-token.\n");
+               "generated and written to DIR/.tend-token. --listen (or TEND_LISTEN) overrides\n"
+               "tend.lua's `listen`, --db (or TEND_DB) its `db`.\n");
         return 0;
     }
     const char *dir = o.nargs ? o.args[0] : o.dir;
     tclock *clk = clock_new_real();
-    engine *e = open_dir("run", dir, clk, 1, NULL);
+    engine *e = open_dir("run", dir, clk, 1, o.db);
     if (!e) {
         clock_free(clk);
         return 1;
+    }
+    if (o.listen) {
+        free(e->cfg.listen);
+        e->cfg.listen = xstrdup(o.listen);
     }
     int rc = server_run(e);
     engine_close(e);
@@ -458,6 +522,35 @@ static int cmd_simulate(int argc, char **argv)
     return simulate_run(&so, stdout);
 }
 
+static int cmd_backup(int argc, char **argv)
+{
+    struct opts o;
+    if (parse(argc, argv, &o, "backup") != 0)
+        return 2;
+    if (o.help || o.nargs != 1) {
+        printf("usage: tend backup [--dir DIR] [--db FILE] DEST\n"
+               "Copies the store to the new file DEST with SQLite's online backup: safe while\n"
+               "`tend run` serves (it is held only for moments), consistent as of the end of\n"
+               "the copy, and checked before it counts. DEST must not exist.\n");
+        return o.help ? 0 : 2;
+    }
+    tclock *clk = clock_new_real();
+    engine *e = open_dir("backup", o.dir, clk, 0, o.db);
+    if (!e) {
+        clock_free(clk);
+        return 1;
+    }
+    char err[600];
+    int rc = store_backup(e->st, o.args[0], err, sizeof err);
+    if (rc != 0)
+        fprintf(stderr, "tend backup: %s\n", err);
+    else
+        printf("backed up %s to %s\n", e->db_path, o.args[0]);
+    engine_close(e);
+    clock_free(clk);
+    return rc != 0;
+}
+
 struct command {
     const char *name;
     int (*run)(int argc, char **argv);
@@ -466,7 +559,7 @@ struct command {
 static const struct command commands[] = {
     {"run", cmd_run},       {"test", cmd_test},       {"check", cmd_check},
     {"import", cmd_import}, {"ingest", cmd_ingest},   {"segment", cmd_segment},
-    {"simulate", cmd_simulate}, {"status", cmd_status},
+    {"simulate", cmd_simulate}, {"status", cmd_status},   {"backup", cmd_backup},
 };
 
 int main(int argc, char **argv)
@@ -480,7 +573,10 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("tend %s\n", TEND_VERSION);
+        struct versions v;
+        version_get(&v);
+        printf("tend %s (Lua %s, SQLite %s, libcurl %s, libevent %s)\n", v.tend, v.lua, v.sqlite, v.curl,
+               v.libevent);
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {

@@ -9,6 +9,7 @@
 #include "channel.h"
 #include "customer.h"
 #include "json.h"
+#include "metrics.h"
 #include "outbox.h"
 #include "policy.h"
 #include "template.h"
@@ -176,6 +177,7 @@ int outbox_send(engine *e, const struct send_request *r, struct send_result *out
         snprintf(err, errlen, "store: %s", store_errmsg(e->st));
         return -1;
     }
+    metrics_add(e->metrics, M_SENDS, (const char *const[]){r->channel, status}, 1);
     snprintf(out->status, sizeof out->status, "%s", status);
     out->id = id;
     out->due_at = due;

@@ -18,6 +18,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <systemd/sd-daemon.h>
 #include <lauxlib.h>
 
 #include "catalog.h"
@@ -26,10 +27,13 @@
 #include "dispatch.h"
 #include "event.h"
 #include "json.h"
+#include "metrics.h"
+#include "openapi.h"
 #include "segment.h"
 #include "server.h"
 #include "status.h"
 #include "util.h"
+#include "version.h"
 
 #define MAX_BODY (1 << 20)
 
@@ -49,12 +53,20 @@ struct server {
     int in_tx;                  /* a write batch is open */
     struct reply *replies;      /* answered when the batch commits */
     int64_t requests;
+    char *scripts_error;        /* why the scripts on disk did not load (NULL: they did) */
 };
 
 /* --- answering ------------------------------------------------------------ */
 
+/* The registry of the one server this process runs: its answers are counted
+ * where they are written. */
+static metrics *answer_metrics;
+
 static void send_json(struct evhttp_request *req, int code, const char *body)
 {
+    char code_text[8];
+    snprintf(code_text, sizeof code_text, "%d", code);
+    metrics_inc(answer_metrics, M_HTTP_REQUESTS, code_text);
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "Content-Type", "application/json");
     struct evbuffer *b = evbuffer_new();
@@ -171,16 +183,44 @@ static char *body_of(struct evhttp_request *req, size_t *len)
     return b;
 }
 
+/* Why an Idempotency-Key header cannot serve as an event id, or NULL. */
+static const char *idempotency_key_problem(const char *key)
+{
+    size_t n = strlen(key);
+    if (n == 0 || n > 255)
+        return "header 'Idempotency-Key': must be 1 to 255 bytes";
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)key[i] < 0x20 || (unsigned char)key[i] > 0x7e)
+            return "header 'Idempotency-Key': must be printable ASCII";
+    return NULL;
+}
+
 /* POST /v1/events: one object, or NDJSON. Every line is checked before any
  * is stored: a batch is taken whole or not at all. */
-static void post_events(struct server *s, struct evhttp_request *req)
+static void post_events(struct server *s, struct evhttp_request *req, const char *arg)
 {
+    (void)arg;
     size_t len;
     char *body = body_of(req, &len);
     char err[400];
     cJSON *events = cJSON_CreateArray();
     cJSON *one = json_parse(body, len, err, sizeof err);
     if (cJSON_IsObject(one)) {
+        /* Idempotency-Key: the default id of a single event, so a client's
+         * retry of the same request is a duplicate, not a second event */
+        const char *key = evhttp_find_header(evhttp_request_get_input_headers(req), "Idempotency-Key");
+        if (key) {
+            const char *bad = idempotency_key_problem(key);
+            if (bad) {
+                send_error(req, 400, bad);
+                cJSON_Delete(one);
+                cJSON_Delete(events);
+                free(body);
+                return;
+            }
+            if (!cJSON_GetObjectItemCaseSensitive(one, "id"))
+                cJSON_AddStringToObject(one, "id", key);
+        }
         cJSON_AddItemToArray(events, one);
     } else {
         cJSON_Delete(one);
@@ -201,6 +241,7 @@ static void post_events(struct server *s, struct evhttp_request *req)
             if (!ev) {
                 char msg[500];
                 snprintf(msg, sizeof msg, "line %ld: %s; nothing was stored", line, err);
+                metrics_add(s->e->metrics, M_EVENTS_REJECTED, NULL, cJSON_GetArraySize(events) + 1);
                 send_error(req, 400, msg);
                 cJSON_Delete(events);
                 free(body);
@@ -226,6 +267,7 @@ static void post_events(struct server *s, struct evhttp_request *req)
                 snprintf(msg, sizeof msg, "event %d (id %s): %s; nothing was stored", i, id->valuestring, err);
             else
                 snprintf(msg, sizeof msg, "event %d: %s; nothing was stored", i, err);
+            metrics_add(s->e->metrics, M_EVENTS_REJECTED, NULL, cJSON_GetArraySize(events));
             send_error(req, 400, msg);
             cJSON_Delete(events);
             return;
@@ -248,6 +290,7 @@ static void post_events(struct server *s, struct evhttp_request *req)
         dups += res.duplicate;
     }
     cJSON_Delete(events);
+    metrics_add(s->e->metrics, M_EVENTS_INGESTED, NULL, accepted);
     cJSON *r = cJSON_CreateObject();
     cJSON_AddNumberToObject(r, "accepted", accepted);
     cJSON_AddNumberToObject(r, "duplicates", dups);
@@ -354,8 +397,9 @@ static void get_segment(struct server *s, struct evhttp_request *req, const char
     send_cjson(req, n < 0 ? 500 : 200, r);
 }
 
-static void get_tasks(struct server *s, struct evhttp_request *req)
+static void get_tasks(struct server *s, struct evhttp_request *req, const char *arg)
 {
+    (void)arg;
     struct evkeyvalq q;
     evhttp_parse_query_str(evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req)) ?
                            evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req)) : "", &q);
@@ -386,44 +430,148 @@ static void get_tasks(struct server *s, struct evhttp_request *req)
     send_cjson(req, 200, arr);
 }
 
-static void metric_rows(struct evbuffer *b, engine *e, const char *sql, const char *name, const char *l1,
+/* Gauges read from the store when scraped: each row is label values then a
+ * count. */
+static void metric_rows(strbuf *b, engine *e, const char *sql, const char *name, const char *l1,
                         const char *l2)
 {
     store_stmt *st = store_sql(e->st, sql);
     while (store_step(st) == STORE_ROW) {
-        if (l2)
-            evbuffer_add_printf(b, "%s{%s=\"%s\",%s=\"%s\"} %lld\n", name, l1, store_col_text(st, 0), l2,
-                                store_col_text(st, 1), (long long)store_col_int(st, 2));
-        else
-            evbuffer_add_printf(b, "%s{%s=\"%s\"} %lld\n", name, l1, store_col_text(st, 0),
-                                (long long)store_col_int(st, 1));
+        strbuf_printf(b, "%s{%s=\"", name, l1);
+        metrics_label_value(b, store_col_text(st, 0) ? store_col_text(st, 0) : "");
+        if (l2) {
+            strbuf_printf(b, "\",%s=\"", l2);
+            metrics_label_value(b, store_col_text(st, 1) ? store_col_text(st, 1) : "");
+        }
+        strbuf_printf(b, "\"} %lld\n", (long long)store_col_int(st, l2 ? 2 : 1));
     }
 }
 
-static void get_metrics(struct server *s, struct evhttp_request *req)
+/* The one integer a query yields, or -1 for no row or NULL. */
+static int64_t query_int(engine *e, const char *sql)
 {
+    store_stmt *st = store_sql(e->st, sql);
+    int64_t v = store_step(st) == STORE_ROW && store_col_text(st, 0) ? store_col_int(st, 0) : -1;
+    store_reset(st);
+    return v;
+}
+
+static void get_metrics(struct server *s, struct evhttp_request *req, const char *arg)
+{
+    (void)arg;
     engine *e = s->e;
-    struct evbuffer *b = evbuffer_new();
-    evbuffer_add_printf(b, "# TYPE tend_events_stored gauge\ntend_events_stored %lld\n",
-                        (long long)store_count(e->st, "SELECT COUNT(*) FROM events"));
-    evbuffer_add_printf(b, "# TYPE tend_events_pending gauge\ntend_events_pending %lld\n",
-                        (long long)event_backlog(e));
-    evbuffer_add_printf(b, "# TYPE tend_instances gauge\n");
-    metric_rows(b, e, "SELECT journey, state, COUNT(*) FROM instances GROUP BY journey, state",
+    strbuf b;
+    strbuf_init(&b);
+    struct versions v;
+    version_get(&v);
+    metrics_header(&b, "tend_build_info", "gauge", "The running build: 1, with versions as labels.");
+    strbuf_printf(&b, "tend_build_info{version=\"%s\",lua=\"%s\",sqlite=\"%s\",curl=\"%s\",libevent=\"%s\"} 1\n",
+                  v.tend, v.lua, v.sqlite, v.curl, v.libevent);
+    metrics_render(e->metrics, &b);
+
+    /* events are never deleted, so the highest sequence is the count, read
+     * from the end of the key rather than by a scan */
+    metrics_header(&b, "tend_events_stored", "gauge", "Events in the store.");
+    int64_t stored = query_int(e, "SELECT MAX(seq) FROM events");
+    strbuf_printf(&b, "tend_events_stored %lld\n", (long long)(stored < 0 ? 0 : stored));
+    metrics_header(&b, "tend_events_pending", "gauge", "Events stored but not yet processed.");
+    strbuf_printf(&b, "tend_events_pending %lld\n", (long long)event_backlog(e));
+    /* How far behind the loop is: for each kind of work, the age of the
+     * oldest item already due (0 when nothing is due). Each is one step
+     * down an index ordered by due time. */
+    metrics_header(&b, "tend_oldest_due_seconds", "gauge",
+                   "Age of the oldest due item not yet done, by kind (event, wake, delivery).");
+    tend_time now = engine_now(e);
+    int64_t cursor = 0;
+    store_meta_get_int(e->st, "events_cursor", &cursor);
+    store_stmt *ev = store_sql(e->st, "SELECT received_at FROM events WHERE seq > ? ORDER BY seq LIMIT 1");
+    store_bind_int(ev, 1, cursor);
+    tend_time oldest_event = store_step(ev) == STORE_ROW ? store_col_int(ev, 0) : -1;
+    store_reset(ev);
+    const struct { const char *kind; tend_time at; } due[] = {
+        {"event", oldest_event},
+        {"wake", query_int(e, "SELECT MIN(wake_at) FROM timers")},
+        {"delivery", query_int(e, "SELECT MIN(due_at) FROM outbox_due")},
+    };
+    for (size_t i = 0; i < sizeof due / sizeof due[0]; i++)
+        strbuf_printf(&b, "tend_oldest_due_seconds{kind=\"%s\"} %lld\n", due[i].kind,
+                      (long long)(due[i].at >= 0 && due[i].at < now ? now - due[i].at : 0));
+    metrics_header(&b, "tend_instances", "gauge", "Journey instances by journey and state.");
+    metric_rows(&b, e, "SELECT journey, state, COUNT(*) FROM instances GROUP BY journey, state",
                 "tend_instances", "journey", "state");
-    evbuffer_add_printf(b, "# TYPE tend_outbox gauge\n");
-    metric_rows(b, e, "SELECT status, COUNT(*) FROM outbox GROUP BY status", "tend_outbox", "status", NULL);
-    evbuffer_add_printf(b, "# TYPE tend_deliveries_total counter\ntend_deliveries_total %lld\n",
-                        (long long)e->stats.deliveries);
-    evbuffer_add_printf(b, "# TYPE tend_delivery_failures_total counter\ntend_delivery_failures_total %lld\n",
-                        (long long)e->stats.failures);
-    evbuffer_add_printf(b, "# TYPE tend_http_requests_total counter\ntend_http_requests_total %lld\n",
-                        (long long)s->requests);
-    evbuffer_add_printf(b, "# TYPE tend_lua_memory_bytes gauge\ntend_lua_memory_bytes %zu\n",
-                        sandbox_memory(e->sb));
+    metrics_header(&b, "tend_outbox", "gauge", "Outbox rows by status.");
+    metric_rows(&b, e, "SELECT status, COUNT(*) FROM outbox GROUP BY status", "tend_outbox", "status", NULL);
+    metrics_header(&b, "tend_lua_memory_bytes", "gauge", "Bytes the Lua state holds.");
+    strbuf_printf(&b, "tend_lua_memory_bytes %zu\n", sandbox_memory(e->sb));
+
+    struct evbuffer *out = evbuffer_new();
+    evbuffer_add(out, b.s, b.len);
+    strbuf_free(&b);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain; version=0.0.4");
-    evhttp_send_reply(req, 200, "OK", b);
-    evbuffer_free(b);
+    evhttp_send_reply(req, 200, "OK", out);
+    evbuffer_free(out);
+    metrics_inc(answer_metrics, M_HTTP_REQUESTS, "200");
+}
+
+/* GET /readyz: 200 when this node should take traffic — the store takes a
+ * write lock, the scripts on disk loaded, and the event backlog is under
+ * `ready_backlog`; 503 naming each check that failed. */
+static void get_readyz(struct server *s, struct evhttp_request *req, const char *arg)
+{
+    (void)arg;
+    engine *e = s->e;
+    cJSON *r = cJSON_CreateObject();
+    cJSON *checks = cJSON_AddObjectToObject(r, "checks");
+    int ready = 1;
+    /* inside the turn's open write batch the store is writable by definition */
+    if (!s->in_tx && (store_exec(e->st, "BEGIN IMMEDIATE") != 0 || store_exec(e->st, "ROLLBACK") != 0)) {
+        cJSON_AddStringToObject(checks, "store", store_errmsg(e->st));
+        ready = 0;
+    } else {
+        cJSON_AddStringToObject(checks, "store", "ok");
+    }
+    if (s->scripts_error) {
+        cJSON_AddStringToObject(checks, "scripts", s->scripts_error);
+        ready = 0;
+    } else {
+        cJSON_AddStringToObject(checks, "scripts", "ok");
+    }
+    int64_t backlog = event_backlog(e);
+    if (backlog < 0 || backlog > e->cfg.ready_backlog) {
+        char msg[120];
+        snprintf(msg, sizeof msg, "%lld events wait to be processed (ready_backlog %d)", (long long)backlog,
+                 e->cfg.ready_backlog);
+        cJSON_AddStringToObject(checks, "backlog", msg);
+        ready = 0;
+    } else {
+        cJSON_AddStringToObject(checks, "backlog", "ok");
+    }
+    cJSON_AddBoolToObject(r, "ready", ready);
+    send_cjson(req, ready ? 200 : 503, r);
+}
+
+static void get_openapi(struct server *s, struct evhttp_request *req, const char *arg)
+{
+    (void)s;
+    (void)arg;
+    send_json(req, 200, openapi_json);
+}
+
+static void get_healthz(struct server *s, struct evhttp_request *req, const char *arg)
+{
+    (void)s;
+    (void)arg;
+    send_json(req, 200, "{\"ok\":true}");
+}
+
+static void get_journeys(struct server *s, struct evhttp_request *req, const char *arg)
+{
+    (void)arg;
+    cJSON *r = status_report(s->e);
+    if (r)
+        send_cjson(req, 200, r);
+    else
+        send_error(req, 500, store_errmsg(s->e->st));
 }
 
 static int authorized(struct server *s, struct evhttp_request *req)
@@ -440,13 +588,71 @@ static int authorized(struct server *s, struct evhttp_request *req)
     return diff == 0;
 }
 
-/* "/v1/customers/c%201" → "c 1" under the prefix, or NULL. */
-static char *path_arg(const char *path, const char *prefix)
+/* --- the router -------------------------------------------------------------- */
+
+typedef void (*route_fn)(struct server *s, struct evhttp_request *req, const char *arg);
+
+/* Every route the API serves. A path ending in "{...}" takes one more
+ * segment, URL-decoded, as the handler's argument. docs/openapi.yaml
+ * describes exactly these (tests/unit/test_routes.c holds the two together). */
+static const struct server_route {
+    const char *method;     /* "GET", ...; "*": any method */
+    const char *path;
+    route_fn fn;
+    int open;               /* served without the bearer token */
+} routes[] = {
+    {"*", "/healthz", get_healthz, 1},
+    {"GET", "/readyz", get_readyz, 1},
+    {"GET", "/v1/openapi.json", get_openapi, 1},
+    {"POST", "/v1/events", post_events, 0},
+    {"GET", "/v1/customers/{id}", get_customer, 0},
+    {"PUT", "/v1/customers/{id}", put_customer, 0},
+    {"GET", "/v1/journeys", get_journeys, 0},
+    {"GET", "/v1/segments/{name}", get_segment, 0},
+    {"GET", "/v1/tasks", get_tasks, 0},
+    {"GET", "/metrics", get_metrics, 0},
+};
+#define NROUTES (sizeof routes / sizeof routes[0])
+
+int server_route_count(void)
 {
-    size_t n = strlen(prefix);
-    if (strncmp(path, prefix, n) != 0 || !path[n] || strchr(path + n, '/'))
-        return NULL;
-    return evhttp_uridecode(path + n, 0, NULL);
+    return (int)NROUTES;
+}
+
+void server_route_at(int i, const char **method, const char **path)
+{
+    *method = routes[i].method;
+    *path = routes[i].path;
+}
+
+/* Does `path` match the route's pattern? *arg gets the decoded parameter
+ * (malloc'd) of a "{...}" route. A parameter that decodes to nothing, or
+ * holds a '/', does not match. */
+static int path_matches(const char *pattern, const char *path, char **arg)
+{
+    *arg = NULL;
+    const char *brace = strchr(pattern, '{');
+    if (!brace)
+        return strcmp(pattern, path) == 0;
+    size_t n = (size_t)(brace - pattern);
+    if (strncmp(path, pattern, n) != 0 || !path[n] || strchr(path + n, '/'))
+        return 0;
+    *arg = evhttp_uridecode(path + n, 0, NULL);
+    return *arg != NULL;
+}
+
+static const char *method_name(enum evhttp_cmd_type m)
+{
+    switch (m) {
+    case EVHTTP_REQ_GET: return "GET";
+    case EVHTTP_REQ_POST: return "POST";
+    case EVHTTP_REQ_PUT: return "PUT";
+    case EVHTTP_REQ_DELETE: return "DELETE";
+    case EVHTTP_REQ_PATCH: return "PATCH";
+    case EVHTTP_REQ_HEAD: return "HEAD";
+    case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+    default: return "?";
+    }
 }
 
 static void route(struct evhttp_request *req, void *arg)
@@ -454,52 +660,48 @@ static void route(struct evhttp_request *req, void *arg)
     struct server *s = arg;
     s->requests++;
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
-    enum evhttp_cmd_type m = evhttp_request_get_command(req);
     if (!path)
         path = "/";
-    if (!strcmp(path, "/healthz")) {
-        send_json(req, 200, "{\"ok\":true}");
-        return;
+    const char *m = method_name(evhttp_request_get_command(req));
+    /* The path decides the route, the method then picks among its handlers;
+     * HEAD is served by a route's GET. */
+    char allowed[64] = "";
+    const struct server_route *hit = NULL;
+    char *param = NULL;
+    for (size_t i = 0; i < NROUTES && !hit; i++) {
+        char *a;
+        if (!path_matches(routes[i].path, path, &a))
+            continue;
+        if (!strcmp(routes[i].method, "*") || !strcmp(routes[i].method, m) ||
+            (!strcmp(m, "HEAD") && !strcmp(routes[i].method, "GET"))) {
+            hit = &routes[i];
+            param = a;
+        } else {
+            size_t used = strlen(allowed);
+            snprintf(allowed + used, sizeof allowed - used, "%s%s", used ? " or " : "", routes[i].method);
+            free(a);
+        }
     }
-    if (!authorized(s, req)) {
+    if (hit && !hit->open && !authorized(s, req)) {
+        free(param);
+        hit = NULL;
+        allowed[0] = 0;
         evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
         send_error(req, 401, "a bearer token is required (Authorization: Bearer $TEND_API_TOKEN)");
         return;
     }
-    char *arg1;
-    if (!strcmp(path, "/v1/events")) {
-        if (m != EVHTTP_REQ_POST)
-            send_error(req, 405, "use POST");
-        else
-            post_events(s, req);
-    } else if ((arg1 = path_arg(path, "/v1/customers/"))) {
-        if (m == EVHTTP_REQ_PUT)
-            put_customer(s, req, arg1);
-        else if (m == EVHTTP_REQ_GET)
-            get_customer(s, req, arg1);
-        else
-            send_error(req, 405, "use GET or PUT");
-        free(arg1);
-    } else if (!strcmp(path, "/v1/journeys") || !strcmp(path, "/v1/tasks") || !strcmp(path, "/metrics") ||
-               !strncmp(path, "/v1/segments/", 13)) {
-        if (m != EVHTTP_REQ_GET) {
-            send_error(req, 405, "use GET");
-        } else if (!strcmp(path, "/v1/journeys")) {
-            cJSON *r = status_report(s->e);
-            if (r)
-                send_cjson(req, 200, r);
-            else
-                send_error(req, 500, store_errmsg(s->e->st));
-        } else if (!strcmp(path, "/v1/tasks")) {
-            get_tasks(s, req);
-        } else if (!strcmp(path, "/metrics")) {
-            get_metrics(s, req);
-        } else if ((arg1 = path_arg(path, "/v1/segments/"))) {
-            get_segment(s, req, arg1);
-            free(arg1);
-        } else {
-            send_error(req, 404, "no such route");
-        }
+    if (hit) {
+        hit->fn(s, req, param);
+        free(param);
+        return;
+    }
+    if (!authorized(s, req)) {   /* say nothing of which routes exist to a stranger */
+        evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
+        send_error(req, 401, "a bearer token is required (Authorization: Bearer $TEND_API_TOKEN)");
+    } else if (allowed[0]) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "use %s", allowed);
+        send_error(req, 405, msg);
     } else {
         send_error(req, 404, "no such route");
     }
@@ -533,6 +735,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     (void)what;
     struct server *s = arg;
     engine_logf(s->e, "info", "signal %d: stopping", (int)sig);
+    sd_notify(0, "STOPPING=1");
     event_base_loopexit(s->base, NULL);
 }
 
@@ -580,6 +783,7 @@ static char *load_token(engine *e)
 int server_run(engine *e)
 {
     struct server s = {.e = e};
+    answer_metrics = e->metrics;
     s.token = load_token(e);
     if (!s.token) {
         engine_logf(e, "error", "no API token and no way to make one");
@@ -619,6 +823,8 @@ int server_run(engine *e)
     event_add(s.sigterm, NULL);
     event_active(s.tick, EV_TIMEOUT, 0);
     engine_logf(e, "info", "listening on http://%s (store %s)", e->cfg.listen, e->db_path);
+    /* systemd (Type=notify): the scripts are loaded and the port is bound */
+    sd_notify(0, "READY=1");
     event_base_dispatch(s.base);
     if (s.in_tx)
         on_flush(-1, 0, &s);
@@ -635,5 +841,7 @@ out:
     evhttp_free(s.http);
     event_base_free(s.base);
     free(s.token);
+    free(s.scripts_error);
+    answer_metrics = NULL;
     return rc;
 }

@@ -7,7 +7,9 @@
  *   GET  /v1/segments/{name}   count and a sample
  *   GET  /v1/tasks             open tasks (?status=all, ?assignee=NAME)
  *   GET  /metrics              Prometheus text
- *   GET  /healthz              no token needed
+ *   GET  /healthz              liveness; no token needed
+ *   GET  /readyz               readiness (store, scripts, backlog); no token
+ *   GET  /v1/openapi.json      this API described (docs/openapi.yaml); no token
  *
  * Every other route needs `Authorization: Bearer $TEND_API_TOKEN`. Bodies over
  * 1 MiB get 413; malformed JSON gets 400 with the reason and the line; a
@@ -22,7 +24,14 @@
 
 #include "engine.h"
 
-/* Serves until SIGINT/SIGTERM. Returns the process exit status. */
+/* Serves until SIGINT/SIGTERM. Returns the process exit status. Under
+ * systemd (NOTIFY_SOCKET set) it says READY=1 once listening and
+ * STOPPING=1 when it begins to stop. */
 int server_run(engine *e);
+
+/* The router's table, for the test that holds it against docs/openapi.yaml:
+ * route i's method ("GET", ...; "*" for any) and path ("/v1/customers/{id}"). */
+int  server_route_count(void);
+void server_route_at(int i, const char **method, const char **path);
 
 #endif

@@ -152,6 +152,59 @@ store *store_open(const char *path, const struct store_options *opts, char **err
     return store_open_with(path, opts, schema_migrations, schema_migration_count, err);
 }
 
+int store_backup(store *st, const char *dest, char *err, size_t errlen)
+{
+    if (access(dest, F_OK) == 0) {
+        snprintf(err, errlen, "%s exists already; a backup never overwrites", dest);
+        return -1;
+    }
+    sqlite3 *to = NULL;
+    if (sqlite3_open_v2(dest, &to, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", dest, to ? sqlite3_errmsg(to) : "cannot open");
+        sqlite3_close(to);
+        return -1;
+    }
+    sqlite3_backup *b = sqlite3_backup_init(to, "main", st->db, "main");
+    int rc = b ? SQLITE_OK : sqlite3_errcode(to);
+    /* 256 pages a step; between steps the source is free for its writer.
+     * A write by another connection restarts the copy, which converges as
+     * long as the steps outpace the writes. */
+    while (b && ((rc = sqlite3_backup_step(b, 256)) == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED))
+        sqlite3_sleep(rc == SQLITE_OK ? 0 : 5);
+    if (b)
+        sqlite3_backup_finish(b);
+    if (rc != SQLITE_DONE) {
+        snprintf(err, errlen, "backup to %s: %s", dest, sqlite3_errmsg(to));
+        sqlite3_close(to);
+        unlink(dest);
+        return -1;
+    }
+    /* the copy is a plain rollback-journal file, checked before it counts */
+    char *msg = NULL;
+    rc = sqlite3_exec(to, "PRAGMA journal_mode=DELETE", NULL, NULL, &msg);
+    sqlite3_free(msg);
+    sqlite3_stmt *q = NULL;
+    int ok = rc == SQLITE_OK && sqlite3_prepare_v2(to, "PRAGMA quick_check", -1, &q, NULL) == SQLITE_OK &&
+             sqlite3_step(q) == SQLITE_ROW && !strcmp((const char *)sqlite3_column_text(q, 0), "ok");
+    sqlite3_finalize(q);
+    if (!ok) {
+        snprintf(err, errlen, "backup to %s: the copy failed its check: %s", dest, sqlite3_errmsg(to));
+        sqlite3_close(to);
+        unlink(dest);
+        return -1;
+    }
+    if (sqlite3_close(to) != SQLITE_OK) {
+        snprintf(err, errlen, "backup to %s: close failed", dest);
+        return -1;
+    }
+    return 0;
+}
+
+const char *store_library_version(void)
+{
+    return sqlite3_libversion();
+}
+
 void store_close(store *st)
 {
     if (!st)

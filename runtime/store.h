@@ -38,6 +38,15 @@ struct store_options {
 store *store_open(const char *path, const struct store_options *opts, char **err);
 void   store_close(store *st);
 
+/* Copies the whole database to a new file at `dest` with SQLite's online
+ * backup, a few pages at a time, so the writer (a running `tend run` in
+ * another process) is held only for moments. `dest` must not exist.
+ * Returns 0, or -1 with a message in err. */
+int store_backup(store *st, const char *dest, char *err, size_t errlen);
+
+/* The SQLite library version ("3.40.1"). */
+const char *store_library_version(void);
+
 /* The last error message on this connection (owned by the store). */
 const char *store_errmsg(store *st);
 
