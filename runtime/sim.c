@@ -22,8 +22,10 @@
 #include "event.h"
 #include "helpers.h"
 #include "json.h"
+#include "receipt.h"
 #include "segment.h"
 #include "sim.h"
+#include "task.h"
 #include "util.h"
 
 #define SIM_MT "tend.sim"
@@ -203,6 +205,61 @@ static int m_event(lua_State *L)
     return 1;
 }
 
+/* sim:receipt{message = id | key = k, status = ..., at =, reason =, id =}: a
+ * provider's receipt, as POST /v1/receipts takes it. Returns true when it
+ * was stored, false for a duplicate; raises for an unknown message or a bad
+ * field. */
+static int m_receipt(lua_State *L)
+{
+    struct sim *s = check_sim(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    cJSON *r = arg_json(L, 2, "sim:receipt");
+    char err[300] = "";
+    int rc = store_begin(s->e->st);
+    enum receipt_result res = rc == 0 ? receipt_accept(s->e, r, err, sizeof err) : RECEIPT_STORE_ERROR;
+    cJSON_Delete(r);
+    if (res == RECEIPT_STORED || res == RECEIPT_DUPLICATE) {
+        if (store_commit(s->e->st) != 0)
+            raise_store(L, s, "sim:receipt");
+    } else {
+        store_rollback(s->e->st);
+        return luaL_error(L, "sim:receipt: %s", err);
+    }
+    run_due(L, s);
+    lua_pushboolean(L, res == RECEIPT_STORED);
+    return 1;
+}
+
+/* sim:close_task(id, {status = "done", outcome = "...", note = "..."}): what a
+ * member of staff does through PATCH /v1/tasks/{id}. */
+static int m_close_task(lua_State *L)
+{
+    struct sim *s = check_sim(L);
+    lua_Integer id = luaL_checkinteger(L, 2);
+    const char *status = "done", *outcome = NULL, *note = NULL;
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        lua_getfield(L, 3, "status");
+        lua_getfield(L, 3, "outcome");
+        lua_getfield(L, 3, "note");
+        status = lua_isnil(L, -3) ? "done" : luaL_checkstring(L, -3);
+        outcome = luaL_optstring(L, -2, NULL);
+        note = luaL_optstring(L, -1, NULL);
+    }
+    char err[300] = "";
+    if (store_begin(s->e->st) != 0)
+        raise_store(L, s, "sim:close_task");
+    enum task_close_result r = task_close(s->e, id, status, outcome, note, err, sizeof err);
+    if (r != TASK_CLOSED_NOW) {
+        store_rollback(s->e->st);
+        return luaL_error(L, "sim:close_task: %s", err);
+    }
+    if (store_commit(s->e->st) != 0)
+        raise_store(L, s, "sim:close_task");
+    run_due(L, s);
+    return 0;
+}
+
 static int m_advance(lua_State *L)
 {
     struct sim *s = check_sim(L);
@@ -327,8 +384,8 @@ static int m_tasks(lua_State *L)
 {
     struct sim *s = check_sim(L);
     static const char *const keys[] = {"customer", "journey", "assignee", "status", "kind", NULL};
-    store_stmt *st = filtered(L, s, "SELECT id, customer, journey, assignee, note, status, created_at, kind"
-                                    " FROM tasks WHERE 1", keys, "sim:tasks");
+    store_stmt *st = filtered(L, s, "SELECT id, customer, journey, assignee, note, status, created_at, kind,"
+                                    " outcome, due_at, done_at FROM tasks WHERE 1", keys, "sim:tasks");
     lua_newtable(L);
     int n = 0;
     while (store_step(st) == STORE_ROW) {
@@ -341,6 +398,9 @@ static int m_tasks(lua_State *L)
         set_str(L, "status", store_col_text(st, 5));
         set_int(L, "at", st, 6);
         set_str(L, "kind", store_col_text(st, 7));
+        set_str(L, "outcome", store_col_text(st, 8));
+        set_int(L, "due_at", st, 9);
+        set_int(L, "done_at", st, 10);
         lua_rawseti(L, -2, ++n);
     }
     store_finalize(st);
@@ -588,6 +648,7 @@ void sim_register(sandbox *sb)
     lua_State *L = sandbox_state(sb);
     static const luaL_Reg methods[] = {
         {"customer", m_customer}, {"event", m_event}, {"advance", m_advance}, {"now", m_now},
+        {"receipt", m_receipt}, {"close_task", m_close_task},
         {"sent", m_sent}, {"tasks", m_tasks}, {"instances", m_instances}, {"stub_http", m_stub_http},
         {"restart", m_restart}, {"deploy", m_deploy}, {"segment", m_segment}, {"log", m_log}, {"close", m_close},
         {NULL, NULL}};
