@@ -130,7 +130,7 @@ int64_t instance_start(engine *e, const char *journey, const char *customer, con
     }
     char *trig = trigger ? json_print(trigger) : NULL;
     store_stmt *s = store_sql(e->st, "INSERT INTO instances (journey, version, customer, state, started_at,"
-                                     " trigger, history, wake_at) VALUES (?, ?, ?, 'waiting', ?, ?, '[]', ?)");
+                                     " trigger, history, wake_at, goal) VALUES (?, ?, ?, 'waiting', ?, ?, '[]', ?, ?)");
     store_bind_text(s, 1, journey, -1);
     store_bind_text(s, 2, ver, -1);
     store_bind_text(s, 3, customer, -1);
@@ -140,6 +140,7 @@ int64_t instance_start(engine *e, const char *journey, const char *customer, con
         store_bind_null(s, 6);
     else
         store_bind_int(s, 6, now);
+    store_bind_text(s, 7, goal, -1);
     int rc = store_run(s);
     free(trig);
     free(ver);

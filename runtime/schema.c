@@ -151,7 +151,9 @@ static const char m_loop[] =
     "ALTER TABLE outbox ADD COLUMN receipt_reason TEXT;"
     "CREATE INDEX outbox_key ON outbox(idem_key);"
     /* the revenue a conversion brought (goal.value) */
-    "ALTER TABLE instances ADD COLUMN conversion_value REAL;";
+    "ALTER TABLE instances ADD COLUMN conversion_value REAL;"
+    /* the goal's event type, so reports know a journey has one without its script */
+    "ALTER TABLE instances ADD COLUMN goal TEXT;";
 
 const struct store_migration schema_migrations[] = {
     {"core", m1_core},

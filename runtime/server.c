@@ -763,6 +763,18 @@ static void get_openapi(struct server *s, struct evhttp_request *req, const char
     send_json(req, 200, openapi_json);
 }
 
+static void get_journey(struct server *s, struct evhttp_request *req, const char *name)
+{
+    cJSON *j = status_journey(s->e, name);
+    if (!j)
+        send_error(req, 500, store_errmsg(s->e->st));
+    else if (cJSON_IsNull(j)) {
+        cJSON_Delete(j);
+        send_error(req, 404, "no instance of such a journey");
+    } else
+        send_cjson(req, 200, j);
+}
+
 static void get_healthz(struct server *s, struct evhttp_request *req, const char *arg)
 {
     (void)s;
@@ -814,6 +826,7 @@ static const struct server_route {
     {"GET", "/v1/customers/{id}", get_customer, 0},
     {"PUT", "/v1/customers/{id}", put_customer, 0},
     {"GET", "/v1/journeys", get_journeys, 0},
+    {"GET", "/v1/journeys/{name}", get_journey, 0},
     {"GET", "/v1/segments/{name}", get_segment, 0},
     {"GET", "/v1/tasks", get_tasks, 0},
     {"GET", "/v1/tasks/summary", get_task_summary, 0},
