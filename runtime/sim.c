@@ -24,6 +24,7 @@
 #include "json.h"
 #include "receipt.h"
 #include "segment.h"
+#include "status.h"
 #include "sim.h"
 #include "task.h"
 #include "util.h"
@@ -258,6 +259,22 @@ static int m_close_task(lua_State *L)
         raise_store(L, s, "sim:close_task");
     run_due(L, s);
     return 0;
+}
+
+/* sim:report([journey]) → the status report (GET /v1/journeys), or one
+ * journey's part of it (GET /v1/journeys/{name}; nil for none). */
+static int m_report(lua_State *L)
+{
+    struct sim *s = check_sim(L);
+    cJSON *r = lua_isnoneornil(L, 2) ? status_report(s->e) : status_journey(s->e, luaL_checkstring(L, 2));
+    if (!r)
+        raise_store(L, s, "sim:report");
+    if (cJSON_IsNull(r))
+        lua_pushnil(L);
+    else
+        json_push(L, r);
+    cJSON_Delete(r);
+    return 1;
 }
 
 static int m_advance(lua_State *L)
@@ -648,7 +665,7 @@ void sim_register(sandbox *sb)
     lua_State *L = sandbox_state(sb);
     static const luaL_Reg methods[] = {
         {"customer", m_customer}, {"event", m_event}, {"advance", m_advance}, {"now", m_now},
-        {"receipt", m_receipt}, {"close_task", m_close_task},
+        {"receipt", m_receipt}, {"close_task", m_close_task}, {"report", m_report},
         {"sent", m_sent}, {"tasks", m_tasks}, {"instances", m_instances}, {"stub_http", m_stub_http},
         {"restart", m_restart}, {"deploy", m_deploy}, {"segment", m_segment}, {"log", m_log}, {"close", m_close},
         {NULL, NULL}};
