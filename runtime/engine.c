@@ -175,6 +175,13 @@ int engine_load_source(engine *e, const char *name, const char *src, size_t len,
     return script_load_source(e, name, src, len, errors);
 }
 
+int engine_load_set(engine *e, const char *const *paths, int n, const char *name, const char *src, size_t len,
+                    char **errors)
+{
+    *errors = NULL;
+    return script_load_set(e, paths, n, name, src, len, errors);
+}
+
 /* Lifecycle and recency scores move with time alone: once a day, re-derive
  * the customers who crossed a threshold. */
 static int sweep_due(engine *e, tend_time now)

@@ -90,6 +90,8 @@ void    engine_close(engine *e);
 int engine_load_dir(engine *e, char **errors);
 int engine_load_files(engine *e, const char *const *paths, int n, char **errors);
 int engine_load_source(engine *e, const char *name, const char *src, size_t len, char **errors);
+int engine_load_set(engine *e, const char *const *paths, int n, const char *name, const char *src, size_t len,
+                    char **errors);
 
 /* Runs every piece of work due at or before `now`: unprocessed events,
  * broadcast fan-outs, instance wakes, date triggers, schedules, deliveries.

@@ -130,7 +130,13 @@ static int read_source(const char *path, struct source *out, char **errors)
 
 int script_load_files(engine *e, const char *const *paths, int n, char **errors)
 {
-    struct source *files = xcalloc((size_t)(n ? n : 1), sizeof *files);
+    return script_load_set(e, paths, n, NULL, NULL, 0, errors);
+}
+
+int script_load_set(engine *e, const char *const *paths, int n, const char *name, const char *src, size_t len,
+                    char **errors)
+{
+    struct source *files = xcalloc((size_t)n + 1, sizeof *files);
     for (int i = 0; i < n; i++) {
         if (read_source(paths[i], &files[i], errors) != 0) {
             for (int j = 0; j < i; j++) {
@@ -142,6 +148,8 @@ int script_load_files(engine *e, const char *const *paths, int n, char **errors)
             return -1;
         }
     }
+    if (src)
+        files[n++] = (struct source){xstrdup(name), xstrndup(src, len), e->dir ? xstrdup(e->dir) : NULL, len};
     int rc = finish_load(e, files, n, errors);
     free(files);
     return rc;

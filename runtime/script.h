@@ -26,6 +26,9 @@ struct run_ctx;
 int script_load_dir(engine *e, const char *dir, char **errors);
 int script_load_files(engine *e, const char *const *paths, int n, char **errors);
 int script_load_source(engine *e, const char *name, const char *src, size_t len, char **errors);
+/* Files and a source text (src may be NULL) as one set: both or neither. */
+int script_load_set(engine *e, const char *const *paths, int n, const char *name, const char *src, size_t len,
+                    char **errors);
 
 /* Loads an old version from the store (only its journeys). 0 or -1. */
 int script_load_version(engine *e, const char *version);

@@ -39,6 +39,7 @@ struct sim {
     char **scripts;
     int nscripts;
     char *source;
+    char *test_dir;             /* relative script paths start here */
     cJSON *config;
     strbuf log;
     sandbox *test_sb;
@@ -80,10 +81,9 @@ static int open_engine(lua_State *L, struct sim *s)
     s->e->dir = dir;
     char *errors = NULL;
     int n = 0;
-    if (s->nscripts)
-        n = engine_load_files(s->e, (const char *const *)s->scripts, s->nscripts, &errors);
-    if (n == 0 && s->source)
-        n = engine_load_source(s->e, "source", s->source, strlen(s->source), &errors);
+    if (s->nscripts || s->source)
+        n = engine_load_set(s->e, (const char *const *)s->scripts, s->nscripts, "source", s->source,
+                            s->source ? strlen(s->source) : 0, &errors);
     if (n != 0) {
         lua_pushfstring(L, "t.sim: scripts failed to load:\n%s", errors ? errors : "?");
         free(errors);
@@ -121,6 +121,8 @@ static int sim_gc(lua_State *L)
         s->db_path = NULL;
     }
     forget_scripts(s);
+    free(s->test_dir);
+    s->test_dir = NULL;
     cJSON_Delete(s->config);
     s->config = NULL;
     if (s->clock) {
@@ -356,16 +358,12 @@ static store_stmt *filtered(lua_State *L, struct sim *s, const char *select, con
     return st;
 }
 
-/* sim:sent{channel=, customer=, template=, status=, journey=} → messages,
- * in the order they were queued. Every status is listed unless one is
- * asked for. */
-static int m_sent(lua_State *L)
+/* Pushes the outbox rows `select` (narrowed by the filter at index 2)
+ * gives, in the order they were queued. */
+static int push_messages(lua_State *L, struct sim *s, const char *select, const char *what)
 {
-    struct sim *s = check_sim(L);
     static const char *const keys[] = {"channel", "customer", "template", "status", "journey", "category", NULL};
-    store_stmt *st = filtered(L, s, "SELECT id, channel, customer, template, body, status, COALESCE(sent_at, due_at),"
-                                    " category, journey, last_error, cost, segments, attempts, idem_key FROM outbox"
-                                    " WHERE 1", keys, "sim:sent");
+    store_stmt *st = filtered(L, s, select, keys, what);
     lua_newtable(L);
     int n = 0;
     while (store_step(st) == STORE_ROW) {
@@ -394,6 +392,34 @@ static int m_sent(lua_State *L)
     }
     store_finalize(st);
     return 1;
+}
+
+#define MESSAGE_COLUMNS "SELECT id, channel, customer, template, body, status, COALESCE(sent_at, due_at)," \
+                        " category, journey, last_error, cost, segments, attempts, idem_key FROM outbox"
+
+/* sim:messages{channel=, customer=, template=, status=, journey=,
+ * category=} → every outbox row (queued, deferred, capped, suppressed,
+ * failed, sent), in the order they were queued. */
+static int m_messages(lua_State *L)
+{
+    struct sim *s = check_sim(L);
+    return push_messages(L, s, MESSAGE_COLUMNS " WHERE 1", "sim:messages");
+}
+
+/* sim:sent{...} → the messages that left (status "sent"): what a customer
+ * received. Asking it for another status is a mistake worth naming. */
+static int m_sent(lua_State *L)
+{
+    struct sim *s = check_sim(L);
+    if (lua_istable(L, 2)) {
+        lua_getfield(L, 2, "status");
+        const char *status = lua_tostring(L, -1);
+        if (!lua_isnil(L, -1) && (!status || strcmp(status, "sent") != 0))
+            return luaL_error(L, "sim:sent lists sent messages only; use sim:messages{status = \"%s\"}",
+                              status ? status : "...");
+        lua_pop(L, 1);
+    }
+    return push_messages(L, s, MESSAGE_COLUMNS " WHERE status = 'sent'", "sim:sent");
 }
 
 /* sim:tasks{customer=, journey=, assignee=, status=} → tasks. */
@@ -582,6 +608,15 @@ static int m_close(lua_State *L)
 
 /* --- creation ------------------------------------------------------------ */
 
+/* A script path as given, or, when relative, taken from the directory of
+ * the test file. */
+static char *script_path(const struct sim *s, const char *path)
+{
+    if (path[0] == '/' || strcmp(s->test_dir, ".") == 0)
+        return xstrdup(path);
+    return util_path_join(s->test_dir, path);
+}
+
 static void read_scripts(lua_State *L, struct sim *s, int idx)
 {
     if (lua_getfield(L, idx, "scripts") == LUA_TNIL) {
@@ -590,7 +625,7 @@ static void read_scripts(lua_State *L, struct sim *s, int idx)
     }
     if (lua_type(L, -1) == LUA_TSTRING) {
         s->scripts = xmalloc(sizeof *s->scripts);
-        s->scripts[s->nscripts++] = xstrdup(lua_tostring(L, -1));
+        s->scripts[s->nscripts++] = script_path(s, lua_tostring(L, -1));
     } else {
         luaL_argexpected(L, lua_istable(L, -1), 1, "scripts = {paths}");
         int n = (int)lua_rawlen(L, -1);
@@ -599,7 +634,7 @@ static void read_scripts(lua_State *L, struct sim *s, int idx)
             lua_rawgeti(L, -1, i);
             if (!lua_isstring(L, -1))
                 luaL_error(L, "t.sim: scripts[%d] must be a path", i);
-            s->scripts[s->nscripts++] = xstrdup(lua_tostring(L, -1));
+            s->scripts[s->nscripts++] = script_path(s, lua_tostring(L, -1));
             lua_pop(L, 1);
         }
     }
@@ -627,6 +662,7 @@ static int sim_new(lua_State *L)
     int self = lua_gettop(L);
     s->test_sb = sandbox_of(L);
     s->test_clock = sandbox_clock(s->test_sb);
+    s->test_dir = xstrdup(lua_tostring(L, lua_upvalueindex(1)));
     tend_time start = SIM_DEFAULT_START;
     if (lua_getfield(L, 1, "start") != LUA_TNIL)
         start = helpers_check_time(L, lua_gettop(L));
@@ -660,13 +696,13 @@ static int sim_new(lua_State *L)
     return 1;
 }
 
-void sim_register(sandbox *sb)
+void sim_register(sandbox *sb, const char *test_dir)
 {
     lua_State *L = sandbox_state(sb);
     static const luaL_Reg methods[] = {
         {"customer", m_customer}, {"event", m_event}, {"advance", m_advance}, {"now", m_now},
         {"receipt", m_receipt}, {"close_task", m_close_task}, {"report", m_report},
-        {"sent", m_sent}, {"tasks", m_tasks}, {"instances", m_instances}, {"stub_http", m_stub_http},
+        {"sent", m_sent}, {"messages", m_messages}, {"tasks", m_tasks}, {"instances", m_instances}, {"stub_http", m_stub_http},
         {"restart", m_restart}, {"deploy", m_deploy}, {"segment", m_segment}, {"log", m_log}, {"close", m_close},
         {NULL, NULL}};
     luaL_newmetatable(L, SIM_MT);
@@ -677,6 +713,7 @@ void sim_register(sandbox *sb)
     lua_pushliteral(L, "sim");
     lua_setfield(L, -2, "__metatable");
     lua_pop(L, 1);
-    lua_pushcfunction(L, sim_new);
+    lua_pushstring(L, test_dir ? test_dir : ".");
+    lua_pushcclosure(L, sim_new, 1);
     sandbox_set_global(sb, "__tend_sim", 1);
 }

@@ -5,7 +5,8 @@
 
 #include "sandbox.h"
 
-/* Makes t.sim available to the stdlib of a test file's sandbox. */
-void sim_register(sandbox *sb);
+/* Makes t.sim available to the stdlib of a test file's sandbox; relative
+ * script paths given to it are taken from test_dir (the test file's). */
+void sim_register(sandbox *sb, const char *test_dir);
 
 #endif

@@ -138,9 +138,8 @@ static void run_file(struct testrun *tr, const char *path)
     lua_pushlightuserdata(L, tr);
     lua_pushcclosure(L, report, 1);
     sandbox_set_global(sb, "__tend_report", 1);
-    sim_register(sb);
-
     char *copy = xstrdup(path);
+    sim_register(sb, dirname(copy));
     sandbox_new_env(sb, dirname(copy));
     free(copy);
     tr->case_tripped = 0;

@@ -1,7 +1,7 @@
 local t = require "tend.test"
 
 local function sim(start)
-  return t.sim{ scripts = { "scripts/birthday.lua" }, start = start or "2026-01-01T00:00:00Z",
+  return t.sim{ scripts = { "birthday.lua" }, start = start or "2026-01-01T00:00:00Z",
                 config = { timezone = "Asia/Shanghai" } }
 end
 

@@ -1,7 +1,7 @@
 local t = require "tend.test"
 
 local function sim()
-  local s = t.sim{ scripts = { "scripts/month_gift.lua" }, start = "2026-03-01T09:00:00+08:00",
+  local s = t.sim{ scripts = { "month_gift.lua" }, start = "2026-03-01T09:00:00+08:00",
                    config = { timezone = "Asia/Shanghai" } }
   s:customer{ id = "c1", name = "Lingling", phone = "+8613800000001" }
   return s
@@ -11,7 +11,7 @@ t.case("gift 30 days after the first order", function()
   local s = sim()
   s:event{ type = "order.paid", customer = "c1", total = 99 }
   s:advance(days(29))
-  t.eq(#s:sent{ template = "month_gift" }, 0)
+  t.eq(#s:messages{ template = "month_gift" }, 0)
   s:advance(days(1))
   local m = s:sent{ template = "month_gift" }
   t.eq(#m, 1)
@@ -26,7 +26,7 @@ t.case("a second order within 30 days converts: no gift", function()
   s:advance(days(10))
   s:event{ type = "order.paid", customer = "c1", total = 50 }
   s:advance(days(25))
-  t.eq(#s:sent{ template = "month_gift" }, 0)
+  t.eq(#s:messages{ template = "month_gift" }, 0)
   local i = s:instances{ journey = "month_gift" }
   t.eq(#i, 1)
   t.eq(i[1].state, "converted")

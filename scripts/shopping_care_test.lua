@@ -1,7 +1,7 @@
 local t = require "tend.test"
 
 local function sim()
-  local s = t.sim{ scripts = { "scripts/shopping_care.lua" }, start = "2026-03-02T10:00:00+08:00",
+  local s = t.sim{ scripts = { "shopping_care.lua" }, start = "2026-03-02T10:00:00+08:00",
                    config = { timezone = "Asia/Shanghai" } }
   s:customer{ id = "c1", name = "Mei" }
   return s

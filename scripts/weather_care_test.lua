@@ -1,7 +1,7 @@
 local t = require "tend.test"
 
 local function sim()
-  local s = t.sim{ scripts = { "scripts/weather_care.lua" }, start = "2026-07-01T11:00:00+08:00",
+  local s = t.sim{ scripts = { "weather_care.lua" }, start = "2026-07-01T11:00:00+08:00",
                    config = { timezone = "Asia/Shanghai" } }
   s:customer{ id = "a", name = "An", city = "Shanghai" }
   s:customer{ id = "b", name = "Bo", city = "Shanghai" }
@@ -15,7 +15,7 @@ t.case("an alert reaches the customers of that city only", function()
   local m = s:sent{ template = "weather_storm" }
   t.eq(#m, 2)
   t.match(m[1].body, "a storm is coming to Shanghai")
-  t.eq(#s:sent{ customer = "c" }, 0)
+  t.eq(#s:messages{ customer = "c" }, 0)
 end)
 
 t.case("the same alert delivered twice greets once; an unknown kind greets nobody", function()

@@ -1,7 +1,7 @@
 local t = require "tend.test"
 
 local function sim()
-  return t.sim{ scripts = { "scripts/winback.lua" }, start = "2026-03-02T09:00:00+08:00",
+  return t.sim{ scripts = { "winback.lua" }, start = "2026-03-02T09:00:00+08:00",
                 config = { timezone = "Asia/Shanghai" } }
 end
 
@@ -33,7 +33,7 @@ t.case("an order stops the ladder and counts as a conversion", function()
   s:advance(days(3))
   s:event{ type = "order.paid", customer = "c1", total = 60 }
   s:advance(days(20))
-  t.eq(#s:sent{ template = "winback_second" }, 0)
+  t.eq(#s:messages{ template = "winback_second" }, 0)
   t.ok(s:instances{ journey = "winback" }[1].converted_at)
 end)
 

@@ -50,8 +50,8 @@ t.case("a weather alert reaches each customer in the city once, and nobody else"
     t.eq(m.at, s:now())
   end
   t.eq(s:sent{ customer = "sh1" }[1].body, "Ann, a storm is coming to Shanghai: stay safe.")
-  t.eq(#s:sent{ customer = "bj1" }, 0)
-  t.eq(#s:sent{ customer = "nowhere" }, 0)
+  t.eq(#s:messages{ customer = "bj1" }, 0)
+  t.eq(#s:messages{ customer = "nowhere" }, 0)
   -- the broadcast created no customer and changed no one's activity
   t.eq(s:customer("sh1").last_active_at, nil)
 end)
@@ -78,7 +78,7 @@ t.case("an alert for a city with no customers starts nothing", function()
   town(s)
   s:event{ type = "weather.alert", city = "Harbin", kind = "storm" }
   t.eq(#s:instances{}, 0)
-  t.eq(#s:sent{}, 0)
+  t.eq(#s:messages{}, 0)
 end)
 
 t.case("a when filter applies on top of the audience", function()

@@ -92,7 +92,7 @@ t.case("a replay that diverges fails the instance and names the step", function(
   t.match(i.error, "now calls send%(sms, note%)")
   t.match(i.error, "recorded wait%(86400%)")
   t.match(i.error, "source:%d+")
-  t.eq(#s:sent{}, 0)
+  t.eq(#s:messages{}, 0)
 end)
 
 t.case("reads of customer fields are recorded: a replay sees what the first run saw", function()
@@ -126,7 +126,7 @@ t.case("wait_for: the awaited event arrives, or the timeout passes", function()
   s:event{ type = "order.paid", customer = "c2", order = "B" }
   s:advance(days(1))
   s:event{ type = "order.delivered", customer = "c1", order = "other" }   -- where() says no
-  t.eq(#s:sent{}, 0)
+  t.eq(#s:messages{}, 0)
   s:event{ type = "order.delivered", customer = "c1", order = "A" }
   t.eq(s:sent{ customer = "c1" }[1].body, "friend: delivered A")
   s:restart()

@@ -46,20 +46,20 @@ t.case("quiet hours: marketing at 23:00 Shanghai waits for 08:30 there; Berlin (
   s:event{ type = "promo", customer = "sh" }
   s:event{ type = "promo", customer = "be" }
 
-  local sh = s:sent{ customer = "sh" }
+  local sh = s:messages{ customer = "sh" }
   t.eq(#sh, 1)
   t.eq(sh[1].status, "deferred")
   t.eq(sh[1].at, TUE_0830_SH, "due at 08:30 Shanghai the next morning")
 
-  local be = s:sent{ customer = "be" }
+  local be = s:messages{ customer = "be" }
   t.eq(#be, 1)
   t.eq(be[1].status, "sent")
   t.eq(be[1].at, MON_2300_SH)
 
   s:advance(hours(9) + minutes(29))      -- 08:29: still waiting
-  t.eq(s:sent{ customer = "sh" }[1].status, "deferred")
+  t.eq(s:messages{ customer = "sh" }[1].status, "deferred")
   s:advance(minutes(2))                  -- 08:31
-  sh = s:sent{ customer = "sh" }
+  sh = s:messages{ customer = "sh" }
   t.eq(sh[1].status, "sent")
   t.eq(sh[1].at, TUE_0830_SH)
   t.eq(sh[1].body, "Li, a spring offer")
@@ -69,7 +69,7 @@ t.case("quiet hours: a transactional message at 23:00 goes at once", function()
   local s = sim(PROMO, { start = "2026-03-02T23:00:00+08:00" })
   s:customer{ id = "sh", timezone = "Asia/Shanghai" }
   s:event{ type = "care", customer = "sh" }
-  local m = s:sent{ customer = "sh" }
+  local m = s:messages{ customer = "sh" }
   t.eq(#m, 1)
   t.eq(m[1].status, "sent")
   t.eq(m[1].at, MON_2300_SH)
@@ -81,11 +81,11 @@ t.case("quiet hours: DST in New York, spring-forward night -> 08:30 EDT (12:30Z)
   t.eq(s:now(), NY_SPRING_EVE)
   s:customer{ id = "ny", timezone = "America/New_York" }
   s:event{ type = "promo", customer = "ny" }
-  local m = s:sent{ customer = "ny" }
+  local m = s:messages{ customer = "ny" }
   t.eq(m[1].status, "deferred")
   t.eq(m[1].at, NY_SPRING_0830, "08:30 EDT on 2026-03-08 is 12:30Z")
   s:advance(hours(14))
-  m = s:sent{ customer = "ny" }
+  m = s:messages{ customer = "ny" }
   t.eq(m[1].status, "sent")
   t.eq(m[1].at, NY_SPRING_0830)
 end)
@@ -95,11 +95,11 @@ t.case("quiet hours: DST in New York, fall-back night -> 08:30 EST (13:30Z)", fu
   t.eq(s:now(), NY_FALL_EVE)
   s:customer{ id = "ny", timezone = "America/New_York" }
   s:event{ type = "promo", customer = "ny" }
-  local m = s:sent{ customer = "ny" }
+  local m = s:messages{ customer = "ny" }
   t.eq(m[1].status, "deferred")
   t.eq(m[1].at, NY_FALL_0830, "08:30 EST on 2026-11-01 is 13:30Z")
   s:advance(hours(16))
-  m = s:sent{ customer = "ny" }
+  m = s:messages{ customer = "ny" }
   t.eq(m[1].status, "sent")
   t.eq(m[1].at, NY_FALL_0830)
 end)
@@ -108,7 +108,7 @@ t.case("quiet hours: a customer with no zone uses the configured default, never 
   local s = sim(PROMO, { start = "2026-03-02T23:00:00+08:00", timezone = "Asia/Shanghai" })
   s:customer{ id = "nozone", name = "Wu" }
   s:event{ type = "promo", customer = "nozone" }
-  local m = s:sent{ customer = "nozone" }
+  local m = s:messages{ customer = "nozone" }
   t.eq(#m, 1)
   t.eq(m[1].status, "deferred")
   t.eq(m[1].at, TUE_0830_SH)
@@ -129,16 +129,16 @@ t.case("caps: two marketing journeys the same day -> the second is capped (on_ca
   s:event{ type = "a", customer = "c1" }
   s:advance(hours(4))
   s:event{ type = "b", customer = "c1" }
-  local first = s:sent{ journey = "first" }
-  local second = s:sent{ journey = "second", template = "promo" }
+  local first = s:messages{ journey = "first" }
+  local second = s:messages{ journey = "second", template = "promo" }
   t.eq(first[1].status, "sent")
   t.eq(#second, 1)
   t.eq(second[1].status, "capped")
   t.match(second[1].error or "", "cap")
   t.eq(s:customer("c1").attrs.second_status, "capped", "send() returned capped")
-  t.eq(s:sent{ journey = "second", template = "care" }[1].status, "sent")
+  t.eq(s:messages{ journey = "second", template = "care" }[1].status, "sent")
   s:advance(days(2))
-  t.eq(#s:sent{ template = "promo", status = "sent" }, 1, "a capped message is never sent later")
+  t.eq(#s:messages{ template = "promo", status = "sent" }, 1, "a capped message is never sent later")
 end)
 
 t.case("caps: on_cap = \"defer\" moves the second message to the next local day", function()
@@ -150,13 +150,13 @@ t.case("caps: on_cap = \"defer\" moves the second message to the next local day"
   s:event{ type = "a", customer = "c1" }
   s:advance(hours(4))   -- 14:00 Monday
   s:event{ type = "b", customer = "c1" }
-  local m = s:sent{ journey = "second" }
+  local m = s:messages{ journey = "second" }
   t.eq(#m, 1)
   t.eq(m[1].status, "deferred")
   -- the next local day starts at midnight, inside quiet hours: 08:30 Tuesday
   t.eq(m[1].at, TUE_0830_SH)
   s:advance(days(1))
-  m = s:sent{ journey = "second" }
+  m = s:messages{ journey = "second" }
   t.eq(m[1].status, "sent")
   t.eq(m[1].at, TUE_0830_SH)
 end)
@@ -170,7 +170,7 @@ t.case("caps: a template's on_cap = \"defer\" works as well", function()
   s:customer{ id = "c1" }
   s:event{ type = "a", customer = "c1" }
   s:event{ type = "b", customer = "c1" }
-  local m = s:sent{ template = "promo2" }
+  local m = s:messages{ template = "promo2" }
   t.eq(m[1].status, "deferred")
   t.eq(m[1].at, TUE_0830_SH)
 end)
@@ -184,17 +184,17 @@ t.case("caps: at most 3 marketing messages a week per customer; transactional ne
     for _ = 1, 3 do s:event{ type = "care", customer = "c1" } end
     s:advance(days(1))
   end
-  local promo = s:sent{ template = "promo" }
+  local promo = s:messages{ template = "promo" }
   t.eq(#promo, 7)
   local statuses = {}
   for i, m in ipairs(promo) do statuses[i] = m.status end
   t.eq(statuses, { "sent", "sent", "sent", "capped", "capped", "capped", "capped" })
   t.match(promo[4].error or "", "week")
-  t.eq(#s:sent{ template = "care" }, 21)
-  t.eq(#s:sent{ template = "care", status = "sent" }, 21, "transactional messages are never capped")
+  t.eq(#s:messages{ template = "care" }, 21)
+  t.eq(#s:messages{ template = "care", status = "sent" }, 21, "transactional messages are never capped")
   -- the next ISO week (Monday 2026-03-09) has room again
   s:event{ type = "promo", customer = "c1" }
-  t.eq(s:sent{ template = "promo" }[8].status, "sent")
+  t.eq(s:messages{ template = "promo" }[8].status, "sent")
 end)
 
 t.case("caps are per customer: another customer's messages do not count", function()
@@ -203,7 +203,7 @@ t.case("caps are per customer: another customer's messages do not count", functi
   s:customer{ id = "c2" }
   s:event{ type = "promo", customer = "c1" }
   s:event{ type = "promo", customer = "c2" }
-  t.eq(#s:sent{ template = "promo", status = "sent" }, 2)
+  t.eq(#s:messages{ template = "promo", status = "sent" }, 2)
 end)
 
 -- --- priorities ---------------------------------------------------------------
@@ -215,18 +215,18 @@ t.case("priorities: a higher-priority message takes the slot of a lower one wait
   ]], { caps = { day = 1, week = 3 }, start = "2026-03-02T23:00:00+08:00" })
   s:customer{ id = "c1" }
   s:event{ type = "low", customer = "c1" }
-  t.eq(s:sent{ journey = "low" }[1].status, "deferred")
-  t.eq(s:sent{ journey = "low" }[1].at, TUE_0830_SH)
+  t.eq(s:messages{ journey = "low" }[1].status, "deferred")
+  t.eq(s:messages{ journey = "low" }[1].at, TUE_0830_SH)
   s:advance(minutes(30))
   s:event{ type = "high", customer = "c1" }
-  t.eq(s:sent{ journey = "low" }[1].status, "capped", "the lower one is displaced")
-  local high = s:sent{ journey = "high" }
+  t.eq(s:messages{ journey = "low" }[1].status, "capped", "the lower one is displaced")
+  local high = s:messages{ journey = "high" }
   t.eq(high[1].status, "deferred")
   t.eq(high[1].at, TUE_0830_SH)
   s:advance(hours(10))
-  t.eq(s:sent{ journey = "high" }[1].status, "sent")
-  t.eq(s:sent{ journey = "low" }[1].status, "capped")
-  t.eq(#s:sent{ status = "sent" }, 1)
+  t.eq(s:messages{ journey = "high" }[1].status, "sent")
+  t.eq(s:messages{ journey = "low" }[1].status, "capped")
+  t.eq(#s:messages{ status = "sent" }, 1)
 end)
 
 t.case("priorities: an equal or lower priority does not displace; it is capped itself", function()
@@ -239,11 +239,11 @@ t.case("priorities: an equal or lower priority does not displace; it is capped i
   s:event{ type = "mid", customer = "c1" }
   s:event{ type = "same", customer = "c1" }
   s:event{ type = "lower", customer = "c1" }
-  t.eq(s:sent{ journey = "mid" }[1].status, "deferred")
-  t.eq(s:sent{ journey = "same" }[1].status, "capped")
-  t.eq(s:sent{ journey = "lower" }[1].status, "capped")
+  t.eq(s:messages{ journey = "mid" }[1].status, "deferred")
+  t.eq(s:messages{ journey = "same" }[1].status, "capped")
+  t.eq(s:messages{ journey = "lower" }[1].status, "capped")
   s:advance(hours(10))
-  t.eq(s:sent{ journey = "mid" }[1].status, "sent")
+  t.eq(s:messages{ journey = "mid" }[1].status, "sent")
 end)
 
 t.case("priorities: a template's priority overrides the journey's", function()
@@ -255,8 +255,8 @@ t.case("priorities: a template's priority overrides the journey's", function()
   s:customer{ id = "c1" }
   s:event{ type = "low", customer = "c1" }
   s:event{ type = "tpl", customer = "c1" }
-  t.eq(s:sent{ journey = "low" }[1].status, "capped")
-  t.eq(s:sent{ journey = "tpl" }[1].status, "deferred")
+  t.eq(s:messages{ journey = "low" }[1].status, "capped")
+  t.eq(s:messages{ journey = "tpl" }[1].status, "deferred")
 end)
 
 -- --- suppression --------------------------------------------------------------
@@ -268,7 +268,7 @@ journey "care"  { on = "care",  run = function(c) send("sms", c, "care");  send(
 
 local function statuses(s, template)
   local out = {}
-  for _, m in ipairs(s:sent{ template = template }) do out[#out + 1] = m.channel .. ":" .. m.status end
+  for _, m in ipairs(s:messages{ template = template }) do out[#out + 1] = m.channel .. ":" .. m.status end
   return out
 end
 
@@ -280,7 +280,7 @@ t.case("suppression: unsubscribe from sms stops marketing sms only", function()
   s:event{ type = "care", customer = "c1" }
   t.eq(statuses(s, "promo"), { "sms:suppressed", "email:sent" })
   t.eq(statuses(s, "care"), { "sms:sent", "email:sent" })
-  t.match(s:sent{ template = "promo", channel = "sms" }[1].error or "", "unsubscribed")
+  t.match(s:messages{ template = "promo", channel = "sms" }[1].error or "", "unsubscribed")
 end)
 
 t.case("suppression: unsubscribe with no channel stops all marketing; resubscribe restores", function()
@@ -316,28 +316,28 @@ t.case("suppression: a blocked customer gets nothing at all, not even transactio
   s:event{ type = "care", customer = "c1" }
   s:event{ type = "care", customer = "c2" }
   t.eq(statuses(s, "promo"), { "sms:suppressed", "email:suppressed" })
-  t.eq(#s:sent{ customer = "c1", status = "sent" }, 0)
-  t.match(s:sent{ customer = "c1", template = "care" }[1].error or "", "blocked")
-  t.eq(#s:sent{ customer = "c2", status = "sent" }, 2)
+  t.eq(#s:messages{ customer = "c1", status = "sent" }, 0)
+  t.match(s:messages{ customer = "c1", template = "care" }[1].error or "", "blocked")
+  t.eq(#s:messages{ customer = "c2", status = "sent" }, 2)
   s:event{ type = "unblock", customer = "c1" }
   s:event{ type = "care", customer = "c1" }
-  t.eq(#s:sent{ customer = "c1", status = "sent" }, 2)
+  t.eq(#s:messages{ customer = "c1", status = "sent" }, 2)
 end)
 
 t.case("opt-out race: deferred to 08:30, unsubscribed at 07:00 -> suppressed, never sent", function()
   local s = sim(PROMO, { start = "2026-03-02T23:00:00+08:00" })
   s:customer{ id = "c1" }
   s:event{ type = "promo", customer = "c1" }
-  t.eq(s:sent{}[1].status, "deferred")
+  t.eq(s:messages{}[1].status, "deferred")
   s:advance(hours(8))   -- 07:00 Tuesday
   s:event{ type = "unsubscribe", customer = "c1", channel = "sms" }
   s:advance(hours(3))
-  local m = s:sent{}
+  local m = s:messages{}
   t.eq(#m, 1)
   t.eq(m[1].status, "suppressed")
   s:restart()
   s:advance(days(1))
-  t.eq(#s:sent{ status = "sent" }, 0)
+  t.eq(#s:messages{ status = "sent" }, 0)
 end)
 
 t.case("opt-out race: a customer blocked while a message waits for 08:30 gets nothing", function()
@@ -347,7 +347,7 @@ t.case("opt-out race: a customer blocked while a message waits for 08:30 gets no
   s:advance(hours(1))
   s:event{ type = "block", customer = "c1" }
   s:advance(hours(10))
-  t.eq(s:sent{}[1].status, "suppressed")
+  t.eq(s:messages{}[1].status, "suppressed")
 end)
 
 -- --- SMS segments and cost ------------------------------------------------------
@@ -366,7 +366,7 @@ local function measure(text, channel)
   local s = sim(RAW, { channels = CHANNELS })
   s:customer{ id = "c1" }
   s:event{ type = "raw", customer = "c1", text = text, channel = channel }
-  local m = s:sent{}
+  local m = s:messages{}
   t.eq(#m, 1)
   t.eq(m[1].body, text)
   return m[1]
@@ -435,9 +435,9 @@ t.case("templates: {{name|friend}} uses the default when the name is missing or 
   s:customer{ id = "anon" }
   s:customer{ id = "empty", name = "" }
   for _, id in ipairs{ "named", "anon", "empty" } do s:event{ type = "care", customer = id } end
-  t.eq(s:sent{ customer = "named" }[1].body, "Mei, your order is on its way")
-  t.eq(s:sent{ customer = "anon" }[1].body, "friend, your order is on its way")
-  t.eq(s:sent{ customer = "empty" }[1].body, "friend, your order is on its way")
+  t.eq(s:messages{ customer = "named" }[1].body, "Mei, your order is on its way")
+  t.eq(s:messages{ customer = "anon" }[1].body, "friend, your order is on its way")
+  t.eq(s:messages{ customer = "empty" }[1].body, "friend, your order is on its way")
 end)
 
 t.case("templates: a missing variable fails that send, names the variable; the journey goes on", function()
@@ -451,17 +451,17 @@ t.case("templates: a missing variable fails that send, names the variable; the j
   ]])
   s:customer{ id = "c1" }
   s:event{ type = "go", customer = "c1" }
-  local gift = s:sent{ template = "gift" }
+  local gift = s:messages{ template = "gift" }
   t.eq(#gift, 1)
   t.eq(gift[1].status, "failed")
   t.match(gift[1].error or "", "coupon%.code")
-  local note = s:sent{ template = "note" }
+  local note = s:messages{ template = "note" }
   t.eq(#note, 1)
   t.eq(note[1].status, "sent")
   t.eq(note[1].body, "friend: after failed")
   t.eq(s:instances{ journey = "j" }[1].state, "done")
   s:advance(days(1))
-  t.eq(s:sent{ template = "gift" }[1].status, "failed", "a failed render is not retried")
+  t.eq(s:messages{ template = "gift" }[1].status, "failed", "a failed render is not retried")
 end)
 
 t.case("templates: an email has its subject and body rendered", function()
@@ -470,7 +470,7 @@ t.case("templates: an email has its subject and body rendered", function()
   ]])
   s:customer{ id = "c1", name = "Bo", email = "bo@example.com" }
   s:event{ type = "go", customer = "c1" }
-  local m = s:sent{ channel = "email" }[1]
+  local m = s:messages{ channel = "email" }[1]
   t.eq(m.subject, "Order")
   t.eq(m.body, "Bo, your order")
   t.eq(m.status, "sent")
