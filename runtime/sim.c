@@ -68,7 +68,7 @@ static int open_engine(lua_State *L, struct sim *s)
         const char *slash = strrchr(s->scripts[0], '/');
         dir = slash ? xstrndup(s->scripts[0], (size_t)(slash - s->scripts[0])) : xstrdup(".");
     }
-    struct engine_options o = {.dir = NULL, .db_path = s->db_path, .clock = s->clock, .capture = 1,
+    struct engine_options o = {.dir = NULL, .db_path = s->db_path, .clock = s->clock, .capture = 1, .throwaway = 1,
                                .config = s->config, .log = sim_log, .log_ud = s};
     char *err = NULL;
     s->e = engine_open(&o, &err);

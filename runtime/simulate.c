@@ -146,7 +146,7 @@ int simulate_run(const struct simulate_options *o, FILE *out)
     }
     close(fd);
     tclock *clk = clock_new_virtual(start);
-    struct engine_options eo = {.dir = o->dir, .db_path = db, .clock = clk, .capture = 1, .log = quiet,
+    struct engine_options eo = {.dir = o->dir, .db_path = db, .clock = clk, .capture = 1, .throwaway = 1, .log = quiet,
                                 .log_ud = out};
     char *msg = NULL;
     engine *e = engine_open(&eo, &msg);

@@ -49,7 +49,7 @@ t.case("a closed task wakes its journey with the outcome, and task.<status> star
   sim:close_task(tasks[2].id, { status = "failed", outcome = "no answer" })
   t.ok(sim:customer("c2").tags[1] == "task_failed_call", t.show(sim:customer("c2").tags))
   -- closed tasks cannot close again; unknown ones are named
-  t.fails(function() sim:close_task(tasks[1].id, { status = "done" }) end, "closed already")
+  t.fails(function() sim:close_task(tasks[1].id, { status = "done" }) end, "is done already")
   t.fails(function() sim:close_task(999, { status = "done" }) end, "no task 999")
   t.fails(function() sim:close_task(tasks[1].id, { status = "finished" }) end, "must be \"done\", \"failed\" or \"cancelled\"")
 end)
