@@ -152,6 +152,9 @@ static const char m_loop[] =
     "CREATE INDEX outbox_key ON outbox(idem_key);"
     /* the revenue a conversion brought (goal.value) */
     "ALTER TABLE instances ADD COLUMN conversion_value REAL;"
+    /* a customer's events and instances, for the timeline */
+    "CREATE INDEX instances_customer ON instances(customer, id);"
+    "CREATE INDEX events_customer ON events(customer, seq) WHERE customer IS NOT NULL;"
     /* the goal's event type, so reports know a journey has one without its script */
     "ALTER TABLE instances ADD COLUMN goal TEXT;";
 

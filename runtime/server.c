@@ -34,6 +34,7 @@
 #include "server.h"
 #include "status.h"
 #include "task.h"
+#include "timeline.h"
 #include "util.h"
 #include "version.h"
 
@@ -775,6 +776,28 @@ static void get_journey(struct server *s, struct evhttp_request *req, const char
         send_cjson(req, 200, j);
 }
 
+/* GET /v1/customers/{id}/timeline?limit=N&before=T */
+static void get_timeline(struct server *s, struct evhttp_request *req, const char *id)
+{
+    struct evkeyvalq q;
+    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    evhttp_parse_query_str(query ? query : "", &q);
+    const char *before = evhttp_find_header(&q, "before"), *limit = evhttp_find_header(&q, "limit");
+    long long b = before ? parse_id(before) : 0, n = limit ? parse_id(limit) : 50;
+    if (b < 0)
+        send_error(req, 400, "query 'before': must be a time in epoch seconds (the `next` of a page)");
+    else if (n < 1 || n > 500)
+        send_error(req, 400, "query 'limit': must be 1 to 500");
+    else {
+        cJSON *t = timeline_customer(s->e, id, b, (int)n);
+        if (t)
+            send_cjson(req, 200, t);
+        else
+            send_error(req, 404, "no such customer");
+    }
+    evhttp_clear_headers(&q);
+}
+
 static void get_healthz(struct server *s, struct evhttp_request *req, const char *arg)
 {
     (void)s;
@@ -825,6 +848,7 @@ static const struct server_route {
     {"POST", "/v1/events", post_events, 0},
     {"GET", "/v1/customers/{id}", get_customer, 0},
     {"PUT", "/v1/customers/{id}", put_customer, 0},
+    {"GET", "/v1/customers/{id}/timeline", get_timeline, 0},
     {"GET", "/v1/journeys", get_journeys, 0},
     {"GET", "/v1/journeys/{name}", get_journey, 0},
     {"GET", "/v1/segments/{name}", get_segment, 0},
@@ -849,19 +873,31 @@ void server_route_at(int i, const char **method, const char **path)
     *path = routes[i].path;
 }
 
-/* Does `path` match the route's pattern? *arg gets the decoded parameter
- * (malloc'd) of a "{...}" route. A parameter that decodes to nothing, or
- * holds a '/', does not match. */
+/* Does `path` match the route's pattern? A "{...}" segment of the pattern
+ * (at most one) matches one segment of the path, URL-decoded into *arg
+ * (malloc'd): "/v1/customers/{id}/timeline". A segment that decodes to
+ * nothing does not match. */
 static int path_matches(const char *pattern, const char *path, char **arg)
 {
     *arg = NULL;
-    const char *brace = strchr(pattern, '{');
-    if (!brace)
+    const char *open = strchr(pattern, '{');
+    if (!open)
         return strcmp(pattern, path) == 0;
-    size_t n = (size_t)(brace - pattern);
-    if (strncmp(path, pattern, n) != 0 || !path[n] || strchr(path + n, '/'))
+    const char *rest = strchr(open, '}') + 1;   /* what follows the parameter */
+    size_t n = (size_t)(open - pattern);
+    if (strncmp(path, pattern, n) != 0)
         return 0;
-    *arg = evhttp_uridecode(path + n, 0, NULL);
+    const char *seg = path + n, *end = strchr(seg, '/');
+    size_t seglen = end ? (size_t)(end - seg) : strlen(seg);
+    if (seglen == 0 || strcmp(seg + seglen, rest) != 0)
+        return 0;
+    char *raw = xstrndup(seg, seglen);
+    *arg = evhttp_uridecode(raw, 0, NULL);
+    free(raw);
+    if (*arg && !**arg) {
+        free(*arg);
+        *arg = NULL;
+    }
     return *arg != NULL;
 }
 

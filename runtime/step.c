@@ -116,6 +116,10 @@ cJSON *step_record(lua_State *L, struct run_ctx *ctx, const char *kind, const ch
     char shortdesc[81];
     snprintf(shortdesc, sizeof shortdesc, "%s", desc);
     cJSON_AddStringToObject(e, "a", shortdesc);
+    /* when it happened, for the customer's timeline (text: see "h") */
+    char when[24];
+    snprintf(when, sizeof when, "%lld", (long long)ctx->now);
+    cJSON_AddStringToObject(e, "t", when);
     if (idx) {
         char err[200];
         cJSON *r = json_from_lua(L, idx, err, sizeof err);
