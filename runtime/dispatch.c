@@ -161,7 +161,9 @@ static int read_conf_table(engine *e, const char *name, struct chan_conf *c, cha
     c->from = opt_string(L, t, "from", NULL, err, errlen, &failed);
     c->user = opt_string(L, t, "username", NULL, err, errlen, &failed);
     c->password = opt_string(L, t, "password", NULL, err, errlen, &failed);
-    c->to_field = opt_string(L, t, "to", NULL, err, errlen, &failed);
+    c->to_field = opt_string(L, t, "address", NULL, err, errlen, &failed);
+    if (!c->to_field)
+        c->to_field = opt_string(L, t, "to", NULL, err, errlen, &failed);
     c->max_attempts = opt_int(L, t, "max_attempts", 10);
     c->concurrency = opt_int(L, t, "concurrency", 16);
     lua_getfield(L, t, "timeout");
@@ -269,7 +271,7 @@ static char *http_payload(engine *e, const struct row *r, const struct chan_conf
             cJSON_AddItemToObject(j, "to", to ? cJSON_CreateString(to) : cJSON_CreateNull());
         } else {
             cJSON *who = customer_json(e, r->customer);
-            const cJSON *to = who ? cJSON_GetObjectItemCaseSensitive(who, field) : NULL;
+            const cJSON *to = who ? json_path(who, field) : NULL;
             cJSON_AddItemToObject(j, "to", to ? cJSON_Duplicate(to, 0) : cJSON_CreateNull());
             cJSON_Delete(who);
         }

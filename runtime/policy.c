@@ -75,8 +75,9 @@ static void windows(const char *tz, tend_time t, tend_time *day0, tend_time *day
 
 static int64_t count_marketing(engine *e, const char *customer, tend_time from, tend_time to)
 {
+    /* a fallback attempt (attempt_of) is the same message: counted once */
     store_stmt *s = store_sql(e->st, "SELECT COUNT(*) FROM outbox WHERE customer = ? AND category = 'marketing'"
-                                     " AND status IN ('queued', 'deferred', 'sending', 'sent')"
+                                     " AND attempt_of IS NULL AND status IN ('queued', 'deferred', 'sending', 'sent')"
                                      " AND due_at >= ? AND due_at < ?");
     store_bind_text(s, 1, customer, -1);
     store_bind_int(s, 2, from);

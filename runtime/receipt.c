@@ -67,6 +67,31 @@ static int find_message(engine *e, int64_t id, const char *key, struct message_r
     return rc == STORE_ROW ? 1 : rc == STORE_DONE ? 0 : -1;
 }
 
+/* The event of something that happened to message m. */
+static int message_event(engine *e, const struct message_row *m, const char *status, const char *id, tend_time at,
+                         const char *reason, struct event_result *res, char *err, size_t errlen)
+{
+    cJSON *ev = cJSON_CreateObject();
+    char type[40];
+    snprintf(type, sizeof type, "message.%s", status);
+    cJSON_AddStringToObject(ev, "type", type);
+    cJSON_AddStringToObject(ev, "id", id);
+    cJSON_AddStringToObject(ev, "customer", m->customer);
+    cJSON_AddNumberToObject(ev, "at", (double)at);
+    cJSON_AddNumberToObject(ev, "message", (double)m->id);
+    cJSON_AddStringToObject(ev, "key", m->key);
+    cJSON_AddStringToObject(ev, "channel", m->channel);
+    if (m->template_name)
+        cJSON_AddStringToObject(ev, "template", m->template_name);
+    if (m->journey)
+        cJSON_AddStringToObject(ev, "journey", m->journey);
+    if (reason)
+        cJSON_AddStringToObject(ev, "reason", reason);
+    int rc = event_accept(e, ev, res, err, errlen);
+    cJSON_Delete(ev);
+    return rc;
+}
+
 /* Reads an optional time field; 0 absent, 1 present, -1 invalid. */
 static int read_time(const cJSON *v, tend_time *out, char *err, size_t errlen)
 {
@@ -159,25 +184,9 @@ enum receipt_result receipt_accept(engine *e, const cJSON *r, char *err, size_t 
     const char *st = status->valuestring;
     if (!idtext[0])   /* the first receipt of each status counts */
         snprintf(idtext, sizeof idtext, "receipt:%lld:%s", (long long)m.id, st);
-    cJSON *ev = cJSON_CreateObject();
-    char type[40];
-    snprintf(type, sizeof type, "message.%s", st);
-    cJSON_AddStringToObject(ev, "type", type);
-    cJSON_AddStringToObject(ev, "id", idtext);
-    cJSON_AddStringToObject(ev, "customer", m.customer);
-    cJSON_AddNumberToObject(ev, "at", (double)at);
-    cJSON_AddNumberToObject(ev, "message", (double)m.id);
-    cJSON_AddStringToObject(ev, "key", m.key);
-    cJSON_AddStringToObject(ev, "channel", m.channel);
-    if (m.template_name)
-        cJSON_AddStringToObject(ev, "template", m.template_name);
-    if (m.journey)
-        cJSON_AddStringToObject(ev, "journey", m.journey);
-    if (cJSON_IsString(reason))
-        cJSON_AddStringToObject(ev, "reason", reason->valuestring);
     struct event_result res;
-    int rc = event_accept(e, ev, &res, err, errlen);
-    cJSON_Delete(ev);
+    int rc = message_event(e, &m, st, idtext, at, cJSON_IsString(reason) ? reason->valuestring : NULL, &res, err,
+                           errlen);
     enum receipt_result out = rc != 0 ? RECEIPT_STORE_ERROR : res.duplicate ? RECEIPT_DUPLICATE : RECEIPT_STORED;
     if (out == RECEIPT_STORED) {
         /* the column is named by the status, from the fixed list above */
@@ -195,6 +204,23 @@ enum receipt_result receipt_accept(engine *e, const cJSON *r, char *err, size_t 
     }
     message_row_free(&m);
     return out;
+}
+
+int receipt_dead(engine *e, int64_t message, tend_time at, const char *reason)
+{
+    struct message_row m = {0};
+    int found = find_message(e, message, NULL, &m);
+    int rc = found < 0 ? -1 : 0;
+    if (found > 0) {
+        char id[64], err[300];
+        snprintf(id, sizeof id, "dead:%lld", (long long)message);
+        struct event_result res;
+        char cut[1000];
+        snprintf(cut, sizeof cut, "%s", reason ? reason : "");
+        rc = message_event(e, &m, "dead", id, at, reason ? cut : NULL, &res, err, sizeof err);
+    }
+    message_row_free(&m);
+    return rc;
 }
 
 cJSON *receipt_map(engine *e, const char *channel, const char *body, size_t len, char *err, size_t errlen)

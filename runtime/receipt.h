@@ -33,6 +33,11 @@ enum receipt_result receipt_accept(engine *e, const cJSON *r, char *err, size_t 
  * receipt function, the function failed or returned something else). */
 cJSON *receipt_map(engine *e, const char *channel, const char *body, size_t len, char *err, size_t errlen);
 
+/* A message moved to dead letters becomes the event `message.dead` for its
+ * customer (message, key, channel, template, journey, reason), so a
+ * fallback passes on at once. In the caller's transaction; 0 or -1. */
+int receipt_dead(engine *e, int64_t message, tend_time at, const char *reason);
+
 /* Registers wait_receipt(r, status, {timeout = s}) → the receipt event or nil. */
 void receipt_register(engine *e);
 

@@ -150,6 +150,8 @@ static const char m_loop[] =
     "ALTER TABLE outbox ADD COLUMN unsubscribed_at INTEGER;"
     "ALTER TABLE outbox ADD COLUMN receipt_reason TEXT;"
     "CREATE INDEX outbox_key ON outbox(idem_key);"
+    /* a fallback's attempt on the next channel: the message's first attempt */
+    "ALTER TABLE outbox ADD COLUMN attempt_of INTEGER;"
     /* the revenue a conversion brought (goal.value) */
     "ALTER TABLE instances ADD COLUMN conversion_value REAL;"
     /* a customer's events and instances, for the timeline */

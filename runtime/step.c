@@ -12,6 +12,7 @@
 #include <lauxlib.h>
 
 #include "catalog.h"
+#include "channel.h"
 #include "coupon.h"
 #include "customer.h"
 #include "event.h"
@@ -19,6 +20,7 @@
 #include "helpers.h"
 #include "json.h"
 #include "outbox.h"
+#include "policy.h"
 #include "step.h"
 #include "task.h"
 #include "util.h"
@@ -312,10 +314,243 @@ static void journey_send_policy(engine *e, struct run_ctx *ctx, int *priority, i
     lua_pop(L, 3);
 }
 
+/* One attempt on one channel, a recorded step: pushes {status, id,
+ * channel[, error]}. attempt_of: the outbox id of the message's first
+ * attempt when this one falls back from it (0: the first). */
+static tend_time ctx_now(engine *e)
+{
+    return e->cur ? e->cur->now : engine_now(e);
+}
+
+static int send_one(lua_State *L, engine *e, struct run_ctx *ctx, const char *channel, const char *customer,
+                    const char *tmpl, const char *vars_text, int64_t attempt_of)
+{
+    char err[300];
+    uint32_t hash = step_hash(lua_pushfstring(L, "%s\x1f%s\x1f%s\x1f%s", channel, customer, tmpl, vars_text));
+    lua_pop(L, 1);
+    char desc[200];
+    snprintf(desc, sizeof desc, "%s, %s", channel, tmpl);
+    if (step_take(L, ctx, "send", desc, hash, NULL) == STEP_REPLAY)
+        return 1;
+    cJSON *vars = cJSON_Parse(vars_text);
+    struct send_request req = {
+        .instance = ctx->id, .step = ctx->pos, .journey = ctx->journey, .customer = customer,
+        .channel = channel, .template_name = tmpl, .vars = vars, .attempt_of = attempt_of};
+    journey_send_policy(e, ctx, &req.priority, &req.defer_on_cap);
+    struct send_result res;
+    int rc = outbox_send(e, &req, &res, err, sizeof err);
+    cJSON_Delete(vars);
+    if (rc != 0)
+        return luaL_error(L, "send: %s", err);
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, res.status);
+    lua_setfield(L, -2, "status");
+    lua_pushinteger(L, res.id);
+    lua_setfield(L, -2, "id");
+    lua_pushstring(L, channel);
+    lua_setfield(L, -2, "channel");
+    if (res.error[0]) {
+        lua_pushstring(L, res.error);
+        lua_setfield(L, -2, "error");
+    }
+    step_record(L, ctx, "send", desc, hash, lua_gettop(L));
+    e->stats.sends++;
+    return 1;
+}
+
+/* Why `channel` cannot reach `customer` with template `tmpl` (into why), or
+ * NULL when it can: the template has no text for the channel, the customer
+ * is suppressed on it, or the customer's address field for it is empty. */
+static const char *unreachable(engine *e, const char *channel, const char *customer, const char *tmpl, char *why,
+                               size_t n)
+{
+    /* the catalog's declarations are pushed on the main state, not the run's coroutine */
+    lua_State *L = sandbox_state(e->sb);
+    int top = lua_gettop(L);
+    int marketing = 0, has_text = 0;
+    if (catalog_push_template(e, tmpl)) {
+        lua_getfield(L, -1, channel);
+        has_text = !lua_isnil(L, -1);
+        lua_getfield(L, -2, "category");
+        marketing = lua_isstring(L, -1) && !strcmp(lua_tostring(L, -1), "marketing");
+    }
+    lua_settop(L, top);
+    if (!has_text) {
+        snprintf(why, n, "template '%s' has no text for it", tmpl);
+        return why;
+    }
+    tend_time due;
+    char reason[160];
+    if (policy_recheck(e, customer, channel, marketing, ctx_now(e), &due, reason, sizeof reason) == 1) {
+        snprintf(why, n, "%s", reason);
+        return why;
+    }
+    /* the field that holds the customer's address on this channel */
+    struct channel_info info;
+    channel_push(e, channel, &info);
+    const char *field = NULL;
+    if (lua_istable(L, -1)) {
+        if (lua_getfield(L, -1, "address") != LUA_TSTRING) {
+            lua_pop(L, 1);
+            lua_getfield(L, -1, "to");
+        }
+        field = lua_tostring(L, -1);
+    }
+    char fbuf[128] = "";
+    if (field)
+        snprintf(fbuf, sizeof fbuf, "%s", field);
+    else if (info.kind == CHANNEL_SMTP)
+        snprintf(fbuf, sizeof fbuf, "email");
+    lua_settop(L, top);
+    if (!fbuf[0])
+        return NULL;
+    cJSON *c = customer_json(e, customer);
+    const cJSON *v = c ? json_path(c, fbuf) : NULL;
+    int empty = !v || cJSON_IsNull(v) || (cJSON_IsString(v) && !v->valuestring[0]);
+    cJSON_Delete(c);
+    if (empty) {
+        snprintf(why, n, "no %s", fbuf);
+        return why;
+    }
+    return NULL;
+}
+
+static int message_settled(const cJSON *ev, void *ud)
+{
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(ev, "message");
+    const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "type"));
+    return cJSON_IsNumber(m) && (int64_t)m->valuedouble == *(const int64_t *)ud && type &&
+           (!strcmp(type, "message.delivered") || !strcmp(type, "message.failed") || !strcmp(type, "message.dead"));
+}
+
+/* send({"wechat", "sms"}, c, template, vars, {fallback_after = s}): the
+ * channels in order. Which of them can reach the customer is decided once
+ * and recorded (a "route" step), so a replay takes the same road whatever
+ * changed since. Each attempt is a send step; with fallback_after, the wait
+ * for its fate is a step too: delivered (a receipt) ends it, failed or dead
+ * or no word in time passes to the next channel. Capped ends it: the
+ * customer's caps count the message once, not per channel. */
+static int send_fallback(lua_State *L, engine *e, struct run_ctx *ctx)
+{
+    int nch = (int)lua_rawlen(L, 1);
+    luaL_argcheck(L, nch >= 1 && nch <= 8, 1, "a list of 1 to 8 channel names");
+    for (int i = 1; i <= nch; i++) {
+        lua_rawgeti(L, 1, i);
+        luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 1, "a list of channel names");
+        lua_pop(L, 1);
+    }
+    const char *customer = handle_or_id(L, 2);
+    const char *tmpl = luaL_checkstring(L, 3);
+    if (!lua_isnoneornil(L, 4))
+        luaL_checktype(L, 4, LUA_TTABLE);
+    lua_Integer after = 0;
+    if (!lua_isnoneornil(L, 5)) {
+        luaL_checktype(L, 5, LUA_TTABLE);
+        if (lua_getfield(L, 5, "fallback_after") != LUA_TNIL) {
+            after = (lua_Integer)luaL_checknumber(L, -1);
+            luaL_argcheck(L, after > 0, 5, "fallback_after must be positive seconds");
+        }
+        lua_pop(L, 1);
+    }
+    char err[300];
+    const char *vars_text = "{}";
+    if (!lua_isnoneornil(L, 4) && !(vars_text = json_push_encoded(L, 4, err, sizeof err)))
+        return luaL_argerror(L, 4, err);
+    int vars_idx = lua_gettop(L);   /* keeps vars_text alive */
+    (void)vars_idx;
+    /* the route: one recorded step */
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 1; i <= nch; i++) {
+        lua_rawgeti(L, 1, i);
+        luaL_addvalue(&b);
+        luaL_addchar(&b, ',');
+    }
+    luaL_pushresult(&b);
+    const char *names = lua_tostring(L, -1);
+    uint32_t hash = step_hash(lua_pushfstring(L, "%s\x1f%s\x1f%s", names, customer, tmpl));
+    lua_pop(L, 1);
+    char desc[200];
+    snprintf(desc, sizeof desc, "%s %s", names, tmpl);
+    if (step_take(L, ctx, "route", desc, hash, NULL) != STEP_REPLAY) {
+        lua_createtable(L, 0, 2);
+        lua_newtable(L);   /* try */
+        lua_newtable(L);   /* skipped: channel -> why */
+        int ntry = 0;
+        for (int i = 1; i <= nch; i++) {
+            lua_rawgeti(L, 1, i);
+            const char *ch = lua_tostring(L, -1);
+            char why[200];
+            if (unreachable(e, ch, customer, tmpl, why, sizeof why)) {
+                lua_pushstring(L, why);
+                lua_setfield(L, -3, ch);
+                lua_pop(L, 1);
+            } else {
+                lua_rawseti(L, -3, ++ntry);
+            }
+        }
+        lua_setfield(L, -3, "skipped");
+        lua_setfield(L, -2, "try");
+        step_record(L, ctx, "route", desc, hash, lua_gettop(L));
+    }
+    int route = lua_gettop(L);
+    lua_getfield(L, route, "try");
+    int tries = lua_gettop(L), ntry = (int)lua_rawlen(L, tries);
+    if (ntry == 0) {
+        lua_createtable(L, 0, 2);
+        lua_pushliteral(L, "unreachable");
+        lua_setfield(L, -2, "status");
+        lua_getfield(L, route, "skipped");
+        lua_setfield(L, -2, "skipped");
+        return 1;
+    }
+    int64_t first = 0;
+    for (int i = 1; i <= ntry; i++) {
+        lua_rawgeti(L, tries, i);
+        const char *ch = lua_tostring(L, -1);
+        send_one(L, e, ctx, ch, customer, tmpl, vars_text, first);
+        int result = lua_gettop(L);
+        lua_getfield(L, result, "status");
+        lua_getfield(L, result, "id");
+        const char *status = lua_tostring(L, -2);
+        int64_t id = lua_tointeger(L, -1);
+        lua_pop(L, 2);
+        if (!first)
+            first = id;
+        if (!strcmp(status, "capped") || i == ntry)
+            return 1;
+        if (!strcmp(status, "suppressed") || !strcmp(status, "failed")) {
+            lua_settop(L, tries);
+            continue;
+        }
+        if (!after)
+            return 1;
+        /* queued or deferred: wait for its fate (yields; a later wake replays to here) */
+        char wdesc[80], whash[80];
+        snprintf(wdesc, sizeof wdesc, "message %lld delivered", (long long)id);
+        snprintf(whash, sizeof whash, "%lld\x1f%lld", (long long)id, (long long)after);
+        struct step_wait w = {.kind = "wait_delivery", .desc = wdesc, .hashed = whash, .listen = "message.*",
+                              .timeout = after, .match = message_settled, .ud = &id};
+        step_wait_event(L, ctx, &w);
+        int delivered = 0;
+        if (lua_istable(L, -1)) {   /* nil: no word in time */
+            lua_getfield(L, -1, "type");
+            delivered = lua_isstring(L, -1) && !strcmp(lua_tostring(L, -1), "message.delivered");
+        }
+        lua_settop(L, result);
+        if (delivered)
+            return 1;
+        lua_settop(L, tries);
+    }
+    return 1;   /* not reached: the last attempt returns */
+}
+
 static int p_send(lua_State *L)
 {
     engine *e = engine_of(L);
     struct run_ctx *ctx = step_require(L, e, "send()");
+    if (lua_istable(L, 1))
+        return send_fallback(L, e, ctx);
     const char *channel = luaL_checkstring(L, 1);
     const char *customer = handle_or_id(L, 2);
     const char *tmpl = luaL_checkstring(L, 3);
@@ -325,33 +560,7 @@ static int p_send(lua_State *L)
     const char *vars_text = "{}";
     if (!lua_isnoneornil(L, 4) && !(vars_text = json_push_encoded(L, 4, err, sizeof err)))
         return luaL_argerror(L, 4, err);
-    uint32_t hash = step_hash(lua_pushfstring(L, "%s\x1f%s\x1f%s\x1f%s", channel, customer, tmpl, vars_text));
-    char desc[200];
-    snprintf(desc, sizeof desc, "%s, %s", channel, tmpl);
-    if (step_take(L, ctx, "send", desc, hash, NULL) == STEP_REPLAY)
-        return 1;
-    cJSON *vars = cJSON_Parse(vars_text);
-    struct send_request req = {
-        .instance = ctx->id, .step = ctx->pos, .journey = ctx->journey, .customer = customer,
-        .channel = channel, .template_name = tmpl, .vars = vars};
-    journey_send_policy(e, ctx, &req.priority, &req.defer_on_cap);
-    struct send_result res;
-    int rc = outbox_send(e, &req, &res, err, sizeof err);
-    cJSON_Delete(vars);
-    if (rc != 0)
-        return luaL_error(L, "send: %s", err);
-    lua_createtable(L, 0, 3);
-    lua_pushstring(L, res.status);
-    lua_setfield(L, -2, "status");
-    lua_pushinteger(L, res.id);
-    lua_setfield(L, -2, "id");
-    if (res.error[0]) {
-        lua_pushstring(L, res.error);
-        lua_setfield(L, -2, "error");
-    }
-    step_record(L, ctx, "send", desc, hash, lua_gettop(L));
-    e->stats.sends++;
-    return 1;
+    return send_one(L, e, ctx, channel, customer, tmpl, vars_text, 0);
 }
 
 /* Shared shape of the primitives that take (c, spec) and act once. */

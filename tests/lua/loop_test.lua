@@ -251,3 +251,75 @@ t.case("lift of a seeded 10,000-customer split against the holdout, by hand", fu
   t.eq(ng.experiment.all.converted, nil)
   t.eq(ng.experiment.all.entered, N)
 end)
+
+local FALLBACK = [[
+channel "wechat" { type = "http", url = "http://127.0.0.1:9/wechat", address = "attrs.openid" }
+channel "sms" { type = "http", url = "http://127.0.0.1:9/sms", address = "phone" }
+template "notice" { category = "transactional", wechat = "WeChat notice for {{name}}", sms = "SMS notice for {{name}}" }
+template "sms_only" { category = "transactional", sms = "only sms" }
+journey "notify" {
+  on = "notify",
+  run = function(c, ev)
+    local r = send({ "wechat", "sms" }, c, ev.template or "notice", {}, { fallback_after = hours(1) })
+    c:set{ attrs = { took = r.channel or r.status } }
+  end,
+}
+]]
+
+local function fallback_sim()
+  local sim = t.sim{ source = FALLBACK, start = START, config = { quiet_hours = false } }
+  sim:customer{ id = "both", name = "Both", phone = "+8613800000001", attrs = { openid = "o-1" } }
+  sim:customer{ id = "nowx", name = "Nowx", phone = "+8613800000002" }
+  sim:customer{ id = "nothing", name = "Nothing" }
+  return sim
+end
+
+t.case("fallback: the first channel that can reach the customer takes the message", function()
+  local sim = fallback_sim()
+  sim:event{ type = "notify", customer = "nowx" }   -- no openid: straight to sms
+  local m = sim:messages{ customer = "nowx" }
+  t.eq(#m, 1)
+  t.eq(m[1].channel, "sms")
+  t.eq(sim:customer("nowx").attrs.took, "sms")
+  sim:event{ type = "notify", customer = "both", template = "sms_only" }   -- no wechat text
+  t.eq(sim:messages{ customer = "both" }[1].channel, "sms")
+  sim:event{ type = "notify", customer = "nothing" }   -- nobody can reach them
+  t.eq(#sim:messages{ customer = "nothing" }, 0)
+  t.eq(sim:customer("nothing").attrs.took, "unreachable")
+end)
+
+t.case("fallback: delivered in time stays; no receipt in time or a failure passes to sms", function()
+  local sim = fallback_sim()
+  sim:customer{ id = "b2", name = "B2", phone = "+8613800000003", attrs = { openid = "o-2" } }
+  sim:customer{ id = "b3", name = "B3", phone = "+8613800000004", attrs = { openid = "o-3" } }
+  sim:event{ type = "notify", customer = "both" }
+  sim:event{ type = "notify", customer = "b2" }
+  sim:event{ type = "notify", customer = "b3" }
+  local w1 = sim:messages{ customer = "both" }[1]
+  t.eq(w1.channel, "wechat")
+  sim:receipt{ message = w1.id, status = "delivered" }
+  sim:receipt{ message = sim:messages{ customer = "b3" }[1].id, status = "failed", reason = "user blocked the account" }
+  t.eq(sim:customer("b3").attrs.took, "sms")   -- failed: at once
+  sim:advance(hours(1))
+  t.eq(sim:customer("both").attrs.took, "wechat")
+  t.eq(#sim:messages{ customer = "both" }, 1)
+  t.eq(sim:customer("b2").attrs.took, "sms")   -- an hour without a word
+  local b2 = sim:messages{ customer = "b2" }
+  t.eq(#b2, 2)
+  t.eq(b2[1].channel, "wechat")
+  t.eq(b2[2].channel, "sms")
+  -- each attempt counts its own cost and is in the timeline
+  t.eq(sim:instances{ customer = "b2" }[1].state, "done")
+end)
+
+t.case("fallback: a channel the customer unsubscribed from is skipped", function()
+  local sim = fallback_sim()
+  sim:event{ type = "unsubscribe", customer = "both", channel = "wechat" }
+  -- transactional mail still skips an unsubscribed channel only if marketing; use a marketing template
+  sim:deploy{ source = FALLBACK .. [[
+template "promo2" { category = "marketing", wechat = "promo wx", sms = "promo sms" }
+journey "promo" { on = "promo", run = function(c) local r = send({ "wechat", "sms" }, c, "promo2") c:set{ attrs = { promo = r.channel } } end }
+]] }
+  sim:event{ type = "promo", customer = "both" }
+  t.eq(sim:customer("both").attrs.promo, "sms")
+end)
