@@ -233,6 +233,43 @@ static int m_receipt(lua_State *L)
     return 1;
 }
 
+/* sim:callback(channel, body): a provider's own callback body, mapped by
+ * the channel's receipt function, as POST /v1/receipts/{channel} does.
+ * Returns how many receipts were stored; raises if the function fails or a
+ * receipt is refused. */
+static int m_callback(lua_State *L)
+{
+    struct sim *s = check_sim(L);
+    const char *channel = luaL_checkstring(L, 2);
+    size_t len;
+    const char *body = luaL_checklstring(L, 3, &len);
+    char err[600] = "";
+    cJSON *list = receipt_map(s->e, channel, body, len, err, sizeof err);
+    if (!list)
+        return luaL_error(L, "sim:callback: %s", err);
+    int stored = 0;
+    const cJSON *r;
+    if (store_begin(s->e->st) != 0) {
+        cJSON_Delete(list);
+        raise_store(L, s, "sim:callback");
+    }
+    cJSON_ArrayForEach(r, list) {
+        enum receipt_result res = receipt_accept(s->e, r, err, sizeof err);
+        if (res != RECEIPT_STORED && res != RECEIPT_DUPLICATE) {
+            store_rollback(s->e->st);
+            cJSON_Delete(list);
+            return luaL_error(L, "sim:callback: %s", err);
+        }
+        stored += res == RECEIPT_STORED;
+    }
+    cJSON_Delete(list);
+    if (store_commit(s->e->st) != 0)
+        raise_store(L, s, "sim:callback");
+    run_due(L, s);
+    lua_pushinteger(L, stored);
+    return 1;
+}
+
 /* sim:close_task(id, {status = "done", outcome = "...", note = "..."}): what a
  * member of staff does through PATCH /v1/tasks/{id}. */
 static int m_close_task(lua_State *L)
@@ -701,7 +738,7 @@ void sim_register(sandbox *sb, const char *test_dir)
     lua_State *L = sandbox_state(sb);
     static const luaL_Reg methods[] = {
         {"customer", m_customer}, {"event", m_event}, {"advance", m_advance}, {"now", m_now},
-        {"receipt", m_receipt}, {"close_task", m_close_task}, {"report", m_report},
+        {"receipt", m_receipt}, {"callback", m_callback}, {"close_task", m_close_task}, {"report", m_report},
         {"sent", m_sent}, {"messages", m_messages}, {"tasks", m_tasks}, {"instances", m_instances}, {"stub_http", m_stub_http},
         {"restart", m_restart}, {"deploy", m_deploy}, {"segment", m_segment}, {"log", m_log}, {"close", m_close},
         {NULL, NULL}};

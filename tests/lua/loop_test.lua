@@ -323,3 +323,33 @@ journey "promo" { on = "promo", run = function(c) local r = send({ "wechat", "sm
   sim:event{ type = "promo", customer = "both" }
   t.eq(sim:customer("both").attrs.promo, "sms")
 end)
+
+t.case("a provider's own callback is mapped to receipts by the channel's receipt function", function()
+  local sim = t.sim{ source = [[
+channel "sms" { type = "capture", receipt = function(reports)
+  local out = {}
+  for _, r in ipairs(reports) do
+    out[#out + 1] = { key = r.out_id, status = r.success and "delivered" or "failed", reason = r.err_code }
+  end
+  return out
+end }
+channel "bad" { type = "capture", receipt = function(body) return 42 end }
+template "hi" { category = "transactional", sms = "hi" }
+journey "hi" { on = "signup", run = function(c)
+  local r = send("sms", c, "hi")
+  local d = wait_receipt(r, "failed", { timeout = hours(1) })
+  c:set{ attrs = { failed = d and d.reason or "no" } }
+end }
+]], start = START }
+  sim:customer{ id = "c1" }
+  sim:customer{ id = "c2" }
+  sim:event{ type = "signup", customer = "c1" }
+  sim:event{ type = "signup", customer = "c2" }
+  local k1, k2 = sim:messages{ customer = "c1" }[1].key, sim:messages{ customer = "c2" }[1].key
+  local stored = sim:callback("sms", string.format(
+    '[{"out_id":"%s","success":true,"err_code":"DELIVERED"},{"out_id":"%s","success":false,"err_code":"MOBILE_NOT_ON_SERVICE"}]', k1, k2))
+  t.eq(stored, 2)
+  t.eq(sim:customer("c2").attrs.failed, "MOBILE_NOT_ON_SERVICE")
+  t.fails(function() sim:callback("bad", "{}") end, "receipt must return a receipt table, a list of them, or nil")
+  t.fails(function() sim:callback("nosuch", "{}") end, "no channel 'nosuch'")
+end)
