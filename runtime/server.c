@@ -515,9 +515,11 @@ static void patch_task(struct server *s, struct evhttp_request *req, const char 
     queue_reply(s, req, 200, task_get(s->e, id));
 }
 
-/* Stores receipts (a savepoint each, so one bad line leaves the others).
- * Answers a single receipt with its own status (404 for an unknown message,
- * 400 for a bad field); a batch with 202 and a per-line report. */
+/* Stores receipts. receipt_accept() checks everything before it writes, so
+ * a bad line leaves nothing behind and the others of the batch go on (no
+ * savepoint a line). Answers a single receipt with its own status (404 for
+ * an unknown message, 400 for a bad field); a batch with 202 and a per-line
+ * report. */
 static void store_receipts(struct server *s, struct evhttp_request *req, cJSON *list, int single)
 {
     if (begin_write(s) != 0) {
@@ -530,11 +532,6 @@ static void store_receipts(struct server *s, struct evhttp_request *req, cJSON *
     char err[400];
     cJSON_ArrayForEach(r, list) {
         line++;
-        if (store_begin(s->e->st) != 0) {
-            cJSON_Delete(errors);
-            fail_batch(s, req);
-            return;
-        }
         enum receipt_result res;
         if (cJSON_IsString(r)) {   /* a line that was not JSON: its parse error */
             snprintf(err, sizeof err, "%s", r->valuestring);
@@ -543,13 +540,11 @@ static void store_receipts(struct server *s, struct evhttp_request *req, cJSON *
             res = receipt_accept(s->e, r, err, sizeof err);
         }
         if (res == RECEIPT_STORE_ERROR) {
-            store_rollback(s->e->st);
             cJSON_Delete(errors);
             fail_batch(s, req);
             return;
         }
         if (res == RECEIPT_INVALID || res == RECEIPT_UNKNOWN_MESSAGE) {
-            store_rollback(s->e->st);
             if (single) {
                 send_error(req, res == RECEIPT_UNKNOWN_MESSAGE ? 404 : 400, err);
                 cJSON_Delete(errors);
@@ -560,11 +555,6 @@ static void store_receipts(struct server *s, struct evhttp_request *req, cJSON *
             cJSON_AddStringToObject(e, "error", err);
             cJSON_AddItemToArray(errors, e);
             continue;
-        }
-        if (store_commit(s->e->st) != 0) {
-            cJSON_Delete(errors);
-            fail_batch(s, req);
-            return;
         }
         accepted += res == RECEIPT_STORED;
         dups += res == RECEIPT_DUPLICATE;

@@ -10,6 +10,7 @@
 #include "importer.h"
 #include "json.h"
 #include "simulate.h"
+#include "status.h"
 #include "util.h"
 
 static void quiet(void *ud, const char *level, const char *msg)
@@ -114,11 +115,15 @@ static void print_report(engine *e, FILE *out, int days)
             sent += store_col_int(s, 4);
     }
     fprintf(out, "\n%lld messages sent, cost %.2f\n", (long long)sent, total);
-    s = store_sql(e->st, "SELECT journey, COUNT(*), SUM(converted_at IS NOT NULL) FROM instances GROUP BY journey"
-                         " ORDER BY journey");
-    while (store_step(s) == STORE_ROW)
-        fprintf(out, "journey %s: %lld entered, %lld converted\n", store_col_text(s, 0),
-                (long long)store_col_int(s, 1), (long long)store_col_int(s, 2));
+    /* per journey: entered, converted, and each experiment group's lift */
+    cJSON *report = status_report(e);
+    const cJSON *j;
+    cJSON_ArrayForEach(j, cJSON_GetObjectItemCaseSensitive(report, "journeys")) {
+        fprintf(out, "journey %s: %.0f entered\n", cJSON_GetObjectItemCaseSensitive(j, "name")->valuestring,
+                cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "started")));
+        status_print_outcomes(j, out);
+    }
+    cJSON_Delete(report);
     int64_t tasks = store_count(e->st, "SELECT COUNT(*) FROM tasks");
     if (tasks > 0)
         fprintf(out, "%lld staff tasks\n", (long long)tasks);

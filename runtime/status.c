@@ -306,6 +306,38 @@ static void print_counts(FILE *out, const cJSON *obj)
         fputs("none", out);
 }
 
+void status_print_outcomes(const cJSON *j, FILE *out)
+{
+    double started = num(j, "started");
+    if (cJSON_GetObjectItemCaseSensitive(j, "conversions")) {
+        double conv = num(j, "conversions");
+        fprintf(out, "  conversions: %.0f of %.0f (%.1f%%)", conv, started, started ? 100 * conv / started : 0.0);
+        const cJSON *h = cJSON_GetObjectItemCaseSensitive(j, "holdout");
+        const cJSON *hi = cJSON_GetObjectItemCaseSensitive(h, "instances");
+        if (hi && hi->valuedouble > 0)
+            fprintf(out, "; holdout %.0f of %.0f", num(h, "conversions"), hi->valuedouble);
+        fputc('\n', out);
+    }
+    const cJSON *ex = cJSON_GetObjectItemCaseSensitive(j, "experiment");
+    const cJSON *arms = cJSON_GetObjectItemCaseSensitive(ex, "arms"), *arm;
+    if (cJSON_GetObjectItemCaseSensitive(ex, "holdout") || cJSON_GetArraySize(arms)) {
+        fputs("  groups:\n", out);
+        static const char *const fixed[] = {"all", "treatment", "holdout"};
+        for (int i = 0; i < 3; i++)
+            if (cJSON_GetObjectItemCaseSensitive(ex, fixed[i]))
+                print_group(out, fixed[i], cJSON_GetObjectItemCaseSensitive(ex, fixed[i]));
+        cJSON_ArrayForEach(arm, arms) {
+            char label[80];
+            snprintf(label, sizeof label, "arm %s", arm->string);
+            print_group(out, label, arm);
+        }
+    }
+    const cJSON *cp = cJSON_GetObjectItemCaseSensitive(j, "coupons");
+    if (cp)
+        fprintf(out, "  coupons: %.0f issued, %.0f redeemed (%.1f%%)\n", num(cp, "issued"), num(cp, "redeemed"),
+                100 * num(cp, "redemption_rate"));
+}
+
 void status_print(const cJSON *r, FILE *out)
 {
     const cJSON *j;
@@ -321,34 +353,7 @@ void status_print(const cJSON *r, FILE *out)
             fputs("  waiting at:\n", out);
             cJSON_ArrayForEach(st, steps) fprintf(out, "    %8.0f  %s\n", st->valuedouble, st->string);
         }
-        double started = num(j, "started");
-        if (cJSON_GetObjectItemCaseSensitive(j, "conversions")) {
-            double conv = num(j, "conversions");
-            fprintf(out, "  conversions: %.0f of %.0f (%.1f%%)", conv, started, started ? 100 * conv / started : 0.0);
-            const cJSON *h = cJSON_GetObjectItemCaseSensitive(j, "holdout");
-            const cJSON *hi = cJSON_GetObjectItemCaseSensitive(h, "instances");
-            if (hi && hi->valuedouble > 0)
-                fprintf(out, "; holdout %.0f of %.0f", num(h, "conversions"), hi->valuedouble);
-            fputc('\n', out);
-        }
-        const cJSON *ex = cJSON_GetObjectItemCaseSensitive(j, "experiment");
-        const cJSON *arms = cJSON_GetObjectItemCaseSensitive(ex, "arms"), *arm;
-        if (cJSON_GetObjectItemCaseSensitive(ex, "holdout") || cJSON_GetArraySize(arms)) {
-            fputs("  groups:\n", out);
-            static const char *const fixed[] = {"all", "treatment", "holdout"};
-            for (int i = 0; i < 3; i++)
-                if (cJSON_GetObjectItemCaseSensitive(ex, fixed[i]))
-                    print_group(out, fixed[i], cJSON_GetObjectItemCaseSensitive(ex, fixed[i]));
-            cJSON_ArrayForEach(arm, arms) {
-                char label[80];
-                snprintf(label, sizeof label, "arm %s", arm->string);
-                print_group(out, label, arm);
-            }
-        }
-        const cJSON *cp = cJSON_GetObjectItemCaseSensitive(j, "coupons");
-        if (cp)
-            fprintf(out, "  coupons: %.0f issued, %.0f redeemed (%.1f%%)\n", num(cp, "issued"), num(cp, "redeemed"),
-                    100 * num(cp, "redemption_rate"));
+        status_print_outcomes(j, out);
         fputs("  sends: ", out);
         print_counts(out, cJSON_GetObjectItemCaseSensitive(j, "sends"));
         fprintf(out, "; cost %.2f", cJSON_GetObjectItemCaseSensitive(j, "cost")->valuedouble);

@@ -25,6 +25,10 @@ cJSON *status_report(engine *e);
  * when no instance of it exists, NULL on a store error. */
 cJSON *status_journey(engine *e, const char *name);
 
+/* Writes one journey's conversions, experiment groups with their lift, and
+ * coupons (the journey object of the report) as indented text lines. */
+void status_print_outcomes(const cJSON *journey, FILE *out);
+
 /* Writes the report as text. */
 void status_print(const cJSON *report, FILE *out);
 
