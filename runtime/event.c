@@ -318,6 +318,15 @@ static int apply_consent(engine *e, const char *customer, const char *type, tend
     return 0;
 }
 
+/* What a provider says of a message (delivered, failed, dead) is no act of
+ * the customer's: it leaves last_active_at and the lifecycle alone, and the
+ * customer exists already (the message was sent to them). Opened, clicked,
+ * replied and unsubscribed are the customer's own doing and count. */
+static int delivery_fact(const char *type)
+{
+    return !strcmp(type, "message.delivered") || !strcmp(type, "message.failed") || !strcmp(type, "message.dead");
+}
+
 /* A paid order may carry coupon codes to redeem (coupon.c). */
 static int redeem_coupons(engine *e, const char *customer, const char *type, tend_time at, const cJSON *ev)
 {
@@ -399,7 +408,7 @@ static int process_one(engine *e, store_stmt *row)
     if (!cust_c) {
         rc = queue_fanouts(e, seq, type_c);
     } else {
-        if (customer_apply_event(e, cust_c, type_c, at, ev) != 0 ||
+        if ((!delivery_fact(type_c) && customer_apply_event(e, cust_c, type_c, at, ev) != 0) ||
             apply_consent(e, cust_c, type_c, at, ev) != 0 || redeem_coupons(e, cust_c, type_c, at, ev) != 0 ||
             dates_customer_changed(e, cust_c) != 0 ||
             instance_route_event(e, cust_c, type_c, at, ev) != 0)
