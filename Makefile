@@ -69,7 +69,7 @@ BENCH_BIN    := $(BENCH_SRC:bench/%.c=$(BUILD)/bench_%) $(if $(wildcard bench/ge
 
 TEND := $(if $(filter 1,$(SAN)),$(BUILD)/tend,bin/tend)
 
-.PHONY: all deps test check-unit check-lua check-cli test-one bench demo clean install uninstall
+.PHONY: all deps test check-unit check-lua check-cli test-one lint-lua bench demo clean install uninstall
 all: $(TEND) $(TEST_HELPERS) $(BENCH_BIN)
 
 $(BUILD)/%.o: runtime/%.c | $(BUILD)
@@ -134,7 +134,13 @@ deps:
 test-one: all $(UNIT_BIN)
 	@sh tests/run.sh "$(BUILD)" "$(TEND)"
 
+# luacheck over the journey library and the examples with the sandbox's
+# globals (.luacheckrc): any warning fails.
+lint-lua:
+	luacheck --no-color --quiet --config .luacheckrc scripts examples
+
 test: deps
+	$(MAKE) lint-lua
 	$(MAKE) test-one
 	$(MAKE) SAN=1 test-one
 

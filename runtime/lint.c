@@ -6,6 +6,7 @@
 
 #include <lauxlib.h>
 
+#include "bytecode.h"
 #include "catalog.h"
 #include "channel.h"
 #include "lint.h"
@@ -308,6 +309,32 @@ static void check_site(struct lint *l, const char *where, const char *channel, c
     lua_settop(L, top);
 }
 
+/* The customer argument of a send written as `x.field`: only c or c.id
+ * name a customer; c.name or c.phone is a message to nobody. */
+static void check_customer_arg(struct lint *l, const char *path, int line, const char *from, const char *to)
+{
+    from = skip_space(from);
+    while (to > from && (to[-1] == ' ' || to[-1] == '\t' || to[-1] == '\n' || to[-1] == '\r'))
+        to--;
+    size_t n = (size_t)(to - from);
+    char arg[128];
+    if (n == 0 || n >= sizeof arg)
+        return;
+    memcpy(arg, from, n);
+    arg[n] = 0;
+    char where[300];
+    snprintf(where, sizeof where, "%s:%d", path, line);
+    static const char ident[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_";
+    const char *dot = strchr(arg, '.');
+    int name_dot_field = dot && strspn(arg, ident) == (size_t)(dot - arg) && strspn(dot + 1, ident) == strlen(dot + 1);
+    if (name_dot_field && strcmp(dot + 1, "id") != 0)
+        say(l, 1, where, "send() to %s: the second argument is the customer (%.*s) or its id (%.*s.id), not its %s",
+            arg, (int)(dot - arg), arg, (int)(dot - arg), arg, dot + 1);
+    else if (isdigit((unsigned char)arg[0]) || arg[0] == '{' || !strcmp(arg, "nil") || !strcmp(arg, "true") ||
+             !strcmp(arg, "false"))
+        say(l, 1, where, "send() to %s: the second argument is the customer (c) or its id (c.id)", arg);
+}
+
 static void lint_sends(struct lint *l, const char *path, const char *src)
 {
     const char *p = src;
@@ -325,9 +352,11 @@ static void lint_sends(struct lint *l, const char *path, const char *src)
         const char *a = string_literal(skip_space(q + 1), channel, sizeof channel);
         if (!a || *skip_space(a) != ',')
             continue;
-        const char *b = skip_arg(skip_space(a) + 1);    /* the customer */
+        const char *cust = skip_space(a) + 1;
+        const char *b = skip_arg(cust);    /* the customer */
         if (*b != ',')
             continue;
+        check_customer_arg(l, path, line, cust, b);
         const char *c = string_literal(skip_space(b + 1), tname, sizeof tname);
         if (!c)
             continue;
@@ -349,6 +378,186 @@ static void lint_sends(struct lint *l, const char *path, const char *src)
     }
 }
 
+/* --- literal arguments of wait() and task() ------------------------------- */
+
+/* The next call of `fn` (a whole word, not a field) at or after p, or NULL;
+ * *line follows the line numbers. q is left just after the '('. */
+static const char *next_call(const char *src, const char *p, const char *fn, int *line, const char **line_at,
+                             const char **args)
+{
+    size_t n = strlen(fn);
+    while ((p = strstr(p, fn))) {
+        for (; *line_at < p; (*line_at)++)
+            *line += **line_at == '\n';
+        int word_start = p == src || !(isalnum((unsigned char)p[-1]) || p[-1] == '_' || p[-1] == '.' || p[-1] == ':');
+        const char *q = skip_space(p + n);
+        const char *at = p;
+        p += n;
+        if (word_start && *q == '(' && !(isalnum((unsigned char)at[n]) || at[n] == '_')) {
+            *args = skip_space(q + 1);
+            return p;
+        }
+    }
+    return NULL;
+}
+
+static void lint_waits(struct lint *l, const char *path, const char *src)
+{
+    const char *p = src, *line_at = src, *arg;
+    int line = 1;
+    char where[300], text[128];
+    while ((p = next_call(src, p, "wait", &line, &line_at, &arg))) {
+        snprintf(where, sizeof where, "%s:%d", path, line);
+        if (string_literal(arg, text, sizeof text))
+            say(l, 1, where, "wait(\"%s\"): wait takes seconds, e.g. wait(days(3)) or wait(hours(2))", text);
+        else if (*arg == '-' && isdigit((unsigned char)skip_space(arg + 1)[0]))
+            say(l, 1, where, "wait(%.*s): seconds must not be negative", (int)(skip_arg(arg) - arg), arg);
+        else if (*arg == ')')
+            say(l, 1, where, "wait(): how long? e.g. wait(days(3))");
+    }
+}
+
+/* task(c, {kind = ..., note = ..., assign = ...}): the keys written out are
+ * the ones task() reads. */
+static void lint_tasks(struct lint *l, const char *path, const char *src)
+{
+    const char *p = src, *line_at = src, *arg;
+    int line = 1;
+    char where[300];
+    while ((p = next_call(src, p, "task", &line, &line_at, &arg))) {
+        snprintf(where, sizeof where, "%s:%d", path, line);
+        const char *after = skip_arg(arg);
+        if (after == arg) {
+            say(l, 1, where, "task(): the first argument is the customer (c)");
+            continue;
+        }
+        if (*after != ',' || *skip_space(after + 1) != '{')
+            continue;
+        strbuf keys;
+        strbuf_init(&keys);
+        if (table_keys(skip_space(after + 1), &keys) && keys.s) {
+            char *save = NULL;
+            for (char *key = strtok_r(keys.s, " ", &save); key; key = strtok_r(NULL, " ", &save))
+                if (strcmp(key, "kind") && strcmp(key, "note") && strcmp(key, "assign"))
+                    say(l, 1, where, "task: unknown field '%s' (kind, note, assign)", key);
+        }
+        strbuf_free(&keys);
+    }
+}
+
+/* --- unknown globals ------------------------------------------------------- */
+
+/* Edit distance with adjacent transpositions ("cuopon"), capped at 3. */
+static int distance(const char *a, const char *b)
+{
+    size_t n = strlen(a), m = strlen(b);
+    if (n > 63 || m > 63 || (n > m ? n - m : m - n) > 2)
+        return 3;
+    int d[64][64];
+    for (size_t i = 0; i <= n; i++)
+        d[i][0] = (int)i;
+    for (size_t j = 0; j <= m; j++)
+        d[0][j] = (int)j;
+    for (size_t i = 1; i <= n; i++)
+        for (size_t j = 1; j <= m; j++) {
+            int cost = a[i - 1] != b[j - 1];
+            int v = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < v)
+                v = d[i][j - 1] + 1;
+            if (d[i - 1][j - 1] + cost < v)
+                v = d[i - 1][j - 1] + cost;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < v)
+                v = d[i - 2][j - 2] + 1;
+            d[i][j] = v;
+        }
+    return d[n][m] > 3 ? 3 : d[n][m];
+}
+
+struct globals_scan {
+    struct lint *l;
+    const char *path;
+    lua_State *L;
+    int known;          /* index of the table of known names (name -> true) */
+    strbuf seen;        /* " name@line " already reported */
+    int pass;           /* 0: collect the file's own assignments, 1: report */
+};
+
+static void on_global(void *ud, const char *name, int line, int is_write)
+{
+    struct globals_scan *g = ud;
+    lua_State *L = g->L;
+    if (g->pass == 0) {
+        if (is_write) {
+            lua_pushboolean(L, 1);
+            lua_setfield(L, g->known, name);
+        }
+        return;
+    }
+    if (is_write || lua_getfield(L, g->known, name) != LUA_TNIL) {
+        if (!is_write)
+            lua_pop(L, 1);
+        return;
+    }
+    lua_pop(L, 1);
+    char key[300];
+    snprintf(key, sizeof key, " %s@%d ", name, line);
+    if (g->seen.s && strstr(g->seen.s, key))
+        return;
+    strbuf_puts(&g->seen, key);
+    const char *best = NULL;
+    int best_d = 3;
+    lua_pushnil(L);
+    while (lua_next(L, g->known)) {
+        lua_pop(L, 1);
+        const char *k = lua_tostring(L, -1);
+        int d = k ? distance(name, k) : 3;
+        if (d < best_d || (d == best_d && best && strcmp(k, best) < 0)) {
+            best_d = d;
+            best = k;   /* a key of the known table: alive as long as it is */
+        }
+    }
+    char where[300];
+    snprintf(where, sizeof where, "%s:%d", g->path, line);
+    if (best && (best_d == 1 || (best_d == 2 && strlen(name) > 4)))
+        say(g->l, 1, where, "unknown global '%s' (did you mean '%s'?)", name, best);
+    else
+        say(g->l, 1, where, "unknown global '%s'", name);
+}
+
+/* Every global a script reads must be one the sandbox gives its scripts or
+ * one the file assigns itself: anything else raises when that line runs. */
+static void lint_globals(struct lint *l, const char *path, const char *src)
+{
+    lua_State *L = sandbox_state(l->e->sb);
+    int top = lua_gettop(L);
+    sandbox_new_env(l->e->sb, NULL);
+    lua_newtable(L);
+    int known = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, top + 1)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            lua_pushvalue(L, -1);
+            lua_pushboolean(L, 1);
+            lua_rawset(L, known);
+        }
+    }
+    lua_pushboolean(L, 1);
+    lua_setfield(L, known, "_ENV");
+    struct globals_scan g = {l, path, L, known, {0}, 0};
+    strbuf_init(&g.seen);
+    struct bytecode_visitor v = {on_global, NULL, &g};
+    char err[400];
+    if (bytecode_walk(src, strlen(src), path, &v, err, sizeof err) == 0) {
+        g.pass = 1;
+        bytecode_walk(src, strlen(src), path, &v, err, sizeof err);
+    } else {
+        say(l, 0, path, "globals not checked: %s", err);
+    }
+    strbuf_free(&g.seen);
+    lua_settop(L, top);
+}
+
 static void lint_scripts(struct lint *l)
 {
     int64_t gen = 0;
@@ -363,7 +572,10 @@ static void lint_scripts(struct lint *l)
         n++;
     }
     for (int i = 0; i < n; i++) {
+        lint_globals(l, files[i].path, files[i].src);
         lint_sends(l, files[i].path, files[i].src);
+        lint_waits(l, files[i].path, files[i].src);
+        lint_tasks(l, files[i].path, files[i].src);
         free(files[i].path);
         free(files[i].src);
     }

@@ -24,6 +24,7 @@
 #include "segment.h"
 #include "server.h"
 #include "simulate.h"
+#include "skeleton.h"
 #include "status.h"
 #include "task.h"
 #include "testrun.h"
@@ -44,6 +45,7 @@ static const char usage[] =
     "  segment NAME         count and sample of a segment\n"
     "  simulate DIR --days N --customers F --events F   forecast sends and cost\n"
     "  status               journeys, instances by state and step, outbox\n"
+    "  new journey NAME     a commented journey NAME.lua and its passing test\n"
     "  backup FILE          a consistent copy of the store, safe while `tend run` runs\n"
     "  tasks                staff tasks [--assignee A] [--status S] [--overdue]\n"
     "  task ID STATUS       close a task: done, failed or cancelled [--outcome TEXT]\n"
@@ -68,6 +70,7 @@ struct opts {
     int verbose;
     int json;
     const char *days, *customers, *events, *start;
+    const char *filter, *junit, *coverage;
     const char *db, *listen;
     const char *assignee, *status, *outcome, *note, *limit, *before, *after;
     int overdue;
@@ -151,6 +154,12 @@ static int parse(int argc, char **argv, struct opts *o, const char *cmd)
             value = &o->events;
         else if (!strcmp(a, "--start"))
             value = &o->start;
+        else if (!strcmp(a, "-k"))
+            value = &o->filter;
+        else if (!strcmp(a, "--junit"))
+            value = &o->junit;
+        else if (!strcmp(a, "--coverage"))
+            value = &o->coverage;
         else if (!strcmp(a, "--db"))
             value = &o->db;
         else if (!strcmp(a, "--assignee"))
@@ -248,13 +257,20 @@ static int cmd_test(int argc, char **argv)
     if (parse(argc, argv, &o, "test") != 0)
         return 2;
     if (o.help) {
-        printf("usage: tend test [-v] [PATH...]\n"
+        printf("usage: tend test [-v] [-k PATTERN] [--junit FILE] [--coverage FILE] [PATH...]\n"
                "Runs every *_test.lua under each PATH (default: .), each file in its own\n"
-               "sandbox. Prints TAP and a final line `N passed, N failed`; exits 1 on any\n"
-               "failure. -v prints whole tracebacks.\n");
+               "sandbox. Prints TAP 13 (a failure's diagnostics in a YAML block: the message,\n"
+               "where, the sims' failed instances and warn/error log lines) and a final line\n"
+               "`N passed, N failed`; exits 1 on any failure.\n"
+               "  -v               whole tracebacks\n"
+               "  -k PATTERN       only the cases whose name matches PATTERN (POSIX extended regex)\n"
+               "  --junit FILE     also write JUnit XML to FILE (one testsuite per file)\n"
+               "  --coverage FILE  write the lines of the journey scripts the tests ran (lcov)\n"
+               "Exits 2 on a missing path, an invalid PATTERN or an unwritable FILE.\n");
         return 0;
     }
-    struct testrun_options to = {.out = stdout, .verbose = o.verbose};
+    struct testrun_options to = {.out = stdout, .verbose = o.verbose, .filter = o.filter, .junit = o.junit,
+                                 .coverage = o.coverage};
     return testrun_paths(o.args, o.nargs, &to);
 }
 
@@ -547,6 +563,31 @@ static int cmd_simulate(int argc, char **argv)
     return simulate_run(&so, stdout);
 }
 
+static int cmd_new(int argc, char **argv)
+{
+    struct opts o;
+    if (parse(argc, argv, &o, "new") != 0)
+        return 2;
+    if (o.help || o.nargs != 2 || strcmp(o.args[0], "journey") != 0) {
+        FILE *out = o.help ? stdout : stderr;
+        fprintf(out, "usage: tend new journey NAME [--dir DIR]\n"
+                     "Writes DIR/NAME.lua, a commented journey (a template, an entry event, a\n"
+                     "wait and a send), and DIR/NAME_test.lua, its test; both pass `tend test`\n"
+                     "and `tend check` as written. An existing file is never overwritten.\n");
+        return o.help ? 0 : 2;
+    }
+    char err[512];
+    char *written[2];
+    if (skeleton_journey(o.dir, o.args[1], written, err, sizeof err) != 0) {
+        fprintf(stderr, "tend new: %s\n", err);
+        return skeleton_valid_name(o.args[1]) ? 1 : 2;   /* a bad name is misuse */
+    }
+    printf("wrote %s\nwrote %s\nnext: tend test %s && tend check %s\n", written[0], written[1], written[1], o.dir);
+    free(written[0]);
+    free(written[1]);
+    return 0;
+}
+
 static int cmd_backup(int argc, char **argv)
 {
     struct opts o;
@@ -744,6 +785,7 @@ static const struct command commands[] = {
     {"import", cmd_import}, {"ingest", cmd_ingest},   {"segment", cmd_segment},
     {"simulate", cmd_simulate}, {"status", cmd_status},   {"backup", cmd_backup},
     {"tasks", cmd_tasks},   {"task", cmd_task},       {"customer", cmd_customer},
+    {"new", cmd_new},
 };
 
 int main(int argc, char **argv)

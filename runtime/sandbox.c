@@ -31,6 +31,8 @@ struct sandbox {
     const tclock *clock;
     void (*log)(void *ud, const char *where, const char *msg);
     void *log_ud;
+    void (*line_hook)(void *ud, const char *source, int line);
+    void *line_ud;
 };
 
 /* Registry keys: the address of each static is the key. */
@@ -104,8 +106,12 @@ static int rethrow_trip(lua_State *L, sandbox *sb)
 
 static void budget_hook(lua_State *L, lua_Debug *ar)
 {
-    (void)ar;
     sandbox *sb = sandbox_of(L);
+    if (ar->event == LUA_HOOKLINE) {
+        if (sb->line_hook && lua_getinfo(L, "S", ar))
+            sb->line_hook(sb->line_ud, ar->source, ar->currentline);
+        return;
+    }
     if (sb->depth == 0)
         return;
     if (sb->tripped || --sb->ticks_left < 0) {
@@ -782,6 +788,13 @@ const tclock *sandbox_clock(sandbox *sb)
 void sandbox_set_clock(sandbox *sb, const tclock *clock)
 {
     sb->clock = clock;
+}
+
+void sandbox_set_line_hook(sandbox *sb, void (*fn)(void *ud, const char *source, int line), void *ud)
+{
+    sb->line_hook = fn;
+    sb->line_ud = ud;
+    lua_sethook(sb->L, budget_hook, LUA_MASKCOUNT | (fn ? LUA_MASKLINE : 0), HOOK_EVERY);
 }
 
 void sandbox_set_instruction_limit(sandbox *sb, long n)

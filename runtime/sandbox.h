@@ -90,6 +90,11 @@ size_t sandbox_memory_limit(sandbox *sb);
 const tclock *sandbox_clock(sandbox *sb);
 void          sandbox_set_clock(sandbox *sb, const tclock *clock);
 
+/* Calls fn(ud, chunk name, line) for every line the state runs (NULL: off).
+ * Host-side only (tend test --coverage): scripts cannot see or change it.
+ * Coroutines created afterwards inherit it. */
+void sandbox_set_line_hook(sandbox *sb, void (*fn)(void *ud, const char *source, int line), void *ud);
+
 /* Change the limits for later entries (tend.lua's `limits`). */
 void sandbox_set_instruction_limit(sandbox *sb, long n);
 void sandbox_set_memory_limit(sandbox *sb, size_t bytes);

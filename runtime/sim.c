@@ -17,6 +17,7 @@
 #include <lauxlib.h>
 
 #include "catalog.h"
+#include "coverage.h"
 #include "customer.h"
 #include "dates.h"
 #include "event.h"
@@ -40,6 +41,12 @@ struct sim {
     int nscripts;
     char *source;
     char *test_dir;             /* relative script paths start here */
+    coverage *cov;              /* tend test --coverage: count script lines (or NULL) */
+    /* what the current case's failure report leaves out: instances failed
+     * and log bytes written before the case began (sim_case_begin) */
+    int64_t *failed_before;
+    size_t nfailed_before;
+    size_t log_from;
     cJSON *config;
     strbuf log;
     sandbox *test_sb;
@@ -79,6 +86,11 @@ static int open_engine(lua_State *L, struct sim *s)
         return -1;
     }
     s->e->dir = dir;
+    if (s->cov) {
+        for (int i = 0; i < s->nscripts; i++)
+            coverage_add_file(s->cov, s->scripts[i]);
+        sandbox_set_line_hook(s->e->sb, coverage_hit, s->cov);
+    }
     char *errors = NULL;
     int n = 0;
     if (s->nscripts || s->source)
@@ -123,6 +135,9 @@ static int sim_gc(lua_State *L)
     forget_scripts(s);
     free(s->test_dir);
     s->test_dir = NULL;
+    free(s->failed_before);
+    s->failed_before = NULL;
+    s->nfailed_before = 0;
     cJSON_Delete(s->config);
     s->config = NULL;
     if (s->clock) {
@@ -631,6 +646,43 @@ static int m_segment(lua_State *L)
     return 1;
 }
 
+/* sim:globals() → the names a journey script of this sim sees, sorted
+ * (what editor definitions and tend check must know about). Only Lua
+ * strings are held while the test state allocates. */
+static int m_globals(lua_State *L)
+{
+    struct sim *s = check_sim(L);
+    lua_State *EL = sandbox_state(s->e->sb);
+    int top = lua_gettop(EL);
+    sandbox_new_env(s->e->sb, NULL);
+    lua_newtable(L);
+    int n = 0;
+    lua_pushnil(EL);
+    while (lua_next(EL, top + 1)) {
+        lua_pop(EL, 1);
+        if (lua_type(EL, -1) == LUA_TSTRING) {
+            lua_pushstring(L, lua_tostring(EL, -1));
+            lua_rawseti(L, -2, ++n);
+        }
+    }
+    lua_settop(EL, top);
+    /* insertion sort in place: a few dozen names */
+    for (int i = 2; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        int j = i - 1;
+        for (; j >= 1; j--) {
+            lua_rawgeti(L, -2, j);
+            if (strcmp(lua_tostring(L, -1), lua_tostring(L, -2)) <= 0) {
+                lua_pop(L, 1);
+                break;
+            }
+            lua_rawseti(L, -3, j + 1);
+        }
+        lua_rawseti(L, -2, j + 1);
+    }
+    return 1;
+}
+
 static int m_log(lua_State *L)
 {
     struct sim *s = luaL_checkudata(L, 1, SIM_MT);
@@ -678,6 +730,134 @@ static void read_scripts(lua_State *L, struct sim *s, int idx)
     lua_pop(L, 1);
 }
 
+/* Every sim of the test file, for a failing case's report: a table in
+ * the test state's registry with the sims as weak keys. */
+static const char SIMS_KEY = 0;
+
+static int push_sims(lua_State *L)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &SIMS_KEY) == LUA_TTABLE)
+        return lua_gettop(L);
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &SIMS_KEY);
+    return lua_gettop(L);
+}
+
+static void remember(lua_State *L, int sim)
+{
+    int sims = push_sims(L);
+    lua_pushvalue(L, sim);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, sims);
+    lua_pop(L, 1);
+}
+
+/* Marks where a sim stands now: the report of the case that begins shows
+ * only what fails after this. */
+static void mark(struct sim *s)
+{
+    free(s->failed_before);
+    s->failed_before = NULL;
+    s->nfailed_before = 0;
+    s->log_from = s->log.len;
+    store_stmt *st = store_prepare(s->e->st, "SELECT id FROM instances WHERE state = 'failed'");
+    while (st && store_step(st) == STORE_ROW) {
+        s->failed_before = xrealloc(s->failed_before, (s->nfailed_before + 1) * sizeof *s->failed_before);
+        s->failed_before[s->nfailed_before++] = store_col_int(st, 0);
+    }
+    store_finalize(st);
+}
+
+void sim_case_begin(lua_State *L)
+{
+    int sims = push_sims(L);
+    lua_pushnil(L);
+    while (lua_next(L, sims)) {
+        lua_pop(L, 1);
+        struct sim *s = luaL_testudata(L, -1, SIM_MT);
+        if (s && s->e)
+            mark(s);
+    }
+    lua_pop(L, 1);
+}
+
+static int failed_before(const struct sim *s, int64_t id)
+{
+    for (size_t i = 0; i < s->nfailed_before; i++)
+        if (s->failed_before[i] == id)
+            return 1;
+    return 0;
+}
+
+static void describe(struct sim *s, strbuf *instances, strbuf *log, const char *indent)
+{
+    store_stmt *st = store_prepare(s->e->st, "SELECT journey, customer, error, id FROM instances"
+                                             " WHERE state = 'failed' ORDER BY id");
+    int shown = 0;
+    while (st && shown < 20 && store_step(st) == STORE_ROW) {
+        if (failed_before(s, store_col_int(st, 3)))
+            continue;
+        shown++;
+        const char *fields[] = {"journey", "customer", "error"};
+        for (int i = 0; i < 3; i++) {
+            const char *v = store_col_text(st, i);
+            if (!v)
+                continue;
+            /* the error's first line names file:line; its traceback is the engine's */
+            char *text = xstrndup(v, strcspn(v, "\n"));
+            strbuf_printf(instances, "%s%s %s: ", indent, i == 0 ? "  -" : "   ", fields[i]);
+            strbuf_yaml_quoted(instances, text, strlen(text));
+            strbuf_putc(instances, '\n');
+            free(text);
+        }
+    }
+    store_finalize(st);
+    int lines = 0;
+    const char *from = s->log.s && s->log_from <= s->log.len ? s->log.s + s->log_from : NULL;
+    for (const char *p = from; p && *p && lines < 40;) {
+        size_t n = strcspn(p, "\n");
+        if (!strncmp(p, "warn: ", 6) || !strncmp(p, "error: ", 7)) {
+            strbuf_printf(log, "%s  ", indent);
+            strbuf_add(log, p, n);
+            strbuf_putc(log, '\n');
+            lines++;
+        }
+        p += n + (p[n] == '\n');
+    }
+}
+
+void sim_diagnose(lua_State *L, strbuf *yaml, const char *indent)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &SIMS_KEY) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return;
+    }
+    strbuf instances, log;
+    strbuf_init(&instances);
+    strbuf_init(&log);
+    int sims = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, sims)) {
+        lua_pop(L, 1);
+        struct sim *s = luaL_testudata(L, -1, SIM_MT);
+        if (s && s->e)
+            describe(s, &instances, &log, indent);
+    }
+    lua_pop(L, 1);
+    if (instances.len)
+        strbuf_printf(yaml, "%sfailed_instances:\n%s", indent, instances.s);
+    if (log.len)
+        strbuf_printf(yaml, "%slog: |\n%s", indent, log.s);
+    strbuf_free(&instances);
+    strbuf_free(&log);
+}
+
 static int sim_new(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -700,6 +880,8 @@ static int sim_new(lua_State *L)
     s->test_sb = sandbox_of(L);
     s->test_clock = sandbox_clock(s->test_sb);
     s->test_dir = xstrdup(lua_tostring(L, lua_upvalueindex(1)));
+    s->cov = lua_touserdata(L, lua_upvalueindex(2));
+    remember(L, self);
     tend_time start = SIM_DEFAULT_START;
     if (lua_getfield(L, 1, "start") != LUA_TNIL)
         start = helpers_check_time(L, lua_gettop(L));
@@ -733,14 +915,15 @@ static int sim_new(lua_State *L)
     return 1;
 }
 
-void sim_register(sandbox *sb, const char *test_dir)
+void sim_register(sandbox *sb, const char *test_dir, coverage *cov)
 {
     lua_State *L = sandbox_state(sb);
     static const luaL_Reg methods[] = {
         {"customer", m_customer}, {"event", m_event}, {"advance", m_advance}, {"now", m_now},
         {"receipt", m_receipt}, {"callback", m_callback}, {"close_task", m_close_task}, {"report", m_report},
         {"sent", m_sent}, {"messages", m_messages}, {"tasks", m_tasks}, {"instances", m_instances}, {"stub_http", m_stub_http},
-        {"restart", m_restart}, {"deploy", m_deploy}, {"segment", m_segment}, {"log", m_log}, {"close", m_close},
+        {"restart", m_restart}, {"deploy", m_deploy}, {"segment", m_segment}, {"log", m_log}, {"globals", m_globals},
+        {"close", m_close},
         {NULL, NULL}};
     luaL_newmetatable(L, SIM_MT);
     luaL_newlib(L, methods);
@@ -751,6 +934,7 @@ void sim_register(sandbox *sb, const char *test_dir)
     lua_setfield(L, -2, "__metatable");
     lua_pop(L, 1);
     lua_pushstring(L, test_dir ? test_dir : ".");
-    lua_pushcclosure(L, sim_new, 1);
+    lua_pushlightuserdata(L, cov);
+    lua_pushcclosure(L, sim_new, 2);
     sandbox_set_global(sb, "__tend_sim", 1);
 }

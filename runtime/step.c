@@ -332,6 +332,12 @@ static int send_one(lua_State *L, engine *e, struct run_ctx *ctx, const char *ch
     snprintf(desc, sizeof desc, "%s, %s", channel, tmpl);
     if (step_take(L, ctx, "send", desc, hash, NULL) == STEP_REPLAY)
         return 1;
+    /* send("sms", c.name, ...) would queue a message nobody can receive */
+    int known = customer_exists(e, customer);
+    if (known < 0)
+        return luaL_error(L, "send: store: %s", store_errmsg(e->st));
+    if (!known)
+        return luaL_argerror(L, 2, lua_pushfstring(L, "no customer has the id '%s' (pass c or c.id)", customer));
     cJSON *vars = cJSON_Parse(vars_text);
     struct send_request req = {
         .instance = ctx->id, .step = ctx->pos, .journey = ctx->journey, .customer = customer,

@@ -137,6 +137,25 @@ void strbuf_reset(strbuf *b)
         b->s[0] = 0;
 }
 
+void strbuf_yaml_quoted(strbuf *b, const char *s, size_t n)
+{
+    strbuf_putc(b, '"');
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\')
+            strbuf_printf(b, "\\%c", c);
+        else if (c == '\n')
+            strbuf_puts(b, "\\n");
+        else if (c == '\t')
+            strbuf_puts(b, "\\t");
+        else if (c < 0x20)
+            strbuf_printf(b, "\\x%02x", c);
+        else
+            strbuf_putc(b, (char)c);
+    }
+    strbuf_putc(b, '"');
+}
+
 char *util_read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");

@@ -25,6 +25,8 @@ void  strbuf_printf(strbuf *b, const char *fmt, ...) __attribute__((format(print
 void  strbuf_vprintf(strbuf *b, const char *fmt, va_list ap);
 char *strbuf_take(strbuf *b);   /* the bytes, malloc'd; b is left empty */
 void  strbuf_reset(strbuf *b);
+/* Appends s[0..n) as a YAML double-quoted scalar (TAP 13 diagnostics). */
+void  strbuf_yaml_quoted(strbuf *b, const char *s, size_t n);
 
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);

@@ -3,20 +3,22 @@ _tend()
 {
     local cur prev words cword
     _init_completion || return
-    local commands="run test check import ingest segment simulate status backup"
+    local commands="run test check import ingest segment simulate status backup new"
     if [[ $cword -eq 1 ]]; then
         COMPREPLY=($(compgen -W "$commands --help --version" -- "$cur"))
         return
     fi
     case $prev in
         --dir|-d) _filedir -d; return ;;
-        --db|--customers|--events) _filedir; return ;;
+        --db|--customers|--events|--junit|--coverage) _filedir; return ;;
+        -k) return ;;
         --listen|--days|--sample|--start) return ;;
     esac
     local opts="--help --dir --db"
     case ${words[1]} in
         run) opts="$opts --listen" ;;
-        test) opts="$opts -v" ;;
+        test) opts="$opts -v -k --junit --coverage" ;;
+        new) [[ $cword -eq 2 ]] && { COMPREPLY=($(compgen -W "journey" -- "$cur")); return; } ;;
         status) opts="$opts --json" ;;
         ingest) opts="$opts --no-process" ;;
         segment) opts="$opts --sample" ;;

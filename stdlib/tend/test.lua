@@ -5,10 +5,13 @@
 --
 -- Assertions raise an error located at the caller's line, so a failure
 -- prints the file:line of the failing assertion with expected and actual.
--- `__tend_report` and `__tend_sim` are host hooks only the stdlib can see.
+-- `__tend_report`, `__tend_sim` and `__tend_source` are host hooks only the
+-- stdlib can see. Editor definitions: stdlib/tend/meta.lua (class tend.test).
 
 local report, sim_new = __tend_report, rawget(_ENV, "__tend_sim")
+local module_source = rawget(_ENV, "__tend_source")
 
+---@type tend.test
 local t = {}
 
 -- A readable, deterministic rendering of a value for failure messages.
@@ -105,8 +108,22 @@ function t.case(name, fn)
   report(name, fn)
 end
 
+-- t.source_of(module): the text of a module built into tend ("tend.meta",
+-- the editor definitions), or nil.
+function t.source_of(module)
+  return module_source and module_source(module) or nil
+end
+
+-- t.skip(name, fn): reports the case as skipped without running it.
+function t.skip(name, fn)
+  if type(name) ~= "string" then error("t.skip: the first argument must be a name", 2) end
+  if type(fn) ~= "function" then error("t.skip: the second argument must be a function", 2) end
+  report(name, fn, true)
+end
+
 -- t.sim{scripts = {...}, source = "...", start = time, config = {...}}:
 -- a whole runtime on a virtual clock (see docs/lua-api.md, "Testing journeys").
+-- Script paths are relative to the test file.
 function t.sim(opts)
   if not sim_new then error("t.sim is not available in this build", 2) end
   local ok, sim = pcall(sim_new, opts or {})

@@ -53,3 +53,27 @@ t.case("deploy takes script paths from the test file too", function()
   s:event{ type = "signup", customer = "c1" }
   t.eq(#s:sent{}, 1)
 end)
+
+t.case("send to an id that is no customer raises instead of sending", function()
+  local s = t.sim{ scripts = { "fixtures/hello.lua" }, source = [[
+    journey "by_name" { on = "named", run = function(c) send("sms", c.name, "hello") end }
+  ]] }
+  s:customer{ id = "c1", name = "Ann" }
+  s:event{ type = "named", customer = "c1" }
+  t.eq(#s:messages{}, 0, "nothing queued")
+  local i = s:instances{ journey = "by_name" }[1]
+  t.eq(i.state, "failed")
+  t.match(i.error, "source:1: bad argument #2 to 'send' %(no customer has the id 'Ann' %(pass c or c%.id%)%)")
+end)
+
+t.case("sim:globals() lists what a journey script sees, sorted", function()
+  local names = t.sim{}:globals()
+  local sorted = {}
+  for i, name in ipairs(names) do sorted[i] = name end
+  table.sort(sorted)
+  t.eq(names, sorted)
+  local set = {}
+  for _, name in ipairs(names) do set[name] = true end
+  t.ok(set.send and set.journey and set.wait and set.coupon_issue, "the primitives and declarations")
+  t.ok(not set.__tend_sim and not set.io, "neither host hooks nor what the sandbox withholds")
+end)

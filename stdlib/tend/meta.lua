@@ -1,0 +1,410 @@
+---@meta
+-- tend's Lua API for editors: LuaCATS definitions read by lua-language-server
+-- (completion, hover, argument checks). The runtime never runs this file; a
+-- test loads it as plain Lua and compares the globals it declares with the
+-- ones the sandbox gives scripts (tests/lua/meta_test.lua), so the two
+-- cannot drift. Reference: docs/lua-api.md.
+
+---@alias tend.time integer|string    epoch seconds, or ISO-8601 text ("2026-03-01T09:00:00+08:00")
+---@alias tend.filter table           a customer filter: { city = "Beijing", orders_count = at_least(2), ... }
+---@alias tend.vars table<string, any> template variables (JSON-like values)
+
+-- --- the customer handle ------------------------------------------------------
+
+---A customer, as a journey sees it: fields are read-only; change them with
+---`c:set{...}`, `c:tag(...)`, `c:untag(...)`.
+---@class tend.Customer
+---@field id string
+---@field name string?
+---@field phone string?
+---@field email string?
+---@field city string?
+---@field region string?
+---@field timezone string?
+---@field birthday string?
+---@field orders_count number
+---@field total_spent number
+---@field first_seen_at integer?
+---@field first_order_at integer?
+---@field last_order_at integer?
+---@field last_active_at integer?
+---@field lifecycle "new"|"repeat"|"active"|"silent"|"churned"|"dead"
+---@field r integer RFM recency score 1-5
+---@field f integer RFM frequency score 1-5
+---@field m integer RFM monetary score 1-5
+---@field blocked boolean
+---@field attrs table<string, any>
+---@field tags table<string, boolean>
+local Customer = {}
+
+---Adds a tag (recorded inside a run).
+---@param tag string
+---@return tend.Customer
+function Customer:tag(tag) end
+
+---Removes a tag (recorded inside a run).
+---@param tag string
+---@return tend.Customer
+function Customer:untag(tag) end
+
+---Sets fields: `c:set{ city = "Hangzhou", ["attrs.level"] = 2 }`.
+---@param fields table<string, any>
+---@return tend.Customer
+function Customer:set(fields) end
+
+-- --- declarations ----------------------------------------------------------------
+
+---@class tend.JourneySpec
+---@field run fun(c: tend.Customer, ev: table?) the journey
+---@field on (string|tend.DateTrigger)? an event type, or anniversary(...)
+---@field when (fun(c: tend.Customer, ev: table?): boolean)? entry filter for every way in
+---@field once boolean? enter at most once per customer
+---@field reenter_after integer? seconds before a new entry
+---@field goal { event: string, within: integer? }?
+---@field audience (tend.filter|fun(ev: table): tend.filter)? who enters on a broadcast
+---@field priority number?
+---@field on_cap ("defer"|"skip")?
+---@field migrate (fun(step: table, history: table[]): (table[]|boolean|nil))?
+---@field description string?
+
+---Declares a journey: `journey "name" { on = "order.paid", run = function(c, ev) ... end }`.
+---@param name string
+---@return fun(spec: tend.JourneySpec)
+function journey(name) end
+
+---Declares a template: `template "gift" { category = "marketing", sms = "Hi {{name|friend}}" }`.
+---Any key other than category/priority/on_cap is the text for the channel of that name.
+---@param name string
+---@return fun(spec: table<string, any>)
+function template(name) end
+
+---Declares a segment: `segment "lapsed" { where = { last_order_at = before(ago(days(90))) } }`.
+---@param name string
+---@return fun(spec: { where: tend.filter|fun(): tend.filter, description: string? })
+function segment(name) end
+
+---Declares a schedule: `schedule "daily" { cron = "0 10 * * *", run = function() ... end }`.
+---@param name string
+---@return fun(spec: { run: fun(), cron: string?, every: integer?, tz: string?, description: string? })
+function schedule(name) end
+
+---Declares a channel: `channel "sms" { type = "http", url = "https://...", price = 0.05 }`.
+---@param name string
+---@return fun(spec: table<string, any>)
+function channel(name) end
+
+---@class tend.DateTrigger
+
+---A date trigger for `on`: fires on the yearly return of a date field.
+---@param field string birthday, first_seen_at, first_order_at, last_order_at, last_active_at or attrs.<path>
+---@param opts { at: string?, offset: integer? }?
+---@return tend.DateTrigger
+function anniversary(field, opts) end
+
+-- --- primitives inside run ----------------------------------------------------------
+
+---Suspends the journey for `seconds` (recorded; durable across restarts).
+---@param seconds number
+function wait(seconds) end
+
+---Suspends the journey until `time`.
+---@param time tend.time
+function wait_until(time) end
+
+---Waits for the customer's next event of `type`; nil on timeout.
+---@param type string
+---@param opts { timeout: integer?, where: (fun(ev: table): boolean)? }?
+---@return table? event
+function wait_for(type, opts) end
+
+---@class tend.SendResult
+---@field status "queued"|"deferred"|"capped"|"suppressed"|"failed"
+---@field id integer
+---@field error string?
+
+---Queues a message: `send("sms", c, "gift", { coupon = coupon.code })`.
+---@param channel string
+---@param c tend.Customer|string the customer, or its id (c.id)
+---@param template string
+---@param vars tend.vars?
+---@return tend.SendResult
+function send(channel, c, template, vars) end
+
+---@class tend.Coupon
+---@field code string
+---@field value number
+---@field expires string "YYYY-MM-DD" in the customer's zone
+---@field expires_at integer
+
+---Issues a unique coupon code.
+---@param c tend.Customer|string
+---@param spec { value: number?, valid: integer?, prefix: string? }?
+---@return tend.Coupon
+function coupon_issue(c, spec) end
+
+---Creates a task for a person: `task(c, { kind = "call", note = "...", assign = {"ann", "bo"} })`.
+---@param c tend.Customer|string
+---@param spec { kind: string?, note: string?, assign: (string|string[]|fun(c: tend.Customer): string)? }?
+---@return { id: integer, assignee: string? }
+function task(c, spec) end
+
+---Emits a new event (deduplicated by step).
+---@param event table
+---@return integer seq
+function emit(event) end
+
+---Starts another journey for a customer; false when entry is refused.
+---@param journey string
+---@param c tend.Customer|string
+---@param payload any?
+---@return integer|false
+function start(journey, c, payload) end
+
+---A/B split: `split{ A = 50, B = 50 }` returns the chosen name.
+---@param weights table<string, number>
+---@return string
+function split(weights) end
+
+---True for the control group (percent of customers).
+---@param percent number
+---@return boolean
+function holdout(percent) end
+
+---The current time, epoch seconds (recorded inside a run).
+---@return integer
+function now() end
+
+---The next instant the customer's local time is HH:MM.
+---@param c tend.Customer|string
+---@param hhmm string
+---@return integer
+function at_local(c, hhmm) end
+
+---A replay-safe random number, as math.random.
+---@param m integer?
+---@param n integer?
+---@return number
+function random(m, n) end
+
+---@class tend.HttpResponse
+---@field status integer
+---@field body string
+---@field json any?
+
+---GET to a host in tend.lua's http_allow (recorded).
+---@param url string
+---@return tend.HttpResponse?
+---@return string? error
+function http_get(url) end
+
+---Ends the instance with state "exited".
+---@param reason string?
+function exit(reason) end
+
+---The customers of a segment name or filter, in id order.
+---@param segment string|tend.filter
+---@return fun(): tend.Customer?
+function customers(segment) end
+
+---How many customers match a segment name or filter.
+---@param segment string|tend.filter
+---@return integer
+function segment_count(segment) end
+
+-- --- helpers ------------------------------------------------------------------
+
+---@param n number
+---@return integer seconds
+function days(n) end
+
+---@param n number
+---@return integer seconds
+function hours(n) end
+
+---@param n number
+---@return integer seconds
+function minutes(n) end
+
+---now() - seconds (relative inside a declaration).
+---@param seconds number
+---@return integer
+function ago(seconds) end
+
+---To the runtime log: values joined by spaces.
+---@param ... any
+function log(...) end
+
+-- --- filter nodes -----------------------------------------------------------------
+
+---@class tend.FilterNode
+
+---@param v any
+---@return tend.FilterNode
+function at_least(v) end
+
+---@param v any
+---@return tend.FilterNode
+function at_most(v) end
+
+---@param a any
+---@param b any
+---@return tend.FilterNode
+function between(a, b) end
+
+---@param t tend.time
+---@return tend.FilterNode
+function before(t) end
+
+---@param t tend.time
+---@return tend.FilterNode
+function after(t) end
+
+---@param ... any values, or one list
+---@return tend.FilterNode
+function one_of(...) end
+
+---@param ... string tags
+---@return tend.FilterNode
+function has(...) end
+
+---@param v any a value, or a filter table
+---@return tend.FilterNode
+function not_(v) end
+
+---@param filters tend.filter[]
+---@return tend.FilterNode
+function any(filters) end
+
+---@param filters tend.filter[]
+---@return tend.FilterNode
+function all(filters) end
+
+-- --- tend.test and the sim ------------------------------------------------------------
+
+---@class tend.Message
+---@field id integer
+---@field channel string
+---@field customer string
+---@field template string
+---@field body string?
+---@field subject string?
+---@field status "queued"|"deferred"|"capped"|"suppressed"|"failed"|"dead"|"sent"
+---@field at integer
+---@field category string
+---@field journey string?
+---@field error string?
+---@field cost number
+---@field segments integer?
+---@field attempts integer?
+---@field key string?
+
+---@class tend.Instance
+---@field id integer
+---@field journey string
+---@field customer string
+---@field state "waiting"|"done"|"failed"|"converted"|"exited"
+---@field step string where it waits: "wait 2592000 (gift.lua:12)"
+---@field steps integer
+---@field error string?
+---@field converted_at integer?
+---@field holdout boolean?
+---@field branch string?
+---@field version string
+---@field started_at integer
+---@field ended_at integer?
+---@field wake_at integer?
+
+---@class tend.Task
+---@field id integer
+---@field customer string
+---@field journey string
+---@field assignee string?
+---@field note string?
+---@field status string
+---@field at integer
+---@field kind string?
+
+---A whole runtime on a virtual clock (`t.sim{...}`).
+---@class tend.Sim
+local Sim = {}
+
+---Creates or updates a customer (sim:customer{...}), or returns one (sim:customer("c1")).
+---@param fields table|string
+---@return table?
+function Sim:customer(fields) end
+
+---Accepts an event at the sim's now and processes it; false for a duplicate id.
+---@param event table
+---@return boolean
+function Sim:event(event) end
+
+---Moves the clock forward, running everything due on the way.
+---@param seconds number
+function Sim:advance(seconds) end
+
+---@return integer
+function Sim:now() end
+
+---The messages that left (status "sent").
+---@param filter { channel: string?, customer: string?, template: string?, status: "sent"?, journey: string?, category: string? }?
+---@return tend.Message[]
+function Sim:sent(filter) end
+
+---Every outbox row, held back or not, with its status.
+---@param filter { channel: string?, customer: string?, template: string?, status: string?, journey: string?, category: string? }?
+---@return tend.Message[]
+function Sim:messages(filter) end
+
+---@param filter { customer: string?, journey: string?, assignee: string?, status: string?, kind: string? }?
+---@return tend.Task[]
+function Sim:tasks(filter) end
+
+---@param filter { journey: string?, customer: string?, state: string? }?
+---@return tend.Instance[]
+function Sim:instances(filter) end
+
+---The matching customer ids, in id order.
+---@param segment string|tend.filter
+---@return string[]
+function Sim:segment(segment) end
+
+---What http_get(url) answers in this sim.
+---@param url string
+---@param response string|{ status: integer?, body: string?, json: any? }
+function Sim:stub_http(url, response) end
+
+---Closes the runtime and reopens it on the same store, as after kill -9.
+function Sim:restart() end
+
+---A new release of the scripts (paths relative to the test file).
+---@param scripts { scripts: (string|string[])?, source: string? }
+function Sim:deploy(scripts) end
+
+---Everything the runtime logged, one "level: message" line each.
+---@return string
+function Sim:log() end
+
+---The globals a journey script sees, sorted.
+---@return string[]
+function Sim:globals() end
+
+function Sim:close() end
+
+---@class tend.SimOptions
+---@field scripts (string|string[])? paths relative to the test file
+---@field source string? Lua text, loaded as the file "source"
+---@field start tend.time? default "2026-01-01T00:00:00Z"
+---@field config table? settings as in tend.lua (data only)
+
+---The test library: `local t = require "tend.test"`.
+---@class tend.test
+---@field case fun(name: string, fn: fun()) runs fn now and reports ok / not ok
+---@field skip fun(name: string, fn: fun()) reports the case as skipped without running it
+---@field eq fun(actual: any, expected: any, message: string?) equal; tables compared deeply
+---@field ok fun(value: any, message: string?) neither nil nor false
+---@field match fun(text: string, pattern: string, message: string?) a Lua pattern found in text
+---@field near fun(actual: number, expected: number, tolerance: number?, message: string?)
+---@field fails fun(fn: fun(), pattern: string?, message: string?): string the function raises
+---@field show fun(value: any): string a readable rendering
+---@field sim fun(opts: tend.SimOptions): tend.Sim a runtime on a virtual clock
+---@field source_of fun(module: string): string? the text of an embedded module ("tend.meta")
