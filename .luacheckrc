@@ -6,7 +6,7 @@ local tend = {
   "after", "ago", "all", "anniversary", "any", "at_least", "at_local", "at_most", "before", "between",
   "channel", "coupon_issue", "customers", "days", "emit", "exit", "has", "holdout", "hours", "http_get",
   "journey", "log", "minutes", "not_", "now", "one_of", "random", "schedule", "segment", "segment_count",
-  "send", "split", "start", "task", "template", "wait", "wait_for", "wait_until",
+  "send", "split", "start", "task", "template", "wait", "wait_for", "wait_receipt", "wait_task", "wait_until",
 }
 local lua = {
   "_G", "_VERSION", "assert", "error", "getmetatable", "ipairs", "load", "next", "pairs", "pcall", "print",
