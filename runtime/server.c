@@ -186,6 +186,28 @@ static char *body_of(struct evhttp_request *req, size_t *len)
     return b;
 }
 
+/* The next non-blank line of an NDJSON body, without surrounding blanks:
+ * its start (length in *n), or NULL at the end. *p moves past it; *line
+ * counts every line, blank ones too, so errors can name it. */
+static char *ndjson_next(char **p, char *end, size_t *n, long *line)
+{
+    while (*p < end) {
+        char *q = *p, *nl = memchr(q, '\n', (size_t)(end - q));
+        size_t len = nl ? (size_t)(nl - q) : (size_t)(end - q);
+        *p += len + (nl ? 1 : 0);
+        (*line)++;
+        while (len && (q[len - 1] == '\r' || q[len - 1] == ' ' || q[len - 1] == '\t'))
+            len--;
+        while (len && (*q == ' ' || *q == '\t'))
+            q++, len--;
+        if (len) {
+            *n = len;
+            return q;
+        }
+    }
+    return NULL;
+}
+
 /* Why an Idempotency-Key header cannot serve as an event id, or NULL. */
 static const char *idempotency_key_problem(const char *key)
 {
@@ -228,18 +250,9 @@ static void post_events(struct server *s, struct evhttp_request *req, const char
     } else {
         cJSON_Delete(one);
         long line = 0;
-        for (char *p = body, *end = body + len; p < end;) {
-            char *nl = memchr(p, '\n', (size_t)(end - p));
-            size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
-            line++;
-            char *q = p;
-            p += n + (nl ? 1 : 0);
-            while (n && (q[n - 1] == '\r' || q[n - 1] == ' ' || q[n - 1] == '\t'))
-                n--;
-            while (n && (*q == ' ' || *q == '\t'))
-                q++, n--;
-            if (!n)
-                continue;
+        char *p = body, *q;
+        size_t n;
+        while ((q = ndjson_next(&p, body + len, &n, &line))) {
             cJSON *ev = json_parse(q, n, err, sizeof err);
             if (!ev) {
                 char msg[500];
@@ -582,18 +595,9 @@ static void post_receipts(struct server *s, struct evhttp_request *req, const ch
     } else {
         cJSON_Delete(one);
         long line = 0;
-        for (char *p = body, *end = body + len; p < end;) {
-            char *nl = memchr(p, '\n', (size_t)(end - p));
-            size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
-            char *q = p;
-            p += n + (nl ? 1 : 0);
-            line++;
-            while (n && (q[n - 1] == '\r' || q[n - 1] == ' ' || q[n - 1] == '\t'))
-                n--;
-            while (n && (*q == ' ' || *q == '\t'))
-                q++, n--;
-            if (!n)
-                continue;
+        char *p = body, *q;
+        size_t n;
+        while ((q = ndjson_next(&p, body + len, &n, &line))) {
             cJSON *r = json_parse(q, n, err, sizeof err);
             if (!r) {
                 /* a line that is not JSON is named and stores nothing of itself */

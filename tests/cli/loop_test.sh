@@ -22,7 +22,7 @@ die() { fail "$*"; [ -f "$tmp/server.err" ] && tail -n 30 "$tmp/server.err" >&2;
 
 port=$((30000 + ($$ * 17) % 25000))
 "$BUILD/mock_provider" --port 0 --fail-rate 0 --receipts "http://127.0.0.1:$port/v1/receipts" \
-  --receipt-token secret --open-rate 0.5 --seed 7 --quiet >"$tmp/mock.out" 2>"$tmp/mock.err" &
+  --receipt-token secret --open-rate 0.5 --seed 7 --reject REJECT-ME --quiet >"$tmp/mock.out" 2>"$tmp/mock.err" &
 mock=$!
 i=0; while ! grep -q '^PORT' "$tmp/mock.out" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
 mport=$(sed -n 's/^PORT //p' "$tmp/mock.out")
@@ -37,6 +37,7 @@ return {
   channels = {
     sms = { type = "http", url = "http://127.0.0.1:$mport/sms", address = "phone" },
     call = { type = "task" },
+    wechat = { type = "http", url = "http://127.0.0.1:$mport/wechat", address = "attrs.openid" },
   },
 }
 EOF
@@ -47,6 +48,14 @@ journey "hello" {
   run = function(c)
     local r = send("sms", c, "hello")
     if wait_receipt(r, "delivered", { timeout = hours(1) }) then c:tag("delivered") end
+  end,
+}
+template "notice" { category = "transactional", wechat = "REJECT-ME {{ name }}", sms = "Notice {{ name }}" }
+journey "notice" {
+  on = "notice",
+  run = function(c)
+    local r = send({ "wechat", "sms" }, c, "notice", {}, { fallback_after = hours(1) })
+    c:tag("took_" .. (r.channel or r.status))
   end,
 }
 journey "call" {
@@ -111,6 +120,15 @@ req POST /v1/receipts --data-binary @"$tmp/batch"
 [ "$(json "(d['accepted'], d['rejected'], [e['line'] for e in d['errors']])")" = "(1, 2, [2, 3])" ] || fail "receipt batch report: $body"
 req POST /v1/receipts --data-binary @"$tmp/batch"
 [ "$(json "(d['accepted'], d['duplicates'])")" = "(0, 1)" ] || fail "a repeated receipt id is a duplicate: $body"
+
+# --- fallback: the provider refuses the WeChat message (dead) -> SMS at once ------
+req PUT /v1/customers/w1 -d '{"name":"W","phone":"+8613900000001","attrs":{"openid":"o-1"}}'
+req POST /v1/events -d '{"type":"notice","customer":"w1"}'
+i=0; while [ $i -lt 100 ]; do req GET /v1/customers/w1; case $body in *took_*) break ;; esac; sleep 0.1; i=$((i + 1)); done
+case $body in *took_sms*) ;; *) fail "a dead WeChat message did not fall back to SMS: $body" ;; esac
+req GET "/v1/customers/w1/timeline"
+[ "$(json "[(x['channel'], x['status']) for x in d['entries'] if x['kind']=='message'][::-1]")" = "[('wechat', 'dead'), ('sms', 'sent')]" ] \
+  || fail "the timeline's attempts: $body"
 
 # --- tasks: PATCH, wait_task, paging -------------------------------------------
 req PUT /v1/customers/s1 -d '{"name":"S"}'
