@@ -173,7 +173,7 @@ static long long mock_stat(const struct mock *m, const char *field)
 static const char SCRIPT[] =
     "template 'shipped' {\n"
     "  category = 'transactional',\n"
-    "  sms = '{{name|friend}}, your order {{order}} has shipped: it should reach you on {{day}}.',\n"
+    "  sms = '{{ name | default: \"friend\" }}, your order {{order}} has shipped: it should reach you on {{day}}.',\n"
     "}\n";
 
 static void log_quiet(void *ud, const char *level, const char *msg)

@@ -2,7 +2,7 @@
 # make bench: figures and ratios on this machine. Nothing here passes or
 # fails; it prints what it measured. Sizes can be lowered for a quick look:
 #   BENCH_INSTANCES=100000 BENCH_EVENTS=200000 BENCH_CUSTOMERS=200000 \
-#   BENCH_BIG=1000000 BENCH_DELIVERIES=20000 make bench
+#   BENCH_BIG=1000000 BENCH_DELIVERIES=20000 BENCH_RENDERS=100000 make bench
 set -e
 B=build/release
 T=bin/tend
@@ -11,6 +11,7 @@ N_CUST=${BENCH_CUSTOMERS:-1000000}
 N_EV=${BENCH_EVENTS:-1000000}
 N_BIG=${BENCH_BIG:-10000000}
 N_DEL=${BENCH_DELIVERIES:-100000}
+N_RENDER=${BENCH_RENDERS:-1000000}
 work=$(mktemp -d "${TMPDIR:-/tmp}/tend-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT INT TERM
 
@@ -24,6 +25,10 @@ echo "== machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 10
 echo
 echo "== journey wake + replay + one step ($N_WAKE instances of a 3-step journey)"
 $B/bench_wake "$N_WAKE"
+
+echo
+echo "== Liquid template render rate (one core, CPU time)"
+$B/bench_render "$N_RENDER"
 
 echo
 echo "== ingest: NDJSON events through tend ingest into a store with $N_CUST customers"
@@ -45,7 +50,7 @@ awk -v a="$tend_rate" -v b="$raw_rate" 'BEGIN { printf "ingest: tend/raw = %.2f 
 mkdir "$work/proc"
 cp "$work/base.db" "$work/proc/tend.db"
 cat > "$work/proc/care.lua" <<'EOF'
-template "thanks" { category = "transactional", sms = "{{name|friend}}, thank you for order {{order|?}}." }
+template "thanks" { category = "transactional", sms = "{{ name | default: 'friend' }}, thank you for order {{ order | default: '?' }}." }
 journey "thanks" { on = "order.paid", run = function(c, ev) send("sms", c, "thanks", { order = ev.id }) end }
 EOF
 a=$(now)

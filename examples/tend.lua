@@ -9,8 +9,14 @@ return {
   -- quiet_hours = { from = "21:30", to = "08:30" },
   -- caps = { day = 1, week = 3 },   -- marketing sends per customer
   -- ready_backlog = 100000,         -- /readyz is 503 past this many unprocessed events
+  -- currency = "CNY",               -- the templates' money filter: ¥1,234.50
+  -- public_url = "https://care.shop.example",  -- base of the unsubscribe link in marketing email
+  -- unsubscribe_secret: set TEND_UNSUBSCRIBE_SECRET, or let tend make one and keep it in the store
   channels = {
     sms = { type = "file", path = "outbox.ndjson", price = 0.045, per = "segment" },
     call = { type = "task", assign = { "care-team" } },
+    -- email = { type = "smtp", url = "smtps://smtp.example.com:465", username = "care",
+    --           password = "${SMTP_PASSWORD}", from = "关爱团队 Care <care@shop.example>",
+    --           envelope_from = "bounces@shop.example" },
   },
 }

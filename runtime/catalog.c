@@ -18,6 +18,7 @@
 #include "clock.h"
 #include "dates.h"
 #include "helpers.h"
+#include "template.h"
 
 static const char CATALOG_KEY = 0;
 
@@ -156,6 +157,89 @@ static void check_journey(lua_State *L, int spec, const char *name)
     lua_pop(L, 1);
 }
 
+/* Compiled template text: a userdata holding a template_prog, freed by the
+ * collector with the declaration (a reload drops the old ones). */
+static const char TEMPLATE_MT[] = "tend.template";
+
+static int template_gc(lua_State *L)
+{
+    template_prog **p = luaL_checkudata(L, 1, TEMPLATE_MT);
+    template_free(*p);
+    *p = NULL;                  /* __gc twice is harmless */
+    return 0;
+}
+
+/* Compiles the string at the top and sets compiled[key] (compiled at
+ * `into`); a malformed text fails the declaration, naming where it breaks. */
+static void compile_part(lua_State *L, int into, const char *key, const char *name,
+                         const char *channel, const char *part, int html)
+{
+    char err[400];
+    template_prog **p = lua_newuserdatauv(L, sizeof *p, 0);
+    *p = NULL;
+    if (luaL_newmetatable(L, TEMPLATE_MT)) {
+        lua_pushcfunction(L, template_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    *p = template_compile(lua_tostring(L, -2), html, err, sizeof err);
+    if (!*p)
+        luaL_error(L, "template '%s' (%s%s%s): %s", name, channel, part ? " " : "", part ? part : "", err);
+    lua_setfield(L, into, key);
+}
+
+/* spec.compiled = { [channel] = { text = prog, subject = prog, html = prog } } */
+static void compile_template(lua_State *L, int spec, const char *name)
+{
+    lua_newtable(L);
+    int all = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, spec)) {
+        const char *k = lua_tostring(L, -2);
+        int type = lua_type(L, -1);
+        if (!strcmp(k, "category") || !strcmp(k, "on_cap") || !strcmp(k, "priority") ||
+            !strcmp(k, "sample") || (type != LUA_TSTRING && type != LUA_TTABLE)) {
+            lua_pop(L, 1);
+            continue;
+        }
+        lua_newtable(L);
+        int parts = lua_gettop(L);
+        if (type == LUA_TSTRING) {
+            lua_pushvalue(L, -2);
+            compile_part(L, parts, "text", name, k, NULL, 0);
+            lua_pop(L, 1);
+        } else {
+            static const char *const keys[] = {"subject", "body", "text", "html"};
+            for (int i = 0; i < 4; i++) {
+                /* body and text are two names of one part; body wins */
+                const char *as = i == 1 || i == 2 ? "text" : keys[i];
+                int taken = lua_getfield(L, parts, as) != LUA_TNIL;
+                lua_pop(L, 1);
+                if (taken)
+                    continue;
+                if (lua_getfield(L, parts - 1, keys[i]) == LUA_TSTRING)
+                    compile_part(L, parts, as, name, k, keys[i], i == 3);
+                lua_pop(L, 1);
+            }
+        }
+        lua_setfield(L, all, k);
+        lua_pop(L, 1);
+    }
+    lua_setfield(L, spec, "compiled");
+}
+
+const template_prog *catalog_template_part(lua_State *L, int decl, const char *channel, const char *part)
+{
+    const template_prog *p = NULL;
+    int top = lua_gettop(L);
+    decl = lua_absindex(L, decl);
+    if (lua_getfield(L, decl, "compiled") == LUA_TTABLE && lua_getfield(L, -1, channel) == LUA_TTABLE &&
+        lua_getfield(L, -1, part) == LUA_TUSERDATA)
+        p = *(template_prog **)lua_touserdata(L, -1);
+    lua_settop(L, top);
+    return p;
+}
+
 static void check_template(lua_State *L, int spec, const char *name)
 {
     lua_pushnil(L);
@@ -175,6 +259,9 @@ static void check_template(lua_State *L, int spec, const char *name)
         } else if (strcmp(k, "priority") == 0) {
             if (!lua_isnumber(L, -1))
                 luaL_error(L, "template '%s': 'priority' must be a number", name);
+        } else if (strcmp(k, "sample") == 0) {
+            if (!lua_istable(L, -1))
+                luaL_error(L, "template '%s': 'sample' must be a table of example vars", name);
         } else if (lua_type(L, -1) == LUA_TSTRING) {
             channels++;
         } else if (lua_istable(L, -1)) {
@@ -193,6 +280,7 @@ static void check_template(lua_State *L, int spec, const char *name)
     if (lua_getfield(L, spec, "category") == LUA_TNIL)
         luaL_error(L, "template '%s': 'category' is required (\"marketing\" or \"transactional\")", name);
     lua_pop(L, 1);
+    compile_template(L, spec, name);
 }
 
 static void check_segment(lua_State *L, int spec, const char *name)

@@ -43,6 +43,12 @@ int catalog_push_triggered(engine *e, const char *type);
 /* Pushes the list of current journey names with a date trigger. */
 int catalog_push_dated(engine *e);
 int catalog_push_template(engine *e, const char *name);
+/* With a template declaration at `decl`: its compiled text for `channel`,
+ * part "text" (the body), "subject" or "html"; NULL if it has none. The
+ * program lives as long as the declaration (borrowed: do not free). */
+struct template_prog;
+const struct template_prog *catalog_template_part(lua_State *L, int decl, const char *channel,
+                                                  const char *part);
 int catalog_push_segment(engine *e, const char *name);
 /* Pushes name -> declaration for every current schedule / channel / journey. */
 int catalog_push_all(engine *e, const char *kind);

@@ -6,6 +6,7 @@
 
 #include "catalog.h"
 #include "channel.h"
+#include "mime.h"
 #include "config.h"
 #include "template.h"
 
@@ -61,7 +62,7 @@ static const struct setting {
     {"password", {LUA_TSTRING, -1, -1}},  {"path", {LUA_TSTRING, -1, -1}},
     {"assign", {LUA_TSTRING, LUA_TTABLE, LUA_TFUNCTION}},
     {"blocked_words", {LUA_TTABLE, -1, -1}}, {"max_segments", {LUA_TNUMBER, -1, -1}},
-    {"description", {LUA_TSTRING, -1, -1}},
+    {"description", {LUA_TSTRING, -1, -1}}, {"envelope_from", {LUA_TSTRING, -1, -1}},
     /* which customer field reaches the customer here: "phone", "email",
      * "attrs.openid" (`to` is its v1 name) */
     {"address", {LUA_TSTRING, -1, -1}},
@@ -120,6 +121,22 @@ int channel_check(lua_State *L, int idx, const char *name, char *err, size_t err
     if (per && strcmp(per, "message") != 0 && strcmp(per, "segment") != 0) {
         snprintf(err, errlen, "channel '%s': 'per' must be \"message\" or \"segment\"", name);
         return -1;
+    }
+    /* smtp: `from` may carry a display name; both must hold one address
+     * (a ${VAR} is filled in at send time, so it is checked then) */
+    static const char *const addrs[] = {"from", "envelope_from"};
+    for (int i = 0; i < 2; i++) {
+        lua_getfield(L, idx, addrs[i]);
+        const char *v = lua_tostring(L, -1);
+        char n[256], a[256], why[200];
+        int bad = v && !strstr(v, "${") && mime_parse_from(v, n, sizeof n, a, sizeof a, why, sizeof why) != 0;
+        lua_pop(L, 1);
+        if (bad) {
+            snprintf(err, errlen, "channel '%s': %s", name, why);
+            if (i == 1)
+                snprintf(err, errlen, "channel '%s': 'envelope_from' '%s' is not an address", name, v);
+            return -1;
+        }
     }
     return 0;
 }

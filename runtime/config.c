@@ -56,6 +56,7 @@ void config_init(struct config *c)
     c->paid_types = strv(paid);
     c->refund_types = strv(refund);
     c->amount_field = xstrdup("total");
+    c->currency = xstrdup("CNY");
     static const char *const none[] = {NULL};
     c->http_allow = strv(none);
     c->memory_limit = 256u << 20;
@@ -70,6 +71,9 @@ void config_free(struct config *c)
     free(c->timezone);
     free(c->listen);
     free(c->amount_field);
+    free(c->currency);
+    free(c->unsubscribe_secret);
+    free(c->public_url);
     strv_free(c->paid_types);
     strv_free(c->refund_types);
     strv_free(c->http_allow);
@@ -364,6 +368,41 @@ static int read_timezone(struct reader *r, struct config *c)
     return 0;
 }
 
+/* branch liquid: money's currency, the unsubscribe link's base and secret */
+static int read_currency(struct reader *r, struct config *c)
+{
+    if (read_string(r, "currency", &c->currency) != 0)
+        return -1;
+    size_t n = strlen(c->currency);
+    for (size_t i = 0; i < n; i++)
+        if (c->currency[i] < 'A' || c->currency[i] > 'Z')
+            n = 0;
+    if (n != 3)
+        return bad(r, "currency", "must be an ISO 4217 code in capitals, like \"CNY\" or \"USD\"");
+    return 0;
+}
+
+static int read_public_url(struct reader *r, struct config *c)
+{
+    if (read_string(r, "public_url", &c->public_url) != 0)
+        return -1;
+    if (strncmp(c->public_url, "http://", 7) != 0 && strncmp(c->public_url, "https://", 8) != 0)
+        return bad(r, "public_url", "must start with https:// (or http://)");
+    size_t n = strlen(c->public_url);
+    while (n && c->public_url[n - 1] == '/')
+        c->public_url[--n] = '\0';
+    return 0;
+}
+
+static int read_secret(struct reader *r, struct config *c)
+{
+    if (read_string(r, "unsubscribe_secret", &c->unsubscribe_secret) != 0)
+        return -1;
+    if (strlen(c->unsubscribe_secret) < 16)
+        return bad(r, "unsubscribe_secret", "must be at least 16 characters");
+    return 0;
+}
+
 static int read_channels(struct reader *r)
 {
     if (!lua_istable(r->L, -1))
@@ -423,6 +462,9 @@ static int read_all(struct reader *r, struct config *c)
     FIELD("limits", read_limits(r, c));
     FIELD("channels", read_channels(r));
     FIELD("delivery_batch", read_batch(r, c));
+    FIELD("currency", read_currency(r, c));
+    FIELD("public_url", read_public_url(r, c));
+    FIELD("unsubscribe_secret", read_secret(r, c));
     FIELD("ready_backlog", read_ready_backlog(r, c));
     return 0;
 }
@@ -439,7 +481,7 @@ int config_read(struct config *c, lua_State *L, int idx, const char *source, cha
     static const char *const known[] = {
         "db", "timezone", "listen", "synchronous", "unknown_customers", "quiet_hours", "caps",
         "lifecycle", "rfm", "orders", "http_allow", "limits", "channels", "delivery_batch",
-        "ready_backlog", NULL};
+        "ready_backlog", "currency", "public_url", "unsubscribe_secret", NULL};
     int rc = -1;
     lua_pushnil(L);
     while (lua_next(L, -2)) {

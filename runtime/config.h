@@ -40,6 +40,11 @@ struct config {
     size_t memory_limit;        /* Lua state cap, bytes */
     long instruction_limit;     /* per entry into Lua */
     int delivery_batch;         /* outbox rows claimed per dispatch pass */
+
+    /* branch liquid */
+    char *currency;             /* ISO 4217 code for the money filter ("CNY") */
+    char *public_url;           /* base of links to tend itself (unsubscribe); NULL = from listen */
+    char *unsubscribe_secret;   /* HMAC key of unsubscribe tokens; NULL = env or generated */
     int ready_backlog;         /* /readyz fails past this many unprocessed events */
 };
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "customer.h"
+#include "mime.h"
 #include "json.h"
 #include "util.h"
 
@@ -131,6 +132,13 @@ static int read_value(const struct field *f, const cJSON *j, int text, struct va
             return bad(err, errlen, f->name, "must be a string");
         if (f->type == F_ID && (!*j->valuestring || strlen(j->valuestring) > CUSTOMER_ID_MAX))
             return bad(err, errlen, f->name, "must be 1 to 128 characters");
+        /* "" clears an email; anything else must be one address (a CR/LF
+         * in it would write headers into every message sent to it) */
+        if (f - fields == I_EMAIL && *j->valuestring && !mime_address_ok(j->valuestring)) {
+            snprintf(msg, sizeof msg, "'%.100s' is not an email address (one '@', no spaces or line breaks)",
+                     j->valuestring);
+            return bad(err, errlen, f->name, msg);
+        }
         v->s = j->valuestring;
         return 0;
     case F_TZ:

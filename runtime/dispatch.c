@@ -19,10 +19,12 @@
 #include "dispatch.h"
 #include "filesink.h"
 #include "json.h"
+#include "mime.h"
 #include "metrics.h"
 #include "outbox.h"
 #include "policy.h"
 #include "task.h"
+#include "unsub.h"
 #include "util.h"
 
 #define LEASE (2 * TEND_MINUTE)     /* a claimed row is retried after this if nothing is heard */
@@ -37,7 +39,7 @@ struct row {
     int attempts;
     /* the customer, read with the row: for the policy re-check and `to` */
     struct policy_facts facts;
-    char *timezone, *phone, *email;
+    char *timezone, *phone, *email, *name;
 };
 
 static void row_free(struct row *r)
@@ -52,12 +54,13 @@ static void row_free(struct row *r)
     free(r->timezone);
     free(r->phone);
     free(r->email);
+    free(r->name);
 }
 
 /* Channel settings read for one delivery. */
 struct chan_conf {
     enum channel_kind kind;
-    char *url, *method, *from, *user, *password, *to_field;
+    char *url, *method, *from, *user, *password, *to_field, *envelope_from;
     struct curl_slist *headers;
     int has_body_fn;
     int success[16], nsuccess;
@@ -75,6 +78,7 @@ static void chan_conf_free(struct chan_conf *c)
     free(c->user);
     free(c->password);
     free(c->to_field);
+    free(c->envelope_from);
     curl_slist_free_all(c->headers);
 }
 
@@ -164,6 +168,7 @@ static int read_conf_table(engine *e, const char *name, struct chan_conf *c, cha
     c->to_field = opt_string(L, t, "address", NULL, err, errlen, &failed);
     if (!c->to_field)
         c->to_field = opt_string(L, t, "to", NULL, err, errlen, &failed);
+    c->envelope_from = opt_string(L, t, "envelope_from", NULL, err, errlen, &failed);
     c->max_attempts = opt_int(L, t, "max_attempts", 10);
     c->concurrency = opt_int(L, t, "concurrency", 16);
     lua_getfield(L, t, "timeout");
@@ -230,6 +235,8 @@ static void push_message(engine *e, lua_State *L, const struct row *r, const cJS
     lua_setfield(L, -2, "text");
     json_push(L, cJSON_GetObjectItemCaseSensitive(body, "subject"));
     lua_setfield(L, -2, "subject");
+    json_push(L, cJSON_GetObjectItemCaseSensitive(body, "html"));
+    lua_setfield(L, -2, "html");
     if (!customer_push(e, L, r->customer)) {
         lua_pop(L, 1);
         lua_createtable(L, 0, 1);
@@ -286,55 +293,47 @@ static char *http_payload(engine *e, const struct row *r, const struct chan_conf
     return out;
 }
 
-static void base64(strbuf *b, const unsigned char *p, size_t n)
+/* The one-click unsubscribe URL for a marketing email: the public base
+ * (config public_url, else http://<listen>) + /v1/unsubscribe/<token>. */
+static char *unsubscribe_url(engine *e, const struct row *r)
 {
-    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for (size_t i = 0; i < n; i += 3) {
-        unsigned v = (unsigned)p[i] << 16 | (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0) |
-                     (i + 2 < n ? p[i + 2] : 0);
-        strbuf_putc(b, tbl[v >> 18 & 63]);
-        strbuf_putc(b, tbl[v >> 12 & 63]);
-        strbuf_putc(b, i + 1 < n ? tbl[v >> 6 & 63] : '=');
-        strbuf_putc(b, i + 2 < n ? tbl[v & 63] : '=');
-    }
+    char *secret = unsub_secret(e->cfg.unsubscribe_secret, e->st);
+    if (!secret)
+        return NULL;
+    char *token = unsub_token(secret, r->customer, r->channel);
+    char *url = e->cfg.public_url ? xasprintf("%s/v1/unsubscribe/%s", e->cfg.public_url, token)
+                                  : xasprintf("http://%s/v1/unsubscribe/%s", e->cfg.listen, token);
+    free(token);
+    free(secret);
+    return url;
 }
 
-/* An RFC 5322 message; a non-ASCII subject as an RFC 2047 encoded word. */
-static char *smtp_payload(const struct row *r, const struct chan_conf *c, const char *to, tend_time now)
+/* The RFC 5322 message for a row (mime.c builds it); NULL with err. */
+static char *smtp_payload(engine *e, const struct row *r, const struct chan_conf *c, char *err, size_t errlen)
 {
     cJSON *body = cJSON_Parse(r->body);
     const cJSON *subject = cJSON_GetObjectItemCaseSensitive(body, "subject");
     const cJSON *text = cJSON_GetObjectItemCaseSensitive(body, "text");
-    strbuf b;
-    strbuf_init(&b);
-    char date[64];
-    time_t t = (time_t)now;
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-    strbuf_printf(&b, "Date: %s\r\nTo: <%s>\r\nFrom: %s\r\nMessage-ID: <%s@tend>\r\n", date, to,
-                  c->from ? c->from : "tend@localhost", r->key);
-    const char *s = cJSON_IsString(subject) ? subject->valuestring : "";
-    int ascii = 1;
-    for (const char *p = s; *p; p++)
-        ascii &= (unsigned char)*p < 128;
-    if (ascii) {
-        strbuf_printf(&b, "Subject: %s\r\n", s);
-    } else {
-        strbuf_puts(&b, "Subject: =?UTF-8?B?");
-        base64(&b, (const unsigned char *)s, strlen(s));
-        strbuf_puts(&b, "?=\r\n");
-    }
-    strbuf_puts(&b, "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n"
-                    "Content-Transfer-Encoding: 8bit\r\n\r\n");
-    for (const char *p = cJSON_IsString(text) ? text->valuestring : ""; *p; p++) {
-        if (*p == '\n' && (p == text->valuestring || p[-1] != '\r'))
-            strbuf_putc(&b, '\r');
-        strbuf_putc(&b, *p);
-    }
-    strbuf_puts(&b, "\r\n");
+    const cJSON *html = cJSON_GetObjectItemCaseSensitive(body, "html");
+    char *unsub = r->category && strcmp(r->category, "marketing") == 0 ? unsubscribe_url(e, r) : NULL;
+    char *salt = unsub_store_random(e->st, "message_id_salt");
+    struct mime_mail m = {
+        .from = c->from ? c->from : "tend@localhost",
+        .to = r->email,
+        .to_name = r->name,
+        .subject = cJSON_IsString(subject) ? subject->valuestring : NULL,
+        .text = cJSON_IsString(text) ? text->valuestring : "",
+        .html = cJSON_IsString(html) ? html->valuestring : NULL,
+        .key = r->key,
+        .date = engine_now(e),
+        .unsubscribe_url = unsub,
+        .id_salt = salt,
+    };
+    char *out = mime_build(&m, err, errlen);
+    free(unsub);
+    free(salt);
     cJSON_Delete(body);
-    return strbuf_take(&b);
+    return out;
 }
 
 /* --- one transfer ------------------------------------------------------ */
@@ -466,12 +465,23 @@ static struct transfer *transfer_new(engine *e, const struct row *r, const struc
             transfer_free(t);
             return NULL;
         }
-        t->payload = smtp_payload(r, c, r->email, engine_now(e));
+        t->payload = smtp_payload(e, r, c, err, errlen);
+        char name[256], addr[256];
+        /* the envelope sender is a bare address: the From's, unless set apart
+         * (envelope_from: where bounces go) */
+        if (!t->payload || mime_parse_from(c->envelope_from ? c->envelope_from : c->from ? c->from
+                                           : "tend@localhost", name, sizeof name, addr, sizeof addr,
+                                           err, errlen) != 0) {
+            transfer_free(t);
+            return NULL;
+        }
         t->payload_len = strlen(t->payload);
         char *rcpt = xasprintf("<%s>", r->email);
         t->rcpt = curl_slist_append(NULL, rcpt);
         free(rcpt);
-        curl_easy_setopt(h, CURLOPT_MAIL_FROM, c->from ? c->from : "<tend@localhost>");
+        char *envelope = xasprintf("<%s>", addr);
+        curl_easy_setopt(h, CURLOPT_MAIL_FROM, envelope);   /* libcurl copies it */
+        free(envelope);
         curl_easy_setopt(h, CURLOPT_MAIL_RCPT, t->rcpt);
         curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
         curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
@@ -801,7 +811,8 @@ static int load_row(engine *e, int64_t id, tend_time due, struct row *r)
     store_stmt *s = store_sql(e->st,
         "SELECT o.customer, o.channel, o.category, o.body, o.idem_key, o.attempts, o.template, o.status,"
         " o.journey, c.blocked, c.timezone, c.phone, c.email,"
-        " (SELECT MAX(channel = '*') FROM suppressions WHERE customer = o.customer AND channel IN (o.channel, '*'))"
+        " (SELECT MAX(channel = '*') FROM suppressions WHERE customer = o.customer AND channel IN (o.channel, '*')),"
+        " c.name"
         " FROM outbox o LEFT JOIN customers c ON c.id = o.customer WHERE o.id = ?");
     store_bind_int(s, 1, id);
     if (store_step(s) != STORE_ROW)
@@ -822,6 +833,7 @@ static int load_row(engine *e, int64_t id, tend_time due, struct row *r)
     r->email = dup_text(s, 12);
     r->facts.unsubscribed = store_col_type(s, 13) != STORE_NULL;
     r->facts.unsubscribed_all = store_col_int(s, 13) == 1;
+    r->name = dup_text(s, 14);
     r->facts.timezone = r->timezone;
     store_reset(s);
     return 0;

@@ -9,6 +9,7 @@
 #include "bytecode.h"
 #include "catalog.h"
 #include "channel.h"
+#include "json.h"
 #include "lint.h"
 #include "segment.h"
 #include "template.h"
@@ -110,27 +111,87 @@ static void on_finding(enum lint_level level, size_t offset, const char *message
     say(t->l, level == LINT_ERROR, t->where, "template '%s' (%s): %s", t->template_name, t->channel, message);
 }
 
-static void noop_var(const char *path, int has_default, size_t offset, void *ud)
+/* A stand-in for each variable the sample does not give: 8 characters, about
+ * a name or a coupon code, so the length is measured on a believable text. */
+static void fill_missing(const char *path, int fine, size_t offset, void *ud)
 {
-    (void)path;
-    (void)has_default;
+    cJSON *obj = ud;
     (void)offset;
-    (void)ud;
+    if (fine || strchr(path, '['))
+        return;
+    char part[128];
+    const char *p = path;
+    for (;;) {
+        size_t n = strcspn(p, ".");
+        snprintf(part, sizeof part, "%.*s", (int)n, p);
+        cJSON *child = cJSON_GetObjectItemCaseSensitive(obj, part);
+        if (!p[n]) {
+            if (!child)
+                cJSON_AddStringToObject(obj, part, "XXXXXXXX");
+            return;
+        }
+        if (!child)
+            child = cJSON_AddObjectToObject(obj, part);
+        if (!cJSON_IsObject(child))
+            return;
+        obj = child;
+        p += n + 1;
+    }
+}
+
+/* The vars a sample render sees: a default customer, the template's
+ * `sample = {...}` over it, stand-ins for the rest. */
+static cJSON *sample_vars(struct lint *l, const char *text, int sample_idx)
+{
+    lua_State *L = sandbox_state(l->e->sb);
+    cJSON *v = cJSON_Parse("{\"id\":\"c1\",\"name\":\"Alex\",\"phone\":\"13800000000\","
+                           "\"email\":\"alex@example.com\",\"city\":\"Shanghai\",\"region\":\"Shanghai\","
+                           "\"birthday\":\"1990-05-17\",\"orders_count\":1,\"total_spent\":199,"
+                           "\"lifecycle\":\"new\",\"r\":3,\"f\":1,\"m\":2,\"tags\":[],\"attrs\":{}}");
+    cJSON_AddStringToObject(v, "timezone", l->e->cfg.timezone);
+    if (sample_idx && lua_istable(L, sample_idx)) {
+        char err[200];
+        cJSON *s = json_from_lua(L, sample_idx, err, sizeof err);
+        const cJSON *k;
+        cJSON_ArrayForEach(k, s) {
+            cJSON_DeleteItemFromObjectCaseSensitive(v, k->string);
+            cJSON_AddItemToObject(v, k->string, cJSON_Duplicate(k, 1));
+        }
+        cJSON_Delete(s);
+    }
+    template_vars(text, fill_missing, v, NULL, 0);
+    return v;
 }
 
 static void lint_text(struct lint *l, const char *where, const char *tname, const char *channel,
-                      const char *text)
+                      const char *text, int sample_idx)
 {
-    char err[300];
-    if (template_vars(text, noop_var, NULL, err, sizeof err) != 0)
-        say(l, 1, where, "template '%s' (%s): %s", tname, channel, err);
     struct channel_lint c;
     channel_lint_read(l->e, channel, &c);
     struct text_ctx t = {l, where, tname, channel};
-    if (c.sms)
-        template_lint_sms(text, (const char *const *)c.blocked, c.max_segments, c.price, on_finding, &t);
-    else if (c.blocked)
-        template_lint_words(text, (const char *const *)c.blocked, on_finding, &t);
+    /* Links and words in what the author wrote (an output is one "X", so a
+     * placeholder inside a link leaves the link whole); the length of a
+     * rendered sample, which is what the customer gets. */
+    char *skeleton = template_skeleton(text);
+    if (c.sms && skeleton) {
+        template_lint_sms(skeleton, (const char *const *)c.blocked, 0, 0, on_finding, &t);
+        cJSON *vars = sample_vars(l, text, sample_idx);
+        char err[300];
+        struct template_env env = {l->e->cfg.timezone, l->e->cfg.currency, engine_now(l->e)};
+        template_prog *p = template_compile(text, 0, err, sizeof err);
+        char *out = p ? template_run(p, vars, &env, err, sizeof err) : NULL;
+        if (out)
+            template_lint_sms(out, NULL, c.max_segments, c.price, on_finding, &t);
+        else
+            say(l, 0, where, "template '%s' (%s): a sample does not render, so its length is not "
+                "checked: %s (give the template sample = {...})", tname, channel, err);
+        free(out);
+        template_free(p);
+        cJSON_Delete(vars);
+    } else if (c.blocked && skeleton) {
+        template_lint_words(skeleton, (const char *const *)c.blocked, on_finding, &t);
+    }
+    free(skeleton);
     channel_lint_free(&c);
 }
 
@@ -148,17 +209,21 @@ static void lint_templates(struct lint *l)
         while (lua_next(L, -2)) {
             const char *k = lua_tostring(L, -2);
             if (strcmp(k, "category") && strcmp(k, "on_cap") && strcmp(k, "priority") && strcmp(k, "name") &&
-                strcmp(k, "version") && strcmp(k, "declared_at")) {
-                if (lua_isstring(L, -1)) {
-                    lint_text(l, where, name, k, lua_tostring(L, -1));
-                } else if (lua_istable(L, -1)) {
-                    static const char *const parts[] = {"subject", "body", "text"};
-                    for (int i = 0; i < 3; i++) {
-                        if (lua_getfield(L, -1, parts[i]) == LUA_TSTRING)
-                            lint_text(l, where, name, k, lua_tostring(L, -1));
+                strcmp(k, "version") && strcmp(k, "declared_at") && strcmp(k, "sample") &&
+                strcmp(k, "compiled")) {
+                lua_getfield(L, -3, "sample");
+                int sample = lua_istable(L, -1) ? lua_gettop(L) : 0;
+                if (lua_isstring(L, -2)) {
+                    lint_text(l, where, name, k, lua_tostring(L, -2), sample);
+                } else if (lua_istable(L, -2)) {
+                    static const char *const parts[] = {"subject", "body", "text", "html"};
+                    for (int i = 0; i < 4; i++) {
+                        if (lua_getfield(L, -2, parts[i]) == LUA_TSTRING)
+                            lint_text(l, where, name, k, lua_tostring(L, -1), sample);
                         lua_pop(L, 1);
                     }
                 }
+                lua_pop(L, 1);
             }
             lua_pop(L, 1);
         }
@@ -275,8 +340,8 @@ static void check_var(const char *path, int has_default, size_t offset, void *ud
     snprintf(needle, sizeof needle, " %s ", root);
     if (s->keys->s && strstr(s->keys->s, needle))
         return;
-    say(s->l, 1, s->where, "send to template '%s' gives no '%s', but the template uses {{%s}} (pass it, or "
-        "write {{%s|default}})", s->template_name, root, path, path);
+    say(s->l, 1, s->where, "send to template '%s' gives no '%s', but the template uses {{ %s }} (pass it, or "
+        "write {{ %s | default: \"...\" }})", s->template_name, root, path, path);
 }
 
 static void check_site(struct lint *l, const char *where, const char *channel, const char *tname,
@@ -298,8 +363,8 @@ static void check_site(struct lint *l, const char *where, const char *channel, c
         if (type == LUA_TSTRING) {
             template_vars(lua_tostring(L, -1), check_var, &s, err, sizeof err);
         } else if (type == LUA_TTABLE) {
-            static const char *const parts[] = {"subject", "body", "text"};
-            for (int i = 0; i < 3; i++) {
+            static const char *const parts[] = {"subject", "body", "text", "html"};
+            for (int i = 0; i < 4; i++) {
                 if (lua_getfield(L, -1, parts[i]) == LUA_TSTRING)
                     template_vars(lua_tostring(L, -1), check_var, &s, err, sizeof err);
                 lua_pop(L, 1);

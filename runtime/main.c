@@ -21,6 +21,7 @@
 #include "event.h"
 #include "importer.h"
 #include "lint.h"
+#include "mime.h"
 #include "segment.h"
 #include "server.h"
 #include "simulate.h"
@@ -811,6 +812,7 @@ int main(int argc, char **argv)
             int rc = commands[i].run(argc - 1, argv + 1);
             curl_global_cleanup();
             clock_shutdown();
+            mime_shutdown();
             return rc;
         }
     }

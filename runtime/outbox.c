@@ -16,9 +16,10 @@
 #include "template.h"
 #include "util.h"
 
-/* The template's text for one channel: a string, or {subject, body}. */
+/* The template's text for one channel: a string, or {subject, body, html},
+ * compiled at load (the programs are the catalog's, borrowed). */
 struct message_text {
-    char *text, *subject;
+    const template_prog *text, *subject, *html;
     int marketing;
     int priority, has_priority;
     int defer_on_cap, has_on_cap;
@@ -26,8 +27,7 @@ struct message_text {
 
 static void message_text_free(struct message_text *m)
 {
-    free(m->text);
-    free(m->subject);
+    (void)m;    /* nothing owned: kept so every exit path reads the same */
 }
 
 static int read_template(engine *e, const char *name, const char *channel, struct message_text *m,
@@ -52,15 +52,9 @@ static int read_template(engine *e, const char *name, const char *channel, struc
         m->defer_on_cap = strcmp(lua_tostring(L, -1), "defer") == 0;
         m->has_on_cap = 1;
     }
-    int type = lua_getfield(L, t, channel);
-    if (type == LUA_TSTRING) {
-        m->text = xstrdup(lua_tostring(L, -1));
-    } else if (type == LUA_TTABLE) {
-        if (lua_getfield(L, -1, "subject") == LUA_TSTRING)
-            m->subject = xstrdup(lua_tostring(L, -1));
-        if (lua_getfield(L, -2, "body") == LUA_TSTRING || (lua_pop(L, 1), lua_getfield(L, -2, "text")) == LUA_TSTRING)
-            m->text = xstrdup(lua_tostring(L, -1));
-    }
+    m->text = catalog_template_part(L, t, channel, "text");
+    m->subject = catalog_template_part(L, t, channel, "subject");
+    m->html = catalog_template_part(L, t, channel, "html");
     lua_settop(L, top);
     if (!m->text) {
         snprintf(err, errlen, "template '%s' has no text for channel '%s'", name, channel);
@@ -135,22 +129,34 @@ int outbox_send(engine *e, const struct send_request *r, struct send_result *out
     int defer = m.has_on_cap ? m.defer_on_cap : r->defer_on_cap;
     cJSON *vars = template_vars_for(e, r->customer, r->vars);
     char rerr[256] = "";
-    char *text = template_render(m.text, vars, rerr, sizeof rerr);
-    char *subject = text && m.subject ? template_render(m.subject, vars, rerr, sizeof rerr) : NULL;
+    const cJSON *tz = cJSON_GetObjectItemCaseSensitive(vars, "timezone");
+    struct template_env env = {
+        .tz = cJSON_IsString(tz) && tz->valuestring[0] ? tz->valuestring : e->cfg.timezone,
+        .currency = e->cfg.currency, .now = engine_now(e)};
+    /* All parts or none: a message is never sent half-rendered. */
+    char *text = template_run(m.text, vars, &env, rerr, sizeof rerr);
+    char *subject = text && m.subject ? template_run(m.subject, vars, &env, rerr, sizeof rerr) : NULL;
+    char *html = text && m.html && (!m.subject || subject) ? template_run(m.html, vars, &env, rerr, sizeof rerr)
+                                                           : NULL;
     cJSON_Delete(vars);
     tend_time now = engine_now(e);
     const char *status;
     tend_time due = now;
     const char *why = NULL;
     struct policy_verdict v;
-    if (!text || (m.subject && !subject)) {
+    if (!text || (m.subject && !subject) || (m.html && !html)) {
         status = "failed";
         snprintf(out->error, sizeof out->error, "template '%.60s': %.180s", r->template_name, rerr);
         why = out->error;
+        free(text);
+        free(subject);
+        free(html);
+        text = subject = html = NULL;
     } else {
         if (policy_check(e, r->customer, r->channel, m.marketing, priority, defer, now, &v) != 0) {
             free(text);
             free(subject);
+            free(html);
             message_text_free(&m);
             snprintf(err, errlen, "store: %s", store_errmsg(e->st));
             return -1;
@@ -174,6 +180,8 @@ int outbox_send(engine *e, const struct send_request *r, struct send_result *out
     if (subject)
         cJSON_AddStringToObject(body, "subject", subject);
     cJSON_AddStringToObject(body, "text", text ? text : "");
+    if (html)
+        cJSON_AddStringToObject(body, "html", html);
     char *body_text = json_print(body);
     cJSON_Delete(body);
     int segments = 0;
@@ -185,6 +193,7 @@ int outbox_send(engine *e, const struct send_request *r, struct send_result *out
     free(body_text);
     free(text);
     free(subject);
+    free(html);
     message_text_free(&m);
     if (rc != 0) {
         snprintf(err, errlen, "store: %s", store_errmsg(e->st));

@@ -35,6 +35,7 @@
 #include "status.h"
 #include "task.h"
 #include "timeline.h"
+#include "unsub.h"
 #include "util.h"
 #include "version.h"
 
@@ -809,6 +810,61 @@ static void get_journeys(struct server *s, struct evhttp_request *req, const cha
         send_error(req, 500, store_errmsg(s->e->st));
 }
 
+/* POST /v1/unsubscribe/{token}: the one-click link of a marketing email
+ * (RFC 8058). No bearer token: the signed token is the authority, and it
+ * names one customer and one channel. It records an `unsubscribe` event
+ * for that channel, so the change goes through the usual event path. A GET
+ * (a person opening the link) only shows a button that POSTs: mail
+ * scanners fetch links, and a fetch must not unsubscribe anyone. */
+static void unsubscribe(struct server *s, struct evhttp_request *req, const char *token, int post)
+{
+    char *secret = unsub_secret(s->e->cfg.unsubscribe_secret, s->e->st);
+    char *customer = NULL, *channel = NULL, err[200];
+    int ok = secret && unsub_verify(secret, token, &customer, &channel, err, sizeof err) == 0;
+    free(secret);
+    if (!ok) {
+        send_error(req, 404, secret ? err : "the store failed");
+    } else if (!post) {
+        struct evbuffer *b = evbuffer_new();
+        evbuffer_add_printf(b, "<!doctype html><meta charset=\"utf-8\"><title>Unsubscribe</title>"
+                               "<form method=\"post\"><p>Stop marketing messages on this channel? "
+                               "/ \u9000\u8ba2\u8425\u9500\u6d88\u606f\uff1f</p>"
+                               "<button type=\"submit\">Unsubscribe / \u9000\u8ba2</button></form>\n");
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/html; charset=utf-8");
+        evhttp_send_reply(req, 200, "OK", b);
+        evbuffer_free(b);
+    } else {
+        cJSON *ev = cJSON_CreateObject();
+        cJSON_AddStringToObject(ev, "type", "unsubscribe");
+        cJSON_AddStringToObject(ev, "customer", customer);
+        cJSON_AddStringToObject(ev, "channel", channel);
+        cJSON_AddStringToObject(ev, "reason", "list-unsubscribe");
+        cJSON_AddNumberToObject(ev, "at", (double)engine_now(s->e));
+        struct event_result res;
+        if (begin_write(s) != 0 || event_accept(s->e, ev, &res, err, sizeof err) != 0) {
+            fail_batch(s, req);
+        } else {
+            cJSON *r = cJSON_CreateObject();
+            cJSON_AddBoolToObject(r, "unsubscribed", 1);
+            cJSON_AddStringToObject(r, "channel", channel);
+            queue_reply(s, req, 200, r);
+        }
+        cJSON_Delete(ev);
+    }
+    free(customer);
+    free(channel);
+}
+
+static void post_unsubscribe(struct server *s, struct evhttp_request *req, const char *token)
+{
+    unsubscribe(s, req, token, 1);
+}
+
+static void get_unsubscribe(struct server *s, struct evhttp_request *req, const char *token)
+{
+    unsubscribe(s, req, token, 0);
+}
+
 static int authorized(struct server *s, struct evhttp_request *req)
 {
     const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
@@ -853,6 +909,8 @@ static const struct server_route {
     {"POST", "/v1/receipts", post_receipts, 0},
     {"POST", "/v1/receipts/{channel}", post_channel_receipts, 0},
     {"GET", "/metrics", get_metrics, 0},
+    {"POST", "/v1/unsubscribe/{token}", post_unsubscribe, 1},    /* the link is signed */
+    {"GET", "/v1/unsubscribe/{token}", get_unsubscribe, 1},
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 

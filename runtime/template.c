@@ -1,8 +1,10 @@
-/* template — placeholders, rendering, SMS measuring and lint (see template.h).
+/* template — the Liquid subset: the compiler, and walks over the compiled
+ * tree (see template.h; rendering is in template_render.c).
  *
- * Everything works on the raw UTF-8 bytes of the text. Placeholders are found
- * by one small parser shared by rendering and checking, so the two can never
- * disagree about what a placeholder is. */
+ * Compiling turns the text into a tree of nodes (text, output, if, for)
+ * whose operands are pre-split paths and parsed literals, so a render only
+ * walks the tree: no re-parsing, no allocation except the output buffer and
+ * the strings filters make (kept in a per-render arena, freed at once). */
 #include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
@@ -11,16 +13,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
+#include <glib.h>
+
+#include "clock.h"
 #include "template.h"
+#include "template_tree.h"
+#include "util.h"
 
-/* A variable path longer than this is surely a typo or pasted text. */
-#define PATH_MAX_LEN 255
+/* --- small things ---------------------------------------------------------- */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
+void template_set_err(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
 
@@ -31,186 +35,24 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-/* How much of s[0..n) to quote in a message: at most max bytes, backed off
- * to a character boundary so the message stays valid UTF-8. */
-static int snip(const char *s, size_t n, size_t max)
-{
-    if (n <= max)
-        return (int)n;
-    while (max && ((unsigned char)s[max] & 0xC0) == 0x80) max--;
-    return (int)max;
-}
-
-/* --- placeholder parsing ------------------------------------------------ */
-
-struct placeholder {
-    size_t start, end;          /* bytes [start, end) hold "{{...}}" */
-    const char *path;           /* not NUL-terminated */
-    size_t pathlen;
-    const char *def;            /* default text, when has_default */
-    size_t deflen;
-    int has_default;
-};
-
-static int is_blank(char c) { return c == ' ' || c == '\t'; }
-
-static int is_path_char(char c)
-{
-    return isalnum((unsigned char)c) || c == '_' || c == '-';
-}
-
-/* Trims blanks off both ends of [*s, *s + *n). */
-static void trim(const char **s, size_t *n)
-{
-    while (*n && is_blank(**s)) (*s)++, (*n)--;
-    while (*n && is_blank((*s)[*n - 1])) (*n)--;
-}
-
-/* A path is dot-separated names: no empty name, so no leading, trailing or
- * doubled dot. */
-static int valid_path(const char *p, size_t n)
-{
-    if (n == 0 || n > PATH_MAX_LEN || p[0] == '.' || p[n - 1] == '.')
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] == '.' && p[i + 1] == '.')
-            return 0;
-        if (p[i] != '.' && !is_path_char(p[i]))
-            return 0;
-    }
-    return 1;
-}
-
-/* Finds the "}}" closing a placeholder whose body starts at `from`. A
- * newline or another "{{" first means this one was never closed: reporting
- * it there beats swallowing a paragraph of text into one "placeholder". */
-static const char *find_close(const char *from)
-{
-    for (const char *p = from; *p; p++) {
-        if (*p == '\n' || (p[0] == '{' && p[1] == '{'))
-            return NULL;
-        if (p[0] == '}' && p[1] == '}')
-            return p;
-    }
-    return NULL;
-}
-
-/* Parses the next placeholder at or after *pos. Returns 1 and fills ph,
- * 0 when there are no more, -1 (with err) on a malformed one. */
-static int next_placeholder(const char *text, size_t *pos, struct placeholder *ph,
-                            char *err, size_t errlen)
-{
-    const char *open = strstr(text + *pos, "{{");
-    if (!open)
-        return 0;
-    size_t off = (size_t)(open - text) + 1;      /* 1-based, for people */
-    const char *body = open + 2, *close = find_close(body);
-    if (!close) {
-        set_err(err, errlen, "unclosed placeholder '%.*s' at byte %zu",
-                snip(open, strcspn(open, "\n"), 24), open, off);
-        return -1;
-    }
-    size_t whole = (size_t)(close + 2 - open);
-    const char *bar = memchr(body, '|', (size_t)(close - body));
-    const char *path = body;
-    size_t pathlen = (size_t)((bar ? bar : close) - body);
-    trim(&path, &pathlen);
-    if (pathlen == 0 && !bar) {
-        set_err(err, errlen, "empty placeholder '%.*s' at byte %zu", (int)whole, open, off);
-        return -1;
-    }
-    if (!valid_path(path, pathlen)) {
-        set_err(err, errlen, "bad variable name in placeholder '%.*s' at byte %zu",
-                snip(open, whole, 64), open, off);
-        return -1;
-    }
-    ph->start = (size_t)(open - text);
-    ph->end = ph->start + whole;
-    ph->path = path;
-    ph->pathlen = pathlen;
-    ph->has_default = bar != NULL;
-    ph->def = bar ? bar + 1 : NULL;
-    ph->deflen = bar ? (size_t)(close - bar - 1) : 0;
-    if (bar)
-        trim(&ph->def, &ph->deflen);
-    *pos = ph->end;
-    return 1;
-}
-
-int template_vars(const char *text, template_var_fn fn, void *ud, char *err, size_t errlen)
-{
-    struct placeholder ph;
-    char path[PATH_MAX_LEN + 1];
-    size_t pos = 0;
-    int r;
-
-    while ((r = next_placeholder(text, &pos, &ph, err, errlen)) == 1) {
-        memcpy(path, ph.path, ph.pathlen);
-        path[ph.pathlen] = '\0';
-        if (fn)
-            fn(path, ph.has_default, ph.start + 1, ud);
-    }
-    return r;
-}
-
-/* --- rendering ---------------------------------------------------------- */
-
-struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-};
-
-static void sb_add(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-/* Looks up a dot-separated path without copying it: cJSON wants
- * NUL-terminated keys, so compare children by length instead. */
-static const cJSON *lookup(const cJSON *v, const char *path, size_t n)
-{
-    while (v && cJSON_IsObject(v)) {
-        size_t len = strcspn(path, ".");
-        if (len > n) len = n;
-        const cJSON *child, *found = NULL;
-        cJSON_ArrayForEach(child, v)
-            if (child->string && strlen(child->string) == len &&
-                memcmp(child->string, path, len) == 0) {
-                found = child;
-                break;
-            }
-        if (len == n)
-            return found;
-        v = found;
-        path += len + 1;
-        n -= len + 1;
-    }
-    return NULL;
-}
-
 /* Integral values print as integers (a price of 99, not 99.000000); the rest
  * with at most 2 decimals, since template numbers are money and percentages.
  * The 1e15 bound keeps "%.0f" exact and free of exponents. */
-static void format_number(double x, char *buf, size_t len)
+void template_format_number(double x, char *buf, size_t len)
 {
-    if (x == floor(x) && fabs(x) < 1e15) {
-        snprintf(buf, len, "%.0f", x == 0 ? 0.0 : x);   /* no "-0" */
+    if (x == floor(x) && fabs(x) < 1e15 && len >= 24) {   /* exact as an integer: no printf */
+        long long v = (long long)fabs(x);
+        char rev[24];
+        int n = 0;
+        do {
+            rev[n++] = (char)('0' + v % 10);
+            v /= 10;
+        } while (v);
+        size_t k = 0;
+        if (x < 0)
+            buf[k++] = '-';                 /* -0 is 0 == floor and prints "0" */
+        while (n) buf[k++] = rev[--n];
+        buf[k] = '\0';
         return;
     }
     snprintf(buf, len, "%.2f", x);
@@ -224,293 +66,886 @@ static void format_number(double x, char *buf, size_t len)
         strcpy(buf, "0");
 }
 
-/* Appends one placeholder's value. Returns 0 or -1 with err. */
-static int render_one(struct sbuf *b, const struct placeholder *ph, const cJSON *vars,
-                      char *err, size_t errlen)
-{
-    const cJSON *v = lookup(vars, ph->path, ph->pathlen);
+const struct filter_def template_filters[] = {
+    [F_DEFAULT] = {"default", 1, 1},  [F_UPCASE] = {"upcase", 0, 0},
+    [F_DOWNCASE] = {"downcase", 0, 0}, [F_CAPITALIZE] = {"capitalize", 0, 0},
+    [F_TRUNCATE] = {"truncate", 0, 2}, [F_SIZE] = {"size", 0, 0},
+    [F_JOIN] = {"join", 0, 1},        [F_PLUS] = {"plus", 1, 1},
+    [F_MINUS] = {"minus", 1, 1},      [F_TIMES] = {"times", 1, 1},
+    [F_ROUND] = {"round", 0, 1},      [F_DATE] = {"date", 1, 1},
+    [F_MONEY] = {"money", 0, 1},      [F_PLURAL] = {"plural", 2, 2},
+    [F_ESCAPE] = {"escape", 0, 0},
+};
 
-    if (cJSON_IsObject(v) || cJSON_IsArray(v)) {
-        set_err(err, errlen, "variable '%.*s' is %s, not text", (int)ph->pathlen, ph->path,
-                cJSON_IsObject(v) ? "an object" : "an array");
-        return -1;
-    }
-    if (cJSON_IsString(v) && v->valuestring && v->valuestring[0]) {
-        sb_add(b, v->valuestring, strlen(v->valuestring));
-        return 0;
-    }
-    if (cJSON_IsNumber(v)) {
-        char num[400];                  /* "%.2f" of DBL_MAX is 312 bytes */
-        format_number(v->valuedouble, num, sizeof num);
-        sb_add(b, num, strlen(num));
-        return 0;
-    }
-    if (cJSON_IsBool(v)) {
-        sb_add(b, cJSON_IsTrue(v) ? "true" : "false", cJSON_IsTrue(v) ? 4 : 5);
-        return 0;
-    }
-    /* Missing, null or "": a blank in a customer message reads worse than a
-     * failed send, so only an explicit default may stand in. */
-    if (!ph->has_default) {
-        set_err(err, errlen, "missing variable '%.*s'", (int)ph->pathlen, ph->path);
-        return -1;
-    }
-    sb_add(b, ph->def, ph->deflen);
-    return 0;
+/* --- freeing ----------------------------------------------------------------- */
+
+static void operand_free(struct operand *o)
+{
+    free(o->str);
+    for (int i = 0; i < o->nseg; i++)
+        free(o->seg[i].name);
+    free(o->seg);
 }
 
-char *template_render(const char *text, const cJSON *vars, char *err, size_t errlen)
-{
-    struct sbuf b = {0};
-    struct placeholder ph;
-    size_t pos = 0, copied = 0;
-    int r;
+static void nodes_free(struct nodes *ns);
 
-    sb_add(&b, "", 0);                  /* "" renders to "", not NULL */
-    while ((r = next_placeholder(text, &pos, &ph, err, errlen)) == 1) {
-        sb_add(&b, text + copied, ph.start - copied);
-        if (render_one(&b, &ph, vars, err, errlen) < 0) {
-            r = -1;
-            break;
+static void cond_free(struct cond *c)
+{
+    for (int i = 0; i < c->n; i++) {
+        operand_free(&c->c[i].a);
+        operand_free(&c->c[i].b);
+    }
+    free(c->c);
+}
+
+static void node_free(struct node *n)
+{
+    switch (n->kind) {
+    case N_TEXT:
+        break;
+    case N_OUTPUT:
+        operand_free(&n->u.out.base);
+        for (int i = 0; i < n->u.out.nfilters; i++) {
+            for (int k = 0; k < n->u.out.filters[i].nargs; k++)
+                operand_free(&n->u.out.filters[i].args[k]);
+            free(n->u.out.filters[i].args);
         }
-        copied = ph.end;
+        free(n->u.out.filters);
+        break;
+    case N_IF:
+        for (int i = 0; i < n->u.cond.nb; i++) {
+            cond_free(&n->u.cond.b[i].cond);
+            nodes_free(&n->u.cond.b[i].body);
+        }
+        free(n->u.cond.b);
+        nodes_free(&n->u.cond.els);
+        break;
+    case N_FOR:
+        free(n->u.loop.var);
+        operand_free(&n->u.loop.src);
+        operand_free(&n->u.loop.limit);
+        nodes_free(&n->u.loop.body);
+        nodes_free(&n->u.loop.els);
+        break;
     }
-    if (r == 0)
-        sb_add(&b, text + copied, strlen(text + copied));
-    if (r == 0 && b.oom)
-        set_err(err, errlen, "out of memory");
-    if (r < 0 || b.oom) {
-        free(b.p);
-        return NULL;
-    }
-    return b.p;
 }
 
-/* --- SMS ---------------------------------------------------------------- */
-
-/* Decodes one UTF-8 sequence. Returns its length (with *cp set), or 0 when
- * the bytes are not valid UTF-8: truncated, overlong, a surrogate or past
- * U+10FFFF. `s` is NUL-terminated, so a short sequence stops at the NUL. */
-static size_t utf8_decode(const unsigned char *s, uint32_t *cp)
+static void nodes_free(struct nodes *ns)
 {
-    static const uint32_t min[] = {0, 0, 0x80, 0x800, 0x10000};
-    size_t n;
-    uint32_t c;
+    for (int i = 0; i < ns->n; i++)
+        node_free(&ns->v[i]);
+    free(ns->v);
+}
 
-    if (s[0] < 0x80) { *cp = s[0]; return 1; }
-    else if ((s[0] & 0xE0) == 0xC0) { n = 2; c = s[0] & 0x1F; }
-    else if ((s[0] & 0xF0) == 0xE0) { n = 3; c = s[0] & 0x0F; }
-    else if ((s[0] & 0xF8) == 0xF0) { n = 4; c = s[0] & 0x07; }
-    else return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        c = (c << 6) | (s[i] & 0x3F);
+void template_free(template_prog *t)
+{
+    if (!t)
+        return;
+    nodes_free(&t->root);
+    free(t->src);
+    free(t);
+}
+
+static struct node *nodes_add(struct nodes *ns, enum node_kind kind, size_t off)
+{
+    if (ns->n == ns->cap) {
+        ns->cap = ns->cap ? ns->cap * 2 : 4;
+        ns->v = xrealloc(ns->v, (size_t)ns->cap * sizeof *ns->v);
     }
-    if (c < min[n] || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
-        return 0;
-    *cp = c;
+    struct node *n = &ns->v[ns->n++];
+    memset(n, 0, sizeof *n);
+    n->kind = kind;
+    n->off = off;
     return n;
 }
 
-/* The GSM 03.38 basic set outside ASCII, sorted by code point. */
-static const uint16_t gsm_basic[] = {
-    0x00A1, 0x00A3, 0x00A4, 0x00A5, 0x00A7, 0x00BF,             /* ¡ £ ¤ ¥ § ¿ */
-    0x00C4, 0x00C5, 0x00C6, 0x00C7, 0x00C9, 0x00D1, 0x00D6,     /* Ä Å Æ Ç É Ñ Ö */
-    0x00D8, 0x00DC, 0x00DF, 0x00E0, 0x00E4, 0x00E5, 0x00E6,     /* Ø Ü ß à ä å æ */
-    0x00E8, 0x00E9, 0x00EC, 0x00F1, 0x00F2, 0x00F6, 0x00F8,     /* è é ì ñ ò ö ø */
-    0x00F9, 0x00FC,                                             /* ù ü */
-    0x0393, 0x0394, 0x0398, 0x039B, 0x039E, 0x03A0, 0x03A3,     /* Γ Δ Θ Λ Ξ Π Σ */
-    0x03A6, 0x03A8, 0x03A9,                                     /* Φ Ψ Ω */
+/* --- the parser ------------------------------------------------------------------ */
+
+struct parser {
+    const char *src;
+    const char *scope[TEMPLATE_MAX_DEPTH + 1];  /* loop variables, outermost first */
+    int nscope;
+    size_t pos;                 /* where scanning of text resumes */
+    int strip_next;             /* the last tag ended with "-}}" / "-%}" */
+    int depth;
+    char *err;
+    size_t errlen;
+    int failed;
 };
 
-/* Septets a code point takes in GSM-7: 1 in the basic set, 2 in the
- * extension table (escape + char), 0 when GSM-7 cannot carry it at all. */
-static int gsm_septets(uint32_t c)
+/* "line 2, column 7 (byte 19)" for byte offset off. */
+static void locate(const char *src, size_t off, char *buf, size_t n)
 {
-    if (c < 0x80) {
-        if (c == '\n' || c == '\r')
-            return 1;
-        if (c == '\f' || (c && strchr("^{}\\[~]|", (int)c)))
-            return 2;
-        return c >= 0x20 && c < 0x7F && c != '`';
-    }
-    if (c == 0x20AC)                    /* € lives in the extension table */
-        return 2;
-    size_t lo = 0, hi = sizeof gsm_basic / sizeof gsm_basic[0];
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (gsm_basic[mid] == c) return 1;
-        if (gsm_basic[mid] < c) lo = mid + 1;
-        else hi = mid;
-    }
-    return 0;
-}
-
-void sms_measure(const char *text, struct sms_info *out)
-{
-    const unsigned char *s = (const unsigned char *)text;
-    int septets = 0, utf16 = 0, gsm = 1;
-
-    /* Count both ways in one pass: one character outside GSM-7 switches the
-     * whole message to UCS-2, wherever it is. */
-    while (*s) {
-        uint32_t c;
-        size_t n = utf8_decode(s, &c);
-        if (n == 0) {                   /* invalid byte: one UCS-2 unit */
-            gsm = 0;
-            utf16++;
-            s++;
-            continue;
+    int line = 1, col = 1;
+    for (size_t i = 0; i < off && src[i]; i++) {
+        if (src[i] == '\n') {
+            line++;
+            col = 1;
+        } else if (((unsigned char)src[i] & 0xC0) != 0x80) {
+            col++;
         }
-        int sep = gsm_septets(c);
-        if (sep == 0) gsm = 0;
-        septets += sep;
-        utf16 += c > 0xFFFF ? 2 : 1;    /* astral planes need a surrogate pair */
-        s += n;
     }
-    out->unicode = !gsm;
-    out->units = gsm ? septets : utf16;
-    int single = gsm ? 160 : 70, part = gsm ? 153 : 67;
-    if (out->units == 0)
-        out->segments = 0;
-    else if (out->units <= single)
-        out->segments = 1;
+    snprintf(buf, n, "line %d, column %d (byte %zu)", line, col, off + 1);
+}
+
+int template_line_of(const char *src, size_t off)
+{
+    int line = 1;
+    for (size_t i = 0; i < off && src[i]; i++)
+        line += src[i] == '\n';
+    return line;
+}
+
+static void fail(struct parser *p, size_t off, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void fail(struct parser *p, size_t off, const char *fmt, ...)
+{
+    if (p->failed)
+        return;
+    p->failed = 1;
+    char where[96], what[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    locate(p->src, off, where, sizeof where);
+    template_set_err(p->err, p->errlen, "%s: %s", where, what);
+}
+
+/* A tag's inside, tokenised on demand. [pos, end) is the tag body. */
+struct lexer {
+    struct parser *p;
+    size_t pos, end;
+};
+
+enum tok { T_END, T_WORD, T_STR, T_NUM, T_PUNCT, T_BAD };
+
+struct token {
+    enum tok kind;
+    size_t off, len;            /* the token's bytes in src */
+};
+
+static int is_word_start(char c) { return isalpha((unsigned char)c) || c == '_'; }
+static int is_word_char(char c) { return isalnum((unsigned char)c) || c == '_' || c == '-'; }
+
+static void skip_blank(struct lexer *lx)
+{
+    while (lx->pos < lx->end && isspace((unsigned char)lx->p->src[lx->pos]))
+        lx->pos++;
+}
+
+static struct token peek(struct lexer *lx)
+{
+    const char *s = lx->p->src;
+    skip_blank(lx);
+    struct token t = {T_END, lx->pos, 0};
+    size_t i = lx->pos;
+    if (i >= lx->end)
+        return t;
+    char c = s[i];
+    if (is_word_start(c)) {
+        /* A path: words joined by '.', with [n] or ["key"] parts. */
+        while (i < lx->end) {
+            if (is_word_char(s[i]) || (s[i] == '.' && i + 1 < lx->end && is_word_start(s[i + 1]))) {
+                i++;
+            } else if (s[i] == '[') {
+                size_t j = i + 1;
+                while (j < lx->end && isdigit((unsigned char)s[j])) j++;
+                if (j == i + 1 || j >= lx->end || s[j] != ']')
+                    break;
+                i = j + 1;
+            } else {
+                break;
+            }
+        }
+        t.kind = T_WORD;
+    } else if (c == '"' || c == '\'') {
+        i++;
+        while (i < lx->end && s[i] != c) i++;
+        if (i >= lx->end) {
+            t.kind = T_BAD;
+            t.len = 1;
+            return t;
+        }
+        i++;
+        t.kind = T_STR;
+    } else if (isdigit((unsigned char)c) || (c == '-' && i + 1 < lx->end && isdigit((unsigned char)s[i + 1]))) {
+        i++;
+        while (i < lx->end && (isdigit((unsigned char)s[i]) || (s[i] == '.' && i + 1 < lx->end &&
+                                                                 isdigit((unsigned char)s[i + 1]))))
+            i++;
+        t.kind = T_NUM;
+    } else if (strchr("=!<>", c) && i + 1 < lx->end && s[i + 1] == '=') {
+        i += 2;
+        t.kind = T_PUNCT;
+    } else if (strchr("|:,<>", c)) {
+        i++;
+        t.kind = T_PUNCT;
+    } else {
+        t.kind = T_BAD;
+        i++;
+        while (i < lx->end && ((unsigned char)s[i] & 0xC0) == 0x80) i++;
+    }
+    t.len = i - t.off;
+    return t;
+}
+
+static struct token next(struct lexer *lx)
+{
+    struct token t = peek(lx);
+    lx->pos = t.off + t.len;
+    return t;
+}
+
+static int tok_is(const struct lexer *lx, struct token t, const char *s)
+{
+    return (t.kind == T_WORD || t.kind == T_PUNCT) && t.len == strlen(s) &&
+           memcmp(lx->p->src + t.off, s, t.len) == 0;
+}
+
+static int accept(struct lexer *lx, const char *s)
+{
+    struct token t = peek(lx);
+    if (!tok_is(lx, t, s))
+        return 0;
+    lx->pos = t.off + t.len;
+    return 1;
+}
+
+static void unexpected(struct lexer *lx, struct token t, const char *wanted)
+{
+    if (t.kind == T_END)
+        fail(lx->p, t.off, "expected %s before the end of the tag", wanted);
+    else if (t.kind == T_BAD && (lx->p->src[t.off] == '"' || lx->p->src[t.off] == '\''))
+        fail(lx->p, t.off, "unclosed string");
     else
-        out->segments = (out->units + part - 1) / part;
+        fail(lx->p, t.off, "expected %s, found '%.*s'", wanted, (int)t.len, lx->p->src + t.off);
 }
 
-/* --- lint --------------------------------------------------------------- */
-
-static int is_ascii_space(unsigned char c)
+/* Splits "a.b[0].c" into segments. */
+static void split_path(struct operand *o, const char *s, size_t n)
 {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+    size_t i = 0;
+    while (i < n) {
+        o->seg = xrealloc(o->seg, (size_t)(o->nseg + 1) * sizeof *o->seg);
+        struct segment *g = &o->seg[o->nseg++];
+        if (s[i] == '[') {
+            g->name = NULL;
+            g->index = strtol(s + i + 1, NULL, 10);
+            i = (size_t)((const char *)memchr(s + i, ']', n - i) - s) + 1;
+        } else {
+            size_t j = i;
+            while (j < n && s[j] != '.' && s[j] != '[') j++;
+            g->name = xstrndup(s + i, j - i);
+            g->index = 0;
+            i = j;
+        }
+        if (i < n && s[i] == '.')
+            i++;
+    }
 }
 
-/* U+3000, the ideographic space, is what CJK writers type as a space. */
-static int is_ideographic_space(const unsigned char *s)
+/* Binds a path's first name to an enclosing loop (or forloop) now, once. */
+static void resolve_path(const struct parser *p, struct operand *o)
 {
-    return s[0] == 0xE3 && s[1] == 0x80 && s[2] == 0x80;
+    static const char *const fields[] = {"", "index", "index0", "rindex", "length", "first", "last", "key"};
+    o->frame = -1;
+    if (!o->seg[0].name)
+        return;
+    if (strcmp(o->seg[0].name, "forloop") == 0 && p->nscope > 0) {
+        o->frame = p->nscope - 1;
+        o->forloop = FORLOOP_UNKNOWN;
+        for (int i = 1; o->nseg > 1 && o->seg[1].name && i < (int)(sizeof fields / sizeof fields[0]); i++)
+            if (strcmp(o->seg[1].name, fields[i]) == 0)
+                o->forloop = i;
+        return;
+    }
+    for (int i = p->nscope - 1; i >= 0; i--)
+        if (strcmp(p->scope[i], o->seg[0].name) == 0) {
+            o->frame = i;
+            return;
+        }
 }
 
-static int space_before(const unsigned char *text, size_t i)
+static int parse_operand(struct lexer *lx, struct operand *o, const char *what)
 {
-    return i == 0 || is_ascii_space(text[i - 1]) ||
-           (i >= 3 && is_ideographic_space(text + i - 3));
-}
-
-static int space_at(const unsigned char *s)
-{
-    return *s == '\0' || is_ascii_space(*s) || is_ideographic_space(s);
-}
-
-/* Length of the link prefix at s, or 0. */
-static size_t link_prefix(const char *s)
-{
-    static const char *const prefixes[] = {"https://", "http://", "www.", NULL};
-    for (const char *const *p = prefixes; *p; p++)
-        if (strncasecmp(s, *p, strlen(*p)) == 0)
-            return strlen(*p);
+    struct token t = next(lx);
+    const char *s = lx->p->src + t.off;
+    memset(o, 0, sizeof *o);
+    o->off = t.off;
+    if (t.kind == T_STR) {
+        o->kind = OPD_STR;
+        o->str = xstrndup(s + 1, t.len - 2);
+        o->len = t.len - 2;
+    } else if (t.kind == T_NUM) {
+        o->kind = OPD_NUM;
+        o->num = strtod(s, NULL);
+    } else if (t.kind == T_WORD) {
+        static const struct { const char *w; enum operand_kind k; } words[] = {
+            {"true", OPD_TRUE}, {"false", OPD_FALSE}, {"nil", OPD_NIL}, {"null", OPD_NIL},
+            {"blank", OPD_BLANK}, {"empty", OPD_EMPTY}};
+        for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+            if (tok_is(lx, t, words[i].w)) {
+                o->kind = words[i].k;
+                return 0;
+            }
+        o->kind = OPD_PATH;
+        o->str = xstrndup(s, t.len);
+        o->len = t.len;
+        split_path(o, s, t.len);
+        resolve_path(lx->p, o);
+    } else {
+        unexpected(lx, t, what);
+        return -1;
+    }
     return 0;
 }
 
-/* Checks the link at text[i] and returns where scanning resumes. A link
- * stops at whitespace or at the first non-ASCII byte: a handset would read
- * on into the CJK text, which is the very thing being reported. Trailing
- * punctuation (a sentence's full stop) is left out of the quoted link, but
- * a handset would eat it too, so it also needs a space after the link. */
-static size_t lint_link(const char *text, size_t i, size_t plen, lint_fn fn, void *ud,
-                        int *errors)
+/* The known filter within 2 edits of s[0..n), for "did you mean". */
+static const char *near_filter(const char *s, size_t n)
 {
-    const unsigned char *t = (const unsigned char *)text;
-    size_t end = i + plen;
-    char msg[192];
-
-    while (t[end] && t[end] < 0x80 && !is_ascii_space(t[end])) end++;
-    size_t stop = end;
-    while (end > i + plen && strchr(".,;:!?)]}>'\"", text[end - 1])) end--;
-    int len = (int)(end - i > 80 ? 80 : end - i);
-    const char *more = end - i > 80 ? "..." : "";
-
-    if (!space_before(t, i)) {
-        snprintf(msg, sizeof msg, "link '%.*s%s' needs a space before it", len, text + i, more);
-        if (fn) fn(LINT_ERROR, i, msg, ud);
-        (*errors)++;
+    for (int f = 0; f < NFILTERS && n < 32; f++) {
+        const char *t = FILTERS[f].name;
+        size_t m = strlen(t);
+        int d[33][33];
+        for (size_t i = 0; i <= n; i++) d[i][0] = (int)i;
+        for (size_t j = 0; j <= m; j++) d[0][j] = (int)j;
+        for (size_t i = 1; i <= n; i++)
+            for (size_t j = 1; j <= m; j++) {
+                int best = d[i - 1][j - 1] + (s[i - 1] != t[j - 1]);
+                if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
+                if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
+                d[i][j] = best;
+            }
+        if (d[n][m] <= 2)
+            return t;
     }
-    if (!space_at(t + end)) {
-        snprintf(msg, sizeof msg, "link '%.*s%s' needs a space after it", len, text + i, more);
-        if (fn) fn(LINT_ERROR, end, msg, ud);
-        (*errors)++;
-    }
-    return stop;
-}
-
-/* ASCII-case-insensitive substring search; other bytes must match exactly,
- * which is right for CJK (no case) and good enough elsewhere. */
-static const char *find_ci(const char *hay, const char *needle)
-{
-    size_t n = strlen(needle);
-    for (; *hay; hay++)
-        if (strncasecmp(hay, needle, n) == 0)
-            return hay;
     return NULL;
 }
 
-int template_lint_words(const char *text, const char *const *blocked, lint_fn fn, void *ud)
+static int find_filter(const char *s, size_t n)
 {
-    int found = 0;
-    char msg[192];
+    for (int i = 0; i < NFILTERS; i++)
+        if (strlen(FILTERS[i].name) == n && memcmp(FILTERS[i].name, s, n) == 0)
+            return i;
+    return -1;
+}
 
-    for (; blocked && *blocked; blocked++) {
-        const char *at = (*blocked)[0] ? find_ci(text, *blocked) : NULL;
-        if (!at)
-            continue;
-        snprintf(msg, sizeof msg, "blocked word '%s'", *blocked);
-        if (fn) fn(LINT_ERROR, (size_t)(at - text), msg, ud);
-        found++;
+/* The body of an output, [start, end) between the braces. */
+static int parse_expr(struct parser *p, size_t start, size_t end, struct expr *e)
+{
+    struct lexer lx = {p, start, end};
+    memset(e, 0, sizeof *e);
+    if (parse_operand(&lx, &e->base, "a variable or a value") != 0)
+        return -1;
+    while (accept(&lx, "|")) {
+        struct token name = next(&lx);
+        int id = name.kind == T_WORD ? find_filter(p->src + name.off, name.len) : -1;
+        if (id < 0) {
+            struct token after = peek(&lx);
+            if (e->nfilters == 0 && e->base.kind == OPD_PATH && name.kind != T_END &&
+                !tok_is(&lx, after, ":")) {
+                /* {{name|friend}}: the v1 way of writing a default. */
+                size_t dstart = name.off, dend = end;
+                while (dend > dstart && isspace((unsigned char)p->src[dend - 1])) dend--;
+                const char *near = name.kind == T_WORD ? near_filter(p->src + name.off, name.len) : NULL;
+                if (near)
+                    fail(p, name.off, "unknown filter '%.*s' (did you mean '%s'?)", (int)name.len,
+                         p->src + name.off, near);
+                else if (name.kind == T_WORD && after.kind == T_END)
+                    fail(p, name.off, "unknown filter '%.*s' (if it is a v1 default, write {{ %s | "
+                         "default: \"%.*s\" }})", (int)name.len, p->src + name.off, e->base.str,
+                         (int)(dend - dstart), p->src + dstart);
+                else
+                    fail(p, name.off, "'{{%.*s}}' is the v1 default form: write {{ %s | default: "
+                         "\"%.*s\" }}", (int)(end - start), p->src + start, e->base.str,
+                         (int)(dend - dstart), p->src + dstart);
+            } else if (name.kind == T_WORD) {
+                fail(p, name.off, "unknown filter '%.*s'", (int)name.len, p->src + name.off);
+            } else {
+                unexpected(&lx, name, "a filter name after '|'");
+            }
+            return -1;
+        }
+        e->filters = xrealloc(e->filters, (size_t)(e->nfilters + 1) * sizeof *e->filters);
+        struct filter *f = &e->filters[e->nfilters++];
+        memset(f, 0, sizeof *f);
+        f->id = (enum filter_id)id;
+        f->off = name.off;
+        if (id == F_DEFAULT)
+            e->has_default = 1;
+        if (accept(&lx, ":")) {
+            do {
+                f->args = xrealloc(f->args, (size_t)(f->nargs + 1) * sizeof *f->args);
+                if (parse_operand(&lx, &f->args[f->nargs], "an argument") != 0)
+                    return -1;
+                f->nargs++;
+            } while (accept(&lx, ","));
+        }
+        const struct filter_def *d = &FILTERS[id];
+        if (f->nargs < d->min_args || f->nargs > d->max_args) {
+            if (d->min_args == d->max_args)
+                fail(p, name.off, "filter '%s' takes %d argument%s, not %d", d->name, d->min_args,
+                     d->min_args == 1 ? "" : "s", f->nargs);
+            else
+                fail(p, name.off, "filter '%s' takes %d to %d arguments, not %d", d->name,
+                     d->min_args, d->max_args, f->nargs);
+            return -1;
+        }
     }
-    return found;
+    struct token t = peek(&lx);
+    if (t.kind != T_END) {
+        unexpected(&lx, t, "'|' or the end of the output");
+        return -1;
+    }
+    return 0;
 }
 
-/* Money for people: "0.15", "2", never "2.000000". */
-static void format_money(double x, char *buf, size_t len)
+static int parse_cond(struct lexer *lx, struct cond *c)
 {
-    format_number(round(x * 100) / 100, buf, len);
+    static const struct { const char *s; enum cmp_op op; } ops[] = {
+        {"==", OP_EQ}, {"!=", OP_NE}, {">=", OP_GE}, {"<=", OP_LE}, {">", OP_GT},
+        {"<", OP_LT}, {"contains", OP_CONTAINS}};
+    int or_before = 0;
+    for (;;) {
+        c->c = xrealloc(c->c, (size_t)(c->n + 1) * sizeof *c->c);
+        struct comparison *k = &c->c[c->n];
+        memset(k, 0, sizeof *k);
+        if (parse_operand(lx, &k->a, "a condition") != 0)
+            return -1;
+        c->n++;
+        k->or_before = or_before;
+        k->op = OP_TRUTHY;
+        for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+            if (accept(lx, ops[i].s)) {
+                k->op = ops[i].op;
+                if (parse_operand(lx, &k->b, "a value to compare with") != 0)
+                    return -1;
+                break;
+            }
+        if (accept(lx, "and"))
+            or_before = 0;
+        else if (accept(lx, "or"))
+            or_before = 1;
+        else
+            break;
+    }
+    struct token t = peek(lx);
+    if (t.kind != T_END) {
+        unexpected(lx, t, "an operator (== != > < >= <= contains), 'and', 'or' or '%}'");
+        return -1;
+    }
+    return 0;
 }
 
-static void lint_length(const char *text, int max_segments, double price, lint_fn fn,
-                        void *ud)
-{
-    struct sms_info in;
-    char msg[512], tail[160] = "";
+/* A tag found in the text. */
+struct tag {
+    size_t open;                /* offset of "{%" */
+    size_t body, body_end;      /* the inside, without "-" marks */
+    size_t after;               /* just past "%}" */
+    size_t name, name_len;
+};
 
-    sms_measure(text, &in);
-    if (max_segments <= 0 || in.segments <= max_segments)
+/* Finds the end of a tag or output starting at `open` (the "{{"/"{%"),
+ * skipping quoted strings. Returns the offset of the closing pair or 0. */
+static size_t find_close(const char *s, size_t from, char closer)
+{
+    for (size_t i = from; s[i]; i++) {
+        if (s[i] == '"' || s[i] == '\'') {
+            const char *q = strchr(s + i + 1, s[i]);
+            if (!q)
+                return 0;
+            i = (size_t)(q - s);
+        } else if (s[i] == closer && s[i + 1] == '}') {
+            return i;
+        } else if (s[i] == '{' && (s[i + 1] == '{' || s[i + 1] == '%')) {
+            return 0;           /* another tag opens: this one was never closed */
+        }
+    }
+    return 0;
+}
+
+static void add_text(struct parser *p, struct nodes *out, size_t start, size_t end, int strip_right)
+{
+    if (p->strip_next)
+        while (start < end && isspace((unsigned char)p->src[start])) start++;
+    if (strip_right)
+        while (end > start && isspace((unsigned char)p->src[end - 1])) end--;
+    p->strip_next = 0;
+    if (end <= start)
         return;
-    if (price > 0) {
-        char each[64], total[64];
-        format_money(price, each, sizeof each);
-        format_money(price * in.segments, total, sizeof total);
-        snprintf(tail, sizeof tail, ", %s a message at %s a segment", total, each);
-    }
-    snprintf(msg, sizeof msg,
-             "%d segments (%s, %d units), over the limit of %d; costs %d \xC3\x97 the "
-             "segment price%s",
-             in.segments, in.unicode ? "UCS-2" : "GSM-7", in.units, max_segments,
-             in.segments, tail);
-    if (fn) fn(LINT_WARNING, 0, msg, ud);
+    struct node *n = nodes_add(out, N_TEXT, start);
+    n->u.text.start = start;
+    n->u.text.len = end - start;
 }
 
-int template_lint_sms(const char *text, const char *const *blocked, int max_segments,
-                      double price, lint_fn fn, void *ud)
+/* Reads the tag at `open` into *t; 0 or -1 (reported). */
+static int read_tag(struct parser *p, size_t open, struct tag *t)
 {
-    int errors = 0;
-
-    for (size_t i = 0; text[i];) {
-        size_t plen = link_prefix(text + i);
-        i = plen ? lint_link(text, i, plen, fn, ud, &errors) : i + 1;
+    size_t close = find_close(p->src, open + 2, '%');
+    if (!close) {
+        fail(p, open, "'{%%' is never closed with '%%}'");
+        return -1;
     }
-    errors += template_lint_words(text, blocked, fn, ud);
-    lint_length(text, max_segments, price, fn, ud);
-    return errors;
+    t->open = open;
+    t->body = open + 2;
+    if (p->src[t->body] == '-')
+        t->body++;
+    t->body_end = close;
+    if (close > t->body && p->src[close - 1] == '-')
+        t->body_end--;
+    t->after = close + 2;
+    size_t i = t->body;
+    while (i < t->body_end && isspace((unsigned char)p->src[i])) i++;
+    t->name = i;
+    while (i < t->body_end && is_word_char(p->src[i])) i++;
+    t->name_len = i - t->name;
+    if (t->name_len == 0) {
+        fail(p, t->name, "a tag needs a name ({%% if ... %%}, {%% for ... %%})");
+        return -1;
+    }
+    return 0;
+}
+
+static int tag_named(const struct parser *p, const struct tag *t, const char *name)
+{
+    return t->name_len == strlen(name) && memcmp(p->src + t->name, name, t->name_len) == 0;
+}
+
+/* Finds "{% endraw %}" (any spacing, "-" marks allowed) after `from`;
+ * fills the end tag. */
+static int find_end_literal(struct parser *p, size_t from, const char *name, struct tag *end)
+{
+    const char *s = p->src;
+    for (const char *q = strstr(s + from, "{%"); q; q = strstr(q + 2, "{%")) {
+        struct parser probe = *p;
+        probe.failed = 0;
+        probe.err = NULL;
+        if (read_tag(&probe, (size_t)(q - s), end) == 0 && tag_named(p, end, name))
+            return 0;
+    }
+    return -1;
+}
+
+static int parse_nodes(struct parser *p, struct nodes *out, const char *const *stops, struct tag *stop,
+                       size_t opened_at);
+
+static const char *const IF_STOPS[] = {"elsif", "else", "endif", NULL};
+static const char *const FOR_STOPS[] = {"else", "endfor", NULL};
+static const char *const ENDIF[] = {"endif", NULL};
+static const char *const ENDFOR[] = {"endfor", NULL};
+
+static void no_args(struct parser *p, const struct tag *t)
+{
+    struct lexer lx = {p, t->name + t->name_len, t->body_end};
+    struct token k = peek(&lx);
+    if (k.kind != T_END)
+        fail(p, k.off, "'%.*s' takes nothing after it, found '%.*s'", (int)t->name_len,
+             p->src + t->name, (int)k.len, p->src + k.off);
+}
+
+static int parse_if(struct parser *p, struct nodes *out, const struct tag *t)
+{
+    nodes_add(out, N_IF, t->open);
+    int idx = out->n - 1;
+    struct tag cur = *t, stop;
+    for (;;) {
+        struct node *me = &out->v[idx];
+        me->u.cond.b = xrealloc(me->u.cond.b, (size_t)(me->u.cond.nb + 1) * sizeof *me->u.cond.b);
+        struct branch *b = &me->u.cond.b[me->u.cond.nb++];
+        memset(b, 0, sizeof *b);
+        struct lexer lx = {p, cur.name + cur.name_len, cur.body_end};
+        if (parse_cond(&lx, &b->cond) != 0)
+            return -1;
+        if (parse_nodes(p, &b->body, IF_STOPS, &stop, t->open) != 0)
+            return -1;
+        if (tag_named(p, &stop, "elsif")) {
+            cur = stop;
+            continue;
+        }
+        me = &out->v[idx];
+        if (tag_named(p, &stop, "else")) {
+            no_args(p, &stop);
+            me->u.cond.has_else = 1;
+            if (p->failed || parse_nodes(p, &me->u.cond.els, ENDIF, &stop, t->open) != 0)
+                return -1;
+        }
+        no_args(p, &stop);
+        break;
+    }
+    return p->failed ? -1 : 0;
+}
+
+static int parse_for(struct parser *p, struct nodes *out, const struct tag *t)
+{
+    struct node *n = nodes_add(out, N_FOR, t->open);
+    int idx = out->n - 1;
+    struct lexer lx = {p, t->name + t->name_len, t->body_end};
+    struct token var = next(&lx);
+    if (var.kind != T_WORD || memchr(p->src + var.off, '.', var.len) ||
+        memchr(p->src + var.off, '[', var.len)) {
+        unexpected(&lx, var, "a loop variable name ({% for item in items %})");
+        return -1;
+    }
+    n->u.loop.var = xstrndup(p->src + var.off, var.len);
+    struct token in = next(&lx);
+    if (!tok_is(&lx, in, "in")) {
+        unexpected(&lx, in, "'in'");
+        return -1;
+    }
+    if (parse_operand(&lx, &n->u.loop.src, "the list to loop over") != 0)
+        return -1;
+    if (accept(&lx, "limit")) {
+        struct token colon = next(&lx);
+        if (!tok_is(&lx, colon, ":")) {
+            unexpected(&lx, colon, "':' after limit");
+            return -1;
+        }
+        if (parse_operand(&lx, &n->u.loop.limit, "a number after 'limit:'") != 0)
+            return -1;
+        n->u.loop.has_limit = 1;
+    }
+    struct token end = peek(&lx);
+    if (end.kind != T_END) {
+        unexpected(&lx, end, "'limit: n' or '%}'");
+        return -1;
+    }
+    struct tag stop;
+    p->scope[p->nscope++] = out->v[idx].u.loop.var;     /* the body sees the variable */
+    int rc = parse_nodes(p, &out->v[idx].u.loop.body, FOR_STOPS, &stop, t->open);
+    p->nscope--;
+    if (rc != 0)
+        return -1;
+    if (tag_named(p, &stop, "else")) {
+        no_args(p, &stop);
+        if (p->failed || parse_nodes(p, &out->v[idx].u.loop.els, ENDFOR, &stop, t->open) != 0)
+            return -1;
+    }
+    no_args(p, &stop);
+    return p->failed ? -1 : 0;
+}
+
+/* Parses nodes until one of `stops` (NULL-terminated; NULL = the end of the
+ * text), which is returned in *stop. */
+static int parse_nodes(struct parser *p, struct nodes *out, const char *const *stops, struct tag *stop,
+                       size_t opened_at)
+{
+    const char *s = p->src;
+    if (++p->depth > TEMPLATE_MAX_DEPTH) {
+        fail(p, opened_at, "blocks nested more than %d deep", TEMPLATE_MAX_DEPTH);
+        return -1;
+    }
+    for (;;) {
+        const char *q = s + p->pos;
+        while ((q = strchr(q, '{')) && q[1] != '{' && q[1] != '%')
+            q++;
+        if (!q) {
+            add_text(p, out, p->pos, strlen(s), 0);
+            if (stops) {
+                const char *closer = stops[0];
+                while (stops[1] && *++stops) closer = *stops;
+                fail(p, opened_at, "this block is never closed (no {%% %s %%})", closer);
+                return -1;
+            }
+            p->depth--;
+            return 0;
+        }
+        size_t open = (size_t)(q - s);
+        int strip_left = q[2] == '-';
+        add_text(p, out, p->pos, open, strip_left);
+        if (q[1] == '{') {
+            size_t close = find_close(s, open + 2, '}');
+            if (!close) {
+                fail(p, open, "'{{' is never closed with '}}'");
+                return -1;
+            }
+            size_t body = open + 2 + (size_t)strip_left, body_end = close;
+            int strip_right = close > body && s[close - 1] == '-';
+            if (strip_right)
+                body_end--;
+            struct node *n = nodes_add(out, N_OUTPUT, open);
+            if (parse_expr(p, body, body_end, &n->u.out) != 0)
+                return -1;
+            p->pos = close + 2;
+            p->strip_next = strip_right;
+            continue;
+        }
+        struct tag t;
+        if (read_tag(p, open, &t) != 0)
+            return -1;
+        p->pos = t.after;
+        p->strip_next = s[t.after - 3] == '-';
+        for (const char *const *st = stops; st && *st; st++)
+            if (tag_named(p, &t, *st)) {
+                *stop = t;
+                p->depth--;
+                return 0;
+            }
+        int rc = 0;
+        if (tag_named(p, &t, "if")) {
+            rc = parse_if(p, out, &t);
+        } else if (tag_named(p, &t, "for")) {
+            rc = parse_for(p, out, &t);
+        } else if (tag_named(p, &t, "raw") || tag_named(p, &t, "comment")) {
+            int raw = tag_named(p, &t, "raw");
+            struct tag end;
+            no_args(p, &t);
+            if (p->failed)
+                return -1;
+            if (find_end_literal(p, t.after, raw ? "endraw" : "endcomment", &end) != 0) {
+                fail(p, open, "{%% %s %%} is never closed (no {%% end%s %%})", raw ? "raw" : "comment",
+                     raw ? "raw" : "comment");
+                return -1;
+            }
+            if (raw) {
+                p->strip_next = 0;
+                if (end.open > t.after) {
+                    struct node *n = nodes_add(out, N_TEXT, t.after);
+                    n->u.text.start = t.after;
+                    n->u.text.len = end.open - t.after;
+                }
+            }
+            p->pos = end.after;
+            p->strip_next = s[end.after - 3] == '-';
+        } else {
+            static const char *const ends[] = {"elsif", "else", "endif", "endfor", "endraw",
+                                               "endcomment", NULL};
+            int stray = 0;
+            for (const char *const *e = ends; *e; e++)
+                stray |= tag_named(p, &t, *e);
+            if (stray)
+                fail(p, t.name, "'{%% %.*s %%}' without the block it closes", (int)t.name_len,
+                     s + t.name);
+            else
+                fail(p, t.name, "unknown tag '%.*s' (tags: if, elsif, else, endif, for, endfor, raw, "
+                     "comment)", (int)t.name_len, s + t.name);
+            return -1;
+        }
+        if (rc != 0)
+            return -1;
+    }
+}
+
+template_prog *template_compile(const char *text, int html, char *err, size_t errlen)
+{
+    template_prog *t = xcalloc(1, sizeof *t);
+    t->src = xstrndup(text, strlen(text));
+    t->html = html;
+    struct parser p = {.src = t->src, .err = err, .errlen = errlen, .depth = -1};   /* the root is depth 0 */
+    if (parse_nodes(&p, &t->root, NULL, NULL, 0) != 0 || p.failed) {
+        template_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* --- walking the tree: variables and the skeleton ------------------------------- */
+
+struct walk {
+    template_var_fn fn;
+    void *ud;
+    const char *bound[TEMPLATE_MAX_DEPTH + 1];
+    int nbound;
+    /* names an enclosing {% if %} branch tests (`{% if coupon %}...`): a
+     * missing value there never reaches the output inside */
+    const struct cond *guards[TEMPLATE_MAX_DEPTH + 1];
+    int nguards;
+};
+
+static int guarded(const struct walk *w, const char *root)
+{
+    for (int g = 0; g < w->nguards; g++)
+        for (int k = 0; k < w->guards[g]->n; k++) {
+            const struct operand *a = &w->guards[g]->c[k].a;
+            if (a->kind == OPD_PATH && a->seg[0].name && strcmp(a->seg[0].name, root) == 0)
+                return 1;
+        }
+    return 0;
+}
+
+static void walk_operand(struct walk *w, const struct operand *o, int fine)
+{
+    if (o->kind != OPD_PATH || !o->seg[0].name || strcmp(o->seg[0].name, "forloop") == 0)
+        return;
+    for (int i = 0; i < w->nbound; i++)
+        if (strcmp(w->bound[i], o->seg[0].name) == 0)
+            return;
+    if (w->fn)
+        w->fn(o->str, fine || guarded(w, o->seg[0].name), o->off + 1, w->ud);
+}
+
+static void walk_nodes(struct walk *w, const struct nodes *ns)
+{
+    for (int i = 0; i < ns->n; i++) {
+        const struct node *n = &ns->v[i];
+        if (n->kind == N_OUTPUT) {
+            walk_operand(w, &n->u.out.base, n->u.out.has_default);
+            for (int f = 0; f < n->u.out.nfilters; f++)
+                for (int a = 0; a < n->u.out.filters[f].nargs; a++)
+                    walk_operand(w, &n->u.out.filters[f].args[a], 1);
+        } else if (n->kind == N_IF) {
+            for (int b = 0; b < n->u.cond.nb; b++) {
+                for (int k = 0; k < n->u.cond.b[b].cond.n; k++) {
+                    walk_operand(w, &n->u.cond.b[b].cond.c[k].a, 1);
+                    walk_operand(w, &n->u.cond.b[b].cond.c[k].b, 1);
+                }
+                w->guards[w->nguards++] = &n->u.cond.b[b].cond;
+                walk_nodes(w, &n->u.cond.b[b].body);
+                w->nguards--;
+            }
+            walk_nodes(w, &n->u.cond.els);
+        } else if (n->kind == N_FOR) {
+            walk_operand(w, &n->u.loop.src, 1);
+            walk_operand(w, &n->u.loop.limit, 1);
+            w->bound[w->nbound++] = n->u.loop.var;
+            walk_nodes(w, &n->u.loop.body);
+            w->nbound--;
+            walk_nodes(w, &n->u.loop.els);
+        }
+    }
+}
+
+int template_vars(const char *text, template_var_fn fn, void *ud, char *err, size_t errlen)
+{
+    template_prog *t = template_compile(text, 0, err, errlen);
+    if (!t)
+        return -1;
+    struct walk w = {.fn = fn, .ud = ud};
+    walk_nodes(&w, &t->root);
+    template_free(t);
+    return 0;
+}
+
+static void skeleton_nodes(const template_prog *t, const struct nodes *ns, GString *out)
+{
+    for (int i = 0; i < ns->n; i++) {
+        const struct node *n = &ns->v[i];
+        if (n->kind == N_TEXT) {
+            g_string_append_len(out, t->src + n->u.text.start, (gssize)n->u.text.len);
+        } else if (n->kind == N_OUTPUT) {
+            g_string_append_c(out, 'X');
+        } else if (n->kind == N_IF) {
+            for (int b = 0; b < n->u.cond.nb; b++)
+                skeleton_nodes(t, &n->u.cond.b[b].body, out);
+            skeleton_nodes(t, &n->u.cond.els, out);
+        } else {
+            skeleton_nodes(t, &n->u.loop.body, out);
+            skeleton_nodes(t, &n->u.loop.els, out);
+        }
+    }
+}
+
+char *template_skeleton(const char *text)
+{
+    template_prog *t = template_compile(text, 0, NULL, 0);
+    if (!t)
+        return NULL;
+    GString *out = g_string_new("");
+    skeleton_nodes(t, &t->root, out);
+    template_free(t);
+    char *g = g_string_free(out, FALSE);
+    char *s = xstrndup(g, strlen(g));
+    g_free(g);
+    return s;
 }

@@ -1,86 +1,92 @@
-/* template — message text: placeholders, rendering, SMS segments, lint.
+/* template — message text in a Liquid subset: compiled once, rendered many
+ * times.
  *
- * A template is per-channel text with `{{name}}`, `{{coupon.code}}` and
- * `{{name|friend}}` (a default used when the value is missing or empty)
- * placeholders. Values come from a cJSON object (the customer's fields merged
- * with the send's vars); the engine builds it, this module only reads it.
- * Whitespace inside braces is allowed (`{{ name }}`) and trimmed off the
- * default too. A path is dot-separated names of [A-Za-z0-9_-] (at most 255
- * bytes). There is no escape: `{{{{` is not special, and text that is not a
- * well-formed placeholder is an error at check time (a placeholder must
- * close before the next newline or `{{`). Lone `{`, `}` and `}}` are text.
+ * Syntax (docs/lua-api.md has the full reference):
+ *   {{ path | filter: arg, arg | filter }}      output
+ *   {% if cond %} {% elsif cond %} {% else %} {% endif %}
+ *       cond: operand [op operand] joined by `and` / `or` (and binds
+ *       tighter); ops == != > < >= <= contains; operands: paths,
+ *       "strings", 'strings', numbers, true false nil blank empty
+ *   {% for x in path limit: n %} ... {% else %} ... {% endfor %}
+ *       forloop.index forloop.index0 forloop.rindex forloop.first
+ *       forloop.last forloop.length forloop.key (the member's name when
+ *       looping over an object); the else part runs for an empty list
+ *   {% raw %} ... {% endraw %}   {% comment %} ... {% endcomment %}
+ *   {{- and -}}, {%- and -%} strip the whitespace on that side.
+ * A path is `name(.name|[index])*`; arrays also have .size .first .last,
+ * strings .size. Filters: default upcase downcase capitalize truncate size
+ * join plus minus times round date money plural escape.
  *
- * Rendering returns a malloc'd string the caller frees. Nothing here keeps
- * state between calls. */
+ * Values come from a cJSON object (the customer's fields merged with the
+ * send's vars); the caller builds it, this module only reads it. What a
+ * missing value does: in an output it fails the render (`missing variable
+ * 'coupon.code'`) unless a `default` filter stands in; in a condition it
+ * is nil (false, blank); a loop over it runs zero times.
+ *
+ * Ownership: template_compile returns a program the caller frees with
+ * template_free; it keeps its own copy of the text. Rendering returns a
+ * malloc'd string the caller frees. A program is read-only while rendering,
+ * so one program may be rendered from several threads at once.
+ *
+ * Limits: output at most TEMPLATE_MAX_OUTPUT bytes, at most
+ * TEMPLATE_MAX_ITERATIONS loop iterations per render, blocks nested at most
+ * TEMPLATE_MAX_DEPTH deep (the last is a compile error, the others fail the
+ * render: a message is whole or not sent). */
 #ifndef TEND_TEMPLATE_H
 #define TEND_TEMPLATE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <cjson/cJSON.h>
 
-/* Renders `text` with `vars`. Numbers print as integers when integral
- * (99, not 99.000000), otherwise with up to 2 decimals trimmed ("12.5");
- * booleans as true/false; a nested object or array is an error.
- * A placeholder with no value and no default fails the render with
- * `missing variable 'coupon.code'` in err; an object or array value fails
- * even with a default (`variable 'coupon' is an object, not text`).
- * A malformed placeholder fails as in template_vars. Returns NULL on failure. */
+#include "sms.h"    /* sms_measure and the text lint used to live here */
+
+#define TEMPLATE_MAX_OUTPUT     65536
+#define TEMPLATE_MAX_ITERATIONS 1000
+#define TEMPLATE_MAX_DEPTH      20
+
+typedef struct template_prog template_prog;
+
+/* Compiles `text`. `html` = the text is an HTML body: every output is
+ * HTML-escaped unless it went through `escape` already. On a malformed
+ * template returns NULL with err like
+ *   "line 2, column 7 (byte 19): unknown filter 'upcse'"
+ * (line and column 1-based, the column in characters, the byte offset
+ * 1-based in the whole text). The v1 default form `{{name|friend}}` fails
+ * with the fix: "... v1 default form: write {{ name | default: \"friend\" }}". */
+template_prog *template_compile(const char *text, int html, char *err, size_t errlen);
+void template_free(template_prog *t);
+
+/* What a render needs besides the variables. */
+struct template_env {
+    const char *tz;         /* the customer's IANA zone for `date` (NULL = UTC) */
+    const char *currency;   /* ISO 4217 code for `money` (NULL = "CNY") */
+    int64_t now;            /* what "now" / "today" mean to `date` (epoch s) */
+};
+
+/* Renders `t` with `vars` (may be NULL). env NULL = UTC, CNY, now = 0.
+ * Numbers print as integers when integral (99, not 99.000000), otherwise
+ * with up to 2 decimals trimmed ("12.5"); booleans as true/false. A type
+ * problem (looping over a number, `plus` on a word, printing a list) fails
+ * the render with the line: "line 3: cannot loop over 'n': it is a number".
+ * Returns NULL on failure, with err. */
+char *template_run(const template_prog *t, const cJSON *vars, const struct template_env *env,
+                   char *err, size_t errlen);
+
+/* Compile + run in one go (tests, one-off texts). */
 char *template_render(const char *text, const cJSON *vars, char *err, size_t errlen);
 
-/* Calls fn for every placeholder in `text`, in order: the path ("coupon.code"),
- * whether it has a default, and its 1-based byte offset. Returns -1 (with err)
- * if the text has a malformed placeholder ("{{ }}", "{{name", "{{a..b}}"); the
- * message quotes it and names its byte ("... '{{a..b}}' at byte 7"). The
- * placeholders before it have been reported by then. */
+/* Calls fn for every variable the text reads from its vars, in order: the
+ * path as written ("coupon.code"; loop variables and forloop are not
+ * reported), whether a missing value is fine there (a `default` filter, a
+ * condition, a loop source), and its 1-based byte offset. Returns -1 with
+ * err (as template_compile) if the text does not compile. */
 typedef void (*template_var_fn)(const char *path, int has_default, size_t offset, void *ud);
 int template_vars(const char *text, template_var_fn fn, void *ud, char *err, size_t errlen);
 
-/* --- SMS ---------------------------------------------------------------- */
-
-/* How a text travels as SMS. GSM-7 if every character is in the GSM 03.38
- * basic set or its extension table (extension characters ^{}\[~]|€ count
- * twice); otherwise UCS-2, counted in UTF-16 code units (an emoji counts 2).
- * One segment holds 160 GSM-7 / 70 UCS-2 units; a longer message is sent as
- * concatenated parts of 153 / 67 units each (the header takes the rest),
- * which is what carriers bill. Invalid UTF-8 counts as UCS-2, one unit a byte. */
-struct sms_info {
-    int unicode;    /* 1 = UCS-2 (e.g. any CJK character), 0 = GSM-7 */
-    int units;      /* septets (GSM-7) or UTF-16 code units (UCS-2) */
-    int segments;   /* 0 for the empty text */
-};
-void sms_measure(const char *text, struct sms_info *out);
-
-/* --- lint --------------------------------------------------------------- */
-
-enum lint_level { LINT_WARNING, LINT_ERROR };
-
-/* One finding; `offset` is the 0-based byte offset in the text it concerns. */
-typedef void (*lint_fn)(enum lint_level level, size_t offset, const char *message, void *ud);
-
-/* Lints an SMS text:
- *  - every link (http://, https://, www.) must have whitespace on both sides,
- *    or the start/end of the text: some handsets otherwise glue the
- *    neighbouring characters (typically CJK text or punctuation) into the URL
- *    → LINT_ERROR "link 'https://x.cn/a' needs a space before it" / "after it".
- *    A link ends at whitespace (U+3000 counts) or at the first non-ASCII
- *    byte; ASCII punctuation glued to its end (".", ")", "!") is not part of
- *    it but needs a space after it as well. "Before" findings point at the
- *    link, "after" ones at the byte just past it;
- *  - each word of `blocked` (NULL-terminated list, may be NULL) found in the
- *    text, case-insensitively → LINT_ERROR "blocked word 'free money'";
- *  - more than `max_segments` segments (0 = no limit) → LINT_WARNING at 0:
- *    "3 segments (UCS-2, 143 units), over the limit of 2; costs 3 × the
- *    segment price" — with `price` > 0 the message goes on
- *    ", 0.15 a message at 0.05 a segment" (money to 2 decimals, trimmed).
- * Placeholders are linted as written (`{{name}}` counts as its own length;
- * the engine re-measures rendered text at send time). Returns the number of
- * LINT_ERROR findings. */
-int template_lint_sms(const char *text, const char *const *blocked, int max_segments,
-                      double price, lint_fn fn, void *ud);
-
-/* Blocked-word check alone (for non-SMS channels): a substring match, ASCII
- * case folded, each word reported once at its first occurrence; empty words
- * are skipped. Returns the number found. */
-int template_lint_words(const char *text, const char *const *blocked, lint_fn fn, void *ud);
+/* The text with every output replaced by "X" and every tag removed (the
+ * raw/comment bodies kept): what the link lint looks at, so a placeholder
+ * inside a link does not split it. malloc'd; NULL if it does not compile. */
+char *template_skeleton(const char *text);
 
 #endif

@@ -8,13 +8,16 @@ end
 t.case("the day before the birthday at 10:00 in the customer's zone", function()
   local s = sim()
   s:customer{ id = "sh", name = "Hua", birthday = "1990-03-15" }
-  s:customer{ id = "ny", name = "Nora", birthday = "1985-03-15", timezone = "America/New_York" }
+  s:customer{ id = "ny", name = "Nora", birthday = "1985-03-15", timezone = "America/New_York",
+              attrs = { lang = "en" } }
   s:advance(days(80))
   local sh = s:sent{ customer = "sh" }[1]
   local ny = s:sent{ customer = "ny" }[1]
   t.eq(sh.at, os.time{ year = 2026, month = 3, day = 14, hour = 2 })        -- 10:00 +08:00
   t.eq(ny.at, os.time{ year = 2026, month = 3, day = 14, hour = 14 })       -- 10:00 EDT
-  t.match(sh.body, "Hua, happy birthday for tomorrow! A small gift from us: BDAY")
+  t.match(sh.body, "^Hua，明天是您的生日，提前祝您生日快乐！送您一份小礼物：优惠码 BDAY%w+ 立减 ¥15%.00，3月28日前有效。$")
+  -- Nora's coupon ends 14 days later in her own zone: March 28 in New York.
+  t.match(ny.body, "^Nora, happy birthday for tomorrow! A small gift from us: BDAY%w+ takes ¥15%.00 off, until March 28%.$")
 end)
 
 t.case("a Feb 29 birthday is greeted on Feb 27 in common years, Feb 28 in leap years", function()

@@ -15,9 +15,27 @@ t.case("gift 30 days after the first order", function()
   s:advance(days(1))
   local m = s:sent{ template = "month_gift" }
   t.eq(#m, 1)
-  t.match(m[1].body, "Lingling")
-  t.match(m[1].body, "GIFT%w+ takes 20 off, until 2026%-04%-14")
+  t.match(m[1].body, "Lingling，感谢您陪伴我们的第一个月：优惠码 GIFT%w+ 立减 ¥20%.00，4月14日前有效。")
   t.eq(m[1].status, "sent")
+end)
+
+t.case("in English for a customer who reads English", function()
+  local s = sim()
+  s:customer{ id = "c1", attrs = { lang = "en" } }
+  s:event{ type = "order.paid", customer = "c1", total = 99 }
+  s:advance(days(30))
+  local m = s:sent{ template = "month_gift" }
+  t.eq(#m, 1)
+  t.match(m[1].body, "^Lingling, thank you for your first month with us: GIFT%w+ takes ¥20%.00 off, until April 14%.")
+  t.ok(not m[1].body:find("感谢"), "no Chinese text in the English message")
+end)
+
+t.case("no name: the Chinese greeting stands in", function()
+  local s = sim()
+  s:customer{ id = "c3" }
+  s:event{ type = "order.paid", customer = "c3", total = 99 }
+  s:advance(days(30))
+  t.match(s:sent{ template = "month_gift" }[1].body, "^亲爱的顾客，感谢")
 end)
 
 t.case("a second order within 30 days converts: no gift", function()

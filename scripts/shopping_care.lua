@@ -10,7 +10,7 @@
 
 template "care_paid" {
   category = "transactional",
-  sms = "{{name|Hello}}, we have your order {{order}}. We will tell you when it ships.",
+  sms = "{{ name | default: 'Hello' }}, we have your order {{order}}. We will tell you when it ships.",
 }
 template "care_shipped" {
   category = "transactional",
@@ -22,7 +22,7 @@ template "care_shipped_split" {
 }
 template "care_delivered" {
   category = "transactional",
-  sms = "Your {{product|order}} has arrived. How to use and care for it: {{care_url}} ",
+  sms = "Your {{ product | default: 'order' }} has arrived. How to use and care for it: {{care_url}} ",
 }
 template "care_uncollected" {
   category = "transactional",

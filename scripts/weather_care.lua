@@ -4,15 +4,15 @@
 
 template "weather_storm" {
   category = "marketing", priority = 10,
-  sms = "{{name|Hello}}, a storm is coming to {{city}}. Please stay safe indoors; we will deliver when it is safe.",
+  sms = "{{ name | default: 'Hello' }}, a storm is coming to {{city}}. Please stay safe indoors; we will deliver when it is safe.",
 }
 template "weather_smog" {
   category = "marketing", priority = 10,
-  sms = "{{name|Hello}}, the air in {{city}} is heavy today. Take care, and keep windows closed.",
+  sms = "{{ name | default: 'Hello' }}, the air in {{city}} is heavy today. Take care, and keep windows closed.",
 }
 template "weather_heat" {
   category = "marketing", priority = 10,
-  sms = "{{name|Hello}}, it is very hot in {{city}}. Drink water and stay in the shade.",
+  sms = "{{ name | default: 'Hello' }}, it is very hot in {{city}}. Drink water and stay in the shade.",
 }
 
 local KINDS = { storm = true, smog = true, heat = true }

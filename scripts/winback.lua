@@ -15,11 +15,11 @@ segment "lapsed" {
 
 template "winback_first" {
   category = "marketing",
-  sms = "{{name|Hello}}, we miss you. Here is 10 off your next order: {{coupon.code}}, until {{coupon.expires}}.",
+  sms = "{{ name | default: 'Hello' }}, we miss you. Here is 10 off your next order: {{coupon.code}}, until {{coupon.expires}}.",
 }
 template "winback_second" {
   category = "marketing",
-  sms = "{{name|Hello}}, 25 off is waiting for you: {{coupon.code}}, until {{coupon.expires}}.",
+  sms = "{{ name | default: 'Hello' }}, 25 off is waiting for you: {{coupon.code}}, until {{coupon.expires}}.",
 }
 
 local HIGH_VALUE = 1000

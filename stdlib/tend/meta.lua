@@ -72,8 +72,9 @@ function Customer:set(fields) end
 ---@return fun(spec: tend.JourneySpec)
 function journey(name) end
 
----Declares a template: `template "gift" { category = "marketing", sms = "Hi {{name|friend}}" }`.
----Any key other than category/priority/on_cap is the text for the channel of that name.
+---Declares a template: `template "gift" { category = "marketing", sms = "Hi {{ name | default: 'friend' }}" }`.
+---Any key other than category/priority/on_cap/sample is the text (Liquid) for the channel of that
+---name: a string, or { subject, body, html } for email. `sample` holds example vars for tend check.
 ---@param name string
 ---@return fun(spec: table<string, any>)
 function template(name) end

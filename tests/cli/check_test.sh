@@ -44,7 +44,7 @@ stderr: $(cat "$tmp/err")"
 # --- (a) a good directory -----------------------------------------------------
 mkdir good
 cat >good/care.lua <<'EOF'
-template "paid" { category = "transactional", sms = "{{name|friend}}, we got your order {{order}}." }
+template "paid" { category = "transactional", sms = "{{ name | default: 'friend' }}, we got your order {{order}}." }
 
 journey "paid" {
   on = "order.paid",
@@ -117,7 +117,7 @@ cat >lint/promo.lua <<EOF
 template "link" { category = "marketing", sms = "点击https://x.cn/a领取" }
 template "words" { category = "marketing", sms = "Get FREE MONEY now" }
 template "long" { category = "marketing", sms = "$long" }
-template "gift" { category = "marketing", sms = "{{name|friend}}: {{coupon.code}}" }
+template "gift" { category = "marketing", sms = "{{ name | default: 'friend' }}: {{coupon.code}}" }
 
 journey "promo" {
   on = "promo",
@@ -166,6 +166,56 @@ has "long.lua:1:" "only warnings (file:line)"
 printf '%s\n' "$out" | grep -E '^warn: 0 errors, 1 warning$' >/dev/null ||
   fail "only warnings: expected the summary 'warn: 0 errors, 1 warning'; got:
 $out"
+
+# --- (e) Liquid: v1 defaults, unknown filters and tags, rendered-sample length ----
+mkdir v1
+cat >v1/old.lua <<'EOF'
+template "hi" { category = "transactional",
+  sms = "Hi {{name|friend}}, your order {{order}}." }
+EOF
+run v1
+status 1 "the v1 default form"
+has "old.lua:1:" "the v1 default form (file:line)"
+has "column 11 (byte 11)" "the v1 default form (where it breaks)"
+has "write {{ name | default: \"friend\" }}" "the v1 default form (the fix)"
+
+mkdir unknown
+cat >unknown/f.lua <<'EOF'
+template "hi" { category = "transactional", sms = "Hi {{ name | upcse }}" }
+EOF
+run unknown
+status 1 "an unknown filter"
+has "unknown filter 'upcse'" "an unknown filter (named)"
+cat >unknown/f.lua <<'EOF'
+template "hi" { category = "transactional",
+  sms = "Hi {% if vip %}VIP{% endif %}\n{% case x %}{% endcase %}" }
+EOF
+run unknown
+status 1 "an unknown tag"
+has "line 2, column 4" "an unknown tag (line and column in the text)"
+has "unknown tag 'case'" "an unknown tag (named)"
+
+mkdir sample
+cp lint/tend.lua sample/tend.lua
+cat >sample/s.lua <<EOF
+-- the raw text is short; what is sent is not: the sample's note is long
+template "note" { category = "marketing", sms = "{{ note }} https://x.cn/r/{{ sku }} ok",
+  sample = { note = "$long", sku = "A1" } }
+-- a long raw text that renders short: the loop prints nothing for no items
+template "items" { category = "marketing",
+  sms = "Hi{% for i in items %}{{ i.name }} {{ i.name }} {{ i.name }} {{ i.name }} {{ i.name }} {{ i.name }} {{ i.name }} {{ i.name }} {{ i.name }} {{ i.name }} {{ i.name }} {{ i.name }} {{ i.name }} {{ i.name }} {{ i.name }} {{ i.name }} {{ i.name }}{% endfor %}",
+  sample = { items = {} } }
+-- no sample: the default customer and stand-ins for what it lacks
+template "gift" { category = "marketing", sms = "{{ name }}: {{ coupon.code }} https://x.cn/c/{{ coupon.code }}" }
+EOF
+run sample
+status 0 "rendered-sample lint"
+printf '%s\n' "$out" | grep 's.lua:2:' | grep 'warning' | grep '3 segments' >/dev/null ||
+  fail "the length of the rendered sample (3 segments) must be a warning at s.lua:2; got:
+$out"
+hasnt "s.lua:5:" "a long loop that renders short is not over-long"
+hasnt "s.lua:9:" "a placeholder inside a link is fine"
+hasnt "needs a space" "a placeholder inside a link is fine"
 
 # the directory may come from --dir as well
 run --dir good

@@ -39,7 +39,7 @@ die() {
 dir=$tmp/shop
 mkdir "$dir"
 cat >"$dir/care.lua" <<'EOF'
-template "paid" { category = "transactional", sms = "{{name|friend}}, we got order {{order}}." }
+template "paid" { category = "transactional", sms = "{{ name | default: 'friend' }}, we got order {{order}}." }
 
 journey "paid" {
   on = "order.paid",

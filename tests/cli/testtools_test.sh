@@ -10,7 +10,7 @@ NAME=testtools_test
 mkdir -p suite/journeys
 cat >suite/journeys/gift.lua <<'EOF'
 -- a gift with a typo in it
-template "gift" { category = "transactional", sms = "{{name|friend}}: {{coupon}}" }
+template "gift" { category = "transactional", sms = "{{ name | default: 'friend' }}: {{coupon}}" }
 
 journey "gift" {
   on = "order.paid",

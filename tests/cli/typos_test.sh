@@ -18,7 +18,7 @@ typo() {
 finds() { has "$out" "$1" "$2"; }
 
 typo coupon <<'LUA'
-template "gift" { category = "marketing", sms = "{{name|friend}}: {{coupon}}" }
+template "gift" { category = "marketing", sms = "{{ name | default: 'friend' }}: {{coupon}}" }
 journey "gift" { on = "order.paid", run = function(c)
   wait(days(30))
   local coupon = coupon_isue(c, { value = 20 })
@@ -79,7 +79,7 @@ finds "j.lua:1: error: task: unknown field 'asign' (kind, note, assign)" "task w
 # --- no false findings ------------------------------------------------------------
 mkdir clean
 cat >clean/j.lua <<'LUA'
-template "t" { category = "marketing", sms = "{{name|friend}} {{n}}" }
+template "t" { category = "marketing", sms = "{{ name | default: 'friend' }} {{n}}" }
 local LIMIT <const> = 3
 counter_total = 0                        -- a global this file defines
 function helper(x) return x * 2 end      -- and a global function

@@ -7,8 +7,8 @@ local START = "2026-07-10T09:00:00+08:00"
 local CONFIG = { timezone = "Asia/Shanghai", synchronous = "normal" }
 
 local WEATHER = [[
-template "weather_storm" { category = "transactional", sms = "{{name|friend}}, a storm is coming to {{city}}: stay safe." }
-template "weather_heat"  { category = "transactional", sms = "{{name|friend}}, it will be hot in {{city}}: drink water." }
+template "weather_storm" { category = "transactional", sms = "{{ name | default: 'friend' }}, a storm is coming to {{city}}: stay safe." }
+template "weather_heat"  { category = "transactional", sms = "{{ name | default: 'friend' }}, it will be hot in {{city}}: drink water." }
 journey "weather_care" {
   on       = "weather.alert",
   audience = function(ev) return { city = ev.city } end,

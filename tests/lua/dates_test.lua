@@ -20,7 +20,7 @@ local function epoch(y, m, d, hh, mm, offset_hours)
 end
 
 local BIRTHDAY = [[
-template "birthday_eve" { category = "transactional", sms = "{{name|friend}}, tomorrow you turn {{years}}!" }
+template "birthday_eve" { category = "transactional", sms = "{{ name | default: 'friend' }}, tomorrow you turn {{years}}!" }
 journey "birthday" {
   on  = anniversary("birthday", { at = "10:00", offset = -days(1) }),
   run = function(c, ev) send("sms", c, "birthday_eve", { years = ev.years }) end,

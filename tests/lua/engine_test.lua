@@ -11,7 +11,7 @@ local function sim(source, opts)
 end
 
 local NOTE = [[
-template "note" { category = "transactional", sms = "{{name|friend}}: {{what}}" }
+template "note" { category = "transactional", sms = "{{ name | default: 'friend' }}: {{what}}" }
 ]]
 
 t.case("a wait across many restarts: every customer gets each message once", function()

@@ -15,8 +15,8 @@ local NY_FALL_0830 = 1793539800  -- 2026-11-01T08:30:00-05:00 (EST) = 13:30Z
 local QUIET = { from = "21:30", to = "08:30" }
 
 local TEMPLATES = [[
-template "promo" { category = "marketing", sms = "{{name|friend}}, a spring offer", email = { subject = "Offer", body = "{{name|friend}}, a spring offer" } }
-template "care"  { category = "transactional", sms = "{{name|friend}}, your order is on its way", email = { subject = "Order", body = "{{name|friend}}, your order" } }
+template "promo" { category = "marketing", sms = "{{ name | default: 'friend' }}, a spring offer", email = { subject = "Offer", body = "{{ name | default: 'friend' }}, a spring offer" } }
+template "care"  { category = "transactional", sms = "{{ name | default: 'friend' }}, your order is on its way", email = { subject = "Order", body = "{{ name | default: 'friend' }}, your order" } }
 ]]
 
 local function sim(source, opts)
@@ -429,7 +429,7 @@ end)
 
 -- --- templates ------------------------------------------------------------------
 
-t.case("templates: {{name|friend}} uses the default when the name is missing or empty", function()
+t.case("templates: {{ name | default: 'friend' }} uses the default when the name is missing or empty", function()
   local s = sim(PROMO)
   s:customer{ id = "named", name = "Mei" }
   s:customer{ id = "anon" }
@@ -443,7 +443,7 @@ end)
 t.case("templates: a missing variable fails that send, names the variable; the journey goes on", function()
   local s = sim([[
     template "gift" { category = "transactional", sms = "Your code: {{coupon.code}}" }
-    template "note" { category = "transactional", sms = "{{name|friend}}: {{what}}" }
+    template "note" { category = "transactional", sms = "{{ name | default: 'friend' }}: {{what}}" }
     journey "j" { on = "go", run = function(c)
       local r = send("sms", c, "gift", { })
       send("sms", c, "note", { what = "after " .. r.status })

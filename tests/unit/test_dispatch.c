@@ -43,6 +43,7 @@
 #include "clock.h"
 #include "customer.h"
 #include "dispatch.h"
+#include "mime.h"
 #include "engine.h"
 #include "event.h"
 #include "store.h"
@@ -228,11 +229,11 @@ static int64_t mock_stat(const struct mock *m, const char *field)
 static const char SCRIPT[] =
     "template 'note' {\n"
     "  category = 'transactional',\n"
-    "  sms = '{{name|friend}}: {{what}}',\n"
-    "  email = { subject = 'Hello {{name|friend}}', body = 'Dear {{name|friend}},\\n{{what}}' },\n"
+    "  sms = '{{ name | default: \"friend\" }}: {{what}}',\n"
+    "  email = { subject = 'Hello {{ name | default: \"friend\" }}', body = 'Dear {{ name | default: \"friend\" }},\\n{{what}}' },\n"
     "}\n"
     "template 'raw' { category = 'transactional', sms = '{{what}}' }\n"
-    "template 'promo' { category = 'marketing', sms = '{{name|friend}}, 20 off today: {{what}}' }\n"
+    "template 'promo' { category = 'marketing', sms = '{{ name | default: \"friend\" }}, 20 off today: {{what}}' }\n"
     "journey 'notify' {\n"
     "  on = 'notify',\n"
     "  run = function(c, ev)\n"
@@ -266,7 +267,7 @@ static cJSON *make_config(const struct mock *m, const char *sms_extra, int quiet
     snprintf(url, sizeof url, "smtp://127.0.0.1:%d", m->smtp_port ? m->smtp_port : 1);
     cJSON_AddStringToObject(email, "type", "smtp");
     cJSON_AddStringToObject(email, "url", url);
-    cJSON_AddStringToObject(email, "from", "care@shop.test");
+    cJSON_AddStringToObject(email, "from", "Care <care@shop.test>");   /* the documented form */
     cJSON_AddStringToObject(c, "timezone", "Asia/Shanghai");
     if (quiet) {
         cJSON *q = cJSON_AddObjectToObject(c, "quiet_hours");
@@ -881,12 +882,17 @@ static void test_smtp(void **state)
         if (strcmp(rcpt, "ann@example.test") == 0) {
             seen_ann++;
             assert_contains(data->valuestring, "Subject: Hello Ann\r\n");
-            assert_contains(data->valuestring, "To: <ann@example.test>");
+            assert_contains(data->valuestring, "To: Ann <ann@example.test>");
+            assert_contains(data->valuestring, "From: Care <care@shop.test>\r\n");
             assert_contains(data->valuestring, "Dear Ann,\r\nyour parcel left the warehouse");
         } else if (strcmp(rcpt, "ling@example.test") == 0) {
             seen_ling++;
             /* "Hello 玲玲" as an RFC 2047 encoded word */
-            assert_contains(data->valuestring, "Subject: =?UTF-8?B?SGVsbG8g546y546y?=");
+            /* "Hello 玲玲": the name as an RFC 2047 encoded word, the body base64 */
+            assert_contains(data->valuestring, "Subject: =?UTF-8?B?SGVsbG8g546y546y?=\r\n");
+            assert_contains(data->valuestring, "To: =?UTF-8?b?546y546y?= <ling@example.test>\r\n");
+            assert_contains(data->valuestring, "Content-Transfer-Encoding: base64\r\n");
+            assert_contains(data->valuestring, "Message-Id: <3-0.");
         } else {
             fail_msg("unexpected recipient %s", rcpt);
         }
@@ -1037,6 +1043,7 @@ static int teardown(void **state)
     (void)state;
     curl_global_cleanup();
     clock_shutdown();
+    mime_shutdown();
     libevent_global_shutdown();
     return 0;
 }
