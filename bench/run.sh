@@ -2,7 +2,7 @@
 # make bench: figures and ratios on this machine. Nothing here passes or
 # fails; it prints what it measured. Sizes can be lowered for a quick look:
 #   BENCH_INSTANCES=100000 BENCH_EVENTS=200000 BENCH_CUSTOMERS=200000 \
-#   BENCH_BIG=1000000 BENCH_DELIVERIES=20000 BENCH_RENDERS=100000 make bench
+#   BENCH_BIG=1000000 BENCH_DELIVERIES=20000 BENCH_RENDERS=100000 BENCH_HOLIDAY=50000 make bench
 set -e
 B=build/release
 T=bin/tend
@@ -11,6 +11,8 @@ N_CUST=${BENCH_CUSTOMERS:-1000000}
 N_EV=${BENCH_EVENTS:-1000000}
 N_BIG=${BENCH_BIG:-10000000}
 N_DEL=${BENCH_DELIVERIES:-100000}
+N_HOL=${BENCH_HOLIDAY:-1000000}
+N_SIM=${BENCH_SIMULATE:-100000}
 N_RENDER=${BENCH_RENDERS:-1000000}
 work=$(mktemp -d "${TMPDIR:-/tmp}/tend-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT INT TERM
@@ -113,3 +115,14 @@ if [ -x $B/bench_delivery ]; then
     echo "== delivery to a local HTTP provider ($N_DEL messages)"
     $B/bench_delivery "$N_DEL"
 fi
+
+echo
+echo "== a holiday trigger over $N_HOL customers in 12 zones (slot to all started, per zone)"
+$B/bench_holiday "$N_HOL"
+
+echo
+echo "== tend simulate: the journey library over a year of $N_SIM customers, with the policy audit"
+a=$(now)
+SIMULATE_SHOW=1 TEND=$T sh tests/cli/simulate_test.sh "$N_SIM"
+b=$(now)
+echo "simulate: $N_SIM customers, 365 days in $(secs "$a" "$b") s (wall, with generating the data)"

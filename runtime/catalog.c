@@ -4,7 +4,8 @@
  *   journeys  = { [name] = { current = version, versions = { [version] = decl } } }
  *   templates, segments, schedules, channels = { [name] = decl }
  *   by_type   = { [event type] = { journey names } }      current journeys only
- *   dated     = { journey names }                        date-triggered ones
+ *   dated     = { journey names }                        anniversary-triggered ones
+ *   local     = { journey names }                        local_cron / holiday ones
  *   pending   = { journeys = {}, templates = {}, ... }   filled while loading
  * A load fills `pending`; catalog_commit() makes it current in one step, so a
  * load that fails half-way never leaves a half-replaced catalog behind. */
@@ -126,12 +127,16 @@ static void check_journey(lua_State *L, int spec, const char *name)
     check_field(L, spec, "journey", name, "description", LUA_TSTRING, 0);
     int t = lua_getfield(L, spec, "on");
     if (t != LUA_TNIL && t != LUA_TSTRING && !helpers_is_trigger(L, -1))
-        luaL_error(L, "journey '%s': 'on' must be an event type or anniversary(...)", name);
-    if (t == LUA_TTABLE) {
+        luaL_error(L, "journey '%s': 'on' must be an event type, anniversary(...), local_cron(...) or holiday(...)", name);
+    if (t == LUA_TTABLE && lua_getfield(L, -1, "kind") == LUA_TSTRING &&
+        strcmp(lua_tostring(L, -1), "anniversary") == 0) {
+        lua_pop(L, 1);
         lua_getfield(L, -1, "field");
         if (!dates_field_valid(lua_tostring(L, -1)))
             luaL_error(L, "journey '%s': anniversary field '%s' is not a date field (birthday, first_order_at, "
                           "first_seen_at, last_order_at, last_active_at or attrs.<key>)", name, lua_tostring(L, -1));
+        lua_pop(L, 1);
+    } else if (t == LUA_TTABLE) {
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
@@ -148,10 +153,11 @@ static void check_journey(lua_State *L, int spec, const char *name)
         if (!lua_istable(L, -1))
             luaL_error(L, "journey '%s': 'goal' must be {event = type, within = seconds, value = field}", name);
         int g = lua_gettop(L);
-        static const char *const gk[] = {"event", "within", "value", NULL};
+        static const char *const gk[] = {"event", "within", "where", "value", NULL};
         check_keys(L, g, "journey", name, gk);
         check_field(L, g, "journey", name, "event", LUA_TSTRING, 1);
         check_field(L, g, "journey", name, "within", LUA_TNUMBER, 0);
+        check_field(L, g, "journey", name, "where", LUA_TFUNCTION, 0);
         check_field(L, g, "journey", name, "value", LUA_TSTRING, 0);
     }
     lua_pop(L, 1);
@@ -451,7 +457,8 @@ static void index_triggers(lua_State *L)
     push_catalog(L);
     lua_newtable(L);            /* by_type */
     lua_newtable(L);            /* dated */
-    int by_type = lua_gettop(L) - 1, dated = lua_gettop(L);
+    lua_newtable(L);            /* local */
+    int by_type = lua_gettop(L) - 2, dated = lua_gettop(L) - 1, local = lua_gettop(L);
     push_sub(L, "journeys", NULL, 1);
     lua_pushnil(L);
     while (lua_next(L, -2)) {
@@ -471,8 +478,11 @@ static void index_triggers(lua_State *L)
                 lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
                 lua_pop(L, 1);
             } else if (t == LUA_TTABLE) {
+                lua_getfield(L, -1, "kind");
+                int list = strcmp(lua_tostring(L, -1), "anniversary") == 0 ? dated : local;
+                lua_pop(L, 1);
                 lua_pushstring(L, name);
-                lua_rawseti(L, dated, (lua_Integer)lua_rawlen(L, dated) + 1);
+                lua_rawseti(L, list, (lua_Integer)lua_rawlen(L, list) + 1);
             }
             lua_pop(L, 3);
         }
@@ -500,6 +510,7 @@ static void index_triggers(lua_State *L)
         }
         lua_pop(L, 1);
     }
+    lua_setfield(L, -4, "local");
     lua_setfield(L, -3, "dated");
     lua_setfield(L, -2, "by_type");
     lua_pop(L, 1);
@@ -640,6 +651,15 @@ int catalog_push_dated(engine *e)
     lua_State *L = sandbox_state(e->sb);
     push_catalog(L);
     int t = lua_getfield(L, -1, "dated");
+    lua_remove(L, -2);
+    return t == LUA_TTABLE;
+}
+
+int catalog_push_local(engine *e)
+{
+    lua_State *L = sandbox_state(e->sb);
+    push_catalog(L);
+    int t = lua_getfield(L, -1, "local");
     lua_remove(L, -2);
     return t == LUA_TTABLE;
 }

@@ -42,6 +42,8 @@ const char *catalog_current_version(engine *e, const char *name);
 int catalog_push_triggered(engine *e, const char *type);
 /* Pushes the list of current journey names with a date trigger. */
 int catalog_push_dated(engine *e);
+/* Pushes the list of current journey names with a local_cron or holiday trigger. */
+int catalog_push_local(engine *e);
 int catalog_push_template(engine *e, const char *name);
 /* With a template declaration at `decl`: its compiled text for `channel`,
  * part "text" (the body), "subject" or "html"; NULL if it has none. The

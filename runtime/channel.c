@@ -8,6 +8,7 @@
 #include "channel.h"
 #include "mime.h"
 #include "config.h"
+#include "policy.h"
 #include "template.h"
 
 static const char *const KIND_NAMES[] = {"file", "http", "smtp", "task", "capture"};
@@ -68,6 +69,7 @@ static const struct setting {
     {"address", {LUA_TSTRING, -1, -1}},
     /* a provider's callback body → receipt(s) (receipt.c) */
     {"receipt", {LUA_TFUNCTION, -1, -1}},
+    {"window", {LUA_TSTRING, LUA_TTABLE, -1}}, {"days", {LUA_TSTRING, -1, -1}},
 };
 
 int channel_check(lua_State *L, int idx, const char *name, char *err, size_t errlen)
@@ -118,6 +120,12 @@ int channel_check(lua_State *L, int idx, const char *name, char *err, size_t err
     lua_getfield(L, idx, "per");
     const char *per = lua_tostring(L, -1);
     lua_pop(L, 1);
+    struct policy_window w;
+    char why[200];
+    if (policy_read_window(L, idx, &w, why, sizeof why) != 0) {
+        snprintf(err, errlen, "channel '%s': %s", name, why);
+        return -1;
+    }
     if (per && strcmp(per, "message") != 0 && strcmp(per, "segment") != 0) {
         snprintf(err, errlen, "channel '%s': 'per' must be \"message\" or \"segment\"", name);
         return -1;

@@ -31,6 +31,36 @@ static void strv_free(char **v)
     free(v);
 }
 
+static void caps_free(struct config *c)
+{
+    for (int i = 0; i < c->ncaps; i++) {
+        free(c->caps[i].scope);
+        free(c->caps[i].segment);
+    }
+    free(c->caps);
+    c->caps = NULL;
+    c->ncaps = 0;
+}
+
+static void caps_add(struct config *c, const char *scope, const char *segment, enum config_cap_period period,
+                     int limit, tend_time within)
+{
+    c->caps = xrealloc(c->caps, (size_t)(c->ncaps + 1) * sizeof *c->caps);
+    c->caps[c->ncaps++] = (struct config_cap){xstrdup(scope), segment ? xstrdup(segment) : NULL, period, limit,
+                                              within};
+}
+
+/* The v1 settings: marketing's day and week. */
+static void caps_set_marketing(struct config *c, int day, int week)
+{
+    c->cap_day = day;
+    c->cap_week = week;
+    if (day > 0)
+        caps_add(c, "marketing", NULL, CAP_DAY, day, 0);
+    if (week > 0)
+        caps_add(c, "marketing", NULL, CAP_WEEK, week, 0);
+}
+
 void config_init(struct config *c)
 {
     memset(c, 0, sizeof *c);
@@ -62,6 +92,8 @@ void config_init(struct config *c)
     c->memory_limit = 256u << 20;
     c->instruction_limit = 100000000L;
     c->delivery_batch = 500;
+    c->holidays = calendar_new();
+    caps_set_marketing(c, 1, 3);
     c->ready_backlog = 100000;
 }
 
@@ -77,6 +109,8 @@ void config_free(struct config *c)
     strv_free(c->paid_types);
     strv_free(c->refund_types);
     strv_free(c->http_allow);
+    calendar_free(c->holidays);
+    caps_free(c);
     memset(c, 0, sizeof *c);
 }
 
@@ -240,20 +274,128 @@ static int read_quiet(struct reader *r, struct config *c)
         lua_pop(L, 1);                                      \
     } while (0)
 
+static const char *const CAP_PERIODS[] = {"day", "week", "month", "rolling", NULL};
+
+/* The limits of one scope: { day = 1, week = 3, month = 8, rolling = {within = days(7), max = 2} }. */
+static int read_scope_caps(struct reader *r, struct config *c, const char *key, const char *scope,
+                           const char *segment)
+{
+    lua_State *L = r->L;
+    if (!lua_istable(L, -1))
+        return bad(r, key, "must be a table of limits {day = n, week = n, month = n, rolling = {within = s, max = n}}");
+    char sub[200];
+    snprintf(sub, sizeof sub, "%s", key);
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        const char *p = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+        char field[260];
+        snprintf(field, sizeof field, "%s.%s", sub, p);
+        int period = -1;
+        for (int i = 0; CAP_PERIODS[i]; i++)
+            if (strcmp(CAP_PERIODS[i], p) == 0)
+                period = i;
+        if (period < 0) {
+            lua_pop(L, 2);
+            return bad(r, field, "is not a period (day, week, month, rolling)");
+        }
+        int limit = 0;
+        tend_time within = 0;
+        if (period == CAP_ROLLING) {
+            double w = 0, m = -1;
+            if (lua_istable(L, -1)) {
+                lua_getfield(L, -1, "within");
+                w = lua_tonumber(L, -1);
+                lua_getfield(L, -2, "max");
+                m = lua_isinteger(L, -1) ? (double)lua_tointeger(L, -1) : -1;
+                lua_pop(L, 2);
+            }
+            if (w < 60 || m < 0) {
+                lua_pop(L, 2);
+                return bad(r, field, "must be {within = seconds (at least minutes(1)), max = n}");
+            }
+            within = (tend_time)w;
+            limit = (int)m;
+        } else if (read_int(r, field, &limit) != 0) {
+            lua_pop(L, 2);
+            return -1;
+        }
+        caps_add(c, scope, segment, (enum config_cap_period)period, limit, within);
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+/* caps = { marketing = {day = 1, week = 3}, sms = {week = 2}, call = {month = 1} };
+ * the v1 form { day = 1, week = 3 } still means marketing; false: no caps. */
 static int read_caps(struct reader *r, struct config *c)
 {
     lua_State *L = r->L;
-    if (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) {
-        c->cap_day = c->cap_week = 0;
+    caps_free(c);
+    c->cap_day = c->cap_week = 0;
+    if (lua_isboolean(L, -1) && !lua_toboolean(L, -1))
         return 0;
-    }
     if (!lua_istable(L, -1))
-        return bad(r, "caps", "must be {day = 1, week = 3} or false");
-    static const char *const known[] = {"day", "week", NULL};
-    if (check_keys(r, "caps", known) != 0)
-        return -1;
-    FIELD("day", read_int(r, "caps.day", &c->cap_day));
-    FIELD("week", read_int(r, "caps.week", &c->cap_week));
+        return bad(r, "caps", "must be {marketing = {day = 1, week = 3}, <channel> = {...}} or false");
+    int v1 = 0;
+    for (int i = 0; CAP_PERIODS[i]; i++) {
+        lua_getfield(L, -1, CAP_PERIODS[i]);
+        v1 |= !lua_isnil(L, -1);
+        lua_pop(L, 1);
+    }
+    if (v1)
+        return read_scope_caps(r, c, "caps", "marketing", NULL);
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        if (lua_type(L, -2) != LUA_TSTRING) {
+            lua_pop(L, 2);
+            return bad(r, "caps", "keys must be \"marketing\" or channel names");
+        }
+        char key[200];
+        snprintf(key, sizeof key, "caps.%s", lua_tostring(L, -2));
+        if (read_scope_caps(r, c, key, lua_tostring(L, -2), NULL) != 0) {
+            lua_pop(L, 2);
+            return -1;
+        }
+        lua_pop(L, 1);
+    }
+    for (int i = 0; i < c->ncaps; i++)
+        if (strcmp(c->caps[i].scope, "marketing") == 0 && !c->caps[i].segment) {
+            if (c->caps[i].period == CAP_DAY)
+                c->cap_day = c->caps[i].limit;
+            if (c->caps[i].period == CAP_WEEK)
+                c->cap_week = c->caps[i].limit;
+        }
+    return 0;
+}
+
+/* segment_caps = { vip = { marketing = { week = 5 } } }: limits that replace
+ * the same scope and period of `caps` for the segment's members. */
+static int read_segment_caps(struct reader *r, struct config *c)
+{
+    lua_State *L = r->L;
+    if (!lua_istable(L, -1))
+        return bad(r, "segment_caps", "must be {<segment> = {<channel or marketing> = {week = n, ...}}}");
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        const char *segment = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+        if (!segment || !lua_istable(L, -1)) {
+            lua_pop(L, 2);
+            return bad(r, "segment_caps", "must map segment names to {<channel or marketing> = {week = n}}");
+        }
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            char key[300];
+            snprintf(key, sizeof key, "segment_caps.%s.%s", segment,
+                     lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?");
+            int named = lua_type(L, -2) == LUA_TSTRING;
+            if (!named || read_scope_caps(r, c, key, lua_tostring(L, -2), segment) != 0) {
+                lua_pop(L, 4);
+                return named ? -1 : bad(r, key, "must be a channel name or marketing");
+            }
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
     return 0;
 }
 
@@ -436,6 +578,30 @@ static int read_batch(struct reader *r, struct config *c)
     return 0;
 }
 
+/* holidays = { shop_day = "09-15", members_day = "2nd tue" } */
+static int read_holidays(struct reader *r, struct config *c)
+{
+    lua_State *L = r->L;
+    if (!lua_istable(L, -1))
+        return bad(r, "holidays", "must be a table of name = \"MM-DD\" | \"lunar MM-DD\" | \"2nd tue\"");
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+        char why[300];
+        if (!name || lua_type(L, -1) != LUA_TSTRING) {
+            lua_pop(L, 2);
+            return bad(r, "holidays", "must map names to date rules (strings)");
+        }
+        if (calendar_add(c->holidays, name, lua_tostring(L, -1), why, sizeof why) != 0) {
+            lua_pop(L, 2);
+            snprintf(r->err, r->errlen, "%s: setting 'holidays': %s", r->source, why);
+            return -1;
+        }
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
 static int read_ready_backlog(struct reader *r, struct config *c)
 {
     if (read_int(r, "ready_backlog", &c->ready_backlog) != 0)
@@ -462,6 +628,8 @@ static int read_all(struct reader *r, struct config *c)
     FIELD("limits", read_limits(r, c));
     FIELD("channels", read_channels(r));
     FIELD("delivery_batch", read_batch(r, c));
+    FIELD("holidays", read_holidays(r, c));
+    FIELD("segment_caps", read_segment_caps(r, c));
     FIELD("currency", read_currency(r, c));
     FIELD("public_url", read_public_url(r, c));
     FIELD("unsubscribe_secret", read_secret(r, c));
@@ -481,7 +649,7 @@ int config_read(struct config *c, lua_State *L, int idx, const char *source, cha
     static const char *const known[] = {
         "db", "timezone", "listen", "synchronous", "unknown_customers", "quiet_hours", "caps",
         "lifecycle", "rfm", "orders", "http_allow", "limits", "channels", "delivery_batch",
-        "ready_backlog", "currency", "public_url", "unsubscribe_secret", NULL};
+        "ready_backlog", "currency", "public_url", "unsubscribe_secret", "holidays", "segment_caps", NULL};
     int rc = -1;
     lua_pushnil(L);
     while (lua_next(L, -2)) {

@@ -15,7 +15,18 @@
 
 #include <lua.h>
 
+#include "calendar.h"
 #include "clock.h"
+
+/* One limit of `caps` or `segment_caps` (policy.c applies them). */
+enum config_cap_period { CAP_DAY, CAP_WEEK, CAP_MONTH, CAP_ROLLING };
+struct config_cap {
+    char *scope;                /* "marketing", or a channel name */
+    char *segment;              /* NULL; or the segment whose members get this limit instead */
+    enum config_cap_period period;
+    int limit;                  /* sends per customer in the period */
+    tend_time within;           /* CAP_ROLLING: any span of this length */
+};
 
 struct config {
     char *db;                   /* database path ("tend.db", relative to the dir) */
@@ -27,6 +38,8 @@ struct config {
     int quiet_enabled;          /* quiet hours on (default 21:30–08:30) */
     int quiet_from, quiet_to;   /* minutes of the local day */
     int cap_day, cap_week;      /* marketing sends per customer (1, 3); 0 = no cap */
+    struct config_cap *caps;    /* every cap (marketing's day/week among them), then segment_caps */
+    int ncaps;
 
     tend_time silent_after, churned_after, dead_after;  /* lifecycle, by recency */
     int active_orders;          /* orders that make a recent customer 'active' */
@@ -40,6 +53,7 @@ struct config {
     size_t memory_limit;        /* Lua state cap, bytes */
     long instruction_limit;     /* per entry into Lua */
     int delivery_batch;         /* outbox rows claimed per dispatch pass */
+    calendar *holidays;         /* `holidays` added to the built-in ones (calendar.h) */
 
     /* branch liquid */
     char *currency;             /* ISO 4217 code for the money filter ("CNY") */

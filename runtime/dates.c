@@ -5,17 +5,20 @@
 
 #include <lauxlib.h>
 
+#include "calendar.h"
 #include "catalog.h"
 #include "customer.h"
 #include "dates.h"
 #include "instance.h"
+#include "json.h"
+#include "segment.h"
 #include "util.h"
 
-int dates_next_fire(int y, int m, int d, const char *tz, int minute_of_day, tend_time offset,
-                    tend_time after, tend_time *out, int *years)
+int dates_next_fire(int y, int m, int d, const char *tz, int minute_of_day, int offset_days,
+                    tend_time offset, tend_time after, tend_time *out, int *years)
 {
     struct clock_local now;
-    if (clock_to_local(after - offset, tz, &now) != 0)
+    if (clock_to_local(after - offset - (tend_time)offset_days * TEND_DAY, tz, &now) != 0)
         return -1;
     /* The year the date falls in after the offset is this one or the next;
      * start a year early for offsets that cross the new year. */
@@ -26,7 +29,9 @@ int dates_next_fire(int y, int m, int d, const char *tz, int minute_of_day, tend
         if (m == 2 && d == 29 && !clock_is_leap(year))
             day = 28;
         tend_time t;
-        if (clock_from_local(tz, year, m, day, minute_of_day / 60, minute_of_day % 60, 0, &t) != 0)
+        /* Calendar days: the wall time `at` on the shifted day, whatever
+         * DST does in between (clock_from_local normalises day 0 or 32). */
+        if (clock_from_local(tz, year, m, day + offset_days, minute_of_day / 60, minute_of_day % 60, 0, &t) != 0)
             return -1;
         t += offset;
         if (t > after) {
@@ -42,7 +47,9 @@ int dates_next_fire(int y, int m, int d, const char *tz, int minute_of_day, tend
 struct trigger {
     const char *field;
     int minute_of_day;
+    int offset_days;
     tend_time offset;
+    tend_time late;     /* a firing missed by at most this much still happens */
 };
 
 static void read_trigger(lua_State *L, int decl, struct trigger *t)
@@ -54,7 +61,11 @@ static void read_trigger(lua_State *L, int decl, struct trigger *t)
     t->minute_of_day = (int)lua_tointeger(L, -1);
     lua_getfield(L, -3, "offset");
     t->offset = (tend_time)lua_tointeger(L, -1);
-    lua_pop(L, 4);
+    lua_getfield(L, -4, "offset_days");
+    t->offset_days = (int)lua_tointeger(L, -1);
+    lua_getfield(L, -5, "late");
+    t->late = (tend_time)lua_tointeger(L, -1);
+    lua_pop(L, 6);
 }
 
 /* SQL expression of a trigger field, or NULL when it is not a date field. */
@@ -107,14 +118,29 @@ static int value_date(store_stmt *s, int col, const char *tz, int *y, int *m, in
     return 0;
 }
 
-static int write_row(engine *e, const char *journey, const char *customer, tend_time fire_at)
+/* fired_at: the firing just done (0 when only re-planning: the last one stays). */
+static int write_row(engine *e, const char *journey, const char *customer, tend_time fire_at, tend_time fired_at)
 {
-    store_stmt *s = store_sql(e->st, "INSERT INTO date_triggers (journey, customer, fire_at) VALUES (?, ?, ?)"
-                                     " ON CONFLICT(journey, customer) DO UPDATE SET fire_at = excluded.fire_at");
+    store_stmt *s = store_sql(e->st, "INSERT INTO date_triggers (journey, customer, fire_at, last_fired)"
+                                     " VALUES (?1, ?2, ?3, NULLIF(?4, 0))"
+                                     " ON CONFLICT(journey, customer) DO UPDATE SET fire_at = excluded.fire_at,"
+                                     " last_fired = COALESCE(excluded.last_fired, last_fired)");
     store_bind_text(s, 1, journey, -1);
     store_bind_text(s, 2, customer, -1);
     store_bind_int(s, 3, fire_at);
+    store_bind_int(s, 4, fired_at);
     return store_run(s);
+}
+
+/* The last firing of a (journey, customer), or 0. */
+static tend_time last_fired(engine *e, const char *journey, const char *customer)
+{
+    store_stmt *s = store_sql(e->st, "SELECT last_fired FROM date_triggers WHERE journey = ? AND customer = ?");
+    store_bind_text(s, 1, journey, -1);
+    store_bind_text(s, 2, customer, -1);
+    tend_time t = store_step(s) == STORE_ROW ? store_col_int(s, 0) : 0;
+    store_reset(s);
+    return t;
 }
 
 static int delete_row(engine *e, const char *journey, const char *customer)
@@ -166,7 +192,7 @@ static int schedule_journey(engine *e, const char *journey, int decl, const char
     if (customer)
         store_bind_text(s, 1, customer, -1);
     tend_time now = engine_now(e);
-    int rc = 0, found = 0;
+    int rc = 0, found = 0, malformed = 0;
     while (rc == 0 && store_step(s) == STORE_ROW) {
         found = 1;
         const char *id = store_col_text(s, 0);
@@ -175,12 +201,27 @@ static int schedule_journey(engine *e, const char *journey, int decl, const char
             tz = e->cfg.timezone;
         int y, m, d, years;
         tend_time fire;
-        if (value_date(s, 1, tz, &y, &m, &d) == 0 &&
-            dates_next_fire(y, m, d, tz, t.minute_of_day, t.offset, now, &fire, &years) == 0)
-            rc = write_row(e, journey, id, fire);
+        int dated = value_date(s, 1, tz, &y, &m, &d) == 0;
+        if (!dated && malformed++ < 5) {
+            /* A value that is there but no date would silently never fire. */
+            const char *v = store_col_text(s, 1);
+            engine_logf(e, "warn", "journey '%s': customer '%s': %s = '%.40s' is not a date (YYYY-MM-DD, "
+                        "ISO-8601 time or epoch seconds); no anniversary", journey, id, t.field, v ? v : "?");
+        }
+        /* late: a firing missed by at most that much (a customer imported
+         * after 10:00 on the day) still happens, but never a second time. */
+        tend_time after = now - t.late, last = t.late ? last_fired(e, journey, id) : 0;
+        if (last > after)
+            after = last;
+        if (dated && dates_next_fire(y, m, d, tz, t.minute_of_day, t.offset_days, t.offset, after, &fire,
+                                     &years) == 0)
+            rc = write_row(e, journey, id, fire, 0);
         else
             rc = delete_row(e, journey, id);
     }
+    if (malformed > 5)
+        engine_logf(e, "warn", "journey '%s': %d more customers with a %s that is not a date", journey,
+                    malformed - 5, t.field);
     if (cached)
         store_reset(s);
     else
@@ -189,6 +230,8 @@ static int schedule_journey(engine *e, const char *journey, int decl, const char
         rc = delete_row(e, journey, customer);
     return rc;
 }
+
+static int local_customer_changed(engine *e, const char *customer);
 
 int dates_customer_changed(engine *e, const char *customer)
 {
@@ -203,6 +246,8 @@ int dates_customer_changed(engine *e, const char *customer)
         lua_pop(L, 2);
     }
     lua_settop(L, list - 1);
+    if (rc == 0)
+        rc = local_customer_changed(e, customer);
     return rc;
 }
 
@@ -211,7 +256,27 @@ static char *trigger_key(lua_State *L, int decl)
 {
     struct trigger t;
     read_trigger(L, decl, &t);
-    return xasprintf("%s|%d|%lld", t.field, t.minute_of_day, (long long)t.offset);
+    return xasprintf("%s|%d|%lld|%d|%lld", t.field, t.minute_of_day, (long long)t.offset, t.offset_days,
+                     (long long)t.late);
+}
+
+/* When the trigger key of a journey differs from the one recorded (meta
+ * "dated.<journey>" or "local.<journey>"), drops its rows and records the
+ * new key: 1 then (plan afresh), 0 when unchanged, -1 on a store error. */
+static int replan_if_changed(engine *e, int local, const char *journey, const char *key)
+{
+    char *meta = xasprintf("%s.%s", local ? "local" : "dated", journey);
+    char *old = store_meta_get(e->st, meta);
+    int rc = 0;
+    if (!old || strcmp(old, key) != 0) {
+        store_stmt *d = store_sql(e->st, local ? "DELETE FROM local_triggers WHERE journey = ?"
+                                               : "DELETE FROM date_triggers WHERE journey = ?");
+        store_bind_text(d, 1, journey, -1);
+        rc = store_run(d) == 0 && store_meta_set(e->st, meta, key) == 0 ? 1 : -1;
+    }
+    free(old);
+    free(meta);
+    return rc;
 }
 
 int dates_sync(engine *e)
@@ -227,19 +292,9 @@ int dates_sync(engine *e)
         const char *name = lua_tostring(L, -1);
         if (catalog_push_current(e, name)) {
             char *key = trigger_key(L, lua_gettop(L));
-            char *meta = xasprintf("dated.%s", name);
-            char *old = store_meta_get(e->st, meta);
-            if (!old || strcmp(old, key) != 0) {
-                store_stmt *d = store_sql(e->st, "DELETE FROM date_triggers WHERE journey = ?");
-                store_bind_text(d, 1, name, -1);
-                rc = store_run(d);
-                if (rc == 0)
-                    rc = schedule_journey(e, name, lua_gettop(L), NULL);
-                if (rc == 0)
-                    rc = store_meta_set(e->st, meta, key);
-            }
-            free(old);
-            free(meta);
+            rc = replan_if_changed(e, 0, name, key);
+            if (rc == 1)
+                rc = schedule_journey(e, name, lua_gettop(L), NULL);
             free(key);
         }
         lua_pop(L, 2);
@@ -251,13 +306,11 @@ int dates_sync(engine *e)
         struct { char **v; int n; } gone = {0};
         while (store_step(s) == STORE_ROW) {
             const char *j = store_col_text(s, 0);
-            int dated = 0;
-            if (catalog_push_current(e, j)) {
-                lua_getfield(L, -1, "on");
-                dated = lua_istable(L, -1);
-                lua_pop(L, 1);
-            }
-            lua_pop(L, 1);
+            int dated = 0, top = lua_gettop(L);
+            if (catalog_push_current(e, j) && lua_getfield(L, -1, "on") == LUA_TTABLE &&
+                lua_getfield(L, -1, "kind") == LUA_TSTRING)
+                dated = strcmp(lua_tostring(L, -1), "anniversary") == 0;
+            lua_settop(L, top);
             if (!dated) {
                 gone.v = xrealloc(gone.v, (size_t)(gone.n + 1) * sizeof *gone.v);
                 gone.v[gone.n++] = xstrdup(j);
@@ -276,6 +329,8 @@ int dates_sync(engine *e)
         free(gone.v);
     }
     strbuf_free(&names);
+    if (rc == 0)
+        rc = dates_local_sync(e);
     if (rc == 0)
         return store_commit(e->st);
     store_rollback(e->st);
@@ -310,9 +365,12 @@ int dates_run_due(engine *e, tend_time now, int max)
         struct trigger t;
         read_trigger(L, lua_gettop(L), &t);
         char *tz = customer_timezone(e, due[i].customer);
-        /* The date that fired: the local day of (fire time - offset). */
+        /* The date that fired: the local day of (fire time - offset), less
+         * offset_days calendar days. */
         struct clock_local l;
         clock_to_local(due[i].at - t.offset, tz, &l);
+        clock_civil_from_days(clock_days_from_civil(l.year, l.month, l.day) - t.offset_days, &l.year, &l.month,
+                              &l.day);
         cJSON *ev = cJSON_CreateObject();
         cJSON_AddStringToObject(ev, "type", "anniversary");
         cJSON_AddStringToObject(ev, "field", t.field);
@@ -336,7 +394,8 @@ int dates_run_due(engine *e, tend_time now, int max)
                 const char *zone = ztz && clock_tz_valid(ztz) ? ztz : e->cfg.timezone;
                 if (value_date(f, 0, zone, &y, &m, &d) == 0) {
                     years = l.year - y;
-                    dates_next_fire(y, m, d, zone, t.minute_of_day, t.offset, due[i].at, &next, &years);
+                    dates_next_fire(y, m, d, zone, t.minute_of_day, t.offset_days, t.offset, due[i].at, &next,
+                                    &years);
                 }
             }
             store_finalize(f);
@@ -351,7 +410,7 @@ int dates_run_due(engine *e, tend_time now, int max)
         }
         cJSON_Delete(ev);
         if (rc == 0)
-            rc = next ? write_row(e, due[i].journey, due[i].customer, next)
+            rc = next ? write_row(e, due[i].journey, due[i].customer, next, due[i].at)
                       : delete_row(e, due[i].journey, due[i].customer);
         fired++;
     }
@@ -374,5 +433,451 @@ tend_time dates_next_due(engine *e)
         return -1;
     tend_time t = store_col_type(s, 0) == STORE_NULL ? -1 : store_col_int(s, 0);
     store_reset(s);
+    s = store_sql(e->st, "SELECT MIN(fire_at) FROM local_triggers");
+    if (store_step(s) == STORE_ROW && store_col_type(s, 0) != STORE_NULL &&
+        (t < 0 || store_col_int(s, 0) < t))
+        t = store_col_int(s, 0);
+    store_reset(s);
     return t;
+}
+
+/* --- local-time triggers: local_cron and holiday ------------------------ */
+
+struct local_trigger {
+    int is_cron;
+    cron_expr cron;
+    struct calendar_rule rule;
+    int minute_of_day, offset_days;
+};
+
+/* Reads the trigger of the decl at idx; 0, or -1 when it is not one. */
+static int read_local(lua_State *L, int decl, struct local_trigger *t)
+{
+    memset(t, 0, sizeof *t);
+    int top = lua_gettop(L), rc = -1;
+    if (lua_getfield(L, decl, "on") == LUA_TTABLE && lua_getfield(L, -1, "kind") == LUA_TSTRING) {
+        const char *kind = lua_tostring(L, -1);
+        int on = top + 1;
+        if (strcmp(kind, "local_cron") == 0) {
+            t->is_cron = 1;
+            lua_getfield(L, on, "cron");
+            rc = cron_parse(lua_tostring(L, -1), &t->cron, NULL, 0);
+        } else if (strcmp(kind, "holiday") == 0) {
+            static const char *const keys[] = {"rule_kind", "rule_month", "rule_day", "rule_nth", "rule_wday",
+                                               "minute_of_day", "offset_days"};
+            int v[7];
+            for (int i = 0; i < 7; i++) {
+                lua_getfield(L, on, keys[i]);
+                v[i] = (int)lua_tointeger(L, -1);
+                lua_pop(L, 1);
+            }
+            t->rule = (struct calendar_rule){(enum calendar_kind)v[0], v[1], v[2], v[3], v[4]};
+            t->minute_of_day = v[5];
+            t->offset_days = v[6];
+            rc = 0;
+        }
+    }
+    lua_settop(L, top);
+    return rc;
+}
+
+/* The trigger's identity: a changed expression, date, time or shift re-plans it. */
+static char *local_key(lua_State *L, int decl)
+{
+    struct local_trigger t;
+    if (read_local(L, decl, &t) != 0)
+        return xstrdup("");
+    if (t.is_cron) {
+        lua_getfield(L, decl, "on");
+        lua_getfield(L, -1, "cron");
+        char *key = xasprintf("cron|%s", lua_tostring(L, -1));
+        lua_pop(L, 2);
+        return key;
+    }
+    return xasprintf("holiday|%d|%d|%d|%d|%d|%d|%d", (int)t.rule.kind, t.rule.month, t.rule.day, t.rule.nth,
+                     t.rule.wday, t.minute_of_day, t.offset_days);
+}
+
+/* The first slot strictly after `after` in zone tz. 0 or -1 (none). */
+static int local_next(const struct local_trigger *t, const char *tz, tend_time after, tend_time *out)
+{
+    if (t->is_cron)
+        return cron_next(&t->cron, after, tz, out);
+    struct clock_local l;
+    if (clock_to_local(after, tz, &l) != 0)
+        return -1;
+    /* From the holiday date whose shifted day could still be ahead (a day
+     * of slack for DST), walk the occurrences until one fires after `after`. */
+    int64_t day = clock_days_from_civil(l.year, l.month, l.day) - t->offset_days - 1;
+    for (int i = 0; i < 16; i++) {
+        int y, m, d, hy, hm, hd;
+        clock_civil_from_days(day, &y, &m, &d);
+        if (calendar_next_date(&t->rule, y, m, d, &hy, &hm, &hd) != 0)
+            return -1;
+        tend_time fire;
+        if (clock_from_local(tz, hy, hm, hd + t->offset_days, t->minute_of_day / 60, t->minute_of_day % 60, 0,
+                             &fire) != 0)
+            return -1;
+        if (fire > after) {
+            *out = fire;
+            return 0;
+        }
+        day = clock_days_from_civil(hy, hm, hd) + 1;
+    }
+    return -1;
+}
+
+/* The zone a row's customers live by: their own, or the configured one for
+ * no zone or an unknown one (logged once per store, never skipped). */
+static const char *zone_tz(engine *e, const char *zone)
+{
+    if (*zone && clock_tz_valid(zone))
+        return zone;
+    if (*zone) {
+        char *meta = xasprintf("bad_zone.%s", zone);
+        char *seen = store_meta_get(e->st, meta);
+        if (!seen) {
+            engine_logf(e, "warn", "customers with time zone '%s' (not in the tz database) get local-time "
+                        "triggers in the configured zone %s", zone, e->cfg.timezone);
+            store_meta_set(e->st, meta, "1");
+        }
+        free(seen);
+        free(meta);
+    }
+    return e->cfg.timezone;
+}
+
+/* Adds the row of (journey, zone) if it has none: its next slot after now. */
+static int plan_zone(engine *e, const char *journey, const struct local_trigger *t, const char *zone,
+                     tend_time now)
+{
+    tend_time fire;
+    if (local_next(t, zone_tz(e, zone), now, &fire) != 0)
+        return 0;   /* never again (a date past 2100) */
+    store_stmt *s = store_sql(e->st, "INSERT INTO local_triggers (journey, zone, fire_at) VALUES (?, ?, ?)"
+                                     " ON CONFLICT DO NOTHING");
+    store_bind_text(s, 1, journey, -1);
+    store_bind_text(s, 2, zone, -1);
+    store_bind_int(s, 3, fire);
+    return store_run(s);
+}
+
+/* Every zone customers live in, found by skipping along the zone index
+ * (one seek per zone, not a scan of the customers). */
+static int plan_journey(engine *e, const char *journey, const struct local_trigger *t, tend_time now)
+{
+    struct { char **v; int n; } zones = {0};
+    store_stmt *s = store_sql(e->st, "SELECT 1 FROM customers INDEXED BY customers_timezone"
+                                     " WHERE timezone IS NULL LIMIT 1");
+    if (store_step(s) == STORE_ROW) {
+        zones.v = xrealloc(zones.v, sizeof *zones.v);
+        zones.v[zones.n++] = xstrdup("");
+    }
+    store_reset(s);
+    /* bounded: more zones than the tz database has means something is wrong */
+    for (int guard = 0; guard < 4096; guard++) {
+        s = store_sql(e->st, "SELECT MIN(timezone) FROM customers INDEXED BY customers_timezone WHERE timezone > ?");
+        store_bind_text(s, 1, zones.n ? zones.v[zones.n - 1] : "", -1);   /* "" for none yet, or the NULL zone */
+        const char *z = store_step(s) == STORE_ROW ? store_col_text(s, 0) : NULL;
+        if (z) {
+            zones.v = xrealloc(zones.v, (size_t)(zones.n + 1) * sizeof *zones.v);
+            zones.v[zones.n++] = xstrdup(z);
+        }
+        store_reset(s);
+        if (!z)
+            break;
+    }
+    int rc = 0;
+    for (int i = 0; i < zones.n; i++) {
+        if (rc == 0)
+            rc = plan_zone(e, journey, t, zones.v[i], now);
+        free(zones.v[i]);
+    }
+    free(zones.v);
+    return rc;
+}
+
+int dates_local_sync(engine *e)
+{
+    lua_State *L = sandbox_state(e->sb);
+    int rc = 0;
+    tend_time now = engine_now(e);
+    catalog_push_local(e);
+    int list = lua_gettop(L);
+    for (int i = 1; rc == 0 && lua_istable(L, list) && i <= (int)lua_rawlen(L, list); i++) {
+        lua_rawgeti(L, list, i);
+        const char *name = lua_tostring(L, -1);
+        struct local_trigger t;
+        if (catalog_push_current(e, name) && read_local(L, lua_gettop(L), &t) == 0) {
+            char *key = local_key(L, lua_gettop(L));
+            rc = replan_if_changed(e, 1, name, key) < 0 ? -1 : plan_journey(e, name, &t, now);
+            free(key);
+        }
+        lua_pop(L, 2);
+    }
+    lua_settop(L, list - 1);
+    /* Journeys no longer so triggered stop; a new trigger starts afresh. */
+    store_stmt *s = store_sql(e->st, "SELECT DISTINCT journey FROM local_triggers");
+    struct { char **v; int n; } gone = {0};
+    while (rc == 0 && store_step(s) == STORE_ROW) {
+        const char *j = store_col_text(s, 0);
+        struct local_trigger t;
+        int top = lua_gettop(L);
+        int live = catalog_push_current(e, j) && read_local(L, lua_gettop(L), &t) == 0;
+        lua_settop(L, top);
+        if (!live) {
+            gone.v = xrealloc(gone.v, (size_t)(gone.n + 1) * sizeof *gone.v);
+            gone.v[gone.n++] = xstrdup(j);
+        }
+    }
+    store_reset(s);
+    for (int i = 0; i < gone.n; i++) {
+        store_stmt *d = store_sql(e->st, "DELETE FROM local_triggers WHERE journey = ?");
+        store_bind_text(d, 1, gone.v[i], -1);
+        if (rc == 0)
+            rc = store_run(d);
+        char *meta = xasprintf("local.%s", gone.v[i]);
+        if (rc == 0)
+            rc = store_meta_set(e->st, meta, "");
+        free(meta);
+        free(gone.v[i]);
+    }
+    free(gone.v);
+    return rc;
+}
+
+/* A customer's zone may be new to the local triggers: plan it. */
+static int local_customer_changed(engine *e, const char *customer)
+{
+    lua_State *L = sandbox_state(e->sb);
+    catalog_push_local(e);
+    int list = lua_gettop(L), rc = 0;
+    if (!lua_istable(L, list) || lua_rawlen(L, list) == 0) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    store_stmt *s = store_sql(e->st, "SELECT COALESCE(timezone, '') FROM customers WHERE id = ?");
+    store_bind_text(s, 1, customer, -1);
+    char *zone = store_step(s) == STORE_ROW ? xstrdup(store_col_text(s, 0)) : NULL;
+    store_reset(s);
+    for (int i = 1; zone && rc == 0 && i <= (int)lua_rawlen(L, list); i++) {
+        lua_rawgeti(L, list, i);
+        const char *name = lua_tostring(L, -1);
+        store_stmt *q = store_sql(e->st, "SELECT 1 FROM local_triggers WHERE journey = ? AND zone = ?");
+        store_bind_text(q, 1, name, -1);
+        store_bind_text(q, 2, zone, -1);
+        int planned = store_step(q) == STORE_ROW;
+        store_reset(q);
+        struct local_trigger t;
+        if (!planned) {
+            if (catalog_push_current(e, name) && read_local(L, lua_gettop(L), &t) == 0)
+                rc = plan_zone(e, name, &t, zone, engine_now(e));
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    free(zone);
+    lua_settop(L, list - 1);
+    return rc;
+}
+
+/* Pushes the audience filter of a local trigger: the trigger's own, else the
+ * journey's (a table, or a function of the slot event), else everyone. */
+static int push_local_audience(engine *e, int decl, const cJSON *ev, const char *journey)
+{
+    lua_State *L = sandbox_state(e->sb);
+    lua_getfield(L, decl, "on");
+    if (lua_getfield(L, -1, "audience") == LUA_TTABLE) {
+        lua_remove(L, -2);
+        return 0;
+    }
+    lua_pop(L, 2);
+    int t = lua_getfield(L, decl, "audience");
+    if (t == LUA_TTABLE)
+        return 0;
+    if (t == LUA_TFUNCTION) {
+        json_push(L, ev);
+        if (sandbox_pcall(e->sb, L, 1, 1) != LUA_OK || !lua_istable(L, -1)) {
+            engine_logf(e, "error", "journey '%s': audience() must return a filter table%s%s", journey,
+                        lua_isstring(L, -1) ? ": " : "", lua_isstring(L, -1) ? lua_tostring(L, -1) : "");
+            lua_pop(L, 1);
+            return -1;
+        }
+        return 0;
+    }
+    lua_pop(L, 1);
+    lua_newtable(L);
+    return 0;
+}
+
+/* The event a slot starts journeys with. */
+static cJSON *slot_event(lua_State *L, int decl, const struct local_trigger *t, const char *tz, tend_time at)
+{
+    cJSON *ev = cJSON_CreateObject();
+    struct clock_local l;
+    clock_to_local(at, tz, &l);
+    char slot[40];
+    snprintf(slot, sizeof slot, "%04d-%02d-%02dT%02d:%02d", l.year, l.month, l.day, l.hour, l.minute);
+    cJSON_AddStringToObject(ev, "type", t->is_cron ? "local_cron" : "holiday");
+    cJSON_AddNumberToObject(ev, "at", (double)at);
+    cJSON_AddStringToObject(ev, "slot", slot);
+    cJSON_AddStringToObject(ev, "zone", tz);
+    if (!t->is_cron) {
+        lua_getfield(L, decl, "on");
+        lua_getfield(L, -1, "name");
+        cJSON_AddStringToObject(ev, "name", lua_tostring(L, -1));
+        lua_pop(L, 2);
+        int y, m, d;
+        clock_civil_from_days(clock_days_from_civil(l.year, l.month, l.day) - t->offset_days, &y, &m, &d);
+        char date[16];
+        snprintf(date, sizeof date, "%04d-%02d-%02d", y, m, d);
+        cJSON_AddStringToObject(ev, "date", date);
+    }
+    return ev;
+}
+
+struct idlist {
+    char **v;
+    int n;
+};
+
+static void collect_id(const char *id, void *ud)
+{
+    struct idlist *l = ud;
+    l->v = xrealloc(l->v, (size_t)(l->n + 1) * sizeof *l->v);
+    l->v[l->n++] = xstrdup(id);
+}
+
+/* One page of a zone's customers for the filter on top of L. */
+static int zone_page(engine *e, const char *zone, const char *after, int page, struct idlist *ids, char *err,
+                     size_t errlen)
+{
+    lua_State *L = sandbox_state(e->sb);
+    segment_query *q = segment_compile(L, -1, engine_now(e), err, errlen);
+    if (!q)
+        return -2;
+    char *sql = xasprintf("SELECT id FROM customers INDEXED BY customers_timezone WHERE (%s) AND timezone %s"
+                          " AND id > ? ORDER BY id LIMIT ?", segment_query_where(q), *zone ? "= ?" : "IS NULL");
+    store_stmt *s = store_prepare(e->st, sql);
+    free(sql);
+    if (!s) {
+        segment_query_free(q);
+        return -1;
+    }
+    int k = segment_query_nparams(q);
+    segment_query_bind(q, s, 1);
+    if (*zone)
+        store_bind_text(s, ++k, zone, -1);
+    store_bind_text(s, k + 1, after, -1);
+    store_bind_int(s, k + 2, page);
+    int rc, n = 0;
+    while ((rc = store_step(s)) == STORE_ROW) {
+        collect_id(store_col_text(s, 0), ids);
+        n++;
+    }
+    store_finalize(s);
+    segment_query_free(q);
+    return rc == STORE_ERROR ? -1 : n;
+}
+
+struct local_call {
+    engine *e;
+    tend_time now;
+    int page, worked;
+};
+
+static int local_batch(store *st, void *ud)
+{
+    struct local_call *lc = ud;
+    engine *e = lc->e;
+    lua_State *L = sandbox_state(e->sb);
+    store_stmt *s = store_sql(st, "SELECT journey, zone, fire_at, after FROM local_triggers WHERE fire_at <= ?"
+                                  " ORDER BY fire_at LIMIT 1");
+    store_bind_int(s, 1, lc->now);
+    if (store_step(s) != STORE_ROW) {
+        store_reset(s);
+        return 0;
+    }
+    char *journey = xstrdup(store_col_text(s, 0)), *zone = xstrdup(store_col_text(s, 1));
+    tend_time fire_at = store_col_int(s, 2);
+    char *after = xstrdup(store_col_text(s, 3));
+    store_reset(s);
+    lc->worked = 1;
+
+    int top = lua_gettop(L), rc = 0, done = 1;
+    struct idlist ids = {0};
+    struct local_trigger t;
+    const char *tz = zone_tz(e, zone);
+    if (catalog_push_current(e, journey) && read_local(L, top + 1, &t) == 0) {
+        int decl = top + 1;
+        cJSON *ev = slot_event(L, decl, &t, tz, fire_at);
+        if (push_local_audience(e, decl, ev, journey) == 0) {
+            char err[300];
+            int got = zone_page(e, zone, after, lc->page, &ids, err, sizeof err);
+            if (got == -2)
+                engine_logf(e, "error", "journey '%s': audience: %s", journey, err);
+            else if (got < 0)
+                rc = -1;
+            else
+                done = got < lc->page;
+            lua_pop(L, 1);
+        }
+        for (int i = 0; rc == 0 && i < ids.n; i++) {
+            if (instance_admits(e, decl, journey, ids.v[i], ev) != 1)
+                continue;
+            char err[300];
+            if (instance_start(e, journey, ids.v[i], ev, 1, err, sizeof err) < 0) {
+                engine_logf(e, "error", "journey '%s': %s", journey, err);
+                rc = -1;
+            }
+        }
+        cJSON_Delete(ev);
+        /* The page and the resume point commit together: a customer starts
+         * once per slot, whatever crashes in between. A finished slot moves
+         * to the next one after now: after downtime, one catch-up, not one
+         * per missed slot. */
+        if (rc == 0 && !done) {
+            store_stmt *u = store_sql(st, "UPDATE local_triggers SET after = ?3 WHERE journey = ?1 AND zone = ?2");
+            store_bind_text(u, 1, journey, -1);
+            store_bind_text(u, 2, zone, -1);
+            store_bind_text(u, 3, ids.v[ids.n - 1], -1);
+            rc = store_run(u);
+        } else if (rc == 0) {
+            tend_time next;
+            store_stmt *u;
+            if (local_next(&t, tz, fire_at > lc->now ? fire_at : lc->now, &next) == 0) {
+                u = store_sql(st, "UPDATE local_triggers SET fire_at = ?3, after = '' WHERE journey = ?1 AND zone = ?2");
+                store_bind_int(u, 3, next);
+            } else {
+                u = store_sql(st, "DELETE FROM local_triggers WHERE journey = ?1 AND zone = ?2");
+            }
+            store_bind_text(u, 1, journey, -1);
+            store_bind_text(u, 2, zone, -1);
+            rc = store_run(u);
+        }
+        lc->worked += ids.n;
+    } else {
+        store_stmt *d = store_sql(st, "DELETE FROM local_triggers WHERE journey = ? AND zone = ?");
+        store_bind_text(d, 1, journey, -1);
+        store_bind_text(d, 2, zone, -1);
+        rc = store_run(d);
+    }
+    lua_settop(L, top);
+    for (int i = 0; i < ids.n; i++)
+        free(ids.v[i]);
+    free(ids.v);
+    free(journey);
+    free(zone);
+    free(after);
+    return rc;
+}
+
+int dates_local_run_due(engine *e, tend_time now, int page)
+{
+    struct local_call lc = {e, now, page, 0};
+    if (store_batch(e->st, local_batch, &lc) != 0) {
+        engine_logf(e, "error", "local-time trigger failed: %s", store_errmsg(e->st));
+        return -1;
+    }
+    return lc.worked;
 }

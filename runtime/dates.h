@@ -8,6 +8,13 @@
  * on Feb 28 in common years. The trigger event carries `years` (the age of
  * the date that year, at least 1), `date` and `field`.
  *
+ * `offset_days = -1` fires at `at` on the day before, in calendar days (DST
+ * or not); `offset` (seconds) adds a sub-day shift. A date already past this
+ * year when the row is computed (a customer imported late) fires next year,
+ * unless `late = hours(n)`: a firing missed by at most that much still
+ * happens at once (never twice: the last firing is kept). A field value that
+ * is there but no date is logged as a warning.
+ *
  * Each (journey, customer) has one row holding its next fire time, so the
  * due ones are a range scan; a changed field or zone recomputes the row. */
 #ifndef TEND_DATES_H
@@ -19,7 +26,8 @@
 int dates_customer_changed(engine *e, const char *customer);
 
 /* After a load: fills the rows of every dated journey whose trigger is new
- * or changed (for all customers), drops those of journeys gone. */
+ * or changed (for all customers), drops those of journeys gone; the same for
+ * local-time triggers (below). */
 int dates_sync(engine *e);
 
 /* Starts the journeys of triggers due at or before now (at most max), and
@@ -27,12 +35,38 @@ int dates_sync(engine *e);
 int dates_run_due(engine *e, tend_time now, int max);
 tend_time dates_next_due(engine *e);
 
+/* Local-time triggers (calendar.h builds them):
+ *
+ *   journey "statement" { on = local_cron("0 9 1 1,7 *", {audience = filter}), ... }
+ *   journey "mid_autumn" { on = holiday("mid_autumn", {at = "10:00", offset_days = -1,
+ *                                                      audience = filter}), ... }
+ *
+ * fire for every customer of the audience at that local time in the
+ * customer's own zone. One row per (journey, zone) holds the zone's next
+ * slot; when it is due, the zone's customers are started in pages (id order,
+ * the resume point committed with each page, so a crash or restart starts
+ * nobody twice for a slot), then the row moves to the first slot after now
+ * (after downtime: one catch-up firing, not one per missed slot). Customers
+ * with no zone or an unknown one live by the configured zone (an unknown one
+ * is logged once). A zone is planned at load and when a customer of a zone
+ * not yet planned appears. The trigger event: {type = "local_cron" |
+ * "holiday", at, slot = "YYYY-MM-DDTHH:MM" (local), zone, name, date}. The
+ * audience is the trigger's, else the journey's `audience` (a filter, or a
+ * function of the slot event), else every customer.
+ *
+ * dates_local_sync runs inside dates_sync's transaction; dates_local_run_due
+ * works one page of the earliest due row: returns customers paged + 1, 0
+ * when nothing is due, -1 on error. */
+int dates_local_sync(engine *e);
+int dates_local_run_due(engine *e, tend_time now, int page);
+
 /* 1 if `field` can carry a date trigger. */
 int dates_field_valid(const char *field);
 
 /* The next fire time after `after` of a date (y, m, d) for a trigger at
- * minute_of_day + offset in zone tz; *years gets the age. 0 or -1. */
-int dates_next_fire(int y, int m, int d, const char *tz, int minute_of_day, tend_time offset,
-                    tend_time after, tend_time *out, int *years);
+ * local time minute_of_day on the date shifted by offset_days calendar days,
+ * plus offset seconds, in zone tz; *years gets the age. 0 or -1. */
+int dates_next_fire(int y, int m, int d, const char *tz, int minute_of_day, int offset_days,
+                    tend_time offset, tend_time after, tend_time *out, int *years);
 
 #endif

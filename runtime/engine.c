@@ -6,6 +6,7 @@
 
 #include <lauxlib.h>
 
+#include "calendar.h"
 #include "catalog.h"
 #include "config.h"
 #include "customer.h"
@@ -18,6 +19,7 @@
 #include "json.h"
 #include "metrics.h"
 #include "outbox.h"
+#include "policy.h"
 #include "schedule.h"
 #include "script.h"
 #include "step.h"
@@ -28,6 +30,7 @@
 #define BATCH 500           /* instances per transaction */
 #define EVENT_BATCH 5000    /* events per transaction: a backlog drains with few fsyncs */
 #define FANOUT_PAGE 500
+#define LOCAL_PAGE 2000      /* customers per local-trigger page: one commit each */
 
 tend_time engine_now(engine *e)
 {
@@ -120,6 +123,7 @@ engine *engine_open(const struct engine_options *o, char **err)
         engine_close(e);
         return NULL;
     }
+    calendar_lua_register(sandbox_state(e->sb), e->cfg.holidays, e->cfg.timezone);
     sandbox_set_instruction_limit(e->sb, e->cfg.instruction_limit);
     sandbox_set_memory_limit(e->sb, e->cfg.memory_limit);
 
@@ -136,6 +140,7 @@ engine *engine_open(const struct engine_options *o, char **err)
     customer_lua_register(e);
     task_register(e);
     receipt_register(e);
+    policy_lua_register(e);
     return e;
 }
 
@@ -228,6 +233,10 @@ int engine_run_due(engine *e, tend_time now)
     if (n < 0)
         return -1;
     while ((n = dates_run_due(e, now, BATCH)) > 0)
+        total += n;
+    if (n < 0)
+        return -1;
+    while ((n = dates_local_run_due(e, now, LOCAL_PAGE)) > 0)
         total += n;
     if (n < 0)
         return -1;

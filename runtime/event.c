@@ -15,6 +15,7 @@
 #include "instance.h"
 #include "json.h"
 #include "metrics.h"
+#include "policy.h"
 #include "segment.h"
 #include "util.h"
 
@@ -409,6 +410,7 @@ static int process_one(engine *e, store_stmt *row)
         rc = queue_fanouts(e, seq, type_c);
     } else {
         if ((!delivery_fact(type_c) && customer_apply_event(e, cust_c, type_c, at, ev) != 0) ||
+            (!delivery_fact(type_c) && policy_note_activity(e, cust_c, at) != 0) ||
             apply_consent(e, cust_c, type_c, at, ev) != 0 || redeem_coupons(e, cust_c, type_c, at, ev) != 0 ||
             dates_customer_changed(e, cust_c) != 0 ||
             instance_route_event(e, cust_c, type_c, at, ev) != 0)

@@ -226,14 +226,35 @@ int helpers_is_trigger(lua_State *L, int idx)
     return has_metatable(L, idx, HELPERS_TRIGGER_MT);
 }
 
-/* anniversary("birthday", {at = "10:00", offset = -days(1)}) */
+/* anniversary("birthday", {at = "10:00", offset_days = -1, offset = -hours(1), late = hours(6)}) */
 static int h_anniversary(lua_State *L)
 {
     const char *field = luaL_checkstring(L, 1);
     int hh = 9, mm = 0;
-    lua_Integer offset = 0;
+    lua_Integer offset = 0, offset_days = 0, late = 0;
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
+        lua_pushnil(L);
+        while (lua_next(L, 2)) {
+            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+            if (strcmp(k, "at") != 0 && strcmp(k, "offset") != 0 && strcmp(k, "offset_days") != 0 &&
+                strcmp(k, "late") != 0)
+                return luaL_argerror(L, 2, lua_pushfstring(L, "unknown option '%s' (at, offset_days, offset, "
+                                                              "late)", k));
+            lua_pop(L, 1);
+        }
+        int ok;
+        if (lua_getfield(L, 2, "offset_days") != LUA_TNIL) {
+            offset_days = lua_tointegerx(L, -1, &ok);
+            if (!ok || offset_days < -366 || offset_days > 366)
+                return luaL_argerror(L, 2, "'offset_days' must be a whole number of days (-366..366)");
+        }
+        if (lua_getfield(L, 2, "late") != LUA_TNIL) {
+            late = lua_tointegerx(L, -1, &ok);
+            if (!ok || late < 0)
+                return luaL_argerror(L, 2, "'late' must be whole seconds, at least 0 (hours(n))");
+        }
+        lua_pop(L, 2);
         if (lua_getfield(L, 2, "at") != LUA_TNIL) {
             const char *at = lua_tostring(L, -1);
             if (!at || clock_parse_hhmm(at, &hh, &mm) != 0)
@@ -256,6 +277,10 @@ static int h_anniversary(lua_State *L)
     lua_setfield(L, -2, "minute_of_day");
     lua_pushinteger(L, offset);
     lua_setfield(L, -2, "offset");
+    lua_pushinteger(L, offset_days);
+    lua_setfield(L, -2, "offset_days");
+    lua_pushinteger(L, late);
+    lua_setfield(L, -2, "late");
     luaL_setmetatable(L, HELPERS_TRIGGER_MT);
     return 1;
 }

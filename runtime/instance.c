@@ -459,6 +459,35 @@ int instance_convert(engine *e, int64_t id, tend_time at, const cJSON *ev)
     return rc ? -1 : 0;
 }
 
+/* Whether `event` meets the goal of instance id: its journey's goal.where
+ * (event) when it has one, else yes. 1, 0, or -1 on a store error; a
+ * failing where() is logged and counts as no. */
+static int goal_where(engine *e, int64_t id, const cJSON *event)
+{
+    store_stmt *s = store_sql(e->st, "SELECT journey, version FROM instances WHERE id = ?");
+    store_bind_int(s, 1, id);
+    if (store_step(s) != STORE_ROW)
+        return 0;
+    char *journey = xstrdup(store_col_text(s, 0)), *version = xstrdup(store_col_text(s, 1));
+    store_reset(s);
+    lua_State *L = sandbox_state(e->sb);
+    int top = lua_gettop(L), met = 1;
+    if (catalog_push_journey(e, journey, version) && lua_getfield(L, -1, "goal") == LUA_TTABLE &&
+        lua_getfield(L, -1, "where") == LUA_TFUNCTION) {
+        json_push(L, event);
+        if (sandbox_pcall(e->sb, L, 1, 1) != LUA_OK) {
+            engine_logf(e, "error", "journey '%s': goal where() failed: %s", journey, lua_tostring(L, -1));
+            met = 0;
+        } else {
+            met = lua_toboolean(L, -1);
+        }
+    }
+    lua_settop(L, top);
+    free(journey);
+    free(version);
+    return met;
+}
+
 int instance_route_event(engine *e, const char *customer, const char *type, tend_time at,
                          const cJSON *event)
 {
@@ -492,9 +521,14 @@ int instance_route_event(engine *e, const char *customer, const char *type, tend
             if (hits[i].kind != pass)
                 continue;
             if (pass == 1) {
-                if (!hits[i].until || at <= hits[i].until)
+                int in_time = !hits[i].until || at <= hits[i].until;
+                int met = in_time ? goal_where(e, hits[i].id, event) : 0;
+                if (met < 0)
+                    rc = -1;
+                else if (met)
                     rc = instance_convert(e, hits[i].id, at, event);
-                if (rc == 0)
+                /* an event the goal's where() refuses leaves it listening */
+                if (rc == 0 && (met || !in_time))
                     rc = drop_listener(e, customer, hits[i].type, hits[i].id, 1);
             } else {
                 rc = instance_wake(e, hits[i].id, WAKE_EVENT, event);

@@ -14,6 +14,7 @@
 
 #include <curl/curl.h>
 
+#include "calendar.h"
 #include "catalog.h"
 #include "clock.h"
 #include "customer.h"
@@ -70,7 +71,7 @@ struct opts {
     int sample;
     int verbose;
     int json;
-    const char *days, *customers, *events, *start;
+    const char *days, *customers, *events, *start, *messages;
     const char *filter, *junit, *coverage;
     const char *db, *listen;
     const char *assignee, *status, *outcome, *note, *limit, *before, *after;
@@ -155,6 +156,8 @@ static int parse(int argc, char **argv, struct opts *o, const char *cmd)
             value = &o->events;
         else if (!strcmp(a, "--start"))
             value = &o->start;
+        else if (!strcmp(a, "--messages"))
+            value = &o->messages;
         else if (!strcmp(a, "-k"))
             value = &o->filter;
         else if (!strcmp(a, "--junit"))
@@ -554,13 +557,18 @@ static int cmd_simulate(int argc, char **argv)
         return 2;
     if (o.help || o.nargs != 1 || !o.days) {
         printf("usage: tend simulate DIR --days N [--customers FILE] [--events FILE] [--start TIME]\n"
+               "                         [--messages FILE]\n"
                "Runs the scripts of DIR on a virtual clock against a throw-away copy of the\n"
                "given customers and events, for N days, every channel captured, and prints\n"
-               "the forecast: sends by journey, template and channel, and their cost.\n");
+               "the forecast: sends by journey, template and channel, and their cost; the\n"
+               "contact load per channel and day (days where caps defer more than 10%% of\n"
+               "the sends flagged); a policy audit (marketing in quiet hours, over a cap,\n"
+               "after an opt-out, deferred never delivered), exit status 1 if any is not 0.\n"
+               "--messages FILE writes every message as NDJSON.\n");
         return o.help ? 0 : 2;
     }
     struct simulate_options so = {.dir = o.args[0], .days = atoi(o.days), .customers = o.customers,
-                                  .events = o.events, .start = o.start};
+                                  .events = o.events, .start = o.start, .messages = o.messages};
     return simulate_run(&so, stdout);
 }
 
@@ -812,6 +820,7 @@ int main(int argc, char **argv)
             int rc = commands[i].run(argc - 1, argv + 1);
             curl_global_cleanup();
             clock_shutdown();
+            calendar_shutdown();
             mime_shutdown();
             return rc;
         }

@@ -5,15 +5,25 @@
  *  - quiet hours (default 21:30–08:30, in the customer's zone; an unknown
  *    zone means the configured default, never "send anyway"): marketing waits
  *    for the window to end, transactional goes at once;
- *  - caps on marketing (default 1 a local day, 3 an ISO week, per customer,
- *    across journeys): over the cap a message is capped, or deferred to the
- *    first day with room when its journey or template says on_cap = "defer".
- *    A message of higher priority may take the slot of a lower-priority one
- *    not yet sent, which is then capped in its place.
+ *  - a channel's contact window (`window = {"10:00-11:30", "14:00-17:00"}`,
+ *    `days = "mon-fri"`, in the customer's zone): a message of any category
+ *    outside it waits for the next opening;
+ *  - caps (config `caps`, per customer, across journeys): per scope —
+ *    "marketing" (marketing messages on every channel; default 1 a local
+ *    day, 3 an ISO week) or a channel (its messages of every category but
+ *    transactional, and the tasks of that kind) — and per period: day, ISO
+ *    week, month (local) or rolling {within = s, max = n}. `segment_caps`
+ *    replace a limit for a segment's members. Over a cap a message is
+ *    capped, or deferred to the first period with room when its journey or
+ *    template says on_cap = "defer". A message of higher priority may take
+ *    the slot of a lower-priority one not yet sent, which is then capped in
+ *    its place.
  * Checked when a message is queued, and suppression and quiet hours again
  * just before it is delivered (an opt-out in between stops it). */
 #ifndef TEND_POLICY_H
 #define TEND_POLICY_H
+
+#include <lua.h>
 
 #include "engine.h"
 
@@ -25,6 +35,40 @@ struct policy_verdict {
 
 int policy_check(engine *e, const char *customer, const char *channel, int marketing, int priority,
                  int defer_on_cap, tend_time now, struct policy_verdict *v);
+
+/* A task of `kind` (a task-type channel of that name, when declared):
+ * due_at is the next opening of its window; its caps count the task
+ * ("capped": over one). */
+int policy_check_task(engine *e, const char *customer, const char *kind, tend_time now, struct policy_verdict *v);
+
+/* A channel's contact window: spans of the local day and weekdays. */
+#define POLICY_MAX_SPANS 8
+struct policy_window {
+    int n;                          /* spans; 0: the whole day */
+    int from[POLICY_MAX_SPANS], to[POLICY_MAX_SPANS];   /* minutes of the local day, to > from */
+    unsigned days;                  /* bit 0 = Sunday; 0x7f = every day */
+    int restricted_days;
+};
+
+/* Reads `window` and `days` of the channel declaration at decl (a non-table:
+ * no window). 0, or -1 with err quoting the bad value. */
+int policy_read_window(lua_State *L, int decl, struct policy_window *w, char *err, size_t n);
+
+/* t when inside the window in zone tz, else its next opening. */
+tend_time policy_window_next(const struct policy_window *w, const char *tz, tend_time t);
+
+/* Counts an event of the customer at `at` in its local hour (best_time). 0 or -1. */
+int policy_note_activity(engine *e, const char *customer, tend_time at);
+
+/* Registers best_time(c, {default = "10:00"}) → the next local time at the
+ * customer's most active hour (the local hour holding most of their events,
+ * once there are at least 3; the earliest hour on a tie), else at `default`
+ * (10:00 when not given). Inside a run it is a recorded step, like at_local. */
+void policy_lua_register(engine *e);
+
+/* After a load: every channel named in caps / segment_caps is declared or
+ * has template text, every segment exists. 0, or -1 with err naming it. */
+int policy_validate(engine *e, char *err, size_t n);
 
 /* At delivery time: 0 go, 1 suppressed (reason filled), 2 wait until *due. */
 int policy_recheck(engine *e, const char *customer, const char *channel, int marketing,

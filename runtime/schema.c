@@ -123,6 +123,33 @@ static const char m2_delivery[] =
     /* customers who never ordered age by first_seen_at (customer_sweep) */
     "CREATE INDEX IF NOT EXISTS customers_first_seen ON customers(first_seen_at) WHERE last_order_at IS NULL;";
 
+/* --- branch calendar: local-time triggers and anniversary bookkeeping --- */
+static const char m_calendar[] =
+    /* local_cron / holiday triggers: one row per (journey, customer zone)
+     * with the zone's next slot; `after` is the fan-out's resume point (the
+     * last customer id started for the slot). zone '' holds the customers
+     * with no zone. */
+    "CREATE TABLE local_triggers ("
+    " journey TEXT NOT NULL, zone TEXT NOT NULL, fire_at INTEGER NOT NULL,"
+    " after TEXT NOT NULL DEFAULT '',"
+    " PRIMARY KEY (journey, zone)) WITHOUT ROWID;"
+    "CREATE INDEX local_triggers_due ON local_triggers(fire_at);"
+    /* a zone's customers in id order: the fan-out's page is a range scan */
+    "CREATE INDEX IF NOT EXISTS customers_timezone ON customers(timezone);"
+    /* the last firing, so a late = hours(n) re-plan never fires it twice */
+    "ALTER TABLE date_triggers ADD COLUMN last_fired INTEGER;"
+    /* best_time(): how many of a customer's events fell in each local hour */
+    "CREATE TABLE activity_hours ("
+    " customer TEXT NOT NULL, hour INTEGER NOT NULL, n INTEGER NOT NULL,"
+    " PRIMARY KEY (customer, hour)) WITHOUT ROWID;"
+    /* messages a cap deferred when they were queued (tend simulate's contact
+     * load): the reason in last_error is cleared once they are sent */
+    "CREATE TABLE cap_deferrals (message INTEGER PRIMARY KEY, reason TEXT NOT NULL);"
+    "CREATE TRIGGER outbox_cap_deferred AFTER INSERT ON outbox"
+    " WHEN NEW.status = 'deferred' AND NEW.last_error LIKE '% cap of %' BEGIN"
+    " INSERT OR IGNORE INTO cap_deferrals (message, reason) VALUES (NEW.id, NEW.last_error); END;";
+/* --- end branch calendar --- */
+
 /* --- branch loop: closing the loop (tasks with outcomes, coupons redeemed,
  * receipts, conversion values) --- */
 static const char m_loop[] =
@@ -163,6 +190,7 @@ static const char m_loop[] =
 const struct store_migration schema_migrations[] = {
     {"core", m1_core},
     {"delivery", m2_delivery},
+    {"calendar", m_calendar},
     {"loop", m_loop},
 };
 const int schema_migration_count = sizeof schema_migrations / sizeof schema_migrations[0];

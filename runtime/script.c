@@ -11,6 +11,7 @@
 #include "dates.h"
 #include "instance.h"
 #include "json.h"
+#include "policy.h"
 #include "script.h"
 #include "util.h"
 
@@ -98,6 +99,11 @@ static int finish_load(engine *e, struct source *files, int n, char **errors)
             nerr++;
         } else if (dates_sync(e) != 0) {
             strbuf_printf(&err, "store: date triggers: %s\n", store_errmsg(e->st));
+            nerr++;
+        }
+        char why[300];
+        if (policy_validate(e, why, sizeof why) != 0) {   /* caps name channels and segments scripts declare */
+            strbuf_printf(&err, "tend.lua: %s\n", why);
             nerr++;
         }
     } else {

@@ -9,6 +9,7 @@
 #include "event.h"
 #include "importer.h"
 #include "json.h"
+#include "policy.h"
 #include "simulate.h"
 #include "status.h"
 #include "util.h"
@@ -129,6 +130,181 @@ static void print_report(engine *e, FILE *out, int days)
         fprintf(out, "%lld staff tasks\n", (long long)tasks);
 }
 
+/* --- contact load, messages, audit -------------------------------------- */
+
+struct load_row {
+    char channel[64];
+    int64_t day;            /* days since 1970 in the configured zone */
+    long messages, deferred_by_cap;
+};
+
+/* Every message in id order with what the load, the file and the audit need. */
+static const char MESSAGE_SQL[] =
+    "SELECT o.customer, COALESCE(o.journey, ''), COALESCE(o.template, ''), o.channel, o.category, o.status,"
+    " COALESCE(o.sent_at, o.due_at, o.created_at), o.created_at, COALESCE(o.last_error, ''), c.timezone, o.due_at"
+    " FROM outbox o LEFT JOIN customers c ON c.id = o.customer ORDER BY o.id";
+
+static void print_load(engine *e, FILE *out)
+{
+    struct load_row *rows = NULL;
+    int n = 0;
+    /* by the time queued, so a day's rows are together at the end of the list */
+    store_stmt *s = store_sql(e->st, "SELECT o.channel, o.status, o.created_at, d.message IS NOT NULL FROM outbox o"
+                                     " LEFT JOIN cap_deferrals d ON d.message = o.id ORDER BY o.created_at, o.id");
+    while (store_step(s) == STORE_ROW) {
+        struct clock_local l;
+        if (clock_to_local(store_col_int(s, 2), e->cfg.timezone, &l) != 0)
+            continue;
+        int64_t day = clock_days_from_civil(l.year, l.month, l.day);
+        const char *channel = store_col_text(s, 0);
+        int i = n - 1;
+        while (i >= 0 && rows[i].day == day && strcmp(rows[i].channel, channel) != 0)
+            i--;
+        if (i < 0 || rows[i].day != day) {
+            i = n;
+            rows = xrealloc(rows, (size_t)(n + 1) * sizeof *rows);
+            memset(&rows[n], 0, sizeof rows[n]);
+            snprintf(rows[n].channel, sizeof rows[n].channel, "%s", channel);
+            rows[n++].day = day;
+        }
+        rows[i].messages++;
+        if (strcmp(store_col_text(s, 1), "capped") != 0 && store_col_int(s, 3))
+            rows[i].deferred_by_cap++;
+    }
+    fprintf(out, "\ncontact load by channel and day (%s)\n", e->cfg.timezone);
+    fprintf(out, "%-12s %-10s %9s %14s\n", "day", "channel", "messages", "cap-deferred");
+    int flagged = 0;
+    for (int i = 0; i < n; i++) {
+        int y, m, d;
+        clock_civil_from_days(rows[i].day, &y, &m, &d);
+        int flag = rows[i].deferred_by_cap * 10 > rows[i].messages;
+        flagged += flag;
+        fprintf(out, "%04d-%02d-%02d   %-10s %9ld %14ld%s\n", y, m, d, rows[i].channel, rows[i].messages,
+                rows[i].deferred_by_cap, flag ? "  ! caps defer more than 10%" : "");
+    }
+    if (flagged)
+        fprintf(out, "%d day%s where caps defer more than 10%% of the messages\n", flagged, flagged == 1 ? "" : "s");
+    free(rows);
+}
+
+static int write_messages(engine *e, const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "tend simulate: --messages %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    store_stmt *s = store_sql(e->st, MESSAGE_SQL);
+    while (store_step(s) == STORE_ROW) {
+        const char *tz = store_col_text(s, 9);
+        if (!tz || !clock_tz_valid(tz))
+            tz = e->cfg.timezone;
+        char local[40];
+        cJSON *m = cJSON_CreateObject();
+        static const char *const keys[] = {"customer", "journey", "template", "channel", "category", "status"};
+        for (int i = 0; i < 6; i++)
+            cJSON_AddStringToObject(m, keys[i], store_col_text(s, i));
+        cJSON_AddNumberToObject(m, "at", (double)store_col_int(s, 6));
+        cJSON_AddStringToObject(m, "local", clock_format(store_col_int(s, 6), tz, local, sizeof local));
+        char *line = json_print(m);
+        fprintf(f, "%s\n", line);
+        free(line);
+        cJSON_Delete(m);
+    }
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+/* The most generous limit of (scope, period) among caps and segment_caps, or -1. */
+static int loosest_limit(const struct config *c, const char *scope, enum config_cap_period period)
+{
+    int best = -1;
+    for (int i = 0; i < c->ncaps; i++)
+        if (c->caps[i].period == period && period != CAP_ROLLING && strcmp(c->caps[i].scope, scope) == 0 &&
+            c->caps[i].limit > best)
+            best = c->caps[i].limit;
+    return best;
+}
+
+/* Sent messages of a scope per customer and local period, over the limit. */
+static int64_t audit_caps(engine *e)
+{
+    const struct config *c = &e->cfg;
+    int64_t over = 0;
+    for (int i = 0; i < c->ncaps; i++) {
+        const struct config_cap *cap = &c->caps[i];
+        if (cap->segment || cap->period == CAP_ROLLING)
+            continue;
+        int limit = loosest_limit(c, cap->scope, cap->period);
+        int marketing = strcmp(cap->scope, "marketing") == 0;
+        store_stmt *s = store_sql(e->st, "SELECT o.customer, o.sent_at, c.timezone FROM outbox o LEFT JOIN customers c"
+                                         " ON c.id = o.customer WHERE o.status = 'sent' AND"
+                                         " ((?1 AND o.category = 'marketing') OR (NOT ?1 AND o.channel = ?2"
+                                         " AND o.category <> 'transactional')) ORDER BY o.customer, o.sent_at");
+        store_bind_int(s, 1, marketing);
+        store_bind_text(s, 2, cap->scope, -1);
+        char last[256] = "";
+        int64_t period = INT64_MIN;
+        int count = 0;
+        while (store_step(s) == STORE_ROW) {
+            const char *tz = store_col_text(s, 2);
+            if (!tz || !clock_tz_valid(tz))
+                tz = c->timezone;
+            struct clock_local l;
+            clock_to_local(store_col_int(s, 1), tz, &l);
+            int64_t day = clock_days_from_civil(l.year, l.month, l.day);
+            int64_t p = cap->period == CAP_DAY ? day : cap->period == CAP_WEEK ? day - (l.wday + 6) % 7
+                                                                                : l.year * 12 + l.month;
+            if (strcmp(last, store_col_text(s, 0)) != 0 || p != period) {
+                snprintf(last, sizeof last, "%s", store_col_text(s, 0));
+                period = p;
+                count = 0;
+            }
+            if (++count > limit)
+                over++;
+        }
+    }
+    return over;
+}
+
+/* Marketing sent inside quiet hours in the customer's zone. */
+static int64_t audit_quiet(engine *e)
+{
+    const struct config *c = &e->cfg;
+    if (!c->quiet_enabled)
+        return 0;
+    int64_t n = 0;
+    store_stmt *s = store_sql(e->st, "SELECT o.sent_at, c.timezone FROM outbox o LEFT JOIN customers c"
+                                     " ON c.id = o.customer WHERE o.status = 'sent' AND o.category = 'marketing'");
+    while (store_step(s) == STORE_ROW) {
+        const char *tz = store_col_text(s, 1);
+        if (!tz || !clock_tz_valid(tz))
+            tz = c->timezone;
+        tend_time at = store_col_int(s, 0);
+        n += policy_quiet_end(e, tz, at) != at;
+    }
+    return n;
+}
+
+static int audit(engine *e, tend_time end, FILE *out)
+{
+    int64_t quiet = audit_quiet(e), over = audit_caps(e);
+    int64_t opted = store_count(e->st, "SELECT COUNT(*) FROM outbox o JOIN suppressions s ON s.customer = o.customer"
+                                       " AND s.channel IN (o.channel, '*') WHERE o.status = 'sent'"
+                                       " AND o.category = 'marketing' AND s.at IS NOT NULL AND o.sent_at > s.at");
+    store_stmt *s = store_sql(e->st, "SELECT COUNT(*) FROM outbox WHERE status IN ('deferred', 'queued') AND due_at <= ?");
+    store_bind_int(s, 1, end);
+    int64_t stuck = store_step(s) == STORE_ROW ? store_col_int(s, 0) : -1;
+    store_reset(s);
+    fprintf(out, "\npolicy audit\n");
+    fprintf(out, "  marketing sent in quiet hours      %lld\n", (long long)quiet);
+    fprintf(out, "  sends over a cap                   %lld\n", (long long)over);
+    fprintf(out, "  marketing sent after an opt-out    %lld\n", (long long)opted);
+    fprintf(out, "  deferred, due, never delivered     %lld\n", (long long)stuck);
+    int clean = quiet == 0 && over == 0 && opted == 0 && stuck == 0;
+    fprintf(out, "  %s\n", clean ? "ok" : "FAILED");
+    return clean ? 0 : 1;
+}
+
 int simulate_run(const struct simulate_options *o, FILE *out)
 {
     tend_time start = (tend_time)time(NULL);
@@ -185,7 +361,10 @@ int simulate_run(const struct simulate_options *o, FILE *out)
     if (engine_advance(e, end - engine_now(e)) != 0)
         goto done;
     print_report(e, out, o->days);
-    rc = 0;
+    print_load(e, out);
+    if (o->messages && write_messages(e, o->messages) != 0)
+        goto done;
+    rc = audit(e, end, out);
 done:
     engine_close(e);
     clock_free(clk);

@@ -267,12 +267,15 @@ static int p_wait_for(lua_State *L)
     struct run_ctx *ctx = step_require(L, e, "wait_for()");
     const char *type = luaL_checkstring(L, 1);
     lua_Integer timeout = 0;
-    int where = 0;
+    int where = 0, at_once = 0;
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
         if (lua_getfield(L, 2, "timeout") != LUA_TNIL) {
-            timeout = (lua_Integer)luaL_checknumber(L, -1);
-            luaL_argcheck(L, timeout > 0, 2, "timeout must be positive seconds");
+            lua_Number t = luaL_checknumber(L, -1);
+            /* like wait(0): a timeout of nothing (0, negative, under a
+             * second) has passed already */
+            at_once = !(t >= 1);
+            timeout = at_once ? -1 : (lua_Integer)t;
         }
         if (lua_getfield(L, 2, "where") != LUA_TNIL) {
             luaL_argcheck(L, lua_isfunction(L, -1), 2, "where must be a function(event)");
@@ -281,6 +284,14 @@ static int p_wait_for(lua_State *L)
     }
     char hashed[240];
     snprintf(hashed, sizeof hashed, "%s\x1f%lld", type, (long long)timeout);
+    if (at_once) {   /* the timeout has passed already: recorded as a wait that ended */
+        uint32_t hash = step_hash(hashed);
+        if (step_take(L, ctx, "wait_for", type, hash, NULL) == STEP_REPLAY)
+            return 1;
+        step_record(L, ctx, "wait_for", type, hash, 0);
+        lua_pushnil(L);
+        return 1;
+    }
     struct lua_where lw = {L, where};
     struct step_wait w = {.kind = "wait_for", .desc = type, .hashed = hashed, .listen = type,
                           .timeout = timeout, .match = where ? lua_where_matches : NULL, .ud = &lw};

@@ -5,9 +5,11 @@
 
 #include <lauxlib.h>
 
+#include "channel.h"
 #include "customer.h"
 #include "event.h"
 #include "json.h"
+#include "policy.h"
 #include "step.h"
 #include "task.h"
 #include "util.h"
@@ -87,6 +89,35 @@ int task_create(engine *e, lua_State *L, const char *journey, int64_t instance, 
             assignee_copy = xstrdup(assignee);
         lua_pop(L, 2);
     }
+    /* A declared task channel of this kind governs the task: its window
+     * sets when it is due, its caps may refuse it. */
+    struct policy_verdict v = {.status = "queued", .due_at = engine_now(e)};
+    struct channel_info info;
+    if (kind) {
+        channel_push(e, kind, &info);
+        int governed = lua_istable(L, -1) && info.kind == CHANNEL_TASK;
+        lua_pop(L, 1);
+        if (governed && policy_check_task(e, customer, kind, engine_now(e), &v) != 0) {
+            free(assignee_copy);
+            free(kind);
+            snprintf(err, errlen, "store: %s", store_errmsg(e->st));
+            return -1;
+        }
+    }
+    if (strcmp(v.status, "capped") == 0) {
+        lua_createtable(L, 0, 2);
+        lua_pushliteral(L, "capped");
+        lua_setfield(L, -2, "status");
+        lua_pushstring(L, v.reason);
+        lua_setfield(L, -2, "reason");
+        free(assignee_copy);
+        free(kind);
+        return 0;
+    }
+    /* due: when the script says, but never before the channel's window
+     * opens; a window alone makes the task due at its opening */
+    if (v.due_at > engine_now(e) && v.due_at > due_at)
+        due_at = v.due_at;
     store_stmt *s = store_sql(e->st, "INSERT INTO tasks (customer, journey, instance, step, assignee, note,"
                                      " created_at, kind, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
     store_bind_text(s, 1, customer, -1);
@@ -105,9 +136,11 @@ int task_create(engine *e, lua_State *L, const char *journey, int64_t instance, 
         snprintf(err, errlen, "store: %s", store_errmsg(e->st));
         return -1;
     }
-    lua_createtable(L, 0, 3);
+    lua_createtable(L, 0, 4);
     lua_pushinteger(L, store_last_rowid(e->st));
     lua_setfield(L, -2, "id");
+    lua_pushstring(L, due_at > engine_now(e) && due_at == v.due_at ? "deferred" : "open");
+    lua_setfield(L, -2, "status");
     if (due_at) {
         lua_pushinteger(L, due_at);
         lua_setfield(L, -2, "due_at");

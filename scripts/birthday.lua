@@ -28,7 +28,7 @@ template "baby_first_birthday" {
 }
 
 journey "birthday" {
-  on = anniversary("birthday", { at = "10:00", offset = -days(1) }),
+  on = anniversary("birthday", { at = "10:00", offset_days = -1 }),
   run = function(c, ev)
     local gift = coupon_issue(c, { value = 15, valid = days(14), prefix = "BDAY" })
     send("sms", c, "birthday_eve", { coupon = gift, years = ev.years })

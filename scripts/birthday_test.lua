@@ -45,3 +45,10 @@ t.case("a changed birthday moves the greeting", function()
   s:advance(days(40))
   t.eq(os.date("!%Y-%m-%d", s:sent{ customer = "c1" }[1].at), "2026-01-31")
 end)
+
+t.case("the eve keeps 10:00 when the day before the birthday is across a DST change", function()
+  local s = sim()
+  s:customer{ id = "ny", birthday = "1985-03-08", timezone = "America/New_York" }  -- DST begins Mar 8
+  s:advance(days(70))
+  t.eq(os.date("!%Y-%m-%dT%H:%M", s:sent{ customer = "ny" }[1].at), "2026-03-07T15:00")  -- 10:00 EST
+end)

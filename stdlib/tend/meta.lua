@@ -56,11 +56,11 @@ function Customer:set(fields) end
 
 ---@class tend.JourneySpec
 ---@field run fun(c: tend.Customer, ev: table?) the journey
----@field on (string|tend.DateTrigger)? an event type, or anniversary(...)
+---@field on (string|tend.DateTrigger)? an event type, or anniversary(...), local_cron(...), holiday(...)
 ---@field when (fun(c: tend.Customer, ev: table?): boolean)? entry filter for every way in
 ---@field once boolean? enter at most once per customer
 ---@field reenter_after integer? seconds before a new entry
----@field goal { event: string, within: integer? }?
+---@field goal { event: string, within: integer?, where: (fun(ev: table): boolean)? }?
 ---@field audience (tend.filter|fun(ev: table): tend.filter)? who enters on a broadcast
 ---@field priority number?
 ---@field on_cap ("defer"|"skip")?
@@ -98,9 +98,34 @@ function channel(name) end
 
 ---A date trigger for `on`: fires on the yearly return of a date field.
 ---@param field string birthday, first_seen_at, first_order_at, last_order_at, last_active_at or attrs.<path>
----@param opts { at: string?, offset: integer? }?
+---@param opts { at: string?, offset_days: integer?, offset: integer?, late: integer? }?
 ---@return tend.DateTrigger
 function anniversary(field, opts) end
+
+---A trigger for `on`: fires for every customer of the audience at a cron time in the customer's own zone.
+---@param expr string five cron fields, e.g. "0 9 1 1,7 *"
+---@param opts { audience: tend.filter? }?
+---@return tend.DateTrigger
+function local_cron(expr, opts) end
+
+---A trigger for `on`: fires on a named date (built in, or `holidays` in tend.lua) at a local time.
+---@param name string spring_festival, mid_autumn, qingming, mothers_day, ...
+---@param opts { at: string?, offset_days: integer?, audience: tend.filter? }?
+---@return tend.DateTrigger
+function holiday(name, opts) end
+
+---The date of a named holiday in a year, "YYYY-MM-DD" (nil outside 1900-2100 for lunar dates).
+---@param name string
+---@param year integer
+---@return string?
+function holiday_date(name, year) end
+
+---Whether `time` falls on the named holiday in the customer's zone (the configured one without c).
+---@param name string
+---@param time integer|string
+---@param c tend.Customer?
+---@return boolean
+function is_holiday(name, time, c) end
 
 -- --- primitives inside run ----------------------------------------------------------
 
@@ -114,7 +139,7 @@ function wait_until(time) end
 
 ---Waits for the customer's next event of `type`; nil on timeout.
 ---@param type string
----@param opts { timeout: integer?, where: (fun(ev: table): boolean)? }?
+---@param opts { timeout: number?, where: (fun(ev: table): boolean)? }? a timeout under 1 s times out at once
 ---@return table? event
 function wait_for(type, opts) end
 
@@ -200,6 +225,12 @@ function now() end
 ---@param hhmm string
 ---@return integer
 function at_local(c, hhmm) end
+
+---The next instant at the customer's most active local hour (from their events), else at opts.default.
+---@param c tend.Customer|string
+---@param opts { default: string? }?
+---@return integer
+function best_time(c, opts) end
 
 ---A replay-safe random number, as math.random.
 ---@param m integer?
