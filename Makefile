@@ -3,6 +3,7 @@
 #   make deps     install missing Debian -dev packages (apt-get, as root)
 #   make test     deps, build, every test; then the same tests under ASan+UBSan
 #   make bench    benchmarks (figures and ratios; never pass/fail)
+#   make bench-peers  tend against BullMQ on Redis (installs redis-server, npm packages)
 #   make demo     the demo shop on embedded defaults
 #   make install  PREFIX=/usr/local DESTDIR= : binary, man page, completions, unit, example config
 
@@ -36,6 +37,10 @@ DEPS := \
   cmd:systemd-analyze=systemd \
   cmd:npm=npm \
   perl:TAP::Parser=perl
+# Only `make bench-peers` needs these (not make test): the BullMQ peer.
+PEERS_DEPS := cmd:redis-server=redis-server cmd:redis-cli=redis-tools cmd:node=nodejs cmd:npm=npm
+# What `make bench` needs beyond DEPS (bench/healthz.sh reads the store with sqlite3).
+BENCH_DEPS := cmd:sqlite3=sqlite3 cmd:curl=curl
 
 SAN ?=
 ifeq ($(SAN),1)
@@ -69,7 +74,7 @@ BENCH_BIN    := $(BENCH_SRC:bench/%.c=$(BUILD)/bench_%) $(if $(wildcard bench/ge
 
 TEND := $(if $(filter 1,$(SAN)),$(BUILD)/tend,bin/tend)
 
-.PHONY: all deps test check-unit check-lua check-cli test-one lint-lua bench demo clean install uninstall
+.PHONY: all deps test check-unit check-lua check-cli test-one lint-lua bench bench-peers demo clean install uninstall
 all: $(TEND) $(TEST_HELPERS) $(BENCH_BIN)
 
 $(BUILD)/%.o: runtime/%.c | $(BUILD)
@@ -145,8 +150,15 @@ test: deps
 	$(MAKE) SAN=1 test-one
 
 bench: deps
+	@$(MAKE) --no-print-directory deps DEPS="$(BENCH_DEPS)"
 	$(MAKE) all
 	@sh bench/run.sh
+
+# BENCH_PEERS_JOBS=N (default 1000000); see bench/peers/run.sh
+bench-peers: deps
+	@$(MAKE) --no-print-directory deps DEPS="$(BENCH_DEPS) $(PEERS_DEPS)"
+	$(MAKE) all
+	@sh bench/peers/run.sh
 
 demo: deps
 	$(MAKE) all

@@ -4,6 +4,9 @@
  *       N customers as CSV (the header `tend import` takes).
  *   gen events N --customers M [--seed S] [--start EPOCH]
  *       N events as NDJSON for customers c0000000001..cM, times increasing.
+ *   gen orders N --customers M [--items K] [--seed S] [--start EPOCH]
+ *       N order.paid events with K items each (default 3): 200 skus in 10
+ *       categories, times increasing.
  *
  * The same seed gives the same bytes, so runs compare. Standalone (libc
  * only) and fast: a xorshift PRNG, hand-written number formatting and one
@@ -302,11 +305,56 @@ static void gen_events(uint64_t n, uint64_t customers, long long start)
     }
 }
 
+/* One order.paid with `items` lines: sku S000..S199, category k0..k9 by
+ * sku, qty 1..3, price 5.00..204.99. */
+static void order_row(uint64_t i, uint64_t customers, long long at, uint64_t items)
+{
+    put("{\"id\":\"p");
+    put_pad(i, 9);
+    put("\",\"type\":\"order.paid\",\"customer\":\"c");
+    put_pad(1 + below(customers), 10);
+    put("\",\"at\":");
+    put_u((uint64_t)at);
+    put(",\"order\":\"o");
+    put_pad(i, 9);
+    put("\",\"items\":[");
+    uint64_t total = 0;
+    for (uint64_t k = 0; k < items; k++) {
+        uint64_t sku = below(200), price = 500 + below(20000);
+        if (k)
+            putch(',');
+        put("{\"sku\":\"S");
+        put_pad(sku, 3);
+        put("\",\"category\":\"k");
+        put_u(sku % 10);
+        put("\",\"qty\":");
+        put_u(1 + below(3));
+        put(",\"price\":");
+        put_money(price);
+        putch('}');
+        total += price;
+    }
+    put("],\"total\":");
+    put_money(total);
+    putch('}');
+    line_done();
+}
+
+static void gen_orders(uint64_t n, uint64_t customers, long long start, uint64_t items)
+{
+    long long at = start;
+    for (uint64_t i = 1; i <= n; i++) {
+        at += (long long)below(3);
+        order_row(i, customers, at, items);
+    }
+}
+
 /* --- arguments ------------------------------------------------------------- */
 
 static const char usage[] =
     "usage: gen customers N [--seed S]\n"
-    "       gen events N --customers M [--seed S] [--start EPOCH]\n";
+    "       gen events N --customers M [--seed S] [--start EPOCH]\n"
+    "       gen orders N --customers M [--items K] [--seed S] [--start EPOCH]\n";
 
 static int number(const char *s, uint64_t *out)
 {
@@ -320,7 +368,7 @@ static int number(const char *s, uint64_t *out)
 
 int main(int argc, char **argv)
 {
-    uint64_t n, s = 1, customers = 0, start = (uint64_t)EPOCH;
+    uint64_t n, s = 1, customers = 0, start = (uint64_t)EPOCH, items = 3;
     if (argc < 3 || number(argv[2], &n) != 0) {
         fputs(usage, stderr);
         return 2;
@@ -328,7 +376,8 @@ int main(int argc, char **argv)
     for (int i = 3; i < argc; i++) {
         uint64_t *dst = !strcmp(argv[i], "--seed") ? &s
                       : !strcmp(argv[i], "--customers") ? &customers
-                      : !strcmp(argv[i], "--start") ? &start : NULL;
+                      : !strcmp(argv[i], "--start") ? &start
+                      : !strcmp(argv[i], "--items") ? &items : NULL;
         if (!dst || i + 1 >= argc || number(argv[++i], dst) != 0) {
             fputs(usage, stderr);
             return 2;
@@ -339,6 +388,8 @@ int main(int argc, char **argv)
         gen_customers(n);
     } else if (!strcmp(argv[1], "events") && customers > 0) {
         gen_events(n, customers, (long long)start);
+    } else if (!strcmp(argv[1], "orders") && customers > 0 && items > 0 && items <= 100) {
+        gen_orders(n, customers, (long long)start, items);
     } else {
         fputs(usage, stderr);
         return 2;

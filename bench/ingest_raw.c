@@ -15,6 +15,7 @@
 #include <cjson/cJSON.h>
 #include <sqlite3.h>
 
+#include "bench.h"
 #include "store.h"
 #include "util.h"
 
@@ -23,11 +24,22 @@ struct row {
     long long at;
 };
 
-static double seconds(void)
+struct rows {
+    struct row *v;
+    size_t n, cap;
+};
+
+static void add_row(const cJSON *j, char *line, size_t k, void *ud)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+    struct rows *r = ud;
+    if (r->n == r->cap)
+        r->v = xrealloc(r->v, (r->cap = r->cap ? r->cap * 2 : 65536) * sizeof *r->v);
+    r->v[r->n].id = xstrdup(cJSON_GetObjectItem(j, "id")->valuestring);
+    r->v[r->n].type = xstrdup(cJSON_GetObjectItem(j, "type")->valuestring);
+    r->v[r->n].customer = xstrdup(cJSON_GetObjectItem(j, "customer")->valuestring);
+    r->v[r->n].at = (long long)cJSON_GetObjectItem(j, "at")->valuedouble;
+    r->v[r->n].line = xstrndup(line, k);
+    r->n++;
 }
 
 int main(int argc, char **argv)
@@ -36,32 +48,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bench_ingest_raw EVENTS.ndjson DB\n");
         return 2;
     }
-    size_t len;
-    char *data = util_read_file(argv[1], &len);
-    if (!data) {
+    struct rows all = {0};
+    if (bench_load_ndjson(argv[1], add_row, &all) != 0) {
         perror(argv[1]);
         return 1;
     }
-    struct row *rows = NULL;
-    size_t n = 0, cap = 0;
-    for (char *p = data, *end = data + len; p < end;) {
-        char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t k = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        if (k) {
-            cJSON *j = cJSON_ParseWithLength(p, k);
-            if (n == cap)
-                rows = xrealloc(rows, (cap = cap ? cap * 2 : 65536) * sizeof *rows);
-            rows[n].id = xstrdup(cJSON_GetObjectItem(j, "id")->valuestring);
-            rows[n].type = xstrdup(cJSON_GetObjectItem(j, "type")->valuestring);
-            rows[n].customer = xstrdup(cJSON_GetObjectItem(j, "customer")->valuestring);
-            rows[n].at = (long long)cJSON_GetObjectItem(j, "at")->valuedouble;
-            rows[n].line = xstrndup(p, k);
-            n++;
-            cJSON_Delete(j);
-        }
-        p += k + (nl ? 1 : 0);
-    }
-    free(data);
+    struct row *rows = all.v;
+    size_t n = all.n;
     /* The same schema as tend's (store_open creates it), then raw SQLite. */
     char *err = NULL;
     store *st = store_open(argv[2], NULL, &err);
@@ -76,7 +69,7 @@ int main(int argc, char **argv)
     sqlite3_stmt *s;
     sqlite3_prepare_v2(db, "INSERT INTO events (id, type, customer, at, body, received_at)"
                            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", -1, &s, NULL);
-    double t0 = seconds();
+    double t0 = bench_seconds();
     sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
     for (size_t i = 0; i < n; i++) {
         sqlite3_bind_text(s, 1, rows[i].id, -1, SQLITE_STATIC);
@@ -93,7 +86,7 @@ int main(int argc, char **argv)
         }
     }
     sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-    double dt = seconds() - t0;
+    double dt = bench_seconds() - t0;
     printf("%zu %.3f\n", n, dt);
     sqlite3_finalize(s);
     sqlite3_close(db);

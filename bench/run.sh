@@ -2,7 +2,16 @@
 # make bench: figures and ratios on this machine. Nothing here passes or
 # fails; it prints what it measured. Sizes can be lowered for a quick look:
 #   BENCH_INSTANCES=100000 BENCH_EVENTS=200000 BENCH_CUSTOMERS=200000 \
-#   BENCH_BIG=1000000 BENCH_DELIVERIES=20000 BENCH_RENDERS=100000 BENCH_HOLIDAY=50000 make bench
+#   BENCH_BIG=1000000 BENCH_DELIVERIES=20000 BENCH_RENDERS=100000 BENCH_HOLIDAY=50000 \
+#   BENCH_IDLE=3000 make bench
+# and BENCH_STARTPARK (start-and-park events, 100000), BENCH_WAKE_LONG
+# (instances of a 200-step journey woken at every step, 500), BENCH_HEALTHZ_WAKES
+# (due wakes fired while /healthz is probed, 20000), BENCH_PEERS_JOBS (the
+# BullMQ comparison, 100000 here; 0 skips it). It ends with one table:
+# measure, tend, ceiling or peer, ratio, target (issue 14's targets).
+# Order lines (branch orders): BENCH_BOUGHT customers with 5 lines each for
+# the bought segment (the design's size is 10000000: generation then takes
+# long), BENCH_ORDERS order events with 3 items each for ingest.
 set -e
 B=build/release
 T=bin/tend
@@ -11,11 +20,34 @@ N_CUST=${BENCH_CUSTOMERS:-1000000}
 N_EV=${BENCH_EVENTS:-1000000}
 N_BIG=${BENCH_BIG:-10000000}
 N_DEL=${BENCH_DELIVERIES:-100000}
+N_IDLE=${BENCH_IDLE:-20000}
+N_SP=${BENCH_STARTPARK:-100000}
+N_LONG=${BENCH_WAKE_LONG:-500}
+N_HZ=${BENCH_HEALTHZ_WAKES:-20000}
+N_PEERS=${BENCH_PEERS_JOBS:-100000}
+N_BOUGHT=${BENCH_BOUGHT:-1000000}
+N_ORD=${BENCH_ORDERS:-300000}
 N_HOL=${BENCH_HOLIDAY:-1000000}
 N_SIM=${BENCH_SIMULATE:-100000}
 N_RENDER=${BENCH_RENDERS:-1000000}
 work=$(mktemp -d "${TMPDIR:-/tmp}/tend-bench.XXXXXX")
-trap 'rm -rf "$work"' EXIT INT TERM
+# The closing table: one tab-separated row per figure, printed on exit, so it
+# comes last whatever sections follow (and shows what ran if one fails).
+table=$work/table.tsv
+: > "$table"
+summary() {
+    echo
+    echo "== summary (figures of this run on $(nproc) shared cores; never pass/fail)"
+    awk -F '\t' '
+    BEGIN { printf "%-44s %14s  %-30s %7s  %s\n", "measure", "tend", "ceiling or peer", "ratio", "target" }
+    { printf "%-44s %14s  %-30s %7s  %s\n", $1, $2, $3, $4, $5 }' "$table"
+}
+trap 'summary; rm -rf "$work"' EXIT
+trap 'exit 1' INT TERM
+row() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" >> "$table"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'; }
+# pick N FILE SED-EXPR: the first match of a sed -n s///p on FILE, or "?"
+pick() { v=$(sed -n "$2" "$1" | head -1); echo "${v:-?}"; }
 
 now() { date +%s.%N; }
 rate() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { printf "%.0f", n / (b - a) }'; }
@@ -26,18 +58,36 @@ echo "== machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 10
 
 echo
 echo "== journey wake + replay + one step ($N_WAKE instances of a 3-step journey)"
-$B/bench_wake "$N_WAKE"
+$B/bench_wake "$N_WAKE" | tee "$work/wake.out"
+w_rate=$(pick "$work/wake.out" 's/^wake: .* woken .* = \([0-9]*\)\/s$/\1/p')
+w_bare=$(pick "$work/wake.out" 's/^wake: bare .* = \([0-9]*\)\/s;.*/\1/p')
+row "wake + replay + 1 step, /s ($N_WAKE)" "$w_rate" "$w_bare bare lua_resume" "$(ratio "$w_rate" "$w_bare")" ">= 200k/s"
+
+echo
+echo "== a long journey's wake ($N_LONG instances of a 200-step journey, every wake)"
+$B/bench_wake_long "$N_LONG" 200 | tee "$work/long.out"
+row "wake at step 199 / step 2 ($N_LONG x 200)" \
+    "$(pick "$work/long.out" 's/.* wake 199 (replays 199 waits) \([0-9]*\)\/s;.*/\1/p')" \
+    "$(pick "$work/long.out" 's/.* wake 2 (replays 2 waits) \([0-9]*\)\/s,.*/\1/p') at step 2" \
+    "$(pick "$work/long.out" 's/.*last\/2nd = \([0-9.]*\).*/\1/p')" ">= 0.5"
 
 echo
 echo "== Liquid template render rate (one core, CPU time)"
-$B/bench_render "$N_RENDER"
+$B/bench_render "$N_RENDER" | tee "$work/render.out"
+row "template render, renders/s ($N_RENDER)" \
+    "$(pick "$work/render.out" 's/^render: .* = \([0-9]*\) renders\/s.*/\1/p')" "-" "-" ">= 200k/s"
 
 echo
 echo "== ingest: NDJSON events through tend ingest into a store with $N_CUST customers"
 mkdir "$work/ing"
 $B/gen customers "$N_CUST" > "$work/customers.csv"
 $B/gen events "$N_EV" --customers "$N_CUST" > "$work/events.ndjson"
-$B/bench_rusage "import $N_CUST customers" $T import --dir "$work/ing" "$work/customers.csv" >/dev/null
+$B/bench_rusage "import $N_CUST customers" $T import --dir "$work/ing" "$work/customers.csv" >/dev/null \
+    2>"$work/import.err"
+cat "$work/import.err" >&2
+imp_s=$(pick "$work/import.err" 's/^import .*: \([0-9.]*\) s, peak RSS.*/\1/p')
+row "import, customers/s ($N_CUST)" "$(awk -v n="$N_CUST" -v t="$imp_s" 'BEGIN { if (t > 0) printf "%.0f", n / t; else print "?" }')" \
+    "-" "-" ">= 200k/s"
 cp "$work/ing/tend.db" "$work/base.db"
 a=$(now)
 $T ingest --no-process --dir "$work/ing" "$work/events.ndjson" >/dev/null
@@ -48,6 +98,7 @@ set -- $($B/bench_ingest_raw "$work/events.ndjson" "$work/raw.db")
 raw_rate=$(awk -v n="$1" -v t="$2" 'BEGIN { printf "%.0f", n / t }')
 echo "ingest: raw SQLite, same rows, same table and index, same 50k batches: $2 s = $raw_rate rows/s"
 awk -v a="$tend_rate" -v b="$raw_rate" 'BEGIN { printf "ingest: tend/raw = %.2f (target >= 0.5)\n", a / b }'
+row "ingest, store only, events/s ($N_EV)" "$tend_rate" "$raw_rate raw SQLite" "$(ratio "$tend_rate" "$raw_rate")" ">= 0.5"
 # the same events again, processed: fields, journeys, cursor
 mkdir "$work/proc"
 cp "$work/base.db" "$work/proc/tend.db"
@@ -60,6 +111,7 @@ $T ingest --dir "$work/proc" "$work/events.ndjson" >/dev/null
 b=$(now)
 echo "ingest+process: $N_EV events stored, applied to customers, journeys started and messages" \
      "delivered to the file channel in $(secs "$a" "$b") s = $(rate "$N_EV" "$a" "$b") events/s"
+row "ingest + process + send, events/s ($N_EV)" "$(rate "$N_EV" "$a" "$b")" "-" "-" "-"
 rm -rf "$work/ing" "$work/proc" "$work/raw.db"* "$work/base.db" "$work/events.ndjson" "$work/customers.csv"
 
 echo
@@ -73,9 +125,50 @@ $B/gen customers "$N_BIG" > "$work/big.csv"
 $B/bench_rusage "import $N_BIG customers" $T import --dir "$work/big" "$work/big.csv"
 rm -f "$work/big.csv"
 echo "store: $(du -m "$work/big/tend.db" | cut -f1) MiB for $N_BIG customers"
-$B/bench_rusage "segment city + last_order_at" $T segment --sample 0 --dir "$work/big" shanghai_recent
-$B/bench_rusage "segment tags + last_order_at" $T segment --sample 0 --dir "$work/big" vip_lapsed
+$B/bench_rusage "segment city + last_order_at" $T segment --sample 0 --dir "$work/big" shanghai_recent \
+    2>"$work/seg.err"
+$B/bench_rusage "segment tags + last_order_at" $T segment --sample 0 --dir "$work/big" vip_lapsed \
+    2>>"$work/seg.err"
+cat "$work/seg.err" >&2
+for q in "city + last_order_at" "tags + last_order_at"; do
+    row "segment $q, ms ($N_BIG)" \
+        "$(awk -v t="$(pick "$work/seg.err" "s/^segment $q: \([0-9.]*\) s,.*/\1/p")" \
+             'BEGIN { printf "%.0f", t * 1000 }')" "-" "-" "< 100 (10M)"
+done
 rm -rf "$work/big"
+
+echo
+echo "== order lines: bought segments ($N_BOUGHT customers, $((N_BOUGHT * 5)) lines)"
+$B/bench_bought "$N_BOUGHT"
+
+echo
+echo "== order lines: ingest of $N_ORD order.paid events with 3 items each into a store with $N_CUST customers"
+mkdir "$work/ord"
+$B/gen customers "$N_CUST" > "$work/customers.csv"
+$B/gen orders "$N_ORD" --customers "$N_CUST" --items 3 > "$work/orders.ndjson"
+sed 's/"items":\[[^]]*\],//' "$work/orders.ndjson" > "$work/orders-noitems.ndjson"
+$T import --dir "$work/ord" "$work/customers.csv" >/dev/null
+cp "$work/ord/tend.db" "$work/base.db"
+a=$(now)
+$T ingest --no-process --dir "$work/ord" "$work/orders.ndjson" >/dev/null
+b=$(now)
+echo "orders: $N_ORD events with items validated and stored (durable) in $(secs "$a" "$b") s = $(rate "$N_ORD" "$a" "$b") events/s"
+for kind in items noitems; do
+  cp "$work/base.db" "$work/ord/tend.db"
+  rm -f "$work/ord/tend.db-wal" "$work/ord/tend.db-shm"
+  f="$work/orders.ndjson"; [ $kind = noitems ] && f="$work/orders-noitems.ndjson"
+  a=$(now)
+  $T ingest --dir "$work/ord" "$f" >/dev/null
+  b=$(now)
+  if [ $kind = items ]; then
+    echo "orders: $N_ORD events stored and processed, $((N_ORD * 3)) lines and their bought facts stored," \
+         "no journeys, in $(secs "$a" "$b") s = $(rate "$N_ORD" "$a" "$b") events/s"
+  else
+    echo "orders: the same events without items, stored and processed in $(secs "$a" "$b") s =" \
+         "$(rate "$N_ORD" "$a" "$b") events/s"
+  fi
+done
+rm -rf "$work/ord" "$work/base.db"* "$work/orders"*.ndjson "$work/customers.csv"
 
 N_LOOP=${BENCH_LOOP:-1000000}
 N_RCPT=${BENCH_RECEIPTS:-200000}
@@ -113,12 +206,54 @@ fi
 if [ -x $B/bench_delivery ]; then
     echo
     echo "== delivery to a local HTTP provider ($N_DEL messages)"
-    $B/bench_delivery "$N_DEL"
+    $B/bench_delivery "$N_DEL" | tee "$work/del.out"
+    d_tend=$(pick "$work/del.out" 's/^delivery: [0-9]* messages in .* = \([0-9]*\) msg\/s.*/\1/p')
+    d_raw=$(pick "$work/del.out" 's/^delivery: raw libcurl .* = \([0-9]*\) req\/s.*/\1/p')
+    row "delivery, msg/s ($N_DEL)" "$d_tend" "$d_raw raw libcurl multi" "$(ratio "$d_tend" "$d_raw")" ">= 40k/s, >= 0.5"
+fi
+
+
+echo
+echo "== start and park: $N_SP paid orders, each starting a journey parked at its first wait ($N_SP customers)"
+mkdir "$work/sp"
+$B/gen customers "$N_SP" > "$work/sp.csv"
+$T import --dir "$work/sp" "$work/sp.csv" >/dev/null
+rm -f "$work/sp.csv"
+cp "$work/sp/tend.db" "$work/sp-raw.db"
+awk -v n="$N_SP" 'BEGIN { for (i = 1; i <= n; i++)
+    printf "{\"id\":\"o%d\",\"type\":\"order.paid\",\"customer\":\"c%010d\",\"total\":25}\n", i, i }' > "$work/sp.ndjson"
+echo 'journey "thanks" { on = "order.paid", run = function(c, ev) wait(days(1)) end }' > "$work/sp/care.lua"
+a=$(now)
+$T ingest --dir "$work/sp" "$work/sp.ndjson" >/dev/null
+b=$(now)
+sp_tend=$(rate "$N_SP" "$a" "$b")
+echo "start+park: tend ingest (stored, applied, journey started and parked, synchronous=full):" \
+     "$(secs "$a" "$b") s = $sp_tend events/s"
+set -- $($B/bench_startpark_raw "$work/sp.ndjson" "$work/sp-raw.db")
+sp_raw=$(awk -v n="$1" -v t="$2" 'BEGIN { printf "%.0f", n / t }')
+echo "start+park: raw SQLite, same rows, same batches (store $3 s + process $4 s): $2 s = $sp_raw events/s"
+awk -v a="$sp_tend" -v b="$sp_raw" 'BEGIN { printf "start+park: tend/raw = %.2f (target >= 0.5, and >= 100000/s)\n", a / b }'
+row "start+park, events/s ($N_SP)" "$sp_tend" "$sp_raw raw SQLite" \
+    "$(awk -v a="$sp_tend" -v b="$sp_raw" 'BEGIN { printf "%.2f", a / b }')" ">= 0.5, >= 100k/s"
+rm -rf "$work/sp" "$work/sp-raw.db"* "$work/sp.ndjson"
+
+echo
+echo "== /healthz while tend run fires $N_HZ due wakes and is scraped every second"
+BENCH_TABLE=$table TEND_BUILD=$B TEND=$T sh bench/healthz.sh wakes "$N_HZ"
+
+echo
+if [ "$N_PEERS" -gt 0 ] && command -v redis-server >/dev/null 2>&1 && command -v node >/dev/null 2>&1; then
+    BENCH_TABLE=$table BENCH_PEERS_JOBS=$N_PEERS TEND_BUILD=$B TEND=$T sh bench/peers/run.sh
+else
+    echo "== peers: skipped (BENCH_PEERS_JOBS=0, or no redis-server / node on PATH: make bench-peers installs them)"
 fi
 
 echo
 echo "== a holiday trigger over $N_HOL customers in 12 zones (slot to all started, per zone)"
-$B/bench_holiday "$N_HOL"
+$B/bench_holiday "$N_HOL" | tee "$work/holiday.out"
+row "holiday trigger, starts/s ($N_HOL)" \
+    "$(pick "$work/holiday.out" 's/^holiday: [0-9]* instances started in .* = \([0-9]*\) starts\/s.*/\1/p')" \
+    "-" "-" ">= 50k/s"
 
 echo
 echo "== tend simulate: the journey library over a year of $N_SIM customers, with the policy audit"
@@ -126,3 +261,9 @@ a=$(now)
 SIMULATE_SHOW=1 TEND=$T sh tests/cli/simulate_test.sh "$N_SIM"
 b=$(now)
 echo "simulate: $N_SIM customers, 365 days in $(secs "$a" "$b") s (wall, with generating the data)"
+
+if [ -x /usr/bin/python3 ]; then
+    echo
+    echo "== $N_IDLE idle connections against tend run (max_connections 1024)"
+    /usr/bin/python3 bench/idle_connections.py $T "$N_IDLE"
+fi

@@ -19,9 +19,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
-#include "engine.h"
-#include "instance.h"
-#include "util.h"
+#include "bench_engine.h"
 
 static const char SCRIPT[] =
     "journey \"three\" {\n"
@@ -97,56 +95,15 @@ static double bare_loop(long n)
 
 /* --- tend ---------------------------------------------------------------- */
 
-struct starter {
-    engine *e;
-    long from, to;
-};
-
-static int start_batch(store *st, void *ud)
-{
-    (void)st;
-    struct starter *s = ud;
-    char id[32], err[200];
-    for (long i = s->from; i < s->to; i++) {
-        snprintf(id, sizeof id, "c%09ld", i);
-        if (instance_start(s->e, "three", id, NULL, 1, err, sizeof err) < 0) {
-            fprintf(stderr, "start: %s\n", err);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     long n = argc > 1 ? atol(argv[1]) : 1000000;
-    const char *tmp = getenv("TMPDIR");
-    char *db = xasprintf("%s/tend-bench-wake-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    int fd = mkstemp(db);
-    close(fd);
-    tclock *clk = clock_new_virtual(1767225600);
-    cJSON *cfg = cJSON_Parse("{\"synchronous\": \"full\"}");
-    struct engine_options o = {.db_path = db, .clock = clk, .capture = 1, .config = cfg};
-    char *err = NULL;
-    engine *e = engine_open(&o, &err);
-    if (!e) {
-        fprintf(stderr, "bench_wake: %s\n", err);
-        return 1;
-    }
-    char *errors = NULL;
-    if (engine_load_source(e, "three.lua", SCRIPT, strlen(SCRIPT), &errors) != 0) {
-        fprintf(stderr, "bench_wake: %s\n", errors);
-        return 1;
-    }
+    struct bench_engine b;
+    bench_engine_open(&b, "three.lua", SCRIPT);
+    engine *e = b.e;
+    tclock *clk = b.clk;
     double t0 = seconds();
-    const long batch = 5000;
-    for (long i = 0; i < n; i += batch) {
-        struct starter s = {e, i, i + batch < n ? i + batch : n};
-        if (store_batch(e->st, start_batch, &s) != 0) {
-            fprintf(stderr, "bench_wake: %s\n", store_errmsg(e->st));
-            return 1;
-        }
-    }
+    bench_start(e, "three", n, 5000);
     double t_start = seconds() - t0;
     long rss_start = peak_rss_kb();
 
@@ -171,11 +128,6 @@ int main(int argc, char **argv)
            n / t_bare, t_bare / t_wake);
     printf("wake: peak RSS %.1f MiB after starting, %.1f MiB after waking (%ld waiting instances)\n",
            rss_start / 1024.0, rss_wake / 1024.0, n);
-    engine_close(e);
-    clock_free(clk);
-    cJSON_Delete(cfg);
-    clock_shutdown();
-    store_remove(db);
-    free(db);
+    bench_engine_close(&b);
     return woken == n && tagged == n ? 0 : 1;
 }

@@ -4,10 +4,10 @@
 -- The same file is .luacheckrc at the project root and in examples/.
 local tend = {
   "after", "ago", "all", "anniversary", "any", "at_least", "at_local", "at_most", "before", "best_time",
-  "between", "channel", "coupon_issue", "customers", "days", "emit", "exit", "has", "holdout", "holiday",
-  "holiday_date", "hours", "http_get", "is_holiday", "journey", "local_cron", "log", "minutes", "not_", "now",
-  "one_of", "random", "schedule", "segment", "segment_count", "send", "split", "start", "task", "template",
-  "wait", "wait_for", "wait_receipt", "wait_task", "wait_until",
+  "between", "bought", "channel", "coupon_issue", "customers", "days", "emit", "exit", "has", "holdout",
+  "holiday", "holiday_date", "hours", "http_get", "is_holiday", "journey", "local_cron", "log", "minutes",
+  "not_", "now", "one_of", "product", "random", "runs_out_at", "schedule", "segment", "segment_count", "send",
+  "split", "start", "task", "template", "wait", "wait_for", "wait_receipt", "wait_task", "wait_until",
 }
 local lua = {
   "_G", "_VERSION", "assert", "error", "getmetatable", "ipairs", "load", "next", "pairs", "pcall", "print",

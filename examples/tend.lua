@@ -9,6 +9,8 @@ return {
   -- quiet_hours = { from = "21:30", to = "08:30" },
   -- caps = { day = 1, week = 3 },   -- marketing sends per customer
   -- ready_backlog = 100000,         -- /readyz is 503 past this many unprocessed events
+  -- server = { max_connections = 1024, idle_timeout = 60, header_timeout = 10, request_timeout = 30 },
+  -- shutdown_grace = 10,            -- seconds SIGTERM waits for deliveries in flight
   -- currency = "CNY",               -- the templates' money filter: ¥1,234.50
   -- public_url = "https://care.shop.example",  -- base of the unsubscribe link in marketing email
   -- unsubscribe_secret: set TEND_UNSUBSCRIBE_SECRET, or let tend make one and keep it in the store

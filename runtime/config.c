@@ -95,6 +95,11 @@ void config_init(struct config *c)
     c->holidays = calendar_new();
     caps_set_marketing(c, 1, 3);
     c->ready_backlog = 100000;
+    c->max_connections = 1024;
+    c->idle_timeout = 60;
+    c->header_timeout = 10;
+    c->request_timeout = 30;
+    c->shutdown_grace = 10;
 }
 
 void config_free(struct config *c)
@@ -578,6 +583,35 @@ static int read_batch(struct reader *r, struct config *c)
     return 0;
 }
 
+static int read_seconds(struct reader *r, const char *key, double *out)
+{
+    double v;
+    if (read_number(r, key, 0, &v) != 0)
+        return -1;
+    if (v <= 0 || v > 86400)
+        return bad(r, key, "must be a number of seconds > 0 and at most a day");
+    *out = v;
+    return 0;
+}
+
+static int read_server(struct reader *r, struct config *c)
+{
+    lua_State *L = r->L;
+    if (!lua_istable(L, -1))
+        return bad(r, "server", "must be a table");
+    static const char *const known[] = {"max_connections", "idle_timeout", "header_timeout", "request_timeout",
+                                        NULL};
+    if (check_keys(r, "server", known) != 0)
+        return -1;
+    FIELD("max_connections", read_int(r, "server.max_connections", &c->max_connections));
+    if (c->max_connections < 1)
+        return bad(r, "server.max_connections", "must be at least 1");
+    FIELD("idle_timeout", read_seconds(r, "server.idle_timeout", &c->idle_timeout));
+    FIELD("header_timeout", read_seconds(r, "server.header_timeout", &c->header_timeout));
+    FIELD("request_timeout", read_seconds(r, "server.request_timeout", &c->request_timeout));
+    return 0;
+}
+
 /* holidays = { shop_day = "09-15", members_day = "2nd tue" } */
 static int read_holidays(struct reader *r, struct config *c)
 {
@@ -634,6 +668,8 @@ static int read_all(struct reader *r, struct config *c)
     FIELD("public_url", read_public_url(r, c));
     FIELD("unsubscribe_secret", read_secret(r, c));
     FIELD("ready_backlog", read_ready_backlog(r, c));
+    FIELD("server", read_server(r, c));
+    FIELD("shutdown_grace", read_seconds(r, "shutdown_grace", &c->shutdown_grace));
     return 0;
 }
 
@@ -649,7 +685,8 @@ int config_read(struct config *c, lua_State *L, int idx, const char *source, cha
     static const char *const known[] = {
         "db", "timezone", "listen", "synchronous", "unknown_customers", "quiet_hours", "caps",
         "lifecycle", "rfm", "orders", "http_allow", "limits", "channels", "delivery_batch",
-        "ready_backlog", "currency", "public_url", "unsubscribe_secret", "holidays", "segment_caps", NULL};
+        "ready_backlog", "currency", "public_url", "unsubscribe_secret", "holidays", "segment_caps", "server",
+        "shutdown_grace", NULL};
     int rc = -1;
     lua_pushnil(L);
     while (lua_next(L, -2)) {

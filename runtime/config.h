@@ -53,6 +53,13 @@ struct config {
     size_t memory_limit;        /* Lua state cap, bytes */
     long instruction_limit;     /* per entry into Lua */
     int delivery_batch;         /* outbox rows claimed per dispatch pass */
+
+    /* tend run's HTTP server (`server = {...}`) and its stop (branch server) */
+    int max_connections;        /* open client connections at most */
+    double idle_timeout;        /* seconds a connection may stay silent */
+    double header_timeout;      /* seconds from a request's first byte to its head's end */
+    double request_timeout;     /* ... to its body's end */
+    double shutdown_grace;      /* seconds SIGTERM waits for transfers in flight */
     calendar *holidays;         /* `holidays` added to the built-in ones (calendar.h) */
 
     /* branch liquid */

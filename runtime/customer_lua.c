@@ -6,6 +6,7 @@
  * two waits), so a replay sees what the first run saw even if the row has
  * changed since; c:tag, c:untag and c:set are steps too. Outside a run
  * (schedules, when(), audience()) they act on the store directly. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,7 +15,10 @@
 #include "catalog.h"
 #include "customer.h"
 #include "dates.h"
+#include "helpers.h"
 #include "json.h"
+#include "orderline.h"
+#include "product.h"
 #include "segment.h"
 #include "step.h"
 #include "util.h"
@@ -72,6 +76,48 @@ static void forget_row(lua_State *L, int idx)
     lua_setiuservalue(L, idx, 1);
 }
 
+/* Pushes what live(e, L, ud) pushes, as a recorded read inside a run: the
+ * first read of `key` between two waits is a step ("read", key) that a
+ * replay answers from the history; later ones come from the run's cache.
+ * Outside a run it reads the store directly. `key` must be a Lua string
+ * (step_take may raise). */
+typedef void (*live_read_fn)(engine *e, lua_State *L, void *ud);
+
+static void recorded_read(engine *e, lua_State *L, const char *key, live_read_fn live, void *ud)
+{
+    struct run_ctx *ctx = step_ctx(e);
+    if (!ctx || ctx->no_steps) {
+        live(e, L, ud);
+        return;
+    }
+    const cJSON *seen = ctx->reads ? cJSON_GetObjectItemCaseSensitive(ctx->reads, key) : NULL;
+    if (seen) {
+        json_push(L, seen);
+        return;
+    }
+    uint32_t hash = step_hash(key);
+    if (step_take(L, ctx, "read", key, hash, NULL) != STEP_REPLAY) {
+        live(e, L, ud);
+        step_record(L, ctx, "read", key, hash, lua_gettop(L));
+    }
+    char err[64];
+    cJSON *v = json_from_lua(L, -1, err, sizeof err);
+    if (!ctx->reads)
+        ctx->reads = cJSON_CreateObject();
+    cJSON_AddItemToObject(ctx->reads, key, v ? v : cJSON_CreateNull());
+}
+
+struct field_read {
+    int idx;
+    const char *k;
+};
+
+static void live_field(engine *e, lua_State *L, void *ud)
+{
+    struct field_read *r = ud;
+    push_field(e, L, r->idx, r->k);
+}
+
 static int handle_index(lua_State *L)
 {
     engine *e = engine_of(L);
@@ -84,28 +130,9 @@ static int handle_index(lua_State *L)
     if (lua_getfield(L, lua_upvalueindex(2), k) != LUA_TNIL)   /* a method */
         return 1;
     lua_pop(L, 1);
-    struct run_ctx *ctx = step_ctx(e);
-    if (!ctx || ctx->no_steps) {
-        push_field(e, L, 1, k);
-        return 1;
-    }
-    /* A recorded read: once per field between two waits. */
     const char *key = lua_pushfstring(L, "%s.%s", h->id, k);
-    const cJSON *seen = ctx->reads ? cJSON_GetObjectItemCaseSensitive(ctx->reads, key) : NULL;
-    if (seen) {
-        json_push(L, seen);
-        return 1;
-    }
-    uint32_t hash = step_hash(key);
-    if (step_take(L, ctx, "read", key, hash, NULL) != STEP_REPLAY) {
-        push_field(e, L, 1, k);
-        step_record(L, ctx, "read", key, hash, lua_gettop(L));
-    }
-    char err[64];
-    cJSON *v = json_from_lua(L, -1, err, sizeof err);
-    if (!ctx->reads)
-        ctx->reads = cJSON_CreateObject();
-    cJSON_AddItemToObject(ctx->reads, key, v ? v : cJSON_CreateNull());
+    struct field_read r = {1, k};
+    recorded_read(e, L, key, live_field, &r);
     return 1;
 }
 
@@ -428,12 +455,223 @@ static int l_segment_count(lua_State *L)
     return 1;
 }
 
+/* --- what was bought: c:bought, c:items, runs_out_at, product ----------- */
+
+static tend_time read_now(engine *e)
+{
+    struct run_ctx *ctx = step_ctx(e);
+    return ctx ? ctx->now : engine_now(e);
+}
+
+static void raise_store(lua_State *L, engine *e, const char *what)
+{
+    luaL_error(L, "%s: store: %s", what, store_errmsg(e->st));
+}
+
+struct bought_read {
+    const char *id, *key;
+    enum orderline_kind kind;
+    lua_Integer within;
+};
+
+static void live_bought(engine *e, lua_State *L, void *ud)
+{
+    struct bought_read *r = ud;
+    struct orderline_bought b;
+    tend_time since = r->within > 0 ? read_now(e) - r->within : 0;
+    if (orderline_bought(e->st, r->id, r->kind, r->key, since, &b) != 0)
+        raise_store(L, e, "c:bought");
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, b.count);
+    lua_setfield(L, -2, "count");
+    lua_pushnumber(L, b.qty);
+    lua_setfield(L, -2, "qty");
+    if (b.count) {
+        lua_pushinteger(L, b.last_at);
+        lua_setfield(L, -2, "last_at");
+    }
+}
+
+/* The sku or category of a spec table at arg (a string or a whole number). */
+static const char *spec_key(lua_State *L, int arg, const char *k)
+{
+    int t = lua_getfield(L, arg, k);
+    if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    if (t == LUA_TNUMBER && lua_isinteger(L, -1))
+        lua_tostring(L, -1);   /* converted in place: the stack keeps it */
+    else if (t != LUA_TSTRING || !lua_tostring(L, -1)[0])
+        luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must be a non-empty string", k));
+    return lua_tostring(L, -1);
+}
+
+/* c:bought{ sku = s | category = k, within = seconds } → count, last_at:
+ * the orders that had it (in the window) and when it was last bought (nil
+ * if never). */
+static int m_bought(lua_State *L)
+{
+    engine *e = engine_of(L);
+    struct handle *h = luaL_checkudata(L, 1, HANDLE_MT);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    struct bought_read r = {.id = h->id};
+    const char *sku = spec_key(L, 2, "sku"), *cat = spec_key(L, 2, "category");
+    if (!sku == !cat)
+        return luaL_argerror(L, 2, "give sku = ... or category = ... (one of them)");
+    r.kind = sku ? ORDERLINE_SKU : ORDERLINE_CATEGORY;
+    r.key = sku ? sku : cat;
+    if (lua_getfield(L, 2, "within") != LUA_TNIL) {
+        int ok;
+        r.within = lua_tointegerx(L, -1, &ok);
+        if (!ok || r.within <= 0)
+            return luaL_argerror(L, 2, "'within' must be whole seconds above 0 (days(30))");
+    }
+    const char *key = lua_pushfstring(L, "%s\x1f" "bought\x1f%s=%s\x1f%I", h->id, sku ? "sku" : "category",
+                                      r.key, (LUAI_UACINT)r.within);
+    recorded_read(e, L, key, live_bought, &r);
+    lua_getfield(L, -1, "count");
+    lua_getfield(L, -2, "last_at");
+    return 2;
+}
+
+struct items_read {
+    const char *id;
+    tend_time since, before;
+    int limit;
+};
+
+static void push_line(const struct orderline_line *l, void *ud)
+{
+    lua_State *L = ud;
+    lua_createtable(L, 0, 7);
+    lua_pushstring(L, l->order_id);
+    lua_setfield(L, -2, "order");
+    lua_pushstring(L, l->sku);
+    lua_setfield(L, -2, "sku");
+    if (l->category) {
+        lua_pushstring(L, l->category);
+        lua_setfield(L, -2, "category");
+    }
+    if (l->name) {
+        lua_pushstring(L, l->name);
+        lua_setfield(L, -2, "name");
+    }
+    lua_pushnumber(L, l->qty);
+    lua_setfield(L, -2, "qty");
+    if (l->has_price) {
+        lua_pushnumber(L, l->price);
+        lua_setfield(L, -2, "price");
+    }
+    lua_pushinteger(L, l->at);
+    lua_setfield(L, -2, "at");
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+}
+
+static void live_items(engine *e, lua_State *L, void *ud)
+{
+    struct items_read *r = ud;
+    lua_newtable(L);
+    if (orderline_lines(e->st, r->id, r->since, r->before, r->limit, push_line, L) < 0)
+        raise_store(L, e, "c:items");
+}
+
+/* c:items{ since = t | within = s, before = t, limit = n } → the order
+ * lines bought in [since, before), oldest first (at most `limit`, 1000). */
+static int m_items(lua_State *L)
+{
+    engine *e = engine_of(L);
+    struct handle *h = luaL_checkudata(L, 1, HANDLE_MT);
+    struct items_read r = {.id = h->id, .before = INT64_MAX, .limit = 1000};
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        if (lua_getfield(L, 2, "since") != LUA_TNIL)
+            r.since = helpers_check_time(L, lua_gettop(L));
+        if (lua_getfield(L, 2, "within") != LUA_TNIL) {
+            int ok;
+            lua_Integer w = lua_tointegerx(L, -1, &ok);
+            if (!ok || w <= 0)
+                return luaL_argerror(L, 2, "'within' must be whole seconds above 0");
+            r.since = read_now(e) - w;
+        }
+        if (lua_getfield(L, 2, "before") != LUA_TNIL)
+            r.before = helpers_check_time(L, lua_gettop(L));
+        if (lua_getfield(L, 2, "limit") != LUA_TNIL) {
+            int ok;
+            lua_Integer n = lua_tointegerx(L, -1, &ok);
+            if (!ok || n < 1 || n > 1000)
+                return luaL_argerror(L, 2, "'limit' must be a whole number from 1 to 1000");
+            r.limit = (int)n;
+        }
+    }
+    const char *key = lua_pushfstring(L, "%s\x1f" "items\x1f%I\x1f%I\x1f%d", h->id, (LUAI_UACINT)r.since,
+                                      (LUAI_UACINT)r.before, r.limit);
+    recorded_read(e, L, key, live_items, &r);
+    return 1;
+}
+
+struct sku_read {
+    const char *id, *sku;
+};
+
+static void live_runs_out(engine *e, lua_State *L, void *ud)
+{
+    struct sku_read *r = ud;
+    double usage;
+    tend_time at;
+    int known = product_usage_days(e->st, r->sku, &usage);
+    if (known > 0)
+        known = orderline_runs_out_at(e->st, r->id, r->sku, usage, &at);
+    if (known < 0)
+        raise_store(L, e, "runs_out_at");
+    if (known)
+        lua_pushinteger(L, at);
+    else
+        lua_pushnil(L);
+}
+
+/* runs_out_at(c, sku) → when the customer's supply of sku ends (see
+ * orderline_runs_out_at), nil if the sku's usage_days or the customer's
+ * purchases of it are unknown. */
+static int l_runs_out_at(lua_State *L)
+{
+    engine *e = engine_of(L);
+    const char *id = customer_handle_id(L, 1);
+    luaL_argexpected(L, id, 1, "customer");
+    struct sku_read r = {id, luaL_checkstring(L, 2)};
+    const char *key = lua_pushfstring(L, "%s\x1f" "runs_out_at\x1f%s", id, r.sku);
+    recorded_read(e, L, key, live_runs_out, &r);
+    return 1;
+}
+
+static void live_product(engine *e, lua_State *L, void *ud)
+{
+    cJSON *p = product_json(e->st, ud);
+    if (p)
+        json_push(L, p);
+    else
+        lua_pushnil(L);
+    cJSON_Delete(p);
+}
+
+/* product(sku) → the catalog row {sku, name, category, price, usage_days,
+ * related = {...}}, or nil. A recorded read inside a run. */
+static int l_product(lua_State *L)
+{
+    engine *e = engine_of(L);
+    const char *sku = luaL_checkstring(L, 1);
+    const char *key = lua_pushfstring(L, "product\x1f%s", sku);
+    recorded_read(e, L, key, live_product, (void *)sku);
+    return 1;
+}
+
 void customer_lua_register(engine *e)
 {
     lua_State *L = sandbox_state(e->sb);
     luaL_newmetatable(L, HANDLE_MT);
     lua_newtable(L);   /* methods */
-    static const luaL_Reg methods[] = {{"tag", m_tag}, {"untag", m_untag}, {"set", m_set}, {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"tag", m_tag}, {"untag", m_untag}, {"set", m_set},
+                                            {"bought", m_bought}, {"items", m_items}, {NULL, NULL}};
     for (const luaL_Reg *m = methods; m->name; m++) {
         lua_pushlightuserdata(L, e);
         lua_pushcclosure(L, m->func, 1);
@@ -469,4 +707,10 @@ void customer_lua_register(engine *e)
     lua_pushlightuserdata(L, e);
     lua_pushcclosure(L, l_at_local, 1);
     sandbox_set_global(e->sb, "at_local", 0);
+    static const luaL_Reg bought_fns[] = {{"runs_out_at", l_runs_out_at}, {"product", l_product}, {NULL, NULL}};
+    for (const luaL_Reg *f = bought_fns; f->name; f++) {
+        lua_pushlightuserdata(L, e);
+        lua_pushcclosure(L, f->func, 1);
+        sandbox_set_global(e->sb, f->name, 0);
+    }
 }

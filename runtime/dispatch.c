@@ -519,8 +519,16 @@ static int is_success(const struct transfer *t)
     return 0;
 }
 
-/* Stores what became of a transfer. */
-static int record_result(engine *e, struct transfer *t)
+/* Failures to retry, counted over one burst of results: one log line per
+ * burst, not one per message. */
+struct retry_note {
+    int count;
+    char last[480];             /* the last one's channel and error */
+};
+
+/* Stores what became of a transfer (retries are counted in `note`, or
+ * logged one by one without it). */
+static int record_result(engine *e, struct transfer *t, struct retry_note *note)
 {
     tend_time now = engine_now(e);
     const char *resp = t->response.s;
@@ -550,12 +558,24 @@ static int record_result(engine *e, struct transfer *t)
     metrics_inc(e->metrics, M_DELIVERY_FAILURES, t->channel);
     if (!retry || t->attempts >= t->max_attempts)
         metrics_inc(e->metrics, M_DEAD_LETTERS, t->channel);
-    if (!retry)
+    if (!retry) {
+        engine_logf(e, "warn", "message %lld on channel '%s' is a dead letter: %s", (long long)t->id, t->channel,
+                    error);
         return outbox_mark_dead(e, t->id, now, error, resp);
+    }
     if (t->attempts >= t->max_attempts) {
         char gave[460];
         snprintf(gave, sizeof gave, "gave up after %d attempts: %s", t->attempts, error);
+        engine_logf(e, "warn", "message %lld on channel '%s' is a dead letter: %s", (long long)t->id, t->channel,
+                    gave);
         return outbox_mark_dead(e, t->id, now, gave, resp);
+    }
+    if (note) {
+        note->count++;
+        snprintf(note->last, sizeof note->last, "channel '%.60s': %.400s", t->channel, error);
+    } else {
+        engine_logf(e, "warn", "message %lld on channel '%s' failed and will be retried: %s", (long long)t->id,
+                    t->channel, error);
     }
     tend_time wait = t->status == 429 && t->retry_after > 0 ? t->retry_after : backoff(t->id, t->attempts);
     return outbox_mark_retry(e, t->id, now + wait, error);
@@ -581,6 +601,7 @@ struct dispatcher {
     int ndone, capdone;
     struct chan_slot *slots;
     int nslots;
+    int stopping;               /* claims nothing new (tend run is stopping) */
 };
 
 static double mono(void)
@@ -725,12 +746,16 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
     engine *e = d->e;
     if (!d->ndone)
         return;
+    struct retry_note retried = {0, ""};
     int rc = store_begin(e->st);
     for (int i = 0; i < d->ndone && rc == 0; i++)
-        rc = record_result(e, d->done[i]);
+        rc = record_result(e, d->done[i], &retried);
     for (int i = 0; i < d->ndone; i++)
         transfer_free(d->done[i]);
     d->ndone = 0;
+    if (retried.count)
+        engine_logf(e, "warn", "%d deliver%s failed and will be retried (last: %s)", retried.count,
+                    retried.count == 1 ? "y" : "ies", retried.last);
     /* The freed slots are refilled in the same transaction: one commit
      * (one fsync) stores the results and the next claims together. */
     if (rc == 0 && dispatch_run_due(e, engine_now(e), e->cfg.delivery_batch) < 0)
@@ -761,6 +786,12 @@ int dispatch_attach(engine *e, struct event_base *base)
     d->flush = event_new(base, -1, 0, on_flush, d);
     e->dispatch = d;
     return 0;
+}
+
+void dispatch_stop_claiming(engine *e)
+{
+    if (e->dispatch)
+        e->dispatch->stopping = 1;
 }
 
 int dispatch_in_flight(engine *e)
@@ -1065,6 +1096,8 @@ static int all_slots_full(struct dispatcher *d)
 
 int dispatch_run_due(engine *e, tend_time now, int max)
 {
+    if (e->dispatch && e->dispatch->stopping)
+        return 0;
     if (all_slots_full(e->dispatch))
         return 0;
     store_stmt *s = store_sql(e->st, "SELECT due_at, id FROM outbox_due WHERE due_at <= ?"
@@ -1109,7 +1142,7 @@ int dispatch_run_due(engine *e, tend_time now, int max)
             if (rc == 0)
                 rc = store_begin(e->st);
             if (rc == 0)
-                rc = record_result(e, t);
+                rc = record_result(e, t, NULL);
             transfer_free(t);
             handled++;
         } else {

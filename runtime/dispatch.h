@@ -26,6 +26,9 @@ int dispatch_run_due(engine *e, tend_time now, int max);
 /* Starts asynchronous delivery on `base` (tend run, delivery tests). Without
  * it, http/smtp rows are delivered synchronously, one transfer at a time. */
 int  dispatch_attach(engine *e, struct event_base *base);
+/* From now on nothing new is claimed (results of transfers in flight are
+ * still stored): tend run is stopping. */
+void dispatch_stop_claiming(engine *e);
 /* Transfers in flight. */
 int  dispatch_in_flight(engine *e);
 /* Runs the attached loop until no transfer is in flight and their results

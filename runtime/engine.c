@@ -17,6 +17,7 @@
 #include "helpers.h"
 #include "instance.h"
 #include "json.h"
+#include "logger.h"
 #include "metrics.h"
 #include "outbox.h"
 #include "policy.h"
@@ -48,9 +49,7 @@ void engine_logf(engine *e, const char *level, const char *fmt, ...)
     if (e->log) {
         e->log(e->log_ud, level, b.s);
     } else {
-        char when[40];
-        clock_format(engine_now(e), NULL, when, sizeof when);
-        fprintf(stderr, "%s %s %s\n", when, level, b.s);
+        logger_write(level, b.s);
     }
     strbuf_free(&b);
 }

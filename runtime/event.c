@@ -15,6 +15,7 @@
 #include "instance.h"
 #include "json.h"
 #include "metrics.h"
+#include "orderline.h"
 #include "policy.h"
 #include "segment.h"
 #include "util.h"
@@ -50,6 +51,13 @@ static int read_id(const cJSON *j, char *buf, size_t n, const char **out)
         return 0;
     }
     return -1;
+}
+
+/* Order events other than refunds carry the lines tend stores. */
+static int carries_lines(engine *e, const char *type)
+{
+    return (strncmp(type, "order.", 6) == 0 || config_lists(type, e->cfg.paid_types)) &&
+           !config_lists(type, e->cfg.refund_types);
 }
 
 static int validate(engine *e, const cJSON *ev, struct event_head *h, char *err, size_t errlen)
@@ -112,6 +120,17 @@ static int validate(engine *e, const cJSON *ev, struct event_head *h, char *err,
         if (amount && !cJSON_IsNull(amount) && (!cJSON_IsNumber(amount) || amount->valuedouble < 0)) {
             snprintf(err, errlen, "field '%s' must be a non-negative number (the amount of %s)",
                      e->cfg.amount_field, h->type);
+            return -1;
+        }
+    }
+    /* A bad item rejects the whole event: nothing of an order is half-stored. */
+    if (carries_lines(e, h->type)) {
+        char why[300];
+        if (orderline_check(cJSON_GetObjectItemCaseSensitive(ev, "items"), why, sizeof why) != 0) {
+            if (h->id)
+                snprintf(err, errlen, "event '%s': %s", h->id, why);
+            else
+                snprintf(err, errlen, "%s", why);
             return -1;
         }
     }
@@ -397,6 +416,36 @@ static int queue_fanouts(engine *e, int64_t seq, const char *type)
     return rc;
 }
 
+/* Stores the event's order lines under its order id: the `order` field,
+ * else the event id, else its sequence number. */
+static int store_lines(engine *e, int64_t seq, const char *customer, const char *type, tend_time at,
+                       const cJSON *ev)
+{
+    const cJSON *items = cJSON_GetObjectItemCaseSensitive(ev, "items");
+    if (!cJSON_IsArray(items) || !carries_lines(e, type))
+        return 0;
+    char buf[64];
+    const char *order = NULL;
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(ev, "order");
+    if (read_id(o, buf, sizeof buf, &order) != 0) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(ev, "id");
+        order = cJSON_IsString(id) ? id->valuestring : NULL;
+    }
+    if (!order) {
+        snprintf(buf, sizeof buf, "#%lld", (long long)seq);
+        order = buf;
+    }
+    /* Accepted events were checked; one stored before items were checked
+     * (an older tend) is skipped with a warning rather than stopping the
+     * whole backlog on a NULL sku. */
+    char why[300];
+    if (orderline_check(items, why, sizeof why) != 0) {
+        engine_logf(e, "warn", "event %lld: order lines not stored: %s", (long long)seq, why);
+        return 0;
+    }
+    return orderline_store(e->st, customer, order, at, items) < 0 ? -1 : 0;
+}
+
 static int process_one(engine *e, store_stmt *row)
 {
     int64_t seq = store_col_int(row, 0);
@@ -411,6 +460,7 @@ static int process_one(engine *e, store_stmt *row)
     } else {
         if ((!delivery_fact(type_c) && customer_apply_event(e, cust_c, type_c, at, ev) != 0) ||
             (!delivery_fact(type_c) && policy_note_activity(e, cust_c, at) != 0) ||
+            store_lines(e, seq, cust_c, type_c, at, ev) != 0 ||
             apply_consent(e, cust_c, type_c, at, ev) != 0 || redeem_coupons(e, cust_c, type_c, at, ev) != 0 ||
             dates_customer_changed(e, cust_c) != 0 ||
             instance_route_event(e, cust_c, type_c, at, ev) != 0)

@@ -214,6 +214,16 @@ static int group_node(lua_State *L, const char *op)
 }
 
 static int h_any(lua_State *L) { return group_node(L, "any"); }
+
+/* bought{ sku = s | category = k, within = s, at_least = n }: a condition on
+ * what was bought, for a filter's list and not_(...) (segment.c checks it). */
+static int h_bought(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_argcheck(L, !helpers_is_filter(L, 1), 1, "{ sku = ... | category = ..., within = s } expected");
+    lua_settop(L, 1);
+    return new_node(L, "bought", 1, 1);
+}
 static int h_all(lua_State *L) { return group_node(L, "all"); }
 
 int helpers_is_filter(lua_State *L, int idx)
@@ -360,7 +370,7 @@ void helpers_register(sandbox *sb)
         {"now", h_now}, {"log", h_log},
         {"at_least", h_at_least}, {"at_most", h_at_most}, {"between", h_between},
         {"before", h_before}, {"after", h_after}, {"one_of", h_one_of}, {"has", h_has},
-        {"not_", h_not}, {"any", h_any}, {"all", h_all}, {"anniversary", h_anniversary},
+        {"not_", h_not}, {"any", h_any}, {"all", h_all}, {"bought", h_bought}, {"anniversary", h_anniversary},
         {NULL, NULL}};
     for (const luaL_Reg *f = fns; f->name; f++) {
         lua_pushcfunction(L, f->func);

@@ -4,7 +4,7 @@
  *   ago(s)                            → now - s (the sandbox's clock)
  *   now()                             → the sandbox's clock (inside a journey's
  *                                       run the engine's recorded now() wins)
- *   at_least at_most between before after one_of has not_ any all
+ *   at_least at_most between before after one_of has not_ any all bought
  *                                     → filter nodes for segments (segment.h)
  *   anniversary(field, {at, offset})  → a date trigger for `journey{on = ...}`
  *   log(...)                          → the runtime log, tagged file:line

@@ -39,6 +39,7 @@
 #include "dates.h"
 #include "importer.h"
 #include "json.h"
+#include "product.h"
 #include "util.h"
 
 #define IMPORT_BATCH      10000         /* rows per transaction (one fsync) */
@@ -121,6 +122,7 @@ struct importer {
     import_reject_fn reject;
     void *ud;
     struct import_report *rep;
+    int products;                   /* rows are products (--products), not customers */
     int open;                       /* a batch transaction is open */
     int batch_rows;
     int64_t batch_created, batch_updated;   /* folded into rep on commit */
@@ -171,7 +173,11 @@ static int import_row(struct importer *im, const cJSON *obj, int flags, const ch
     if (store_begin(st) != 0)
         return store_failed(im, line, store_errmsg(st));
     int created = 0;
-    if (customer_upsert(im->e, obj, flags, &created, im->reason, sizeof im->reason) != 0) {
+    int rc = im->products
+        ? product_upsert(st, obj, flags ? PRODUCT_TEXT_VALUES : 0, engine_now(im->e), &created, im->reason,
+                         sizeof im->reason)
+        : customer_upsert(im->e, obj, flags, &created, im->reason, sizeof im->reason);
+    if (rc != 0) {
         store_rollback(st);
         /* customer_upsert reports its only non-data failure, the store's,
          * as "store: ...": that one is not the row's fault, and every row
@@ -181,11 +187,13 @@ static int import_row(struct importer *im, const cJSON *obj, int flags, const ch
         rejected(im, line, im->reason);
         return 0;
     }
-    if (!id)
+    if (im->products)
+        id = NULL;      /* products have no date triggers */
+    else if (!id)
         id = cJSON_GetObjectItemCaseSensitive(obj, "id")->valuestring;
     /* A new or changed birthday (or any date field, or zone) re-plans the
      * customer's date triggers, in the row's own savepoint. */
-    if (dates_customer_changed(im->e, id) != 0) {
+    if (id && dates_customer_changed(im->e, id) != 0) {
         snprintf(im->reason, sizeof im->reason, "date triggers: %s", store_errmsg(st));
         store_rollback(st);
         return store_failed(im, line, im->reason);
@@ -404,6 +412,7 @@ struct column {
 };
 
 struct table {
+    int products;       /* the columns are a product's */
     struct column *cols;
     int ncols, id_col;
     cJSON root, attrs, tags;
@@ -418,6 +427,8 @@ static const char *const importable[] = {
     "last_active_at", "blocked", NULL,
 };
 static const char *const computed[] = {"lifecycle", "r", "f", "m", NULL};
+/* A product's columns; `related` is a list like tags. */
+static const char *const product_columns[] = {"sku", "name", "category", "price", "usage_days", NULL};
 
 static int in_list(const char *const *list, const char *s)
 {
@@ -481,6 +492,20 @@ static int column_init(struct table *t, int i, const char *name, char *why, size
             return -1;
         }
     }
+    if (t->products) {
+        if (strcmp(name, "related") == 0) {
+            col->kind = COL_TAGS;
+        } else if (in_list(product_columns, name)) {
+            col->kind = COL_FIELD;
+            node_init(&col->node, cJSON_String, col->name);
+            if (strcmp(name, "sku") == 0)
+                t->id_col = i;
+        } else {
+            snprintf(why, n, "unknown column '%s' (known: sku name category price usage_days related)", name);
+            return -1;
+        }
+        return 0;
+    }
     if (strcmp(name, "tags") == 0) {
         col->kind = COL_TAGS;
     } else if (strncmp(name, "attrs.", 6) == 0 && name[6]) {
@@ -506,13 +531,14 @@ static int column_init(struct table *t, int i, const char *name, char *why, size
     return 0;
 }
 
-static int table_init(struct table *t, struct csv *c, char *why, size_t n)
+static int table_init(struct table *t, struct csv *c, int products, char *why, size_t n)
 {
     memset(t, 0, sizeof *t);
+    t->products = products;
     t->id_col = -1;
     node_init(&t->root, cJSON_Object, NULL);
     node_init(&t->attrs, cJSON_Object, "attrs");
-    node_init(&t->tags, cJSON_Array, "tags");
+    node_init(&t->tags, cJSON_Array, products ? "related" : "tags");
     if (c->problem[0]) {
         snprintf(why, n, "header: %s", c->problem);
         return -1;
@@ -525,7 +551,7 @@ static int table_init(struct table *t, struct csv *c, char *why, size_t n)
             return -1;
     }
     if (t->id_col < 0) {
-        snprintf(why, n, "the header has no 'id' column");
+        snprintf(why, n, "the header has no '%s' column", products ? "sku" : "id");
         return -1;
     }
     return 0;
@@ -584,7 +610,7 @@ static int row_build(struct table *t, struct csv *c, char *why, size_t n)
         struct column *col = &t->cols[i];
         if (!*cell) {
             if (i == t->id_col) {
-                snprintf(why, n, "field 'id' is empty");
+                snprintf(why, n, "field '%s' is empty", t->products ? "sku" : "id");
                 return -1;
             }
             continue;       /* empty: leave the field as it is */
@@ -611,7 +637,7 @@ static int csv_run(struct importer *im, struct reader *r)
         free(c.off);
         return rc < 0 ? read_failed(im, r, c.line) : 0;
     }
-    if (table_init(&t, &c, im->reason, sizeof im->reason) != 0) {
+    if (table_init(&t, &c, im->products, im->reason, sizeof im->reason) != 0) {
         if (im->reject)
             im->reject(im->ud, c.first_line, im->reason);
         snprintf(im->err, im->errlen, "%s: nothing imported: the header row is invalid", im->path);
@@ -722,8 +748,8 @@ static int looks_ndjson(const char *path, struct reader *r)
     return 0;
 }
 
-int importer_run(engine *e, const char *path, import_reject_fn reject, void *ud,
-                 struct import_report *rep, char *err, size_t errlen)
+static int run(engine *e, const char *path, int products, import_reject_fn reject, void *ud,
+               struct import_report *rep, char *err, size_t errlen)
 {
     memset(rep, 0, sizeof *rep);
     struct reader r = {.fd = 0, .cap = 2 * READ_CHUNK};
@@ -733,7 +759,7 @@ int importer_run(engine *e, const char *path, import_reject_fn reject, void *ud,
     }
     r.buf = xmalloc(r.cap);
     struct importer im = {.e = e, .path = strcmp(path, "-") ? path : "stdin", .reject = reject,
-                          .ud = ud, .rep = rep, .err = err, .errlen = errlen};
+                          .ud = ud, .rep = rep, .products = products, .err = err, .errlen = errlen};
     rd_want(&r, 64);
     if (r.len >= 3 && memcmp(r.buf, "\xEF\xBB\xBF", 3) == 0)
         r.pos = 3;
@@ -749,4 +775,16 @@ int importer_run(engine *e, const char *path, import_reject_fn reject, void *ud,
         close(r.fd);
     free(r.buf);
     return rc;
+}
+
+int importer_run(engine *e, const char *path, import_reject_fn reject, void *ud,
+                 struct import_report *rep, char *err, size_t errlen)
+{
+    return run(e, path, 0, reject, ud, rep, err, errlen);
+}
+
+int importer_run_products(engine *e, const char *path, import_reject_fn reject, void *ud,
+                          struct import_report *rep, char *err, size_t errlen)
+{
+    return run(e, path, 1, reject, ud, rep, err, errlen);
 }

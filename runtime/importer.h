@@ -8,6 +8,12 @@
  * from the extension (.csv, .ndjson, .jsonl, .json) or, for stdin, from
  * the first character.
  *
+ * `tend import --products FILE`: the product catalog the same way (columns
+ * sku name category price usage_days related — related several skus
+ * separated by '|' or ';'; NDJSON: one product object a line, as PUT
+ * /v1/products takes). A bad value (a usage_days that is not a positive
+ * number) rejects its row by line.
+ *
  * Each row is an upsert that lands whole or not at all; a bad row is
  * rejected with its line number and reason and the others go on. Rows
  * commit in batches (one fsync per batch). */
@@ -27,5 +33,9 @@ typedef void (*import_reject_fn)(void *ud, long line, const char *reason);
  * (err says why; rows before the failure are kept). */
 int importer_run(engine *e, const char *path, import_reject_fn reject, void *ud,
                  struct import_report *rep, char *err, size_t errlen);
+
+/* The same for products (product.h). */
+int importer_run_products(engine *e, const char *path, import_reject_fn reject, void *ud,
+                          struct import_report *rep, char *err, size_t errlen);
 
 #endif

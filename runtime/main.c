@@ -22,6 +22,7 @@
 #include "event.h"
 #include "importer.h"
 #include "lint.h"
+#include "logger.h"
 #include "mime.h"
 #include "segment.h"
 #include "server.h"
@@ -42,7 +43,7 @@ static const char usage[] =
     "  run [DIR]            the server: load scripts, ingest, schedule, deliver\n"
     "  test [PATH...]       run *_test.lua files sandboxed on a simulated clock\n"
     "  check [DIR]          load and validate scripts and templates, lint messages\n"
-    "  import FILE          customers from CSV or NDJSON\n"
+    "  import FILE          customers from CSV or NDJSON (--products: the catalog)\n"
     "  ingest FILE|-        events from NDJSON\n"
     "  segment NAME         count and sample of a segment\n"
     "  simulate DIR --days N --customers F --events F   forecast sends and cost\n"
@@ -68,6 +69,7 @@ struct opts {
     int nargs;
     int help;
     int no_process;
+    int products;
     int sample;
     int verbose;
     int json;
@@ -144,6 +146,21 @@ static int parse(int argc, char **argv, struct opts *o, const char *cmd)
         }
         if (!strcmp(a, "--no-process")) {
             o->no_process = 1;
+            continue;
+        }
+        if (!strcmp(a, "--log-format") || !strcmp(a, "--log-level")) {
+            char err[160];
+            if (i + 1 >= argc)
+                goto missing;
+            const char *v = argv[++i];
+            if (logger_configure(a[6] == 'f' ? v : NULL, a[6] == 'l' ? v : NULL, err, sizeof err) != 0) {
+                fprintf(stderr, "tend %s: %s\n", cmd, err);
+                return -1;
+            }
+            continue;
+        }
+        if (!strcmp(a, "--products")) {
+            o->products = 1;
             continue;
         }
         if (!strcmp(a, "--dir") || !strcmp(a, "-d"))
@@ -223,7 +240,7 @@ missing:
 static void log_stderr(void *ud, const char *level, const char *msg)
 {
     (void)ud;
-    fprintf(stderr, "%s: %s\n", level, msg);
+    logger_write(level, msg);
 }
 
 /* Opens the store of `dir` on the real clock; loads its scripts when asked.
@@ -374,10 +391,12 @@ static int cmd_import(int argc, char **argv)
     if (parse(argc, argv, &o, "import") != 0)
         return 2;
     if (o.help || o.nargs != 1) {
-        printf("usage: tend import [--dir DIR] FILE|-\n"
+        printf("usage: tend import [--dir DIR] [--products] FILE|-\n"
                "Creates or updates customers from CSV (header row) or NDJSON. Prints\n"
                "`imported N, updated N, rejected N`; each rejected row goes to stderr as\n"
-               "FILE:LINE: reason. Exits 1 if any row was rejected.\n");
+               "FILE:LINE: reason. Exits 1 if any row was rejected.\n"
+               "--products: the product catalog instead (sku, name, category, price,\n"
+               "usage_days, related — several skus separated by | or ;).\n");
         return o.help ? 0 : 2;
     }
     tclock *clk = clock_new_real();
@@ -388,7 +407,8 @@ static int cmd_import(int argc, char **argv)
     }
     struct import_report rep = {0};
     char err[400] = "";
-    int rc = importer_run(e, o.args[0], print_reject, (void *)o.args[0], &rep, err, sizeof err);
+    int rc = (o.products ? importer_run_products : importer_run)(e, o.args[0], print_reject, (void *)o.args[0],
+                                                                &rep, err, sizeof err);
     printf("imported %lld, updated %lld, rejected %lld\n", (long long)rep.imported, (long long)rep.updated,
            (long long)rep.rejected);
     if (rc != 0)
@@ -524,10 +544,14 @@ static int cmd_run(int argc, char **argv)
     if (parse(argc, argv, &o, "run") != 0)
         return 2;
     if (o.help) {
-        printf("usage: tend run [--listen HOST:PORT] [--db FILE] [DIR]\n"
+        printf("usage: tend run [--listen HOST:PORT] [--db FILE] [--log-format text|json]\n"
+               "                [--log-level debug|info|warn|error] [DIR]\n"
                "Loads tend.lua and the scripts of DIR (default: .), then serves the HTTP API on\n"
                "the configured address (default 127.0.0.1:8725), processes events, wakes\n"
-               "journeys, runs schedules and delivers messages until SIGINT or SIGTERM.\n"
+               "journeys, runs schedules and delivers messages until SIGINT or SIGTERM (which\n"
+               "wait up to shutdown_grace for transfers in flight; a second one stops at once).\n"
+               "SIGHUP reloads the scripts (a set that does not load is refused) and reopens\n"
+               "file-channel files. Logs go to stderr, one timestamped line per entry.\n"
                "TEND_API_TOKEN is the bearer token the API requires; without it a token is\n"
                "generated and written to DIR/.tend-token. --listen (or TEND_LISTEN) overrides\n"
                "tend.lua's `listen`, --db (or TEND_DB) its `db`.\n");

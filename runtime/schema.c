@@ -150,6 +150,35 @@ static const char m_calendar[] =
     " INSERT OR IGNORE INTO cap_deferrals (message, reason) VALUES (NEW.id, NEW.last_error); END;";
 /* --- end branch calendar --- */
 
+/* ---- branch orders: order lines, per-customer bought facts, products ---- */
+/* Order lines, stored when an order event is processed (never on the raw
+ * ingest path). Clustered by customer: every question asked of them is about
+ * one customer (c:bought within, runs_out_at, c:items, a windowed at_least),
+ * so no secondary index. An order's lines are stored once, by its order id. */
+static const char m_orders_items[] =
+    "CREATE TABLE order_items ("
+    " customer TEXT NOT NULL, order_id TEXT NOT NULL, line INTEGER NOT NULL,"
+    " sku TEXT NOT NULL, category TEXT, name TEXT, qty REAL NOT NULL, price REAL,"
+    " at INTEGER NOT NULL,"
+    " PRIMARY KEY (customer, order_id, line)) WITHOUT ROWID;"
+    /* The narrow table the bought filter reads: one row per customer and sku
+     * (kind 0) or category (kind 1); orders: how many orders had the key.
+     * Keyed by customer first, so the facts of one order share pages (and
+     * c:bought is one lookup); bought_recent (kind, key, last_at, orders)
+     * is what a segment walks: only the customers who bought that key,
+     * `within` a range of it, `at_least` read from the index itself. */
+    "CREATE TABLE bought ("
+    " kind INTEGER NOT NULL, key TEXT NOT NULL, customer TEXT NOT NULL,"
+    " orders INTEGER NOT NULL, qty REAL NOT NULL, first_at INTEGER NOT NULL,"
+    " last_at INTEGER NOT NULL,"
+    " PRIMARY KEY (customer, kind, key)) WITHOUT ROWID;"
+    "CREATE INDEX bought_recent ON bought(kind, key, last_at, orders);"
+    /* The optional catalog. related: a JSON array of skus. */
+    "CREATE TABLE products ("
+    " sku TEXT PRIMARY KEY NOT NULL, name TEXT, category TEXT, price REAL,"
+    " usage_days REAL, related TEXT, updated_at INTEGER) WITHOUT ROWID;";
+/* ---- end branch orders ---- */
+
 /* --- branch loop: closing the loop (tasks with outcomes, coupons redeemed,
  * receipts, conversion values) --- */
 static const char m_loop[] =
@@ -191,6 +220,7 @@ const struct store_migration schema_migrations[] = {
     {"core", m1_core},
     {"delivery", m2_delivery},
     {"calendar", m_calendar},
+    {"orders", m_orders_items},   /* branch orders */
     {"loop", m_loop},
 };
 const int schema_migration_count = sizeof schema_migrations / sizeof schema_migrations[0];

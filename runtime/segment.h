@@ -12,11 +12,16 @@
  *     lifecycle = not_("dead"), city = not_(one_of("A", "B")),
  *     ["attrs.baby.age"] = at_least(1),           -- JSON attribute by dotted path
  *     any { {city = "A"}, {region = "East"} },    -- array items: nested filters
- *     not_ { city = "A" } }                       -- a negated nested filter
+ *     not_ { city = "A" },                        -- a negated nested filter
+ *     bought = { category = "coffee", within = days(30), at_least = 2 },
+ *     not_(bought{ sku = "BEANS-1" }) }           -- what was bought (orderline.h)
  *
  * Fields: id name phone email city region timezone birthday first_seen_at
  * first_order_at last_order_at orders_count total_spent last_active_at
- * lifecycle r f m blocked tags, and attrs.<path>. An unknown field, an
+ * lifecycle r f m blocked tags bought, and attrs.<path>. `bought` (sku or
+ * category; within: seconds back from now; at_least: orders, default 1)
+ * reads the bought table by its key, and the customer's order_items only
+ * for a count within a window: never Lua, never a pass over every line. An unknown field, an
  * operator on the wrong kind of value, or a malformed path is an error naming
  * it. Relative times (ago() in a declaration) resolve against `now`.
  *

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -26,10 +28,14 @@
 #include "dates.h"
 #include "dispatch.h"
 #include "event.h"
+#include "filesink.h"
+#include "httpguard.h"
 #include "json.h"
+#include "logger.h"
 #include "metrics.h"
 #include "openapi.h"
 #include "receipt.h"
+#include "product.h"
 #include "segment.h"
 #include "server.h"
 #include "status.h"
@@ -40,6 +46,8 @@
 #include "version.h"
 
 #define MAX_BODY (1 << 20)
+#define MAX_HEAD (16 << 10)     /* request line and headers */
+#define FD_RESERVE 256          /* descriptors kept for the store, providers, files */
 
 struct reply {
     struct evhttp_request *req;
@@ -53,11 +61,14 @@ struct server {
     struct event_base *base;
     struct evhttp *http;
     char *token;
-    struct event *tick, *flush, *sigint, *sigterm;
+    struct event *tick, *flush, *sigint, *sigterm, *sighup, *drain;
     int in_tx;                  /* a write batch is open */
     struct reply *replies;      /* answered when the batch commits */
     int64_t requests;
     char *scripts_error;        /* why the scripts on disk did not load (NULL: they did) */
+    httpguard *guard;           /* connection limit, head checks, timeouts */
+    int stopping;               /* a SIGTERM/SIGINT came: no new work, draining */
+    double stop_deadline;       /* when draining gives up (monotonic seconds) */
 };
 
 /* --- answering ------------------------------------------------------------ */
@@ -65,6 +76,33 @@ struct server {
 /* The registry of the one server this process runs: its answers are counted
  * where they are written. */
 static metrics *answer_metrics;
+
+static const char *reason_phrase(int code)
+{
+    static const struct { int code; const char *phrase; } phrases[] = {
+        {200, "OK"}, {201, "Created"}, {202, "Accepted"}, {400, "Bad Request"}, {401, "Unauthorized"},
+        {404, "Not Found"}, {405, "Method Not Allowed"}, {408, "Request Timeout"}, {411, "Length Required"},
+        {413, "Payload Too Large"}, {417, "Expectation Failed"}, {431, "Request Header Fields Too Large"},
+        {500, "Internal Server Error"}, {501, "Not Implemented"}, {503, "Service Unavailable"},
+        {505, "HTTP Version Not Supported"}};
+    for (size_t i = 0; i < sizeof phrases / sizeof phrases[0]; i++)
+        if (phrases[i].code == code)
+            return phrases[i].phrase;
+    return code < 400 ? "OK" : code < 500 ? "Bad Request" : "Internal Server Error";
+}
+
+/* Every answer leaves here. HEAD gets the headers GET would, with the
+ * body's Content-Length, and no body (libevent would send the body). */
+static void send_body(struct evhttp_request *req, int code, struct evbuffer *b)
+{
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+        char len[32];
+        snprintf(len, sizeof len, "%zu", evbuffer_get_length(b));
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Length", len);
+        evbuffer_drain(b, evbuffer_get_length(b));
+    }
+    evhttp_send_reply(req, code, reason_phrase(code), b);
+}
 
 static void send_json(struct evhttp_request *req, int code, const char *body)
 {
@@ -75,18 +113,16 @@ static void send_json(struct evhttp_request *req, int code, const char *body)
     evhttp_add_header(h, "Content-Type", "application/json");
     struct evbuffer *b = evbuffer_new();
     evbuffer_add_printf(b, "%s\n", body);
-    const char *reason = code == 200 ? "OK" : code == 202 ? "Accepted" : code == 400 ? "Bad Request"
-                       : code == 401 ? "Unauthorized" : code == 404 ? "Not Found"
-                       : code == 405 ? "Method Not Allowed" : code == 413 ? "Payload Too Large"
-                       : code == 503 ? "Service Unavailable" : "Error";
-    evhttp_send_reply(req, code, reason, b);
+    send_body(req, code, b);
     evbuffer_free(b);
 }
 
+/* Errors are {"error": reason, "code": status}, every one of them. */
 static void send_error(struct evhttp_request *req, int code, const char *message)
 {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "error", message);
+    cJSON_AddNumberToObject(j, "code", code);
     char *text = json_print(j);
     send_json(req, code, text);
     free(text);
@@ -124,6 +160,18 @@ static void queue_reply(struct server *s, struct evhttp_request *req, int code, 
     s->replies = r;
 }
 
+/* The next pass runs in a later loop turn, never in this one: the answers
+ * just queued are written first (the loop sends them when their sockets
+ * are writable, before a zero-delay timer fires), so a slow journey cannot
+ * hold back an acknowledgement. */
+static void schedule_tick(struct server *s)
+{
+    if (s->stopping)
+        return;
+    struct timeval zero = {0, 0};
+    evtimer_add(s->tick, &zero);
+}
+
 static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -153,7 +201,7 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
         free(r->body);
         free(r);
     }
-    event_active(s->tick, EV_TIMEOUT, 0);
+    schedule_tick(s);
 }
 
 /* A store error inside the batch: everything in it goes, every waiting
@@ -209,6 +257,16 @@ static char *ndjson_next(char **p, char *end, size_t *n, long *line)
     return NULL;
 }
 
+/* A batch refused whole: answered 400, and one log line says so. */
+static void reject_batch(struct server *s, struct evhttp_request *req, const char *why)
+{
+    char *addr = NULL;
+    ev_uint16_t port = 0;
+    evhttp_connection_get_peer(evhttp_request_get_connection(req), &addr, &port);
+    engine_logf(s->e, "warn", "rejected a batch of events from %s: %s", addr ? addr : "?", why);
+    send_error(req, 400, why);
+}
+
 /* Why an Idempotency-Key header cannot serve as an event id, or NULL. */
 static const char *idempotency_key_problem(const char *key)
 {
@@ -259,7 +317,7 @@ static void post_events(struct server *s, struct evhttp_request *req, const char
                 char msg[500];
                 snprintf(msg, sizeof msg, "line %ld: %s; nothing was stored", line, err);
                 metrics_add(s->e->metrics, M_EVENTS_REJECTED, NULL, cJSON_GetArraySize(events) + 1);
-                send_error(req, 400, msg);
+                reject_batch(s, req, msg);
                 cJSON_Delete(events);
                 free(body);
                 return;
@@ -269,7 +327,7 @@ static void post_events(struct server *s, struct evhttp_request *req, const char
     }
     free(body);
     if (cJSON_GetArraySize(events) == 0) {
-        send_error(req, 400, "no event in the body");
+        reject_batch(s, req, "no event in the body");
         cJSON_Delete(events);
         return;
     }
@@ -285,7 +343,7 @@ static void post_events(struct server *s, struct evhttp_request *req, const char
             else
                 snprintf(msg, sizeof msg, "event %d: %s; nothing was stored", i, err);
             metrics_add(s->e->metrics, M_EVENTS_REJECTED, NULL, cJSON_GetArraySize(events));
-            send_error(req, 400, msg);
+            reject_batch(s, req, msg);
             cJSON_Delete(events);
             return;
         }
@@ -375,6 +433,62 @@ static void get_customer(struct server *s, struct evhttp_request *req, const cha
         return;
     }
     send_cjson(req, 200, c);
+}
+
+/* PUT /v1/products/{sku}: the fields given are written, the others kept. */
+static void put_product(struct server *s, struct evhttp_request *req, const char *sku)
+{
+    size_t len;
+    char *body = body_of(req, &len);
+    char err[400];
+    cJSON *obj = json_parse(body, len, err, sizeof err);
+    free(body);
+    if (!obj || !cJSON_IsObject(obj)) {
+        send_error(req, 400, obj ? "a product must be a JSON object" : err);
+        cJSON_Delete(obj);
+        return;
+    }
+    const cJSON *bsku = cJSON_GetObjectItemCaseSensitive(obj, "sku");
+    if (bsku && (!cJSON_IsString(bsku) || strcmp(bsku->valuestring, sku) != 0)) {
+        send_error(req, 400, "field 'sku': differs from the sku in the path");
+        cJSON_Delete(obj);
+        return;
+    }
+    if (!bsku)
+        cJSON_AddStringToObject(obj, "sku", sku);
+    if (begin_write(s) != 0 || store_begin(s->e->st) != 0) {
+        cJSON_Delete(obj);
+        fail_batch(s, req);
+        return;
+    }
+    int created = 0;
+    int rc = product_upsert(s->e->st, obj, 0, engine_now(s->e), &created, err, sizeof err);
+    cJSON_Delete(obj);
+    if (rc != 0) {
+        store_rollback(s->e->st);
+        if (strncmp(err, "store: ", 7) == 0)
+            fail_batch(s, req);
+        else
+            send_error(req, 400, err);
+        return;
+    }
+    if (store_commit(s->e->st) != 0) {
+        fail_batch(s, req);
+        return;
+    }
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "sku", sku);
+    cJSON_AddBoolToObject(r, "created", created);
+    queue_reply(s, req, created ? 201 : 200, r);
+}
+
+static void get_product(struct server *s, struct evhttp_request *req, const char *sku)
+{
+    cJSON *p = product_json(s->e->st, sku);
+    if (!p)
+        send_error(req, 404, "no such product");
+    else
+        send_cjson(req, 200, p);
 }
 
 static void collect_sample(const char *id, void *ud)
@@ -710,7 +824,7 @@ static void get_metrics(struct server *s, struct evhttp_request *req, const char
     evbuffer_add(out, b.s, b.len);
     strbuf_free(&b);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain; version=0.0.4");
-    evhttp_send_reply(req, 200, "OK", out);
+    send_body(req, 200, out);
     evbuffer_free(out);
     metrics_inc(answer_metrics, M_HTTP_REQUESTS, "200");
 }
@@ -831,7 +945,7 @@ static void unsubscribe(struct server *s, struct evhttp_request *req, const char
                                "/ \u9000\u8ba2\u8425\u9500\u6d88\u606f\uff1f</p>"
                                "<button type=\"submit\">Unsubscribe / \u9000\u8ba2</button></form>\n");
         evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/html; charset=utf-8");
-        evhttp_send_reply(req, 200, "OK", b);
+        send_body(req, 200, b);
         evbuffer_free(b);
     } else {
         cJSON *ev = cJSON_CreateObject();
@@ -899,6 +1013,8 @@ static const struct server_route {
     {"GET", "/v1/customers/{id}", get_customer, 0},
     {"PUT", "/v1/customers/{id}", put_customer, 0},
     {"GET", "/v1/customers/{id}/timeline", get_timeline, 0},
+    {"GET", "/v1/products/{sku}", get_product, 0},
+    {"PUT", "/v1/products/{sku}", put_product, 0},
     {"GET", "/v1/journeys", get_journeys, 0},
     {"GET", "/v1/journeys/{name}", get_journey, 0},
     {"GET", "/v1/segments/{name}", get_segment, 0},
@@ -970,6 +1086,18 @@ static const char *method_name(enum evhttp_cmd_type m)
 static void route(struct evhttp_request *req, void *arg)
 {
     struct server *s = arg;
+    int refused;
+    const char *why;
+    if (httpguard_arrived(s->guard, req, &refused, &why)) {
+        /* a head the guard would not let libevent answer in HTML */
+        char *addr = NULL;
+        ev_uint16_t port = 0;
+        evhttp_connection_get_peer(evhttp_request_get_connection(req), &addr, &port);
+        engine_logf(s->e, "info", "refused a request from %s: %d %s", addr ? addr : "?", refused, why);
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        send_error(req, refused, why);
+        return;
+    }
     s->requests++;
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
     if (!path)
@@ -1026,9 +1154,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct server *s = arg;
-    if (s->in_tx)   /* answers first: the batch commits, then work goes on */
+    if (s->in_tx || s->stopping)   /* answers first: the batch commits, then work goes on */
         return;
     engine *e = s->e;
+    logger_flush(0);
     if (engine_run_due(e, engine_now(e)) < 0)
         engine_logf(e, "error", "a pass failed (it is retried): %s", store_errmsg(e->st));
     tend_time next = engine_next_due(e), now = engine_now(e);
@@ -1042,13 +1171,131 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     evtimer_add(s->tick, &tv);
 }
 
+static double monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* While stopping: the open batch commits and is answered; the loop ends
+ * once no transfer is in flight (their results stored) or the grace
+ * period is over (those left keep their lease and go again later). */
+static void on_drain(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct server *s = arg;
+    struct timeval later = {0, 20000};
+    if (s->in_tx) {
+        on_flush(-1, 0, s);
+        evtimer_add(s->drain, &later);   /* the answers go out first */
+        return;
+    }
+    int left = dispatch_in_flight(s->e);
+    if (left == 0 || monotonic() >= s->stop_deadline) {
+        if (left)
+            engine_logf(s->e, "warn", "shutdown_grace is over: %d transfer%s abandoned (sent again, with the same "
+                        "key, when the lease runs out)", left, left == 1 ? "" : "s");
+        event_base_loopexit(s->base, NULL);
+        return;
+    }
+    evtimer_add(s->drain, &later);
+}
+
+/* SIGTERM, SIGINT: stop taking work, let transfers in flight finish (up to
+ * shutdown_grace), commit, exit 0. A second signal stops at once. */
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
     struct server *s = arg;
-    engine_logf(s->e, "info", "signal %d: stopping", (int)sig);
+    if (s->stopping) {
+        engine_logf(s->e, "warn", "signal %d again: stopping now (%d transfer%s in flight abandoned, sent again "
+                    "when the lease runs out)", (int)sig, dispatch_in_flight(s->e),
+                    dispatch_in_flight(s->e) == 1 ? "" : "s");
+        event_base_loopbreak(s->base);
+        return;
+    }
+    s->stopping = 1;
     sd_notify(0, "STOPPING=1");
-    event_base_loopexit(s->base, NULL);
+    evtimer_del(s->tick);
+    dispatch_stop_claiming(s->e);
+    httpguard_pause_listening(s->guard, 1);
+    s->stop_deadline = monotonic() + s->e->cfg.shutdown_grace;
+    int n = dispatch_in_flight(s->e);
+    engine_logf(s->e, "info", "signal %d: stopping (waiting up to %g s for %d transfer%s in flight)", (int)sig,
+                s->e->cfg.shutdown_grace, n, n == 1 ? "" : "s");
+    struct timeval now = {0, 0};
+    evtimer_add(s->drain, &now);
+}
+
+/* SIGHUP: the scripts are loaded again (a set that does not load is
+ * refused and the running one stays), and file-channel files are reopened
+ * (after a move-style log rotation the next line goes to a new file). */
+static void on_hangup(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    struct server *s = arg;
+    engine *e = s->e;
+    if (s->stopping)
+        return;
+    if (s->in_tx)
+        on_flush(-1, 0, s);
+    char *errors = NULL;
+    int n = engine_load_dir(e, &errors);
+    if (n != 0) {
+        if (errors)   /* one line: the errors, separated */
+            for (char *p = errors; (p = strchr(p, '\n')) && p[1]; p++)
+                *p = ';';
+        engine_logf(e, "error", "SIGHUP: %d script error%s, the scripts loaded before stay: %s", n < 0 ? 1 : n,
+                    n == 1 ? "" : "s", errors ? errors : "");
+        free(s->scripts_error);   /* /readyz says so until a reload succeeds */
+        s->scripts_error = xasprintf("the scripts on disk did not load (SIGHUP): %s", errors ? errors : "");
+    } else {
+        engine_logf(e, "info", "SIGHUP: scripts reloaded from %s", e->dir ? e->dir : ".");
+        free(s->scripts_error);
+        s->scripts_error = NULL;
+    }
+    free(errors);
+    filesink_close(e);
+    engine_logf(e, "info", "SIGHUP: file-channel files reopened");
+    schedule_tick(s);
+}
+
+/* libevent's own warnings go to the log, rate-limited like any line. */
+static void libevent_log(int severity, const char *msg)
+{
+    logger_write(severity == EVENT_LOG_DEBUG ? "debug" : severity == EVENT_LOG_MSG ? "info"
+                 : severity == EVENT_LOG_WARN ? "warn" : "error", msg);
+}
+
+/* Descriptors: the soft limit is raised to the hard one; connections get
+ * what is left after FD_RESERVE for the store, providers and files. */
+static int connection_budget(engine *e)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return e->cfg.max_connections;
+    rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > (1u << 20) ? (1u << 20) : rl.rlim_max;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        struct rlimit raised = {want, rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+            rl.rlim_cur = want;
+    }
+    long fds = rl.rlim_cur == RLIM_INFINITY ? (1L << 20) : (long)rl.rlim_cur;
+    long room = fds > 2 * FD_RESERVE ? fds - FD_RESERVE : fds / 2;
+    if (e->cfg.max_connections > room) {
+        engine_logf(e, "warn", "server.max_connections %d lowered to %ld: the descriptor limit is %ld",
+                    e->cfg.max_connections, room, fds);
+        return (int)room;
+    }
+    return e->cfg.max_connections;
+}
+
+static void guard_log(void *ud, const char *level, const char *msg)
+{
+    engine_logf(ud, level, "%s", msg);
 }
 
 /* The API token: TEND_API_TOKEN, else one made now and kept in DIR/.tend-token
@@ -1102,12 +1349,17 @@ int server_run(engine *e)
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
+    event_set_log_callback(libevent_log);
     s.base = event_base_new();
     s.http = evhttp_new(s.base);
-    evhttp_set_max_body_size(s.http, MAX_BODY);
-    /* every method libevent knows reaches the router, which answers a
-     * wrong one with 405 in JSON (libevent itself answers the methods it
-     * does not know with 501) */
+    struct httpguard_limits lim = {
+        .max_connections = connection_budget(e), .idle_timeout = e->cfg.idle_timeout,
+        .header_timeout = e->cfg.header_timeout, .request_timeout = e->cfg.request_timeout,
+        .max_head = MAX_HEAD, .max_body = MAX_BODY};
+    s.guard = httpguard_new(s.base, s.http, &lim, guard_log, e);
+    /* the guard refuses TRACE, CONNECT and unknown methods (501, JSON)
+     * before libevent parses them; the rest reach the router, which
+     * answers a wrong one with 405 */
     evhttp_set_allowed_methods(s.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                            EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS |
                                            EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT);
@@ -1119,11 +1371,13 @@ int server_run(engine *e)
     if (colon)
         *colon = 0;
     int rc = 0;
-    if (evhttp_bind_socket(s.http, host, (ev_uint16_t)port) != 0) {
+    struct evhttp_bound_socket *bound = evhttp_bind_socket_with_handle(s.http, host, (ev_uint16_t)port);
+    if (!bound) {
         engine_logf(e, "error", "cannot listen on %s: %s", e->cfg.listen, strerror(errno));
         rc = 1;
         goto out;
     }
+    httpguard_watch_listener(s.guard, bound);
     if (strcmp(host, "127.0.0.1") != 0 && strcmp(host, "localhost") != 0 && strcmp(host, "::1") != 0)
         engine_logf(e, "warn", "listening on %s: reachable from other machines", e->cfg.listen);
     dispatch_attach(e, s.base);
@@ -1131,10 +1385,14 @@ int server_run(engine *e)
     s.flush = event_new(s.base, -1, 0, on_flush, &s);
     s.sigint = evsignal_new(s.base, SIGINT, on_signal, &s);
     s.sigterm = evsignal_new(s.base, SIGTERM, on_signal, &s);
+    s.sighup = evsignal_new(s.base, SIGHUP, on_hangup, &s);
+    s.drain = evtimer_new(s.base, on_drain, &s);
     event_add(s.sigint, NULL);
     event_add(s.sigterm, NULL);
+    event_add(s.sighup, NULL);
     event_active(s.tick, EV_TIMEOUT, 0);
-    engine_logf(e, "info", "listening on http://%s (store %s)", e->cfg.listen, e->db_path);
+    engine_logf(e, "info", "listening on http://%s (store %s, at most %d connections)", e->cfg.listen, e->db_path,
+                lim.max_connections);
     /* systemd (Type=notify): the scripts are loaded and the port is bound */
     sd_notify(0, "READY=1");
     event_base_dispatch(s.base);
@@ -1150,8 +1408,14 @@ out:
         event_free(s.sigint);
     if (s.sigterm)
         event_free(s.sigterm);
+    if (s.sighup)
+        event_free(s.sighup);
+    if (s.drain)
+        event_free(s.drain);
     evhttp_free(s.http);
+    httpguard_free(s.guard);
     event_base_free(s.base);
+    logger_flush(1);
     free(s.token);
     free(s.scripts_error);
     answer_metrics = NULL;

@@ -24,6 +24,7 @@
 #include "helpers.h"
 #include "json.h"
 #include "receipt.h"
+#include "product.h"
 #include "segment.h"
 #include "status.h"
 #include "sim.h"
@@ -206,6 +207,28 @@ static int m_customer(lua_State *L)
     return run_due(L, s);
 }
 
+/* sim:product{sku = ..., usage_days = ..., ...} adds or updates a catalog
+ * row; sim:product("sku") returns it (nil if there is none). */
+static int m_product(lua_State *L)
+{
+    struct sim *s = check_sim(L);
+    if (lua_type(L, 2) == LUA_TSTRING) {
+        cJSON *p = product_json(s->e->st, lua_tostring(L, 2));
+        json_push(L, p);
+        cJSON_Delete(p);
+        return 1;
+    }
+    luaL_checktype(L, 2, LUA_TTABLE);
+    cJSON *obj = arg_json(L, 2, "sim:product");
+    char err[300];
+    int created;
+    int rc = product_upsert(s->e->st, obj, 0, engine_now(s->e), &created, err, sizeof err);
+    cJSON_Delete(obj);
+    if (rc != 0)
+        return luaL_error(L, "sim:product: %s", err);
+    return 0;
+}
+
 /* sim:event{...}: accepted, then processed at the sim's now. */
 static int m_event(lua_State *L)
 {
@@ -329,6 +352,40 @@ static int m_report(lua_State *L)
         json_push(L, r);
     cJSON_Delete(r);
     return 1;
+}
+
+/* sim:events{ev, ev, ...}: all accepted in one transaction (or none: an
+ * invalid one raises naming its position), then processed. For tests that
+ * load thousands of orders. */
+static int m_events(lua_State *L)
+{
+    struct sim *s = check_sim(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_Integer n = luaL_len(L, 2);
+    if (store_begin(s->e->st) != 0)
+        raise_store(L, s, "sim:events");
+    char err[400] = "";
+    lua_Integer i;
+    for (i = 1; i <= n; i++) {
+        lua_rawgeti(L, 2, i);
+        char why[300];
+        cJSON *ev = json_from_lua(L, -1, why, sizeof why);
+        lua_pop(L, 1);
+        struct event_result res;
+        int rc = ev ? event_accept(s->e, ev, &res, why, sizeof why) : -1;
+        cJSON_Delete(ev);
+        if (rc != 0) {
+            snprintf(err, sizeof err, "sim:events: event %lld: %s", (long long)i, why);
+            break;
+        }
+    }
+    if (err[0]) {
+        store_rollback(s->e->st);
+        return luaL_error(L, "%s", err);
+    }
+    if (store_commit(s->e->st) != 0)
+        raise_store(L, s, "sim:events");
+    return run_due(L, s);
 }
 
 static int m_advance(lua_State *L)
@@ -620,7 +677,8 @@ static void push_id(const char *id, void *ud)
     lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
 }
 
-/* sim:segment(filter or name) → the matching customer ids, in id order. */
+/* sim:segment(filter or name) → the matching customer ids, in id order,
+ * and the count segment_count() gives (the same number, by its own query). */
 static int m_segment(lua_State *L)
 {
     struct sim *s = check_sim(L);
@@ -642,8 +700,12 @@ static int m_segment(lua_State *L)
         if (got < 1000)
             break;
     }
+    int64_t n = segment_count(s->e->st, q);
     segment_query_free(q);
-    return 1;
+    if (n < 0)
+        raise_store(L, s, "sim:segment");
+    lua_pushinteger(L, n);
+    return 2;
 }
 
 /* sim:globals() → the names a journey script of this sim sees, sorted
@@ -922,6 +984,7 @@ void sim_register(sandbox *sb, const char *test_dir, coverage *cov)
         {"customer", m_customer}, {"event", m_event}, {"advance", m_advance}, {"now", m_now},
         {"receipt", m_receipt}, {"callback", m_callback}, {"close_task", m_close_task}, {"report", m_report},
         {"sent", m_sent}, {"messages", m_messages}, {"tasks", m_tasks}, {"instances", m_instances}, {"stub_http", m_stub_http},
+        {"events", m_events}, {"product", m_product},   /* branch orders */
         {"restart", m_restart}, {"deploy", m_deploy}, {"segment", m_segment}, {"log", m_log}, {"globals", m_globals},
         {"close", m_close},
         {NULL, NULL}};

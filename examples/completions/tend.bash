@@ -13,8 +13,10 @@ _tend()
         --db|--customers|--events|--junit|--coverage) _filedir; return ;;
         -k) return ;;
         --listen|--days|--sample|--start) return ;;
+        --log-format) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
+        --log-level) COMPREPLY=($(compgen -W "debug info warn error" -- "$cur")); return ;;
     esac
-    local opts="--help --dir --db"
+    local opts="--help --dir --db --log-format --log-level"
     case ${words[1]} in
         run) opts="$opts --listen" ;;
         test) opts="$opts -v -k --junit --coverage" ;;

@@ -52,6 +52,34 @@ function Customer:untag(tag) end
 ---@return tend.Customer
 function Customer:set(fields) end
 
+---@class tend.BoughtSpec
+---@field sku (string|integer)? one of sku and category
+---@field category string?
+---@field within integer? seconds back from now (days(30)); default: ever
+---@field at_least integer? (filters only) orders, default 1
+
+---What the customer bought of an sku or category (recorded inside a run):
+---how many orders had it, and when it was last bought (nil if never).
+---@param spec tend.BoughtSpec
+---@return integer count
+---@return integer? last_at
+function Customer:bought(spec) end
+
+---@class tend.OrderLine
+---@field order string
+---@field sku string
+---@field category string?
+---@field name string?
+---@field qty number
+---@field price number?
+---@field at integer
+
+---The customer's order lines bought in [since, before), oldest first
+---(recorded inside a run): `c:items{ within = days(182) }`.
+---@param spec { since: tend.time?, within: integer?, before: tend.time?, limit: integer? }?
+---@return tend.OrderLine[]
+function Customer:items(spec) end
+
 -- --- declarations ----------------------------------------------------------------
 
 ---@class tend.JourneySpec
@@ -263,6 +291,27 @@ function customers(segment) end
 ---@return integer
 function segment_count(segment) end
 
+---@class tend.Product
+---@field sku string
+---@field name string?
+---@field category string?
+---@field price number?
+---@field usage_days number? how many days one unit lasts
+---@field related string[] skus to suggest with it
+---@field updated_at integer?
+
+---The catalog row of an sku, or nil (recorded inside a run).
+---@param sku string
+---@return tend.Product?
+function product(sku) end
+
+---When the customer's supply of sku ends, from the quantities bought and
+---the product's usage_days; nil if unknown (recorded inside a run).
+---@param c tend.Customer|string
+---@param sku string
+---@return integer?
+function runs_out_at(c, sku) end
+
 -- --- helpers ------------------------------------------------------------------
 
 ---@param n number
@@ -330,6 +379,11 @@ function any(filters) end
 ---@param filters tend.filter[]
 ---@return tend.FilterNode
 function all(filters) end
+
+---A condition on what was bought, for a filter's list: `{ not_(bought{ sku = "B1" }) }`.
+---@param spec tend.BoughtSpec
+---@return tend.FilterNode
+function bought(spec) end
 
 -- --- tend.test and the sim ------------------------------------------------------------
 

@@ -38,8 +38,8 @@ journey "bad" {
 }
 ]==]
 
-local items = { { name = "洗发水", qty = 2, price = 59 }, { name = "护发素", qty = 1, price = 1234.5 },
-                { name = "梳子", qty = 1, price = 9 } }
+local items = { { sku = "SH-1", name = "洗发水", qty = 2, price = 59 }, { sku = "CO-1", name = "护发素", qty = 1, price = 1234.5 },
+                { sku = "CB-1", name = "梳子", qty = 1, price = 9 } }
 
 t.case("a loop over the order's items, money in the config's currency, a date in the customer's zone", function()
   local s = t.sim{ source = good, start = "2026-03-01T09:00:00+08:00",

@@ -459,7 +459,7 @@ static void test_errors(void **state)
     assert_null(q);
     assert_int_equal(strncmp(err, "segment: field 'citi' is not a customer field (known: id, name,",
                              62), 0);
-    assert_non_null(strstr(err, "tags, attrs.<path>)"));
+    assert_non_null(strstr(err, "tags, bought, attrs.<path>)"));
     q = compile_at("{ total_spent = \"100\" }", NOW, err, sizeof err);
     assert_null(q);
     assert_string_equal(err, "segment: 'total_spent' needs a number, got string");

@@ -1,0 +1,52 @@
+/* bench/bench.h — small helpers the bench programs share (header only: each
+ * bench/X.c is its own program). */
+#ifndef TEND_BENCH_H
+#define TEND_BENCH_H
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "util.h"
+
+static inline double bench_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Calls fn once per non-empty line of data that parses as JSON, with the
+ * parsed value (freed after fn returns) and the line's bytes. */
+static inline void bench_each_json_line(char *data, size_t len,
+                                        void (*fn)(const cJSON *j, char *line, size_t n, void *ud), void *ud)
+{
+    for (char *p = data, *end = data + len; p < end;) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t k = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        cJSON *j = k ? cJSON_ParseWithLength(p, k) : NULL;
+        if (j) {
+            fn(j, p, k, ud);
+            cJSON_Delete(j);
+        }
+        p += k + (nl ? 1 : 0);
+    }
+}
+
+/* Reads the NDJSON file at path and calls fn for each line (as above).
+ * -1 (errno set) if the file cannot be read. */
+static inline int bench_load_ndjson(const char *path,
+                                    void (*fn)(const cJSON *j, char *line, size_t n, void *ud), void *ud)
+{
+    size_t len;
+    char *data = util_read_file(path, &len);
+    if (!data)
+        return -1;
+    bench_each_json_line(data, len, fn, ud);
+    free(data);
+    return 0;
+}
+
+#endif

@@ -1,0 +1,135 @@
+#!/bin/sh
+# bench/healthz.sh — /healthz latency while `tend run` works, one scenario.
+#
+#   sh bench/healthz.sh wakes|ingest|broadcast [N]      (make bench: wakes, 20000)
+#   BENCH_TABLE=FILE   also append a row of make bench's table
+#   BENCH_HEALTHZ_LEAD=S  wakes: seconds from parking's start to the due
+#                      moment (default N/2000 + 5: parking must end first)
+#
+# While the server works, bench_healthz_probe GETs /healthz every 10 ms on a
+# fixed schedule and /metrics once a second (as Prometheus would), and prints
+# p50/p99/max for both. Scenarios:
+#   wakes      N journeys parked (tend ingest) at one wait_until, all due at
+#              the same second; `tend run` fires them; ends when every timer
+#              has left the store (bench_firewatch)
+#   ingest     NDJSON batches of 1,000 events POSTed back to back (one client)
+#              until N are accepted, each starting a journey parked at a wait
+#   broadcast  N customers imported; one broadcast event whose journey's
+#              audience is all of them; ends when N instances wait
+# Target (issue 14): p99 < 20 ms and max < 200 ms in every scenario at 1M.
+set -e
+B=${TEND_BUILD:-build/release}
+T=${TEND:-bin/tend}
+scenario=${1:-wakes}
+N=${2:-20000}
+case $scenario in wakes|ingest|broadcast) ;; *) echo "usage: healthz.sh wakes|ingest|broadcast [N]" >&2; exit 2 ;; esac
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/tend-healthz.XXXXXX")
+tend_pid= probe_pid=
+cleanup() {
+    [ -z "$probe_pid" ] || { kill "$probe_pid" 2>/dev/null; wait "$probe_pid" 2>/dev/null || true; }
+    [ -z "$tend_pid" ] || { kill "$tend_pid" 2>/dev/null; wait "$tend_pid" 2>/dev/null || true; }
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+free_port() {
+    /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+port=$(free_port)
+url=http://127.0.0.1:$port
+dir=$work/d
+mkdir "$dir"
+echo "return { listen = \"127.0.0.1:$port\", quiet_hours = false, unknown_customers = \"create\" }" > "$dir/tend.lua"
+
+due=0
+case $scenario in
+wakes)
+    awk -v n="$N" 'BEGIN { for (i = 0; i < n; i++) printf "{\"type\":\"job.add\",\"customer\":\"j%d\"}\n", i }' \
+        > "$work/in.ndjson"
+    # parking must end before the due moment (else tend ingest fires them)
+    due=$(( $(date +%s) + ${BENCH_HEALTHZ_LEAD:-$((N / 2000 + 5))} ))
+    echo "journey \"job\" { on = \"job.add\", run = function(c) wait_until($due) end }" > "$dir/care.lua"
+    $T ingest --dir "$dir" "$work/in.ndjson" >/dev/null
+    [ "$(date +%s)" -lt "$due" ] || echo "healthz: parking ended after the due moment: tend ingest fired some"
+    what="firing $N due wakes"
+    ;;
+ingest)
+    awk -v n="$N" 'BEGIN { for (i = 0; i < n; i++) printf "{\"type\":\"order.paid\",\"customer\":\"c%d\",\"total\":5}\n", i }' \
+        > "$work/in.ndjson"
+    split -l 1000 "$work/in.ndjson" "$work/part."
+    echo 'journey "thanks" { on = "order.paid", run = function(c) wait(days(1)) end }' > "$dir/care.lua"
+    what="ingesting $N events over HTTP (batches of 1000), each starting a journey"
+    ;;
+broadcast)
+    $B/gen customers "$N" > "$work/c.csv"
+    $T import --dir "$dir" "$work/c.csv" >/dev/null
+    cat > "$dir/care.lua" <<'LUA'
+journey "promo" { on = "promo.start", audience = { orders_count = at_least(0) },
+                  run = function(c) wait(days(1)) end }
+LUA
+    what="fanning a broadcast out to $N customers"
+    ;;
+esac
+
+r0=$(date +%s.%N)
+TEND_API_TOKEN=bench $T run "$dir" >"$work/run.out" 2>"$work/run.err" &
+tend_pid=$!
+i=0
+until curl -sf --max-time 2 "$url/healthz" >/dev/null 2>&1; do
+    i=$((i + 1))
+    [ $i -lt 300 ] || { echo "healthz: tend run did not answer within 30 s" >&2; cat "$work/run.err" >&2; exit 1; }
+    kill -0 "$tend_pid" 2>/dev/null || { echo "healthz: tend run exited" >&2; cat "$work/run.err" >&2; exit 1; }
+    sleep 0.1
+done
+ready_s=$(awk -v a="$r0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+$B/bench_healthz_probe "$url" --every-ms 10 --scrape-ms 1000 --token bench > "$work/probe.out" &
+probe_pid=$!
+a=$(date +%s.%N)
+case $scenario in
+wakes)
+    $B/bench_firewatch "$dir/tend.db" "$N" "$due" "$tend_pid" "$((N / 1000 + 120))" > "$work/fire.out" || true
+    ;;
+ingest)
+    for f in "$work"/part.*; do
+        curl -sf --max-time 120 -H "Authorization: Bearer bench" --data-binary "@$f" "$url/v1/events" >/dev/null ||
+            { echo "healthz: POST /v1/events failed" >&2; break; }
+    done
+    ;;
+broadcast)
+    curl -sf --max-time 60 -H "Authorization: Bearer bench" -d '{"type":"promo.start"}' "$url/v1/events" >/dev/null
+    ;;
+esac
+if [ "$scenario" != wakes ]; then
+    # until every journey waits (or 10 min): one count a second
+    i=0
+    while [ $i -lt 600 ]; do
+        w=$(sqlite3 "file:$dir/tend.db?mode=ro" "SELECT COUNT(*) FROM instances" 2>/dev/null || echo 0)
+        [ "${w:-0}" -lt "$N" ] || break
+        sleep 1
+        i=$((i + 1))
+    done
+fi
+b=$(date +%s.%N)
+kill "$probe_pid"; wait "$probe_pid" || true; probe_pid=
+kill "$tend_pid"; wait "$tend_pid" || true; tend_pid=
+echo "healthz: while $what ($(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.1f", b - a }') s; target p99 < 20 ms, max < 200 ms):"
+sed 's/^/  /' "$work/probe.out"
+echo "  ready: tend run answered /healthz $ready_s s after it started (store: $(sqlite3 "file:$dir/tend.db?mode=ro" \
+    "SELECT COUNT(*) FROM instances" 2>/dev/null || echo '?') instances; polled every 100 ms)"
+[ ! -s "$work/fire.out" ] || echo "  fire: $(cat "$work/fire.out")"
+if [ -n "${BENCH_TABLE:-}" ]; then
+    sed -n 's/^healthz: .*p99 \([0-9.]*\) ms, max \([0-9.]*\) ms.*/\1 \2/p' "$work/probe.out" | {
+        read -r p99 max
+        printf 'healthz p99 / max ms, %s (%s)\t%s / %s\t-\t-\tp99 < 20, max < 200\n' "$scenario" "$N" "$p99" "$max" \
+            >> "$BENCH_TABLE"
+    }
+    [ "$scenario" != wakes ] ||
+        printf 'tend run ready, s (%s waiting)\t%s\t-\t-\t< 1 (10M waiting, 5 versions)\n' "$N" "$ready_s" >> "$BENCH_TABLE"
+    sed -n 's/^metrics: .*p50 \([0-9.]*\) ms.*max \([0-9.]*\) ms.*/\1 \2/p' "$work/probe.out" | {
+        read -r p50 max
+        printf '/metrics scrape p50 / max ms (%s %s)\t%s / %s\t-\t-\t< 5\n' "$scenario" "$N" "$p50" "$max" \
+            >> "$BENCH_TABLE"
+    }
+fi

@@ -1,0 +1,220 @@
+/* bench/startpark_raw — the ceiling for an event that starts a journey and
+ * parks it at its first wait: raw SQLite writing the rows tend writes, in
+ * the batches tend writes them, synchronous=FULL in WAL mode.
+ *
+ *   build/release/bench_startpark_raw EVENTS.ndjson DB
+ *
+ * DB is a copy of the store tend ingests into (same schema, same customers);
+ * EVENTS are paid orders ({"id", "type", "customer", "total"}) for customers
+ * in it. As `tend ingest` does:
+ *  1. store every event (the INSERT tend uses), committing every 50,000;
+ *  2. process them in transactions of 5,000 (the engine's EVENT_BATCH):
+ *     read the batch back by seq, and for each event update the customer's
+ *     order fields (orders_count, total_spent, first/last order, last
+ *     active), insert the instance already parked (state waiting, step 1,
+ *     its label, wake_at, the trigger event, the one-step history), upsert
+ *     the entries row, insert the timer; then move meta.events_cursor.
+ * Each row is written once with a minimal statement: what tend would cost if
+ * its per-event CPU were SQLite's alone. (The customer's derived fields,
+ * lifecycle and RFM, are unindexed columns of the same row: setting them in
+ * the same UPDATE adds no row or index write, so the ceiling leaves them out.) The NDJSON is parsed before the
+ * clock starts. Prints "EVENTS SECONDS STORE_SECONDS PROCESS_SECONDS". */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+#include <sqlite3.h>
+
+#include "bench.h"
+#include "util.h"
+
+#define STORE_COMMIT_EVERY 50000
+#define PROCESS_BATCH 5000
+#define WAIT_SECONDS 86400
+
+struct ev {
+    char *id, *type, *customer, *line;
+    double amount;
+};
+
+struct evs {
+    struct ev *v;
+    size_t n, cap;
+};
+
+static sqlite3_stmt *prepare(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK) {
+        fprintf(stderr, "bench_startpark_raw: %s: %s\n", sql, sqlite3_errmsg(db));
+        exit(1);
+    }
+    return s;
+}
+
+static void run(sqlite3 *db, sqlite3_stmt *s)
+{
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        fprintf(stderr, "bench_startpark_raw: %s: %s\n", sqlite3_sql(s), sqlite3_errmsg(db));
+        exit(1);
+    }
+    sqlite3_reset(s);
+}
+
+static void exec(sqlite3 *db, const char *sql)
+{
+    char *err = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
+        fprintf(stderr, "bench_startpark_raw: %s: %s\n", sql, err);
+        exit(1);
+    }
+}
+
+static const char *text_of(const cJSON *j, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, k);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static void add_ev(const cJSON *j, char *line, size_t k, void *ud)
+{
+    struct evs *e = ud;
+    if (e->n == e->cap)
+        e->v = xrealloc(e->v, (e->cap = e->cap ? e->cap * 2 : 65536) * sizeof *e->v);
+    const cJSON *total = cJSON_GetObjectItemCaseSensitive(j, "total");
+    e->v[e->n++] = (struct ev){xstrdup(text_of(j, "id")), xstrdup(text_of(j, "type")),
+                               xstrdup(text_of(j, "customer")), xstrndup(line, k),
+                               cJSON_IsNumber(total) ? total->valuedouble : 0};
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: bench_startpark_raw EVENTS.ndjson DB\n");
+        return 2;
+    }
+    struct evs all = {0};
+    if (bench_load_ndjson(argv[1], add_ev, &all) != 0) {
+        perror(argv[1]);
+        return 1;
+    }
+    struct ev *evs = all.v;
+    size_t n = all.n;
+
+    sqlite3 *db;
+    if (sqlite3_open(argv[2], &db) != SQLITE_OK) {
+        fprintf(stderr, "bench_startpark_raw: %s: %s\n", argv[2], sqlite3_errmsg(db));
+        return 1;
+    }
+    exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;");
+    sqlite3_stmt *ins_event = prepare(db, "INSERT INTO events (id, type, customer, at, body, received_at)"
+                                          " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING");
+    sqlite3_stmt *cursor_get = prepare(db, "SELECT value FROM meta WHERE key = 'events_cursor'");
+    sqlite3_stmt *cursor_set = prepare(db, "INSERT INTO meta (key, value) VALUES ('events_cursor', ?)"
+                                           " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+    sqlite3_stmt *batch = prepare(db, "SELECT seq, customer, at, body FROM events WHERE seq > ?"
+                                      " ORDER BY seq LIMIT ?");
+    sqlite3_stmt *upd_customer = prepare(db,
+        "UPDATE customers SET orders_count = orders_count + 1, total_spent = total_spent + ?2,"
+        " first_order_at = COALESCE(first_order_at, ?1), last_order_at = MAX(COALESCE(last_order_at, ?1), ?1),"
+        " last_active_at = MAX(COALESCE(last_active_at, ?1), ?1), updated_at = ?1 WHERE id = ?3");
+    sqlite3_stmt *ins_instance = prepare(db,
+        "INSERT INTO instances (journey, version, customer, state, step, label, wake_at, started_at,"
+        " trigger, history) VALUES ('thanks', 'e85329c8463e1e75', ?, 'waiting', 1,"
+        " 'wait 86400 (care.lua:1)', ?, ?, ?, ?)");
+    sqlite3_stmt *ins_entry = prepare(db,
+        "INSERT INTO entries (journey, customer, count, last_at) VALUES ('thanks', ?, 1, ?)"
+        " ON CONFLICT(journey, customer) DO UPDATE SET count = count + 1, last_at = excluded.last_at");
+    sqlite3_stmt *ins_timer = prepare(db, "INSERT INTO timers (wake_at, instance) VALUES (?, ?)");
+
+    double t0 = bench_seconds();
+    long long now = (long long)time(NULL);
+    exec(db, "BEGIN IMMEDIATE");
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_bind_text(ins_event, 1, evs[i].id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(ins_event, 2, evs[i].type, -1, SQLITE_STATIC);
+        sqlite3_bind_text(ins_event, 3, evs[i].customer, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(ins_event, 4, now);
+        sqlite3_bind_text(ins_event, 5, evs[i].line, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(ins_event, 6, now);
+        run(db, ins_event);
+        if ((i + 1) % STORE_COMMIT_EVERY == 0) {
+            exec(db, "COMMIT");
+            exec(db, "BEGIN IMMEDIATE");
+        }
+    }
+    exec(db, "COMMIT");
+    double t1 = bench_seconds();
+
+    /* seq → the event's amount: events are stored in file order from seq
+     * first_seq on (the base store has none of its own) */
+    long long first_seq = -1;
+    size_t processed = 0;
+    char history[160];
+    for (;;) {
+        exec(db, "BEGIN IMMEDIATE");
+        long long cursor = 0;
+        if (sqlite3_step(cursor_get) == SQLITE_ROW)
+            cursor = sqlite3_column_int64(cursor_get, 0);
+        sqlite3_reset(cursor_get);
+        sqlite3_bind_int64(batch, 1, cursor);
+        sqlite3_bind_int(batch, 2, PROCESS_BATCH);
+        int got = 0;
+        while (sqlite3_step(batch) == SQLITE_ROW) {
+            long long seq = sqlite3_column_int64(batch, 0);
+            if (first_seq < 0)
+                first_seq = seq;
+            const char *customer = (const char *)sqlite3_column_text(batch, 1);
+            long long at = sqlite3_column_int64(batch, 2);
+            size_t k = (size_t)(seq - first_seq);
+            double amount = k < n ? evs[k].amount : 0;
+            sqlite3_bind_int64(upd_customer, 1, at);
+            sqlite3_bind_double(upd_customer, 2, amount);
+            sqlite3_bind_text(upd_customer, 3, customer, -1, SQLITE_TRANSIENT);
+            run(db, upd_customer);
+            long long wake = now + WAIT_SECONDS;
+            snprintf(history, sizeof history, "[{\"k\":\"wait\",\"h\":\"68d34a7a\",\"a\":\"%d\",\"r\":%lld}]",
+                     WAIT_SECONDS, wake);
+            sqlite3_bind_text(ins_instance, 1, customer, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_int64(ins_instance, 2, wake);
+            sqlite3_bind_int64(ins_instance, 3, now);
+            sqlite3_bind_text(ins_instance, 4, (const char *)sqlite3_column_text(batch, 3), -1, SQLITE_TRANSIENT);
+            sqlite3_bind_text(ins_instance, 5, history, -1, SQLITE_TRANSIENT);
+            run(db, ins_instance);
+            long long id = sqlite3_last_insert_rowid(db);
+            sqlite3_bind_text(ins_entry, 1, customer, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_int64(ins_entry, 2, now);
+            run(db, ins_entry);
+            sqlite3_bind_int64(ins_timer, 1, wake);
+            sqlite3_bind_int64(ins_timer, 2, id);
+            run(db, ins_timer);
+            cursor = seq;
+            got++;
+        }
+        sqlite3_reset(batch);
+        sqlite3_bind_int64(cursor_set, 1, cursor);
+        run(db, cursor_set);
+        exec(db, "COMMIT");
+        processed += (size_t)got;
+        if (got < PROCESS_BATCH)
+            break;
+    }
+    double t2 = bench_seconds();
+    printf("%zu %.3f %.3f %.3f\n", processed, t2 - t0, t1 - t0, t2 - t1);
+
+    sqlite3_stmt *stmts[] = {ins_event, cursor_get, cursor_set, batch, upd_customer, ins_instance, ins_entry, ins_timer};
+    for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++)
+        sqlite3_finalize(stmts[i]);
+    sqlite3_close(db);
+    for (size_t i = 0; i < n; i++) {
+        free(evs[i].id);
+        free(evs[i].type);
+        free(evs[i].customer);
+        free(evs[i].line);
+    }
+    free(evs);
+    return processed == n ? 0 : 1;
+}

@@ -1,0 +1,65 @@
+/* bench/wake_long — does a wake cost more the longer a journey has run?
+ *
+ *   build/release/bench_wake_long [N [STEPS]]     (default 500 instances, 200 steps)
+ *
+ * N instances of a journey of STEPS waits (`for i = 1, STEPS do wait(hours(1))
+ * end`) are started; then the clock moves an hour at a time and every
+ * instance wakes STEPS - 1 times, each wake replaying all the waits before
+ * it, taking one live step and storing (synchronous=full). Printed: the
+ * wake rate of the 2nd wake (a short history, as a 3-step journey's) and of
+ * the last (STEPS - 1 recorded steps), and last/2nd. Issue 14's target: a
+ * 200-step journey wakes at >= 0.5 of a 3-step one's rate. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "bench_engine.h"
+
+/* One wake of every instance; returns the seconds it took. */
+static double wake_all(engine *e, tclock *clk, long n)
+{
+    clock_set(clk, engine_now(e) + TEND_HOUR);
+    double t0 = bench_seconds();
+    long woken = 0;
+    int k;
+    while ((k = instance_run_due(e, engine_now(e), 500)) > 0)
+        woken += k;
+    if (woken != n)
+        fprintf(stderr, "bench_wake_long: %ld of %ld woke\n", woken, n);
+    return bench_seconds() - t0;
+}
+
+int main(int argc, char **argv)
+{
+    long n = argc > 1 ? atol(argv[1]) : 500;
+    int steps = argc > 2 ? atoi(argv[2]) : 200;
+    if (n <= 0 || steps < 3) {
+        fprintf(stderr, "usage: bench_wake_long [N [STEPS >= 3]]\n");
+        return 2;
+    }
+    char *script = xasprintf("journey \"long\" {\n"
+                             "  run = function(c)\n"
+                             "    for i = 1, %d do wait(hours(1)) end\n"
+                             "  end,\n"
+                             "}\n",
+                             steps);
+    struct bench_engine b;
+    bench_engine_open(&b, "long.lua", script);
+    engine *e = b.e;
+    tclock *clk = b.clk;
+    bench_start(e, "long", n, 500);
+    double second = 0, last = 0;
+    for (int w = 1; w < steps; w++) {
+        double dt = wake_all(e, clk, n);
+        if (w == 2)
+            second = dt;
+        last = dt;
+    }
+    printf("wake_long: %ld instances of a %d-step journey: wake 2 (replays 2 waits) %.0f/s,"
+           " wake %d (replays %d waits) %.0f/s; last/2nd = %.2f (target >= 0.5)\n",
+           n, steps, n / second, steps - 1, steps - 1, n / last, second / last);
+    bench_engine_close(&b);
+    free(script);
+    return 0;
+}
