@@ -22,6 +22,8 @@
 #include "template.h"
 
 static const char CATALOG_KEY = 0;
+static const char LOADING_KEY = 0;   /* {chunk, env} of the script loading now */
+static const char ORIGIN_KEY = 0;    /* weak-keyed: declaration -> {chunk, env} of its file */
 
 static const char *const KINDS[] = {"journeys", "templates", "segments", "schedules", "channels", NULL};
 
@@ -353,6 +355,40 @@ static const struct kind kinds[] = {
     {"channel", "channels", check_channel},
 };
 
+/* Pushes a copy of the table at idx, nested tables copied too (a table
+ * met twice copied once), without metatables but tend's own (filters,
+ * triggers, ago(): they have no metamethods). The host reads declarations
+ * outside any script's budget: a copy is what keeps a script's __index or
+ * a change made after the declaration from running or showing there. */
+static void push_plain_copy(lua_State *L, int idx, int seen, int level)
+{
+    idx = lua_absindex(L, idx);
+    luaL_checkstack(L, 8, "declaration nested too deep");
+    lua_pushvalue(L, idx);
+    if (lua_rawget(L, seen) == LUA_TTABLE)
+        return;
+    lua_pop(L, 1);
+    if (level > 32)
+        luaL_error(L, "declaration nested too deep (limit 32 tables)");
+    lua_newtable(L);
+    const char *mt = helpers_host_metatable(L, idx);
+    if (mt)
+        luaL_setmetatable(L, mt);
+    lua_pushvalue(L, idx);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, seen);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_type(L, -1) == LUA_TTABLE) {
+            push_plain_copy(L, -1, seen, level + 1);
+            lua_remove(L, -2);
+        }
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, -4);
+    }
+}
+
 /* journey "name" {spec}: the second call. Upvalues: engine, kind index, name. */
 static int declare_spec(lua_State *L)
 {
@@ -363,7 +399,18 @@ static int declare_spec(lua_State *L)
         return luaL_error(L, "%s '%s' can only be declared while a script loads", k->fn, name);
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
+    lua_newtable(L);
+    push_plain_copy(L, 1, 2, 0);
+    lua_replace(L, 1);
+    lua_settop(L, 1);
     k->check(L, 1, name);
+    /* the file's chunk and env, for catalog_restore_env (kept beside the
+     * declaration: code walking a declaration's fields must not meet them) */
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &ORIGIN_KEY);
+    lua_pushvalue(L, 1);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &LOADING_KEY);
+    lua_rawset(L, -3);
+    lua_settop(L, 1);
 
     char where[300];
     sandbox_where(L, 1, where, sizeof where);
@@ -419,6 +466,12 @@ void catalog_register(engine *e)
     lua_State *L = sandbox_state(e->sb);
     lua_newtable(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &CATALOG_KEY);
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &ORIGIN_KEY);
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
         lua_pushlightuserdata(L, e);
         lua_pushinteger(L, (lua_Integer)i);
@@ -443,7 +496,15 @@ int catalog_run_script(engine *e, const char *path, const char *version, int old
     e->loading_path = path;
     e->loading_version = version;
     helpers_set_relative(L, 1);
+    lua_createtable(L, 2, 0);
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, 1);
+    if (lua_getupvalue(L, -2, 1))
+        lua_rawseti(L, -2, 2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &LOADING_KEY);
     int status = sandbox_pcall(e->sb, L, 0, 0);
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &LOADING_KEY);
     helpers_set_relative(L, 0);
     e->loading = 0;
     e->loading_old = 0;
@@ -587,6 +648,18 @@ void catalog_abort(engine *e)
 }
 
 /* --- lookups ---------------------------------------------------------- */
+
+void catalog_restore_env(lua_State *L, int decl)
+{
+    int top = lua_gettop(L);
+    decl = lua_absindex(L, decl);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &ORIGIN_KEY);
+    lua_pushvalue(L, decl);
+    if (lua_rawget(L, -2) == LUA_TTABLE && lua_rawgeti(L, -1, 1) == LUA_TFUNCTION &&
+        lua_rawgeti(L, -2, 2) == LUA_TTABLE)
+        lua_setupvalue(L, -2, 1);
+    lua_settop(L, top);
+}
 
 int catalog_push_journey(engine *e, const char *name, const char *version)
 {

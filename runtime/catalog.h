@@ -32,6 +32,12 @@ int catalog_run_script(engine *e, const char *path, const char *version, int old
 void catalog_commit(engine *e);
 void catalog_abort(engine *e);
 
+/* Gives the file that declared `decl` its own env back as _ENV. The file's
+ * functions share that one upvalue, so a run that assigned _ENV would
+ * otherwise change the globals of every later run of the file; the host
+ * calls this before each run, when() and audience(). */
+void catalog_restore_env(lua_State *L, int decl);
+
 /* Push the declaration (or nil: exactly one value either way); 1 if found. */
 int catalog_push_journey(engine *e, const char *name, const char *version);
 int catalog_push_current(engine *e, const char *name);

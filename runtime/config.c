@@ -1,4 +1,5 @@
 /* config — reading tend.lua (see config.h). */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,10 @@ void config_init(struct config *c)
     c->http_allow = strv(none);
     c->memory_limit = 256u << 20;
     c->instruction_limit = 100000000L;
+    c->time_limit_ms = 5000;
+    c->load_limit = 1u << 20;
+    c->max_sends = c->max_emits = c->max_starts = 100;
+    c->max_chain = 20;
     c->delivery_batch = 500;
     c->holidays = calendar_new();
     caps_set_marketing(c, 1, 3);
@@ -463,10 +468,39 @@ static int read_limits(struct reader *r, struct config *c)
     lua_State *L = r->L;
     if (!lua_istable(L, -1))
         return bad(r, "limits", "must be a table");
-    static const char *const known[] = {"memory", "instructions", NULL};
+    static const char *const known[] = {"memory", "instructions", "time", "load", "sends", "emits",
+        "starts", "chain", NULL};
     if (check_keys(r, "limits", known) != 0)
         return -1;
     double v;
+    /* the counts: whole numbers >= 1 */
+    static const struct { const char *key, *name; size_t off; } counts[] = {
+        {"sends", "limits.sends", offsetof(struct config, max_sends)},
+        {"emits", "limits.emits", offsetof(struct config, max_emits)},
+        {"starts", "limits.starts", offsetof(struct config, max_starts)},
+        {"chain", "limits.chain", offsetof(struct config, max_chain)}};
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
+        if (lua_getfield(L, -1, counts[i].key) != LUA_TNIL) {
+            if (read_number(r, counts[i].name, 1, &v) != 0)
+                return lua_pop(L, 1), -1;
+            if (v != (double)(int)v)
+                return lua_pop(L, 1), bad(r, counts[i].name, "must be a whole number");
+            *(int *)((char *)c + counts[i].off) = (int)v;
+        }
+        lua_pop(L, 1);
+    }
+    if (lua_getfield(L, -1, "time") != LUA_TNIL) {   /* seconds */
+        if (read_number(r, "limits.time", 0.01, &v) != 0)
+            return lua_pop(L, 1), -1;
+        c->time_limit_ms = (long)(v * 1000);
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, -1, "load") != LUA_TNIL) {
+        if (read_number(r, "limits.load", 1024, &v) != 0)
+            return lua_pop(L, 1), -1;
+        c->load_limit = (size_t)v;
+    }
+    lua_pop(L, 1);
     if (lua_getfield(L, -1, "memory") != LUA_TNIL) {
         if (read_number(r, "limits.memory", 1 << 20, &v) != 0)
             return lua_pop(L, 1), -1;

@@ -52,6 +52,10 @@ struct config {
     char **http_allow;          /* hosts http_get may reach (NULL-terminated) */
     size_t memory_limit;        /* Lua state cap, bytes */
     long instruction_limit;     /* per entry into Lua */
+    long time_limit_ms;         /* wall time per entry into Lua */
+    size_t load_limit;          /* bytes load() compiles */
+    int max_sends, max_emits, max_starts;   /* live ones per resume of a run */
+    int max_chain;              /* instances and emits in one start/emit chain */
     int delivery_batch;         /* outbox rows claimed per dispatch pass */
 
     /* tend run's HTTP server (`server = {...}`) and its stop (branch server) */

@@ -161,6 +161,7 @@ static int change(lua_State *L, const char *kind, const char *desc_arg, const ch
                   int (*act)(engine *e, lua_State *L, const char *id, char *err, size_t n))
 {
     engine *e = engine_of(L);
+    sandbox_check_live(L);   /* a tripped script changes nothing */
     struct handle *h = luaL_checkudata(L, 1, HANDLE_MT);
     struct run_ctx *ctx = step_ctx(e);
     char err[300];

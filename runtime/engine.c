@@ -125,6 +125,8 @@ engine *engine_open(const struct engine_options *o, char **err)
     calendar_lua_register(sandbox_state(e->sb), e->cfg.holidays, e->cfg.timezone);
     sandbox_set_instruction_limit(e->sb, e->cfg.instruction_limit);
     sandbox_set_memory_limit(e->sb, e->cfg.memory_limit);
+    sandbox_set_time_limit(e->sb, e->cfg.time_limit_ms);
+    sandbox_set_load_limit(e->sb, e->cfg.load_limit);
 
     const char *db = o->db_path ? o->db_path : e->cfg.db;
     e->db_path = o->db_path || !e->dir ? xstrdup(db) : util_path_join(e->dir, db);

@@ -77,6 +77,7 @@ typedef struct engine {
     struct engine_stats stats;
     struct metrics *metrics;    /* counters and histograms for /metrics (metrics.h) */
     int batch_size;             /* instances per transaction */
+    int chain;                  /* chain depth given to instances and events made now */
 } engine;
 
 /* Opens the store, reads tend.lua and the settings, loads nothing yet.

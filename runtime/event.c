@@ -150,8 +150,8 @@ int event_check(engine *e, const cJSON *ev, char *err, size_t errlen)
 static int store_event(engine *e, const struct event_head *h, const char *body, int len,
                        struct event_result *res)
 {
-    store_stmt *s = store_sql(e->st, "INSERT INTO events (id, type, customer, at, body, received_at)"
-                                     " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING");
+    store_stmt *s = store_sql(e->st, "INSERT INTO events (id, type, customer, at, body, received_at, chain)"
+                                     " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING");
     if (!s)
         return -1;
     store_bind_text(s, 1, h->id, -1);
@@ -160,6 +160,7 @@ static int store_event(engine *e, const struct event_head *h, const char *body, 
     store_bind_int(s, 4, h->at);
     store_bind_text(s, 5, body, len);
     store_bind_int(s, 6, engine_now(e));
+    store_bind_int(s, 7, e->chain);
     if (store_run(s) != 0)
         return -1;
     res->duplicate = store_changes(e->st) == 0;
@@ -453,6 +454,7 @@ static int process_one(engine *e, store_stmt *row)
     const char *customer = store_col_text(row, 3);
     tend_time at = store_col_int(row, 4);
     cJSON *ev = event_object(row, 1);
+    e->chain = (int)store_col_int(row, 6);   /* what it starts is one link further */
     char *type_c = xstrdup(type), *cust_c = customer ? xstrdup(customer) : NULL;
     int rc = 0;
     if (!cust_c) {
@@ -471,6 +473,7 @@ static int process_one(engine *e, store_stmt *row)
     cJSON_Delete(ev);
     free(type_c);
     free(cust_c);
+    e->chain = 0;
     e->stats.events_processed++;
     metrics_inc(e->metrics, M_EVENTS_PROCESSED, NULL);
     return rc;
@@ -499,8 +502,9 @@ static int process_batch(store *st, void *ud)
     int n = 0;
     while (store_step(s) == STORE_ROW)
         seqs[n++] = store_col_int(s, 0);
+    unsigned trips = sandbox_trips(e->sb);
     for (int i = 0; i < n; i++) {
-        store_stmt *one = store_sql(st, "SELECT seq, id, type, customer, at, body FROM events WHERE seq = ?");
+        store_stmt *one = store_sql(st, "SELECT seq, id, type, customer, at, body, chain FROM events WHERE seq = ?");
         store_bind_int(one, 1, seqs[i]);
         if (store_step(one) != STORE_ROW) {
             free(seqs);
@@ -516,6 +520,10 @@ static int process_batch(store *st, void *ud)
         }
         cursor = seqs[i];
         pc->done++;
+        /* A run that tripped a limit cost its whole budget: commit it with
+         * the cursor at once, so a crash or restart never runs it again. */
+        if (sandbox_trips(e->sb) != trips)
+            break;
     }
     free(seqs);
     return store_meta_set_int(st, "events_cursor", cursor);
@@ -564,6 +572,7 @@ static int push_audience(engine *e, int decl, const cJSON *ev, const char *journ
 {
     lua_State *L = sandbox_state(e->sb);
     if (lua_getfield(L, decl, "audience") == LUA_TFUNCTION) {
+        catalog_restore_env(L, decl);
         json_push(L, ev);
         if (sandbox_pcall(e->sb, L, 1, 1) != LUA_OK) {
             engine_logf(e, "error", "journey '%s': audience() failed: %s", journey, lua_tostring(L, -1));

@@ -5,6 +5,17 @@
 
 #include "helpers.h"
 
+static int has_metatable(lua_State *L, int idx, const char *name);
+
+const char *helpers_host_metatable(lua_State *L, int idx)
+{
+    static const char *const mts[] = {HELPERS_FILTER_MT, HELPERS_TRIGGER_MT, HELPERS_AGO_MT};
+    for (int i = 0; i < 3; i++)
+        if (has_metatable(L, idx, mts[i]))
+            return mts[i];
+    return NULL;
+}
+
 static int has_metatable(lua_State *L, int idx, const char *name)
 {
     if (!lua_istable(L, idx) || !lua_getmetatable(L, idx))
@@ -336,10 +347,9 @@ static int copy_value(lua_State *from, int idx, lua_State *to, int depth, char *
             lua_rawset(to, -3);
             lua_pop(from, 1);
         }
-        static const char *const mts[] = {HELPERS_FILTER_MT, HELPERS_TRIGGER_MT, HELPERS_AGO_MT};
-        for (int i = 0; i < 3; i++)
-            if (has_metatable(from, idx, mts[i]))
-                luaL_setmetatable(to, mts[i]);
+        const char *mt = helpers_host_metatable(from, idx);
+        if (mt)
+            luaL_setmetatable(to, mt);
         return 0;
     }
     default:

@@ -34,6 +34,9 @@ void helpers_register(sandbox *sb);
 /* 1 if the value at idx is a filter node / a date trigger. */
 int helpers_is_filter(lua_State *L, int idx);
 int helpers_is_trigger(lua_State *L, int idx);
+/* The registry name of the host metatable (filter, trigger, ago) of the
+ * table at idx, or NULL. */
+const char *helpers_host_metatable(lua_State *L, int idx);
 
 /* Turns relative ago() on (while scripts load) or off. */
 void helpers_set_relative(lua_State *L, int on);

@@ -130,7 +130,7 @@ int64_t instance_start(engine *e, const char *journey, const char *customer, con
     }
     char *trig = trigger ? json_print(trigger) : NULL;
     store_stmt *s = store_sql(e->st, "INSERT INTO instances (journey, version, customer, state, started_at,"
-                                     " trigger, history, wake_at, goal) VALUES (?, ?, ?, 'waiting', ?, ?, '[]', ?, ?)");
+                                     " trigger, history, wake_at, chain, goal) VALUES (?, ?, ?, 'waiting', ?, ?, '[]', ?, ?, ?)");
     store_bind_text(s, 1, journey, -1);
     store_bind_text(s, 2, ver, -1);
     store_bind_text(s, 3, customer, -1);
@@ -140,7 +140,8 @@ int64_t instance_start(engine *e, const char *journey, const char *customer, con
         store_bind_null(s, 6);
     else
         store_bind_int(s, 6, now);
-    store_bind_text(s, 7, goal, -1);
+    store_bind_int(s, 7, e->chain);
+    store_bind_text(s, 8, goal, -1);
     int rc = store_run(s);
     free(trig);
     free(ver);
@@ -169,6 +170,7 @@ int instance_admits(engine *e, int decl, const char *journey, const char *custom
         lua_pop(L, 1);
         return 1;
     }
+    catalog_restore_env(L, decl);
     customer_push_handle(e, L, customer);
     json_push(L, ev);
     if (sandbox_pcall(e->sb, L, 2, 1) != LUA_OK) {
@@ -187,7 +189,7 @@ int instance_admits(engine *e, int decl, const char *journey, const char *custom
 struct row {
     char *journey, *version, *customer, *state, *history, *trigger, *listen;
     tend_time started_at, wake_at;
-    int holdout;
+    int holdout, chain;
 };
 
 static void row_free(struct row *r)
@@ -210,7 +212,7 @@ static char *dup_col(store_stmt *s, int i)
 static int load_row(engine *e, int64_t id, struct row *r)
 {
     store_stmt *s = store_sql(e->st, "SELECT journey, version, customer, state, history, trigger, listen,"
-                                     " started_at, wake_at, holdout FROM instances WHERE id = ?");
+                                     " started_at, wake_at, holdout, chain FROM instances WHERE id = ?");
     store_bind_int(s, 1, id);
     int rc = store_step(s);
     if (rc != STORE_ROW)
@@ -225,6 +227,7 @@ static int load_row(engine *e, int64_t id, struct row *r)
     r->started_at = store_col_int(s, 7);
     r->wake_at = store_col_int(s, 8);
     r->holdout = store_col_type(s, 9) == STORE_NULL ? -1 : (int)store_col_int(s, 9);
+    r->chain = (int)store_col_int(s, 10);
     store_reset(s);
     return 0;
 }
@@ -324,6 +327,7 @@ static int push_run(engine *e, const struct row *r)
             return -1;
         }
     }
+    catalog_restore_env(L, -1);
     lua_getfield(L, -1, "run");
     lua_remove(L, -2);
     return 0;
@@ -360,6 +364,7 @@ int instance_wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *e
     ctx.event = event;
     ctx.rng = seed_of(id);
     ctx.holdout = r.holdout;
+    ctx.chain = r.chain;
 
     const char *state = "failed";
     char *error = NULL;

@@ -51,6 +51,8 @@ struct run_ctx {
     char *fatal;                /* a replay divergence: the instance fails whatever the script does */
     int no_steps;               /* in where() or assign(): run once, never replayed */
     int holdout;                /* -1 undecided, 0 treatment, 1 control */
+    int chain;                  /* starts/emits between the outside event and this instance */
+    int sends, emits, starts;   /* live acts in this run (the per-resume limits) */
     char *branch;               /* split{} result */
 };
 

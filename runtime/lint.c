@@ -595,7 +595,7 @@ static void lint_globals(struct lint *l, const char *path, const char *src)
 {
     lua_State *L = sandbox_state(l->e->sb);
     int top = lua_gettop(L);
-    sandbox_new_env(l->e->sb, NULL);
+    sandbox_push_globals(l->e->sb);
     lua_newtable(L);
     int known = lua_gettop(L);
     lua_pushnil(L);

@@ -12,6 +12,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
+#include "bounded.h"
 #include "bundle.h"
 #include "sandbox.h"
 #include "util.h"
@@ -21,13 +22,30 @@
  * nothing measurable. */
 #define HOOK_EVERY 1000
 
+/* Allocation is work too: every ALLOC_BYTES_PER_TICK bytes a script makes
+ * the state allocate cost one tick (HOOK_EVERY instructions), so C functions
+ * that copy or build big strings in one call (upper, sub, .., format) are
+ * paid for. 1 GiB of churn costs 4 M instructions (4% of the default
+ * budget): about what copying it costs next to running Lua code; the wall
+ * time limit stops what this rate lets through. */
+#define ALLOC_BYTES_PER_TICK ((size_t)HOOK_EVERY * 256)
+
+/* The hook reads the (coarse, vDSO) clock every CLOCK_EVERY ticks. */
+#define CLOCK_EVERY 16
+
 struct sandbox {
     lua_State *L;
     size_t used, limit;
     long instruction_limit;
     long ticks_left;
+    size_t alloc_charge;        /* bytes allocated since the last tick they paid for */
+    long time_limit_ms;         /* wall time per outermost entry */
+    struct timespec deadline;
+    int clock_countdown;
+    size_t load_limit;          /* bytes load() accepts */
     int depth;                  /* nesting of sandbox_pcall/sandbox_resume */
     enum sandbox_trip tripped;
+    unsigned trips;             /* trips and failures since sandbox_new */
     const tclock *clock;
     void (*log)(void *ud, const char *where, const char *msg);
     void *log_ud;
@@ -39,7 +57,7 @@ struct sandbox {
 static const char BASE_KEY = 0;      /* table: globals every env gets */
 static const char INTERNAL_KEY = 0;  /* table: extra globals for stdlib envs */
 static const char ENVMETA_KEY = 0;   /* metatable of every env */
-static const char BUDGET_MSG_KEY = 0, MEMORY_MSG_KEY = 0;
+static const char BUDGET_MSG_KEY = 0, MEMORY_MSG_KEY = 0, TIME_MSG_KEY = 0;
 
 sandbox *sandbox_of(lua_State *L)
 {
@@ -68,8 +86,15 @@ static void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     /* A refusal is not yet a memory error: Lua collects garbage and asks
      * again, and only if that fails too raises LUA_ERRMEM, which the
      * protected calls below turn into a trip. */
-    if (nsize > old && sb->depth > 0 && sb->used + (nsize - old) > sb->limit)
-        return NULL;
+    if (nsize > old && sb->depth > 0) {
+        if (sb->used + (nsize - old) > sb->limit)
+            return NULL;
+        sb->alloc_charge += nsize - old;
+        if (sb->alloc_charge >= ALLOC_BYTES_PER_TICK) {   /* the next hook tick trips if spent */
+            sb->ticks_left -= (long)(sb->alloc_charge / ALLOC_BYTES_PER_TICK);
+            sb->alloc_charge %= ALLOC_BYTES_PER_TICK;
+        }
+    }
     void *p = realloc(ptr, nsize);
     if (!p)
         return NULL;
@@ -81,10 +106,15 @@ static void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
  * the hook: the function whose instructions ran out). The protected calls
  * instead re-raise the error object they caught, which already carries the
  * position where the limit tripped. */
+static const void *trip_key(enum sandbox_trip t)
+{
+    return t == SANDBOX_MEMORY ? &MEMORY_MSG_KEY : t == SANDBOX_TIME ? &TIME_MSG_KEY : &BUDGET_MSG_KEY;
+}
+
 static int raise_trip(lua_State *L, sandbox *sb, int level)
 {
-    lua_rawgetp(L, LUA_REGISTRYINDEX, sb->tripped == SANDBOX_MEMORY ? &MEMORY_MSG_KEY : &BUDGET_MSG_KEY);
-    if (sb->tripped == SANDBOX_BUDGET) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, trip_key(sb->tripped));
+    if (sb->tripped != SANDBOX_MEMORY) {
         luaL_where(L, level);
         lua_insert(L, -2);
         lua_concat(L, 2);
@@ -99,9 +129,31 @@ static int rethrow_trip(lua_State *L, sandbox *sb)
 {
     const char *m = lua_tostring(L, -1);
     if (m && (strstr(m, "instruction budget exceeded") || strstr(m, "memory limit exceeded") ||
-              strstr(m, "not enough memory")))
+              strstr(m, "not enough memory") || strstr(m, "time limit exceeded")))
         return lua_error(L);
     return raise_trip(L, sb, 1);
+}
+
+static int past_deadline(sandbox *sb)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+    return now.tv_sec > sb->deadline.tv_sec ||
+           (now.tv_sec == sb->deadline.tv_sec && now.tv_nsec > sb->deadline.tv_nsec);
+}
+
+/* Trips (and raises) when the budget or the wall-time limit is spent. */
+static void check_spent(lua_State *L, sandbox *sb, int level)
+{
+    if (!sb->tripped && sb->ticks_left < 0)
+        sb->tripped = SANDBOX_BUDGET;
+    if (!sb->tripped && --sb->clock_countdown <= 0) {
+        sb->clock_countdown = CLOCK_EVERY;
+        if (past_deadline(sb))
+            sb->tripped = SANDBOX_TIME;
+    }
+    if (sb->tripped)
+        raise_trip(L, sb, level);
 }
 
 static void budget_hook(lua_State *L, lua_Debug *ar)
@@ -114,19 +166,61 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
     }
     if (sb->depth == 0)
         return;
-    if (sb->tripped || --sb->ticks_left < 0) {
-        if (!sb->tripped)
-            sb->tripped = SANDBOX_BUDGET;
-        raise_trip(L, sb, 0);
-    }
+    --sb->ticks_left;
+    check_spent(L, sb, 0);
 }
 
 static void arm(sandbox *sb)
 {
     if (sb->depth++ == 0) {
         sb->ticks_left = sb->instruction_limit / HOOK_EVERY;
+        sb->alloc_charge = 0;
         sb->tripped = SANDBOX_OK;
+        sb->clock_countdown = CLOCK_EVERY;
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &sb->deadline);
+        sb->deadline.tv_sec += sb->time_limit_ms / 1000;
+        sb->deadline.tv_nsec += (sb->time_limit_ms % 1000) * 1000000L;
+        if (sb->deadline.tv_nsec >= 1000000000L) {
+            sb->deadline.tv_sec++;
+            sb->deadline.tv_nsec -= 1000000000L;
+        }
     }
+}
+
+void sandbox_charge(lua_State *L, double instructions)
+{
+    sandbox *sb = sandbox_of(L);
+    if (sb->depth == 0)
+        return;
+    double ticks = instructions / HOOK_EVERY;
+    if (ticks > (double)sb->ticks_left)
+        sb->ticks_left = -1;
+    else
+        sb->ticks_left -= (long)ticks;
+    check_spent(L, sb, 1);
+}
+
+void sandbox_reserve(lua_State *L, double bytes)
+{
+    sandbox *sb = sandbox_of(L);
+    if (sb->depth == 0)
+        return;
+    if ((double)sb->used + bytes > (double)sb->limit) {
+        lua_gc(L, LUA_GCCOLLECT);   /* garbage does not count */
+        if ((double)sb->used + bytes > (double)sb->limit) {
+            if (!sb->tripped)
+                sb->tripped = SANDBOX_MEMORY;
+            raise_trip(L, sb, 1);
+        }
+    }
+    sandbox_check_live(L);   /* the allocation itself pays (sandbox_alloc) */
+}
+
+void sandbox_check_live(lua_State *L)
+{
+    sandbox *sb = sandbox_of(L);
+    if (sb->tripped)
+        raise_trip(L, sb, 1);
 }
 
 /* --- protected calls that cannot swallow a tripped limit --------------- */
@@ -356,6 +450,13 @@ static int sb_load(lua_State *L)
         return 2;
     }
     int env = lua_isnone(L, 4) ? lua_upvalueindex(1) : 4;
+    /* Compiling is C work a single call could make long: refused by size,
+     * charged by the byte. */
+    sandbox *sb = sandbox_of(L);
+    if (len > sb->load_limit)
+        return luaL_error(L, "load: chunk of %I bytes is over the load limit (%I bytes, limits.load)",
+                          (lua_Integer)len, (lua_Integer)sb->load_limit);
+    sandbox_charge(L, (double)len);
     int status = luaL_loadbufferx(L, src, len, name, "t");
     if (status != LUA_OK) {
         lua_pushnil(L);
@@ -468,6 +569,84 @@ static int env_index(lua_State *L)
 {
     const char *k = lua_tostring(L, 2);
     return luaL_error(L, "unknown global '%s'", k ? k : luaL_typename(L, 2));
+}
+
+/* An env's __newindex; upvalue 1 is the env's base (what tend gives it).
+ *
+ * Why the primitives live in the base and not in the env: journeys of one
+ * file share the file's env for as long as the process runs, so a value a
+ * run writes there is seen by every later run of every journey of that
+ * file. The base sits behind the env's __index, out of the script's reach
+ * (the env's metatable is protected), and a name the base holds cannot be
+ * assigned, neither by `send = x` (here) nor by rawset (sb_rawset). A
+ * script's own globals live in the env and stay writable. */
+static int refuse_assign(lua_State *L)
+{
+    const char *k = lua_tostring(L, 2);
+    return luaL_error(L, "cannot assign to '%s': it is tend's (use a local of another name)",
+                      k ? k : luaL_typename(L, 2));
+}
+
+static int env_newindex(lua_State *L)
+{
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) {
+        return refuse_assign(L);
+    }
+    lua_pop(L, 1);
+    lua_settop(L, 3);
+    lua_rawset(L, 1);
+    return 0;
+}
+
+/* Pushes the base of the env at idx and returns 1, or returns 0 (pushing
+ * nothing) when the table at idx is not an env. */
+static int push_env_base(lua_State *L, int idx)
+{
+    if (!lua_getmetatable(L, idx))
+        return 0;
+    lua_getfield(L, -1, "__newindex");
+    if (lua_tocfunction(L, -1) != env_newindex) {
+        lua_pop(L, 2);
+        return 0;
+    }
+    lua_getfield(L, -2, "__index");
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+    return 1;
+}
+
+/* rawget on an env sees its base too: `rawget(_G, "name")`, the usual test
+ * for an optional global, keeps working for tend's globals. */
+static int sb_rawget(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checkany(L, 2);
+    lua_settop(L, 2);
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, 1) == LUA_TNIL && push_env_base(L, 1)) {
+        lua_pushvalue(L, 2);
+        lua_rawget(L, -2);
+    }
+    return 1;
+}
+
+/* rawset, refusing the names an env's base holds (see env_newindex). */
+static int sb_rawset(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checkany(L, 2);
+    luaL_checkany(L, 3);
+    lua_settop(L, 3);
+    if (push_env_base(L, 1)) {
+        lua_pushvalue(L, 2);
+        if (lua_rawget(L, -2) != LUA_TNIL) {
+            return refuse_assign(L);
+        }
+        lua_settop(L, 3);
+    }
+    lua_rawset(L, 1);
+    return 1;
 }
 
 /* --- require ------------------------------------------------------------ */
@@ -595,21 +774,27 @@ static void copy_globals(lua_State *L, const void *key, int env)
     lua_pop(L, 1);
 }
 
-/* `loaded`: index of the loaded-modules table to share, or 0 for a new one. */
+/* `loaded`: index of the loaded-modules table to share, or 0 for a new one.
+ * Pushes the env: an empty table for the script's globals whose __index is
+ * the env's base, a table of tend's globals (see env_newindex). */
 static void push_env(sandbox *sb, lua_State *L, const char *dir, int internal, int loaded)
 {
     (void)sb;
-    lua_checkstack(L, 8);
+    lua_checkstack(L, 10);
+    if (loaded)
+        loaded = lua_absindex(L, loaded);
     lua_newtable(L);
     int env = lua_gettop(L);
-    copy_globals(L, &BASE_KEY, env);
+    lua_newtable(L);
+    int base = lua_gettop(L);
+    copy_globals(L, &BASE_KEY, base);
     if (internal)
-        copy_globals(L, &INTERNAL_KEY, env);
+        copy_globals(L, &INTERNAL_KEY, base);
     lua_pushvalue(L, env);
-    lua_setfield(L, env, "_G");
+    lua_setfield(L, base, "_G");
     lua_pushvalue(L, env);
     lua_pushcclosure(L, sb_load, 1);
-    lua_setfield(L, env, "load");
+    lua_setfield(L, base, "load");
     if (loaded)
         lua_pushvalue(L, loaded);
     else
@@ -619,14 +804,32 @@ static void push_env(sandbox *sb, lua_State *L, const char *dir, int internal, i
     else
         lua_pushnil(L);
     lua_pushcclosure(L, sb_require, 2);
-    lua_setfield(L, env, "require");
+    lua_setfield(L, base, "require");
     lua_rawgetp(L, LUA_REGISTRYINDEX, &ENVMETA_KEY);
+    lua_setmetatable(L, base);
+    lua_createtable(L, 0, 3);
+    lua_pushvalue(L, base);
+    lua_setfield(L, -2, "__index");
+    lua_pushvalue(L, base);
+    lua_pushcclosure(L, env_newindex, 1);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushliteral(L, "env");          /* scripts cannot swap it out */
+    lua_setfield(L, -2, "__metatable");
     lua_setmetatable(L, env);
+    lua_settop(L, env);
 }
 
 void sandbox_new_env(sandbox *sb, const char *dir)
 {
     push_env(sb, sb->L, dir, 0, 0);
+}
+
+void sandbox_push_globals(sandbox *sb)
+{
+    lua_State *L = sb->L;
+    push_env(sb, L, NULL, 0, 0);
+    push_env_base(L, -1);
+    lua_remove(L, -2);
 }
 
 void sandbox_set_global(sandbox *sb, const char *name, int internal)
@@ -666,15 +869,15 @@ static void build_base(sandbox *sb)
     lua_newtable(L);
     int base = lua_gettop(L);
     static const char *const basics[] = {
-        "assert", "error", "getmetatable", "ipairs", "next", "pairs", "rawequal", "rawget",
-        "rawlen", "rawset", "select", "tonumber", "tostring", "type", "_VERSION", NULL};
+        "assert", "error", "getmetatable", "ipairs", "next", "pairs", "rawequal",
+        "rawlen", "select", "tonumber", "tostring", "type", "_VERSION", NULL};
     for (const char *const *f = basics; *f; f++) {
         lua_getglobal(L, *f);
         lua_setfield(L, base, *f);
     }
     static const luaL_Reg own[] = {
         {"pcall", sb_pcall}, {"xpcall", sb_xpcall}, {"setmetatable", sb_setmetatable},
-        {"print", sb_print}, {NULL, NULL}};
+        {"print", sb_print}, {"rawset", sb_rawset}, {"rawget", sb_rawget}, {NULL, NULL}};
     luaL_setfuncs(L, own, 0);
 
     static const char *const string_f[] = {"byte", "char", "find", "format", "gmatch", "gsub",
@@ -709,11 +912,9 @@ static void build_base(sandbox *sb)
     lua_newtable(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &INTERNAL_KEY);
 
-    lua_createtable(L, 0, 2);
+    lua_createtable(L, 0, 1);           /* the metatable of every env's base */
     lua_pushcfunction(L, env_index);
     lua_setfield(L, -2, "__index");
-    lua_pushliteral(L, "env");          /* scripts cannot swap it out */
-    lua_setfield(L, -2, "__metatable");
     lua_rawsetp(L, LUA_REGISTRYINDEX, &ENVMETA_KEY);
 }
 
@@ -742,6 +943,8 @@ sandbox *sandbox_new(const struct sandbox_options *opts)
     sb->limit = opts->memory_limit ? opts->memory_limit : SANDBOX_DEFAULT_MEMORY;
     sb->instruction_limit = opts->instruction_limit ? opts->instruction_limit
                                                     : SANDBOX_DEFAULT_INSTRUCTIONS;
+    sb->time_limit_ms = opts->time_limit_ms ? opts->time_limit_ms : SANDBOX_DEFAULT_TIME_MS;
+    sb->load_limit = opts->load_limit ? opts->load_limit : SANDBOX_DEFAULT_LOAD;
     sb->clock = opts->clock;
     sb->log = opts->log;
     sb->log_ud = opts->log_ud;
@@ -761,12 +964,14 @@ sandbox *sandbox_new(const struct sandbox_options *opts)
     luaL_requiref(L, LUA_UTF8LIBNAME, luaopen_utf8, 1);
     luaL_requiref(L, LUA_COLIBNAME, luaopen_coroutine, 1);
     lua_pop(L, 6);
+    bounded_install(L);
     lock_strings(L);
     build_base(sb);
     lua_pushfstring(L, "memory limit exceeded (%d MiB)", (int)(sb->limit >> 20));
     lua_rawsetp(L, LUA_REGISTRYINDEX, &MEMORY_MSG_KEY);
     lua_pushfstring(L, "instruction budget exceeded (%d instructions)", (int)sb->instruction_limit);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &BUDGET_MSG_KEY);
+    sandbox_set_time_limit(sb, sb->time_limit_ms);
     lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_EVERY);
     return sb;
 }
@@ -802,6 +1007,18 @@ void sandbox_set_instruction_limit(sandbox *sb, long n)
     sb->instruction_limit = n > HOOK_EVERY ? n : HOOK_EVERY;
     lua_pushfstring(sb->L, "instruction budget exceeded (%d instructions)", (int)sb->instruction_limit);
     lua_rawsetp(sb->L, LUA_REGISTRYINDEX, &BUDGET_MSG_KEY);
+}
+
+void sandbox_set_time_limit(sandbox *sb, long ms)
+{
+    sb->time_limit_ms = ms > 0 ? ms : SANDBOX_DEFAULT_TIME_MS;
+    lua_pushfstring(sb->L, "time limit exceeded (%d ms)", (int)sb->time_limit_ms);
+    lua_rawsetp(sb->L, LUA_REGISTRYINDEX, &TIME_MSG_KEY);
+}
+
+void sandbox_set_load_limit(sandbox *sb, size_t bytes)
+{
+    sb->load_limit = bytes ? bytes : SANDBOX_DEFAULT_LOAD;
 }
 
 void sandbox_set_memory_limit(sandbox *sb, size_t bytes)
@@ -850,25 +1067,68 @@ const char *sandbox_tostring(lua_State *L, int idx)
         lua_pushvalue(L, idx);
         return lua_tostring(L, -1);
     }
-    if (luaL_getmetafield(L, idx, "__tostring") != LUA_TNIL) {
-        lua_pushvalue(L, idx);
-        if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
-            return lua_tostring(L, -1);
-        lua_pop(L, 1);
-        return lua_pushfstring(L, "(error object is a %s value; its __tostring failed)",
-                               luaL_typename(L, idx));
-    }
+    /* No __tostring, no __name: the value may come from a script that has
+     * just failed or tripped, and its metamethods would run outside any
+     * budget, after the failure, with the primitives in reach. */
     if (t == LUA_TNIL)
         return lua_pushliteral(L, "nil");
     if (t == LUA_TBOOLEAN)
         return lua_pushstring(L, lua_toboolean(L, idx) ? "true" : "false");
-    return lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, idx));
+    return lua_pushfstring(L, "(error object: %s)", lua_typename(L, t));
+}
+
+/* Cuts the string at idx to SANDBOX_MESSAGE_MAX bytes (at a UTF-8 character
+ * boundary), marked as cut; other values are left alone. */
+void sandbox_cut(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    size_t len;
+    const char *s = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, &len) : NULL;
+    if (!s || len <= SANDBOX_MESSAGE_MAX)
+        return;
+    size_t keep = SANDBOX_MESSAGE_MAX;
+    while (keep > 0 && ((unsigned char)s[keep] & 0xC0) == 0x80)
+        keep--;
+    lua_pushlstring(L, s, keep);
+    lua_pushfstring(L, "... [cut: %I bytes more]", (lua_Integer)(len - keep));
+    lua_concat(L, 2);
+    lua_replace(L, idx);
+}
+
+/* Replaces the error value at idx of L with its description: a string as
+ * it is, anything else as sandbox_tostring() prefixed with the "file:line:"
+ * of the first Lua function from `level` up the stack of `at` (the error
+ * object carries no position of its own). */
+static void describe_error(lua_State *L, int idx, lua_State *at, int level)
+{
+    idx = lua_absindex(L, idx);
+    if (lua_type(L, idx) == LUA_TSTRING)
+        return;
+    char where[200] = "";
+    lua_Debug ar;
+    for (int i = level; i < level + 8 && lua_getstack(at, i, &ar); i++) {
+        if (lua_getinfo(at, "Sl", &ar) && ar.currentline > 0) {
+            snprintf(where, sizeof where, "%s:%d: ", ar.short_src, ar.currentline);
+            break;
+        }
+    }
+    lua_pushstring(L, where);
+    sandbox_tostring(L, idx);
+    lua_concat(L, 2);
+    lua_replace(L, idx);
 }
 
 static int traceback_handler(lua_State *L)
 {
-    const char *msg = sandbox_tostring(L, 1);
-    luaL_traceback(L, L, msg, 1);
+    /* After a stack overflow the stack may have no room left: luaL_traceback
+     * does not check (it writes past the stack, corrupting the heap), so
+     * without room the message goes without a traceback. */
+    if (!lua_checkstack(L, 2 * LUA_MINSTACK))
+        return 1;
+    describe_error(L, 1, L, 1);
+    lua_pushvalue(L, 1);
+    sandbox_cut(L, -1);
+    luaL_traceback(L, L, lua_tostring(L, -1), 1);
     return 1;
 }
 
@@ -905,7 +1165,7 @@ int sandbox_pcall(sandbox *sb, lua_State *L, int nargs, int nresults)
     if (status == LUA_OK && sb->tripped && sb->depth == 0) {
         /* the script swallowed a trip somewhere we could not stop it */
         lua_pop(L, nresults == LUA_MULTRET ? 0 : nresults);
-        lua_rawgetp(L, LUA_REGISTRYINDEX, sb->tripped == SANDBOX_MEMORY ? &MEMORY_MSG_KEY : &BUDGET_MSG_KEY);
+        lua_rawgetp(L, LUA_REGISTRYINDEX, trip_key(sb->tripped));
         status = sb->tripped == SANDBOX_MEMORY ? LUA_ERRMEM : LUA_ERRRUN;
     }
     if (status != LUA_OK) {
@@ -914,6 +1174,9 @@ int sandbox_pcall(sandbox *sb, lua_State *L, int nargs, int nresults)
             lua_remove(L, -2);
         }
         explain_trip(sb, L);
+        sandbox_cut(L, -1);
+        if (sb->depth == 0 && sb->tripped)
+            sb->trips++;
     }
     return status;
 }
@@ -927,11 +1190,26 @@ int sandbox_resume(sandbox *sb, lua_State *co, lua_State *from, int nargs, int *
     if (status != LUA_OK && status != LUA_YIELD) {
         /* The coroutine's frames survive a failed resume, so the traceback
          * can still be read from it. */
-        const char *msg = sandbox_tostring(co, -1);
-        luaL_traceback(co, co, msg, 0);
-        lua_remove(co, -2);
-        lua_remove(co, -2);
-        explain_trip(sb, co);
+        /* The message is built on `from`, reading co's frames: co's stack may
+         * be full (a stack overflow), and luaL_traceback pushes without
+         * checking for room. */
+        if (!lua_checkstack(from, 2 * LUA_MINSTACK)) {
+            lua_pop(co, 1);
+            lua_pushliteral(co, "error (no stack left to describe it)");
+        } else {
+            lua_xmove(co, from, 1);
+            describe_error(from, -1, co, 0);
+            lua_pushvalue(from, -1);
+            sandbox_cut(from, -1);
+            luaL_traceback(from, co, lua_tostring(from, -1), 0);
+            lua_remove(from, -2);
+            lua_remove(from, -2);
+            explain_trip(sb, from);
+            sandbox_cut(from, -1);
+            lua_xmove(from, co, 1);
+        }
+        if (sb->depth == 0 && sb->tripped)
+            sb->trips++;
     }
     return status;
 }
@@ -953,10 +1231,24 @@ size_t sandbox_memory_limit(sandbox *sb)
 
 void sandbox_log(sandbox *sb, const char *where, const char *msg)
 {
+    char cut[SANDBOX_MESSAGE_MAX + 64];
+    size_t len = strlen(msg);
+    if (len > SANDBOX_MESSAGE_MAX) {   /* a log line is a line, not a dump */
+        size_t keep = SANDBOX_MESSAGE_MAX;
+        while (keep > 0 && ((unsigned char)msg[keep] & 0xC0) == 0x80)
+            keep--;
+        snprintf(cut, sizeof cut, "%.*s... [cut: %zu bytes more]", (int)keep, msg, len - keep);
+        msg = cut;
+    }
     if (sb->log)
         sb->log(sb->log_ud, where, msg);
     else
         fprintf(stderr, "log: %s: %s\n", where, msg);
+}
+
+unsigned sandbox_trips(sandbox *sb)
+{
+    return sb->trips;
 }
 
 const char *sandbox_where(lua_State *L, int level, char *buf, size_t n)

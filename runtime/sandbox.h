@@ -13,13 +13,22 @@
  *    call the script makes (pcall, xpcall, coroutine.resume/wrap) re-raises
  *    the same error, so a script cannot catch it and carry on;
  *  - a byte cap on everything the state allocates (the lua_Alloc refuses to
- *    grow past it); a memory error is made just as sticky.
- * Both reset at the next outermost entry. A nested entry (C calling back
+ *    grow past it); a memory error is made just as sticky. Allocation also
+ *    costs budget (one instruction per 256 bytes), so C functions that copy
+ *    big strings in one call are paid for;
+ *  - a wall-time limit, read by the hook: the backstop for VM instructions
+ *    whose cost grows with their operands (comparing two long strings);
+ *  - C functions whose work does not show in the instruction count are
+ *    re-done or charged (bounded.c): patterns run on a counting matcher,
+ *    string.rep and the table functions are charged or refused before they
+ *    start, load() refuses chunks over a size.
+ * All reset at the next outermost entry. A nested entry (C calling back
  * into Lua while a script runs) shares the outer budget.
  *
- * Errors come back as one string: "file:line: message" and a traceback. An
- * error object that is not a string is described safely even when its
- * __tostring itself fails.
+ * Errors come back as one string: "file:line: message" and a traceback, cut
+ * to SANDBOX_MESSAGE_MAX bytes. An error object that is not a string is
+ * described by its type only: no __tostring or __name of a failed script
+ * ever runs.
  *
  * Ownership: sandbox_new() owns the lua_State; sandbox_free() closes it.
  * Every lua_State (main or coroutine) maps back to its sandbox through
@@ -38,6 +47,8 @@ typedef struct sandbox sandbox;
 struct sandbox_options {
     size_t memory_limit;        /* bytes; 0 → SANDBOX_DEFAULT_MEMORY */
     long   instruction_limit;   /* per outermost entry; 0 → SANDBOX_DEFAULT_INSTRUCTIONS */
+    long   time_limit_ms;       /* wall time per outermost entry; 0 → SANDBOX_DEFAULT_TIME_MS */
+    size_t load_limit;          /* bytes load() compiles; 0 → SANDBOX_DEFAULT_LOAD */
     const tclock *clock;        /* os.time()/os.date(); NULL → real time */
     /* Where log()/print() go; NULL → stderr with a "log: " prefix. */
     void (*log)(void *ud, const char *where, const char *msg);
@@ -46,8 +57,11 @@ struct sandbox_options {
 
 #define SANDBOX_DEFAULT_MEMORY       ((size_t)256 << 20)
 #define SANDBOX_DEFAULT_INSTRUCTIONS 100000000L
+#define SANDBOX_DEFAULT_TIME_MS      5000L
+#define SANDBOX_DEFAULT_LOAD         ((size_t)1 << 20)
+#define SANDBOX_MESSAGE_MAX          4096   /* error messages and log lines */
 
-enum sandbox_trip { SANDBOX_OK = 0, SANDBOX_BUDGET, SANDBOX_MEMORY };
+enum sandbox_trip { SANDBOX_OK = 0, SANDBOX_BUDGET, SANDBOX_MEMORY, SANDBOX_TIME };
 
 sandbox   *sandbox_new(const struct sandbox_options *opts);
 void       sandbox_free(sandbox *sb);
@@ -63,6 +77,10 @@ void sandbox_set_global(sandbox *sb, const char *name, int internal);
  * for this environment's modules (NULL: stdlib only). */
 void sandbox_new_env(sandbox *sb, const char *dir);
 
+/* Pushes a table of every global a fresh environment sees (name -> value):
+ * they sit behind the env, so iterating an env itself finds none of them. */
+void sandbox_push_globals(sandbox *sb);
+
 /* Loads text `src` as chunk `name` (shown in errors; "scripts/a.lua") with
  * the environment at index `env` as its _ENV. Pushes the function, or an
  * error message; returns LUA_OK or an error status. */
@@ -76,11 +94,33 @@ int sandbox_load_file(sandbox *sb, const char *path, int env);
 int sandbox_pcall(sandbox *sb, lua_State *L, int nargs, int nresults);
 
 /* lua_resume of `co` with the limits armed. On error, pushes one message
- * string (with co's traceback) on co. */
+ * string (with co's traceback) on co; the message is built on `from` (not
+ * NULL), since co's stack may be full. */
 int sandbox_resume(sandbox *sb, lua_State *co, lua_State *from, int nargs, int *nres);
 
-/* Why the last entry failed: SANDBOX_BUDGET, SANDBOX_MEMORY or SANDBOX_OK. */
+/* Why the last entry failed: SANDBOX_BUDGET, SANDBOX_MEMORY, SANDBOX_TIME
+ * or SANDBOX_OK. */
 enum sandbox_trip sandbox_tripped(sandbox *sb);
+
+/* Outermost entries that tripped a limit since sandbox_new: a caller
+ * batching work commits after one, so a restart never redoes it. */
+unsigned sandbox_trips(sandbox *sb);
+
+/* For C functions called by scripts. sandbox_charge: `instructions` worth of
+ * work is about to be done; raises the budget error (before the work) when
+ * the budget cannot pay for it. sandbox_reserve: `bytes` are about to be
+ * allocated; raises the memory error when they would pass the cap (garbage
+ * collected first); the allocation itself is charged when it happens.
+ * sandbox_check_live: raises the trip's
+ * error once the entry has tripped (primitives call it first, so nothing a
+ * tripped script does acts). All do nothing outside an entry. */
+void sandbox_charge(lua_State *L, double instructions);
+void sandbox_reserve(lua_State *L, double bytes);
+void sandbox_check_live(lua_State *L);
+
+/* Cuts the string at idx to SANDBOX_MESSAGE_MAX bytes, marked "... [cut: N
+ * bytes more]". */
+void sandbox_cut(lua_State *L, int idx);
 
 /* Bytes in use by the state, and its cap. */
 size_t sandbox_memory(sandbox *sb);
@@ -98,16 +138,19 @@ void sandbox_set_line_hook(sandbox *sb, void (*fn)(void *ud, const char *source,
 /* Change the limits for later entries (tend.lua's `limits`). */
 void sandbox_set_instruction_limit(sandbox *sb, long n);
 void sandbox_set_memory_limit(sandbox *sb, size_t bytes);
+void sandbox_set_time_limit(sandbox *sb, long ms);
+void sandbox_set_load_limit(sandbox *sb, size_t bytes);
 
-/* Sends a line to the configured log. */
+/* Sends a line to the configured log, cut to SANDBOX_MESSAGE_MAX bytes. */
 void sandbox_log(sandbox *sb, const char *where, const char *msg);
 
 /* "file:line" of the Lua code at stack `level` of L (1 = the function that
  * called the current C function), or "?" . Writes into buf. */
 const char *sandbox_where(lua_State *L, int level, char *buf, size_t n);
 
-/* Safe description of the value at idx (never calls a failing __tostring
- * unprotected): pushes a string and returns it. */
+/* Safe description of the value at idx, running no script code: strings
+ * and numbers as text, nil and booleans by name, anything else as
+ * "(error object: table)". Pushes a string and returns it. */
 const char *sandbox_tostring(lua_State *L, int idx);
 
 #endif

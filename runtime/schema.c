@@ -179,6 +179,14 @@ static const char m_orders_items[] =
     " usage_days REAL, related TEXT, updated_at INTEGER) WITHOUT ROWID;";
 /* ---- end branch orders ---- */
 
+/* --- branch sandbox: start/emit chains ---------------------------------
+ * How many starts and emits separate an instance or an emitted event from
+ * the outside event that began the chain (limits.chain). */
+static const char m_sandbox_chain[] =
+    "ALTER TABLE instances ADD COLUMN chain INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE events ADD COLUMN chain INTEGER NOT NULL DEFAULT 0;";
+/* --- end of branch sandbox ---------------------------------------------- */
+
 /* --- branch loop: closing the loop (tasks with outcomes, coupons redeemed,
  * receipts, conversion values) --- */
 static const char m_loop[] =
@@ -221,6 +229,7 @@ const struct store_migration schema_migrations[] = {
     {"delivery", m2_delivery},
     {"calendar", m_calendar},
     {"orders", m_orders_items},   /* branch orders */
+    {"sandbox_chain", m_sandbox_chain},   /* branch sandbox */
     {"loop", m_loop},
 };
 const int schema_migration_count = sizeof schema_migrations / sizeof schema_migrations[0];

@@ -716,7 +716,7 @@ static int m_globals(lua_State *L)
     struct sim *s = check_sim(L);
     lua_State *EL = sandbox_state(s->e->sb);
     int top = lua_gettop(EL);
-    sandbox_new_env(s->e->sb, NULL);
+    sandbox_push_globals(s->e->sb);
     lua_newtable(L);
     int n = 0;
     lua_pushnil(EL);

@@ -25,9 +25,31 @@
 #include "task.h"
 #include "util.h"
 
+/* Every primitive starts here: once the entry has tripped, whatever the
+ * script still runs (a __close handler, a pcall'd rest) raises the trip's
+ * error at its first primitive, so nothing it does acts or commits. */
 static engine *engine_of(lua_State *L)
 {
+    sandbox_check_live(L);
     return lua_touserdata(L, lua_upvalueindex(1));
+}
+
+/* Per-resume fan-out limits: live acts of one kind in one run. */
+static void count_act(lua_State *L, struct run_ctx *ctx, int *used, int limit, const char *what,
+                      const char *key)
+{
+    if (++*used > limit)
+        luaL_error(L, "%s: more than %d %s in one run of journey '%s' (limits.%s)", what, limit, key,
+                   ctx->journey, key);
+}
+
+/* A start or emit from a run makes the next link of its chain. */
+static void check_chain(lua_State *L, engine *e, struct run_ctx *ctx, const char *what)
+{
+    if (ctx->chain + 1 > e->cfg.max_chain)
+        luaL_error(L, "%s: chain limit reached: journey '%s' is %d starts/emits away from the "
+                      "event that began it (limits.chain = %d)", what, ctx->journey, ctx->chain,
+                   e->cfg.max_chain);
 }
 
 struct run_ctx *step_ctx(engine *e)
@@ -343,6 +365,7 @@ static int send_one(lua_State *L, engine *e, struct run_ctx *ctx, const char *ch
     snprintf(desc, sizeof desc, "%s, %s", channel, tmpl);
     if (step_take(L, ctx, "send", desc, hash, NULL) == STEP_REPLAY)
         return 1;
+    count_act(L, ctx, &ctx->sends, e->cfg.max_sends, "send", "sends");
     /* send("sms", c.name, ...) would queue a message nobody can receive */
     int known = customer_exists(e, customer);
     if (known < 0)
@@ -653,6 +676,8 @@ static int p_emit(lua_State *L)
     lua_pop(L, 1);
     if (step_take(L, ctx, "emit", desc, hash, NULL) == STEP_REPLAY)
         return 1;
+    count_act(L, ctx, &ctx->emits, e->cfg.max_emits, "emit", "emits");
+    check_chain(L, e, ctx, "emit");
     cJSON *ev = cJSON_Parse(text);
     if (!cJSON_GetObjectItemCaseSensitive(ev, "id")) {
         char id[64];
@@ -662,7 +687,10 @@ static int p_emit(lua_State *L)
     if (!cJSON_GetObjectItemCaseSensitive(ev, "at"))
         cJSON_AddNumberToObject(ev, "at", (double)ctx->now);
     struct event_result res;
+    int outer = e->chain;
+    e->chain = ctx->chain + 1;
     int rc = event_accept(e, ev, &res, err, sizeof err);
+    e->chain = outer;
     cJSON_Delete(ev);
     if (rc != 0)
         return luaL_error(L, "emit: %s", err);
@@ -691,6 +719,8 @@ static int p_start(lua_State *L)
         hash = step_hash(lua_pushfstring(L, "%s\x1f%s\x1f%s", journey, customer, text ? text : ""));
         if (step_take(L, ctx, "start", desc, hash, NULL) == STEP_REPLAY)
             return 1;
+        count_act(L, ctx, &ctx->starts, e->cfg.max_starts, "start", "starts");
+        check_chain(L, e, ctx, "start");
     }
     cJSON *payload = text ? cJSON_Parse(text) : NULL;
     /* when() filters every way in, start() included. It runs on the
@@ -705,8 +735,13 @@ static int p_start(lua_State *L)
         if (ctx)
             ctx->no_steps = 0;
         lua_pop(M, 1);
-        if (ok == 1)
+        if (ok == 1) {
+            int outer = e->chain;
+            if (ctx)
+                e->chain = ctx->chain + 1;
             id = instance_start(e, journey, customer, payload, 0, err, sizeof err);
+            e->chain = outer;
+        }
     } else {
         lua_pop(M, 1);
         snprintf(err, sizeof err, "no journey named '%s'", journey);

@@ -301,7 +301,10 @@ static void run_file(struct testrun *tr, const char *path)
     tr->file_tests = tr->file_failures = tr->file_skipped = 0;
     tr->file_time = 0;
     tclock *clk = clock_new_virtual((tend_time)time(NULL));
-    struct sandbox_options so = {.instruction_limit = TEST_INSTRUCTIONS, .clock = clk};
+    /* A case's wall time includes its sims, which run under their own
+     * sandboxes' limits: the test file's clock limit only stops a hang. */
+    struct sandbox_options so = {.instruction_limit = TEST_INSTRUCTIONS, .clock = clk,
+                                 .time_limit_ms = 600000};
     sandbox *sb = sandbox_new(&so);
     lua_State *L = sandbox_state(sb);
     helpers_register(sb);
