@@ -271,8 +271,10 @@ cJSON *receipt_map(engine *e, const char *channel, const char *body, size_t len,
 
 /* --- wait_receipt -------------------------------------------------------- */
 
+/* As every primitive (step.c): a tripped entry acts on nothing. */
 static engine *engine_of(lua_State *L)
 {
+    sandbox_check_live(L);
     return lua_touserdata(L, lua_upvalueindex(1));
 }
 

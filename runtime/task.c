@@ -362,8 +362,10 @@ cJSON *task_summary(engine *e)
 
 /* --- wait_task ------------------------------------------------------------ */
 
+/* As every primitive (step.c): a tripped entry acts on nothing. */
 static engine *engine_of(lua_State *L)
 {
+    sandbox_check_live(L);
     return lua_touserdata(L, lua_upvalueindex(1));
 }
 
