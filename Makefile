@@ -3,6 +3,7 @@
 #   make deps     install missing Debian -dev packages (apt-get, as root)
 #   make test     deps, build, every test; then the same tests under ASan+UBSan
 #   make bench    benchmarks (figures and ratios; never pass/fail)
+#   make soak     the crash test with 200 kill -9 (CRASH_KILLS=N to choose)
 #   make bench-peers  tend against BullMQ on Redis (installs redis-server, npm packages)
 #   make demo     the demo shop on embedded defaults
 #   make install  PREFIX=/usr/local DESTDIR= : binary, man page, completions, unit, example config
@@ -74,7 +75,7 @@ BENCH_BIN    := $(BENCH_SRC:bench/%.c=$(BUILD)/bench_%) $(if $(wildcard bench/ge
 
 TEND := $(if $(filter 1,$(SAN)),$(BUILD)/tend,bin/tend)
 
-.PHONY: all deps test check-unit check-lua check-cli test-one lint-lua bench bench-peers demo clean install uninstall
+.PHONY: all deps test check-unit check-lua check-cli test-one lint-lua bench bench-peers demo clean install uninstall soak
 all: $(TEND) $(TEST_HELPERS) $(BENCH_BIN)
 
 $(BUILD)/%.o: runtime/%.c | $(BUILD)
@@ -148,6 +149,10 @@ test: deps
 	$(MAKE) lint-lua
 	$(MAKE) test-one
 	$(MAKE) SAN=1 test-one
+
+# kill -9 under traffic, many times (make test runs it with 20).
+soak: all
+	@CRASH_KILLS=$${CRASH_KILLS:-200} TEND="$(TEND)" TEND_BUILD="$(BUILD)" sh tests/cli/crash_test.sh
 
 bench: deps
 	@$(MAKE) --no-print-directory deps DEPS="$(BENCH_DEPS)"

@@ -59,6 +59,7 @@ static const struct setting {
     {"concurrency", {LUA_TNUMBER, -1, -1}}, {"rate", {LUA_TNUMBER, -1, -1}},
     {"timeout", {LUA_TNUMBER, -1, -1}},   {"connect_timeout", {LUA_TNUMBER, -1, -1}},
     {"max_attempts", {LUA_TNUMBER, -1, -1}}, {"to", {LUA_TSTRING, -1, -1}},
+    {"max_backoff", {LUA_TNUMBER, -1, -1}},
     {"from", {LUA_TSTRING, -1, -1}},      {"username", {LUA_TSTRING, -1, -1}},
     {"password", {LUA_TSTRING, -1, -1}},  {"path", {LUA_TSTRING, -1, -1}},
     {"assign", {LUA_TSTRING, LUA_TTABLE, LUA_TFUNCTION}},

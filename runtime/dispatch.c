@@ -21,6 +21,7 @@
 #include "json.h"
 #include "mime.h"
 #include "metrics.h"
+#include "netloop.h"
 #include "outbox.h"
 #include "policy.h"
 #include "task.h"
@@ -66,6 +67,7 @@ struct chan_conf {
     int success[16], nsuccess;
     long timeout_ms, connect_timeout_ms;
     int max_attempts;
+    int max_backoff;            /* seconds */
     int concurrency;
     double rate;
 };
@@ -154,6 +156,7 @@ static int read_conf_table(engine *e, const char *name, struct chan_conf *c, cha
     channel_push(e, name, &info);
     c->kind = info.kind;
     c->max_attempts = 10;
+    c->max_backoff = 3600;
     c->concurrency = 16;
     c->timeout_ms = 10000;
     c->connect_timeout_ms = 3000;
@@ -170,6 +173,7 @@ static int read_conf_table(engine *e, const char *name, struct chan_conf *c, cha
         c->to_field = opt_string(L, t, "to", NULL, err, errlen, &failed);
     c->envelope_from = opt_string(L, t, "envelope_from", NULL, err, errlen, &failed);
     c->max_attempts = opt_int(L, t, "max_attempts", 10);
+    c->max_backoff = opt_int(L, t, "max_backoff", 3600);
     c->concurrency = opt_int(L, t, "concurrency", 16);
     lua_getfield(L, t, "timeout");
     lua_getfield(L, t, "connect_timeout");
@@ -343,7 +347,7 @@ struct transfer {
     struct transfer *prev, *next;   /* in flight: the dispatcher's list */
     CURL *easy;
     int64_t id;
-    int attempts, max_attempts;
+    int attempts, max_attempts, max_backoff;
     int nsuccess, success[16];
     enum channel_kind kind;
     char *channel;
@@ -418,6 +422,7 @@ static struct transfer *transfer_new(engine *e, const struct row *r, const struc
     t->id = r->id;
     t->attempts = r->attempts + 1;
     t->max_attempts = c->max_attempts;
+    t->max_backoff = c->max_backoff;
     t->kind = c->kind;
     t->channel = xstrdup(r->channel);
     t->due_at = r->due_at;
@@ -425,7 +430,6 @@ static struct transfer *transfer_new(engine *e, const struct row *r, const struc
     memcpy(t->success, c->success, sizeof t->success);
     CURL *h = t->easy = curl_easy_init();
     curl_easy_setopt(h, CURLOPT_URL, c->url);
-    curl_easy_setopt(h, CURLOPT_PRIVATE, t);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
@@ -496,11 +500,11 @@ static struct transfer *transfer_new(engine *e, const struct row *r, const struc
 /* Exponential backoff with ±25% jitter: retries of many messages failing
  * together spread out instead of returning in one wave. The jitter comes
  * from the row id and attempt, so a run is repeatable. */
-static tend_time backoff(int64_t id, int attempts)
+static tend_time backoff(int64_t id, int attempts, int max_backoff)
 {
     double base = 2.0 * pow(2.0, attempts - 1 < 16 ? attempts - 1 : 16);
-    if (base > 3600)
-        base = 3600;
+    if (base > max_backoff)
+        base = max_backoff > 0 ? max_backoff : 1;
     uint64_t h = util_hash64(&id, sizeof id) ^ (uint64_t)attempts * 0x9E3779B97F4A7C15ULL;
     double jitter = 0.75 + 0.5 * (double)(h % 1000) / 1000.0;
     tend_time s = (tend_time)(base * jitter);
@@ -524,6 +528,7 @@ static int is_success(const struct transfer *t)
 struct retry_note {
     int count;
     char last[480];             /* the last one's channel and error */
+    int dead;                   /* dead letters among the results */
 };
 
 /* Stores what became of a transfer (retries are counted in `note`, or
@@ -556,8 +561,11 @@ static int record_result(engine *e, struct transfer *t, struct retry_note *note)
     }
     e->stats.failures++;
     metrics_inc(e->metrics, M_DELIVERY_FAILURES, t->channel);
-    if (!retry || t->attempts >= t->max_attempts)
+    if (!retry || t->attempts >= t->max_attempts) {
         metrics_inc(e->metrics, M_DEAD_LETTERS, t->channel);
+        if (note)
+            note->dead++;
+    }
     if (!retry) {
         engine_logf(e, "warn", "message %lld on channel '%s' is a dead letter: %s", (long long)t->id, t->channel,
                     error);
@@ -577,7 +585,7 @@ static int record_result(engine *e, struct transfer *t, struct retry_note *note)
         engine_logf(e, "warn", "message %lld on channel '%s' failed and will be retried: %s", (long long)t->id,
                     t->channel, error);
     }
-    tend_time wait = t->status == 429 && t->retry_after > 0 ? t->retry_after : backoff(t->id, t->attempts);
+    tend_time wait = t->status == 429 && t->retry_after > 0 ? t->retry_after : backoff(t->id, t->attempts, t->max_backoff);
     return outbox_mark_retry(e, t->id, now + wait, error);
 }
 
@@ -592,8 +600,7 @@ struct chan_slot {
 struct dispatcher {
     engine *e;
     struct event_base *base;
-    CURLM *multi;
-    struct event *timer;        /* libcurl's timeout */
+    struct netloop *net;        /* the transfers, on the server's loop */
     struct event *flush;        /* stores finished transfers, once per loop turn */
     int in_flight;
     struct transfer *active;    /* in flight, so shutdown can free them */
@@ -646,94 +653,30 @@ static int slot_take(struct chan_slot *s)
     return 1;
 }
 
-static void check_multi(struct dispatcher *d)
+/* A transfer ended (netloop): it is stored with the others of this loop
+ * turn, in one commit. */
+static void transfer_done(CURL *easy, CURLcode result, void *ud)
 {
-    CURLMsg *m;
-    int left;
-    while ((m = curl_multi_info_read(d->multi, &left))) {
-        if (m->msg != CURLMSG_DONE)
-            continue;
-        struct transfer *t;
-        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&t);
-        t->result = m->data.result;
-        curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &t->status);
-        curl_multi_remove_handle(d->multi, m->easy_handle);
-        if (t->prev)
-            t->prev->next = t->next;
-        else
-            d->active = t->next;
-        if (t->next)
-            t->next->prev = t->prev;
-        if (d->ndone == d->capdone)
-            d->done = xrealloc(d->done, (size_t)(d->capdone = d->capdone ? d->capdone * 2 : 64) * sizeof *d->done);
-        d->done[d->ndone++] = t;
-        d->in_flight--;
-        for (int i = 0; i < d->nslots; i++)
-            if (strcmp(d->slots[i].name, t->channel) == 0)
-                d->slots[i].in_flight--;
-    }
+    struct transfer *t = ud;
+    struct dispatcher *d = t->d;
+    t->result = result;
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &t->status);
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        d->active = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    if (d->ndone == d->capdone)
+        d->done = xrealloc(d->done, (size_t)(d->capdone = d->capdone ? d->capdone * 2 : 64) * sizeof *d->done);
+    d->done[d->ndone++] = t;
+    d->in_flight--;
+    for (int i = 0; i < d->nslots; i++)
+        if (strcmp(d->slots[i].name, t->channel) == 0)
+            d->slots[i].in_flight--;
     /* Stored once the loop has read what is ready: the completions of one
      * turn share a commit. */
-    if (d->ndone)
-        event_active(d->flush, EV_TIMEOUT, 0);
-}
-
-static void on_socket_event(evutil_socket_t fd, short what, void *arg)
-{
-    struct dispatcher *d = arg;
-    int flags = (what & EV_READ ? CURL_CSELECT_IN : 0) | (what & EV_WRITE ? CURL_CSELECT_OUT : 0);
-    int running;
-    curl_multi_socket_action(d->multi, fd, flags, &running);
-    check_multi(d);
-}
-
-static void on_timeout(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    struct dispatcher *d = arg;
-    int running;
-    curl_multi_socket_action(d->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_multi(d);
-}
-
-/* CURLMOPT_SOCKETFUNCTION: one persistent event per socket, re-armed for
- * what libcurl wants to wait for. */
-static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
-{
-    (void)easy;
-    struct dispatcher *d = userp;
-    struct event *ev = socketp;
-    if (what == CURL_POLL_REMOVE) {
-        if (ev) {
-            event_free(ev);
-            curl_multi_assign(d->multi, s, NULL);
-        }
-        return 0;
-    }
-    short kind = EV_PERSIST | (what & CURL_POLL_IN ? EV_READ : 0) | (what & CURL_POLL_OUT ? EV_WRITE : 0);
-    if (ev) {
-        event_del(ev);
-        event_assign(ev, d->base, s, kind, on_socket_event, d);
-    } else {
-        ev = event_new(d->base, s, kind, on_socket_event, d);
-        curl_multi_assign(d->multi, s, ev);
-    }
-    event_add(ev, NULL);
-    return 0;
-}
-
-static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
-{
-    (void)multi;
-    struct dispatcher *d = userp;
-    if (timeout_ms < 0) {
-        evtimer_del(d->timer);
-        return 0;
-    }
-    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    evtimer_add(d->timer, &tv);
-    return 0;
+    event_active(d->flush, EV_TIMEOUT, 0);
 }
 
 /* Stores every finished transfer in one transaction: one fsync for a burst
@@ -746,7 +689,7 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
     engine *e = d->e;
     if (!d->ndone)
         return;
-    struct retry_note retried = {0, ""};
+    struct retry_note retried = {0, "", 0};
     int rc = store_begin(e->st);
     for (int i = 0; i < d->ndone && rc == 0; i++)
         rc = record_result(e, d->done[i], &retried);
@@ -767,22 +710,48 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
     if (rc != 0)
         engine_logf(e, "error", "storing delivery results failed (they will be retried): %s",
                     store_errmsg(e->st));
+    /* a dead letter is an event (message.dead, receipt.c): a fallback
+     * waiting on it moves on now, not at the loop's next timed pass */
+    else if (e->work_due && retried.dead)
+        e->work_due(e->work_due_ud);
+}
+
+/* Messages a previous process claimed and did not finish (it died, or
+ * stopped with transfers in flight) go again now instead of when their
+ * lease runs out: with the same key, so a provider that got one already
+ * answers it as a replay. Claims are the due rows up to a lease ahead. */
+static int release_claims(engine *e)
+{
+    static const char *const sql[] = {
+        "UPDATE outbox SET due_key = ?1 WHERE status = 'sending' AND id IN"
+        " (SELECT id FROM outbox_due WHERE due_at > ?1 AND due_at <= ?2)",
+        "UPDATE outbox_due SET due_at = ?1 WHERE due_at > ?1 AND due_at <= ?2"
+        " AND (SELECT status FROM outbox o WHERE o.id = outbox_due.id) = 'sending'",
+    };
+    tend_time now = engine_now(e);
+    int rc = store_begin(e->st);
+    for (int i = 0; i < 2 && rc == 0; i++) {
+        store_stmt *s = store_sql(e->st, sql[i]);
+        store_bind_int(s, 1, now);
+        store_bind_int(s, 2, now + LEASE);
+        rc = store_run(s);
+    }
+    if (rc == 0)
+        return store_commit(e->st);
+    store_rollback(e->st);
+    engine_logf(e, "error", "releasing the claims of a previous run failed: %s", store_errmsg(e->st));
+    return -1;
 }
 
 int dispatch_attach(engine *e, struct event_base *base)
 {
     if (e->dispatch)
         return 0;
+    release_claims(e);
     struct dispatcher *d = xcalloc(1, sizeof *d);
     d->e = e;
     d->base = base;
-    d->multi = curl_multi_init();
-    curl_multi_setopt(d->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
-    curl_multi_setopt(d->multi, CURLMOPT_SOCKETDATA, d);
-    curl_multi_setopt(d->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-    curl_multi_setopt(d->multi, CURLMOPT_TIMERDATA, d);
-    curl_multi_setopt(d->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 64L);
-    d->timer = evtimer_new(base, on_timeout, d);
+    d->net = netloop_new(base, 64L);
     d->flush = event_new(base, -1, 0, on_flush, d);
     e->dispatch = d;
     return 0;
@@ -804,15 +773,15 @@ void dispatch_free(engine *e)
     struct dispatcher *d = e->dispatch;
     if (!d)
         return;
-    if (d->multi) {
-        /* Transfers still in flight are abandoned: their rows keep their
-         * lease and go again (same key) after it expires. */
-        while (d->active) {
-            struct transfer *t = d->active;
-            d->active = t->next;
-            curl_multi_remove_handle(d->multi, t->easy);
-            transfer_free(t);
-        }
+    /* Transfers still in flight are abandoned: their rows keep their
+     * lease and go again (same key) after it expires, or when `tend run`
+     * starts again. */
+    while (d->active) {
+        struct transfer *t = d->active;
+        d->active = t->next;
+        if (d->net)
+            netloop_remove(d->net, t->easy);
+        transfer_free(t);
     }
     for (int i = 0; i < d->ndone; i++)
         transfer_free(d->done[i]);
@@ -820,11 +789,9 @@ void dispatch_free(engine *e)
     for (int i = 0; i < d->nslots; i++)
         free(d->slots[i].name);
     free(d->slots);
-    if (d->timer)
-        event_free(d->timer);
     if (d->flush)
         event_free(d->flush);
-    curl_multi_cleanup(d->multi);
+    netloop_free(d->net);
     free(d);
     e->dispatch = NULL;
 }
@@ -1011,7 +978,7 @@ static int deliver(engine *e, struct pass *p, struct row *r, struct transfer **b
     int network = kind == CHANNEL_HTTP || kind == CHANNEL_SMTP;
     struct dispatcher *d = e->dispatch;
     /* The slot first: a full channel costs this row nothing more. */
-    struct chan_slot *slot = network && d && d->multi ? slot_of(d, r->channel, &ch->conf) : NULL;
+    struct chan_slot *slot = network && d && d->net ? slot_of(d, r->channel, &ch->conf) : NULL;
     if (slot && !slot_take(slot)) {
         ch->full = 1;
         return SKIPPED;
@@ -1060,7 +1027,8 @@ static int deliver(engine *e, struct pass *p, struct row *r, struct transfer **b
         d->active->prev = t;
     d->active = t;
     d->in_flight++;
-    curl_multi_add_handle(d->multi, t->easy);
+    if (netloop_add(d->net, t->easy, transfer_done, t) != 0)
+        transfer_done(t->easy, CURLE_FAILED_INIT, t);   /* stored as a retry */
     return HANDLED;
 }
 
@@ -1086,7 +1054,7 @@ static int finish(engine *e, int rc)
  * next pass. */
 static int all_slots_full(struct dispatcher *d)
 {
-    if (!d || !d->multi || d->nslots == 0 || d->in_flight == 0)
+    if (!d || !d->net || d->nslots == 0 || d->in_flight == 0)
         return 0;
     for (int i = 0; i < d->nslots; i++)
         if (d->slots[i].in_flight < d->slots[i].concurrency)
@@ -1156,18 +1124,16 @@ int dispatch_run_due(engine *e, tend_time now, int max)
     return finish(e, rc) == 0 && rc == 0 ? handled : -1;
 }
 
+static int busy(void *ud)
+{
+    struct dispatcher *d = ud;
+    return d->in_flight + d->ndone > 0;
+}
+
 int dispatch_wait(engine *e, int timeout_ms)
 {
     struct dispatcher *d = e->dispatch;
-    if (!d || !d->base)
+    if (!d || !d->net)
         return 0;
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    while (d->in_flight + d->ndone > 0) {
-        event_base_loop(d->base, EVLOOP_ONCE);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        if ((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 > timeout_ms)
-            return -1;
-    }
-    return 0;
+    return netloop_wait(d->net, busy, d, timeout_ms);
 }

@@ -6,12 +6,13 @@
  * multi interface driven by libevent (socket and timer callbacks, no
  * polling): a claimed row is `sending` with a lease; its result is stored
  * when the transfer ends; a crash before that leaves the lease to expire and
- * the row is sent again with the same idempotency key.
+ * the row is sent again with the same idempotency key (at once when the
+ * next `tend run` attaches: dispatch_attach releases such claims).
  *
  * Retries: connect errors, timeouts, 5xx and 429 back off exponentially
- * with jitter (429's Retry-After is honoured); 4xx is a dead letter with the
- * response kept. Suppression and quiet hours are checked again just before
- * sending. */
+ * with jitter, up to the channel's max_backoff (429's Retry-After is
+ * honoured); 4xx is a dead letter with the response kept. Suppression and
+ * quiet hours are checked again just before sending. */
 #ifndef TEND_DISPATCH_H
 #define TEND_DISPATCH_H
 

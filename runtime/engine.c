@@ -13,6 +13,7 @@
 #include "dates.h"
 #include "dispatch.h"
 #include "event.h"
+#include "fetch.h"
 #include "filesink.h"
 #include "helpers.h"
 #include "instance.h"
@@ -149,7 +150,7 @@ void engine_close(engine *e)
 {
     if (!e)
         return;
-    dispatch_free(e);
+    engine_detach(e);
     filesink_close(e);
     sandbox_free(e->sb);
     store_close(e->st);
@@ -159,6 +160,22 @@ void engine_close(engine *e)
     free(e->dir);
     free(e->db_path);
     free(e);
+}
+
+int engine_attach(engine *e, struct event_base *base, void (*work_due)(void *ud), void *ud)
+{
+    e->work_due = work_due;
+    e->work_due_ud = ud;
+    if (dispatch_attach(e, base) != 0 || fetch_attach(e, base) != 0)
+        return -1;
+    return 0;
+}
+
+void engine_detach(engine *e)
+{
+    dispatch_free(e);
+    fetch_free(e);
+    e->work_due = NULL;
 }
 
 int engine_load_dir(engine *e, char **errors)
@@ -249,6 +266,12 @@ int engine_run_due(engine *e, tend_time now)
         total += n;
     if (n < 0)
         return -1;
+    /* http_get requests: started on the loop (their answers wake the
+     * instances later), or answered here (a sim's stubs, no loop). */
+    while ((n = fetch_run_due(e, BATCH)) > 0)
+        total += n;
+    if (n < 0)
+        return -1;
     while ((n = event_process(e, EVENT_BATCH)) > 0)   /* emitted by journeys */
         total += n;
     if ((n = sweep_due(e, now)) < 0)
@@ -274,6 +297,8 @@ tend_time engine_next_due(engine *e)
     tend_time now = engine_now(e);
     if (event_backlog(e) > 0 || event_fanout_pending(e) > 0)
         return now;
+    if (!e->fetch && fetch_pending(e) > 0)   /* answered by the next pass */
+        return now;
     tend_time t = instance_next_due(e);
     t = earliest(t, dates_next_due(e));
     t = earliest(t, schedule_next_due(e));
@@ -295,8 +320,8 @@ int engine_advance(engine *e, tend_time seconds)
             return -1;
         /* Time waits for the network: results of transfers in flight land
          * at this instant, before the clock moves on. */
-        if (dispatch_in_flight(e) > 0) {
-            if (dispatch_wait(e, 60000) != 0)
+        if (dispatch_in_flight(e) > 0 || fetch_in_flight(e) > 0) {
+            if (dispatch_wait(e, 60000) != 0 || fetch_wait(e, 60000) != 0)
                 return -1;
             continue;
         }

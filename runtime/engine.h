@@ -32,7 +32,9 @@
 
 struct run_ctx;
 struct dispatcher;
+struct fetcher;
 struct filesink;
+struct event_base;
 struct metrics;
 
 typedef void (*engine_log_fn)(void *ud, const char *level, const char *msg);
@@ -71,6 +73,9 @@ typedef struct engine {
     int loading_old;            /* loading an old version: only its journeys count */
 
     struct dispatcher *dispatch;    /* delivery (NULL until first needed) */
+    struct fetcher *fetch;      /* http_get requests on the loop (NULL: no loop) */
+    void (*work_due)(void *ud); /* set with engine_attach: work became due now */
+    void *work_due_ud;
     struct filesink *files;     /* open file-channel files (filesink.c) */
     cJSON *http_stubs;          /* t.sim stub_http: url -> response */
     tend_time lifecycle_swept;  /* last time the lifecycle sweep ran */
@@ -106,6 +111,15 @@ tend_time engine_next_due(engine *e);
 /* Virtual clock only: runs everything due up to now + seconds, in time order,
  * leaving the clock at now + seconds. Returns 0 or -1. */
 int engine_advance(engine *e, tend_time seconds);
+
+/* Runs the engine's network work on `base` from now on (`tend run`):
+ * deliveries and http_get. `work_due(ud)` is called when work becomes due
+ * outside a pass (an http_get answer woke an instance); the owner of the
+ * loop then runs engine_run_due soon. 0 or -1. */
+int  engine_attach(engine *e, struct event_base *base, void (*work_due)(void *ud), void *ud);
+/* Abandons the transfers in flight (sent again later, see dispatch.h and
+ * fetch.h) and leaves the loop; before the loop is freed. */
+void engine_detach(engine *e);
 
 /* Logging with a level ("info", "warn", "error"). */
 void engine_logf(engine *e, const char *level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -13,6 +13,7 @@
 
 #include "catalog.h"
 #include "customer.h"
+#include "fetch.h"
 #include "instance.h"
 #include "json.h"
 #include "metrics.h"
@@ -260,6 +261,7 @@ static int release(engine *e, int64_t id, const struct row *r, const struct run_
         rc |= set_timer(e, r->wake_at, id, 0);
     if (r->listen)
         rc |= drop_listener(e, r->customer, r->listen, id, 0);
+    rc |= fetch_cancel(e, id);   /* an http_get it waited for is not needed any more */
     (void)ctx;
     return rc;
 }
@@ -333,7 +335,8 @@ static int push_run(engine *e, const struct row *r)
     return 0;
 }
 
-int instance_wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *event)
+static int wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *event, int fetch_step,
+                const cJSON *fetched)
 {
     struct row r = {0};
     int rc = load_row(e, id, &r);
@@ -362,6 +365,8 @@ int instance_wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *e
     ctx.started_at = r.started_at;
     ctx.reason = reason;
     ctx.event = event;
+    ctx.fetch_step = fetch_step;
+    ctx.fetched = fetched;
     ctx.rng = seed_of(id);
     ctx.holdout = r.holdout;
     ctx.chain = r.chain;
@@ -414,6 +419,17 @@ int instance_wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *e
     row_free(&r);
     return rc;
 }
+
+int instance_wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *event)
+{
+    return wake(e, id, reason, event, -1, NULL);
+}
+
+int instance_wake_fetched(engine *e, int64_t id, int step, const cJSON *result)
+{
+    return wake(e, id, WAKE_FETCH, NULL, step, result);
+}
+
 
 /* The revenue a goal event brings: the event's field named by the goal's
  * `value` in the instance's own version of the journey; NaN for none. */

@@ -8,7 +8,8 @@
  * and appends. So a restart, a crash or a redeploy loses nothing: the next
  * wake replays to where the instance stood.
  *
- * States: waiting (a timer or an event listener will wake it), done,
+ * States: waiting (a timer, an event listener or an http_get answer will
+ * wake it), done,
  * failed (an error: the message names file:line), converted (its goal event
  * came), exited (the script called exit(reason)).
  *
@@ -22,10 +23,10 @@
 #include "engine.h"
 
 /* Why an instance runs now. */
-enum wake_reason { WAKE_START, WAKE_TIMER, WAKE_EVENT };
+enum wake_reason { WAKE_START, WAKE_TIMER, WAKE_EVENT, WAKE_FETCH };
 
 /* What a run stopped on. */
-enum suspend_kind { SUSPEND_NONE, SUSPEND_WAIT, SUSPEND_WAIT_FOR, SUSPEND_EXIT };
+enum suspend_kind { SUSPEND_NONE, SUSPEND_WAIT, SUSPEND_WAIT_FOR, SUSPEND_EXIT, SUSPEND_FETCH };
 
 /* The state of the instance being run; engine->cur points here while the
  * coroutine runs, which is how the primitives find it. */
@@ -40,6 +41,8 @@ struct run_ctx {
     enum wake_reason reason;
     const cJSON *event;         /* WAKE_EVENT: the event (type, at, ...) */
     int event_used;             /* a wait_for consumed it */
+    int fetch_step;             /* WAKE_FETCH: the pending http_get entry answered... */
+    const cJSON *fetched;       /* ...and its result */
     uint64_t rng;               /* random(): reset at each wake, so replays agree */
     cJSON *reads;               /* "customer\x1ffield" -> value read since the last wait */
 
@@ -72,6 +75,11 @@ int instance_admits(engine *e, int decl, const char *journey, const char *custom
 /* Runs instance `id` (woken by a timer, or by `event` for WAKE_EVENT) and
  * stores the outcome. Returns 0, or -1 on a store error. */
 int instance_wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *event);
+
+/* Wakes instance `id` with the answer of the http_get recorded as pending
+ * at history entry `step` (fetch.c). Returns 0, or -1 on a store error. */
+int instance_wake_fetched(engine *e, int64_t id, int step, const cJSON *result);
+
 
 /* Ends the instance as converted by its goal event `ev` at time `at`; the
  * goal's `value` field of the event (goal = {value = "total"}) is the

@@ -187,6 +187,17 @@ static const char m_sandbox_chain[] =
     "ALTER TABLE events ADD COLUMN chain INTEGER NOT NULL DEFAULT 0;";
 /* --- end of branch sandbox ---------------------------------------------- */
 
+/* --- branch netcrash: asynchronous http_get ---------------------------- */
+/* http_get requests a journey waits for: the pending history entry `step`
+ * (0-based) of `instance`. A row leaves in the transaction that stores the
+ * answer into the instance; one left by a crash is asked again. */
+static const char m_netcrash_fetches[] =
+    "CREATE TABLE fetches ("
+    " instance INTEGER NOT NULL, step INTEGER NOT NULL, url TEXT NOT NULL,"
+    " since INTEGER NOT NULL,"
+    " PRIMARY KEY (instance, step)) WITHOUT ROWID;";
+/* --- end branch netcrash ------------------------------------------------ */
+
 /* --- branch loop: closing the loop (tasks with outcomes, coupons redeemed,
  * receipts, conversion values) --- */
 static const char m_loop[] =
@@ -230,6 +241,7 @@ const struct store_migration schema_migrations[] = {
     {"calendar", m_calendar},
     {"orders", m_orders_items},   /* branch orders */
     {"sandbox_chain", m_sandbox_chain},   /* branch sandbox */
+    {"fetches", m_netcrash_fetches},   /* branch netcrash */
     {"loop", m_loop},
 };
 const int schema_migration_count = sizeof schema_migrations / sizeof schema_migrations[0];

@@ -28,6 +28,7 @@
 #include "dates.h"
 #include "dispatch.h"
 #include "event.h"
+#include "fetch.h"
 #include "filesink.h"
 #include "httpguard.h"
 #include "json.h"
@@ -817,6 +818,8 @@ static void get_metrics(struct server *s, struct evhttp_request *req, const char
                 "tend_instances", "journey", "state");
     metrics_header(&b, "tend_outbox", "gauge", "Outbox rows by status.");
     metric_rows(&b, e, "SELECT status, COUNT(*) FROM outbox GROUP BY status", "tend_outbox", "status", NULL);
+    metrics_header(&b, "tend_http_get_pending", "gauge", "http_get requests journeys wait for (in flight or queued).");
+    strbuf_printf(&b, "tend_http_get_pending %lld\n", (long long)fetch_pending(e));
     metrics_header(&b, "tend_lua_memory_bytes", "gauge", "Bytes the Lua state holds.");
     strbuf_printf(&b, "tend_lua_memory_bytes %zu\n", sandbox_memory(e->sb));
 
@@ -1171,6 +1174,13 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     evtimer_add(s->tick, &tv);
 }
 
+/* An http_get answer woke instances: their sends and events go now. */
+static void work_due(void *ud)
+{
+    struct server *s = ud;
+    event_active(s->tick, EV_TIMEOUT, 0);
+}
+
 static double monotonic(void)
 {
     struct timespec ts;
@@ -1196,7 +1206,7 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
     if (left == 0 || monotonic() >= s->stop_deadline) {
         if (left)
             engine_logf(s->e, "warn", "shutdown_grace is over: %d transfer%s abandoned (sent again, with the same "
-                        "key, when the lease runs out)", left, left == 1 ? "" : "s");
+                        "key, when tend run starts again)", left, left == 1 ? "" : "s");
         event_base_loopexit(s->base, NULL);
         return;
     }
@@ -1211,7 +1221,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     struct server *s = arg;
     if (s->stopping) {
         engine_logf(s->e, "warn", "signal %d again: stopping now (%d transfer%s in flight abandoned, sent again "
-                    "when the lease runs out)", (int)sig, dispatch_in_flight(s->e),
+                    "when tend run starts again)", (int)sig, dispatch_in_flight(s->e),
                     dispatch_in_flight(s->e) == 1 ? "" : "s");
         event_base_loopbreak(s->base);
         return;
@@ -1380,8 +1390,8 @@ int server_run(engine *e)
     httpguard_watch_listener(s.guard, bound);
     if (strcmp(host, "127.0.0.1") != 0 && strcmp(host, "localhost") != 0 && strcmp(host, "::1") != 0)
         engine_logf(e, "warn", "listening on %s: reachable from other machines", e->cfg.listen);
-    dispatch_attach(e, s.base);
     s.tick = evtimer_new(s.base, on_tick, &s);
+    engine_attach(e, s.base, work_due, &s);
     s.flush = event_new(s.base, -1, 0, on_flush, &s);
     s.sigint = evsignal_new(s.base, SIGINT, on_signal, &s);
     s.sigterm = evsignal_new(s.base, SIGTERM, on_signal, &s);
@@ -1399,7 +1409,7 @@ int server_run(engine *e)
     if (s.in_tx)
         on_flush(-1, 0, &s);
 out:
-    dispatch_free(e);
+    engine_detach(e);
     if (s.tick)
         event_free(s.tick);
     if (s.flush)

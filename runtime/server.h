@@ -18,7 +18,8 @@
  * transaction (one fsync), then each gets its answer.
  *
  * One libevent loop runs everything: the HTTP server, a timer set to the
- * engine's next due time, and the dispatcher's libcurl transfers. */
+ * engine's next due time, and the libcurl transfers of deliveries and
+ * http_get (netloop.c). */
 #ifndef TEND_SERVER_H
 #define TEND_SERVER_H
 

@@ -87,6 +87,7 @@ static int open_engine(lua_State *L, struct sim *s)
         return -1;
     }
     s->e->dir = dir;
+    s->e->http_stubs = cJSON_CreateObject();   /* a sim's http_get never reaches the network */
     if (s->cov) {
         for (int i = 0; i < s->nscripts; i++)
             coverage_add_file(s->cov, s->scripts[i]);
@@ -603,8 +604,6 @@ static int m_stub_http(lua_State *L)
     const char *url = luaL_checkstring(L, 2);
     luaL_checkany(L, 3);
     cJSON *r = arg_json(L, 3, "sim:stub_http");
-    if (!s->e->http_stubs)
-        s->e->http_stubs = cJSON_CreateObject();
     cJSON_DeleteItemFromObjectCaseSensitive(s->e->http_stubs, url);
     cJSON_AddItemToObject(s->e->http_stubs, url, r);
     return 0;
@@ -622,6 +621,7 @@ static int m_restart(lua_State *L)
         cJSON_Delete(stubs);
         return lua_error(L);
     }
+    cJSON_Delete(s->e->http_stubs);
     s->e->http_stubs = stubs;
     return run_due(L, s);
 }

@@ -897,39 +897,62 @@ static int p_exit(lua_State *L)
     return suspend(L, ctx, SUSPEND_EXIT, 0, NULL, "exit");
 }
 
-/* http_get(url) → {status, body} or nil, message. Hosts must be allowed in
- * tend.lua (http_allow); a sim answers from stub_http. Recorded. */
+/* Returns a recorded http_get result the Lua way: the table, or nil and
+ * the message when it is {error = ...}. The result is on the stack top. */
+static int http_result(lua_State *L)
+{
+    if (lua_getfield(L, -1, "error") != LUA_TNIL) {
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        return 2;
+    }
+    lua_pop(L, 1);
+    return 1;
+}
+
+/* http_get(url) → {status, body, json} or nil, message. One step. A URL
+ * the guard refuses at once (not http/https, host not in http_allow) is
+ * recorded as that error. Otherwise the step is recorded as pending and
+ * the instance suspends until the answer comes (fetch.c); the wake that
+ * brings it completes the entry, and later replays return it. */
 static int p_http_get(lua_State *L)
 {
     engine *e = engine_of(L);
     struct run_ctx *ctx = step_require(L, e, "http_get()");
     const char *url = luaL_checkstring(L, 1);
     uint32_t hash = step_hash(url);
-    if (step_take(L, ctx, "http_get", url, hash, NULL) == STEP_REPLAY) {
-        /* recorded as {ok = ..., ...}: unpack to the Lua convention */
-        if (lua_getfield(L, -1, "error") != LUA_TNIL) {
-            lua_pushnil(L);
-            lua_insert(L, -2);
-            return 2;
+    cJSON *entry = NULL;
+    int mode = step_take(L, ctx, "http_get", url, hash, &entry);
+    if (mode == STEP_REPLAY)
+        return http_result(L);
+    int step = ctx->pos - 1;
+    if (mode == STEP_LIVE) {
+        char err[300];
+        if (fetch_check_url(e, url, err, sizeof err) != 0) {
+            lua_createtable(L, 0, 1);
+            lua_pushstring(L, err);
+            lua_setfield(L, -2, "error");
+            step_record(L, ctx, "http_get", url, hash, lua_gettop(L));
+            return http_result(L);
         }
-        lua_pop(L, 1);
-        return 1;
+        entry = step_record(L, ctx, "http_get", url, hash, 0);
+        cJSON_AddTrueToObject(entry, "p");
+        step = ctx->pos - 1;
+    } else if (ctx->reason == WAKE_FETCH && ctx->fetch_step == step && ctx->fetched) {
+        cJSON_DeleteItemFromObjectCaseSensitive(entry, "p");
+        cJSON_AddItemToObject(entry, "r", cJSON_Duplicate(ctx->fetched, 1));
+        ctx->appended++;
+        json_push(L, ctx->fetched);
+        return http_result(L);
     }
-    char err[300];
-    cJSON *resp = fetch_get(e, url, err, sizeof err);
-    if (!resp) {
-        lua_createtable(L, 0, 1);
-        lua_pushstring(L, err);
-        lua_setfield(L, -2, "error");
-        step_record(L, ctx, "http_get", url, hash, lua_gettop(L));
-        lua_pushnil(L);
-        lua_pushstring(L, err);
-        return 2;
-    }
-    json_push(L, resp);
-    cJSON_Delete(resp);
-    step_record(L, ctx, "http_get", url, hash, lua_gettop(L));
-    return 1;
+    /* Waiting for the answer (again: the request row is kept, or made
+     * again if it was lost). Reads stay cached across the answer, as they
+     * were when http_get was synchronous, so older histories replay. */
+    if (fetch_queue(e, ctx->id, step, url) != 0)
+        return luaL_error(L, "http_get: store: %s", store_errmsg(e->st));
+    char what[140];
+    snprintf(what, sizeof what, "http_get %s", url);
+    return suspend(L, ctx, SUSPEND_FETCH, 0, NULL, what);
 }
 
 void step_register(engine *e)

@@ -5,7 +5,9 @@
  * is reproducible for a given request order. After binding it prints
  * "PORT <n>\n" (and "SMTP <n>\n" with --smtp) on stdout for the harness.
  * Control endpoints (paths starting with "/_"; never faulted, counted or
- * logged): GET /_stats, /_deliveries, /_smtp. Options: see usage().
+ * logged): GET /_stats, /_deliveries, /_smtp; POST /_heal turns faults off
+ * from then on (a crash test lets tend drain against a healthy provider,
+ * keeping the keys seen so far). Options: see usage().
  * With --receipts URL it calls back like a real provider: every delivery
  * gets a "delivered" receipt (and a --open-rate share an "opened" one),
  * POSTed as NDJSON batches to URL (tend's /v1/receipts) every 100 ms, with
@@ -512,6 +514,10 @@ static void http_cb(struct evhttp_request *req, void *arg)
         control_deliveries(req);
     else if (get && strcmp(path, "/_smtp") == 0)
         send_cjson(req, cJSON_Duplicate(srv.smtp_messages, 1));
+    else if (evhttp_request_get_command(req) == EVHTTP_REQ_POST && strcmp(path, "/_heal") == 0) {
+        srv.cfg.fail_rate = 0;
+        send_json(req, 200, "{\"fail_rate\":0}");
+    }
     else
         send_json(req, 404, "{\"error\":\"no such control endpoint\"}");
 }

@@ -1,0 +1,208 @@
+/* netloop — libcurl multi on libevent (see netloop.h).
+ *
+ * libcurl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION) and
+ * when to call it back (CURLMOPT_TIMERFUNCTION); libevent watches them and
+ * calls curl_multi_socket_action. After each action the finished transfers
+ * are read and handed to their owners. */
+#include <stdlib.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "netloop.h"
+#include "util.h"
+
+/* One transfer in flight; its easy handle's CURLOPT_PRIVATE. */
+struct job {
+    CURL *easy;
+    netloop_done_fn done;
+    void *ud;
+    struct job *prev, *next;
+};
+
+struct netloop {
+    struct event_base *base;
+    CURLM *multi;
+    struct event *timer;        /* libcurl's timeout */
+    struct job *jobs;
+    int in_flight;
+};
+
+static void unlink_job(struct netloop *n, struct job *j)
+{
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        n->jobs = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    n->in_flight--;
+}
+
+static void check_multi(struct netloop *n)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(n->multi, &left))) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        CURL *easy = m->easy_handle;
+        CURLcode result = m->data.result;
+        struct job *j = NULL;
+        curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&j);
+        curl_multi_remove_handle(n->multi, easy);
+        unlink_job(n, j);
+        netloop_done_fn done = j->done;
+        void *ud = j->ud;
+        free(j);
+        done(easy, result, ud);
+    }
+}
+
+static void on_socket_event(evutil_socket_t fd, short what, void *arg)
+{
+    struct netloop *n = arg;
+    int flags = (what & EV_READ ? CURL_CSELECT_IN : 0) | (what & EV_WRITE ? CURL_CSELECT_OUT : 0);
+    int running;
+    curl_multi_socket_action(n->multi, fd, flags, &running);
+    check_multi(n);
+}
+
+static void on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct netloop *n = arg;
+    int running;
+    curl_multi_socket_action(n->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_multi(n);
+}
+
+/* CURLMOPT_SOCKETFUNCTION: one persistent event per socket, re-armed for
+ * what libcurl wants to wait for. */
+static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    (void)easy;
+    struct netloop *n = userp;
+    struct event *ev = socketp;
+    if (what == CURL_POLL_REMOVE) {
+        if (ev) {
+            event_free(ev);
+            curl_multi_assign(n->multi, s, NULL);
+        }
+        return 0;
+    }
+    short kind = EV_PERSIST | (what & CURL_POLL_IN ? EV_READ : 0) | (what & CURL_POLL_OUT ? EV_WRITE : 0);
+    if (ev) {
+        event_del(ev);
+        event_assign(ev, n->base, s, kind, on_socket_event, n);
+    } else {
+        ev = event_new(n->base, s, kind, on_socket_event, n);
+        curl_multi_assign(n->multi, s, ev);
+    }
+    event_add(ev, NULL);
+    return 0;
+}
+
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    (void)multi;
+    struct netloop *n = userp;
+    if (timeout_ms < 0) {
+        evtimer_del(n->timer);
+        return 0;
+    }
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    evtimer_add(n->timer, &tv);
+    return 0;
+}
+
+struct netloop *netloop_new(struct event_base *base, long max_host_connections)
+{
+    struct netloop *n = xcalloc(1, sizeof *n);
+    n->base = base;
+    n->multi = curl_multi_init();
+    if (!n->multi) {
+        free(n);
+        return NULL;
+    }
+    curl_multi_setopt(n->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+    curl_multi_setopt(n->multi, CURLMOPT_SOCKETDATA, n);
+    curl_multi_setopt(n->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    curl_multi_setopt(n->multi, CURLMOPT_TIMERDATA, n);
+    if (max_host_connections > 0)
+        curl_multi_setopt(n->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host_connections);
+    n->timer = evtimer_new(base, on_timeout, n);
+    return n;
+}
+
+void netloop_free(struct netloop *n)
+{
+    if (!n)
+        return;
+    while (n->jobs) {
+        struct job *j = n->jobs;
+        curl_multi_remove_handle(n->multi, j->easy);
+        unlink_job(n, j);
+        free(j);
+    }
+    /* The cleanup closes cached connections, which may call the socket and
+     * timer callbacks: the timer event goes after it. */
+    curl_multi_cleanup(n->multi);
+    event_free(n->timer);
+    free(n);
+}
+
+int netloop_add(struct netloop *n, CURL *easy, netloop_done_fn done, void *ud)
+{
+    struct job *j = xcalloc(1, sizeof *j);
+    j->easy = easy;
+    j->done = done;
+    j->ud = ud;
+    curl_easy_setopt(easy, CURLOPT_PRIVATE, j);
+    if (curl_multi_add_handle(n->multi, easy) != CURLM_OK) {
+        free(j);
+        return -1;
+    }
+    j->next = n->jobs;
+    if (n->jobs)
+        n->jobs->prev = j;
+    n->jobs = j;
+    n->in_flight++;
+    return 0;
+}
+
+void netloop_remove(struct netloop *n, CURL *easy)
+{
+    struct job *j = NULL;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&j);
+    if (!j)
+        return;
+    curl_multi_remove_handle(n->multi, easy);
+    curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
+    unlink_job(n, j);
+    free(j);
+}
+
+int netloop_in_flight(const struct netloop *n)
+{
+    return n ? n->in_flight : 0;
+}
+
+struct event_base *netloop_base(const struct netloop *n)
+{
+    return n->base;
+}
+
+int netloop_wait(struct netloop *n, int (*busy)(void *ud), void *ud, int timeout_ms)
+{
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (busy(ud)) {
+        event_base_loop(n->base, EVLOOP_ONCE);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if ((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 > timeout_ms)
+            return -1;
+    }
+    return 0;
+}
