@@ -170,6 +170,39 @@ for kind in items noitems; do
 done
 rm -rf "$work/ord" "$work/base.db"* "$work/orders"*.ndjson "$work/customers.csv"
 
+N_LOOP=${BENCH_LOOP:-1000000}
+N_RCPT=${BENCH_RECEIPTS:-200000}
+if command -v curl >/dev/null 2>&1; then
+    echo
+    echo "== receipts through POST /v1/receipts, and task pages ($N_LOOP messages and tasks in the store)"
+    mkdir "$work/loop"
+    $B/bench_loop_seed "$work/loop/tend.db" "$N_LOOP"
+    lport=$((30000 + ($$ * 31) % 25000))
+    printf 'return { listen = "127.0.0.1:%d" }\n' "$lport" > "$work/loop/tend.lua"
+    TEND_API_TOKEN=bench $T run "$work/loop" 2>"$work/loop/err" &
+    lpid=$!
+    i=0; while [ $i -lt 100 ] && ! curl -s "http://127.0.0.1:$lport/healthz" >/dev/null 2>&1; do sleep 0.1; i=$((i + 1)); done
+    awk -v n="$N_RCPT" 'BEGIN { for (i = 1; i <= n; i++) printf "{\"key\":\"k%d\",\"status\":\"delivered\",\"id\":\"r%d\"}\n", i, i }' \
+        | split -l 10000 - "$work/loop/batch."
+    a=$(now)
+    for f in "$work/loop"/batch.*; do
+        curl -s -o /dev/null -H 'Authorization: Bearer bench' --data-binary @"$f" "http://127.0.0.1:$lport/v1/receipts"
+    done
+    b=$(now)
+    echo "receipts: $N_RCPT acknowledged in $(secs "$a" "$b") s = $(rate "$N_RCPT" "$a" "$b") receipts/s (NDJSON batches of 10,000; target >= 50k/s)"
+    worst=0; total=0
+    for k in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+        after=$(( (k * 48271) % N_LOOP ))
+        t=$(curl -s -o /dev/null -w '%{time_total}' -H 'Authorization: Bearer bench' \
+            "http://127.0.0.1:$lport/v1/tasks?status=open&after=$after&limit=100")
+        total=$(awk -v a="$total" -v b="$t" 'BEGIN { print a + b }')
+        worst=$(awk -v a="$worst" -v b="$t" 'BEGIN { print (b > a ? b : a) }')
+    done
+    awk -v t="$total" -v w="$worst" 'BEGIN { printf "task pages: 100 open tasks a page, mean %.1f ms, worst %.1f ms over 20 pages, as curl sees them (target < 10 ms)\n", t / 20 * 1000, w * 1000 }'
+    kill "$lpid"; wait "$lpid" 2>/dev/null
+    rm -rf "$work/loop"
+fi
+
 if [ -x $B/bench_delivery ]; then
     echo
     echo "== delivery to a local HTTP provider ($N_DEL messages)"

@@ -7,7 +7,7 @@ local tend = {
   "between", "bought", "channel", "coupon_issue", "customers", "days", "emit", "exit", "has", "holdout",
   "holiday", "holiday_date", "hours", "http_get", "is_holiday", "journey", "local_cron", "log", "minutes",
   "not_", "now", "one_of", "product", "random", "runs_out_at", "schedule", "segment", "segment_count", "send",
-  "split", "start", "task", "template", "wait", "wait_for", "wait_until",
+  "split", "start", "task", "template", "wait", "wait_for", "wait_receipt", "wait_task", "wait_until",
 }
 local lua = {
   "_G", "_VERSION", "assert", "error", "getmetatable", "ipairs", "load", "next", "pairs", "pcall", "print",

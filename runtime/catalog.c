@@ -153,13 +153,14 @@ static void check_journey(lua_State *L, int spec, const char *name)
     lua_pop(L, 1);
     if (lua_getfield(L, spec, "goal") != LUA_TNIL) {
         if (!lua_istable(L, -1))
-            luaL_error(L, "journey '%s': 'goal' must be {event = type, within = seconds}", name);
+            luaL_error(L, "journey '%s': 'goal' must be {event = type, within = seconds, value = field}", name);
         int g = lua_gettop(L);
-        static const char *const gk[] = {"event", "within", "where", NULL};
+        static const char *const gk[] = {"event", "within", "where", "value", NULL};
         check_keys(L, g, "journey", name, gk);
         check_field(L, g, "journey", name, "event", LUA_TSTRING, 1);
         check_field(L, g, "journey", name, "within", LUA_TNUMBER, 0);
         check_field(L, g, "journey", name, "where", LUA_TFUNCTION, 0);
+        check_field(L, g, "journey", name, "value", LUA_TSTRING, 0);
     }
     lua_pop(L, 1);
 }

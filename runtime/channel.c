@@ -65,6 +65,11 @@ static const struct setting {
     {"assign", {LUA_TSTRING, LUA_TTABLE, LUA_TFUNCTION}},
     {"blocked_words", {LUA_TTABLE, -1, -1}}, {"max_segments", {LUA_TNUMBER, -1, -1}},
     {"description", {LUA_TSTRING, -1, -1}}, {"envelope_from", {LUA_TSTRING, -1, -1}},
+    /* which customer field reaches the customer here: "phone", "email",
+     * "attrs.openid" (`to` is its v1 name) */
+    {"address", {LUA_TSTRING, -1, -1}},
+    /* a provider's callback body → receipt(s) (receipt.c) */
+    {"receipt", {LUA_TFUNCTION, -1, -1}},
     {"window", {LUA_TSTRING, LUA_TTABLE, -1}}, {"days", {LUA_TSTRING, -1, -1}},
 };
 

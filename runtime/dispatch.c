@@ -169,7 +169,9 @@ static int read_conf_table(engine *e, const char *name, struct chan_conf *c, cha
     c->from = opt_string(L, t, "from", NULL, err, errlen, &failed);
     c->user = opt_string(L, t, "username", NULL, err, errlen, &failed);
     c->password = opt_string(L, t, "password", NULL, err, errlen, &failed);
-    c->to_field = opt_string(L, t, "to", NULL, err, errlen, &failed);
+    c->to_field = opt_string(L, t, "address", NULL, err, errlen, &failed);
+    if (!c->to_field)
+        c->to_field = opt_string(L, t, "to", NULL, err, errlen, &failed);
     c->envelope_from = opt_string(L, t, "envelope_from", NULL, err, errlen, &failed);
     c->max_attempts = opt_int(L, t, "max_attempts", 10);
     c->max_backoff = opt_int(L, t, "max_backoff", 3600);
@@ -288,7 +290,7 @@ static char *http_payload(engine *e, const struct row *r, const struct chan_conf
             cJSON_AddItemToObject(j, "to", to ? cJSON_CreateString(to) : cJSON_CreateNull());
         } else {
             cJSON *who = customer_json(e, r->customer);
-            const cJSON *to = who ? cJSON_GetObjectItemCaseSensitive(who, field) : NULL;
+            const cJSON *to = who ? json_path(who, field) : NULL;
             cJSON_AddItemToObject(j, "to", to ? cJSON_Duplicate(to, 0) : cJSON_CreateNull());
             cJSON_Delete(who);
         }
@@ -543,6 +545,7 @@ static int is_success(const struct transfer *t)
 struct retry_note {
     int count;
     char last[480];             /* the last one's channel and error */
+    int dead;                   /* dead letters among the results */
 };
 
 /* Stores what became of a transfer (retries are counted in `note`, or
@@ -575,8 +578,11 @@ static int record_result(engine *e, struct transfer *t, struct retry_note *note)
     }
     e->stats.failures++;
     metrics_inc(e->metrics, M_DELIVERY_FAILURES, t->channel);
-    if (!retry || t->attempts >= t->max_attempts)
+    if (!retry || t->attempts >= t->max_attempts) {
         metrics_inc(e->metrics, M_DEAD_LETTERS, t->channel);
+        if (note)
+            note->dead++;
+    }
     if (!retry) {
         engine_logf(e, "warn", "message %lld on channel '%s' is a dead letter: %s", (long long)t->id, t->channel,
                     error);
@@ -700,7 +706,7 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
     engine *e = d->e;
     if (!d->ndone)
         return;
-    struct retry_note retried = {0, ""};
+    struct retry_note retried = {0, "", 0};
     int rc = store_begin(e->st);
     for (int i = 0; i < d->ndone && rc == 0; i++)
         rc = record_result(e, d->done[i], &retried);
@@ -721,6 +727,10 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
     if (rc != 0)
         engine_logf(e, "error", "storing delivery results failed (they will be retried): %s",
                     store_errmsg(e->st));
+    /* a dead letter is an event (message.dead, receipt.c): a fallback
+     * waiting on it moves on now, not at the loop's next timed pass */
+    else if (e->work_due && retried.dead)
+        e->work_due(e->work_due_ud);
 }
 
 /* Messages a previous process claimed and did not finish (it died, or

@@ -25,6 +25,8 @@
 #include "schedule.h"
 #include "script.h"
 #include "step.h"
+#include "receipt.h"
+#include "task.h"
 #include "util.h"
 
 #define BATCH 500           /* instances per transaction */
@@ -129,7 +131,7 @@ engine *engine_open(const struct engine_options *o, char **err)
 
     const char *db = o->db_path ? o->db_path : e->cfg.db;
     e->db_path = o->db_path || !e->dir ? xstrdup(db) : util_path_join(e->dir, db);
-    struct store_options sto = {.synchronous_normal = e->cfg.synchronous_normal};
+    struct store_options sto = {.synchronous_normal = e->cfg.synchronous_normal, .throwaway = o->throwaway};
     e->st = store_open(e->db_path, &sto, err);
     if (!e->st) {
         engine_close(e);
@@ -138,6 +140,8 @@ engine *engine_open(const struct engine_options *o, char **err)
     catalog_register(e);
     step_register(e);
     customer_lua_register(e);
+    task_register(e);
+    receipt_register(e);
     policy_lua_register(e);
     return e;
 }

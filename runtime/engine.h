@@ -44,6 +44,7 @@ struct engine_options {
     const char *db_path;        /* overrides config `db` (sims: a temp file) */
     tclock *clock;              /* required; borrowed */
     int capture;                /* every channel captured (sims, tests) */
+    int throwaway;              /* the store is deleted after use (sims, simulate): no fsync */
     const cJSON *config;        /* settings given as data (t.sim{config=}), after tend.lua */
     engine_log_fn log;          /* NULL: stderr */
     void *log_ud;

@@ -1,5 +1,6 @@
 /* event — accepting, storing and processing events (see event.h). */
 #include <ctype.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +8,7 @@
 #include <lauxlib.h>
 
 #include "catalog.h"
+#include "coupon.h"
 #include "customer.h"
 #include "dates.h"
 #include "event.h"
@@ -312,7 +314,8 @@ static int apply_consent(engine *e, const char *customer, const char *type, tend
     const cJSON *ch = cJSON_GetObjectItemCaseSensitive(ev, "channel");
     const char *channel = cJSON_IsString(ch) && ch->valuestring[0] ? ch->valuestring : "*";
     store_stmt *s;
-    if (strcmp(type, "unsubscribe") == 0) {
+    /* a provider's receipt that the customer unsubscribed (receipt.c) */
+    if (strcmp(type, "unsubscribe") == 0 || strcmp(type, "message.unsubscribed") == 0) {
         s = store_sql(e->st, "INSERT INTO suppressions (customer, channel, at, reason) VALUES (?, ?, ?, ?)"
                              " ON CONFLICT DO NOTHING");
         store_bind_text(s, 1, customer, -1);
@@ -333,6 +336,24 @@ static int apply_consent(engine *e, const char *customer, const char *type, tend
     if (strcmp(type, "block") == 0 || strcmp(type, "unblock") == 0)
         return customer_block(e, customer, type[0] == 'b');
     return 0;
+}
+
+/* What a provider says of a message (delivered, failed, dead) is no act of
+ * the customer's: it leaves last_active_at and the lifecycle alone, and the
+ * customer exists already (the message was sent to them). Opened, clicked,
+ * replied and unsubscribed are the customer's own doing and count. */
+static int delivery_fact(const char *type)
+{
+    return !strcmp(type, "message.delivered") || !strcmp(type, "message.failed") || !strcmp(type, "message.dead");
+}
+
+/* A paid order may carry coupon codes to redeem (coupon.c). */
+static int redeem_coupons(engine *e, const char *customer, const char *type, tend_time at, const cJSON *ev)
+{
+    if (!config_lists(type, e->cfg.paid_types))
+        return 0;
+    const cJSON *amount = cJSON_GetObjectItemCaseSensitive(ev, e->cfg.amount_field);
+    return coupon_redeem_order(e, customer, at, ev, cJSON_IsNumber(amount) ? amount->valuedouble : NAN);
 }
 
 /* Starts every current journey triggered by this customer event. */
@@ -438,9 +459,11 @@ static int process_one(engine *e, store_stmt *row)
     if (!cust_c) {
         rc = queue_fanouts(e, seq, type_c);
     } else {
-        if (customer_apply_event(e, cust_c, type_c, at, ev) != 0 || policy_note_activity(e, cust_c, at) != 0 ||
+        if ((!delivery_fact(type_c) && customer_apply_event(e, cust_c, type_c, at, ev) != 0) ||
+            (!delivery_fact(type_c) && policy_note_activity(e, cust_c, at) != 0) ||
             store_lines(e, seq, cust_c, type_c, at, ev) != 0 ||
-            apply_consent(e, cust_c, type_c, at, ev) != 0 || dates_customer_changed(e, cust_c) != 0 ||
+            apply_consent(e, cust_c, type_c, at, ev) != 0 || redeem_coupons(e, cust_c, type_c, at, ev) != 0 ||
+            dates_customer_changed(e, cust_c) != 0 ||
             instance_route_event(e, cust_c, type_c, at, ev) != 0)
             rc = -1;
         else

@@ -4,6 +4,7 @@
  * from the top in a fresh coroutine with the run context installed, and
  * store what the run stopped on. Timers and listeners are rows next to the
  * instance, kept in step with it here and nowhere else. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,7 +131,7 @@ int64_t instance_start(engine *e, const char *journey, const char *customer, con
     }
     char *trig = trigger ? json_print(trigger) : NULL;
     store_stmt *s = store_sql(e->st, "INSERT INTO instances (journey, version, customer, state, started_at,"
-                                     " trigger, history, wake_at, chain) VALUES (?, ?, ?, 'waiting', ?, ?, '[]', ?, ?)");
+                                     " trigger, history, wake_at, chain, goal) VALUES (?, ?, ?, 'waiting', ?, ?, '[]', ?, ?, ?)");
     store_bind_text(s, 1, journey, -1);
     store_bind_text(s, 2, ver, -1);
     store_bind_text(s, 3, customer, -1);
@@ -141,6 +142,7 @@ int64_t instance_start(engine *e, const char *journey, const char *customer, con
     else
         store_bind_int(s, 6, now);
     store_bind_int(s, 7, e->chain);
+    store_bind_text(s, 8, goal, -1);
     int rc = store_run(s);
     free(trig);
     free(ver);
@@ -428,13 +430,41 @@ int instance_wake_fetched(engine *e, int64_t id, int step, const cJSON *result)
     return wake(e, id, WAKE_FETCH, NULL, step, result);
 }
 
-int instance_convert(engine *e, int64_t id, tend_time at)
+
+/* The revenue a goal event brings: the event's field named by the goal's
+ * `value` in the instance's own version of the journey; NaN for none. */
+static double conversion_value(engine *e, const struct row *r, const cJSON *ev)
+{
+    lua_State *L = sandbox_state(e->sb);
+    int top = lua_gettop(L);
+    double v = NAN;
+    if (catalog_push_journey(e, r->journey, r->version) && lua_getfield(L, -1, "goal") == LUA_TTABLE &&
+        lua_getfield(L, -1, "value") == LUA_TSTRING) {
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(ev, lua_tostring(L, -1));
+        if (cJSON_IsNumber(f) && isfinite(f->valuedouble))
+            v = f->valuedouble;
+    }
+    lua_settop(L, top);
+    return v;
+}
+
+int instance_convert(engine *e, int64_t id, tend_time at, const cJSON *ev)
 {
     struct row r = {0};
     int rc = load_row(e, id, &r);
     if (rc != 0)
         return rc < 0 ? -1 : 0;
     int waiting = strcmp(r.state, "waiting") == 0;
+    double value = ev ? conversion_value(e, &r, ev) : NAN;
+    if (!isnan(value)) {
+        store_stmt *v = store_sql(e->st, "UPDATE instances SET conversion_value = ? WHERE id = ? AND converted_at IS NULL");
+        store_bind_double(v, 1, value);
+        store_bind_int(v, 2, id);
+        if (store_run(v) != 0) {
+            row_free(&r);
+            return -1;
+        }
+    }
     store_stmt *s = store_sql(e->st, "UPDATE instances SET converted_at = ?,"
                                      " state = CASE WHEN state = 'waiting' THEN 'converted' ELSE state END,"
                                      " label = CASE WHEN state = 'waiting' THEN 'converted' ELSE label END,"
@@ -482,17 +512,27 @@ static int goal_where(engine *e, int64_t id, const cJSON *event)
 int instance_route_event(engine *e, const char *customer, const char *type, tend_time at,
                          const cJSON *event)
 {
-    store_stmt *s = store_sql(e->st, "SELECT instance, kind, until FROM listeners WHERE customer = ? AND type = ?");
-    store_bind_text(s, 1, customer, -1);
-    store_bind_text(s, 2, type, -1);
-    struct hit { int64_t id; int kind; tend_time until; } *hits = NULL;
+    /* Listeners of the type itself, and of "prefix.*" (wait_task waits on
+     * "task.*"): two key lookups. */
+    char wildcard[128] = "";
+    const char *dot = strrchr(type, '.');
+    if (dot && (size_t)(dot - type) + 3 <= sizeof wildcard)
+        snprintf(wildcard, sizeof wildcard, "%.*s.*", (int)(dot - type), type);
+    struct hit { int64_t id; int kind; tend_time until; const char *type; } *hits = NULL;
     int n = 0;
-    while (store_step(s) == STORE_ROW) {
-        hits = xrealloc(hits, (size_t)(n + 1) * sizeof *hits);
-        hits[n].id = store_col_int(s, 0);
-        hits[n].kind = (int)store_col_int(s, 1);
-        hits[n].until = store_col_type(s, 2) == STORE_NULL ? 0 : store_col_int(s, 2);
-        n++;
+    for (int w = 0; w < (wildcard[0] ? 2 : 1); w++) {
+        const char *t = w ? wildcard : type;
+        store_stmt *s = store_sql(e->st, "SELECT instance, kind, until FROM listeners WHERE customer = ? AND type = ?");
+        store_bind_text(s, 1, customer, -1);
+        store_bind_text(s, 2, t, -1);
+        while (store_step(s) == STORE_ROW) {
+            hits = xrealloc(hits, (size_t)(n + 1) * sizeof *hits);
+            hits[n].id = store_col_int(s, 0);
+            hits[n].kind = (int)store_col_int(s, 1);
+            hits[n].until = store_col_type(s, 2) == STORE_NULL ? 0 : store_col_int(s, 2);
+            hits[n].type = w ? wildcard : type;
+            n++;
+        }
     }
     int rc = 0;
     /* Goals first: an event that is both a goal and an awaited event
@@ -507,10 +547,10 @@ int instance_route_event(engine *e, const char *customer, const char *type, tend
                 if (met < 0)
                     rc = -1;
                 else if (met)
-                    rc = instance_convert(e, hits[i].id, at);
+                    rc = instance_convert(e, hits[i].id, at, event);
                 /* an event the goal's where() refuses leaves it listening */
                 if (rc == 0 && (met || !in_time))
-                    rc = drop_listener(e, customer, type, hits[i].id, 1);
+                    rc = drop_listener(e, customer, hits[i].type, hits[i].id, 1);
             } else {
                 rc = instance_wake(e, hits[i].id, WAKE_EVENT, event);
             }

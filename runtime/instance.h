@@ -80,8 +80,11 @@ int instance_wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *e
  * at history entry `step` (fetch.c). Returns 0, or -1 on a store error. */
 int instance_wake_fetched(engine *e, int64_t id, int step, const cJSON *result);
 
-/* Ends the instance as converted by its goal event at time `at`. */
-int instance_convert(engine *e, int64_t id, tend_time at);
+
+/* Ends the instance as converted by its goal event `ev` at time `at`; the
+ * goal's `value` field of the event (goal = {value = "total"}) is the
+ * conversion's revenue. */
+int instance_convert(engine *e, int64_t id, tend_time at, const cJSON *ev);
 
 /* Runs every timer due at or before now, up to `max` instances, in one
  * transaction. Returns how many ran, -1 on error. */

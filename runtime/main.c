@@ -29,7 +29,9 @@
 #include "simulate.h"
 #include "skeleton.h"
 #include "status.h"
+#include "task.h"
 #include "testrun.h"
+#include "timeline.h"
 #include "util.h"
 #include "version.h"
 
@@ -48,6 +50,9 @@ static const char usage[] =
     "  status               journeys, instances by state and step, outbox\n"
     "  new journey NAME     a commented journey NAME.lua and its passing test\n"
     "  backup FILE          a consistent copy of the store, safe while `tend run` runs\n"
+    "  tasks                staff tasks [--assignee A] [--status S] [--overdue]\n"
+    "  task ID STATUS       close a task: done, failed or cancelled [--outcome TEXT]\n"
+    "  customer ID          the customer's timeline: events, journeys, messages, coupons, tasks\n"
     "\n"
     "  tend --help          this text\n"
     "  tend --version       the version\n"
@@ -71,6 +76,8 @@ struct opts {
     const char *days, *customers, *events, *start, *messages;
     const char *filter, *junit, *coverage;
     const char *db, *listen;
+    const char *assignee, *status, *outcome, *note, *limit, *before, *after;
+    int overdue;
 };
 
 /* Why the store file `db` (given with --db or TEND_DB) cannot be written,
@@ -133,6 +140,10 @@ static int parse(int argc, char **argv, struct opts *o, const char *cmd)
             o->json = 1;
             continue;
         }
+        if (!strcmp(a, "--overdue")) {
+            o->overdue = 1;
+            continue;
+        }
         if (!strcmp(a, "--no-process")) {
             o->no_process = 1;
             continue;
@@ -172,6 +183,20 @@ static int parse(int argc, char **argv, struct opts *o, const char *cmd)
             value = &o->coverage;
         else if (!strcmp(a, "--db"))
             value = &o->db;
+        else if (!strcmp(a, "--assignee"))
+            value = &o->assignee;
+        else if (!strcmp(a, "--status"))
+            value = &o->status;
+        else if (!strcmp(a, "--outcome"))
+            value = &o->outcome;
+        else if (!strcmp(a, "--note"))
+            value = &o->note;
+        else if (!strcmp(a, "--limit"))
+            value = &o->limit;
+        else if (!strcmp(a, "--before"))
+            value = &o->before;
+        else if (!strcmp(a, "--after"))
+            value = &o->after;
         else if (!strcmp(a, "--listen") && !strcmp(cmd, "run"))
             value = &o->listen;
         else if (!strcmp(a, "--sample")) {
@@ -625,6 +650,164 @@ static int cmd_backup(int argc, char **argv)
     return rc != 0;
 }
 
+/* A whole number from an option's text within [lo, hi], or -1. */
+static long long option_number(const char *text, long long lo, long long hi)
+{
+    if (!text || !*text)
+        return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    return *end || errno || v < lo || v > hi ? -1 : v;
+}
+
+static int cmd_tasks(int argc, char **argv)
+{
+    struct opts o;
+    if (parse(argc, argv, &o, "tasks") != 0)
+        return 2;
+    if (o.help || o.nargs) {
+        printf("usage: tend tasks [--dir DIR] [--assignee A] [--status S] [--overdue] [--after ID]\n"
+               "                  [--limit N] [--json]\n"
+               "Staff tasks in id order (default: the open ones; --status done|failed|cancelled|all),\n"
+               "a page of --limit (default 100) after task --after. --overdue: open and past due.\n");
+        return o.help ? 0 : 2;
+    }
+    long long after = o.after ? option_number(o.after, 0, INT64_MAX) : 0;
+    long long limit = o.limit ? option_number(o.limit, 1, 1000) : 100;
+    if (after < 0 || limit < 0) {
+        fprintf(stderr, "tend tasks: %s\n", after < 0 ? "--after must be a task id" : "--limit must be 1 to 1000");
+        return 2;
+    }
+    tclock *clk = clock_new_real();
+    engine *e = open_dir("tasks", o.dir, clk, 0, o.db);
+    if (!e) {
+        clock_free(clk);
+        return 1;
+    }
+    struct task_filter f = {.status = o.status ? o.status : "open", .assignee = o.assignee, .overdue = o.overdue};
+    cJSON *page = task_page(e, &f, after, (int)limit);
+    if (o.json) {
+        char *text = cJSON_Print(page);
+        printf("%s\n", text);
+        free(text);
+    } else {
+        const cJSON *t;
+        int n = 0;
+        cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(page, "tasks")) {
+            char due[40] = "-";
+            const cJSON *d = cJSON_GetObjectItemCaseSensitive(t, "due_at");
+            if (d)
+                clock_format((tend_time)d->valuedouble, e->cfg.timezone, due, sizeof due);
+            const char *who = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "assignee"));
+            const char *kind = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "kind"));
+            const char *outcome = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "outcome"));
+            printf("%6.0f  %-9s %-6s %-10s %-14s due %s%s  %s%s%s\n",
+                   cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(t, "id")),
+                   cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "status")), kind ? kind : "-",
+                   who ? who : "-", cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "customer")), due,
+                   cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(t, "overdue")) ? " (overdue)" : "",
+                   cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "note")),
+                   outcome ? " -> " : "", outcome ? outcome : "");
+            n++;
+        }
+        const cJSON *next = cJSON_GetObjectItemCaseSensitive(page, "next");
+        printf("%d task%s", n, n == 1 ? "" : "s");
+        if (cJSON_IsNumber(next))
+            printf("; more with --after %.0f", next->valuedouble);
+        putchar('\n');
+    }
+    cJSON_Delete(page);
+    engine_close(e);
+    clock_free(clk);
+    return 0;
+}
+
+static int cmd_task(int argc, char **argv)
+{
+    struct opts o;
+    if (parse(argc, argv, &o, "task") != 0)
+        return 2;
+    if (o.help || o.nargs != 2) {
+        printf("usage: tend task [--dir DIR] ID done|failed|cancelled [--outcome TEXT] [--note TEXT]\n"
+               "Closes an open task with its outcome, as PATCH /v1/tasks/ID does: the event\n"
+               "task.<status> follows for the task's customer (a running `tend run` processes it\n"
+               "at its next pass).\n");
+        return o.help ? 0 : 2;
+    }
+    long long id = option_number(o.args[0], 1, INT64_MAX);
+    if (id < 0) {
+        fprintf(stderr, "tend task: '%s' is not a task id\n", o.args[0]);
+        return 2;
+    }
+    tclock *clk = clock_new_real();
+    engine *e = open_dir("task", o.dir, clk, 0, o.db);
+    if (!e) {
+        clock_free(clk);
+        return 1;
+    }
+    char err[300];
+    enum task_close_result r = TASK_STORE_ERROR;
+    if (store_begin(e->st) == 0) {
+        r = task_close(e, id, o.args[1], o.outcome, o.note, err, sizeof err);
+        if (r == TASK_CLOSED_NOW && store_commit(e->st) != 0)
+            r = TASK_STORE_ERROR;
+        else if (r != TASK_CLOSED_NOW)
+            store_rollback(e->st);
+    }
+    if (r == TASK_STORE_ERROR)
+        snprintf(err, sizeof err, "store: %s", store_errmsg(e->st));
+    if (r == TASK_CLOSED_NOW)
+        printf("task %lld %s\n", id, o.args[1]);
+    else
+        fprintf(stderr, "tend task: %s\n", err);
+    engine_close(e);
+    clock_free(clk);
+    return r == TASK_CLOSED_NOW ? 0 : r == TASK_BAD_REQUEST ? 2 : 1;
+}
+
+static int cmd_customer(int argc, char **argv)
+{
+    struct opts o;
+    if (parse(argc, argv, &o, "customer") != 0)
+        return 2;
+    if (o.help || o.nargs != 1) {
+        printf("usage: tend customer [--dir DIR] ID [--limit N] [--before TIME] [--json]\n"
+               "The customer's timeline, newest first: events, journey instances with each\n"
+               "recorded step, messages with their receipts, coupons and tasks. A page of --limit\n"
+               "(default 50) entries before --before (epoch seconds; the page's end says the next).\n");
+        return o.help ? 0 : 2;
+    }
+    long long before = o.before ? option_number(o.before, 0, INT64_MAX) : 0;
+    long long limit = o.limit ? option_number(o.limit, 1, 500) : 50;
+    if (before < 0 || limit < 0) {
+        fprintf(stderr, "tend customer: %s\n", before < 0 ? "--before must be epoch seconds" : "--limit must be 1 to 500");
+        return 2;
+    }
+    tclock *clk = clock_new_real();
+    engine *e = open_dir("customer", o.dir, clk, 0, o.db);
+    if (!e) {
+        clock_free(clk);
+        return 1;
+    }
+    cJSON *t = timeline_customer(e, o.args[0], before, (int)limit);
+    int rc = 0;
+    if (!t) {
+        fprintf(stderr, "tend customer: no customer '%s'\n", o.args[0]);
+        rc = 1;
+    } else if (o.json) {
+        char *text = cJSON_Print(t);
+        printf("%s\n", text);
+        free(text);
+    } else {
+        timeline_print(t, stdout);
+    }
+    cJSON_Delete(t);
+    engine_close(e);
+    clock_free(clk);
+    return rc;
+}
+
 struct command {
     const char *name;
     int (*run)(int argc, char **argv);
@@ -634,6 +817,7 @@ static const struct command commands[] = {
     {"run", cmd_run},       {"test", cmd_test},       {"check", cmd_check},
     {"import", cmd_import}, {"ingest", cmd_ingest},   {"segment", cmd_segment},
     {"simulate", cmd_simulate}, {"status", cmd_status},   {"backup", cmd_backup},
+    {"tasks", cmd_tasks},   {"task", cmd_task},       {"customer", cmd_customer},
     {"new", cmd_new},
 };
 

@@ -12,6 +12,7 @@
 #include "metrics.h"
 #include "outbox.h"
 #include "policy.h"
+#include "receipt.h"
 #include "template.h"
 #include "util.h"
 
@@ -86,8 +87,8 @@ static int insert_row(engine *e, const struct send_request *r, const struct mess
     snprintf(key, sizeof key, "%lld-%d", (long long)r->instance, r->step);
     store_stmt *s = store_sql(e->st,
         "INSERT INTO outbox (instance, step, journey, customer, channel, template, category, priority,"
-        " body, status, due_at, created_at, last_error, segments, cost, idem_key, due_key)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?11)");
+        " body, status, due_at, created_at, last_error, segments, cost, idem_key, due_key, attempt_of)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?11,?17)");
     store_bind_int(s, 1, r->instance);
     store_bind_int(s, 2, r->step);
     store_bind_text(s, 3, r->journey, -1);
@@ -104,6 +105,8 @@ static int insert_row(engine *e, const struct send_request *r, const struct mess
     store_bind_int(s, 14, segments);
     store_bind_double(s, 15, cost);
     store_bind_text(s, 16, key, -1);
+    if (r->attempt_of)
+        store_bind_int(s, 17, r->attempt_of);
     if (store_run(s) != 0)
         return -1;
     *id = store_last_rowid(e->st);
@@ -160,6 +163,16 @@ int outbox_send(engine *e, const struct send_request *r, struct send_result *out
         }
         status = v.status;
         due = v.due_at;
+        /* a fallback attempt: the message's caps were counted by its first */
+        if (r->attempt_of && !strcmp(status, "capped")) {
+            status = "queued";
+            v.reason[0] = 0;
+            char *tz = customer_timezone(e, r->customer);
+            due = m.marketing ? policy_quiet_end(e, tz, now) : now;
+            free(tz);
+            if (due > now)
+                status = "deferred";
+        }
         if (v.reason[0])
             why = v.reason;
     }
@@ -234,7 +247,7 @@ int outbox_mark_dead(engine *e, int64_t id, tend_time at, const char *error, con
     store_bind_text(s, 2, error, -1);
     store_bind_text(s, 3, response, -1);
     store_bind_int(s, 4, id);
-    if (store_run(s) != 0)
+    if (store_run(s) != 0 || receipt_dead(e, id, at, error) != 0)
         return -1;
     return leave_due(e, id);
 }

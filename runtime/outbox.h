@@ -30,6 +30,7 @@ struct send_request {
     const cJSON *vars;          /* may be NULL */
     int priority;               /* journey priority unless the template sets one */
     int defer_on_cap;           /* journey on_cap = "defer" */
+    int64_t attempt_of;         /* a fallback: the message's first attempt (its caps were counted) */
 };
 
 struct send_result {

@@ -249,17 +249,18 @@ static void period_bounds(const struct config_cap *c, const char *tz, tend_time 
  * channel's messages of any category but transactional (and its tasks). */
 static int64_t count_scope(engine *e, const char *customer, const char *scope, tend_time from, tend_time to)
 {
+    /* a fallback attempt (attempt_of) is the same message: counted once */
     store_stmt *s;
     if (strcmp(scope, "marketing") == 0) {
         s = store_sql(e->st, "SELECT COUNT(*) FROM outbox WHERE customer = ? AND category = 'marketing'"
-                             " AND status IN ('queued', 'deferred', 'sending', 'sent')"
+                             " AND attempt_of IS NULL AND status IN ('queued', 'deferred', 'sending', 'sent')"
                              " AND due_at >= ? AND due_at < ?");
         store_bind_text(s, 1, customer, -1);
         store_bind_int(s, 2, from);
         store_bind_int(s, 3, to);
     } else {
         s = store_sql(e->st, "SELECT (SELECT COUNT(*) FROM outbox WHERE customer = ?1 AND channel = ?2"
-                             " AND category <> 'transactional' AND status IN ('queued', 'deferred', 'sending', 'sent')"
+                             " AND category <> 'transactional' AND attempt_of IS NULL AND status IN ('queued', 'deferred', 'sending', 'sent')"
                              " AND due_at >= ?3 AND due_at < ?4) + (SELECT COUNT(*) FROM tasks WHERE"
                              " customer = ?1 AND kind = ?2 AND created_at >= ?3 AND created_at < ?4)");
         store_bind_text(s, 1, customer, -1);

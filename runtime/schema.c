@@ -198,6 +198,43 @@ static const char m_netcrash_fetches[] =
     " PRIMARY KEY (instance, step)) WITHOUT ROWID;";
 /* --- end branch netcrash ------------------------------------------------ */
 
+/* --- branch loop: closing the loop (tasks with outcomes, coupons redeemed,
+ * receipts, conversion values) --- */
+static const char m_loop[] =
+    "ALTER TABLE tasks ADD COLUMN outcome TEXT;"
+    "ALTER TABLE tasks ADD COLUMN closed_note TEXT;"
+    "ALTER TABLE tasks ADD COLUMN due_at INTEGER;"
+    "ALTER TABLE tasks ADD COLUMN done_at INTEGER;"
+    "CREATE INDEX tasks_status ON tasks(status, id);"
+    "CREATE INDEX tasks_assignee ON tasks(assignee, status, id);"
+    "CREATE INDEX tasks_customer ON tasks(customer, id);"
+    "ALTER TABLE coupons ADD COLUMN starts_at INTEGER;"
+    "ALTER TABLE coupons ADD COLUMN min_spend REAL;"
+    "ALTER TABLE coupons ADD COLUMN order_id TEXT;"
+    "CREATE INDEX coupons_customer ON coupons(customer, issued_at);"
+    /* why an order's code was not redeemed */
+    "CREATE TABLE coupon_refusals ("
+    " code TEXT NOT NULL, customer TEXT NOT NULL, order_id TEXT, at INTEGER NOT NULL, reason TEXT NOT NULL);"
+    "CREATE INDEX coupon_refusals_customer ON coupon_refusals(customer, at);"
+    /* what became of a message after it left, from receipts */
+    "ALTER TABLE outbox ADD COLUMN delivered_at INTEGER;"
+    "ALTER TABLE outbox ADD COLUMN opened_at INTEGER;"
+    "ALTER TABLE outbox ADD COLUMN clicked_at INTEGER;"
+    "ALTER TABLE outbox ADD COLUMN replied_at INTEGER;"
+    "ALTER TABLE outbox ADD COLUMN failed_at INTEGER;"
+    "ALTER TABLE outbox ADD COLUMN unsubscribed_at INTEGER;"
+    "ALTER TABLE outbox ADD COLUMN receipt_reason TEXT;"
+    "CREATE INDEX outbox_key ON outbox(idem_key);"
+    /* a fallback's attempt on the next channel: the message's first attempt */
+    "ALTER TABLE outbox ADD COLUMN attempt_of INTEGER;"
+    /* the revenue a conversion brought (goal.value) */
+    "ALTER TABLE instances ADD COLUMN conversion_value REAL;"
+    /* a customer's events and instances, for the timeline */
+    "CREATE INDEX instances_customer ON instances(customer, id);"
+    "CREATE INDEX events_customer ON events(customer, seq) WHERE customer IS NOT NULL;"
+    /* the goal's event type, so reports know a journey has one without its script */
+    "ALTER TABLE instances ADD COLUMN goal TEXT;";
+
 const struct store_migration schema_migrations[] = {
     {"core", m1_core},
     {"delivery", m2_delivery},
@@ -205,5 +242,6 @@ const struct store_migration schema_migrations[] = {
     {"orders", m_orders_items},   /* branch orders */
     {"sandbox_chain", m_sandbox_chain},   /* branch sandbox */
     {"fetches", m_netcrash_fetches},   /* branch netcrash */
+    {"loop", m_loop},
 };
 const int schema_migration_count = sizeof schema_migrations / sizeof schema_migrations[0];

@@ -35,10 +35,13 @@
 #include "logger.h"
 #include "metrics.h"
 #include "openapi.h"
+#include "receipt.h"
 #include "product.h"
 #include "segment.h"
 #include "server.h"
 #include "status.h"
+#include "task.h"
+#include "timeline.h"
 #include "unsub.h"
 #include "util.h"
 #include "validate.h"
@@ -234,6 +237,28 @@ static char *body_of(struct evhttp_request *req, size_t *len)
     return b;
 }
 
+/* The next non-blank line of an NDJSON body, without surrounding blanks:
+ * its start (length in *n), or NULL at the end. *p moves past it; *line
+ * counts every line, blank ones too, so errors can name it. */
+static char *ndjson_next(char **p, char *end, size_t *n, long *line)
+{
+    while (*p < end) {
+        char *q = *p, *nl = memchr(q, '\n', (size_t)(end - q));
+        size_t len = nl ? (size_t)(nl - q) : (size_t)(end - q);
+        *p += len + (nl ? 1 : 0);
+        (*line)++;
+        while (len && (q[len - 1] == '\r' || q[len - 1] == ' ' || q[len - 1] == '\t'))
+            len--;
+        while (len && (*q == ' ' || *q == '\t'))
+            q++, len--;
+        if (len) {
+            *n = len;
+            return q;
+        }
+    }
+    return NULL;
+}
+
 /* A batch refused whole: answered 400, and one log line says so. */
 static void reject_batch(struct server *s, struct evhttp_request *req, const char *why)
 {
@@ -286,18 +311,9 @@ static void post_events(struct server *s, struct evhttp_request *req, const char
     } else {
         cJSON_Delete(one);
         long line = 0;
-        for (char *p = body, *end = body + len; p < end;) {
-            char *nl = memchr(p, '\n', (size_t)(end - p));
-            size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
-            line++;
-            char *q = p;
-            p += n + (nl ? 1 : 0);
-            while (n && (q[n - 1] == '\r' || q[n - 1] == ' ' || q[n - 1] == '\t'))
-                n--;
-            while (n && (*q == ' ' || *q == '\t'))
-                q++, n--;
-            if (!n)
-                continue;
+        char *p = body, *q;
+        size_t n;
+        while ((q = ndjson_next(&p, body + len, &n, &line))) {
             cJSON *ev = json_parse(q, n, err, sizeof err);
             if (!ev) {
                 char msg[500];
@@ -514,37 +530,222 @@ static void get_segment(struct server *s, struct evhttp_request *req, const char
     send_cjson(req, n < 0 ? 500 : 200, r);
 }
 
+/* A positive whole number from text, or -1. */
+static long long parse_id(const char *t)
+{
+    if (!t || !*t)
+        return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(t, &end, 10);
+    return *end || errno || v < 0 ? -1 : v;
+}
+
+/* GET /v1/tasks?status=open|done|...|all&assignee=&customer=&overdue=1&after=ID&limit=N:
+ * a page of tasks in id order and `next`, the `after` of the next page. */
 static void get_tasks(struct server *s, struct evhttp_request *req, const char *arg)
 {
     (void)arg;
     struct evkeyvalq q;
-    evhttp_parse_query_str(evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req)) ?
-                           evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req)) : "", &q);
-    const char *status = evhttp_find_header(&q, "status");
-    const char *assignee = evhttp_find_header(&q, "assignee");
-    store_stmt *st = store_sql(s->e->st, "SELECT id, customer, journey, assignee, note, status, created_at, kind"
-                                         " FROM tasks WHERE (?1 = 'all' OR status = ?1)"
-                                         " AND (?2 IS NULL OR assignee = ?2) ORDER BY id LIMIT 1000");
-    store_bind_text(st, 1, status ? status : "open", -1);
-    store_bind_text(st, 2, assignee, -1);
-    cJSON *arr = cJSON_CreateArray();
-    while (store_step(st) == STORE_ROW) {
-        cJSON *t = cJSON_CreateObject();
-        cJSON_AddNumberToObject(t, "id", (double)store_col_int(st, 0));
-        cJSON_AddStringToObject(t, "customer", store_col_text(st, 1));
-        if (store_col_text(st, 2))
-            cJSON_AddStringToObject(t, "journey", store_col_text(st, 2));
-        if (store_col_text(st, 3))
-            cJSON_AddStringToObject(t, "assignee", store_col_text(st, 3));
-        cJSON_AddStringToObject(t, "note", store_col_text(st, 4) ? store_col_text(st, 4) : "");
-        cJSON_AddStringToObject(t, "status", store_col_text(st, 5));
-        cJSON_AddNumberToObject(t, "created_at", (double)store_col_int(st, 6));
-        if (store_col_text(st, 7))
-            cJSON_AddStringToObject(t, "kind", store_col_text(st, 7));
-        cJSON_AddItemToArray(arr, t);
-    }
+    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    evhttp_parse_query_str(query ? query : "", &q);
+    struct task_filter f = {.status = evhttp_find_header(&q, "status"),
+                            .assignee = evhttp_find_header(&q, "assignee"),
+                            .customer = evhttp_find_header(&q, "customer")};
+    const char *overdue = evhttp_find_header(&q, "overdue");
+    f.overdue = overdue && (!strcmp(overdue, "1") || !strcmp(overdue, "true"));
+    if (!f.status)
+        f.status = "open";
+    const char *after = evhttp_find_header(&q, "after"), *limit = evhttp_find_header(&q, "limit");
+    long long a = after ? parse_id(after) : 0, n = limit ? parse_id(limit) : 100;
+    if (a < 0)
+        send_error(req, 400, "query 'after': must be a task id");
+    else if (n < 1 || n > 1000)
+        send_error(req, 400, "query 'limit': must be 1 to 1000");
+    else
+        send_cjson(req, 200, task_page(s->e, &f, a, (int)n));
     evhttp_clear_headers(&q);
-    send_cjson(req, 200, arr);
+}
+
+static void get_task_summary(struct server *s, struct evhttp_request *req, const char *arg)
+{
+    (void)arg;
+    send_cjson(req, 200, task_summary(s->e));
+}
+
+static void get_task(struct server *s, struct evhttp_request *req, const char *arg)
+{
+    long long id = parse_id(arg);
+    cJSON *t = id > 0 ? task_get(s->e, id) : NULL;
+    if (t)
+        send_cjson(req, 200, t);
+    else
+        send_error(req, 404, "no such task");
+}
+
+/* PATCH /v1/tasks/{id} {status, outcome, note}: closes an open task and
+ * emits task.<status> for its customer. 404 unknown, 409 closed already. */
+static void patch_task(struct server *s, struct evhttp_request *req, const char *arg)
+{
+    long long id = parse_id(arg);
+    size_t len;
+    char *body = body_of(req, &len);
+    char err[400];
+    cJSON *obj = json_parse(body, len, err, sizeof err);
+    free(body);
+    if (!obj || !cJSON_IsObject(obj)) {
+        send_error(req, 400, obj ? "the body must be a JSON object {status, outcome, note}" : err);
+        cJSON_Delete(obj);
+        return;
+    }
+    const cJSON *f;
+    cJSON_ArrayForEach(f, obj) {
+        if (strcmp(f->string, "status") && strcmp(f->string, "outcome") && strcmp(f->string, "note")) {
+            snprintf(err, sizeof err, "unknown field '%.60s' (known: status, outcome, note)", f->string);
+            send_error(req, 400, err);
+            cJSON_Delete(obj);
+            return;
+        }
+        if (!cJSON_IsString(f) && !cJSON_IsNull(f)) {
+            snprintf(err, sizeof err, "field '%s': must be text", f->string);
+            send_error(req, 400, err);
+            cJSON_Delete(obj);
+            return;
+        }
+    }
+    const char *status = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(obj, "status"));
+    const char *outcome = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(obj, "outcome"));
+    const char *note = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(obj, "note"));
+    if (id <= 0) {
+        send_error(req, 404, "no such task");
+        cJSON_Delete(obj);
+        return;
+    }
+    if (begin_write(s) != 0 || store_begin(s->e->st) != 0) {
+        cJSON_Delete(obj);
+        fail_batch(s, req);
+        return;
+    }
+    enum task_close_result r = task_close(s->e, id, status, outcome, note, err, sizeof err);
+    cJSON_Delete(obj);
+    if (r == TASK_STORE_ERROR) {
+        store_rollback(s->e->st);
+        fail_batch(s, req);
+        return;
+    }
+    if (r != TASK_CLOSED_NOW) {
+        store_rollback(s->e->st);
+        send_error(req, r == TASK_NOT_FOUND ? 404 : r == TASK_ALREADY_CLOSED ? 409 : 400, err);
+        return;
+    }
+    if (store_commit(s->e->st) != 0) {
+        fail_batch(s, req);
+        return;
+    }
+    queue_reply(s, req, 200, task_get(s->e, id));
+}
+
+/* Stores receipts. receipt_accept() checks everything before it writes, so
+ * a bad line leaves nothing behind and the others of the batch go on (no
+ * savepoint a line). Answers a single receipt with its own status (404 for
+ * an unknown message, 400 for a bad field); a batch with 202 and a per-line
+ * report. */
+static void store_receipts(struct server *s, struct evhttp_request *req, cJSON *list, int single)
+{
+    if (begin_write(s) != 0) {
+        fail_batch(s, req);
+        return;
+    }
+    int accepted = 0, dups = 0, line = 0;
+    cJSON *errors = cJSON_CreateArray();
+    const cJSON *r;
+    char err[400];
+    cJSON_ArrayForEach(r, list) {
+        line++;
+        enum receipt_result res;
+        if (cJSON_IsString(r)) {   /* a line that was not JSON: its parse error */
+            snprintf(err, sizeof err, "%s", r->valuestring);
+            res = RECEIPT_INVALID;
+        } else {
+            res = receipt_accept(s->e, r, err, sizeof err);
+        }
+        if (res == RECEIPT_STORE_ERROR) {
+            cJSON_Delete(errors);
+            fail_batch(s, req);
+            return;
+        }
+        if (res == RECEIPT_INVALID || res == RECEIPT_UNKNOWN_MESSAGE) {
+            if (single) {
+                send_error(req, res == RECEIPT_UNKNOWN_MESSAGE ? 404 : 400, err);
+                cJSON_Delete(errors);
+                return;
+            }
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddNumberToObject(e, "line", line);
+            cJSON_AddStringToObject(e, "error", err);
+            cJSON_AddItemToArray(errors, e);
+            continue;
+        }
+        accepted += res == RECEIPT_STORED;
+        dups += res == RECEIPT_DUPLICATE;
+    }
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddNumberToObject(out, "accepted", accepted);
+    cJSON_AddNumberToObject(out, "duplicates", dups);
+    cJSON_AddNumberToObject(out, "rejected", cJSON_GetArraySize(errors));
+    cJSON_AddItemToObject(out, "errors", errors);
+    queue_reply(s, req, 202, out);
+}
+
+/* POST /v1/receipts: one receipt object, or NDJSON. */
+static void post_receipts(struct server *s, struct evhttp_request *req, const char *arg)
+{
+    (void)arg;
+    size_t len;
+    char *body = body_of(req, &len);
+    char err[400];
+    cJSON *list = cJSON_CreateArray();
+    cJSON *one = json_parse(body, len, err, sizeof err);
+    int single = cJSON_IsObject(one);
+    if (single) {
+        cJSON_AddItemToArray(list, one);
+    } else {
+        cJSON_Delete(one);
+        long line = 0;
+        char *p = body, *q;
+        size_t n;
+        while ((q = ndjson_next(&p, body + len, &n, &line))) {
+            cJSON *r = json_parse(q, n, err, sizeof err);
+            if (!r) {
+                /* a line that is not JSON is named and stores nothing of itself */
+                r = cJSON_CreateString(err);
+            }
+            cJSON_AddItemToArray(list, r);
+        }
+    }
+    free(body);
+    if (cJSON_GetArraySize(list) == 0)
+        send_error(req, 400, "no receipt in the body");
+    else
+        store_receipts(s, req, list, single || cJSON_GetArraySize(list) == 1);
+    cJSON_Delete(list);
+}
+
+/* POST /v1/receipts/{channel}: a provider's own callback body, mapped to
+ * receipts by the channel's `receipt` function. */
+static void post_channel_receipts(struct server *s, struct evhttp_request *req, const char *channel)
+{
+    size_t len;
+    char *body = body_of(req, &len);
+    char err[600];
+    cJSON *list = receipt_map(s->e, channel, body, len, err, sizeof err);
+    free(body);
+    if (!list) {
+        send_error(req, strstr(err, "no channel") || strstr(err, "no receipt function") ? 404 : 400, err);
+        return;
+    }
+    store_receipts(s, req, list, 0);
+    cJSON_Delete(list);
 }
 
 /* Gauges read from the store when scraped: each row is label values then a
@@ -676,6 +877,40 @@ static void get_openapi(struct server *s, struct evhttp_request *req, const char
     send_json(req, 200, openapi_json);
 }
 
+static void get_journey(struct server *s, struct evhttp_request *req, const char *name)
+{
+    cJSON *j = status_journey(s->e, name);
+    if (!j)
+        send_error(req, 500, store_errmsg(s->e->st));
+    else if (cJSON_IsNull(j)) {
+        cJSON_Delete(j);
+        send_error(req, 404, "no instance of such a journey");
+    } else
+        send_cjson(req, 200, j);
+}
+
+/* GET /v1/customers/{id}/timeline?limit=N&before=T */
+static void get_timeline(struct server *s, struct evhttp_request *req, const char *id)
+{
+    struct evkeyvalq q;
+    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    evhttp_parse_query_str(query ? query : "", &q);
+    const char *before = evhttp_find_header(&q, "before"), *limit = evhttp_find_header(&q, "limit");
+    long long b = before ? parse_id(before) : 0, n = limit ? parse_id(limit) : 50;
+    if (b < 0)
+        send_error(req, 400, "query 'before': must be a time in epoch seconds (the `next` of a page)");
+    else if (n < 1 || n > 500)
+        send_error(req, 400, "query 'limit': must be 1 to 500");
+    else {
+        cJSON *t = timeline_customer(s->e, id, b, (int)n);
+        if (t)
+            send_cjson(req, 200, t);
+        else
+            send_error(req, 404, "no such customer");
+    }
+    evhttp_clear_headers(&q);
+}
+
 static void get_healthz(struct server *s, struct evhttp_request *req, const char *arg)
 {
     (void)s;
@@ -781,11 +1016,18 @@ static const struct server_route {
     {"POST", "/v1/events", post_events, 0},
     {"GET", "/v1/customers/{id}", get_customer, 0},
     {"PUT", "/v1/customers/{id}", put_customer, 0},
+    {"GET", "/v1/customers/{id}/timeline", get_timeline, 0},
     {"GET", "/v1/products/{sku}", get_product, 0},
     {"PUT", "/v1/products/{sku}", put_product, 0},
     {"GET", "/v1/journeys", get_journeys, 0},
+    {"GET", "/v1/journeys/{name}", get_journey, 0},
     {"GET", "/v1/segments/{name}", get_segment, 0},
     {"GET", "/v1/tasks", get_tasks, 0},
+    {"GET", "/v1/tasks/summary", get_task_summary, 0},
+    {"GET", "/v1/tasks/{id}", get_task, 0},
+    {"PATCH", "/v1/tasks/{id}", patch_task, 0},
+    {"POST", "/v1/receipts", post_receipts, 0},
+    {"POST", "/v1/receipts/{channel}", post_channel_receipts, 0},
     {"GET", "/metrics", get_metrics, 0},
     {"POST", "/v1/unsubscribe/{token}", post_unsubscribe, 1},    /* the link is signed */
     {"GET", "/v1/unsubscribe/{token}", get_unsubscribe, 1},
@@ -803,21 +1045,33 @@ void server_route_at(int i, const char **method, const char **path)
     *path = routes[i].path;
 }
 
-/* Does `path` match the route's pattern? *arg gets the decoded parameter
- * (malloc'd) of a "{...}" route, *arglen its length (a %00 decodes to a NUL
- * inside it). A parameter that decodes to nothing, or holds a '/', does not
- * match. */
+/* Does `path` match the route's pattern? A "{...}" segment of the pattern
+ * (at most one) matches one segment of the path: "/v1/customers/{id}/timeline".
+ * *arg gets it URL-decoded (malloc'd), *arglen its length (a %00 decodes to
+ * a NUL inside it, which the router refuses). A segment that decodes to
+ * nothing does not match. */
 static int path_matches(const char *pattern, const char *path, char **arg, size_t *arglen)
 {
     *arg = NULL;
     *arglen = 0;
-    const char *brace = strchr(pattern, '{');
-    if (!brace)
+    const char *open = strchr(pattern, '{');
+    if (!open)
         return strcmp(pattern, path) == 0;
-    size_t n = (size_t)(brace - pattern);
-    if (strncmp(path, pattern, n) != 0 || !path[n] || strchr(path + n, '/'))
+    const char *rest = strchr(open, '}') + 1;   /* what follows the parameter */
+    size_t n = (size_t)(open - pattern);
+    if (strncmp(path, pattern, n) != 0)
         return 0;
-    *arg = evhttp_uridecode(path + n, 0, arglen);
+    const char *seg = path + n, *end = strchr(seg, '/');
+    size_t seglen = end ? (size_t)(end - seg) : strlen(seg);
+    if (seglen == 0 || strcmp(seg + seglen, rest) != 0)
+        return 0;
+    char *raw = xstrndup(seg, seglen);
+    *arg = evhttp_uridecode(raw, 0, arglen);
+    free(raw);
+    if (*arg && *arglen == 0) {
+        free(*arg);
+        *arg = NULL;
+    }
     return *arg != NULL;
 }
 

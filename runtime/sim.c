@@ -23,9 +23,12 @@
 #include "event.h"
 #include "helpers.h"
 #include "json.h"
+#include "receipt.h"
 #include "product.h"
 #include "segment.h"
+#include "status.h"
 #include "sim.h"
+#include "task.h"
 #include "util.h"
 
 #define SIM_MT "tend.sim"
@@ -73,7 +76,7 @@ static int open_engine(lua_State *L, struct sim *s)
         const char *slash = strrchr(s->scripts[0], '/');
         dir = slash ? xstrndup(s->scripts[0], (size_t)(slash - s->scripts[0])) : xstrdup(".");
     }
-    struct engine_options o = {.dir = NULL, .db_path = s->db_path, .clock = s->clock, .capture = 1,
+    struct engine_options o = {.dir = NULL, .db_path = s->db_path, .clock = s->clock, .capture = 1, .throwaway = 1,
                                .config = s->config, .log = sim_log, .log_ud = s};
     char *err = NULL;
     s->e = engine_open(&o, &err);
@@ -241,6 +244,114 @@ static int m_event(lua_State *L)
         return luaL_error(L, "sim:event: %s", err);
     run_due(L, s);
     lua_pushboolean(L, !res.duplicate);
+    return 1;
+}
+
+/* sim:receipt{message = id | key = k, status = ..., at =, reason =, id =}: a
+ * provider's receipt, as POST /v1/receipts takes it. Returns true when it
+ * was stored, false for a duplicate; raises for an unknown message or a bad
+ * field. */
+static int m_receipt(lua_State *L)
+{
+    struct sim *s = check_sim(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    cJSON *r = arg_json(L, 2, "sim:receipt");
+    char err[300] = "";
+    int rc = store_begin(s->e->st);
+    enum receipt_result res = rc == 0 ? receipt_accept(s->e, r, err, sizeof err) : RECEIPT_STORE_ERROR;
+    cJSON_Delete(r);
+    if (res == RECEIPT_STORED || res == RECEIPT_DUPLICATE) {
+        if (store_commit(s->e->st) != 0)
+            raise_store(L, s, "sim:receipt");
+    } else {
+        store_rollback(s->e->st);
+        return luaL_error(L, "sim:receipt: %s", err);
+    }
+    run_due(L, s);
+    lua_pushboolean(L, res == RECEIPT_STORED);
+    return 1;
+}
+
+/* sim:callback(channel, body): a provider's own callback body, mapped by
+ * the channel's receipt function, as POST /v1/receipts/{channel} does.
+ * Returns how many receipts were stored; raises if the function fails or a
+ * receipt is refused. */
+static int m_callback(lua_State *L)
+{
+    struct sim *s = check_sim(L);
+    const char *channel = luaL_checkstring(L, 2);
+    size_t len;
+    const char *body = luaL_checklstring(L, 3, &len);
+    char err[600] = "";
+    cJSON *list = receipt_map(s->e, channel, body, len, err, sizeof err);
+    if (!list)
+        return luaL_error(L, "sim:callback: %s", err);
+    int stored = 0;
+    const cJSON *r;
+    if (store_begin(s->e->st) != 0) {
+        cJSON_Delete(list);
+        raise_store(L, s, "sim:callback");
+    }
+    cJSON_ArrayForEach(r, list) {
+        enum receipt_result res = receipt_accept(s->e, r, err, sizeof err);
+        if (res != RECEIPT_STORED && res != RECEIPT_DUPLICATE) {
+            store_rollback(s->e->st);
+            cJSON_Delete(list);
+            return luaL_error(L, "sim:callback: %s", err);
+        }
+        stored += res == RECEIPT_STORED;
+    }
+    cJSON_Delete(list);
+    if (store_commit(s->e->st) != 0)
+        raise_store(L, s, "sim:callback");
+    run_due(L, s);
+    lua_pushinteger(L, stored);
+    return 1;
+}
+
+/* sim:close_task(id, {status = "done", outcome = "...", note = "..."}): what a
+ * member of staff does through PATCH /v1/tasks/{id}. */
+static int m_close_task(lua_State *L)
+{
+    struct sim *s = check_sim(L);
+    lua_Integer id = luaL_checkinteger(L, 2);
+    const char *status = "done", *outcome = NULL, *note = NULL;
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        lua_getfield(L, 3, "status");
+        lua_getfield(L, 3, "outcome");
+        lua_getfield(L, 3, "note");
+        status = lua_isnil(L, -3) ? "done" : luaL_checkstring(L, -3);
+        outcome = luaL_optstring(L, -2, NULL);
+        note = luaL_optstring(L, -1, NULL);
+    }
+    char err[300] = "";
+    if (store_begin(s->e->st) != 0)
+        raise_store(L, s, "sim:close_task");
+    enum task_close_result r = task_close(s->e, id, status, outcome, note, err, sizeof err);
+    if (r != TASK_CLOSED_NOW) {
+        store_rollback(s->e->st);
+        return luaL_error(L, "sim:close_task: %s", err);
+    }
+    if (store_commit(s->e->st) != 0)
+        raise_store(L, s, "sim:close_task");
+    run_due(L, s);
+    return 0;
+}
+
+/* sim:report([journey]) → the status report (GET /v1/journeys), or one
+ * journey's part of it (GET /v1/journeys/{name}; nil for none). */
+static int m_report(lua_State *L)
+{
+    struct sim *s = check_sim(L);
+    cJSON *r = lua_isnoneornil(L, 2) ? status_report(s->e) : status_journey(s->e, luaL_checkstring(L, 2));
+    if (!r)
+        raise_store(L, s, "sim:report");
+    if (cJSON_IsNull(r))
+        lua_pushnil(L);
+    else
+        json_push(L, r);
+    cJSON_Delete(r);
     return 1;
 }
 
@@ -426,8 +537,8 @@ static int m_tasks(lua_State *L)
 {
     struct sim *s = check_sim(L);
     static const char *const keys[] = {"customer", "journey", "assignee", "status", "kind", NULL};
-    store_stmt *st = filtered(L, s, "SELECT id, customer, journey, assignee, note, status, created_at, kind"
-                                    " FROM tasks WHERE 1", keys, "sim:tasks");
+    store_stmt *st = filtered(L, s, "SELECT id, customer, journey, assignee, note, status, created_at, kind,"
+                                    " outcome, due_at, done_at FROM tasks WHERE 1", keys, "sim:tasks");
     lua_newtable(L);
     int n = 0;
     while (store_step(st) == STORE_ROW) {
@@ -440,6 +551,9 @@ static int m_tasks(lua_State *L)
         set_str(L, "status", store_col_text(st, 5));
         set_int(L, "at", st, 6);
         set_str(L, "kind", store_col_text(st, 7));
+        set_str(L, "outcome", store_col_text(st, 8));
+        set_int(L, "due_at", st, 9);
+        set_int(L, "done_at", st, 10);
         lua_rawseti(L, -2, ++n);
     }
     store_finalize(st);
@@ -868,6 +982,7 @@ void sim_register(sandbox *sb, const char *test_dir, coverage *cov)
     lua_State *L = sandbox_state(sb);
     static const luaL_Reg methods[] = {
         {"customer", m_customer}, {"event", m_event}, {"advance", m_advance}, {"now", m_now},
+        {"receipt", m_receipt}, {"callback", m_callback}, {"close_task", m_close_task}, {"report", m_report},
         {"sent", m_sent}, {"messages", m_messages}, {"tasks", m_tasks}, {"instances", m_instances}, {"stub_http", m_stub_http},
         {"events", m_events}, {"product", m_product},   /* branch orders */
         {"restart", m_restart}, {"deploy", m_deploy}, {"segment", m_segment}, {"log", m_log}, {"globals", m_globals},

@@ -11,6 +11,7 @@
 #include "json.h"
 #include "policy.h"
 #include "simulate.h"
+#include "status.h"
 #include "util.h"
 
 static void quiet(void *ud, const char *level, const char *msg)
@@ -115,11 +116,15 @@ static void print_report(engine *e, FILE *out, int days)
             sent += store_col_int(s, 4);
     }
     fprintf(out, "\n%lld messages sent, cost %.2f\n", (long long)sent, total);
-    s = store_sql(e->st, "SELECT journey, COUNT(*), SUM(converted_at IS NOT NULL) FROM instances GROUP BY journey"
-                         " ORDER BY journey");
-    while (store_step(s) == STORE_ROW)
-        fprintf(out, "journey %s: %lld entered, %lld converted\n", store_col_text(s, 0),
-                (long long)store_col_int(s, 1), (long long)store_col_int(s, 2));
+    /* per journey: entered, converted, and each experiment group's lift */
+    cJSON *report = status_report(e);
+    const cJSON *j;
+    cJSON_ArrayForEach(j, cJSON_GetObjectItemCaseSensitive(report, "journeys")) {
+        fprintf(out, "journey %s: %.0f entered\n", cJSON_GetObjectItemCaseSensitive(j, "name")->valuestring,
+                cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, "started")));
+        status_print_outcomes(j, out);
+    }
+    cJSON_Delete(report);
     int64_t tasks = store_count(e->st, "SELECT COUNT(*) FROM tasks");
     if (tasks > 0)
         fprintf(out, "%lld staff tasks\n", (long long)tasks);
@@ -322,7 +327,7 @@ int simulate_run(const struct simulate_options *o, FILE *out)
     }
     close(fd);
     tclock *clk = clock_new_virtual(start);
-    struct engine_options eo = {.dir = o->dir, .db_path = db, .clock = clk, .capture = 1, .log = quiet,
+    struct engine_options eo = {.dir = o->dir, .db_path = db, .clock = clk, .capture = 1, .throwaway = 1, .log = quiet,
                                 .log_ud = out};
     char *msg = NULL;
     engine *e = engine_open(&eo, &msg);

@@ -12,6 +12,7 @@
 #include <lauxlib.h>
 
 #include "catalog.h"
+#include "channel.h"
 #include "coupon.h"
 #include "customer.h"
 #include "event.h"
@@ -19,6 +20,7 @@
 #include "helpers.h"
 #include "json.h"
 #include "outbox.h"
+#include "policy.h"
 #include "step.h"
 #include "task.h"
 #include "util.h"
@@ -138,6 +140,10 @@ cJSON *step_record(lua_State *L, struct run_ctx *ctx, const char *kind, const ch
     char shortdesc[81];
     snprintf(shortdesc, sizeof shortdesc, "%s", desc);
     cJSON_AddStringToObject(e, "a", shortdesc);
+    /* when it happened, for the customer's timeline (text: see "h") */
+    char when[24];
+    snprintf(when, sizeof when, "%lld", (long long)ctx->now);
+    cJSON_AddStringToObject(e, "t", when);
     if (idx) {
         char err[200];
         cJSON *r = json_from_lua(L, idx, err, sizeof err);
@@ -212,6 +218,70 @@ static int p_wait_until(lua_State *L)
     return wait_common(L, ctx, "wait_until", t, desc);
 }
 
+/* The Lua where(event) of a wait_for: runs once, live, and is never
+ * replayed, so nothing it does may become a step. */
+struct lua_where {
+    lua_State *L;
+    int fn;
+};
+
+static int lua_where_matches(const cJSON *ev, void *ud)
+{
+    struct lua_where *w = ud;
+    struct run_ctx *ctx = step_ctx(engine_of(w->L));
+    lua_pushvalue(w->L, w->fn);
+    json_push(w->L, ev);
+    ctx->no_steps = 1;
+    int st = lua_pcall(w->L, 1, 1, 0);
+    ctx->no_steps = 0;
+    if (st != LUA_OK)
+        return lua_error(w->L);
+    int match = lua_toboolean(w->L, -1);
+    lua_pop(w->L, 1);
+    return match;
+}
+
+int step_wait_event(lua_State *L, struct run_ctx *ctx, const struct step_wait *w)
+{
+    step_new_segment(ctx);
+    uint32_t hash = step_hash(w->hashed);
+    cJSON *entry = NULL;
+    int mode = step_take(L, ctx, w->kind, w->desc, hash, &entry);
+    if (mode == STEP_REPLAY)
+        return 1;
+    tend_time deadline;
+    if (mode == STEP_LIVE) {
+        deadline = w->timeout ? ctx->now + w->timeout : 0;
+        entry = step_record(L, ctx, w->kind, w->desc, hash, 0);
+        cJSON_AddTrueToObject(entry, "p");
+        cJSON_AddNumberToObject(entry, "d", (double)deadline);
+    } else {
+        deadline = (tend_time)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(entry, "d"));
+        /* The event this wake carries, if it is the one awaited. */
+        const cJSON *ev = ctx->event;
+        const cJSON *evtype = ev ? cJSON_GetObjectItemCaseSensitive(ev, "type") : NULL;
+        if (ctx->reason == WAKE_EVENT && !ctx->event_used && cJSON_IsString(evtype) &&
+            util_type_matches(w->listen, evtype->valuestring) && (!w->match || w->match(ev, w->ud))) {
+            ctx->event_used = 1;
+            cJSON *result = w->result ? w->result(ev) : cJSON_Duplicate(ev, 1);
+            cJSON_DeleteItemFromObjectCaseSensitive(entry, "p");
+            json_push(L, result);
+            cJSON_AddItemToObject(entry, "r", result);
+            ctx->appended++;
+            return 1;
+        }
+        if (deadline && deadline <= ctx->now) {
+            cJSON_DeleteItemFromObjectCaseSensitive(entry, "p");
+            ctx->appended++;
+            lua_pushnil(L);
+            return 1;
+        }
+    }
+    char what[220];
+    snprintf(what, sizeof what, "%s %s", w->kind, w->desc);
+    return suspend(L, ctx, SUSPEND_WAIT_FOR, deadline, w->listen, what);
+}
+
 /* wait_for(type, {timeout = s, where = fn}) → the event, or nil on timeout. */
 static int p_wait_for(lua_State *L)
 {
@@ -234,67 +304,20 @@ static int p_wait_for(lua_State *L)
             where = lua_gettop(L);
         }
     }
-    step_new_segment(ctx);
-    char desc[200];
-    snprintf(desc, sizeof desc, "%s", type);
     char hashed[240];
     snprintf(hashed, sizeof hashed, "%s\x1f%lld", type, (long long)timeout);
-    uint32_t hash = step_hash(hashed);
-    cJSON *entry = NULL;
-    int mode = step_take(L, ctx, "wait_for", desc, hash, &entry);
-    if (mode == STEP_REPLAY)
-        return 1;
-    tend_time deadline;
-    if (mode == STEP_LIVE && at_once) {
-        step_record(L, ctx, "wait_for", desc, hash, 0);
+    if (at_once) {   /* the timeout has passed already: recorded as a wait that ended */
+        uint32_t hash = step_hash(hashed);
+        if (step_take(L, ctx, "wait_for", type, hash, NULL) == STEP_REPLAY)
+            return 1;
+        step_record(L, ctx, "wait_for", type, hash, 0);
         lua_pushnil(L);
         return 1;
     }
-    if (mode == STEP_LIVE) {
-        deadline = timeout ? ctx->now + timeout : 0;
-        entry = step_record(L, ctx, "wait_for", desc, hash, 0);
-        cJSON_AddTrueToObject(entry, "p");
-        cJSON_AddNumberToObject(entry, "d", (double)deadline);
-    } else {
-        deadline = (tend_time)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(entry, "d"));
-        /* The event this wake carries, if it is the one awaited. */
-        const cJSON *ev = ctx->event;
-        const cJSON *evtype = ev ? cJSON_GetObjectItemCaseSensitive(ev, "type") : NULL;
-        if (ctx->reason == WAKE_EVENT && !ctx->event_used && cJSON_IsString(evtype) &&
-            strcmp(evtype->valuestring, type) == 0) {
-            int match = 1;
-            if (where) {
-                /* where() runs once, live, and is not replayed: nothing
-                 * it does may become a step. */
-                lua_pushvalue(L, where);
-                json_push(L, ev);
-                ctx->no_steps = 1;
-                int st = lua_pcall(L, 1, 1, 0);
-                ctx->no_steps = 0;
-                if (st != LUA_OK)
-                    return lua_error(L);
-                match = lua_toboolean(L, -1);
-                lua_pop(L, 1);
-            }
-            if (match) {
-                ctx->event_used = 1;
-                cJSON_DeleteItemFromObjectCaseSensitive(entry, "p");
-                cJSON_AddItemToObject(entry, "r", cJSON_Duplicate(ev, 1));
-                ctx->appended++;
-                json_push(L, ev);
-                return 1;
-            }
-        }
-        if (deadline && deadline <= ctx->now) {
-            cJSON_DeleteItemFromObjectCaseSensitive(entry, "p");
-            ctx->appended++;
-            lua_pushnil(L);
-            return 1;
-        }
-    }
-    char what[220];
-    snprintf(what, sizeof what, "wait_for %s", type);
-    return suspend(L, ctx, SUSPEND_WAIT_FOR, deadline, type, what);
+    struct lua_where lw = {L, where};
+    struct step_wait w = {.kind = "wait_for", .desc = type, .hashed = hashed, .listen = type,
+                          .timeout = timeout, .match = where ? lua_where_matches : NULL, .ud = &lw};
+    return step_wait_event(L, ctx, &w);
 }
 
 /* --- acting ------------------------------------------------------------ */
@@ -324,20 +347,20 @@ static void journey_send_policy(engine *e, struct run_ctx *ctx, int *priority, i
     lua_pop(L, 3);
 }
 
-static int p_send(lua_State *L)
+/* One attempt on one channel, a recorded step: pushes {status, id,
+ * channel[, error]}. attempt_of: the outbox id of the message's first
+ * attempt when this one falls back from it (0: the first). */
+static tend_time ctx_now(engine *e)
 {
-    engine *e = engine_of(L);
-    struct run_ctx *ctx = step_require(L, e, "send()");
-    const char *channel = luaL_checkstring(L, 1);
-    const char *customer = handle_or_id(L, 2);
-    const char *tmpl = luaL_checkstring(L, 3);
-    if (!lua_isnoneornil(L, 4))
-        luaL_checktype(L, 4, LUA_TTABLE);
+    return e->cur ? e->cur->now : engine_now(e);
+}
+
+static int send_one(lua_State *L, engine *e, struct run_ctx *ctx, const char *channel, const char *customer,
+                    const char *tmpl, const char *vars_text, int64_t attempt_of)
+{
     char err[300];
-    const char *vars_text = "{}";
-    if (!lua_isnoneornil(L, 4) && !(vars_text = json_push_encoded(L, 4, err, sizeof err)))
-        return luaL_argerror(L, 4, err);
     uint32_t hash = step_hash(lua_pushfstring(L, "%s\x1f%s\x1f%s\x1f%s", channel, customer, tmpl, vars_text));
+    lua_pop(L, 1);
     char desc[200];
     snprintf(desc, sizeof desc, "%s, %s", channel, tmpl);
     if (step_take(L, ctx, "send", desc, hash, NULL) == STEP_REPLAY)
@@ -352,18 +375,20 @@ static int p_send(lua_State *L)
     cJSON *vars = cJSON_Parse(vars_text);
     struct send_request req = {
         .instance = ctx->id, .step = ctx->pos, .journey = ctx->journey, .customer = customer,
-        .channel = channel, .template_name = tmpl, .vars = vars};
+        .channel = channel, .template_name = tmpl, .vars = vars, .attempt_of = attempt_of};
     journey_send_policy(e, ctx, &req.priority, &req.defer_on_cap);
     struct send_result res;
     int rc = outbox_send(e, &req, &res, err, sizeof err);
     cJSON_Delete(vars);
     if (rc != 0)
         return luaL_error(L, "send: %s", err);
-    lua_createtable(L, 0, 3);
+    lua_createtable(L, 0, 4);
     lua_pushstring(L, res.status);
     lua_setfield(L, -2, "status");
     lua_pushinteger(L, res.id);
     lua_setfield(L, -2, "id");
+    lua_pushstring(L, channel);
+    lua_setfield(L, -2, "channel");
     if (res.error[0]) {
         lua_pushstring(L, res.error);
         lua_setfield(L, -2, "error");
@@ -371,6 +396,211 @@ static int p_send(lua_State *L)
     step_record(L, ctx, "send", desc, hash, lua_gettop(L));
     e->stats.sends++;
     return 1;
+}
+
+/* Why `channel` cannot reach `customer` with template `tmpl` (into why), or
+ * NULL when it can: the template has no text for the channel, the customer
+ * is suppressed on it, or the customer's address field for it is empty. */
+static const char *unreachable(engine *e, const char *channel, const char *customer, const char *tmpl, char *why,
+                               size_t n)
+{
+    /* the catalog's declarations are pushed on the main state, not the run's coroutine */
+    lua_State *L = sandbox_state(e->sb);
+    int top = lua_gettop(L);
+    int marketing = 0, has_text = 0;
+    if (catalog_push_template(e, tmpl)) {
+        lua_getfield(L, -1, channel);
+        has_text = !lua_isnil(L, -1);
+        lua_getfield(L, -2, "category");
+        marketing = lua_isstring(L, -1) && !strcmp(lua_tostring(L, -1), "marketing");
+    }
+    lua_settop(L, top);
+    if (!has_text) {
+        snprintf(why, n, "template '%s' has no text for it", tmpl);
+        return why;
+    }
+    tend_time due;
+    char reason[160];
+    if (policy_recheck(e, customer, channel, marketing, ctx_now(e), &due, reason, sizeof reason) == 1) {
+        snprintf(why, n, "%s", reason);
+        return why;
+    }
+    /* the field that holds the customer's address on this channel */
+    struct channel_info info;
+    channel_push(e, channel, &info);
+    const char *field = NULL;
+    if (lua_istable(L, -1)) {
+        if (lua_getfield(L, -1, "address") != LUA_TSTRING) {
+            lua_pop(L, 1);
+            lua_getfield(L, -1, "to");
+        }
+        field = lua_tostring(L, -1);
+    }
+    char fbuf[128] = "";
+    if (field)
+        snprintf(fbuf, sizeof fbuf, "%s", field);
+    else if (info.kind == CHANNEL_SMTP)
+        snprintf(fbuf, sizeof fbuf, "email");
+    lua_settop(L, top);
+    if (!fbuf[0])
+        return NULL;
+    cJSON *c = customer_json(e, customer);
+    const cJSON *v = c ? json_path(c, fbuf) : NULL;
+    int empty = !v || cJSON_IsNull(v) || (cJSON_IsString(v) && !v->valuestring[0]);
+    cJSON_Delete(c);
+    if (empty) {
+        snprintf(why, n, "no %s", fbuf);
+        return why;
+    }
+    return NULL;
+}
+
+static int message_settled(const cJSON *ev, void *ud)
+{
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(ev, "message");
+    const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "type"));
+    return cJSON_IsNumber(m) && (int64_t)m->valuedouble == *(const int64_t *)ud && type &&
+           (!strcmp(type, "message.delivered") || !strcmp(type, "message.failed") || !strcmp(type, "message.dead"));
+}
+
+/* send({"wechat", "sms"}, c, template, vars, {fallback_after = s}): the
+ * channels in order. Which of them can reach the customer is decided once
+ * and recorded (a "route" step), so a replay takes the same road whatever
+ * changed since. Each attempt is a send step; with fallback_after, the wait
+ * for its fate is a step too: delivered (a receipt) ends it, failed or dead
+ * or no word in time passes to the next channel. Capped ends it: the
+ * customer's caps count the message once, not per channel. */
+static int send_fallback(lua_State *L, engine *e, struct run_ctx *ctx)
+{
+    int nch = (int)lua_rawlen(L, 1);
+    luaL_argcheck(L, nch >= 1 && nch <= 8, 1, "a list of 1 to 8 channel names");
+    for (int i = 1; i <= nch; i++) {
+        lua_rawgeti(L, 1, i);
+        luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 1, "a list of channel names");
+        lua_pop(L, 1);
+    }
+    const char *customer = handle_or_id(L, 2);
+    const char *tmpl = luaL_checkstring(L, 3);
+    if (!lua_isnoneornil(L, 4))
+        luaL_checktype(L, 4, LUA_TTABLE);
+    lua_Integer after = 0;
+    if (!lua_isnoneornil(L, 5)) {
+        luaL_checktype(L, 5, LUA_TTABLE);
+        if (lua_getfield(L, 5, "fallback_after") != LUA_TNIL) {
+            after = (lua_Integer)luaL_checknumber(L, -1);
+            luaL_argcheck(L, after > 0, 5, "fallback_after must be positive seconds");
+        }
+        lua_pop(L, 1);
+    }
+    char err[300];
+    const char *vars_text = "{}";
+    if (!lua_isnoneornil(L, 4) && !(vars_text = json_push_encoded(L, 4, err, sizeof err)))
+        return luaL_argerror(L, 4, err);
+    int vars_idx = lua_gettop(L);   /* keeps vars_text alive */
+    (void)vars_idx;
+    /* the route: one recorded step */
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 1; i <= nch; i++) {
+        lua_rawgeti(L, 1, i);
+        luaL_addvalue(&b);
+        luaL_addchar(&b, ',');
+    }
+    luaL_pushresult(&b);
+    const char *names = lua_tostring(L, -1);
+    uint32_t hash = step_hash(lua_pushfstring(L, "%s\x1f%s\x1f%s", names, customer, tmpl));
+    lua_pop(L, 1);
+    char desc[200];
+    snprintf(desc, sizeof desc, "%s %s", names, tmpl);
+    if (step_take(L, ctx, "route", desc, hash, NULL) != STEP_REPLAY) {
+        lua_createtable(L, 0, 2);
+        lua_newtable(L);   /* try */
+        lua_newtable(L);   /* skipped: channel -> why */
+        int ntry = 0;
+        for (int i = 1; i <= nch; i++) {
+            lua_rawgeti(L, 1, i);
+            const char *ch = lua_tostring(L, -1);
+            char why[200];
+            if (unreachable(e, ch, customer, tmpl, why, sizeof why)) {
+                lua_pushstring(L, why);
+                lua_setfield(L, -3, ch);
+                lua_pop(L, 1);
+            } else {
+                lua_rawseti(L, -3, ++ntry);
+            }
+        }
+        lua_setfield(L, -3, "skipped");
+        lua_setfield(L, -2, "try");
+        step_record(L, ctx, "route", desc, hash, lua_gettop(L));
+    }
+    int route = lua_gettop(L);
+    lua_getfield(L, route, "try");
+    int tries = lua_gettop(L), ntry = (int)lua_rawlen(L, tries);
+    if (ntry == 0) {
+        lua_createtable(L, 0, 2);
+        lua_pushliteral(L, "unreachable");
+        lua_setfield(L, -2, "status");
+        lua_getfield(L, route, "skipped");
+        lua_setfield(L, -2, "skipped");
+        return 1;
+    }
+    int64_t first = 0;
+    for (int i = 1; i <= ntry; i++) {
+        lua_rawgeti(L, tries, i);
+        const char *ch = lua_tostring(L, -1);
+        send_one(L, e, ctx, ch, customer, tmpl, vars_text, first);
+        int result = lua_gettop(L);
+        lua_getfield(L, result, "status");
+        lua_getfield(L, result, "id");
+        const char *status = lua_tostring(L, -2);
+        int64_t id = lua_tointeger(L, -1);
+        lua_pop(L, 2);
+        if (!first)
+            first = id;
+        if (!strcmp(status, "capped") || i == ntry)
+            return 1;
+        if (!strcmp(status, "suppressed") || !strcmp(status, "failed")) {
+            lua_settop(L, tries);
+            continue;
+        }
+        if (!after)
+            return 1;
+        /* queued or deferred: wait for its fate (yields; a later wake replays to here) */
+        char wdesc[80], whash[80];
+        snprintf(wdesc, sizeof wdesc, "message %lld delivered", (long long)id);
+        snprintf(whash, sizeof whash, "%lld\x1f%lld", (long long)id, (long long)after);
+        struct step_wait w = {.kind = "wait_delivery", .desc = wdesc, .hashed = whash, .listen = "message.*",
+                              .timeout = after, .match = message_settled, .ud = &id};
+        step_wait_event(L, ctx, &w);
+        int delivered = 0;
+        if (lua_istable(L, -1)) {   /* nil: no word in time */
+            lua_getfield(L, -1, "type");
+            delivered = lua_isstring(L, -1) && !strcmp(lua_tostring(L, -1), "message.delivered");
+        }
+        lua_settop(L, result);
+        if (delivered)
+            return 1;
+        lua_settop(L, tries);
+    }
+    return 1;   /* not reached: the last attempt returns */
+}
+
+static int p_send(lua_State *L)
+{
+    engine *e = engine_of(L);
+    struct run_ctx *ctx = step_require(L, e, "send()");
+    if (lua_istable(L, 1))
+        return send_fallback(L, e, ctx);
+    const char *channel = luaL_checkstring(L, 1);
+    const char *customer = handle_or_id(L, 2);
+    const char *tmpl = luaL_checkstring(L, 3);
+    if (!lua_isnoneornil(L, 4))
+        luaL_checktype(L, 4, LUA_TTABLE);
+    char err[300];
+    const char *vars_text = "{}";
+    if (!lua_isnoneornil(L, 4) && !(vars_text = json_push_encoded(L, 4, err, sizeof err)))
+        return luaL_argerror(L, 4, err);
+    return send_one(L, e, ctx, channel, customer, tmpl, vars_text, 0);
 }
 
 /* Shared shape of the primitives that take (c, spec) and act once. */

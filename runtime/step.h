@@ -50,6 +50,24 @@ cJSON *step_record(lua_State *L, struct run_ctx *ctx, const char *kind, const ch
 /* A 31-bit hash of text (FNV-1a folded), the argument check of an entry. */
 uint32_t step_hash(const char *text);
 
+/* A wait for an event, recorded as one step: wait_for and the waits built
+ * on it (wait_task, wait_receipt). The instance listens for `listen` (an
+ * event type, or "prefix.*" for every type under it); an event of that type
+ * for which match(ev, ud) is true (no match: any) ends the wait and the
+ * step's result is result(ev) (a new cJSON the step takes; NULL: a copy of
+ * the event). After `timeout` seconds (0: never) the result is nil. */
+struct step_wait {
+    const char *kind, *desc;    /* the history entry's kind and description */
+    const char *hashed;         /* the argument text whose hash replay checks */
+    const char *listen;
+    long long timeout;
+    int (*match)(const cJSON *ev, void *ud);
+    void *ud;
+    cJSON *(*result)(const cJSON *ev);
+};
+/* Returns what the primitive returns (the result or nil pushed), or yields. */
+int step_wait_event(lua_State *L, struct run_ctx *ctx, const struct step_wait *w);
+
 /* Clears the per-wait read cache (called at every wait). */
 void step_new_segment(struct run_ctx *ctx);
 

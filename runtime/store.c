@@ -126,7 +126,7 @@ store *store_open_with(const char *path, const struct store_options *opts,
              "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA temp_store=MEMORY;"
              "PRAGMA wal_autocheckpoint=8192;"
              "PRAGMA cache_size=-65536; PRAGMA foreign_keys=OFF;",
-             opts->synchronous_normal ? "NORMAL" : "FULL");
+             opts->throwaway ? "OFF" : opts->synchronous_normal ? "NORMAL" : "FULL");
     if (store_exec(st, pragmas) != 0) {
         char msg[600];
         snprintf(msg, sizeof msg, "%s: %s", where, store_errmsg(st));

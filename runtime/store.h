@@ -28,6 +28,8 @@ typedef struct store_stmt store_stmt;
 
 struct store_options {
     int synchronous_normal; /* 0: synchronous=FULL (default), 1: NORMAL */
+    int throwaway;          /* a store nobody keeps (sims): synchronous=OFF, survives a
+                               process crash but not a power cut, which is all a test needs */
     int busy_timeout_ms;    /* 0: 5000 */
     int memory;             /* 1: a private in-memory database (path ignored) */
 };

@@ -205,3 +205,11 @@ int util_ends_with(const char *s, const char *suffix)
     size_t a = strlen(s), b = strlen(suffix);
     return a >= b && memcmp(s + a - b, suffix, b) == 0;
 }
+
+int util_type_matches(const char *pattern, const char *type)
+{
+    size_t n = strlen(pattern);
+    if (n >= 2 && pattern[n - 1] == '*' && pattern[n - 2] == '.')
+        return strncmp(pattern, type, n - 1) == 0 && type[n - 1] != 0;
+    return strcmp(pattern, type) == 0;
+}

@@ -49,4 +49,8 @@ char *util_path_join(const char *dir, const char *name);
 /* 1 if s ends with suffix. */
 int util_ends_with(const char *s, const char *suffix);
 
+/* Does event type `type` answer to `pattern`: the same type, or a pattern
+ * "prefix.*" and a type under that prefix ("task.*" answers "task.done"). */
+int util_type_matches(const char *pattern, const char *type);
+
 #endif

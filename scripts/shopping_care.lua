@@ -3,6 +3,10 @@
 -- product), a nudge when a parcel sits uncollected at a pickup point, and an
 -- after-sales survey a week after delivery. Every step waits for the event
 -- of the same order, so a customer with two orders gets two separate flows.
+-- A parcel stuck in transit for five days, or left at the pickup point a week,
+-- goes to staff: parcel_escalation makes a call task, waits for what the call
+-- achieved and records it on the customer, while the care flow goes on
+-- waiting for the parcel.
 
 template "care_paid" {
   category = "transactional",
@@ -30,6 +34,7 @@ template "care_survey" {
 }
 
 local CARE_URL = "https://shop.example/care"
+local CARE_TEAM = { "alice", "bob" }
 local SURVEY_URL = "https://shop.example/survey"
 
 local function same_order(order)
@@ -50,20 +55,39 @@ journey "shopping_care" {
       send("sms", c, "care_shipped", { order = order })
     end
 
-    local delivered = wait_for("order.delivered", { timeout = days(20), where = same_order(order) })
-    if not delivered then return end
+    local delivered = wait_for("order.delivered", { timeout = days(5), where = same_order(order) })
+    if not delivered then
+      start("parcel_escalation", c, { order = order, problem = "in transit for 5 days" })
+      delivered = wait_for("order.delivered", { timeout = days(15), where = same_order(order) })
+      if not delivered then return end
+    end
     if delivered.pickup then
       -- at a pickup point: nudge once if it is still there two days later
       local collected = wait_for("order.collected", { timeout = days(2), where = same_order(order) })
       if not collected then
         send("sms", c, "care_uncollected", { order = order, pickup = delivered.pickup })
         collected = wait_for("order.collected", { timeout = days(5), where = same_order(order) })
-        if not collected then return end
+        if not collected then
+          start("parcel_escalation", c, { order = order, problem = "uncollected at " .. delivered.pickup })
+          return
+        end
       end
     end
     send("sms", c, "care_delivered", { product = delivered.product, care_url = CARE_URL .. "/" .. order })
 
     wait(days(7))
     send("sms", c, "care_survey", { order = order, survey_url = SURVEY_URL .. "/" .. order })
+  end,
+}
+
+-- A parcel in trouble: a call by the care team, due within a day; what it
+-- achieved (or that nobody called within three days) is kept on the customer
+-- as attrs.parcel_<order>.
+journey "parcel_escalation" {
+  run = function(c, p)
+    local call = task(c, { kind = "call", assign = CARE_TEAM, due = days(1),
+                           note = string.format("Order %s: parcel %s. Call %s.", p.order, p.problem, c.name or c.id) })
+    local done = wait_task(call, { timeout = days(3) })
+    c:set{ attrs = { ["parcel_" .. p.order] = done and (done.status .. ": " .. (done.outcome or "")) or "no call within 3 days" } }
   end,
 }

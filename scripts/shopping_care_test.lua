@@ -63,3 +63,33 @@ t.case("no shipping within ten days ends the flow quietly", function()
   t.eq(templates(s), { "care_paid" })
   t.eq(s:instances{}[1].state, "done")
 end)
+
+t.case("a parcel stuck in transit goes to staff; the call's outcome is kept", function()
+  local s = sim()
+  s:event{ type = "order.paid", customer = "c1", order = "A7" }
+  s:event{ type = "order.shipped", customer = "c1", order = "A7" }
+  s:advance(days(5))
+  local call = s:tasks{ customer = "c1" }
+  t.eq(#call, 1)
+  t.eq(call[1].kind, "call")
+  t.match(call[1].note, "Order A7: parcel in transit for 5 days. Call Mei.")
+  t.eq(call[1].due_at, call[1].at + days(1))
+  s:close_task(call[1].id, { status = "done", outcome = "courier found it, arrives tomorrow" })
+  t.eq(s:customer("c1").attrs.parcel_A7, "done: courier found it, arrives tomorrow")
+  -- the care flow went on waiting: the delivery still gets its message
+  s:event{ type = "order.delivered", customer = "c1", order = "A7", product = "kettle" }
+  t.eq(#s:sent{ template = "care_delivered" }, 1)
+end)
+
+t.case("a parcel left at the pickup point for a week goes to staff too", function()
+  local s = sim()
+  s:event{ type = "order.paid", customer = "c1", order = "A8" }
+  s:event{ type = "order.shipped", customer = "c1", order = "A8" }
+  s:event{ type = "order.delivered", customer = "c1", order = "A8", pickup = "Locker 3" }
+  s:advance(days(7))
+  local call = s:tasks{ customer = "c1" }
+  t.eq(#call, 1)
+  t.match(call[1].note, "parcel uncollected at Locker 3")
+  s:advance(days(3))
+  t.eq(s:customer("c1").attrs.parcel_A8, "no call within 3 days")
+end)

@@ -8,6 +8,11 @@
  * logged): GET /_stats, /_deliveries, /_smtp; POST /_heal turns faults off
  * from then on (a crash test lets tend drain against a healthy provider,
  * keeping the keys seen so far). Options: see usage().
+ * With --receipts URL it calls back like a real provider: every delivery
+ * gets a "delivered" receipt (and a --open-rate share an "opened" one),
+ * POSTed as NDJSON batches to URL (tend's /v1/receipts) every 100 ms, with
+ * --receipt-token as the bearer token; a batch that is not answered 202 is
+ * sent again with the next one.
  *
  * Build: gcc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
  *            tests/mock_provider.c -levent -lcjson -o mock_provider */
@@ -38,7 +43,7 @@
 #define LISTEN_BACKLOG 1024               /* benchmarks open many sockets */
 #define LOG_FLUSH_MS 100
 #define MAX_FAULTS 16
-#define MAX_EVENTS 4                      /* 2 signals, deadline, flush */
+#define MAX_EVENTS 5                      /* 2 signals, deadline, flush, receipts */
 
 /* ============================== State ================================== */
 
@@ -53,6 +58,8 @@ struct config {
     enum fault faults[MAX_FAULTS];
     int nfaults;
     const char *log_path, *reject;
+    const char *receipts_url, *receipt_token;
+    double open_rate;
 };
 
 /* Open-addressing hash set: idempotency key -> seq of its first delivery.
@@ -114,6 +121,13 @@ static struct server {
     cJSON *smtp_messages;
     struct delayed *delayed;
     struct smtp_session *sessions;
+    /* receipts waiting to be called back, NDJSON; one POST in flight at most */
+    char *receipts;
+    size_t receipts_len, receipts_cap;
+    int receipt_in_flight;
+    struct evhttp_connection *receipt_conn;
+    struct evhttp_uri *receipt_uri;
+    uint64_t receipts_sent;
 } srv;
 
 /* Startup failures and OOM end the process: a test helper has no
@@ -340,6 +354,20 @@ static void record_delivery(const char *key, const char *path,
         key ? xstrdup(key) : NULL, xstrdup(path), xstrdup(body) };
 }
 
+static void queue_receipt(const char *key, const char *status, uint64_t seq)
+{
+    char line[600];
+    int n = snprintf(line, sizeof line, "{\"key\":\"%.400s\",\"status\":\"%s\",\"id\":\"mock-%s-%" PRIu64 "\"}\n",
+                     key, status, status, seq);
+    if (n <= 0 || (size_t)n >= sizeof line) return;
+    if (srv.receipts_len + (size_t)n + 1 > srv.receipts_cap) {
+        srv.receipts_cap = (srv.receipts_len + (size_t)n + 1) * 2;
+        srv.receipts = xrealloc(srv.receipts, srv.receipts_cap);
+    }
+    memcpy(srv.receipts + srv.receipts_len, line, (size_t)n);
+    srv.receipts_len += (size_t)n;
+}
+
 /* A success is a delivery unless its key was delivered before, in which
  * case it is a replay answered with the first delivery's id. */
 static void succeed(uint64_t seq, const char *key, const char *path,
@@ -355,6 +383,11 @@ static void succeed(uint64_t seq, const char *key, const char *path,
         srv.stats.deliveries++;
         snprintf(o->body, sizeof(o->body), "{\"id\":\"m%" PRIu64 "\"}", seq);
         record_delivery(key, path, body);
+        if (srv.cfg.receipts_url && key) {
+            queue_receipt(key, "delivered", seq);
+            if ((double)(rng_next() % 1000000) / 1e6 < srv.cfg.open_rate)
+                queue_receipt(key, "opened", seq);
+        }
     }
 }
 
@@ -442,10 +475,11 @@ static void control_stats(struct evhttp_request *req)
              "{\"requests\":%" PRIu64 ",\"deliveries\":%" PRIu64
              ",\"replays\":%" PRIu64 ",\"faults\":%" PRIu64
              ",\"rejected\":%" PRIu64 ",\"slow\":%" PRIu64
-             ",\"smtp_messages\":%" PRIu64 ",\"keys\":%zu}",
+             ",\"smtp_messages\":%" PRIu64 ",\"keys\":%zu"
+             ",\"receipt_batches\":%" PRIu64 "}",
              srv.stats.requests, srv.stats.deliveries, srv.stats.replays,
              srv.stats.faults, srv.stats.rejected, srv.stats.slow,
-             srv.stats.smtp_messages, srv.keys.used);
+             srv.stats.smtp_messages, srv.keys.used, srv.receipts_sent);
     send_json(req, 200, buf);
 }
 
@@ -709,6 +743,54 @@ static struct evconnlistener *listen_local(int port, evconnlistener_cb cb,
     return lev;
 }
 
+/* The batch in flight: kept until tend answers 202, so a receipt is never
+ * lost while tend restarts (tend deduplicates the repeats by id). */
+static char *receipt_batch;
+static size_t receipt_batch_len;
+
+static void receipt_done(struct evhttp_request *req, void *arg)
+{
+    (void)arg;
+    srv.receipt_in_flight = 0;
+    if (req && evhttp_request_get_response_code(req) == 202) {
+        srv.receipts_sent++;
+        free(receipt_batch);
+        receipt_batch = NULL;
+        receipt_batch_len = 0;
+    }
+}
+
+static void receipt_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+    if (srv.receipt_in_flight) return;
+    if (!receipt_batch && srv.receipts_len) {   /* take what queued since */
+        receipt_batch = srv.receipts;
+        receipt_batch_len = srv.receipts_len;
+        srv.receipts = NULL;
+        srv.receipts_len = srv.receipts_cap = 0;
+    }
+    if (!receipt_batch) return;
+    if (!srv.receipt_conn) {
+        const char *host = evhttp_uri_get_host(srv.receipt_uri);
+        int port = evhttp_uri_get_port(srv.receipt_uri);
+        srv.receipt_conn = evhttp_connection_base_new(srv.base, NULL, host, (ev_uint16_t)(port > 0 ? port : 80));
+        if (!srv.receipt_conn) return;
+        evhttp_connection_set_timeout(srv.receipt_conn, 5);
+    }
+    struct evhttp_request *req = evhttp_request_new(receipt_done, NULL);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    char auth[300];
+    snprintf(auth, sizeof auth, "Bearer %s", srv.cfg.receipt_token ? srv.cfg.receipt_token : "");
+    evhttp_add_header(h, "Host", evhttp_uri_get_host(srv.receipt_uri));
+    evhttp_add_header(h, "Authorization", auth);
+    evhttp_add_header(h, "Content-Type", "application/x-ndjson");
+    evbuffer_add(evhttp_request_get_output_buffer(req), receipt_batch, receipt_batch_len);
+    const char *path = evhttp_uri_get_path(srv.receipt_uri);
+    if (evhttp_make_request(srv.receipt_conn, req, EVHTTP_REQ_POST, path && *path ? path : "/") == 0)
+        srv.receipt_in_flight = 1;
+}
+
 static void stop_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
@@ -755,6 +837,11 @@ static void server_start(void)
     add_event(-1, 0, srv.cfg.max_seconds * 1000, stop_cb,
               "--max-seconds elapsed, bye");
     if (srv.log) add_event(-1, EV_PERSIST, LOG_FLUSH_MS, log_flush_cb, NULL);
+    if (srv.cfg.receipts_url) {
+        srv.receipt_uri = evhttp_uri_parse(srv.cfg.receipts_url);
+        if (!srv.receipt_uri || !evhttp_uri_get_host(srv.receipt_uri)) fatal("--receipts: not a URL");
+        add_event(-1, EV_PERSIST, 100, receipt_flush_cb, NULL);
+    }
 }
 
 /* Pending slow replies are answered before evhttp_free tears connections
@@ -767,6 +854,10 @@ static void server_stop(void)
     while (srv.sessions) smtp_session_free(srv.sessions);
     if (srv.smtp_listener) evconnlistener_free(srv.smtp_listener);
     for (int i = 0; i < srv.nevents; i++) event_free(srv.events[i]);
+    if (srv.receipt_conn) evhttp_connection_free(srv.receipt_conn);
+    if (srv.receipt_uri) evhttp_uri_free(srv.receipt_uri);
+    free(srv.receipts);
+    free(receipt_batch);
     event_base_free(srv.base);
     libevent_global_shutdown();
 
@@ -791,7 +882,8 @@ static void usage(void)
         "         [--seed N] [--faults 500,503,429,slow,drop]\n"
         "         [--retry-after S] [--slow-ms M] [--reject SUBSTR]\n"
         "         [--status-ok N] [--smtp] [--no-record]\n"
-        "         [--max-seconds S] [--quiet]\n");
+        "         [--max-seconds S] [--quiet]\n"
+        "         [--receipts URL [--receipt-token T] [--open-rate F]]\n");
     exit(2);
 }
 
@@ -858,6 +950,9 @@ static void parse_args(int argc, char **argv, struct config *cfg)
         else if (!strcmp(opt, "--reject")) cfg->reject = *val ? val : NULL;
         else if (!strcmp(opt, "--status-ok"))
             cfg->status_ok = (int)parse_long(val, 100, 599);
+        else if (!strcmp(opt, "--receipts")) cfg->receipts_url = val;
+        else if (!strcmp(opt, "--receipt-token")) cfg->receipt_token = val;
+        else if (!strcmp(opt, "--open-rate")) cfg->open_rate = parse_rate(val);
         else if (!strcmp(opt, "--max-seconds"))
             cfg->max_seconds = (int)parse_long(val, 1, 7 * 86400);
         else

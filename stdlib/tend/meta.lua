@@ -172,34 +172,54 @@ function wait_until(time) end
 function wait_for(type, opts) end
 
 ---@class tend.SendResult
----@field status "queued"|"deferred"|"capped"|"suppressed"|"failed"
+---@field status "queued"|"deferred"|"capped"|"suppressed"|"failed"|"unreachable"
 ---@field id integer
+---@field channel string? the channel that took the message
 ---@field error string?
+---@field skipped table<string, string>? with a list of channels: why each was skipped
 
----Queues a message: `send("sms", c, "gift", { coupon = coupon.code })`.
----@param channel string
+---Queues a message: `send("sms", c, "gift", { coupon = coupon.code })`, or on the
+---first of several channels that can reach the customer:
+---`send({ "wechat", "sms" }, c, "notice", vars, { fallback_after = minutes(10) })`.
+---@param channel string|string[]
 ---@param c tend.Customer|string the customer, or its id (c.id)
 ---@param template string
 ---@param vars tend.vars?
+---@param opts { fallback_after: integer? }?
 ---@return tend.SendResult
-function send(channel, c, template, vars) end
+function send(channel, c, template, vars, opts) end
+
+---Waits for a receipt of the message `r` (what send returned, or its id); nil on timeout.
+---@param r tend.SendResult|integer
+---@param status "delivered"|"failed"|"opened"|"clicked"|"replied"|"unsubscribed"
+---@param opts { timeout: integer? }?
+---@return table? event the message.<status> event (message, key, channel, template, journey, reason)
+function wait_receipt(r, status, opts) end
+
+---Waits until staff close the task `t` (what task returned, or its id); nil on timeout.
+---@param t { id: integer }|integer
+---@param opts { timeout: integer? }?
+---@return { id: integer, status: "done"|"failed"|"cancelled", outcome: string?, note: string?, kind: string?, assignee: string?, done_at: integer }?
+function wait_task(t, opts) end
 
 ---@class tend.Coupon
 ---@field code string
 ---@field value number
 ---@field expires string "YYYY-MM-DD" in the customer's zone
 ---@field expires_at integer
+---@field starts_at integer
+---@field min_spend number
 
 ---Issues a unique coupon code.
 ---@param c tend.Customer|string
----@param spec { value: number?, valid: integer?, prefix: string? }?
+---@param spec { value: number?, valid: integer?, starts: tend.time?, min_spend: number?, prefix: string? }?
 ---@return tend.Coupon
 function coupon_issue(c, spec) end
 
 ---Creates a task for a person: `task(c, { kind = "call", note = "...", assign = {"ann", "bo"} })`.
 ---@param c tend.Customer|string
----@param spec { kind: string?, note: string?, assign: (string|string[]|fun(c: tend.Customer): string)? }?
----@return { id: integer, assignee: string? }
+---@param spec { kind: string?, note: string?, due: integer?, assign: (string|string[]|fun(c: tend.Customer): string)? }?
+---@return { id: integer, assignee: string?, due_at: integer? }
 function task(c, spec) end
 
 ---Emits a new event (deduplicated by step).
@@ -461,6 +481,27 @@ function Sim:stub_http(url, response) end
 
 ---Closes the runtime and reopens it on the same store, as after kill -9.
 function Sim:restart() end
+
+---A provider's receipt: `s:receipt{ message = m.id, status = "delivered" }`; false for a duplicate.
+---@param receipt { message: integer?, key: string?, status: string, at: tend.time?, reason: string?, id: string? }
+---@return boolean
+function Sim:receipt(receipt) end
+
+---A provider's own callback body, mapped by the channel's receipt function.
+---@param channel string
+---@param body string
+---@return integer stored
+function Sim:callback(channel, body) end
+
+---What staff do with PATCH /v1/tasks/{id}.
+---@param id integer
+---@param close { status: "done"|"failed"|"cancelled"?, outcome: string?, note: string? }?
+function Sim:close_task(id, close) end
+
+---The report (GET /v1/journeys), or one journey's part with its experiment groups and lift.
+---@param journey string?
+---@return table?
+function Sim:report(journey) end
 
 ---A new release of the scripts (paths relative to the test file).
 ---@param scripts { scripts: (string|string[])?, source: string? }

@@ -1,0 +1,44 @@
+/* receipt — what happened to a message after it left comes back.
+ *
+ * A receipt {message = <outbox id> | key = "<idempotency key>", status =
+ * delivered | failed | opened | clicked | replied | unsubscribed, at = time,
+ * reason = text, id = unique id} updates its outbox row (delivered_at,
+ * opened_at, ... — the first time of each kind counts) and becomes the event
+ * `message.<status>` for the message's customer with the fields message,
+ * key, channel, template, journey (and reason), so goals, wait_for and
+ * wait_receipt see it; `unsubscribed` also suppresses the channel for that
+ * customer (event.c). Receipts with an `id` are deduplicated by it; without
+ * one, by message and status. A receipt can only name a message, so it can
+ * only ever reach that message's own customer.
+ *
+ * Sources: POST /v1/receipts (server.c), a channel's `receipt = function(body)`
+ * mapping a provider's own callback (receipt_map), sim:receipt{} in tests. */
+#ifndef TEND_RECEIPT_H
+#define TEND_RECEIPT_H
+
+#include <cjson/cJSON.h>
+
+#include "engine.h"
+
+enum receipt_result { RECEIPT_STORED = 0, RECEIPT_DUPLICATE, RECEIPT_UNKNOWN_MESSAGE, RECEIPT_INVALID,
+                      RECEIPT_STORE_ERROR };
+
+/* Validates and stores one receipt in the caller's transaction. err names
+ * the field for RECEIPT_INVALID, the message for RECEIPT_UNKNOWN_MESSAGE. */
+enum receipt_result receipt_accept(engine *e, const cJSON *r, char *err, size_t errlen);
+
+/* Runs channel `channel`'s `receipt` function on a provider's callback body
+ * (its JSON, or the raw text when it is not JSON) and returns the receipts it
+ * made as a JSON array (caller frees), or NULL with err (no such channel, no
+ * receipt function, the function failed or returned something else). */
+cJSON *receipt_map(engine *e, const char *channel, const char *body, size_t len, char *err, size_t errlen);
+
+/* A message moved to dead letters becomes the event `message.dead` for its
+ * customer (message, key, channel, template, journey, reason), so a
+ * fallback passes on at once. In the caller's transaction; 0 or -1. */
+int receipt_dead(engine *e, int64_t message, tend_time at, const char *reason);
+
+/* Registers wait_receipt(r, status, {timeout = s}) → the receipt event or nil. */
+void receipt_register(engine *e);
+
+#endif
