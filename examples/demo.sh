@@ -43,6 +43,19 @@ if [ $up = 1 ] && command -v curl >/dev/null 2>&1; then
   sleep 0.5
   echo "GET /v1/customers/c001:"
   curl -s -H "Authorization: Bearer demo" http://127.0.0.1:8725/v1/customers/c001
+  echo
+  # the provider reports back: the first message to c001 was delivered and opened
+  key=$(grep '"customer":"c001"' "$work/outbox.ndjson" 2>/dev/null | head -n 1 | sed 's/.*"key":"\([^"]*\)".*/\1/')
+  if [ -n "$key" ]; then
+    echo "POST /v1/receipts (delivered and opened, for message $key):"
+    printf '{"key":"%s","status":"delivered"}\n{"key":"%s","status":"opened"}\n' "$key" "$key" |
+      curl -s -H "Authorization: Bearer demo" --data-binary @- http://127.0.0.1:8725/v1/receipts
+    echo
+  fi
+  echo "GET /v1/tasks/summary (the care team's calls):"
+  curl -s -H "Authorization: Bearer demo" http://127.0.0.1:8725/v1/tasks/summary
+  echo
+  sleep 0.5
 elif [ $up = 1 ]; then
   echo "(curl is not installed: the server runs, but the demo skips its HTTP calls)"
   sleep 1
@@ -54,7 +67,13 @@ sed 's/^/  server: /' "$work/run.log"
 step "messages delivered to the file channel ($work/outbox.ndjson)"
 cat "$work/outbox.ndjson" 2>/dev/null || echo "(none)"
 
-step "tend status"
+step "tend tasks: what the care team has to do"
+$T tasks --dir "$work" --status all --limit 5
+
+step "tend customer c001: why did Lingling get what she got"
+$T customer --dir "$work" c001 --limit 12
+
+step "tend status: journeys, experiment groups and lift, coupons, tasks"
 $T status --dir "$work"
 
 step "tend simulate: the next 400 days for these customers, every channel captured"

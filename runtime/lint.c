@@ -503,8 +503,8 @@ static void lint_tasks(struct lint *l, const char *path, const char *src)
         if (table_keys(skip_space(after + 1), &keys) && keys.s) {
             char *save = NULL;
             for (char *key = strtok_r(keys.s, " ", &save); key; key = strtok_r(NULL, " ", &save))
-                if (strcmp(key, "kind") && strcmp(key, "note") && strcmp(key, "assign"))
-                    say(l, 1, where, "task: unknown field '%s' (kind, note, assign)", key);
+                if (strcmp(key, "kind") && strcmp(key, "note") && strcmp(key, "assign") && strcmp(key, "due"))
+                    say(l, 1, where, "task: unknown field '%s' (kind, note, assign, due)", key);
         }
         strbuf_free(&keys);
     }

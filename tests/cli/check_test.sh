@@ -221,6 +221,23 @@ hasnt "needs a space" "a placeholder inside a link is fine"
 run --dir good
 status 0 "tend check --dir DIR"
 
+# the journey library and the examples, as shipped, check clean (what
+# `make demo` and a user copying them start from)
+ROOT=${TEND_ROOT:-}
+if [ -n "$ROOT" ]; then
+  mkdir library
+  for f in "$ROOT"/scripts/*.lua; do case $f in *_test.lua) ;; *) cp "$f" library/ ;; esac; done
+  cp "$ROOT/examples/demo/tend.lua" library/
+  run library
+  status 0 "tend check of scripts/ with the demo's tend.lua"
+  has "0 errors" "the journey library"
+  for ex in "$ROOT"/examples/*/; do
+    [ -f "$ex/tend.lua" ] || continue
+    run "$ex"
+    status 0 "tend check $ex"
+  done
+fi
+
 if [ "$failures" -gt 0 ]; then
   echo "check_test: $failures failure(s)" >&2
   exit 1

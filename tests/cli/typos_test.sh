@@ -74,7 +74,7 @@ finds "j.lua:1: error: wait(-5): seconds must not be negative" "wait with a nega
 typo task_key <<'LUA'
 journey "j" { on = "x", run = function(c) task(c, { kind = "call", asign = "ann" }) end }
 LUA
-finds "j.lua:1: error: task: unknown field 'asign' (kind, note, assign)" "task with a misspelt key"
+finds "j.lua:1: error: task: unknown field 'asign' (kind, note, assign, due)" "task with a misspelt key"
 
 # --- no false findings ------------------------------------------------------------
 mkdir clean
