@@ -182,14 +182,8 @@ if command -v curl >/dev/null 2>&1; then
     TEND_API_TOKEN=bench $T run "$work/loop" 2>"$work/loop/err" &
     lpid=$!
     i=0; while [ $i -lt 100 ] && ! curl -s "http://127.0.0.1:$lport/healthz" >/dev/null 2>&1; do sleep 0.1; i=$((i + 1)); done
-    awk -v n="$N_RCPT" 'BEGIN { for (i = 1; i <= n; i++) printf "{\"key\":\"k%d\",\"status\":\"delivered\",\"id\":\"r%d\"}\n", i, i }' \
-        | split -l 10000 - "$work/loop/batch."
-    a=$(now)
-    for f in "$work/loop"/batch.*; do
-        curl -s -o /dev/null -H 'Authorization: Bearer bench' --data-binary @"$f" "http://127.0.0.1:$lport/v1/receipts"
-    done
-    b=$(now)
-    echo "receipts: $N_RCPT acknowledged in $(secs "$a" "$b") s = $(rate "$N_RCPT" "$a" "$b") receipts/s (NDJSON batches of 10,000; target >= 50k/s)"
+    # the pages first, on a quiet server: the receipts below leave
+    # processing behind them that would be measured too
     worst=0; total=0
     for k in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
         after=$(( (k * 48271) % N_LOOP ))
@@ -199,6 +193,16 @@ if command -v curl >/dev/null 2>&1; then
         worst=$(awk -v a="$worst" -v b="$t" 'BEGIN { print (b > a ? b : a) }')
     done
     awk -v t="$total" -v w="$worst" 'BEGIN { printf "task pages: 100 open tasks a page, mean %.1f ms, worst %.1f ms over 20 pages, as curl sees them (target < 10 ms)\n", t / 20 * 1000, w * 1000 }'
+    row "GET /v1/tasks page, worst ms ($N_LOOP tasks)" "$(awk -v w="$worst" 'BEGIN { printf "%.1f", w * 1000 }')" "-" "-" "< 10 ms"
+    awk -v n="$N_RCPT" 'BEGIN { for (i = 1; i <= n; i++) printf "{\"key\":\"k%d\",\"status\":\"delivered\",\"id\":\"r%d\"}\n", i, i }' \
+        | split -l 10000 - "$work/loop/batch."
+    a=$(now)
+    for f in "$work/loop"/batch.*; do
+        curl -s -o /dev/null -H 'Authorization: Bearer bench' --data-binary @"$f" "http://127.0.0.1:$lport/v1/receipts"
+    done
+    b=$(now)
+    echo "receipts: $N_RCPT acknowledged in $(secs "$a" "$b") s = $(rate "$N_RCPT" "$a" "$b") receipts/s (NDJSON batches of 10,000; target >= 50k/s)"
+    row "receipts via POST /v1/receipts, /s ($N_LOOP in outbox)" "$(rate "$N_RCPT" "$a" "$b")" "-" "-" ">= 50k/s"
     kill "$lpid"; wait "$lpid" 2>/dev/null
     rm -rf "$work/loop"
 fi
