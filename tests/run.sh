@@ -36,7 +36,7 @@ for t in "$build"/tests/fuzz_*_replay; do
 done
 
 echo "== lua tests"
-if ! "$tend" test tests/lua scripts; then failed="$failed lua-tests"; fi
+if ! "$tend" test tests/lua scripts examples; then failed="$failed lua-tests"; fi
 
 echo "== cli tests"
 for t in tests/cli/*_test.sh; do
