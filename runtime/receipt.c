@@ -271,12 +271,6 @@ cJSON *receipt_map(engine *e, const char *channel, const char *body, size_t len,
 
 /* --- wait_receipt -------------------------------------------------------- */
 
-/* As every primitive (step.c): a tripped entry acts on nothing. */
-static engine *engine_of(lua_State *L)
-{
-    sandbox_check_live(L);
-    return lua_touserdata(L, lua_upvalueindex(1));
-}
 
 static int same_message(const cJSON *ev, void *ud)
 {
@@ -288,7 +282,7 @@ static int same_message(const cJSON *ev, void *ud)
  * the message r (what send returned, or its id), or nil after the timeout. */
 static int p_wait_receipt(lua_State *L)
 {
-    engine *e = engine_of(L);
+    engine *e = step_engine(L);
     struct run_ctx *ctx = step_require(L, e, "wait_receipt()");
     int64_t id;
     if (lua_istable(L, 1)) {
@@ -323,10 +317,5 @@ static int p_wait_receipt(lua_State *L)
 void receipt_register(engine *e)
 {
     static const luaL_Reg fns[] = {{"wait_receipt", p_wait_receipt}, {NULL, NULL}};
-    lua_State *L = sandbox_state(e->sb);
-    for (const luaL_Reg *f = fns; f->name; f++) {
-        lua_pushlightuserdata(L, e);
-        lua_pushcclosure(L, f->func, 1);
-        sandbox_set_global(e->sb, f->name, 0);
-    }
+    step_register_fns(e, fns);
 }

@@ -28,7 +28,7 @@
 /* Every primitive starts here: once the entry has tripped, whatever the
  * script still runs (a __close handler, a pcall'd rest) raises the trip's
  * error at its first primitive, so nothing it does acts or commits. */
-static engine *engine_of(lua_State *L)
+engine *step_engine(lua_State *L)
 {
     sandbox_check_live(L);
     return lua_touserdata(L, lua_upvalueindex(1));
@@ -199,7 +199,7 @@ static int wait_common(lua_State *L, struct run_ctx *ctx, const char *kind, tend
 
 static int p_wait(lua_State *L)
 {
-    engine *e = engine_of(L);
+    engine *e = step_engine(L);
     struct run_ctx *ctx = step_require(L, e, "wait()");
     lua_Integer s = (lua_Integer)luaL_checknumber(L, 1);
     luaL_argcheck(L, s >= 0, 1, "seconds must not be negative");
@@ -210,7 +210,7 @@ static int p_wait(lua_State *L)
 
 static int p_wait_until(lua_State *L)
 {
-    engine *e = engine_of(L);
+    engine *e = step_engine(L);
     struct run_ctx *ctx = step_require(L, e, "wait_until()");
     tend_time t = helpers_check_time(L, 1);
     char desc[40];
@@ -228,7 +228,7 @@ struct lua_where {
 static int lua_where_matches(const cJSON *ev, void *ud)
 {
     struct lua_where *w = ud;
-    struct run_ctx *ctx = step_ctx(engine_of(w->L));
+    struct run_ctx *ctx = step_ctx(step_engine(w->L));
     lua_pushvalue(w->L, w->fn);
     json_push(w->L, ev);
     ctx->no_steps = 1;
@@ -285,7 +285,7 @@ int step_wait_event(lua_State *L, struct run_ctx *ctx, const struct step_wait *w
 /* wait_for(type, {timeout = s, where = fn}) → the event, or nil on timeout. */
 static int p_wait_for(lua_State *L)
 {
-    engine *e = engine_of(L);
+    engine *e = step_engine(L);
     struct run_ctx *ctx = step_require(L, e, "wait_for()");
     const char *type = luaL_checkstring(L, 1);
     lua_Integer timeout = 0;
@@ -587,7 +587,7 @@ static int send_fallback(lua_State *L, engine *e, struct run_ctx *ctx)
 
 static int p_send(lua_State *L)
 {
-    engine *e = engine_of(L);
+    engine *e = step_engine(L);
     struct run_ctx *ctx = step_require(L, e, "send()");
     if (lua_istable(L, 1))
         return send_fallback(L, e, ctx);
@@ -609,7 +609,7 @@ typedef int (*act_fn)(engine *e, struct run_ctx *ctx, lua_State *L, const char *
 
 static int act_step(lua_State *L, const char *kind, act_fn act)
 {
-    engine *e = engine_of(L);
+    engine *e = step_engine(L);
     struct run_ctx *ctx = step_require(L, e, kind);
     const char *customer = handle_or_id(L, 1);
     int spec = 0;
@@ -662,7 +662,7 @@ static int p_task(lua_State *L)
  * derived from the step, so a crash between emit and commit cannot emit twice. */
 static int p_emit(lua_State *L)
 {
-    engine *e = engine_of(L);
+    engine *e = step_engine(L);
     struct run_ctx *ctx = step_require(L, e, "emit()");
     luaL_checktype(L, 1, LUA_TTABLE);
     char err[300];
@@ -704,7 +704,7 @@ static int p_emit(lua_State *L)
  * (once, reenter_after). */
 static int p_start(lua_State *L)
 {
-    engine *e = engine_of(L);
+    engine *e = step_engine(L);
     const char *journey = luaL_checkstring(L, 1);
     const char *customer = handle_or_id(L, 2);
     char err[300];
@@ -781,7 +781,7 @@ static double random_unit(struct run_ctx *ctx)
  * uses a generator of the engine's own (schedules, load time). */
 static int p_random(lua_State *L)
 {
-    engine *e = engine_of(L);
+    engine *e = step_engine(L);
     static struct run_ctx outside = {.rng = 0x9E3779B97F4A7C15ULL};
     struct run_ctx *ctx = e->cur ? e->cur : &outside;
     double u = random_unit(ctx);
@@ -805,7 +805,7 @@ static int p_random(lua_State *L)
 /* split{A = 50, B = 50} → "A" or "B", by weight; recorded. */
 static int p_split(lua_State *L)
 {
-    engine *e = engine_of(L);
+    engine *e = step_engine(L);
     struct run_ctx *ctx = step_require(L, e, "split()");
     luaL_checktype(L, 1, LUA_TTABLE);
     char err[200];
@@ -854,7 +854,7 @@ static int p_split(lua_State *L)
  * so conversions can be compared); recorded, and marked on the instance. */
 static int p_holdout(lua_State *L)
 {
-    engine *e = engine_of(L);
+    engine *e = step_engine(L);
     struct run_ctx *ctx = step_require(L, e, "holdout()");
     double pct = luaL_checknumber(L, 1);
     luaL_argcheck(L, pct >= 0 && pct <= 100, 1, "percent must be between 0 and 100");
@@ -873,7 +873,7 @@ static int p_holdout(lua_State *L)
 
 static int p_now(lua_State *L)
 {
-    engine *e = engine_of(L);
+    engine *e = step_engine(L);
     struct run_ctx *ctx = step_ctx(e);
     if (!ctx) {
         lua_pushinteger(L, engine_now(e));
@@ -889,7 +889,7 @@ static int p_now(lua_State *L)
 
 static int p_exit(lua_State *L)
 {
-    engine *e = engine_of(L);
+    engine *e = step_engine(L);
     struct run_ctx *ctx = step_require(L, e, "exit()");
     const char *reason = luaL_optstring(L, 1, "exit");
     free(ctx->exit_reason);
@@ -917,7 +917,7 @@ static int http_result(lua_State *L)
  * brings it completes the entry, and later replays return it. */
 static int p_http_get(lua_State *L)
 {
-    engine *e = engine_of(L);
+    engine *e = step_engine(L);
     struct run_ctx *ctx = step_require(L, e, "http_get()");
     const char *url = luaL_checkstring(L, 1);
     uint32_t hash = step_hash(url);
@@ -955,6 +955,16 @@ static int p_http_get(lua_State *L)
     return suspend(L, ctx, SUSPEND_FETCH, 0, NULL, what);
 }
 
+void step_register_fns(engine *e, const luaL_Reg *fns)
+{
+    lua_State *L = sandbox_state(e->sb);
+    for (const luaL_Reg *f = fns; f->name; f++) {
+        lua_pushlightuserdata(L, e);
+        lua_pushcclosure(L, f->func, 1);
+        sandbox_set_global(e->sb, f->name, 0);
+    }
+}
+
 void step_register(engine *e)
 {
     static const luaL_Reg fns[] = {
@@ -963,12 +973,8 @@ void step_register(engine *e)
         {"emit", p_emit}, {"start", p_start}, {"split", p_split}, {"holdout", p_holdout},
         {"now", p_now}, {"random", p_random}, {"exit", p_exit}, {"http_get", p_http_get},
         {NULL, NULL}};
+    step_register_fns(e, fns);
     lua_State *L = sandbox_state(e->sb);
-    for (const luaL_Reg *f = fns; f->name; f++) {
-        lua_pushlightuserdata(L, e);
-        lua_pushcclosure(L, f->func, 1);
-        sandbox_set_global(e->sb, f->name, 0);
-    }
     lua_pushlightuserdata(L, e);
     lua_pushcclosure(L, p_random, 1);
     sandbox_set_global(e->sb, "math.random", 0);

@@ -20,12 +20,19 @@
 #include <stdint.h>
 
 #include <cjson/cJSON.h>
+#include <lauxlib.h>
 #include <lua.h>
 
 #include "instance.h"
 
 /* Registers the primitives as globals of e's sandbox. */
 void step_register(engine *e);
+
+/* Registers more primitives (task.c, receipt.c): each a C closure over e,
+ * a global every script sees. step_engine() is how such a primitive gets e
+ * back; it raises first when the entry has tripped, so nothing acts. */
+void step_register_fns(engine *e, const luaL_Reg *fns);
+engine *step_engine(lua_State *L);
 
 /* The instance running now, or NULL (outside any run). */
 struct run_ctx *step_ctx(engine *e);

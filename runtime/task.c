@@ -362,12 +362,6 @@ cJSON *task_summary(engine *e)
 
 /* --- wait_task ------------------------------------------------------------ */
 
-/* As every primitive (step.c): a tripped entry acts on nothing. */
-static engine *engine_of(lua_State *L)
-{
-    sandbox_check_live(L);
-    return lua_touserdata(L, lua_upvalueindex(1));
-}
 
 static int same_task(const cJSON *ev, void *ud)
 {
@@ -397,7 +391,7 @@ static cJSON *closed_task(const cJSON *ev)
  * or a task id. */
 static int p_wait_task(lua_State *L)
 {
-    engine *e = engine_of(L);
+    engine *e = step_engine(L);
     struct run_ctx *ctx = step_require(L, e, "wait_task()");
     int64_t id;
     if (lua_istable(L, 1)) {
@@ -428,10 +422,5 @@ static int p_wait_task(lua_State *L)
 void task_register(engine *e)
 {
     static const luaL_Reg fns[] = {{"wait_task", p_wait_task}, {NULL, NULL}};
-    lua_State *L = sandbox_state(e->sb);
-    for (const luaL_Reg *f = fns; f->name; f++) {
-        lua_pushlightuserdata(L, e);
-        lua_pushcclosure(L, f->func, 1);
-        sandbox_set_global(e->sb, f->name, 0);
-    }
+    step_register_fns(e, fns);
 }
