@@ -71,6 +71,7 @@ struct chan_conf {
     int max_backoff;            /* seconds */
     int concurrency;
     double rate;
+    struct policy_window window;    /* `window` / `days`: rechecked at delivery */
 };
 
 static void chan_conf_free(struct chan_conf *c)
@@ -161,9 +162,12 @@ static int read_conf_table(engine *e, const char *name, struct chan_conf *c, cha
     c->concurrency = 16;
     c->timeout_ms = 10000;
     c->connect_timeout_ms = 3000;
+    c->window.days = 0x7f;
     if (!lua_istable(L, -1))
         return 0;
     int t = lua_gettop(L), failed = 0;
+    if (policy_read_window(L, t, &c->window, err, errlen) != 0)
+        return -1;      /* checked at load (channel_check): not expected */
     c->url = opt_string(L, t, "url", NULL, err, errlen, &failed);
     c->method = opt_string(L, t, "method", "POST", err, errlen, &failed);
     c->from = opt_string(L, t, "from", NULL, err, errlen, &failed);
@@ -974,6 +978,18 @@ static void pass_free(struct pass *p)
     free(p->ch);
 }
 
+/* The channel's contact window holds at delivery time too (issue 12): a
+ * message queued inside it whose retry falls outside waits for the next
+ * opening (for marketing, also outside quiet hours) rather than going now.
+ * Returns now when it may go. */
+static tend_time contact_window(engine *e, const struct policy_window *w, const struct row *r, tend_time now)
+{
+    if (w->n == 0 && !w->restricted_days)
+        return now;
+    const char *tz = r->timezone && clock_tz_valid(r->timezone) ? r->timezone : e->cfg.timezone;
+    return policy_contact_time(e, w, tz, strcmp(r->category, "marketing") == 0, now);
+}
+
 enum outcome { HANDLED = 1, SKIPPED = 0, BLOCKING = 2, FAILED = -1 };
 
 /* One row: HANDLED, SKIPPED (its channel has no free slot), BLOCKING (a
@@ -1002,6 +1018,8 @@ static int deliver(engine *e, struct pass *p, struct row *r, struct transfer **b
     }
     int verdict = policy_recheck_facts(e, &r->facts, r->channel, strcmp(r->category, "marketing") == 0, now,
                                        &due, reason, sizeof reason);
+    if (verdict == 0 && (due = contact_window(e, &ch->conf.window, r, now)) > now)
+        verdict = 2;
     if (verdict != 0) {
         if (slot)
             slot->in_flight--;

@@ -1067,6 +1067,48 @@ static void test_suppression_recheck(void **state)
     mock_stop(&m);
 }
 
+/* Issue 12: a channel's contact window holds at delivery time too. A
+ * message queued inside the sms window (10:00-11:00, Shanghai) meets a 429
+ * with Retry-After 120 at 10:59; its retry would go at 11:01, outside the
+ * window, so the dispatcher defers it to the next opening (10:00 the next
+ * day) instead of sending it then. */
+static void test_window_recheck(void **state)
+{
+    (void)state;
+    struct mock m;
+    const char *args[] = {"--fail-rate", "1", "--faults", "429", "--retry-after", "120", NULL};
+    mock_start(&m, args);
+    tend_time start = T0 + 59 * TEND_MINUTE, next_open = T0 + 24 * 3600;   /* 10:59, 10:00 the next day */
+    struct env v;
+    env_open(&v, make_config(&m, "{\"window\":\"10:00-11:00\"}", 0), clock_new_virtual(start));
+    customer(v.e, "{\"id\":\"c1\",\"name\":\"Ann\",\"phone\":\"+8613800000001\"}");
+    notify(v.e, "c1", NULL, NULL, "your parcel");
+    assert_true(engine_run_due(v.e, start) > 0);
+    assert_int_equal(mock_stat(&m, "requests"), 1);
+    assert_int_equal(sql_int(v.e, "SELECT due_at FROM outbox_due"), start + 120);
+
+    int port = m.port;
+    mock_stop(&m);
+    mock_start_on(&m, port, NULL);
+    assert_int_equal(engine_advance(v.e, 120), 0);          /* 11:01: outside the window */
+    assert_int_equal(mock_stat(&m, "requests"), 0);
+    char *status = sql_text(v.e, "SELECT status FROM outbox");
+    assert_string_equal(status, "deferred");
+    free(status);
+    assert_int_equal(sql_int(v.e, "SELECT due_at FROM outbox_due"), next_open);
+    assert_int_equal(engine_next_due(v.e), next_open);
+
+    assert_int_equal(engine_advance(v.e, next_open - engine_now(v.e)), 0);
+    status = sql_text(v.e, "SELECT status FROM outbox");
+    assert_string_equal(status, "sent");
+    free(status);
+    assert_int_equal(sql_int(v.e, "SELECT sent_at FROM outbox"), next_open);
+    assert_int_equal(sql_int(v.e, "SELECT attempts FROM outbox"), 2);
+    assert_int_equal(mock_stat(&m, "deliveries"), 1);
+    env_close(&v);
+    mock_stop(&m);
+}
+
 /* Segments and cost at price 0.05 per segment: UCS-2 70/67, GSM-7 160/153. */
 static void test_cost(void **state)
 {
@@ -1162,6 +1204,7 @@ int main(void)
         cmocka_unit_test_teardown(test_smtp_header_injection, stop_leftovers),
         cmocka_unit_test_teardown(test_http_header_injection, stop_leftovers),
         cmocka_unit_test_teardown(test_suppression_recheck, stop_leftovers),
+        cmocka_unit_test_teardown(test_window_recheck, stop_leftovers),
         cmocka_unit_test_teardown(test_cost, stop_leftovers),
     };
     /* TEST_DISPATCH_FILTER=test_smtp (a glob) runs only the matching tests */
