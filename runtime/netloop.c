@@ -184,6 +184,13 @@ void netloop_remove(struct netloop *n, CURL *easy)
     free(j);
 }
 
+void netloop_kick(struct netloop *n)
+{
+    int running;
+    curl_multi_socket_action(n->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_multi(n);
+}
+
 int netloop_in_flight(const struct netloop *n)
 {
     return n ? n->in_flight : 0;

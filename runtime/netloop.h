@@ -35,6 +35,12 @@ int netloop_add(struct netloop *n, CURL *easy, netloop_done_fn done, void *ud);
 /* Abandons one transfer: it stops, `done` is not called. */
 void netloop_remove(struct netloop *n, CURL *easy);
 
+/* Lets libcurl start the transfers added since the loop last ran (a
+ * request on a kept connection is written now) instead of at the loop's next
+ * turn: the caller may then block (a commit's fsync) while they travel.
+ * `done` may be called from here. */
+void netloop_kick(struct netloop *n);
+
 /* Transfers started and not yet done. */
 int netloop_in_flight(const struct netloop *n);
 
