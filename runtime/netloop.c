@@ -130,8 +130,13 @@ struct netloop *netloop_new(struct event_base *base, long max_host_connections)
     curl_multi_setopt(n->multi, CURLMOPT_SOCKETDATA, n);
     curl_multi_setopt(n->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
     curl_multi_setopt(n->multi, CURLMOPT_TIMERDATA, n);
-    if (max_host_connections > 0)
+    if (max_host_connections > 0) {
         curl_multi_setopt(n->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host_connections);
+        /* libcurl's default cache is 4 connections per handle added: when
+         * few transfers are in flight (between bursts) it would close kept
+         * connections and open them again for the next burst. */
+        curl_multi_setopt(n->multi, CURLMOPT_MAXCONNECTS, 4 * max_host_connections);
+    }
     n->timer = evtimer_new(base, on_timeout, n);
     return n;
 }

@@ -22,7 +22,8 @@ struct netloop;
 typedef void (*netloop_done_fn)(CURL *easy, CURLcode result, void *ud);
 
 /* A loop on `base` allowing at most `max_host_connections` connections to
- * one host (0: libcurl's default, unlimited). NULL if libcurl fails. */
+ * one host (0: libcurl's default, unlimited), keeping up to 4 times that
+ * many open between transfers. NULL if libcurl fails. */
 struct netloop *netloop_new(struct event_base *base, long max_host_connections);
 
 /* Abandons the transfers still in flight (their `done` is not called; the
