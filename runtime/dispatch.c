@@ -630,6 +630,12 @@ struct chan_slot {
     char *name;
     int in_flight, concurrency;
     double rate, tokens, refilled;      /* token bucket, in real seconds */
+    /* Claimed transfers waiting for a slot (at most `concurrency`, none for
+     * a channel with a `rate`): one starts as soon as a transfer of the
+     * channel ends, with no store work in between, so the channel stays
+     * busy while results wait to be committed together. */
+    struct transfer *ready, *ready_tail;
+    int nready;
 };
 
 struct dispatcher {
@@ -638,6 +644,7 @@ struct dispatcher {
     struct netloop *net;        /* the transfers, on the server's loop */
     struct event *flush;        /* stores finished transfers, once per loop turn */
     int in_flight;
+    int nready;                 /* claimed, waiting in their channel's queue */
     struct transfer *active;    /* in flight, so shutdown can free them */
     struct transfer **done;
     int ndone, capdone;
@@ -695,7 +702,16 @@ static struct chan_slot *slot_of(struct dispatcher *d, const char *name, const s
     s->rate = c->rate;
     s->tokens = c->rate > 0 ? c->rate : 0;
     s->refilled = mono();
+    s->ready = s->ready_tail = NULL;
+    s->nready = 0;
     return s;
+}
+
+/* 1 if a row of the channel may be claimed ahead, to start when a slot
+ * frees (the channel is at its concurrency, not held back by its rate). */
+static int can_queue(const struct chan_slot *s)
+{
+    return s->rate <= 0 && s->in_flight >= s->concurrency && s->nready < s->concurrency;
 }
 
 /* 1 if the channel may start another transfer now. */
@@ -717,6 +733,39 @@ static int slot_take(struct chan_slot *s)
     return 1;
 }
 
+static void transfer_done(CURL *easy, CURLcode result, void *ud);
+
+/* Hands a claimed transfer to libcurl (its slot is taken). */
+static void start_transfer(struct dispatcher *d, struct transfer *t)
+{
+    t->prev = NULL;
+    t->next = d->active;
+    if (d->active)
+        d->active->prev = t;
+    d->active = t;
+    d->in_flight++;
+    d->added = 1;
+    if (netloop_add(d->net, t->easy, transfer_done, t) != 0)
+        transfer_done(t->easy, CURLE_FAILED_INIT, t);   /* stored as a retry */
+}
+
+/* A slot of the channel is free: its next claimed transfer goes now. Its
+ * claim may still be committing (the pass's fsync): a crash before that
+ * leaves the row queued, sent again with the same key. */
+static void start_ready(struct dispatcher *d, struct chan_slot *s)
+{
+    if (!s->ready || s->in_flight >= s->concurrency)
+        return;
+    struct transfer *t = s->ready;
+    s->ready = t->next;
+    if (!s->ready)
+        s->ready_tail = NULL;
+    s->nready--;
+    d->nready--;
+    s->in_flight++;
+    start_transfer(d, t);
+}
+
 /* A transfer ended (netloop): it is stored with the others of this loop
  * turn, in one commit. */
 static void transfer_done(CURL *easy, CURLcode result, void *ud)
@@ -736,8 +785,10 @@ static void transfer_done(CURL *easy, CURLcode result, void *ud)
     d->done[d->ndone++] = t;
     d->in_flight--;
     for (int i = 0; i < d->nslots; i++)
-        if (strcmp(d->slots[i].name, t->channel) == 0)
+        if (strcmp(d->slots[i].name, t->channel) == 0) {
             d->slots[i].in_flight--;
+            start_ready(d, &d->slots[i]);
+        }
     /* Stored once the loop has read what is ready: the completions of one
      * turn share a commit. While most transfers are still in flight the
      * commit waits up to FLUSH_WAIT_US for more of them (fewer, larger
@@ -836,7 +887,7 @@ void dispatch_stop_claiming(engine *e)
 
 int dispatch_in_flight(engine *e)
 {
-    return e->dispatch ? e->dispatch->in_flight + e->dispatch->ndone : 0;
+    return e->dispatch ? e->dispatch->in_flight + e->dispatch->nready + e->dispatch->ndone : 0;
 }
 
 void dispatch_free(engine *e)
@@ -860,8 +911,16 @@ void dispatch_free(engine *e)
     for (int i = 0; i < d->nidle; i++)
         curl_easy_cleanup(d->idle[i]);
     free(d->idle);
-    for (int i = 0; i < d->nslots; i++)
+    /* Claimed ahead and never started: their leases run out (or the next
+     * `tend run` releases them) and they go then, with the same key. */
+    for (int i = 0; i < d->nslots; i++) {
+        while (d->slots[i].ready) {
+            struct transfer *t = d->slots[i].ready;
+            d->slots[i].ready = t->next;
+            transfer_free(t);
+        }
         free(d->slots[i].name);
+    }
     free(d->slots);
     if (d->flush)
         event_free(d->flush);
@@ -1078,7 +1137,8 @@ static int deliver(engine *e, struct pass *p, struct row *r, struct transfer **b
     struct dispatcher *d = e->dispatch;
     /* The slot first: a full channel costs this row nothing more. */
     struct chan_slot *slot = network && d && d->net ? slot_of(d, r->channel, &ch->conf) : NULL;
-    if (slot && !slot_take(slot)) {
+    int took = slot && slot_take(slot);
+    if (slot && !took && !can_queue(slot)) {
         ch->full = 1;
         return SKIPPED;
     }
@@ -1087,7 +1147,7 @@ static int deliver(engine *e, struct pass *p, struct row *r, struct transfer **b
     if (verdict == 0 && (due = contact_window(e, &ch->conf.window, r, now)) > now)
         verdict = 2;
     if (verdict != 0) {
-        if (slot)
+        if (took)
             slot->in_flight--;
         if (verdict == 1)
             return outbox_mark(e, r->id, "suppressed", reason) == 0 ? HANDLED : FAILED;
@@ -1108,13 +1168,13 @@ static int deliver(engine *e, struct pass *p, struct row *r, struct transfer **b
     }
     struct transfer *t = transfer_new(e, r, &ch->conf, err, sizeof err);
     if (!t) {
-        if (slot)
+        if (took)
             slot->in_flight--;
         return outbox_mark_dead(e, r->id, now, err, NULL) == 0 ? HANDLED : FAILED;
     }
     if (claim(e, r) != 0) {
         transfer_free(t);
-        if (slot)
+        if (took)
             slot->in_flight--;
         return FAILED;
     }
@@ -1123,14 +1183,18 @@ static int deliver(engine *e, struct pass *p, struct row *r, struct transfer **b
         return BLOCKING;
     }
     t->d = d;
-    t->next = d->active;
-    if (d->active)
-        d->active->prev = t;
-    d->active = t;
-    d->in_flight++;
-    d->added = 1;
-    if (netloop_add(d->net, t->easy, transfer_done, t) != 0)
-        transfer_done(t->easy, CURLE_FAILED_INIT, t);   /* stored as a retry */
+    if (took) {
+        start_transfer(d, t);
+        return HANDLED;
+    }
+    t->next = NULL;     /* claimed ahead: waits for a slot of its channel */
+    if (slot->ready_tail)
+        slot->ready_tail->next = t;
+    else
+        slot->ready = t;
+    slot->ready_tail = t;
+    slot->nready++;
+    d->nready++;
     return HANDLED;
 }
 
@@ -1159,7 +1223,7 @@ static int all_slots_full(struct dispatcher *d)
     if (!d || !d->net || d->nslots == 0 || d->in_flight == 0)
         return 0;
     for (int i = 0; i < d->nslots; i++)
-        if (d->slots[i].in_flight < d->slots[i].concurrency)
+        if (d->slots[i].in_flight < d->slots[i].concurrency || can_queue(&d->slots[i]))
             return 0;
     return 1;
 }
@@ -1172,9 +1236,13 @@ static int chunk_size(struct dispatcher *d, int max)
     int chunk = max;
     if (d && d->net && d->nslots > 0) {
         int free_slots = 0;
-        for (int i = 0; i < d->nslots; i++)
-            if (d->slots[i].in_flight < d->slots[i].concurrency)
-                free_slots += d->slots[i].concurrency - d->slots[i].in_flight;
+        for (int i = 0; i < d->nslots; i++) {
+            const struct chan_slot *c = &d->slots[i];
+            if (c->in_flight < c->concurrency)
+                free_slots += c->concurrency - c->in_flight;
+            if (c->rate <= 0)
+                free_slots += c->concurrency - c->nready;
+        }
         chunk = free_slots > 16 ? free_slots : 16;
     }
     return chunk < max ? chunk : max;
@@ -1261,7 +1329,7 @@ int dispatch_run_due(engine *e, tend_time now, int max)
 static int busy(void *ud)
 {
     struct dispatcher *d = ud;
-    return d->in_flight + d->ndone > 0;
+    return d->in_flight + d->nready + d->ndone > 0;
 }
 
 int dispatch_wait(engine *e, int timeout_ms)
