@@ -16,7 +16,8 @@
  * before sending.
  *
  * A pass reads its due rows in chunks (one query each, with the message and
- * its customer), claims them, and lets libcurl write the requests before
+ * its customer), claims them (a full channel's up to its concurrency ahead,
+ * started as its transfers end), and lets libcurl write the requests before
  * the pass's commit syncs: a crash before that commit leaves the rows queued
  * and they go again with the same key, like an expired lease. Results are
  * stored in later transactions, a burst of them per commit. */
