@@ -908,9 +908,6 @@ void dispatch_free(engine *e)
     for (int i = 0; i < d->ndone; i++)
         transfer_free(d->done[i]);
     free(d->done);
-    for (int i = 0; i < d->nidle; i++)
-        curl_easy_cleanup(d->idle[i]);
-    free(d->idle);
     /* Claimed ahead and never started: their leases run out (or the next
      * `tend run` releases them) and they go then, with the same key. */
     for (int i = 0; i < d->nslots; i++) {
@@ -922,6 +919,10 @@ void dispatch_free(engine *e)
         free(d->slots[i].name);
     }
     free(d->slots);
+    /* last: the transfers freed above gave their handles back */
+    for (int i = 0; i < d->nidle; i++)
+        curl_easy_cleanup(d->idle[i]);
+    free(d->idle);
     if (d->flush)
         event_free(d->flush);
     netloop_free(d->net);

@@ -835,6 +835,53 @@ static void test_crash_retry_replayed(void **state)
     mock_stop(&m);
 }
 
+/* A channel at its concurrency (2) has as many messages claimed ahead,
+ * built and waiting for a slot; they start only when a transfer ends. A
+ * crash then: the two claimed-ahead messages never left, the two in flight
+ * reached the provider. After the lease all five go (to a provider that
+ * restarted healthy), each under its own key, once. */
+static void test_claim_ahead_crash(void **state)
+{
+    (void)state;
+    struct mock m;
+    const char *slow[] = {"--faults", "slow", "--slow-ms", "5000", "--fail-rate", "1", NULL};
+    mock_start(&m, slow);
+    struct env v;
+    env_open(&v, make_config(&m, "{\"concurrency\":2}", 0), clock_new_virtual(T0));
+    struct event_base *base = event_base_new();
+    assert_int_equal(dispatch_attach(v.e, base), 0);
+    many(v.e, 5);
+    assert_true(engine_run_due(v.e, T0) > 0);
+    assert_int_equal(dispatch_in_flight(v.e), 4);       /* 2 started, 2 claimed ahead */
+    assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox WHERE status = 'sending'"), 4);
+    assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox WHERE status = 'queued'"), 1);
+    struct until_requests u = {&m, 2};
+    pump(v.e, base, 10, mock_has_requests, &u);
+    assert_int_equal(mock_stat(&m, "requests"), 2);     /* the slow answers hold both slots */
+    assert_int_equal(dispatch_in_flight(v.e), 4);
+    engine_close(v.e);                                  /* the crash */
+    v.e = NULL;
+    event_base_free(base);
+    clock_free(v.clk);
+
+    int port = m.port;
+    mock_stop(&m);
+    mock_start_on(&m, port, NULL);
+    cJSON_Delete(v.config);
+    v.config = make_config(&m, "{\"concurrency\":2}", 0);
+    v.clk = clock_new_virtual(T0);
+    env_engine(&v);
+    assert_int_equal(engine_advance(v.e, 2 * TEND_MINUTE + 1), 0);
+    assert_int_equal(not_sent(v.e), 0);
+    assert_int_equal(mock_stat(&m, "requests"), 5);
+    assert_int_equal(mock_stat(&m, "deliveries"), 5);
+    assert_int_equal(mock_stat(&m, "keys"), 5);
+    assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox WHERE attempts = 2"), 4);
+    assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox_due"), 0);
+    env_close(&v);
+    mock_stop(&m);
+}
+
 /* A Bcc: header smuggled in through a name or an address with CR/LF: every
  * entry refuses it, and data that got into the store anyway (by hand, or
  * before the checks) never puts a CR/LF into a header or RCPT TO: the name
@@ -1200,6 +1247,7 @@ int main(void)
         cmocka_unit_test_teardown(test_retry_after, stop_leftovers),
         cmocka_unit_test_teardown(test_crash_retry_same_key, stop_leftovers),
         cmocka_unit_test_teardown(test_crash_retry_replayed, stop_leftovers),
+        cmocka_unit_test_teardown(test_claim_ahead_crash, stop_leftovers),
         cmocka_unit_test_teardown(test_smtp, stop_leftovers),
         cmocka_unit_test_teardown(test_smtp_header_injection, stop_leftovers),
         cmocka_unit_test_teardown(test_http_header_injection, stop_leftovers),
