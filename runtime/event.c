@@ -459,8 +459,9 @@ static int process_one(engine *e, store_stmt *row)
     if (!cust_c) {
         rc = queue_fanouts(e, seq, type_c);
     } else {
-        if ((!delivery_fact(type_c) && customer_apply_event(e, cust_c, type_c, at, ev) != 0) ||
-            (!delivery_fact(type_c) && policy_note_activity(e, cust_c, at) != 0) ||
+        char tz[128];
+        if ((!delivery_fact(type_c) && (customer_apply_event(e, cust_c, type_c, at, ev, tz, sizeof tz) != 0 ||
+                                        policy_note_activity_in(e, cust_c, at, tz) != 0)) ||
             store_lines(e, seq, cust_c, type_c, at, ev) != 0 ||
             apply_consent(e, cust_c, type_c, at, ev) != 0 || redeem_coupons(e, cust_c, type_c, at, ev) != 0 ||
             dates_customer_changed(e, cust_c) != 0 ||
