@@ -741,16 +741,23 @@ static int fanout_batch(store *st, void *ud)
                 done = got < fc->page;
             }
         }
+        /* one starter for the page: the declaration and the event are read
+         * and printed once, not per customer */
+        struct instance_starter starter;
+        char err[300];
+        if (ids.n && instance_starter_init(e, &starter, journey, ev, 1, err, sizeof err) != 0)
+            rc = -1;
         for (int i = 0; rc == 0 && i < ids.n; i++) {
             if (instance_admits(e, decl, journey, ids.v[i], ev) != 1)
                 continue;
-            char err[300];
-            int64_t id = instance_start(e, journey, ids.v[i], ev, 1, err, sizeof err);
+            int64_t id = instance_starter_start(e, &starter, ids.v[i], err, sizeof err);
             if (id < 0)
                 rc = -1;
             else if (id > 0)
                 fc->started++;
         }
+        if (ids.n && starter.journey)
+            instance_starter_free(&starter);
     }
     lua_settop(L, top);
     if (rc == 0) {
