@@ -366,17 +366,63 @@ int event_ingest_stream(engine *e, FILE *in, event_reject_fn reject, void *ud, s
 
 /* --- processing --------------------------------------------------------- */
 
+/* Every number in j is finite: printing would turn the others into null. */
+static int all_finite(const cJSON *j)
+{
+    for (const cJSON *c = j->child; c; c = c->next) {
+        if ((cJSON_IsNumber(c) && !isfinite(c->valuedouble)) || ((c->child) && !all_finite(c)))
+            return 0;
+    }
+    return 1;
+}
+
+/* What the printed event object is to the stored body: */
+enum body_as {
+    BODY_REPRINT,     /* differs: print the object */
+    BODY_AS_IS,       /* the same object (keys in another order at most) */
+    BODY_PLUS_AT,     /* the same once "at" is appended */
+};
+
+/* Whether `ev` (the parsed body) already holds the column values: each of
+ * id, type, customer once, as the same string (absent when the column is
+ * NULL), and `at` as the same number or absent. */
+static enum body_as body_matches(const cJSON *ev, const char *const values[3], tend_time at)
+{
+    static const char *const names[] = {"id", "type", "customer"};
+    int seen[4] = {0};
+    for (const cJSON *c = ev->child; c; c = c->next) {
+        for (int i = 0; i < 3; i++) {
+            if (strcmp(c->string, names[i]) == 0) {
+                if (seen[i]++ || !values[i] || !cJSON_IsString(c) || strcmp(c->valuestring, values[i]) != 0)
+                    return BODY_REPRINT;
+            }
+        }
+        if (strcmp(c->string, "at") == 0 && (seen[3]++ || !cJSON_IsNumber(c) || c->valuedouble != (double)at))
+            return BODY_REPRINT;
+    }
+    for (int i = 0; i < 3; i++)
+        if (values[i] && !seen[i])
+            return BODY_REPRINT;
+    if (!all_finite(ev))
+        return BODY_REPRINT;
+    return seen[3] ? BODY_AS_IS : BODY_PLUS_AT;
+}
+
 /* The event as journeys see it: the stored body with the column values
- * (normalised time, the id, type and customer) written over it. */
+ * (normalised time, the id, type and customer) written over it. When `as`
+ * is given, it says whether the body text is that object already. */
 static cJSON *event_object_of(const char *id, const char *type, const char *customer, tend_time at,
-                              const char *body)
+                              const char *body, enum body_as *as)
 {
     cJSON *ev = body ? cJSON_Parse(body) : NULL;
     if (!cJSON_IsObject(ev)) {
         cJSON_Delete(ev);
         ev = cJSON_CreateObject();
+        body = NULL;
     }
     const char *const names[] = {"id", "type", "customer"}, *values[] = {id, type, customer};
+    if (as)
+        *as = body ? body_matches(ev, values, at) : BODY_REPRINT;
     for (int i = 0; i < 3; i++) {
         cJSON_DeleteItemFromObjectCaseSensitive(ev, names[i]);
         if (values[i])
@@ -387,12 +433,35 @@ static cJSON *event_object_of(const char *id, const char *type, const char *cust
     return ev;
 }
 
+/* The text of the event object as instances store it (their trigger): the
+ * body itself when it is that object already, which saves printing it; else
+ * NULL (the starter prints the object). Malloc'd. */
+static char *trigger_text(const char *body, enum body_as as, tend_time at)
+{
+    if (as == BODY_AS_IS)
+        return xstrdup(body);
+    if (as != BODY_PLUS_AT)
+        return NULL;
+    size_t n = strlen(body);
+    while (n && isspace((unsigned char)body[n - 1]))
+        n--;
+    if (!n || body[n - 1] != '}')
+        return NULL;
+    size_t open = 0;   /* an empty object takes no comma */
+    while (open < n && body[open] != '{')
+        open++;
+    size_t k = n - 1;
+    while (k > open + 1 && isspace((unsigned char)body[k - 1]))
+        k--;
+    return xasprintf("%.*s%s\"at\":%lld}", (int)(n - 1), body, k == open + 1 ? "" : ",", (long long)at);
+}
+
 /* The same from a row whose columns id, type, customer, at, body sit in
  * that order from `first` on. */
 static cJSON *event_object(store_stmt *s, int first)
 {
     return event_object_of(store_col_text(s, first), store_col_text(s, first + 1), store_col_text(s, first + 2),
-                           store_col_int(s, first + 3), store_col_text(s, first + 4));
+                           store_col_int(s, first + 3), store_col_text(s, first + 4), NULL);
 }
 
 /* unsubscribe / resubscribe / block / unblock change what a customer may get. */
@@ -444,8 +513,10 @@ static int redeem_coupons(engine *e, const char *customer, const char *type, ten
     return coupon_redeem_order(e, customer, at, ev, cJSON_IsNumber(amount) ? amount->valuedouble : NAN);
 }
 
-/* Starts every current journey triggered by this customer event. */
-static int trigger_journeys(engine *e, const char *customer, const char *type, const cJSON *ev)
+/* Starts every current journey triggered by this customer event; `text`
+ * is the event printed, or NULL to print it when an instance starts. */
+static int trigger_journeys(engine *e, const char *customer, const char *type, const cJSON *ev,
+                            const char *text)
 {
     lua_State *L = sandbox_state(e->sb);
     if (!catalog_push_triggered(e, type)) {
@@ -460,10 +531,16 @@ static int trigger_journeys(engine *e, const char *customer, const char *type, c
         if (catalog_push_current(e, name)) {
             if (instance_admits(e, lua_gettop(L), name, customer, ev) == 1) {
                 char err[300];
-                if (instance_start(e, name, customer, ev, 1, err, sizeof err) < 0) {
-                    engine_logf(e, "error", "journey '%s': %s", name, err);
-                    rc = -1;
+                struct instance_starter st;
+                rc = instance_starter_init(e, &st, name, ev, 1, err, sizeof err);
+                if (rc == 0) {
+                    if (text)
+                        instance_starter_set_trigger_text(&st, text);
+                    rc = instance_starter_start(e, &st, customer, err, sizeof err) < 0 ? -1 : 0;
+                    instance_starter_free(&st);
                 }
+                if (rc != 0)
+                    engine_logf(e, "error", "journey '%s': %s", name, err);
             }
         }
         lua_pop(L, 2);
@@ -547,7 +624,8 @@ static int process_one(engine *e, const struct pending *p)
     int64_t seq = p->seq;
     const char *type = p->type, *customer = p->customer;
     tend_time at = p->at;
-    cJSON *ev = event_object_of(p->id, type, customer, at, p->body);
+    enum body_as as;
+    cJSON *ev = event_object_of(p->id, type, customer, at, p->body, &as);
     e->chain = p->chain;   /* what it starts is one link further */
     int rc = 0;
     if (!customer) {
@@ -561,8 +639,11 @@ static int process_one(engine *e, const struct pending *p)
             dates_customer_changed(e, customer) != 0 ||
             instance_route_event(e, customer, type, at, ev) != 0)
             rc = -1;
-        else
-            rc = trigger_journeys(e, customer, type, ev);
+        else {
+            char *text = trigger_text(p->body, as, at);
+            rc = trigger_journeys(e, customer, type, ev, text);
+            free(text);
+        }
     }
     cJSON_Delete(ev);
     e->chain = 0;

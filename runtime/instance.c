@@ -123,6 +123,12 @@ int instance_starter_init(engine *e, struct instance_starter *st, const char *jo
     return 0;
 }
 
+void instance_starter_set_trigger_text(struct instance_starter *st, const char *text)
+{
+    free(st->trigger);
+    st->trigger = xstrdup(text);
+}
+
 void instance_starter_free(struct instance_starter *st)
 {
     free(st->journey);

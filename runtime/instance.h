@@ -83,6 +83,10 @@ int instance_starter_init(engine *e, struct instance_starter *st, const char *jo
                           int run_now, char *err, size_t errlen);
 int64_t instance_starter_start(engine *e, struct instance_starter *st, const char *customer, char *err,
                                size_t errlen);
+/* Hands the starter the trigger's text when the caller has it already (the
+ * event's body as sent, when it is the same object): then it is not printed.
+ * The text must parse to what printing the trigger would give. */
+void instance_starter_set_trigger_text(struct instance_starter *st, const char *text);
 void instance_starter_free(struct instance_starter *st);
 
 /* Asks the journey declaration at stack index `decl` whether `customer`
