@@ -453,7 +453,12 @@ static char *trigger_text(const char *body, enum body_as as, tend_time at)
     size_t k = n - 1;
     while (k > open + 1 && isspace((unsigned char)body[k - 1]))
         k--;
-    return xasprintf("%.*s%s\"at\":%lld}", (int)(n - 1), body, k == open + 1 ? "" : ",", (long long)at);
+    char tail[40];
+    int t = snprintf(tail, sizeof tail, "%s\"at\":%lld}", k == open + 1 ? "" : ",", (long long)at);
+    char *text = xmalloc(n - 1 + (size_t)t + 1);
+    memcpy(text, body, n - 1);
+    memcpy(text + n - 1, tail, (size_t)t + 1);
+    return text;
 }
 
 /* The same from a row whose columns id, type, customer, at, body sit in
