@@ -464,13 +464,21 @@ int customer_ensure(engine *e, const char *id, tend_time at)
 struct maintained {
     int64_t orders;
     double spent;
-    tend_time first_order, last_order, first_seen, last_active;   /* 0: NULL */
+    tend_time first_order, last_order, first_seen, last_active;   /* AT_NULL: NULL */
     char lifecycle[16];
     int r, f, m;
 };
 
-static tend_time min_at(tend_time have, tend_time at) { return have && have < at ? have : at; }
-static tend_time max_at(tend_time have, tend_time at) { return have && have > at ? have : at; }
+#define AT_NULL INT64_MIN
+
+static tend_time min_at(tend_time have, tend_time at) { return have != AT_NULL && have < at ? have : at; }
+static tend_time max_at(tend_time have, tend_time at) { return have != AT_NULL && have > at ? have : at; }
+static tend_time at_or_0(tend_time t) { return t == AT_NULL ? 0 : t; }
+
+static tend_time col_at(store_stmt *s, int i)
+{
+    return store_col_type(s, i) == STORE_NULL ? AT_NULL : store_col_int(s, i);
+}
 
 /* 1 and the row (with the zone in tz, the configured one when the row has
  * none or a bad one), 0 when there is no such customer, -1 on error. */
@@ -485,10 +493,10 @@ static int read_maintained(engine *e, const char *id, struct maintained *m, char
         return rc == STORE_DONE ? 0 : -1;
     m->orders = store_col_int(s, 0);
     m->spent = store_col_double(s, 1);
-    m->first_order = store_col_int(s, 2);
-    m->last_order = store_col_int(s, 3);
-    m->first_seen = store_col_int(s, 4);
-    m->last_active = store_col_int(s, 5);
+    m->first_order = col_at(s, 2);
+    m->last_order = col_at(s, 3);
+    m->first_seen = col_at(s, 4);
+    m->last_active = col_at(s, 5);
     snprintf(m->lifecycle, sizeof m->lifecycle, "%s", store_col_text(s, 6) ? store_col_text(s, 6) : "");
     m->r = (int)store_col_int(s, 7);
     m->f = (int)store_col_int(s, 8);
@@ -537,8 +545,8 @@ int customer_apply_event(engine *e, const char *id, const char *type, tend_time 
     }
     tend_time now = engine_now(e);
     snprintf(m.lifecycle, sizeof m.lifecycle, "%s",
-             customer_lifecycle(&e->cfg, m.orders, m.last_order, m.first_seen, now));
-    customer_rfm(&e->cfg, m.orders, m.spent, m.last_order, now, &m.r, &m.f, &m.m);
+             customer_lifecycle(&e->cfg, m.orders, at_or_0(m.last_order), m.first_seen, now));
+    customer_rfm(&e->cfg, m.orders, m.spent, at_or_0(m.last_order), now, &m.r, &m.f, &m.m);
     /* Only the indexed columns that change are named: an order moves
      * last_order_at (and the indexes over it), any other event only the
      * unindexed activity fields, and first_seen_at (under a partial index)
@@ -561,9 +569,9 @@ int customer_apply_event(engine *e, const char *id, const char *type, tend_time 
     store_bind_int(s, 1, m.last_active);
     store_bind_int(s, 2, m.orders);
     store_bind_double(s, 3, m.spent);
-    if (m.first_order)
+    if (m.first_order != AT_NULL)
         store_bind_int(s, 4, m.first_order);
-    if (m.last_order)
+    if (m.last_order != AT_NULL)
         store_bind_int(s, 5, m.last_order);
     store_bind_int(s, 6, m.first_seen);
     store_bind_text(s, 7, m.lifecycle, -1);
