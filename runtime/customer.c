@@ -480,8 +480,8 @@ static tend_time col_at(store_stmt *s, int i)
     return store_col_type(s, i) == STORE_NULL ? AT_NULL : store_col_int(s, i);
 }
 
-/* 1 and the row (with the zone in tz, the configured one when the row has
- * none or a bad one), 0 when there is no such customer, -1 on error. */
+/* 1 and the row (with its stored zone in tz, "" for none), 0 when there is
+ * no such customer, -1 on error. */
 static int read_maintained(engine *e, const char *id, struct maintained *m, char *tz, size_t tzlen)
 {
     store_stmt *s = store_sql(e->st, "SELECT orders_count, total_spent, first_order_at, last_order_at,"
@@ -502,10 +502,7 @@ static int read_maintained(engine *e, const char *id, struct maintained *m, char
     m->f = (int)store_col_int(s, 8);
     m->m = (int)store_col_int(s, 9);
     const char *zone = store_col_text(s, 10);
-    if (zone && strlen(zone) < tzlen && clock_tz_valid(zone))
-        snprintf(tz, tzlen, "%s", zone);
-    else
-        snprintf(tz, tzlen, "%s", e->cfg.timezone);
+    snprintf(tz, tzlen, "%s", zone && strlen(zone) < tzlen ? zone : "");
     store_reset(s);
     return 1;
 }

@@ -52,8 +52,8 @@ int customer_ensure(engine *e, const char *id, tend_time at);
  * and the derived ones (lifecycle, RFM), by the event's own time, so a
  * backfill lands where it belongs; creates the customer first seen at `at`
  * when there is none. One read and one write of the row, naming only the
- * indexed columns the event changes. Writes the customer's zone (its own,
- * else the configured one) into tz, which the caller needs next. 0 or -1. */
+ * indexed columns the event changes. Writes the customer's stored zone ("" for
+ * none; not checked) into tz, which the caller needs next. 0 or -1. */
 int customer_apply_event(engine *e, const char *id, const char *type, tend_time at,
                          const cJSON *event, char *tz, size_t tzlen);
 

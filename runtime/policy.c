@@ -533,8 +533,9 @@ int policy_note_activity(engine *e, const char *customer, tend_time at)
     return rc;
 }
 
-int policy_note_activity_in(engine *e, const char *customer, tend_time at, const char *tz)
+int policy_note_activity_in(engine *e, const char *customer, tend_time at, const char *zone)
 {
+    const char *tz = zone && clock_tz_valid(zone) ? zone : e->cfg.timezone;
     struct clock_local l;
     if (clock_to_local(at, tz, &l) != 0)
         return 0;   /* an instant out of range: nothing to learn */
