@@ -205,6 +205,24 @@ int event_accept(engine *e, const cJSON *ev, struct event_result *res, char *err
     return rc;
 }
 
+/* --- events tend makes itself (receipt.c) -------------------------------- */
+
+int event_accept_made(engine *e, const struct event_made *m, struct event_result *res, char *err, size_t errlen)
+{
+    memset(res, 0, sizeof *res);
+    struct event_head h = {.type = m->type, .customer = m->customer, .id = m->id, .at = m->at};
+    int rc;
+    if (store_in_batch(e->st)) {
+        rc = store_event(e, &h, m->body, -1, res);
+    } else {
+        struct accept_call c = {e, &h, m->body, res};
+        rc = store_batch(e->st, accept_in_batch, &c);
+    }
+    if (rc != 0)
+        snprintf(err, errlen, "store: %s", store_errmsg(e->st));
+    return rc;
+}
+
 /* --- NDJSON ------------------------------------------------------------- */
 
 #define INGEST_COMMIT_EVERY 50000

@@ -37,6 +37,18 @@ int event_check(engine *e, const cJSON *ev, char *err, size_t errlen);
  * nothing is stored then. */
 int event_accept(engine *e, const cJSON *ev, struct event_result *res, char *err, size_t errlen);
 
+/* An event tend made itself (a receipt's message.<status>): its columns and
+ * `body`, the JSON text of the event object holding those same values, made
+ * by a caller that knows them valid (a type of tend's own, a customer read
+ * from the store, a one-line id) — so nothing is checked or printed again.
+ * Stored as event_accept() stores; the strings are borrowed for the call. */
+struct event_made {
+    const char *type, *id, *customer;
+    tend_time at;
+    const char *body;   /* NUL-terminated */
+};
+int event_accept_made(engine *e, const struct event_made *m, struct event_result *res, char *err, size_t errlen);
+
 /* Parses and accepts NDJSON: every valid line is stored, all in one
  * transaction; each invalid line is reported through `reject` with its
  * 1-based line number. Blank lines are skipped. */

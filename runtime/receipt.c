@@ -7,20 +7,28 @@
 #include <lauxlib.h>
 
 #include "channel.h"
+#include "customer.h"
 #include "event.h"
 #include "json.h"
 #include "receipt.h"
 #include "step.h"
 #include "util.h"
+#include "validate.h"
 
 static const char *const STATUSES[] = {"delivered", "failed", "opened", "clicked", "replied", "unsubscribed", NULL};
 
+/* The index of s in STATUSES, or -1. */
+static int status_index(const char *s)
+{
+    for (int i = 0; STATUSES[i]; i++)
+        if (!strcmp(STATUSES[i], s))
+            return i;
+    return -1;
+}
+
 static int known_status(const char *s)
 {
-    for (const char *const *k = STATUSES; *k; k++)
-        if (!strcmp(*k, s))
-            return 1;
-    return 0;
+    return status_index(s) >= 0;
 }
 
 /* The outbox row a receipt names. */
@@ -67,30 +75,66 @@ static int find_message(engine *e, int64_t id, const char *key, struct message_r
     return rc == STORE_ROW ? 1 : rc == STORE_DONE ? 0 : -1;
 }
 
-/* The event of something that happened to message m. */
+/* Appends s as a JSON string, escaped as cJSON prints it (the body text
+ * must parse back to the same object). */
+static void put_json_string(strbuf *b, const char *s)
+{
+    strbuf_putc(b, '"');
+    const char *run = s;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p >= 0x20 && *p != '"' && *p != '\\')
+            continue;
+        strbuf_add(b, run, (size_t)((const char *)p - run));
+        run = (const char *)p + 1;
+        switch (*p) {
+        case '"': strbuf_add(b, "\\\"", 2); break;
+        case '\\': strbuf_add(b, "\\\\", 2); break;
+        case '\b': strbuf_add(b, "\\b", 2); break;
+        case '\f': strbuf_add(b, "\\f", 2); break;
+        case '\n': strbuf_add(b, "\\n", 2); break;
+        case '\r': strbuf_add(b, "\\r", 2); break;
+        case '\t': strbuf_add(b, "\\t", 2); break;
+        default: strbuf_printf(b, "\\u%04x", *p); break;
+        }
+    }
+    strbuf_puts(b, run);
+    strbuf_putc(b, '"');
+}
+
+static void put_field(strbuf *b, const char *name, const char *value)
+{
+    strbuf_printf(b, ",\"%s\":", name);
+    put_json_string(b, value);
+}
+
+/* The event of something that happened to message m. Its body is written
+ * as text, not built as a cJSON tree and printed: a receipt batch makes one
+ * a line, and every value is known valid here (a type of our own, the
+ * message's stored customer, a one-line id). */
 static int message_event(engine *e, const struct message_row *m, const char *status, const char *id, tend_time at,
                          const char *reason, struct event_result *res, char *err, size_t errlen)
 {
-    /* The strings are borrowed (references): the event lives only for this
-     * call, shorter than m and the caller's strings. */
-    cJSON *ev = cJSON_CreateObject();
     char type[40];
     snprintf(type, sizeof type, "message.%s", status);
-    cJSON_AddItemToObject(ev, "type", cJSON_CreateStringReference(type));
-    cJSON_AddItemToObject(ev, "id", cJSON_CreateStringReference(id));
-    cJSON_AddItemToObject(ev, "customer", cJSON_CreateStringReference(m->customer));
-    cJSON_AddNumberToObject(ev, "at", (double)at);
-    cJSON_AddNumberToObject(ev, "message", (double)m->id);
-    cJSON_AddItemToObject(ev, "key", cJSON_CreateStringReference(m->key));
-    cJSON_AddItemToObject(ev, "channel", cJSON_CreateStringReference(m->channel));
+    strbuf b;
+    strbuf_init(&b);
+    strbuf_printf(&b, "{\"type\":\"%s\"", type);
+    put_field(&b, "id", id);
+    put_field(&b, "customer", m->customer);
+    strbuf_printf(&b, ",\"at\":%lld,\"message\":%lld", (long long)at, (long long)m->id);
+    put_field(&b, "key", m->key);
+    put_field(&b, "channel", m->channel);
     if (m->template_name)
-        cJSON_AddItemToObject(ev, "template", cJSON_CreateStringReference(m->template_name));
+        put_field(&b, "template", m->template_name);
     if (m->journey)
-        cJSON_AddItemToObject(ev, "journey", cJSON_CreateStringReference(m->journey));
+        put_field(&b, "journey", m->journey);
     if (reason)
-        cJSON_AddItemToObject(ev, "reason", cJSON_CreateStringReference(reason));
-    int rc = event_accept(e, ev, res, err, errlen);
-    cJSON_Delete(ev);
+        put_field(&b, "reason", reason);
+    strbuf_putc(&b, '}');
+    char *body = strbuf_take(&b);
+    struct event_made made = {.type = type, .id = id, .customer = m->customer, .at = at, .body = body};
+    int rc = event_accept_made(e, &made, res, err, errlen);
+    free(body);
     return rc;
 }
 
@@ -157,12 +201,14 @@ enum receipt_result receipt_accept(engine *e, const cJSON *r, char *err, size_t 
     char idtext[240] = "";
     if (rid && !cJSON_IsNull(rid)) {
         long long n;
-        if (cJSON_IsString(rid) && rid->valuestring[0] && strlen(rid->valuestring) <= 200)
+        /* the event id is "receipt:<id>", one line of at most EVENT_ID_MAX */
+        if (cJSON_IsString(rid) && rid->valuestring[0] && strlen(rid->valuestring) <= 192 &&
+            validate_text(rid->valuestring, strlen(rid->valuestring), VALIDATE_SINGLE_LINE, NULL, 0) == 0)
             snprintf(idtext, sizeof idtext, "receipt:%s", rid->valuestring);
         else if (json_int(rid, &n) == 0)
             snprintf(idtext, sizeof idtext, "receipt:%lld", n);
         else {
-            snprintf(err, errlen, "field 'id': must be text (at most 200 bytes) or a whole number");
+            snprintf(err, errlen, "field 'id': must be one line of text (at most 192 bytes) or a whole number");
             return RECEIPT_INVALID;
         }
     }
@@ -183,6 +229,12 @@ enum receipt_result receipt_accept(engine *e, const cJSON *r, char *err, size_t 
             snprintf(err, errlen, "no message %lld", mid);
         return RECEIPT_UNKNOWN_MESSAGE;
     }
+    if (e->cfg.reject_unknown && customer_exists(e, m.customer) != 1) {
+        /* as event_accept would refuse the event: the customer is gone */
+        snprintf(err, errlen, "unknown customer '%.100s' (the settings reject unknown customers)", m.customer);
+        message_row_free(&m);
+        return RECEIPT_INVALID;
+    }
     const char *st = status->valuestring;
     if (!idtext[0])   /* the first receipt of each status counts */
         snprintf(idtext, sizeof idtext, "receipt:%lld:%s", (long long)m.id, st);
@@ -191,11 +243,14 @@ enum receipt_result receipt_accept(engine *e, const cJSON *r, char *err, size_t 
                            errlen);
     enum receipt_result out = rc != 0 ? RECEIPT_STORE_ERROR : res.duplicate ? RECEIPT_DUPLICATE : RECEIPT_STORED;
     if (out == RECEIPT_STORED) {
-        /* the column is named by the status, from the fixed list above */
-        char sql[200];
-        snprintf(sql, sizeof sql, "UPDATE outbox SET %s_at = COALESCE(%s_at, ?),"
-                                  " receipt_reason = COALESCE(?, receipt_reason) WHERE id = ?", st, st);
-        store_stmt *u = store_sql(e->st, sql);
+        /* the column is named by the status: one fixed text each, so the
+         * prepared statement is found by its address */
+#define SET_AT(c) "UPDATE outbox SET " c "_at = COALESCE(" c "_at, ?), receipt_reason = COALESCE(?, receipt_reason)" \
+                  " WHERE id = ?"
+        static const char *const UPDATES[] = {SET_AT("delivered"), SET_AT("failed"), SET_AT("opened"),
+                                              SET_AT("clicked"), SET_AT("replied"), SET_AT("unsubscribed")};
+#undef SET_AT
+        store_stmt *u = store_sql(e->st, UPDATES[status_index(st)]);
         store_bind_int(u, 1, at);
         store_bind_text(u, 2, cJSON_IsString(reason) ? reason->valuestring : NULL, -1);
         store_bind_int(u, 3, m.id);
