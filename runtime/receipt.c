@@ -101,10 +101,29 @@ static void put_json_string(strbuf *b, const char *s)
     strbuf_putc(b, '"');
 }
 
+/* ,"name":"value" — names are our own, plain ASCII */
 static void put_field(strbuf *b, const char *name, const char *value)
 {
-    strbuf_printf(b, ",\"%s\":", name);
+    strbuf_add(b, ",\"", 2);
+    strbuf_puts(b, name);
+    strbuf_add(b, "\":", 2);
     put_json_string(b, value);
+}
+
+/* ,"name":n */
+static void put_int_field(strbuf *b, const char *name, long long n)
+{
+    char digits[24], *p = digits + sizeof digits;
+    unsigned long long u = n < 0 ? 0 - (unsigned long long)n : (unsigned long long)n;
+    do
+        *--p = (char)('0' + u % 10);
+    while (u /= 10);
+    if (n < 0)
+        *--p = '-';
+    strbuf_add(b, ",\"", 2);
+    strbuf_puts(b, name);
+    strbuf_add(b, "\":", 2);
+    strbuf_add(b, p, (size_t)(digits + sizeof digits - p));
 }
 
 /* The event of something that happened to message m. Its body is written
@@ -118,10 +137,13 @@ static int message_event(engine *e, const struct message_row *m, const char *sta
     snprintf(type, sizeof type, "message.%s", status);
     strbuf b;
     strbuf_init(&b);
-    strbuf_printf(&b, "{\"type\":\"%s\"", type);
+    strbuf_add(&b, "{\"type\":\"", 9);
+    strbuf_puts(&b, type);
+    strbuf_putc(&b, '"');
     put_field(&b, "id", id);
     put_field(&b, "customer", m->customer);
-    strbuf_printf(&b, ",\"at\":%lld,\"message\":%lld", (long long)at, (long long)m->id);
+    put_int_field(&b, "at", (long long)at);
+    put_int_field(&b, "message", (long long)m->id);
     put_field(&b, "key", m->key);
     put_field(&b, "channel", m->channel);
     if (m->template_name)
