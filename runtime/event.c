@@ -642,11 +642,46 @@ struct pending {
     int chain;
 };
 
+/* A provider's fact about a message (delivered, failed, dead: receipts,
+ * most of them) that no instance listens for — as the type or as its
+ * "prefix.*" — and no journey starts on changes nothing that needs the
+ * event's body (no customer fields, lines, consent or coupons, see
+ * process_one), so its body is not parsed and nothing is routed. 1 such,
+ * 0 otherwise (also on a store error: the full path then reports it). */
+static int unheard_fact(engine *e, const char *customer, const char *type)
+{
+    const char *dot = strrchr(type, '.');
+    char wildcard[EVENT_TYPE_MAX + 3];
+    if (!delivery_fact(type) || !dot || carries_lines(e, type) || config_lists(type, e->cfg.paid_types))
+        return 0;
+    snprintf(wildcard, sizeof wildcard, "%.*s.*", (int)(dot - type), type);
+    lua_State *L = sandbox_state(e->sb);
+    int triggered = catalog_push_triggered(e, type);
+    lua_pop(L, 1);
+    if (triggered)
+        return 0;
+    store_stmt *s = store_sql(e->st, "SELECT 1 FROM listeners WHERE customer = ? AND type IN (?, ?) LIMIT 1");
+    if (!s)
+        return 0;
+    store_bind_text(s, 1, customer, -1);
+    store_bind_text(s, 2, type, -1);
+    store_bind_text(s, 3, wildcard, -1);
+    int rc = store_step(s);
+    store_reset(s);
+    return rc == STORE_DONE;
+}
+
 static int process_one(engine *e, const struct pending *p)
 {
     int64_t seq = p->seq;
     const char *type = p->type, *customer = p->customer;
     tend_time at = p->at;
+    if (customer && unheard_fact(e, customer, type)) {
+        int rc = dates_customer_changed(e, customer);   /* as the full path does */
+        e->stats.events_processed++;
+        metrics_inc(e->metrics, M_EVENTS_PROCESSED, NULL);
+        return rc;
+    }
     enum body_as as;
     cJSON *ev = event_object_of(p->id, type, customer, at, p->body, &as);
     e->chain = p->chain;   /* what it starts is one link further */

@@ -165,6 +165,60 @@ t.case("receipts update the message, wake wait_receipt, and an unsubscribe suppr
   t.fails(function() sim:receipt{ message = m1.id, status = "opened", colour = "red" } end, "unknown field 'colour'")
 end)
 
+-- A delivered or failed receipt nobody listens for is stored but not
+-- routed (receipt.c / event.c skip that work); these are the listeners that
+-- must still hear it: a journey started by the type, a wildcard wait_for,
+-- a goal on the type; and the event's fields, a reason with quotes and a
+-- line break in it included, arrive as they were given.
+local HEARD = [[
+template "hi" { category = "transactional", sms = "Hi {{name}}" }
+journey "sender" {
+  on = "signup",
+  goal = { event = "message.failed" },
+  run = function(c)
+    send("sms", c, "hi")
+    local ev = wait_for("message.*", { timeout = days(1) })
+    c:set{ attrs = { heard = ev and ev.type or "none" } }
+    wait(days(2))
+  end,
+}
+journey "on_delivered" {
+  on = "message.delivered",
+  run = function(c, ev)
+    c:set{ attrs = { started_by = ev.type, key = ev.key, channel = ev.channel, template = ev.template,
+                     journey = ev.journey, message = ev.message, reason = ev.reason or "none" } }
+  end,
+}
+]]
+
+t.case("message.* receipts reach the journeys they start, wildcard waits and goals, fields intact", function()
+  local sim = t.sim{ source = HEARD, start = START, config = { quiet_hours = false } }
+  sim:customer{ id = "c1", name = "Wei" }
+  sim:customer{ id = "c2", name = "Ann" }
+  sim:event{ type = "signup", customer = "c1" }
+  local m1 = sim:messages{ customer = "c1" }[1]
+  local why = 'provider said "ok"\nsecond line \\ done'
+  t.ok(sim:receipt{ key = m1.key, status = "delivered", reason = why, id = "p-1" })
+  local c1 = sim:customer("c1")
+  t.eq(c1.attrs.heard, "message.delivered")
+  t.eq(c1.attrs.started_by, "message.delivered")
+  t.eq(c1.attrs.key, m1.key)
+  t.eq(c1.attrs.channel, "sms")
+  t.eq(c1.attrs.template, "hi")
+  t.eq(c1.attrs.journey, "sender")
+  t.eq(c1.attrs.message, m1.id)
+  t.eq(c1.attrs.reason, why)
+  -- a failed receipt: the goal converts the waiting instance
+  sim:event{ type = "signup", customer = "c2" }
+  local m2 = sim:messages{ customer = "c2" }[1]
+  t.ok(sim:receipt{ message = m2.id, status = "failed" })
+  t.eq(sim:customer("c2").attrs.heard, nil)
+  local inst = sim:instances{ customer = "c2", journey = "sender" }
+  t.eq(inst[1].state, "converted")
+  -- a receipt id of two lines is refused, naming the field
+  t.fails(function() sim:receipt{ message = m2.id, status = "opened", id = "a\nb" } end, "field 'id'")
+end)
+
 -- Newcombe's hybrid score interval (method 10), computed here from the raw
 -- counts as a reader would by hand, to hold the report's figures against.
 local Z = 1.959963984540054
