@@ -660,15 +660,17 @@ static int unheard_fact(engine *e, const char *customer, const char *type)
     lua_pop(L, 1);
     if (triggered)
         return 0;
-    store_stmt *s = store_sql(e->st, "SELECT 1 FROM listeners WHERE customer = ? AND type IN (?, ?) LIMIT 1");
+    /* two key probes (an IN list would build a temporary table each time) */
+    store_stmt *s = store_sql(e->st, "SELECT EXISTS (SELECT 1 FROM listeners WHERE customer = ?1 AND type = ?2)"
+                                     " OR EXISTS (SELECT 1 FROM listeners WHERE customer = ?1 AND type = ?3)");
     if (!s)
         return 0;
     store_bind_text(s, 1, customer, -1);
     store_bind_text(s, 2, type, -1);
     store_bind_text(s, 3, wildcard, -1);
-    int rc = store_step(s);
+    int heard = store_step(s) != STORE_ROW || store_col_int(s, 0) != 0;
     store_reset(s);
-    return rc == STORE_DONE;
+    return !heard;
 }
 
 static int process_one(engine *e, const struct pending *p)
