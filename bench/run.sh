@@ -206,9 +206,16 @@ if command -v curl >/dev/null 2>&1; then
     done
     b=$(now)
     c1=$(cpu_of "$lpid")
+    # the message.* events are processed in the ticks after: wait (at most
+    # 60 s) until the server's CPU time stops growing, and count that too
+    c2=$c1; i=0
+    while [ $i -lt 120 ]; do
+        sleep 0.5; c3=$(cpu_of "$lpid"); [ "$c3" = "$c2" ] && break; c2=$c3; i=$((i + 1))
+    done
     echo "receipts: $N_RCPT acknowledged in $(secs "$a" "$b") s = $(rate "$N_RCPT" "$a" "$b") receipts/s (NDJSON batches of 10,000; target >= 50k/s)"
-    awk -v n="$N_RCPT" -v a="$c0" -v b="$c1" 'BEGIN { if (b > a) printf "receipts: server CPU %.2f s = %.1f us a receipt (accepting them and processing the message.* events they become)\n", b - a, (b - a) / n * 1e6 }'
+    awk -v n="$N_RCPT" -v a="$c0" -v b="$c1" -v c="$c2" 'BEGIN { if (b > a) printf "receipts: server CPU %.2f s = %.1f us a receipt while accepting, %.1f us with the message.* events they become processed (%.0f receipts/s a quiet core would do)\n", b - a, (b - a) / n * 1e6, (c - a) / n * 1e6, n / (c - a) }'
     row "receipts via POST /v1/receipts, /s ($N_LOOP in outbox)" "$(rate "$N_RCPT" "$a" "$b")" "-" "-" ">= 50k/s"
+    row "receipts, server CPU us a receipt, all of it ($N_LOOP in outbox)" "$(awk -v n="$N_RCPT" -v a="$c0" -v c="$c2" 'BEGIN { printf "%.1f", (c - a) / n * 1e6 }')" "-" "-" "<= 20 (50k/s a core)"
     kill "$lpid"; wait "$lpid" 2>/dev/null
     rm -rf "$work/loop"
 fi
