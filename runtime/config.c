@@ -679,6 +679,32 @@ static int read_ready_backlog(struct reader *r, struct config *c)
     return 0;
 }
 
+/* retention = { instances = days(90), events = days(180) } (branch scale):
+ * each at least a day, so deduplication by event id spans a day at least. */
+static int read_retain(struct reader *r, const char *key, tend_time *out)
+{
+    double v;
+    if (read_number(r, key, 0, &v) != 0)
+        return -1;
+    if (v < 86400)
+        return bad(r, key, "must be at least days(1)");
+    *out = (tend_time)v;
+    return 0;
+}
+
+static int read_retention(struct reader *r, struct config *c)
+{
+    lua_State *L = r->L;
+    if (!lua_istable(L, -1))
+        return bad(r, "retention", "must be a table {instances = days(n), events = days(n)}");
+    static const char *const known[] = {"instances", "events", NULL};
+    if (check_keys(r, "retention", known) != 0)
+        return -1;
+    FIELD("instances", read_retain(r, "retention.instances", &c->retain_instances));
+    FIELD("events", read_retain(r, "retention.events", &c->retain_events));
+    return 0;
+}
+
 static int read_all(struct reader *r, struct config *c)
 {
     lua_State *L = r->L;
@@ -704,6 +730,7 @@ static int read_all(struct reader *r, struct config *c)
     FIELD("ready_backlog", read_ready_backlog(r, c));
     FIELD("server", read_server(r, c));
     FIELD("shutdown_grace", read_seconds(r, "shutdown_grace", &c->shutdown_grace));
+    FIELD("retention", read_retention(r, c));
     return 0;
 }
 
@@ -720,7 +747,7 @@ int config_read(struct config *c, lua_State *L, int idx, const char *source, cha
         "db", "timezone", "listen", "synchronous", "unknown_customers", "quiet_hours", "caps",
         "lifecycle", "rfm", "orders", "http_allow", "limits", "channels", "delivery_batch",
         "ready_backlog", "currency", "public_url", "unsubscribe_secret", "holidays", "segment_caps", "server",
-        "shutdown_grace", NULL};
+        "shutdown_grace", "retention", NULL};
     int rc = -1;
     lua_pushnil(L);
     while (lua_next(L, -2)) {

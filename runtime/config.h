@@ -71,6 +71,11 @@ struct config {
     char *public_url;           /* base of links to tend itself (unsubscribe); NULL = from listen */
     char *unsubscribe_secret;   /* HMAC key of unsubscribe tokens; NULL = env or generated */
     int ready_backlog;         /* /readyz fails past this many unprocessed events */
+
+    /* branch scale: `retention = { instances = days(90), events = days(180) }`
+     * (retention.h); 0 = kept for ever, the default */
+    tend_time retain_instances; /* seconds a finished instance is kept */
+    tend_time retain_events;    /* seconds a processed event is kept */
 };
 
 /* Defaults for a fresh machine. */

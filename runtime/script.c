@@ -61,15 +61,6 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Versions no waiting instance uses and this load did not touch go. */
-static int drop_unused(engine *e, int64_t generation)
-{
-    store_stmt *s = store_sql(e->st, "DELETE FROM scripts WHERE loaded_at < ? AND hash NOT IN"
-                                     " (SELECT DISTINCT version FROM instances WHERE state = 'waiting')");
-    store_bind_int(s, 1, generation);
-    return store_run(s);
-}
-
 struct source {
     char *path, *text, *dir;
     size_t len;
@@ -94,7 +85,9 @@ static int finish_load(engine *e, struct source *files, int n, char **errors)
     }
     if (nerr == 0) {
         catalog_commit(e);
-        if (drop_unused(e, generation) != 0 || store_commit(e->st) != 0) {
+        /* Versions no waiting instance uses are dropped by the retention
+         * sweep (retention.h), not here: this load never scans instances. */
+        if (store_commit(e->st) != 0) {
             strbuf_printf(&err, "store: %s\n", store_errmsg(e->st));
             nerr++;
         } else if (dates_sync(e) != 0) {
