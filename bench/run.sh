@@ -12,6 +12,8 @@
 # Order lines (branch orders): BENCH_BOUGHT customers with 5 lines each for
 # the bought segment (the design's size is 10000000: generation then takes
 # long), BENCH_ORDERS order events with 3 items each for ingest.
+# BENCH_SCALING: the sizes of bench/scaling.sh (waiting instances, "100000
+# 1000000"; 10000000 takes minutes to seed), BENCH_SCALING_OPS its operations.
 set -e
 B=build/release
 T=bin/tend
@@ -136,6 +138,10 @@ for q in "city + last_order_at" "tags + last_order_at"; do
              'BEGIN { printf "%.0f", t * 1000 }')" "-" "-" "< 100 (10M)"
 done
 rm -rf "$work/big"
+
+echo
+echo "== scaling: start, wake, delivery, ready, RSS and store size at ${BENCH_SCALING:-100000 1000000} waiting instances"
+BENCH_SCALING_ROWS=$table sh bench/scaling.sh ${BENCH_SCALING:-100000 1000000}
 
 echo
 echo "== order lines: bought segments ($N_BOUGHT customers, $((N_BOUGHT * 5)) lines)"
