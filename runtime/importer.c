@@ -1,9 +1,13 @@
 /* importer — `tend import`: customers from CSV or NDJSON (see importer.h).
  *
  * The input streams through one read buffer: a 10M-row file costs the
- * buffer, not the file. Each row becomes a customer_upsert() inside its own
- * savepoint, so a row that fails anywhere (validation, a date trigger) rolls
- * back alone; rows commit in batches of IMPORT_BATCH, one fsync each.
+ * buffer, not the file. Each row becomes a customer_upsert(); rows commit in
+ * batches of IMPORT_BATCH, one fsync each. A row the customer (or product)
+ * module refuses is refused before anything of it is written (their
+ * contract: validation first), so a rejected row needs no savepoint of its
+ * own; a store failure (in the row or its date triggers) rolls back the
+ * open batch, which was never counted, and ends the import: nothing
+ * accepted is half-stored, and what was reported imported is durable.
  *
  * CSV, as RFC 4180 with the usual leniencies: CRLF or LF (or a lone CR) ends
  * a record, a UTF-8 BOM at the start is skipped, blank lines are skipped, a
@@ -160,9 +164,21 @@ static int batch_commit(struct importer *im)
     return 0;
 }
 
-/* Upserts one row in a savepoint. A row the customer module refuses is
- * rejected and the import goes on; a failing store ends it (-1, im->err).
- * `id` may be NULL: then it is read from obj once the upsert succeeded. */
+/* Rolls back the open batch after a store failure (its rows were never
+ * counted) and ends the import with the reason. */
+static int batch_failed(struct importer *im, long line, const char *why)
+{
+    int rc = store_failed(im, line, why);
+    if (im->open && store_in_batch(im->e->st))
+        store_rollback(im->e->st);
+    im->open = 0;
+    im->batch_created = im->batch_updated = im->batch_rows = 0;
+    return rc;
+}
+
+/* Upserts one row. A row the customer module refuses is rejected and the
+ * import goes on; a failing store ends it (-1, im->err). `id` may be NULL:
+ * then it is read from obj once the upsert succeeded. */
 static int import_row(struct importer *im, const cJSON *obj, int flags, const char *id, long line)
 {
     store *st = im->e->st;
@@ -171,20 +187,17 @@ static int import_row(struct importer *im, const cJSON *obj, int flags, const ch
             return store_failed(im, line, store_errmsg(st));
         im->open = 1;
     }
-    if (store_begin(st) != 0)
-        return store_failed(im, line, store_errmsg(st));
     int created = 0;
     int rc = im->products
         ? product_upsert(st, obj, flags ? PRODUCT_TEXT_VALUES : 0, engine_now(im->e), &created, im->reason,
                          sizeof im->reason)
         : customer_upsert(im->e, obj, flags, &created, im->reason, sizeof im->reason);
     if (rc != 0) {
-        store_rollback(st);
         /* customer_upsert reports its only non-data failure, the store's,
          * as "store: ...": that one is not the row's fault, and every row
          * after it would fail the same way. */
         if (strncmp(im->reason, "store: ", 7) == 0)
-            return store_failed(im, line, im->reason);
+            return batch_failed(im, line, im->reason);
         rejected(im, line, im->reason);
         return 0;
     }
@@ -196,12 +209,7 @@ static int import_row(struct importer *im, const cJSON *obj, int flags, const ch
      * customer's date triggers, in the row's own savepoint. */
     if (id && dates_customer_changed(im->e, id) != 0) {
         snprintf(im->reason, sizeof im->reason, "date triggers: %s", store_errmsg(st));
-        store_rollback(st);
-        return store_failed(im, line, im->reason);
-    }
-    if (store_commit(st) != 0) {
-        store_rollback(st);
-        return store_failed(im, line, store_errmsg(st));
+        return batch_failed(im, line, im->reason);
     }
     if (created)
         im->batch_created++;
@@ -212,8 +220,8 @@ static int import_row(struct importer *im, const cJSON *obj, int flags, const ch
     return 0;
 }
 
-/* Ends the import: commits what is open even after a failure, so the rows
- * before it are kept. */
+/* Ends the import: commits what is open even after a failure to read on, so
+ * the rows before it are kept (a store failure rolled its batch back). */
 static int import_finish(struct importer *im, int rc)
 {
     if (batch_commit(im) != 0 && rc == 0)
