@@ -51,7 +51,7 @@
 #define IMPORT_BATCH      10000         /* rows per transaction (one fsync) */
 #define READ_CHUNK        (256 << 10)   /* bytes per read(2) */
 #define MAX_RECORD        (16 << 20)    /* longest row or line we buffer */
-#define FRESH_CACHE_MAX   (1LL << 20)   /* KiB of page cache a first import may take (1 GiB) */
+#define FRESH_INPUT_MAX   (448LL << 20) /* largest file a first import takes in one transaction */
 
 /* --- the reader ---------------------------------------------------------- */
 
@@ -236,7 +236,8 @@ static int import_finish(struct importer *im, int rc)
 }
 
 /* --- a first import ----------------------------------------------------
- * Into a store with no customers, the whole import is one transaction: the
+ * Into a store with no customers, from a file of at most FRESH_INPUT_MAX
+ * bytes (see fresh_begin), the whole import is one transaction: the
  * indexes of customers and customer_tags are dropped at its start and built
  * again at its end, by sorting, which costs a fraction of keeping five
  * indexes up to date row by row. Batches are savepoints inside it, so a
@@ -246,27 +247,32 @@ static int import_finish(struct importer *im, int rc)
 static int fresh_begin(struct importer *im, int fd)
 {
     store *st = im->e->st;
+    /* The transaction's pages must stay in the page cache: once SQLite
+     * has to spill dirty pages of one transaction, each page it fetches
+     * walks its dirty list, and an import goes 6x (at 1M rows) to 10x
+     * slower than batches. The store is about 2.2x the input, so a first
+     * import is one transaction only for a regular file of at most
+     * FRESH_INPUT_MAX bytes, with the cache raised to fit it. */
+    struct stat sb;
+    if (fd <= 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size > FRESH_INPUT_MAX)
+        return 0;
     int64_t any = store_count(st, "SELECT EXISTS (SELECT 1 FROM customers)");
     if (any != 0)
         return any < 0 ? -1 : 0;
-    /* The transaction's pages stay in the cache: spilled to the WAL before
-     * the commit, each later read of them would search a WAL as large as
-     * the import (6x slower at 1M rows). The store is about twice the
-     * input: the cache grows to that, at most FRESH_CACHE_MAX; stdin keeps
-     * the usual cache. */
-    struct stat sb;
-    if (fd > 0 && fstat(fd, &sb) == 0 && sb.st_size > (32 << 20)) {
-        long long kib = (long long)(sb.st_size / 512);
+    long long kib = (long long)sb.st_size * 9 / 4 / 1024;
+    if (kib > 65536) {
         char pragma[64];
-        snprintf(pragma, sizeof pragma, "PRAGMA cache_size = -%lld", kib < FRESH_CACHE_MAX ? kib : FRESH_CACHE_MAX);
+        snprintf(pragma, sizeof pragma, "PRAGMA cache_size = -%lld", kib);
         store_exec(st, pragma);
         im->cache_raised = 1;
     }
-    if (store_begin(st) != 0)
+    if (store_begin(st) != 0) {
+        store_exec(st, "PRAGMA cache_size = -65536");
         return -1;
+    }
     store_stmt *s = store_sql(st, "SELECT name, sql FROM sqlite_master WHERE type = 'index'"
                                   " AND tbl_name IN ('customers', 'customer_tags') AND sql IS NOT NULL");
-    int rc;
+    int rc = STORE_ERROR;
     while (s && (rc = store_step(s)) == STORE_ROW) {
         im->index_sql = xrealloc(im->index_sql, (size_t)(im->nindex + 2) * sizeof *im->index_sql);
         im->index_sql[im->nindex++] = xasprintf("DROP INDEX \"%s\"", store_col_text(s, 0));
@@ -277,6 +283,7 @@ static int fresh_begin(struct importer *im, int fd)
             rc = STORE_ERROR;
     if (!s || rc != STORE_DONE) {
         store_rollback(st);
+        store_exec(st, "PRAGMA cache_size = -65536");
         return -1;
     }
     im->fresh = 1;
