@@ -118,6 +118,37 @@ static int value_date(store_stmt *s, int col, const char *tz, int *y, int *m, in
     return 0;
 }
 
+long dates_count_malformed(engine *e, const char *schema, const char *field, long max_rows, char *id, size_t idlen,
+                           char *value, size_t valuelen)
+{
+    char *expr = field ? field_sql(field) : NULL;
+    if (!expr)
+        return -1;
+    /* schema is one of ours ("main", "live"), never user text */
+    char *sql = xasprintf("SELECT id, %s, timezone FROM \"%s\".customers WHERE %s IS NOT NULL LIMIT ?", expr,
+                          schema, expr);
+    free(expr);
+    store_stmt *s = store_prepare(e->st, sql);
+    free(sql);
+    if (!s)
+        return -1;
+    store_bind_int(s, 1, max_rows);
+    long bad = 0;
+    while (store_step(s) == STORE_ROW) {
+        const char *tz = store_col_text(s, 2);
+        int y, m, d;
+        if (value_date(s, 1, tz && clock_tz_valid(tz) ? tz : e->cfg.timezone, &y, &m, &d) == 0)
+            continue;
+        if (bad++ == 0) {
+            const char *v = store_col_text(s, 1);
+            snprintf(id, idlen, "%s", store_col_text(s, 0));
+            snprintf(value, valuelen, "%s", v ? v : "?");
+        }
+    }
+    store_finalize(s);
+    return bad;
+}
+
 /* fired_at: the firing just done (0 when only re-planning: the last one stays). */
 static int write_row(engine *e, const char *journey, const char *customer, tend_time fire_at, tend_time fired_at)
 {

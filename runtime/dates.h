@@ -63,6 +63,14 @@ int dates_local_run_due(engine *e, tend_time now, int page);
 /* 1 if `field` can carry a date trigger. */
 int dates_field_valid(const char *field);
 
+/* For `tend check`: of the first max_rows customers of `schema` ("main", or
+ * a store ATTACHed under that name) with `field` set, how many hold a value
+ * that is no date (so would never fire). The first one's id and value are
+ * copied (truncated) into id and value. Returns -1 when the field is no date
+ * field or the query fails (no customers table there). */
+long dates_count_malformed(engine *e, const char *schema, const char *field, long max_rows, char *id, size_t idlen,
+                           char *value, size_t valuelen);
+
 /* The next fire time after `after` of a date (y, m, d) for a trigger at
  * local time minute_of_day on the date shifted by offset_days calendar days,
  * plus offset seconds, in zone tz; *years gets the age. 0 or -1. */

@@ -221,6 +221,43 @@ hasnt "needs a space" "a placeholder inside a link is fine"
 run --dir good
 status 0 "tend check --dir DIR"
 
+# an anniversary whose field holds no date in the store: a warning at the
+# journey's line with the count and an example; the store is only read
+mkdir dated
+cat >dated/tend.lua <<'EOF'
+return { timezone = "Asia/Shanghai" }
+EOF
+cat >dated/baby.lua <<'EOF'
+template "hb" { category = "marketing", sms = "Happy birthday" }
+
+journey "baby" {
+  on = anniversary("attrs.baby_birthday", { at = "10:00", offset_days = -1 }),
+  run = function(c) send("sms", c, "hb") end,
+}
+EOF
+run dated
+status 0 "an anniversary, no store yet"
+hasnt "is not a date" "an anniversary, no store yet"
+[ -e dated/tend.db ] && fail "tend check created the store"
+printf '%s\n' '{"id":"c1","attrs":{"baby_birthday":"next may"}}' '{"id":"c2","attrs":{"baby_birthday":"2024-05-01"}}' \
+  '{"id":"c3","attrs":{"baby_birthday":"2024-13-45"}}' >dated/customers.ndjson
+(cd dated && "$TEND" import customers.ndjson >/dev/null 2>&1) || fail "import of the dated customers"
+sum_before=$(cksum <dated/tend.db)
+run dated
+status 0 "malformed dates are a warning"
+has "baby.lua:3: warning: journey 'baby': anniversary field 'attrs.baby_birthday' is not a date for 2 customers in" \
+  "malformed dates in the store"
+has "(e.g. 'c1': 'next may';" "malformed dates: an example"
+[ "$(cksum <dated/tend.db)" = "$sum_before" ] || fail "tend check changed the store"
+# --db (or TEND_DB) names the store to read instead
+mkdir dated2 && cp dated/tend.lua dated/baby.lua dated2/
+printf '%s\n' '{"id":"c9","attrs":{"baby_birthday":"someday"}}' >dated2/customers.ndjson
+(cd dated2 && "$TEND" import customers.ndjson >/dev/null 2>&1) || fail "import of dated2"
+run dated --db dated2/tend.db
+status 0 "tend check --db"
+has "is not a date for 1 customer in dated2/tend.db (e.g. 'c9': 'someday';" "tend check --db: the store named"
+hasnt "next may" "tend check --db: only the store named"
+
 # the journey library and the examples, as shipped, check clean (what
 # `make demo` and a user copying them start from)
 ROOT=${TEND_ROOT:-}
