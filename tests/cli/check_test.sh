@@ -258,6 +258,22 @@ status 0 "tend check --db"
 has "is not a date for 1 customer in dated2/tend.db (e.g. 'c9': 'someday';" "tend check --db: the store named"
 hasnt "next may" "tend check --db: only the store named"
 
+# tend.lua's policy errors name the line of the value or setting
+mkdir conf
+echo 'template "hb" { category = "marketing", sms = "x" }' >conf/a.lua
+printf 'return {\n  timezone = "Asia/Shanghai",\n  caps = { marketing = { day = 1 },\n    sms = { day = 2, fortnight = 1 } },\n}\n' >conf/tend.lua
+run conf
+status 1 "a cap with an unknown period"
+has "tend.lua:4: setting 'caps.sms.fortnight' is not a period" "a cap with an unknown period: file:line"
+printf 'return {\n  channels = { sms = { type = "capture",\n    window = { "10:00-11:00", "25:00-26:00" } } },\n}\n' >conf/tend.lua
+run conf
+status 1 "a bad window in tend.lua"
+has "tend.lua:3: channel 'sms': window '25:00-26:00' is not" "a bad window in tend.lua: file:line"
+printf 'return {\n  timezone = "UTC",\n  caps = { fax = { day = 1 } },\n}\n' >conf/tend.lua
+run conf
+status 1 "a cap on an unknown channel"
+has "tend.lua:3: caps: 'fax' is neither a channel" "a cap on an unknown channel: file:line"
+
 # the journey library and the examples, as shipped, check clean (what
 # `make demo` and a user copying them start from)
 ROOT=${TEND_ROOT:-}
