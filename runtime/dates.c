@@ -149,6 +149,8 @@ long dates_count_malformed(engine *e, const char *schema, const char *field, lon
     return bad;
 }
 
+static const char *zone_tz(engine *e, const char *zone);
+
 /* fired_at: the firing just done (0 when only re-planning: the last one stays). */
 static int write_row(engine *e, const char *journey, const char *customer, tend_time fire_at, tend_time fired_at)
 {
@@ -227,9 +229,7 @@ static int schedule_journey(engine *e, const char *journey, int decl, const char
     while (rc == 0 && store_step(s) == STORE_ROW) {
         found = 1;
         const char *id = store_col_text(s, 0);
-        const char *tz = store_col_text(s, 2);
-        if (!tz || !clock_tz_valid(tz))
-            tz = e->cfg.timezone;
+        const char *tz = zone_tz(e, store_col_text(s, 2) ? store_col_text(s, 2) : "");
         int y, m, d, years;
         tend_time fire;
         int dated = value_date(s, 1, tz, &y, &m, &d) == 0;
@@ -569,7 +569,7 @@ static const char *zone_tz(engine *e, const char *zone)
         char *seen = store_meta_get(e->st, meta);
         if (!seen) {
             engine_logf(e, "warn", "customers with time zone '%s' (not in the tz database) get local-time "
-                        "triggers in the configured zone %s", zone, e->cfg.timezone);
+                        "triggers and anniversaries in the configured zone %s", zone, e->cfg.timezone);
             store_meta_set(e->st, meta, "1");
         }
         free(seen);

@@ -13,7 +13,8 @@
  * year when the row is computed (a customer imported late) fires next year,
  * unless `late = hours(n)`: a firing missed by at most that much still
  * happens at once (never twice: the last firing is kept). A field value that
- * is there but no date is logged as a warning.
+ * is there but no date is logged as a warning. A zone not in the tz database
+ * means the configured zone, logged once per store and zone.
  *
  * Each (journey, customer) has one row holding its next fire time, so the
  * due ones are a range scan; a changed field or zone recomputes the row. */

@@ -2,7 +2,7 @@
  * the library's range), and local-time triggers across downtime (one
  * catch-up firing), across a crash in the middle of a zone's fan-out (nobody
  * started twice, nobody skipped) and for a customer whose zone is unknown
- * (the configured zone, logged once). */
+ * (the configured zone, logged once), for local-time triggers and anniversaries. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -75,7 +75,13 @@ static const char SCRIPT[] =
     "template \"hi\" { category = \"transactional\", sms = \"hi\" }\n"
     "journey \"daily\" { on = local_cron(\"0 9 * * *\"), run = function(c) send(\"sms\", c, \"hi\") end }\n";
 
+static const char BIRTHDAY_SCRIPT[] =
+    "template \"hi\" { category = \"transactional\", sms = \"hi\" }\n"
+    "journey \"bday\" { on = anniversary(\"birthday\", { at = \"10:00\" }),"
+    " run = function(c) send(\"sms\", c, \"hi\") end }\n";
+
 struct fixture {
+    const char *script;     /* NULL: SCRIPT */
     char path[64];
     tclock *clock;
     engine *e;
@@ -100,7 +106,8 @@ static engine *open_engine(struct fixture *f)
     cJSON_Delete(c);
     assert_non_null(e);
     char *errors = NULL;
-    assert_int_equal(engine_load_source(e, "s.lua", SCRIPT, strlen(SCRIPT), &errors), 0);
+    const char *script = f->script ? f->script : SCRIPT;
+    assert_int_equal(engine_load_source(e, "s.lua", script, strlen(script), &errors), 0);
     return e;
 }
 
@@ -200,6 +207,32 @@ static void test_unknown_zone(void **state)
     assert_null(strstr(hit + 1, "time zone 'Mars/Olympus'"));
 }
 
+/* An anniversary of a customer whose zone is unknown: in the configured
+ * zone, and said once (a second re-plan and a reopen say nothing more). */
+static void test_unknown_zone_anniversary(void **state)
+{
+    struct fixture *f = *state;
+    engine_close(f->e);
+    f->script = BIRTHDAY_SCRIPT;
+    f->e = open_engine(f);
+    add_customers(f->e, 2, "Asia/Tokyo");
+    store_stmt *s = store_sql(f->e->st, "UPDATE customers SET birthday = '1990-01-02',"
+                                        " timezone = CASE id WHEN 'z00001' THEN 'Mars/Olympus' ELSE timezone END");
+    assert_int_equal(store_run(s), 0);
+    assert_int_equal(dates_customer_changed(f->e, "z00000"), 0);
+    assert_int_equal(dates_customer_changed(f->e, "z00001"), 0);
+    assert_int_equal(dates_customer_changed(f->e, "z00001"), 0);
+    engine_close(f->e);
+    f->e = open_engine(f);
+    assert_int_equal(engine_advance(f->e, 2 * TEND_DAY), 0);
+    /* Jan 2 10:00 in Tokyo is 01:00Z; the unknown zone's is Shanghai's, 02:00Z */
+    assert_int_equal(count(f->e, "SELECT COUNT(*) FROM instances WHERE customer = 'z00000' AND started_at = 1767315600"), 1);
+    assert_int_equal(count(f->e, "SELECT COUNT(*) FROM instances WHERE customer = 'z00001' AND started_at = 1767319200"), 1);
+    const char *hit = strstr(f->log.s, "time zone 'Mars/Olympus'");
+    assert_non_null(hit);
+    assert_null(strstr(hit + 1, "time zone 'Mars/Olympus'"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -207,6 +240,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_downtime_fires_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_mid_fanout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_zone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_zone_anniversary, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     clock_shutdown();
