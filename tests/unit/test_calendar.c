@@ -156,6 +156,22 @@ static int64_t count(engine *e, const char *sql)
     return store_count(e->st, sql);
 }
 
+/* Restarts on the same store, then runs `seconds` of simulated time. */
+static void reopen_and_advance(struct fixture *f, tend_time seconds)
+{
+    engine_close(f->e);
+    f->e = open_engine(f);
+    assert_int_equal(engine_advance(f->e, seconds), 0);
+}
+
+/* The log has `what` exactly once. */
+static void said_once(struct fixture *f, const char *what)
+{
+    const char *hit = strstr(f->log.s, what);
+    assert_non_null(hit);
+    assert_null(strstr(hit + 1, what));
+}
+
 static void test_downtime_fires_once(void **state)
 {
     struct fixture *f = *state;
@@ -196,15 +212,11 @@ static void test_unknown_zone(void **state)
     /* a zone that came in before zones were checked, or left the tz database */
     store_stmt *s = store_sql(f->e->st, "UPDATE customers SET timezone = 'Mars/Olympus' WHERE id = 'z00001'");
     assert_int_equal(store_run(s), 0);
-    engine_close(f->e);
-    f->e = open_engine(f);
-    assert_int_equal(engine_advance(f->e, 2 * TEND_DAY), 0);
+    reopen_and_advance(f, 2 * TEND_DAY);
     /* Tokyo's 09:00 is 00:00Z; the unknown zone fires at Shanghai's (01:00Z) */
     assert_int_equal(count(f->e, "SELECT COUNT(*) FROM instances WHERE customer = 'z00000' AND started_at % 86400 = 0"), 2);
     assert_int_equal(count(f->e, "SELECT COUNT(*) FROM instances WHERE customer = 'z00001' AND started_at % 86400 = 3600"), 2);
-    const char *hit = strstr(f->log.s, "time zone 'Mars/Olympus'");
-    assert_non_null(hit);
-    assert_null(strstr(hit + 1, "time zone 'Mars/Olympus'"));
+    said_once(f, "time zone 'Mars/Olympus'");
 }
 
 /* An anniversary of a customer whose zone is unknown: in the configured
@@ -222,15 +234,11 @@ static void test_unknown_zone_anniversary(void **state)
     assert_int_equal(dates_customer_changed(f->e, "z00000"), 0);
     assert_int_equal(dates_customer_changed(f->e, "z00001"), 0);
     assert_int_equal(dates_customer_changed(f->e, "z00001"), 0);
-    engine_close(f->e);
-    f->e = open_engine(f);
-    assert_int_equal(engine_advance(f->e, 2 * TEND_DAY), 0);
+    reopen_and_advance(f, 2 * TEND_DAY);
     /* Jan 2 10:00 in Tokyo is 01:00Z; the unknown zone's is Shanghai's, 02:00Z */
     assert_int_equal(count(f->e, "SELECT COUNT(*) FROM instances WHERE customer = 'z00000' AND started_at = 1767315600"), 1);
     assert_int_equal(count(f->e, "SELECT COUNT(*) FROM instances WHERE customer = 'z00001' AND started_at = 1767319200"), 1);
-    const char *hit = strstr(f->log.s, "time zone 'Mars/Olympus'");
-    assert_non_null(hit);
-    assert_null(strstr(hit + 1, "time zone 'Mars/Olympus'"));
+    said_once(f, "time zone 'Mars/Olympus'");
 }
 
 int main(void)
