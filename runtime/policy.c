@@ -565,6 +565,11 @@ static int l_best_time(lua_State *L)
     int hh = 10, mm = 0;
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
+        for (lua_pushnil(L); lua_next(L, 2); lua_pop(L, 1))   /* a misspelt option would be ignored */
+            if (lua_type(L, -2) != LUA_TSTRING || strcmp(lua_tostring(L, -2), "default") != 0)
+                return luaL_argerror(L, 2, lua_pushfstring(L, "unknown option '%s' (default)",
+                                                           lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
+                                                                                          : luaL_typename(L, -2)));
         if (lua_getfield(L, 2, "default") != LUA_TNIL) {
             const char *d = lua_tostring(L, -1);
             if (!d || clock_parse_hhmm(d, &hh, &mm) != 0)
