@@ -648,6 +648,16 @@ static void lint_scripts(struct lint *l)
     }
 }
 
+/* A filter table at idx compiles; else an error at `where` for `what`. */
+static void check_filter(struct lint *l, int idx, const char *where, const char *what)
+{
+    char err[300];
+    segment_query *q = segment_compile(sandbox_state(l->e->sb), idx, engine_now(l->e), err, sizeof err);
+    if (!q)
+        say(l, 1, where, "%s: %s", what, strncmp(err, "segment: ", 9) == 0 ? err + 9 : err);
+    segment_query_free(q);
+}
+
 /* Every segment compiles: a misspelt field is found before any run needs it. */
 static void lint_segments(struct lint *l)
 {
@@ -656,25 +666,43 @@ static void lint_segments(struct lint *l)
     catalog_push_all(l->e, "segments");
     lua_pushnil(L);
     while (lua_next(L, top + 1)) {
-        char where[300];
+        char where[300], what[200];
         catalog_where(l->e, lua_gettop(L), where, sizeof where);
         const char *name = lua_tostring(L, -2);
+        snprintf(what, sizeof what, "segment '%s'", name);
         int t = lua_getfield(L, -1, "where");
         int ok = 1;
         if (t == LUA_TFUNCTION && sandbox_pcall(l->e->sb, L, 0, 1) != LUA_OK) {
             const char *msg = lua_tostring(L, -1);
-            say(l, 1, where, "segment '%s': where(): %.*s", name, (int)strcspn(msg, "\n"), msg);
+            say(l, 1, where, "%s: where(): %.*s", what, (int)strcspn(msg, "\n"), msg);
             ok = 0;
         }
-        if (ok) {
-            char err[300];
-            segment_query *q = segment_compile(L, -1, engine_now(l->e), err, sizeof err);
-            if (!q)
-                say(l, 1, where, "segment '%s': %s", name,
-                    strncmp(err, "segment: ", 9) == 0 ? err + 9 : err);
-            segment_query_free(q);
-        }
+        if (ok)
+            check_filter(l, -1, where, what);
         lua_pop(L, 2);
+    }
+    lua_settop(L, top);
+}
+
+/* A journey's audience tables (its own, and a local_cron or holiday
+ * trigger's) compile: a misspelt field would only show when a slot fires.
+ * An audience function depends on the event and is left to run time. */
+static void lint_audiences(struct lint *l)
+{
+    lua_State *L = sandbox_state(l->e->sb);
+    int top = lua_gettop(L);
+    catalog_push_all(l->e, "journeys");
+    lua_pushnil(L);
+    while (lua_next(L, top + 1)) {
+        int decl = lua_gettop(L);
+        char where[300], what[200];
+        catalog_where(l->e, decl, where, sizeof where);
+        snprintf(what, sizeof what, "journey '%s': audience", lua_tostring(L, -2));
+        if (lua_getfield(L, decl, "audience") == LUA_TTABLE)
+            check_filter(l, -1, where, what);
+        if (lua_getfield(L, decl, "on") == LUA_TTABLE && lua_getfield(L, -1, "audience") == LUA_TTABLE)
+            check_filter(l, -1, where, what);
+        lua_settop(L, decl - 1);
     }
     lua_settop(L, top);
 }
@@ -749,6 +777,7 @@ int lint_run(engine *e, const char *store_path, lint_report_fn report, void *ud,
 {
     struct lint l = {e, report, ud, 0, 0, NULL};
     lint_segments(&l);
+    lint_audiences(&l);
     lint_templates(&l);
     lint_scripts(&l);
     lint_dates(&l, store_path);

@@ -12,7 +12,9 @@
  *    channel (`blocked_words = {...}`) are errors; more segments than the
  *    channel's `max_segments` (default 1) is a warning with count and cost;
  *  - every channel's blocked words apply to its texts;
- *  - every segment compiles (a misspelt field is an error at its declaration);
+ *  - every segment compiles (a misspelt field is an error at its declaration),
+ *    and so does every journey's audience table (its own, and a local_cron or
+ *    holiday trigger's), the error at the journey's declaration;
  *  - when the store exists (store_path, else DIR's configured `db`), it is
  *    read, never written (opened read-only): an anniversary whose field holds
  *    a value that is no date for some of the first 100,000 customers with it

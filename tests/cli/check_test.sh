@@ -274,6 +274,22 @@ run conf
 status 1 "a cap on an unknown channel"
 has "tend.lua:3: caps: 'fax' is neither a channel" "a cap on an unknown channel: file:line"
 
+# an audience table that does not compile is an error at the journey's line
+# (a local_cron's would only show when its slot fires)
+mkdir aud
+cat >aud/a.lua <<'EOF'
+template "hb" { category = "marketing", sms = "x" }
+
+journey "j" { on = local_cron("0 9 * * *", { audience = { citty = "Shanghai" } }), run = function() end }
+journey "k" { on = "go", audience = { orders_count = "many" }, run = function() end }
+journey "m" { on = holiday("qixi", { audience = { city = "Shanghai" } }), run = function() end }
+EOF
+run aud
+status 1 "a bad audience"
+has "a.lua:3: error: journey 'j': audience: field 'citty' is not a customer field" "a local_cron audience"
+has "a.lua:4: error: journey 'k': audience:" "a journey's audience"
+hasnt "a.lua:5:" "a good holiday audience"
+
 # the journey library and the examples, as shipped, check clean (what
 # `make demo` and a user copying them start from)
 ROOT=${TEND_ROOT:-}
