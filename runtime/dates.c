@@ -149,8 +149,6 @@ long dates_count_malformed(engine *e, const char *schema, const char *field, lon
     return bad;
 }
 
-static const char *zone_tz(engine *e, const char *zone);
-
 /* fired_at: the firing just done (0 when only re-planning: the last one stays). */
 static int write_row(engine *e, const char *journey, const char *customer, tend_time fire_at, tend_time fired_at)
 {
@@ -229,7 +227,7 @@ static int schedule_journey(engine *e, const char *journey, int decl, const char
     while (rc == 0 && store_step(s) == STORE_ROW) {
         found = 1;
         const char *id = store_col_text(s, 0);
-        const char *tz = zone_tz(e, store_col_text(s, 2) ? store_col_text(s, 2) : "");
+        const char *tz = dates_zone(e, store_col_text(s, 2) ? store_col_text(s, 2) : "");
         int y, m, d, years;
         tend_time fire;
         int dated = value_date(s, 1, tz, &y, &m, &d) == 0;
@@ -558,9 +556,7 @@ static int local_next(const struct local_trigger *t, const char *tz, tend_time a
     return -1;
 }
 
-/* The zone a row's customers live by: their own, or the configured one for
- * no zone or an unknown one (logged once per store, never skipped). */
-static const char *zone_tz(engine *e, const char *zone)
+const char *dates_zone(engine *e, const char *zone)
 {
     if (*zone && clock_tz_valid(zone))
         return zone;
@@ -569,7 +565,7 @@ static const char *zone_tz(engine *e, const char *zone)
         char *seen = store_meta_get(e->st, meta);
         if (!seen) {
             engine_logf(e, "warn", "customers with time zone '%s' (not in the tz database) get local-time "
-                        "triggers and anniversaries in the configured zone %s", zone, e->cfg.timezone);
+                        "triggers, anniversaries, windows and quiet hours in the configured zone %s", zone, e->cfg.timezone);
             store_meta_set(e->st, meta, "1");
         }
         free(seen);
@@ -583,7 +579,7 @@ static int plan_zone(engine *e, const char *journey, const struct local_trigger 
                      tend_time now)
 {
     tend_time fire;
-    if (local_next(t, zone_tz(e, zone), now, &fire) != 0)
+    if (local_next(t, dates_zone(e, zone), now, &fire) != 0)
         return 0;   /* never again (a date past 2100) */
     store_stmt *s = store_sql(e->st, "INSERT INTO local_triggers (journey, zone, fire_at) VALUES (?, ?, ?)"
                                      " ON CONFLICT DO NOTHING");
@@ -838,7 +834,7 @@ static int local_batch(store *st, void *ud)
     int top = lua_gettop(L), rc = 0, done = 1;
     struct idlist ids = {0};
     struct local_trigger t;
-    const char *tz = zone_tz(e, zone);
+    const char *tz = dates_zone(e, zone);
     if (catalog_push_current(e, journey) && read_local(L, top + 1, &t) == 0) {
         int decl = top + 1;
         cJSON *ev = slot_event(L, decl, &t, tz, fire_at);

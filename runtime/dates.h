@@ -64,6 +64,13 @@ int dates_local_run_due(engine *e, tend_time now, int page);
 /* 1 if `field` can carry a date trigger. */
 int dates_field_valid(const char *field);
 
+/* The zone a customer lives by, from its stored `timezone` ("" for none):
+ * itself, or the configured zone for none or one not in the tz database
+ * (one that left it); the latter is logged once per store and zone (a
+ * write to the store's meta, so call it where writing is fine). The
+ * result is `zone` or the configured zone's string. */
+const char *dates_zone(engine *e, const char *zone);
+
 /* For `tend check`: of the first max_rows customers of `schema` ("main", or
  * a store ATTACHed under that name) with `field` set, how many hold a value
  * that is no date (so would never fire). The first one's id and value are

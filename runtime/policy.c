@@ -8,6 +8,7 @@
 #include "catalog.h"
 #include "channel.h"
 #include "customer.h"
+#include "dates.h"
 #include "policy.h"
 #include "segment.h"
 #include "step.h"
@@ -388,12 +389,27 @@ static int over_cap(engine *e, const char *customer, const char *kind, int marke
     return 0;
 }
 
+/* The customer's zone for windows, quiet hours and active hours: its own,
+ * else the configured one (an unknown zone said once: dates_zone). */
+static char *customer_zone(engine *e, const char *customer)
+{
+    store_stmt *s = store_sql(e->st, "SELECT timezone FROM customers WHERE id = ?");
+    store_bind_text(s, 1, customer, -1);
+    char *tz = NULL;
+    if (store_step(s) == STORE_ROW) {
+        const char *t = store_col_text(s, 0);
+        tz = xstrdup(dates_zone(e, t ? t : ""));
+        store_reset(s);
+    }
+    return tz ? tz : xstrdup(e->cfg.timezone);
+}
+
 /* Quiet hours, the channel's window, caps: where a message of `kind`
  * (a channel, or a task kind) lands. Caps apply unless transactional. */
 static int place(engine *e, const char *customer, const char *kind, int marketing, int transactional, int priority,
                  int defer_on_cap, tend_time now, struct policy_verdict *v)
 {
-    char *tz = customer_timezone(e, customer);
+    char *tz = customer_zone(e, customer);
     struct policy_window w;
     channel_window(e, kind, &w);
     tend_time t = contact_time(e, &w, tz, marketing, now);
@@ -517,7 +533,7 @@ int policy_recheck(engine *e, const char *customer, const char *channel, int mar
         return 1;
     if (!marketing)
         return 0;
-    char *tz = customer_timezone(e, customer);
+    char *tz = customer_zone(e, customer);
     *due = policy_quiet_end(e, tz, now);
     free(tz);
     return *due > now ? 2 : 0;
@@ -527,7 +543,7 @@ int policy_recheck(engine *e, const char *customer, const char *channel, int mar
 
 int policy_note_activity(engine *e, const char *customer, tend_time at)
 {
-    char *tz = customer_timezone(e, customer);
+    char *tz = customer_zone(e, customer);
     struct clock_local l;
     int rc = clock_to_local(at, tz, &l);
     free(tz);
@@ -592,7 +608,7 @@ static int l_best_time(lua_State *L)
         hh = hour;
         mm = 0;
     }
-    char *tz = customer_timezone(e, id);
+    char *tz = customer_zone(e, id);
     tend_time t;
     int rc = clock_next_local(ctx ? ctx->now : engine_now(e), tz, hh, mm, &t);
     free(tz);

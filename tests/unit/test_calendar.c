@@ -2,7 +2,8 @@
  * the library's range), and local-time triggers across downtime (one
  * catch-up firing), across a crash in the middle of a zone's fan-out (nobody
  * started twice, nobody skipped) and for a customer whose zone is unknown
- * (the configured zone, logged once), for local-time triggers and anniversaries. */
+ * (the configured zone, logged once), for local-time triggers, anniversaries
+ * and channel windows. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -18,6 +19,7 @@
 #include "customer.h"
 #include "dates.h"
 #include "engine.h"
+#include "event.h"
 #include "util.h"
 
 #define T0 1767225600   /* 2026-01-01T00:00:00Z */
@@ -79,6 +81,11 @@ static const char BIRTHDAY_SCRIPT[] =
     "template \"hi\" { category = \"transactional\", sms = \"hi\" }\n"
     "journey \"bday\" { on = anniversary(\"birthday\", { at = \"10:00\" }),"
     " run = function(c) send(\"sms\", c, \"hi\") end }\n";
+
+static const char WINDOW_SCRIPT[] =
+    "channel \"sms\" { type = \"capture\", window = \"10:00-11:00\" }\n"
+    "template \"hi\" { category = \"transactional\", sms = \"hi\" }\n"
+    "journey \"go\" { on = \"go\", run = function(c) send(\"sms\", c, \"hi\") end }\n";
 
 struct fixture {
     const char *script;     /* NULL: SCRIPT */
@@ -241,6 +248,33 @@ static void test_unknown_zone_anniversary(void **state)
     said_once(f, "time zone 'Mars/Olympus'");
 }
 
+/* A channel window for a customer whose zone is unknown: the configured
+ * zone's window, said once. */
+static void test_unknown_zone_window(void **state)
+{
+    struct fixture *f = *state;
+    engine_close(f->e);
+    f->script = WINDOW_SCRIPT;
+    f->e = open_engine(f);
+    add_customers(f->e, 2, "Asia/Tokyo");
+    store_stmt *s = store_sql(f->e->st, "UPDATE customers SET timezone = 'Mars/Olympus' WHERE id = 'z00001'");
+    assert_int_equal(store_run(s), 0);
+    for (int i = 0; i < 2; i++) {   /* at 00:00Z: 09:00 in Tokyo, 08:00 in Shanghai */
+        char json[80];
+        snprintf(json, sizeof json, "{\"type\": \"go\", \"customer\": \"z%05d\"}", i);
+        cJSON *ev = cJSON_Parse(json);
+        struct event_result res;
+        char err[200];
+        assert_int_equal(event_accept(f->e, ev, &res, err, sizeof err), 0);
+        cJSON_Delete(ev);
+    }
+    assert_true(engine_run_due(f->e, engine_now(f->e)) >= 0);
+    /* to the window's 10:00: Tokyo's is 01:00Z, the configured zone's 02:00Z */
+    assert_int_equal(count(f->e, "SELECT COUNT(*) FROM outbox WHERE customer = 'z00000' AND due_at = 1767229200"), 1);
+    assert_int_equal(count(f->e, "SELECT COUNT(*) FROM outbox WHERE customer = 'z00001' AND due_at = 1767232800"), 1);
+    said_once(f, "time zone 'Mars/Olympus'");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -249,6 +283,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_crash_mid_fanout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_zone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_zone_anniversary, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_zone_window, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     clock_shutdown();
