@@ -72,8 +72,8 @@ int dates_field_valid(const char *field);
 const char *dates_zone(engine *e, const char *zone);
 
 /* For `tend check`: of the first max_rows customers of `schema` ("main", or
- * a store ATTACHed under that name) with `field` set, how many hold a value
- * that is no date (so would never fire). The first one's id and value are
+ * a store ATTACHed under that name), how many hold a value in `field` that
+ * is no date (so would never fire). The first one's id and value are
  * copied (truncated) into id and value. Returns -1 when the field is no date
  * field or the query fails (no customers table there). */
 long dates_count_malformed(engine *e, const char *schema, const char *field, long max_rows, char *id, size_t idlen,

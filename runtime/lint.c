@@ -725,8 +725,8 @@ static char *readonly_uri(const char *path)
 
 /* Customers an anniversary would never fire for: its field holds a value
  * that is no date. Only the store can show them, so when DIR's store (or
- * --db) exists, its first DATES_SAMPLE customers with the field are read;
- * the finding is at the journey's declaration. */
+ * --db) exists, its first DATES_SAMPLE customers are read (a bounded time
+ * on any store); the finding is at the journey's declaration. */
 enum { DATES_SAMPLE = 100000 };
 
 static void lint_dates(struct lint *l, const char *store_path)

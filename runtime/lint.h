@@ -17,7 +17,7 @@
  *    holiday trigger's), the error at the journey's declaration;
  *  - when the store exists (store_path, else DIR's configured `db`), it is
  *    read, never written (opened read-only): an anniversary whose field holds
- *    a value that is no date for some of the first 100,000 customers with it
+ *    a value that is no date for some of the store's first 100,000 customers
  *    is a warning at the journey's file:line, with a count and an example. */
 #ifndef TEND_LINT_H
 #define TEND_LINT_H
