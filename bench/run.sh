@@ -285,6 +285,7 @@ a=$(now)
 SIMULATE_SHOW=1 TEND=$T sh tests/cli/simulate_test.sh "$N_SIM"
 b=$(now)
 echo "simulate: $N_SIM customers, 365 days in $(secs "$a" "$b") s (wall, with generating the data)"
+row "tend simulate, a year of $N_SIM customers, s wall" "$(secs "$a" "$b")" "-" "-" "policy audit all 0"
 
 if [ -x /usr/bin/python3 ]; then
     echo

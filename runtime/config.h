@@ -93,4 +93,11 @@ int config_lists(const char *s, char **list);
 /* Pushes the channels table from the last config_read (an empty table if none). */
 void config_push_channels(lua_State *L);
 
+/* A load error about tend.lua at `path` as "SHOWN:LINE: message", the line
+ * being where the message's last quoted name is written (a value such as
+ * '25:00-26:00', or a setting path such as 'caps.sms.fortnight' followed key
+ * by key); "SHOWN: message" when it cannot be found. Returns a malloc'd
+ * string (caller frees). */
+char *config_error_at(const char *path, const char *shown, const char *message);
+
 #endif

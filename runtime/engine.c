@@ -83,8 +83,10 @@ static int read_config_file(engine *e, const char *path, char **err)
     }
     int rc = config_read(&e->cfg, L, -1, path, msg, sizeof msg);
     lua_pop(L, 1);
-    if (rc != 0)
-        *err = xstrdup(msg);
+    size_t pl = strlen(path);
+    if (rc != 0)   /* "path: ..." gets the line of what it names */
+        *err = strncmp(msg, path, pl) == 0 && !strncmp(msg + pl, ": ", 2) ? config_error_at(path, path, msg + pl + 2)
+                                                                           : xstrdup(msg);
     return rc;
 }
 

@@ -96,7 +96,11 @@ static int finish_load(engine *e, struct source *files, int n, char **errors)
         }
         char why[300];
         if (policy_validate(e, why, sizeof why) != 0) {   /* caps name channels and segments scripts declare */
-            strbuf_printf(&err, "tend.lua: %s\n", why);
+            char *path = e->dir ? util_path_join(e->dir, "tend.lua") : NULL;
+            char *at = config_error_at(path ? path : "", "tend.lua", why);
+            strbuf_printf(&err, "%s\n", at);
+            free(at);
+            free(path);
             nerr++;
         }
     } else {
