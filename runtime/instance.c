@@ -14,6 +14,7 @@
 #include "catalog.h"
 #include "customer.h"
 #include "fetch.h"
+#include "history.h"
 #include "instance.h"
 #include "json.h"
 #include "metrics.h"
@@ -189,27 +190,22 @@ int instance_admits(engine *e, int decl, const char *journey, const char *custom
 
 struct row {
     char *journey, *version, *customer, *state, *history, *trigger, *listen;
+    size_t history_len;
     tend_time started_at, wake_at;
     int holdout, chain;
+    char *strings;              /* one block holding every text above but version */
 };
 
 static void row_free(struct row *r)
 {
-    free(r->journey);
+    free(r->strings);
+    r->strings = NULL;
     free(r->version);
-    free(r->customer);
-    free(r->state);
-    free(r->history);
-    free(r->trigger);
-    free(r->listen);
+    r->version = NULL;
 }
 
-static char *dup_col(store_stmt *s, int i)
-{
-    const char *t = store_col_text(s, i);
-    return t ? xstrdup(t) : NULL;
-}
-
+/* Reads the instance's row. The texts share one allocation: a wake makes
+ * one malloc for them, not seven. 0, 1 when there is no such row, -1. */
 static int load_row(engine *e, int64_t id, struct row *r)
 {
     store_stmt *s = store_sql(e->st, "SELECT journey, version, customer, state, history, trigger, listen,"
@@ -218,13 +214,26 @@ static int load_row(engine *e, int64_t id, struct row *r)
     int rc = store_step(s);
     if (rc != STORE_ROW)
         return rc == STORE_DONE ? 1 : -1;
-    r->journey = dup_col(s, 0);
-    r->version = dup_col(s, 1);
-    r->customer = dup_col(s, 2);
-    r->state = dup_col(s, 3);
-    r->history = dup_col(s, 4);
-    r->trigger = dup_col(s, 5);
-    r->listen = dup_col(s, 6);
+    char **cols[] = {&r->journey, &r->version, &r->customer, &r->state, &r->history, &r->trigger, &r->listen};
+    enum { NCOLS = sizeof cols / sizeof cols[0] };
+    const char *text[NCOLS];
+    size_t len[NCOLS], total = 0;
+    for (int i = 0; i < NCOLS; i++) {
+        text[i] = store_col_text(s, i);
+        len[i] = text[i] ? (size_t)store_col_bytes(s, i) : 0;
+        total += text[i] ? len[i] + 1 : 0;
+    }
+    char *p = r->strings = xmalloc(total ? total : 1);
+    for (int i = 0; i < NCOLS; i++) {
+        *cols[i] = text[i] ? p : NULL;
+        if (text[i]) {
+            memcpy(p, text[i], len[i]);
+            p[len[i]] = 0;
+            p += len[i] + 1;
+        }
+    }
+    r->history_len = len[4];
+    r->version = xstrdup(r->version ? r->version : "");   /* script_migrate may replace it */
     r->started_at = store_col_int(s, 7);
     r->wake_at = store_col_int(s, 8);
     r->holdout = store_col_type(s, 9) == STORE_NULL ? -1 : (int)store_col_int(s, 9);
@@ -235,7 +244,7 @@ static int load_row(engine *e, int64_t id, struct row *r)
 
 static void ctx_free(struct run_ctx *ctx)
 {
-    cJSON_Delete(ctx->history);
+    strbuf_free(&ctx->hist);
     cJSON_Delete(ctx->reads);
     free(ctx->listen_type);
     free(ctx->exit_reason);
@@ -287,20 +296,21 @@ static int persist(engine *e, int64_t id, struct row *r, struct run_ctx *ctx, co
     }
     if (rc)
         return -1;
-    char *hist = ctx->appended || strcmp(r->state, "waiting") != 0 ? json_print(ctx->history) : NULL;
+    /* the history is written only when this run added to it */
+    const char *hist = ctx->appended ? (ctx->hist.s ? ctx->hist.s : "") : NULL;
     store_stmt *s = store_sql(e->st,
         "UPDATE instances SET state = ?, step = ?, label = ?, wake_at = ?, listen = ?,"
         " history = COALESCE(?, history), error = ?, ended_at = ?, holdout = ?, branch = COALESCE(?, branch)"
         " WHERE id = ?");
     store_bind_text(s, 1, state, -1);
-    store_bind_int(s, 2, cJSON_GetArraySize(ctx->history));
+    store_bind_int(s, 2, ctx->steps);
     store_bind_text(s, 3, ended ? state : ctx->label, -1);
     if (wake)
         store_bind_int(s, 4, wake);
     else
         store_bind_null(s, 4);
     store_bind_text(s, 5, listen, -1);
-    store_bind_text(s, 6, hist, -1);
+    store_bind_text(s, 6, hist, hist ? (int)ctx->hist.len : -1);
     store_bind_text(s, 7, error, -1);
     if (ended)
         store_bind_int(s, 8, ctx->now);
@@ -312,9 +322,7 @@ static int persist(engine *e, int64_t id, struct row *r, struct run_ctx *ctx, co
         store_bind_null(s, 9);
     store_bind_text(s, 10, ctx->branch, -1);
     store_bind_int(s, 11, id);
-    rc = store_run(s);
-    free(hist);
-    return rc;
+    return store_run(s);
 }
 
 /* Pushes the run function of the instance's pinned version, loading that
@@ -333,6 +341,28 @@ static int push_run(engine *e, const struct row *r)
     lua_getfield(L, -1, "run");
     lua_remove(L, -2);
     return 0;
+}
+
+/* The row's history into ctx: the text as it is, or converted from the JSON
+ * array of older stores (then written back in the line form by persist). */
+static void load_history(struct run_ctx *ctx, const struct row *r)
+{
+    strbuf_init(&ctx->hist);
+    if (r->history && history_is_json(r->history)) {
+        cJSON *old = history_to_json(r->history, r->history_len);
+        ctx->steps = history_from_json(old, &ctx->hist);
+        cJSON_Delete(old);
+        ctx->appended = ctx->steps > 0;
+        return;
+    }
+    if (r->history && r->history_len) {
+        strbuf_add(&ctx->hist, r->history, r->history_len);
+        for (const char *p = ctx->hist.s, *end = p + ctx->hist.len; (p = memchr(p, '\n', (size_t)(end - p)));
+             p++)
+            ctx->steps++;
+        if (ctx->hist.s[ctx->hist.len - 1] != '\n')
+            ctx->steps++;   /* a last line without its newline */
+    }
 }
 
 static int wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *event, int fetch_step,
@@ -356,11 +386,7 @@ static int wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *eve
     ctx.journey = r.journey;
     ctx.version = r.version;
     ctx.customer = r.customer;
-    ctx.history = cJSON_Parse(r.history ? r.history : "[]");
-    if (!cJSON_IsArray(ctx.history)) {
-        cJSON_Delete(ctx.history);
-        ctx.history = cJSON_CreateArray();
-    }
+    load_history(&ctx, &r);
     ctx.now = engine_now(e);
     ctx.started_at = r.started_at;
     ctx.reason = reason;

@@ -21,6 +21,7 @@
 #include <cjson/cJSON.h>
 
 #include "engine.h"
+#include "util.h"
 
 /* Why an instance runs now. */
 enum wake_reason { WAKE_START, WAKE_TIMER, WAKE_EVENT, WAKE_FETCH };
@@ -34,8 +35,10 @@ struct run_ctx {
     engine *e;
     int64_t id;
     char *journey, *version, *customer;
-    cJSON *history;             /* the array of steps; owned */
+    strbuf hist;                /* the history's text (history.h): as read, then what this run added */
+    int steps;                  /* entries in hist */
     int pos;                    /* next history entry to replay */
+    size_t replay_at;           /* ...and where it starts in hist */
     int appended;               /* entries added (or completed) in this run */
     tend_time now, started_at;
     enum wake_reason reason;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "customer.h"
+#include "history.h"
 #include "timeline.h"
 #include "util.h"
 
@@ -53,7 +54,7 @@ static void events_part(engine *e, const char *customer, tend_time before, int n
 /* The recorded steps: {at, step (kind), what, result}. */
 static cJSON *steps_of(const char *history)
 {
-    cJSON *h = cJSON_Parse(history ? history : "[]"), *out = cJSON_CreateArray(), *st;
+    cJSON *h = history_to_json(history, history ? strlen(history) : 0), *out = cJSON_CreateArray(), *st;
     cJSON_ArrayForEach(st, h) {
         cJSON *x = cJSON_CreateObject();
         const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(st, "t"));
