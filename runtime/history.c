@@ -47,12 +47,16 @@ int history_next(const char *text, size_t len, size_t *off, struct history_entry
     if (*off >= len)
         return 0;
     const char *p = text + *off, *end = text + len;
+    e->start = *off;
+    e->has_hash = e->has_t = e->pending = 0;
+    e->hash = 0;
+    e->t = e->deadline = 0;
+    e->result = NULL;
+    e->result_len = 0;
+    /* a bad line still moves on past itself */
     const char *nl = memchr(p, '\n', (size_t)(end - p));
     const char *eol = nl ? nl : end;
-    memset(e, 0, sizeof *e);
-    e->start = *off;
-    e->end = (size_t)((nl ? nl + 1 : end) - text);
-    *off = e->end;
+    e->end = *off = (size_t)((nl ? nl + 1 : end) - text);
 
     e->kind = p;
     while (p < eol && *p != ' ')
@@ -61,12 +65,12 @@ int history_next(const char *text, size_t len, size_t *off, struct history_entry
     if (p >= eol || e->kind_len == 0)
         return -1;
     p++;
-    if (*p == '-') {
+    if (p < eol && *p == '-') {
         p++;
     } else {
         uint32_t h = 0;
         int d, digits = 0;
-        while (p < eol && (d = hexval(*p)) >= 0 && digits < 8) {
+        while (p < eol && digits < 8 && (d = hexval(*p)) >= 0) {
             h = h << 4 | (uint32_t)d;
             p++;
             digits++;
@@ -78,14 +82,14 @@ int history_next(const char *text, size_t len, size_t *off, struct history_entry
     }
     if (p >= eol || *p++ != ' ')
         return -1;
-    if (*p == '-' && p + 1 < eol && p[1] == ' ') {
+    if (p + 1 < eol && p[0] == '-' && p[1] == ' ') {
         p++;
     } else {
         if (read_int(&p, eol, &e->t) != 0)
             return -1;
         e->has_t = 1;
     }
-    if (p >= eol || *p++ != ' ')
+    if (p >= eol || *p++ != ' ' || p >= eol)
         return -1;
     if (*p == 'p') {
         e->pending = 1;
@@ -127,19 +131,8 @@ char *history_desc(const struct history_entry *e)
 
 static void put_int(strbuf *b, int64_t v)
 {
-    char tmp[24];
-    int n = 0;
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0)
-        tmp[n++] = '-';
-    char out[24];
-    for (int i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
-    strbuf_add(b, out, (size_t)n);
+    char text[24];
+    strbuf_add(b, text, util_int_text(text, v));
 }
 
 /* s as a JSON string: quotes, backslashes and control bytes escaped; other
@@ -190,9 +183,15 @@ void history_append(strbuf *b, const char *kind, int64_t hash, int64_t t, int pe
             b->s[i] = '_';
     strbuf_putc(b, ' ');
     if (hash >= 0) {
-        char hex[12];
-        int n = snprintf(hex, sizeof hex, "%x", (unsigned)hash);
-        strbuf_add(b, hex, (size_t)n);
+        static const char digits[] = "0123456789abcdef";
+        char hex[8];
+        int n = 0;
+        uint32_t h = (uint32_t)hash;
+        do {
+            hex[7 - n++] = digits[h & 15];
+            h >>= 4;
+        } while (h);
+        strbuf_add(b, hex + 8 - n, (size_t)n);
     } else {
         strbuf_putc(b, '-');
     }

@@ -39,6 +39,9 @@ struct run_ctx {
     int steps;                  /* entries in hist */
     int pos;                    /* next history entry to replay */
     size_t replay_at;           /* ...and where it starts in hist */
+    size_t sealed;              /* hist[0..sealed) is in history_chunks (instance.c) */
+    int chunks;                 /* ...in that many rows */
+    int hist_rewrite;           /* a sealed line changed: the chunks are written again */
     int appended;               /* entries added (or completed) in this run */
     tend_time now, started_at;
     enum wake_reason reason;

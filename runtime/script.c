@@ -323,6 +323,7 @@ int script_migrate(engine *e, char **version, struct run_ctx *ctx)
     ctx->steps = history_from_json(moved, &ctx->hist);
     ctx->pos = 0;
     ctx->replay_at = 0;
+    ctx->hist_rewrite = 1;
     cJSON_Delete(moved);
     ctx->appended++;
     free(*version);

@@ -175,7 +175,9 @@ static void append(struct run_ctx *ctx, const char *kind, const char *desc, uint
 {
     /* the description is for people (timeline, messages): 80 bytes do */
     char shortdesc[81];
-    snprintf(shortdesc, sizeof shortdesc, "%s", desc);
+    size_t n = strnlen(desc, sizeof shortdesc - 1);
+    memcpy(shortdesc, desc, n);
+    shortdesc[n] = 0;
     history_append(&ctx->hist, kind, hash, ctx->now, pending, deadline, shortdesc, result, rlen);
     ctx->steps++;
     ctx->pos++;
@@ -198,8 +200,8 @@ void step_record(lua_State *L, struct run_ctx *ctx, const char *kind, const char
         return;
     }
     if (lua_isinteger(L, idx)) {
-        int n = snprintf(small, sizeof small, "%lld", (long long)lua_tointeger(L, idx));
-        append(ctx, kind, desc, hash, 0, 0, small, (size_t)n);
+        size_t n = util_int_text(small, lua_tointeger(L, idx));
+        append(ctx, kind, desc, hash, 0, 0, small, n);
         return;
     }
     char err[200];
@@ -215,6 +217,8 @@ void step_record(lua_State *L, struct run_ctx *ctx, const char *kind, const char
  * rewritten in place; the entries after it, if any, are kept as they are. */
 static void complete(struct run_ctx *ctx, const struct history_entry *e, const char *result)
 {
+    if (e->start < ctx->sealed)
+        ctx->hist_rewrite = 1;   /* a line of a sealed chunk changes */
     strbuf nb;
     strbuf_init(&nb);
     strbuf_add(&nb, ctx->hist.s, e->start);
@@ -278,7 +282,7 @@ static int p_wait(lua_State *L)
     lua_Integer s = (lua_Integer)luaL_checknumber(L, 1);
     luaL_argcheck(L, s >= 0, 1, "seconds must not be negative");
     char desc[32];
-    snprintf(desc, sizeof desc, "%lld", (long long)s);
+    util_int_text(desc, s);   /* every replayed wait formats it: no printf */
     return wait_common(L, ctx, "wait", ctx->now + s, desc);
 }
 
