@@ -482,7 +482,7 @@ static int wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *eve
         lua_xmove(L, co, 1);                        /* run */
         customer_push_handle(e, co, r.customer);    /* c */
         char jerr[128];
-        if (!r.trigger || json_push_text(co, r.trigger, strlen(r.trigger), jerr, sizeof jerr) != 0)
+        if (!r.trigger || json_push_stored(co, r.trigger, strlen(r.trigger), jerr, sizeof jerr) != 0)
             lua_pushnil(co);                        /* ev */
         e->cur = &ctx;
         int nres = 0;

@@ -126,7 +126,7 @@ static void push_result(lua_State *L, struct run_ctx *ctx, const struct history_
         return;
     }
     char err[160];
-    if (json_push_text(L, r, n, err, sizeof err) != 0) {
+    if (json_push_stored(L, r, n, err, sizeof err) != 0) {
         free(ctx->fatal);
         ctx->fatal = xasprintf("journey '%s' (instance %lld): the result of history step %d cannot be read: %s",
                                ctx->journey, (long long)ctx->id, ctx->pos, err);

@@ -8,6 +8,10 @@
  *    replays it (the tag after its first wait happens once), is stored back
  *    in the line form, and one whose recorded hash no longer matches fails
  *    as a divergence;
+ *  - json_push_stored gives the same Lua values as the validating
+ *    json_push_text for every kind of value a history or trigger holds
+ *    (nulls in arrays and objects, escapes, integers and floats, nesting),
+ *    and text its fast path refuses still reads or fails as before;
  *  - a 150-step journey seals its older lines into history_chunks, keeps a
  *    short row, completes a wait_for recorded after the seal, and its
  *    timeline shows every step with its time. */
@@ -22,8 +26,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <lauxlib.h>
+#include <lualib.h>
+
 #include "engine.h"
 #include "history.h"
+#include "json.h"
 #include "instance.h"
 #include "step.h"
 #include "timeline.h"
@@ -104,6 +112,58 @@ static void test_damaged_line_skipped(void **state)
     assert_memory_equal(e.kind, "now", 3);
     assert_false(history_is_json(text));
     assert_true(history_is_json(" [{\"k\":\"now\"}]"));
+}
+
+/* Lua's view of a value: a canonical dump (sorted keys, typed numbers). */
+static const char DUMP[] =
+    "local function dump(v)\n"
+    "  if type(v) ~= 'table' then return math.type(v) and (math.type(v) .. ':' .. tostring(v))"
+    " or (type(v) .. ':' .. tostring(v)) end\n"
+    "  local keys = {}\n"
+    "  for k in pairs(v) do keys[#keys + 1] = k end\n"
+    "  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)\n"
+    "  local out = {}\n"
+    "  for _, k in ipairs(keys) do out[#out + 1] = dump(k) .. '=' .. dump(v[k]) end\n"
+    "  return '{' .. table.concat(out, ',') .. '}'\n"
+    "end\n"
+    "return dump";
+
+static char *dump_top(lua_State *L)
+{
+    lua_pushvalue(L, 1);   /* dump */
+    lua_insert(L, -2);
+    assert_int_equal(lua_pcall(L, 1, 1, 0), LUA_OK);
+    char *s = xstrdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return s;
+}
+
+static void test_stored_json_as_validated(void **state)
+{
+    (void)state;
+    lua_State *L = luaL_newstate();
+    luaL_openlibs(L);
+    assert_int_equal(luaL_dostring(L, DUMP), LUA_OK);
+    static const char *const texts[] = {
+        "{\"a\":1,\"b\":[1,null,3],\"c\":\"x\\ny\\u00e9\\u4e2d\\\"\\\\/\",\"d\":1.5,\"e\":null,\"f\":true}",
+        "{\"g\":{\"h\":-0,\"i\":[[],{}]},\"big\":12345678901234567890,\"n\":1e3,\"m\":-2.5E-3}",
+        "[\"\\ud83d\\ude00\", false, 9007199254740993, \"\\t\"]",
+        " 42 ", "\"plain\"", "null", "[1,2,]", "{\"a\" 1}", "1e400", "\"\\u0000\"", "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        char e1[200] = "", e2[200] = "";
+        int top = lua_gettop(L);
+        int a = json_push_text(L, texts[i], strlen(texts[i]), e1, sizeof e1);
+        char *want = a == 0 ? dump_top(L) : NULL;
+        int b = json_push_stored(L, texts[i], strlen(texts[i]), e2, sizeof e2);
+        char *got = b == 0 ? dump_top(L) : NULL;
+        if (a != b || (want && strcmp(want, got) != 0) || strcmp(e1, e2) != 0)
+            fail_msg("%s: validated %d %s (%s), stored %d %s (%s)", texts[i], a, want, e1, b, got, e2);
+        assert_int_equal(lua_gettop(L), top);
+        free(want);
+        free(got);
+    }
+    lua_close(L);
 }
 
 /* --- stored histories ----------------------------------------------------- */
@@ -264,6 +324,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lines_read_back),
         cmocka_unit_test(test_damaged_line_skipped),
+        cmocka_unit_test(test_stored_json_as_validated),
         cmocka_unit_test_setup_teardown(test_json_history_replays, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_history_divergence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_history_sealed, setup, teardown),
