@@ -339,7 +339,9 @@ static int write_history(engine *e, int64_t id, struct run_ctx *ctx, size_t *rec
     const char *nl = memrchr(s + ctx->sealed, '\n', len - 1 - ctx->sealed);
     if (!nl || (last = (size_t)(nl + 1 - s)) - ctx->sealed < HISTORY_SEAL_BYTES / 2)
         return 0;
-    store_stmt *ins = store_sql(e->st, "INSERT INTO history_chunks (instance, seq, lines) VALUES (?, ?, ?)");
+    /* an upsert: a chunk a failed wake left behind at this seq is replaced */
+    store_stmt *ins = store_sql(e->st, "INSERT INTO history_chunks (instance, seq, lines) VALUES (?, ?, ?)"
+                                       " ON CONFLICT (instance, seq) DO UPDATE SET lines = excluded.lines");
     store_bind_int(ins, 1, id);
     store_bind_int(ins, 2, ctx->chunks);
     store_bind_text(ins, 3, s + ctx->sealed, (int)(last - ctx->sealed));
