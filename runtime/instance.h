@@ -6,7 +6,9 @@
  * next entry of the history and returns what was recorded, without acting
  * again (step.c). Past the end of the history the primitive acts for real
  * and appends. So a restart, a crash or a redeploy loses nothing: the next
- * wake replays to where the instance stood.
+ * wake replays to where the instance stood. The history is text, a line a
+ * step (history.h): a wake reads the lines as its replay goes and writes
+ * back the recent ones; older lines are sealed into history_chunks rows.
  *
  * States: waiting (a timer, an event listener or an http_get answer will
  * wake it), done,

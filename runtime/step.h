@@ -5,8 +5,8 @@
  *   emit(event)  start(journey, c, payload)  http_get(url)
  *   split{A = 50, B = 50}  holdout(percent)  now()  random([m [, n]])  exit(reason)
  *
- * Each call is one history entry {k = kind, h = hash of the arguments (hex),
- * a = a short description, r = result}. Replaying, a call takes the
+ * Each call is one history entry (a line, history.h): its kind, the hash of
+ * its arguments, a short description, when, and its result. Replaying, a call takes the
  * next entry, checks kind and hash, and returns r without acting again; a
  * mismatch fails the instance with a message naming the step and both calls.
  * random() is not recorded: it is a generator seeded from the instance id
