@@ -264,6 +264,20 @@ static const char m_scale[] =
     "ALTER TABLE scripts ADD COLUMN seen_pass INTEGER;";
 /* --- end branch scale ---------------------------------------------------- */
 
+/* --- branch wake: histories read and appended, not rewritten ----------
+ * instances.history holds the recent steps, one line each (history.h);
+ * older lines move here in sealed chunks (seq 0, 1, ...) that are written
+ * once, so a wake of a long journey writes a short row, not its whole past.
+ * Older JSON histories stay in instances.history until their next wake
+ * converts them. */
+static const char m_wake_history_chunks[] =
+    "CREATE TABLE history_chunks ("
+    " instance INTEGER NOT NULL, seq INTEGER NOT NULL, lines TEXT NOT NULL);"
+    "CREATE UNIQUE INDEX history_chunks_key ON history_chunks(instance, seq);"
+    "CREATE TRIGGER instances_history_chunks_gone AFTER DELETE ON instances BEGIN"
+    " DELETE FROM history_chunks WHERE instance = OLD.id; END;";
+/* --- end branch wake ---------------------------------------------------- */
+
 const struct store_migration schema_migrations[] = {
     {"core", m1_core},
     {"delivery", m2_delivery},
@@ -273,5 +287,6 @@ const struct store_migration schema_migrations[] = {
     {"fetches", m_netcrash_fetches},   /* branch netcrash */
     {"loop", m_loop},
     {"scale", m_scale},   /* branch scale */
+    {"wake_history_chunks", m_wake_history_chunks},   /* branch wake */
 };
 const int schema_migration_count = sizeof schema_migrations / sizeof schema_migrations[0];

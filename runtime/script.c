@@ -9,6 +9,7 @@
 
 #include "catalog.h"
 #include "dates.h"
+#include "history.h"
 #include "instance.h"
 #include "json.h"
 #include "policy.h"
@@ -292,28 +293,35 @@ int script_migrate(engine *e, char **version, struct run_ctx *ctx)
         lua_settop(L, top);
         return 0;
     }
-    lua_pushinteger(L, cJSON_GetArraySize(ctx->history));
-    push_history(L, ctx->history);
+    cJSON *history = history_to_json(ctx->hist.s, ctx->hist.len);
+    lua_pushinteger(L, ctx->steps);
+    push_history(L, history);
     if (sandbox_pcall(e->sb, L, 2, 1) != LUA_OK) {
         engine_logf(e, "error", "journey '%s': migrate failed, instance %lld stays on its version: %s",
                     ctx->journey, (long long)ctx->id, lua_tostring(L, -1));
         lua_settop(L, top);
+        cJSON_Delete(history);
         return 0;
     }
     cJSON *moved = NULL;
     char err[200];
     if (lua_istable(L, -1)) {
-        moved = history_from(L, lua_gettop(L), ctx->history, err, sizeof err);
+        moved = history_from(L, lua_gettop(L), history, err, sizeof err);
         if (!moved)
             engine_logf(e, "error", "journey '%s': %s", ctx->journey, err);
     } else if (lua_toboolean(L, -1)) {
-        moved = cJSON_Duplicate(ctx->history, 1);
+        moved = cJSON_Duplicate(history, 1);
     }
     lua_settop(L, top);
+    cJSON_Delete(history);
     if (!moved)
         return 0;
-    cJSON_Delete(ctx->history);
-    ctx->history = moved;
+    strbuf_reset(&ctx->hist);
+    ctx->steps = history_from_json(moved, &ctx->hist);
+    ctx->pos = 0;
+    ctx->replay_at = 0;
+    ctx->hist_rewrite = 1;
+    cJSON_Delete(moved);
     ctx->appended++;
     free(*version);
     *version = xstrdup(current);
