@@ -26,6 +26,7 @@
 #include "script.h"
 #include "step.h"
 #include "receipt.h"
+#include "retention.h"
 #include "task.h"
 #include "util.h"
 
@@ -82,8 +83,10 @@ static int read_config_file(engine *e, const char *path, char **err)
     }
     int rc = config_read(&e->cfg, L, -1, path, msg, sizeof msg);
     lua_pop(L, 1);
-    if (rc != 0)
-        *err = xstrdup(msg);
+    size_t pl = strlen(path);
+    if (rc != 0)   /* "path: ..." gets the line of what it names */
+        *err = strncmp(msg, path, pl) == 0 && !strncmp(msg + pl, ": ", 2) ? config_error_at(path, path, msg + pl + 2)
+                                                                           : xstrdup(msg);
     return rc;
 }
 
@@ -275,6 +278,10 @@ int engine_run_due(engine *e, tend_time now)
     while ((n = event_process(e, EVENT_BATCH)) > 0)   /* emitted by journeys */
         total += n;
     if ((n = sweep_due(e, now)) < 0)
+        return -1;
+    /* branch scale: one slice of the retention sweep (retention.h) */
+    struct retention_policy keep = {e->cfg.retain_instances, e->cfg.retain_events};
+    if (retention_run_due(e->st, &keep, now) < 0)
         return -1;
     while ((n = dispatch_run_due(e, now, e->cfg.delivery_batch)) > 0)
         total += n;
