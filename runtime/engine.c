@@ -312,23 +312,25 @@ struct stage {
     int max;     /* the batch engine_run_due asks for (0: e->batch_size) */
     int min;     /* the smallest batch a slice cuts it to */
     int once;    /* one call per pass: it does all that is due at once */
+    int own_tx;  /* commits on its own: it starts network work on what it
+                  * committed, or keeps state in memory after its commit */
 };
 
 /* Events first (they may start instances due now), then fan-outs, timers,
  * date triggers and schedules; deliveries last, so a message sent by any of
  * them in this pass goes out in this pass. */
 static const struct stage stages[ENGINE_STAGES] = {
-    {stage_events, EVENT_BATCH, 8, 0},
-    {stage_fanout, FANOUT_PAGE, 16, 0},
-    {stage_wakes, 0, 8, 0},
-    {stage_dates, BATCH, 8, 0},
-    {stage_local_dates, LOCAL_PAGE, 16, 0},
-    {stage_schedules, 0, 0, 1},
-    {stage_wakes, 0, 8, 0},        /* a schedule may have started instances due now */
-    {stage_fetches, BATCH, 8, 0},
-    {stage_events, EVENT_BATCH, 8, 0},   /* emitted by journeys */
-    {stage_sweep, INT_MAX, 60, 0}, /* its batch is seconds of the window */
-    {stage_deliveries, 0, 0, 0},   /* its batch is delivery_batch; slots bound it */
+    {stage_events, EVENT_BATCH, 8, 0, 0},
+    {stage_fanout, FANOUT_PAGE, 16, 0, 0},
+    {stage_wakes, 0, 8, 0, 0},
+    {stage_dates, BATCH, 8, 0, 0},
+    {stage_local_dates, LOCAL_PAGE, 16, 0, 0},
+    {stage_schedules, 0, 0, 1, 0},
+    {stage_wakes, 0, 8, 0, 0},        /* a schedule may have started instances due now */
+    {stage_fetches, BATCH, 8, 0, 1},
+    {stage_events, EVENT_BATCH, 8, 0, 0},   /* emitted by journeys */
+    {stage_sweep, INT_MAX, 60, 0, 1}, /* its batch is seconds of the window */
+    {stage_deliveries, 0, 0, 0, 1},   /* its batch is delivery_batch; slots bound it */
 };
 
 static int stage_max(const engine *e, int k)
@@ -376,23 +378,34 @@ static void fit_batch(engine *e, int k, double took_ms, double budget_ms)
         *b = min;
 }
 
+/* The slice's batches share one transaction (each is a savepoint in it),
+ * so a slice pays one commit's fsync, not one per batch; a stage that
+ * commits on its own runs after that transaction has committed. */
+static int slice_tx(engine *e, int *open, int want)
+{
+    if (want == *open)
+        return 0;
+    *open = want;
+    return want ? store_begin(e->st) : store_commit(e->st);
+}
+
 int engine_run_slice(engine *e, tend_time now, double budget_ms, int *more)
 {
     double start = monotonic_ms(), deadline = start + budget_ms;
-    int total = 0, idle = 0, k = e->slice_next % ENGINE_STAGES;
+    int total = 0, idle = 0, k = e->slice_next % ENGINE_STAGES, open = 0;
     *more = 0;
     /* round and round from where the last slice stopped, until every stage
      * in a row found nothing or the budget is spent */
     while (idle < ENGINE_STAGES) {
         if (stages[k].min && !e->slice_batch[k])
             e->slice_batch[k] = stages[k].min * 4 < stage_max(e, k) ? stages[k].min * 4 : stage_max(e, k);
+        if (slice_tx(e, &open, !stages[k].own_tx) != 0)
+            goto fail;
         double t0 = monotonic_ms(), c0 = store_commit_ms(e->st);
         int n = stages[k].run(e, now, stages[k].min ? e->slice_batch[k] : stage_max(e, k));
         double t1 = monotonic_ms(), waited = store_commit_ms(e->st) - c0;
-        if (n < 0) {
-            e->slice_next = (k + 1) % ENGINE_STAGES;
-            return -1;
-        }
+        if (n < 0)
+            goto fail;
         if (stages[k].min && n > 0)
             fit_batch(e, k, t1 - t0 - waited, budget_ms);
         total += n;
@@ -407,6 +420,10 @@ int engine_run_slice(engine *e, tend_time now, double budget_ms, int *more)
             break;
         }
     }
+    if (slice_tx(e, &open, 0) != 0) {
+        open = 0;   /* a failed commit rolled back */
+        goto fail;
+    }
     if (!*more)
         e->slice_next = 0;
     /* deliveries between slices: what the slice queued starts leaving now */
@@ -414,6 +431,11 @@ int engine_run_slice(engine *e, tend_time now, double budget_ms, int *more)
     if (d < 0)
         return -1;
     return total + d;
+fail:
+    if (open)
+        store_rollback(e->st);
+    e->slice_next = (k + 1) % ENGINE_STAGES;
+    return -1;
 }
 
 static tend_time earliest(tend_time a, tend_time b)
