@@ -792,16 +792,18 @@ static void get_metrics(struct server *s, struct evhttp_request *req, const char
     metrics_header(&b, "tend_events_stored", "gauge", "Events in the store.");
     int64_t stored = query_int(e, "SELECT MAX(seq) FROM events");
     strbuf_printf(&b, "tend_events_stored %lld\n", (long long)(stored < 0 ? 0 : stored));
+    /* those past the processed cursor: seqs above it are never deleted, so
+     * the difference counts them without walking a backlog */
+    int64_t cursor = 0;
+    store_meta_get_int(e->st, "events_cursor", &cursor);
     metrics_header(&b, "tend_events_pending", "gauge", "Events stored but not yet processed.");
-    strbuf_printf(&b, "tend_events_pending %lld\n", (long long)event_backlog(e));
+    strbuf_printf(&b, "tend_events_pending %lld\n", (long long)(stored > cursor ? stored - cursor : 0));
     /* How far behind the loop is: for each kind of work, the age of the
      * oldest item already due (0 when nothing is due). Each is one step
      * down an index ordered by due time. */
     metrics_header(&b, "tend_oldest_due_seconds", "gauge",
                    "Age of the oldest due item not yet done, by kind (event, wake, delivery).");
     tend_time now = engine_now(e);
-    int64_t cursor = 0;
-    store_meta_get_int(e->st, "events_cursor", &cursor);
     store_stmt *ev = store_sql(e->st, "SELECT received_at FROM events WHERE seq > ? ORDER BY seq LIMIT 1");
     store_bind_int(ev, 1, cursor);
     tend_time oldest_event = store_step(ev) == STORE_ROW ? store_col_int(ev, 0) : -1;
