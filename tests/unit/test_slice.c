@@ -3,7 +3,9 @@
  * messages sent by the instances a slice woke leave at the end of that
  * slice, while the rest of the drain waits; a slice cut short in one kind
  * of work lets the other kinds move before it resumes; and slices run until
- * nothing is left end where a whole pass (engine_run_due) ends. */
+ * nothing is left end where a whole pass (engine_run_due) ends; the daily
+ * lifecycle sweep, cut into windows of time, re-derives everyone who
+ * crossed a threshold in the day. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -15,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "customer.h"
 #include "engine.h"
 #include "event.h"
 #include "util.h"
@@ -147,11 +150,45 @@ static void test_a_stage_cut_short_lets_the_others_move(void **state)
     assert_int_equal(count(f->e, "SELECT COUNT(*) FROM instances WHERE journey = 'note'"), JOBS);
 }
 
+/* 300 customers with one order each, their last one spread over a day so
+ * that each turns 90 days old (silent) during the day after T0. */
+static void test_a_sweep_in_windows_reaches_everyone_who_crossed(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(store_begin(f->e->st), 0);
+    for (int i = 0; i < 300; i++) {
+        char json[200], err[256] = "";
+        snprintf(json, sizeof json, "{\"id\":\"s%d\",\"orders_count\":1,\"last_order_at\":%lld}", i,
+                 (long long)(T0 - 90 * TEND_DAY + 60 + i * 280));
+        cJSON *c = cJSON_Parse(json);
+        int created = 0;
+        if (customer_upsert(f->e, c, 0, &created, err, sizeof err) != 0)
+            fail_msg("customer_upsert: %s", err);
+        cJSON_Delete(c);
+    }
+    assert_int_equal(store_commit(f->e->st), 0);
+    assert_true(engine_run_due(f->e, engine_now(f->e)) >= 0);   /* the sweep's clock starts */
+    assert_int_equal(count(f->e, "SELECT COUNT(*) FROM customers WHERE lifecycle = 'silent'"), 0);
+    clock_set(f->clock, T0 + TEND_DAY + 1);
+    int more = 1, slices = 0;
+    while (more && slices < MAX_SLICES) {
+        assert_true(engine_run_slice(f->e, engine_now(f->e), 1.0, &more) >= 0);
+        slices++;
+    }
+    assert_int_equal(more, 0);
+    assert_int_equal(count(f->e, "SELECT COUNT(*) FROM customers WHERE lifecycle = 'silent'"), 300);
+    assert_int_equal(count(f->e, "SELECT value FROM meta WHERE key = 'lifecycle_swept'"), T0 + TEND_DAY + 1);
+    assert_int_equal(count(f->e, "SELECT value FROM meta WHERE key = 'lifecycle_sweep_to'"), 0);
+    /* and the next is a day away */
+    assert_int_equal(engine_next_due(f->e), T0 + 2 * TEND_DAY + 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_a_drain_is_cut_and_its_messages_leave_between_slices, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_stage_cut_short_lets_the_others_move, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_sweep_in_windows_reaches_everyone_who_crossed, setup, teardown),
     };
     return cmocka_run_group_tests_name("slice", tests, NULL, NULL);
 }
