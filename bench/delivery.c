@@ -129,6 +129,33 @@ static void mock_start(struct mock *m, const char *path)
     close(fds[0]);
 }
 
+/* CPU seconds (user + system) the mock has used so far: whether the
+ * provider or the client is the bottleneck shows here, with 2 shared cores. */
+static double mock_cpu(const struct mock *m)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)m->pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t k = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[k] = 0;
+    const char *p = strrchr(buf, ')');   /* the command name may hold spaces */
+    unsigned long utime = 0, stime = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2)
+        return -1;
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* CPU seconds of this process so far. */
+static double self_cpu(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 static void mock_stop(struct mock *m)
 {
     if (m->pid <= 0)
@@ -304,6 +331,7 @@ static double bench_tend(const char *mock_path, int n, int conc, int sync_full, 
     struct timeval tv = {0, 100000};
     event_add(tick, &tv);
     double start = wall(), limit = start + 600;
+    double cpu0 = self_cpu(), mcpu0 = mock_cpu(&m);
     if (engine_run_due(e, engine_now(e)) < 0)
         die("engine_run_due: %s", store_errmsg(e->st));
     while (e->stats.deliveries < n && wall() < limit) {
@@ -312,6 +340,7 @@ static double bench_tend(const char *mock_path, int n, int conc, int sync_full, 
             die("engine_run_due: %s", store_errmsg(e->st));
     }
     double took = wall() - start;
+    double cpu = self_cpu() - cpu0, mcpu = mock_cpu(&m) - mcpu0;
     event_free(tick);
 
     long long sent = store_count(e->st, "SELECT COUNT(*) FROM outbox WHERE status = 'sent'");
@@ -319,6 +348,8 @@ static double bench_tend(const char *mock_path, int n, int conc, int sync_full, 
     double rate = took > 0 ? sent / took : 0;
     printf("delivery: %lld messages in %.2f s = %.0f msg/s (status durable, synchronous=%s, concurrency %d)\n",
            sent, took, rate, sync_full ? "full" : "normal", conc);
+    printf("delivery: tend CPU %.2f s (%.0f%% of the wall time), mock CPU %.2f s (%.0f%%)\n", cpu,
+           took > 0 ? 100 * cpu / took : 0, mcpu, took > 0 ? 100 * mcpu / took : 0);
     if (sent != n || delivered != n)
         fprintf(stderr, "bench_delivery: expected %d: %lld rows sent, %lld delivered by the mock, %lld failures\n",
                 n, sent, delivered, (long long)e->stats.failures);
@@ -384,7 +415,7 @@ static double bench_raw(const char *mock_path, int n, int conc)
     curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)conc);
     struct raw_slot *slots = calloc((size_t)conc, sizeof *slots);
     int next = 0, done = 0, failed = 0, running = 0;
-    double start = wall();
+    double start = wall(), cpu0 = self_cpu(), mcpu0 = mock_cpu(&m);
     for (int i = 0; i < conc && next < n; i++) {
         struct raw_slot *s = &slots[i];
         strbuf_init(&s->resp);
@@ -423,8 +454,11 @@ static double bench_raw(const char *mock_path, int n, int conc)
             curl_multi_poll(multi, NULL, 0, 1000, NULL);
     }
     double took = wall() - start;
+    double cpu = self_cpu() - cpu0, mcpu = mock_cpu(&m) - mcpu0;
     long long delivered = mock_stat(&m, "deliveries");
     double rate = took > 0 ? n / took : 0;
+    printf("delivery: raw CPU %.2f s (%.0f%% of the wall time), mock CPU %.2f s (%.0f%%)\n", cpu,
+           took > 0 ? 100 * cpu / took : 0, mcpu, took > 0 ? 100 * mcpu / took : 0);
     for (int i = 0; i < conc; i++) {
         if (slots[i].h)
             curl_easy_cleanup(slots[i].h);

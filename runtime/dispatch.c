@@ -71,6 +71,7 @@ struct chan_conf {
     int max_backoff;            /* seconds */
     int concurrency;
     double rate;
+    struct policy_window window;    /* `window` / `days`: rechecked at delivery */
 };
 
 static void chan_conf_free(struct chan_conf *c)
@@ -161,9 +162,12 @@ static int read_conf_table(engine *e, const char *name, struct chan_conf *c, cha
     c->concurrency = 16;
     c->timeout_ms = 10000;
     c->connect_timeout_ms = 3000;
+    c->window.days = 0x7f;
     if (!lua_istable(L, -1))
         return 0;
     int t = lua_gettop(L), failed = 0;
+    if (policy_read_window(L, t, &c->window, err, errlen) != 0)
+        return -1;      /* checked at load (channel_check): not expected */
     c->url = opt_string(L, t, "url", NULL, err, errlen, &failed);
     c->method = opt_string(L, t, "method", "POST", err, errlen, &failed);
     c->from = opt_string(L, t, "from", NULL, err, errlen, &failed);
@@ -263,9 +267,9 @@ static void push_message(engine *e, lua_State *L, const struct row *r, const cJS
 static char *http_payload(engine *e, const struct row *r, const struct chan_conf *c, char *err, size_t errlen)
 {
     lua_State *L = sandbox_state(e->sb);
-    cJSON *body = cJSON_Parse(r->body);
     char *out = NULL;
     if (c->has_body_fn) {
+        cJSON *body = cJSON_Parse(r->body);
         int t = lua_gettop(L);
         struct channel_info info;
         channel_push(e, r->channel, &info);
@@ -279,6 +283,7 @@ static char *http_payload(engine *e, const struct row *r, const struct chan_conf
             out = json_encode(L, -1, err, errlen);
         }
         lua_settop(L, t);
+        cJSON_Delete(body);
     } else {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "id", r->key);
@@ -296,12 +301,21 @@ static char *http_payload(engine *e, const struct row *r, const struct chan_conf
         }
         if (r->template_name)
             cJSON_AddStringToObject(j, "template", r->template_name);
-        const cJSON *v;
-        cJSON_ArrayForEach(v, body) cJSON_AddItemToObject(j, v->string, cJSON_Duplicate(v, 1));
-        out = json_print(j);
+        char *head = json_print(j);
         cJSON_Delete(j);
+        /* The stored body is an object printed by json_print (outbox.c):
+         * its members follow ours as they are, not parsed and reprinted. */
+        size_t hl = strlen(head), bl = strlen(r->body);
+        if (bl > 2 && r->body[0] == '{' && r->body[bl - 1] == '}') {
+            out = xmalloc(hl + bl + 1);
+            memcpy(out, head, hl - 1);
+            out[hl - 1] = ',';
+            memcpy(out + hl, r->body + 1, bl);
+            free(head);
+        } else {
+            out = head;
+        }
     }
-    cJSON_Delete(body);
     return out;
 }
 
@@ -370,10 +384,13 @@ struct transfer {
     char errbuf[CURL_ERROR_SIZE];
 };
 
+static CURL *easy_take(engine *e);
+static void easy_give(struct dispatcher *d, CURL *easy);
+
 static void transfer_free(struct transfer *t)
 {
     if (t->easy)
-        curl_easy_cleanup(t->easy);
+        easy_give(t->d, t->easy);
     curl_slist_free_all(t->headers);
     curl_slist_free_all(t->rcpt);
     free(t->payload);
@@ -436,7 +453,8 @@ static struct transfer *transfer_new(engine *e, const struct row *r, const struc
     t->due_at = r->due_at;
     t->nsuccess = c->nsuccess;
     memcpy(t->success, c->success, sizeof t->success);
-    CURL *h = t->easy = curl_easy_init();
+    CURL *h = t->easy = easy_take(e);
+    t->d = e->dispatch;     /* where the handle goes back to */
     curl_easy_setopt(h, CURLOPT_URL, c->url);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
@@ -612,6 +630,12 @@ struct chan_slot {
     char *name;
     int in_flight, concurrency;
     double rate, tokens, refilled;      /* token bucket, in real seconds */
+    /* Claimed transfers waiting for a slot (at most `concurrency`, none for
+     * a channel with a `rate`): one starts as soon as a transfer of the
+     * channel ends, with no store work in between, so the channel stays
+     * busy while results wait to be committed together. */
+    struct transfer *ready, *ready_tail;
+    int nready;
 };
 
 struct dispatcher {
@@ -620,13 +644,43 @@ struct dispatcher {
     struct netloop *net;        /* the transfers, on the server's loop */
     struct event *flush;        /* stores finished transfers, once per loop turn */
     int in_flight;
+    int nready;                 /* claimed, waiting in their channel's queue */
     struct transfer *active;    /* in flight, so shutdown can free them */
     struct transfer **done;
     int ndone, capdone;
     struct chan_slot *slots;
     int nslots;
     int stopping;               /* claims nothing new (tend run is stopping) */
+    int added;                  /* transfers started by this pass */
+    CURL **idle;                /* easy handles kept for the next transfers */
+    int nidle;
 };
+
+#define IDLE_HANDLES 256
+#define FLUSH_WAIT_US 2000
+
+/* An easy handle: one kept from an ended transfer (reset, its buffers and
+ * DNS entries kept), else a new one. Saves an init and a cleanup per
+ * message. */
+static CURL *easy_take(engine *e)
+{
+    struct dispatcher *d = e->dispatch;
+    if (d && d->nidle > 0)
+        return d->idle[--d->nidle];
+    return curl_easy_init();
+}
+
+static void easy_give(struct dispatcher *d, CURL *easy)
+{
+    if (!d || d->nidle == IDLE_HANDLES) {
+        curl_easy_cleanup(easy);
+        return;
+    }
+    if (!d->idle)
+        d->idle = xmalloc(IDLE_HANDLES * sizeof *d->idle);
+    curl_easy_reset(easy);
+    d->idle[d->nidle++] = easy;
+}
 
 static double mono(void)
 {
@@ -648,7 +702,16 @@ static struct chan_slot *slot_of(struct dispatcher *d, const char *name, const s
     s->rate = c->rate;
     s->tokens = c->rate > 0 ? c->rate : 0;
     s->refilled = mono();
+    s->ready = s->ready_tail = NULL;
+    s->nready = 0;
     return s;
+}
+
+/* 1 if a row of the channel may be claimed ahead, to start when a slot
+ * frees (the channel is at its concurrency, not held back by its rate). */
+static int can_queue(const struct chan_slot *s)
+{
+    return s->rate <= 0 && s->in_flight >= s->concurrency && s->nready < s->concurrency;
 }
 
 /* 1 if the channel may start another transfer now. */
@@ -670,6 +733,39 @@ static int slot_take(struct chan_slot *s)
     return 1;
 }
 
+static void transfer_done(CURL *easy, CURLcode result, void *ud);
+
+/* Hands a claimed transfer to libcurl (its slot is taken). */
+static void start_transfer(struct dispatcher *d, struct transfer *t)
+{
+    t->prev = NULL;
+    t->next = d->active;
+    if (d->active)
+        d->active->prev = t;
+    d->active = t;
+    d->in_flight++;
+    d->added = 1;
+    if (netloop_add(d->net, t->easy, transfer_done, t) != 0)
+        transfer_done(t->easy, CURLE_FAILED_INIT, t);   /* stored as a retry */
+}
+
+/* A slot of the channel is free: its next claimed transfer goes now. Its
+ * claim may still be committing (the pass's fsync): a crash before that
+ * leaves the row queued, sent again with the same key. */
+static void start_ready(struct dispatcher *d, struct chan_slot *s)
+{
+    if (!s->ready || s->in_flight >= s->concurrency)
+        return;
+    struct transfer *t = s->ready;
+    s->ready = t->next;
+    if (!s->ready)
+        s->ready_tail = NULL;
+    s->nready--;
+    d->nready--;
+    s->in_flight++;
+    start_transfer(d, t);
+}
+
 /* A transfer ended (netloop): it is stored with the others of this loop
  * turn, in one commit. */
 static void transfer_done(CURL *easy, CURLcode result, void *ud)
@@ -689,11 +785,20 @@ static void transfer_done(CURL *easy, CURLcode result, void *ud)
     d->done[d->ndone++] = t;
     d->in_flight--;
     for (int i = 0; i < d->nslots; i++)
-        if (strcmp(d->slots[i].name, t->channel) == 0)
+        if (strcmp(d->slots[i].name, t->channel) == 0) {
             d->slots[i].in_flight--;
+            start_ready(d, &d->slots[i]);
+        }
     /* Stored once the loop has read what is ready: the completions of one
-     * turn share a commit. */
-    event_active(d->flush, EV_TIMEOUT, 0);
+     * turn share a commit. While most transfers are still in flight the
+     * commit waits up to FLUSH_WAIT_US for more of them (fewer, larger
+     * commits: a page of the outbox is written once for many rows). */
+    if (d->ndone * 2 >= d->ndone + d->in_flight || d->stopping) {
+        event_active(d->flush, EV_TIMEOUT, 0);
+    } else if (!evtimer_pending(d->flush, NULL)) {
+        struct timeval tv = {0, FLUSH_WAIT_US};
+        evtimer_add(d->flush, &tv);
+    }
 }
 
 /* Stores every finished transfer in one transaction: one fsync for a burst
@@ -782,7 +887,7 @@ void dispatch_stop_claiming(engine *e)
 
 int dispatch_in_flight(engine *e)
 {
-    return e->dispatch ? e->dispatch->in_flight + e->dispatch->ndone : 0;
+    return e->dispatch ? e->dispatch->in_flight + e->dispatch->nready + e->dispatch->ndone : 0;
 }
 
 void dispatch_free(engine *e)
@@ -803,9 +908,21 @@ void dispatch_free(engine *e)
     for (int i = 0; i < d->ndone; i++)
         transfer_free(d->done[i]);
     free(d->done);
-    for (int i = 0; i < d->nslots; i++)
+    /* Claimed ahead and never started: their leases run out (or the next
+     * `tend run` releases them) and they go then, with the same key. */
+    for (int i = 0; i < d->nslots; i++) {
+        while (d->slots[i].ready) {
+            struct transfer *t = d->slots[i].ready;
+            d->slots[i].ready = t->next;
+            transfer_free(t);
+        }
         free(d->slots[i].name);
+    }
     free(d->slots);
+    /* last: the transfers freed above gave their handles back */
+    for (int i = 0; i < d->nidle; i++)
+        curl_easy_cleanup(d->idle[i]);
+    free(d->idle);
     if (d->flush)
         event_free(d->flush);
     netloop_free(d->net);
@@ -821,37 +938,50 @@ static char *dup_text(store_stmt *s, int col)
     return t ? xstrdup(t) : NULL;
 }
 
-static int load_row(engine *e, int64_t id, tend_time due, struct row *r)
+/* Due rows with their message and customer, in (due_at, id) order after
+ * (after_at, after_id), at most `limit`: one query for a chunk rather than
+ * one per row. A due entry whose outbox row is gone has r->customer NULL. */
+static int read_due(engine *e, tend_time now, tend_time after_at, int64_t after_id, int limit, struct row *rows)
 {
     store_stmt *s = store_sql(e->st,
-        "SELECT o.customer, o.channel, o.category, o.body, o.idem_key, o.attempts, o.template, o.status,"
+        "SELECT d.due_at, d.id, o.customer, o.channel, o.category, o.body, o.idem_key, o.attempts, o.template,"
         " o.journey, c.blocked, c.timezone, c.phone, c.email,"
         " (SELECT MAX(channel = '*') FROM suppressions WHERE customer = o.customer AND channel IN (o.channel, '*')),"
         " c.name"
-        " FROM outbox o LEFT JOIN customers c ON c.id = o.customer WHERE o.id = ?");
-    store_bind_int(s, 1, id);
-    if (store_step(s) != STORE_ROW)
-        return -1;
-    r->id = id;
-    r->due_at = due;
-    r->customer = xstrdup(store_col_text(s, 0));
-    r->channel = xstrdup(store_col_text(s, 1));
-    r->category = xstrdup(store_col_text(s, 2));
-    r->body = xstrdup(store_col_text(s, 3));
-    r->key = xstrdup(store_col_text(s, 4));
-    r->attempts = (int)store_col_int(s, 5);
-    r->template_name = dup_text(s, 6);
-    r->journey = dup_text(s, 8);
-    r->facts.blocked = (int)store_col_int(s, 9);
-    r->timezone = dup_text(s, 10);
-    r->phone = dup_text(s, 11);
-    r->email = dup_text(s, 12);
-    r->facts.unsubscribed = store_col_type(s, 13) != STORE_NULL;
-    r->facts.unsubscribed_all = store_col_int(s, 13) == 1;
-    r->name = dup_text(s, 14);
-    r->facts.timezone = r->timezone;
+        " FROM outbox_due d LEFT JOIN outbox o ON o.id = d.id LEFT JOIN customers c ON c.id = o.customer"
+        " WHERE d.due_at <= ?1 AND (d.due_at, d.id) > (?2, ?3) ORDER BY d.due_at, d.id LIMIT ?4");
+    store_bind_int(s, 1, now);
+    store_bind_int(s, 2, after_at);
+    store_bind_int(s, 3, after_id);
+    store_bind_int(s, 4, limit);
+    int n = 0;
+    int rc;
+    while (n < limit && (rc = store_step(s)) == STORE_ROW) {
+        struct row *r = &rows[n++];
+        memset(r, 0, sizeof *r);
+        r->due_at = store_col_int(s, 0);
+        r->id = store_col_int(s, 1);
+        if (store_col_type(s, 2) == STORE_NULL)
+            continue;
+        r->customer = xstrdup(store_col_text(s, 2));
+        r->channel = xstrdup(store_col_text(s, 3));
+        r->category = xstrdup(store_col_text(s, 4));
+        r->body = xstrdup(store_col_text(s, 5));
+        r->key = xstrdup(store_col_text(s, 6));
+        r->attempts = (int)store_col_int(s, 7);
+        r->template_name = dup_text(s, 8);
+        r->journey = dup_text(s, 9);
+        r->facts.blocked = (int)store_col_int(s, 10);
+        r->timezone = dup_text(s, 11);
+        r->phone = dup_text(s, 12);
+        r->email = dup_text(s, 13);
+        r->facts.unsubscribed = store_col_type(s, 14) != STORE_NULL;
+        r->facts.unsubscribed_all = store_col_int(s, 14) == 1;
+        r->name = dup_text(s, 15);
+        r->facts.timezone = r->timezone;
+    }
     store_reset(s);
-    return 0;
+    return n;
 }
 
 /* Appends the message to the file channel's file as one JSON line. */
@@ -974,6 +1104,18 @@ static void pass_free(struct pass *p)
     free(p->ch);
 }
 
+/* The channel's contact window holds at delivery time too (issue 12): a
+ * message queued inside it whose retry falls outside waits for the next
+ * opening (for marketing, also outside quiet hours) rather than going now.
+ * Returns now when it may go. */
+static tend_time contact_window(engine *e, const struct policy_window *w, const struct row *r, tend_time now)
+{
+    if (w->n == 0 && !w->restricted_days)
+        return now;
+    const char *tz = r->timezone && clock_tz_valid(r->timezone) ? r->timezone : e->cfg.timezone;
+    return policy_contact_time(e, w, tz, strcmp(r->category, "marketing") == 0, now);
+}
+
 enum outcome { HANDLED = 1, SKIPPED = 0, BLOCKING = 2, FAILED = -1 };
 
 /* One row: HANDLED, SKIPPED (its channel has no free slot), BLOCKING (a
@@ -996,14 +1138,17 @@ static int deliver(engine *e, struct pass *p, struct row *r, struct transfer **b
     struct dispatcher *d = e->dispatch;
     /* The slot first: a full channel costs this row nothing more. */
     struct chan_slot *slot = network && d && d->net ? slot_of(d, r->channel, &ch->conf) : NULL;
-    if (slot && !slot_take(slot)) {
+    int took = slot && slot_take(slot);
+    if (slot && !took && !can_queue(slot)) {
         ch->full = 1;
         return SKIPPED;
     }
     int verdict = policy_recheck_facts(e, &r->facts, r->channel, strcmp(r->category, "marketing") == 0, now,
                                        &due, reason, sizeof reason);
+    if (verdict == 0 && (due = contact_window(e, &ch->conf.window, r, now)) > now)
+        verdict = 2;
     if (verdict != 0) {
-        if (slot)
+        if (took)
             slot->in_flight--;
         if (verdict == 1)
             return outbox_mark(e, r->id, "suppressed", reason) == 0 ? HANDLED : FAILED;
@@ -1024,13 +1169,13 @@ static int deliver(engine *e, struct pass *p, struct row *r, struct transfer **b
     }
     struct transfer *t = transfer_new(e, r, &ch->conf, err, sizeof err);
     if (!t) {
-        if (slot)
+        if (took)
             slot->in_flight--;
         return outbox_mark_dead(e, r->id, now, err, NULL) == 0 ? HANDLED : FAILED;
     }
     if (claim(e, r) != 0) {
         transfer_free(t);
-        if (slot)
+        if (took)
             slot->in_flight--;
         return FAILED;
     }
@@ -1039,13 +1184,18 @@ static int deliver(engine *e, struct pass *p, struct row *r, struct transfer **b
         return BLOCKING;
     }
     t->d = d;
-    t->next = d->active;
-    if (d->active)
-        d->active->prev = t;
-    d->active = t;
-    d->in_flight++;
-    if (netloop_add(d->net, t->easy, transfer_done, t) != 0)
-        transfer_done(t->easy, CURLE_FAILED_INIT, t);   /* stored as a retry */
+    if (took) {
+        start_transfer(d, t);
+        return HANDLED;
+    }
+    t->next = NULL;     /* claimed ahead: waits for a slot of its channel */
+    if (slot->ready_tail)
+        slot->ready_tail->next = t;
+    else
+        slot->ready = t;
+    slot->ready_tail = t;
+    slot->nready++;
+    d->nready++;
     return HANDLED;
 }
 
@@ -1074,9 +1224,29 @@ static int all_slots_full(struct dispatcher *d)
     if (!d || !d->net || d->nslots == 0 || d->in_flight == 0)
         return 0;
     for (int i = 0; i < d->nslots; i++)
-        if (d->slots[i].in_flight < d->slots[i].concurrency)
+        if (d->slots[i].in_flight < d->slots[i].concurrency || can_queue(&d->slots[i]))
             return 0;
     return 1;
+}
+
+/* How many due rows to read at a time: as many as the network channels
+ * have free slots (a pass after a few transfers ended reads a few rows, not
+ * a whole batch it would leave), at least a small chunk for the rest. */
+static int chunk_size(struct dispatcher *d, int max)
+{
+    int chunk = max;
+    if (d && d->net && d->nslots > 0) {
+        int free_slots = 0;
+        for (int i = 0; i < d->nslots; i++) {
+            const struct chan_slot *c = &d->slots[i];
+            if (c->in_flight < c->concurrency)
+                free_slots += c->concurrency - c->in_flight;
+            if (c->rate <= 0)
+                free_slots += c->concurrency - c->nready;
+        }
+        chunk = free_slots > 16 ? free_slots : 16;
+    }
+    return chunk < max ? chunk : max;
 }
 
 int dispatch_run_due(engine *e, tend_time now, int max)
@@ -1085,58 +1255,74 @@ int dispatch_run_due(engine *e, tend_time now, int max)
         return 0;
     if (all_slots_full(e->dispatch))
         return 0;
-    store_stmt *s = store_sql(e->st, "SELECT due_at, id FROM outbox_due WHERE due_at <= ?"
-                                     " ORDER BY due_at, id LIMIT ?");
-    store_bind_int(s, 1, now);
-    store_bind_int(s, 2, max);
-    struct due { tend_time at; int64_t id; } *due = xmalloc((size_t)max * sizeof *due);
-    int n = 0;
-    while (store_step(s) == STORE_ROW) {
-        due[n].at = store_col_int(s, 0);
-        due[n].id = store_col_int(s, 1);
-        n++;
-    }
-    if (n == 0) {
-        free(due);
-        return 0;
-    }
     struct pass p = {0};
-    int handled = 0, rc = store_begin(e->st);
-    for (int i = 0; i < n && rc == 0 && !all_slots_full(e->dispatch); i++) {
-        struct row r = {0};
-        if (load_row(e, due[i].id, due[i].at, &r) != 0) {
-            /* a due entry without its row: drop it */
-            store_stmt *d = store_sql(e->st, "DELETE FROM outbox_due WHERE due_at = ? AND id = ?");
-            store_bind_int(d, 1, due[i].at);
-            store_bind_int(d, 2, due[i].id);
-            rc = store_run(d);
-            continue;
+    int handled = 0, seen = 0;
+    /* The rows are read inside the transaction that claims them. */
+    int rc = store_begin(e->st);
+    tend_time after_at = INT64_MIN;
+    int64_t after_id = INT64_MIN;
+    struct row *rows = NULL;
+    int cap = 0;
+    /* At most `max` due rows are looked at, in chunks: a row of a channel
+     * with no free slot is passed over, and the rows after it still go. */
+    while (rc == 0 && seen < max && !all_slots_full(e->dispatch)) {
+        int want = chunk_size(e->dispatch, max - seen);
+        if (want > cap)
+            rows = xrealloc(rows, (size_t)(cap = want) * sizeof *rows);
+        int n = read_due(e, now, after_at, after_id, want, rows);
+        if (n == 0)
+            break;
+        seen += n;
+        after_at = rows[n - 1].due_at;
+        after_id = rows[n - 1].id;
+        int i = 0;
+        for (; i < n && rc == 0 && !all_slots_full(e->dispatch); i++) {
+            struct row *r = &rows[i];
+            if (!r->customer) {
+                /* a due entry without its row: drop it */
+                store_stmt *d = store_sql(e->st, "DELETE FROM outbox_due WHERE due_at = ? AND id = ?");
+                store_bind_int(d, 1, r->due_at);
+                store_bind_int(d, 2, r->id);
+                rc = store_run(d);
+                continue;
+            }
+            struct transfer *t = NULL;
+            int k = deliver(e, &p, r, &t);
+            if (k == FAILED) {
+                rc = -1;
+            } else if (k == BLOCKING) {
+                /* No loop attached (tools, tests): the claim commits, the
+                 * transfer runs with no transaction open, its result commits.
+                 * A crash in between leaves the claim's lease to expire. */
+                rc = finish(e, 0);
+                t->result = curl_easy_perform(t->easy);
+                curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
+                if (rc == 0)
+                    rc = store_begin(e->st);
+                if (rc == 0)
+                    rc = record_result(e, t, NULL);
+                transfer_free(t);
+                handled++;
+            } else {
+                handled += k;
+            }
         }
-        struct transfer *t = NULL;
-        int k = deliver(e, &p, &r, &t);
-        row_free(&r);
-        if (k == FAILED) {
-            rc = -1;
-        } else if (k == BLOCKING) {
-            /* No loop attached (tools, tests): the claim commits, the
-             * transfer runs with no transaction open, its result commits.
-             * A crash in between leaves the claim's lease to expire. */
-            rc = finish(e, 0);
-            t->result = curl_easy_perform(t->easy);
-            curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
-            if (rc == 0)
-                rc = store_begin(e->st);
-            if (rc == 0)
-                rc = record_result(e, t, NULL);
-            transfer_free(t);
-            handled++;
-        } else {
-            handled += k;
-        }
+        for (int j = 0; j < n; j++)
+            row_free(&rows[j]);
+        if (i < n || n < want)   /* stopped early, or nothing more is due */
+            break;
     }
-    free(due);
+    free(rows);
     pass_free(&p);
-    if (!store_in_batch(e->st))   /* a failed begin after a blocking transfer */
+    /* The claims' requests go out now, and travel while the commit below
+     * (or on_flush's) waits for the disk. A crash before that commit leaves
+     * the rows queued: they go again with the same key, as an expired
+     * lease would. A result is stored only in a later transaction. */
+    if (rc == 0 && e->dispatch && e->dispatch->added) {
+        e->dispatch->added = 0;
+        netloop_kick(e->dispatch->net);
+    }
+    if (!store_in_batch(e->st))   /* a failed begin (after a blocking transfer) */
         return rc == 0 ? handled : -1;
     return finish(e, rc) == 0 && rc == 0 ? handled : -1;
 }
@@ -1144,7 +1330,7 @@ int dispatch_run_due(engine *e, tend_time now, int max)
 static int busy(void *ud)
 {
     struct dispatcher *d = ud;
-    return d->in_flight + d->ndone > 0;
+    return d->in_flight + d->nready + d->ndone > 0;
 }
 
 int dispatch_wait(engine *e, int timeout_ms)

@@ -11,8 +11,16 @@
  *
  * Retries: connect errors, timeouts, 5xx and 429 back off exponentially
  * with jitter, up to the channel's max_backoff (429's Retry-After is
- * honoured); 4xx is a dead letter with the response kept. Suppression and
- * quiet hours are checked again just before sending. */
+ * honoured); 4xx is a dead letter with the response kept. Suppression,
+ * quiet hours and the channel's contact window are checked again just
+ * before sending.
+ *
+ * A pass reads its due rows in chunks (one query each, with the message and
+ * its customer), claims them (a full channel's up to its concurrency ahead,
+ * started as its transfers end), and lets libcurl write the requests before
+ * the pass's commit syncs: a crash before that commit leaves the rows queued
+ * and they go again with the same key, like an expired lease. Results are
+ * stored in later transactions, a burst of them per commit. */
 #ifndef TEND_DISPATCH_H
 #define TEND_DISPATCH_H
 

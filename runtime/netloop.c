@@ -130,8 +130,13 @@ struct netloop *netloop_new(struct event_base *base, long max_host_connections)
     curl_multi_setopt(n->multi, CURLMOPT_SOCKETDATA, n);
     curl_multi_setopt(n->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
     curl_multi_setopt(n->multi, CURLMOPT_TIMERDATA, n);
-    if (max_host_connections > 0)
+    if (max_host_connections > 0) {
         curl_multi_setopt(n->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host_connections);
+        /* libcurl's default cache is 4 connections per handle added: when
+         * few transfers are in flight (between bursts) it would close kept
+         * connections and open them again for the next burst. */
+        curl_multi_setopt(n->multi, CURLMOPT_MAXCONNECTS, 4 * max_host_connections);
+    }
     n->timer = evtimer_new(base, on_timeout, n);
     return n;
 }
@@ -182,6 +187,13 @@ void netloop_remove(struct netloop *n, CURL *easy)
     curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
     unlink_job(n, j);
     free(j);
+}
+
+void netloop_kick(struct netloop *n)
+{
+    int running;
+    curl_multi_socket_action(n->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_multi(n);
 }
 
 int netloop_in_flight(const struct netloop *n)

@@ -22,7 +22,8 @@ struct netloop;
 typedef void (*netloop_done_fn)(CURL *easy, CURLcode result, void *ud);
 
 /* A loop on `base` allowing at most `max_host_connections` connections to
- * one host (0: libcurl's default, unlimited). NULL if libcurl fails. */
+ * one host (0: libcurl's default, unlimited), keeping up to 4 times that
+ * many open between transfers. NULL if libcurl fails. */
 struct netloop *netloop_new(struct event_base *base, long max_host_connections);
 
 /* Abandons the transfers still in flight (their `done` is not called; the
@@ -34,6 +35,12 @@ int netloop_add(struct netloop *n, CURL *easy, netloop_done_fn done, void *ud);
 
 /* Abandons one transfer: it stops, `done` is not called. */
 void netloop_remove(struct netloop *n, CURL *easy);
+
+/* Lets libcurl start the transfers added since the loop last ran (a
+ * request on a kept connection is written now) instead of at the loop's next
+ * turn: the caller may then block (a commit's fsync) while they travel.
+ * `done` may be called from here. */
+void netloop_kick(struct netloop *n);
 
 /* Transfers started and not yet done. */
 int netloop_in_flight(const struct netloop *n);

@@ -213,6 +213,11 @@ static tend_time contact_time(engine *e, const struct policy_window *w, const ch
     return t;
 }
 
+tend_time policy_contact_time(engine *e, const struct policy_window *w, const char *tz, int marketing, tend_time t)
+{
+    return contact_time(e, w, tz, marketing, t);
+}
+
 /* --- caps ---------------------------------------------------------------- */
 
 /* The period of a cap holding t, [from, to), in zone tz. */

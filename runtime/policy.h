@@ -57,6 +57,10 @@ int policy_read_window(lua_State *L, int decl, struct policy_window *w, char *er
 /* t when inside the window in zone tz, else its next opening. */
 tend_time policy_window_next(const struct policy_window *w, const char *tz, tend_time t);
 
+/* The first time at or after t outside quiet hours (when marketing) and
+ * inside window w, in zone tz: where a message may be delivered. */
+tend_time policy_contact_time(engine *e, const struct policy_window *w, const char *tz, int marketing, tend_time t);
+
 /* Counts an event of the customer at `at` in its local hour (best_time). 0 or -1. */
 int policy_note_activity(engine *e, const char *customer, tend_time at);
 

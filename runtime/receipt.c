@@ -71,22 +71,24 @@ static int find_message(engine *e, int64_t id, const char *key, struct message_r
 static int message_event(engine *e, const struct message_row *m, const char *status, const char *id, tend_time at,
                          const char *reason, struct event_result *res, char *err, size_t errlen)
 {
+    /* The strings are borrowed (references): the event lives only for this
+     * call, shorter than m and the caller's strings. */
     cJSON *ev = cJSON_CreateObject();
     char type[40];
     snprintf(type, sizeof type, "message.%s", status);
-    cJSON_AddStringToObject(ev, "type", type);
-    cJSON_AddStringToObject(ev, "id", id);
-    cJSON_AddStringToObject(ev, "customer", m->customer);
+    cJSON_AddItemToObject(ev, "type", cJSON_CreateStringReference(type));
+    cJSON_AddItemToObject(ev, "id", cJSON_CreateStringReference(id));
+    cJSON_AddItemToObject(ev, "customer", cJSON_CreateStringReference(m->customer));
     cJSON_AddNumberToObject(ev, "at", (double)at);
     cJSON_AddNumberToObject(ev, "message", (double)m->id);
-    cJSON_AddStringToObject(ev, "key", m->key);
-    cJSON_AddStringToObject(ev, "channel", m->channel);
+    cJSON_AddItemToObject(ev, "key", cJSON_CreateStringReference(m->key));
+    cJSON_AddItemToObject(ev, "channel", cJSON_CreateStringReference(m->channel));
     if (m->template_name)
-        cJSON_AddStringToObject(ev, "template", m->template_name);
+        cJSON_AddItemToObject(ev, "template", cJSON_CreateStringReference(m->template_name));
     if (m->journey)
-        cJSON_AddStringToObject(ev, "journey", m->journey);
+        cJSON_AddItemToObject(ev, "journey", cJSON_CreateStringReference(m->journey));
     if (reason)
-        cJSON_AddStringToObject(ev, "reason", reason);
+        cJSON_AddItemToObject(ev, "reason", cJSON_CreateStringReference(reason));
     int rc = event_accept(e, ev, res, err, errlen);
     cJSON_Delete(ev);
     return rc;

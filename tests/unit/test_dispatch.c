@@ -835,6 +835,53 @@ static void test_crash_retry_replayed(void **state)
     mock_stop(&m);
 }
 
+/* A channel at its concurrency (2) has as many messages claimed ahead,
+ * built and waiting for a slot; they start only when a transfer ends. A
+ * crash then: the two claimed-ahead messages never left, the two in flight
+ * reached the provider. After the lease all five go (to a provider that
+ * restarted healthy), each under its own key, once. */
+static void test_claim_ahead_crash(void **state)
+{
+    (void)state;
+    struct mock m;
+    const char *slow[] = {"--faults", "slow", "--slow-ms", "5000", "--fail-rate", "1", NULL};
+    mock_start(&m, slow);
+    struct env v;
+    env_open(&v, make_config(&m, "{\"concurrency\":2}", 0), clock_new_virtual(T0));
+    struct event_base *base = event_base_new();
+    assert_int_equal(dispatch_attach(v.e, base), 0);
+    many(v.e, 5);
+    assert_true(engine_run_due(v.e, T0) > 0);
+    assert_int_equal(dispatch_in_flight(v.e), 4);       /* 2 started, 2 claimed ahead */
+    assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox WHERE status = 'sending'"), 4);
+    assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox WHERE status = 'queued'"), 1);
+    struct until_requests u = {&m, 2};
+    pump(v.e, base, 10, mock_has_requests, &u);
+    assert_int_equal(mock_stat(&m, "requests"), 2);     /* the slow answers hold both slots */
+    assert_int_equal(dispatch_in_flight(v.e), 4);
+    engine_close(v.e);                                  /* the crash */
+    v.e = NULL;
+    event_base_free(base);
+    clock_free(v.clk);
+
+    int port = m.port;
+    mock_stop(&m);
+    mock_start_on(&m, port, NULL);
+    cJSON_Delete(v.config);
+    v.config = make_config(&m, "{\"concurrency\":2}", 0);
+    v.clk = clock_new_virtual(T0);
+    env_engine(&v);
+    assert_int_equal(engine_advance(v.e, 2 * TEND_MINUTE + 1), 0);
+    assert_int_equal(not_sent(v.e), 0);
+    assert_int_equal(mock_stat(&m, "requests"), 5);
+    assert_int_equal(mock_stat(&m, "deliveries"), 5);
+    assert_int_equal(mock_stat(&m, "keys"), 5);
+    assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox WHERE attempts = 2"), 4);
+    assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox_due"), 0);
+    env_close(&v);
+    mock_stop(&m);
+}
+
 /* A Bcc: header smuggled in through a name or an address with CR/LF: every
  * entry refuses it, and data that got into the store anyway (by hand, or
  * before the checks) never puts a CR/LF into a header or RCPT TO: the name
@@ -1067,6 +1114,48 @@ static void test_suppression_recheck(void **state)
     mock_stop(&m);
 }
 
+/* Issue 12: a channel's contact window holds at delivery time too. A
+ * message queued inside the sms window (10:00-11:00, Shanghai) meets a 429
+ * with Retry-After 120 at 10:59; its retry would go at 11:01, outside the
+ * window, so the dispatcher defers it to the next opening (10:00 the next
+ * day) instead of sending it then. */
+static void test_window_recheck(void **state)
+{
+    (void)state;
+    struct mock m;
+    const char *args[] = {"--fail-rate", "1", "--faults", "429", "--retry-after", "120", NULL};
+    mock_start(&m, args);
+    tend_time start = T0 + 59 * TEND_MINUTE, next_open = T0 + 24 * 3600;   /* 10:59, 10:00 the next day */
+    struct env v;
+    env_open(&v, make_config(&m, "{\"window\":\"10:00-11:00\"}", 0), clock_new_virtual(start));
+    customer(v.e, "{\"id\":\"c1\",\"name\":\"Ann\",\"phone\":\"+8613800000001\"}");
+    notify(v.e, "c1", NULL, NULL, "your parcel");
+    assert_true(engine_run_due(v.e, start) > 0);
+    assert_int_equal(mock_stat(&m, "requests"), 1);
+    assert_int_equal(sql_int(v.e, "SELECT due_at FROM outbox_due"), start + 120);
+
+    int port = m.port;
+    mock_stop(&m);
+    mock_start_on(&m, port, NULL);
+    assert_int_equal(engine_advance(v.e, 120), 0);          /* 11:01: outside the window */
+    assert_int_equal(mock_stat(&m, "requests"), 0);
+    char *status = sql_text(v.e, "SELECT status FROM outbox");
+    assert_string_equal(status, "deferred");
+    free(status);
+    assert_int_equal(sql_int(v.e, "SELECT due_at FROM outbox_due"), next_open);
+    assert_int_equal(engine_next_due(v.e), next_open);
+
+    assert_int_equal(engine_advance(v.e, next_open - engine_now(v.e)), 0);
+    status = sql_text(v.e, "SELECT status FROM outbox");
+    assert_string_equal(status, "sent");
+    free(status);
+    assert_int_equal(sql_int(v.e, "SELECT sent_at FROM outbox"), next_open);
+    assert_int_equal(sql_int(v.e, "SELECT attempts FROM outbox"), 2);
+    assert_int_equal(mock_stat(&m, "deliveries"), 1);
+    env_close(&v);
+    mock_stop(&m);
+}
+
 /* Segments and cost at price 0.05 per segment: UCS-2 70/67, GSM-7 160/153. */
 static void test_cost(void **state)
 {
@@ -1158,10 +1247,12 @@ int main(void)
         cmocka_unit_test_teardown(test_retry_after, stop_leftovers),
         cmocka_unit_test_teardown(test_crash_retry_same_key, stop_leftovers),
         cmocka_unit_test_teardown(test_crash_retry_replayed, stop_leftovers),
+        cmocka_unit_test_teardown(test_claim_ahead_crash, stop_leftovers),
         cmocka_unit_test_teardown(test_smtp, stop_leftovers),
         cmocka_unit_test_teardown(test_smtp_header_injection, stop_leftovers),
         cmocka_unit_test_teardown(test_http_header_injection, stop_leftovers),
         cmocka_unit_test_teardown(test_suppression_recheck, stop_leftovers),
+        cmocka_unit_test_teardown(test_window_recheck, stop_leftovers),
         cmocka_unit_test_teardown(test_cost, stop_leftovers),
     };
     /* TEST_DISPATCH_FILTER=test_smtp (a glob) runs only the matching tests */
