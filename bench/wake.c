@@ -106,6 +106,11 @@ int main(int argc, char **argv)
     bench_start(e, "three", n, 5000);
     double t_start = seconds() - t0;
     long rss_start = peak_rss_kb();
+    /* what a waiting instance stores of its own (issue 14: trigger, label, history) */
+    int64_t b_hist = store_count(e->st, "SELECT CAST(AVG(length(CAST(history AS BLOB))) AS INTEGER) FROM instances");
+    int64_t b_label = store_count(e->st, "SELECT CAST(AVG(length(CAST(label AS BLOB))) AS INTEGER) FROM instances");
+    int64_t b_trig = store_count(e->st, "SELECT CAST(AVG(COALESCE(length(CAST(trigger AS BLOB)), 0)) AS INTEGER)"
+                                        " FROM instances");
 
     clock_set(clk, engine_now(e) + TEND_DAY);
     t0 = seconds();
@@ -126,6 +131,8 @@ int main(int argc, char **argv)
     printf("wake: checked: %lld tagged, %lld waiting at step 3\n", (long long)tagged, (long long)waiting);
     printf("wake: bare lua_resume loop, same Lua work, no store: %.2f s = %.0f/s; tend/bare = %.3f\n", t_bare,
            n / t_bare, t_bare / t_wake);
+    printf("wake: bytes per waiting instance: history %lld, label %lld, trigger %lld (no trigger here)\n",
+           (long long)b_hist, (long long)b_label, (long long)b_trig);
     printf("wake: peak RSS %.1f MiB after starting, %.1f MiB after waking (%ld waiting instances)\n",
            rss_start / 1024.0, rss_wake / 1024.0, n);
     bench_engine_close(&b);

@@ -760,7 +760,7 @@ int catalog_push_all(engine *e, const char *kind)
                 if (lua_getfield(L, -1, "current") == LUA_TSTRING) {
                     lua_getfield(L, -2, "versions");
                     lua_getfield(L, -1, lua_tostring(L, -2));
-                    lua_setfield(L, -7, lua_tostring(L, -5));
+                    lua_setfield(L, -8, lua_tostring(L, -5));   /* into the result */
                     lua_pop(L, 1);
                 }
                 lua_pop(L, 2);

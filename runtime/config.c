@@ -1,4 +1,5 @@
 /* config — reading tend.lua (see config.h). */
+#include <ctype.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -679,6 +680,32 @@ static int read_ready_backlog(struct reader *r, struct config *c)
     return 0;
 }
 
+/* retention = { instances = days(90), events = days(180) } (branch scale):
+ * each at least a day, so deduplication by event id spans a day at least. */
+static int read_retain(struct reader *r, const char *key, tend_time *out)
+{
+    double v;
+    if (read_number(r, key, 0, &v) != 0)
+        return -1;
+    if (v < 86400)
+        return bad(r, key, "must be at least days(1)");
+    *out = (tend_time)v;
+    return 0;
+}
+
+static int read_retention(struct reader *r, struct config *c)
+{
+    lua_State *L = r->L;
+    if (!lua_istable(L, -1))
+        return bad(r, "retention", "must be a table {instances = days(n), events = days(n)}");
+    static const char *const known[] = {"instances", "events", NULL};
+    if (check_keys(r, "retention", known) != 0)
+        return -1;
+    FIELD("instances", read_retain(r, "retention.instances", &c->retain_instances));
+    FIELD("events", read_retain(r, "retention.events", &c->retain_events));
+    return 0;
+}
+
 static int read_all(struct reader *r, struct config *c)
 {
     lua_State *L = r->L;
@@ -704,6 +731,7 @@ static int read_all(struct reader *r, struct config *c)
     FIELD("ready_backlog", read_ready_backlog(r, c));
     FIELD("server", read_server(r, c));
     FIELD("shutdown_grace", read_seconds(r, "shutdown_grace", &c->shutdown_grace));
+    FIELD("retention", read_retention(r, c));
     return 0;
 }
 
@@ -720,7 +748,7 @@ int config_read(struct config *c, lua_State *L, int idx, const char *source, cha
         "db", "timezone", "listen", "synchronous", "unknown_customers", "quiet_hours", "caps",
         "lifecycle", "rfm", "orders", "http_allow", "limits", "channels", "delivery_batch",
         "ready_backlog", "currency", "public_url", "unsubscribe_secret", "holidays", "segment_caps", "server",
-        "shutdown_grace", NULL};
+        "shutdown_grace", "retention", NULL};
     int rc = -1;
     lua_pushnil(L);
     while (lua_next(L, -2)) {
@@ -754,4 +782,73 @@ void config_push_channels(lua_State *L)
         lua_pop(L, 1);
         lua_newtable(L);
     }
+}
+
+/* --- where in tend.lua an error is ------------------------------------------- */
+
+/* Offset just past `word` as a key (`word =` or `["word"] =`) or as a quoted
+ * value ("word" or 'word') at or after `from`, or -1. */
+static long find_token(const char *text, long from, const char *word, int as_key)
+{
+    size_t wl = strlen(word);
+    for (const char *p = strstr(text + from, word); wl && p; p = strstr(p + 1, word)) {
+        char before = p > text ? p[-1] : ' ', after = p[wl];
+        const char *q = p + wl;
+        if ((before == '"' || before == '\'') && after == before) {
+            q++;
+            if (!as_key)
+                return q - text;
+            while (*q == ']' || *q == ' ' || *q == '\t')
+                q++;
+        } else if (!as_key || isalnum((unsigned char)before) || before == '_' || isalnum((unsigned char)after) ||
+                   after == '_') {
+            continue;
+        }
+        while (*q == ' ' || *q == '\t')
+            q++;
+        if (!as_key || *q == '=')
+            return q - text;
+    }
+    return -1;
+}
+
+/* The line a message's last quoted name is at: a value ('25:00-26:00') as
+ * written in quotes, or a setting path ('caps.sms.fortnight') followed key
+ * by key; 0 when not found. */
+static int line_of(const char *text, const char *message)
+{
+    const char *last = NULL, *end = NULL;
+    for (const char *p = strchr(message, '\''); p; p = strchr(end + 1, '\'')) {
+        const char *q = strchr(p + 1, '\'');
+        if (!q)
+            break;
+        last = p + 1;
+        end = q;
+    }
+    if (!last || end == last)
+        return 0;
+    char token[200];
+    snprintf(token, sizeof token, "%.*s", (int)(end - last), last);
+    long at = find_token(text, 0, token, 0);
+    if (at < 0) {   /* a setting path: each key after the one before */
+        at = 0;
+        char *save = NULL;
+        for (char *key = strtok_r(token, ".", &save); key && at >= 0; key = strtok_r(NULL, ".", &save))
+            at = find_token(text, at, key, 1);
+    }
+    if (at < 0)
+        return 0;
+    int line = 1;
+    for (long i = 0; i < at; i++)
+        line += text[i] == '\n';
+    return line;
+}
+
+char *config_error_at(const char *path, const char *shown, const char *message)
+{
+    size_t len;
+    char *text = util_read_file(path, &len);
+    int line = text ? line_of(text, message) : 0;
+    free(text);
+    return line ? xasprintf("%s:%d: %s", shown, line, message) : xasprintf("%s: %s", shown, message);
 }

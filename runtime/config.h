@@ -71,6 +71,11 @@ struct config {
     char *public_url;           /* base of links to tend itself (unsubscribe); NULL = from listen */
     char *unsubscribe_secret;   /* HMAC key of unsubscribe tokens; NULL = env or generated */
     int ready_backlog;         /* /readyz fails past this many unprocessed events */
+
+    /* branch scale: `retention = { instances = days(90), events = days(180) }`
+     * (retention.h); 0 = kept for ever, the default */
+    tend_time retain_instances; /* seconds a finished instance is kept */
+    tend_time retain_events;    /* seconds a processed event is kept */
 };
 
 /* Defaults for a fresh machine. */
@@ -87,5 +92,12 @@ int config_lists(const char *s, char **list);
 
 /* Pushes the channels table from the last config_read (an empty table if none). */
 void config_push_channels(lua_State *L);
+
+/* A load error about tend.lua at `path` as "SHOWN:LINE: message", the line
+ * being where the message's last quoted name is written (a value such as
+ * '25:00-26:00', or a setting path such as 'caps.sms.fortnight' followed key
+ * by key); "SHOWN: message" when it cannot be found. Returns a malloc'd
+ * string (caller frees). */
+char *config_error_at(const char *path, const char *shown, const char *message);
 
 #endif

@@ -118,6 +118,38 @@ static int value_date(store_stmt *s, int col, const char *tz, int *y, int *m, in
     return 0;
 }
 
+long dates_count_malformed(engine *e, const char *schema, const char *field, long max_rows, char *id, size_t idlen,
+                           char *value, size_t valuelen)
+{
+    char *expr = field ? field_sql(field) : NULL;
+    if (!expr)
+        return -1;
+    /* schema is one of ours ("main", "live"), never user text */
+    /* bounded in rows read, however few customers have the field */
+    char *sql = xasprintf("SELECT id, %s, timezone FROM (SELECT * FROM \"%s\".customers LIMIT ?) WHERE %s IS NOT NULL",
+                          expr, schema, expr);
+    free(expr);
+    store_stmt *s = store_prepare(e->st, sql);
+    free(sql);
+    if (!s)
+        return -1;
+    store_bind_int(s, 1, max_rows);
+    long bad = 0;
+    while (store_step(s) == STORE_ROW) {
+        const char *tz = store_col_text(s, 2);
+        int y, m, d;
+        if (value_date(s, 1, tz && clock_tz_valid(tz) ? tz : e->cfg.timezone, &y, &m, &d) == 0)
+            continue;
+        if (bad++ == 0) {
+            const char *v = store_col_text(s, 1);
+            snprintf(id, idlen, "%s", store_col_text(s, 0));
+            snprintf(value, valuelen, "%s", v ? v : "?");
+        }
+    }
+    store_finalize(s);
+    return bad;
+}
+
 /* fired_at: the firing just done (0 when only re-planning: the last one stays). */
 static int write_row(engine *e, const char *journey, const char *customer, tend_time fire_at, tend_time fired_at)
 {
@@ -196,9 +228,7 @@ static int schedule_journey(engine *e, const char *journey, int decl, const char
     while (rc == 0 && store_step(s) == STORE_ROW) {
         found = 1;
         const char *id = store_col_text(s, 0);
-        const char *tz = store_col_text(s, 2);
-        if (!tz || !clock_tz_valid(tz))
-            tz = e->cfg.timezone;
+        const char *tz = dates_zone(e, store_col_text(s, 2) ? store_col_text(s, 2) : "");
         int y, m, d, years;
         tend_time fire;
         int dated = value_date(s, 1, tz, &y, &m, &d) == 0;
@@ -527,9 +557,7 @@ static int local_next(const struct local_trigger *t, const char *tz, tend_time a
     return -1;
 }
 
-/* The zone a row's customers live by: their own, or the configured one for
- * no zone or an unknown one (logged once per store, never skipped). */
-static const char *zone_tz(engine *e, const char *zone)
+const char *dates_zone(engine *e, const char *zone)
 {
     if (*zone && clock_tz_valid(zone))
         return zone;
@@ -538,7 +566,7 @@ static const char *zone_tz(engine *e, const char *zone)
         char *seen = store_meta_get(e->st, meta);
         if (!seen) {
             engine_logf(e, "warn", "customers with time zone '%s' (not in the tz database) get local-time "
-                        "triggers in the configured zone %s", zone, e->cfg.timezone);
+                        "triggers, anniversaries, windows and quiet hours in the configured zone %s", zone, e->cfg.timezone);
             store_meta_set(e->st, meta, "1");
         }
         free(seen);
@@ -552,7 +580,7 @@ static int plan_zone(engine *e, const char *journey, const struct local_trigger 
                      tend_time now)
 {
     tend_time fire;
-    if (local_next(t, zone_tz(e, zone), now, &fire) != 0)
+    if (local_next(t, dates_zone(e, zone), now, &fire) != 0)
         return 0;   /* never again (a date past 2100) */
     store_stmt *s = store_sql(e->st, "INSERT INTO local_triggers (journey, zone, fire_at) VALUES (?, ?, ?)"
                                      " ON CONFLICT DO NOTHING");
@@ -807,7 +835,7 @@ static int local_batch(store *st, void *ud)
     int top = lua_gettop(L), rc = 0, done = 1;
     struct idlist ids = {0};
     struct local_trigger t;
-    const char *tz = zone_tz(e, zone);
+    const char *tz = dates_zone(e, zone);
     if (catalog_push_current(e, journey) && read_local(L, top + 1, &t) == 0) {
         int decl = top + 1;
         cJSON *ev = slot_event(L, decl, &t, tz, fire_at);

@@ -13,7 +13,8 @@
  * year when the row is computed (a customer imported late) fires next year,
  * unless `late = hours(n)`: a firing missed by at most that much still
  * happens at once (never twice: the last firing is kept). A field value that
- * is there but no date is logged as a warning.
+ * is there but no date is logged as a warning. A zone not in the tz database
+ * means the configured zone, logged once per store and zone.
  *
  * Each (journey, customer) has one row holding its next fire time, so the
  * due ones are a range scan; a changed field or zone recomputes the row. */
@@ -62,6 +63,21 @@ int dates_local_run_due(engine *e, tend_time now, int page);
 
 /* 1 if `field` can carry a date trigger. */
 int dates_field_valid(const char *field);
+
+/* The zone a customer lives by, from its stored `timezone` ("" for none):
+ * itself, or the configured zone for none or one not in the tz database
+ * (one that left it); the latter is logged once per store and zone (a
+ * write to the store's meta, so call it where writing is fine). The
+ * result is `zone` or the configured zone's string. */
+const char *dates_zone(engine *e, const char *zone);
+
+/* For `tend check`: of the first max_rows customers of `schema` ("main", or
+ * a store ATTACHed under that name), how many hold a value in `field` that
+ * is no date (so would never fire). The first one's id and value are
+ * copied (truncated) into id and value. Returns -1 when the field is no date
+ * field or the query fails (no customers table there). */
+long dates_count_malformed(engine *e, const char *schema, const char *field, long max_rows, char *id, size_t idlen,
+                           char *value, size_t valuelen);
 
 /* The next fire time after `after` of a date (y, m, d) for a trigger at
  * local time minute_of_day on the date shifted by offset_days calendar days,

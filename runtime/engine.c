@@ -28,6 +28,7 @@
 #include "script.h"
 #include "step.h"
 #include "receipt.h"
+#include "retention.h"
 #include "task.h"
 #include "util.h"
 
@@ -84,8 +85,10 @@ static int read_config_file(engine *e, const char *path, char **err)
     }
     int rc = config_read(&e->cfg, L, -1, path, msg, sizeof msg);
     lua_pop(L, 1);
-    if (rc != 0)
-        *err = xstrdup(msg);
+    size_t pl = strlen(path);
+    if (rc != 0)   /* "path: ..." gets the line of what it names */
+        *err = strncmp(msg, path, pl) == 0 && !strncmp(msg + pl, ": ", 2) ? config_error_at(path, path, msg + pl + 2)
+                                                                           : xstrdup(msg);
     return rc;
 }
 
@@ -301,6 +304,15 @@ static int stage_sweep(engine *e, tend_time now, int max)
     return sweep_due(e, now, max);
 }
 
+/* branch scale: one slice of the retention sweep (retention.h); it commits
+ * on its own */
+static int stage_retention(engine *e, tend_time now, int max)
+{
+    (void)max;
+    struct retention_policy keep = {e->cfg.retain_instances, e->cfg.retain_events};
+    return retention_run_due(e->st, &keep, now);
+}
+
 static int stage_deliveries(engine *e, tend_time now, int max)
 {
     (void)max;
@@ -330,6 +342,7 @@ static const struct stage stages[ENGINE_STAGES] = {
     {stage_fetches, BATCH, 8, 0, 1},
     {stage_events, EVENT_BATCH, 8, 0, 0},   /* emitted by journeys */
     {stage_sweep, INT_MAX, 60, 0, 1}, /* its batch is seconds of the window */
+    {stage_retention, 0, 0, 1, 1},    /* one slice a pass; a slice goes on while it deletes */
     {stage_deliveries, 0, 0, 0, 1},   /* its batch is delivery_batch; slots bound it */
 };
 

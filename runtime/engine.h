@@ -51,7 +51,7 @@ struct engine_options {
 };
 
 /* The kinds of due work engine_run_due visits, in its order (engine.c). */
-#define ENGINE_STAGES 11
+#define ENGINE_STAGES 12
 
 struct engine_stats {
     int64_t events_processed, instances_started, instances_woken, steps;

@@ -30,7 +30,9 @@ typedef void (*import_reject_fn)(void *ud, long line, const char *reason);
 
 /* Imports from `path` ("-" for stdin). Returns 0 when the file could be
  * read to the end (rows may still have been rejected), -1 when it could not
- * (err says why; rows before the failure are kept). */
+ * (err says why; the rows committed before the failure are kept: all
+ * before it when the file could not be read on, those of the batches
+ * already committed when the store failed). */
 int importer_run(engine *e, const char *path, import_reject_fn reject, void *ud,
                  struct import_report *rep, char *err, size_t errlen);
 

@@ -14,6 +14,7 @@
 #include "catalog.h"
 #include "customer.h"
 #include "fetch.h"
+#include "history.h"
 #include "instance.h"
 #include "json.h"
 #include "metrics.h"
@@ -189,53 +190,63 @@ int instance_admits(engine *e, int decl, const char *journey, const char *custom
 
 struct row {
     char *journey, *version, *customer, *state, *history, *trigger, *listen;
+    size_t history_len;
+    int steps;                  /* the step column: entries, sealed ones included */
     tend_time started_at, wake_at;
     int holdout, chain;
+    char *strings;              /* one block holding every text above but version */
 };
 
 static void row_free(struct row *r)
 {
-    free(r->journey);
+    free(r->strings);
+    r->strings = NULL;
     free(r->version);
-    free(r->customer);
-    free(r->state);
-    free(r->history);
-    free(r->trigger);
-    free(r->listen);
+    r->version = NULL;
 }
 
-static char *dup_col(store_stmt *s, int i)
-{
-    const char *t = store_col_text(s, i);
-    return t ? xstrdup(t) : NULL;
-}
-
+/* Reads the instance's row. The texts share one allocation: a wake makes
+ * one malloc for them, not seven. 0, 1 when there is no such row, -1. */
 static int load_row(engine *e, int64_t id, struct row *r)
 {
     store_stmt *s = store_sql(e->st, "SELECT journey, version, customer, state, history, trigger, listen,"
-                                     " started_at, wake_at, holdout, chain FROM instances WHERE id = ?");
+                                     " started_at, wake_at, holdout, chain, step FROM instances WHERE id = ?");
     store_bind_int(s, 1, id);
     int rc = store_step(s);
     if (rc != STORE_ROW)
         return rc == STORE_DONE ? 1 : -1;
-    r->journey = dup_col(s, 0);
-    r->version = dup_col(s, 1);
-    r->customer = dup_col(s, 2);
-    r->state = dup_col(s, 3);
-    r->history = dup_col(s, 4);
-    r->trigger = dup_col(s, 5);
-    r->listen = dup_col(s, 6);
+    char **cols[] = {&r->journey, &r->version, &r->customer, &r->state, &r->history, &r->trigger, &r->listen};
+    enum { NCOLS = sizeof cols / sizeof cols[0] };
+    const char *text[NCOLS];
+    size_t len[NCOLS], total = 0;
+    for (int i = 0; i < NCOLS; i++) {
+        text[i] = store_col_text(s, i);
+        len[i] = text[i] ? (size_t)store_col_bytes(s, i) : 0;
+        total += text[i] ? len[i] + 1 : 0;
+    }
+    char *p = r->strings = xmalloc(total ? total : 1);
+    for (int i = 0; i < NCOLS; i++) {
+        *cols[i] = text[i] ? p : NULL;
+        if (text[i]) {
+            memcpy(p, text[i], len[i]);
+            p[len[i]] = 0;
+            p += len[i] + 1;
+        }
+    }
+    r->history_len = len[4];
+    r->version = xstrdup(r->version ? r->version : "");   /* script_migrate may replace it */
     r->started_at = store_col_int(s, 7);
     r->wake_at = store_col_int(s, 8);
     r->holdout = store_col_type(s, 9) == STORE_NULL ? -1 : (int)store_col_int(s, 9);
     r->chain = (int)store_col_int(s, 10);
+    r->steps = (int)store_col_int(s, 11);
     store_reset(s);
     return 0;
 }
 
 static void ctx_free(struct run_ctx *ctx)
 {
-    cJSON_Delete(ctx->history);
+    strbuf_free(&ctx->hist);
     cJSON_Delete(ctx->reads);
     free(ctx->listen_type);
     free(ctx->exit_reason);
@@ -251,6 +262,94 @@ static uint64_t seed_of(int64_t id)
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
     z ^= z >> 31;
     return z ? z : 1;
+}
+
+/* A history's lines past this many bytes (but its last) are sealed into a
+ * history_chunks row: a wake writes the instance row and its recent lines,
+ * and a long journey's past is written once. */
+#define HISTORY_SEAL_BYTES 2048
+
+/* Appends instance id's sealed chunks to b, in order; their count, or -1. */
+static int read_chunks(engine *e, int64_t id, strbuf *b)
+{
+    store_stmt *s = store_sql(e->st, "SELECT lines FROM history_chunks WHERE instance = ? ORDER BY seq");
+    store_bind_int(s, 1, id);
+    int n = 0, rc;
+    while ((rc = store_step(s)) == STORE_ROW) {
+        strbuf_add(b, store_col_text(s, 0), (size_t)store_col_bytes(s, 0));
+        n++;
+    }
+    return rc == STORE_DONE ? n : -1;
+}
+
+static int count_lines(const char *s, size_t len)
+{
+    int n = 0;
+    for (const char *p = s, *end = s + len; p < end && (p = memchr(p, '\n', (size_t)(end - p))); p++)
+        n++;
+    return n + (len && s[len - 1] != '\n');
+}
+
+/* The row's history into ctx: its sealed chunks (when the row's lines are
+ * fewer than its step count) and its recent lines, or the JSON array of
+ * older stores converted (then written back in the line form by persist). */
+static int load_history(engine *e, int64_t id, struct run_ctx *ctx, const struct row *r)
+{
+    strbuf_init(&ctx->hist);
+    if (r->history && history_is_json(r->history)) {
+        cJSON *old = history_to_json(r->history, r->history_len);
+        ctx->steps = history_from_json(old, &ctx->hist);
+        cJSON_Delete(old);
+        ctx->appended = ctx->hist_rewrite = ctx->steps > 0;
+        return 0;
+    }
+    int recent = r->history ? count_lines(r->history, r->history_len) : 0;
+    if (r->steps > recent) {
+        ctx->chunks = read_chunks(e, id, &ctx->hist);
+        if (ctx->chunks < 0)
+            return -1;
+        ctx->sealed = ctx->hist.len;
+    }
+    if (r->history)
+        strbuf_add(&ctx->hist, r->history, r->history_len);
+    ctx->steps = count_lines(ctx->hist.s, ctx->hist.len);
+    return 0;
+}
+
+/* Writes what changed of ctx's history: chunks again after a rewrite, a
+ * new chunk when the recent lines grew past HISTORY_SEAL_BYTES. Sets
+ * *recent to the offset in ctx->hist where the row's lines start. */
+static int write_history(engine *e, int64_t id, struct run_ctx *ctx, size_t *recent)
+{
+    if (ctx->hist_rewrite && ctx->chunks) {
+        store_stmt *d = store_sql(e->st, "DELETE FROM history_chunks WHERE instance = ?");
+        store_bind_int(d, 1, id);
+        if (store_run(d) != 0)
+            return -1;
+        ctx->chunks = 0;
+    }
+    if (ctx->hist_rewrite)
+        ctx->sealed = 0;
+    *recent = ctx->sealed;
+    /* the last line stays in the row: a pending wait is completed there */
+    const char *s = ctx->hist.s;
+    size_t len = ctx->hist.len, last = 0;
+    if (len < 2 || len - ctx->sealed <= HISTORY_SEAL_BYTES)
+        return 0;
+    const char *nl = memrchr(s + ctx->sealed, '\n', len - 1 - ctx->sealed);
+    if (!nl || (last = (size_t)(nl + 1 - s)) - ctx->sealed < HISTORY_SEAL_BYTES / 2)
+        return 0;
+    /* an upsert: a chunk a failed wake left behind at this seq is replaced */
+    store_stmt *ins = store_sql(e->st, "INSERT INTO history_chunks (instance, seq, lines) VALUES (?, ?, ?)"
+                                       " ON CONFLICT (instance, seq) DO UPDATE SET lines = excluded.lines");
+    store_bind_int(ins, 1, id);
+    store_bind_int(ins, 2, ctx->chunks);
+    store_bind_text(ins, 3, s + ctx->sealed, (int)(last - ctx->sealed));
+    if (store_run(ins) != 0)
+        return -1;
+    ctx->chunks++;
+    ctx->sealed = *recent = last;
+    return 0;
 }
 
 /* Ends listeners and timers of a finished instance. */
@@ -287,20 +386,24 @@ static int persist(engine *e, int64_t id, struct row *r, struct run_ctx *ctx, co
     }
     if (rc)
         return -1;
-    char *hist = ctx->appended || strcmp(r->state, "waiting") != 0 ? json_print(ctx->history) : NULL;
+    /* the history is written only when this run added to it */
+    size_t recent = 0;
+    if (ctx->appended && write_history(e, id, ctx, &recent) != 0)
+        return -1;
+    const char *hist = ctx->appended ? (ctx->hist.s ? ctx->hist.s + recent : "") : NULL;
     store_stmt *s = store_sql(e->st,
         "UPDATE instances SET state = ?, step = ?, label = ?, wake_at = ?, listen = ?,"
         " history = COALESCE(?, history), error = ?, ended_at = ?, holdout = ?, branch = COALESCE(?, branch)"
         " WHERE id = ?");
     store_bind_text(s, 1, state, -1);
-    store_bind_int(s, 2, cJSON_GetArraySize(ctx->history));
+    store_bind_int(s, 2, ctx->steps);
     store_bind_text(s, 3, ended ? state : ctx->label, -1);
     if (wake)
         store_bind_int(s, 4, wake);
     else
         store_bind_null(s, 4);
     store_bind_text(s, 5, listen, -1);
-    store_bind_text(s, 6, hist, -1);
+    store_bind_text(s, 6, hist, hist ? (int)(ctx->hist.len - recent) : -1);
     store_bind_text(s, 7, error, -1);
     if (ended)
         store_bind_int(s, 8, ctx->now);
@@ -312,9 +415,7 @@ static int persist(engine *e, int64_t id, struct row *r, struct run_ctx *ctx, co
         store_bind_null(s, 9);
     store_bind_text(s, 10, ctx->branch, -1);
     store_bind_int(s, 11, id);
-    rc = store_run(s);
-    free(hist);
-    return rc;
+    return store_run(s);
 }
 
 /* Pushes the run function of the instance's pinned version, loading that
@@ -356,10 +457,10 @@ static int wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *eve
     ctx.journey = r.journey;
     ctx.version = r.version;
     ctx.customer = r.customer;
-    ctx.history = cJSON_Parse(r.history ? r.history : "[]");
-    if (!cJSON_IsArray(ctx.history)) {
-        cJSON_Delete(ctx.history);
-        ctx.history = cJSON_CreateArray();
+    if (load_history(e, id, &ctx, &r) != 0) {
+        ctx_free(&ctx);
+        row_free(&r);
+        return -1;
     }
     ctx.now = engine_now(e);
     ctx.started_at = r.started_at;
@@ -383,7 +484,7 @@ static int wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *eve
         lua_xmove(L, co, 1);                        /* run */
         customer_push_handle(e, co, r.customer);    /* c */
         char jerr[128];
-        if (!r.trigger || json_push_text(co, r.trigger, strlen(r.trigger), jerr, sizeof jerr) != 0)
+        if (!r.trigger || json_push_stored(co, r.trigger, strlen(r.trigger), jerr, sizeof jerr) != 0)
             lua_pushnil(co);                        /* ev */
         e->cur = &ctx;
         int nres = 0;

@@ -6,7 +6,9 @@
  * next entry of the history and returns what was recorded, without acting
  * again (step.c). Past the end of the history the primitive acts for real
  * and appends. So a restart, a crash or a redeploy loses nothing: the next
- * wake replays to where the instance stood.
+ * wake replays to where the instance stood. The history is text, a line a
+ * step (history.h): a wake reads the lines as its replay goes and writes
+ * back the recent ones; older lines are sealed into history_chunks rows.
  *
  * States: waiting (a timer, an event listener or an http_get answer will
  * wake it), done,
@@ -21,6 +23,7 @@
 #include <cjson/cJSON.h>
 
 #include "engine.h"
+#include "util.h"
 
 /* Why an instance runs now. */
 enum wake_reason { WAKE_START, WAKE_TIMER, WAKE_EVENT, WAKE_FETCH };
@@ -34,8 +37,13 @@ struct run_ctx {
     engine *e;
     int64_t id;
     char *journey, *version, *customer;
-    cJSON *history;             /* the array of steps; owned */
+    strbuf hist;                /* the history's text (history.h): as read, then what this run added */
+    int steps;                  /* entries in hist */
     int pos;                    /* next history entry to replay */
+    size_t replay_at;           /* ...and where it starts in hist */
+    size_t sealed;              /* hist[0..sealed) is in history_chunks (instance.c) */
+    int chunks;                 /* ...in that many rows */
+    int hist_rewrite;           /* a sealed line changed: the chunks are written again */
     int appended;               /* entries added (or completed) in this run */
     tend_time now, started_at;
     enum wake_reason reason;

@@ -304,6 +304,230 @@ int json_push_text(lua_State *L, const char *text, size_t len, char *err, size_t
     return 0;
 }
 
+/* --- reading stored JSON straight into Lua --------------------------------
+ * A recursive descent over text tend printed (cJSON's compact form): any
+ * surprise returns -1 and the caller takes the validating cJSON path, so
+ * this only ever gives what json_push would. */
+
+struct reader {
+    const char *p, *end;
+    int depth;
+    strbuf str;
+};
+
+static void skip_ws(struct reader *r)
+{
+    while (r->p < r->end && (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r'))
+        r->p++;
+}
+
+static int hex4(const char *p, unsigned *out)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9')
+            v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            v |= (unsigned)(c - 'A' + 10);
+        else
+            return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* A string at r->p (the opening quote) into r->str; -1 when it is not one
+ * this path takes: \u escapes other than plain BMP, bytes below 0x20. */
+static int read_string(struct reader *r)
+{
+    strbuf_reset(&r->str);
+    const char *p = r->p + 1, *run = p;
+    while (p < r->end && *p != '"') {
+        unsigned char c = (unsigned char)*p;
+        if (c < 0x20)
+            return -1;
+        if (c != '\\') {
+            p++;
+            continue;
+        }
+        strbuf_add(&r->str, run, (size_t)(p - run));
+        if (p + 1 >= r->end)
+            return -1;
+        char esc = p[1], out;
+        p += 2;
+        switch (esc) {
+        case '"': out = '"'; break;
+        case '\\': out = '\\'; break;
+        case '/': out = '/'; break;
+        case 'b': out = '\b'; break;
+        case 'f': out = '\f'; break;
+        case 'n': out = '\n'; break;
+        case 'r': out = '\r'; break;
+        case 't': out = '\t'; break;
+        case 'u': {
+            unsigned u;
+            if (r->end - p < 4 || hex4(p, &u) != 0 || u == 0 || (u >= 0xD800 && u <= 0xDFFF))
+                return -1;   /* NUL and surrogate pairs: cJSON's path decides */
+            p += 4;
+            char utf[3];
+            size_t n;
+            if (u < 0x80) {
+                utf[0] = (char)u;
+                n = 1;
+            } else if (u < 0x800) {
+                utf[0] = (char)(0xC0 | (u >> 6));
+                utf[1] = (char)(0x80 | (u & 0x3F));
+                n = 2;
+            } else {
+                utf[0] = (char)(0xE0 | (u >> 12));
+                utf[1] = (char)(0x80 | ((u >> 6) & 0x3F));
+                utf[2] = (char)(0x80 | (u & 0x3F));
+                n = 3;
+            }
+            strbuf_add(&r->str, utf, n);
+            run = p;
+            continue;
+        }
+        default:
+            return -1;
+        }
+        strbuf_putc(&r->str, out);
+        run = p;
+    }
+    if (p >= r->end)
+        return -1;
+    strbuf_add(&r->str, run, (size_t)(p - run));
+    if (!r->str.s)
+        strbuf_add(&r->str, "", 0);
+    r->p = p + 1;
+    return 0;
+}
+
+static int read_value(lua_State *L, struct reader *r);
+
+static int read_number(lua_State *L, struct reader *r)
+{
+    const char *s = r->p;
+    if (*s == '+')
+        return -1;
+    while (r->p < r->end && ((*r->p && strchr("+-.eE", *r->p)) || (*r->p >= '0' && *r->p <= '9')))
+        r->p++;
+    size_t n = (size_t)(r->p - s);
+    char buf[64];
+    if (n == 0 || n >= sizeof buf)
+        return -1;
+    memcpy(buf, s, n);
+    buf[n] = 0;
+    char *stop;
+    double d = strtod(buf, &stop);
+    if (*stop || !isfinite(d))
+        return -1;
+    /* as json_push: integral and exact in a double, an integer */
+    if (d == floor(d) && d >= -9007199254740992.0 && d <= 9007199254740992.0)
+        lua_pushinteger(L, (lua_Integer)d);
+    else
+        lua_pushnumber(L, d);
+    return 0;
+}
+
+static int read_container(lua_State *L, struct reader *r, int is_array)
+{
+    if (++r->depth > JSON_MAX_DEPTH)
+        return -1;
+    r->p++;
+    lua_newtable(L);
+    lua_Integer i = 1;
+    skip_ws(r);
+    if (r->p < r->end && *r->p == (is_array ? ']' : '}')) {
+        r->p++;
+        r->depth--;
+        return 0;
+    }
+    for (;;) {
+        skip_ws(r);
+        if (!is_array) {
+            if (r->p >= r->end || *r->p != '"' || read_string(r) != 0)
+                return -1;
+            lua_pushlstring(L, r->str.s, r->str.len);
+            skip_ws(r);
+            if (r->p >= r->end || *r->p++ != ':')
+                return -1;
+            skip_ws(r);
+        }
+        if (read_value(L, r) != 0)
+            return -1;
+        if (is_array)
+            lua_rawseti(L, -2, i++);   /* a null leaves a hole, as json_push */
+        else if (lua_isnil(L, -1))
+            lua_pop(L, 2);             /* a null member is no field */
+        else
+            lua_rawset(L, -3);
+        skip_ws(r);
+        if (r->p < r->end && *r->p == ',') {
+            r->p++;
+            continue;
+        }
+        if (r->p < r->end && *r->p == (is_array ? ']' : '}')) {
+            r->p++;
+            r->depth--;
+            return 0;
+        }
+        return -1;
+    }
+}
+
+static int read_value(lua_State *L, struct reader *r)
+{
+    if (r->p >= r->end || !lua_checkstack(L, 4))
+        return -1;
+    switch (*r->p) {
+    case '{': return read_container(L, r, 0);
+    case '[': return read_container(L, r, 1);
+    case '"':
+        if (read_string(r) != 0 || memchr(r->str.s, 0, r->str.len))
+            return -1;
+        lua_pushlstring(L, r->str.s, r->str.len);
+        return 0;
+    case 't':
+    case 'f':
+    case 'n': {
+        static const char *const words[] = {"true", "false", "null"};
+        for (int w = 0; w < 3; w++) {
+            size_t n = strlen(words[w]);
+            if ((size_t)(r->end - r->p) >= n && memcmp(r->p, words[w], n) == 0) {
+                r->p += n;
+                if (w == 2)
+                    lua_pushnil(L);
+                else
+                    lua_pushboolean(L, w == 0);
+                return 0;
+            }
+        }
+        return -1;
+    }
+    default:
+        return read_number(L, r);
+    }
+}
+
+int json_push_stored(lua_State *L, const char *text, size_t len, char *err, size_t errlen)
+{
+    int top = lua_gettop(L);
+    struct reader r = {text, text + len, 0, {0}};
+    skip_ws(&r);
+    int rc = read_value(L, &r);
+    skip_ws(&r);
+    strbuf_free(&r.str);
+    if (rc == 0 && r.p == r.end)
+        return 0;
+    lua_settop(L, top);
+    return json_push_text(L, text, len, err, errlen);
+}
+
 char *json_print(const cJSON *j)
 {
     char *s = cJSON_PrintUnformatted(j);

@@ -45,6 +45,12 @@ const char *json_push_encoded(lua_State *L, int idx, char *err, size_t errlen);
 cJSON *json_from_lua_input(lua_State *L, int idx, char *err, size_t errlen);
 const char *json_push_input(lua_State *L, int idx, char *err, size_t errlen);
 
+/* json_push_text for text tend stored itself (a history's results, an
+ * instance's trigger): read straight into Lua values, no cJSON tree, with
+ * the same values json_push gives; text it does not take on this fast path
+ * (deep nesting, odd escapes, bad bytes) goes through json_push_text. */
+int json_push_stored(lua_State *L, const char *text, size_t len, char *err, size_t errlen);
+
 /* Compact text of a cJSON tree (never NULL for a valid tree). */
 char *json_print(const cJSON *j);
 

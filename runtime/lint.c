@@ -3,12 +3,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 
 #include "bytecode.h"
 #include "catalog.h"
 #include "channel.h"
+#include "dates.h"
 #include "json.h"
 #include "lint.h"
 #include "segment.h"
@@ -646,6 +648,16 @@ static void lint_scripts(struct lint *l)
     }
 }
 
+/* A filter table at idx compiles; else an error at `where` for `what`. */
+static void check_filter(struct lint *l, int idx, const char *where, const char *what)
+{
+    char err[300];
+    segment_query *q = segment_compile(sandbox_state(l->e->sb), idx, engine_now(l->e), err, sizeof err);
+    if (!q)
+        say(l, 1, where, "%s: %s", what, strncmp(err, "segment: ", 9) == 0 ? err + 9 : err);
+    segment_query_free(q);
+}
+
 /* Every segment compiles: a misspelt field is found before any run needs it. */
 static void lint_segments(struct lint *l)
 {
@@ -654,35 +666,121 @@ static void lint_segments(struct lint *l)
     catalog_push_all(l->e, "segments");
     lua_pushnil(L);
     while (lua_next(L, top + 1)) {
-        char where[300];
+        char where[300], what[200];
         catalog_where(l->e, lua_gettop(L), where, sizeof where);
         const char *name = lua_tostring(L, -2);
+        snprintf(what, sizeof what, "segment '%s'", name);
         int t = lua_getfield(L, -1, "where");
         int ok = 1;
         if (t == LUA_TFUNCTION && sandbox_pcall(l->e->sb, L, 0, 1) != LUA_OK) {
             const char *msg = lua_tostring(L, -1);
-            say(l, 1, where, "segment '%s': where(): %.*s", name, (int)strcspn(msg, "\n"), msg);
+            say(l, 1, where, "%s: where(): %.*s", what, (int)strcspn(msg, "\n"), msg);
             ok = 0;
         }
-        if (ok) {
-            char err[300];
-            segment_query *q = segment_compile(L, -1, engine_now(l->e), err, sizeof err);
-            if (!q)
-                say(l, 1, where, "segment '%s': %s", name,
-                    strncmp(err, "segment: ", 9) == 0 ? err + 9 : err);
-            segment_query_free(q);
-        }
+        if (ok)
+            check_filter(l, -1, where, what);
         lua_pop(L, 2);
     }
     lua_settop(L, top);
 }
 
-int lint_run(engine *e, lint_report_fn report, void *ud, int *warnings)
+/* A journey's audience tables (its own, and a local_cron or holiday
+ * trigger's) compile: a misspelt field would only show when a slot fires.
+ * An audience function depends on the event and is left to run time. */
+static void lint_audiences(struct lint *l)
+{
+    lua_State *L = sandbox_state(l->e->sb);
+    int top = lua_gettop(L);
+    catalog_push_all(l->e, "journeys");
+    lua_pushnil(L);
+    while (lua_next(L, top + 1)) {
+        int decl = lua_gettop(L);
+        char where[300], what[200];
+        catalog_where(l->e, decl, where, sizeof where);
+        snprintf(what, sizeof what, "journey '%s': audience", lua_tostring(L, -2));
+        if (lua_getfield(L, decl, "audience") == LUA_TTABLE)
+            check_filter(l, -1, where, what);
+        if (lua_getfield(L, decl, "on") == LUA_TTABLE && lua_getfield(L, -1, "audience") == LUA_TTABLE)
+            check_filter(l, -1, where, what);
+        lua_settop(L, decl - 1);
+    }
+    lua_settop(L, top);
+}
+
+/* The store as a read-only URI (mode=ro: check never writes it, nor its WAL). */
+static char *readonly_uri(const char *path)
+{
+    strbuf b;
+    strbuf_init(&b);
+    strbuf_puts(&b, "file:");
+    for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+        if (isalnum(*p) || strchr("/._-~", *p))
+            strbuf_putc(&b, (char)*p);
+        else
+            strbuf_printf(&b, "%%%02X", *p);
+    }
+    strbuf_puts(&b, "?mode=ro");
+    return b.s;
+}
+
+/* Customers an anniversary would never fire for: its field holds a value
+ * that is no date. Only the store can show them, so when DIR's store (or
+ * --db) exists, its first DATES_SAMPLE customers are read (a bounded time
+ * on any store); the finding is at the journey's declaration. */
+enum { DATES_SAMPLE = 100000 };
+
+static void lint_dates(struct lint *l, const char *store_path)
+{
+    engine *e = l->e;
+    char *path = store_path ? xstrdup(store_path) : util_path_join(e->dir, e->cfg.db);
+    if (access(path, R_OK) != 0) {
+        free(path);
+        return;
+    }
+    char *uri = readonly_uri(path);
+    store_stmt *a = store_prepare(e->st, "ATTACH ? AS live");
+    int attached = a && (store_bind_text(a, 1, uri, -1), store_run(a) == 0);
+    store_finalize(a);
+    free(uri);
+    if (!attached) {
+        say(l, 0, path, "cannot read the store to check date fields: %s", store_errmsg(e->st));
+        free(path);
+        return;
+    }
+    lua_State *L = sandbox_state(e->sb);
+    int top = lua_gettop(L);
+    catalog_push_dated(e);
+    for (int i = 1; lua_istable(L, top + 1) && i <= (int)lua_rawlen(L, top + 1); i++) {
+        lua_rawgeti(L, top + 1, i);
+        const char *name = lua_tostring(L, -1);
+        if (name && catalog_push_current(e, name) && lua_getfield(L, -1, "on") == LUA_TTABLE &&
+            lua_getfield(L, -1, "field") == LUA_TSTRING) {
+            const char *field = lua_tostring(L, -1);
+            char id[80], value[48];
+            long bad = dates_count_malformed(e, "live", field, DATES_SAMPLE, id, sizeof id, value, sizeof value);
+            if (bad > 0) {
+                char where[300];
+                catalog_where(e, top + 3, where, sizeof where);
+                say(l, 0, where, "journey '%s': anniversary field '%s' is not a date for %ld customer%s in %s "
+                    "(e.g. '%s': '%s'; want YYYY-MM-DD, an ISO-8601 time or epoch seconds); they get no anniversary",
+                    name, field, bad, bad == 1 ? "" : "s", path, id, value);
+            }
+        }
+        lua_settop(L, top + 1);
+    }
+    lua_settop(L, top);
+    store_exec(e->st, "DETACH live");
+    free(path);
+}
+
+int lint_run(engine *e, const char *store_path, lint_report_fn report, void *ud, int *warnings)
 {
     struct lint l = {e, report, ud, 0, 0, NULL};
     lint_segments(&l);
+    lint_audiences(&l);
     lint_templates(&l);
     lint_scripts(&l);
+    lint_dates(&l, store_path);
     if (warnings)
         *warnings = l.warnings;
     return l.errors;

@@ -307,10 +307,11 @@ static int cmd_check(int argc, char **argv)
     if (parse(argc, argv, &o, "check") != 0)
         return 2;
     if (o.help) {
-        printf("usage: tend check [DIR]\n"
+        printf("usage: tend check [DIR] [--db FILE]\n"
                "Loads tend.lua and every script of DIR (default: .) in the sandbox, then lints\n"
                "templates and sends. Prints each finding as file:line: error|warning: message;\n"
-               "exits 1 on any error. The store is not touched.\n");
+               "exits 1 on any error. The store (tend.lua's db, or --db), when it exists, is\n"
+               "only read: anniversary fields holding no date are warnings.\n");
         return 0;
     }
     const char *dir = o.nargs ? o.args[0] : o.dir;
@@ -333,7 +334,7 @@ static int cmd_check(int argc, char **argv)
         status = 1;
     } else {
         int warnings = 0;
-        int lint_errors = lint_run(e, print_lint, NULL, &warnings);
+        int lint_errors = lint_run(e, o.db, print_lint, NULL, &warnings);
         if (lint_errors)
             status = 1;
         printf("%s: %d error%s, %d warning%s\n", dir, lint_errors, lint_errors == 1 ? "" : "s",

@@ -8,6 +8,7 @@
 #include "catalog.h"
 #include "channel.h"
 #include "customer.h"
+#include "dates.h"
 #include "policy.h"
 #include "segment.h"
 #include "step.h"
@@ -393,12 +394,27 @@ static int over_cap(engine *e, const char *customer, const char *kind, int marke
     return 0;
 }
 
+/* The customer's zone for windows, quiet hours and active hours: its own,
+ * else the configured one (an unknown zone said once: dates_zone). */
+static char *customer_zone(engine *e, const char *customer)
+{
+    store_stmt *s = store_sql(e->st, "SELECT timezone FROM customers WHERE id = ?");
+    store_bind_text(s, 1, customer, -1);
+    char *tz = NULL;
+    if (store_step(s) == STORE_ROW) {
+        const char *t = store_col_text(s, 0);
+        tz = xstrdup(dates_zone(e, t ? t : ""));
+        store_reset(s);
+    }
+    return tz ? tz : xstrdup(e->cfg.timezone);
+}
+
 /* Quiet hours, the channel's window, caps: where a message of `kind`
  * (a channel, or a task kind) lands. Caps apply unless transactional. */
 static int place(engine *e, const char *customer, const char *kind, int marketing, int transactional, int priority,
                  int defer_on_cap, tend_time now, struct policy_verdict *v)
 {
-    char *tz = customer_timezone(e, customer);
+    char *tz = customer_zone(e, customer);
     struct policy_window w;
     channel_window(e, kind, &w);
     tend_time t = contact_time(e, &w, tz, marketing, now);
@@ -522,7 +538,7 @@ int policy_recheck(engine *e, const char *customer, const char *channel, int mar
         return 1;
     if (!marketing)
         return 0;
-    char *tz = customer_timezone(e, customer);
+    char *tz = customer_zone(e, customer);
     *due = policy_quiet_end(e, tz, now);
     free(tz);
     return *due > now ? 2 : 0;
@@ -532,7 +548,7 @@ int policy_recheck(engine *e, const char *customer, const char *channel, int mar
 
 int policy_note_activity(engine *e, const char *customer, tend_time at)
 {
-    char *tz = customer_timezone(e, customer);
+    char *tz = customer_zone(e, customer);
     struct clock_local l;
     int rc = clock_to_local(at, tz, &l);
     free(tz);
@@ -570,6 +586,11 @@ static int l_best_time(lua_State *L)
     int hh = 10, mm = 0;
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
+        for (lua_pushnil(L); lua_next(L, 2); lua_pop(L, 1))   /* a misspelt option would be ignored */
+            if (lua_type(L, -2) != LUA_TSTRING || strcmp(lua_tostring(L, -2), "default") != 0)
+                return luaL_argerror(L, 2, lua_pushfstring(L, "unknown option '%s' (default)",
+                                                           lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2)
+                                                                                          : luaL_typename(L, -2)));
         if (lua_getfield(L, 2, "default") != LUA_TNIL) {
             const char *d = lua_tostring(L, -1);
             if (!d || clock_parse_hhmm(d, &hh, &mm) != 0)
@@ -592,7 +613,7 @@ static int l_best_time(lua_State *L)
         hh = hour;
         mm = 0;
     }
-    char *tz = customer_timezone(e, id);
+    char *tz = customer_zone(e, id);
     tend_time t;
     int rc = clock_next_local(ctx ? ctx->now : engine_now(e), tz, hh, mm, &t);
     free(tz);

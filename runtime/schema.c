@@ -235,6 +235,49 @@ static const char m_loop[] =
     /* the goal's event type, so reports know a journey has one without its script */
     "ALTER TABLE instances ADD COLUMN goal TEXT;";
 
+/* --- branch scale: store-size indexes and retention ----------------------
+ * A tag + last-order segment over 10M customers reads one index: each tag
+ * row carries its customer's last_order_at (kept equal by the triggers),
+ * so a count is a range of customer_tags_tag_order (tag, last_order_at) and
+ * a page in id order a range of customer_tags_tag (tag, customer,
+ * last_order_at): one index read, never a customer row.
+ * scripts.seen_pass: the last pass of the retention sweep that saw a waiting
+ * instance on the version (retention.c), so loading scripts never scans
+ * the instances. */
+static const char m_scale[] =
+    "ALTER TABLE customer_tags ADD COLUMN last_order_at INTEGER;"
+    "UPDATE customer_tags SET last_order_at ="
+    " (SELECT c.last_order_at FROM customers c WHERE c.id = customer_tags.customer);"
+    "DROP INDEX IF EXISTS customer_tags_tag;"
+    "CREATE INDEX customer_tags_tag ON customer_tags(tag, customer, last_order_at);"
+    "CREATE INDEX customer_tags_tag_order ON customer_tags(tag, last_order_at);"
+    "CREATE TRIGGER customer_tags_order_new AFTER INSERT ON customer_tags BEGIN"
+    " UPDATE customer_tags SET last_order_at ="
+    " (SELECT c.last_order_at FROM customers c WHERE c.id = NEW.customer)"
+    " WHERE customer = NEW.customer AND tag = NEW.tag; END;"
+    "CREATE TRIGGER customers_order_tags AFTER UPDATE OF last_order_at ON customers"
+    " WHEN NEW.last_order_at IS NOT OLD.last_order_at BEGIN"
+    " UPDATE customer_tags SET last_order_at = NEW.last_order_at WHERE customer = NEW.id; END;"
+    "CREATE TRIGGER customers_order_tags_new AFTER INSERT ON customers"
+    " WHEN NEW.last_order_at IS NOT NULL BEGIN"
+    " UPDATE customer_tags SET last_order_at = NEW.last_order_at WHERE customer = NEW.id; END;"
+    "ALTER TABLE scripts ADD COLUMN seen_pass INTEGER;";
+/* --- end branch scale ---------------------------------------------------- */
+
+/* --- branch wake: histories read and appended, not rewritten ----------
+ * instances.history holds the recent steps, one line each (history.h);
+ * older lines move here in sealed chunks (seq 0, 1, ...) that are written
+ * once, so a wake of a long journey writes a short row, not its whole past.
+ * Older JSON histories stay in instances.history until their next wake
+ * converts them. */
+static const char m_wake_history_chunks[] =
+    "CREATE TABLE history_chunks ("
+    " instance INTEGER NOT NULL, seq INTEGER NOT NULL, lines TEXT NOT NULL);"
+    "CREATE UNIQUE INDEX history_chunks_key ON history_chunks(instance, seq);"
+    "CREATE TRIGGER instances_history_chunks_gone AFTER DELETE ON instances BEGIN"
+    " DELETE FROM history_chunks WHERE instance = OLD.id; END;";
+/* --- end branch wake ---------------------------------------------------- */
+
 /* --- branch tick: gauges kept as work happens --------------------------- */
 /* /metrics reads tend_instances and tend_outbox from these small tables
  * instead of counting the big ones at every scrape. Triggers keep them in
@@ -277,6 +320,8 @@ const struct store_migration schema_migrations[] = {
     {"sandbox_chain", m_sandbox_chain},   /* branch sandbox */
     {"fetches", m_netcrash_fetches},   /* branch netcrash */
     {"loop", m_loop},
+    {"scale", m_scale},   /* branch scale */
+    {"wake_history_chunks", m_wake_history_chunks},   /* branch wake */
     {"tick_counts", m_tick_counts},   /* branch tick */
 };
 const int schema_migration_count = sizeof schema_migrations / sizeof schema_migrations[0];

@@ -9,6 +9,7 @@
 
 #include "catalog.h"
 #include "dates.h"
+#include "history.h"
 #include "instance.h"
 #include "json.h"
 #include "policy.h"
@@ -61,15 +62,6 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Versions no waiting instance uses and this load did not touch go. */
-static int drop_unused(engine *e, int64_t generation)
-{
-    store_stmt *s = store_sql(e->st, "DELETE FROM scripts WHERE loaded_at < ? AND hash NOT IN"
-                                     " (SELECT DISTINCT version FROM instances WHERE state = 'waiting')");
-    store_bind_int(s, 1, generation);
-    return store_run(s);
-}
-
 struct source {
     char *path, *text, *dir;
     size_t len;
@@ -94,7 +86,9 @@ static int finish_load(engine *e, struct source *files, int n, char **errors)
     }
     if (nerr == 0) {
         catalog_commit(e);
-        if (drop_unused(e, generation) != 0 || store_commit(e->st) != 0) {
+        /* Versions no waiting instance uses are dropped by the retention
+         * sweep (retention.h), not here: this load never scans instances. */
+        if (store_commit(e->st) != 0) {
             strbuf_printf(&err, "store: %s\n", store_errmsg(e->st));
             nerr++;
         } else if (dates_sync(e) != 0) {
@@ -103,7 +97,11 @@ static int finish_load(engine *e, struct source *files, int n, char **errors)
         }
         char why[300];
         if (policy_validate(e, why, sizeof why) != 0) {   /* caps name channels and segments scripts declare */
-            strbuf_printf(&err, "tend.lua: %s\n", why);
+            char *path = e->dir ? util_path_join(e->dir, "tend.lua") : NULL;
+            char *at = config_error_at(path ? path : "", "tend.lua", why);
+            strbuf_printf(&err, "%s\n", at);
+            free(at);
+            free(path);
             nerr++;
         }
     } else {
@@ -295,28 +293,35 @@ int script_migrate(engine *e, char **version, struct run_ctx *ctx)
         lua_settop(L, top);
         return 0;
     }
-    lua_pushinteger(L, cJSON_GetArraySize(ctx->history));
-    push_history(L, ctx->history);
+    cJSON *history = history_to_json(ctx->hist.s, ctx->hist.len);
+    lua_pushinteger(L, ctx->steps);
+    push_history(L, history);
     if (sandbox_pcall(e->sb, L, 2, 1) != LUA_OK) {
         engine_logf(e, "error", "journey '%s': migrate failed, instance %lld stays on its version: %s",
                     ctx->journey, (long long)ctx->id, lua_tostring(L, -1));
         lua_settop(L, top);
+        cJSON_Delete(history);
         return 0;
     }
     cJSON *moved = NULL;
     char err[200];
     if (lua_istable(L, -1)) {
-        moved = history_from(L, lua_gettop(L), ctx->history, err, sizeof err);
+        moved = history_from(L, lua_gettop(L), history, err, sizeof err);
         if (!moved)
             engine_logf(e, "error", "journey '%s': %s", ctx->journey, err);
     } else if (lua_toboolean(L, -1)) {
-        moved = cJSON_Duplicate(ctx->history, 1);
+        moved = cJSON_Duplicate(history, 1);
     }
     lua_settop(L, top);
+    cJSON_Delete(history);
     if (!moved)
         return 0;
-    cJSON_Delete(ctx->history);
-    ctx->history = moved;
+    strbuf_reset(&ctx->hist);
+    ctx->steps = history_from_json(moved, &ctx->hist);
+    ctx->pos = 0;
+    ctx->replay_at = 0;
+    ctx->hist_rewrite = 1;
+    cJSON_Delete(moved);
     ctx->appended++;
     free(*version);
     *version = xstrdup(current);

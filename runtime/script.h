@@ -6,7 +6,9 @@
  * every file loaded cleanly: a broken deploy leaves the running set intact.
  * Instances pinned to an older version find it again with
  * script_load_version(), from the store, after any restart; a version is
- * dropped from the store once no waiting instance uses it.
+ * dropped from the store once no waiting instance uses it, by the retention
+ * sweep's pass over the instances (retention.h), so a load costs O(files),
+ * whatever the number of instances.
  *
  * A journey may carry `migrate = function(step, history) ... end`: when an
  * instance of an older version wakes, migrate decides whether it moves to

@@ -109,6 +109,13 @@ struct segment_query {
     char *count_sql;        /* a faster COUNT for a filter that is one bought condition, or NULL */
     struct param *params;
     int nparams;
+    /* A filter whose top level requires a tag is driven from the tag index
+     * (customer_tags_tag: tag, customer, last_order_at): drive_where is the
+     * same filter over `dt`, a customer_tags row, joined to customers only
+     * when it reads another field (drive_join). NULL when not driven. */
+    char *drive_where;
+    struct param *drive_params;
+    int drive_nparams, drive_join;
 };
 
 /* A value read from the filter, not yet a parameter: s points into Lua
@@ -137,6 +144,12 @@ typedef struct compiler {
     /* the last bought condition's text: [bought_start, bought_end) of sql */
     size_t bought_start, bought_end;
     int bought_conds;
+    /* Driving from the tag index: drivable is set by the first pass when the
+     * top level requires a tag; the second pass (drive) writes the filter
+     * over dt, its first top-level tag as dt.tag = ?; top_tag is set while
+     * a top-level positive tag condition compiles; uses_customers when a
+     * condition reads a field the tag row does not carry. */
+    int drivable, drive, top_tag, drive_taken, uses_customers;
 } compiler;
 
 __attribute__((format(printf, 2, 3)))
@@ -206,6 +219,11 @@ static void emit_text(compiler *c, const char *s)
 /* The field's SQL expression. */
 static void emit_lhs(compiler *c, const struct fieldref *f)
 {
+    if (c->drive && f->kind == K_TIME && strcmp(f->column, "last_order_at") == 0) {
+        put(c, "dt.last_order_at");
+        return;
+    }
+    c->uses_customers = 1;
     if (f->kind != K_ATTRS) {
         strbuf_printf(&c->sql, "customers.%s", f->column);
         return;
@@ -220,6 +238,7 @@ static void emit_lhs(compiler *c, const struct fieldref *f)
  * only JSON attributes need the check. Ends with " AND ". */
 static void emit_json_guard(compiler *c, const struct fieldref *f, enum ptype t)
 {
+    c->uses_customers = 1;
     put(c, "json_type(customers.attrs, ");
     emit_text(c, f->path);
     put(c, t == P_TEXT ? ") = 'text' AND " : ") IN ('integer', 'real') AND ");
@@ -227,8 +246,10 @@ static void emit_json_guard(compiler *c, const struct fieldref *f, enum ptype t)
 
 static void emit_tag_exists(compiler *c)
 {
-    put(c, "EXISTS (SELECT 1 FROM customer_tags WHERE customer_tags.customer = customers.id"
-           " AND customer_tags.tag ");
+    put(c, c->drive ? "EXISTS (SELECT 1 FROM customer_tags WHERE customer_tags.customer = dt.customer"
+                      " AND customer_tags.tag "
+                    : "EXISTS (SELECT 1 FROM customer_tags WHERE customer_tags.customer = customers.id"
+                      " AND customer_tags.tag ");
 }
 
 /* --- reading values ----------------------------------------------------- */
@@ -365,6 +386,12 @@ static int field_compare(compiler *c, const struct fieldref *f, enum op op, int 
     struct value v;
     if (read_value(c, f, idx, &v) != 0)
         return -1;
+    if (f->kind == K_TAGS && c->drive && c->top_tag && !c->drive_taken) {
+        c->drive_taken = 1;   /* the driving tag: a range of the index, not a lookup a row */
+        put(c, "dt.tag = ");
+        emit_value(c, &v);
+        return 0;
+    }
     if (f->kind == K_TAGS) {
         emit_tag_exists(c);
         put(c, "= ");
@@ -491,7 +518,10 @@ static int field_not(compiler *c, const struct fieldref *f, int node, int depth)
     lua_State *L = c->L;
     lua_rawgeti(L, node, 1);
     put(c, "NOT COALESCE((");
+    int top_tag = c->top_tag;
+    c->top_tag = 0;   /* not_("vip") cannot drive */
     int rc = field_cond(c, f, lua_gettop(L), depth + 1);
+    c->top_tag = top_tag;
     put(c, "), 0)");
     lua_pop(L, 1);
     return rc;
@@ -587,7 +617,8 @@ static int bought_cond(compiler *c, int idx)
                  v_least = {.type = P_INT, .i = at_least};
     c->bought_conds++;
     c->bought_start = c->sql.len;
-    put(c, "customers.id IN (SELECT b.customer FROM bought b WHERE b.kind = ");
+    put(c, c->drive ? "dt.customer IN (SELECT b.customer FROM bought b WHERE b.kind = "
+                    : "customers.id IN (SELECT b.customer FROM bought b WHERE b.kind = ");
     emit_value(c, &v_kind);
     put(c, " AND b.key = ");
     emit_value(c, &key);
@@ -785,6 +816,18 @@ static void join(compiler *c, int i, int n, const char *sep)
         put(c, i == 0 ? "(" : sep);
 }
 
+/* A tag condition that requires one tag: a plain value or has(...). */
+static int positive_tags(compiler *c, int idx)
+{
+    if (!helpers_is_filter(c->L, idx))
+        return lua_type(c->L, idx) == LUA_TSTRING || lua_type(c->L, idx) == LUA_TNUMBER;
+    lua_pushliteral(c->L, "op");
+    lua_rawget(c->L, idx);
+    int has = lua_type(c->L, -1) == LUA_TSTRING && strcmp(lua_tostring(c->L, -1), "has") == 0;
+    lua_pop(c->L, 1);
+    return has;
+}
+
 /* A plain table: every field condition and every list item holds. */
 static int filter_table(compiler *c, int idx, int depth)
 {
@@ -804,7 +847,13 @@ static int filter_table(compiler *c, int idx, int depth)
         join(c, i, n, " AND ");
         lua_pushlstring(L, k.s, k.len);
         lua_rawget(L, idx);
+        /* tags = "vip" or has("vip", ...) at the top: every match has that
+         * tag row, so the tag index can drive the query */
+        c->top_tag = depth == 0 && f.kind == K_TAGS && positive_tags(c, lua_gettop(L));
+        if (c->top_tag)
+            c->drivable = 1;
         int rc = field_cond(c, &f, lua_gettop(L), depth + 1);
+        c->top_tag = 0;
         lua_pop(L, 1);
         if (rc != 0)
             return -1;
@@ -900,27 +949,35 @@ static void free_params(struct param *p, int n)
     free(p);
 }
 
-segment_query *segment_compile(lua_State *L, int idx, tend_time now, char *err, size_t errlen)
+/* One walk of the filter at idx into c (c->failed says how it went). */
+static void compile_pass(compiler *c, int idx)
 {
-    compiler c = {.L = L, .now = now};
-    strbuf_init(&c.sql);
+    lua_State *L = c->L;
+    strbuf_init(&c->sql);
     int top = lua_gettop(L);
-    idx = lua_absindex(L, idx);
     int status = LUA_ERRMEM;
     /* Nothing here allocates in Lua before lua_pcall: a light C function,
      * a light userdata and a copy of a value. */
     if (lua_checkstack(L, 3)) {
         lua_pushcfunction(L, compile_protected);
-        lua_pushlightuserdata(L, &c);
+        lua_pushlightuserdata(L, c);
         lua_pushvalue(L, idx);
         status = lua_pcall(L, 2, 0, 0);
     }
     if (status != LUA_OK) {
         const char *msg = lua_gettop(L) > top ? lua_tostring(L, -1) : NULL;
-        fail(&c, "%s", msg ? msg : "not enough memory");
+        fail(c, "%s", msg ? msg : "not enough memory");
     }
     lua_settop(L, top);
-    free(c.keys);
+    free(c->keys);
+    c->keys = NULL;
+}
+
+segment_query *segment_compile(lua_State *L, int idx, tend_time now, char *err, size_t errlen)
+{
+    compiler c = {.L = L, .now = now};
+    idx = lua_absindex(L, idx);
+    compile_pass(&c, idx);
     if (c.failed) {
         if (err && errlen)
             snprintf(err, errlen, "%s", c.err);
@@ -942,6 +999,24 @@ segment_query *segment_compile(lua_State *L, int idx, tend_time now, char *err, 
     q->where = strbuf_take(&c.sql);
     q->params = c.params;
     q->nparams = c.nparams;
+    q->drive_where = NULL;
+    q->drive_params = NULL;
+    q->drive_nparams = q->drive_join = 0;
+    if (c.drivable) {
+        /* The same filter again, over the tag row: it compiled once, so it
+         * compiles again (a failure here only loses the faster plan). */
+        compiler d = {.L = L, .now = now, .drive = 1};
+        compile_pass(&d, idx);
+        if (!d.failed && d.drive_taken) {
+            q->drive_where = strbuf_take(&d.sql);
+            q->drive_params = d.params;
+            q->drive_nparams = d.nparams;
+            q->drive_join = d.uses_customers;
+        } else {
+            strbuf_free(&d.sql);
+            free_params(d.params, d.nparams);
+        }
+    }
     return q;
 }
 
@@ -952,16 +1027,18 @@ void segment_query_free(segment_query *q)
     free(q->where);
     free(q->count_sql);
     free_params(q->params, q->nparams);
+    free(q->drive_where);
+    free_params(q->drive_params, q->drive_nparams);
     free(q);
 }
 
 const char *segment_query_where(const segment_query *q) { return q->where; }
 int segment_query_nparams(const segment_query *q) { return q->nparams; }
 
-int segment_query_bind(const segment_query *q, store_stmt *s, int first)
+static int bind_params(const struct param *params, int n, store_stmt *s, int first)
 {
-    for (int i = 0; i < q->nparams; i++) {
-        const struct param *p = &q->params[i];
+    for (int i = 0; i < n; i++) {
+        const struct param *p = &params[i];
         int rc = p->type == P_INT    ? store_bind_int(s, first + i, p->i)
                  : p->type == P_REAL ? store_bind_double(s, first + i, p->d)
                                      : store_bind_text(s, first + i, p->s, p->len);
@@ -969,6 +1046,11 @@ int segment_query_bind(const segment_query *q, store_stmt *s, int first)
             return -1;
     }
     return 0;
+}
+
+int segment_query_bind(const segment_query *q, store_stmt *s, int first)
+{
+    return bind_params(q->params, q->nparams, s, first);
 }
 
 /* --- running ------------------------------------------------------------ */
@@ -986,11 +1068,35 @@ static store_stmt *prepare(store *st, const segment_query *q, const char *head, 
     return s;
 }
 
+/* head + the driven filter + tail, over customer_tags dt (joined to
+ * customers when the filter reads them), parameters bound from 1. A count
+ * takes the planner's index (tag, last_order_at for a time range); a page
+ * is customer_tags_tag, already in customer order, whatever the planner
+ * thinks of a sort. */
+static store_stmt *prepare_driven(store *st, const segment_query *q, const char *head, const char *index,
+                                  const char *tail)
+{
+    char *sql = xasprintf("%s FROM customer_tags dt%s%s WHERE (%s)%s", head, index,
+                          q->drive_join ? " JOIN customers ON customers.id = dt.customer" : "",
+                          q->drive_where, tail);
+    store_stmt *s = store_prepare(st, sql);
+    free(sql);
+    if (s && bind_params(q->drive_params, q->drive_nparams, s, 1) != 0) {
+        store_finalize(s);
+        return NULL;
+    }
+    return s;
+}
+
 int64_t segment_count(store *st, const segment_query *q)
 {
-    store_stmt *s = q->count_sql ? store_prepare(st, q->count_sql)
+    /* A tag row exists only for a customer who exists (tags are written
+     * with or after their customer; customers are never deleted), so
+     * counting tag rows without the join counts customers. */
+    store_stmt *s = q->drive_where ? prepare_driven(st, q, "SELECT COUNT(*)", "", "")
+                  : q->count_sql ? store_prepare(st, q->count_sql)
                                  : prepare(st, q, "SELECT COUNT(*) FROM customers WHERE ", "");
-    if (s && q->count_sql && segment_query_bind(q, s, 1) != 0) {
+    if (s && !q->drive_where && q->count_sql && segment_query_bind(q, s, 1) != 0) {
         store_finalize(s);
         s = NULL;
     }
@@ -1010,12 +1116,16 @@ int segment_page(store *st, const segment_query *q, const char *after, int limit
 {
     if (limit <= 0)
         return 0;
-    store_stmt *s = prepare(st, q, "SELECT id FROM customers WHERE (",
-                            ") AND id > ? ORDER BY id LIMIT ?");
+    /* Driven: the tag index in customer order is already the page order. */
+    store_stmt *s = q->drive_where
+        ? prepare_driven(st, q, "SELECT dt.customer", " INDEXED BY customer_tags_tag",
+                         " AND dt.customer > ? ORDER BY dt.customer LIMIT ?")
+        : prepare(st, q, "SELECT id FROM customers WHERE (", ") AND id > ? ORDER BY id LIMIT ?");
     if (!s)
         return -1;
-    store_bind_text(s, q->nparams + 1, after ? after : "", -1);
-    store_bind_int(s, q->nparams + 2, limit);
+    int np = q->drive_where ? q->drive_nparams : q->nparams;
+    store_bind_text(s, np + 1, after ? after : "", -1);
+    store_bind_int(s, np + 2, limit);
     strbuf ids;   /* NUL-separated */
     strbuf_init(&ids);
     int n = 0, rc;

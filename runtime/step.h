@@ -5,8 +5,8 @@
  *   emit(event)  start(journey, c, payload)  http_get(url)
  *   split{A = 50, B = 50}  holdout(percent)  now()  random([m [, n]])  exit(reason)
  *
- * Each call is one history entry {k = kind, h = hash of the arguments (hex),
- * a = a short description, r = result}. Replaying, a call takes the
+ * Each call is one history entry (a line, history.h): its kind, the hash of
+ * its arguments, a short description, when, and its result. Replaying, a call takes the
  * next entry, checks kind and hash, and returns r without acting again; a
  * mismatch fails the instance with a message naming the step and both calls.
  * random() is not recorded: it is a generator seeded from the instance id
@@ -23,6 +23,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "history.h"
 #include "instance.h"
 
 /* Registers the primitives as globals of e's sandbox. */
@@ -43,16 +44,16 @@ enum step_mode { STEP_LIVE, STEP_REPLAY, STEP_PENDING };
 
 /* Takes the next history entry for a call of `kind` whose arguments hash to
  * `hash` (`desc` names them in messages). STEP_REPLAY: the recorded result
- * is pushed. STEP_PENDING: the entry is an unfinished wait (*entry points at
- * it, nothing pushed). STEP_LIVE: nothing pushed; the caller acts, then calls
- * step_record. Raises on a divergence. */
+ * is pushed. STEP_PENDING: the entry is an unfinished wait (*entry, when
+ * given, is it; it points into ctx->hist), nothing pushed. STEP_LIVE:
+ * nothing pushed; the caller acts, then calls step_record. Raises on a
+ * divergence. */
 int step_take(lua_State *L, struct run_ctx *ctx, const char *kind, const char *desc, uint32_t hash,
-              cJSON **entry);
+              struct history_entry *entry);
 
-/* Appends an entry with the Lua value at `idx` as result (0: no result).
- * Returns the new entry (owned by the history). */
-cJSON *step_record(lua_State *L, struct run_ctx *ctx, const char *kind, const char *desc,
-                   uint32_t hash, int idx);
+/* Appends an entry with the Lua value at `idx` as result (0: no result). */
+void step_record(lua_State *L, struct run_ctx *ctx, const char *kind, const char *desc,
+                 uint32_t hash, int idx);
 
 /* A 31-bit hash of text (FNV-1a folded), the argument check of an entry. */
 uint32_t step_hash(const char *text);

@@ -416,6 +416,23 @@ static void reset_busy(store *st)
             sqlite3_reset(s);
 }
 
+/* SAVEPOINT / RELEASE from the statement cache: a nested transaction per
+ * row (the importer, event processing) would otherwise parse its SQL every
+ * time. */
+static int exec_cached(store *st, const char *sql)
+{
+    store_stmt *s = store_sql(st, sql);
+    if (!s)
+        return -1;
+    int rc = sqlite3_step(STMT(s));
+    sqlite3_reset(STMT(s));
+    if (rc != SQLITE_DONE) {
+        set_err(st, sqlite3_errmsg(st->db));
+        return -1;
+    }
+    return 0;
+}
+
 int store_begin(store *st)
 {
     if (st->depth == 0) {
@@ -424,7 +441,7 @@ int store_begin(store *st)
     } else {
         char sql[48];
         snprintf(sql, sizeof sql, "SAVEPOINT s%d", st->depth);
-        if (store_exec(st, sql) != 0)
+        if (exec_cached(st, sql) != 0)
             return -1;
     }
     st->depth++;
@@ -457,7 +474,7 @@ int store_commit(store *st)
     } else {
         char sql[48];
         snprintf(sql, sizeof sql, "RELEASE s%d", st->depth - 1);
-        if (store_exec(st, sql) != 0)
+        if (exec_cached(st, sql) != 0)
             return -1;
     }
     st->depth--;
@@ -480,9 +497,12 @@ int store_rollback(store *st)
         reset_busy(st);
         rc = store_exec(st, "ROLLBACK");
     } else {
-        char sql[80];
-        snprintf(sql, sizeof sql, "ROLLBACK TO s%d; RELEASE s%d", st->depth - 1, st->depth - 1);
-        rc = store_exec(st, sql);
+        char sql[48];
+        snprintf(sql, sizeof sql, "ROLLBACK TO s%d", st->depth - 1);
+        rc = exec_cached(st, sql);
+        snprintf(sql, sizeof sql, "RELEASE s%d", st->depth - 1);
+        if (exec_cached(st, sql) != 0)
+            rc = -1;
     }
     memcpy(st->err, keep, sizeof keep);   /* keep the error that caused it */
     st->depth--;

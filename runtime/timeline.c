@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "customer.h"
+#include "history.h"
 #include "timeline.h"
 #include "util.h"
 
@@ -50,10 +51,21 @@ static void events_part(engine *e, const char *customer, tend_time before, int n
     }
 }
 
-/* The recorded steps: {at, step (kind), what, result}. */
-static cJSON *steps_of(const char *history)
+/* The recorded steps of instance id: {at, step (kind), what, result}; its
+ * sealed chunks first, then the row's recent lines (history.h). */
+static cJSON *steps_of(engine *e, int64_t id, const char *history)
 {
-    cJSON *h = cJSON_Parse(history ? history : "[]"), *out = cJSON_CreateArray(), *st;
+    strbuf text;
+    strbuf_init(&text);
+    if (history && !history_is_json(history)) {
+        store_stmt *c = store_sql(e->st, "SELECT lines FROM history_chunks WHERE instance = ? ORDER BY seq");
+        store_bind_int(c, 1, id);
+        while (store_step(c) == STORE_ROW)
+            strbuf_add(&text, store_col_text(c, 0), (size_t)store_col_bytes(c, 0));
+    }
+    if (history)
+        strbuf_puts(&text, history);
+    cJSON *h = history_to_json(text.s, text.len), *out = cJSON_CreateArray(), *st;
     cJSON_ArrayForEach(st, h) {
         cJSON *x = cJSON_CreateObject();
         const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(st, "t"));
@@ -69,6 +81,7 @@ static cJSON *steps_of(const char *history)
         cJSON_AddItemToArray(out, x);
     }
     cJSON_Delete(h);
+    strbuf_free(&text);
     return out;
 }
 
@@ -94,7 +107,7 @@ static void instances_part(engine *e, const char *customer, tend_time before, in
             cJSON_AddBoolToObject(x, "holdout", store_col_int(s, 10) == 1);
         if (store_col_type(s, 11) != STORE_NULL)
             cJSON_AddNumberToObject(x, "conversion_value", store_col_double(s, 11));
-        cJSON_AddItemToObject(x, "steps", steps_of(store_col_text(s, 7)));
+        cJSON_AddItemToObject(x, "steps", steps_of(e, store_col_int(s, 0), store_col_text(s, 7)));
     }
 }
 

@@ -213,3 +213,20 @@ int util_type_matches(const char *pattern, const char *type)
         return strncmp(pattern, type, n - 1) == 0 && type[n - 1] != 0;
     return strcmp(pattern, type) == 0;
 }
+
+size_t util_int_text(char *buf, int64_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        tmp[n++] = '-';
+    for (size_t i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    buf[n] = 0;
+    return n;
+}

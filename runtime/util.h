@@ -53,4 +53,9 @@ int util_ends_with(const char *s, const char *suffix);
  * "prefix.*" and a type under that prefix ("task.*" answers "task.done"). */
 int util_type_matches(const char *pattern, const char *type);
 
+/* v in decimal into buf (at least 21 bytes), NUL-terminated, as "%lld"
+ * prints it but without printf's cost (a wake formats several); returns
+ * the length. */
+size_t util_int_text(char *buf, int64_t v);
+
 #endif

@@ -221,6 +221,75 @@ hasnt "needs a space" "a placeholder inside a link is fine"
 run --dir good
 status 0 "tend check --dir DIR"
 
+# an anniversary whose field holds no date in the store: a warning at the
+# journey's line with the count and an example; the store is only read
+mkdir dated
+cat >dated/tend.lua <<'EOF'
+return { timezone = "Asia/Shanghai" }
+EOF
+cat >dated/baby.lua <<'EOF'
+template "hb" { category = "marketing", sms = "Happy birthday" }
+
+journey "baby" {
+  on = anniversary("attrs.baby_birthday", { at = "10:00", offset_days = -1 }),
+  run = function(c) send("sms", c, "hb") end,
+}
+EOF
+run dated
+status 0 "an anniversary, no store yet"
+hasnt "is not a date" "an anniversary, no store yet"
+[ -e dated/tend.db ] && fail "tend check created the store"
+printf '%s\n' '{"id":"c1","attrs":{"baby_birthday":"next may"}}' '{"id":"c2","attrs":{"baby_birthday":"2024-05-01"}}' \
+  '{"id":"c3","attrs":{"baby_birthday":"2024-13-45"}}' >dated/customers.ndjson
+(cd dated && "$TEND" import customers.ndjson >/dev/null 2>&1) || fail "import of the dated customers"
+sum_before=$(cksum <dated/tend.db)
+run dated
+status 0 "malformed dates are a warning"
+has "baby.lua:3: warning: journey 'baby': anniversary field 'attrs.baby_birthday' is not a date for 2 customers in" \
+  "malformed dates in the store"
+has "(e.g. 'c1': 'next may';" "malformed dates: an example"
+[ "$(cksum <dated/tend.db)" = "$sum_before" ] || fail "tend check changed the store"
+# --db (or TEND_DB) names the store to read instead
+mkdir dated2 && cp dated/tend.lua dated/baby.lua dated2/
+printf '%s\n' '{"id":"c9","attrs":{"baby_birthday":"someday"}}' >dated2/customers.ndjson
+(cd dated2 && "$TEND" import customers.ndjson >/dev/null 2>&1) || fail "import of dated2"
+run dated --db dated2/tend.db
+status 0 "tend check --db"
+has "is not a date for 1 customer in dated2/tend.db (e.g. 'c9': 'someday';" "tend check --db: the store named"
+hasnt "next may" "tend check --db: only the store named"
+
+# tend.lua's policy errors name the line of the value or setting
+mkdir conf
+echo 'template "hb" { category = "marketing", sms = "x" }' >conf/a.lua
+printf 'return {\n  timezone = "Asia/Shanghai",\n  caps = { marketing = { day = 1 },\n    sms = { day = 2, fortnight = 1 } },\n}\n' >conf/tend.lua
+run conf
+status 1 "a cap with an unknown period"
+has "tend.lua:4: setting 'caps.sms.fortnight' is not a period" "a cap with an unknown period: file:line"
+printf 'return {\n  channels = { sms = { type = "capture",\n    window = { "10:00-11:00", "25:00-26:00" } } },\n}\n' >conf/tend.lua
+run conf
+status 1 "a bad window in tend.lua"
+has "tend.lua:3: channel 'sms': window '25:00-26:00' is not" "a bad window in tend.lua: file:line"
+printf 'return {\n  timezone = "UTC",\n  caps = { fax = { day = 1 } },\n}\n' >conf/tend.lua
+run conf
+status 1 "a cap on an unknown channel"
+has "tend.lua:3: caps: 'fax' is neither a channel" "a cap on an unknown channel: file:line"
+
+# an audience table that does not compile is an error at the journey's line
+# (a local_cron's would only show when its slot fires)
+mkdir aud
+cat >aud/a.lua <<'EOF'
+template "hb" { category = "marketing", sms = "x" }
+
+journey "j" { on = local_cron("0 9 * * *", { audience = { citty = "Shanghai" } }), run = function() end }
+journey "k" { on = "go", audience = { orders_count = "many" }, run = function() end }
+journey "m" { on = holiday("qixi", { audience = { city = "Shanghai" } }), run = function() end }
+EOF
+run aud
+status 1 "a bad audience"
+has "a.lua:3: error: journey 'j': audience: field 'citty' is not a customer field" "a local_cron audience"
+has "a.lua:4: error: journey 'k': audience:" "a journey's audience"
+hasnt "a.lua:5:" "a good holiday audience"
+
 # the journey library and the examples, as shipped, check clean (what
 # `make demo` and a user copying them start from)
 ROOT=${TEND_ROOT:-}

@@ -191,6 +191,10 @@ end)
 t.case("load errors name the file and line", function()
   t.fails(function() t.sim{ source = GREET .. '\n\njourney "j" { on = holiday("nope"), run = function() end }' } end,
           ":4:")
+  t.fails(function() t.sim{ source = GREET .. '\njourney "j" { on = local_cron("0 9 * * 8"), run = function() end }' } end,
+          ':3: bad argument #1 to \'local_cron\' %(cron "0 9 %* %* 8"')
+  t.fails(function() t.sim{ source = GREET .. '\n\n\nchannel "x" { type = "capture", window = "25:00-26:00" }' } end,
+          ":5: channel 'x': window '25:00%-26:00'")
 end)
 
 t.case("local_cron at 09:00 across the DST change in four zones", function()

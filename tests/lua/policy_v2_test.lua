@@ -191,6 +191,18 @@ end }
   t.eq(#s:instances{ state = "failed" }, 0)
 end)
 
+t.case("best_time: a bad default or a misspelt option fails the run naming it", function()
+  local s = t.sim{ source = TEMPLATES .. [[
+journey "late" { on = "late", run = function(c) wait_until(best_time(c, { default = "25:00" })) end }
+journey "typo" { on = "typo", run = function(c) wait_until(best_time(c, { defualt = "10:00" })) end }
+]], start = "2026-03-02T00:00:00Z" }
+  s:customer{ id = "c1" }
+  s:event{ type = "late", customer = "c1" }
+  s:event{ type = "typo", customer = "c1" }
+  t.match(s:instances{ journey = "late" }[1].error, "'default' must be a local time \"HH:MM\", not '25:00'")
+  t.match(s:instances{ journey = "typo" }[1].error, "unknown option 'defualt' %(default%)")
+end)
+
 t.case("on_cap = defer and priorities work with channel caps and windows together", function()
   local s = t.sim{ source = [[
 template "promo" { category = "marketing", on_cap = "defer", sms = "offer" }

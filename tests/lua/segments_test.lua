@@ -219,6 +219,36 @@ t.case("a relative time in a declaration moves with the clock: 90 days after the
   t.eq(s:segment("lapsed"), { "late" })
 end)
 
+t.case("a tag + last-order segment follows orders, tags set later and tags removed (list and count)", function()
+  local s = sim([[
+    segment "vip_lapsed" { where = { tags = has("vip"), last_order_at = before(ago(days(30))) } }
+  ]])
+  local function lapsed()
+    local ids, n = s:segment("vip_lapsed")
+    t.eq(n, #ids, "the count agrees with the members")
+    return ids
+  end
+  s:customer{ id = "a", tags = { "vip" } }
+  s:customer{ id = "b" }
+  s:customer{ id = "c", tags = { "vip", "gold" } }
+  s:event{ type = "order.paid", customer = "a", total = 10 }
+  s:event{ type = "order.paid", customer = "b", total = 10 }
+  s:event{ type = "order.paid", customer = "c", total = 10 }
+  s:advance(days(31))
+  t.eq(lapsed(), { "a", "c" }, "only the tagged ones, their order time read through the tag")
+  s:customer{ id = "b", tags = { "vip" } }          -- tagged after the order
+  t.eq(lapsed(), { "a", "b", "c" })
+  s:event{ type = "order.paid", customer = "a", total = 10 }   -- a new order takes a out
+  t.eq(lapsed(), { "b", "c" })
+  s:customer{ id = "c", tags = { "gold" } }         -- the tag removed
+  t.eq(lapsed(), { "b" })
+  t.eq(s:segment{ tags = has("vip", "gold"), last_order_at = before(s:now()) }, {})
+  t.eq(s:segment{ tags = "vip", city = not_("Nowhere"), last_order_at = before(s:now() + 1) }, { "a", "b" },
+       "a field the tag row does not carry reads the customer")
+  s:restart()
+  t.eq(lapsed(), { "b" })
+end)
+
 t.case("a segment whose where is a function is evaluated each time", function()
   local s = sim([[
     segment "recent" { where = function() return { last_active_at = after(now() - days(7)) } end }

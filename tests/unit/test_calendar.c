@@ -2,7 +2,8 @@
  * the library's range), and local-time triggers across downtime (one
  * catch-up firing), across a crash in the middle of a zone's fan-out (nobody
  * started twice, nobody skipped) and for a customer whose zone is unknown
- * (the configured zone, logged once). */
+ * (the configured zone, logged once), for local-time triggers, anniversaries
+ * and channel windows. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -18,6 +19,7 @@
 #include "customer.h"
 #include "dates.h"
 #include "engine.h"
+#include "event.h"
 #include "util.h"
 
 #define T0 1767225600   /* 2026-01-01T00:00:00Z */
@@ -75,7 +77,18 @@ static const char SCRIPT[] =
     "template \"hi\" { category = \"transactional\", sms = \"hi\" }\n"
     "journey \"daily\" { on = local_cron(\"0 9 * * *\"), run = function(c) send(\"sms\", c, \"hi\") end }\n";
 
+static const char BIRTHDAY_SCRIPT[] =
+    "template \"hi\" { category = \"transactional\", sms = \"hi\" }\n"
+    "journey \"bday\" { on = anniversary(\"birthday\", { at = \"10:00\" }),"
+    " run = function(c) send(\"sms\", c, \"hi\") end }\n";
+
+static const char WINDOW_SCRIPT[] =
+    "channel \"sms\" { type = \"capture\", window = \"10:00-11:00\" }\n"
+    "template \"hi\" { category = \"transactional\", sms = \"hi\" }\n"
+    "journey \"go\" { on = \"go\", run = function(c) send(\"sms\", c, \"hi\") end }\n";
+
 struct fixture {
+    const char *script;     /* NULL: SCRIPT */
     char path[64];
     tclock *clock;
     engine *e;
@@ -100,7 +113,8 @@ static engine *open_engine(struct fixture *f)
     cJSON_Delete(c);
     assert_non_null(e);
     char *errors = NULL;
-    assert_int_equal(engine_load_source(e, "s.lua", SCRIPT, strlen(SCRIPT), &errors), 0);
+    const char *script = f->script ? f->script : SCRIPT;
+    assert_int_equal(engine_load_source(e, "s.lua", script, strlen(script), &errors), 0);
     return e;
 }
 
@@ -149,6 +163,22 @@ static int64_t count(engine *e, const char *sql)
     return store_count(e->st, sql);
 }
 
+/* Restarts on the same store, then runs `seconds` of simulated time. */
+static void reopen_and_advance(struct fixture *f, tend_time seconds)
+{
+    engine_close(f->e);
+    f->e = open_engine(f);
+    assert_int_equal(engine_advance(f->e, seconds), 0);
+}
+
+/* The log has `what` exactly once. */
+static void said_once(struct fixture *f, const char *what)
+{
+    const char *hit = strstr(f->log.s, what);
+    assert_non_null(hit);
+    assert_null(strstr(hit + 1, what));
+}
+
 static void test_downtime_fires_once(void **state)
 {
     struct fixture *f = *state;
@@ -189,15 +219,60 @@ static void test_unknown_zone(void **state)
     /* a zone that came in before zones were checked, or left the tz database */
     store_stmt *s = store_sql(f->e->st, "UPDATE customers SET timezone = 'Mars/Olympus' WHERE id = 'z00001'");
     assert_int_equal(store_run(s), 0);
-    engine_close(f->e);
-    f->e = open_engine(f);
-    assert_int_equal(engine_advance(f->e, 2 * TEND_DAY), 0);
+    reopen_and_advance(f, 2 * TEND_DAY);
     /* Tokyo's 09:00 is 00:00Z; the unknown zone fires at Shanghai's (01:00Z) */
     assert_int_equal(count(f->e, "SELECT COUNT(*) FROM instances WHERE customer = 'z00000' AND started_at % 86400 = 0"), 2);
     assert_int_equal(count(f->e, "SELECT COUNT(*) FROM instances WHERE customer = 'z00001' AND started_at % 86400 = 3600"), 2);
-    const char *hit = strstr(f->log.s, "time zone 'Mars/Olympus'");
-    assert_non_null(hit);
-    assert_null(strstr(hit + 1, "time zone 'Mars/Olympus'"));
+    said_once(f, "time zone 'Mars/Olympus'");
+}
+
+/* An anniversary of a customer whose zone is unknown: in the configured
+ * zone, and said once (a second re-plan and a reopen say nothing more). */
+static void test_unknown_zone_anniversary(void **state)
+{
+    struct fixture *f = *state;
+    engine_close(f->e);
+    f->script = BIRTHDAY_SCRIPT;
+    f->e = open_engine(f);
+    add_customers(f->e, 2, "Asia/Tokyo");
+    store_stmt *s = store_sql(f->e->st, "UPDATE customers SET birthday = '1990-01-02',"
+                                        " timezone = CASE id WHEN 'z00001' THEN 'Mars/Olympus' ELSE timezone END");
+    assert_int_equal(store_run(s), 0);
+    assert_int_equal(dates_customer_changed(f->e, "z00000"), 0);
+    assert_int_equal(dates_customer_changed(f->e, "z00001"), 0);
+    assert_int_equal(dates_customer_changed(f->e, "z00001"), 0);
+    reopen_and_advance(f, 2 * TEND_DAY);
+    /* Jan 2 10:00 in Tokyo is 01:00Z; the unknown zone's is Shanghai's, 02:00Z */
+    assert_int_equal(count(f->e, "SELECT COUNT(*) FROM instances WHERE customer = 'z00000' AND started_at = 1767315600"), 1);
+    assert_int_equal(count(f->e, "SELECT COUNT(*) FROM instances WHERE customer = 'z00001' AND started_at = 1767319200"), 1);
+    said_once(f, "time zone 'Mars/Olympus'");
+}
+
+/* A channel window for a customer whose zone is unknown: the configured
+ * zone's window, said once. */
+static void test_unknown_zone_window(void **state)
+{
+    struct fixture *f = *state;
+    engine_close(f->e);
+    f->script = WINDOW_SCRIPT;
+    f->e = open_engine(f);
+    add_customers(f->e, 2, "Asia/Tokyo");
+    store_stmt *s = store_sql(f->e->st, "UPDATE customers SET timezone = 'Mars/Olympus' WHERE id = 'z00001'");
+    assert_int_equal(store_run(s), 0);
+    for (int i = 0; i < 2; i++) {   /* at 00:00Z: 09:00 in Tokyo, 08:00 in Shanghai */
+        char json[80];
+        snprintf(json, sizeof json, "{\"type\": \"go\", \"customer\": \"z%05d\"}", i);
+        cJSON *ev = cJSON_Parse(json);
+        struct event_result res;
+        char err[200];
+        assert_int_equal(event_accept(f->e, ev, &res, err, sizeof err), 0);
+        cJSON_Delete(ev);
+    }
+    assert_true(engine_run_due(f->e, engine_now(f->e)) >= 0);
+    /* to the window's 10:00: Tokyo's is 01:00Z, the configured zone's 02:00Z */
+    assert_int_equal(count(f->e, "SELECT COUNT(*) FROM outbox WHERE customer = 'z00000' AND due_at = 1767229200"), 1);
+    assert_int_equal(count(f->e, "SELECT COUNT(*) FROM outbox WHERE customer = 'z00001' AND due_at = 1767232800"), 1);
+    said_once(f, "time zone 'Mars/Olympus'");
 }
 
 int main(void)
@@ -207,6 +282,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_downtime_fires_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_mid_fanout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_zone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_zone_anniversary, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_zone_window, setup, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     clock_shutdown();

@@ -1,0 +1,297 @@
+/* history — the line form of recorded steps (see history.h).
+ *
+ * Written and read by hand rather than through cJSON: this is the hot path
+ * of every wake (a 200-step journey reads 200 entries to take one step), so
+ * an entry is read with a few byte scans and written with a few copies, no
+ * tree and no allocation. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "history.h"
+
+/* --- reading ----------------------------------------------------------- */
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* A decimal integer at *p (optional '-'); 0 on success. */
+static int read_int(const char **p, const char *end, int64_t *out)
+{
+    const char *s = *p;
+    int neg = 0;
+    if (s < end && *s == '-') {
+        neg = 1;
+        s++;
+    }
+    if (s >= end || *s < '0' || *s > '9')
+        return -1;
+    uint64_t v = 0;
+    while (s < end && *s >= '0' && *s <= '9')
+        v = v * 10 + (uint64_t)(*s++ - '0');
+    *out = neg ? -(int64_t)v : (int64_t)v;
+    *p = s;
+    return 0;
+}
+
+int history_next(const char *text, size_t len, size_t *off, struct history_entry *e)
+{
+    if (*off >= len)
+        return 0;
+    const char *p = text + *off, *end = text + len;
+    e->start = *off;
+    e->has_hash = e->has_t = e->pending = 0;
+    e->hash = 0;
+    e->t = e->deadline = 0;
+    e->result = NULL;
+    e->result_len = 0;
+    /* a bad line still moves on past itself */
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    const char *eol = nl ? nl : end;
+    e->end = *off = (size_t)((nl ? nl + 1 : end) - text);
+
+    e->kind = p;
+    while (p < eol && *p != ' ')
+        p++;
+    e->kind_len = (size_t)(p - e->kind);
+    if (p >= eol || e->kind_len == 0)
+        return -1;
+    p++;
+    if (p < eol && *p == '-') {
+        p++;
+    } else {
+        uint32_t h = 0;
+        int d, digits = 0;
+        while (p < eol && digits < 8 && (d = hexval(*p)) >= 0) {
+            h = h << 4 | (uint32_t)d;
+            p++;
+            digits++;
+        }
+        if (!digits)
+            return -1;
+        e->has_hash = 1;
+        e->hash = h;
+    }
+    if (p >= eol || *p++ != ' ')
+        return -1;
+    if (p + 1 < eol && p[0] == '-' && p[1] == ' ') {
+        p++;
+    } else {
+        if (read_int(&p, eol, &e->t) != 0)
+            return -1;
+        e->has_t = 1;
+    }
+    if (p >= eol || *p++ != ' ' || p >= eol)
+        return -1;
+    if (*p == 'p') {
+        e->pending = 1;
+        p++;
+        if (p < eol && *p != ' ' && read_int(&p, eol, &e->deadline) != 0)
+            return -1;
+    } else if (*p == '-') {
+        p++;
+    } else {
+        return -1;
+    }
+    if (p >= eol || *p++ != ' ' || p >= eol || *p != '"')
+        return -1;
+    e->desc = p++;
+    while (p < eol && *p != '"')
+        p += *p == '\\' ? 2 : 1;
+    if (p >= eol)
+        return -1;
+    p++;
+    e->desc_len = (size_t)(p - e->desc);
+    if (p < eol) {
+        if (*p++ != ' ' || p >= eol)
+            return -1;
+        e->result = p;
+        e->result_len = (size_t)(eol - p);
+    }
+    return 1;
+}
+
+char *history_desc(const struct history_entry *e)
+{
+    cJSON *s = e->desc ? cJSON_ParseWithLength(e->desc, e->desc_len) : NULL;
+    char *out = xstrdup(cJSON_IsString(s) ? s->valuestring : "");
+    cJSON_Delete(s);
+    return out;
+}
+
+/* --- writing ----------------------------------------------------------- */
+
+static void put_int(strbuf *b, int64_t v)
+{
+    char text[24];
+    strbuf_add(b, text, util_int_text(text, v));
+}
+
+/* s as a JSON string: quotes, backslashes and control bytes escaped; other
+ * bytes as they are (what cJSON did with the same text). */
+static void put_json_string(strbuf *b, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    strbuf_putc(b, '"');
+    const char *run = s;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        strbuf_add(b, run, (size_t)(s - run));
+        run = s + 1;
+        char esc[7] = {'\\', 0};
+        size_t n = 2;
+        switch (c) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        default:
+            esc[1] = 'u';
+            esc[2] = '0';
+            esc[3] = '0';
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            n = 6;
+        }
+        strbuf_add(b, esc, n);
+    }
+    strbuf_add(b, run, (size_t)(s - run));
+    strbuf_putc(b, '"');
+}
+
+void history_append(strbuf *b, const char *kind, int64_t hash, int64_t t, int pending, int64_t deadline,
+                    const char *desc, const char *result, size_t rlen)
+{
+    /* a kind is one token: a migration's odd kind keeps its letters */
+    size_t mark = b->len;
+    strbuf_puts(b, *kind ? kind : "?");
+    for (size_t i = mark; i < b->len; i++)
+        if (b->s[i] == ' ' || b->s[i] == '\n')
+            b->s[i] = '_';
+    strbuf_putc(b, ' ');
+    if (hash >= 0) {
+        static const char digits[] = "0123456789abcdef";
+        char hex[8];
+        int n = 0;
+        uint32_t h = (uint32_t)hash;
+        do {
+            hex[7 - n++] = digits[h & 15];
+            h >>= 4;
+        } while (h);
+        strbuf_add(b, hex + 8 - n, (size_t)n);
+    } else {
+        strbuf_putc(b, '-');
+    }
+    strbuf_putc(b, ' ');
+    if (t >= 0)
+        put_int(b, t);
+    else
+        strbuf_putc(b, '-');
+    strbuf_putc(b, ' ');
+    if (pending) {
+        strbuf_putc(b, 'p');
+        if (deadline)
+            put_int(b, deadline);
+    } else {
+        strbuf_putc(b, '-');
+    }
+    strbuf_putc(b, ' ');
+    put_json_string(b, desc ? desc : "");
+    if (result) {
+        strbuf_putc(b, ' ');
+        strbuf_add(b, result, rlen);
+    }
+    strbuf_putc(b, '\n');
+}
+
+/* --- the JSON form ------------------------------------------------------ */
+
+int history_is_json(const char *text)
+{
+    while (text && (*text == ' ' || *text == '\t' || *text == '\n' || *text == '\r'))
+        text++;
+    return text && *text == '[';
+}
+
+cJSON *history_to_json(const char *text, size_t len)
+{
+    if (!text)
+        return cJSON_CreateArray();
+    if (history_is_json(text)) {
+        cJSON *arr = cJSON_ParseWithLength(text, len);
+        if (cJSON_IsArray(arr))
+            return arr;
+        cJSON_Delete(arr);
+        return cJSON_CreateArray();
+    }
+    cJSON *arr = cJSON_CreateArray();
+    size_t off = 0;
+    struct history_entry e;
+    while (history_next(text, len, &off, &e) == 1) {
+        cJSON *o = cJSON_CreateObject();
+        char *kind = xstrndup(e.kind, e.kind_len);
+        cJSON_AddStringToObject(o, "k", kind);
+        free(kind);
+        if (e.has_hash) {
+            char hex[12];
+            snprintf(hex, sizeof hex, "%x", (unsigned)e.hash);
+            cJSON_AddStringToObject(o, "h", hex);
+        }
+        char *desc = history_desc(&e);
+        cJSON_AddStringToObject(o, "a", desc);
+        free(desc);
+        if (e.has_t) {
+            char t[24];
+            snprintf(t, sizeof t, "%lld", (long long)e.t);
+            cJSON_AddStringToObject(o, "t", t);
+        }
+        if (e.result) {
+            cJSON *r = cJSON_ParseWithLength(e.result, e.result_len);
+            if (r)
+                cJSON_AddItemToObject(o, "r", r);
+        }
+        if (e.pending) {
+            cJSON_AddTrueToObject(o, "p");
+            cJSON_AddNumberToObject(o, "d", (double)e.deadline);
+        }
+        cJSON_AddItemToArray(arr, o);
+    }
+    return arr;
+}
+
+int history_from_json(const cJSON *arr, strbuf *b)
+{
+    int n = 0;
+    const cJSON *o;
+    cJSON_ArrayForEach(o, arr) {
+        const char *kind = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "k"));
+        const char *h = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "h"));
+        const char *a = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, "a"));
+        const cJSON *tj = cJSON_GetObjectItemCaseSensitive(o, "t");
+        const cJSON *r = cJSON_GetObjectItemCaseSensitive(o, "r");
+        int pending = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "p"));
+        double d = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(o, "d"));
+        int64_t hash = h && *h ? (int64_t)(strtoul(h, NULL, 16) & 0xffffffffu) : -1;
+        int64_t t = cJSON_IsString(tj) ? strtoll(tj->valuestring, NULL, 10)
+                  : cJSON_IsNumber(tj) ? (int64_t)tj->valuedouble : -1;
+        char *rtext = r ? cJSON_PrintUnformatted(r) : NULL;
+        history_append(b, kind ? kind : "?", hash, t, pending, pending && d == d ? (int64_t)d : 0, a ? a : "",
+                       rtext, rtext ? strlen(rtext) : 0);
+        free(rtext);
+        n++;
+    }
+    return n;
+}
