@@ -459,8 +459,56 @@ int customer_ensure(engine *e, const char *id, tend_time at)
     return store_changes(e->st) > 0;
 }
 
+/* The maintained fields of one customer row, as customer_apply_event reads
+ * and writes them. */
+struct maintained {
+    int64_t orders;
+    double spent;
+    tend_time first_order, last_order, first_seen, last_active;   /* AT_NULL: NULL */
+    char lifecycle[16];
+    int r, f, m;
+};
+
+#define AT_NULL INT64_MIN
+
+static tend_time min_at(tend_time have, tend_time at) { return have != AT_NULL && have < at ? have : at; }
+static tend_time max_at(tend_time have, tend_time at) { return have != AT_NULL && have > at ? have : at; }
+static tend_time at_or_0(tend_time t) { return t == AT_NULL ? 0 : t; }
+
+static tend_time col_at(store_stmt *s, int i)
+{
+    return store_col_type(s, i) == STORE_NULL ? AT_NULL : store_col_int(s, i);
+}
+
+/* 1 and the row (with its stored zone in tz, "" for none), 0 when there is
+ * no such customer, -1 on error. */
+static int read_maintained(engine *e, const char *id, struct maintained *m, char *tz, size_t tzlen)
+{
+    store_stmt *s = store_sql(e->st, "SELECT orders_count, total_spent, first_order_at, last_order_at,"
+                                     " first_seen_at, last_active_at, lifecycle, r, f, m, timezone"
+                                     " FROM customers WHERE id = ?");
+    store_bind_text(s, 1, id, -1);
+    int rc = store_step(s);
+    if (rc != STORE_ROW)
+        return rc == STORE_DONE ? 0 : -1;
+    m->orders = store_col_int(s, 0);
+    m->spent = store_col_double(s, 1);
+    m->first_order = col_at(s, 2);
+    m->last_order = col_at(s, 3);
+    m->first_seen = col_at(s, 4);
+    m->last_active = col_at(s, 5);
+    snprintf(m->lifecycle, sizeof m->lifecycle, "%s", store_col_text(s, 6) ? store_col_text(s, 6) : "");
+    m->r = (int)store_col_int(s, 7);
+    m->f = (int)store_col_int(s, 8);
+    m->m = (int)store_col_int(s, 9);
+    const char *zone = store_col_text(s, 10);
+    snprintf(tz, tzlen, "%s", zone && strlen(zone) < tzlen ? zone : "");
+    store_reset(s);
+    return 1;
+}
+
 int customer_apply_event(engine *e, const char *id, const char *type, tend_time at,
-                         const cJSON *event)
+                         const cJSON *event, char *tz, size_t tzlen)
 {
     int paid = config_lists(type, e->cfg.paid_types), refund = !paid && config_lists(type, e->cfg.refund_types);
     double amount = 0;
@@ -469,46 +517,67 @@ int customer_apply_event(engine *e, const char *id, const char *type, tend_time 
         if (cJSON_IsNumber(a) && isfinite(a->valuedouble) && a->valuedouble > 0)
             amount = a->valuedouble;
     }
-    /* min/max by the event's own time: a backfilled old order must not
-     * become the "last" order. RETURNING hands back what the derived
-     * fields need, saving a read per event. */
-    for (int attempt = 0; attempt < 2; attempt++) {
-        store_stmt *s = store_sql(e->st,
-            "UPDATE customers SET"
-            " first_seen_at = MIN(COALESCE(first_seen_at, ?1), ?1),"
-            " last_active_at = MAX(COALESCE(last_active_at, ?1), ?1),"
-            " orders_count = orders_count + ?2,"
-            " total_spent = MAX(0, total_spent + ?3),"
-            " first_order_at = CASE WHEN ?2 THEN MIN(COALESCE(first_order_at, ?1), ?1) ELSE first_order_at END,"
-            " last_order_at = CASE WHEN ?2 THEN MAX(COALESCE(last_order_at, ?1), ?1) ELSE last_order_at END,"
-            " updated_at = ?4 WHERE id = ?5"
-            " RETURNING orders_count, total_spent, last_order_at, first_seen_at, lifecycle, r, f, m");
-        store_bind_int(s, 1, at);
-        store_bind_int(s, 2, paid);
-        store_bind_double(s, 3, paid ? amount : -amount);
-        store_bind_int(s, 4, engine_now(e));
-        store_bind_text(s, 5, id, -1);
-        int rc = store_step(s);
-        if (rc == STORE_ROW) {
-            char old[16];
-            snprintf(old, sizeof old, "%s", store_col_text(s, 4) ? store_col_text(s, 4) : "");
-            int64_t orders = store_col_int(s, 0);
-            double spent = store_col_double(s, 1);
-            tend_time last = store_col_int(s, 2), first = store_col_int(s, 3);
-            int or_ = (int)store_col_int(s, 5), of = (int)store_col_int(s, 6), om = (int)store_col_int(s, 7);
-            /* RETURNING rows are all computed first; stepping to the end
-             * finishes the statement before the next write */
-            if (store_step(s) != STORE_DONE)
-                return -1;
-            return store_derived(e, id, orders, spent, last, first, old, or_, of, om) < 0 ? -1 : 0;
-        }
-        if (rc != STORE_DONE || attempt > 0)
-            return -1;
+    struct maintained old;
+    int got = read_maintained(e, id, &old, tz, tzlen);
+    if (got == 0) {
         /* a customer seen for the first time */
         if (customer_ensure(e, id, at) < 0)
             return -1;
+        got = read_maintained(e, id, &old, tz, tzlen);
     }
-    return -1;
+    if (got != 1)
+        return -1;
+    /* min/max by the event's own time: a backfilled old order must not
+     * become the "last" order. */
+    struct maintained m = old;
+    m.first_seen = min_at(old.first_seen, at);
+    m.last_active = max_at(old.last_active, at);
+    m.orders = old.orders + paid;
+    m.spent = old.spent + (paid ? amount : -amount);
+    if (m.spent < 0)
+        m.spent = 0;
+    if (paid) {
+        m.first_order = min_at(old.first_order, at);
+        m.last_order = max_at(old.last_order, at);
+    }
+    tend_time now = engine_now(e);
+    snprintf(m.lifecycle, sizeof m.lifecycle, "%s",
+             customer_lifecycle(&e->cfg, m.orders, at_or_0(m.last_order), m.first_seen, now));
+    customer_rfm(&e->cfg, m.orders, m.spent, at_or_0(m.last_order), now, &m.r, &m.f, &m.m);
+    /* Only the indexed columns that change are named: an order moves
+     * last_order_at (and the indexes over it), any other event only the
+     * unindexed activity fields, and first_seen_at (under a partial index)
+     * moves only for a backfill older than the customer. */
+    int set_last = m.last_order != old.last_order, set_seen = m.first_seen != old.first_seen;
+    static const char *const sql[4] = {
+        "UPDATE customers SET last_active_at = ?1, orders_count = ?2, total_spent = ?3,"
+        " first_order_at = ?4, lifecycle = ?7, r = ?8, f = ?9, m = ?10, updated_at = ?11 WHERE id = ?12",
+        "UPDATE customers SET last_active_at = ?1, orders_count = ?2, total_spent = ?3,"
+        " first_order_at = ?4, last_order_at = ?5, lifecycle = ?7, r = ?8, f = ?9, m = ?10, updated_at = ?11"
+        " WHERE id = ?12",
+        "UPDATE customers SET last_active_at = ?1, orders_count = ?2, total_spent = ?3,"
+        " first_order_at = ?4, first_seen_at = ?6, lifecycle = ?7, r = ?8, f = ?9, m = ?10, updated_at = ?11"
+        " WHERE id = ?12",
+        "UPDATE customers SET last_active_at = ?1, orders_count = ?2, total_spent = ?3,"
+        " first_order_at = ?4, last_order_at = ?5, first_seen_at = ?6, lifecycle = ?7, r = ?8, f = ?9,"
+        " m = ?10, updated_at = ?11 WHERE id = ?12",
+    };
+    store_stmt *s = store_sql(e->st, sql[set_last | set_seen << 1]);
+    store_bind_int(s, 1, m.last_active);
+    store_bind_int(s, 2, m.orders);
+    store_bind_double(s, 3, m.spent);
+    if (m.first_order != AT_NULL)
+        store_bind_int(s, 4, m.first_order);
+    if (m.last_order != AT_NULL)
+        store_bind_int(s, 5, m.last_order);
+    store_bind_int(s, 6, m.first_seen);
+    store_bind_text(s, 7, m.lifecycle, -1);
+    store_bind_int(s, 8, m.r);
+    store_bind_int(s, 9, m.f);
+    store_bind_int(s, 10, m.m);
+    store_bind_int(s, 11, now);
+    store_bind_text(s, 12, id, -1);
+    return store_run(s);
 }
 
 /* --- reading ------------------------------------------------------------ */

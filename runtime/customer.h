@@ -48,11 +48,14 @@ int customer_exists(engine *e, const char *id);
  * 0 existed, -1 error. */
 int customer_ensure(engine *e, const char *id, tend_time at);
 
-/* Applies an event to the maintained fields (orders, refunds, activity),
- * by the event's own time, so a backfill lands where it belongs; creates
- * the customer first seen at `at` when there is none. */
+/* Applies an event to the maintained fields (orders, refunds, activity)
+ * and the derived ones (lifecycle, RFM), by the event's own time, so a
+ * backfill lands where it belongs; creates the customer first seen at `at`
+ * when there is none. One read and one write of the row, naming only the
+ * indexed columns the event changes. Writes the customer's stored zone ("" for
+ * none; not checked) into tz, which the caller needs next. 0 or -1. */
 int customer_apply_event(engine *e, const char *id, const char *type, tend_time at,
-                         const cJSON *event);
+                         const cJSON *event, char *tz, size_t tzlen);
 
 /* The customer as JSON: every field, tags as an array, attrs as an object;
  * NULL when there is no such customer. */

@@ -850,15 +850,24 @@ static int local_batch(store *st, void *ud)
                 done = got < lc->page;
             lua_pop(L, 1);
         }
+        /* one starter for the page: the declaration and the slot event are
+         * read and printed once, not per customer */
+        struct instance_starter starter;
+        char err[300];
+        if (ids.n && instance_starter_init(e, &starter, journey, ev, 1, err, sizeof err) != 0) {
+            engine_logf(e, "error", "journey '%s': %s", journey, err);
+            rc = -1;
+        }
         for (int i = 0; rc == 0 && i < ids.n; i++) {
             if (instance_admits(e, decl, journey, ids.v[i], ev) != 1)
                 continue;
-            char err[300];
-            if (instance_start(e, journey, ids.v[i], ev, 1, err, sizeof err) < 0) {
+            if (instance_starter_start(e, &starter, ids.v[i], err, sizeof err) < 0) {
                 engine_logf(e, "error", "journey '%s': %s", journey, err);
                 rc = -1;
             }
         }
+        if (ids.n && starter.journey)
+            instance_starter_free(&starter);
         cJSON_Delete(ev);
         /* The page and the resume point commit together: a customer starts
          * once per slot, whatever crashes in between. A finished slot moves

@@ -1,5 +1,6 @@
 /* event — accepting, storing and processing events (see event.h). */
 #include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -207,21 +208,42 @@ int event_accept(engine *e, const cJSON *ev, struct event_result *res, char *err
 /* --- NDJSON ------------------------------------------------------------- */
 
 #define INGEST_COMMIT_EVERY 50000
+/* A stream is read in pieces of this size: a whole line always fits (an
+ * event is at most EVENT_MAX_BYTES), so memory stays bounded whatever the
+ * input's length. */
+#define INGEST_BUFFER (4 * EVENT_MAX_BYTES)
 
-int event_ingest_ndjson(engine *e, const char *data, size_t len, event_reject_fn reject, void *ud,
-                        struct ingest_report *rep)
+/* What carries over from one piece of input to the next: the open
+ * transaction and how many lines it holds, the line number. */
+struct ingest_state {
+    engine *e;
+    event_reject_fn reject;
+    void *ud;
+    struct ingest_report *rep;
+    long line;
+    int in_tx, since_commit;
+};
+
+static void reject_line(struct ingest_state *g, const char *reason)
 {
-    memset(rep, 0, sizeof *rep);
-    long line = 0;
+    g->reject(g->ud, g->line, reason);
+    g->rep->rejected++;
+    metrics_inc(g->e->metrics, M_EVENTS_REJECTED, NULL);
+}
+
+/* Stores every complete line of data[0, len) (the last may lack its
+ * newline). 0, or -1 on a store error (the open transaction rolled back). */
+static int ingest_lines(struct ingest_state *g, const char *data, size_t len)
+{
+    engine *e = g->e;
     size_t pos = 0;
-    int in_tx = 0, since_commit = 0;
     char err[300];
     while (pos < len) {
         const char *start = data + pos;
         const char *nl = memchr(start, '\n', len - pos);
         size_t n = nl ? (size_t)(nl - start) : len - pos;
         pos += n + (nl ? 1 : 0);
-        line++;
+        g->line++;
         while (n && (start[n - 1] == '\r' || start[n - 1] == ' ' || start[n - 1] == '\t'))
             n--;
         size_t skip = 0;
@@ -233,78 +255,218 @@ int event_ingest_ndjson(engine *e, const char *data, size_t len, event_reject_fn
         n -= skip;
         err[0] = 0;
         if (n > EVENT_MAX_BYTES) {
-            reject(ud, line, "event is larger than 1 MiB");
-            rep->rejected++;
-            metrics_inc(e->metrics, M_EVENTS_REJECTED, NULL);
+            reject_line(g, "event is larger than 1 MiB");
             continue;
         }
         cJSON *ev = json_parse(start, n, err, sizeof err);
         struct event_head h;
         if (!ev || validate(e, ev, &h, err, sizeof err) != 0) {
-            reject(ud, line, err);
-            rep->rejected++;
-            metrics_inc(e->metrics, M_EVENTS_REJECTED, NULL);
+            reject_line(g, err);
             cJSON_Delete(ev);
             continue;
         }
-        if (!in_tx) {
-            if (store_begin(e->st) != 0)
-                goto fail;
-            in_tx = 1;
+        if (!g->in_tx) {
+            if (store_begin(e->st) != 0) {
+                cJSON_Delete(ev);
+                return -1;
+            }
+            g->in_tx = 1;
         }
         struct event_result res;
         /* The line as sent is the body: no re-serialising on the hot path;
          * processing reads type/customer/at/id from the columns. */
         int rc = store_event(e, &h, start, (int)n, &res);
         cJSON_Delete(ev);
-        if (rc != 0)
-            goto fail;
+        if (rc != 0) {
+            store_rollback(e->st);
+            g->in_tx = 0;
+            return -1;
+        }
         if (res.duplicate)
-            rep->duplicates++;
+            g->rep->duplicates++;
         else {
-            rep->accepted++;
+            g->rep->accepted++;
             metrics_inc(e->metrics, M_EVENTS_INGESTED, NULL);
         }
-        if (++since_commit >= INGEST_COMMIT_EVERY) {
+        if (++g->since_commit >= INGEST_COMMIT_EVERY) {
+            g->in_tx = 0;
+            g->since_commit = 0;
             if (store_commit(e->st) != 0)
-                goto fail_committed;
-            in_tx = 0;
-            since_commit = 0;
+                return -1;
         }
     }
-    if (in_tx && store_commit(e->st) != 0)
-        goto fail_committed;
     return 0;
-fail:
-    if (in_tx)
-        store_rollback(e->st);
-fail_committed:
-    engine_logf(e, "error", "ingest stopped at line %ld: %s", line, store_errmsg(e->st));
-    return -1;
+}
+
+static int ingest_finish(struct ingest_state *g, int rc)
+{
+    if (rc == 0 && g->in_tx) {
+        g->in_tx = 0;
+        rc = store_commit(g->e->st);
+    }
+    if (rc != 0)
+        engine_logf(g->e, "error", "ingest stopped at line %ld: %s", g->line, store_errmsg(g->e->st));
+    return rc;
+}
+
+int event_ingest_ndjson(engine *e, const char *data, size_t len, event_reject_fn reject, void *ud,
+                        struct ingest_report *rep)
+{
+    memset(rep, 0, sizeof *rep);
+    struct ingest_state g = {e, reject, ud, rep, 0, 0, 0};
+    return ingest_finish(&g, ingest_lines(&g, data, len));
+}
+
+int event_ingest_stream(engine *e, FILE *in, event_reject_fn reject, void *ud, struct ingest_report *rep)
+{
+    memset(rep, 0, sizeof *rep);
+    struct ingest_state g = {e, reject, ud, rep, 0, 0, 0};
+    char *buf = xmalloc(INGEST_BUFFER);
+    size_t have = 0;
+    int rc = 0, dropping = 0;   /* dropping: inside a line too long to hold */
+    for (;;) {
+        size_t got = fread(buf + have, 1, INGEST_BUFFER - have, in);
+        have += got;
+        if (got == 0 && ferror(in)) {
+            engine_logf(e, "error", "ingest: reading input after line %ld: %s", g.line, strerror(errno));
+            rc = -1;
+            break;
+        }
+        int eof = got == 0;
+        char *last_nl = have ? memrchr(buf, '\n', have) : NULL;
+        if (dropping) {
+            /* the rest of an over-long line, already rejected */
+            char *nl = have ? memchr(buf, '\n', have) : NULL;
+            size_t cut = nl ? (size_t)(nl - buf) + 1 : have;
+            memmove(buf, buf + cut, have - cut);
+            have -= cut;
+            dropping = !nl && !eof;
+            if (eof && have == 0)
+                break;
+            continue;
+        }
+        if (!last_nl && !eof && have == INGEST_BUFFER) {
+            g.line++;
+            reject_line(&g, "event is larger than 1 MiB");
+            have = 0;
+            dropping = 1;
+            continue;
+        }
+        size_t upto = eof ? have : last_nl ? (size_t)(last_nl - buf) + 1 : 0;
+        if (upto && (rc = ingest_lines(&g, buf, upto)) != 0)
+            break;
+        memmove(buf, buf + upto, have - upto);
+        have -= upto;
+        if (eof)
+            break;
+    }
+    free(buf);
+    return ingest_finish(&g, rc);
 }
 
 /* --- processing --------------------------------------------------------- */
 
-/* The event as journeys see it: the stored body with the column values
- * (normalised time, the id, type and customer) written over it. The columns
- * id, type, customer, at, body sit in that order from `first` on. */
-static cJSON *event_object(store_stmt *s, int first)
+/* Every number in j is finite: printing would turn the others into null. */
+static int all_finite(const cJSON *j)
 {
-    const char *body = store_col_text(s, first + 4);
+    for (const cJSON *c = j->child; c; c = c->next) {
+        if ((cJSON_IsNumber(c) && !isfinite(c->valuedouble)) || ((c->child) && !all_finite(c)))
+            return 0;
+    }
+    return 1;
+}
+
+/* What the printed event object is to the stored body: */
+enum body_as {
+    BODY_REPRINT,     /* differs: print the object */
+    BODY_AS_IS,       /* the same object (keys in another order at most) */
+    BODY_PLUS_AT,     /* the same once "at" is appended */
+};
+
+/* Whether `ev` (the parsed body) already holds the column values: each of
+ * id, type, customer once, as the same string (absent when the column is
+ * NULL), and `at` as the same number or absent. */
+static enum body_as body_matches(const cJSON *ev, const char *const values[3], tend_time at)
+{
+    static const char *const names[] = {"id", "type", "customer"};
+    int seen[4] = {0};
+    for (const cJSON *c = ev->child; c; c = c->next) {
+        for (int i = 0; i < 3; i++) {
+            if (strcmp(c->string, names[i]) == 0) {
+                if (seen[i]++ || !values[i] || !cJSON_IsString(c) || strcmp(c->valuestring, values[i]) != 0)
+                    return BODY_REPRINT;
+            }
+        }
+        if (strcmp(c->string, "at") == 0 && (seen[3]++ || !cJSON_IsNumber(c) || c->valuedouble != (double)at))
+            return BODY_REPRINT;
+    }
+    for (int i = 0; i < 3; i++)
+        if (values[i] && !seen[i])
+            return BODY_REPRINT;
+    if (!all_finite(ev))
+        return BODY_REPRINT;
+    return seen[3] ? BODY_AS_IS : BODY_PLUS_AT;
+}
+
+/* The event as journeys see it: the stored body with the column values
+ * (normalised time, the id, type and customer) written over it. When `as`
+ * is given, it says whether the body text is that object already. */
+static cJSON *event_object_of(const char *id, const char *type, const char *customer, tend_time at,
+                              const char *body, enum body_as *as)
+{
     cJSON *ev = body ? cJSON_Parse(body) : NULL;
     if (!cJSON_IsObject(ev)) {
         cJSON_Delete(ev);
         ev = cJSON_CreateObject();
+        body = NULL;
     }
-    static const char *const names[] = {"id", "type", "customer"};
+    const char *const names[] = {"id", "type", "customer"}, *values[] = {id, type, customer};
+    if (as)
+        *as = body ? body_matches(ev, values, at) : BODY_REPRINT;
     for (int i = 0; i < 3; i++) {
         cJSON_DeleteItemFromObjectCaseSensitive(ev, names[i]);
-        if (store_col_text(s, first + i))
-            cJSON_AddStringToObject(ev, names[i], store_col_text(s, first + i));
+        if (values[i])
+            cJSON_AddStringToObject(ev, names[i], values[i]);
     }
     cJSON_DeleteItemFromObjectCaseSensitive(ev, "at");
-    cJSON_AddNumberToObject(ev, "at", (double)store_col_int(s, first + 3));
+    cJSON_AddNumberToObject(ev, "at", (double)at);
     return ev;
+}
+
+/* The text of the event object as instances store it (their trigger): the
+ * body itself when it is that object already, which saves printing it; else
+ * NULL (the starter prints the object). Malloc'd. */
+static char *trigger_text(const char *body, enum body_as as, tend_time at)
+{
+    if (as == BODY_AS_IS)
+        return xstrdup(body);
+    if (as != BODY_PLUS_AT)
+        return NULL;
+    size_t n = strlen(body);
+    while (n && isspace((unsigned char)body[n - 1]))
+        n--;
+    if (!n || body[n - 1] != '}')
+        return NULL;
+    size_t open = 0;   /* an empty object takes no comma */
+    while (open < n && body[open] != '{')
+        open++;
+    size_t k = n - 1;
+    while (k > open + 1 && isspace((unsigned char)body[k - 1]))
+        k--;
+    char tail[40];
+    int t = snprintf(tail, sizeof tail, "%s\"at\":%lld}", k == open + 1 ? "" : ",", (long long)at);
+    char *text = xmalloc(n - 1 + (size_t)t + 1);
+    memcpy(text, body, n - 1);
+    memcpy(text + n - 1, tail, (size_t)t + 1);
+    return text;
+}
+
+/* The same from a row whose columns id, type, customer, at, body sit in
+ * that order from `first` on. */
+static cJSON *event_object(store_stmt *s, int first)
+{
+    return event_object_of(store_col_text(s, first), store_col_text(s, first + 1), store_col_text(s, first + 2),
+                           store_col_int(s, first + 3), store_col_text(s, first + 4), NULL);
 }
 
 /* unsubscribe / resubscribe / block / unblock change what a customer may get. */
@@ -356,8 +518,10 @@ static int redeem_coupons(engine *e, const char *customer, const char *type, ten
     return coupon_redeem_order(e, customer, at, ev, cJSON_IsNumber(amount) ? amount->valuedouble : NAN);
 }
 
-/* Starts every current journey triggered by this customer event. */
-static int trigger_journeys(engine *e, const char *customer, const char *type, const cJSON *ev)
+/* Starts every current journey triggered by this customer event; `text`
+ * is the event printed, or NULL to print it when an instance starts. */
+static int trigger_journeys(engine *e, const char *customer, const char *type, const cJSON *ev,
+                            const char *text)
 {
     lua_State *L = sandbox_state(e->sb);
     if (!catalog_push_triggered(e, type)) {
@@ -372,10 +536,16 @@ static int trigger_journeys(engine *e, const char *customer, const char *type, c
         if (catalog_push_current(e, name)) {
             if (instance_admits(e, lua_gettop(L), name, customer, ev) == 1) {
                 char err[300];
-                if (instance_start(e, name, customer, ev, 1, err, sizeof err) < 0) {
-                    engine_logf(e, "error", "journey '%s': %s", name, err);
-                    rc = -1;
+                struct instance_starter st;
+                rc = instance_starter_init(e, &st, name, ev, 1, err, sizeof err);
+                if (rc == 0) {
+                    if (text)
+                        instance_starter_set_trigger_text(&st, text);
+                    rc = instance_starter_start(e, &st, customer, err, sizeof err) < 0 ? -1 : 0;
+                    instance_starter_free(&st);
                 }
+                if (rc != 0)
+                    engine_logf(e, "error", "journey '%s': %s", name, err);
             }
         }
         lua_pop(L, 2);
@@ -446,32 +616,41 @@ static int store_lines(engine *e, int64_t seq, const char *customer, const char 
     return orderline_store(e->st, customer, order, at, items) < 0 ? -1 : 0;
 }
 
-static int process_one(engine *e, store_stmt *row)
+/* One stored event of a batch, copied out of its row. */
+struct pending {
+    int64_t seq;
+    char *id, *type, *customer, *body;
+    tend_time at;
+    int chain;
+};
+
+static int process_one(engine *e, const struct pending *p)
 {
-    int64_t seq = store_col_int(row, 0);
-    const char *type = store_col_text(row, 2);
-    const char *customer = store_col_text(row, 3);
-    tend_time at = store_col_int(row, 4);
-    cJSON *ev = event_object(row, 1);
-    e->chain = (int)store_col_int(row, 6);   /* what it starts is one link further */
-    char *type_c = xstrdup(type), *cust_c = customer ? xstrdup(customer) : NULL;
+    int64_t seq = p->seq;
+    const char *type = p->type, *customer = p->customer;
+    tend_time at = p->at;
+    enum body_as as;
+    cJSON *ev = event_object_of(p->id, type, customer, at, p->body, &as);
+    e->chain = p->chain;   /* what it starts is one link further */
     int rc = 0;
-    if (!cust_c) {
-        rc = queue_fanouts(e, seq, type_c);
+    if (!customer) {
+        rc = queue_fanouts(e, seq, type);
     } else {
-        if ((!delivery_fact(type_c) && customer_apply_event(e, cust_c, type_c, at, ev) != 0) ||
-            (!delivery_fact(type_c) && policy_note_activity(e, cust_c, at) != 0) ||
-            store_lines(e, seq, cust_c, type_c, at, ev) != 0 ||
-            apply_consent(e, cust_c, type_c, at, ev) != 0 || redeem_coupons(e, cust_c, type_c, at, ev) != 0 ||
-            dates_customer_changed(e, cust_c) != 0 ||
-            instance_route_event(e, cust_c, type_c, at, ev) != 0)
+        char tz[128];
+        if ((!delivery_fact(type) && (customer_apply_event(e, customer, type, at, ev, tz, sizeof tz) != 0 ||
+                                      policy_note_activity_in(e, customer, at, tz) != 0)) ||
+            store_lines(e, seq, customer, type, at, ev) != 0 ||
+            apply_consent(e, customer, type, at, ev) != 0 || redeem_coupons(e, customer, type, at, ev) != 0 ||
+            dates_customer_changed(e, customer) != 0 ||
+            instance_route_event(e, customer, type, at, ev) != 0)
             rc = -1;
-        else
-            rc = trigger_journeys(e, cust_c, type_c, ev);
+        else {
+            char *text = trigger_text(p->body, as, at);
+            rc = trigger_journeys(e, customer, type, ev, text);
+            free(text);
+        }
     }
     cJSON_Delete(ev);
-    free(type_c);
-    free(cust_c);
     e->chain = 0;
     e->stats.events_processed++;
     metrics_inc(e->metrics, M_EVENTS_PROCESSED, NULL);
@@ -483,6 +662,19 @@ struct process_call {
     int max, done;
 };
 
+/* A batch holds at most this much event text in memory (events are up to
+ * 1 MiB each): a batch of large events is cut short, the rest comes next. */
+#define PROCESS_BATCH_BYTES (16 << 20)
+
+static char *dup_text(store_stmt *s, int i, size_t *bytes)
+{
+    const char *t = store_col_text(s, i);
+    if (!t)
+        return NULL;
+    *bytes += strlen(t) + 1;
+    return xstrdup(t);
+}
+
 static int process_batch(store *st, void *ud)
 {
     struct process_call *pc = ud;
@@ -490,42 +682,52 @@ static int process_batch(store *st, void *ud)
     int64_t cursor = 0;
     if (store_meta_get_int(st, "events_cursor", &cursor) < 0)
         return -1;
-    /* Read the batch first: processing writes to many tables (and may emit
-     * events), and a statement stepping over events while that happens is
-     * asking for trouble. */
-    store_stmt *s = store_sql(st, "SELECT seq, id, type, customer, at, body FROM events"
+    /* Read the batch first, in one pass: processing writes to many tables
+     * (and may emit events), and a statement stepping over events while
+     * that happens is asking for trouble. */
+    store_stmt *s = store_sql(st, "SELECT seq, id, type, customer, at, body, chain FROM events"
                                   " WHERE seq > ? ORDER BY seq LIMIT ?");
     store_bind_int(s, 1, cursor);
     store_bind_int(s, 2, pc->max);
-    int64_t *seqs = xmalloc((size_t)pc->max * sizeof *seqs);
-    int n = 0;
-    while (store_step(s) == STORE_ROW)
-        seqs[n++] = store_col_int(s, 0);
+    struct pending *batch = xmalloc((size_t)pc->max * sizeof *batch);
+    int n = 0, rc = 0;
+    size_t bytes = 0;
+    while (bytes < PROCESS_BATCH_BYTES && (rc = store_step(s)) == STORE_ROW) {
+        struct pending *p = &batch[n++];
+        p->seq = store_col_int(s, 0);
+        p->id = dup_text(s, 1, &bytes);
+        p->type = dup_text(s, 2, &bytes);
+        p->customer = dup_text(s, 3, &bytes);
+        p->at = store_col_int(s, 4);
+        p->body = dup_text(s, 5, &bytes);
+        p->chain = (int)store_col_int(s, 6);
+    }
+    if (rc == STORE_ROW)
+        store_reset(s);
+    rc = rc == STORE_ERROR ? -1 : 0;
     unsigned trips = sandbox_trips(e->sb);
-    for (int i = 0; i < n; i++) {
-        store_stmt *one = store_sql(st, "SELECT seq, id, type, customer, at, body, chain FROM events WHERE seq = ?");
-        store_bind_int(one, 1, seqs[i]);
-        if (store_step(one) != STORE_ROW) {
-            free(seqs);
-            return -1;
-        }
+    for (int i = 0; i < n && rc == 0; i++) {
         /* A store error fails the whole batch: nothing of it is kept, the
          * cursor stays, and the next pass retries from the same event. */
-        int rc = process_one(e, one);
-        store_reset(one);
-        if (rc != 0) {
-            free(seqs);
-            return -1;
+        if (process_one(e, &batch[i]) != 0) {
+            rc = -1;
+            break;
         }
-        cursor = seqs[i];
+        cursor = batch[i].seq;
         pc->done++;
         /* A run that tripped a limit cost its whole budget: commit it with
          * the cursor at once, so a crash or restart never runs it again. */
         if (sandbox_trips(e->sb) != trips)
             break;
     }
-    free(seqs);
-    return store_meta_set_int(st, "events_cursor", cursor);
+    for (int i = 0; i < n; i++) {
+        free(batch[i].id);
+        free(batch[i].type);
+        free(batch[i].customer);
+        free(batch[i].body);
+    }
+    free(batch);
+    return rc != 0 ? -1 : store_meta_set_int(st, "events_cursor", cursor);
 }
 
 int event_process(engine *e, int max)
@@ -625,16 +827,23 @@ static int fanout_batch(store *st, void *ud)
                 done = got < fc->page;
             }
         }
+        /* one starter for the page: the declaration and the event are read
+         * and printed once, not per customer */
+        struct instance_starter starter;
+        char err[300];
+        if (ids.n && instance_starter_init(e, &starter, journey, ev, 1, err, sizeof err) != 0)
+            rc = -1;
         for (int i = 0; rc == 0 && i < ids.n; i++) {
             if (instance_admits(e, decl, journey, ids.v[i], ev) != 1)
                 continue;
-            char err[300];
-            int64_t id = instance_start(e, journey, ids.v[i], ev, 1, err, sizeof err);
+            int64_t id = instance_starter_start(e, &starter, ids.v[i], err, sizeof err);
             if (id < 0)
                 rc = -1;
             else if (id > 0)
                 fc->started++;
         }
+        if (ids.n && starter.journey)
+            instance_starter_free(&starter);
     }
     lua_settop(L, top);
     if (rc == 0) {

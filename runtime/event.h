@@ -46,6 +46,11 @@ struct ingest_report {
 typedef void (*event_reject_fn)(void *ud, long line, const char *reason);
 int event_ingest_ndjson(engine *e, const char *data, size_t len, event_reject_fn reject, void *ud,
                         struct ingest_report *rep);
+/* The same from a stream, read in bounded pieces (a few MiB whatever the
+ * input's size), committing every 50,000 stored lines as the whole-buffer
+ * form does; the caller keeps and closes `in`. -1 on a store or read error
+ * (what was committed before stays). */
+int event_ingest_stream(engine *e, FILE *in, event_reject_fn reject, void *ud, struct ingest_report *rep);
 
 /* Processes up to `max` accepted events in one transaction. Returns how many,
  * -1 on a store error (nothing of the batch is kept then). */

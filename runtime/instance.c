@@ -93,9 +93,10 @@ static int set_timer(engine *e, tend_time at, int64_t id, int on)
     return store_run(s);
 }
 
-int64_t instance_start(engine *e, const char *journey, const char *customer, const cJSON *trigger,
-                       int run_now, char *err, size_t errlen)
+int instance_starter_init(engine *e, struct instance_starter *st, const char *journey, const cJSON *trigger,
+                          int run_now, char *err, size_t errlen)
 {
+    memset(st, 0, sizeof *st);
     lua_State *L = sandbox_state(e->sb);
     const char *version = catalog_current_version(e, journey);
     if (!catalog_push_current(e, journey)) {
@@ -103,65 +104,93 @@ int64_t instance_start(engine *e, const char *journey, const char *customer, con
         snprintf(err, errlen, "no journey named '%s'", journey);
         return -1;
     }
-    char *ver = xstrdup(version);
     int decl = lua_gettop(L);
     lua_getfield(L, decl, "once");
-    int once = lua_toboolean(L, -1);
+    st->once = lua_toboolean(L, -1);
     lua_getfield(L, decl, "reenter_after");
-    tend_time reenter = (tend_time)lua_tointeger(L, -1);
-    char *goal = NULL;
-    tend_time within = 0;
+    st->reenter_after = (tend_time)lua_tointeger(L, -1);
     if (lua_getfield(L, decl, "goal") == LUA_TTABLE) {
         lua_getfield(L, -1, "event");
-        goal = xstrdup(lua_tostring(L, -1));
+        st->goal = xstrdup(lua_tostring(L, -1));
         lua_getfield(L, -2, "within");
-        within = (tend_time)lua_tointeger(L, -1);
+        st->within = (tend_time)lua_tointeger(L, -1);
         lua_pop(L, 2);
     }
     lua_settop(L, decl - 1);
+    st->journey = xstrdup(journey);
+    st->version = xstrdup(version);
+    st->trigger_of = trigger;
+    st->run_now = run_now;
+    return 0;
+}
 
+void instance_starter_set_trigger_text(struct instance_starter *st, const char *text)
+{
+    free(st->trigger);
+    st->trigger = xstrdup(text);
+}
+
+void instance_starter_free(struct instance_starter *st)
+{
+    free(st->journey);
+    free(st->version);
+    free(st->goal);
+    free(st->trigger);
+    memset(st, 0, sizeof *st);
+}
+
+int64_t instance_starter_start(engine *e, struct instance_starter *st, const char *customer, char *err,
+                               size_t errlen)
+{
     tend_time now = engine_now(e);
-    int64_t id = 0;
-    int ok = may_enter(e, journey, customer, once, reenter, now);
+    int ok = may_enter(e, st->journey, customer, st->once, st->reenter_after, now);
     if (ok <= 0) {
-        free(goal);
-        free(ver);
         if (ok < 0)
             snprintf(err, errlen, "store: %s", store_errmsg(e->st));
         return ok < 0 ? -1 : 0;
     }
-    char *trig = trigger ? json_print(trigger) : NULL;
+    if (st->trigger_of && !st->trigger)
+        st->trigger = json_print(st->trigger_of);   /* printed once, at the first entry */
     store_stmt *s = store_sql(e->st, "INSERT INTO instances (journey, version, customer, state, started_at,"
                                      " trigger, history, wake_at, chain, goal) VALUES (?, ?, ?, 'waiting', ?, ?, '[]', ?, ?, ?)");
-    store_bind_text(s, 1, journey, -1);
-    store_bind_text(s, 2, ver, -1);
+    store_bind_text(s, 1, st->journey, -1);
+    store_bind_text(s, 2, st->version, -1);
     store_bind_text(s, 3, customer, -1);
     store_bind_int(s, 4, now);
-    store_bind_text(s, 5, trig, -1);
-    if (run_now)
+    store_bind_text(s, 5, st->trigger, -1);
+    if (st->run_now)
         store_bind_null(s, 6);
     else
         store_bind_int(s, 6, now);
     store_bind_int(s, 7, e->chain);
-    store_bind_text(s, 8, goal, -1);
+    store_bind_text(s, 8, st->goal, -1);
     int rc = store_run(s);
-    free(trig);
-    free(ver);
+    int64_t id = 0;
     if (rc == 0) {
         id = store_last_rowid(e->st);
-        rc = record_entry(e, journey, customer, now);
+        rc = record_entry(e, st->journey, customer, now);
     }
-    if (rc == 0 && goal)
-        rc = add_listener(e, customer, goal, id, 1, within > 0 ? now + within : 0);
-    free(goal);
+    if (rc == 0 && st->goal)
+        rc = add_listener(e, customer, st->goal, id, 1, st->within > 0 ? now + st->within : 0);
     if (rc == 0)
-        rc = run_now ? instance_wake(e, id, WAKE_START, NULL) : set_timer(e, now, id, 1);
+        rc = st->run_now ? instance_wake(e, id, WAKE_START, NULL) : set_timer(e, now, id, 1);
     if (rc != 0) {
         snprintf(err, errlen, "store: %s", store_errmsg(e->st));
         return -1;
     }
     e->stats.instances_started++;
-    metrics_inc(e->metrics, M_INSTANCES_STARTED, journey);
+    metrics_inc(e->metrics, M_INSTANCES_STARTED, st->journey);
+    return id;
+}
+
+int64_t instance_start(engine *e, const char *journey, const char *customer, const cJSON *trigger,
+                       int run_now, char *err, size_t errlen)
+{
+    struct instance_starter st;
+    if (instance_starter_init(e, &st, journey, trigger, run_now, err, errlen) != 0)
+        return -1;
+    int64_t id = instance_starter_start(e, &st, customer, err, errlen);
+    instance_starter_free(&st);
     return id;
 }
 

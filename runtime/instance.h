@@ -75,6 +75,28 @@ struct run_ctx {
 int64_t instance_start(engine *e, const char *journey, const char *customer, const cJSON *trigger,
                        int run_now, char *err, size_t errlen);
 
+/* The same for many customers and one trigger (a fan-out page, a local-time
+ * slot): what instance_start reads of the journey declaration and the
+ * printed trigger, done once. init: 0, or -1 with err (no such journey;
+ * nothing to free then). start: as instance_start. The starter holds copies,
+ * except of `trigger`, which must outlive it; free it with
+ * instance_starter_free. Valid while the scripts stay loaded. */
+struct instance_starter {
+    char *journey, *version, *goal, *trigger;   /* trigger: printed at the first entry */
+    const cJSON *trigger_of;
+    int once, run_now;
+    tend_time reenter_after, within;
+};
+int instance_starter_init(engine *e, struct instance_starter *st, const char *journey, const cJSON *trigger,
+                          int run_now, char *err, size_t errlen);
+int64_t instance_starter_start(engine *e, struct instance_starter *st, const char *customer, char *err,
+                               size_t errlen);
+/* Hands the starter the trigger's text when the caller has it already (the
+ * event's body as sent, when it is the same object): then it is not printed.
+ * The text must parse to what printing the trigger would give. */
+void instance_starter_set_trigger_text(struct instance_starter *st, const char *text);
+void instance_starter_free(struct instance_starter *st);
+
 /* Asks the journey declaration at stack index `decl` whether `customer`
  * may enter for `ev`: calls its when(c, ev) if it has one. 1 yes, 0 no,
  * -1 when() failed (logged; treated as no). */

@@ -433,31 +433,29 @@ static int cmd_ingest(int argc, char **argv)
         return o.help ? 0 : 2;
     }
     const char *path = o.args[0];
-    size_t len = 0;
-    char *data;
-    if (!strcmp(path, "-")) {
-        strbuf b;
-        strbuf_init(&b);
-        char chunk[65536];
-        size_t n;
-        while ((n = fread(chunk, 1, sizeof chunk, stdin)) > 0)
-            strbuf_add(&b, chunk, n);
-        len = b.len;
-        data = strbuf_take(&b);
-    } else if (!(data = util_read_file(path, &len))) {
+    /* read as a stream in bounded pieces: memory stays flat for any size */
+    FILE *in = !strcmp(path, "-") ? stdin : fopen(path, "rb");
+    int first = in ? fgetc(in) : EOF;   /* a directory fails here, before the store opens */
+    if (!in || (first == EOF && ferror(in))) {
         fprintf(stderr, "tend ingest: %s: %s\n", path, strerror(errno));
+        if (in && in != stdin)
+            fclose(in);
         return 1;
     }
+    if (first != EOF)
+        ungetc(first, in);
     tclock *clk = clock_new_real();
     engine *e = open_dir("ingest", o.dir, clk, !o.no_process, o.db);
     if (!e) {
-        free(data);
+        if (in != stdin)
+            fclose(in);
         clock_free(clk);
         return 1;
     }
     struct ingest_report rep;
-    int rc = event_ingest_ndjson(e, data, len, print_reject, (void *)path, &rep);
-    free(data);
+    int rc = event_ingest_stream(e, in, print_reject, (void *)path, &rep);
+    if (in != stdin)
+        fclose(in);
     printf("accepted %lld, duplicates %lld, rejected %lld\n", (long long)rep.accepted,
            (long long)rep.duplicates, (long long)rep.rejected);
     fflush(stdout);

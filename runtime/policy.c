@@ -548,11 +548,17 @@ int policy_recheck(engine *e, const char *customer, const char *channel, int mar
 
 int policy_note_activity(engine *e, const char *customer, tend_time at)
 {
-    char *tz = customer_zone(e, customer);
-    struct clock_local l;
-    int rc = clock_to_local(at, tz, &l);
+    char *tz = customer_timezone(e, customer);
+    int rc = policy_note_activity_in(e, customer, at, tz);
     free(tz);
-    if (rc != 0)
+    return rc;
+}
+
+int policy_note_activity_in(engine *e, const char *customer, tend_time at, const char *zone)
+{
+    const char *tz = dates_zone(e, zone ? zone : "");
+    struct clock_local l;
+    if (clock_to_local(at, tz, &l) != 0)
         return 0;   /* an instant out of range: nothing to learn */
     store_stmt *s = store_sql(e->st, "INSERT INTO activity_hours (customer, hour, n) VALUES (?, ?, 1)"
                                      " ON CONFLICT(customer, hour) DO UPDATE SET n = n + 1");

@@ -63,6 +63,9 @@ tend_time policy_contact_time(engine *e, const struct policy_window *w, const ch
 
 /* Counts an event of the customer at `at` in its local hour (best_time). 0 or -1. */
 int policy_note_activity(engine *e, const char *customer, tend_time at);
+/* The same when the caller has read the customer's stored zone already
+ * (`zone`: as stored, "" or NULL for none; an unknown one means the configured). */
+int policy_note_activity_in(engine *e, const char *customer, tend_time at, const char *zone);
 
 /* Registers best_time(c, {default = "10:00"}) → the next local time at the
  * customer's most active hour (the local hour holding most of their events,
