@@ -6,7 +6,9 @@
 #   BENCH_IDLE=3000 make bench
 # and BENCH_STARTPARK (start-and-park events, 100000), BENCH_WAKE_LONG
 # (instances of a 200-step journey woken at every step, 500), BENCH_HEALTHZ_WAKES
-# (due wakes fired while /healthz is probed, 20000), BENCH_PEERS_JOBS (the
+# (due wakes fired while /healthz is probed, 20000; also the size of each
+# load of the all-at-once run), BENCH_METRICS_ROWS (instances and outbox rows
+# under a /metrics scrape, 1000000), BENCH_PEERS_JOBS (the
 # BullMQ comparison, 100000 here; 0 skips it). It ends with one table:
 # measure, tend, ceiling or peer, ratio, target (issue 14's targets).
 # Order lines (branch orders): BENCH_BOUGHT customers with 5 lines each for
@@ -26,6 +28,7 @@ N_IDLE=${BENCH_IDLE:-20000}
 N_SP=${BENCH_STARTPARK:-100000}
 N_LONG=${BENCH_WAKE_LONG:-500}
 N_HZ=${BENCH_HEALTHZ_WAKES:-20000}
+N_METRICS=${BENCH_METRICS_ROWS:-1000000}
 N_PEERS=${BENCH_PEERS_JOBS:-100000}
 N_BOUGHT=${BENCH_BOUGHT:-1000000}
 N_ORD=${BENCH_ORDERS:-300000}
@@ -271,6 +274,12 @@ rm -rf "$work/sp" "$work/sp-raw.db"* "$work/sp.ndjson"
 echo
 echo "== /healthz while tend run fires $N_HZ due wakes and is scraped every second"
 BENCH_TABLE=$table TEND_BUILD=$B TEND=$T sh bench/healthz.sh wakes "$N_HZ"
+echo
+echo "== /healthz while tend run fires $N_HZ wakes, ingests $N_HZ events and fans a broadcast out to $N_HZ, all at once"
+BENCH_TABLE=$table TEND_BUILD=$B TEND=$T sh bench/healthz.sh all "$N_HZ"
+echo
+echo "== /metrics on a store of $N_METRICS instances and $N_METRICS outbox rows"
+BENCH_TABLE=$table TEND_BUILD=$B TEND=$T sh bench/healthz.sh metrics "$N_METRICS"
 
 echo
 if [ "$N_PEERS" -gt 0 ] && command -v redis-server >/dev/null 2>&1 && command -v node >/dev/null 2>&1; then

@@ -1,8 +1,10 @@
 /* engine — one runtime, and the pass that moves due work (see engine.h). */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <lauxlib.h>
 
@@ -209,23 +211,37 @@ int engine_load_set(engine *e, const char *const *paths, int n, const char *name
 }
 
 /* Lifecycle and recency scores move with time alone: once a day, re-derive
- * the customers who crossed a threshold. */
-static int sweep_due(engine *e, tend_time now)
+ * the customers who crossed a threshold. The day since the last sweep is
+ * swept in windows of at most `window` seconds, one transaction each; the
+ * store keeps how far the sweep got (lifecycle_swept) and where it goes
+ * (lifecycle_sweep_to, 0 when none runs), so a stop or a crash resumes it.
+ * Windows add up: customers who crossed in (a, b] and (b, c] are those of
+ * (a, c]. Returns 1 when a window was swept, 0 when none is due. */
+static int sweep_due(engine *e, tend_time now, int window)
 {
     if (!e->lifecycle_swept) {
-        int64_t last = 0;
+        int64_t last = 0, to = 0;
         if (store_meta_get_int(e->st, "lifecycle_swept", &last) != 0)
             last = now;
         e->lifecycle_swept = last;
         if (last == now)
             store_meta_set_int(e->st, "lifecycle_swept", now);
+        if (store_meta_get_int(e->st, "lifecycle_sweep_to", &to) == 0 && to > last)
+            e->lifecycle_sweep_to = to;
     }
-    if (now - e->lifecycle_swept < TEND_DAY)
-        return 0;
+    tend_time from = e->lifecycle_swept, to = e->lifecycle_sweep_to;
+    if (!to) {
+        if (now - from < TEND_DAY)
+            return 0;
+        to = now;
+    }
+    tend_time upto = window > 0 && to - from > window ? from + window : to;
     int rc = store_begin(e->st);
-    int n = rc == 0 ? customer_sweep(e, e->lifecycle_swept, now) : -1;
-    if (n >= 0 && store_meta_set_int(e->st, "lifecycle_swept", now) == 0 && store_commit(e->st) == 0) {
-        e->lifecycle_swept = now;
+    int n = rc == 0 ? customer_sweep(e, from, upto) : -1;
+    if (n >= 0 && store_meta_set_int(e->st, "lifecycle_swept", upto) == 0 &&
+        store_meta_set_int(e->st, "lifecycle_sweep_to", upto < to ? to : 0) == 0 && store_commit(e->st) == 0) {
+        e->lifecycle_swept = upto;
+        e->lifecycle_sweep_to = upto < to ? to : 0;
         return 1;
     }
     if (store_in_batch(e->st))
@@ -233,61 +249,206 @@ static int sweep_due(engine *e, tend_time now)
     return -1;
 }
 
+/* --- due work, stage by stage ----------------------------------------------
+ * Each stage does one bounded batch (one transaction, or a few) of one kind
+ * of due work and returns how many units it did (0: none due, -1: a store
+ * failure). engine_run_due repeats each until it finds nothing, in this
+ * order; engine_run_slice visits them the same way under a time budget. */
+
+static int stage_events(engine *e, tend_time now, int max)
+{
+    (void)now;
+    return event_process(e, max);
+}
+
+/* A page may start nobody (no one of it in the audience) while pages are
+ * left: it counts as one unit so the stage goes on. */
+static int stage_fanout(engine *e, tend_time now, int max)
+{
+    (void)now;
+    int n = event_fanout(e, max);
+    return n == 0 && event_fanout_pending(e) > 0 ? 1 : n;
+}
+
+static int stage_wakes(engine *e, tend_time now, int max)
+{
+    return instance_run_due(e, now, max);
+}
+
+static int stage_dates(engine *e, tend_time now, int max)
+{
+    return dates_run_due(e, now, max);
+}
+
+static int stage_local_dates(engine *e, tend_time now, int max)
+{
+    return dates_local_run_due(e, now, max);
+}
+
+static int stage_schedules(engine *e, tend_time now, int max)
+{
+    (void)max;
+    return schedule_run_due(e, now);
+}
+
+/* http_get requests: started on the loop (their answers wake the instances
+ * later), or answered here (a sim's stubs, no loop). */
+static int stage_fetches(engine *e, tend_time now, int max)
+{
+    (void)now;
+    return fetch_run_due(e, max);
+}
+
+static int stage_sweep(engine *e, tend_time now, int max)
+{
+    return sweep_due(e, now, max);
+}
+
+/* branch scale: one slice of the retention sweep (retention.h); it commits
+ * on its own */
+static int stage_retention(engine *e, tend_time now, int max)
+{
+    (void)max;
+    struct retention_policy keep = {e->cfg.retain_instances, e->cfg.retain_events};
+    return retention_run_due(e->st, &keep, now);
+}
+
+static int stage_deliveries(engine *e, tend_time now, int max)
+{
+    (void)max;
+    return dispatch_run_due(e, now, e->cfg.delivery_batch);
+}
+
+struct stage {
+    int (*run)(engine *e, tend_time now, int max);
+    int max;     /* the batch engine_run_due asks for (0: e->batch_size) */
+    int min;     /* the smallest batch a slice cuts it to */
+    int once;    /* one call per pass: it does all that is due at once */
+    int own_tx;  /* commits on its own: it starts network work on what it
+                  * committed, or keeps state in memory after its commit */
+};
+
+/* Events first (they may start instances due now), then fan-outs, timers,
+ * date triggers and schedules; deliveries last, so a message sent by any of
+ * them in this pass goes out in this pass. */
+static const struct stage stages[ENGINE_STAGES] = {
+    {stage_events, EVENT_BATCH, 8, 0, 0},
+    {stage_fanout, FANOUT_PAGE, 16, 0, 0},
+    {stage_wakes, 0, 8, 0, 0},
+    {stage_dates, BATCH, 8, 0, 0},
+    {stage_local_dates, LOCAL_PAGE, 16, 0, 0},
+    {stage_schedules, 0, 0, 1, 0},
+    {stage_wakes, 0, 8, 0, 0},        /* a schedule may have started instances due now */
+    {stage_fetches, BATCH, 8, 0, 1},
+    {stage_events, EVENT_BATCH, 8, 0, 0},   /* emitted by journeys */
+    {stage_sweep, INT_MAX, 60, 0, 1}, /* its batch is seconds of the window */
+    {stage_retention, 0, 0, 1, 1},    /* one slice a pass; a slice goes on while it deletes */
+    {stage_deliveries, 0, 0, 0, 1},   /* its batch is delivery_batch; slots bound it */
+};
+
+static int stage_max(const engine *e, int k)
+{
+    return stages[k].max ? stages[k].max : e->batch_size;
+}
+
 int engine_run_due(engine *e, tend_time now)
 {
-    int total = 0, n;
-    /* Events first (they may start instances due now), then fan-outs,
-     * timers, date triggers and schedules; deliveries last, so a message
-     * sent by any of them in this pass goes out in this pass. Each kind
-     * loops until it has nothing due, in bounded batches. */
-    while ((n = event_process(e, EVENT_BATCH)) > 0)
-        total += n;
-    if (n < 0)
-        return -1;
-    while ((n = event_fanout(e, FANOUT_PAGE)) > 0 || event_fanout_pending(e) > 0) {
+    int total = 0;
+    for (int k = 0; k < ENGINE_STAGES; k++) {
+        int n;
+        while ((n = stages[k].run(e, now, stage_max(e, k))) > 0) {
+            total += n;
+            if (stages[k].once)
+                break;
+        }
         if (n < 0)
             return -1;
-        total += n;
     }
-    while ((n = instance_run_due(e, now, e->batch_size)) > 0)
-        total += n;
-    if (n < 0)
-        return -1;
-    while ((n = dates_run_due(e, now, BATCH)) > 0)
-        total += n;
-    if (n < 0)
-        return -1;
-    while ((n = dates_local_run_due(e, now, LOCAL_PAGE)) > 0)
-        total += n;
-    if (n < 0)
-        return -1;
-    if ((n = schedule_run_due(e, now)) < 0)
-        return -1;
-    total += n;
-    /* A schedule may have started instances due now. */
-    while ((n = instance_run_due(e, now, e->batch_size)) > 0)
-        total += n;
-    if (n < 0)
-        return -1;
-    /* http_get requests: started on the loop (their answers wake the
-     * instances later), or answered here (a sim's stubs, no loop). */
-    while ((n = fetch_run_due(e, BATCH)) > 0)
-        total += n;
-    if (n < 0)
-        return -1;
-    while ((n = event_process(e, EVENT_BATCH)) > 0)   /* emitted by journeys */
-        total += n;
-    if ((n = sweep_due(e, now)) < 0)
-        return -1;
-    /* branch scale: one slice of the retention sweep (retention.h) */
-    struct retention_policy keep = {e->cfg.retain_instances, e->cfg.retain_events};
-    if (retention_run_due(e->st, &keep, now) < 0)
-        return -1;
-    while ((n = dispatch_run_due(e, now, e->cfg.delivery_batch)) > 0)
-        total += n;
-    if (n < 0)
-        return -1;
     return total;
+}
+
+static double monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* A batch's work (its time less its commit's fsync, which does not grow
+ * with the batch) should take about half a slice: one that took longer is
+ * cut in proportion, one that took under a sixth is doubled (up to
+ * engine_run_due's size). The first batch of a stage is small: its cost is
+ * not known yet. */
+static void fit_batch(engine *e, int k, double took_ms, double budget_ms)
+{
+    int *b = &e->slice_batch[k], max = stage_max(e, k), min = stages[k].min;
+    double target = budget_ms / 2;
+    if (took_ms > target)
+        *b = (int)((double)*b * target / took_ms);
+    else if (took_ms < target / 3)
+        *b = *b > max / 2 ? max : *b * 2;
+    if (*b < min)
+        *b = min;
+}
+
+/* The slice's batches share one transaction (each is a savepoint in it),
+ * so a slice pays one commit's fsync, not one per batch; a stage that
+ * commits on its own runs after that transaction has committed. */
+static int slice_tx(engine *e, int *open, int want)
+{
+    if (want == *open)
+        return 0;
+    *open = want;
+    return want ? store_begin(e->st) : store_commit(e->st);
+}
+
+int engine_run_slice(engine *e, tend_time now, double budget_ms, int *more)
+{
+    double start = monotonic_ms(), deadline = start + budget_ms;
+    int total = 0, idle = 0, k = e->slice_next % ENGINE_STAGES, open = 0;
+    *more = 0;
+    /* round and round from where the last slice stopped, until every stage
+     * in a row found nothing or the budget is spent */
+    while (idle < ENGINE_STAGES) {
+        if (stages[k].min && !e->slice_batch[k])
+            e->slice_batch[k] = stages[k].min * 4 < stage_max(e, k) ? stages[k].min * 4 : stage_max(e, k);
+        if (slice_tx(e, &open, !stages[k].own_tx) != 0)
+            goto fail;
+        double t0 = monotonic_ms(), c0 = store_commit_ms(e->st);
+        int n = stages[k].run(e, now, stages[k].min ? e->slice_batch[k] : stage_max(e, k));
+        double t1 = monotonic_ms(), waited = store_commit_ms(e->st) - c0;
+        if (n < 0)
+            goto fail;
+        if (stages[k].min && n > 0)
+            fit_batch(e, k, t1 - t0 - waited, budget_ms);
+        total += n;
+        int again = n > 0 && !stages[k].once;
+        idle = n > 0 ? 0 : idle + 1;
+        if (!again)
+            k = (k + 1) % ENGINE_STAGES;
+        if (t1 >= deadline) {
+            /* a stage cut short resumes after the others had their turn */
+            e->slice_next = again ? (k + 1) % ENGINE_STAGES : k;
+            *more = 1;
+            break;
+        }
+    }
+    if (slice_tx(e, &open, 0) != 0) {
+        open = 0;   /* a failed commit rolled back */
+        goto fail;
+    }
+    if (!*more)
+        e->slice_next = 0;
+    /* deliveries between slices: what the slice queued starts leaving now */
+    int d = *more ? stage_deliveries(e, now, 0) : 0;
+    if (d < 0)
+        return -1;
+    return total + d;
+fail:
+    if (open)
+        store_rollback(e->st);
+    e->slice_next = (k + 1) % ENGINE_STAGES;
+    return -1;
 }
 
 static tend_time earliest(tend_time a, tend_time b)
@@ -310,6 +471,8 @@ tend_time engine_next_due(engine *e)
     t = earliest(t, dates_next_due(e));
     t = earliest(t, schedule_next_due(e));
     t = earliest(t, outbox_next_due(e));
+    if (e->lifecycle_sweep_to)
+        return now;   /* a sweep in pieces goes on */
     if (e->lifecycle_swept)
         t = earliest(t, e->lifecycle_swept + TEND_DAY);
     return t;

@@ -50,6 +50,9 @@ struct engine_options {
     void *log_ud;
 };
 
+/* The kinds of due work engine_run_due visits, in its order (engine.c). */
+#define ENGINE_STAGES 12
+
 struct engine_stats {
     int64_t events_processed, instances_started, instances_woken, steps;
     int64_t sends, deliveries, failures;
@@ -83,6 +86,11 @@ typedef struct engine {
     struct metrics *metrics;    /* counters and histograms for /metrics (metrics.h) */
     int batch_size;             /* instances per transaction */
     int chain;                  /* chain depth given to instances and events made now */
+    /* engine_run_slice: the stage the next slice begins with, and each
+     * stage's batch size, fitted to the slice (0: not fitted yet) */
+    int slice_next;
+    int slice_batch[ENGINE_STAGES];
+    tend_time lifecycle_sweep_to;   /* a sweep in pieces: swept up to lifecycle_swept, going to this */
 } engine;
 
 /* Opens the store, reads tend.lua and the settings, loads nothing yet.
@@ -104,6 +112,17 @@ int engine_load_set(engine *e, const char *const *paths, int n, const char *name
  * broadcast fan-outs, instance wakes, date triggers, schedules, deliveries.
  * Returns how many units of work ran, -1 on a store failure. */
 int engine_run_due(engine *e, tend_time now);
+
+/* The same work cut into slices for a loop that must stay responsive
+ * (`tend run`): runs bounded batches, in engine_run_due's order, until
+ * nothing is due or about `budget_ms` have passed, then returns with *more
+ * set when work is left (call again after the loop has had a turn: every
+ * batch committed, so a slice can stop anywhere). A slice that stops in a
+ * long stage resumes with the next one, so every kind of work moves in
+ * every round, and each slice ends by starting due deliveries: messages
+ * leave while a long drain goes on. Batch sizes adapt so one batch takes a
+ * fraction of the budget. Returns units of work done, -1 on a store failure. */
+int engine_run_slice(engine *e, tend_time now, double budget_ms, int *more);
 
 /* The earliest time any pending work is due (events pending: now), or -1. */
 tend_time engine_next_due(engine *e);

@@ -278,6 +278,40 @@ static const char m_wake_history_chunks[] =
     " DELETE FROM history_chunks WHERE instance = OLD.id; END;";
 /* --- end branch wake ---------------------------------------------------- */
 
+/* --- branch tick: gauges kept as work happens --------------------------- */
+/* /metrics reads tend_instances and tend_outbox from these small tables
+ * instead of counting the big ones at every scrape. Triggers keep them in
+ * the transaction of every change of an instance's state or a message's
+ * status, whichever module makes it, so they are exact after a crash. A row
+ * that falls to 0 stays (/metrics leaves it out). Created from one count of
+ * what the store already holds. */
+static const char m_tick_counts[] =
+    "CREATE TABLE instance_counts ("
+    " journey TEXT NOT NULL, state TEXT NOT NULL, n INTEGER NOT NULL,"
+    " PRIMARY KEY (journey, state)) WITHOUT ROWID;"
+    "INSERT INTO instance_counts SELECT journey, state, COUNT(*) FROM instances GROUP BY journey, state;"
+    "CREATE TABLE outbox_counts (status TEXT PRIMARY KEY NOT NULL, n INTEGER NOT NULL) WITHOUT ROWID;"
+    "INSERT INTO outbox_counts SELECT status, COUNT(*) FROM outbox GROUP BY status;"
+    "CREATE TRIGGER instance_counts_insert AFTER INSERT ON instances BEGIN"
+    " INSERT INTO instance_counts VALUES (NEW.journey, NEW.state, 1)"
+    " ON CONFLICT (journey, state) DO UPDATE SET n = n + 1; END;"
+    "CREATE TRIGGER instance_counts_update AFTER UPDATE OF journey, state ON instances"
+    " WHEN OLD.journey IS NOT NEW.journey OR OLD.state IS NOT NEW.state BEGIN"
+    " UPDATE instance_counts SET n = n - 1 WHERE journey = OLD.journey AND state = OLD.state;"
+    " INSERT INTO instance_counts VALUES (NEW.journey, NEW.state, 1)"
+    " ON CONFLICT (journey, state) DO UPDATE SET n = n + 1; END;"
+    "CREATE TRIGGER instance_counts_delete AFTER DELETE ON instances BEGIN"
+    " UPDATE instance_counts SET n = n - 1 WHERE journey = OLD.journey AND state = OLD.state; END;"
+    "CREATE TRIGGER outbox_counts_insert AFTER INSERT ON outbox BEGIN"
+    " INSERT INTO outbox_counts VALUES (NEW.status, 1) ON CONFLICT (status) DO UPDATE SET n = n + 1; END;"
+    "CREATE TRIGGER outbox_counts_update AFTER UPDATE OF status ON outbox"
+    " WHEN OLD.status IS NOT NEW.status BEGIN"
+    " UPDATE outbox_counts SET n = n - 1 WHERE status = OLD.status;"
+    " INSERT INTO outbox_counts VALUES (NEW.status, 1) ON CONFLICT (status) DO UPDATE SET n = n + 1; END;"
+    "CREATE TRIGGER outbox_counts_delete AFTER DELETE ON outbox BEGIN"
+    " UPDATE outbox_counts SET n = n - 1 WHERE status = OLD.status; END;";
+/* --- end branch tick ---------------------------------------------------- */
+
 const struct store_migration schema_migrations[] = {
     {"core", m1_core},
     {"delivery", m2_delivery},
@@ -288,5 +322,6 @@ const struct store_migration schema_migrations[] = {
     {"loop", m_loop},
     {"scale", m_scale},   /* branch scale */
     {"wake_history_chunks", m_wake_history_chunks},   /* branch wake */
+    {"tick_counts", m_tick_counts},   /* branch tick */
 };
 const int schema_migration_count = sizeof schema_migrations / sizeof schema_migrations[0];

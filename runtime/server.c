@@ -792,16 +792,18 @@ static void get_metrics(struct server *s, struct evhttp_request *req, const char
     metrics_header(&b, "tend_events_stored", "gauge", "Events in the store.");
     int64_t stored = query_int(e, "SELECT MAX(seq) FROM events");
     strbuf_printf(&b, "tend_events_stored %lld\n", (long long)(stored < 0 ? 0 : stored));
+    /* those past the processed cursor: seqs above it are never deleted, so
+     * the difference counts them without walking a backlog */
+    int64_t cursor = 0;
+    store_meta_get_int(e->st, "events_cursor", &cursor);
     metrics_header(&b, "tend_events_pending", "gauge", "Events stored but not yet processed.");
-    strbuf_printf(&b, "tend_events_pending %lld\n", (long long)event_backlog(e));
+    strbuf_printf(&b, "tend_events_pending %lld\n", (long long)(stored > cursor ? stored - cursor : 0));
     /* How far behind the loop is: for each kind of work, the age of the
      * oldest item already due (0 when nothing is due). Each is one step
      * down an index ordered by due time. */
     metrics_header(&b, "tend_oldest_due_seconds", "gauge",
                    "Age of the oldest due item not yet done, by kind (event, wake, delivery).");
     tend_time now = engine_now(e);
-    int64_t cursor = 0;
-    store_meta_get_int(e->st, "events_cursor", &cursor);
     store_stmt *ev = store_sql(e->st, "SELECT received_at FROM events WHERE seq > ? ORDER BY seq LIMIT 1");
     store_bind_int(ev, 1, cursor);
     tend_time oldest_event = store_step(ev) == STORE_ROW ? store_col_int(ev, 0) : -1;
@@ -815,10 +817,12 @@ static void get_metrics(struct server *s, struct evhttp_request *req, const char
         strbuf_printf(&b, "tend_oldest_due_seconds{kind=\"%s\"} %lld\n", due[i].kind,
                       (long long)(due[i].at >= 0 && due[i].at < now ? now - due[i].at : 0));
     metrics_header(&b, "tend_instances", "gauge", "Journey instances by journey and state.");
-    metric_rows(&b, e, "SELECT journey, state, COUNT(*) FROM instances GROUP BY journey, state",
+    /* kept by triggers as instances and messages change (schema.c) */
+    metric_rows(&b, e, "SELECT journey, state, n FROM instance_counts WHERE n <> 0 ORDER BY journey, state",
                 "tend_instances", "journey", "state");
     metrics_header(&b, "tend_outbox", "gauge", "Outbox rows by status.");
-    metric_rows(&b, e, "SELECT status, COUNT(*) FROM outbox GROUP BY status", "tend_outbox", "status", NULL);
+    metric_rows(&b, e, "SELECT status, n FROM outbox_counts WHERE n <> 0 ORDER BY status", "tend_outbox", "status",
+                NULL);
     metrics_header(&b, "tend_http_get_pending", "gauge", "http_get requests journeys wait for (in flight or queued).");
     strbuf_printf(&b, "tend_http_get_pending %lld\n", (long long)fetch_pending(e));
     metrics_header(&b, "tend_lua_memory_bytes", "gauge", "Bytes the Lua state holds.");
@@ -1170,6 +1174,25 @@ static void route(struct evhttp_request *req, void *arg)
 
 /* --- the loop ---------------------------------------------------------------- */
 
+/* One slice of due work holds the loop at most this long (plus one batch
+ * overrun): a probe or a request waits at most about that for its turn. */
+#define SLICE_MS 8.0
+
+/* The time left until the start of second `at` on the real clock, plus a
+ * millisecond so that time() has reached it when the timer fires. */
+static struct timeval until_second(tend_time at)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long long us = ((long long)at - (long long)ts.tv_sec) * 1000000LL - ts.tv_nsec / 1000 + 1000;
+    if (us < 0)
+        us = 0;
+    return (struct timeval){(long)(us / 1000000), (long)(us % 1000000)};
+}
+
+/* Due work runs in slices: the tick has the lowest priority of the loop,
+ * so every request and transfer ready is served before the next slice, and
+ * a slice that left work re-arms the tick at once. */
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -1179,8 +1202,14 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         return;
     engine *e = s->e;
     logger_flush(0);
-    if (engine_run_due(e, engine_now(e)) < 0)
+    int more = 0;
+    if (engine_run_slice(e, engine_now(e), SLICE_MS, &more) < 0) {
         engine_logf(e, "error", "a pass failed (it is retried): %s", store_errmsg(e->st));
+        more = 0;
+    } else if (more) {
+        schedule_tick(s);
+        return;
+    }
     tend_time next = engine_next_due(e), now = engine_now(e);
     /* Work due now that the pass left (deliveries waiting for a free slot)
      * is picked up as transfers finish; look again soon regardless. */
@@ -1188,7 +1217,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     if (next >= 0 && next <= now)
         tv = (struct timeval){0, 50000};
     else if (next > now && next - now < 60)
-        tv = (struct timeval){(long)(next - now), 0};
+        tv = until_second(next);
     evtimer_add(s->tick, &tv);
 }
 
@@ -1379,6 +1408,8 @@ int server_run(engine *e)
     signal(SIGPIPE, SIG_IGN);
     event_set_log_callback(libevent_log);
     s.base = event_base_new();
+    /* 0: unused, 1: requests, transfers, commits (the default), 2: the tick */
+    event_base_priority_init(s.base, 3);
     s.http = evhttp_new(s.base);
     struct httpguard_limits lim = {
         .max_connections = connection_budget(e), .idle_timeout = e->cfg.idle_timeout,
@@ -1409,6 +1440,7 @@ int server_run(engine *e)
     if (strcmp(host, "127.0.0.1") != 0 && strcmp(host, "localhost") != 0 && strcmp(host, "::1") != 0)
         engine_logf(e, "warn", "listening on %s: reachable from other machines", e->cfg.listen);
     s.tick = evtimer_new(s.base, on_tick, &s);
+    event_priority_set(s.tick, 2);
     engine_attach(e, s.base, work_due, &s);
     s.flush = event_new(s.base, -1, 0, on_flush, &s);
     s.sigint = evsignal_new(s.base, SIGINT, on_signal, &s);

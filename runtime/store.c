@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -39,6 +40,7 @@ struct store {
     size_t cache_cap, cache_len;
     struct alias aliases[ALIASES];
     int depth;              /* store_batch nesting: 0 = no transaction */
+    double commit_ms;       /* time spent in COMMIT (its fsync), in all */
     char err[512];          /* a message of ours, when the error is not SQLite's */
 };
 
@@ -454,7 +456,12 @@ int store_commit(store *st)
     }
     if (st->depth == 1) {
         reset_busy(st);
-        if (store_exec(st, "COMMIT") != 0) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        int rc = store_exec(st, "COMMIT");
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        st->commit_ms += (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+        if (rc != 0) {
             /* A failed COMMIT (disk full, I/O error) leaves the transaction
              * open; roll it back so nothing of the batch is half-stored. */
             char keep[sizeof st->err];
@@ -505,6 +512,11 @@ int store_rollback(store *st)
 int store_in_batch(store *st)
 {
     return st->depth > 0;
+}
+
+double store_commit_ms(const store *st)
+{
+    return st->commit_ms;
 }
 
 int store_batch(store *st, store_batch_fn fn, void *ud)

@@ -107,6 +107,9 @@ int     store_changes(store *st);   /* rows changed by the last statement */
 typedef int (*store_batch_fn)(store *st, void *ud);
 int store_batch(store *st, store_batch_fn fn, void *ud);
 int store_in_batch(store *st);
+/* Milliseconds spent in COMMIT since the store opened (mostly its fsync):
+ * a loop that cuts work into slices tells the work from the wait. */
+double store_commit_ms(const store *st);
 
 /* Lower level, for a caller that spans a transaction across loop turns
  * (the server's write batching). */
