@@ -20,7 +20,11 @@ failures=0
 fail() { echo "loop_test: FAIL: $*" >&2; failures=$((failures + 1)); }
 die() { fail "$*"; [ -f "$tmp/server.err" ] && tail -n 30 "$tmp/server.err" >&2; exit 1; }
 
-port=$((30000 + ($$ * 17) % 25000))
+# a port chosen from the pid can be taken by another test running at the same
+# time: on "cannot listen" the mock and the server start again on another one
+attempt=0
+while :; do
+port=$((30000 + ($$ * 17 + attempt * 7919) % 25000))
 "$BUILD/mock_provider" --port 0 --fail-rate 0 --receipts "http://127.0.0.1:$port/v1/receipts" \
   --receipt-token secret --open-rate 0.5 --seed 7 --reject REJECT-ME --quiet >"$tmp/mock.out" 2>"$tmp/mock.err" &
 mock=$!
@@ -29,7 +33,7 @@ mport=$(sed -n 's/^PORT //p' "$tmp/mock.out")
 [ -n "$mport" ] || die "the mock provider did not start"
 
 dir=$tmp/shop
-mkdir "$dir"
+mkdir -p "$dir"
 cat >"$dir/tend.lua" <<EOF
 return {
   listen = "127.0.0.1:$port",
@@ -76,7 +80,14 @@ while [ $i -lt 150 ] && kill -0 "$pid" 2>/dev/null; do
   [ "$(curl -s --max-time 2 "$url/healthz")" = '{"ok":true}' ] && break
   sleep 0.1; i=$((i + 1))
 done
-kill -0 "$pid" 2>/dev/null || die "tend run did not start (port $port taken?)"
+kill -0 "$pid" 2>/dev/null && break
+if [ $attempt -lt 5 ] && grep -q "cannot listen" "$tmp/server.err"; then
+  for p in $pid $mock; do kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+  pid="" mock="" attempt=$((attempt + 1))
+  continue
+fi
+die "tend run did not start (port $port)"
+done
 
 req() {   # req METHOD PATH [curl args]: sets code, body
   m=$1 p=$2; shift 2
