@@ -35,6 +35,7 @@
 #include "instance.h"
 #include "step.h"
 #include "timeline.h"
+#include "fixture.h"
 
 static void test_lines_read_back(void **state)
 {
@@ -179,36 +180,15 @@ static const char SCRIPT[] =
     "  if ev then c:tag(\"pinged\") end\n"
     "end }\n";
 
-struct fixture {
-    char path[64];
-    tclock *clock;
-    engine *e;
-};
-
 static int setup(void **state)
 {
-    struct fixture *f = xcalloc(1, sizeof *f);
-    snprintf(f->path, sizeof f->path, "/tmp/tend-hist-XXXXXX");
-    close(mkstemp(f->path));
-    f->clock = clock_new_virtual(T0);
-    cJSON *cfg = cJSON_Parse("{\"synchronous\": \"normal\"}");
-    struct engine_options o = {.db_path = f->path, .clock = f->clock, .capture = 1, .config = cfg};
-    char *err = NULL, *errors = NULL;
-    f->e = engine_open(&o, &err);
-    cJSON_Delete(cfg);
-    assert_non_null(f->e);
-    assert_int_equal(engine_load_source(f->e, "s.lua", SCRIPT, strlen(SCRIPT), &errors), 0);
-    *state = f;
+    *state = fixture_open("hist", T0, "{\"synchronous\": \"normal\"}", SCRIPT);
     return 0;
 }
 
 static int teardown(void **state)
 {
-    struct fixture *f = *state;
-    engine_close(f->e);
-    clock_free(f->clock);
-    store_remove(f->path);
-    free(f);
+    fixture_close(*state);
     return 0;
 }
 

@@ -21,6 +21,7 @@
 #include "engine.h"
 #include "event.h"
 #include "util.h"
+#include "fixture.h"
 
 #define T0 1767225600   /* 2026-01-01T00:00:00Z */
 #define JOBS 2000
@@ -31,39 +32,15 @@ static const char SCRIPT[] =
     "journey \"job\" { on = \"job.add\", run = function(c) wait(minutes(1)); send(\"sms\", c, \"done\") end }\n"
     "journey \"note\" { on = \"note.add\", run = function(c) wait(days(1)) end }\n";
 
-struct fixture {
-    char path[64];
-    tclock *clock;
-    engine *e;
-};
-
 static int setup(void **state)
 {
-    struct fixture *f = xcalloc(1, sizeof *f);
-    snprintf(f->path, sizeof f->path, "/tmp/tend-slice-XXXXXX");
-    close(mkstemp(f->path));
-    f->clock = clock_new_virtual(T0);
-    cJSON *cfg = cJSON_Parse("{\"synchronous\": \"normal\", \"quiet_hours\": false, \"unknown_customers\": \"create\"}");
-    struct engine_options o = {.db_path = f->path, .clock = f->clock, .capture = 1, .config = cfg};
-    char *err = NULL;
-    f->e = engine_open(&o, &err);
-    cJSON_Delete(cfg);
-    if (!f->e)
-        fail_msg("engine_open: %s", err ? err : "?");
-    char *errors = NULL;
-    if (engine_load_source(f->e, "s.lua", SCRIPT, sizeof SCRIPT - 1, &errors) != 0)
-        fail_msg("load: %s", errors ? errors : "?");
-    *state = f;
+    *state = fixture_open("slice", T0, "{\"synchronous\": \"normal\", \"quiet_hours\": false, \"unknown_customers\": \"create\"}", SCRIPT);
     return 0;
 }
 
 static int teardown(void **state)
 {
-    struct fixture *f = *state;
-    engine_close(f->e);
-    clock_free(f->clock);
-    store_remove(f->path);
-    free(f);
+    fixture_close(*state);
     return 0;
 }
 
