@@ -604,10 +604,31 @@ static int queue_fanouts(engine *e, int64_t seq, const char *type)
     return rc;
 }
 
+/* 1 when an instance of the customer's listens for `type` or its
+ * "prefix.*" (as instance_route_event routes), also on a store error (the
+ * callers then take the full path, which reports it); 0 when none does. */
+static int listened(engine *e, const char *customer, const char *type)
+{
+    const char *dot = strrchr(type, '.');
+    char wildcard[EVENT_TYPE_MAX + 3];
+    snprintf(wildcard, sizeof wildcard, "%.*s.*", dot ? (int)(dot - type) : 0, type);
+    /* two key probes (an IN list would build a temporary table each time) */
+    store_stmt *s = store_sql(e->st, "SELECT EXISTS (SELECT 1 FROM listeners WHERE customer = ?1 AND type = ?2)"
+                                     " OR EXISTS (SELECT 1 FROM listeners WHERE customer = ?1 AND type = ?3)");
+    if (!s)
+        return 1;
+    store_bind_text(s, 1, customer, -1);
+    store_bind_text(s, 2, type, -1);
+    store_bind_text(s, 3, wildcard, -1);
+    int heard = store_step(s) != STORE_ROW || store_col_int(s, 0) != 0;
+    store_reset(s);
+    return heard;
+}
+
 /* Stores the event's order lines under its order id: the `order` field,
  * else the event id, else its sequence number. */
-static int store_lines(engine *e, int64_t seq, const char *customer, const char *type, tend_time at,
-                       const cJSON *ev)
+static int store_lines(engine *e, orderline_batch *lines, int64_t seq, const char *customer, const char *type,
+                       tend_time at, const cJSON *ev)
 {
     const cJSON *items = cJSON_GetObjectItemCaseSensitive(ev, "items");
     if (!cJSON_IsArray(items) || !carries_lines(e, type))
@@ -631,7 +652,36 @@ static int store_lines(engine *e, int64_t seq, const char *customer, const char 
         engine_logf(e, "warn", "event %lld: order lines not stored: %s", (long long)seq, why);
         return 0;
     }
-    return orderline_store(e->st, customer, order, at, items) < 0 ? -1 : 0;
+    orderline_batch_add(lines, customer, order, at, items);
+    return 0;
+}
+
+/* A batch's lines wait in memory until its end unless something that runs
+ * now may read them: a journey this event starts, a wait or goal of the
+ * customer's it may move, a date trigger whose audience it re-plans — any
+ * of those may ask c:bought{} or a bought segment, and must see the lines
+ * as if each order had been stored when processed. */
+#define LINES_HELD_MAX 100000
+
+static int lines_may_be_read(engine *e, const char *customer, const char *type)
+{
+    lua_State *L = sandbox_state(e->sb);
+    int top = lua_gettop(L);
+    int yes = catalog_push_triggered(e, type);
+    catalog_push_dated(e);
+    yes = yes || (lua_istable(L, -1) && lua_rawlen(L, -1) > 0);
+    catalog_push_local(e);
+    yes = yes || (lua_istable(L, -1) && lua_rawlen(L, -1) > 0);
+    lua_settop(L, top);
+    return yes || listened(e, customer, type);
+}
+
+static int flush_lines_if_read(engine *e, orderline_batch *lines, const char *customer, const char *type)
+{
+    int held = orderline_batch_lines(lines);
+    if (held == 0 || (held < LINES_HELD_MAX && !lines_may_be_read(e, customer, type)))
+        return 0;
+    return orderline_batch_flush(lines, e->st) < 0 ? -1 : 0;
 }
 
 /* One stored event of a batch, copied out of its row. */
@@ -651,29 +701,15 @@ struct pending {
 static int unheard_fact(engine *e, const char *customer, const char *type)
 {
     const char *dot = strrchr(type, '.');
-    char wildcard[EVENT_TYPE_MAX + 3];
     if (!delivery_fact(type) || !dot || carries_lines(e, type) || config_lists(type, e->cfg.paid_types))
         return 0;
-    snprintf(wildcard, sizeof wildcard, "%.*s.*", (int)(dot - type), type);
     lua_State *L = sandbox_state(e->sb);
     int triggered = catalog_push_triggered(e, type);
     lua_pop(L, 1);
-    if (triggered)
-        return 0;
-    /* two key probes (an IN list would build a temporary table each time) */
-    store_stmt *s = store_sql(e->st, "SELECT EXISTS (SELECT 1 FROM listeners WHERE customer = ?1 AND type = ?2)"
-                                     " OR EXISTS (SELECT 1 FROM listeners WHERE customer = ?1 AND type = ?3)");
-    if (!s)
-        return 0;
-    store_bind_text(s, 1, customer, -1);
-    store_bind_text(s, 2, type, -1);
-    store_bind_text(s, 3, wildcard, -1);
-    int heard = store_step(s) != STORE_ROW || store_col_int(s, 0) != 0;
-    store_reset(s);
-    return !heard;
+    return !triggered && !listened(e, customer, type);
 }
 
-static int process_one(engine *e, const struct pending *p)
+static int process_one(engine *e, orderline_batch *lines, const struct pending *p)
 {
     int64_t seq = p->seq;
     const char *type = p->type, *customer = p->customer;
@@ -694,8 +730,9 @@ static int process_one(engine *e, const struct pending *p)
         char tz[128];
         if ((!delivery_fact(type) && (customer_apply_event(e, customer, type, at, ev, tz, sizeof tz) != 0 ||
                                       policy_note_activity_in(e, customer, at, tz) != 0)) ||
-            store_lines(e, seq, customer, type, at, ev) != 0 ||
+            store_lines(e, lines, seq, customer, type, at, ev) != 0 ||
             apply_consent(e, customer, type, at, ev) != 0 || redeem_coupons(e, customer, type, at, ev) != 0 ||
+            flush_lines_if_read(e, lines, customer, type) != 0 ||
             dates_customer_changed(e, customer) != 0 ||
             instance_route_event(e, customer, type, at, ev) != 0)
             rc = -1;
@@ -761,10 +798,11 @@ static int process_batch(store *st, void *ud)
         store_reset(s);
     rc = rc == STORE_ERROR ? -1 : 0;
     unsigned trips = sandbox_trips(e->sb);
+    orderline_batch *lines = orderline_batch_new();
     for (int i = 0; i < n && rc == 0; i++) {
         /* A store error fails the whole batch: nothing of it is kept, the
          * cursor stays, and the next pass retries from the same event. */
-        if (process_one(e, &batch[i]) != 0) {
+        if (process_one(e, lines, &batch[i]) != 0) {
             rc = -1;
             break;
         }
@@ -775,6 +813,10 @@ static int process_batch(store *st, void *ud)
         if (sandbox_trips(e->sb) != trips)
             break;
     }
+    /* the lines go in with the events they came with, before the cursor moves */
+    if (rc == 0 && orderline_batch_flush(lines, st) < 0)
+        rc = -1;
+    orderline_batch_free(lines);
     for (int i = 0; i < n; i++) {
         free(batch[i].id);
         free(batch[i].type);

@@ -92,23 +92,111 @@ int orderline_check(const cJSON *items, char *err, size_t errlen)
 
 /* --- storing ------------------------------------------------------------ */
 
-/* One (kind, key) of the order with the quantity of its lines: an order
- * counts once per key however many lines name it. */
-struct fact {
-    enum orderline_kind kind;
-    const char *key;
-    double qty;
+/* A batch holds its text in one arena; offsets into it stay valid as it
+ * grows, pointers are made from them when the batch is written. */
+struct bline {
+    size_t sku, category, name;   /* offsets; (size_t)-1: none */
+    double qty, price;
+    int has_price;
 };
 
-static void add_fact(struct fact *f, int *n, enum orderline_kind kind, const char *key, double qty)
+struct border {
+    size_t customer_off, order_off;
+    const char *customer, *order_id;   /* set by the flush */
+    tend_time at;
+    int first, n;   /* its lines: lines[first .. first+n) */
+    int idx;        /* the order of arrival: the first of an order id wins */
+};
+
+/* One (customer, kind, key) of one order, then, once merged, of the batch. */
+struct bfact {
+    const char *customer, *key;
+    enum orderline_kind kind;
+    int order;      /* the border index (merging counts distinct orders) */
+    int64_t orders;
+    double qty;
+    tend_time first_at, last_at;
+};
+
+struct orderline_batch {
+    strbuf text;
+    struct border *orders;
+    int norders, cap_orders;
+    struct bline *lines;
+    int nlines, cap_lines;
+};
+
+#define NO_TEXT ((size_t)-1)
+
+static size_t keep_text(orderline_batch *b, const char *s)
 {
-    for (int i = 0; i < *n; i++) {
-        if (f[i].kind == kind && strcmp(f[i].key, key) == 0) {
-            f[i].qty += qty;
-            return;
-        }
+    if (!s)
+        return NO_TEXT;
+    size_t off = b->text.len;
+    strbuf_add(&b->text, s, strlen(s) + 1);   /* with its NUL: texts sit side by side */
+    return off;
+}
+
+static const char *text_at(const orderline_batch *b, size_t off)
+{
+    return off == NO_TEXT ? NULL : b->text.s + off;
+}
+
+orderline_batch *orderline_batch_new(void)
+{
+    orderline_batch *b = xcalloc(1, sizeof *b);
+    strbuf_init(&b->text);
+    return b;
+}
+
+void orderline_batch_free(orderline_batch *b)
+{
+    if (!b)
+        return;
+    strbuf_free(&b->text);
+    free(b->orders);
+    free(b->lines);
+    free(b);
+}
+
+int orderline_batch_lines(const orderline_batch *b)
+{
+    return b->nlines;
+}
+
+static void batch_reset(orderline_batch *b)
+{
+    strbuf_reset(&b->text);
+    b->norders = b->nlines = 0;
+}
+
+void orderline_batch_add(orderline_batch *b, const char *customer, const char *order_id, tend_time at,
+                         const cJSON *items)
+{
+    int n = cJSON_IsArray(items) ? cJSON_GetArraySize(items) : 0;
+    if (n == 0)
+        return;
+    if (b->norders == b->cap_orders)
+        b->orders = xrealloc(b->orders, (size_t)(b->cap_orders = b->cap_orders ? b->cap_orders * 2 : 256) *
+                                        sizeof *b->orders);
+    if (b->nlines + n > b->cap_lines) {
+        while (b->nlines + n > b->cap_lines)
+            b->cap_lines = b->cap_lines ? b->cap_lines * 2 : 1024;
+        b->lines = xrealloc(b->lines, (size_t)b->cap_lines * sizeof *b->lines);
     }
-    f[(*n)++] = (struct fact){kind, key, qty};
+    struct border *o = &b->orders[b->norders];
+    *o = (struct border){.customer_off = keep_text(b, customer), .order_off = keep_text(b, order_id),
+                         .at = at, .first = b->nlines, .n = n, .idx = b->norders};
+    b->norders++;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, items) {
+        char buf[32];
+        const cJSON *price = cJSON_GetObjectItemCaseSensitive(it, "price");
+        b->lines[b->nlines++] = (struct bline){
+            .sku = keep_text(b, item_sku(it, buf, sizeof buf)), .category = keep_text(b, item_text(it, "category")),
+            .name = keep_text(b, item_text(it, "name")), .qty = item_qty(it),
+            .price = cJSON_IsNumber(price) ? price->valuedouble : 0, .has_price = cJSON_IsNumber(price)};
+    }
 }
 
 static int order_seen(store *st, const char *customer, const char *order_id)
@@ -126,7 +214,7 @@ static int order_seen(store *st, const char *customer, const char *order_id)
 /* Lines and facts go in multi-row statements of up to CHUNK rows: one
  * statement a chunk instead of one a row (the B-tree work is the same, the
  * per-statement cost is not). The texts are built once per row count. */
-#define CHUNK 8
+#define CHUNK 16
 
 static const char *chunk_sql(char **cache, int rows, const char *head, const char *row, const char *tail)
 {
@@ -145,7 +233,7 @@ static const char *chunk_sql(char **cache, int rows, const char *head, const cha
     return cache[rows];
 }
 
-static int store_facts(store *st, const char *customer, const struct fact *f, int n, tend_time at)
+static int store_facts(store *st, const struct bfact *f, int n)
 {
     static char *sql[CHUNK + 1];
     for (int done = 0; done < n;) {
@@ -154,22 +242,23 @@ static int store_facts(store *st, const char *customer, const struct fact *f, in
          * what SQLite and PostgreSQL share (store.h). */
         store_stmt *s = store_sql(st, chunk_sql(sql, rows,
             "INSERT INTO bought (kind, key, customer, orders, qty, first_at, last_at) VALUES ",
-            "(?, ?, ?, 1, ?, ?, ?)",
-            " ON CONFLICT (customer, kind, key) DO UPDATE SET orders = bought.orders + 1,"
+            "(?, ?, ?, ?, ?, ?, ?)",
+            " ON CONFLICT (customer, kind, key) DO UPDATE SET orders = bought.orders + excluded.orders,"
             " qty = bought.qty + excluded.qty,"
             " first_at = CASE WHEN excluded.first_at < bought.first_at THEN excluded.first_at ELSE bought.first_at END,"
             " last_at = CASE WHEN excluded.last_at > bought.last_at THEN excluded.last_at ELSE bought.last_at END"));
         if (!s)
             return -1;
         for (int i = 0; i < rows; i++) {
-            const struct fact *x = &f[done + i];
-            int p = i * 6;
+            const struct bfact *x = &f[done + i];
+            int p = i * 7;
             store_bind_int(s, p + 1, x->kind);
             store_bind_text(s, p + 2, x->key, -1);
-            store_bind_text(s, p + 3, customer, -1);
-            store_bind_double(s, p + 4, x->qty);
-            store_bind_int(s, p + 5, at);
-            store_bind_int(s, p + 6, at);
+            store_bind_text(s, p + 3, x->customer, -1);
+            store_bind_int(s, p + 4, x->orders);
+            store_bind_double(s, p + 5, x->qty);
+            store_bind_int(s, p + 6, x->first_at);
+            store_bind_int(s, p + 7, x->last_at);
         }
         if (store_run(s) != 0)
             return -1;
@@ -178,69 +267,135 @@ static int store_facts(store *st, const char *customer, const struct fact *f, in
     return 0;
 }
 
-/* Inserts lines first..first+rows-1 (0-based) of items, starting at `item`. */
-static int store_chunk(store *st, const char *customer, const char *order_id, tend_time at,
-                       const cJSON **item, int first, int rows, char (*skus)[32])
+/* A line to insert: its order and the line itself. */
+struct brow {
+    const struct border *o;
+    const struct bline *l;
+    int line;   /* 1-based within the order */
+};
+
+static int store_rows(store *st, const orderline_batch *b, const struct brow *r, int n)
 {
     static char *sql[CHUNK + 1];
-    store_stmt *s = store_sql(st, chunk_sql(sql, rows,
-        "INSERT INTO order_items (customer, order_id, line, sku, category, name, qty, price, at) VALUES ",
-        "(?, ?, ?, ?, ?, ?, ?, ?, ?)", ""));
-    if (!s)
-        return -1;
-    for (int i = 0; i < rows; i++, *item = (*item)->next) {
-        const cJSON *it = *item;
-        const cJSON *price = cJSON_GetObjectItemCaseSensitive(it, "price");
-        int p = i * 9;
-        store_bind_text(s, p + 1, customer, -1);
-        store_bind_text(s, p + 2, order_id, -1);
-        store_bind_int(s, p + 3, first + i + 1);
-        store_bind_text(s, p + 4, item_sku(it, skus[first + i], sizeof skus[first + i]), -1);
-        store_bind_text(s, p + 5, item_text(it, "category"), -1);
-        store_bind_text(s, p + 6, item_text(it, "name"), -1);
-        store_bind_double(s, p + 7, item_qty(it));
-        if (cJSON_IsNumber(price))
-            store_bind_double(s, p + 8, price->valuedouble);
-        else
-            store_bind_null(s, p + 8);
-        store_bind_int(s, p + 9, at);
+    for (int done = 0; done < n;) {
+        int rows = n - done < CHUNK ? n - done : CHUNK;
+        store_stmt *s = store_sql(st, chunk_sql(sql, rows,
+            "INSERT INTO order_items (customer, order_id, line, sku, category, name, qty, price, at) VALUES ",
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?)", ""));
+        if (!s)
+            return -1;
+        for (int i = 0; i < rows; i++) {
+            const struct brow *x = &r[done + i];
+            int p = i * 9;
+            store_bind_text(s, p + 1, x->o->customer, -1);
+            store_bind_text(s, p + 2, x->o->order_id, -1);
+            store_bind_int(s, p + 3, x->line);
+            store_bind_text(s, p + 4, text_at(b, x->l->sku), -1);
+            store_bind_text(s, p + 5, text_at(b, x->l->category), -1);
+            store_bind_text(s, p + 6, text_at(b, x->l->name), -1);
+            store_bind_double(s, p + 7, x->l->qty);
+            if (x->l->has_price)
+                store_bind_double(s, p + 8, x->l->price);
+            else
+                store_bind_null(s, p + 8);
+            store_bind_int(s, p + 9, x->o->at);
+        }
+        if (store_run(s) != 0)
+            return -1;
+        done += rows;
     }
-    return store_run(s);
+    return 0;
+}
+
+static int cmp_order(const void *a, const void *b)
+{
+    const struct border *x = a, *y = b;
+    int c = strcmp(x->customer, y->customer);
+    if (!c)
+        c = strcmp(x->order_id, y->order_id);
+    return c ? c : (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+static int cmp_fact(const void *a, const void *b)
+{
+    const struct bfact *x = a, *y = b;
+    int c = strcmp(x->customer, y->customer);
+    if (!c)
+        c = (x->kind > y->kind) - (x->kind < y->kind);
+    if (!c)
+        c = strcmp(x->key, y->key);
+    return c ? c : (x->order > y->order) - (x->order < y->order);
+}
+
+/* Writing in key order touches each page of order_items and bought once
+ * (they are clustered by customer), where arrival order would jump about
+ * them. The result is the same as storing the orders one by one. */
+int orderline_batch_flush(orderline_batch *b, store *st)
+{
+    if (b->norders == 0)
+        return 0;
+    for (int i = 0; i < b->norders; i++) {
+        b->orders[i].customer = text_at(b, b->orders[i].customer_off);
+        b->orders[i].order_id = text_at(b, b->orders[i].order_off);
+    }
+    qsort(b->orders, (size_t)b->norders, sizeof *b->orders, cmp_order);
+    struct brow *rows = xmalloc((size_t)b->nlines * sizeof *rows);
+    struct bfact *facts = xmalloc((size_t)b->nlines * 2 * sizeof *facts);
+    int nrows = 0, nfacts = 0, rc = 0;
+    for (int i = 0; i < b->norders && rc == 0; i++) {
+        const struct border *o = &b->orders[i];
+        /* an order's lines are stored once: the first event carrying them wins */
+        if (i > 0 && !strcmp(o->customer, b->orders[i - 1].customer) && !strcmp(o->order_id, b->orders[i - 1].order_id))
+            continue;
+        int seen = order_seen(st, o->customer, o->order_id);
+        if (seen < 0)
+            rc = -1;
+        if (seen != 0)
+            continue;
+        for (int k = 0; k < o->n; k++) {
+            const struct bline *l = &b->lines[o->first + k];
+            rows[nrows++] = (struct brow){o, l, k + 1};
+            facts[nfacts++] = (struct bfact){o->customer, text_at(b, l->sku), ORDERLINE_SKU, i, 0, l->qty, o->at, o->at};
+            if (l->category != NO_TEXT)
+                facts[nfacts++] = (struct bfact){o->customer, text_at(b, l->category), ORDERLINE_CATEGORY, i, 0,
+                                                 l->qty, o->at, o->at};
+        }
+    }
+    if (rc == 0)
+        rc = store_rows(st, b, rows, nrows);
+    /* one row per (customer, kind, key): `orders` counts the distinct orders */
+    qsort(facts, (size_t)nfacts, sizeof *facts, cmp_fact);
+    int merged = 0;
+    for (int i = 0; i < nfacts; i++) {
+        struct bfact *f = &facts[i];
+        struct bfact *m = merged ? &facts[merged - 1] : NULL;
+        if (m && !strcmp(m->customer, f->customer) && m->kind == f->kind && !strcmp(m->key, f->key)) {
+            m->orders += m->order != f->order;
+            m->order = f->order;
+            m->qty += f->qty;
+            m->first_at = f->first_at < m->first_at ? f->first_at : m->first_at;
+            m->last_at = f->last_at > m->last_at ? f->last_at : m->last_at;
+        } else {
+            facts[merged] = *f;
+            facts[merged++].orders = 1;
+        }
+    }
+    if (rc == 0)
+        rc = store_facts(st, facts, merged);
+    free(rows);
+    free(facts);
+    batch_reset(b);
+    return rc == 0 ? nrows : -1;
 }
 
 int orderline_store(store *st, const char *customer, const char *order_id, tend_time at,
                     const cJSON *items)
 {
-    int n = cJSON_IsArray(items) ? cJSON_GetArraySize(items) : 0;
-    if (n == 0)
-        return 0;
-    int seen = order_seen(st, customer, order_id);
-    if (seen != 0)
-        return seen < 0 ? -1 : 0;
-    struct fact small_facts[2 * 16];
-    char small_skus[16][32];
-    struct fact *f = n <= 16 ? small_facts : xmalloc(sizeof *f * 2 * (size_t)n);
-    char (*skus)[32] = n <= 16 ? small_skus : xmalloc(sizeof *skus * (size_t)n);
-    int rc = 0;
-    const cJSON *item = items->child;
-    for (int done = 0; rc == 0 && done < n; done += CHUNK)
-        rc = store_chunk(st, customer, order_id, at, &item, done, n - done < CHUNK ? n - done : CHUNK, skus);
-    int nf = 0, line = 0;
-    cJSON_ArrayForEach(item, items) {
-        const char *category = item_text(item, "category");
-        double qty = item_qty(item);
-        add_fact(f, &nf, ORDERLINE_SKU, item_sku(item, skus[line], sizeof skus[line]), qty);
-        line++;
-        if (category)
-            add_fact(f, &nf, ORDERLINE_CATEGORY, category, qty);
-    }
-    if (rc == 0)
-        rc = store_facts(st, customer, f, nf, at);
-    if (f != small_facts)
-        free(f);
-    if (skus != small_skus)
-        free(skus);
-    return rc == 0 ? n : -1;
+    orderline_batch *b = orderline_batch_new();
+    orderline_batch_add(b, customer, order_id, at, items);
+    int n = orderline_batch_flush(b, st);
+    orderline_batch_free(b);
+    return n;
 }
 
 /* --- reading ------------------------------------------------------------ */

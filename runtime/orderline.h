@@ -4,8 +4,9 @@
  * An order event (order.paid, order.delivered, ...) may carry
  * items = [{sku, qty, price, category?, name?}]. orderline_check() validates
  * them when the event is accepted, so a bad item rejects the whole event;
- * orderline_store() writes them when the event is processed, in the
- * processing transaction: the raw ingest path gains no index.
+ * they are written when the event is processed, in the processing
+ * transaction (orderline_batch_*: a batch's lines together): the raw ingest
+ * path gains no index.
  *
  * Tables (schema.c, branch orders): order_items (one row a line, clustered
  * by customer) and bought (one row per customer and sku, and per customer
@@ -43,6 +44,26 @@ int orderline_check(const cJSON *items, char *err, size_t errlen);
  * error. */
 int orderline_store(store *st, const char *customer, const char *order_id, tend_time at,
                     const cJSON *items);
+
+/* The orders of a batch of events, stored together: event processing adds
+ * each event's order as it goes and flushes at the end of its transaction
+ * (or sooner, before anything that may read the lines runs). The flush
+ * writes in key order, each customer's lines and each (customer, key) fact
+ * once, with the same result as orderline_store() one order at a time in
+ * the order they were added (the first of an order id wins). The batch
+ * copies what it keeps; the caller frees it with orderline_batch_free(). */
+typedef struct orderline_batch orderline_batch;
+orderline_batch *orderline_batch_new(void);
+void orderline_batch_free(orderline_batch *b);
+/* Adds one order of `customer` (items already checked; none: nothing). */
+void orderline_batch_add(orderline_batch *b, const char *customer, const char *order_id, tend_time at,
+                         const cJSON *items);
+/* Lines held, not yet written. */
+int orderline_batch_lines(const orderline_batch *b);
+/* Writes what the batch holds in the caller's transaction and empties it.
+ * Returns the lines stored, -1 on a store error (emptied all the same: the
+ * caller rolls back). */
+int orderline_batch_flush(orderline_batch *b, store *st);
 
 struct orderline_bought {
     int64_t count;      /* orders that had the key */

@@ -191,6 +191,44 @@ t.case("c:bought inside a run is recorded: a replay sees what the first run saw"
   t.eq(s:instances{ journey = "probe" }[1].state, "done")
 end)
 
+t.case("events processed in one batch: a journey sees the lines of every order before its event", function()
+  -- order lines of a batch are written together at its end, unless
+  -- something that may read them runs first (a journey started, a wait)
+  local s = sim([[
+    template "seen" { category = "transactional", sms = "{{what}} B1 {{n}} coffee {{k}}" }
+    journey "on_order" {
+      on = "order.paid",
+      run = function(c, ev)
+        if ev.order == "o3" then
+          send("sms", c, "seen", { what = "order", n = c:bought{ sku = "B1" }, k = c:bought{ category = "coffee" } })
+        end
+      end,
+    }
+    journey "on_visit" {
+      on = "visit",
+      run = function(c)
+        send("sms", c, "seen", { what = "visit", n = c:bought{ sku = "B1" }, k = c:bought{ category = "coffee" } })
+      end,
+    }
+  ]])
+  s:customer{ id = "c2", phone = "+8613800000002" }
+  s:customer{ id = "c3", phone = "+8613800000003" }
+  local B1 = { { sku = "B1", category = "coffee" } }
+  s:events{
+    { type = "order.paid", customer = "c2", order = "o1", items = B1 },
+    { type = "order.paid", customer = "c2", order = "o1", items = B1 },   -- the same order again
+    { type = "order.paid", customer = "c2", order = "o2", items = { { sku = "T1", category = "coffee" } } },
+    { type = "visit", customer = "c2" },
+    { type = "order.paid", customer = "c3", order = "o9", items = B1 },
+    { type = "order.paid", customer = "c3", order = "o3", items = B1 },
+  }
+  local m = s:sent{ template = "seen" }
+  local bodies = {}
+  for i, x in ipairs(m) do bodies[i] = x.body end
+  table.sort(bodies)
+  t.eq(bodies, { "order B1 2 coffee 2", "visit B1 1 coffee 2" })
+end)
+
 t.case("runs_out_at: supply from the quantities bought and the product's usage_days", function()
   local s = sim([[
     schedule "probe" { every = days(1), run = function()

@@ -1,6 +1,7 @@
 /* Unit tests for runtime/orderline.c and runtime/product.c, against their
  * headers: item checks name the item and the field; an order's lines are
- * stored once; counts are orders, not lines; the window reads the lines;
+ * stored once; counts are orders, not lines; a batch stores what one order
+ * at a time would; the window reads the lines;
  * runs_out_at stacks purchases as documented; product upserts keep absent
  * fields, clear null ones and read CSV text. */
 #include <stdarg.h>
@@ -9,10 +10,13 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "orderline.h"
 #include "product.h"
+#include "util.h"
 
 #define DAY 86400
 
@@ -95,6 +99,82 @@ static void test_lines_once_per_order_and_counts_are_orders(void **state)
     assert_int_equal(b.last_at, 0);
 }
 
+/* Every row of order_items and bought, as one text. */
+static char *dump(store *st)
+{
+    static const char *const q[] = {
+        "SELECT customer, order_id, line, sku, category, name, qty, price, at FROM order_items ORDER BY 1, 2, 3",
+        "SELECT customer, kind, key, orders, qty, first_at, last_at FROM bought ORDER BY 1, 2, 3"};
+    strbuf b;
+    strbuf_init(&b);
+    for (int k = 0; k < 2; k++) {
+        store_stmt *s = store_sql(st, q[k]);
+        assert_non_null(s);
+        int cols = k ? 7 : 9;
+        while (store_step(s) == STORE_ROW) {
+            for (int i = 0; i < cols; i++)
+                strbuf_printf(&b, "%s|", store_col_text(s, i) ? store_col_text(s, i) : "NULL");
+            strbuf_putc(&b, '\n');
+        }
+    }
+    return strbuf_take(&b);
+}
+
+/* A batch (what event processing writes at the end of its transaction)
+ * leaves the same rows as storing its orders one at a time: an order id
+ * seen before the batch or earlier in it counts nothing again, an sku
+ * twice in one order counts that order once, a line without a category
+ * makes no category fact, times out of order keep first/last right. */
+static void test_batch_stores_as_one_by_one(void **state)
+{
+    store *one = *state;
+    struct store_options o = {.memory = 1};
+    char *err = NULL;
+    store *batched = store_open(":memory:", &o, &err);
+    assert_non_null(batched);
+    static const char *const cats[] = {"\"category\":\"coffee\",", "\"category\":\"tea\",", ""};
+    assert_int_equal(store_order(one, "c2", "o7", 50, "[{\"sku\":\"B1\"}]"), 1);
+    assert_int_equal(store_order(batched, "c2", "o7", 50, "[{\"sku\":\"B1\"}]"), 1);
+    orderline_batch *b = orderline_batch_new();
+    int stored = 0;
+    unsigned r = 12345;
+    for (int i = 0; i < 300; i++) {
+        char customer[8], order[8], items[600] = "[";
+        r = r * 1103515245 + 12345;
+        snprintf(customer, sizeof customer, "c%u", (r >> 8) % 5);
+        snprintf(order, sizeof order, "o%u", (r >> 12) % 40);   /* repeats: the first wins */
+        int n = 1 + (int)((r >> 16) % 4);
+        for (int k = 0; k < n; k++) {
+            r = r * 1103515245 + 12345;
+            unsigned sku = (r >> 8) % 6;
+            char item[120];
+            snprintf(item, sizeof item, "%s{%s\"sku\":%s%u%s,\"qty\":%u%s}", k ? "," : "", cats[(r >> 12) % 3],
+                     sku == 5 ? "" : "\"B", sku, sku == 5 ? "" : "\"", 1 + (r >> 14) % 3,
+                     (r >> 16) % 2 ? ",\"price\":9.5,\"name\":\"N\"" : "");
+            strcat(items, item);
+        }
+        strcat(items, "]");
+        tend_time at = 1000 + (tend_time)((r >> 4) % 100000);
+        int got = store_order(one, customer, order, at, items);
+        assert_true(got >= 0);
+        stored += got;
+        cJSON *j = cJSON_Parse(items);
+        assert_non_null(j);
+        orderline_batch_add(b, customer, order, at, j);
+        cJSON_Delete(j);
+    }
+    assert_int_equal(orderline_batch_flush(b, batched), stored);
+    assert_int_equal(orderline_batch_lines(b), 0);
+    assert_int_equal(orderline_batch_flush(b, batched), 0);
+    orderline_batch_free(b);
+    char *want = dump(one), *got = dump(batched);
+    assert_true(strlen(want) > 1000);
+    assert_string_equal(got, want);
+    free(want);
+    free(got);
+    store_close(batched);
+}
+
 static void test_runs_out_at_stacks_purchases(void **state)
 {
     store *st = *state;
@@ -158,6 +238,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_check_names_item_and_field),
         cmocka_unit_test_setup_teardown(test_lines_once_per_order_and_counts_are_orders, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_stores_as_one_by_one, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runs_out_at_stacks_purchases, setup, teardown),
         cmocka_unit_test_setup_teardown(test_product_upsert_merges_and_checks, setup, teardown),
     };
