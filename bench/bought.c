@@ -3,8 +3,8 @@
  *   build/release/bench_bought [N [DB]]     (default N = 100000)
  *
  * N customers with 5 order lines each (in 1 to 3 orders over the last
- * year; 200 skus in 10 categories) are stored through orderline_store, the
- * code event processing uses, in batches of 20,000 orders. Then compiled
+ * year; 200 skus in 10 categories) are stored through orderline_batch_*,
+ * the code event processing uses, in batches of 20,000 orders. Then compiled
  * segments count: bought = {category, within = 30 days} (the design's
  * target at 10M customers / 50M lines: < 200 ms), an sku in a window,
  * at_least 2 in a window, and not_(bought{...}). Each count runs 5 times;
@@ -49,10 +49,17 @@ static void die(store *st, const char *what)
     exit(1);
 }
 
+/* The store as a bulk load builds it: bought_recent (kind, key, last_at,
+ * orders) is dropped while the random-time facts go in and built once at
+ * the end, a sort instead of 2N random index inserts; the same index the
+ * schema makes, so the counts below read what a live store has. */
 static void generate(store *st, long n)
 {
     double a = seconds();
+    if (store_exec(st, "DROP INDEX bought_recent") != 0)
+        die(st, "drop index");
     long orders = 0, lines = 0, in_batch = 0;
+    orderline_batch *batch = orderline_batch_new();
     if (store_begin(st) != 0)
         die(st, "begin");
     for (long i = 1; i <= n; i++) {
@@ -82,23 +89,30 @@ static void generate(store *st, long n)
             }
             char oid[24];
             snprintf(oid, sizeof oid, "o%ld-%d", i, o);
-            int got = orderline_store(st, id, oid, NOW - (long long)below(365 * DAY), items);
+            orderline_batch_add(batch, id, oid, NOW - (long long)below(365 * DAY), items);
             cJSON_Delete(items);
-            if (got < 0)
-                die(st, "orderline_store");
-            lines += got;
             orders++;
             if (++in_batch == 20000) {
+                int got = orderline_batch_flush(batch, st);
+                if (got < 0)
+                    die(st, "orderline_batch_flush");
+                lines += got;
                 if (store_commit(st) != 0 || store_begin(st) != 0)
                     die(st, "commit");
                 in_batch = 0;
             }
         }
     }
-    if (store_commit(st) != 0)
+    int got = orderline_batch_flush(batch, st);
+    if (got < 0)
+        die(st, "orderline_batch_flush");
+    lines += got;
+    orderline_batch_free(batch);
+    if (store_exec(st, "CREATE INDEX bought_recent ON bought(kind, key, last_at, orders)") != 0 ||
+        store_commit(st) != 0)
         die(st, "commit");
     double b = seconds();
-    printf("bought: %ld customers, %ld orders, %ld lines stored through orderline_store in %.2f s"
+    printf("bought: %ld customers, %ld orders, %ld lines stored through orderline_batch (index built after) in %.2f s"
            " = %.0f orders/s (%.0f lines/s)\n", n, orders, lines, b - a, orders / (b - a), lines / (b - a));
 }
 
