@@ -8,7 +8,7 @@
  * EVENTS are paid orders ({"id", "type", "customer", "total"}) for customers
  * in it. As `tend ingest` does:
  *  1. store every event (the INSERT tend uses), committing every 50,000;
- *  2. process them in transactions of 5,000 (the engine's EVENT_BATCH):
+ *  2. process them in transactions of 50,000 (the engine's EVENT_BATCH):
  *     read the batch back by seq, and for each event update the customer's
  *     order fields (orders_count, total_spent, first/last order, last
  *     active), count the event in the customer's local hour (activity_hours,
@@ -34,10 +34,11 @@
 #include <sqlite3.h>
 
 #include "bench.h"
+#include "bench_sqlite.h"
 #include "util.h"
 
 #define STORE_COMMIT_EVERY 50000
-#define PROCESS_BATCH 5000
+#define PROCESS_BATCH 50000
 #define WAIT_SECONDS 86400
 
 struct ev {
@@ -50,75 +51,15 @@ struct evs {
     size_t n, cap;
 };
 
-static sqlite3_stmt *prepare(sqlite3 *db, const char *sql)
-{
-    sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK) {
-        fprintf(stderr, "bench_startpark_raw: %s: %s\n", sql, sqlite3_errmsg(db));
-        exit(1);
-    }
-    return s;
-}
-
-static void run(sqlite3 *db, sqlite3_stmt *s)
-{
-    int rc = sqlite3_step(s);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
-        fprintf(stderr, "bench_startpark_raw: %s: %s\n", sqlite3_sql(s), sqlite3_errmsg(db));
-        exit(1);
-    }
-    sqlite3_reset(s);
-}
-
-static void exec(sqlite3 *db, const char *sql)
-{
-    char *err = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
-        fprintf(stderr, "bench_startpark_raw: %s: %s\n", sql, err);
-        exit(1);
-    }
-}
-
-static const char *text_of(const cJSON *j, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, k);
-    return cJSON_IsString(v) ? v->valuestring : "";
-}
-
 static void add_ev(const cJSON *j, char *line, size_t k, void *ud)
 {
     struct evs *e = ud;
     if (e->n == e->cap)
         e->v = xrealloc(e->v, (e->cap = e->cap ? e->cap * 2 : 65536) * sizeof *e->v);
     const cJSON *total = cJSON_GetObjectItemCaseSensitive(j, "total");
-    e->v[e->n++] = (struct ev){xstrdup(text_of(j, "id")), xstrdup(text_of(j, "type")),
-                               xstrdup(text_of(j, "customer")), xstrndup(line, k),
+    e->v[e->n++] = (struct ev){xstrdup(bench_text_of(j, "id")), xstrdup(bench_text_of(j, "type")),
+                               xstrdup(bench_text_of(j, "customer")), xstrndup(line, k),
                                cJSON_IsNumber(total) ? total->valuedouble : 0};
-}
-
-/* The local hour of `at` in a zone, from the C library, remembered per zone
- * and UTC hour (every event of a run falls in a few hours and zones). */
-struct zone_hours {
-    struct { char zone[64]; long long utc_hour; int hour; } v[64];
-    int n;
-};
-
-static int local_hour(struct zone_hours *z, const char *zone, long long at)
-{
-    long long utc_hour = at / 3600;
-    for (int i = 0; i < z->n; i++)
-        if (z->v[i].utc_hour == utc_hour && strcmp(z->v[i].zone, zone) == 0)
-            return z->v[i].hour;
-    setenv("TZ", zone, 1);
-    tzset();
-    time_t t = (time_t)at;
-    struct tm tm;
-    localtime_r(&t, &tm);
-    int i = z->n < 64 ? z->n++ : 0;
-    snprintf(z->v[i].zone, sizeof z->v[i].zone, "%s", zone);
-    z->v[i].utc_hour = utc_hour;
-    z->v[i].hour = tm.tm_hour;
-    return tm.tm_hour;
 }
 
 /* Rows of a batch after their customer's update, written per CHUNK. */
@@ -130,25 +71,9 @@ struct parked {
     char *trigger;
 };
 
-/* The multi-row statement of `rows` rows (prepared once per row count). */
-static sqlite3_stmt *chunk(sqlite3 *db, sqlite3_stmt **cache, int rows, const char *head, const char *row,
-                           const char *tail)
-{
-    if (!cache[rows]) {
-        size_t len = strlen(head) + (size_t)rows * (strlen(row) + 1) + strlen(tail) + 1;
-        char *sql = xmalloc(len), *p = sql;
-        p += sprintf(p, "%s", head);
-        for (int i = 0; i < rows; i++)
-            p += sprintf(p, "%s%s", i ? "," : "", row);
-        sprintf(p, "%s", tail);
-        cache[rows] = prepare(db, sql);
-        free(sql);
-    }
-    return cache[rows];
-}
-
 int main(int argc, char **argv)
 {
+    bench_name = "bench_startpark_raw";
     if (argc != 3) {
         fprintf(stderr, "usage: bench_startpark_raw EVENTS.ndjson DB\n");
         return 2;
@@ -161,33 +86,27 @@ int main(int argc, char **argv)
     struct ev *evs = all.v;
     size_t n = all.n;
 
-    sqlite3 *db;
-    if (sqlite3_open(argv[2], &db) != SQLITE_OK) {
-        fprintf(stderr, "bench_startpark_raw: %s: %s\n", argv[2], sqlite3_errmsg(db));
-        return 1;
-    }
-    exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA temp_store=MEMORY;"
-             " PRAGMA wal_autocheckpoint=8192; PRAGMA cache_size=-65536;");
-    sqlite3_stmt *ins_event = prepare(db, "INSERT INTO events (id, type, customer, at, body, received_at)"
+    sqlite3 *db = bench_open_store(argv[2]);
+    sqlite3_stmt *ins_event = bench_prepare(db, "INSERT INTO events (id, type, customer, at, body, received_at)"
                                           " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING");
-    sqlite3_stmt *cursor_get = prepare(db, "SELECT value FROM meta WHERE key = 'events_cursor'");
-    sqlite3_stmt *cursor_set = prepare(db, "INSERT INTO meta (key, value) VALUES ('events_cursor', ?)"
+    sqlite3_stmt *cursor_get = bench_prepare(db, "SELECT value FROM meta WHERE key = 'events_cursor'");
+    sqlite3_stmt *cursor_set = bench_prepare(db, "INSERT INTO meta (key, value) VALUES ('events_cursor', ?)"
                                            " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
-    sqlite3_stmt *batch = prepare(db, "SELECT seq, customer, at, body FROM events WHERE seq > ?"
+    sqlite3_stmt *batch = bench_prepare(db, "SELECT seq, customer, at, body FROM events WHERE seq > ?"
                                       " ORDER BY seq LIMIT ?");
-    sqlite3_stmt *upd_customer = prepare(db,
+    sqlite3_stmt *upd_customer = bench_prepare(db,
         "UPDATE customers SET orders_count = orders_count + 1, total_spent = total_spent + ?2,"
         " first_order_at = COALESCE(first_order_at, ?1), last_order_at = MAX(COALESCE(last_order_at, ?1), ?1),"
         " last_active_at = MAX(COALESCE(last_active_at, ?1), ?1), updated_at = ?1 WHERE id = ?3");
-    sqlite3_stmt *get_zone = prepare(db, "SELECT timezone FROM customers WHERE id = ?");
-    struct zone_hours zones = {0};
+    sqlite3_stmt *get_zone = bench_prepare(db, "SELECT timezone FROM customers WHERE id = ?");
+    struct bench_zone_hours zones = {0};
     sqlite3_stmt *hours[CHUNK + 1] = {0}, *instances[CHUNK + 1] = {0}, *entries[CHUNK + 1] = {0},
                  *timers[CHUNK + 1] = {0};
     struct parked *rows = calloc(PROCESS_BATCH, sizeof *rows);
 
     double t0 = bench_seconds();
     long long now = (long long)time(NULL);
-    exec(db, "BEGIN IMMEDIATE");
+    bench_exec(db, "BEGIN IMMEDIATE");
     for (size_t i = 0; i < n; i++) {
         sqlite3_bind_text(ins_event, 1, evs[i].id, -1, SQLITE_STATIC);
         sqlite3_bind_text(ins_event, 2, evs[i].type, -1, SQLITE_STATIC);
@@ -195,13 +114,13 @@ int main(int argc, char **argv)
         sqlite3_bind_int64(ins_event, 4, now);
         sqlite3_bind_text(ins_event, 5, evs[i].line, -1, SQLITE_STATIC);
         sqlite3_bind_int64(ins_event, 6, now);
-        run(db, ins_event);
+        bench_run(db, ins_event);
         if ((i + 1) % STORE_COMMIT_EVERY == 0) {
-            exec(db, "COMMIT");
-            exec(db, "BEGIN IMMEDIATE");
+            bench_exec(db, "COMMIT");
+            bench_exec(db, "BEGIN IMMEDIATE");
         }
     }
-    exec(db, "COMMIT");
+    bench_exec(db, "COMMIT");
     double t1 = bench_seconds();
 
     /* seq → the event's amount: events are stored in file order from seq
@@ -210,7 +129,7 @@ int main(int argc, char **argv)
     size_t processed = 0;
     char history[160];
     for (;;) {
-        exec(db, "BEGIN IMMEDIATE");
+        bench_exec(db, "BEGIN IMMEDIATE");
         long long cursor = 0;
         if (sqlite3_step(cursor_get) == SQLITE_ROW)
             cursor = sqlite3_column_int64(cursor_get, 0);
@@ -229,12 +148,12 @@ int main(int argc, char **argv)
             sqlite3_bind_int64(upd_customer, 1, at);
             sqlite3_bind_double(upd_customer, 2, amount);
             sqlite3_bind_text(upd_customer, 3, customer, -1, SQLITE_STATIC);
-            run(db, upd_customer);
+            bench_run(db, upd_customer);
             sqlite3_bind_text(get_zone, 1, customer, -1, SQLITE_STATIC);
             const char *zone = sqlite3_step(get_zone) == SQLITE_ROW ? (const char *)sqlite3_column_text(get_zone, 0) : NULL;
             struct parked *p = &rows[got];
             snprintf(p->customer, sizeof p->customer, "%s", customer);
-            p->hour = local_hour(&zones, zone ? zone : "Asia/Shanghai", at);
+            p->hour = bench_local_hour(&zones, zone ? zone : "Asia/Shanghai", at);
             sqlite3_reset(get_zone);
             free(p->trigger);
             p->trigger = xstrdup((const char *)sqlite3_column_text(batch, 3));
@@ -247,16 +166,16 @@ int main(int argc, char **argv)
                  WAIT_SECONDS, wake);
         for (int done = 0; done < got; done += CHUNK) {
             int m = got - done < CHUNK ? got - done : CHUNK;
-            sqlite3_stmt *hi = chunk(db, hours, m, "INSERT INTO activity_hours (customer, hour, n) VALUES ", "(?, ?, 1)",
+            sqlite3_stmt *hi = bench_chunk(db, hours, m, "INSERT INTO activity_hours (customer, hour, n) VALUES ", "(?, ?, 1)",
                                      " ON CONFLICT(customer, hour) DO UPDATE SET n = n + 1");
-            sqlite3_stmt *ii = chunk(db, instances, m,
+            sqlite3_stmt *ii = bench_chunk(db, instances, m,
                 "INSERT INTO instances (journey, version, customer, state, step, label, wake_at, started_at,"
                 " trigger, history) VALUES ", "('thanks', 'e85329c8463e1e75', ?, 'waiting', 1,"
                 " 'wait 86400 (care.lua:1)', ?, ?, ?, ?)", "");
-            sqlite3_stmt *ei = chunk(db, entries, m, "INSERT INTO entries (journey, customer, count, last_at) VALUES ",
+            sqlite3_stmt *ei = bench_chunk(db, entries, m, "INSERT INTO entries (journey, customer, count, last_at) VALUES ",
                 "('thanks', ?, 1, ?)",
                 " ON CONFLICT(journey, customer) DO UPDATE SET count = count + 1, last_at = excluded.last_at");
-            sqlite3_stmt *ti = chunk(db, timers, m, "INSERT INTO timers (wake_at, instance) VALUES ", "(?, ?)", "");
+            sqlite3_stmt *ti = bench_chunk(db, timers, m, "INSERT INTO timers (wake_at, instance) VALUES ", "(?, ?)", "");
             for (int i = 0; i < m; i++) {
                 struct parked *p = &rows[done + i];
                 sqlite3_bind_text(hi, 2 * i + 1, p->customer, -1, SQLITE_STATIC);
@@ -269,21 +188,21 @@ int main(int argc, char **argv)
                 sqlite3_bind_text(ei, 2 * i + 1, p->customer, -1, SQLITE_STATIC);
                 sqlite3_bind_int64(ei, 2 * i + 2, now);
             }
-            run(db, hi);
-            run(db, ii);
+            bench_run(db, hi);
+            bench_run(db, ii);
             /* the chunk's rowids are consecutive: one writer, INTEGER PRIMARY KEY */
             long long last = sqlite3_last_insert_rowid(db);
             for (int i = 0; i < m; i++) {
                 sqlite3_bind_int64(ti, 2 * i + 1, wake);
                 sqlite3_bind_int64(ti, 2 * i + 2, last - m + 1 + i);
             }
-            run(db, ei);
-            run(db, ti);
+            bench_run(db, ei);
+            bench_run(db, ti);
         }
         sqlite3_reset(batch);
         sqlite3_bind_int64(cursor_set, 1, cursor);
-        run(db, cursor_set);
-        exec(db, "COMMIT");
+        bench_run(db, cursor_set);
+        bench_exec(db, "COMMIT");
         processed += (size_t)got;
         if (got < PROCESS_BATCH)
             break;

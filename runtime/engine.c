@@ -33,7 +33,7 @@
 #include "util.h"
 
 #define BATCH 500           /* instances per transaction */
-#define EVENT_BATCH 50000   /* events per transaction: a backlog drains with few fsyncs */
+#define EVENT_BATCH 50000   /* events per transaction: a backlog drains with few commits (each rewrites the pages it dirtied) */
 #define FANOUT_PAGE 500
 #define LOCAL_PAGE 2000      /* customers per local-trigger page: one commit each */
 

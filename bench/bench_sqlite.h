@@ -1,0 +1,113 @@
+/* bench/bench_sqlite.h — what the raw-SQLite ceilings share (header only:
+ * each bench/X_raw.c is its own program): statements that exit on error
+ * with the program's name, multi-row statements prepared once per row
+ * count, and the local hour of an instant in a zone. */
+#ifndef TEND_BENCH_SQLITE_H
+#define TEND_BENCH_SQLITE_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+#include <sqlite3.h>
+
+#include "util.h"
+
+/* The program's name in error messages; each program sets it first. */
+static const char *bench_name = "bench";
+
+static inline sqlite3_stmt *bench_prepare(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK) {
+        fprintf(stderr, "%s: %s: %s\n", bench_name, sql, sqlite3_errmsg(db));
+        exit(1);
+    }
+    return s;
+}
+
+static inline void bench_run(sqlite3 *db, sqlite3_stmt *s)
+{
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        fprintf(stderr, "%s: %s: %s\n", bench_name, sqlite3_sql(s), sqlite3_errmsg(db));
+        exit(1);
+    }
+    sqlite3_reset(s);
+}
+
+static inline void bench_exec(sqlite3 *db, const char *sql)
+{
+    char *err = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
+        fprintf(stderr, "%s: %s: %s\n", bench_name, sql, err);
+        exit(1);
+    }
+}
+
+/* A store opened as tend opens its own (WAL, synchronous=FULL, a 64 MiB
+ * page cache, the same checkpoint interval), so neither side pays for a
+ * smaller cache; exits if it cannot be opened. */
+static inline sqlite3 *bench_open_store(const char *path)
+{
+    sqlite3 *db;
+    if (sqlite3_open(path, &db) != SQLITE_OK) {
+        fprintf(stderr, "%s: %s: %s\n", bench_name, path, sqlite3_errmsg(db));
+        exit(1);
+    }
+    bench_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA temp_store=MEMORY;"
+                   " PRAGMA wal_autocheckpoint=8192; PRAGMA cache_size=-65536;");
+    return db;
+}
+
+static inline const char *bench_text_of(const cJSON *j, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, k);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+/* The local hour of `at` in a zone, from the C library, remembered per zone
+ * and UTC hour (every event of a run falls in a few hours and zones). */
+struct bench_zone_hours {
+    struct { char zone[64]; long long utc_hour; int hour; } v[64];
+    int n;
+};
+
+static inline int bench_local_hour(struct bench_zone_hours *z, const char *zone, long long at)
+{
+    long long utc_hour = at / 3600;
+    for (int i = 0; i < z->n; i++)
+        if (z->v[i].utc_hour == utc_hour && strcmp(z->v[i].zone, zone) == 0)
+            return z->v[i].hour;
+    setenv("TZ", zone, 1);
+    tzset();
+    time_t t = (time_t)at;
+    struct tm tm;
+    localtime_r(&t, &tm);
+    int i = z->n < 64 ? z->n++ : 0;
+    snprintf(z->v[i].zone, sizeof z->v[i].zone, "%s", zone);
+    z->v[i].utc_hour = utc_hour;
+    z->v[i].hour = tm.tm_hour;
+    return tm.tm_hour;
+}
+
+/* The multi-row statement of `rows` rows (prepared once per row count). */
+static inline sqlite3_stmt *bench_chunk(sqlite3 *db, sqlite3_stmt **cache, int rows, const char *head,
+                                        const char *row, const char *tail)
+{
+    if (!cache[rows]) {
+        size_t len = strlen(head) + (size_t)rows * (strlen(row) + 1) + strlen(tail) + 1;
+        char *sql = xmalloc(len), *p = sql;
+        p += sprintf(p, "%s", head);
+        for (int i = 0; i < rows; i++)
+            p += sprintf(p, "%s%s", i ? "," : "", row);
+        sprintf(p, "%s", tail);
+        cache[rows] = bench_prepare(db, sql);
+        free(sql);
+    }
+    return cache[rows];
+}
+
+#endif

@@ -1,0 +1,314 @@
+/* bench/orders_raw — the ceiling for order events with items: raw SQLite
+ * writing the rows `tend ingest` writes for them, in the batches tend
+ * writes them, synchronous=FULL in WAL mode.
+ *
+ *   build/release/bench_orders_raw EVENTS.ndjson DB [BATCH]
+ *
+ * DB is a copy of the store tend ingests into (same schema, same
+ * customers); EVENTS are order.paid events with {id, customer, at, order,
+ * total, items = [{sku, category, qty, price}]} for customers in it. As
+ * `tend ingest` does (no journeys):
+ *  1. store every event (the INSERT tend uses), committing every 50,000;
+ *  2. process them in transactions of BATCH (default 50,000, the engine's
+ *     EVENT_BATCH): read the batch back by seq; for each event update the
+ *     customer's order fields (orders_count, total_spent, first/last order,
+ *     last active) and count the event in the customer's local hour
+ *     (activity_hours, the zone read from the customer row); then the
+ *     batch's orders, sorted by customer and order id: check the order's
+ *     lines are not stored yet, insert them (order_items), and upsert one
+ *     bought row per (customer, sku) and (customer, category) of the batch
+ *     (orders, qty, first/last at); then move meta.events_cursor.
+ * Each row is written once with a minimal statement; lines and facts go in
+ * multi-row statements of 16 rows, as tend's. The customer's derived fields
+ * (lifecycle, RFM) are unindexed columns of the same row and left out. The
+ * connection is set up as tend's store is (WAL, synchronous=FULL, a 64 MiB
+ * page cache, the same checkpoint interval). The NDJSON is parsed before
+ * the clock starts. Prints "EVENTS SECONDS STORE_SECONDS PROCESS_SECONDS". */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+#include <sqlite3.h>
+
+#include "bench.h"
+#include "bench_sqlite.h"
+#include "util.h"
+
+#define STORE_COMMIT_EVERY 50000
+#define MAX_ITEMS 8
+#define CHUNK 16
+
+struct item {
+    char sku[16], category[16];
+    double qty, price;
+};
+
+struct ev {
+    char *id, *customer, *order, *line;
+    long long at;
+    double amount;
+    int nitems;
+    struct item items[MAX_ITEMS];
+};
+
+struct evs {
+    struct ev *v;
+    size_t n, cap;
+};
+
+static double number_of(const cJSON *j, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, k);
+    return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+static void add_ev(const cJSON *j, char *line, size_t k, void *ud)
+{
+    struct evs *e = ud;
+    if (e->n == e->cap)
+        e->v = xrealloc(e->v, (e->cap = e->cap ? e->cap * 2 : 65536) * sizeof *e->v);
+    struct ev *x = &e->v[e->n++];
+    memset(x, 0, sizeof *x);
+    x->id = xstrdup(bench_text_of(j, "id"));
+    x->customer = xstrdup(bench_text_of(j, "customer"));
+    x->order = xstrdup(bench_text_of(j, "order"));
+    x->line = xstrndup(line, k);
+    x->at = (long long)number_of(j, "at");
+    x->amount = number_of(j, "total");
+    const cJSON *it;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(j, "items")) {
+        if (x->nitems == MAX_ITEMS)
+            break;
+        struct item *i = &x->items[x->nitems++];
+        snprintf(i->sku, sizeof i->sku, "%s", bench_text_of(it, "sku"));
+        snprintf(i->category, sizeof i->category, "%s", bench_text_of(it, "category"));
+        i->qty = number_of(it, "qty");
+        i->price = number_of(it, "price");
+    }
+}
+
+/* One (customer, kind, key) fact of one order, merged per batch. */
+struct fact {
+    const char *customer, *key;
+    int kind;
+    size_t order;
+    long long orders, first_at, last_at;
+    double qty;
+};
+
+static int cmp_ev(const void *a, const void *b)
+{
+    const struct ev *x = *(const struct ev *const *)a, *y = *(const struct ev *const *)b;
+    int c = strcmp(x->customer, y->customer);
+    return c ? c : strcmp(x->order, y->order);
+}
+
+static int cmp_fact(const void *a, const void *b)
+{
+    const struct fact *x = a, *y = b;
+    int c = strcmp(x->customer, y->customer);
+    if (!c)
+        c = x->kind - y->kind;
+    if (!c)
+        c = strcmp(x->key, y->key);
+    return c ? c : (x->order > y->order) - (x->order < y->order);
+}
+
+int main(int argc, char **argv)
+{
+    bench_name = "bench_orders_raw";
+    if (argc < 3) {
+        fprintf(stderr, "usage: bench_orders_raw EVENTS.ndjson DB [BATCH]\n");
+        return 2;
+    }
+    int process_batch = argc > 3 ? atoi(argv[3]) : 50000;
+    struct evs all = {0};
+    if (bench_load_ndjson(argv[1], add_ev, &all) != 0) {
+        perror(argv[1]);
+        return 1;
+    }
+    struct ev *evs = all.v;
+    size_t n = all.n;
+
+    sqlite3 *db = bench_open_store(argv[2]);
+    sqlite3_stmt *ins_event = bench_prepare(db, "INSERT INTO events (id, type, customer, at, body, received_at)"
+                                          " VALUES (?, 'order.paid', ?, ?, ?, ?) ON CONFLICT DO NOTHING");
+    sqlite3_stmt *cursor_get = bench_prepare(db, "SELECT value FROM meta WHERE key = 'events_cursor'");
+    sqlite3_stmt *cursor_set = bench_prepare(db, "INSERT INTO meta (key, value) VALUES ('events_cursor', ?)"
+                                           " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+    sqlite3_stmt *batch = bench_prepare(db, "SELECT seq, customer, at FROM events WHERE seq > ? ORDER BY seq LIMIT ?");
+    sqlite3_stmt *upd_customer = bench_prepare(db,
+        "UPDATE customers SET orders_count = orders_count + 1, total_spent = total_spent + ?2,"
+        " first_order_at = COALESCE(first_order_at, ?1), last_order_at = MAX(COALESCE(last_order_at, ?1), ?1),"
+        " last_active_at = MAX(COALESCE(last_active_at, ?1), ?1), updated_at = ?1 WHERE id = ?3");
+    sqlite3_stmt *get_zone = bench_prepare(db, "SELECT timezone FROM customers WHERE id = ?");
+    sqlite3_stmt *hour = bench_prepare(db, "INSERT INTO activity_hours (customer, hour, n) VALUES (?, ?, 1)"
+                                     " ON CONFLICT(customer, hour) DO UPDATE SET n = n + 1");
+    sqlite3_stmt *seen = bench_prepare(db, "SELECT 1 FROM order_items WHERE customer = ? AND order_id = ? LIMIT 1");
+    sqlite3_stmt *lines_ins[CHUNK + 1] = {0}, *facts_ins[CHUNK + 1] = {0};
+    struct bench_zone_hours zones = {0};
+    struct ev **todo = xmalloc((size_t)process_batch * sizeof *todo);
+    struct fact *facts = xmalloc((size_t)process_batch * MAX_ITEMS * 2 * sizeof *facts);
+    struct { const struct ev *e; int i; } *rows = xmalloc((size_t)process_batch * MAX_ITEMS * sizeof *rows);
+
+    double t0 = bench_seconds();
+    long long now = (long long)time(NULL);
+    bench_exec(db, "BEGIN IMMEDIATE");
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_bind_text(ins_event, 1, evs[i].id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(ins_event, 2, evs[i].customer, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(ins_event, 3, evs[i].at);
+        sqlite3_bind_text(ins_event, 4, evs[i].line, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(ins_event, 5, now);
+        bench_run(db, ins_event);
+        if ((i + 1) % STORE_COMMIT_EVERY == 0) {
+            bench_exec(db, "COMMIT");
+            bench_exec(db, "BEGIN IMMEDIATE");
+        }
+    }
+    bench_exec(db, "COMMIT");
+    double t1 = bench_seconds();
+
+    long long first_seq = -1;
+    size_t processed = 0;
+    for (;;) {
+        bench_exec(db, "BEGIN IMMEDIATE");
+        long long cursor = 0;
+        if (sqlite3_step(cursor_get) == SQLITE_ROW)
+            cursor = sqlite3_column_int64(cursor_get, 0);
+        sqlite3_reset(cursor_get);
+        sqlite3_bind_int64(batch, 1, cursor);
+        sqlite3_bind_int(batch, 2, process_batch);
+        int got = 0;
+        while (sqlite3_step(batch) == SQLITE_ROW) {
+            long long seq = sqlite3_column_int64(batch, 0);
+            if (first_seq < 0)
+                first_seq = seq;
+            const char *customer = (const char *)sqlite3_column_text(batch, 1);
+            long long at = sqlite3_column_int64(batch, 2);
+            size_t k = (size_t)(seq - first_seq);
+            if (k >= n)
+                break;
+            sqlite3_bind_int64(upd_customer, 1, at);
+            sqlite3_bind_double(upd_customer, 2, evs[k].amount);
+            sqlite3_bind_text(upd_customer, 3, customer, -1, SQLITE_STATIC);
+            bench_run(db, upd_customer);
+            sqlite3_bind_text(get_zone, 1, customer, -1, SQLITE_STATIC);
+            const char *zone = sqlite3_step(get_zone) == SQLITE_ROW ? (const char *)sqlite3_column_text(get_zone, 0) : NULL;
+            int h = bench_local_hour(&zones, zone ? zone : "Asia/Shanghai", at);
+            sqlite3_reset(get_zone);
+            sqlite3_bind_text(hour, 1, customer, -1, SQLITE_STATIC);
+            sqlite3_bind_int(hour, 2, h);
+            bench_run(db, hour);
+            todo[got++] = &evs[k];
+            cursor = seq;
+        }
+        sqlite3_reset(batch);
+        /* the batch's orders in key order, each once */
+        qsort(todo, (size_t)got, sizeof *todo, cmp_ev);
+        int nrows = 0, nfacts = 0;
+        for (int i = 0; i < got; i++) {
+            const struct ev *e = todo[i];
+            if (i && !cmp_ev(&todo[i - 1], &todo[i]))
+                continue;
+            sqlite3_bind_text(seen, 1, e->customer, -1, SQLITE_STATIC);
+            sqlite3_bind_text(seen, 2, e->order, -1, SQLITE_STATIC);
+            int stored = sqlite3_step(seen) == SQLITE_ROW;
+            sqlite3_reset(seen);
+            if (stored)
+                continue;
+            for (int j = 0; j < e->nitems; j++) {
+                rows[nrows].e = e;
+                rows[nrows++].i = j;
+                const struct item *it = &e->items[j];
+                facts[nfacts++] = (struct fact){e->customer, it->sku, 0, (size_t)i, 1, e->at, e->at, it->qty};
+                facts[nfacts++] = (struct fact){e->customer, it->category, 1, (size_t)i, 1, e->at, e->at, it->qty};
+            }
+        }
+        for (int done = 0; done < nrows; done += CHUNK) {
+            int m = nrows - done < CHUNK ? nrows - done : CHUNK;
+            sqlite3_stmt *s = bench_chunk(db, lines_ins, m,
+                "INSERT INTO order_items (customer, order_id, line, sku, category, qty, price, at) VALUES ",
+                "(?, ?, ?, ?, ?, ?, ?, ?)", "");
+            for (int r = 0; r < m; r++) {
+                const struct ev *e = rows[done + r].e;
+                const struct item *it = &e->items[rows[done + r].i];
+                int p = r * 8;
+                sqlite3_bind_text(s, p + 1, e->customer, -1, SQLITE_STATIC);
+                sqlite3_bind_text(s, p + 2, e->order, -1, SQLITE_STATIC);
+                sqlite3_bind_int(s, p + 3, rows[done + r].i + 1);
+                sqlite3_bind_text(s, p + 4, it->sku, -1, SQLITE_STATIC);
+                sqlite3_bind_text(s, p + 5, it->category, -1, SQLITE_STATIC);
+                sqlite3_bind_double(s, p + 6, it->qty);
+                sqlite3_bind_double(s, p + 7, it->price);
+                sqlite3_bind_int64(s, p + 8, e->at);
+            }
+            bench_run(db, s);
+        }
+        qsort(facts, (size_t)nfacts, sizeof *facts, cmp_fact);
+        int merged = 0;
+        for (int i = 0; i < nfacts; i++) {
+            struct fact *f = &facts[i], *m = merged ? &facts[merged - 1] : NULL;
+            if (m && m->kind == f->kind && !strcmp(m->customer, f->customer) && !strcmp(m->key, f->key)) {
+                m->orders += m->order != f->order;
+                m->order = f->order;
+                m->qty += f->qty;
+                m->first_at = f->first_at < m->first_at ? f->first_at : m->first_at;
+                m->last_at = f->last_at > m->last_at ? f->last_at : m->last_at;
+            } else {
+                facts[merged++] = *f;
+            }
+        }
+        for (int done = 0; done < merged; done += CHUNK) {
+            int m = merged - done < CHUNK ? merged - done : CHUNK;
+            sqlite3_stmt *s = bench_chunk(db, facts_ins, m,
+                "INSERT INTO bought (kind, key, customer, orders, qty, first_at, last_at) VALUES ",
+                "(?, ?, ?, ?, ?, ?, ?)",
+                " ON CONFLICT (customer, kind, key) DO UPDATE SET orders = bought.orders + excluded.orders,"
+                " qty = bought.qty + excluded.qty, first_at = MIN(bought.first_at, excluded.first_at),"
+                " last_at = MAX(bought.last_at, excluded.last_at)");
+            for (int r = 0; r < m; r++) {
+                const struct fact *f = &facts[done + r];
+                int p = r * 7;
+                sqlite3_bind_int(s, p + 1, f->kind);
+                sqlite3_bind_text(s, p + 2, f->key, -1, SQLITE_STATIC);
+                sqlite3_bind_text(s, p + 3, f->customer, -1, SQLITE_STATIC);
+                sqlite3_bind_int64(s, p + 4, f->orders);
+                sqlite3_bind_double(s, p + 5, f->qty);
+                sqlite3_bind_int64(s, p + 6, f->first_at);
+                sqlite3_bind_int64(s, p + 7, f->last_at);
+            }
+            bench_run(db, s);
+        }
+        sqlite3_bind_int64(cursor_set, 1, cursor);
+        bench_run(db, cursor_set);
+        bench_exec(db, "COMMIT");
+        processed += (size_t)got;
+        if (got < process_batch)
+            break;
+    }
+    double t2 = bench_seconds();
+    printf("%zu %.3f %.3f %.3f\n", processed, t2 - t0, t1 - t0, t2 - t1);
+
+    sqlite3_stmt *stmts[] = {ins_event, cursor_get, cursor_set, batch, upd_customer, get_zone, hour, seen};
+    for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++)
+        sqlite3_finalize(stmts[i]);
+    for (int i = 0; i <= CHUNK; i++) {
+        sqlite3_finalize(lines_ins[i]);
+        sqlite3_finalize(facts_ins[i]);
+    }
+    sqlite3_close(db);
+    free(todo);
+    free(facts);
+    free(rows);
+    for (size_t i = 0; i < n; i++) {
+        free(evs[i].id);
+        free(evs[i].customer);
+        free(evs[i].order);
+        free(evs[i].line);
+    }
+    free(evs);
+    return processed == n ? 0 : 1;
+}
