@@ -996,6 +996,15 @@ segment_query *segment_compile(lua_State *L, int idx, tend_time now, char *err, 
     if (c.bought_conds == 1 && c.bought_start == 0 && c.bought_end == c.sql.len)
         q->count_sql = xasprintf("SELECT COUNT(*) FROM (%.*s)", (int)(c.sql.len - sizeof in_head),
                                  c.sql.s + sizeof in_head - 1);
+    /* not_(bought{...}) alone: every customer but those, by the same
+     * reasoning (one scan of the smallest customers index, not a lookup in
+     * the facts per customer: 50x at 2M customers). */
+    static const char not_head[] = "NOT COALESCE((", not_tail[] = "), 0)";
+    if (c.bought_conds == 1 && c.bought_start == sizeof not_head - 1 &&
+        c.bought_end == c.sql.len - (sizeof not_tail - 1) && memcmp(c.sql.s, not_head, sizeof not_head - 1) == 0)
+        q->count_sql = xasprintf("SELECT (SELECT COUNT(*) FROM customers) - (SELECT COUNT(*) FROM (%.*s))",
+                                 (int)(c.bought_end - c.bought_start - sizeof in_head),
+                                 c.sql.s + c.bought_start + sizeof in_head - 1);
     q->where = strbuf_take(&c.sql);
     q->params = c.params;
     q->nparams = c.nparams;
