@@ -32,29 +32,49 @@ struct val {
     int safe;                   /* already HTML-escaped */
 };
 
+/* By the type byte, not cJSON_Is*(): six library calls a value add up in a
+ * render that reads a few dozen of them. */
 static struct val from_json(const cJSON *j)
 {
     struct val v = {0};
-    if (!j || cJSON_IsNull(j)) {
-        v.k = V_NIL;
-    } else if (cJSON_IsBool(j)) {
-        v.k = V_BOOL;
-        v.b = cJSON_IsTrue(j);
-    } else if (cJSON_IsNumber(j)) {
-        v.k = V_NUM;
-        v.n = j->valuedouble;
-    } else if (cJSON_IsString(j)) {
+    if (!j)
+        return v;
+    switch (j->type & 0xFF) {
+    case cJSON_False: v.k = V_BOOL; break;
+    case cJSON_True: v.k = V_BOOL; v.b = 1; break;
+    case cJSON_Number: v.k = V_NUM; v.n = j->valuedouble; break;
+    case cJSON_String:
         v.k = V_STR;
         v.s = j->valuestring ? j->valuestring : "";
         v.len = strlen(v.s);
-    } else if (cJSON_IsArray(j)) {
-        v.k = V_ARR;
-        v.j = j;
-    } else if (cJSON_IsObject(j)) {
-        v.k = V_OBJ;
-        v.j = j;
+        break;
+    case cJSON_Array: v.k = V_ARR; v.j = j; break;
+    case cJSON_Object: v.k = V_OBJ; v.j = j; break;
+    default: break;     /* null (and raw, which no vars hold) */
     }
     return v;
+}
+
+/* obj's member `name` (the first, as cJSON_GetObjectItemCaseSensitive):
+ * the first byte is compared before the call, as most names differ there. */
+static const cJSON *member(const cJSON *obj, const char *name)
+{
+    if (!obj)
+        return NULL;
+    for (const cJSON *c = obj->child; c; c = c->next)
+        if (c->string && c->string[0] == name[0] && strcmp(c->string, name) == 0)
+            return c;
+    return NULL;
+}
+
+/* Characters in UTF-8 text (what g_utf8_strlen counts in valid text, which
+ * every stored value is): the bytes that do not continue a sequence. */
+static long utf8_chars(const char *s, size_t n)
+{
+    long chars = 0;
+    for (size_t i = 0; i < n; i++)
+        chars += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return chars;
 }
 
 static const char *kind_name(const struct val *v)
@@ -87,6 +107,8 @@ struct render {
     int iterations;
     struct frame frames[TEMPLATE_MAX_DEPTH + 1];
     int nframes;
+    uint64_t slots_found;       /* bit k: slot[k] holds variable slot k (struct operand.slot) */
+    const cJSON *slot[TEMPLATE_SLOTS];
     struct arena_block *arena;
     char scratch[2048];         /* the first strings, before any block is needed */
     size_t scratch_used;
@@ -227,13 +249,20 @@ static struct val lookup(struct render *r, const struct operand *o)
         }
     } else if (o->frame >= 0) {
         v = r->frames[o->frame].item;
+    } else if (o->slot >= 0) {
+        uint64_t bit = (uint64_t)1 << o->slot;
+        if (!(r->slots_found & bit)) {
+            r->slot[o->slot] = member(r->vars, g[0].name);
+            r->slots_found |= bit;
+        }
+        v = from_json(r->slot[o->slot]);
     } else {
-        v = from_json(r->vars ? cJSON_GetObjectItemCaseSensitive(r->vars, g[0].name) : NULL);
+        v = from_json(member(r->vars, g[0].name));
     }
     for (; i < o->nseg; i++) {
         const struct segment *s = &g[i];
         if (v.k == V_OBJ && s->name) {
-            v = from_json(cJSON_GetObjectItemCaseSensitive(v.j, s->name));
+            v = from_json(member(v.j, s->name));
         } else if (v.k == V_ARR) {
             int n = cJSON_GetArraySize(v.j);
             if (!s->name)
@@ -244,7 +273,7 @@ static struct val lookup(struct render *r, const struct operand *o)
             else v = (struct val){0};
         } else if (v.k == V_STR && s->name && !strcmp(s->name, "size")) {
             v.k = V_NUM;
-            v.n = (double)g_utf8_strlen(v.s, (gssize)v.len);
+            v.n = (double)utf8_chars(v.s, v.len);
         } else {
             v = (struct val){0};
         }
@@ -327,8 +356,8 @@ static struct val money(struct render *r, double x, const char *code)
     const char *symbol = NULL;
     int decimals = 2;
     char other[16];
-    for (size_t i = 0; i < sizeof CURRENCIES / sizeof CURRENCIES[0]; i++)
-        if (!strcmp(CURRENCIES[i].code, code)) {      /* codes are checked to be capitals */
+    for (size_t i = 0; i < sizeof CURRENCIES / sizeof CURRENCIES[0] && !symbol; i++)
+        if (CURRENCIES[i].code[0] == code[0] && !strcmp(CURRENCIES[i].code, code)) {  /* checked to be capitals */
             symbol = CURRENCIES[i].symbol;
             decimals = CURRENCIES[i].decimals;
         }
@@ -361,13 +390,20 @@ static struct val money(struct render *r, double x, const char *code)
     size_t intlen = strcspn(digits, ".");
     size_t k = 0;
     if (x < 0) out[k++] = '-';
-    k += (size_t)snprintf(out + k, sizeof out - k, "%s", symbol);
+    size_t symlen = strlen(symbol);             /* at most 8 bytes */
+    memcpy(out + k, symbol, symlen);
+    k += symlen;
     for (size_t i = 0; i < intlen && k < sizeof out - 8; i++) {
         if (i && (intlen - i) % 3 == 0)
             out[k++] = ',';
         out[k++] = digits[i];
     }
-    k += (size_t)snprintf(out + k, sizeof out - k, "%s", digits + intlen);
+    /* the decimals: at most a '.' and what "%.*f" of 2 decimals wrote */
+    size_t declen = strlen(digits + intlen);
+    if (declen > sizeof out - 1 - k)
+        declen = sizeof out - 1 - k;
+    memcpy(out + k, digits + intlen, declen);
+    k += declen;
     return str_val(r, out, k);
 }
 
@@ -439,9 +475,10 @@ static int date_filter(struct render *r, const struct filter *f, const struct va
 /* Applies filter f to v. Returns 0, or -1 after rfail. */
 static int apply(struct render *r, const struct filter *f, struct val *v)
 {
-    struct val a[2] = {{0}, {0}};
-    for (int i = 0; i < f->nargs; i++)
-        a[i] = eval_operand(r, &f->args[i]);
+    static const struct val none;
+    struct val a[2];        /* filters take at most 2 arguments; the absent ones are nil */
+    for (int i = 0; i < 2; i++)
+        a[i] = i < f->nargs ? eval_operand(r, &f->args[i]) : none;
     const char *name = FILTERS[f->id].name;
     const char *s;
     size_t n;
@@ -478,12 +515,12 @@ static int apply(struct render *r, const struct filter *f, struct val *v)
             }
             if (f->nargs > 1 && text_of(r, &a[1], &ell, &ell_len) != 0)
                 break;
-            long chars = g_utf8_strlen(s, (gssize)n);
+            long chars = utf8_chars(s, n);
             if (chars <= (long)lim) {
                 *v = str_val(r, s, n);
                 return 0;
             }
-            long keep = (long)lim - g_utf8_strlen(ell, (gssize)ell_len);
+            long keep = (long)lim - utf8_chars(ell, ell_len);
             if (keep < 0) keep = 0;
             /* Cut at a character boundary, never inside a UTF-8 sequence. */
             const char *cut = g_utf8_offset_to_pointer(s, keep);
@@ -510,7 +547,7 @@ static int apply(struct render *r, const struct filter *f, struct val *v)
         return 0;
     case F_SIZE:
         if (v->k == V_STR)
-            x = (double)g_utf8_strlen(v->s, (gssize)v->len);
+            x = (double)utf8_chars(v->s, v->len);
         else if (v->k == V_ARR || v->k == V_OBJ)
             x = cJSON_GetArraySize(v->j);
         else if (v->k == V_NIL)
@@ -843,12 +880,25 @@ static int render_nodes(struct render *r, const struct nodes *ns)
 char *template_run(const template_prog *t, const cJSON *vars, const struct template_env *env,
                    char *err, size_t errlen)
 {
-    struct render r = {.t = t, .vars = vars, .err = err, .errlen = errlen};
-    if (env)
-        r.env = *env;
-    emit(&r, "", 0);
-    r.out = xrealloc(r.out, 256);          /* "" renders to "", not NULL */
-    r.cap = 256;
+    /* Field by field: most of struct render (scratch, frames, slots) needs
+     * no zeroing, and a 4 KiB memset is a tenth of a short render. */
+    struct render r;
+    r.t = t;
+    r.vars = vars;
+    r.env = env ? *env : (struct template_env){0};
+    r.len = 0;
+    r.iterations = 0;
+    r.nframes = 0;
+    r.slots_found = 0;
+    r.arena = NULL;
+    r.scratch_used = 0;
+    r.err = err;
+    r.errlen = errlen;
+    r.failed = 0;
+    /* "" renders to "", not NULL; most messages are about as long as
+     * their text, so they fit the first buffer. */
+    r.cap = t->src_len + t->src_len / 2 + 64;
+    r.out = xmalloc(r.cap);
     r.out[0] = '\0';
     render_nodes(&r, &t->root);
     while (r.arena) {
