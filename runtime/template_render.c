@@ -32,27 +32,26 @@ struct val {
     int safe;                   /* already HTML-escaped */
 };
 
-/* By the type byte, not cJSON_Is*(): six library calls a value add up in a
- * render that reads a few dozen of them. */
-static struct val from_json(const cJSON *j)
+/* j as a value, into *v (NULL: nil). By the type byte, not cJSON_Is*():
+ * six library calls a value add up in a render that reads a few dozen. */
+static void set_json(struct val *v, const cJSON *j)
 {
-    struct val v = {0};
+    *v = (struct val){0};
     if (!j)
-        return v;
+        return;
     switch (j->type & 0xFF) {
-    case cJSON_False: v.k = V_BOOL; break;
-    case cJSON_True: v.k = V_BOOL; v.b = 1; break;
-    case cJSON_Number: v.k = V_NUM; v.n = j->valuedouble; break;
+    case cJSON_False: v->k = V_BOOL; break;
+    case cJSON_True: v->k = V_BOOL; v->b = 1; break;
+    case cJSON_Number: v->k = V_NUM; v->n = j->valuedouble; break;
     case cJSON_String:
-        v.k = V_STR;
-        v.s = j->valuestring ? j->valuestring : "";
-        v.len = strlen(v.s);
+        v->k = V_STR;
+        v->s = j->valuestring ? j->valuestring : "";
+        v->len = strlen(v->s);
         break;
-    case cJSON_Array: v.k = V_ARR; v.j = j; break;
-    case cJSON_Object: v.k = V_OBJ; v.j = j; break;
+    case cJSON_Array: v->k = V_ARR; v->j = j; break;
+    case cJSON_Object: v->k = V_OBJ; v->j = j; break;
     default: break;     /* null (and raw, which no vars hold) */
     }
-    return v;
 }
 
 /* obj's member `name` (the first, as cJSON_GetObjectItemCaseSensitive):
@@ -93,7 +92,7 @@ struct arena_block {
 
 struct frame {
     const char *name;
-    struct val item;
+    const cJSON *item;
     int index, length;
     const char *key;
 };
@@ -223,76 +222,105 @@ static int text_of(struct render *r, const struct val *v, const char **s, size_t
     }
 }
 
-/* The value at an operand's path. `found` (may be NULL) says whether the
- * first name was known at all. */
-static struct val lookup(struct render *r, const struct operand *o)
+/* The rest of a path after a value that is not in the vars (a forloop
+ * field, a size): of those, only text has a member, .size. */
+static void rest_of_path(struct val *v, const struct segment *g, int i, int nseg)
 {
-    struct val v = {0};
+    for (; i < nseg; i++) {
+        if (v->k == V_STR && g[i].name && !strcmp(g[i].name, "size")) {
+            v->k = V_NUM;
+            v->n = (double)utf8_chars(v->s, v->len);
+        } else {
+            *v = (struct val){0};
+            return;
+        }
+    }
+}
+
+/* The value at an operand's path, into *v. The path is walked on the cJSON
+ * tree and only its end made a value. */
+static void lookup(struct render *r, const struct operand *o, struct val *v)
+{
     const struct segment *g = o->seg;
-    int i = 1;
-    if (!g[0].name) {
-        return v;
-    } else if (o->forloop) {
+    const cJSON *j;
+    *v = (struct val){0};
+    if (!g[0].name)
+        return;
+    if (o->forloop) {
         const struct frame *f = &r->frames[o->frame];
-        i = 2;
         switch (o->forloop) {
-        case FORLOOP_INDEX: v.k = V_NUM; v.n = f->index + 1; break;
-        case FORLOOP_INDEX0: v.k = V_NUM; v.n = f->index; break;
-        case FORLOOP_RINDEX: v.k = V_NUM; v.n = f->length - f->index; break;
-        case FORLOOP_LENGTH: v.k = V_NUM; v.n = f->length; break;
-        case FORLOOP_FIRST: v.k = V_BOOL; v.b = f->index == 0; break;
-        case FORLOOP_LAST: v.k = V_BOOL; v.b = f->index == f->length - 1; break;
+        case FORLOOP_INDEX: v->k = V_NUM; v->n = f->index + 1; break;
+        case FORLOOP_INDEX0: v->k = V_NUM; v->n = f->index; break;
+        case FORLOOP_RINDEX: v->k = V_NUM; v->n = f->length - f->index; break;
+        case FORLOOP_LENGTH: v->k = V_NUM; v->n = f->length; break;
+        case FORLOOP_FIRST: v->k = V_BOOL; v->b = f->index == 0; break;
+        case FORLOOP_LAST: v->k = V_BOOL; v->b = f->index == f->length - 1; break;
         case FORLOOP_KEY:
-            if (f->key) { v.k = V_STR; v.s = f->key; v.len = strlen(f->key); }
+            if (f->key) { v->k = V_STR; v->s = f->key; v->len = strlen(f->key); }
             break;
         default: break;
         }
-    } else if (o->frame >= 0) {
-        v = r->frames[o->frame].item;
+        rest_of_path(v, g, 2, o->nseg);
+        return;
+    }
+    if (o->frame >= 0) {
+        j = r->frames[o->frame].item;
     } else if (o->slot >= 0) {
         uint64_t bit = (uint64_t)1 << o->slot;
         if (!(r->slots_found & bit)) {
             r->slot[o->slot] = member(r->vars, g[0].name);
             r->slots_found |= bit;
         }
-        v = from_json(r->slot[o->slot]);
+        j = r->slot[o->slot];
     } else {
-        v = from_json(member(r->vars, g[0].name));
+        j = member(r->vars, g[0].name);
     }
-    for (; i < o->nseg; i++) {
+    for (int i = 1; i < o->nseg && j; i++) {
         const struct segment *s = &g[i];
-        if (v.k == V_OBJ && s->name) {
-            v = from_json(member(v.j, s->name));
-        } else if (v.k == V_ARR) {
-            int n = cJSON_GetArraySize(v.j);
-            if (!s->name)
-                v = from_json(s->index >= 0 && s->index < n ? cJSON_GetArrayItem(v.j, (int)s->index) : NULL);
-            else if (!strcmp(s->name, "size")) { v.k = V_NUM; v.n = n; }
-            else if (!strcmp(s->name, "first")) v = from_json(n ? cJSON_GetArrayItem(v.j, 0) : NULL);
-            else if (!strcmp(s->name, "last")) v = from_json(n ? cJSON_GetArrayItem(v.j, n - 1) : NULL);
-            else v = (struct val){0};
-        } else if (v.k == V_STR && s->name && !strcmp(s->name, "size")) {
-            v.k = V_NUM;
-            v.n = (double)utf8_chars(v.s, v.len);
+        int type = j->type & 0xFF;
+        if (type == cJSON_Object && s->name) {
+            j = member(j, s->name);
+        } else if (type == cJSON_Array) {
+            int n = cJSON_GetArraySize(j);
+            if (!s->name) {
+                j = s->index >= 0 && s->index < n ? cJSON_GetArrayItem(j, (int)s->index) : NULL;
+            } else if (!strcmp(s->name, "size")) {
+                v->k = V_NUM;
+                v->n = n;
+                rest_of_path(v, g, i + 1, o->nseg);
+                return;
+            } else if (!strcmp(s->name, "first")) {
+                j = n ? j->child : NULL;
+            } else if (!strcmp(s->name, "last")) {
+                j = n ? cJSON_GetArrayItem(j, n - 1) : NULL;
+            } else {
+                j = NULL;
+            }
+        } else if (type == cJSON_String) {
+            set_json(v, j);
+            rest_of_path(v, g, i, o->nseg);
+            return;
         } else {
-            v = (struct val){0};
+            j = NULL;
         }
     }
-    return v;
+    set_json(v, j);
 }
 
-static struct val eval_operand(struct render *r, const struct operand *o)
+static void eval_operand(struct render *r, const struct operand *o, struct val *v)
 {
-    struct val v = {0};
+    if (o->kind == OPD_PATH) {
+        lookup(r, o, v);
+        return;
+    }
+    *v = (struct val){0};
     switch (o->kind) {
-    case OPD_PATH: return lookup(r, o);
-    case OPD_STR: v.k = V_STR; v.s = o->str; v.len = o->len; break;
-    case OPD_NUM: v.k = V_NUM; v.n = o->num; break;
-    case OPD_TRUE: v.k = V_BOOL; v.b = 1; break;
-    case OPD_FALSE: v.k = V_BOOL; v.b = 0; break;
+    case OPD_STR: v->k = V_STR; v->s = o->str; v->len = o->len; break;
+    case OPD_NUM: v->k = V_NUM; v->n = o->num; break;
+    case OPD_TRUE: v->k = V_BOOL; v->b = 1; break;
+    case OPD_FALSE: v->k = V_BOOL; v->b = 0; break;
     default: break;     /* nil; blank and empty only mean something in == */
     }
-    return v;
 }
 
 /* --- filters ---------------------------------------------------------------------- */
@@ -478,7 +506,10 @@ static int apply(struct render *r, const struct filter *f, struct val *v)
     static const struct val none;
     struct val a[2];        /* filters take at most 2 arguments; the absent ones are nil */
     for (int i = 0; i < 2; i++)
-        a[i] = i < f->nargs ? eval_operand(r, &f->args[i]) : none;
+        if (i < f->nargs)
+            eval_operand(r, &f->args[i], &a[i]);
+        else
+            a[i] = none;
     const char *name = FILTERS[f->id].name;
     const char *s;
     size_t n;
@@ -573,7 +604,8 @@ static int apply(struct render *r, const struct filter *f, struct val *v)
         const cJSON *item;
         int first = 1;
         cJSON_ArrayForEach(item, v->j) {
-            struct val iv = from_json(item);
+            struct val iv;
+            set_json(&iv, item);
             if (text_of(r, &iv, &s, &n) != 0) {
                 r->len = save;
                 rfail(r, f->off, "filter 'join': the list holds %s, not text", kind_name(&iv));
@@ -683,18 +715,21 @@ static int equal(const struct val *a, const struct val *b)
 /* 1 true, 0 false, -1 failed. */
 static int compare(struct render *r, const struct comparison *c)
 {
-    struct val a = eval_operand(r, &c->a);
+    struct val a, b;
+    eval_operand(r, &c->a, &a);
     if (c->op == OP_TRUTHY)
         return !(a.k == V_NIL || (a.k == V_BOOL && !a.b));
     if ((c->op == OP_EQ || c->op == OP_NE) && (c->b.kind == OPD_BLANK || c->b.kind == OPD_EMPTY ||
                                                c->a.kind == OPD_BLANK || c->a.kind == OPD_EMPTY)) {
         int special_right = c->b.kind == OPD_BLANK || c->b.kind == OPD_EMPTY;
-        struct val other = special_right ? a : eval_operand(r, &c->b);
+        struct val other = a;
+        if (!special_right)
+            eval_operand(r, &c->b, &other);
         enum operand_kind k = special_right ? c->b.kind : c->a.kind;
         int eq = is_blank_val(&other, k == OPD_BLANK);
         return c->op == OP_EQ ? eq : !eq;
     }
-    struct val b = eval_operand(r, &c->b);
+    eval_operand(r, &c->b, &b);
     switch (c->op) {
     case OP_EQ: return equal(&a, &b);
     case OP_NE: return !equal(&a, &b);
@@ -704,7 +739,8 @@ static int compare(struct render *r, const struct comparison *c)
         if (a.k == V_ARR) {
             const cJSON *item;
             cJSON_ArrayForEach(item, a.j) {
-                struct val iv = from_json(item);
+                struct val iv;
+            set_json(&iv, item);
                 if (equal(&iv, &b))
                     return 1;
             }
@@ -775,7 +811,8 @@ static int render_nodes(struct render *r, const struct nodes *ns);
 static int render_output(struct render *r, const struct node *n)
 {
     const struct expr *e = &n->u.out;
-    struct val v = eval_operand(r, &e->base);
+    struct val v;
+    eval_operand(r, &e->base, &v);
     int missing = e->base.kind == OPD_PATH && !e->has_default &&
                   (v.k == V_NIL || (v.k == V_STR && v.len == 0));
     for (int i = 0; i < e->nfilters; i++)
@@ -803,7 +840,8 @@ static int render_output(struct render *r, const struct node *n)
 
 static int render_for(struct render *r, const struct node *n)
 {
-    struct val list = eval_operand(r, &n->u.loop.src);
+    struct val list;
+    eval_operand(r, &n->u.loop.src, &list);
     if (list.k != V_NIL && list.k != V_ARR && list.k != V_OBJ) {
         rfail(r, n->u.loop.src.off, "cannot loop over '%s': it is %s",
               n->u.loop.src.str ? n->u.loop.src.str : "a value", kind_name(&list));
@@ -811,7 +849,8 @@ static int render_for(struct render *r, const struct node *n)
     }
     int count = list.k == V_NIL ? 0 : cJSON_GetArraySize(list.j);
     if (n->u.loop.has_limit) {
-        struct val lv = eval_operand(r, &n->u.loop.limit);
+        struct val lv;
+        eval_operand(r, &n->u.loop.limit, &lv);
         double lim;
         if (number_of(&lv, &lim) != 0 || lim < 0) {
             rfail(r, n->u.loop.limit.off, "'limit:' must be a number of 0 or more, not %s", kind_name(&lv));
@@ -834,7 +873,7 @@ static int render_for(struct render *r, const struct node *n)
             break;
         }
         f->index = i;
-        f->item = from_json(item);
+        f->item = item;
         f->key = list.k == V_OBJ ? item->string : NULL;
         if ((rc = render_nodes(r, &n->u.loop.body)) != 0)
             break;
