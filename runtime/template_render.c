@@ -824,6 +824,12 @@ static int render_output(struct render *r, const struct node *n)
         rfail(r, e->base.off, "missing variable '%s'", e->base.str);
         return -1;
     }
+    if (v.k == V_NUM) {         /* digits, '-' and '.': nothing to escape, no copy to keep */
+        char num[400];
+        template_format_number(v.n, num, sizeof num);
+        emit(r, num, strlen(num));
+        return r->failed ? -1 : 0;
+    }
     const char *s;
     size_t len;
     if (text_of(r, &v, &s, &len) != 0) {
