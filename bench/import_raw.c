@@ -97,15 +97,7 @@ int main(int argc, char **argv)
         p = nl + 1;
     }
 
-    char *err = NULL;
-    store *st = store_open(argv[2], NULL, &err);
-    if (!st) {
-        fprintf(stderr, "%s\n", err);
-        return 1;
-    }
-    store_close(st);
-    sqlite3 *db;
-    sqlite3_open(argv[2], &db);
+    sqlite3 *db = bench_raw_open(argv[2]);
     char pragma[160];
     snprintf(pragma, sizeof pragma, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
              " PRAGMA temp_store=MEMORY; PRAGMA cache_size=-%zu", len * 9 / 4 / 1024 + 65536);
