@@ -163,24 +163,36 @@ static struct val str_val(struct render *r, const char *s, size_t n)
     return v;
 }
 
-static void emit(struct render *r, const char *s, size_t n)
+/* The output grows (or the render fails at the output limit): the rare
+ * part of emit, out of line. 0 when n more bytes (and the NUL) fit. */
+static int emit_grow(struct render *r, size_t n)
 {
     if (r->failed)
-        return;
+        return -1;
     if (r->len + n > TEMPLATE_MAX_OUTPUT) {
         r->failed = 1;
         template_set_err(r->err, r->errlen, "the message is over %d bytes (the output limit)", TEMPLATE_MAX_OUTPUT);
+        return -1;
+    }
+    size_t cap = r->cap ? r->cap : 256;
+    while (cap < r->len + n + 1) cap *= 2;
+    if (cap > TEMPLATE_MAX_OUTPUT + 1)
+        cap = TEMPLATE_MAX_OUTPUT + 1;      /* so whatever fits is within the limit */
+    r->out = xrealloc(r->out, cap);
+    r->cap = cap;
+    return 0;
+}
+
+/* Appends n bytes; the NUL goes on at the end of the render (nothing reads
+ * the output as a C string before). Past the limit, or after a failure,
+ * nothing is added: the buffer never holds more than the limit and its NUL,
+ * so bytes that fit are within it. */
+static inline void emit(struct render *r, const char *s, size_t n)
+{
+    if ((r->len + n + 1 > r->cap || r->failed) && emit_grow(r, n) != 0)
         return;
-    }
-    if (r->len + n + 1 > r->cap) {
-        size_t cap = r->cap ? r->cap : 256;
-        while (cap < r->len + n + 1) cap *= 2;
-        r->out = xrealloc(r->out, cap);
-        r->cap = cap;
-    }
     memcpy(r->out + r->len, s, n);
     r->len += n;
-    r->out[r->len] = '\0';
 }
 
 static void emit_escaped(struct render *r, const char *s, size_t n)
@@ -943,6 +955,8 @@ char *template_run(const template_prog *t, const cJSON *vars, const struct templ
     /* "" renders to "", not NULL; most messages are about as long as
      * their text, so they fit the first buffer. */
     r.cap = t->src_len + t->src_len / 2 + 64;
+    if (r.cap > TEMPLATE_MAX_OUTPUT + 1)
+        r.cap = TEMPLATE_MAX_OUTPUT + 1;
     r.out = xmalloc(r.cap);
     r.out[0] = '\0';
     render_nodes(&r, &t->root);
@@ -955,6 +969,7 @@ char *template_run(const template_prog *t, const cJSON *vars, const struct templ
         free(r.out);
         return NULL;
     }
+    r.out[r.len] = '\0';       /* emit keeps a byte for it */
     return r.out;
 }
 
