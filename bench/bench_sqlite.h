@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 #include <sqlite3.h>
 
+#include "bench.h"
 #include "util.h"
 
 /* The program's name in error messages; each program sets it first. */
@@ -52,11 +53,7 @@ static inline void bench_exec(sqlite3 *db, const char *sql)
  * smaller cache; exits if it cannot be opened. */
 static inline sqlite3 *bench_open_store(const char *path)
 {
-    sqlite3 *db;
-    if (sqlite3_open(path, &db) != SQLITE_OK) {
-        fprintf(stderr, "%s: %s: %s\n", bench_name, path, sqlite3_errmsg(db));
-        exit(1);
-    }
+    sqlite3 *db = bench_raw_open(path);
     bench_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA temp_store=MEMORY;"
                    " PRAGMA wal_autocheckpoint=8192; PRAGMA cache_size=-65536;");
     return db;
