@@ -136,7 +136,8 @@ engine *engine_open(const struct engine_options *o, char **err)
 
     const char *db = o->db_path ? o->db_path : e->cfg.db;
     e->db_path = o->db_path || !e->dir ? xstrdup(db) : util_path_join(e->dir, db);
-    struct store_options sto = {.synchronous_normal = e->cfg.synchronous_normal, .throwaway = o->throwaway};
+    struct store_options sto = {.synchronous_normal = e->cfg.synchronous_normal, .throwaway = o->throwaway,
+                                .cache_kib = e->cfg.cache_mb * 1024};
     e->st = store_open(e->db_path, &sto, err);
     if (!e->st) {
         engine_close(e);

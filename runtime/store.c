@@ -157,8 +157,9 @@ store *store_open_with(const char *path, const struct store_options *opts,
     snprintf(pragmas, sizeof pragmas,
              "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA temp_store=MEMORY;"
              "PRAGMA wal_autocheckpoint=8192;"
-             "PRAGMA cache_size=-65536; PRAGMA foreign_keys=OFF;",
-             opts->throwaway ? "OFF" : opts->synchronous_normal ? "NORMAL" : "FULL");
+             "PRAGMA cache_size=-%d; PRAGMA foreign_keys=OFF;",
+             opts->throwaway ? "OFF" : opts->synchronous_normal ? "NORMAL" : "FULL",
+             opts->cache_kib > 0 ? opts->cache_kib : 8192);
     if (store_exec(st, pragmas) != 0) {
         char msg[600];
         snprintf(msg, sizeof msg, "%s: %s", where, store_errmsg(st));

@@ -32,6 +32,7 @@ struct store_options {
                                process crash but not a power cut, which is all a test needs */
     int busy_timeout_ms;    /* 0: 5000 */
     int memory;             /* 1: a private in-memory database (path ignored) */
+    int cache_kib;          /* SQLite's page cache; 0: 8 MiB */
 };
 
 /* Opens (creating if needed) the database at `path`, sets WAL mode and the
