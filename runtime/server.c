@@ -4,7 +4,9 @@
  * a customer) does its work inside a transaction the server keeps open, and
  * queues its answer; a zero-delay event fires once the loop has read what
  * is ready, commits, and answers them all. Nothing is answered before it is
- * on disk, and a burst of requests costs one fsync. */
+ * on disk, and a burst of requests costs one fsync. That fsync, and each
+ * slice's, runs on the store's thread (store_commit_start): meanwhile the
+ * loop answers what needs no store (/healthz) and holds the rest. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
