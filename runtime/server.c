@@ -1317,9 +1317,6 @@ static struct timeval until_second(tend_time at)
     return (struct timeval){(long)(us / 1000000), (long)(us % 1000000)};
 }
 
-/* Due work runs in slices: the tick has the lowest priority of the loop,
- * so every request and transfer ready is served before the next slice, and
- * a slice that left work re-arms the tick at once. */
 /* After a slice (rc: engine_slice_end's, -1 failed): at once again when
  * it left work, else when the next work is due. */
 static void slice_done(struct server *s, int rc, int more)
@@ -1667,7 +1664,6 @@ int server_run(engine *e)
     commit_settle(&s);
     if (s.in_tx)
         on_flush(-1, 0, &s);
-    commit_settle(&s);   /* the deliveries a settled slice started commit on their own */
 out:
     engine_detach(e);
     if (s.tick)
