@@ -48,9 +48,9 @@ static inline void bench_exec(sqlite3 *db, const char *sql)
     }
 }
 
-/* A store opened as tend opens its own (WAL, synchronous=FULL, a 64 MiB
- * page cache, the same checkpoint interval), so neither side pays for a
- * smaller cache; exits if it cannot be opened. */
+/* A store opened as tend opens its own (WAL, synchronous=FULL, the same
+ * checkpoint interval) with a 64 MiB page cache, no smaller than tend's
+ * (cache_mb, 8 by default); exits if it cannot be opened. */
 static inline sqlite3 *bench_open_store(const char *path)
 {
     sqlite3 *db = bench_raw_open(path);

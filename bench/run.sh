@@ -180,6 +180,8 @@ done
 echo
 echo "== order lines: ingest of $N_ORD order.paid events with 3 items each into a store with $N_CUST customers"
 mkdir "$work/ord"
+# the page cache of the ceiling below (tend's default cache_mb is 8)
+echo 'return { cache_mb = 64 }' > "$work/ord/tend.lua"
 $B/gen customers "$N_CUST" > "$work/customers.csv"
 $B/gen orders "$N_ORD" --customers "$N_CUST" --items 3 > "$work/orders.ndjson"
 sed 's/"items":\[[^]]*\],//' "$work/orders.ndjson" > "$work/orders-noitems.ndjson"
