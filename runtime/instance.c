@@ -93,6 +93,10 @@ static int set_timer(engine *e, tend_time at, int64_t id, int on)
     return store_run(s);
 }
 
+static int64_t reserve_id(engine *e);
+static int start_run(engine *e, int64_t id, const struct instance_starter *st, const char *customer,
+                     tend_time now);
+
 int instance_starter_init(engine *e, struct instance_starter *st, const char *journey, const cJSON *trigger,
                           int run_now, char *err, size_t errlen)
 {
@@ -151,29 +155,32 @@ int64_t instance_starter_start(engine *e, struct instance_starter *st, const cha
     }
     if (st->trigger_of && !st->trigger)
         st->trigger = json_print(st->trigger_of);   /* printed once, at the first entry */
-    store_stmt *s = store_sql(e->st, "INSERT INTO instances (journey, version, customer, state, started_at,"
-                                     " trigger, history, wake_at, chain, goal) VALUES (?, ?, ?, 'waiting', ?, ?, '[]', ?, ?, ?)");
-    store_bind_text(s, 1, st->journey, -1);
-    store_bind_text(s, 2, st->version, -1);
-    store_bind_text(s, 3, customer, -1);
-    store_bind_int(s, 4, now);
-    store_bind_text(s, 5, st->trigger, -1);
-    if (st->run_now)
-        store_bind_null(s, 6);
-    else
-        store_bind_int(s, 6, now);
-    store_bind_int(s, 7, e->chain);
-    store_bind_text(s, 8, st->goal, -1);
-    int rc = store_run(s);
-    int64_t id = 0;
-    if (rc == 0) {
-        id = store_last_rowid(e->st);
+    int64_t id = reserve_id(e);
+    int rc = id > 0 ? 0 : -1;
+    if (rc == 0)
         rc = record_entry(e, st->journey, customer, now);
-    }
     if (rc == 0 && st->goal)
         rc = add_listener(e, customer, st->goal, id, 1, st->within > 0 ? now + st->within : 0);
-    if (rc == 0)
-        rc = st->run_now ? instance_wake(e, id, WAKE_START, NULL) : set_timer(e, now, id, 1);
+    if (rc == 0 && st->run_now) {
+        /* the first run works from what the start has in hand, and its
+         * row is written once, with what the run stopped on */
+        rc = start_run(e, id, st, customer, now) ? -1 : 0;
+    } else if (rc == 0) {
+        store_stmt *s = store_sql(e->st, "INSERT INTO instances (id, journey, version, customer, state, started_at,"
+                                         " trigger, history, wake_at, chain, goal) VALUES (?, ?, ?, ?, 'waiting', ?, ?, '[]', ?, ?, ?)");
+        store_bind_int(s, 1, id);
+        store_bind_text(s, 2, st->journey, -1);
+        store_bind_text(s, 3, st->version, -1);
+        store_bind_text(s, 4, customer, -1);
+        store_bind_int(s, 5, now);
+        store_bind_text(s, 6, st->trigger, -1);
+        store_bind_int(s, 7, now);
+        store_bind_int(s, 8, e->chain);
+        store_bind_text(s, 9, st->goal, -1);
+        rc = store_run(s);
+        if (rc == 0)
+            rc = set_timer(e, now, id, 1);
+    }
     if (rc != 0) {
         snprintf(err, errlen, "store: %s", store_errmsg(e->st));
         return -1;
@@ -224,6 +231,8 @@ struct row {
     tend_time started_at, wake_at;
     int holdout, chain;
     char *strings;              /* one block holding every text above but version */
+    int unstored;               /* a start's first run: no row yet; persist inserts it */
+    const char *goal;           /* ...with this goal column */
 };
 
 static void row_free(struct row *r)
@@ -394,6 +403,46 @@ static int release(engine *e, int64_t id, const struct row *r, const struct run_
     return rc;
 }
 
+/* A start's first run stopped: its row, written once (persist's UPDATE
+ * and the start's INSERT in one). */
+static int insert_row(engine *e, int64_t id, const struct row *r, const struct run_ctx *ctx, const char *state,
+                      const char *error, const char *hist, size_t hist_len)
+{
+    int ended = strcmp(state, "waiting") != 0;
+    store_stmt *s = store_sql(e->st,
+        "INSERT INTO instances (id, journey, version, customer, state, step, label, wake_at, listen, started_at,"
+        " ended_at, holdout, branch, trigger, history, error, chain, goal)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    store_bind_int(s, 1, id);
+    store_bind_text(s, 2, r->journey, -1);
+    store_bind_text(s, 3, r->version, -1);
+    store_bind_text(s, 4, r->customer, -1);
+    store_bind_text(s, 5, state, -1);
+    store_bind_int(s, 6, ctx->steps);
+    store_bind_text(s, 7, ended ? state : ctx->label, -1);
+    if (!ended && ctx->wake_at)
+        store_bind_int(s, 8, ctx->wake_at);
+    else
+        store_bind_null(s, 8);
+    store_bind_text(s, 9, ended ? NULL : ctx->listen_type, -1);
+    store_bind_int(s, 10, r->started_at);
+    if (ended)
+        store_bind_int(s, 11, ctx->now);
+    else
+        store_bind_null(s, 11);
+    if (ctx->holdout >= 0)
+        store_bind_int(s, 12, ctx->holdout);
+    else
+        store_bind_null(s, 12);
+    store_bind_text(s, 13, ctx->branch, -1);
+    store_bind_text(s, 14, r->trigger, -1);
+    store_bind_text(s, 15, hist ? hist : "[]", hist ? (int)hist_len : -1);
+    store_bind_text(s, 16, error, -1);
+    store_bind_int(s, 17, r->chain);
+    store_bind_text(s, 18, r->goal, -1);
+    return store_run(s);
+}
+
 /* Stores what the run stopped on. */
 static int persist(engine *e, int64_t id, struct row *r, struct run_ctx *ctx, const char *state,
                    const char *error)
@@ -420,6 +469,8 @@ static int persist(engine *e, int64_t id, struct row *r, struct run_ctx *ctx, co
     if (ctx->appended && write_history(e, id, ctx, &recent) != 0)
         return -1;
     const char *hist = ctx->appended ? (ctx->hist.s ? ctx->hist.s + recent : "") : NULL;
+    if (r->unstored)
+        return insert_row(e, id, r, ctx, state, error, hist, hist ? ctx->hist.len - recent : 0);
     store_stmt *s = store_sql(e->st,
         "UPDATE instances SET state = ?, step = ?, label = ?, wake_at = ?, listen = ?,"
         " history = COALESCE(?, history), error = ?, ended_at = ?, holdout = ?, branch = COALESCE(?, branch)"
@@ -465,11 +516,15 @@ static int push_run(engine *e, const struct row *r)
     return 0;
 }
 
+/* fresh: a start's first run, from the row the start has in hand (not
+ * stored yet); NULL for every other wake, which reads the row. */
 static int wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *event, int fetch_step,
-                const cJSON *fetched)
+                const cJSON *fetched, const struct row *fresh)
 {
     struct row r = {0};
-    int rc = load_row(e, id, &r);
+    int rc = fresh ? 0 : load_row(e, id, &r);
+    if (fresh)
+        r = *fresh;
     if (rc != 0)
         return rc < 0 ? -1 : 0;
     if (strcmp(r.state, "waiting") != 0) {   /* ended: a stale timer or listener */
@@ -500,6 +555,7 @@ static int wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *eve
     ctx.rng = seed_of(id);
     ctx.holdout = r.holdout;
     ctx.chain = r.chain;
+    ctx.unstored = r.unstored;
 
     const char *state = "failed";
     char *error = NULL;
@@ -550,14 +606,38 @@ static int wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *eve
     return rc;
 }
 
+/* The next instance id: one past the largest stored, and past the id of a
+ * first run in progress, whose row is written when it stops (a start() it
+ * makes must not take that id). A second backend takes it from a sequence. */
+static int64_t reserve_id(engine *e)
+{
+    store_stmt *s = store_sql(e->st, "SELECT MAX(id) FROM instances");
+    if (store_step(s) != STORE_ROW)
+        return -1;
+    int64_t id = store_col_int(s, 0) + 1;
+    store_reset(s);
+    if (e->cur && e->cur->unstored && e->cur->id >= id)
+        id = e->cur->id + 1;
+    return id;
+}
+
+static int start_run(engine *e, int64_t id, const struct instance_starter *st, const char *customer,
+                     tend_time now)
+{
+    struct row r = {.journey = st->journey, .version = xstrdup(st->version), .customer = (char *)customer,
+                    .state = "waiting", .trigger = st->trigger, .started_at = now, .holdout = -1,
+                    .chain = e->chain, .unstored = 1, .goal = st->goal};
+    return wake(e, id, WAKE_START, NULL, -1, NULL, &r);
+}
+
 int instance_wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *event)
 {
-    return wake(e, id, reason, event, -1, NULL);
+    return wake(e, id, reason, event, -1, NULL, NULL);
 }
 
 int instance_wake_fetched(engine *e, int64_t id, int step, const cJSON *result)
 {
-    return wake(e, id, WAKE_FETCH, NULL, step, result);
+    return wake(e, id, WAKE_FETCH, NULL, step, result, NULL);
 }
 
 

@@ -63,6 +63,7 @@ struct run_ctx {
     int no_steps;               /* in where() or assign(): run once, never replayed */
     int holdout;                /* -1 undecided, 0 treatment, 1 control */
     int chain;                  /* starts/emits between the outside event and this instance */
+    int unstored;               /* a start's first run: the row is written when it stops */
     int sends, emits, starts;   /* live acts in this run (the per-resume limits) */
     char *branch;               /* split{} result */
 };
