@@ -70,6 +70,8 @@ typedef struct engine {
     void *log_ud;
 
     struct run_ctx *cur;        /* the instance running now, or NULL */
+    struct instance_starter *kept_starts;   /* instance.c: a starter whose new rows are not written yet */
+    int64_t ids_taken;          /* instance.c: instance ids reserved so far by this process */
     int loading;                /* scripts are being loaded: declarations allowed */
     const char *loading_path;   /* ...this file */
     const char *loading_version;

@@ -560,7 +560,10 @@ static int trigger_journeys(engine *e, const char *customer, const char *type, c
                     if (text)
                         instance_starter_set_trigger_text(&st, text);
                     rc = instance_starter_start(e, &st, customer, err, sizeof err) < 0 ? -1 : 0;
-                    instance_starter_free(&st);
+                    if (instance_starter_free(&st) != 0 && rc == 0) {
+                        snprintf(err, sizeof err, "store: %s", store_errmsg(e->st));
+                        rc = -1;
+                    }
                 }
                 if (rc != 0)
                     engine_logf(e, "error", "journey '%s': %s", name, err);
@@ -897,8 +900,8 @@ static int fanout_batch(store *st, void *ud)
             else if (id > 0)
                 fc->started++;
         }
-        if (ids.n && starter.journey)
-            instance_starter_free(&starter);
+        if (ids.n && starter.journey && instance_starter_free(&starter) != 0)
+            rc = -1;
     }
     lua_settop(L, top);
     if (rc == 0) {

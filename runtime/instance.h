@@ -87,6 +87,10 @@ struct instance_starter {
     const cJSON *trigger_of;
     int once, run_now;
     tend_time reenter_after, within;
+    engine *e;
+    int keep;                   /* first runs' rows kept back, written a page at a time */
+    struct start_rows *kept;    /* ...these (instance.c) */
+    int64_t taken_at;           /* e->ids_taken after this starter's last id */
 };
 int instance_starter_init(engine *e, struct instance_starter *st, const char *journey, const cJSON *trigger,
                           int run_now, char *err, size_t errlen);
@@ -96,7 +100,10 @@ int64_t instance_starter_start(engine *e, struct instance_starter *st, const cha
  * event's body as sent, when it is the same object): then it is not printed.
  * The text must parse to what printing the trigger would give. */
 void instance_starter_set_trigger_text(struct instance_starter *st, const char *text);
-void instance_starter_free(struct instance_starter *st);
+/* Writes the rows the starter kept back (its last page of first runs: see
+ * instance.c) and frees it; call it before the transaction commits. 0, or
+ * -1 on a store error (the caller's transaction must not commit then). */
+int instance_starter_free(struct instance_starter *st);
 
 /* Asks the journey declaration at stack index `decl` whether `customer`
  * may enter for `ev`: calls its when(c, ev) if it has one. 1 yes, 0 no,

@@ -71,3 +71,48 @@ t.case("a first run that fails, exits or ends is stored with its end and wakes n
   t.eq(quick.state, "done")
   t.eq(#s:sent{}, 1)
 end)
+
+t.case("a broadcast page of first runs (kept back and written 64 at a time) stores every row, timer and entry", function()
+  local s = sim(NOTE .. [[
+    journey "storm" {
+      on = "weather.alert",
+      audience = function(ev) return { city = ev.city } end,
+      run = function(c, ev)
+        if c.id:sub(-1) == "7" then start("child", c, { from = c.id }) end
+        wait(hours(1))
+        send("sms", c, "note", { what = "storm " .. c.id })
+      end,
+    }
+    journey "child" { run = function(c, ev) send("sms", c, "note", { what = "child " .. ev.from }) end }
+  ]])
+  local n = 150
+  for i = 1, n do s:customer{ id = string.format("c%03d", i), city = "Shanghai" } end
+  s:event{ type = "weather.alert", city = "Shanghai" }
+  local storms = s:instances{ journey = "storm" }
+  t.eq(#storms, n)
+  local ids, customers = {}, {}
+  for _, i in ipairs(storms) do
+    t.eq(i.state, "waiting")
+    t.ok(i.wake_at, "no wake time for " .. i.customer)
+    t.ok(not ids[i.id], "id twice: " .. i.id)
+    t.ok(not customers[i.customer], "started twice: " .. i.customer)
+    ids[i.id], customers[i.customer] = true, true
+  end
+  for _, i in ipairs(s:instances{ journey = "child" }) do
+    t.ok(not ids[i.id], "a child took a kept row's id: " .. i.id)
+    ids[i.id] = true
+  end
+  t.eq(#s:instances{ journey = "child" }, 15)
+  s:advance(hours(2))
+  local sent = {}
+  for _, m in ipairs(s:sent{}) do
+    t.ok(not sent[m.body], "sent twice: " .. m.body)
+    sent[m.body] = true
+  end
+  for i = 1, n do t.ok(sent[string.format("storm c%03d", i)], "missing storm " .. i) end
+  t.eq(#s:sent{}, n + 15)
+  t.eq(#s:instances{ journey = "storm", state = "done" }, n)
+  -- the same event again (a re-delivery) starts nobody twice
+  s:event{ type = "weather.alert", city = "Shanghai" }
+  t.eq(#s:instances{ journey = "storm" }, 2 * n)   -- a new event, a new slot: each once more
+end)
