@@ -217,6 +217,63 @@ int64_t instance_start(engine *e, const char *journey, const char *customer, con
     return id;
 }
 
+struct start_batch {
+    struct instance_starter *v;
+    int n;
+};
+
+void instance_batch_begin(engine *e)
+{
+    if (!e->start_batch)
+        e->start_batch = xcalloc(1, sizeof *e->start_batch);
+}
+
+struct instance_starter *instance_batch_starter(engine *e, const char *journey, const cJSON *trigger,
+                                                const char *text, char *err, size_t errlen)
+{
+    struct start_batch *b = e->start_batch;
+    err[0] = 0;
+    if (!b)
+        return NULL;
+    struct instance_starter *st = NULL;
+    for (int i = 0; i < b->n && !st; i++)
+        if (strcmp(b->v[i].journey, journey) == 0)
+            st = &b->v[i];
+    if (!st) {
+        struct instance_starter made;
+        if (instance_starter_init(e, &made, journey, NULL, 1, err, errlen) != 0)
+            return NULL;
+        /* the array moves as it grows: write what a starter keeps first,
+         * so e->kept_starts never points into the old one */
+        if (write_kept(e) != 0) {
+            snprintf(err, errlen, "store: %s", store_errmsg(e->st));
+            instance_starter_free(&made);
+            return NULL;
+        }
+        b->v = xrealloc(b->v, (size_t)(b->n + 1) * sizeof *b->v);
+        st = &b->v[b->n++];
+        *st = made;
+    }
+    free(st->trigger);
+    st->trigger = text ? xstrdup(text) : NULL;
+    st->trigger_of = trigger;
+    return st;
+}
+
+int instance_batch_end(engine *e)
+{
+    struct start_batch *b = e->start_batch;
+    if (!b)
+        return 0;
+    int rc = 0;
+    for (int i = 0; i < b->n; i++)
+        rc |= instance_starter_free(&b->v[i]);
+    free(b->v);
+    free(b);
+    e->start_batch = NULL;
+    return rc ? -1 : 0;
+}
+
 int instance_admits(engine *e, int decl, const char *journey, const char *customer, const cJSON *ev)
 {
     lua_State *L = sandbox_state(e->sb);

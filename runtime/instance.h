@@ -105,6 +105,20 @@ void instance_starter_set_trigger_text(struct instance_starter *st, const char *
  * -1 on a store error (the caller's transaction must not commit then). */
 int instance_starter_free(struct instance_starter *st);
 
+/* Starters kept for a batch of events (event.c), one per journey, so the
+ * batch's first runs are written a page at a time across its events.
+ * begin: from now on instance_batch_starter hands them out. starter: the
+ * batch's starter of `journey`, made at its first use, with `trigger` (the
+ * event; its printed `text` when the caller has it, else NULL) as the
+ * trigger of its next start; NULL with err when there is no such journey,
+ * NULL with err "" when no batch is open (then use a starter of your own).
+ * end: writes what they kept and frees them, before the batch commits; 0,
+ * or -1 on a store error. */
+void instance_batch_begin(engine *e);
+struct instance_starter *instance_batch_starter(engine *e, const char *journey, const cJSON *trigger,
+                                                const char *text, char *err, size_t errlen);
+int instance_batch_end(engine *e);
+
 /* Asks the journey declaration at stack index `decl` whether `customer`
  * may enter for `ev`: calls its when(c, ev) if it has one. 1 yes, 0 no,
  * -1 when() failed (logged; treated as no). */
