@@ -396,6 +396,8 @@ static int read_chunks(engine *e, int64_t id, strbuf *b)
 
 static int count_lines(const char *s, size_t len)
 {
+    if (!len)
+        return 0;   /* s may be NULL then (an empty history): no pointer arithmetic on it */
     int n = 0;
     for (const char *p = s, *end = s + len; p < end && (p = memchr(p, '\n', (size_t)(end - p))); p++)
         n++;
