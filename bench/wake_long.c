@@ -16,17 +16,19 @@
 #include "bench.h"
 #include "bench_engine.h"
 
-/* One wake of every instance; returns the seconds it took. */
-static double wake_all(engine *e, tclock *clk, long n)
+/* One wake of every instance; returns the seconds it took, its CPU
+ * seconds in *cpu. */
+static double wake_all(engine *e, tclock *clk, long n, double *cpu)
 {
     clock_set(clk, engine_now(e) + TEND_HOUR);
-    double t0 = bench_seconds();
+    double t0 = bench_seconds(), c0 = bench_cpu_seconds();
     long woken = 0;
     int k;
     while ((k = instance_run_due(e, engine_now(e), 500)) > 0)
         woken += k;
     if (woken != n)
         fprintf(stderr, "bench_wake_long: %ld of %ld woke\n", woken, n);
+    *cpu = bench_cpu_seconds() - c0;
     return bench_seconds() - t0;
 }
 
@@ -49,16 +51,22 @@ int main(int argc, char **argv)
     engine *e = b.e;
     tclock *clk = b.clk;
     bench_start(e, "long", n, 500);
-    double second = 0, last = 0;
+    double second = 0, last = 0, c_second = 0, c_last = 0;
     for (int w = 1; w < steps; w++) {
-        double dt = wake_all(e, clk, n);
-        if (w == 2)
+        double cpu;
+        double dt = wake_all(e, clk, n, &cpu);
+        if (w == 2) {
             second = dt;
+            c_second = cpu;
+        }
         last = dt;
+        c_last = cpu;
     }
     printf("wake_long: %ld instances of a %d-step journey: wake 2 (replays 2 waits) %.0f/s,"
            " wake %d (replays %d waits) %.0f/s; last/2nd = %.2f (target >= 0.5)\n",
            n, steps, n / second, steps - 1, steps - 1, n / last, second / last);
+    printf("wake_long: CPU per wake: wake 2 %.2f us, wake %d %.2f us; CPU 2nd/last = %.2f\n",
+           c_second * 1e6 / n, steps - 1, c_last * 1e6 / n, c_second / c_last);
     bench_engine_close(&b);
     free(script);
     return 0;

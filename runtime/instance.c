@@ -721,10 +721,17 @@ static int persist(engine *e, int64_t id, struct row *r, struct run_ctx *ctx, co
     const char *hist = ctx->appended ? (ctx->hist.s ? ctx->hist.s + recent : "") : NULL;
     if (r->unstored)
         return write_start(e, id, r, ctx, state, error, hist, hist ? ctx->hist.len - recent : 0);
-    store_stmt *s = store_sql(e->st,
-        "UPDATE instances SET state = ?, step = ?, label = ?, wake_at = ?, listen = ?,"
-        " history = COALESCE(?, history), error = ?, ended_at = ?, holdout = ?, branch = COALESCE(?, branch)"
-        " WHERE id = ?");
+    /* A waiting instance that waits again leaves `state` out of the SET:
+     * the counts trigger (UPDATE OF state) then does not run at all. */
+    store_stmt *s = strcmp(state, r->state) == 0
+        ? store_sql(e->st,
+                    "UPDATE instances SET step = ?2, label = ?3, wake_at = ?4, listen = ?5,"
+                    " history = COALESCE(?6, history), error = ?7, ended_at = ?8, holdout = ?9,"
+                    " branch = COALESCE(?10, branch) WHERE id = ?11")
+        : store_sql(e->st,
+                    "UPDATE instances SET state = ?1, step = ?2, label = ?3, wake_at = ?4, listen = ?5,"
+                    " history = COALESCE(?6, history), error = ?7, ended_at = ?8, holdout = ?9,"
+                    " branch = COALESCE(?10, branch) WHERE id = ?11");
     store_bind_text(s, 1, state, -1);
     store_bind_int(s, 2, ctx->steps);
     store_bind_text(s, 3, ended ? state : ctx->label, -1);
