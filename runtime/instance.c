@@ -556,7 +556,10 @@ static void bind_opt_int(store_stmt *s, int i, int64_t v, int null)
 }
 
 /* Writes the rows e->kept_starts holds: instances, then entries and timers,
- * each in one statement. 0, or -1 on a store error. */
+ * each in one statement. OR FAIL / OR IGNORE leave no constraint that
+ * aborts a statement half-way, so SQLite keeps no statement journal for
+ * these multi-row statements (and the count trigger they fire); a failure
+ * fails the caller's whole transaction anyway. 0, or -1 on a store error. */
 static int write_kept(engine *e)
 {
     struct instance_starter *st = e->kept_starts;
@@ -569,7 +572,7 @@ static int write_kept(engine *e)
         return 0;
     strbuf sql;
     strbuf_init(&sql);
-    values_sql(&sql, "INSERT INTO instances (id, journey, version, customer, state, step, label, wake_at, listen,"
+    values_sql(&sql, "INSERT OR FAIL INTO instances (id, journey, version, customer, state, step, label, wake_at, listen,"
                      " started_at, ended_at, holdout, branch, trigger, history, error, chain, goal) VALUES",
                18, n, "");
     store_stmt *s = page_sql(e, sql.s, full);
@@ -601,7 +604,7 @@ static int write_kept(engine *e)
         rc = page_run(s, full);
     if (rc == 0) {
         strbuf_reset(&sql);
-        values_sql(&sql, "INSERT INTO entries (journey, customer, count, last_at) VALUES", 4, n,
+        values_sql(&sql, "INSERT OR FAIL INTO entries (journey, customer, count, last_at) VALUES", 4, n,
                    " ON CONFLICT(journey, customer) DO UPDATE SET count = count + 1, last_at = excluded.last_at");
         s = page_sql(e, sql.s, full);
         rc = s ? 0 : -1;
@@ -616,7 +619,7 @@ static int write_kept(engine *e)
     }
     if (rc == 0 && timers) {
         strbuf_reset(&sql);
-        values_sql(&sql, "INSERT INTO timers (wake_at, instance) VALUES", 2, timers, " ON CONFLICT DO NOTHING");
+        values_sql(&sql, "INSERT OR IGNORE INTO timers (wake_at, instance) VALUES", 2, timers, "");
         int tfull = timers == KEEP_ROWS || timers == 1;
         s = page_sql(e, sql.s, tfull);
         rc = s ? 0 : -1;
