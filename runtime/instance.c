@@ -534,17 +534,45 @@ static void values_sql(strbuf *b, const char *head, int cols, int rows, const ch
     strbuf_puts(b, tail);
 }
 
-/* A statement for a page of rows: a full page's and a single row's are
- * kept prepared, another (a last page) is prepared for the once. */
-static store_stmt *page_sql(engine *e, const char *sql, int full)
+enum { PAGE_INSTANCES, PAGE_ENTRIES, PAGE_TIMERS };
+static const struct {
+    const char *head;
+    int cols;
+    const char *tail;
+} PAGE_SQL[] = {
+    [PAGE_INSTANCES] = {"INSERT OR FAIL INTO instances (id, journey, version, customer, state, step, label, wake_at,"
+                        " listen, started_at, ended_at, holdout, branch, trigger, history, error, chain, goal) VALUES",
+                        18, ""},
+    [PAGE_ENTRIES] = {"INSERT OR FAIL INTO entries (journey, customer, count, last_at) VALUES", 4,
+                      " ON CONFLICT(journey, customer) DO UPDATE SET count = count + 1, last_at = excluded.last_at"},
+    [PAGE_TIMERS] = {"INSERT OR IGNORE INTO timers (wake_at, instance) VALUES", 2, ""},
+};
+
+/* The statement for `rows` rows of one of PAGE_SQL: a full page's and a
+ * single row's texts are built once (for the process, which runs the
+ * engine on one thread) and kept prepared by the store; another (a last
+ * page) is prepared for the once: *once is set, and page_run finalizes it. */
+static store_stmt *page_stmt(engine *e, int table, int rows, int *once)
 {
-    return full ? store_sql(e->st, sql) : store_prepare(e->st, sql);
+    static char *built[3][2];
+    int slot = rows == KEEP_ROWS ? 0 : rows == 1 ? 1 : -1;
+    *once = slot < 0;
+    if (slot >= 0 && built[table][slot])
+        return store_sql(e->st, built[table][slot]);
+    strbuf b;
+    strbuf_init(&b);
+    values_sql(&b, PAGE_SQL[table].head, PAGE_SQL[table].cols, rows, PAGE_SQL[table].tail);
+    if (slot >= 0)
+        return store_sql(e->st, built[table][slot] = strbuf_take(&b));
+    store_stmt *s = store_prepare(e->st, b.s);
+    strbuf_free(&b);
+    return s;
 }
 
-static int page_run(store_stmt *s, int full)
+static int page_run(store_stmt *s, int once)
 {
     int rc = store_run(s);
-    if (!full)
+    if (once)
         store_finalize(s);
     return rc;
 }
@@ -558,7 +586,10 @@ static void bind_opt_int(store_stmt *s, int i, int64_t v, int null)
 }
 
 /* Writes the rows e->kept_starts holds: instances, then entries and timers,
- * each in one statement. 0, or -1 on a store error. */
+ * each in one statement. OR FAIL / OR IGNORE leave no constraint that
+ * aborts a statement half-way, so SQLite keeps no statement journal for
+ * these multi-row statements (and the count trigger they fire); a failure
+ * fails the caller's whole transaction anyway. 0, or -1 on a store error. */
 static int write_kept(engine *e)
 {
     struct instance_starter *st = e->kept_starts;
@@ -566,15 +597,10 @@ static int write_kept(engine *e)
         return 0;
     e->kept_starts = NULL;
     struct start_rows *k = st->kept;
-    int n = k->n, full = n == KEEP_ROWS || n == 1, rc = 0, timers = 0;
+    int n = k->n, once = 0, rc = 0, timers = 0;
     if (n == 0)
         return 0;
-    strbuf sql;
-    strbuf_init(&sql);
-    values_sql(&sql, "INSERT INTO instances (id, journey, version, customer, state, step, label, wake_at, listen,"
-                     " started_at, ended_at, holdout, branch, trigger, history, error, chain, goal) VALUES",
-               18, n, "");
-    store_stmt *s = page_sql(e, sql.s, full);
+    store_stmt *s = page_stmt(e, PAGE_INSTANCES, n, &once);
     rc = s ? 0 : -1;
     for (int i = 0; rc == 0 && i < n; i++) {
         const struct kept_row *r = &k->v[i];
@@ -600,12 +626,9 @@ static int write_kept(engine *e)
         timers += r->wake_at != 0;
     }
     if (rc == 0)
-        rc = page_run(s, full);
+        rc = page_run(s, once);
     if (rc == 0) {
-        strbuf_reset(&sql);
-        values_sql(&sql, "INSERT INTO entries (journey, customer, count, last_at) VALUES", 4, n,
-                   " ON CONFLICT(journey, customer) DO UPDATE SET count = count + 1, last_at = excluded.last_at");
-        s = page_sql(e, sql.s, full);
+        s = page_stmt(e, PAGE_ENTRIES, n, &once);
         rc = s ? 0 : -1;
         for (int i = 0; rc == 0 && i < n; i++) {
             store_bind_text(s, i * 4 + 1, st->journey, -1);
@@ -614,13 +637,10 @@ static int write_kept(engine *e)
             store_bind_int(s, i * 4 + 4, k->v[i].started_at);
         }
         if (rc == 0)
-            rc = page_run(s, full);
+            rc = page_run(s, once);
     }
     if (rc == 0 && timers) {
-        strbuf_reset(&sql);
-        values_sql(&sql, "INSERT INTO timers (wake_at, instance) VALUES", 2, timers, " ON CONFLICT DO NOTHING");
-        int tfull = timers == KEEP_ROWS || timers == 1;
-        s = page_sql(e, sql.s, tfull);
+        s = page_stmt(e, PAGE_TIMERS, timers, &once);
         rc = s ? 0 : -1;
         for (int i = 0, j = 0; rc == 0 && i < n; i++) {
             if (!k->v[i].wake_at)
@@ -630,9 +650,8 @@ static int write_kept(engine *e)
             j++;
         }
         if (rc == 0)
-            rc = page_run(s, tfull);
+            rc = page_run(s, once);
     }
-    strbuf_free(&sql);
     kept_clear(k);
     return rc;
 }
