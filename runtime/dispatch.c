@@ -568,7 +568,14 @@ struct retry_note {
 
 /* Stores what became of a transfer (retries are counted in `note`, or
  * logged one by one without it). */
-static int record_result(engine *e, struct transfer *t, struct retry_note *note)
+/* Deliveries of one burst, marked sent together (outbox_mark_sent_many). */
+struct sent_batch {
+    int64_t *ids;
+    const char **responses;     /* the transfers' buffers: freed after the write */
+    int n, cap;
+};
+
+static int record_result(engine *e, struct transfer *t, struct retry_note *note, struct sent_batch *sent)
 {
     tend_time now = engine_now(e);
     const char *resp = t->response.s;
@@ -577,7 +584,16 @@ static int record_result(engine *e, struct transfer *t, struct retry_note *note)
         metrics_inc(e->metrics, M_DELIVERIES, t->channel);
         metrics_observe(e->metrics, M_DELIVERY_LATENCY, (const char *const[]){t->channel},
                         metrics_now() - (double)t->due_at);
-        return outbox_mark_sent(e, t->id, now, resp);
+        if (!sent)
+            return outbox_mark_sent(e, t->id, now, resp);
+        if (sent->n == sent->cap) {
+            sent->cap = sent->cap ? 2 * sent->cap : OUTBOX_BATCH;
+            sent->ids = xrealloc(sent->ids, (size_t)sent->cap * sizeof *sent->ids);
+            sent->responses = xrealloc(sent->responses, (size_t)sent->cap * sizeof *sent->responses);
+        }
+        sent->ids[sent->n] = t->id;
+        sent->responses[sent->n++] = resp;
+        return 0;
     }
     char error[400];
     int retry;
@@ -654,6 +670,7 @@ struct dispatcher {
     int added;                  /* transfers started by this pass */
     CURL **idle;                /* easy handles kept for the next transfers */
     int nidle;
+    struct sent_batch sent;     /* on_flush's, kept for the next */
 };
 
 #define IDLE_HANDLES 256
@@ -813,8 +830,12 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
         return;
     struct retry_note retried = {0, "", 0};
     int rc = store_begin(e->st);
+    struct sent_batch *sent = &d->sent;
+    sent->n = 0;
     for (int i = 0; i < d->ndone && rc == 0; i++)
-        rc = record_result(e, d->done[i], &retried);
+        rc = record_result(e, d->done[i], &retried, sent);
+    if (rc == 0 && sent->n)
+        rc = outbox_mark_sent_many(e, sent->ids, sent->responses, sent->n, engine_now(e));
     for (int i = 0; i < d->ndone; i++)
         transfer_free(d->done[i]);
     d->ndone = 0;
@@ -908,6 +929,8 @@ void dispatch_free(engine *e)
     for (int i = 0; i < d->ndone; i++)
         transfer_free(d->done[i]);
     free(d->done);
+    free(d->sent.ids);
+    free(d->sent.responses);
     /* Claimed ahead and never started: their leases run out (or the next
      * `tend run` releases them) and they go then, with the same key. */
     for (int i = 0; i < d->nslots; i++) {
@@ -1080,7 +1103,25 @@ struct pass {
         int full;
     } *ch;
     int n;
+    /* rows handed to the loop whose claim is still to write (claim_flush),
+     * by their outbox_due key */
+    int64_t claim_id[OUTBOX_BATCH];
+    tend_time claim_due[OUTBOX_BATCH];
+    int nclaim;
 };
+
+/* Writes the pass's pending claims: what claim() does for one row, in two
+ * statements for up to OUTBOX_BATCH rows. Before the pass's commit, as
+ * claim() would be; the transfers may already be with libcurl, which sends
+ * nothing before netloop_kick at the pass's end. */
+static int claim_flush(engine *e, struct pass *p)
+{
+    if (!p->nclaim)
+        return 0;
+    int rc = outbox_claim_many(e, p->claim_id, p->claim_due, p->nclaim, engine_now(e) + LEASE);
+    p->nclaim = 0;
+    return rc;
+}
 
 static struct pass_channel *pass_channel(engine *e, struct pass *p, const char *name)
 {
@@ -1173,16 +1214,22 @@ static int deliver(engine *e, struct pass *p, struct row *r, struct transfer **b
             slot->in_flight--;
         return outbox_mark_dead(e, r->id, now, err, NULL) == 0 ? HANDLED : FAILED;
     }
-    if (claim(e, r) != 0) {
+    if (!slot) {
+        if (claim(e, r) != 0) {
+            transfer_free(t);
+            return FAILED;
+        }
+        *blocking = t;
+        return BLOCKING;
+    }
+    if (p->nclaim == OUTBOX_BATCH && claim_flush(e, p) != 0) {
         transfer_free(t);
         if (took)
             slot->in_flight--;
         return FAILED;
     }
-    if (!slot) {
-        *blocking = t;
-        return BLOCKING;
-    }
+    p->claim_id[p->nclaim] = r->id;
+    p->claim_due[p->nclaim++] = r->due_at;
     t->d = d;
     if (took) {
         start_transfer(d, t);
@@ -1294,19 +1341,21 @@ int dispatch_run_due(engine *e, tend_time now, int max)
                 /* No loop attached (tools, tests): the claim commits, the
                  * transfer runs with no transaction open, its result commits.
                  * A crash in between leaves the claim's lease to expire. */
-                rc = finish(e, 0);
+                rc = finish(e, claim_flush(e, &p));
                 t->result = curl_easy_perform(t->easy);
                 curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
                 if (rc == 0)
                     rc = store_begin(e->st);
                 if (rc == 0)
-                    rc = record_result(e, t, NULL);
+                    rc = record_result(e, t, NULL, NULL);
                 transfer_free(t);
                 handled++;
             } else {
                 handled += k;
             }
         }
+        if (rc == 0)
+            rc = claim_flush(e, &p);
         for (int j = 0; j < n; j++)
             row_free(&rows[j]);
         if (i < n || n < want)   /* stopped early, or nothing more is due */
