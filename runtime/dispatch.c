@@ -72,6 +72,9 @@ struct chan_conf {
     int concurrency;
     double rate;
     struct policy_window window;    /* `window` / `days`: rechecked at delivery */
+    /* http: what an easy handle is set up with, once (url, method, login,
+     * timeouts); a kept handle set up the same is reused as it is */
+    char *setup;
 };
 
 static void chan_conf_free(struct chan_conf *c)
@@ -83,6 +86,7 @@ static void chan_conf_free(struct chan_conf *c)
     free(c->password);
     free(c->to_field);
     free(c->envelope_from);
+    free(c->setup);
     curl_slist_free_all(c->headers);
 }
 
@@ -230,6 +234,9 @@ static int read_conf_table(engine *e, const char *name, struct chan_conf *c, cha
         snprintf(err, errlen, "channel '%s' has no url", name);
         return -1;
     }
+    if (c->kind == CHANNEL_HTTP)
+        c->setup = xasprintf("%s\n%s\n%s\n%s\n%ld\n%ld", c->url, c->method, c->user ? c->user : "",
+                             c->password ? c->password : "", c->timeout_ms, c->connect_timeout_ms);
     return 0;
 }
 
@@ -368,6 +375,7 @@ struct transfer {
     struct dispatcher *d;
     struct transfer *prev, *next;   /* in flight: the dispatcher's list */
     CURL *easy;
+    char *setup;                /* the easy handle's (chan_conf.setup), or NULL: reset when kept */
     int64_t id;
     int attempts, max_attempts, max_backoff;
     int nsuccess, success[16];
@@ -384,13 +392,13 @@ struct transfer {
     char errbuf[CURL_ERROR_SIZE];
 };
 
-static CURL *easy_take(engine *e);
-static void easy_give(struct dispatcher *d, CURL *easy);
+static CURL *easy_take(engine *e, const char *setup, char **setup_out);
+static void easy_give(struct dispatcher *d, CURL *easy, char *setup);
 
 static void transfer_free(struct transfer *t)
 {
     if (t->easy)
-        easy_give(t->d, t->easy);
+        easy_give(t->d, t->easy, t->setup);
     curl_slist_free_all(t->headers);
     curl_slist_free_all(t->rcpt);
     free(t->payload);
@@ -453,22 +461,31 @@ static struct transfer *transfer_new(engine *e, const struct row *r, const struc
     t->due_at = r->due_at;
     t->nsuccess = c->nsuccess;
     memcpy(t->success, c->success, sizeof t->success);
-    CURL *h = t->easy = easy_take(e);
+    CURL *h = t->easy = easy_take(e, c->kind == CHANNEL_HTTP ? c->setup : NULL, &t->setup);
     t->d = e->dispatch;     /* where the handle goes back to */
-    curl_easy_setopt(h, CURLOPT_URL, c->url);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+    if (!t->setup) {
+        /* a new or reset handle: what every message of the channel shares */
+        curl_easy_setopt(h, CURLOPT_URL, c->url);
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
+        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+        if (c->user)
+            curl_easy_setopt(h, CURLOPT_USERNAME, c->user);
+        if (c->password)
+            curl_easy_setopt(h, CURLOPT_PASSWORD, c->password);
+        if (c->kind == CHANNEL_HTTP) {
+            curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+            curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
+            curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+            if (c->setup)
+                t->setup = xstrdup(c->setup);
+        }
+    }
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, t->errbuf);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, t);
-    if (c->user)
-        curl_easy_setopt(h, CURLOPT_USERNAME, c->user);
-    if (c->password)
-        curl_easy_setopt(h, CURLOPT_PASSWORD, c->password);
     if (c->kind == CHANNEL_HTTP) {
-        curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
         t->payload = http_payload(e, r, c, err, errlen);
         if (!t->payload) {
             transfer_free(t);
@@ -483,10 +500,8 @@ static struct transfer *transfer_new(engine *e, const struct row *r, const struc
         free(key);
         t->headers = curl_slist_append(t->headers, "Expect:");
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, t->headers);
-        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, t->payload);
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)t->payload_len);
-        curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
         curl_easy_setopt(h, CURLOPT_HEADERDATA, t);
     } else {
         curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
@@ -669,6 +684,7 @@ struct dispatcher {
     int stopping;               /* claims nothing new (tend run is stopping) */
     int added;                  /* transfers started by this pass */
     CURL **idle;                /* easy handles kept for the next transfers */
+    char **idle_setup;          /* each one's chan_conf.setup, or NULL (reset) */
     int nidle;
     struct sent_batch sent;     /* on_flush's, kept for the next */
 };
@@ -676,26 +692,60 @@ struct dispatcher {
 #define IDLE_HANDLES 256
 #define FLUSH_WAIT_US 2000
 
-/* An easy handle: one kept from an ended transfer (reset, its buffers and
- * DNS entries kept), else a new one. Saves an init and a cleanup per
- * message. */
-static CURL *easy_take(engine *e)
+/* An easy handle: one kept from an ended transfer (its buffers and DNS
+ * entries kept), else a new one. Saves an init and a cleanup per message.
+ * One set up for `setup` (an http channel's url, method, login, timeouts)
+ * is taken as it is and *setup_out owns that setup's text: the options
+ * shared by the channel's messages are set once per handle, not once per
+ * message (no URL parsed per message). Otherwise *setup_out is NULL and the
+ * handle is new or reset. */
+static CURL *easy_take(engine *e, const char *setup, char **setup_out)
 {
     struct dispatcher *d = e->dispatch;
-    if (d && d->nidle > 0)
-        return d->idle[--d->nidle];
-    return curl_easy_init();
+    *setup_out = NULL;
+    if (!d || d->nidle == 0)
+        return curl_easy_init();
+    if (setup)
+        for (int i = d->nidle - 1; i >= 0 && i >= d->nidle - 8; i--)
+            if (d->idle_setup[i] && strcmp(d->idle_setup[i], setup) == 0) {
+                CURL *h = d->idle[i];
+                *setup_out = d->idle_setup[i];
+                d->nidle--;
+                d->idle[i] = d->idle[d->nidle];
+                d->idle_setup[i] = d->idle_setup[d->nidle];
+                return h;
+            }
+    CURL *h = d->idle[--d->nidle];
+    if (d->idle_setup[d->nidle]) {
+        curl_easy_reset(h);
+        free(d->idle_setup[d->nidle]);
+    }
+    return h;
 }
 
-static void easy_give(struct dispatcher *d, CURL *easy)
+/* Keeps an ended transfer's handle (with its setup text, taken over), or
+ * cleans it up. The options that pointed into the transfer are cleared. */
+static void easy_give(struct dispatcher *d, CURL *easy, char *setup)
 {
     if (!d || d->nidle == IDLE_HANDLES) {
         curl_easy_cleanup(easy);
+        free(setup);
         return;
     }
-    if (!d->idle)
+    if (!d->idle) {
         d->idle = xmalloc(IDLE_HANDLES * sizeof *d->idle);
-    curl_easy_reset(easy);
+        d->idle_setup = xmalloc(IDLE_HANDLES * sizeof *d->idle_setup);
+    }
+    if (setup) {
+        curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, NULL);
+        curl_easy_setopt(easy, CURLOPT_HTTPHEADER, NULL);
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, NULL);
+        curl_easy_setopt(easy, CURLOPT_WRITEDATA, NULL);
+        curl_easy_setopt(easy, CURLOPT_HEADERDATA, NULL);
+    } else {
+        curl_easy_reset(easy);
+    }
+    d->idle_setup[d->nidle] = setup;
     d->idle[d->nidle++] = easy;
 }
 
@@ -943,9 +993,12 @@ void dispatch_free(engine *e)
     }
     free(d->slots);
     /* last: the transfers freed above gave their handles back */
-    for (int i = 0; i < d->nidle; i++)
+    for (int i = 0; i < d->nidle; i++) {
         curl_easy_cleanup(d->idle[i]);
+        free(d->idle_setup[i]);
+    }
     free(d->idle);
+    free(d->idle_setup);
     if (d->flush)
         event_free(d->flush);
     netloop_free(d->net);
