@@ -771,6 +771,9 @@ static struct chan_slot *slot_of(struct dispatcher *d, const char *name, const s
     s->refilled = mono();
     s->ready = s->ready_tail = NULL;
     s->nready = 0;
+    /* the channel's transfers each get a connection (64 per host unless a
+     * channel's concurrency asks for more) */
+    netloop_raise_host_connections(d->net, s->concurrency);
     return s;
 }
 
