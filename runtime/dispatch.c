@@ -42,21 +42,12 @@ struct row {
     /* the customer, read with the row: for the policy re-check and `to` */
     struct policy_facts facts;
     char *timezone, *phone, *email, *name;
+    char *texts;                /* one block holding every string above */
 };
 
 static void row_free(struct row *r)
 {
-    free(r->customer);
-    free(r->channel);
-    free(r->category);
-    free(r->body);
-    free(r->key);
-    free(r->template_name);
-    free(r->journey);
-    free(r->timezone);
-    free(r->phone);
-    free(r->email);
-    free(r->name);
+    free(r->texts);
 }
 
 /* Channel settings read for one delivery. */
@@ -1011,10 +1002,25 @@ void dispatch_free(engine *e)
 
 /* --- the pass over due rows ------------------------------------------- */
 
-static char *dup_text(store_stmt *s, int col)
+/* The row's texts, copied into one block (one malloc a row, not eleven):
+ * columns customer, channel, category, body, key, template, journey,
+ * timezone, phone, email, name; NULL for SQL NULL. */
+static void row_texts(store_stmt *s, struct row *r)
 {
-    const char *t = store_col_text(s, col);
-    return t ? xstrdup(t) : NULL;
+    static const int cols[] = {2, 3, 4, 5, 6, 8, 9, 11, 12, 13, 15};
+    char **to[] = {&r->customer, &r->channel, &r->category, &r->body, &r->key, &r->template_name,
+                   &r->journey, &r->timezone, &r->phone, &r->email, &r->name};
+    enum { NTEXTS = sizeof cols / sizeof cols[0] };
+    size_t len[NTEXTS], total = 0;
+    for (int i = 0; i < NTEXTS; i++) {
+        len[i] = store_col_text(s, cols[i]) ? (size_t)store_col_bytes(s, cols[i]) + 1 : 0;
+        total += len[i];
+    }
+    char *p = r->texts = xmalloc(total ? total : 1);
+    for (int i = 0; i < NTEXTS; i++) {
+        *to[i] = len[i] ? memcpy(p, store_col_text(s, cols[i]), len[i]) : NULL;
+        p += len[i];
+    }
 }
 
 /* Due rows with their message and customer, in (due_at, id) order after
@@ -1042,21 +1048,11 @@ static int read_due(engine *e, tend_time now, tend_time after_at, int64_t after_
         r->id = store_col_int(s, 1);
         if (store_col_type(s, 2) == STORE_NULL)
             continue;
-        r->customer = xstrdup(store_col_text(s, 2));
-        r->channel = xstrdup(store_col_text(s, 3));
-        r->category = xstrdup(store_col_text(s, 4));
-        r->body = xstrdup(store_col_text(s, 5));
-        r->key = xstrdup(store_col_text(s, 6));
+        row_texts(s, r);
         r->attempts = (int)store_col_int(s, 7);
-        r->template_name = dup_text(s, 8);
-        r->journey = dup_text(s, 9);
         r->facts.blocked = (int)store_col_int(s, 10);
-        r->timezone = dup_text(s, 11);
-        r->phone = dup_text(s, 12);
-        r->email = dup_text(s, 13);
         r->facts.unsubscribed = store_col_type(s, 14) != STORE_NULL;
         r->facts.unsubscribed_all = store_col_int(s, 14) == 1;
-        r->name = dup_text(s, 15);
         r->facts.timezone = r->timezone;
     }
     store_reset(s);

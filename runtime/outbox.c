@@ -280,41 +280,51 @@ int outbox_mark(engine *e, int64_t id, const char *status, const char *error)
     return leave_due(e, id);
 }
 
-/* A statement for OUTBOX_BATCH rows: head, then OUTBOX_BATCH items
- * "?n" (width 1) or "(?n,?n+1)" (width 2), n = first + 2i, then tail. ?1 is
- * the statement's one scalar; unused items stay NULL and match nothing.
- * Written once into `out`, so the store's statement cache keeps one. */
-static const char *batch_sql(char *out, size_t size, const char *head, int first, int width, const char *tail)
+/* A statement over up to OUTBOX_BATCH rows: head, then items "?n" (width
+ * 1) or "(?n,?n+1)" (width 2), n = first + 2i, then tail. ?1 is the
+ * statement's one scalar. It is written in a few sizes (1, 4, 16, 64
+ * items), each once, so the store's statement cache keeps four; a chunk
+ * takes the smallest that holds it and its unused items stay NULL, which
+ * match nothing. */
+#define BATCH_SIZES 4
+static const int batch_sizes[BATCH_SIZES] = {1, 4, 16, OUTBOX_BATCH};
+
+struct batch_stmt {
+    const char *head;
+    int first, width;
+    const char *tail;
+    char *text[BATCH_SIZES];
+};
+
+static const char *batch_sql(struct batch_stmt *b, int size_index)
 {
-    if (out[0])
-        return out;
-    strbuf b;
-    strbuf_init(&b);
-    strbuf_puts(&b, head);
-    for (int i = 0; i < OUTBOX_BATCH; i++) {
-        int n = first + 2 * i;
-        if (width == 1)
-            strbuf_printf(&b, "%s?%d", i ? "," : "", n);
+    if (b->text[size_index])
+        return b->text[size_index];
+    strbuf t;
+    strbuf_init(&t);
+    strbuf_puts(&t, b->head);
+    for (int i = 0; i < batch_sizes[size_index]; i++) {
+        int n = b->first + 2 * i;
+        if (b->width == 1)
+            strbuf_printf(&t, "%s?%d", i ? "," : "", n);
         else
-            strbuf_printf(&b, "%s(?%d,?%d)", i ? "," : "", n, n + 1);
+            strbuf_printf(&t, "%s(?%d,?%d)", i ? "," : "", n, n + 1);
     }
-    strbuf_puts(&b, tail);
-    snprintf(out, size, "%s", b.s);
-    strbuf_free(&b);
-    return out;
+    strbuf_puts(&t, b->tail);
+    return b->text[size_index] = strbuf_take(&t);   /* kept for the process's life */
 }
 
-#define BATCH_SQL_SIZE (OUTBOX_BATCH * 16 + 256)
-
-/* Runs a batch_sql statement over n rows, OUTBOX_BATCH at a time: ?1 is
+/* Runs a batch statement over n rows, OUTBOX_BATCH at most at a time: ?1 is
  * `scalar`, item i binds at2[i] to ?(2+2i) and at3[i] or text3[i] to
  * ?(3+2i) (each array may be NULL: not bound). */
-static int run_batch(engine *e, const char *sql, int64_t scalar, int n, const int64_t *at2, const int64_t *at3,
-                     const char *const *text3)
+static int run_batch(engine *e, struct batch_stmt *b, int64_t scalar, int n, const int64_t *at2,
+                     const int64_t *at3, const char *const *text3)
 {
     for (int from = 0; from < n; from += OUTBOX_BATCH) {
-        int k = n - from < OUTBOX_BATCH ? n - from : OUTBOX_BATCH;
-        store_stmt *s = store_sql(e->st, sql);
+        int k = n - from < OUTBOX_BATCH ? n - from : OUTBOX_BATCH, size = 0;
+        while (batch_sizes[size] < k)
+            size++;
+        store_stmt *s = store_sql(e->st, batch_sql(b, size));
         if (!s)
             return -1;
         store_bind_int(s, 1, scalar);
@@ -334,26 +344,27 @@ static int run_batch(engine *e, const char *sql, int64_t scalar, int n, const in
 
 int outbox_mark_sent_many(engine *e, const int64_t *ids, const char *const *responses, int n, tend_time at)
 {
-    static char sql[2][BATCH_SQL_SIZE];
     /* the queue entries first: found through due_key, which the UPDATE
      * leaves as it is */
-    batch_sql(sql[0], sizeof sql[0], "DELETE FROM outbox_due WHERE (due_at, id) IN"
-              " (SELECT due_key, id FROM outbox WHERE id IN (", 2, 1, "))");
-    batch_sql(sql[1], sizeof sql[1], "UPDATE outbox SET status = 'sent', sent_at = ?1, response = v.column2,"
-              " last_error = NULL FROM (VALUES ", 2, 2, ") AS v WHERE outbox.id = v.column1");
-    if (run_batch(e, sql[0], at, n, ids, NULL, NULL) != 0)
+    static struct batch_stmt leave = {
+        "DELETE FROM outbox_due WHERE (due_at, id) IN (SELECT due_key, id FROM outbox WHERE id IN (", 2, 1, "))",
+        {0}};
+    static struct batch_stmt sent = {
+        "UPDATE outbox SET status = 'sent', sent_at = ?1, response = v.column2, last_error = NULL FROM (VALUES ", 2,
+        2, ") AS v WHERE outbox.id = v.column1", {0}};
+    if (run_batch(e, &leave, at, n, ids, NULL, NULL) != 0)
         return -1;
-    return run_batch(e, sql[1], at, n, ids, NULL, responses);
+    return run_batch(e, &sent, at, n, ids, NULL, responses);
 }
 
 int outbox_claim_many(engine *e, const int64_t *ids, const tend_time *due_at, int n, tend_time lease)
 {
-    static char sql[2][BATCH_SQL_SIZE];
-    batch_sql(sql[0], sizeof sql[0], "UPDATE outbox SET status = 'sending', attempts = attempts + 1, due_key = ?1"
-              " WHERE id IN (", 3, 1, ")");
-    batch_sql(sql[1], sizeof sql[1], "UPDATE outbox_due SET due_at = ?1 FROM (VALUES ", 2, 2,
-              ") AS v WHERE outbox_due.due_at = v.column1 AND outbox_due.id = v.column2");
-    if (run_batch(e, sql[0], lease, n, NULL, ids, NULL) != 0)
+    static struct batch_stmt claim = {
+        "UPDATE outbox SET status = 'sending', attempts = attempts + 1, due_key = ?1 WHERE id IN (", 3, 1, ")", {0}};
+    static struct batch_stmt lease_due = {
+        "UPDATE outbox_due SET due_at = ?1 FROM (VALUES ", 2, 2,
+        ") AS v WHERE outbox_due.due_at = v.column1 AND outbox_due.id = v.column2", {0}};
+    if (run_batch(e, &claim, lease, n, NULL, ids, NULL) != 0)
         return -1;
-    return run_batch(e, sql[1], lease, n, due_at, ids, NULL);
+    return run_batch(e, &lease_due, lease, n, due_at, ids, NULL);
 }
