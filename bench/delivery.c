@@ -21,6 +21,11 @@
  *     and headers as tend's, C reused easy handles, no store) and prints
  *     tend/raw.
  *
+ * Each side also prints its CPU time a message (and the mock's), and tend
+ * the time it spent in COMMIT (its fsyncs): on a shared machine the CPU a
+ * message is the steadier figure, and the COMMIT time shows how much of
+ * the wall time went to the disk.
+ *
  * Build: `make build/release/bench_delivery build/release/mock_provider`
  * (the Makefile's bench_% rule), or by hand from the repository root:
  *
