@@ -645,12 +645,45 @@ static void patch_task(struct server *s, struct evhttp_request *req, const char 
     queue_reply(s, req, 200, task_get(s->e, id));
 }
 
+/* The receipts of a request, one at a time: a JSON array's items (a
+ * channel's mapped callback), or an NDJSON body's lines, each parsed when
+ * its turn comes, so a batch never holds the trees of all its lines. */
+struct receipt_source {
+    const cJSON *item;   /* the array's next item */
+    char *p, *end;       /* NDJSON: the lines still to read (p NULL: an array) */
+    cJSON *parsed;       /* the line read last, freed at the next */
+};
+
+/* The next receipt, or NULL at the end; a line that is not JSON comes back
+ * as a string holding its parse error. Valid until the next call. */
+static const cJSON *receipt_source_next(struct receipt_source *src)
+{
+    cJSON_Delete(src->parsed);
+    src->parsed = NULL;
+    if (!src->p) {
+        const cJSON *r = src->item;
+        if (r)
+            src->item = r->next;
+        return r;
+    }
+    char err[400];
+    size_t n;
+    long line = 0;
+    char *q = ndjson_next(&src->p, src->end, &n, &line);
+    if (!q)
+        return NULL;
+    src->parsed = json_parse(q, n, err, sizeof err);
+    if (!src->parsed)
+        src->parsed = cJSON_CreateString(err);   /* named, and stores nothing of itself */
+    return src->parsed;
+}
+
 /* Stores receipts. receipt_accept() checks everything before it writes, so
  * a bad line leaves nothing behind and the others of the batch go on (no
  * savepoint a line). Answers a single receipt with its own status (404 for
  * an unknown message, 400 for a bad field); a batch with 202 and a per-line
  * report. */
-static void store_receipts(struct server *s, struct evhttp_request *req, cJSON *list, int single)
+static void store_receipts(struct server *s, struct evhttp_request *req, struct receipt_source *src, int single)
 {
     if (begin_write(s) != 0) {
         fail_batch(s, req);
@@ -660,25 +693,27 @@ static void store_receipts(struct server *s, struct evhttp_request *req, cJSON *
     cJSON *errors = cJSON_CreateArray();
     const cJSON *r;
     char err[400];
-    cJSON_ArrayForEach(r, list) {
+    struct receipt_batch batch;
+    receipt_batch_init(&batch, s->e);
+    while ((r = receipt_source_next(src))) {
         line++;
         enum receipt_result res;
         if (cJSON_IsString(r)) {   /* a line that was not JSON: its parse error */
             snprintf(err, sizeof err, "%s", r->valuestring);
             res = RECEIPT_INVALID;
         } else {
-            res = receipt_accept(s->e, r, err, sizeof err);
+            res = receipt_batch_accept(&batch, r, err, sizeof err);
         }
         if (res == RECEIPT_STORE_ERROR) {
             cJSON_Delete(errors);
             fail_batch(s, req);
-            return;
+            goto done;
         }
         if (res == RECEIPT_INVALID || res == RECEIPT_UNKNOWN_MESSAGE) {
             if (single) {
                 send_error(req, res == RECEIPT_UNKNOWN_MESSAGE ? 404 : 400, err);
                 cJSON_Delete(errors);
-                return;
+                goto done;
             }
             cJSON *e = cJSON_CreateObject();
             cJSON_AddNumberToObject(e, "line", line);
@@ -695,6 +730,10 @@ static void store_receipts(struct server *s, struct evhttp_request *req, cJSON *
     cJSON_AddNumberToObject(out, "rejected", cJSON_GetArraySize(errors));
     cJSON_AddItemToObject(out, "errors", errors);
     queue_reply(s, req, 202, out);
+done:
+    receipt_batch_free(&batch);
+    cJSON_Delete(src->parsed);
+    src->parsed = NULL;
 }
 
 /* POST /v1/receipts: one receipt object, or NDJSON. */
@@ -704,31 +743,27 @@ static void post_receipts(struct server *s, struct evhttp_request *req, const ch
     size_t len;
     char *body = body_of(req, &len);
     char err[400];
-    cJSON *list = cJSON_CreateArray();
     cJSON *one = json_parse(body, len, err, sizeof err);
-    int single = cJSON_IsObject(one);
-    if (single) {
-        cJSON_AddItemToArray(list, one);
+    if (cJSON_IsObject(one)) {
+        struct receipt_source src = {.item = one};
+        store_receipts(s, req, &src, 1);
     } else {
-        cJSON_Delete(one);
-        long line = 0;
-        char *p = body, *q;
+        /* how many lines (0, 1 or more): one line is answered as a single
+         * receipt */
+        char *p = body;
         size_t n;
-        while ((q = ndjson_next(&p, body + len, &n, &line))) {
-            cJSON *r = json_parse(q, n, err, sizeof err);
-            if (!r) {
-                /* a line that is not JSON is named and stores nothing of itself */
-                r = cJSON_CreateString(err);
-            }
-            cJSON_AddItemToArray(list, r);
-        }
+        long line = 0;
+        int lines = 0;
+        while (lines < 2 && ndjson_next(&p, body + len, &n, &line))
+            lines++;
+        struct receipt_source src = {.p = body, .end = body + len};
+        if (lines == 0)
+            send_error(req, 400, "no receipt in the body");
+        else
+            store_receipts(s, req, &src, lines == 1);
     }
+    cJSON_Delete(one);
     free(body);
-    if (cJSON_GetArraySize(list) == 0)
-        send_error(req, 400, "no receipt in the body");
-    else
-        store_receipts(s, req, list, single || cJSON_GetArraySize(list) == 1);
-    cJSON_Delete(list);
 }
 
 /* POST /v1/receipts/{channel}: a provider's own callback body, mapped to
@@ -744,7 +779,8 @@ static void post_channel_receipts(struct server *s, struct evhttp_request *req, 
         send_error(req, strstr(err, "no channel") || strstr(err, "no receipt function") ? 404 : 400, err);
         return;
     }
-    store_receipts(s, req, list, 0);
+    struct receipt_source src = {.item = list->child};
+    store_receipts(s, req, &src, 0);
     cJSON_Delete(list);
 }
 

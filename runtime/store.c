@@ -338,6 +338,13 @@ int store_bind_text(store_stmt *s, int idx, const char *v, int len)
     return sqlite3_bind_text(STMT(s), idx, v, len, SQLITE_TRANSIENT) == SQLITE_OK ? 0 : -1;
 }
 
+int store_bind_text_kept(store_stmt *s, int idx, const char *v, int len)
+{
+    if (!v)
+        return store_bind_null(s, idx);
+    return sqlite3_bind_text(STMT(s), idx, v, len, SQLITE_STATIC) == SQLITE_OK ? 0 : -1;
+}
+
 int store_bind_blob(store_stmt *s, int idx, const void *v, int len)
 {
     return sqlite3_bind_blob(STMT(s), idx, v, len, SQLITE_TRANSIENT) == SQLITE_OK ? 0 : -1;
