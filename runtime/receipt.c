@@ -186,16 +186,17 @@ void receipt_batch_init(struct receipt_batch *b, engine *e)
 {
     b->e = e;
     strbuf_init(&b->body);
-    b->row = NULL;
-    b->row_cap = 0;
+    b->row = b->line = NULL;
+    b->row_cap = b->line_cap = 0;
 }
 
 void receipt_batch_free(struct receipt_batch *b)
 {
     strbuf_free(&b->body);
     free(b->row);
-    b->row = NULL;
-    b->row_cap = 0;
+    free(b->line);
+    b->row = b->line = NULL;
+    b->row_cap = b->line_cap = 0;
 }
 
 enum receipt_result receipt_accept(engine *e, const cJSON *r, char *err, size_t errlen)
@@ -316,6 +317,130 @@ enum receipt_result receipt_batch_accept(struct receipt_batch *b, const cJSON *r
             out = RECEIPT_STORE_ERROR;
         }
     }
+    return out;
+}
+
+/* --- a receipt line read without a parse --------------------------------
+ * Providers post receipts as flat objects of plain strings and whole
+ * numbers. Such a line is read here straight into nodes on the stack that
+ * form the very tree cJSON would have parsed (same types, values, order,
+ * repeated names kept), so receipt_batch_accept judges it by the same
+ * rules. Anything else (an escape, a byte outside printable ASCII, a
+ * nested value, a sign, a fraction, a leading zero, true/false, more than
+ * FLAT_FIELDS fields) goes through json_parse as before, so its errors
+ * stay word for word what they were. */
+
+#define FLAT_FIELDS 8
+
+static size_t skip_blank(const char *p, size_t i, size_t n)
+{
+    while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
+        i++;
+    return i;
+}
+
+/* A string of printable ASCII without escapes starting at p[i] == '"': the
+ * index of its closing quote, or 0. */
+static size_t plain_string_end(const char *p, size_t i, size_t n)
+{
+    for (i++; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c == '"')
+            return i;
+        if (c < 0x20 || c > 0x7e || c == '\\')
+            return 0;
+    }
+    return 0;
+}
+
+/* Reads the flat object in s[0, n) (a copy the nodes point into: closing
+ * quotes become NULs) into obj and nodes; 0, or -1 when the line is not
+ * that simple. */
+static int read_flat(char *s, size_t n, cJSON *obj, cJSON nodes[FLAT_FIELDS])
+{
+    memset(obj, 0, sizeof *obj);
+    obj->type = cJSON_Object;
+    size_t i = skip_blank(s, 0, n);
+    if (i >= n || s[i] != '{')
+        return -1;
+    int count = 0;
+    for (;;) {
+        i = skip_blank(s, i + 1, n);
+        if (i >= n || s[i] != '"' || count == FLAT_FIELDS)
+            return -1;
+        size_t kend = plain_string_end(s, i, n);
+        if (!kend)
+            return -1;
+        cJSON *f = &nodes[count];
+        memset(f, 0, sizeof *f);
+        f->string = s + i + 1;
+        s[kend] = 0;
+        i = skip_blank(s, kend + 1, n);
+        if (i >= n || s[i] != ':')
+            return -1;
+        i = skip_blank(s, i + 1, n);
+        if (i >= n)
+            return -1;
+        if (s[i] == '"') {
+            size_t vend = plain_string_end(s, i, n);
+            if (!vend)
+                return -1;
+            f->type = cJSON_String;
+            f->valuestring = s + i + 1;
+            s[vend] = 0;
+            i = vend + 1;
+        } else if (s[i] >= '0' && s[i] <= '9') {
+            /* at most 15 digits: the double holds the number exactly */
+            size_t d = i;
+            long long v = 0;
+            while (i < n && s[i] >= '0' && s[i] <= '9' && i - d < 15)
+                v = v * 10 + (s[i++] - '0');
+            if ((i < n && (s[i] >= '0' && s[i] <= '9')) || (s[d] == '0' && i - d > 1))
+                return -1;
+            f->type = cJSON_Number;
+            f->valuedouble = (double)v;
+            f->valueint = v > 2147483647LL ? 2147483647 : (int)v;
+        } else if (n - i >= 4 && !memcmp(s + i, "null", 4)) {
+            f->type = cJSON_NULL;
+            i += 4;
+        } else {
+            return -1;
+        }
+        /* linked as cJSON links an object's children */
+        if (count) {
+            nodes[count - 1].next = f;
+            f->prev = &nodes[count - 1];
+        } else {
+            obj->child = f;
+        }
+        obj->child->prev = f;
+        count++;
+        i = skip_blank(s, i, n);
+        if (i < n && s[i] == ',')
+            continue;
+        if (i >= n || s[i] != '}')
+            return -1;
+        return skip_blank(s, i + 1, n) == n ? 0 : -1;
+    }
+}
+
+enum receipt_result receipt_batch_accept_line(struct receipt_batch *b, const char *line, size_t len, char *err,
+                                              size_t errlen)
+{
+    if (len + 1 > b->line_cap) {
+        b->line_cap = len + 1 > 256 ? len + 1 : 256;
+        b->line = xrealloc(b->line, b->line_cap);
+    }
+    memcpy(b->line, line, len);
+    b->line[len] = 0;
+    cJSON obj, nodes[FLAT_FIELDS];
+    if (read_flat(b->line, len, &obj, nodes) == 0)
+        return receipt_batch_accept(b, &obj, err, errlen);   /* the nodes are never cJSON_Delete'd */
+    cJSON *r = json_parse(line, len, err, errlen);
+    if (!r)
+        return RECEIPT_INVALID;   /* a line that is not JSON is named and stores nothing */
+    enum receipt_result out = receipt_batch_accept(b, r, err, errlen);
+    cJSON_Delete(r);
     return out;
 }
 

@@ -38,9 +38,15 @@ struct receipt_batch {
     strbuf body;        /* the message.<status> event's text */
     char *row;          /* the message row's text columns, one after another */
     size_t row_cap;
+    char *line;         /* a copy of the line being read, its strings cut in place */
+    size_t line_cap;
 };
 void receipt_batch_init(struct receipt_batch *b, engine *e);
 enum receipt_result receipt_batch_accept(struct receipt_batch *b, const cJSON *r, char *err, size_t errlen);
+/* The same for one NDJSON line of text (trimmed, not NUL-terminated): a
+ * line that is not JSON is RECEIPT_INVALID with its parse error in err. */
+enum receipt_result receipt_batch_accept_line(struct receipt_batch *b, const char *line, size_t len, char *err,
+                                              size_t errlen);
 void receipt_batch_free(struct receipt_batch *b);
 
 /* Runs channel `channel`'s `receipt` function on a provider's callback body

@@ -646,36 +646,27 @@ static void patch_task(struct server *s, struct evhttp_request *req, const char 
 }
 
 /* The receipts of a request, one at a time: a JSON array's items (a
- * channel's mapped callback), or an NDJSON body's lines, each parsed when
- * its turn comes, so a batch never holds the trees of all its lines. */
+ * channel's mapped callback, a single object), or an NDJSON body's lines,
+ * each read when its turn comes (receipt_batch_accept_line), so a batch
+ * never holds the trees of all its lines. */
 struct receipt_source {
     const cJSON *item;   /* the array's next item */
     char *p, *end;       /* NDJSON: the lines still to read (p NULL: an array) */
-    cJSON *parsed;       /* the line read last, freed at the next */
 };
 
-/* The next receipt, or NULL at the end; a line that is not JSON comes back
- * as a string holding its parse error. Valid until the next call. */
-static const cJSON *receipt_source_next(struct receipt_source *src)
+/* The next receipt: 1 with *item (an array's) or the line [*text, +*n); 0
+ * at the end. */
+static int receipt_source_next(struct receipt_source *src, const cJSON **item, const char **text, size_t *n)
 {
-    cJSON_Delete(src->parsed);
-    src->parsed = NULL;
+    *item = NULL;
     if (!src->p) {
-        const cJSON *r = src->item;
-        if (r)
-            src->item = r->next;
-        return r;
+        *item = src->item;
+        if (src->item)
+            src->item = src->item->next;
+        return *item != NULL;
     }
-    char err[400];
-    size_t n;
     long line = 0;
-    char *q = ndjson_next(&src->p, src->end, &n, &line);
-    if (!q)
-        return NULL;
-    src->parsed = json_parse(q, n, err, sizeof err);
-    if (!src->parsed)
-        src->parsed = cJSON_CreateString(err);   /* named, and stores nothing of itself */
-    return src->parsed;
+    return (*text = ndjson_next(&src->p, src->end, n, &line)) != NULL;
 }
 
 /* Stores receipts. receipt_accept() checks everything before it writes, so
@@ -692,18 +683,15 @@ static void store_receipts(struct server *s, struct evhttp_request *req, struct 
     int accepted = 0, dups = 0, line = 0;
     cJSON *errors = cJSON_CreateArray();
     const cJSON *r;
+    const char *text;
+    size_t n;
     char err[400];
     struct receipt_batch batch;
     receipt_batch_init(&batch, s->e);
-    while ((r = receipt_source_next(src))) {
+    while (receipt_source_next(src, &r, &text, &n)) {
         line++;
-        enum receipt_result res;
-        if (cJSON_IsString(r)) {   /* a line that was not JSON: its parse error */
-            snprintf(err, sizeof err, "%s", r->valuestring);
-            res = RECEIPT_INVALID;
-        } else {
-            res = receipt_batch_accept(&batch, r, err, sizeof err);
-        }
+        enum receipt_result res = r ? receipt_batch_accept(&batch, r, err, sizeof err)
+                                    : receipt_batch_accept_line(&batch, text, n, err, sizeof err);
         if (res == RECEIPT_STORE_ERROR) {
             cJSON_Delete(errors);
             fail_batch(s, req);
@@ -732,8 +720,6 @@ static void store_receipts(struct server *s, struct evhttp_request *req, struct 
     queue_reply(s, req, 202, out);
 done:
     receipt_batch_free(&batch);
-    cJSON_Delete(src->parsed);
-    src->parsed = NULL;
 }
 
 /* POST /v1/receipts: one receipt object, or NDJSON. */
