@@ -3,12 +3,15 @@
 #ifndef TEND_BENCH_H
 #define TEND_BENCH_H
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include <cjson/cJSON.h>
+#include <sqlite3.h>
 
+#include "store.h"
 #include "util.h"
 
 static inline double bench_seconds(void)
@@ -47,6 +50,26 @@ static inline int bench_load_ndjson(const char *path,
     bench_each_json_line(data, len, fn, ud);
     free(data);
     return 0;
+}
+
+/* A raw SQLite handle on a database at path that has tend's schema
+ * (store_open creates and migrates it first): what a ceiling writes to.
+ * Exits with the reason when it cannot. */
+static inline sqlite3 *bench_raw_open(const char *path)
+{
+    char *err = NULL;
+    store *st = store_open(path, NULL, &err);
+    if (!st) {
+        fprintf(stderr, "%s: %s\n", path, err);
+        exit(1);
+    }
+    store_close(st);
+    sqlite3 *db;
+    if (sqlite3_open(path, &db) != SQLITE_OK) {
+        fprintf(stderr, "%s: %s\n", path, sqlite3_errmsg(db));
+        exit(1);
+    }
+    return db;
 }
 
 #endif

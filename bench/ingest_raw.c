@@ -56,15 +56,7 @@ int main(int argc, char **argv)
     struct row *rows = all.v;
     size_t n = all.n;
     /* The same schema as tend's (store_open creates it), then raw SQLite. */
-    char *err = NULL;
-    store *st = store_open(argv[2], NULL, &err);
-    if (!st) {
-        fprintf(stderr, "%s\n", err);
-        return 1;
-    }
-    store_close(st);
-    sqlite3 *db;
-    sqlite3_open(argv[2], &db);
+    sqlite3 *db = bench_raw_open(argv[2]);
     sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL, NULL);
     sqlite3_stmt *s;
     sqlite3_prepare_v2(db, "INSERT INTO events (id, type, customer, at, body, received_at)"

@@ -240,7 +240,10 @@ static int import_finish(struct importer *im, int rc)
  * bytes (see fresh_begin), the whole import is one transaction: the
  * indexes of customers and customer_tags are dropped at its start and built
  * again at its end, by sorting, which costs a fraction of keeping five
- * indexes up to date row by row. Batches are savepoints inside it, so a
+ * indexes up to date row by row. So are the triggers that copy a
+ * customer's last_order_at into its tag rows: one UPDATE at the end makes
+ * the same copies (the tag rows are all this import's), instead of a
+ * trigger program and a statement journal per row. Batches are savepoints inside it, so a
  * rejected row, a failure to read on or a failing store keep the same
  * meaning; the rows are durable (and counted) when it commits. A crash
  * before that leaves the store as it was, indexes included. */
@@ -270,13 +273,20 @@ static int fresh_begin(struct importer *im, int fd)
         store_exec(st, "PRAGMA cache_size = -65536");
         return -1;
     }
-    store_stmt *s = store_sql(st, "SELECT name, sql FROM sqlite_master WHERE type = 'index'"
-                                  " AND tbl_name IN ('customers', 'customer_tags') AND sql IS NOT NULL");
+    /* The indexes, and the triggers that copy last_order_at into the tag
+     * rows (fresh_end writes those copies in one statement); indexes first,
+     * so they are built again before the triggers come back. Any other
+     * trigger stays and fires row by row. */
+    store_stmt *s = store_sql(st, "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL"
+                                  " AND ((type = 'index' AND tbl_name IN ('customers', 'customer_tags'))"
+                                  " OR (type = 'trigger' AND name IN ('customer_tags_order_new',"
+                                  " 'customers_order_tags', 'customers_order_tags_new')))"
+                                  " ORDER BY type = 'trigger', name");
     int rc = STORE_ERROR;
     while (s && (rc = store_step(s)) == STORE_ROW) {
         im->index_sql = xrealloc(im->index_sql, (size_t)(im->nindex + 2) * sizeof *im->index_sql);
-        im->index_sql[im->nindex++] = xasprintf("DROP INDEX \"%s\"", store_col_text(s, 0));
-        im->index_sql[im->nindex++] = xstrdup(store_col_text(s, 1));
+        im->index_sql[im->nindex++] = xasprintf("DROP %s \"%s\"", store_col_text(s, 0), store_col_text(s, 1));
+        im->index_sql[im->nindex++] = xstrdup(store_col_text(s, 2));
     }
     for (int i = 0; s && rc == STORE_DONE && i < im->nindex; i += 2)
         if (store_exec(st, im->index_sql[i]) != 0)
@@ -295,7 +305,10 @@ static int fresh_begin(struct importer *im, int fd)
 static int fresh_end(struct importer *im, int rc)
 {
     store *st = im->e->st;
-    int built = 0;
+    /* What the dropped tag triggers would have written: each tag row
+     * carries its customer's last_order_at. All rows are this import's. */
+    int built = store_exec(st, "UPDATE customer_tags SET last_order_at ="
+                               " (SELECT c.last_order_at FROM customers c WHERE c.id = customer_tags.customer)");
     for (int i = 1; i < im->nindex && built == 0; i += 2)
         built = store_exec(st, im->index_sql[i]);
     if (built != 0 || store_commit(st) != 0) {

@@ -165,6 +165,8 @@ struct parser {
     const char *src;
     const char *scope[TEMPLATE_MAX_DEPTH + 1];  /* loop variables, outermost first */
     int nscope;
+    const char *slot_names[TEMPLATE_SLOTS];     /* the variables given a slot, by slot */
+    int nslots;
     size_t pos;                 /* where scanning of text resumes */
     int strip_next;             /* the last tag ended with "-}}" / "-%}" */
     int depth;
@@ -346,11 +348,14 @@ static void split_path(struct operand *o, const char *s, size_t n)
     }
 }
 
-/* Binds a path's first name to an enclosing loop (or forloop) now, once. */
-static void resolve_path(const struct parser *p, struct operand *o)
+/* Binds a path's first name to an enclosing loop (or forloop) now, once;
+ * a variable gets the slot of its name, so a render finds each variable
+ * once however often the text reads it. */
+static void resolve_path(struct parser *p, struct operand *o)
 {
     static const char *const fields[] = {"", "index", "index0", "rindex", "length", "first", "last", "key"};
     o->frame = -1;
+    o->slot = -1;
     if (!o->seg[0].name)
         return;
     if (strcmp(o->seg[0].name, "forloop") == 0 && p->nscope > 0) {
@@ -366,6 +371,13 @@ static void resolve_path(const struct parser *p, struct operand *o)
             o->frame = i;
             return;
         }
+    for (int i = 0; i < p->nslots && o->slot < 0; i++)
+        if (strcmp(p->slot_names[i], o->seg[0].name) == 0)
+            o->slot = i;
+    if (o->slot < 0 && p->nslots < TEMPLATE_SLOTS) {
+        o->slot = p->nslots;
+        p->slot_names[p->nslots++] = o->seg[0].name;
+    }
 }
 
 static int parse_operand(struct lexer *lx, struct operand *o, const char *what)
@@ -830,13 +842,15 @@ static int parse_nodes(struct parser *p, struct nodes *out, const char *const *s
 template_prog *template_compile(const char *text, int html, char *err, size_t errlen)
 {
     template_prog *t = xcalloc(1, sizeof *t);
-    t->src = xstrndup(text, strlen(text));
+    t->src_len = strlen(text);
+    t->src = xstrndup(text, t->src_len);
     t->html = html;
     struct parser p = {.src = t->src, .err = err, .errlen = errlen, .depth = -1};   /* the root is depth 0 */
     if (parse_nodes(&p, &t->root, NULL, NULL, 0) != 0 || p.failed) {
         template_free(t);
         return NULL;
     }
+    t->nslots = p.nslots;
     return t;
 }
 

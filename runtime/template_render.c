@@ -32,29 +32,48 @@ struct val {
     int safe;                   /* already HTML-escaped */
 };
 
-static struct val from_json(const cJSON *j)
+/* j as a value, into *v (NULL: nil). By the type byte, not cJSON_Is*():
+ * six library calls a value add up in a render that reads a few dozen. */
+static void set_json(struct val *v, const cJSON *j)
 {
-    struct val v = {0};
-    if (!j || cJSON_IsNull(j)) {
-        v.k = V_NIL;
-    } else if (cJSON_IsBool(j)) {
-        v.k = V_BOOL;
-        v.b = cJSON_IsTrue(j);
-    } else if (cJSON_IsNumber(j)) {
-        v.k = V_NUM;
-        v.n = j->valuedouble;
-    } else if (cJSON_IsString(j)) {
-        v.k = V_STR;
-        v.s = j->valuestring ? j->valuestring : "";
-        v.len = strlen(v.s);
-    } else if (cJSON_IsArray(j)) {
-        v.k = V_ARR;
-        v.j = j;
-    } else if (cJSON_IsObject(j)) {
-        v.k = V_OBJ;
-        v.j = j;
+    *v = (struct val){0};
+    if (!j)
+        return;
+    switch (j->type & 0xFF) {
+    case cJSON_False: v->k = V_BOOL; break;
+    case cJSON_True: v->k = V_BOOL; v->b = 1; break;
+    case cJSON_Number: v->k = V_NUM; v->n = j->valuedouble; break;
+    case cJSON_String:
+        v->k = V_STR;
+        v->s = j->valuestring ? j->valuestring : "";
+        v->len = strlen(v->s);
+        break;
+    case cJSON_Array: v->k = V_ARR; v->j = j; break;
+    case cJSON_Object: v->k = V_OBJ; v->j = j; break;
+    default: break;     /* null (and raw, which no vars hold) */
     }
-    return v;
+}
+
+/* obj's member `name` (the first, as cJSON_GetObjectItemCaseSensitive):
+ * the first byte is compared before the call, as most names differ there. */
+static const cJSON *member(const cJSON *obj, const char *name)
+{
+    if (!obj)
+        return NULL;
+    for (const cJSON *c = obj->child; c; c = c->next)
+        if (c->string && c->string[0] == name[0] && strcmp(c->string, name) == 0)
+            return c;
+    return NULL;
+}
+
+/* Characters in UTF-8 text (what g_utf8_strlen counts in valid text, which
+ * every stored value is): the bytes that do not continue a sequence. */
+static long utf8_chars(const char *s, size_t n)
+{
+    long chars = 0;
+    for (size_t i = 0; i < n; i++)
+        chars += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return chars;
 }
 
 static const char *kind_name(const struct val *v)
@@ -73,7 +92,7 @@ struct arena_block {
 
 struct frame {
     const char *name;
-    struct val item;
+    const cJSON *item;
     int index, length;
     const char *key;
 };
@@ -87,6 +106,8 @@ struct render {
     int iterations;
     struct frame frames[TEMPLATE_MAX_DEPTH + 1];
     int nframes;
+    uint64_t slots_found;       /* bit k: slot[k] holds variable slot k (struct operand.slot) */
+    const cJSON *slot[TEMPLATE_SLOTS];
     struct arena_block *arena;
     char scratch[2048];         /* the first strings, before any block is needed */
     size_t scratch_used;
@@ -142,24 +163,36 @@ static struct val str_val(struct render *r, const char *s, size_t n)
     return v;
 }
 
-static void emit(struct render *r, const char *s, size_t n)
+/* The output grows (or the render fails at the output limit): the rare
+ * part of emit, out of line. 0 when n more bytes (and the NUL) fit. */
+static int emit_grow(struct render *r, size_t n)
 {
     if (r->failed)
-        return;
+        return -1;
     if (r->len + n > TEMPLATE_MAX_OUTPUT) {
         r->failed = 1;
         template_set_err(r->err, r->errlen, "the message is over %d bytes (the output limit)", TEMPLATE_MAX_OUTPUT);
+        return -1;
+    }
+    size_t cap = r->cap ? r->cap : 256;
+    while (cap < r->len + n + 1) cap *= 2;
+    if (cap > TEMPLATE_MAX_OUTPUT + 1)
+        cap = TEMPLATE_MAX_OUTPUT + 1;      /* so whatever fits is within the limit */
+    r->out = xrealloc(r->out, cap);
+    r->cap = cap;
+    return 0;
+}
+
+/* Appends n bytes; the NUL goes on at the end of the render (nothing reads
+ * the output as a C string before). Past the limit, or after a failure,
+ * nothing is added: the buffer never holds more than the limit and its NUL,
+ * so bytes that fit are within it. */
+static inline void emit(struct render *r, const char *s, size_t n)
+{
+    if ((r->len + n + 1 > r->cap || r->failed) && emit_grow(r, n) != 0)
         return;
-    }
-    if (r->len + n + 1 > r->cap) {
-        size_t cap = r->cap ? r->cap : 256;
-        while (cap < r->len + n + 1) cap *= 2;
-        r->out = xrealloc(r->out, cap);
-        r->cap = cap;
-    }
     memcpy(r->out + r->len, s, n);
     r->len += n;
-    r->out[r->len] = '\0';
 }
 
 static void emit_escaped(struct render *r, const char *s, size_t n)
@@ -201,69 +234,105 @@ static int text_of(struct render *r, const struct val *v, const char **s, size_t
     }
 }
 
-/* The value at an operand's path. `found` (may be NULL) says whether the
- * first name was known at all. */
-static struct val lookup(struct render *r, const struct operand *o)
+/* The rest of a path after a value that is not in the vars (a forloop
+ * field, a size): of those, only text has a member, .size. */
+static void rest_of_path(struct val *v, const struct segment *g, int i, int nseg)
 {
-    struct val v = {0};
+    for (; i < nseg; i++) {
+        if (v->k == V_STR && g[i].name && !strcmp(g[i].name, "size")) {
+            v->k = V_NUM;
+            v->n = (double)utf8_chars(v->s, v->len);
+        } else {
+            *v = (struct val){0};
+            return;
+        }
+    }
+}
+
+/* The value at an operand's path, into *v. The path is walked on the cJSON
+ * tree and only its end made a value. */
+static void lookup(struct render *r, const struct operand *o, struct val *v)
+{
     const struct segment *g = o->seg;
-    int i = 1;
-    if (!g[0].name) {
-        return v;
-    } else if (o->forloop) {
+    const cJSON *j;
+    *v = (struct val){0};
+    if (!g[0].name)
+        return;
+    if (o->forloop) {
         const struct frame *f = &r->frames[o->frame];
-        i = 2;
         switch (o->forloop) {
-        case FORLOOP_INDEX: v.k = V_NUM; v.n = f->index + 1; break;
-        case FORLOOP_INDEX0: v.k = V_NUM; v.n = f->index; break;
-        case FORLOOP_RINDEX: v.k = V_NUM; v.n = f->length - f->index; break;
-        case FORLOOP_LENGTH: v.k = V_NUM; v.n = f->length; break;
-        case FORLOOP_FIRST: v.k = V_BOOL; v.b = f->index == 0; break;
-        case FORLOOP_LAST: v.k = V_BOOL; v.b = f->index == f->length - 1; break;
+        case FORLOOP_INDEX: v->k = V_NUM; v->n = f->index + 1; break;
+        case FORLOOP_INDEX0: v->k = V_NUM; v->n = f->index; break;
+        case FORLOOP_RINDEX: v->k = V_NUM; v->n = f->length - f->index; break;
+        case FORLOOP_LENGTH: v->k = V_NUM; v->n = f->length; break;
+        case FORLOOP_FIRST: v->k = V_BOOL; v->b = f->index == 0; break;
+        case FORLOOP_LAST: v->k = V_BOOL; v->b = f->index == f->length - 1; break;
         case FORLOOP_KEY:
-            if (f->key) { v.k = V_STR; v.s = f->key; v.len = strlen(f->key); }
+            if (f->key) { v->k = V_STR; v->s = f->key; v->len = strlen(f->key); }
             break;
         default: break;
         }
-    } else if (o->frame >= 0) {
-        v = r->frames[o->frame].item;
-    } else {
-        v = from_json(r->vars ? cJSON_GetObjectItemCaseSensitive(r->vars, g[0].name) : NULL);
+        rest_of_path(v, g, 2, o->nseg);
+        return;
     }
-    for (; i < o->nseg; i++) {
+    if (o->frame >= 0) {
+        j = r->frames[o->frame].item;
+    } else if (o->slot >= 0) {
+        uint64_t bit = (uint64_t)1 << o->slot;
+        if (!(r->slots_found & bit)) {
+            r->slot[o->slot] = member(r->vars, g[0].name);
+            r->slots_found |= bit;
+        }
+        j = r->slot[o->slot];
+    } else {
+        j = member(r->vars, g[0].name);
+    }
+    for (int i = 1; i < o->nseg && j; i++) {
         const struct segment *s = &g[i];
-        if (v.k == V_OBJ && s->name) {
-            v = from_json(cJSON_GetObjectItemCaseSensitive(v.j, s->name));
-        } else if (v.k == V_ARR) {
-            int n = cJSON_GetArraySize(v.j);
-            if (!s->name)
-                v = from_json(s->index >= 0 && s->index < n ? cJSON_GetArrayItem(v.j, (int)s->index) : NULL);
-            else if (!strcmp(s->name, "size")) { v.k = V_NUM; v.n = n; }
-            else if (!strcmp(s->name, "first")) v = from_json(n ? cJSON_GetArrayItem(v.j, 0) : NULL);
-            else if (!strcmp(s->name, "last")) v = from_json(n ? cJSON_GetArrayItem(v.j, n - 1) : NULL);
-            else v = (struct val){0};
-        } else if (v.k == V_STR && s->name && !strcmp(s->name, "size")) {
-            v.k = V_NUM;
-            v.n = (double)g_utf8_strlen(v.s, (gssize)v.len);
+        int type = j->type & 0xFF;
+        if (type == cJSON_Object && s->name) {
+            j = member(j, s->name);
+        } else if (type == cJSON_Array) {
+            int n = cJSON_GetArraySize(j);
+            if (!s->name) {
+                j = s->index >= 0 && s->index < n ? cJSON_GetArrayItem(j, (int)s->index) : NULL;
+            } else if (!strcmp(s->name, "size")) {
+                v->k = V_NUM;
+                v->n = n;
+                rest_of_path(v, g, i + 1, o->nseg);
+                return;
+            } else if (!strcmp(s->name, "first")) {
+                j = n ? j->child : NULL;
+            } else if (!strcmp(s->name, "last")) {
+                j = n ? cJSON_GetArrayItem(j, n - 1) : NULL;
+            } else {
+                j = NULL;
+            }
+        } else if (type == cJSON_String) {
+            set_json(v, j);
+            rest_of_path(v, g, i, o->nseg);
+            return;
         } else {
-            v = (struct val){0};
+            j = NULL;
         }
     }
-    return v;
+    set_json(v, j);
 }
 
-static struct val eval_operand(struct render *r, const struct operand *o)
+static void eval_operand(struct render *r, const struct operand *o, struct val *v)
 {
-    struct val v = {0};
+    if (o->kind == OPD_PATH) {
+        lookup(r, o, v);
+        return;
+    }
+    *v = (struct val){0};
     switch (o->kind) {
-    case OPD_PATH: return lookup(r, o);
-    case OPD_STR: v.k = V_STR; v.s = o->str; v.len = o->len; break;
-    case OPD_NUM: v.k = V_NUM; v.n = o->num; break;
-    case OPD_TRUE: v.k = V_BOOL; v.b = 1; break;
-    case OPD_FALSE: v.k = V_BOOL; v.b = 0; break;
+    case OPD_STR: v->k = V_STR; v->s = o->str; v->len = o->len; break;
+    case OPD_NUM: v->k = V_NUM; v->n = o->num; break;
+    case OPD_TRUE: v->k = V_BOOL; v->b = 1; break;
+    case OPD_FALSE: v->k = V_BOOL; v->b = 0; break;
     default: break;     /* nil; blank and empty only mean something in == */
     }
-    return v;
 }
 
 /* --- filters ---------------------------------------------------------------------- */
@@ -327,8 +396,8 @@ static struct val money(struct render *r, double x, const char *code)
     const char *symbol = NULL;
     int decimals = 2;
     char other[16];
-    for (size_t i = 0; i < sizeof CURRENCIES / sizeof CURRENCIES[0]; i++)
-        if (!strcmp(CURRENCIES[i].code, code)) {      /* codes are checked to be capitals */
+    for (size_t i = 0; i < sizeof CURRENCIES / sizeof CURRENCIES[0] && !symbol; i++)
+        if (CURRENCIES[i].code[0] == code[0] && !strcmp(CURRENCIES[i].code, code)) {  /* checked to be capitals */
             symbol = CURRENCIES[i].symbol;
             decimals = CURRENCIES[i].decimals;
         }
@@ -361,13 +430,20 @@ static struct val money(struct render *r, double x, const char *code)
     size_t intlen = strcspn(digits, ".");
     size_t k = 0;
     if (x < 0) out[k++] = '-';
-    k += (size_t)snprintf(out + k, sizeof out - k, "%s", symbol);
+    size_t symlen = strlen(symbol);             /* at most 8 bytes */
+    memcpy(out + k, symbol, symlen);
+    k += symlen;
     for (size_t i = 0; i < intlen && k < sizeof out - 8; i++) {
         if (i && (intlen - i) % 3 == 0)
             out[k++] = ',';
         out[k++] = digits[i];
     }
-    k += (size_t)snprintf(out + k, sizeof out - k, "%s", digits + intlen);
+    /* the decimals: at most a '.' and what "%.*f" of 2 decimals wrote */
+    size_t declen = strlen(digits + intlen);
+    if (declen > sizeof out - 1 - k)
+        declen = sizeof out - 1 - k;
+    memcpy(out + k, digits + intlen, declen);
+    k += declen;
     return str_val(r, out, k);
 }
 
@@ -439,9 +515,13 @@ static int date_filter(struct render *r, const struct filter *f, const struct va
 /* Applies filter f to v. Returns 0, or -1 after rfail. */
 static int apply(struct render *r, const struct filter *f, struct val *v)
 {
-    struct val a[2] = {{0}, {0}};
-    for (int i = 0; i < f->nargs; i++)
-        a[i] = eval_operand(r, &f->args[i]);
+    static const struct val none;
+    struct val a[2];        /* filters take at most 2 arguments; the absent ones are nil */
+    for (int i = 0; i < 2; i++)
+        if (i < f->nargs)
+            eval_operand(r, &f->args[i], &a[i]);
+        else
+            a[i] = none;
     const char *name = FILTERS[f->id].name;
     const char *s;
     size_t n;
@@ -478,12 +558,12 @@ static int apply(struct render *r, const struct filter *f, struct val *v)
             }
             if (f->nargs > 1 && text_of(r, &a[1], &ell, &ell_len) != 0)
                 break;
-            long chars = g_utf8_strlen(s, (gssize)n);
+            long chars = utf8_chars(s, n);
             if (chars <= (long)lim) {
                 *v = str_val(r, s, n);
                 return 0;
             }
-            long keep = (long)lim - g_utf8_strlen(ell, (gssize)ell_len);
+            long keep = (long)lim - utf8_chars(ell, ell_len);
             if (keep < 0) keep = 0;
             /* Cut at a character boundary, never inside a UTF-8 sequence. */
             const char *cut = g_utf8_offset_to_pointer(s, keep);
@@ -510,7 +590,7 @@ static int apply(struct render *r, const struct filter *f, struct val *v)
         return 0;
     case F_SIZE:
         if (v->k == V_STR)
-            x = (double)g_utf8_strlen(v->s, (gssize)v->len);
+            x = (double)utf8_chars(v->s, v->len);
         else if (v->k == V_ARR || v->k == V_OBJ)
             x = cJSON_GetArraySize(v->j);
         else if (v->k == V_NIL)
@@ -536,7 +616,8 @@ static int apply(struct render *r, const struct filter *f, struct val *v)
         const cJSON *item;
         int first = 1;
         cJSON_ArrayForEach(item, v->j) {
-            struct val iv = from_json(item);
+            struct val iv;
+            set_json(&iv, item);
             if (text_of(r, &iv, &s, &n) != 0) {
                 r->len = save;
                 rfail(r, f->off, "filter 'join': the list holds %s, not text", kind_name(&iv));
@@ -646,18 +727,21 @@ static int equal(const struct val *a, const struct val *b)
 /* 1 true, 0 false, -1 failed. */
 static int compare(struct render *r, const struct comparison *c)
 {
-    struct val a = eval_operand(r, &c->a);
+    struct val a, b;
+    eval_operand(r, &c->a, &a);
     if (c->op == OP_TRUTHY)
         return !(a.k == V_NIL || (a.k == V_BOOL && !a.b));
     if ((c->op == OP_EQ || c->op == OP_NE) && (c->b.kind == OPD_BLANK || c->b.kind == OPD_EMPTY ||
                                                c->a.kind == OPD_BLANK || c->a.kind == OPD_EMPTY)) {
         int special_right = c->b.kind == OPD_BLANK || c->b.kind == OPD_EMPTY;
-        struct val other = special_right ? a : eval_operand(r, &c->b);
+        struct val other = a;
+        if (!special_right)
+            eval_operand(r, &c->b, &other);
         enum operand_kind k = special_right ? c->b.kind : c->a.kind;
         int eq = is_blank_val(&other, k == OPD_BLANK);
         return c->op == OP_EQ ? eq : !eq;
     }
-    struct val b = eval_operand(r, &c->b);
+    eval_operand(r, &c->b, &b);
     switch (c->op) {
     case OP_EQ: return equal(&a, &b);
     case OP_NE: return !equal(&a, &b);
@@ -667,7 +751,8 @@ static int compare(struct render *r, const struct comparison *c)
         if (a.k == V_ARR) {
             const cJSON *item;
             cJSON_ArrayForEach(item, a.j) {
-                struct val iv = from_json(item);
+                struct val iv;
+            set_json(&iv, item);
                 if (equal(&iv, &b))
                     return 1;
             }
@@ -738,7 +823,8 @@ static int render_nodes(struct render *r, const struct nodes *ns);
 static int render_output(struct render *r, const struct node *n)
 {
     const struct expr *e = &n->u.out;
-    struct val v = eval_operand(r, &e->base);
+    struct val v;
+    eval_operand(r, &e->base, &v);
     int missing = e->base.kind == OPD_PATH && !e->has_default &&
                   (v.k == V_NIL || (v.k == V_STR && v.len == 0));
     for (int i = 0; i < e->nfilters; i++)
@@ -749,6 +835,12 @@ static int render_output(struct render *r, const struct node *n)
     if (missing && (v.k == V_NIL || (v.k == V_STR && v.len == 0))) {
         rfail(r, e->base.off, "missing variable '%s'", e->base.str);
         return -1;
+    }
+    if (v.k == V_NUM) {         /* digits, '-' and '.': nothing to escape, no copy to keep */
+        char num[400];
+        template_format_number(v.n, num, sizeof num);
+        emit(r, num, strlen(num));
+        return r->failed ? -1 : 0;
     }
     const char *s;
     size_t len;
@@ -766,7 +858,8 @@ static int render_output(struct render *r, const struct node *n)
 
 static int render_for(struct render *r, const struct node *n)
 {
-    struct val list = eval_operand(r, &n->u.loop.src);
+    struct val list;
+    eval_operand(r, &n->u.loop.src, &list);
     if (list.k != V_NIL && list.k != V_ARR && list.k != V_OBJ) {
         rfail(r, n->u.loop.src.off, "cannot loop over '%s': it is %s",
               n->u.loop.src.str ? n->u.loop.src.str : "a value", kind_name(&list));
@@ -774,7 +867,8 @@ static int render_for(struct render *r, const struct node *n)
     }
     int count = list.k == V_NIL ? 0 : cJSON_GetArraySize(list.j);
     if (n->u.loop.has_limit) {
-        struct val lv = eval_operand(r, &n->u.loop.limit);
+        struct val lv;
+        eval_operand(r, &n->u.loop.limit, &lv);
         double lim;
         if (number_of(&lv, &lim) != 0 || lim < 0) {
             rfail(r, n->u.loop.limit.off, "'limit:' must be a number of 0 or more, not %s", kind_name(&lv));
@@ -797,7 +891,7 @@ static int render_for(struct render *r, const struct node *n)
             break;
         }
         f->index = i;
-        f->item = from_json(item);
+        f->item = item;
         f->key = list.k == V_OBJ ? item->string : NULL;
         if ((rc = render_nodes(r, &n->u.loop.body)) != 0)
             break;
@@ -843,12 +937,27 @@ static int render_nodes(struct render *r, const struct nodes *ns)
 char *template_run(const template_prog *t, const cJSON *vars, const struct template_env *env,
                    char *err, size_t errlen)
 {
-    struct render r = {.t = t, .vars = vars, .err = err, .errlen = errlen};
-    if (env)
-        r.env = *env;
-    emit(&r, "", 0);
-    r.out = xrealloc(r.out, 256);          /* "" renders to "", not NULL */
-    r.cap = 256;
+    /* Field by field: most of struct render (scratch, frames, slots) needs
+     * no zeroing, and a 4 KiB memset is a tenth of a short render. */
+    struct render r;
+    r.t = t;
+    r.vars = vars;
+    r.env = env ? *env : (struct template_env){0};
+    r.len = 0;
+    r.iterations = 0;
+    r.nframes = 0;
+    r.slots_found = 0;
+    r.arena = NULL;
+    r.scratch_used = 0;
+    r.err = err;
+    r.errlen = errlen;
+    r.failed = 0;
+    /* "" renders to "", not NULL; most messages are about as long as
+     * their text, so they fit the first buffer. */
+    r.cap = t->src_len + t->src_len / 2 + 64;
+    if (r.cap > TEMPLATE_MAX_OUTPUT + 1)
+        r.cap = TEMPLATE_MAX_OUTPUT + 1;
+    r.out = xmalloc(r.cap);
     r.out[0] = '\0';
     render_nodes(&r, &t->root);
     while (r.arena) {
@@ -860,6 +969,7 @@ char *template_run(const template_prog *t, const cJSON *vars, const struct templ
         free(r.out);
         return NULL;
     }
+    r.out[r.len] = '\0';       /* emit keeps a byte for it */
     return r.out;
 }
 

@@ -30,7 +30,12 @@ struct operand {
     int frame;                  /* the first name is the loop variable of enclosing loop
                                    `frame` (0 = outermost), or -1 */
     int forloop;                /* forloop.<field>: a FORLOOP_* (frame = the innermost loop), or 0 */
+    int slot;                   /* the first name is a variable (frame -1): its slot in the
+                                   render's cache of variables found, or -1 (past TEMPLATE_SLOTS) */
 };
+
+/* Distinct variable names per program that a render looks up only once. */
+#define TEMPLATE_SLOTS 64
 
 enum { FORLOOP_NONE, FORLOOP_INDEX, FORLOOP_INDEX0, FORLOOP_RINDEX, FORLOOP_LENGTH, FORLOOP_FIRST,
        FORLOOP_LAST, FORLOOP_KEY, FORLOOP_UNKNOWN };
@@ -105,7 +110,9 @@ struct node {
 
 struct template_prog {
     char *src;
+    size_t src_len;             /* a first guess at the output's size */
     int html;
+    int nslots;                 /* variable slots in use (struct operand.slot) */
     struct nodes root;
 };
 

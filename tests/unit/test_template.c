@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "template.h"
+#include "util.h"
 
 /* --- helpers ------------------------------------------------------------ */
 
@@ -421,6 +422,25 @@ static void test_limits(void **state)
     snprintf(json, sizeof json, "{\"s\":\"%s\"}", big);
     RFAIL("{{ s }}{{ s }}", json, "over 65536 bytes");
     free(big);
+    /* The limit holds to the byte, also for a text long enough that the
+     * first output buffer is sized near the limit: 65,536 bytes render, one
+     * more fails. */
+    {
+        char *text = repeat("y", 60000);
+        char *tail = repeat("z", 5536);
+        char vars[5600];
+        snprintf(vars, sizeof vars, "{\"t\":\"%s\"}", tail);
+        char *exact = xasprintf("%s{{ t }}", text);
+        char *expect = xasprintf("%s%s", text, tail);
+        R(exact, vars, expect);
+        char *over = xasprintf("%s{{ t }}!", text);
+        RFAIL(over, vars, "over 65536 bytes");
+        free(exact);
+        free(expect);
+        free(over);
+        free(text);
+        free(tail);
+    }
     /* 20 nested blocks compile, 21 do not. */
     char text[2000] = "", tail[2000] = "";
     for (int i = 0; i < 20; i++) {
