@@ -4,6 +4,7 @@
 #   sh bench/healthz.sh wakes|ingest|broadcast|all|metrics [N]
 #                                         (make bench: all and metrics, 20000)
 #   BENCH_TABLE=FILE   also append a row of make bench's table
+#   BENCH_HEALTHZ_LOG=FILE  keep tend run's log there
 #   BENCH_HEALTHZ_LEAD=S  wakes: seconds from parking's start to the due
 #                      moment (default N/2000 + 5: parking must end first)
 #
@@ -40,6 +41,7 @@ tend_pid= probe_pid=
 cleanup() {
     [ -z "$probe_pid" ] || { kill "$probe_pid" 2>/dev/null; wait "$probe_pid" 2>/dev/null || true; }
     [ -z "$tend_pid" ] || { kill "$tend_pid" 2>/dev/null; wait "$tend_pid" 2>/dev/null || true; }
+    [ -z "${BENCH_HEALTHZ_LOG:-}" ] || cat "$work/run.err" > "$BENCH_HEALTHZ_LOG" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT

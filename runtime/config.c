@@ -98,6 +98,7 @@ void config_init(struct config *c)
     c->max_sends = c->max_emits = c->max_starts = 100;
     c->max_chain = 20;
     c->delivery_batch = 500;
+    c->cache_mb = 8;
     c->holidays = calendar_new();
     caps_set_marketing(c, 1, 3);
     c->ready_backlog = 100000;
@@ -609,6 +610,17 @@ static int read_channels(struct reader *r)
     return 0;
 }
 
+/* branch loop2: the page cache is most of the memory tend holds; the
+ * OS's file cache serves what falls out of it */
+static int read_cache(struct reader *r, struct config *c)
+{
+    if (read_int(r, "cache_mb", &c->cache_mb) != 0)
+        return -1;
+    if (c->cache_mb < 1 || c->cache_mb > 65536)
+        return bad(r, "cache_mb", "must be 1 to 65536 (MiB)");
+    return 0;
+}
+
 static int read_batch(struct reader *r, struct config *c)
 {
     if (read_int(r, "delivery_batch", &c->delivery_batch) != 0)
@@ -723,6 +735,7 @@ static int read_all(struct reader *r, struct config *c)
     FIELD("limits", read_limits(r, c));
     FIELD("channels", read_channels(r));
     FIELD("delivery_batch", read_batch(r, c));
+    FIELD("cache_mb", read_cache(r, c));
     FIELD("holidays", read_holidays(r, c));
     FIELD("segment_caps", read_segment_caps(r, c));
     FIELD("currency", read_currency(r, c));
@@ -748,7 +761,7 @@ int config_read(struct config *c, lua_State *L, int idx, const char *source, cha
         "db", "timezone", "listen", "synchronous", "unknown_customers", "quiet_hours", "caps",
         "lifecycle", "rfm", "orders", "http_allow", "limits", "channels", "delivery_batch",
         "ready_backlog", "currency", "public_url", "unsubscribe_secret", "holidays", "segment_caps", "server",
-        "shutdown_grace", "retention", NULL};
+        "shutdown_grace", "retention", "cache_mb", NULL};
     int rc = -1;
     lua_pushnil(L);
     while (lua_next(L, -2)) {

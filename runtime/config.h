@@ -57,6 +57,7 @@ struct config {
     int max_sends, max_emits, max_starts;   /* live ones per resume of a run */
     int max_chain;              /* instances and emits in one start/emit chain */
     int delivery_batch;         /* outbox rows claimed per dispatch pass */
+    int cache_mb;               /* branch loop2: SQLite's page cache, MiB */
 
     /* tend run's HTTP server (`server = {...}`) and its stop (branch server) */
     int max_connections;        /* open client connections at most */

@@ -136,7 +136,8 @@ engine *engine_open(const struct engine_options *o, char **err)
 
     const char *db = o->db_path ? o->db_path : e->cfg.db;
     e->db_path = o->db_path || !e->dir ? xstrdup(db) : util_path_join(e->dir, db);
-    struct store_options sto = {.synchronous_normal = e->cfg.synchronous_normal, .throwaway = o->throwaway};
+    struct store_options sto = {.synchronous_normal = e->cfg.synchronous_normal, .throwaway = o->throwaway,
+                                .cache_kib = e->cfg.cache_mb * 1024};
     e->st = store_open(e->db_path, &sto, err);
     if (!e->st) {
         engine_close(e);
@@ -402,18 +403,28 @@ static int slice_tx(engine *e, int *open, int want)
     return want ? store_begin(e->st) : store_commit(e->st);
 }
 
-int engine_run_slice(engine *e, tend_time now, double budget_ms, int *more)
+/* The slice proper; `async`: its transaction's commit is left in flight
+ * (store_commit_start), and a stage that commits on its own ends the slice
+ * rather than commit the slice's work on this thread before it runs. */
+static int run_slice(engine *e, tend_time now, double budget_ms, int *more, int async)
 {
     double start = monotonic_ms(), deadline = start + budget_ms;
-    int total = 0, idle = 0, k = e->slice_next % ENGINE_STAGES, open = 0;
+    int total = 0, idle = 0, k = e->slice_next % ENGINE_STAGES, open = 0, in_tx = 0;
     *more = 0;
     /* round and round from where the last slice stopped, until every stage
      * in a row found nothing or the budget is spent */
     while (idle < ENGINE_STAGES) {
+        if (async && open && in_tx > 0 && stages[k].own_tx) {
+            e->slice_next = k;   /* it runs first in the next slice */
+            *more = 1;
+            break;
+        }
         if (stages[k].min && !e->slice_batch[k])
             e->slice_batch[k] = stages[k].min * 4 < stage_max(e, k) ? stages[k].min * 4 : stage_max(e, k);
         if (slice_tx(e, &open, !stages[k].own_tx) != 0)
             goto fail;
+        if (!open)
+            in_tx = 0;
         double t0 = monotonic_ms(), c0 = store_commit_ms(e->st);
         int n = stages[k].run(e, now, stages[k].min ? e->slice_batch[k] : stage_max(e, k));
         double t1 = monotonic_ms(), waited = store_commit_ms(e->st) - c0;
@@ -422,6 +433,8 @@ int engine_run_slice(engine *e, tend_time now, double budget_ms, int *more)
         if (stages[k].min && n > 0)
             fit_batch(e, k, t1 - t0 - waited, budget_ms);
         total += n;
+        if (open)
+            in_tx += n;
         int again = n > 0 && !stages[k].once;
         idle = n > 0 ? 0 : idle + 1;
         if (!again)
@@ -433,22 +446,43 @@ int engine_run_slice(engine *e, tend_time now, double budget_ms, int *more)
             break;
         }
     }
-    if (slice_tx(e, &open, 0) != 0) {
-        open = 0;   /* a failed commit rolled back */
+    int crc = async && open ? store_commit_start(e->st) : slice_tx(e, &open, 0);
+    open = 0;   /* committed, in flight, or (failed) rolled back */
+    if (crc != 0)
         goto fail;
-    }
     if (!*more)
         e->slice_next = 0;
-    /* deliveries between slices: what the slice queued starts leaving now */
-    int d = *more ? stage_deliveries(e, now, 0) : 0;
-    if (d < 0)
-        return -1;
-    return total + d;
+    return total;
 fail:
     if (open)
         store_rollback(e->st);
     e->slice_next = (k + 1) % ENGINE_STAGES;
     return -1;
+}
+
+int engine_run_slice(engine *e, tend_time now, double budget_ms, int *more)
+{
+    int total = run_slice(e, now, budget_ms, more, 0);
+    if (total < 0)
+        return -1;
+    /* deliveries between slices: what the slice queued starts leaving now */
+    int d = *more ? stage_deliveries(e, now, 0) : 0;
+    if (d < 0)
+        return -1;
+    return total + d;
+}
+
+int engine_slice_start(engine *e, tend_time now, double budget_ms, int *more)
+{
+    return run_slice(e, now, budget_ms, more, 1);
+}
+
+int engine_slice_end(engine *e, tend_time now, int more)
+{
+    if (store_commit_finish(e->st) != 0)
+        return -1;   /* rolled back: the slice's work is due again */
+    int d = more ? stage_deliveries(e, now, 0) : 0;
+    return d < 0 ? -1 : d;
 }
 
 static tend_time earliest(tend_time a, tend_time b)

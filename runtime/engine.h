@@ -123,6 +123,15 @@ int engine_run_due(engine *e, tend_time now);
  * leave while a long drain goes on. Batch sizes adapt so one batch takes a
  * fraction of the budget. Returns units of work done, -1 on a store failure. */
 int engine_run_slice(engine *e, tend_time now, double budget_ms, int *more);
+/* engine_run_slice in two halves, for a loop that serves requests while
+ * the slice's commit syncs: engine_slice_start runs the slice and leaves
+ * its commit in flight (store_commit_start; a stage that commits on its own
+ * then waits for the next slice); engine_slice_end waits for that commit
+ * (store_commit_finish) and starts due deliveries when *more was set.
+ * start returns units of work or -1; end returns deliveries started, or -1
+ * when the commit failed (rolled back, due again) or a delivery did. */
+int engine_slice_start(engine *e, tend_time now, double budget_ms, int *more);
+int engine_slice_end(engine *e, tend_time now, int more);
 
 /* The earliest time any pending work is due (events pending: now), or -1. */
 tend_time engine_next_due(engine *e);

@@ -235,6 +235,18 @@ static int import_finish(struct importer *im, int rc)
     return rc;
 }
 
+/* The page cache back to tend.lua's cache_mb (store.c's setting) after a
+ * first import raised it. */
+static void cache_back(struct importer *im)
+{
+    if (!im->cache_raised)
+        return;
+    char pragma[64];
+    snprintf(pragma, sizeof pragma, "PRAGMA cache_size = -%d", im->e->cfg.cache_mb * 1024);
+    store_exec(im->e->st, pragma);
+    im->cache_raised = 0;
+}
+
 /* --- a first import ----------------------------------------------------
  * Into a store with no customers, from a file of at most FRESH_INPUT_MAX
  * bytes (see fresh_begin), the whole import is one transaction: the
@@ -263,14 +275,14 @@ static int fresh_begin(struct importer *im, int fd)
     if (any != 0)
         return any < 0 ? -1 : 0;
     long long kib = (long long)sb.st_size * 9 / 4 / 1024;
-    if (kib > 65536) {
+    if (kib > (long long)im->e->cfg.cache_mb * 1024) {   /* above tend.lua's cache_mb */
         char pragma[64];
         snprintf(pragma, sizeof pragma, "PRAGMA cache_size = -%lld", kib);
         store_exec(st, pragma);
         im->cache_raised = 1;
     }
     if (store_begin(st) != 0) {
-        store_exec(st, "PRAGMA cache_size = -65536");
+        cache_back(im);
         return -1;
     }
     /* The indexes, and the triggers that copy last_order_at into the tag
@@ -293,7 +305,7 @@ static int fresh_begin(struct importer *im, int fd)
             rc = STORE_ERROR;
     if (!s || rc != STORE_DONE) {
         store_rollback(st);
-        store_exec(st, "PRAGMA cache_size = -65536");
+        cache_back(im);
         return -1;
     }
     im->fresh = 1;
@@ -322,8 +334,7 @@ static int fresh_end(struct importer *im, int rc)
     for (int i = 0; i < im->nindex; i++)
         free(im->index_sql[i]);
     free(im->index_sql);
-    if (im->cache_raised)
-        store_exec(st, "PRAGMA cache_size = -65536");   /* store.c's own */
+    cache_back(im);
     return rc;
 }
 

@@ -4,7 +4,9 @@
  * a customer) does its work inside a transaction the server keeps open, and
  * queues its answer; a zero-delay event fires once the loop has read what
  * is ready, commits, and answers them all. Nothing is answered before it is
- * on disk, and a burst of requests costs one fsync. */
+ * on disk, and a burst of requests costs one fsync. That fsync, and each
+ * slice's, runs on the store's thread (store_commit_start): meanwhile the
+ * loop answers what needs no store (/healthz) and holds the rest. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -58,6 +60,28 @@ struct reply {
     struct reply *next;
 };
 
+/* A POSTed batch of events, checked whole, stored a slice per loop turn
+ * into the turn's write batch (which commits once all of it is in). */
+struct ingest {
+    struct evhttp_request *req;
+    cJSON *events;
+    cJSON *at;                  /* the next event to store */
+    int accepted, dups;
+    struct ingest *next;
+};
+
+/* A request held while a commit syncs: it runs, in arrival order, once
+ * the commit ended (so it reads what was committed, and its writes come
+ * after). */
+struct deferred {
+    struct evhttp_request *req;
+    const struct server_route *hit;
+    char *param;
+    struct deferred *next;
+};
+
+enum { COMMIT_SLICE = 1, COMMIT_FLUSH = 2 };
+
 struct server {
     engine *e;
     struct event_base *base;
@@ -65,6 +89,13 @@ struct server {
     char *token;
     struct event *tick, *flush, *sigint, *sigterm, *sighup, *drain;
     int in_tx;                  /* a write batch is open */
+    int committing;             /* a commit syncs on the store's thread: COMMIT_SLICE, _FLUSH */
+    int slice_more;             /* the slice in flight left work */
+    struct reply *acking;       /* answered when the flush in flight has synced */
+    struct deferred *waiting;   /* requests that read or write the store, held meanwhile */
+    struct event *committed;    /* the store's commit ended (its eventfd) */
+    struct ingest *ingests;     /* POSTed batches being stored, a slice a turn */
+    struct event *ingest_next;  /* the next slice of them */
     struct reply *replies;      /* answered when the batch commits */
     int64_t requests;
     char *scripts_error;        /* why the scripts on disk did not load (NULL: they did) */
@@ -74,6 +105,12 @@ struct server {
 };
 
 /* --- answering ------------------------------------------------------------ */
+static double mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
 
 /* The registry of the one server this process runs: its answers are counted
  * where they are written. */
@@ -174,22 +211,16 @@ static void schedule_tick(struct server *s)
     evtimer_add(s->tick, &zero);
 }
 
-static void on_flush(evutil_socket_t fd, short what, void *arg)
+static void ingest_slice(evutil_socket_t fd, short what, void *arg);
+
+/* The answers of a committed (ok) or failed write batch, in arrival order
+ * (the list is newest first). */
+static void answer(struct reply *replies, int ok)
 {
-    (void)fd;
-    (void)what;
-    struct server *s = arg;
-    if (!s->in_tx)
-        return;
-    int ok = store_commit(s->e->st) == 0;
-    s->in_tx = 0;
-    if (!ok)
-        engine_logf(s->e, "error", "commit failed, %s", store_errmsg(s->e->st));
-    /* Answers go out in arrival order. */
     struct reply *rev = NULL;
-    while (s->replies) {
-        struct reply *r = s->replies;
-        s->replies = r->next;
+    while (replies) {
+        struct reply *r = replies;
+        replies = r->next;
         r->next = rev;
         rev = r;
     }
@@ -203,6 +234,44 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
         free(r->body);
         free(r);
     }
+}
+
+static void commit_settle(struct server *s);
+
+/* The write batch commits, then is answered. Its fsync runs on the store's
+ * thread (store_commit_start) and the answers go when it ended
+ * (commit_settle); called with fd -1 (a signal, the end of the loop) it
+ * commits and answers here, now. */
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct server *s = arg;
+    if (fd == -1)
+        commit_settle(s);   /* and the requests held for it run */
+    if (!s->in_tx)
+        return;
+    /* a batch of events half stored commits only with its rest: the flush
+     * waits for its last slice (which activates it), unless called to end
+     * the batch now, which stores the rest first */
+    if (s->ingests && fd != -1)
+        return;
+    while (s->ingests)
+        ingest_slice(-1, 0, s);
+    if (!s->in_tx)
+        return;
+    int ok = (fd == -1 ? store_commit(s->e->st) : store_commit_start(s->e->st)) == 0;
+    s->in_tx = 0;
+    if (ok && store_commit_pending(s->e->st)) {
+        s->acking = s->replies;
+        s->replies = NULL;
+        s->committing = COMMIT_FLUSH;
+        return;
+    }
+    if (!ok)
+        engine_logf(s->e, "error", "commit failed, %s", store_errmsg(s->e->st));
+    struct reply *r = s->replies;
+    s->replies = NULL;
+    answer(r, ok);
     schedule_tick(s);
 }
 
@@ -220,6 +289,14 @@ static void fail_batch(struct server *s, struct evhttp_request *req)
         send_error(r->req, 503, "the store failed; nothing of this request was stored");
         free(r->body);
         free(r);
+    }
+    while (s->ingests) {   /* their slices so far were in the batch */
+        struct ingest *g = s->ingests;
+        s->ingests = g->next;
+        if (g->req != req)
+            send_error(g->req, 503, "the store failed; nothing of this request was stored");
+        cJSON_Delete(g->events);
+        free(g);
     }
     if (req)
         send_error(req, 503, "the store failed; nothing of this request was stored");
@@ -355,23 +432,65 @@ static void post_events(struct server *s, struct evhttp_request *req, const char
         fail_batch(s, req);
         return;
     }
-    int accepted = 0, dups = 0;
-    cJSON_ArrayForEach(ev, events) {
-        struct event_result res;
-        if (event_accept(s->e, ev, &res, err, sizeof err) != 0) {
-            cJSON_Delete(events);
-            fail_batch(s, req);
-            return;
+    struct ingest *g = xcalloc(1, sizeof *g), **tail = &s->ingests;
+    g->req = req;
+    g->events = events;
+    g->at = events->child;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = g;
+    ingest_slice(0, 0, s);   /* the first slice now, the rest in later turns */
+}
+
+/* Storing a batch of 1,000 events takes tens of ms: it goes a slice of
+ * about INGEST_SLICE_MS at a time, and the loop serves what is ready (a
+ * probe, another request) between slices. A batch stored whole queues its
+ * answer; the write batch commits (and answers) once no batch is mid-way. */
+#define INGEST_SLICE_MS 4.0
+
+static void ingest_slice(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct server *s = arg;
+    double deadline = mono_ms() + INGEST_SLICE_MS;
+    char err[400];
+    int n = 0;
+    while (s->ingests && (fd == -1 || n % 16 || mono_ms() < deadline)) {
+        struct ingest *g = s->ingests;
+        if (g->at) {
+            struct event_result res;
+            if (event_accept(s->e, g->at, &res, err, sizeof err) != 0) {
+                s->ingests = g->next;
+                struct evhttp_request *req = g->req;
+                cJSON_Delete(g->events);
+                free(g);
+                fail_batch(s, req);
+                return;
+            }
+            g->accepted += !res.duplicate;
+            g->dups += res.duplicate;
+            g->at = g->at->next;
+            n++;
+            continue;
         }
-        accepted += !res.duplicate;
-        dups += res.duplicate;
+        s->ingests = g->next;
+        metrics_add(s->e->metrics, M_EVENTS_INGESTED, NULL, g->accepted);
+        cJSON *r = cJSON_CreateObject();
+        cJSON_AddNumberToObject(r, "accepted", g->accepted);
+        cJSON_AddNumberToObject(r, "duplicates", g->dups);
+        queue_reply(s, g->req, 202, r);
+        cJSON_Delete(g->events);
+        free(g);
     }
-    cJSON_Delete(events);
-    metrics_add(s->e->metrics, M_EVENTS_INGESTED, NULL, accepted);
-    cJSON *r = cJSON_CreateObject();
-    cJSON_AddNumberToObject(r, "accepted", accepted);
-    cJSON_AddNumberToObject(r, "duplicates", dups);
-    queue_reply(s, req, 202, r);
+    if (fd == -1)
+        return;
+    if (s->ingests) {
+        /* a timer, not an activation: the loop polls its sockets first */
+        struct timeval zero = {0, 0};
+        evtimer_add(s->ingest_next, &zero);
+    } else if (s->in_tx) {
+        event_active(s->flush, EV_TIMEOUT, 0);
+    }
 }
 
 static void put_customer(struct server *s, struct evhttp_request *req, const char *id)
@@ -1177,6 +1296,14 @@ static void route(struct evhttp_request *req, void *arg)
         free(param);
         return;
     }
+    if (hit && s->committing && hit->fn != get_healthz && hit->fn != get_openapi) {
+        struct deferred *d = xcalloc(1, sizeof *d), **tail = &s->waiting;
+        *d = (struct deferred){req, hit, param, NULL};
+        while (*tail)
+            tail = &(*tail)->next;
+        *tail = d;
+        return;
+    }
     if (hit) {
         hit->fn(s, req, param);
         free(param);
@@ -1212,20 +1339,14 @@ static struct timeval until_second(tend_time at)
     return (struct timeval){(long)(us / 1000000), (long)(us % 1000000)};
 }
 
-/* Due work runs in slices: the tick has the lowest priority of the loop,
- * so every request and transfer ready is served before the next slice, and
- * a slice that left work re-arms the tick at once. */
-static void on_tick(evutil_socket_t fd, short what, void *arg)
+/* After a slice (rc: engine_slice_end's, -1 failed): at once again when
+ * it left work, else when the next work is due. */
+static void slice_done(struct server *s, int rc, int more)
 {
-    (void)fd;
-    (void)what;
-    struct server *s = arg;
-    if (s->in_tx || s->stopping)   /* answers first: the batch commits, then work goes on */
-        return;
     engine *e = s->e;
-    logger_flush(0);
-    int more = 0;
-    if (engine_run_slice(e, engine_now(e), SLICE_MS, &more) < 0) {
+    if (s->stopping)
+        return;
+    if (rc < 0) {
         engine_logf(e, "error", "a pass failed (it is retried): %s", store_errmsg(e->st));
         more = 0;
     } else if (more) {
@@ -1241,6 +1362,83 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     else if (next > now && next - now < 60)
         tv = until_second(next);
     evtimer_add(s->tick, &tv);
+}
+
+/* The commit in flight ended (or is waited for now): what waited for it
+ * goes — the write batch's answers, or the rest of the slice. */
+static void run_waiting(struct server *s);
+
+static void commit_settle(struct server *s)
+{
+    int kind = s->committing;
+    if (!kind) {
+        run_waiting(s);
+        return;
+    }
+    s->committing = 0;
+    engine *e = s->e;
+    if (kind == COMMIT_FLUSH) {
+        int ok = store_commit_finish(e->st) == 0;
+        if (!ok)
+            engine_logf(e, "error", "commit failed, %s", store_errmsg(e->st));
+        struct reply *r = s->acking;
+        s->acking = NULL;
+        answer(r, ok);
+        schedule_tick(s);
+    } else {
+        slice_done(s, engine_slice_end(e, engine_now(e), s->slice_more), s->slice_more);
+    }
+    run_waiting(s);
+}
+
+/* The requests held during the commit, in arrival order, until one of
+ * them starts another commit. A request whose client left is let go. */
+static void run_waiting(struct server *s)
+{
+    while (s->waiting && !s->committing) {
+        struct deferred *d = s->waiting;
+        s->waiting = d->next;
+        if (evhttp_request_get_connection(d->req))
+            d->hit->fn(s, d->req, d->param);
+        else
+            send_error(d->req, 503, "the client left");   /* frees it */
+        free(d->param);
+        free(d);
+    }
+}
+
+static void on_committed(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct server *s = arg;
+    if (!s->committing)
+        store_commit_finish(s->e->st);   /* waited for already: reads the eventfd */
+    commit_settle(s);
+}
+
+/* Due work runs in slices: the tick has the lowest priority of the loop,
+ * so every request and transfer ready is served before the next slice, and
+ * a slice that left work re-arms the tick at once. A slice's commit syncs
+ * on the store's thread; requests that need the store wait for it, the
+ * rest (/healthz) are answered meanwhile. */
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct server *s = arg;
+    if (s->in_tx || s->stopping || s->committing)   /* answers first: the batch commits, then work goes on */
+        return;
+    engine *e = s->e;
+    logger_flush(0);
+    int more = 0;
+    int n = engine_slice_start(e, engine_now(e), SLICE_MS, &more);
+    if (n >= 0 && store_commit_pending(e->st)) {
+        s->committing = COMMIT_SLICE;
+        s->slice_more = more;
+        return;
+    }
+    slice_done(s, n < 0 ? -1 : engine_slice_end(e, engine_now(e), more), more);
 }
 
 /* An http_get answer woke instances: their sends and events go now. */
@@ -1266,6 +1464,7 @@ static void on_drain(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct server *s = arg;
     struct timeval later = {0, 20000};
+    commit_settle(s);
     if (s->in_tx) {
         on_flush(-1, 0, s);
         evtimer_add(s->drain, &later);   /* the answers go out first */
@@ -1465,6 +1664,12 @@ int server_run(engine *e)
     event_priority_set(s.tick, 2);
     engine_attach(e, s.base, work_due, &s);
     s.flush = event_new(s.base, -1, 0, on_flush, &s);
+    s.ingest_next = evtimer_new(s.base, ingest_slice, &s);
+    int commit_fd = store_commit_fd(e->st);
+    if (commit_fd >= 0) {
+        s.committed = event_new(s.base, commit_fd, EV_READ | EV_PERSIST, on_committed, &s);
+        event_add(s.committed, NULL);
+    }
     s.sigint = evsignal_new(s.base, SIGINT, on_signal, &s);
     s.sigterm = evsignal_new(s.base, SIGTERM, on_signal, &s);
     s.sighup = evsignal_new(s.base, SIGHUP, on_hangup, &s);
@@ -1478,6 +1683,7 @@ int server_run(engine *e)
     /* systemd (Type=notify): the scripts are loaded and the port is bound */
     sd_notify(0, "READY=1");
     event_base_dispatch(s.base);
+    commit_settle(&s);
     if (s.in_tx)
         on_flush(-1, 0, &s);
 out:
@@ -1486,6 +1692,10 @@ out:
         event_free(s.tick);
     if (s.flush)
         event_free(s.flush);
+    if (s.ingest_next)
+        event_free(s.ingest_next);
+    if (s.committed)
+        event_free(s.committed);
     if (s.sigint)
         event_free(s.sigint);
     if (s.sigterm)

@@ -4,9 +4,11 @@
  * plan, ten times the cost of running a point query. Callers pass the same
  * literal each time, so the text is the natural key; hashing it is cheap next
  * to a prepare. The cache is an open-addressing table that only grows. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,7 +44,34 @@ struct store {
     int depth;              /* store_batch nesting: 0 = no transaction */
     double commit_ms;       /* time spent in COMMIT (its fsync), in all */
     char err[512];          /* a message of ours, when the error is not SQLite's */
+    struct committer *committer;   /* store_commit_start's thread, once started */
 };
+
+/* The thread that runs a COMMIT while the caller's thread goes on with
+ * work that does not touch the store. Only one commit is in flight at a
+ * time; while it is, every call of this API on the caller's thread first
+ * waits for it (settle), so the connection is never used by two threads
+ * at once and calls keep their order. */
+struct committer {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int fd;                 /* eventfd: written when a commit ended */
+    int job, done, quit;    /* a commit asked for; it ended; the thread ends */
+    int in_flight;          /* started and not yet settled (caller's thread) */
+    int rc;                 /* the ended commit: 0, or -1 (rolled back) */
+    int unclaimed;          /* its result is not yet read by store_commit_finish */
+    double ms;
+    char err[512];
+};
+
+/* The store whose commit is in flight, if any (set and cleared on the
+ * caller's thread): statement calls know no store, and settle through it. */
+static store *in_flight;
+
+static void settle(store *st);
+static void committer_stop(store *st);
+#define SETTLE() do { if (in_flight) settle(in_flight); } while (0)
 
 #define STMT(s) ((sqlite3_stmt *)(void *)(s))
 
@@ -53,6 +82,7 @@ static void set_err(store *st, const char *msg)
 
 const char *store_errmsg(store *st)
 {
+    SETTLE();
     if (st->err[0])
         return st->err;
     return sqlite3_errmsg(st->db);
@@ -136,8 +166,9 @@ store *store_open_with(const char *path, const struct store_options *opts,
     snprintf(pragmas, sizeof pragmas,
              "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA temp_store=MEMORY;"
              "PRAGMA wal_autocheckpoint=8192;"
-             "PRAGMA cache_size=-65536; PRAGMA foreign_keys=OFF;",
-             opts->throwaway ? "OFF" : opts->synchronous_normal ? "NORMAL" : "FULL");
+             "PRAGMA cache_size=-%d; PRAGMA foreign_keys=OFF;",
+             opts->throwaway ? "OFF" : opts->synchronous_normal ? "NORMAL" : "FULL",
+             opts->cache_kib > 0 ? opts->cache_kib : 8192);
     if (store_exec(st, pragmas) != 0) {
         char msg[600];
         snprintf(msg, sizeof msg, "%s: %s", where, store_errmsg(st));
@@ -165,6 +196,7 @@ store *store_open(const char *path, const struct store_options *opts, char **err
 
 int store_backup(store *st, const char *dest, char *err, size_t errlen)
 {
+    SETTLE();
     if (access(dest, F_OK) == 0) {
         snprintf(err, errlen, "%s exists already; a backup never overwrites", dest);
         return -1;
@@ -220,6 +252,8 @@ void store_close(store *st)
 {
     if (!st)
         return;
+    SETTLE();
+    committer_stop(st);
     for (size_t i = 0; i < st->cache_cap; i++) {
         if (st->cache[i].sql) {
             sqlite3_finalize(st->cache[i].stmt);
@@ -234,6 +268,7 @@ void store_close(store *st)
 
 int store_exec(store *st, const char *sql)
 {
+    SETTLE();
     char *msg = NULL;
     st->err[0] = 0;
     if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
@@ -276,6 +311,7 @@ static sqlite3_stmt *ready(sqlite3_stmt *stmt)
 
 store_stmt *store_sql(store *st, const char *sql)
 {
+    SETTLE();
     st->err[0] = 0;   /* errors from here on are SQLite's, for this statement */
     struct alias *a = &st->aliases[((uintptr_t)sql >> 3) % ALIASES];
     if (a->sql == sql && strcmp(a->text, sql) == 0)
@@ -313,6 +349,7 @@ store_stmt *store_sql(store *st, const char *sql)
 
 store_stmt *store_prepare(store *st, const char *sql)
 {
+    SETTLE();
     sqlite3_stmt *stmt = NULL;
     st->err[0] = 0;
     if (sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL) != SQLITE_OK)
@@ -322,6 +359,7 @@ store_stmt *store_prepare(store *st, const char *sql)
 
 void store_finalize(store_stmt *s)
 {
+    SETTLE();
     if (s)
         sqlite3_finalize(STMT(s));
 }
@@ -330,16 +368,19 @@ void store_finalize(store_stmt *s)
 
 int store_bind_int(store_stmt *s, int idx, int64_t v)
 {
+    SETTLE();
     return sqlite3_bind_int64(STMT(s), idx, v) == SQLITE_OK ? 0 : -1;
 }
 
 int store_bind_double(store_stmt *s, int idx, double v)
 {
+    SETTLE();
     return sqlite3_bind_double(STMT(s), idx, v) == SQLITE_OK ? 0 : -1;
 }
 
 int store_bind_text(store_stmt *s, int idx, const char *v, int len)
 {
+    SETTLE();
     if (!v)
         return store_bind_null(s, idx);
     /* SQLITE_TRANSIENT: callers' buffers are often Lua strings or stack
@@ -356,11 +397,13 @@ int store_bind_text_kept(store_stmt *s, int idx, const char *v, int len)
 
 int store_bind_blob(store_stmt *s, int idx, const void *v, int len)
 {
+    SETTLE();
     return sqlite3_bind_blob(STMT(s), idx, v, len, SQLITE_TRANSIENT) == SQLITE_OK ? 0 : -1;
 }
 
 int store_bind_null(store_stmt *s, int idx)
 {
+    SETTLE();
     return sqlite3_bind_null(STMT(s), idx) == SQLITE_OK ? 0 : -1;
 }
 
@@ -371,6 +414,7 @@ int store_param_count(store_stmt *s)
 
 int store_step(store_stmt *s)
 {
+    SETTLE();
     int rc = sqlite3_step(STMT(s));
     if (rc == SQLITE_ROW)
         return STORE_ROW;
@@ -385,6 +429,7 @@ int store_step(store_stmt *s)
 
 void store_reset(store_stmt *s)
 {
+    SETTLE();
     sqlite3_reset(STMT(s));
 }
 
@@ -400,6 +445,7 @@ int store_run(store_stmt *s)
 
 int store_col_type(store_stmt *s, int col)
 {
+    SETTLE();
     switch (sqlite3_column_type(STMT(s), col)) {
     case SQLITE_INTEGER: return STORE_INT;
     case SQLITE_FLOAT:   return STORE_FLOAT;
@@ -409,16 +455,45 @@ int store_col_type(store_stmt *s, int col)
     }
 }
 
-int64_t store_col_int(store_stmt *s, int col) { return sqlite3_column_int64(STMT(s), col); }
-double store_col_double(store_stmt *s, int col) { return sqlite3_column_double(STMT(s), col); }
-const char *store_col_text(store_stmt *s, int col) { return (const char *)sqlite3_column_text(STMT(s), col); }
-const void *store_col_blob(store_stmt *s, int col) { return sqlite3_column_blob(STMT(s), col); }
-int store_col_bytes(store_stmt *s, int col) { return sqlite3_column_bytes(STMT(s), col); }
+int64_t store_col_int(store_stmt *s, int col)
+{
+    SETTLE();
+    return sqlite3_column_int64(STMT(s), col);
+}
+double store_col_double(store_stmt *s, int col)
+{
+    SETTLE();
+    return sqlite3_column_double(STMT(s), col);
+}
+const char *store_col_text(store_stmt *s, int col)
+{
+    SETTLE();
+    return (const char *)sqlite3_column_text(STMT(s), col);
+}
+const void *store_col_blob(store_stmt *s, int col)
+{
+    SETTLE();
+    return sqlite3_column_blob(STMT(s), col);
+}
+int store_col_bytes(store_stmt *s, int col)
+{
+    SETTLE();
+    return sqlite3_column_bytes(STMT(s), col);
+}
 int store_col_count(store_stmt *s) { return sqlite3_column_count(STMT(s)); }
 const char *store_col_name(store_stmt *s, int col) { return sqlite3_column_name(STMT(s), col); }
 
-int64_t store_last_rowid(store *st) { return sqlite3_last_insert_rowid(st->db); }
-int store_changes(store *st) { return sqlite3_changes(st->db); }
+int64_t store_last_rowid(store *st)
+{
+    SETTLE();
+    return sqlite3_last_insert_rowid(st->db);
+}
+
+int store_changes(store *st)
+{
+    SETTLE();
+    return sqlite3_changes(st->db);
+}
 
 /* --- transactions ----------------------------------------------------- */
 
@@ -451,6 +526,7 @@ static int exec_cached(store *st, const char *sql)
 
 int store_begin(store *st)
 {
+    SETTLE();
     if (st->depth == 0) {
         if (exec_cached(st, "BEGIN IMMEDIATE") != 0)
             return -1;
@@ -466,6 +542,7 @@ int store_begin(store *st)
 
 int store_commit(store *st)
 {
+    SETTLE();
     if (st->depth <= 0) {
         set_err(st, "commit without a transaction");
         return -1;
@@ -499,6 +576,7 @@ int store_commit(store *st)
 
 int store_rollback(store *st)
 {
+    SETTLE();
     if (st->depth <= 0)
         return -1;
     int rc;
@@ -522,6 +600,156 @@ int store_rollback(store *st)
     }
     memcpy(st->err, keep, sizeof keep);   /* keep the error that caused it */
     st->depth--;
+    return rc;
+}
+
+/* --- a commit on another thread ------------------------------------- */
+
+static void *committer_main(void *arg)
+{
+    store *st = arg;
+    struct committer *c = st->committer;
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (!c->job && !c->quit)
+            pthread_cond_wait(&c->cv, &c->mu);
+        if (c->quit)
+            break;
+        c->job = 0;
+        pthread_mutex_unlock(&c->mu);
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        char *msg = NULL;
+        int rc = sqlite3_exec(st->db, "COMMIT", NULL, NULL, &msg) == SQLITE_OK ? 0 : -1;
+        char err[sizeof c->err] = "";
+        if (rc != 0) {
+            /* as store_commit: a failed COMMIT leaves the transaction open */
+            snprintf(err, sizeof err, "%s", msg ? msg : sqlite3_errmsg(st->db));
+            sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+        }
+        sqlite3_free(msg);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        pthread_mutex_lock(&c->mu);
+        c->rc = rc;
+        c->ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+        memcpy(c->err, err, sizeof err);
+        c->done = 1;
+        pthread_cond_broadcast(&c->cv);
+        uint64_t one = 1;
+        if (write(c->fd, &one, sizeof one) < 0) {
+            /* the counter cannot overflow at one a commit: nothing to do */
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+static void committer_stop(store *st)
+{
+    struct committer *c = st->committer;
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->quit = 1;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->thread, NULL);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    close(c->fd);
+    free(c);
+    st->committer = NULL;
+}
+
+static struct committer *committer_of(store *st)
+{
+    if (st->committer)
+        return st->committer;
+    struct committer *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (c->fd < 0) {
+        free(c);
+        return NULL;
+    }
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    st->committer = c;
+    if (pthread_create(&c->thread, NULL, committer_main, st) != 0) {
+        pthread_mutex_destroy(&c->mu);
+        pthread_cond_destroy(&c->cv);
+        close(c->fd);
+        free(c);
+        st->committer = NULL;
+        return NULL;
+    }
+    return c;
+}
+
+/* Waits for the commit in flight to end; its result stays for
+ * store_commit_finish. */
+static void settle(store *st)
+{
+    struct committer *c = st->committer;
+    in_flight = NULL;
+    pthread_mutex_lock(&c->mu);
+    while (!c->done)
+        pthread_cond_wait(&c->cv, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+    c->in_flight = 0;
+    st->commit_ms += c->ms;
+}
+
+int store_commit_start(store *st)
+{
+    SETTLE();
+    struct committer *c = st->depth == 1 ? committer_of(st) : NULL;
+    if (!c)
+        return store_commit(st);   /* a savepoint, or no thread: here */
+    reset_busy(st);
+    st->depth = 0;
+    pthread_mutex_lock(&c->mu);
+    c->done = 0;
+    c->job = 1;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    c->in_flight = 1;
+    c->unclaimed = 1;
+    in_flight = st;
+    return 0;
+}
+
+int store_commit_pending(const store *st)
+{
+    return st->committer && st->committer->in_flight;
+}
+
+int store_commit_fd(store *st)
+{
+    struct committer *c = committer_of(st);
+    return c ? c->fd : -1;
+}
+
+int store_commit_finish(store *st)
+{
+    struct committer *c = st->committer;
+    if (!c)
+        return 0;
+    if (c->in_flight)
+        settle(st);
+    uint64_t n;
+    if (read(c->fd, &n, sizeof n) < 0) {
+        /* nothing written since the last read: the commit ran here */
+    }
+    if (!c->unclaimed)
+        return 0;
+    c->unclaimed = 0;
+    int rc = c->rc;
+    c->rc = 0;
+    if (rc != 0 && c->err[0])
+        set_err(st, c->err);
+    c->err[0] = 0;
     return rc;
 }
 

@@ -32,6 +32,7 @@ struct store_options {
                                process crash but not a power cut, which is all a test needs */
     int busy_timeout_ms;    /* 0: 5000 */
     int memory;             /* 1: a private in-memory database (path ignored) */
+    int cache_kib;          /* SQLite's page cache; 0: 8 MiB */
 };
 
 /* Opens (creating if needed) the database at `path`, sets WAL mode and the
@@ -120,6 +121,25 @@ double store_commit_ms(const store *st);
 int store_begin(store *st);
 int store_commit(store *st);
 int store_rollback(store *st);
+
+/* A commit that does not hold the caller's thread for its fsync (the
+ * loop of `tend run` serves probes meanwhile). store_commit_start hands
+ * the open transaction (depth 1) to a thread of the store's own and
+ * returns 0 at once, store_commit_pending then true; at a savepoint, or
+ * when no thread can be had, it commits here as store_commit does
+ * (returns its result, nothing pending). While a commit is in flight,
+ * every other call of this API first waits for it to end, so calls keep
+ * their order; nothing may be answered or sent on the strength of the
+ * commit before store_commit_finish. store_commit_fd is an eventfd that
+ * turns readable when a commit ended (-1: no thread). store_commit_finish
+ * waits for the commit in flight if any and returns its result once:
+ * 0 committed (durable as store_commit's), -1 failed and rolled back
+ * (store_errmsg says why); 0 when none was started. One commit in flight
+ * per process. */
+int store_commit_start(store *st);
+int store_commit_pending(const store *st);
+int store_commit_fd(store *st);
+int store_commit_finish(store *st);
 
 /* --- small helpers ----------------------------------------------------- */
 

@@ -273,6 +273,11 @@ printf 'return {\n  timezone = "UTC",\n  caps = { fax = { day = 1 } },\n}\n' >co
 run conf
 status 1 "a cap on an unknown channel"
 has "tend.lua:3: caps: 'fax' is neither a channel" "a cap on an unknown channel: file:line"
+# branch loop2: the page cache's size is checked where it is set
+printf 'return {\n  timezone = "UTC",\n  cache_mb = 0,\n}\n' >conf/tend.lua
+run conf
+status 1 "a page cache of 0 MiB"
+has "tend.lua:3: setting 'cache_mb' must be 1 to 65536 (MiB)" "a page cache of 0 MiB: file:line"
 
 # an audience table that does not compile is an error at the journey's line
 # (a local_cron's would only show when its slot fires)

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include "store.h"
@@ -758,6 +759,54 @@ static void test_wal_commit_survives_reopen(void **state)
     }
 }
 
+/* branch loop2: a commit on the store's thread. The caller goes on at
+ * once; its next calls wait for the commit and come after it (a begun
+ * transaction is a new one, a read sees the rows); the eventfd turns
+ * readable; the result is told once; what was committed that way is on
+ * disk after a reopen. */
+static void test_commit_on_the_stores_thread(void **state)
+{
+    (void)state;
+    char *path = temp_db();
+    store *st = open_with_ok(path, NULL, mem_migs, 1);
+    int fd = store_commit_fd(st);
+    assert_true(fd >= 0);
+    int n = 300;
+    assert_int_equal(store_begin(st), 0);
+    assert_int_equal(insert_many(st, &n), 0);
+    assert_int_equal(store_commit_start(st), 0);
+    assert_true(store_commit_pending(st));
+    assert_false(store_in_batch(st));
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 10000), 1);   /* the thread said it ended */
+    assert_int_equal(store_count(st, "SELECT COUNT(*) FROM t"), 300);
+    assert_int_equal(store_commit_finish(st), 0);
+    assert_false(store_commit_pending(st));
+    assert_int_equal(store_commit_finish(st), 0);   /* nothing more to tell */
+    assert_int_equal(poll(&p, 1, 0), 0);             /* the eventfd was read */
+
+    /* a transaction begun while the commit is in flight is the next one */
+    assert_int_equal(store_begin(st), 0);
+    assert_int_equal(insert_many(st, &n), 0);
+    assert_int_equal(store_commit_start(st), 0);
+    assert_int_equal(store_begin(st), 0);
+    assert_int_equal(insert_many(st, &n), 0);
+    assert_int_equal(store_rollback(st), 0);   /* only the second goes */
+    assert_int_equal(store_commit_finish(st), 0);
+    /* a savepoint commits here, nothing in flight */
+    assert_int_equal(store_begin(st), 0);
+    assert_int_equal(store_begin(st), 0);
+    assert_int_equal(store_commit_start(st), 0);
+    assert_false(store_commit_pending(st));
+    assert_int_equal(store_commit(st), 0);
+    store_close(st);
+
+    st = open_with_ok(path, NULL, mem_migs, 1);
+    assert_int_equal(store_count(st, "SELECT COUNT(*) FROM t"), 600);
+    store_close(st);
+    remove_db(path);
+}
+
 /* Two connections on one file: while A holds BEGIN IMMEDIATE with an
  * uncommitted row, B reads (the committed snapshot, without waiting), and
  * B's writes fail after its busy_timeout with an error; after A commits,
@@ -875,6 +924,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_errmsg_survives_batch_rollback, setup_mem, teardown_mem),
         cmocka_unit_test_setup_teardown(test_meta_get_set_and_count, setup_mem, teardown_mem),
         cmocka_unit_test(test_wal_commit_survives_reopen),
+        cmocka_unit_test(test_commit_on_the_stores_thread),
         cmocka_unit_test(test_second_connection_reads_during_write_and_write_fails_busy),
         cmocka_unit_test(test_abandoned_statement_holds_no_snapshot),
     };
