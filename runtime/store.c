@@ -390,6 +390,7 @@ int store_bind_text(store_stmt *s, int idx, const char *v, int len)
 
 int store_bind_text_kept(store_stmt *s, int idx, const char *v, int len)
 {
+    SETTLE();
     if (!v)
         return store_bind_null(s, idx);
     return sqlite3_bind_text(STMT(s), idx, v, len, SQLITE_STATIC) == SQLITE_OK ? 0 : -1;
