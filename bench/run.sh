@@ -254,11 +254,18 @@ fi
 
 if [ -x $B/bench_delivery ]; then
     echo
-    echo "== delivery to a local HTTP provider ($N_DEL messages)"
-    $B/bench_delivery "$N_DEL" | tee "$work/del.out"
-    d_tend=$(pick "$work/del.out" 's/^delivery: [0-9]* messages in .* = \([0-9]*\) msg\/s.*/\1/p')
-    d_raw=$(pick "$work/del.out" 's/^delivery: raw libcurl .* = \([0-9]*\) req\/s.*/\1/p')
-    row "delivery, msg/s ($N_DEL)" "$d_tend" "$d_raw raw libcurl multi" "$(ratio "$d_tend" "$d_raw")" ">= 40k/s, >= 0.5"
+    # concurrency 64 (as before), and 128: a commit (one fsync) stores about
+    # one round of a channel's concurrency, so on a busy disk the wider
+    # channel shares each fsync among twice the messages; the raw ceiling
+    # runs at the same concurrency each time
+    for c in 64 128; do
+        echo "== delivery to a local HTTP provider ($N_DEL messages, concurrency $c)"
+        $B/bench_delivery "$N_DEL" -c $c | tee "$work/del.out"
+        d_tend=$(pick "$work/del.out" 's/^delivery: [0-9]* messages in .* = \([0-9]*\) msg\/s.*/\1/p')
+        d_raw=$(pick "$work/del.out" 's/^delivery: raw libcurl .* = \([0-9]*\) req\/s.*/\1/p')
+        row "delivery, msg/s ($N_DEL, c $c)" "$d_tend" "$d_raw raw libcurl multi" "$(ratio "$d_tend" "$d_raw")" \
+            ">= 40k/s, >= 0.5"
+    done
 fi
 
 

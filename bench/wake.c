@@ -19,6 +19,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
+#include "bench.h"
 #include "bench_engine.h"
 
 static const char SCRIPT[] =
@@ -114,20 +115,25 @@ int main(int argc, char **argv)
 
     clock_set(clk, engine_now(e) + TEND_DAY);
     t0 = seconds();
+    double c0 = bench_cpu_seconds();
     long woken = 0;
     int k;
     while ((k = instance_run_due(e, engine_now(e), 2000)) > 0)
         woken += k;
-    double t_wake = seconds() - t0;
+    double t_wake = seconds() - t0, c_wake = bench_cpu_seconds() - c0;
     long rss_wake = peak_rss_kb();
     int64_t tagged = store_count(e->st, "SELECT COUNT(*) FROM customer_tags WHERE tag = 'woken'");
     int64_t waiting = store_count(e->st, "SELECT COUNT(*) FROM instances WHERE state = 'waiting' AND step = 3");
 
+    double c1 = bench_cpu_seconds();
     double t_bare = bare_loop(n);
+    double c_bare = bench_cpu_seconds() - c1;
     printf("wake: %ld instances started (run to their first wait) in %.2f s = %.0f/s\n", n, t_start,
            n / t_start);
     printf("wake: %ld instances woken (replay + 1 step + wait, stored, synchronous=full) in %.2f s = %.0f/s\n",
            woken, t_wake, woken / t_wake);
+    printf("wake: CPU per wake: tend %.2f us, bare %.2f us; bare/tend CPU = %.3f\n", c_wake * 1e6 / woken,
+           c_bare * 1e6 / n, c_bare / c_wake);
     printf("wake: checked: %lld tagged, %lld waiting at step 3\n", (long long)tagged, (long long)waiting);
     printf("wake: bare lua_resume loop, same Lua work, no store: %.2f s = %.0f/s; tend/bare = %.3f\n", t_bare,
            n / t_bare, t_bare / t_wake);

@@ -714,8 +714,12 @@ int customer_set(engine *e, const char *id, const cJSON *changes, char *err, siz
 
 int customer_tag(engine *e, const char *id, const char *tag, int on)
 {
-    store_stmt *s = store_sql(e->st, on ? "INSERT INTO customer_tags (customer, tag) VALUES (?, ?)"
-                                          " ON CONFLICT DO NOTHING"
+    /* With its customer's last_order_at, so the insert trigger's WHEN skips
+     * its UPDATE (schema.c, branch wake2). OR IGNORE rather than ON CONFLICT
+     * DO NOTHING: the same for the key, and no constraint is left that can
+     * abort, so SQLite keeps no statement journal for the trigger. */
+    store_stmt *s = store_sql(e->st, on ? "INSERT OR IGNORE INTO customer_tags (customer, tag, last_order_at)"
+                                          " VALUES (?1, ?2, (SELECT last_order_at FROM customers WHERE id = ?1))"
                                         : "DELETE FROM customer_tags WHERE customer = ? AND tag = ?");
     store_bind_text(s, 1, id, -1);
     store_bind_text(s, 2, tag, -1);

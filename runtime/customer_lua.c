@@ -50,7 +50,7 @@ void customer_push_handle(engine *e, lua_State *L, const char *id)
 {
     (void)e;
     struct handle *h = lua_newuserdatauv(L, sizeof *h, 1);
-    snprintf(h->id, sizeof h->id, "%s", id);
+    util_concat(h->id, sizeof h->id, id, NULL);   /* every wake makes one: no printf */
     luaL_setmetatable(L, HANDLE_MT);
 }
 
@@ -167,11 +167,9 @@ static int change(lua_State *L, const char *kind, const char *desc_arg, const ch
     struct run_ctx *ctx = step_ctx(e);
     char err[300];
     if (ctx) {
-        char *key = xasprintf("%s\x1f%s", h->id, hashed);
-        uint32_t hash = step_hash(key);
-        free(key);
+        uint32_t hash = step_hash_pair(h->id, hashed);
         char desc[160];
-        snprintf(desc, sizeof desc, "%s, %s", h->id, desc_arg);
+        util_concat(desc, sizeof desc, h->id, ", ", desc_arg, NULL);
         if (step_take(L, ctx, kind, desc, hash, NULL) == STEP_REPLAY) {
             lua_pop(L, 1);
         } else {

@@ -866,8 +866,10 @@ static int local_batch(store *st, void *ud)
                 rc = -1;
             }
         }
-        if (ids.n && starter.journey)
-            instance_starter_free(&starter);
+        if (ids.n && starter.journey && instance_starter_free(&starter) != 0) {
+            engine_logf(e, "error", "journey '%s': store: %s", journey, store_errmsg(st));
+            rc = -1;
+        }
         cJSON_Delete(ev);
         /* The page and the resume point commit together: a customer starts
          * once per slot, whatever crashes in between. A finished slot moves

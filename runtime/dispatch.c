@@ -42,21 +42,12 @@ struct row {
     /* the customer, read with the row: for the policy re-check and `to` */
     struct policy_facts facts;
     char *timezone, *phone, *email, *name;
+    char *texts;                /* one block holding every string above */
 };
 
 static void row_free(struct row *r)
 {
-    free(r->customer);
-    free(r->channel);
-    free(r->category);
-    free(r->body);
-    free(r->key);
-    free(r->template_name);
-    free(r->journey);
-    free(r->timezone);
-    free(r->phone);
-    free(r->email);
-    free(r->name);
+    free(r->texts);
 }
 
 /* Channel settings read for one delivery. */
@@ -72,6 +63,9 @@ struct chan_conf {
     int concurrency;
     double rate;
     struct policy_window window;    /* `window` / `days`: rechecked at delivery */
+    /* http: what an easy handle is set up with, once (url, method, login,
+     * timeouts); a kept handle set up the same is reused as it is */
+    char *setup;
 };
 
 static void chan_conf_free(struct chan_conf *c)
@@ -83,6 +77,7 @@ static void chan_conf_free(struct chan_conf *c)
     free(c->password);
     free(c->to_field);
     free(c->envelope_from);
+    free(c->setup);
     curl_slist_free_all(c->headers);
 }
 
@@ -230,6 +225,9 @@ static int read_conf_table(engine *e, const char *name, struct chan_conf *c, cha
         snprintf(err, errlen, "channel '%s' has no url", name);
         return -1;
     }
+    if (c->kind == CHANNEL_HTTP)
+        c->setup = xasprintf("%s\n%s\n%s\n%s\n%ld\n%ld", c->url, c->method, c->user ? c->user : "",
+                             c->password ? c->password : "", c->timeout_ms, c->connect_timeout_ms);
     return 0;
 }
 
@@ -368,6 +366,7 @@ struct transfer {
     struct dispatcher *d;
     struct transfer *prev, *next;   /* in flight: the dispatcher's list */
     CURL *easy;
+    char *setup;                /* the easy handle's (chan_conf.setup), or NULL: reset when kept */
     int64_t id;
     int attempts, max_attempts, max_backoff;
     int nsuccess, success[16];
@@ -384,13 +383,13 @@ struct transfer {
     char errbuf[CURL_ERROR_SIZE];
 };
 
-static CURL *easy_take(engine *e);
-static void easy_give(struct dispatcher *d, CURL *easy);
+static CURL *easy_take(engine *e, const char *setup, char **setup_out);
+static void easy_give(struct dispatcher *d, CURL *easy, char *setup);
 
 static void transfer_free(struct transfer *t)
 {
     if (t->easy)
-        easy_give(t->d, t->easy);
+        easy_give(t->d, t->easy, t->setup);
     curl_slist_free_all(t->headers);
     curl_slist_free_all(t->rcpt);
     free(t->payload);
@@ -453,22 +452,31 @@ static struct transfer *transfer_new(engine *e, const struct row *r, const struc
     t->due_at = r->due_at;
     t->nsuccess = c->nsuccess;
     memcpy(t->success, c->success, sizeof t->success);
-    CURL *h = t->easy = easy_take(e);
+    CURL *h = t->easy = easy_take(e, c->kind == CHANNEL_HTTP ? c->setup : NULL, &t->setup);
     t->d = e->dispatch;     /* where the handle goes back to */
-    curl_easy_setopt(h, CURLOPT_URL, c->url);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+    if (!t->setup) {
+        /* a new or reset handle: what every message of the channel shares */
+        curl_easy_setopt(h, CURLOPT_URL, c->url);
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
+        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+        if (c->user)
+            curl_easy_setopt(h, CURLOPT_USERNAME, c->user);
+        if (c->password)
+            curl_easy_setopt(h, CURLOPT_PASSWORD, c->password);
+        if (c->kind == CHANNEL_HTTP) {
+            curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+            curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
+            curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+            if (c->setup)
+                t->setup = xstrdup(c->setup);
+        }
+    }
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, t->errbuf);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, t);
-    if (c->user)
-        curl_easy_setopt(h, CURLOPT_USERNAME, c->user);
-    if (c->password)
-        curl_easy_setopt(h, CURLOPT_PASSWORD, c->password);
     if (c->kind == CHANNEL_HTTP) {
-        curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
         t->payload = http_payload(e, r, c, err, errlen);
         if (!t->payload) {
             transfer_free(t);
@@ -483,10 +491,8 @@ static struct transfer *transfer_new(engine *e, const struct row *r, const struc
         free(key);
         t->headers = curl_slist_append(t->headers, "Expect:");
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, t->headers);
-        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, t->payload);
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)t->payload_len);
-        curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
         curl_easy_setopt(h, CURLOPT_HEADERDATA, t);
     } else {
         curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
@@ -568,7 +574,14 @@ struct retry_note {
 
 /* Stores what became of a transfer (retries are counted in `note`, or
  * logged one by one without it). */
-static int record_result(engine *e, struct transfer *t, struct retry_note *note)
+/* Deliveries of one burst, marked sent together (outbox_mark_sent_many). */
+struct sent_batch {
+    int64_t *ids;
+    const char **responses;     /* the transfers' buffers: freed after the write */
+    int n, cap;
+};
+
+static int record_result(engine *e, struct transfer *t, struct retry_note *note, struct sent_batch *sent)
 {
     tend_time now = engine_now(e);
     const char *resp = t->response.s;
@@ -577,7 +590,16 @@ static int record_result(engine *e, struct transfer *t, struct retry_note *note)
         metrics_inc(e->metrics, M_DELIVERIES, t->channel);
         metrics_observe(e->metrics, M_DELIVERY_LATENCY, (const char *const[]){t->channel},
                         metrics_now() - (double)t->due_at);
-        return outbox_mark_sent(e, t->id, now, resp);
+        if (!sent)
+            return outbox_mark_sent(e, t->id, now, resp);
+        if (sent->n == sent->cap) {
+            sent->cap = sent->cap ? 2 * sent->cap : OUTBOX_BATCH;
+            sent->ids = xrealloc(sent->ids, (size_t)sent->cap * sizeof *sent->ids);
+            sent->responses = xrealloc(sent->responses, (size_t)sent->cap * sizeof *sent->responses);
+        }
+        sent->ids[sent->n] = t->id;
+        sent->responses[sent->n++] = resp;
+        return 0;
     }
     char error[400];
     int retry;
@@ -653,32 +675,68 @@ struct dispatcher {
     int stopping;               /* claims nothing new (tend run is stopping) */
     int added;                  /* transfers started by this pass */
     CURL **idle;                /* easy handles kept for the next transfers */
+    char **idle_setup;          /* each one's chan_conf.setup, or NULL (reset) */
     int nidle;
+    struct sent_batch sent;     /* on_flush's, kept for the next */
 };
 
 #define IDLE_HANDLES 256
 #define FLUSH_WAIT_US 2000
 
-/* An easy handle: one kept from an ended transfer (reset, its buffers and
- * DNS entries kept), else a new one. Saves an init and a cleanup per
- * message. */
-static CURL *easy_take(engine *e)
+/* An easy handle: one kept from an ended transfer (its buffers and DNS
+ * entries kept), else a new one. Saves an init and a cleanup per message.
+ * One set up for `setup` (an http channel's url, method, login, timeouts)
+ * is taken as it is and *setup_out owns that setup's text: the options
+ * shared by the channel's messages are set once per handle, not once per
+ * message (no URL parsed per message). Otherwise *setup_out is NULL and the
+ * handle is new or reset. */
+static CURL *easy_take(engine *e, const char *setup, char **setup_out)
 {
     struct dispatcher *d = e->dispatch;
-    if (d && d->nidle > 0)
-        return d->idle[--d->nidle];
-    return curl_easy_init();
+    *setup_out = NULL;
+    if (!d || d->nidle == 0)
+        return curl_easy_init();
+    if (setup)
+        for (int i = d->nidle - 1; i >= 0 && i >= d->nidle - 8; i--)
+            if (d->idle_setup[i] && strcmp(d->idle_setup[i], setup) == 0) {
+                CURL *h = d->idle[i];
+                *setup_out = d->idle_setup[i];
+                d->nidle--;
+                d->idle[i] = d->idle[d->nidle];
+                d->idle_setup[i] = d->idle_setup[d->nidle];
+                return h;
+            }
+    CURL *h = d->idle[--d->nidle];
+    if (d->idle_setup[d->nidle]) {
+        curl_easy_reset(h);
+        free(d->idle_setup[d->nidle]);
+    }
+    return h;
 }
 
-static void easy_give(struct dispatcher *d, CURL *easy)
+/* Keeps an ended transfer's handle (with its setup text, taken over), or
+ * cleans it up. The options that pointed into the transfer are cleared. */
+static void easy_give(struct dispatcher *d, CURL *easy, char *setup)
 {
     if (!d || d->nidle == IDLE_HANDLES) {
         curl_easy_cleanup(easy);
+        free(setup);
         return;
     }
-    if (!d->idle)
+    if (!d->idle) {
         d->idle = xmalloc(IDLE_HANDLES * sizeof *d->idle);
-    curl_easy_reset(easy);
+        d->idle_setup = xmalloc(IDLE_HANDLES * sizeof *d->idle_setup);
+    }
+    if (setup) {
+        curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, NULL);
+        curl_easy_setopt(easy, CURLOPT_HTTPHEADER, NULL);
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, NULL);
+        curl_easy_setopt(easy, CURLOPT_WRITEDATA, NULL);
+        curl_easy_setopt(easy, CURLOPT_HEADERDATA, NULL);
+    } else {
+        curl_easy_reset(easy);
+    }
+    d->idle_setup[d->nidle] = setup;
     d->idle[d->nidle++] = easy;
 }
 
@@ -704,6 +762,9 @@ static struct chan_slot *slot_of(struct dispatcher *d, const char *name, const s
     s->refilled = mono();
     s->ready = s->ready_tail = NULL;
     s->nready = 0;
+    /* the channel's transfers each get a connection (64 per host unless a
+     * channel's concurrency asks for more) */
+    netloop_raise_host_connections(d->net, s->concurrency);
     return s;
 }
 
@@ -813,8 +874,12 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
         return;
     struct retry_note retried = {0, "", 0};
     int rc = store_begin(e->st);
+    struct sent_batch *sent = &d->sent;
+    sent->n = 0;
     for (int i = 0; i < d->ndone && rc == 0; i++)
-        rc = record_result(e, d->done[i], &retried);
+        rc = record_result(e, d->done[i], &retried, sent);
+    if (rc == 0 && sent->n)
+        rc = outbox_mark_sent_many(e, sent->ids, sent->responses, sent->n, engine_now(e));
     for (int i = 0; i < d->ndone; i++)
         transfer_free(d->done[i]);
     d->ndone = 0;
@@ -908,6 +973,8 @@ void dispatch_free(engine *e)
     for (int i = 0; i < d->ndone; i++)
         transfer_free(d->done[i]);
     free(d->done);
+    free(d->sent.ids);
+    free(d->sent.responses);
     /* Claimed ahead and never started: their leases run out (or the next
      * `tend run` releases them) and they go then, with the same key. */
     for (int i = 0; i < d->nslots; i++) {
@@ -920,9 +987,12 @@ void dispatch_free(engine *e)
     }
     free(d->slots);
     /* last: the transfers freed above gave their handles back */
-    for (int i = 0; i < d->nidle; i++)
+    for (int i = 0; i < d->nidle; i++) {
         curl_easy_cleanup(d->idle[i]);
+        free(d->idle_setup[i]);
+    }
     free(d->idle);
+    free(d->idle_setup);
     if (d->flush)
         event_free(d->flush);
     netloop_free(d->net);
@@ -932,10 +1002,25 @@ void dispatch_free(engine *e)
 
 /* --- the pass over due rows ------------------------------------------- */
 
-static char *dup_text(store_stmt *s, int col)
+/* The row's texts, copied into one block (one malloc a row, not eleven):
+ * columns customer, channel, category, body, key, template, journey,
+ * timezone, phone, email, name; NULL for SQL NULL. */
+static void row_texts(store_stmt *s, struct row *r)
 {
-    const char *t = store_col_text(s, col);
-    return t ? xstrdup(t) : NULL;
+    static const int cols[] = {2, 3, 4, 5, 6, 8, 9, 11, 12, 13, 15};
+    char **to[] = {&r->customer, &r->channel, &r->category, &r->body, &r->key, &r->template_name,
+                   &r->journey, &r->timezone, &r->phone, &r->email, &r->name};
+    enum { NTEXTS = sizeof cols / sizeof cols[0] };
+    size_t len[NTEXTS], total = 0;
+    for (int i = 0; i < NTEXTS; i++) {
+        len[i] = store_col_text(s, cols[i]) ? (size_t)store_col_bytes(s, cols[i]) + 1 : 0;
+        total += len[i];
+    }
+    char *p = r->texts = xmalloc(total ? total : 1);
+    for (int i = 0; i < NTEXTS; i++) {
+        *to[i] = len[i] ? memcpy(p, store_col_text(s, cols[i]), len[i]) : NULL;
+        p += len[i];
+    }
 }
 
 /* Due rows with their message and customer, in (due_at, id) order after
@@ -963,21 +1048,11 @@ static int read_due(engine *e, tend_time now, tend_time after_at, int64_t after_
         r->id = store_col_int(s, 1);
         if (store_col_type(s, 2) == STORE_NULL)
             continue;
-        r->customer = xstrdup(store_col_text(s, 2));
-        r->channel = xstrdup(store_col_text(s, 3));
-        r->category = xstrdup(store_col_text(s, 4));
-        r->body = xstrdup(store_col_text(s, 5));
-        r->key = xstrdup(store_col_text(s, 6));
+        row_texts(s, r);
         r->attempts = (int)store_col_int(s, 7);
-        r->template_name = dup_text(s, 8);
-        r->journey = dup_text(s, 9);
         r->facts.blocked = (int)store_col_int(s, 10);
-        r->timezone = dup_text(s, 11);
-        r->phone = dup_text(s, 12);
-        r->email = dup_text(s, 13);
         r->facts.unsubscribed = store_col_type(s, 14) != STORE_NULL;
         r->facts.unsubscribed_all = store_col_int(s, 14) == 1;
-        r->name = dup_text(s, 15);
         r->facts.timezone = r->timezone;
     }
     store_reset(s);
@@ -1080,7 +1155,25 @@ struct pass {
         int full;
     } *ch;
     int n;
+    /* rows handed to the loop whose claim is still to write (claim_flush),
+     * by their outbox_due key */
+    int64_t claim_id[OUTBOX_BATCH];
+    tend_time claim_due[OUTBOX_BATCH];
+    int nclaim;
 };
+
+/* Writes the pass's pending claims: what claim() does for one row, in two
+ * statements for up to OUTBOX_BATCH rows. Before the pass's commit, as
+ * claim() would be; the transfers may already be with libcurl, which sends
+ * nothing before netloop_kick at the pass's end. */
+static int claim_flush(engine *e, struct pass *p)
+{
+    if (!p->nclaim)
+        return 0;
+    int rc = outbox_claim_many(e, p->claim_id, p->claim_due, p->nclaim, engine_now(e) + LEASE);
+    p->nclaim = 0;
+    return rc;
+}
 
 static struct pass_channel *pass_channel(engine *e, struct pass *p, const char *name)
 {
@@ -1173,16 +1266,22 @@ static int deliver(engine *e, struct pass *p, struct row *r, struct transfer **b
             slot->in_flight--;
         return outbox_mark_dead(e, r->id, now, err, NULL) == 0 ? HANDLED : FAILED;
     }
-    if (claim(e, r) != 0) {
+    if (!slot) {
+        if (claim(e, r) != 0) {
+            transfer_free(t);
+            return FAILED;
+        }
+        *blocking = t;
+        return BLOCKING;
+    }
+    if (p->nclaim == OUTBOX_BATCH && claim_flush(e, p) != 0) {
         transfer_free(t);
         if (took)
             slot->in_flight--;
         return FAILED;
     }
-    if (!slot) {
-        *blocking = t;
-        return BLOCKING;
-    }
+    p->claim_id[p->nclaim] = r->id;
+    p->claim_due[p->nclaim++] = r->due_at;
     t->d = d;
     if (took) {
         start_transfer(d, t);
@@ -1294,19 +1393,21 @@ int dispatch_run_due(engine *e, tend_time now, int max)
                 /* No loop attached (tools, tests): the claim commits, the
                  * transfer runs with no transaction open, its result commits.
                  * A crash in between leaves the claim's lease to expire. */
-                rc = finish(e, 0);
+                rc = finish(e, claim_flush(e, &p));
                 t->result = curl_easy_perform(t->easy);
                 curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
                 if (rc == 0)
                     rc = store_begin(e->st);
                 if (rc == 0)
-                    rc = record_result(e, t, NULL);
+                    rc = record_result(e, t, NULL, NULL);
                 transfer_free(t);
                 handled++;
             } else {
                 handled += k;
             }
         }
+        if (rc == 0)
+            rc = claim_flush(e, &p);
         for (int j = 0; j < n; j++)
             row_free(&rows[j]);
         if (i < n || n < want)   /* stopped early, or nothing more is due */

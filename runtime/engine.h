@@ -70,6 +70,9 @@ typedef struct engine {
     void *log_ud;
 
     struct run_ctx *cur;        /* the instance running now, or NULL */
+    struct instance_starter *kept_starts;   /* instance.c: a starter whose new rows are not written yet */
+    int64_t ids_taken;          /* instance.c: instance ids reserved so far by this process */
+    struct start_batch *start_batch;    /* instance.c: the starters of a batch of events, or NULL */
     int loading;                /* scripts are being loaded: declarations allowed */
     const char *loading_path;   /* ...this file */
     const char *loading_version;

@@ -555,13 +555,26 @@ static int trigger_journeys(engine *e, const char *customer, const char *type, c
         if (catalog_push_current(e, name)) {
             if (instance_admits(e, lua_gettop(L), name, customer, ev) == 1) {
                 char err[300];
+                /* the batch's starter of the journey: its first runs are
+                 * written a page at a time (instance.c) */
+                struct instance_starter *kept = instance_batch_starter(e, name, ev, text, err, sizeof err);
+                if (kept) {
+                    rc = instance_starter_start(e, kept, customer, err, sizeof err) < 0 ? -1 : 0;
+                    kept->trigger_of = NULL;   /* ev is this event's */
+                } else if (err[0]) {
+                    rc = -1;
+                }
                 struct instance_starter st;
-                rc = instance_starter_init(e, &st, name, ev, 1, err, sizeof err);
-                if (rc == 0) {
+                if (!kept && rc == 0)
+                    rc = instance_starter_init(e, &st, name, ev, 1, err, sizeof err);
+                if (!kept && rc == 0) {
                     if (text)
                         instance_starter_set_trigger_text(&st, text);
                     rc = instance_starter_start(e, &st, customer, err, sizeof err) < 0 ? -1 : 0;
-                    instance_starter_free(&st);
+                    if (instance_starter_free(&st) != 0 && rc == 0) {
+                        snprintf(err, sizeof err, "store: %s", store_errmsg(e->st));
+                        rc = -1;
+                    }
                 }
                 if (rc != 0)
                     engine_logf(e, "error", "journey '%s': %s", name, err);
@@ -762,6 +775,7 @@ static int process_batch(store *st, void *ud)
         store_reset(s);
     rc = rc == STORE_ERROR ? -1 : 0;
     unsigned trips = sandbox_trips(e->sb);
+    instance_batch_begin(e);   /* the batch's starts share a starter per journey */
     for (int i = 0; i < n && rc == 0; i++) {
         /* A store error fails the whole batch: nothing of it is kept, the
          * cursor stays, and the next pass retries from the same event. */
@@ -776,6 +790,8 @@ static int process_batch(store *st, void *ud)
         if (sandbox_trips(e->sb) != trips)
             break;
     }
+    if (instance_batch_end(e) != 0)
+        rc = -1;
     for (int i = 0; i < n; i++) {
         free(batch[i].id);
         free(batch[i].type);
@@ -902,8 +918,8 @@ static int fanout_batch(store *st, void *ud)
             else if (id > 0)
                 fc->started++;
         }
-        if (ids.n && starter.journey)
-            instance_starter_free(&starter);
+        if (ids.n && starter.journey && instance_starter_free(&starter) != 0)
+            rc = -1;
     }
     lua_settop(L, top);
     if (rc == 0) {

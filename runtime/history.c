@@ -12,19 +12,15 @@
 
 /* --- reading ----------------------------------------------------------- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
+/* A hex digit's value + 1 (0: not a hex digit): one load per digit, as a
+ * replay reads a hash per entry. */
+static const unsigned char HEX1[256] = {
+    ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6, ['6'] = 7, ['7'] = 8,
+    ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+    ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16};
 
 /* A decimal integer at *p (optional '-'); 0 on success. */
-static int read_int(const char **p, const char *end, int64_t *out)
+static inline int read_int(const char **p, const char *end, int64_t *out)
 {
     const char *s = *p;
     int neg = 0;
@@ -32,11 +28,15 @@ static int read_int(const char **p, const char *end, int64_t *out)
         neg = 1;
         s++;
     }
-    if (s >= end || *s < '0' || *s > '9')
-        return -1;
+    const char *first = s;
     uint64_t v = 0;
-    while (s < end && *s >= '0' && *s <= '9')
-        v = v * 10 + (uint64_t)(*s++ - '0');
+    unsigned d;
+    while (s < end && (d = (unsigned)(unsigned char)*s - '0') <= 9) {
+        v = v * 10 + d;
+        s++;
+    }
+    if (s == first)
+        return -1;
     *out = neg ? -(int64_t)v : (int64_t)v;
     *p = s;
     return 0;
@@ -59,8 +59,8 @@ int history_next(const char *text, size_t len, size_t *off, struct history_entry
     e->end = *off = (size_t)((nl ? nl + 1 : end) - text);
 
     e->kind = p;
-    while (p < eol && *p != ' ')
-        p++;
+    const char *sp = memchr(p, ' ', (size_t)(eol - p));
+    p = sp ? sp : eol;
     e->kind_len = (size_t)(p - e->kind);
     if (p >= eol || e->kind_len == 0)
         return -1;
@@ -69,13 +69,13 @@ int history_next(const char *text, size_t len, size_t *off, struct history_entry
         p++;
     } else {
         uint32_t h = 0;
-        int d, digits = 0;
-        while (p < eol && digits < 8 && (d = hexval(*p)) >= 0) {
-            h = h << 4 | (uint32_t)d;
+        const char *first = p, *stop = eol - p > 8 ? p + 8 : eol;
+        unsigned d;
+        while (p < stop && (d = HEX1[(unsigned char)*p]) != 0) {
+            h = h << 4 | (d - 1);
             p++;
-            digits++;
         }
-        if (!digits)
+        if (p == first)
             return -1;
         e->has_hash = 1;
         e->hash = h;
@@ -104,8 +104,16 @@ int history_next(const char *text, size_t len, size_t *off, struct history_entry
     if (p >= eol || *p++ != ' ' || p >= eol || *p != '"')
         return -1;
     e->desc = p++;
-    while (p < eol && *p != '"')
-        p += *p == '\\' ? 2 : 1;
+    /* to the closing quote: the first '"' unless a backslash came before it */
+    const char *q = memchr(p, '"', (size_t)(eol - p));
+    if (q && memchr(p, '\\', (size_t)(q - p)))
+        q = NULL;   /* escapes: byte by byte */
+    if (q) {
+        p = q;
+    } else {
+        while (p < eol && *p != '"')
+            p += *p == '\\' ? 2 : 1;
+    }
     if (p >= eol)
         return -1;
     p++;

@@ -93,6 +93,10 @@ static int set_timer(engine *e, tend_time at, int64_t id, int on)
     return store_run(s);
 }
 
+static int64_t reserve_id(engine *e, struct instance_starter *st);
+static int start_run(engine *e, int64_t id, struct instance_starter *st, const char *customer, tend_time now);
+static int write_kept(engine *e);
+
 int instance_starter_init(engine *e, struct instance_starter *st, const char *journey, const cJSON *trigger,
                           int run_now, char *err, size_t errlen)
 {
@@ -121,6 +125,10 @@ int instance_starter_init(engine *e, struct instance_starter *st, const char *jo
     st->version = xstrdup(version);
     st->trigger_of = trigger;
     st->run_now = run_now;
+    st->e = e;
+    /* without once / reenter_after no start reads the entries, so a page
+     * of first runs keeps its rows back (write_kept) */
+    st->keep = run_now && !st->once && st->reenter_after <= 0;
     return 0;
 }
 
@@ -130,19 +138,28 @@ void instance_starter_set_trigger_text(struct instance_starter *st, const char *
     st->trigger = xstrdup(text);
 }
 
-void instance_starter_free(struct instance_starter *st)
+int instance_starter_free(struct instance_starter *st)
 {
+    int rc = 0;
+    if (st->e && st->e->kept_starts == st)
+        rc = write_kept(st->e);
+    free(st->kept);
     free(st->journey);
     free(st->version);
     free(st->goal);
     free(st->trigger);
     memset(st, 0, sizeof *st);
+    return rc;
 }
 
 int64_t instance_starter_start(engine *e, struct instance_starter *st, const char *customer, char *err,
                                size_t errlen)
 {
     tend_time now = engine_now(e);
+    if (e->kept_starts && e->kept_starts != st && write_kept(e) != 0) {
+        snprintf(err, errlen, "store: %s", store_errmsg(e->st));
+        return -1;
+    }
     int ok = may_enter(e, st->journey, customer, st->once, st->reenter_after, now);
     if (ok <= 0) {
         if (ok < 0)
@@ -151,29 +168,32 @@ int64_t instance_starter_start(engine *e, struct instance_starter *st, const cha
     }
     if (st->trigger_of && !st->trigger)
         st->trigger = json_print(st->trigger_of);   /* printed once, at the first entry */
-    store_stmt *s = store_sql(e->st, "INSERT INTO instances (journey, version, customer, state, started_at,"
-                                     " trigger, history, wake_at, chain, goal) VALUES (?, ?, ?, 'waiting', ?, ?, '[]', ?, ?, ?)");
-    store_bind_text(s, 1, st->journey, -1);
-    store_bind_text(s, 2, st->version, -1);
-    store_bind_text(s, 3, customer, -1);
-    store_bind_int(s, 4, now);
-    store_bind_text(s, 5, st->trigger, -1);
-    if (st->run_now)
-        store_bind_null(s, 6);
-    else
-        store_bind_int(s, 6, now);
-    store_bind_int(s, 7, e->chain);
-    store_bind_text(s, 8, st->goal, -1);
-    int rc = store_run(s);
-    int64_t id = 0;
-    if (rc == 0) {
-        id = store_last_rowid(e->st);
+    int64_t id = reserve_id(e, st);
+    int rc = id > 0 ? 0 : -1;
+    if (rc == 0 && !st->keep)   /* else written with the kept row */
         rc = record_entry(e, st->journey, customer, now);
-    }
     if (rc == 0 && st->goal)
         rc = add_listener(e, customer, st->goal, id, 1, st->within > 0 ? now + st->within : 0);
-    if (rc == 0)
-        rc = st->run_now ? instance_wake(e, id, WAKE_START, NULL) : set_timer(e, now, id, 1);
+    if (rc == 0 && st->run_now) {
+        /* the first run works from what the start has in hand, and its
+         * row is written once, with what the run stopped on */
+        rc = start_run(e, id, st, customer, now) ? -1 : 0;
+    } else if (rc == 0) {
+        store_stmt *s = store_sql(e->st, "INSERT INTO instances (id, journey, version, customer, state, started_at,"
+                                         " trigger, history, wake_at, chain, goal) VALUES (?, ?, ?, ?, 'waiting', ?, ?, '[]', ?, ?, ?)");
+        store_bind_int(s, 1, id);
+        store_bind_text(s, 2, st->journey, -1);
+        store_bind_text(s, 3, st->version, -1);
+        store_bind_text(s, 4, customer, -1);
+        store_bind_int(s, 5, now);
+        store_bind_text(s, 6, st->trigger, -1);
+        store_bind_int(s, 7, now);
+        store_bind_int(s, 8, e->chain);
+        store_bind_text(s, 9, st->goal, -1);
+        rc = store_run(s);
+        if (rc == 0)
+            rc = set_timer(e, now, id, 1);
+    }
     if (rc != 0) {
         snprintf(err, errlen, "store: %s", store_errmsg(e->st));
         return -1;
@@ -190,8 +210,68 @@ int64_t instance_start(engine *e, const char *journey, const char *customer, con
     if (instance_starter_init(e, &st, journey, trigger, run_now, err, errlen) != 0)
         return -1;
     int64_t id = instance_starter_start(e, &st, customer, err, errlen);
-    instance_starter_free(&st);
+    if (instance_starter_free(&st) != 0 && id >= 0) {
+        snprintf(err, errlen, "store: %s", store_errmsg(e->st));
+        id = -1;
+    }
     return id;
+}
+
+struct start_batch {
+    struct instance_starter *v;
+    int n;
+};
+
+void instance_batch_begin(engine *e)
+{
+    if (!e->start_batch)
+        e->start_batch = xcalloc(1, sizeof *e->start_batch);
+}
+
+struct instance_starter *instance_batch_starter(engine *e, const char *journey, const cJSON *trigger,
+                                                const char *text, char *err, size_t errlen)
+{
+    struct start_batch *b = e->start_batch;
+    err[0] = 0;
+    if (!b)
+        return NULL;
+    struct instance_starter *st = NULL;
+    for (int i = 0; i < b->n && !st; i++)
+        if (strcmp(b->v[i].journey, journey) == 0)
+            st = &b->v[i];
+    if (!st) {
+        struct instance_starter made;
+        if (instance_starter_init(e, &made, journey, NULL, 1, err, errlen) != 0)
+            return NULL;
+        /* the array moves as it grows: write what a starter keeps first,
+         * so e->kept_starts never points into the old one */
+        if (write_kept(e) != 0) {
+            snprintf(err, errlen, "store: %s", store_errmsg(e->st));
+            instance_starter_free(&made);
+            return NULL;
+        }
+        b->v = xrealloc(b->v, (size_t)(b->n + 1) * sizeof *b->v);
+        st = &b->v[b->n++];
+        *st = made;
+    }
+    free(st->trigger);
+    st->trigger = text ? xstrdup(text) : NULL;
+    st->trigger_of = trigger;
+    return st;
+}
+
+int instance_batch_end(engine *e)
+{
+    struct start_batch *b = e->start_batch;
+    if (!b)
+        return 0;
+    int rc = 0;
+    for (int i = 0; i < b->n; i++)
+        rc |= instance_starter_free(&b->v[i]);
+    free(b->v);
+    free(b);
+    e->start_batch = NULL;
+    return rc ? -1 : 0;
 }
 
 int instance_admits(engine *e, int decl, const char *journey, const char *customer, const cJSON *ev)
@@ -224,6 +304,7 @@ struct row {
     tend_time started_at, wake_at;
     int holdout, chain;
     char *strings;              /* one block holding every text above but version */
+    struct instance_starter *unstored;  /* a start's first run: no row yet; persist writes it (write_start) */
 };
 
 static void row_free(struct row *r)
@@ -238,6 +319,8 @@ static void row_free(struct row *r)
  * one malloc for them, not seven. 0, 1 when there is no such row, -1. */
 static int load_row(engine *e, int64_t id, struct row *r)
 {
+    if (write_kept(e) != 0)
+        return -1;
     store_stmt *s = store_sql(e->st, "SELECT journey, version, customer, state, history, trigger, listen,"
                                      " started_at, wake_at, holdout, chain, step FROM instances WHERE id = ?");
     store_bind_int(s, 1, id);
@@ -313,6 +396,8 @@ static int read_chunks(engine *e, int64_t id, strbuf *b)
 
 static int count_lines(const char *s, size_t len)
 {
+    if (!len)
+        return 0;   /* s may be NULL then (an empty history): no pointer arithmetic on it */
     int n = 0;
     for (const char *p = s, *end = s + len; p < end && (p = memchr(p, '\n', (size_t)(end - p))); p++)
         n++;
@@ -394,6 +479,238 @@ static int release(engine *e, int64_t id, const struct row *r, const struct run_
     return rc;
 }
 
+/* --- a page of starts, written together ---------------------------------
+ * A starter of many customers (a fan-out page, a local-time slot, a batch
+ * of events) keeps its first runs' rows back, with their entries and
+ * timers, and writes them in multi-row statements of KEEP_ROWS: the fixed
+ * cost of a statement (and the statement journal the count trigger on
+ * instances opens) is paid once per KEEP_ROWS starts, not per start. Kept
+ * rows are written before anything reads those tables: every entry point
+ * of this module but the keeping starter's own starts writes them first
+ * (e->kept_starts names the starter holding them), and instance_starter_free
+ * writes the rest, inside the caller's transaction. */
+#define KEEP_ROWS 64
+
+struct kept_row {
+    int64_t id;
+    char *version, *customer, *state, *label, *listen, *branch, *history, *error, *trigger;
+    int steps, holdout, chain;
+    tend_time started_at, wake_at, ended_at;
+};
+
+struct start_rows {
+    int n;
+    tend_time entered_at;
+    struct kept_row v[KEEP_ROWS];
+};
+
+static void kept_clear(struct start_rows *k)
+{
+    for (int i = 0; i < k->n; i++) {
+        struct kept_row *r = &k->v[i];
+        free(r->version);
+        free(r->customer);
+        free(r->state);
+        free(r->label);
+        free(r->listen);
+        free(r->branch);
+        free(r->history);
+        free(r->error);
+        free(r->trigger);
+    }
+    k->n = 0;
+}
+
+/* "(?, ?, ...)" of `cols` markers, `rows` times, comma-separated, after `head`. */
+static void values_sql(strbuf *b, const char *head, int cols, int rows, const char *tail)
+{
+    strbuf_puts(b, head);
+    for (int i = 0; i < rows; i++) {
+        strbuf_puts(b, i ? ", (" : " (");
+        for (int c = 0; c < cols; c++)
+            strbuf_puts(b, c ? ", ?" : "?");
+        strbuf_putc(b, ')');
+    }
+    strbuf_puts(b, tail);
+}
+
+enum { PAGE_INSTANCES, PAGE_ENTRIES, PAGE_TIMERS };
+static const struct {
+    const char *head;
+    int cols;
+    const char *tail;
+} PAGE_SQL[] = {
+    [PAGE_INSTANCES] = {"INSERT OR FAIL INTO instances (id, journey, version, customer, state, step, label, wake_at,"
+                        " listen, started_at, ended_at, holdout, branch, trigger, history, error, chain, goal) VALUES",
+                        18, ""},
+    [PAGE_ENTRIES] = {"INSERT OR FAIL INTO entries (journey, customer, count, last_at) VALUES", 4,
+                      " ON CONFLICT(journey, customer) DO UPDATE SET count = count + 1, last_at = excluded.last_at"},
+    [PAGE_TIMERS] = {"INSERT OR IGNORE INTO timers (wake_at, instance) VALUES", 2, ""},
+};
+
+/* The statement for `rows` rows of one of PAGE_SQL: a full page's and a
+ * single row's texts are built once (for the process, which runs the
+ * engine on one thread) and kept prepared by the store; another (a last
+ * page) is prepared for the once: *once is set, and page_run finalizes it. */
+static store_stmt *page_stmt(engine *e, int table, int rows, int *once)
+{
+    static char *built[3][2];
+    int slot = rows == KEEP_ROWS ? 0 : rows == 1 ? 1 : -1;
+    *once = slot < 0;
+    if (slot >= 0 && built[table][slot])
+        return store_sql(e->st, built[table][slot]);
+    strbuf b;
+    strbuf_init(&b);
+    values_sql(&b, PAGE_SQL[table].head, PAGE_SQL[table].cols, rows, PAGE_SQL[table].tail);
+    if (slot >= 0)
+        return store_sql(e->st, built[table][slot] = strbuf_take(&b));
+    store_stmt *s = store_prepare(e->st, b.s);
+    strbuf_free(&b);
+    return s;
+}
+
+static int page_run(store_stmt *s, int once)
+{
+    int rc = store_run(s);
+    if (once)
+        store_finalize(s);
+    return rc;
+}
+
+static void bind_opt_int(store_stmt *s, int i, int64_t v, int null)
+{
+    if (null)
+        store_bind_null(s, i);
+    else
+        store_bind_int(s, i, v);
+}
+
+/* Writes the rows e->kept_starts holds: instances, then entries and timers,
+ * each in one statement. OR FAIL / OR IGNORE leave no constraint that
+ * aborts a statement half-way, so SQLite keeps no statement journal for
+ * these multi-row statements (and the count trigger they fire); a failure
+ * fails the caller's whole transaction anyway. 0, or -1 on a store error. */
+static int write_kept(engine *e)
+{
+    struct instance_starter *st = e->kept_starts;
+    if (!st)
+        return 0;
+    e->kept_starts = NULL;
+    struct start_rows *k = st->kept;
+    int n = k->n, once = 0, rc = 0, timers = 0;
+    if (n == 0)
+        return 0;
+    store_stmt *s = page_stmt(e, PAGE_INSTANCES, n, &once);
+    rc = s ? 0 : -1;
+    for (int i = 0; rc == 0 && i < n; i++) {
+        const struct kept_row *r = &k->v[i];
+        int p = i * 18;
+        store_bind_int(s, p + 1, r->id);
+        store_bind_text(s, p + 2, st->journey, -1);
+        store_bind_text(s, p + 3, r->version, -1);
+        store_bind_text(s, p + 4, r->customer, -1);
+        store_bind_text(s, p + 5, r->state, -1);
+        store_bind_int(s, p + 6, r->steps);
+        store_bind_text(s, p + 7, r->label, -1);
+        bind_opt_int(s, p + 8, r->wake_at, !r->wake_at);
+        store_bind_text(s, p + 9, r->listen, -1);
+        store_bind_int(s, p + 10, r->started_at);
+        bind_opt_int(s, p + 11, r->ended_at, !r->ended_at);
+        bind_opt_int(s, p + 12, r->holdout, r->holdout < 0);
+        store_bind_text(s, p + 13, r->branch, -1);
+        store_bind_text(s, p + 14, r->trigger, -1);
+        store_bind_text(s, p + 15, r->history ? r->history : "[]", -1);
+        store_bind_text(s, p + 16, r->error, -1);
+        store_bind_int(s, p + 17, r->chain);
+        store_bind_text(s, p + 18, st->goal, -1);
+        timers += r->wake_at != 0;
+    }
+    if (rc == 0)
+        rc = page_run(s, once);
+    if (rc == 0) {
+        s = page_stmt(e, PAGE_ENTRIES, n, &once);
+        rc = s ? 0 : -1;
+        for (int i = 0; rc == 0 && i < n; i++) {
+            store_bind_text(s, i * 4 + 1, st->journey, -1);
+            store_bind_text(s, i * 4 + 2, k->v[i].customer, -1);
+            store_bind_int(s, i * 4 + 3, 1);
+            store_bind_int(s, i * 4 + 4, k->v[i].started_at);
+        }
+        if (rc == 0)
+            rc = page_run(s, once);
+    }
+    if (rc == 0 && timers) {
+        s = page_stmt(e, PAGE_TIMERS, timers, &once);
+        rc = s ? 0 : -1;
+        for (int i = 0, j = 0; rc == 0 && i < n; i++) {
+            if (!k->v[i].wake_at)
+                continue;
+            store_bind_int(s, j * 2 + 1, k->v[i].wake_at);
+            store_bind_int(s, j * 2 + 2, k->v[i].id);
+            j++;
+        }
+        if (rc == 0)
+            rc = page_run(s, once);
+    }
+    kept_clear(k);
+    return rc;
+}
+
+/* A start's first run stopped: its row (persist's UPDATE and the start's
+ * INSERT in one) and its timer, written now or kept with the starter's
+ * page. */
+static int write_start(engine *e, int64_t id, const struct row *r, const struct run_ctx *ctx, const char *state,
+                       const char *error, const char *hist, size_t hist_len)
+{
+    int ended = strcmp(state, "waiting") != 0;
+    tend_time wake = ended ? 0 : ctx->wake_at;
+    struct instance_starter *st = r->unstored;
+    if (st->keep) {
+        if (e->kept_starts && e->kept_starts != st && write_kept(e) != 0)
+            return -1;
+        if (!st->kept)
+            st->kept = xcalloc(1, sizeof *st->kept);
+        struct kept_row *k = &st->kept->v[st->kept->n++];
+        *k = (struct kept_row){.id = id, .version = xstrdup(r->version), .customer = xstrdup(r->customer),
+                               .state = xstrdup(state), .label = xstrdup(ended ? state : ctx->label),
+                               .listen = ended || !ctx->listen_type ? NULL : xstrdup(ctx->listen_type),
+                               .branch = ctx->branch ? xstrdup(ctx->branch) : NULL,
+                               .history = hist ? xstrndup(hist, hist_len) : NULL,
+                               .error = error ? xstrdup(error) : NULL,
+                               .trigger = r->trigger ? xstrdup(r->trigger) : NULL, .steps = ctx->steps,
+                               .holdout = ctx->holdout, .chain = r->chain, .started_at = r->started_at,
+                               .wake_at = wake, .ended_at = ended ? ctx->now : 0};
+        e->kept_starts = st;
+        return st->kept->n == KEEP_ROWS ? write_kept(e) : 0;
+    }
+    store_stmt *s = store_sql(e->st,
+        "INSERT INTO instances (id, journey, version, customer, state, step, label, wake_at, listen, started_at,"
+        " ended_at, holdout, branch, trigger, history, error, chain, goal)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    store_bind_int(s, 1, id);
+    store_bind_text(s, 2, r->journey, -1);
+    store_bind_text(s, 3, r->version, -1);
+    store_bind_text(s, 4, r->customer, -1);
+    store_bind_text(s, 5, state, -1);
+    store_bind_int(s, 6, ctx->steps);
+    store_bind_text(s, 7, ended ? state : ctx->label, -1);
+    bind_opt_int(s, 8, wake, !wake);
+    store_bind_text(s, 9, ended ? NULL : ctx->listen_type, -1);
+    store_bind_int(s, 10, r->started_at);
+    bind_opt_int(s, 11, ctx->now, !ended);
+    bind_opt_int(s, 12, ctx->holdout, ctx->holdout < 0);
+    store_bind_text(s, 13, ctx->branch, -1);
+    store_bind_text(s, 14, r->trigger, -1);
+    store_bind_text(s, 15, hist ? hist : "[]", hist ? (int)hist_len : -1);
+    store_bind_text(s, 16, error, -1);
+    store_bind_int(s, 17, r->chain);
+    store_bind_text(s, 18, st->goal, -1);
+    int rc = store_run(s);
+    if (rc == 0 && wake)
+        rc = set_timer(e, wake, id, 1);
+    return rc;
+}
+
 /* Stores what the run stopped on. */
 static int persist(engine *e, int64_t id, struct row *r, struct run_ctx *ctx, const char *state,
                    const char *error)
@@ -402,9 +719,12 @@ static int persist(engine *e, int64_t id, struct row *r, struct run_ctx *ctx, co
     tend_time wake = ended ? 0 : ctx->wake_at;
     const char *listen = ended ? NULL : ctx->listen_type;
     int rc = 0;
-    if (r->wake_at && r->wake_at != wake)
+    if (r->unstored) {
+        /* a first run: its timer goes with its row (write_start) */
+    } else if (r->wake_at && r->wake_at != wake) {
         rc |= set_timer(e, r->wake_at, id, 0);
-    if (wake && wake != r->wake_at)
+    }
+    if (wake && wake != r->wake_at && !r->unstored)
         rc |= set_timer(e, wake, id, 1);
     int same_listen = (!r->listen && !listen) || (r->listen && listen && strcmp(r->listen, listen) == 0);
     if (!same_listen) {
@@ -420,10 +740,19 @@ static int persist(engine *e, int64_t id, struct row *r, struct run_ctx *ctx, co
     if (ctx->appended && write_history(e, id, ctx, &recent) != 0)
         return -1;
     const char *hist = ctx->appended ? (ctx->hist.s ? ctx->hist.s + recent : "") : NULL;
-    store_stmt *s = store_sql(e->st,
-        "UPDATE instances SET state = ?, step = ?, label = ?, wake_at = ?, listen = ?,"
-        " history = COALESCE(?, history), error = ?, ended_at = ?, holdout = ?, branch = COALESCE(?, branch)"
-        " WHERE id = ?");
+    if (r->unstored)
+        return write_start(e, id, r, ctx, state, error, hist, hist ? ctx->hist.len - recent : 0);
+    /* A waiting instance that waits again leaves `state` out of the SET:
+     * the counts trigger (UPDATE OF state) then does not run at all. */
+    store_stmt *s = strcmp(state, r->state) == 0
+        ? store_sql(e->st,
+                    "UPDATE instances SET step = ?2, label = ?3, wake_at = ?4, listen = ?5,"
+                    " history = COALESCE(?6, history), error = ?7, ended_at = ?8, holdout = ?9,"
+                    " branch = COALESCE(?10, branch) WHERE id = ?11")
+        : store_sql(e->st,
+                    "UPDATE instances SET state = ?1, step = ?2, label = ?3, wake_at = ?4, listen = ?5,"
+                    " history = COALESCE(?6, history), error = ?7, ended_at = ?8, holdout = ?9,"
+                    " branch = COALESCE(?10, branch) WHERE id = ?11");
     store_bind_text(s, 1, state, -1);
     store_bind_int(s, 2, ctx->steps);
     store_bind_text(s, 3, ended ? state : ctx->label, -1);
@@ -465,11 +794,15 @@ static int push_run(engine *e, const struct row *r)
     return 0;
 }
 
+/* fresh: a start's first run, from the row the start has in hand (not
+ * stored yet); NULL for every other wake, which reads the row. */
 static int wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *event, int fetch_step,
-                const cJSON *fetched)
+                const cJSON *fetched, const struct row *fresh)
 {
     struct row r = {0};
-    int rc = load_row(e, id, &r);
+    int rc = fresh ? 0 : load_row(e, id, &r);
+    if (fresh)
+        r = *fresh;
     if (rc != 0)
         return rc < 0 ? -1 : 0;
     if (strcmp(r.state, "waiting") != 0) {   /* ended: a stale timer or listener */
@@ -500,6 +833,7 @@ static int wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *eve
     ctx.rng = seed_of(id);
     ctx.holdout = r.holdout;
     ctx.chain = r.chain;
+    ctx.unstored = r.unstored != NULL;
 
     const char *state = "failed";
     char *error = NULL;
@@ -550,14 +884,46 @@ static int wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *eve
     return rc;
 }
 
+/* The next instance id: one past the largest stored or kept back, and past
+ * the id of a first run in progress, whose row is written when it stops (a
+ * start() it makes must not take that id). A second backend takes it from
+ * a sequence. */
+static int64_t reserve_id(engine *e, struct instance_starter *st)
+{
+    int64_t id = 0, kept = st->kept && st->kept->n ? st->kept->v[st->kept->n - 1].id + 1 : 0;
+    if (kept && st->taken_at == e->ids_taken) {
+        id = kept;   /* no id was taken since this starter's last: the next one is free */
+    } else {
+        store_stmt *s = store_sql(e->st, "SELECT MAX(id) FROM instances");
+        if (store_step(s) != STORE_ROW)
+            return -1;
+        id = store_col_int(s, 0) + 1;
+        store_reset(s);
+        if (kept > id)
+            id = kept;
+    }
+    if (e->cur && e->cur->unstored && e->cur->id >= id)
+        id = e->cur->id + 1;
+    st->taken_at = ++e->ids_taken;
+    return id;
+}
+
+static int start_run(engine *e, int64_t id, struct instance_starter *st, const char *customer, tend_time now)
+{
+    struct row r = {.journey = st->journey, .version = xstrdup(st->version), .customer = (char *)customer,
+                    .state = "waiting", .trigger = st->trigger, .started_at = now, .holdout = -1,
+                    .chain = e->chain, .unstored = st};
+    return wake(e, id, WAKE_START, NULL, -1, NULL, &r);
+}
+
 int instance_wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *event)
 {
-    return wake(e, id, reason, event, -1, NULL);
+    return wake(e, id, reason, event, -1, NULL, NULL);
 }
 
 int instance_wake_fetched(engine *e, int64_t id, int step, const cJSON *result)
 {
-    return wake(e, id, WAKE_FETCH, NULL, step, result);
+    return wake(e, id, WAKE_FETCH, NULL, step, result, NULL);
 }
 
 
@@ -615,6 +981,8 @@ int instance_convert(engine *e, int64_t id, tend_time at, const cJSON *ev)
  * failing where() is logged and counts as no. */
 static int goal_where(engine *e, int64_t id, const cJSON *event)
 {
+    if (write_kept(e) != 0)
+        return -1;
     store_stmt *s = store_sql(e->st, "SELECT journey, version FROM instances WHERE id = ?");
     store_bind_int(s, 1, id);
     if (store_step(s) != STORE_ROW)
@@ -694,6 +1062,8 @@ int instance_route_event(engine *e, const char *customer, const char *type, tend
 
 int instance_run_due(engine *e, tend_time now, int max)
 {
+    if (write_kept(e) != 0)
+        return -1;
     store_stmt *s = store_sql(e->st, "SELECT wake_at, instance FROM timers WHERE wake_at <= ?"
                                      " ORDER BY wake_at, instance LIMIT ?");
     store_bind_int(s, 1, now);
@@ -744,6 +1114,8 @@ int instance_run_due(engine *e, tend_time now, int max)
 
 tend_time instance_next_due(engine *e)
 {
+    if (write_kept(e) != 0)
+        return -1;
     store_stmt *s = store_sql(e->st, "SELECT wake_at FROM timers ORDER BY wake_at LIMIT 1");
     if (store_step(s) != STORE_ROW)
         return -1;

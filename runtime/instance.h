@@ -63,6 +63,7 @@ struct run_ctx {
     int no_steps;               /* in where() or assign(): run once, never replayed */
     int holdout;                /* -1 undecided, 0 treatment, 1 control */
     int chain;                  /* starts/emits between the outside event and this instance */
+    int unstored;               /* a start's first run: the row is written when it stops */
     int sends, emits, starts;   /* live acts in this run (the per-resume limits) */
     char *branch;               /* split{} result */
 };
@@ -86,6 +87,10 @@ struct instance_starter {
     const cJSON *trigger_of;
     int once, run_now;
     tend_time reenter_after, within;
+    engine *e;
+    int keep;                   /* first runs' rows kept back, written a page at a time */
+    struct start_rows *kept;    /* ...these (instance.c) */
+    int64_t taken_at;           /* e->ids_taken after this starter's last id */
 };
 int instance_starter_init(engine *e, struct instance_starter *st, const char *journey, const cJSON *trigger,
                           int run_now, char *err, size_t errlen);
@@ -95,7 +100,24 @@ int64_t instance_starter_start(engine *e, struct instance_starter *st, const cha
  * event's body as sent, when it is the same object): then it is not printed.
  * The text must parse to what printing the trigger would give. */
 void instance_starter_set_trigger_text(struct instance_starter *st, const char *text);
-void instance_starter_free(struct instance_starter *st);
+/* Writes the rows the starter kept back (its last page of first runs: see
+ * instance.c) and frees it; call it before the transaction commits. 0, or
+ * -1 on a store error (the caller's transaction must not commit then). */
+int instance_starter_free(struct instance_starter *st);
+
+/* Starters kept for a batch of events (event.c), one per journey, so the
+ * batch's first runs are written a page at a time across its events.
+ * begin: from now on instance_batch_starter hands them out. starter: the
+ * batch's starter of `journey`, made at its first use, with `trigger` (the
+ * event; its printed `text` when the caller has it, else NULL) as the
+ * trigger of its next start; NULL with err when there is no such journey,
+ * NULL with err "" when no batch is open (then use a starter of your own).
+ * end: writes what they kept and frees them, before the batch commits; 0,
+ * or -1 on a store error. */
+void instance_batch_begin(engine *e);
+struct instance_starter *instance_batch_starter(engine *e, const char *journey, const cJSON *trigger,
+                                                const char *text, char *err, size_t errlen);
+int instance_batch_end(engine *e);
 
 /* Asks the journey declaration at stack index `decl` whether `customer`
  * may enter for `ev`: calls its when(c, ev) if it has one. 1 yes, 0 no,

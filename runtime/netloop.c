@@ -23,6 +23,8 @@ struct job {
 struct netloop {
     struct event_base *base;
     CURLM *multi;
+    long max_host;              /* CURLMOPT_MAX_HOST_CONNECTIONS */
+    int unlimited;              /* made with 0: libcurl's default, no limit */
     struct event *timer;        /* libcurl's timeout */
     struct job *jobs;
     int in_flight;
@@ -130,15 +132,22 @@ struct netloop *netloop_new(struct event_base *base, long max_host_connections)
     curl_multi_setopt(n->multi, CURLMOPT_SOCKETDATA, n);
     curl_multi_setopt(n->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
     curl_multi_setopt(n->multi, CURLMOPT_TIMERDATA, n);
-    if (max_host_connections > 0) {
-        curl_multi_setopt(n->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host_connections);
-        /* libcurl's default cache is 4 connections per handle added: when
-         * few transfers are in flight (between bursts) it would close kept
-         * connections and open them again for the next burst. */
-        curl_multi_setopt(n->multi, CURLMOPT_MAXCONNECTS, 4 * max_host_connections);
-    }
+    n->unlimited = max_host_connections <= 0;
+    netloop_raise_host_connections(n, max_host_connections);
     n->timer = evtimer_new(base, on_timeout, n);
     return n;
+}
+
+void netloop_raise_host_connections(struct netloop *n, long at_least)
+{
+    if (!n || n->unlimited || at_least <= n->max_host)
+        return;
+    n->max_host = at_least;
+    curl_multi_setopt(n->multi, CURLMOPT_MAX_HOST_CONNECTIONS, at_least);
+    /* libcurl's default cache is 4 connections per handle added: when
+     * few transfers are in flight (between bursts) it would close kept
+     * connections and open them again for the next burst. */
+    curl_multi_setopt(n->multi, CURLMOPT_MAXCONNECTS, 4 * at_least);
 }
 
 void netloop_free(struct netloop *n)

@@ -26,6 +26,11 @@ typedef void (*netloop_done_fn)(CURL *easy, CURLcode result, void *ud);
  * many open between transfers. NULL if libcurl fails. */
 struct netloop *netloop_new(struct event_base *base, long max_host_connections);
 
+/* Raises the loop's connections per host to at least `n` (a channel whose
+ * concurrency is above it would otherwise queue its transfers inside
+ * libcurl, walked at every transfer's end). Never lowers it. */
+void netloop_raise_host_connections(struct netloop *n, long at_least);
+
 /* Abandons the transfers still in flight (their `done` is not called; the
  * handles stay the callers') and frees the loop. NULL is allowed. */
 void netloop_free(struct netloop *n);

@@ -279,3 +279,92 @@ int outbox_mark(engine *e, int64_t id, const char *status, const char *error)
         return -1;
     return leave_due(e, id);
 }
+
+/* A statement over up to OUTBOX_BATCH rows: head, then items "?n" (width
+ * 1) or "(?n,?n+1)" (width 2), n = first + 2i, then tail. ?1 is the
+ * statement's one scalar. It is written in a few sizes (1, 4, 16, 64
+ * items), each once, so the store's statement cache keeps four; a chunk
+ * takes the smallest that holds it and its unused items stay NULL, which
+ * match nothing. */
+#define BATCH_SIZES 4
+static const int batch_sizes[BATCH_SIZES] = {1, 4, 16, OUTBOX_BATCH};
+
+struct batch_stmt {
+    const char *head;
+    int first, width;
+    const char *tail;
+    char *text[BATCH_SIZES];
+};
+
+static const char *batch_sql(struct batch_stmt *b, int size_index)
+{
+    if (b->text[size_index])
+        return b->text[size_index];
+    strbuf t;
+    strbuf_init(&t);
+    strbuf_puts(&t, b->head);
+    for (int i = 0; i < batch_sizes[size_index]; i++) {
+        int n = b->first + 2 * i;
+        if (b->width == 1)
+            strbuf_printf(&t, "%s?%d", i ? "," : "", n);
+        else
+            strbuf_printf(&t, "%s(?%d,?%d)", i ? "," : "", n, n + 1);
+    }
+    strbuf_puts(&t, b->tail);
+    return b->text[size_index] = strbuf_take(&t);   /* kept for the process's life */
+}
+
+/* Runs a batch statement over n rows, OUTBOX_BATCH at most at a time: ?1 is
+ * `scalar`, item i binds at2[i] to ?(2+2i) and at3[i] or text3[i] to
+ * ?(3+2i) (each array may be NULL: not bound). */
+static int run_batch(engine *e, struct batch_stmt *b, int64_t scalar, int n, const int64_t *at2,
+                     const int64_t *at3, const char *const *text3)
+{
+    for (int from = 0; from < n; from += OUTBOX_BATCH) {
+        int k = n - from < OUTBOX_BATCH ? n - from : OUTBOX_BATCH, size = 0;
+        while (batch_sizes[size] < k)
+            size++;
+        store_stmt *s = store_sql(e->st, batch_sql(b, size));
+        if (!s)
+            return -1;
+        store_bind_int(s, 1, scalar);
+        for (int i = 0; i < k; i++) {
+            if (at2)
+                store_bind_int(s, 2 + 2 * i, at2[from + i]);
+            if (at3)
+                store_bind_int(s, 3 + 2 * i, at3[from + i]);
+            else if (text3)
+                store_bind_text(s, 3 + 2 * i, text3[from + i], -1);
+        }
+        if (store_run(s) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int outbox_mark_sent_many(engine *e, const int64_t *ids, const char *const *responses, int n, tend_time at)
+{
+    /* the queue entries first: found through due_key, which the UPDATE
+     * leaves as it is */
+    static struct batch_stmt leave = {
+        "DELETE FROM outbox_due WHERE (due_at, id) IN (SELECT due_key, id FROM outbox WHERE id IN (", 2, 1, "))",
+        {0}};
+    static struct batch_stmt sent = {
+        "UPDATE outbox SET status = 'sent', sent_at = ?1, response = v.column2, last_error = NULL FROM (VALUES ", 2,
+        2, ") AS v WHERE outbox.id = v.column1", {0}};
+    if (run_batch(e, &leave, at, n, ids, NULL, NULL) != 0)
+        return -1;
+    return run_batch(e, &sent, at, n, ids, NULL, responses);
+}
+
+int outbox_claim_many(engine *e, const int64_t *ids, const tend_time *due_at, int n, tend_time lease)
+{
+    static struct batch_stmt claim = {
+        "UPDATE outbox SET status = 'sending', attempts = attempts + 1, due_key = ?1 WHERE id IN (", 3, 1, ")", {0}};
+    static struct batch_stmt lease_due = {
+        "UPDATE outbox_due SET due_at = ?1 FROM (VALUES ", 2, 2,
+        ") AS v WHERE outbox_due.due_at = v.column1 AND outbox_due.id = v.column2", {0}};
+    if (run_batch(e, &claim, lease, n, NULL, ids, NULL) != 0)
+        return -1;
+    return run_batch(e, &lease_due, lease, n, due_at, ids, NULL);
+}

@@ -56,4 +56,19 @@ int outbox_mark_dead(engine *e, int64_t id, tend_time at, const char *error, con
 int outbox_mark_retry(engine *e, int64_t id, tend_time due_at, const char *error);
 int outbox_mark(engine *e, int64_t id, const char *status, const char *error);
 
+/* Rows a multi-row statement takes at once (claims, sent marks). */
+#define OUTBOX_BATCH 64
+
+/* outbox_mark_sent for n rows (ids[i] answered responses[i], which may be
+ * NULL), all at `at`: two statements per OUTBOX_BATCH rows rather than two
+ * per row. 0, or -1 on a store error. */
+int outbox_mark_sent_many(engine *e, const int64_t *ids, const char *const *responses, int n, tend_time at);
+
+/* Claims n due rows for delivery under a lease: each (due_at[i], ids[i])
+ * queue entry moves to `lease` (when it is tried again if no result is
+ * stored), the row becomes `sending` with one more attempt. Two statements
+ * per OUTBOX_BATCH rows; a second backend does the same with FOR UPDATE
+ * SKIP LOCKED. 0, or -1 on a store error. */
+int outbox_claim_many(engine *e, const int64_t *ids, const tend_time *due_at, int n, tend_time lease);
+
 #endif

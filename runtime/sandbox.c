@@ -1254,9 +1254,12 @@ unsigned sandbox_trips(sandbox *sb)
 const char *sandbox_where(lua_State *L, int level, char *buf, size_t n)
 {
     lua_Debug ar;
-    if (lua_getstack(L, level, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0)
-        snprintf(buf, n, "%s:%d", ar.short_src, ar.currentline);
-    else
-        snprintf(buf, n, "?");
+    char line[24];
+    if (lua_getstack(L, level, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
+        util_int_text(line, ar.currentline);   /* every wait's label: no printf */
+        util_concat(buf, n, ar.short_src, ":", line, NULL);
+    } else {
+        util_concat(buf, n, "?", NULL);
+    }
     return buf;
 }

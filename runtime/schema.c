@@ -312,6 +312,20 @@ static const char m_tick_counts[] =
     " UPDATE outbox_counts SET n = n - 1 WHERE status = OLD.status; END;";
 /* --- end branch tick ---------------------------------------------------- */
 
+/* --- branch wake2: a tag insert is one row write --------------------------
+ * customer_tag() writes a tag row with its customer's last_order_at, so the
+ * AFTER INSERT trigger only has work for an insert that left it out (or got
+ * it wrong): its WHEN skips the UPDATE that rewrote the row and both tag
+ * indexes on every c:tag (a third of a wake that tags). */
+static const char m_wake2_tag_insert[] =
+    "DROP TRIGGER customer_tags_order_new;"
+    "CREATE TRIGGER customer_tags_order_new AFTER INSERT ON customer_tags"
+    " WHEN NEW.last_order_at IS NOT (SELECT c.last_order_at FROM customers c WHERE c.id = NEW.customer) BEGIN"
+    " UPDATE customer_tags SET last_order_at ="
+    " (SELECT c.last_order_at FROM customers c WHERE c.id = NEW.customer)"
+    " WHERE customer = NEW.customer AND tag = NEW.tag; END;";
+/* --- end branch wake2 ---------------------------------------------------- */
+
 const struct store_migration schema_migrations[] = {
     {"core", m1_core},
     {"delivery", m2_delivery},
@@ -323,5 +337,6 @@ const struct store_migration schema_migrations[] = {
     {"scale", m_scale},   /* branch scale */
     {"wake_history_chunks", m_wake_history_chunks},   /* branch wake */
     {"tick_counts", m_tick_counts},   /* branch tick */
+    {"wake2_tag_insert", m_wake2_tag_insert},   /* branch wake2 */
 };
 const int schema_migration_count = sizeof schema_migrations / sizeof schema_migrations[0];

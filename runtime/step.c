@@ -66,10 +66,21 @@ struct run_ctx *step_require(lua_State *L, engine *e, const char *what)
 
 /* 31 bits: the hash is stored as a JSON number, and numbers that fit an int
  * print fast (cJSON takes a slow, exact path for the others). */
+static uint32_t fold_hash(uint64_t h)
+{
+    return (uint32_t)(h ^ (h >> 32)) & 0x7fffffffu;
+}
+
 uint32_t step_hash(const char *text)
 {
-    uint64_t h = util_hash64(text, strlen(text));
-    return (uint32_t)(h ^ (h >> 32)) & 0x7fffffffu;
+    return fold_hash(util_hash64(text, strlen(text)));
+}
+
+uint32_t step_hash_pair(const char *a, const char *b)
+{
+    uint64_t h = util_hash64_add(UTIL_HASH64_INIT, a, strlen(a));
+    h = util_hash64_add(h, "\x1f", 1);
+    return fold_hash(util_hash64_add(h, b, strlen(b)));
 }
 
 void step_new_segment(struct run_ctx *ctx)
@@ -246,17 +257,16 @@ static int suspend(lua_State *L, struct run_ctx *ctx, enum suspend_kind kind, te
     ctx->wake_at = wake_at;
     free(ctx->listen_type);
     ctx->listen_type = listen ? xstrdup(listen) : NULL;
-    snprintf(ctx->label, sizeof ctx->label, "%s (%s)", what, file ? file + 1 : where);
+    util_concat(ctx->label, sizeof ctx->label, what, " (", file ? file + 1 : where, ")", NULL);
     return lua_yield(L, 0);
 }
 
 /* --- waiting ----------------------------------------------------------- */
 
 static int wait_common(lua_State *L, struct run_ctx *ctx, const char *kind, tend_time target,
-                       const char *desc)
+                       const char *desc, uint32_t hash)
 {
     step_new_segment(ctx);
-    uint32_t hash = step_hash(desc);
     int mode = step_take(L, ctx, kind, desc, hash, NULL);
     tend_time wake_at;
     if (mode == STEP_REPLAY) {
@@ -271,7 +281,7 @@ static int wait_common(lua_State *L, struct run_ctx *ctx, const char *kind, tend
     if (wake_at <= ctx->now)
         return 0;
     char what[120];
-    snprintf(what, sizeof what, "%s %s", kind, desc);
+    util_concat(what, sizeof what, kind, " ", desc, NULL);
     return suspend(L, ctx, SUSPEND_WAIT, wake_at, NULL, what);
 }
 
@@ -281,9 +291,18 @@ static int p_wait(lua_State *L)
     struct run_ctx *ctx = step_require(L, e, "wait()");
     lua_Integer s = (lua_Integer)luaL_checknumber(L, 1);
     luaL_argcheck(L, s >= 0, 1, "seconds must not be negative");
-    char desc[32];
-    util_int_text(desc, s);   /* every replayed wait formats it: no printf */
-    return wait_common(L, ctx, "wait", ctx->now + s, desc);
+    /* Every replayed wait needs its text and hash: a loop of waits asks
+     * for the same few, so the last one is kept (per thread: a pure
+     * function of s, whichever engine asks). */
+    static _Thread_local struct { lua_Integer s; uint32_t hash; char desc[24]; } last = {-1, 0, ""};
+    if (last.s != s) {
+        util_int_text(last.desc, s);
+        last.hash = step_hash(last.desc);
+        last.s = s;
+    }
+    char desc[24];
+    memcpy(desc, last.desc, sizeof desc);
+    return wait_common(L, ctx, "wait", ctx->now + s, desc, last.hash);
 }
 
 static int p_wait_until(lua_State *L)
@@ -293,7 +312,7 @@ static int p_wait_until(lua_State *L)
     tend_time t = helpers_check_time(L, 1);
     char desc[40];
     clock_format(t, NULL, desc, sizeof desc);
-    return wait_common(L, ctx, "wait_until", t, desc);
+    return wait_common(L, ctx, "wait_until", t, desc, step_hash(desc));
 }
 
 /* The Lua where(event) of a wait_for: runs once, live, and is never

@@ -57,6 +57,8 @@ void step_record(lua_State *L, struct run_ctx *ctx, const char *kind, const char
 
 /* A 31-bit hash of text (FNV-1a folded), the argument check of an entry. */
 uint32_t step_hash(const char *text);
+/* step_hash of a "\x1f" b, without building it. */
+uint32_t step_hash_pair(const char *a, const char *b);
 
 /* A wait for an event, recorded as one step: wait_for and the waits built
  * on it (wait_task, wait_receipt). The instance listens for `listen` (an

@@ -1,5 +1,6 @@
 /* util — small helpers (see util.h). */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -212,6 +213,24 @@ int util_type_matches(const char *pattern, const char *type)
     if (n >= 2 && pattern[n - 1] == '*' && pattern[n - 2] == '.')
         return strncmp(pattern, type, n - 1) == 0 && type[n - 1] != 0;
     return strcmp(pattern, type) == 0;
+}
+
+size_t util_concat(char *buf, size_t n, ...)
+{
+    va_list ap;
+    va_start(ap, n);
+    size_t len = 0;
+    for (const char *s; (s = va_arg(ap, const char *)) != NULL && len + 1 < n;) {
+        size_t k = strlen(s);
+        if (k > n - 1 - len)
+            k = n - 1 - len;
+        memcpy(buf + len, s, k);
+        len += k;
+    }
+    va_end(ap);
+    if (n)
+        buf[len] = 0;
+    return len;
 }
 
 size_t util_int_text(char *buf, int64_t v)

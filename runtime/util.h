@@ -58,4 +58,9 @@ int util_type_matches(const char *pattern, const char *type);
  * the length. */
 size_t util_int_text(char *buf, int64_t v);
 
+/* The NULL-terminated texts after n, one after the other, into buf (n
+ * bytes), cut to fit and NUL-terminated as snprintf would ("%s%s..."),
+ * without its cost; returns the length written. */
+size_t util_concat(char *buf, size_t n, ...);
+
 #endif

@@ -835,6 +835,39 @@ static void test_crash_retry_replayed(void **state)
     mock_stop(&m);
 }
 
+/* A burst larger than one multi-row claim and one multi-row sent mark
+ * (OUTBOX_BATCH, 64), on a channel whose concurrency (100) is above the
+ * loop's 64 connections per host: the slow provider sees 100 requests at
+ * once (not 64 and the rest queued inside libcurl), and each of the 150
+ * rows ends sent once, after one attempt, with its own answer stored and
+ * its queue entry gone; the outbox gauge counts them all. */
+static void test_burst_batches(void **state)
+{
+    (void)state;
+    struct mock m;
+    const char *slow[] = {"--faults", "slow", "--slow-ms", "1500", "--fail-rate", "1", NULL};
+    mock_start(&m, slow);
+    struct env v;
+    env_open(&v, make_config(&m, "{\"concurrency\":100}", 0), clock_new_real());
+    struct event_base *base = event_base_new();
+    assert_int_equal(dispatch_attach(v.e, base), 0);
+    many(v.e, 150);
+    struct until_requests u = {&m, 100};
+    pump(v.e, base, 1.2, mock_has_requests, &u);
+    assert_int_equal(mock_stat(&m, "requests"), 100);   /* all in flight before the first answer */
+    assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox WHERE status = 'sending'"), 150);
+    pump(v.e, base, 20, all_sent, NULL);
+    assert_exactly_once(&m, v.e, 150);
+    assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox WHERE attempts = 1 AND sent_at IS NOT NULL"
+                                          " AND last_error IS NULL AND response LIKE '{\"id\":\"m%'"), 150);
+    assert_int_equal(store_count(v.e->st, "SELECT COUNT(DISTINCT response) FROM outbox"), 150);
+    assert_int_equal(sql_int(v.e, "SELECT n FROM outbox_counts WHERE status = 'sent'"), 150);
+    assert_int_equal(store_count(v.e->st, "SELECT COALESCE(SUM(n), 0) FROM outbox_counts WHERE status <> 'sent'"), 0);
+    env_close(&v);
+    event_base_free(base);
+    mock_stop(&m);
+}
+
 /* A channel at its concurrency (2) has as many messages claimed ahead,
  * built and waiting for a slot; they start only when a transfer ends. A
  * crash then: the two claimed-ahead messages never left, the two in flight
@@ -1248,6 +1281,7 @@ int main(void)
         cmocka_unit_test_teardown(test_crash_retry_same_key, stop_leftovers),
         cmocka_unit_test_teardown(test_crash_retry_replayed, stop_leftovers),
         cmocka_unit_test_teardown(test_claim_ahead_crash, stop_leftovers),
+        cmocka_unit_test_teardown(test_burst_batches, stop_leftovers),
         cmocka_unit_test_teardown(test_smtp, stop_leftovers),
         cmocka_unit_test_teardown(test_smtp_header_injection, stop_leftovers),
         cmocka_unit_test_teardown(test_http_header_injection, stop_leftovers),
