@@ -140,15 +140,6 @@ store *store_open_with(const char *path, const struct store_options *opts,
         *err = strdup("out of memory");
         return NULL;
     }
-    /* This SQLite is built without lookaside: every cursor and register of
-     * every statement run is a malloc. Without the memory statistics
-     * (which tend never reads) each of those skips a global mutex and the
-     * counting. Process-wide, so set before SQLite initialises, once. */
-    static int configured;
-    if (!configured) {
-        configured = 1;
-        sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
-    }
     const char *where = opts->memory ? ":memory:" : path;
     /* No memory statistics (nothing reads them): with them, every SQLite
      * malloc and free takes a global mutex to count (5% of a wake). Only
