@@ -154,11 +154,12 @@ static int store_event(engine *e, const struct event_head *h, const char *body, 
                                      " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING");
     if (!s)
         return -1;
-    store_bind_text(s, 1, h->id, -1);
-    store_bind_text(s, 2, h->type, -1);
-    store_bind_text(s, 3, h->customer, -1);
+    /* bound without copies: every text outlives the store_run below */
+    store_bind_text_kept(s, 1, h->id, -1);
+    store_bind_text_kept(s, 2, h->type, -1);
+    store_bind_text_kept(s, 3, h->customer, -1);
     store_bind_int(s, 4, h->at);
-    store_bind_text(s, 5, body, len);
+    store_bind_text_kept(s, 5, body, len);
     store_bind_int(s, 6, engine_now(e));
     store_bind_int(s, 7, e->chain);
     if (store_run(s) != 0)
@@ -630,9 +631,9 @@ static int listened(engine *e, const char *customer, const char *type)
                                      " OR EXISTS (SELECT 1 FROM listeners WHERE customer = ?1 AND type = ?3)");
     if (!s)
         return 1;
-    store_bind_text(s, 1, customer, -1);
-    store_bind_text(s, 2, type, -1);
-    store_bind_text(s, 3, wildcard, -1);
+    store_bind_text_kept(s, 1, customer, -1);
+    store_bind_text_kept(s, 2, type, -1);
+    store_bind_text_kept(s, 3, wildcard, -1);
     int heard = store_step(s) != STORE_ROW || store_col_int(s, 0) != 0;
     store_reset(s);
     return heard;

@@ -19,6 +19,7 @@
 #include <cjson/cJSON.h>
 
 #include "engine.h"
+#include "util.h"
 
 enum receipt_result { RECEIPT_STORED = 0, RECEIPT_DUPLICATE, RECEIPT_UNKNOWN_MESSAGE, RECEIPT_INVALID,
                       RECEIPT_STORE_ERROR };
@@ -26,6 +27,27 @@ enum receipt_result { RECEIPT_STORED = 0, RECEIPT_DUPLICATE, RECEIPT_UNKNOWN_MES
 /* Validates and stores one receipt in the caller's transaction. err names
  * the field for RECEIPT_INVALID, the message for RECEIPT_UNKNOWN_MESSAGE. */
 enum receipt_result receipt_accept(engine *e, const cJSON *r, char *err, size_t errlen);
+
+/* Receipts stored one after another in the caller's transaction (a POST
+ * /v1/receipts batch): the buffers a receipt needs (its message's row, its
+ * event's text) are kept from one receipt to the next, so a receipt of a
+ * batch allocates nothing of its own. The batch owns them until
+ * receipt_batch_free(); receipt_batch_accept() answers as receipt_accept(). */
+struct receipt_batch {
+    engine *e;
+    strbuf body;        /* the message.<status> event's text */
+    char *row;          /* the message row's text columns, one after another */
+    size_t row_cap;
+    char *line;         /* a copy of the line being read, its strings cut in place */
+    size_t line_cap;
+};
+void receipt_batch_init(struct receipt_batch *b, engine *e);
+enum receipt_result receipt_batch_accept(struct receipt_batch *b, const cJSON *r, char *err, size_t errlen);
+/* The same for one NDJSON line of text (trimmed, not NUL-terminated): a
+ * line that is not JSON is RECEIPT_INVALID with its parse error in err. */
+enum receipt_result receipt_batch_accept_line(struct receipt_batch *b, const char *line, size_t len, char *err,
+                                              size_t errlen);
+void receipt_batch_free(struct receipt_batch *b);
 
 /* Runs channel `channel`'s `receipt` function on a provider's callback body
  * (its JSON, or the raw text when it is not JSON) and returns the receipts it

@@ -764,12 +764,36 @@ static void patch_task(struct server *s, struct evhttp_request *req, const char 
     queue_reply(s, req, 200, task_get(s->e, id));
 }
 
+/* The receipts of a request, one at a time: a JSON array's items (a
+ * channel's mapped callback, a single object), or an NDJSON body's lines,
+ * each read when its turn comes (receipt_batch_accept_line), so a batch
+ * never holds the trees of all its lines. */
+struct receipt_source {
+    const cJSON *item;   /* the array's next item */
+    char *p, *end;       /* NDJSON: the lines still to read (p NULL: an array) */
+};
+
+/* The next receipt: 1 with *item (an array's) or the line [*text, +*n); 0
+ * at the end. */
+static int receipt_source_next(struct receipt_source *src, const cJSON **item, const char **text, size_t *n)
+{
+    *item = NULL;
+    if (!src->p) {
+        *item = src->item;
+        if (src->item)
+            src->item = src->item->next;
+        return *item != NULL;
+    }
+    long line = 0;
+    return (*text = ndjson_next(&src->p, src->end, n, &line)) != NULL;
+}
+
 /* Stores receipts. receipt_accept() checks everything before it writes, so
  * a bad line leaves nothing behind and the others of the batch go on (no
  * savepoint a line). Answers a single receipt with its own status (404 for
  * an unknown message, 400 for a bad field); a batch with 202 and a per-line
  * report. */
-static void store_receipts(struct server *s, struct evhttp_request *req, cJSON *list, int single)
+static void store_receipts(struct server *s, struct evhttp_request *req, struct receipt_source *src, int single)
 {
     if (begin_write(s) != 0) {
         fail_batch(s, req);
@@ -778,26 +802,25 @@ static void store_receipts(struct server *s, struct evhttp_request *req, cJSON *
     int accepted = 0, dups = 0, line = 0;
     cJSON *errors = cJSON_CreateArray();
     const cJSON *r;
+    const char *text;
+    size_t n;
     char err[400];
-    cJSON_ArrayForEach(r, list) {
+    struct receipt_batch batch;
+    receipt_batch_init(&batch, s->e);
+    while (receipt_source_next(src, &r, &text, &n)) {
         line++;
-        enum receipt_result res;
-        if (cJSON_IsString(r)) {   /* a line that was not JSON: its parse error */
-            snprintf(err, sizeof err, "%s", r->valuestring);
-            res = RECEIPT_INVALID;
-        } else {
-            res = receipt_accept(s->e, r, err, sizeof err);
-        }
+        enum receipt_result res = r ? receipt_batch_accept(&batch, r, err, sizeof err)
+                                    : receipt_batch_accept_line(&batch, text, n, err, sizeof err);
         if (res == RECEIPT_STORE_ERROR) {
             cJSON_Delete(errors);
             fail_batch(s, req);
-            return;
+            goto done;
         }
         if (res == RECEIPT_INVALID || res == RECEIPT_UNKNOWN_MESSAGE) {
             if (single) {
                 send_error(req, res == RECEIPT_UNKNOWN_MESSAGE ? 404 : 400, err);
                 cJSON_Delete(errors);
-                return;
+                goto done;
             }
             cJSON *e = cJSON_CreateObject();
             cJSON_AddNumberToObject(e, "line", line);
@@ -814,6 +837,8 @@ static void store_receipts(struct server *s, struct evhttp_request *req, cJSON *
     cJSON_AddNumberToObject(out, "rejected", cJSON_GetArraySize(errors));
     cJSON_AddItemToObject(out, "errors", errors);
     queue_reply(s, req, 202, out);
+done:
+    receipt_batch_free(&batch);
 }
 
 /* POST /v1/receipts: one receipt object, or NDJSON. */
@@ -823,31 +848,27 @@ static void post_receipts(struct server *s, struct evhttp_request *req, const ch
     size_t len;
     char *body = body_of(req, &len);
     char err[400];
-    cJSON *list = cJSON_CreateArray();
     cJSON *one = json_parse(body, len, err, sizeof err);
-    int single = cJSON_IsObject(one);
-    if (single) {
-        cJSON_AddItemToArray(list, one);
+    if (cJSON_IsObject(one)) {
+        struct receipt_source src = {.item = one};
+        store_receipts(s, req, &src, 1);
     } else {
-        cJSON_Delete(one);
-        long line = 0;
-        char *p = body, *q;
+        /* how many lines (0, 1 or more): one line is answered as a single
+         * receipt */
+        char *p = body;
         size_t n;
-        while ((q = ndjson_next(&p, body + len, &n, &line))) {
-            cJSON *r = json_parse(q, n, err, sizeof err);
-            if (!r) {
-                /* a line that is not JSON is named and stores nothing of itself */
-                r = cJSON_CreateString(err);
-            }
-            cJSON_AddItemToArray(list, r);
-        }
+        long line = 0;
+        int lines = 0;
+        while (lines < 2 && ndjson_next(&p, body + len, &n, &line))
+            lines++;
+        struct receipt_source src = {.p = body, .end = body + len};
+        if (lines == 0)
+            send_error(req, 400, "no receipt in the body");
+        else
+            store_receipts(s, req, &src, lines == 1);
     }
+    cJSON_Delete(one);
     free(body);
-    if (cJSON_GetArraySize(list) == 0)
-        send_error(req, 400, "no receipt in the body");
-    else
-        store_receipts(s, req, list, single || cJSON_GetArraySize(list) == 1);
-    cJSON_Delete(list);
 }
 
 /* POST /v1/receipts/{channel}: a provider's own callback body, mapped to
@@ -863,7 +884,8 @@ static void post_channel_receipts(struct server *s, struct evhttp_request *req, 
         send_error(req, strstr(err, "no channel") || strstr(err, "no receipt function") ? 404 : 400, err);
         return;
     }
-    store_receipts(s, req, list, 0);
+    struct receipt_source src = {.item = list->child};
+    store_receipts(s, req, &src, 0);
     cJSON_Delete(list);
 }
 

@@ -387,6 +387,14 @@ int store_bind_text(store_stmt *s, int idx, const char *v, int len)
     return sqlite3_bind_text(STMT(s), idx, v, len, SQLITE_TRANSIENT) == SQLITE_OK ? 0 : -1;
 }
 
+int store_bind_text_kept(store_stmt *s, int idx, const char *v, int len)
+{
+    SETTLE();
+    if (!v)
+        return store_bind_null(s, idx);
+    return sqlite3_bind_text(STMT(s), idx, v, len, SQLITE_STATIC) == SQLITE_OK ? 0 : -1;
+}
+
 int store_bind_blob(store_stmt *s, int idx, const void *v, int len)
 {
     SETTLE();
@@ -499,9 +507,9 @@ static void reset_busy(store *st)
             sqlite3_reset(s);
 }
 
-/* SAVEPOINT / RELEASE from the statement cache: a nested transaction per
- * row (the importer, event processing) would otherwise parse its SQL every
- * time. */
+/* BEGIN, COMMIT, SAVEPOINT, RELEASE from the statement cache: a
+ * transaction per request or per slice, and a nested one per row (the
+ * importer, event processing), would otherwise parse their SQL every time. */
 static int exec_cached(store *st, const char *sql)
 {
     store_stmt *s = store_sql(st, sql);
@@ -520,7 +528,7 @@ int store_begin(store *st)
 {
     SETTLE();
     if (st->depth == 0) {
-        if (store_exec(st, "BEGIN IMMEDIATE") != 0)
+        if (exec_cached(st, "BEGIN IMMEDIATE") != 0)
             return -1;
     } else {
         char sql[48];
@@ -543,7 +551,7 @@ int store_commit(store *st)
         reset_busy(st);
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        int rc = store_exec(st, "COMMIT");
+        int rc = exec_cached(st, "COMMIT");
         clock_gettime(CLOCK_MONOTONIC, &t1);
         st->commit_ms += (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
         if (rc != 0) {
@@ -551,7 +559,7 @@ int store_commit(store *st)
              * open; roll it back so nothing of the batch is half-stored. */
             char keep[sizeof st->err];
             memcpy(keep, st->err, sizeof keep);
-            store_exec(st, "ROLLBACK");
+            exec_cached(st, "ROLLBACK");
             memcpy(st->err, keep, sizeof keep);
             st->depth = 0;
             return -1;
@@ -581,7 +589,7 @@ int store_rollback(store *st)
         snprintf(keep, sizeof keep, "%s", sqlite3_errmsg(st->db));
     if (st->depth == 1) {
         reset_busy(st);
-        rc = store_exec(st, "ROLLBACK");
+        rc = exec_cached(st, "ROLLBACK");
     } else {
         char sql[48];
         snprintf(sql, sizeof sql, "ROLLBACK TO s%d", st->depth - 1);

@@ -74,6 +74,10 @@ void        store_finalize(store_stmt *s);
 int store_bind_int(store_stmt *s, int idx, int64_t v);
 int store_bind_double(store_stmt *s, int idx, double v);
 int store_bind_text(store_stmt *s, int idx, const char *v, int len); /* len -1: strlen; NULL → NULL */
+/* The same without a copy: v must stay unchanged until the statement has
+ * been stepped to its end (store_run, store_step to DONE) or reset. For
+ * the hot paths that bind text they hold anyway (an event's body). */
+int store_bind_text_kept(store_stmt *s, int idx, const char *v, int len);
 int store_bind_blob(store_stmt *s, int idx, const void *v, int len);
 int store_bind_null(store_stmt *s, int idx);
 int store_param_count(store_stmt *s);
