@@ -30,12 +30,7 @@ static char *temp_db(void)
 
 static void remove_db(char *path)
 {
-    char side[512];
-    unlink(path);
-    snprintf(side, sizeof side, "%s-wal", path);
-    unlink(side);
-    snprintf(side, sizeof side, "%s-shm", path);
-    unlink(side);
+    store_remove(path);   /* the file and its -wal, -shm and -journal */
     free(path);
 }
 
