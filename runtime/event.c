@@ -795,10 +795,14 @@ static int process_batch(store *st, void *ud)
                                   " WHERE seq > ? ORDER BY seq LIMIT ?");
     store_bind_int(s, 1, cursor);
     store_bind_int(s, 2, pc->max);
-    struct pending *batch = xmalloc((size_t)pc->max * sizeof *batch);
-    int n = 0, rc = 0;
+    /* grown as rows come: a batch of one event (each a simulation feeds)
+     * should not pay for an array of EVENT_BATCH */
+    struct pending *batch = NULL;
+    int n = 0, cap = 0, rc = 0;
     size_t bytes = 0;
     while (bytes < PROCESS_BATCH_BYTES && (rc = store_step(s)) == STORE_ROW) {
+        if (n == cap)
+            batch = xrealloc(batch, (size_t)(cap = cap ? cap * 2 : 16) * sizeof *batch);
         struct pending *p = &batch[n++];
         p->seq = store_col_int(s, 0);
         p->id = dup_text(s, 1, &bytes);
@@ -847,6 +851,10 @@ static int process_batch(store *st, void *ud)
 
 int event_process(engine *e, int max)
 {
+    /* Nothing past the cursor (two small reads): no transaction to open,
+     * no cursor to write again. Every pass asks twice, most find none. */
+    if (event_backlog(e) == 0)
+        return 0;
     struct process_call pc = {e, max, 0};
     if (store_batch(e->st, process_batch, &pc) != 0) {
         engine_logf(e, "error", "event processing failed: %s", store_errmsg(e->st));

@@ -123,7 +123,9 @@ static int instances_slice(store *st, const struct retention_policy *p, tend_tim
 
 static int sweep_instances(store *st, const struct retention_policy *p, tend_time now)
 {
-    int64_t after = meta_int(st, K_AFTER, -1), pass = meta_int(st, K_PASS, 0), gen = meta_int(st, K_GEN, 0);
+    /* the pass and generation are read only when a slice runs: between
+     * passes (nearly every call) two reads decide */
+    int64_t after = meta_int(st, K_AFTER, -1), pass, gen;
     if (after < 0) {
         if (now < meta_int(st, K_NEXT, 0))
             return 0;
@@ -133,8 +135,11 @@ static int sweep_instances(store *st, const struct retention_policy *p, tend_tim
         if (p->instances <= 0 && !old)
             return 0;   /* nothing a pass would do; asking costs two small reads */
         after = 0;
-        pass++;
+        pass = meta_int(st, K_PASS, 0) + 1;
         gen = meta_int(st, "script_generation", 0);
+    } else {
+        pass = meta_int(st, K_PASS, 0);
+        gen = meta_int(st, K_GEN, 0);
     }
     if (store_begin(st) != 0)
         return -1;
