@@ -66,7 +66,10 @@ with open(cpath, "w") as c, open(epath, "w") as e:
         e.write(json.dumps(ev) + "\n")
 PY
 
-"$TEND" simulate "$tmp/shop" --days 365 --start 2026-01-01T00:00:00Z --customers "$tmp/customers.ndjson" \
+# SIMULATE_SHOW (make bench): the run's own wall time, CPU and peak RSS too
+timed=
+[ -n "${SIMULATE_SHOW:-}" ] && [ -x /usr/bin/time ] && timed="/usr/bin/time -o $tmp/time -f %e,%U,%M"
+$timed "$TEND" simulate "$tmp/shop" --days 365 --start 2026-01-01T00:00:00Z --customers "$tmp/customers.ndjson" \
   --events "$tmp/events.ndjson" --messages "$tmp/messages.ndjson" >"$tmp/out" 2>"$tmp/err"
 rc=$?
 [ $rc -eq 0 ] || fail "tend simulate exited $rc"
@@ -119,10 +122,13 @@ grep -q '^2026-03-02   sms                3              1  ! caps defer more th
 grep -q '^1 day where caps defer more than 10% of the messages$' "$tmp/capped/out" || fail "no count of flagged days"
 grep -q '^  ok$' "$tmp/capped/out" || fail "the capped run's audit is not ok"
 
+if [ -n "${SIMULATE_SHOW:-}" ]; then
+  sed -n '/^policy audit/,$p' "$tmp/out"
+  [ -s "$tmp/time" ] && tail -1 "$tmp/time" | awk -F, '{ printf "tend simulate: %s s wall, %s s CPU, max RSS %.0f MB\n", $1, $2, $3 / 1024 }'
+fi
 if [ "$failures" -gt 0 ]; then
   sed 's/^/    /' "$tmp/out" | tail -30 >&2
   echo "simulate_test: $failures failure(s)" >&2
   exit 1
 fi
-[ -n "${SIMULATE_SHOW:-}" ] && sed -n '/^policy audit/,$p' "$tmp/out"
 echo "simulate_test: ok ($N customers, a year)"
