@@ -66,6 +66,8 @@ struct run_ctx {
     int unstored;               /* a start's first run: the row is written when it stops */
     int sends, emits, starts;   /* live acts in this run (the per-resume limits) */
     char *branch;               /* split{} result */
+    int row_cached;             /* a customer handle cached its row in this run (customer_lua.c):
+                                   the coroutine is not kept for the next wake (instance.c) */
 };
 
 /* Creates an instance of the current version of `journey` for `customer`,
