@@ -482,8 +482,11 @@ static int release(engine *e, int64_t id, const struct row *r, const struct run_
         rc |= set_timer(e, r->wake_at, id, 0);
     if (r->listen)
         rc |= drop_listener(e, r->customer, r->listen, id, 0);
-    rc |= fetch_cancel(e, id);   /* an http_get it waited for is not needed any more */
-    (void)ctx;
+    /* an http_get it waited for is not needed any more; a request row
+     * exists only for a history that holds an http_get step (its kind is
+     * in the text), so a history without one spends no statement here */
+    if (!ctx || (ctx->hist.len && memmem(ctx->hist.s, ctx->hist.len, "http_get", 8)))
+        rc |= fetch_cancel(e, id);
     return rc;
 }
 
