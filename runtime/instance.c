@@ -434,7 +434,9 @@ static int load_history(engine *e, int64_t id, struct run_ctx *ctx, const struct
     }
     if (r->history)
         strbuf_add(&ctx->hist, r->history, r->history_len);
-    ctx->steps = count_lines(ctx->hist.s, ctx->hist.len);
+    /* sealed chunks end on a line break, so the lines are theirs plus the
+     * row's, counted once each */
+    ctx->steps = count_lines(ctx->hist.s, ctx->sealed) + recent;
     return 0;
 }
 
