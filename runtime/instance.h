@@ -1,7 +1,9 @@
 /* instance — one customer's run through one journey, made durable.
  *
- * An instance is a row (state, history, where it waits) and nothing in
- * memory between wakes. Every wake re-runs the journey's `run` from the top
+ * An instance is a row (state, history, where it waits); at most a kept
+ * coroutine in memory between wakes (a long run stopped on a timer wait,
+ * resumed at its next timer wake when the row is exactly where it stopped:
+ * instance.c). Every other wake re-runs the journey's `run` from the top
  * in a fresh coroutine; each durable primitive the script calls takes the
  * next entry of the history and returns what was recorded, without acting
  * again (step.c). Past the end of the history the primitive acts for real
