@@ -487,7 +487,7 @@ static int release(engine *e, int64_t id, const struct row *r, const struct run_
     /* an http_get it waited for is not needed any more; a request row
      * exists only for a history that holds an http_get step (its kind is
      * in the text), so a history without one spends no statement here */
-    if (!ctx || (ctx->hist.len && memmem(ctx->hist.s, ctx->hist.len, "http_get", 8)))
+    if (!ctx || ctx->hist_partial || (ctx->hist.len && memmem(ctx->hist.s, ctx->hist.len, "http_get", 8)))
         rc |= fetch_cancel(e, id);
     return rc;
 }
@@ -825,8 +825,8 @@ static int push_run(engine *e, const struct row *r)
 
 struct kept_run {
     int64_t id, started_at;
-    int steps;
-    size_t hist_len;
+    int steps, chunks;
+    size_t row_len;             /* the row's own history lines, as it stopped */
     uint64_t rng;
     tend_time wake_at;
     const void *run;
@@ -890,8 +890,10 @@ static void kept_put(lua_State *L, int co_idx, int64_t id, const struct run_ctx 
     int slot = k->next;
     k->next = (k->next + 1) % KEPT_RUNS;
     struct kept_run *r = &k->v[slot];
-    *r = (struct kept_run){.id = id, .started_at = ctx->started_at, .steps = ctx->steps,
-                           .hist_len = ctx->hist.len, .rng = ctx->rng, .wake_at = ctx->wake_at, .run = run};
+    /* persist left ctx->sealed where the row's lines start */
+    *r = (struct kept_run){.id = id, .started_at = ctx->started_at, .steps = ctx->steps, .chunks = ctx->chunks,
+                           .row_len = ctx->hist.len - ctx->sealed, .rng = ctx->rng, .wake_at = ctx->wake_at,
+                           .run = run};
     memcpy(r->version, ctx->version, strlen(ctx->version) + 1);
     lua_pushvalue(L, co_idx);
     lua_rawseti(L, -2, slot + 1);
@@ -924,9 +926,37 @@ static int wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *eve
     ctx.journey = r.journey;
     ctx.version = r.version;
     ctx.customer = r.customer;
-    if (load_history(e, id, &ctx, &r) != 0) {
+    struct kept_run k;
+    int kept = !r.unstored && reason == WAKE_TIMER && r.steps >= KEPT_MIN_STEPS && kept_take(L, id, &k);
+    if (kept) {
+        /* usable when the row is where the run stopped, no migration
+         * applies (the version is the current one) and the run function
+         * is the one it runs; the thread stays on L below */
+        const char *current = catalog_current_version(e, r.journey);
+        kept = k.started_at == r.started_at && k.steps == r.steps && k.row_len == r.history_len &&
+               k.wake_at <= engine_now(e) && strcmp(k.version, r.version) == 0 &&
+               (!current || strcmp(current, r.version) == 0) && !history_is_json(r.history) &&
+               push_run(e, &r) == 0;
+        if (kept) {
+            kept = lua_topointer(L, -1) == k.run;
+            lua_pop(L, 1);
+        }
+        if (!kept)
+            lua_pop(L, 1);   /* the thread: the replay rebuilds it */
+    }
+    if (kept) {
+        /* the resumed run appends after its last step and reads none
+         * before it: the row's lines are all it needs of the history
+         * (offsets in ctx->hist are from their start; the chunks stay) */
+        strbuf_init(&ctx.hist);
+        strbuf_add(&ctx.hist, r.history, r.history_len);
+        ctx.steps = r.steps;
+        ctx.chunks = k.chunks;
+        ctx.hist_partial = 1;
+    } else if (load_history(e, id, &ctx, &r) != 0) {
         ctx_free(&ctx);
         row_free(&r);
+        lua_settop(L, top);
         return -1;
     }
     ctx.now = engine_now(e);
@@ -950,23 +980,18 @@ static int wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *eve
     } else {
         ctx.version = r.version;
         run = lua_topointer(L, -1);
-        struct kept_run k;
         lua_State *co;
         int nargs = 2;
-        if (r.steps >= KEPT_MIN_STEPS && kept_take(L, id, &k) && k.started_at == r.started_at &&
-            k.steps == ctx.steps && k.hist_len == ctx.hist.len && !ctx.hist_rewrite && k.run == run &&
-            strcmp(k.version, r.version) == 0 && reason == WAKE_TIMER && k.wake_at <= ctx.now && !ctx.unstored) {
+        if (kept) {
             /* the kept run resumes from its wait, which returns nothing,
              * as the replay of a wait whose time has come does */
-            lua_remove(L, -2);   /* run */
+            lua_pop(L, 1);   /* run */
             co = lua_tothread(L, -1);
             ctx.pos = ctx.steps;
             ctx.replay_at = ctx.hist.len;
             ctx.rng = k.rng;
             nargs = 0;
         } else {
-            if (lua_type(L, -1) == LUA_TTHREAD)
-                lua_pop(L, 1);   /* a kept run that does not fit: dropped, the replay rebuilds it */
             co = lua_newthread(L);
             lua_insert(L, -2);
             lua_xmove(L, co, 1);                        /* run */

@@ -46,6 +46,7 @@ struct run_ctx {
     size_t sealed;              /* hist[0..sealed) is in history_chunks (instance.c) */
     int chunks;                 /* ...in that many rows */
     int hist_rewrite;           /* a sealed line changed: the chunks are written again */
+    int hist_partial;           /* hist holds the row's lines only (a kept run: instance.c) */
     int appended;               /* entries added (or completed) in this run */
     tend_time now, started_at;
     enum wake_reason reason;

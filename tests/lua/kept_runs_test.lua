@@ -50,3 +50,40 @@ t.case("a long journey kept between wakes draws, reads and sends as its replay d
   t.eq(ki.steps, ri.steps)
   t.eq(kc.tags, { "hourly" })
 end)
+
+local LONG = [[
+template "note" { category = "transactional", sms = "{{what}}" }
+journey "long" { on = "go", run = function(c)
+  local drawn = {}
+  for i = 1, 150 do
+    wait(hours(1))
+    if i % 50 == 0 then drawn[#drawn + 1] = random(1000) end
+  end
+  send("sms", c, "note", { what = table.concat(drawn, " ") })
+  wait(hours(1))
+end }
+]]
+
+t.case("a kept run whose history is sealed into chunks as it goes stores what the replay stores", function()
+  local function go(restart_each_hour)
+    local s = t.sim{ source = LONG, start = "2026-03-02T10:00:00+08:00" }
+    s:customer{ id = "a" }
+    s:event{ type = "go", customer = "a" }
+    for h = 1, 152 do
+      s:advance(hours(1))
+      -- the kept side restarts once, before its last wake: that replay
+      -- reads the whole history the kept runs wrote, chunks and row
+      if restart_each_hour or h == 150 then s:restart() end
+    end
+    local bodies = {}
+    for _, m in ipairs(s:sent{ customer = "a" }) do bodies[#bodies + 1] = m.body end
+    return bodies, s:instances{ customer = "a" }[1]
+  end
+  local kept, ki = go(false)
+  local replayed, ri = go(true)
+  t.eq(#kept, 1)
+  t.match(kept[1], "^%d+ %d+ %d+$")
+  t.eq(kept, replayed)
+  t.eq(ki, ri)
+  t.eq(ki.state, "done")
+end)
