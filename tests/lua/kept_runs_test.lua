@@ -3,7 +3,8 @@
 -- from the top. What it does must be what a replay does: the same
 -- random() draws, the customer's fields as they are now, each message
 -- once. The same journey restarted before every wake (always a replay) is
--- the reference.
+-- the reference. Last, the rows of instances a due pass ends, which are
+-- written together at the end of the pass.
 local t = require "tend.test"
 
 local SOURCE = [[
@@ -86,4 +87,27 @@ t.case("a kept run whose history is sealed into chunks as it goes stores what th
   t.eq(kept, replayed)
   t.eq(ki, ri)
   t.eq(ki.state, "done")
+end)
+
+t.case("instances that a due pass ends together (more than a page of 64) are each stored ended", function()
+  local s = t.sim{ source = [[
+    journey "short" { on = "go", run = function(c)
+      wait(hours(1))
+      if c.id == "c7" then error("c7 fails") end
+    end }
+  ]], start = "2026-03-02T10:00:00+08:00" }
+  for i = 1, 70 do
+    s:customer{ id = "c" .. i }
+    s:event{ type = "go", customer = "c" .. i }
+  end
+  s:advance(hours(2))
+  local states = {}
+  for i = 1, 70 do
+    local inst = s:instances{ customer = "c" .. i }[1]
+    states[inst.state] = (states[inst.state] or 0) + 1
+    t.eq(inst.steps, 1)
+    t.eq(inst.wake_at, nil)
+  end
+  t.eq(states, { done = 69, failed = 1 })
+  t.match(s:instances{ customer = "c7" }[1].error, "c7 fails")
 end)
