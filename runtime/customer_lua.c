@@ -60,6 +60,8 @@ static void push_field(engine *e, lua_State *L, int idx, const char *k)
     struct handle *h = lua_touserdata(L, idx);
     if (lua_getiuservalue(L, idx, 1) != LUA_TTABLE) {
         lua_pop(L, 1);
+        if (step_ctx(e))
+            step_ctx(e)->row_cached = 1;   /* the row would be stale in a run kept to the next wake */
         if (!customer_push(e, L, h->id)) {   /* no such customer: every field nil */
             lua_pop(L, 1);
             lua_newtable(L);

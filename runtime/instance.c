@@ -323,25 +323,20 @@ static void row_free(struct row *r)
     r->version = NULL;
 }
 
-/* Reads the instance's row. The texts share one allocation: a wake makes
- * one malloc for them, not seven. 0, 1 when there is no such row, -1. */
-static int load_row(engine *e, int64_t id, struct row *r)
+/* The row's columns, as ROW_COLS lists them (of table alias t), from
+ * column `at` of a stepped statement. The texts share one allocation: a
+ * wake makes one malloc for them, not seven. */
+#define ROW_COLS(t) t "journey, " t "version, " t "customer, " t "state, " t "history, " t "trigger, " \
+                    t "listen, " t "started_at, " t "wake_at, " t "holdout, " t "chain, " t "step"
+static void row_read(store_stmt *s, int at, struct row *r)
 {
-    if (write_kept(e) != 0)
-        return -1;
-    store_stmt *s = store_sql(e->st, "SELECT journey, version, customer, state, history, trigger, listen,"
-                                     " started_at, wake_at, holdout, chain, step FROM instances WHERE id = ?");
-    store_bind_int(s, 1, id);
-    int rc = store_step(s);
-    if (rc != STORE_ROW)
-        return rc == STORE_DONE ? 1 : -1;
     char **cols[] = {&r->journey, &r->version, &r->customer, &r->state, &r->history, &r->trigger, &r->listen};
     enum { NCOLS = sizeof cols / sizeof cols[0] };
     const char *text[NCOLS];
     size_t len[NCOLS], total = 0;
     for (int i = 0; i < NCOLS; i++) {
-        text[i] = store_col_text(s, i);
-        len[i] = text[i] ? (size_t)store_col_bytes(s, i) : 0;
+        text[i] = store_col_text(s, at + i);
+        len[i] = text[i] ? (size_t)store_col_bytes(s, at + i) : 0;
         total += text[i] ? len[i] + 1 : 0;
     }
     char *p = r->strings = xmalloc(total ? total : 1);
@@ -355,11 +350,26 @@ static int load_row(engine *e, int64_t id, struct row *r)
     }
     r->history_len = len[4];
     r->version = xstrdup(r->version ? r->version : "");   /* script_migrate may replace it */
-    r->started_at = store_col_int(s, 7);
-    r->wake_at = store_col_int(s, 8);
-    r->holdout = store_col_type(s, 9) == STORE_NULL ? -1 : (int)store_col_int(s, 9);
-    r->chain = (int)store_col_int(s, 10);
-    r->steps = (int)store_col_int(s, 11);
+    r->started_at = store_col_int(s, at + 7);
+    r->wake_at = store_col_int(s, at + 8);
+    r->holdout = store_col_type(s, at + 9) == STORE_NULL ? -1 : (int)store_col_int(s, at + 9);
+    r->chain = (int)store_col_int(s, at + 10);
+    r->steps = (int)store_col_int(s, at + 11);
+}
+
+/* Reads the instance's row. 0, 1 when there is no such row, -1. */
+static int write_ended(engine *e);
+
+static int load_row(engine *e, int64_t id, struct row *r)
+{
+    if (write_kept(e) != 0 || write_ended(e) != 0)
+        return -1;
+    store_stmt *s = store_sql(e->st, "SELECT " ROW_COLS("") " FROM instances WHERE id = ?");
+    store_bind_int(s, 1, id);
+    int rc = store_step(s);
+    if (rc != STORE_ROW)
+        return rc == STORE_DONE ? 1 : -1;
+    row_read(s, 0, r);
     store_reset(s);
     return 0;
 }
@@ -434,7 +444,9 @@ static int load_history(engine *e, int64_t id, struct run_ctx *ctx, const struct
     }
     if (r->history)
         strbuf_add(&ctx->hist, r->history, r->history_len);
-    ctx->steps = count_lines(ctx->hist.s, ctx->hist.len);
+    /* sealed chunks end on a line break, so the lines are theirs plus the
+     * row's, counted once each */
+    ctx->steps = count_lines(ctx->hist.s, ctx->sealed) + recent;
     return 0;
 }
 
@@ -482,8 +494,11 @@ static int release(engine *e, int64_t id, const struct row *r, const struct run_
         rc |= set_timer(e, r->wake_at, id, 0);
     if (r->listen)
         rc |= drop_listener(e, r->customer, r->listen, id, 0);
-    rc |= fetch_cancel(e, id);   /* an http_get it waited for is not needed any more */
-    (void)ctx;
+    /* an http_get it waited for is not needed any more; a request row
+     * exists only for a history that holds an http_get step (its kind is
+     * in the text), so a history without one spends no statement here */
+    if (!ctx || ctx->hist_partial || (ctx->hist.len && memmem(ctx->hist.s, ctx->hist.len, "http_get", 8)))
+        rc |= fetch_cancel(e, id);
     return rc;
 }
 
@@ -572,7 +587,7 @@ static void values_sql(strbuf *b, const char *head, int cols, int rows, const ch
     strbuf_puts(b, tail);
 }
 
-enum { PAGE_INSTANCES, PAGE_ENTRIES, PAGE_TIMERS };
+enum { PAGE_INSTANCES, PAGE_ENTRIES, PAGE_TIMERS, PAGE_ENDED };
 static const struct {
     const char *head;
     int cols;
@@ -584,6 +599,12 @@ static const struct {
     [PAGE_ENTRIES] = {"INSERT OR FAIL INTO entries (journey, customer, count, last_at) VALUES", 4,
                       " ON CONFLICT(journey, customer) DO UPDATE SET count = count + 1, last_at = excluded.last_at"},
     [PAGE_TIMERS] = {"INSERT OR IGNORE INTO timers (wake_at, instance) VALUES", 2, ""},
+    /* UPDATE ... FROM a WITH list: both dialects have it */
+    [PAGE_ENDED] = {"WITH v (id, state, step, history, error, ended_at, holdout, branch) AS (VALUES", 8,
+                    ") UPDATE instances SET state = v.state, step = v.step, label = v.state, wake_at = NULL,"
+                    " listen = NULL, history = COALESCE(v.history, instances.history), error = v.error,"
+                    " ended_at = v.ended_at, holdout = v.holdout, branch = COALESCE(v.branch, instances.branch)"
+                    " FROM v WHERE instances.id = v.id"},
 };
 
 /* The statement for `rows` rows of one of PAGE_SQL: a full page's and a
@@ -592,7 +613,7 @@ static const struct {
  * page) is prepared for the once: *once is set, and page_run finalizes it. */
 static store_stmt *page_stmt(engine *e, int table, int rows, int *once)
 {
-    static char *built[3][2];
+    static char *built[4][2];
     int slot = rows == KEEP_ROWS ? 0 : rows == 1 ? 1 : -1;
     *once = slot < 0;
     if (slot >= 0 && built[table][slot])
@@ -697,6 +718,77 @@ static int write_kept(engine *e)
     return rc;
 }
 
+/* --- rows of a due batch's ended instances, written together ------------
+ * An instance a due wake ends (done, failed, exited) changes its state, and
+ * the counts trigger on instances runs for it: about two thirds of such a
+ * wake's row write. Inside instance_run_due those rows are kept back and
+ * written KEEP_ROWS to a statement (the trigger's fixed cost is then paid
+ * per statement), before the batch commits and before anything of this
+ * module reads an instance row again (load_row, goal_where); no other
+ * reader of instances runs inside a wake. */
+struct ended_row {
+    int64_t id;
+    char *state, *history, *error, *branch;
+    int steps, holdout;
+    tend_time ended_at;
+};
+
+static struct {
+    engine *e;                  /* the engine of the instance_run_due that keeps them; NULL: none */
+    int n;
+    struct ended_row v[KEEP_ROWS];
+} ends;
+
+static void ended_clear(void)
+{
+    for (int i = 0; i < ends.n; i++) {
+        free(ends.v[i].state);
+        free(ends.v[i].history);
+        free(ends.v[i].error);
+        free(ends.v[i].branch);
+    }
+    ends.n = 0;
+}
+
+/* Writes the kept ended rows; 0, or -1 on a store error. */
+static int write_ended(engine *e)
+{
+    if (ends.e != e || ends.n == 0)
+        return 0;
+    int once = 0, rc = 0;
+    store_stmt *s = page_stmt(e, PAGE_ENDED, ends.n, &once);
+    rc = s ? 0 : -1;
+    for (int i = 0; rc == 0 && i < ends.n; i++) {
+        const struct ended_row *r = &ends.v[i];
+        int p = i * 8;
+        store_bind_int(s, p + 1, r->id);
+        store_bind_text(s, p + 2, r->state, -1);
+        store_bind_int(s, p + 3, r->steps);
+        store_bind_text(s, p + 4, r->history, -1);
+        store_bind_text(s, p + 5, r->error, -1);
+        store_bind_int(s, p + 6, r->ended_at);
+        bind_opt_int(s, p + 7, r->holdout, r->holdout < 0);
+        store_bind_text(s, p + 8, r->branch, -1);
+    }
+    if (rc == 0)
+        rc = page_run(s, once);
+    ended_clear();
+    return rc;
+}
+
+/* Keeps an ended instance's row for write_ended; 0, or -1 on a store error
+ * (writing a full page). */
+static int keep_ended(engine *e, int64_t id, const struct run_ctx *ctx, const char *state, const char *error,
+                      const char *hist, size_t hist_len)
+{
+    ends.v[ends.n++] = (struct ended_row){.id = id, .state = xstrdup(state),
+                                            .history = hist ? xstrndup(hist, hist_len) : NULL,
+                                            .error = error ? xstrdup(error) : NULL,
+                                            .branch = ctx->branch ? xstrdup(ctx->branch) : NULL,
+                                            .steps = ctx->steps, .holdout = ctx->holdout, .ended_at = ctx->now};
+    return ends.n == KEEP_ROWS ? write_ended(e) : 0;
+}
+
 /* A start's first run stopped: its row (persist's UPDATE and the start's
  * INSERT in one) and its timer, written now or kept with the starter's
  * page. */
@@ -791,6 +883,8 @@ static int persist(engine *e, int64_t id, struct row *r, struct run_ctx *ctx, co
     const char *hist = ctx->appended ? (ctx->hist.s ? ctx->hist.s + recent : "") : NULL;
     if (r->unstored)
         return write_start(e, id, r, ctx, state, error, hist, hist ? ctx->hist.len - recent : 0);
+    if (ends.e == e && strcmp(state, r->state) != 0 && strcmp(state, "waiting") != 0)
+        return keep_ended(e, id, ctx, state, error, hist, hist ? ctx->hist.len - recent : 0);
     /* A waiting instance that waits again leaves `state` out of the SET:
      * the counts trigger (UPDATE OF state) then does not run at all. */
     store_stmt *s = strcmp(state, r->state) == 0
@@ -871,8 +965,102 @@ static int push_trigger(lua_State *co, const struct row *r)
     return json_push_stored(co, r->trigger, len, jerr, sizeof jerr);
 }
 
+/* --- runs kept between wakes ---------------------------------------------
+ * A wake replays the history from the top, so a long journey's wake costs
+ * its whole past in Lua (200 waits replayed to take one step). The
+ * coroutine of a long run that stopped on a timer wait is kept, a bounded
+ * number of them, and its next timer wake resumes it where it stopped:
+ * what the replay would rebuild (the same code, the same recorded results,
+ * the same random() state) is still there. Kept only when nothing in it
+ * can be stale at the next wake: a timer wait (its result is the time
+ * itself), no customer row cached in a handle (run_ctx.row_cached), and
+ * used only when the stored instance is exactly where the coroutine
+ * stopped (its steps and history length, version, run function, start);
+ * any other wake, a rolled-back batch, a migration or a reload finds a
+ * mismatch and replays as before. Memory only: a restart replays. */
+#define KEPT_RUNS 1024
+#define KEPT_MIN_STEPS 16   /* shorter histories replay in about the time a resume takes */
+
+struct kept_run {
+    int64_t id, started_at;
+    int steps, chunks;
+    size_t row_len;             /* the row's own history lines, as it stopped */
+    uint64_t rng;
+    tend_time wake_at;
+    const void *run;
+    char version[72];
+};
+
+struct kept_runs {
+    int next;
+    struct kept_run v[KEPT_RUNS];
+};
+
+static const char KEPT_KEY = 0;   /* registry: the kept_runs userdata; its uservalue holds the threads */
+
+/* The kept runs of the sandbox L belongs to, made at the first use; pushes
+ * the table of their threads (slot + 1 -> thread). */
+static struct kept_runs *kept_runs(lua_State *L)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &KEPT_KEY) != LUA_TUSERDATA) {
+        lua_pop(L, 1);
+        struct kept_runs *k = lua_newuserdatauv(L, sizeof *k, 1);
+        memset(k, 0, sizeof *k);
+        lua_createtable(L, KEPT_RUNS, 0);
+        lua_setiuservalue(L, -2, 1);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &KEPT_KEY);
+    }
+    struct kept_runs *k = lua_touserdata(L, -1);
+    lua_getiuservalue(L, -1, 1);
+    lua_remove(L, -2);
+    return k;
+}
+
+/* Takes instance id's kept run out of the cache: 1 with its thread pushed
+ * on L and *out filled, 0 (nothing pushed) when there is none. */
+static int kept_take(lua_State *L, int64_t id, struct kept_run *out)
+{
+    struct kept_runs *k = kept_runs(L);
+    for (int i = 0; i < KEPT_RUNS; i++) {
+        if (k->v[i].id != id)
+            continue;
+        *out = k->v[i];
+        k->v[i].id = 0;
+        lua_rawgeti(L, -1, i + 1);
+        lua_pushnil(L);
+        lua_rawseti(L, -3, i + 1);
+        lua_remove(L, -2);
+        return 1;
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
+/* Keeps the coroutine at L index co_idx as instance id's run, stopped as
+ * ctx says; the oldest kept run makes room. */
+static void kept_put(lua_State *L, int co_idx, int64_t id, const struct run_ctx *ctx, const void *run)
+{
+    if (strlen(ctx->version) >= sizeof ((struct kept_run *)0)->version)
+        return;
+    co_idx = lua_absindex(L, co_idx);
+    struct kept_runs *k = kept_runs(L);
+    int slot = k->next;
+    k->next = (k->next + 1) % KEPT_RUNS;
+    struct kept_run *r = &k->v[slot];
+    /* persist left ctx->sealed where the row's lines start */
+    *r = (struct kept_run){.id = id, .started_at = ctx->started_at, .steps = ctx->steps, .chunks = ctx->chunks,
+                           .row_len = ctx->hist.len - ctx->sealed, .rng = ctx->rng, .wake_at = ctx->wake_at,
+                           .run = run};
+    memcpy(r->version, ctx->version, strlen(ctx->version) + 1);
+    lua_pushvalue(L, co_idx);
+    lua_rawseti(L, -2, slot + 1);
+    lua_pop(L, 1);
+}
+
 /* fresh: a start's first run, from the row the start has in hand (not
- * stored yet); NULL for every other wake, which reads the row. */
+ * stored yet: fresh->unstored), or the stored row read already (the claim
+ * of instance_run_due); wake takes its texts. NULL: wake reads the row. */
 static int wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *event, int fetch_step,
                 const cJSON *fetched, const struct row *fresh)
 {
@@ -896,9 +1084,37 @@ static int wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *eve
     ctx.journey = r.journey;
     ctx.version = r.version;
     ctx.customer = r.customer;
-    if (load_history(e, id, &ctx, &r) != 0) {
+    struct kept_run k;
+    int kept = !r.unstored && reason == WAKE_TIMER && r.steps >= KEPT_MIN_STEPS && kept_take(L, id, &k);
+    if (kept) {
+        /* usable when the row is where the run stopped, no migration
+         * applies (the version is the current one) and the run function
+         * is the one it runs; the thread stays on L below */
+        const char *current = catalog_current_version(e, r.journey);
+        kept = k.started_at == r.started_at && k.steps == r.steps && k.row_len == r.history_len &&
+               k.wake_at <= engine_now(e) && strcmp(k.version, r.version) == 0 &&
+               (!current || strcmp(current, r.version) == 0) && !history_is_json(r.history) &&
+               push_run(e, &r) == 0;
+        if (kept) {
+            kept = lua_topointer(L, -1) == k.run;
+            lua_pop(L, 1);
+        }
+        if (!kept)
+            lua_pop(L, 1);   /* the thread: the replay rebuilds it */
+    }
+    if (kept) {
+        /* the resumed run appends after its last step and reads none
+         * before it: the row's lines are all it needs of the history
+         * (offsets in ctx->hist are from their start; the chunks stay) */
+        strbuf_init(&ctx.hist);
+        strbuf_add(&ctx.hist, r.history, r.history_len);
+        ctx.steps = r.steps;
+        ctx.chunks = k.chunks;
+        ctx.hist_partial = 1;
+    } else if (load_history(e, id, &ctx, &r) != 0) {
         ctx_free(&ctx);
         row_free(&r);
+        lua_settop(L, top);
         return -1;
     }
     ctx.now = engine_now(e);
@@ -914,21 +1130,40 @@ static int wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *eve
 
     const char *state = "failed";
     char *error = NULL;
+    const void *run = NULL;
+    int keep = 0, co_at = 0;   /* the coroutine (at L index co_at) is kept for the next wake */
     if (script_migrate(e, &r.version, &ctx) != 0 || push_run(e, &r) != 0) {
         error = xasprintf("journey '%s' version %s is no longer available", r.journey, r.version);
         ctx.version = r.version;
     } else {
         ctx.version = r.version;
-        lua_State *co = lua_newthread(L);
-        lua_insert(L, -2);
-        lua_xmove(L, co, 1);                        /* run */
-        customer_push_handle(e, co, r.customer);    /* c */
-        if (!r.trigger || push_trigger(co, &r) != 0)
-            lua_pushnil(co);                        /* ev */
+        run = lua_topointer(L, -1);
+        lua_State *co;
+        int nargs = 2;
+        if (kept) {
+            /* the kept run resumes from its wait, which returns nothing,
+             * as the replay of a wait whose time has come does */
+            lua_pop(L, 1);   /* run */
+            co = lua_tothread(L, -1);
+            ctx.pos = ctx.steps;
+            ctx.replay_at = ctx.hist.len;
+            ctx.rng = k.rng;
+            nargs = 0;
+        } else {
+            co = lua_newthread(L);
+            lua_insert(L, -2);
+            lua_xmove(L, co, 1);                        /* run */
+            customer_push_handle(e, co, r.customer);    /* c */
+            if (!r.trigger || push_trigger(co, &r) != 0)
+                lua_pushnil(co);                        /* ev */
+        }
+        co_at = lua_gettop(L);
         e->cur = &ctx;
         int nres = 0;
-        int status = sandbox_resume(e->sb, co, L, 2, &nres);
+        int status = sandbox_resume(e->sb, co, L, nargs, &nres);
         e->cur = NULL;
+        keep = status == LUA_YIELD && nres == 0 && ctx.suspend == SUSPEND_WAIT && !ctx.fatal && !ctx.row_cached &&
+               ctx.steps >= KEPT_MIN_STEPS;
         if (ctx.fatal) {
             error = xstrdup(ctx.fatal);
         } else if (status == LUA_YIELD && ctx.suspend == SUSPEND_EXIT) {
@@ -951,6 +1186,8 @@ static int wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *eve
     rc = persist(e, id, &r, &ctx, error && strcmp(state, "exited") != 0 ? "failed" : state, error);
     if (rc == 0 && strcmp(state, "waiting") != 0)
         rc = release(e, id, &r, &ctx) ? -1 : 0;
+    if (rc == 0 && keep && !error && strcmp(state, "waiting") == 0)
+        kept_put(L, co_at, id, &ctx, run);
     lua_settop(L, top);
     e->stats.instances_woken++;
     metrics_inc(e->metrics, M_INSTANCES_WOKEN, NULL);
@@ -1057,7 +1294,7 @@ int instance_convert(engine *e, int64_t id, tend_time at, const cJSON *ev)
  * failing where() is logged and counts as no. */
 static int goal_where(engine *e, int64_t id, const cJSON *event)
 {
-    if (write_kept(e) != 0)
+    if (write_kept(e) != 0 || write_ended(e) != 0)
         return -1;
     store_stmt *s = store_sql(e->st, "SELECT journey, version FROM instances WHERE id = ?");
     store_bind_int(s, 1, id);
@@ -1136,25 +1373,58 @@ int instance_route_event(engine *e, const char *customer, const char *type, tend
 
 /* --- due timers -------------------------------------------------------- */
 
+/* A claimed timer and its instance's row, read in the claim. */
+struct due {
+    tend_time at;
+    int64_t id;
+    int loaded;         /* r holds the row (0: none, or read again at its wake) */
+    struct row r;
+};
+
+static int due_by_id(const void *a, const void *b)
+{
+    const struct due *x = *(struct due *const *)a, *y = *(struct due *const *)b;
+    return x->id != y->id ? (x->id < y->id ? -1 : 1) : (x < y ? -1 : x > y);
+}
+
 int instance_run_due(engine *e, tend_time now, int max)
 {
     if (write_kept(e) != 0)
         return -1;
-    store_stmt *s = store_sql(e->st, "SELECT wake_at, instance FROM timers WHERE wake_at <= ?"
-                                     " ORDER BY wake_at, instance LIMIT ?");
+    /* The claim reads the instances' rows with their timers: one statement
+     * per batch, not a row read per wake. */
+    store_stmt *s = store_sql(e->st, "SELECT t.wake_at, t.instance, i.id, " ROW_COLS("i.")
+                                     " FROM timers t LEFT JOIN instances i ON i.id = t.instance"
+                                     " WHERE t.wake_at <= ? ORDER BY t.wake_at, t.instance LIMIT ?");
     store_bind_int(s, 1, now);
     store_bind_int(s, 2, max);
-    struct due { tend_time at; int64_t id; } *due = xmalloc((size_t)max * sizeof *due);
+    struct due *due = xmalloc((size_t)max * sizeof *due);
     int n = 0;
     while (store_step(s) == STORE_ROW) {
-        due[n].at = store_col_int(s, 0);
-        due[n].id = store_col_int(s, 1);
-        n++;
+        struct due *d = &due[n++];
+        d->at = store_col_int(s, 0);
+        d->id = store_col_int(s, 1);
+        d->loaded = store_col_type(s, 2) != STORE_NULL;
+        d->r = (struct row){0};
+        if (d->loaded)
+            row_read(s, 3, &d->r);
     }
     if (n == 0) {
         free(due);
         return 0;
     }
+    /* An instance with two timers in the batch (a stale one) wakes on its
+     * first; the second reads the row that wake left. */
+    struct due **by_id = xmalloc((size_t)n * sizeof *by_id);
+    for (int i = 0; i < n; i++)
+        by_id[i] = &due[i];
+    qsort(by_id, (size_t)n, sizeof *by_id, due_by_id);
+    for (int i = 1; i < n; i++)
+        if (by_id[i]->id == by_id[i - 1]->id && by_id[i]->loaded) {
+            row_free(&by_id[i]->r);
+            by_id[i]->loaded = 0;
+        }
+    free(by_id);
     if (!clock_is_virtual(e->clock)) {   /* lateness is a real-time measure */
         double woke = metrics_now();
         for (int i = 0; i < n; i++)
@@ -1177,9 +1447,23 @@ int instance_run_due(engine *e, tend_time now, int max)
         store_bind_int(d, 2, due[n - 1].id);
         rc = store_run(d);
     }
-    for (int i = 0; i < n && rc == 0; i++)
-        rc = instance_wake(e, due[i].id, WAKE_TIMER, NULL);
+    /* No wake changes another instance's row (a run's emits and starts
+     * only store new rows; events are routed when they are processed), so
+     * the rows read in the claim are the rows each wake would read. */
+    ends.e = e;   /* the batch's ended rows are written together (write_ended) */
+    for (int i = 0; i < n; i++) {
+        if (rc == 0) {
+            rc = wake(e, due[i].id, WAKE_TIMER, NULL, -1, NULL, due[i].loaded ? &due[i].r : NULL);
+            due[i].loaded = 0;   /* wake took the row's texts */
+        } else if (due[i].loaded) {
+            row_free(&due[i].r);
+        }
+    }
     free(due);
+    if (rc == 0)
+        rc = write_ended(e);
+    ended_clear();
+    ends.e = NULL;
     if (rc == 0 && store_commit(e->st) == 0)
         return n;
     if (rc != 0)

@@ -1,7 +1,9 @@
 /* instance — one customer's run through one journey, made durable.
  *
- * An instance is a row (state, history, where it waits) and nothing in
- * memory between wakes. Every wake re-runs the journey's `run` from the top
+ * An instance is a row (state, history, where it waits); at most a kept
+ * coroutine in memory between wakes (a long run stopped on a timer wait,
+ * resumed at its next timer wake when the row is exactly where it stopped:
+ * instance.c). Every other wake re-runs the journey's `run` from the top
  * in a fresh coroutine; each durable primitive the script calls takes the
  * next entry of the history and returns what was recorded, without acting
  * again (step.c). Past the end of the history the primitive acts for real
@@ -44,6 +46,7 @@ struct run_ctx {
     size_t sealed;              /* hist[0..sealed) is in history_chunks (instance.c) */
     int chunks;                 /* ...in that many rows */
     int hist_rewrite;           /* a sealed line changed: the chunks are written again */
+    int hist_partial;           /* hist holds the row's lines only (a kept run: instance.c) */
     int appended;               /* entries added (or completed) in this run */
     tend_time now, started_at;
     enum wake_reason reason;
@@ -66,6 +69,8 @@ struct run_ctx {
     int unstored;               /* a start's first run: the row is written when it stops */
     int sends, emits, starts;   /* live acts in this run (the per-resume limits) */
     char *branch;               /* split{} result */
+    int row_cached;             /* a customer handle cached its row in this run (customer_lua.c):
+                                   the coroutine is not kept for the next wake (instance.c) */
 };
 
 /* Creates an instance of the current version of `journey` for `customer`,

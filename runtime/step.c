@@ -2,8 +2,9 @@
  *
  * A primitive that must stop the run (wait, wait_for, exit) records what it
  * waits for in the run context and yields from C; the instance runner sees
- * the yield, stores the instance, and drops the coroutine. There is no
- * resume: the next wake replays from the top. */
+ * the yield, stores the instance, and drops the coroutine (or keeps a long
+ * run's for its next timer wake, instance.c); otherwise the next wake
+ * replays from the top. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
