@@ -96,6 +96,7 @@ static int set_timer(engine *e, tend_time at, int64_t id, int on)
 static int64_t reserve_id(engine *e, struct instance_starter *st);
 static int start_run(engine *e, int64_t id, struct instance_starter *st, const char *customer, tend_time now);
 static int write_kept(engine *e);
+static void kept_free(struct start_rows *k);
 
 int instance_starter_init(engine *e, struct instance_starter *st, const char *journey, const cJSON *trigger,
                           int run_now, char *err, size_t errlen)
@@ -126,6 +127,7 @@ int instance_starter_init(engine *e, struct instance_starter *st, const char *jo
     st->trigger_of = trigger;
     st->run_now = run_now;
     st->e = e;
+    st->templ = LUA_NOREF;
     /* without once / reenter_after no start reads the entries, so a page
      * of first runs keeps its rows back (write_kept) */
     st->keep = run_now && !st->once && st->reenter_after <= 0;
@@ -136,6 +138,7 @@ void instance_starter_set_trigger_text(struct instance_starter *st, const char *
 {
     free(st->trigger);
     st->trigger = xstrdup(text);
+    st->trigger_gen++;
 }
 
 int instance_starter_free(struct instance_starter *st)
@@ -143,7 +146,9 @@ int instance_starter_free(struct instance_starter *st)
     int rc = 0;
     if (st->e && st->e->kept_starts == st)
         rc = write_kept(st->e);
-    free(st->kept);
+    kept_free(st->kept);
+    if (st->e)
+        luaL_unref(sandbox_state(st->e->sb), LUA_REGISTRYINDEX, st->templ);
     free(st->journey);
     free(st->version);
     free(st->goal);
@@ -166,8 +171,10 @@ int64_t instance_starter_start(engine *e, struct instance_starter *st, const cha
             snprintf(err, errlen, "store: %s", store_errmsg(e->st));
         return ok < 0 ? -1 : 0;
     }
-    if (st->trigger_of && !st->trigger)
+    if (st->trigger_of && !st->trigger) {
         st->trigger = json_print(st->trigger_of);   /* printed once, at the first entry */
+        st->trigger_gen++;
+    }
     int64_t id = reserve_id(e, st);
     int rc = id > 0 ? 0 : -1;
     if (rc == 0 && !st->keep)   /* else written with the kept row */
@@ -256,6 +263,7 @@ struct instance_starter *instance_batch_starter(engine *e, const char *journey, 
     }
     free(st->trigger);
     st->trigger = text ? xstrdup(text) : NULL;
+    st->trigger_gen++;
     st->trigger_of = trigger;
     return st;
 }
@@ -506,9 +514,16 @@ static int release(engine *e, int64_t id, const struct row *r, const struct run_
  * writes the rest, inside the caller's transaction. */
 #define KEEP_ROWS 64
 
+/* A kept row's text: bytes [off, off + len) of its page's `text`; len < 0
+ * is NULL. The texts of a page share one buffer, bound without a copy
+ * (store_bind_text_kept): a kept row costs no malloc of its own. */
+struct span {
+    int off, len;
+};
+
 struct kept_row {
     int64_t id;
-    char *version, *customer, *state, *label, *listen, *branch, *history, *error, *trigger;
+    struct span version, customer, state, label, listen, branch, history, error, trigger;
     int steps, holdout, chain;
     tend_time started_at, wake_at, ended_at;
 };
@@ -516,24 +531,47 @@ struct kept_row {
 struct start_rows {
     int n;
     tend_time entered_at;
+    strbuf text;                /* every span's bytes */
+    unsigned trigger_gen;       /* the starter's trigger_gen `trigger` holds... */
+    struct span trigger;        /* ...so a page of one trigger holds its text once */
     struct kept_row v[KEEP_ROWS];
 };
 
 static void kept_clear(struct start_rows *k)
 {
-    for (int i = 0; i < k->n; i++) {
-        struct kept_row *r = &k->v[i];
-        free(r->version);
-        free(r->customer);
-        free(r->state);
-        free(r->label);
-        free(r->listen);
-        free(r->branch);
-        free(r->history);
-        free(r->error);
-        free(r->trigger);
-    }
     k->n = 0;
+    k->trigger_gen = 0;
+    strbuf_reset(&k->text);
+}
+
+static void kept_free(struct start_rows *k)
+{
+    if (k)
+        strbuf_free(&k->text);
+    free(k);
+}
+
+/* Copies n bytes of s (NULL: a NULL span) into the page's text. */
+static struct span kept_text(struct start_rows *k, const char *s, size_t n)
+{
+    if (!s)
+        return (struct span){0, -1};
+    struct span sp = {(int)k->text.len, (int)n};
+    strbuf_add(&k->text, s, n);
+    return sp;
+}
+
+static struct span kept_str(struct start_rows *k, const char *s)
+{
+    return kept_text(k, s, s ? strlen(s) : 0);
+}
+
+static void bind_span(store_stmt *s, int i, const struct start_rows *k, struct span sp)
+{
+    if (sp.len < 0)
+        store_bind_null(s, i);
+    else
+        store_bind_text_kept(s, i, sp.len ? k->text.s + sp.off : "", sp.len);
 }
 
 /* "(?, ?, ...)" of `cols` markers, `rows` times, comma-separated, after `head`. */
@@ -627,23 +665,26 @@ static int write_kept(engine *e)
         const struct kept_row *r = &k->v[i];
         int p = i * 18;
         store_bind_int(s, p + 1, r->id);
-        store_bind_text(s, p + 2, st->journey, -1);
-        store_bind_text(s, p + 3, r->version, -1);
-        store_bind_text(s, p + 4, r->customer, -1);
-        store_bind_text(s, p + 5, r->state, -1);
+        store_bind_text_kept(s, p + 2, st->journey, -1);
+        bind_span(s, p + 3, k, r->version);
+        bind_span(s, p + 4, k, r->customer);
+        bind_span(s, p + 5, k, r->state);
         store_bind_int(s, p + 6, r->steps);
-        store_bind_text(s, p + 7, r->label, -1);
+        bind_span(s, p + 7, k, r->label);
         bind_opt_int(s, p + 8, r->wake_at, !r->wake_at);
-        store_bind_text(s, p + 9, r->listen, -1);
+        bind_span(s, p + 9, k, r->listen);
         store_bind_int(s, p + 10, r->started_at);
         bind_opt_int(s, p + 11, r->ended_at, !r->ended_at);
         bind_opt_int(s, p + 12, r->holdout, r->holdout < 0);
-        store_bind_text(s, p + 13, r->branch, -1);
-        store_bind_text(s, p + 14, r->trigger, -1);
-        store_bind_text(s, p + 15, r->history ? r->history : "[]", -1);
-        store_bind_text(s, p + 16, r->error, -1);
+        bind_span(s, p + 13, k, r->branch);
+        bind_span(s, p + 14, k, r->trigger);
+        if (r->history.len < 0)
+            store_bind_text_kept(s, p + 15, "[]", 2);
+        else
+            bind_span(s, p + 15, k, r->history);
+        bind_span(s, p + 16, k, r->error);
         store_bind_int(s, p + 17, r->chain);
-        store_bind_text(s, p + 18, st->goal, -1);
+        store_bind_text_kept(s, p + 18, st->goal, -1);
         timers += r->wake_at != 0;
     }
     if (rc == 0)
@@ -652,8 +693,8 @@ static int write_kept(engine *e)
         s = page_stmt(e, PAGE_ENTRIES, n, &once);
         rc = s ? 0 : -1;
         for (int i = 0; rc == 0 && i < n; i++) {
-            store_bind_text(s, i * 4 + 1, st->journey, -1);
-            store_bind_text(s, i * 4 + 2, k->v[i].customer, -1);
+            store_bind_text_kept(s, i * 4 + 1, st->journey, -1);
+            bind_span(s, i * 4 + 2, k, k->v[i].customer);
             store_bind_int(s, i * 4 + 3, 1);
             store_bind_int(s, i * 4 + 4, k->v[i].started_at);
         }
@@ -762,16 +803,24 @@ static int write_start(engine *e, int64_t id, const struct row *r, const struct 
             return -1;
         if (!st->kept)
             st->kept = xcalloc(1, sizeof *st->kept);
-        struct kept_row *k = &st->kept->v[st->kept->n++];
-        *k = (struct kept_row){.id = id, .version = xstrdup(r->version), .customer = xstrdup(r->customer),
-                               .state = xstrdup(state), .label = xstrdup(ended ? state : ctx->label),
-                               .listen = ended || !ctx->listen_type ? NULL : xstrdup(ctx->listen_type),
-                               .branch = ctx->branch ? xstrdup(ctx->branch) : NULL,
-                               .history = hist ? xstrndup(hist, hist_len) : NULL,
-                               .error = error ? xstrdup(error) : NULL,
-                               .trigger = r->trigger ? xstrdup(r->trigger) : NULL, .steps = ctx->steps,
-                               .holdout = ctx->holdout, .chain = r->chain, .started_at = r->started_at,
-                               .wake_at = wake, .ended_at = ended ? ctx->now : 0};
+        struct start_rows *page = st->kept;
+        struct kept_row *k = &page->v[page->n++];
+        *k = (struct kept_row){.id = id, .steps = ctx->steps, .holdout = ctx->holdout, .chain = r->chain,
+                               .started_at = r->started_at, .wake_at = wake, .ended_at = ended ? ctx->now : 0};
+        k->version = kept_str(page, r->version);
+        k->customer = kept_str(page, r->customer);
+        k->state = kept_str(page, state);
+        k->label = kept_str(page, ended ? state : ctx->label);
+        k->listen = kept_str(page, ended ? NULL : ctx->listen_type);
+        k->branch = kept_str(page, ctx->branch);
+        k->history = kept_text(page, hist, hist_len);
+        k->error = kept_str(page, error);
+        /* a fan-out page's rows share one trigger: its text is kept once */
+        if (r->trigger != st->trigger || !page->trigger_gen || page->trigger_gen != st->trigger_gen) {
+            page->trigger = kept_str(page, r->trigger);
+            page->trigger_gen = r->trigger == st->trigger ? st->trigger_gen : 0;
+        }
+        k->trigger = page->trigger;
         e->kept_starts = st;
         return st->kept->n == KEEP_ROWS ? write_kept(e) : 0;
     }
@@ -886,6 +935,34 @@ static int push_run(engine *e, const struct row *r)
     lua_getfield(L, -1, "run");
     lua_remove(L, -2);
     return 0;
+}
+
+/* Pushes a run's `ev`, the row's trigger read into Lua. A starter's second
+ * first run with the same trigger reads a template of it, and the page's
+ * further runs copy that: each run gets its own table (a script may change
+ * its ev), built as a read of the text would build it. 0, or -1 with
+ * nothing pushed when the text does not read. */
+static int push_trigger(lua_State *co, const struct row *r)
+{
+    struct instance_starter *st = r->unstored;
+    size_t len = strlen(r->trigger);
+    if (st && r->trigger == st->trigger) {
+        lua_State *L = sandbox_state(st->e->sb);
+        if (st->templ_gen != st->trigger_gen && st->trigger_pushed == st->trigger_gen) {
+            luaL_unref(L, LUA_REGISTRYINDEX, st->templ);
+            st->templ = json_template_new(L, r->trigger, len) == 0 ? luaL_ref(L, LUA_REGISTRYINDEX) : LUA_NOREF;
+            st->templ_gen = st->trigger_gen;
+        }
+        st->trigger_pushed = st->trigger_gen;
+        if (st->templ_gen == st->trigger_gen && st->templ != LUA_NOREF) {
+            lua_rawgeti(co, LUA_REGISTRYINDEX, st->templ);
+            json_template_push(co, -1);
+            lua_remove(co, -2);
+            return 0;
+        }
+    }
+    char jerr[128];
+    return json_push_stored(co, r->trigger, len, jerr, sizeof jerr);
 }
 
 /* --- runs kept between wakes ---------------------------------------------
@@ -1077,8 +1154,7 @@ static int wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *eve
             lua_insert(L, -2);
             lua_xmove(L, co, 1);                        /* run */
             customer_push_handle(e, co, r.customer);    /* c */
-            char jerr[128];
-            if (!r.trigger || json_push_stored(co, r.trigger, strlen(r.trigger), jerr, sizeof jerr) != 0)
+            if (!r.trigger || push_trigger(co, &r) != 0)
                 lua_pushnil(co);                        /* ev */
         }
         co_at = lua_gettop(L);

@@ -90,6 +90,10 @@ int64_t instance_start(engine *e, const char *journey, const char *customer, con
 struct instance_starter {
     char *journey, *version, *goal, *trigger;   /* trigger: printed at the first entry */
     const cJSON *trigger_of;
+    unsigned trigger_gen;       /* counts the changes of `trigger` (instance.c keeps its text once a page) */
+    unsigned trigger_pushed;    /* the trigger_gen a first run pushed as `ev`... */
+    unsigned templ_gen;         /* ...and the one `templ` was read from: */
+    int templ;                  /* a registry ref to its json_template, LUA_NOREF if it has none */
     int once, run_now;
     tend_time reenter_after, within;
     engine *e;

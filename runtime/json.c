@@ -313,7 +313,11 @@ struct reader {
     const char *p, *end;
     int depth;
     strbuf str;
+    int templ;                  /* build a template (json_template_new), not the value */
 };
+
+/* A template's stand-in for a nil an array sets (a JSON null element). */
+static const char TEMPLATE_NIL = 0;
 
 static void skip_ws(struct reader *r)
 {
@@ -440,7 +444,7 @@ static int read_container(lua_State *L, struct reader *r, int is_array)
         return -1;
     r->p++;
     lua_newtable(L);
-    lua_Integer i = 1;
+    lua_Integer i = 1, m = 0;   /* m: a template's entries */
     skip_ws(r);
     if (r->p < r->end && *r->p == (is_array ? ']' : '}')) {
         r->p++;
@@ -460,12 +464,27 @@ static int read_container(lua_State *L, struct reader *r, int is_array)
         }
         if (read_value(L, r) != 0)
             return -1;
-        if (is_array)
+        if (r->templ && is_array) {
+            /* the template records each set as key, value, in order */
+            if (lua_isnil(L, -1)) {
+                lua_pop(L, 1);
+                lua_pushlightuserdata(L, (void *)&TEMPLATE_NIL);
+            }
+            lua_rawseti(L, -2, m + 2);
+            lua_pushinteger(L, i++);
+            lua_rawseti(L, -2, m + 1);
+            m += 2;
+        } else if (is_array) {
             lua_rawseti(L, -2, i++);   /* a null leaves a hole, as json_push */
-        else if (lua_isnil(L, -1))
+        } else if (lua_isnil(L, -1)) {
             lua_pop(L, 2);             /* a null member is no field */
-        else
+        } else if (r->templ) {
+            lua_rawseti(L, -3, m + 2);
+            lua_rawseti(L, -2, m + 1);
+            m += 2;
+        } else {
             lua_rawset(L, -3);
+        }
         skip_ws(r);
         if (r->p < r->end && *r->p == ',') {
             r->p++;
@@ -514,10 +533,12 @@ static int read_value(lua_State *L, struct reader *r)
     }
 }
 
-int json_push_stored(lua_State *L, const char *text, size_t len, char *err, size_t errlen)
+/* Reads all of text onto L (a template of it when templ): 0, or -1 with
+ * nothing pushed when the fast reader does not take it. */
+static int read_whole(lua_State *L, const char *text, size_t len, int templ)
 {
     int top = lua_gettop(L);
-    struct reader r = {text, text + len, 0, {0}};
+    struct reader r = {text, text + len, 0, {0}, templ};
     skip_ws(&r);
     int rc = read_value(L, &r);
     skip_ws(&r);
@@ -525,7 +546,52 @@ int json_push_stored(lua_State *L, const char *text, size_t len, char *err, size
     if (rc == 0 && r.p == r.end)
         return 0;
     lua_settop(L, top);
+    return -1;
+}
+
+int json_push_stored(lua_State *L, const char *text, size_t len, char *err, size_t errlen)
+{
+    if (read_whole(L, text, len, 0) == 0)
+        return 0;
     return json_push_text(L, text, len, err, errlen);
+}
+
+int json_template_new(lua_State *L, const char *text, size_t len)
+{
+    return read_whole(L, text, len, 1);
+}
+
+/* The container template t (an absolute index) replayed into a new table. */
+static void push_from_template(lua_State *L, int t)
+{
+    luaL_checkstack(L, 4, "json template");
+    lua_newtable(L);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, t);
+    for (lua_Integer j = 1; j < n; j += 2) {
+        int key = lua_rawgeti(L, t, j);
+        int value = lua_rawgeti(L, t, j + 1);
+        if (value == LUA_TTABLE) {
+            push_from_template(L, lua_gettop(L));
+            lua_remove(L, -2);
+        } else if (value == LUA_TLIGHTUSERDATA) {
+            lua_pop(L, 1);
+            lua_pushnil(L);
+        }
+        if (key == LUA_TNUMBER) {   /* an array's element, set as read_container sets it */
+            lua_rawseti(L, -3, lua_tointeger(L, -2));
+            lua_pop(L, 1);
+        } else {
+            lua_rawset(L, -3);
+        }
+    }
+}
+
+void json_template_push(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) == LUA_TTABLE)
+        push_from_template(L, lua_absindex(L, idx));
+    else
+        lua_pushvalue(L, idx);   /* a scalar text: the value itself */
 }
 
 char *json_print(const cJSON *j)

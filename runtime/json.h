@@ -51,6 +51,17 @@ const char *json_push_input(lua_State *L, int idx, char *err, size_t errlen);
  * (deep nesting, odd escapes, bad bytes) goes through json_push_text. */
 int json_push_stored(lua_State *L, const char *text, size_t len, char *err, size_t errlen);
 
+/* For one stored text pushed many times (the trigger of a page of starts):
+ * json_template_new reads `text` once and pushes a template of it, or
+ * returns -1 with nothing pushed when json_push_stored would not take its
+ * fast path (then call that each time). json_template_push pushes, from the
+ * template at idx, a new value equal to what json_push_stored(text) pushes,
+ * its tables made by the same insertions in the same order, so that even
+ * pairs() walks them alike; the template itself stays unchanged. A template
+ * is a Lua value to keep (a registry ref), not to hand to scripts. */
+int json_template_new(lua_State *L, const char *text, size_t len);
+void json_template_push(lua_State *L, int idx);
+
 /* Compact text of a cJSON tree (never NULL for a valid tree). */
 char *json_print(const cJSON *j);
 
