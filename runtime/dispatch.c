@@ -260,6 +260,39 @@ static void push_message(engine *e, lua_State *L, const struct row *r, const cJS
     lua_setfield(L, -2, "customer");
 }
 
+/* Appends s as a JSON string, escaped as cJSON prints it (the bytes an
+ * http channel's body had when it was printed from a cJSON object). */
+static void put_json_string(strbuf *b, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    strbuf_putc(b, '"');
+    const char *run = s;
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch > 31 && ch != '"' && ch != '\\')
+            continue;
+        strbuf_add(b, run, (size_t)(s - run));
+        run = s + 1;
+        char esc[7] = {'\\', 0};
+        size_t n = 2;
+        switch (ch) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        default:
+            esc[1] = 'u', esc[2] = '0', esc[3] = '0', esc[4] = hex[ch >> 4], esc[5] = hex[ch & 15];
+            n = 6;
+        }
+        strbuf_add(b, esc, n);
+    }
+    strbuf_add(b, run, (size_t)(s - run));
+    strbuf_putc(b, '"');
+}
+
 /* The JSON sent to an http channel: the channel's body(msg) if it has one,
  * else {id, channel, customer, to, template, text, subject}. */
 static char *http_payload(engine *e, const struct row *r, const struct chan_conf *c, char *err, size_t errlen)
@@ -283,36 +316,50 @@ static char *http_payload(engine *e, const struct row *r, const struct chan_conf
         lua_settop(L, t);
         cJSON_Delete(body);
     } else {
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "id", r->key);
-        cJSON_AddStringToObject(j, "channel", r->channel);
-        cJSON_AddStringToObject(j, "customer", r->customer);
+        /* written as json_print would print the object {id, channel,
+         * customer, to, template} (the same bytes), without building it */
         const char *field = c->to_field ? c->to_field : "phone";
+        size_t bl = strlen(r->body);
+        strbuf b;
+        strbuf_init(&b);
+        b.s = xmalloc(b.cap = 128 + strlen(r->key) + strlen(r->customer) + bl);
+        b.s[0] = 0;
+        strbuf_puts(&b, "{\"id\":");
+        put_json_string(&b, r->key);
+        strbuf_puts(&b, ",\"channel\":");
+        put_json_string(&b, r->channel);
+        strbuf_puts(&b, ",\"customer\":");
+        put_json_string(&b, r->customer);
+        strbuf_puts(&b, ",\"to\":");
         if (!strcmp(field, "phone") || !strcmp(field, "email")) {
             const char *to = field[0] == 'p' ? r->phone : r->email;
-            cJSON_AddItemToObject(j, "to", to ? cJSON_CreateString(to) : cJSON_CreateNull());
+            if (to)
+                put_json_string(&b, to);
+            else
+                strbuf_puts(&b, "null");
         } else {
             cJSON *who = customer_json(e, r->customer);
             const cJSON *to = who ? json_path(who, field) : NULL;
-            cJSON_AddItemToObject(j, "to", to ? cJSON_Duplicate(to, 0) : cJSON_CreateNull());
+            cJSON *copy = to ? cJSON_Duplicate(to, 0) : NULL;   /* as it always was: not recursive */
+            char *v = copy ? json_print(copy) : NULL;
+            strbuf_puts(&b, v ? v : "null");
+            free(v);
+            cJSON_Delete(copy);
             cJSON_Delete(who);
         }
-        if (r->template_name)
-            cJSON_AddStringToObject(j, "template", r->template_name);
-        char *head = json_print(j);
-        cJSON_Delete(j);
+        if (r->template_name) {
+            strbuf_puts(&b, ",\"template\":");
+            put_json_string(&b, r->template_name);
+        }
         /* The stored body is an object printed by json_print (outbox.c):
          * its members follow ours as they are, not parsed and reprinted. */
-        size_t hl = strlen(head), bl = strlen(r->body);
         if (bl > 2 && r->body[0] == '{' && r->body[bl - 1] == '}') {
-            out = xmalloc(hl + bl + 1);
-            memcpy(out, head, hl - 1);
-            out[hl - 1] = ',';
-            memcpy(out + hl, r->body + 1, bl);
-            free(head);
+            strbuf_putc(&b, ',');
+            strbuf_add(&b, r->body + 1, bl - 1);
         } else {
-            out = head;
+            strbuf_putc(&b, '}');
         }
+        out = strbuf_take(&b);
     }
     return out;
 }
