@@ -260,6 +260,39 @@ static void push_message(engine *e, lua_State *L, const struct row *r, const cJS
     lua_setfield(L, -2, "customer");
 }
 
+/* Appends s as a JSON string, escaped as cJSON prints it (the bytes an
+ * http channel's body had when it was printed from a cJSON object). */
+static void put_json_string(strbuf *b, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    strbuf_putc(b, '"');
+    const char *run = s;
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch > 31 && ch != '"' && ch != '\\')
+            continue;
+        strbuf_add(b, run, (size_t)(s - run));
+        run = s + 1;
+        char esc[7] = {'\\', 0};
+        size_t n = 2;
+        switch (ch) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        default:
+            esc[1] = 'u', esc[2] = '0', esc[3] = '0', esc[4] = hex[ch >> 4], esc[5] = hex[ch & 15];
+            n = 6;
+        }
+        strbuf_add(b, esc, n);
+    }
+    strbuf_add(b, run, (size_t)(s - run));
+    strbuf_putc(b, '"');
+}
+
 /* The JSON sent to an http channel: the channel's body(msg) if it has one,
  * else {id, channel, customer, to, template, text, subject}. */
 static char *http_payload(engine *e, const struct row *r, const struct chan_conf *c, char *err, size_t errlen)
@@ -283,36 +316,50 @@ static char *http_payload(engine *e, const struct row *r, const struct chan_conf
         lua_settop(L, t);
         cJSON_Delete(body);
     } else {
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "id", r->key);
-        cJSON_AddStringToObject(j, "channel", r->channel);
-        cJSON_AddStringToObject(j, "customer", r->customer);
+        /* written as json_print would print the object {id, channel,
+         * customer, to, template} (the same bytes), without building it */
         const char *field = c->to_field ? c->to_field : "phone";
+        size_t bl = strlen(r->body);
+        strbuf b;
+        strbuf_init(&b);
+        b.s = xmalloc(b.cap = 128 + strlen(r->key) + strlen(r->customer) + bl);
+        b.s[0] = 0;
+        strbuf_puts(&b, "{\"id\":");
+        put_json_string(&b, r->key);
+        strbuf_puts(&b, ",\"channel\":");
+        put_json_string(&b, r->channel);
+        strbuf_puts(&b, ",\"customer\":");
+        put_json_string(&b, r->customer);
+        strbuf_puts(&b, ",\"to\":");
         if (!strcmp(field, "phone") || !strcmp(field, "email")) {
             const char *to = field[0] == 'p' ? r->phone : r->email;
-            cJSON_AddItemToObject(j, "to", to ? cJSON_CreateString(to) : cJSON_CreateNull());
+            if (to)
+                put_json_string(&b, to);
+            else
+                strbuf_puts(&b, "null");
         } else {
             cJSON *who = customer_json(e, r->customer);
             const cJSON *to = who ? json_path(who, field) : NULL;
-            cJSON_AddItemToObject(j, "to", to ? cJSON_Duplicate(to, 0) : cJSON_CreateNull());
+            cJSON *copy = to ? cJSON_Duplicate(to, 0) : NULL;   /* as it always was: not recursive */
+            char *v = copy ? json_print(copy) : NULL;
+            strbuf_puts(&b, v ? v : "null");
+            free(v);
+            cJSON_Delete(copy);
             cJSON_Delete(who);
         }
-        if (r->template_name)
-            cJSON_AddStringToObject(j, "template", r->template_name);
-        char *head = json_print(j);
-        cJSON_Delete(j);
+        if (r->template_name) {
+            strbuf_puts(&b, ",\"template\":");
+            put_json_string(&b, r->template_name);
+        }
         /* The stored body is an object printed by json_print (outbox.c):
          * its members follow ours as they are, not parsed and reprinted. */
-        size_t hl = strlen(head), bl = strlen(r->body);
         if (bl > 2 && r->body[0] == '{' && r->body[bl - 1] == '}') {
-            out = xmalloc(hl + bl + 1);
-            memcpy(out, head, hl - 1);
-            out[hl - 1] = ',';
-            memcpy(out + hl, r->body + 1, bl);
-            free(head);
+            strbuf_putc(&b, ',');
+            strbuf_add(&b, r->body + 1, bl - 1);
         } else {
-            out = head;
+            strbuf_putc(&b, '}');
         }
+        out = strbuf_take(&b);
     }
     return out;
 }
@@ -658,6 +705,13 @@ struct chan_slot {
      * busy while results wait to be committed together. */
     struct transfer *ready, *ready_tail;
     int nready;
+    /* How many may wait: the channel's concurrency, or twice what it
+     * finished during the last commit on the store's thread if more (the
+     * claims are written in that commit's transaction, so the claimed-ahead
+     * rows are what keeps the channel busy until the next one), at most
+     * AHEAD_MAX times the concurrency. */
+    int ahead;
+    int ended;                  /* transfers ended since that commit started */
 };
 
 struct dispatcher {
@@ -678,10 +732,16 @@ struct dispatcher {
     char **idle_setup;          /* each one's chan_conf.setup, or NULL (reset) */
     int nidle;
     struct sent_batch sent;     /* on_flush's, kept for the next */
+    /* on_flush's commit, on the store's thread (store_commit_detach):
+     * transfers go on meanwhile; results that end then wait for it */
+    struct event *committed;    /* store_commit_detached_fd readable */
+    int committing;             /* started, its result not yet read */
+    int dead_pending;           /* dead letters in it: work_due once durable */
 };
 
 #define IDLE_HANDLES 256
 #define FLUSH_WAIT_US 2000
+#define AHEAD_MAX 4                 /* claimed ahead: at most this many times a channel's concurrency */
 
 /* An easy handle: one kept from an ended transfer (its buffers and DNS
  * entries kept), else a new one. Saves an init and a cleanup per message.
@@ -762,6 +822,8 @@ static struct chan_slot *slot_of(struct dispatcher *d, const char *name, const s
     s->refilled = mono();
     s->ready = s->ready_tail = NULL;
     s->nready = 0;
+    s->ahead = s->concurrency;
+    s->ended = 0;
     /* the channel's transfers each get a connection (64 per host unless a
      * channel's concurrency asks for more) */
     netloop_raise_host_connections(d->net, s->concurrency);
@@ -772,7 +834,7 @@ static struct chan_slot *slot_of(struct dispatcher *d, const char *name, const s
  * frees (the channel is at its concurrency, not held back by its rate). */
 static int can_queue(const struct chan_slot *s)
 {
-    return s->rate <= 0 && s->in_flight >= s->concurrency && s->nready < s->concurrency;
+    return s->rate <= 0 && s->in_flight >= s->concurrency && s->nready < s->ahead;
 }
 
 /* 1 if the channel may start another transfer now. */
@@ -848,6 +910,7 @@ static void transfer_done(CURL *easy, CURLcode result, void *ud)
     for (int i = 0; i < d->nslots; i++)
         if (strcmp(d->slots[i].name, t->channel) == 0) {
             d->slots[i].in_flight--;
+            d->slots[i].ended++;
             start_ready(d, &d->slots[i]);
         }
     /* Stored once the loop has read what is ready: the completions of one
@@ -862,6 +925,41 @@ static void transfer_done(CURL *easy, CURLcode result, void *ud)
     }
 }
 
+/* on_flush's commit ended (or was settled by another store call): its
+ * result is read once; the dead letters in it wake the loop now. */
+static void commit_result(struct dispatcher *d)
+{
+    engine *e = d->e;
+    d->committing = 0;
+    for (int i = 0; i < d->nslots; i++) {
+        struct chan_slot *s = &d->slots[i];
+        int want = 2 * s->ended;
+        s->ahead = want < s->concurrency ? s->concurrency
+                   : want > AHEAD_MAX * s->concurrency ? AHEAD_MAX * s->concurrency : want;
+    }
+    int dead = d->dead_pending;
+    d->dead_pending = 0;
+    if (store_commit_detached_result(e->st) != 0)
+        engine_logf(e, "error", "storing delivery results failed (they will be retried): %s",
+                    store_errmsg(e->st));
+    else if (e->work_due && dead)
+        e->work_due(e->work_due_ud);
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg);
+
+static void on_committed(evutil_socket_t fd, short what, void *arg)
+{
+    struct dispatcher *d = arg;
+    if (!d->committing) {
+        store_commit_detached_result(d->e->st);   /* read already: empties the eventfd */
+        return;
+    }
+    commit_result(d);
+    /* the results that ended during the commit, and the next claims */
+    on_flush(fd, what, d);
+}
+
 /* Stores every finished transfer in one transaction: one fsync for a burst
  * of deliveries, not one each. */
 static void on_flush(evutil_socket_t fd, short what, void *arg)
@@ -872,6 +970,17 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
     engine *e = d->e;
     if (!d->ndone)
         return;
+    if (store_commit_pending(e->st)) {
+        /* ours: commit_ended flushes when it ends; another owner's (the
+         * server's): look again shortly rather than wait for its fsync */
+        if (!d->committing) {
+            struct timeval tv = {0, FLUSH_WAIT_US};
+            evtimer_add(d->flush, &tv);
+        }
+        return;
+    }
+    if (d->committing)
+        commit_result(d);   /* settled by another call: read it first */
     struct retry_note retried = {0, "", 0};
     int rc = store_begin(e->st);
     struct sent_batch *sent = &d->sent;
@@ -890,10 +999,24 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
      * (one fsync) stores the results and the next claims together. */
     if (rc == 0 && dispatch_run_due(e, engine_now(e), e->cfg.delivery_batch) < 0)
         rc = -1;
-    if (rc == 0)
+    /* The commit syncs on the store's thread while the loop goes on with
+     * the transfers (the claimed-ahead ones start as slots free). Nothing
+     * is done on the strength of it before commit_result: every store call
+     * waits for it first, and the dead letters' work_due waits for it. */
+    if (rc == 0 && d->committed) {
+        rc = store_commit_detach(e->st);
+        if (rc == 0 && store_commit_pending(e->st)) {
+            d->committing = 1;
+            for (int i = 0; i < d->nslots; i++)
+                d->slots[i].ended = 0;
+            d->dead_pending += retried.dead;
+            return;
+        }
+    } else if (rc == 0) {
         rc = store_commit(e->st);
-    else
+    } else {
         store_rollback(e->st);
+    }
     if (rc != 0)
         engine_logf(e, "error", "storing delivery results failed (they will be retried): %s",
                     store_errmsg(e->st));
@@ -940,6 +1063,11 @@ int dispatch_attach(engine *e, struct event_base *base)
     d->base = base;
     d->net = netloop_new(base, 64L);
     d->flush = event_new(base, -1, 0, on_flush, d);
+    int commit_fd = store_commit_detached_fd(e->st);
+    if (commit_fd >= 0) {
+        d->committed = event_new(base, commit_fd, EV_READ | EV_PERSIST, on_committed, d);
+        event_add(d->committed, NULL);
+    }
     e->dispatch = d;
     return 0;
 }
@@ -960,6 +1088,11 @@ void dispatch_free(engine *e)
     struct dispatcher *d = e->dispatch;
     if (!d)
         return;
+    if (d->committing && store_commit_detached_result(e->st) != 0)
+        engine_logf(e, "error", "storing delivery results failed (they will be retried): %s",
+                    store_errmsg(e->st));
+    if (d->committed)
+        event_free(d->committed);
     /* Transfers still in flight are abandoned: their rows keep their
      * lease and go again (same key) after it expires, or when `tend run`
      * starts again. */
@@ -1341,7 +1474,7 @@ static int chunk_size(struct dispatcher *d, int max)
             if (c->in_flight < c->concurrency)
                 free_slots += c->concurrency - c->in_flight;
             if (c->rate <= 0)
-                free_slots += c->concurrency - c->nready;
+                free_slots += c->ahead - c->nready;
         }
         chunk = free_slots > 16 ? free_slots : 16;
     }
@@ -1431,7 +1564,7 @@ int dispatch_run_due(engine *e, tend_time now, int max)
 static int busy(void *ud)
 {
     struct dispatcher *d = ud;
-    return d->in_flight + d->nready + d->ndone > 0;
+    return d->in_flight + d->nready + d->ndone + d->committing > 0;
 }
 
 int dispatch_wait(engine *e, int timeout_ms)

@@ -20,7 +20,13 @@
  * started as its transfers end), and lets libcurl write the requests before
  * the pass's commit syncs: a crash before that commit leaves the rows queued
  * and they go again with the same key, like an expired lease. Results are
- * stored in later transactions, a burst of them per commit. */
+ * stored in later transactions, a burst of them per commit; under
+ * dispatch_attach that commit syncs on the store's thread
+ * (store_commit_detach) while the loop goes on with the transfers, and a
+ * channel claims ahead what it finished during the last such commit (twice
+ * that, at least its concurrency, at most 4 times it), so it stays busy
+ * until the next one. Nothing acts on those results before they are
+ * durable: every store call waits for the commit first. */
 #ifndef TEND_DISPATCH_H
 #define TEND_DISPATCH_H
 

@@ -95,6 +95,8 @@ static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, vo
         return 0;
     }
     short kind = EV_PERSIST | (what & CURL_POLL_IN ? EV_READ : 0) | (what & CURL_POLL_OUT ? EV_WRITE : 0);
+    if (ev && event_get_events(ev) == kind && event_pending(ev, EV_READ | EV_WRITE, NULL))
+        return 0;   /* watched as asked already: no epoll change */
     if (ev) {
         event_del(ev);
         event_assign(ev, n->base, s, kind, on_socket_event, n);

@@ -58,6 +58,10 @@ struct committer {
     pthread_cond_t cv;
     int fd;                 /* eventfd: written when a commit ended */
     int job, done, quit;    /* a commit asked for; it ended; the thread ends */
+    /* store_commit_detach's commits: the job's kind, their own eventfd and
+     * result, apart from store_commit_finish's (another owner's) */
+    int detached, dfd, drc, dunclaimed;
+    char derr[512];
     int in_flight;          /* started and not yet settled (caller's thread) */
     int rc;                 /* the ended commit: 0, or -1 (rolled back) */
     int unclaimed;          /* its result is not yet read by store_commit_finish */
@@ -651,6 +655,7 @@ static void *committer_main(void *arg)
         if (c->quit)
             break;
         c->job = 0;
+        int detached = c->detached;
         pthread_mutex_unlock(&c->mu);
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -665,13 +670,18 @@ static void *committer_main(void *arg)
         sqlite3_free(msg);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         pthread_mutex_lock(&c->mu);
-        c->rc = rc;
+        if (detached) {
+            c->drc = rc;
+            memcpy(c->derr, err, sizeof err);
+        } else {
+            c->rc = rc;
+            memcpy(c->err, err, sizeof err);
+        }
         c->ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
-        memcpy(c->err, err, sizeof err);
         c->done = 1;
         pthread_cond_broadcast(&c->cv);
         uint64_t one = 1;
-        if (write(c->fd, &one, sizeof one) < 0) {
+        if (write(detached ? c->dfd : c->fd, &one, sizeof one) < 0) {
             /* the counter cannot overflow at one a commit: nothing to do */
         }
     }
@@ -692,6 +702,7 @@ static void committer_stop(store *st)
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
     close(c->fd);
+    close(c->dfd);
     free(c);
     st->committer = NULL;
 }
@@ -704,7 +715,10 @@ static struct committer *committer_of(store *st)
     if (!c)
         return NULL;
     c->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (c->fd < 0) {
+    c->dfd = c->fd < 0 ? -1 : eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (c->dfd < 0) {
+        if (c->fd >= 0)
+            close(c->fd);
         free(c);
         return NULL;
     }
@@ -715,6 +729,7 @@ static struct committer *committer_of(store *st)
         pthread_mutex_destroy(&c->mu);
         pthread_cond_destroy(&c->cv);
         close(c->fd);
+        close(c->dfd);
         free(c);
         st->committer = NULL;
         return NULL;
@@ -736,7 +751,7 @@ static void settle(store *st)
     st->commit_ms += c->ms;
 }
 
-int store_commit_start(store *st)
+static int commit_hand_over(store *st, int detached)
 {
     SETTLE();
     struct committer *c = st->depth == 1 ? committer_of(st) : NULL;
@@ -747,12 +762,62 @@ int store_commit_start(store *st)
     pthread_mutex_lock(&c->mu);
     c->done = 0;
     c->job = 1;
+    c->detached = detached;
     pthread_cond_signal(&c->cv);
     pthread_mutex_unlock(&c->mu);
     c->in_flight = 1;
-    c->unclaimed = 1;
+    if (detached)
+        c->dunclaimed = 1;
+    else
+        c->unclaimed = 1;
     in_flight = st;
     return 0;
+}
+
+int store_commit_start(store *st)
+{
+    return commit_hand_over(st, 0);
+}
+
+int store_commit_detach(store *st)
+{
+    return commit_hand_over(st, 1);
+}
+
+int store_commit_detached_fd(store *st)
+{
+    struct committer *c = committer_of(st);
+    return c ? c->dfd : -1;
+}
+
+/* Reads a commit's eventfd and its result, once (store_commit_finish's
+ * or store_commit_detached_result's): 0 when none ended unread. */
+static int claim_result(store *st, int fd, int *unclaimed, int *rc_of, char *err)
+{
+    uint64_t n;
+    if (read(fd, &n, sizeof n) < 0) {
+        /* nothing written since the last read: the commit ran here */
+    }
+    if (!*unclaimed)
+        return 0;
+    *unclaimed = 0;
+    int rc = *rc_of;
+    *rc_of = 0;
+    if (rc != 0 && err[0])
+        set_err(st, err);
+    err[0] = 0;
+    return rc;
+}
+
+int store_commit_detached_result(store *st)
+{
+    struct committer *c = st->committer;
+    if (!c)
+        return 0;
+    if (c->in_flight && c->detached)
+        settle(st);
+    /* (a commit of store_commit_start's may be in flight: not ours to wait for) */
+    return claim_result(st, c->dfd, &c->dunclaimed, &c->drc, c->derr);
 }
 
 int store_commit_pending(const store *st)
@@ -773,19 +838,7 @@ int store_commit_finish(store *st)
         return 0;
     if (c->in_flight)
         settle(st);
-    uint64_t n;
-    if (read(c->fd, &n, sizeof n) < 0) {
-        /* nothing written since the last read: the commit ran here */
-    }
-    if (!c->unclaimed)
-        return 0;
-    c->unclaimed = 0;
-    int rc = c->rc;
-    c->rc = 0;
-    if (rc != 0 && c->err[0])
-        set_err(st, c->err);
-    c->err[0] = 0;
-    return rc;
+    return claim_result(st, c->fd, &c->unclaimed, &c->rc, c->err);
 }
 
 int store_in_batch(store *st)

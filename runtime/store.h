@@ -149,6 +149,15 @@ int store_commit_start(store *st);
 int store_commit_pending(const store *st);
 int store_commit_fd(store *st);
 int store_commit_finish(store *st);
+/* The same hand-over for a second owner (the dispatcher's results, while
+ * the server owns store_commit_start/finish): its end makes
+ * store_commit_detached_fd readable (not store_commit_fd), and its result
+ * is read, once, by store_commit_detached_result (0 committed, -1 rolled
+ * back; 0 when none ended unread). Returns as store_commit_start. The one
+ * commit in flight is still one: a call of this API settles it first. */
+int store_commit_detach(store *st);
+int store_commit_detached_fd(store *st);
+int store_commit_detached_result(store *st);
 
 /* --- small helpers ----------------------------------------------------- */
 

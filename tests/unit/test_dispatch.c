@@ -1147,6 +1147,43 @@ static void test_suppression_recheck(void **state)
     mock_stop(&m);
 }
 
+/* branch deliv3: the http body is written without a cJSON tree; what
+ * the provider gets is still valid JSON with every field as stored, for
+ * texts that need escaping (quotes, backslashes, a tab and a control byte
+ * in the text, UTF-8 in the customer id). */
+static void test_http_body_escapes(void **state)
+{
+    (void)state;
+    struct mock m;
+    mock_start(&m, NULL);
+    struct env v;
+    env_open(&v, make_config(&m, NULL, 0), clock_new_virtual(T0));
+    customer(v.e, "{\"id\":\"c-\u00e9\\\"q\\\\\",\"name\":\"Ann\",\"phone\":\"+8613800000001\"}");
+    const char *what = "say \"hi\" \\ back\tnow \001 \xe4\xbd\xa0";
+    notify(v.e, "c-\xc3\xa9\"q\\", NULL, NULL, what);
+    assert_true(engine_run_due(v.e, T0) > 0);
+    assert_int_equal(not_sent(v.e), 0);
+    cJSON *d = mock_get(&m, "/_deliveries");
+    assert_int_equal(cJSON_GetArraySize(d), 1);
+    const cJSON *body = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(d, 0), "body");
+    assert_true(cJSON_IsObject(body));   /* the mock parsed it */
+    const char *want[][2] = {{"customer", "c-\xc3\xa9\"q\\"}, {"to", "+8613800000001"}, {"channel", "sms"}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(body, want[i][0]);
+        assert_true(cJSON_IsString(f));
+        assert_string_equal(f->valuestring, want[i][1]);
+    }
+    const cJSON *text = cJSON_GetObjectItemCaseSensitive(body, "text");
+    assert_true(cJSON_IsString(text));
+    assert_non_null(strstr(text->valuestring, what));
+    char *key = sql_text(v.e, "SELECT idem_key FROM outbox");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(body, "id")->valuestring, key);
+    free(key);
+    cJSON_Delete(d);
+    env_close(&v);
+    mock_stop(&m);
+}
+
 /* Issue 12: a channel's contact window holds at delivery time too. A
  * message queued inside the sms window (10:00-11:00, Shanghai) meets a 429
  * with Retry-After 120 at 10:59; its retry would go at 11:01, outside the
@@ -1286,6 +1323,7 @@ int main(void)
         cmocka_unit_test_teardown(test_smtp_header_injection, stop_leftovers),
         cmocka_unit_test_teardown(test_http_header_injection, stop_leftovers),
         cmocka_unit_test_teardown(test_suppression_recheck, stop_leftovers),
+        cmocka_unit_test_teardown(test_http_body_escapes, stop_leftovers),
         cmocka_unit_test_teardown(test_window_recheck, stop_leftovers),
         cmocka_unit_test_teardown(test_cost, stop_leftovers),
     };

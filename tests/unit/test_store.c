@@ -807,6 +807,65 @@ static void test_commit_on_the_stores_thread(void **state)
     remove_db(path);
 }
 
+/* branch deliv3: a second owner's commit on the store's thread
+ * (store_commit_detach, the dispatcher's) ends on its own eventfd and
+ * tells its own result: a failed detached commit (a deferred foreign key,
+ * rolled back) is reported by store_commit_detached_result and not by
+ * store_commit_finish, whose own commit after it succeeded, and the other
+ * way round; neither owner's fd turns readable for the other's commit. */
+static void test_detached_commit_has_its_own_result(void **state)
+{
+    (void)state;
+    char *path = temp_db();
+    store *st = open_with_ok(path, NULL, mem_migs, 1);
+    assert_int_equal(store_exec(st, "CREATE TABLE p (id INTEGER PRIMARY KEY);"
+                                    "CREATE TABLE ch (pid INTEGER REFERENCES p (id) DEFERRABLE INITIALLY DEFERRED);"
+                                    "PRAGMA foreign_keys = ON"), 0);
+    int fd = store_commit_fd(st), dfd = store_commit_detached_fd(st);
+    assert_true(fd >= 0 && dfd >= 0 && fd != dfd);
+    struct pollfd own = {.fd = fd, .events = POLLIN}, det = {.fd = dfd, .events = POLLIN};
+    int n = 10;
+
+    /* the detached commit fails, then the owner's succeeds */
+    assert_int_equal(store_begin(st), 0);
+    assert_int_equal(store_exec(st, "INSERT INTO ch VALUES (99)"), 0);
+    assert_int_equal(store_commit_detach(st), 0);
+    assert_true(store_commit_pending(st));
+    assert_int_equal(poll(&det, 1, 10000), 1);
+    assert_int_equal(poll(&own, 1, 0), 0);
+    assert_int_equal(store_begin(st), 0);              /* after the failed one: a new transaction */
+    assert_int_equal(insert_many(st, &n), 0);
+    assert_int_equal(store_commit_start(st), 0);
+    assert_int_equal(poll(&own, 1, 10000), 1);
+    assert_int_equal(store_commit_finish(st), 0);
+    assert_int_equal(store_commit_detached_result(st), -1);
+    assert_non_null(strstr(store_errmsg(st), "FOREIGN KEY"));
+    assert_int_equal(store_commit_detached_result(st), 0);   /* told once */
+    assert_int_equal(poll(&det, 1, 0), 0);
+    assert_int_equal(store_count(st, "SELECT COUNT(*) FROM ch"), 0);
+    assert_int_equal(store_count(st, "SELECT COUNT(*) FROM t"), 10);
+
+    /* the owner's commit fails, the detached one after it succeeds */
+    assert_int_equal(store_begin(st), 0);
+    assert_int_equal(store_exec(st, "INSERT INTO ch VALUES (98)"), 0);
+    assert_int_equal(store_commit_start(st), 0);
+    assert_int_equal(store_begin(st), 0);
+    assert_int_equal(insert_many(st, &n), 0);
+    assert_int_equal(store_commit_detach(st), 0);
+    assert_int_equal(poll(&det, 1, 10000), 1);
+    assert_int_equal(store_commit_detached_result(st), 0);
+    assert_int_equal(store_commit_finish(st), -1);
+    assert_int_equal(store_commit_finish(st), 0);
+    assert_int_equal(poll(&own, 1, 0), 0);
+    store_close(st);
+
+    st = open_with_ok(path, NULL, mem_migs, 1);
+    assert_int_equal(store_count(st, "SELECT COUNT(*) FROM t"), 20);
+    assert_int_equal(store_count(st, "SELECT COUNT(*) FROM ch"), 0);
+    store_close(st);
+    remove_db(path);
+}
+
 /* Two connections on one file: while A holds BEGIN IMMEDIATE with an
  * uncommitted row, B reads (the committed snapshot, without waiting), and
  * B's writes fail after its busy_timeout with an error; after A commits,
@@ -964,6 +1023,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_meta_get_set_and_count, setup_mem, teardown_mem),
         cmocka_unit_test(test_wal_commit_survives_reopen),
         cmocka_unit_test(test_commit_on_the_stores_thread),
+        cmocka_unit_test(test_detached_commit_has_its_own_result),
         cmocka_unit_test(test_second_connection_reads_during_write_and_write_fails_busy),
         cmocka_unit_test(test_abandoned_statement_holds_no_snapshot),
         cmocka_unit_test(test_reader_reads_beside_a_commit_in_flight),
