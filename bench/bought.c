@@ -157,7 +157,7 @@ static void raw_step(sqlite3 *db, sqlite3_stmt *s, const char *what)
 struct fact {
     int kind, key, orders, last_order;
     double qty;
-    long long first_at, last_at;
+    long long first_at, last_at, prev_at;   /* prev_at: the latest order but one, 0 while orders = 1 */
 };
 
 /* The same customers, orders and lines generate_processed stores (the same
@@ -190,8 +190,8 @@ static void generate_raw(const char *path, long n)
     sqlite3_stmt *ins_c = raw_prepare(db, "INSERT INTO customers (id, first_seen_at) VALUES (?, ?)");
     sqlite3_stmt *ins_i = raw_prepare(db, "INSERT INTO order_items (customer, order_id, line, sku, category, name,"
                                           " qty, price, at) VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?)");
-    sqlite3_stmt *ins_b = raw_prepare(db, "INSERT INTO bought (kind, key, customer, orders, qty, first_at, last_at)"
-                                          " VALUES (?, ?, ?, ?, ?, ?, ?)");
+    sqlite3_stmt *ins_b = raw_prepare(db, "INSERT INTO bought (kind, key, customer, orders, qty, first_at, last_at,"
+                                          " prev_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
     static long long per_key[2][200];   /* customers per (kind, key): bought_counts */
     long orders = 0, lines = 0, facts = 0;
     raw_exec(db, "BEGIN");
@@ -238,7 +238,9 @@ static void generate_raw(const char *path, long n)
                     while (m < nf && !(f[m].kind == kind && f[m].key == key))
                         m++;
                     if (m == nf)
-                        f[nf++] = (struct fact){kind, key, 0, -1, 0, at, at};
+                        f[nf++] = (struct fact){kind, key, 0, -1, 0, at, at, 0};
+                    else if (f[m].last_order != o)
+                        f[m].prev_at = at >= f[m].last_at ? f[m].last_at : at > f[m].prev_at ? at : f[m].prev_at;
                     f[m].orders += f[m].last_order != o;
                     f[m].last_order = o;
                     f[m].qty += qty[j];
@@ -266,6 +268,10 @@ static void generate_raw(const char *path, long n)
             sqlite3_bind_double(ins_b, 5, f[x].qty);
             sqlite3_bind_int64(ins_b, 6, f[x].first_at);
             sqlite3_bind_int64(ins_b, 7, f[x].last_at);
+            if (f[x].orders > 1)
+                sqlite3_bind_int64(ins_b, 8, f[x].prev_at);
+            else
+                sqlite3_bind_null(ins_b, 8);
             raw_step(db, ins_b, "fact");
             per_key[f[x].kind][f[x].key]++;
             facts++;

@@ -17,7 +17,8 @@
  *     batch's orders, sorted by customer and order id: check the order's
  *     lines are not stored yet, insert them (order_items), and upsert one
  *     bought row per (customer, sku) and (customer, category) of the batch
- *     (orders, qty, first/last at); then move meta.events_cursor.
+ *     (orders, qty, first/last at, the latest order but one); then move
+ *     meta.events_cursor.
  * Each row is written once with a minimal statement; lines and facts go in
  * multi-row statements of 16 rows, as tend's. The customer's derived fields
  * (lifecycle, RFM) are unindexed columns of the same row and left out. The
@@ -97,7 +98,10 @@ struct fact {
     size_t order;
     long long orders, first_at, last_at;
     double qty;
+    long long prev_at;   /* the latest order but one; NO_PREV while orders = 1 */
 };
+
+#define NO_PREV (-1LL - 0x7fffffffffffffffLL)
 
 static int cmp_ev(const void *a, const void *b)
 {
@@ -224,8 +228,9 @@ int main(int argc, char **argv)
                 rows[nrows].e = e;
                 rows[nrows++].i = j;
                 const struct item *it = &e->items[j];
-                facts[nfacts++] = (struct fact){e->customer, it->sku, 0, (size_t)i, 1, e->at, e->at, it->qty};
-                facts[nfacts++] = (struct fact){e->customer, it->category, 1, (size_t)i, 1, e->at, e->at, it->qty};
+                facts[nfacts++] = (struct fact){e->customer, it->sku, 0, (size_t)i, 1, e->at, e->at, it->qty, NO_PREV};
+                facts[nfacts++] = (struct fact){e->customer, it->category, 1, (size_t)i, 1, e->at, e->at, it->qty,
+                                                 NO_PREV};
             }
         }
         for (int done = 0; done < nrows; done += CHUNK) {
@@ -253,7 +258,13 @@ int main(int argc, char **argv)
         for (int i = 0; i < nfacts; i++) {
             struct fact *f = &facts[i], *m = merged ? &facts[merged - 1] : NULL;
             if (m && m->kind == f->kind && !strcmp(m->customer, f->customer) && !strcmp(m->key, f->key)) {
-                m->orders += m->order != f->order;
+                if (m->order != f->order) {
+                    m->orders++;
+                    if (f->last_at >= m->last_at)
+                        m->prev_at = m->last_at;
+                    else if (m->prev_at == NO_PREV || f->last_at > m->prev_at)
+                        m->prev_at = f->last_at;
+                }
                 m->order = f->order;
                 m->qty += f->qty;
                 m->first_at = f->first_at < m->first_at ? f->first_at : m->first_at;
@@ -265,14 +276,16 @@ int main(int argc, char **argv)
         for (int done = 0; done < merged; done += CHUNK) {
             int m = merged - done < CHUNK ? merged - done : CHUNK;
             sqlite3_stmt *s = bench_chunk(db, facts_ins, m,
-                "INSERT INTO bought (kind, key, customer, orders, qty, first_at, last_at) VALUES ",
-                "(?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO bought (kind, key, customer, orders, qty, first_at, last_at, prev_at) VALUES ",
+                "(?, ?, ?, ?, ?, ?, ?, ?)",
                 " ON CONFLICT (customer, kind, key) DO UPDATE SET orders = bought.orders + excluded.orders,"
                 " qty = bought.qty + excluded.qty, first_at = MIN(bought.first_at, excluded.first_at),"
-                " last_at = MAX(bought.last_at, excluded.last_at)");
+                " last_at = MAX(bought.last_at, excluded.last_at),"
+                " prev_at = CASE WHEN excluded.last_at >= bought.last_at THEN MAX(bought.last_at, COALESCE(excluded.prev_at, bought.last_at))"
+                " ELSE MAX(excluded.last_at, COALESCE(bought.prev_at, excluded.last_at)) END");
             for (int r = 0; r < m; r++) {
                 const struct fact *f = &facts[done + r];
-                int p = r * 7;
+                int p = r * 8;
                 sqlite3_bind_int(s, p + 1, f->kind);
                 sqlite3_bind_text(s, p + 2, f->key, -1, SQLITE_STATIC);
                 sqlite3_bind_text(s, p + 3, f->customer, -1, SQLITE_STATIC);
@@ -280,6 +293,10 @@ int main(int argc, char **argv)
                 sqlite3_bind_double(s, p + 5, f->qty);
                 sqlite3_bind_int64(s, p + 6, f->first_at);
                 sqlite3_bind_int64(s, p + 7, f->last_at);
+                if (f->prev_at == NO_PREV)
+                    sqlite3_bind_null(s, p + 8);
+                else
+                    sqlite3_bind_int64(s, p + 8, f->prev_at);
             }
             bench_run(db, s);
         }

@@ -116,7 +116,10 @@ struct bfact {
     int64_t orders;
     double qty;
     tend_time first_at, last_at;
+    tend_time prev_at;   /* the latest order but one, NO_PREV while orders = 1 */
 };
+
+#define NO_PREV INT64_MIN
 
 struct orderline_batch {
     strbuf text;
@@ -241,17 +244,23 @@ static int store_facts(store *st, const struct bfact *f, int n)
         /* CASE rather than MIN/MAX of two values: the statement stays within
          * what SQLite and PostgreSQL share (store.h). */
         store_stmt *s = store_sql(st, chunk_sql(sql, rows,
-            "INSERT INTO bought (kind, key, customer, orders, qty, first_at, last_at) VALUES ",
-            "(?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO bought (kind, key, customer, orders, qty, first_at, last_at, prev_at) VALUES ",
+            "(?, ?, ?, ?, ?, ?, ?, ?)",
             " ON CONFLICT (customer, kind, key) DO UPDATE SET orders = bought.orders + excluded.orders,"
             " qty = bought.qty + excluded.qty,"
             " first_at = CASE WHEN excluded.first_at < bought.first_at THEN excluded.first_at ELSE bought.first_at END,"
-            " last_at = CASE WHEN excluded.last_at > bought.last_at THEN excluded.last_at ELSE bought.last_at END"));
+            " last_at = CASE WHEN excluded.last_at > bought.last_at THEN excluded.last_at ELSE bought.last_at END,"
+            /* the second latest of both sides' order times (they are
+             * distinct orders: an order's lines are stored once); a NULL
+             * prev_at compares false */
+            " prev_at = CASE WHEN excluded.last_at >= bought.last_at"
+            " THEN CASE WHEN excluded.prev_at > bought.last_at THEN excluded.prev_at ELSE bought.last_at END"
+            " ELSE CASE WHEN bought.prev_at > excluded.last_at THEN bought.prev_at ELSE excluded.last_at END END"));
         if (!s)
             return -1;
         for (int i = 0; i < rows; i++) {
             const struct bfact *x = &f[done + i];
-            int p = i * 7;
+            int p = i * 8;
             store_bind_int(s, p + 1, x->kind);
             store_bind_text(s, p + 2, x->key, -1);
             store_bind_text(s, p + 3, x->customer, -1);
@@ -259,6 +268,10 @@ static int store_facts(store *st, const struct bfact *f, int n)
             store_bind_double(s, p + 5, x->qty);
             store_bind_int(s, p + 6, x->first_at);
             store_bind_int(s, p + 7, x->last_at);
+            if (x->prev_at == NO_PREV)
+                store_bind_null(s, p + 8);
+            else
+                store_bind_int(s, p + 8, x->prev_at);
         }
         if (store_run(s) != 0)
             return -1;
@@ -355,10 +368,11 @@ int orderline_batch_flush(orderline_batch *b, store *st)
         for (int k = 0; k < o->n; k++) {
             const struct bline *l = &b->lines[o->first + k];
             rows[nrows++] = (struct brow){o, l, k + 1};
-            facts[nfacts++] = (struct bfact){o->customer, text_at(b, l->sku), ORDERLINE_SKU, i, 0, l->qty, o->at, o->at};
+            facts[nfacts++] = (struct bfact){o->customer, text_at(b, l->sku), ORDERLINE_SKU, i, 0, l->qty, o->at, o->at,
+                                             NO_PREV};
             if (l->category != NO_TEXT)
                 facts[nfacts++] = (struct bfact){o->customer, text_at(b, l->category), ORDERLINE_CATEGORY, i, 0,
-                                                 l->qty, o->at, o->at};
+                                                 l->qty, o->at, o->at, NO_PREV};
         }
     }
     if (rc == 0)
@@ -370,7 +384,13 @@ int orderline_batch_flush(orderline_batch *b, store *st)
         struct bfact *f = &facts[i];
         struct bfact *m = merged ? &facts[merged - 1] : NULL;
         if (m && !strcmp(m->customer, f->customer) && m->kind == f->kind && !strcmp(m->key, f->key)) {
-            m->orders += m->order != f->order;
+            if (m->order != f->order) {   /* another order: its time may be the latest or the one before */
+                m->orders++;
+                if (f->last_at >= m->last_at)
+                    m->prev_at = m->last_at;
+                else if (m->prev_at == NO_PREV || f->last_at > m->prev_at)
+                    m->prev_at = f->last_at;
+            }
             m->order = f->order;
             m->qty += f->qty;
             m->first_at = f->first_at < m->first_at ? f->first_at : m->first_at;
