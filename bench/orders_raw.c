@@ -17,7 +17,8 @@
  *     batch's orders, sorted by customer and order id: check the order's
  *     lines are not stored yet, insert them (order_items), and upsert one
  *     bought row per (customer, sku) and (customer, category) of the batch
- *     (orders, qty, first/last at, the latest order but one); then move
+ *     (orders, qty, first/last at, the latest order but one), and add the
+ *     new facts to bought_counts, one row per key; then move
  *     meta.events_cursor.
  * Each row is written once with a minimal statement; lines and facts go in
  * multi-row statements of 16 rows, as tend's. The customer's derived fields
@@ -99,6 +100,7 @@ struct fact {
     long long orders, first_at, last_at;
     double qty;
     long long prev_at;   /* the latest order but one; NO_PREV while orders = 1 */
+    int is_new;          /* inserted, not merged into a stored fact */
 };
 
 #define NO_PREV (-1LL - 0x7fffffffffffffffLL)
@@ -119,6 +121,47 @@ static int cmp_fact(const void *a, const void *b)
     if (!c)
         c = strcmp(x->key, y->key);
     return c ? c : (x->order > y->order) - (x->order < y->order);
+}
+
+static int cmp_key(const void *a, const void *b)
+{
+    const struct fact *x = *(const struct fact *const *)a, *y = *(const struct fact *const *)b;
+    int c = x->kind - y->kind;
+    return c ? c : strcmp(x->key, y->key);
+}
+
+/* bought_counts gains one customer per new fact, one row per key of the
+ * batch (as tend's orderline_batch_flush does). */
+static void count_new(sqlite3 *db, sqlite3_stmt **cache, struct fact *f, int n)
+{
+    struct fact **fresh = malloc((size_t)(n ? n : 1) * sizeof *fresh);
+    int *customers = malloc((size_t)(n ? n : 1) * sizeof *customers), nfresh = 0, nkeys = 0;
+    for (int i = 0; i < n; i++)
+        if (f[i].is_new)
+            fresh[nfresh++] = &f[i];
+    qsort(fresh, (size_t)nfresh, sizeof *fresh, cmp_key);
+    for (int i = 0; i < nfresh; i++) {
+        if (nkeys && !cmp_key(&fresh[nkeys - 1], &fresh[i])) {
+            customers[nkeys - 1]++;
+        } else {
+            fresh[nkeys] = fresh[i];
+            customers[nkeys++] = 1;
+        }
+    }
+    for (int done = 0; done < nkeys; done += CHUNK) {
+        int m = nkeys - done < CHUNK ? nkeys - done : CHUNK;
+        sqlite3_stmt *s = bench_chunk(db, cache, m, "INSERT INTO bought_counts (kind, key, customers) VALUES ",
+                                      "(?, ?, ?)", " ON CONFLICT (kind, key) DO UPDATE SET"
+                                      " customers = bought_counts.customers + excluded.customers");
+        for (int r = 0; r < m; r++) {
+            sqlite3_bind_int(s, r * 3 + 1, fresh[done + r]->kind);
+            sqlite3_bind_text(s, r * 3 + 2, fresh[done + r]->key, -1, SQLITE_STATIC);
+            sqlite3_bind_int(s, r * 3 + 3, customers[done + r]);
+        }
+        bench_run(db, s);
+    }
+    free(fresh);
+    free(customers);
 }
 
 int main(int argc, char **argv)
@@ -152,7 +195,7 @@ int main(int argc, char **argv)
     sqlite3_stmt *hour = bench_prepare(db, "INSERT INTO activity_hours (customer, hour, n) VALUES (?, ?, 1)"
                                      " ON CONFLICT(customer, hour) DO UPDATE SET n = n + 1");
     sqlite3_stmt *seen = bench_prepare(db, "SELECT 1 FROM order_items WHERE customer = ? AND order_id = ? LIMIT 1");
-    sqlite3_stmt *lines_ins[CHUNK + 1] = {0}, *facts_ins[CHUNK + 1] = {0};
+    sqlite3_stmt *lines_ins[CHUNK + 1] = {0}, *facts_ins[CHUNK + 1] = {0}, *counts_ins[CHUNK + 1] = {0};
     struct bench_zone_hours zones = {0};
     struct ev **todo = xmalloc((size_t)process_batch * sizeof *todo);
     struct fact *facts = xmalloc((size_t)process_batch * MAX_ITEMS * 2 * sizeof *facts);
@@ -228,9 +271,9 @@ int main(int argc, char **argv)
                 rows[nrows].e = e;
                 rows[nrows++].i = j;
                 const struct item *it = &e->items[j];
-                facts[nfacts++] = (struct fact){e->customer, it->sku, 0, (size_t)i, 1, e->at, e->at, it->qty, NO_PREV};
+                facts[nfacts++] = (struct fact){e->customer, it->sku, 0, (size_t)i, 1, e->at, e->at, it->qty, NO_PREV, 0};
                 facts[nfacts++] = (struct fact){e->customer, it->category, 1, (size_t)i, 1, e->at, e->at, it->qty,
-                                                 NO_PREV};
+                                                 NO_PREV, 0};
             }
         }
         for (int done = 0; done < nrows; done += CHUNK) {
@@ -282,9 +325,11 @@ int main(int argc, char **argv)
                 " qty = bought.qty + excluded.qty, first_at = MIN(bought.first_at, excluded.first_at),"
                 " last_at = MAX(bought.last_at, excluded.last_at),"
                 " prev_at = CASE WHEN excluded.last_at >= bought.last_at THEN MAX(bought.last_at, COALESCE(excluded.prev_at, bought.last_at))"
-                " ELSE MAX(excluded.last_at, COALESCE(bought.prev_at, excluded.last_at)) END");
+                " ELSE MAX(excluded.last_at, COALESCE(bought.prev_at, excluded.last_at)) END"
+                " RETURNING kind, key, customer, orders");
             for (int r = 0; r < m; r++) {
-                const struct fact *f = &facts[done + r];
+                struct fact *f = &facts[done + r];
+                f->is_new = 0;
                 int p = r * 8;
                 sqlite3_bind_int(s, p + 1, f->kind);
                 sqlite3_bind_text(s, p + 2, f->key, -1, SQLITE_STATIC);
@@ -298,8 +343,24 @@ int main(int argc, char **argv)
                 else
                     sqlite3_bind_int64(s, p + 8, f->prev_at);
             }
-            bench_run(db, s);
+            int rc;
+            while ((rc = sqlite3_step(s)) == SQLITE_ROW) {   /* new: its orders are the batch's own */
+                const char *key = (const char *)sqlite3_column_text(s, 1), *who = (const char *)sqlite3_column_text(s, 2);
+                for (int r = 0; r < m; r++) {
+                    struct fact *f = &facts[done + r];
+                    if (f->kind == sqlite3_column_int(s, 0) && !strcmp(f->key, key) && !strcmp(f->customer, who)) {
+                        f->is_new = sqlite3_column_int64(s, 3) == f->orders;
+                        break;
+                    }
+                }
+            }
+            if (rc != SQLITE_DONE) {
+                fprintf(stderr, "bench_orders_raw: facts: %s\n", sqlite3_errmsg(db));
+                return 1;
+            }
+            sqlite3_reset(s);
         }
+        count_new(db, counts_ins, facts, merged);
         sqlite3_bind_int64(cursor_set, 1, cursor);
         bench_run(db, cursor_set);
         bench_exec(db, "COMMIT");
@@ -316,6 +377,7 @@ int main(int argc, char **argv)
     for (int i = 0; i <= CHUNK; i++) {
         sqlite3_finalize(lines_ins[i]);
         sqlite3_finalize(facts_ins[i]);
+        sqlite3_finalize(counts_ins[i]);
     }
     sqlite3_close(db);
     free(todo);

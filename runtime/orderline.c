@@ -117,6 +117,7 @@ struct bfact {
     double qty;
     tend_time first_at, last_at;
     tend_time prev_at;   /* the latest order but one, NO_PREV while orders = 1 */
+    int is_new;          /* store_facts inserted it (no fact for the key before) */
 };
 
 #define NO_PREV INT64_MIN
@@ -236,7 +237,71 @@ static const char *chunk_sql(char **cache, int rows, const char *head, const cha
     return cache[rows];
 }
 
-static int store_facts(store *st, const struct bfact *f, int n)
+/* Marks the fact of the chunk f[0..rows) that a RETURNING row names as new
+ * when its orders are the chunk's own (an update adds to what was stored). */
+static void mark_new(store_stmt *s, struct bfact *f, int rows)
+{
+    int kind = (int)store_col_int(s, 0);
+    const char *key = store_col_text(s, 1), *customer = store_col_text(s, 2);
+    int64_t orders = store_col_int(s, 3);
+    for (int i = 0; key && customer && i < rows; i++)
+        if ((int)f[i].kind == kind && !strcmp(f[i].key, key) && !strcmp(f[i].customer, customer)) {
+            f[i].is_new = orders == f[i].orders;
+            return;
+        }
+}
+
+static int cmp_key(const void *a, const void *b)
+{
+    const struct bfact *x = *(const struct bfact *const *)a, *y = *(const struct bfact *const *)b;
+    int c = (x->kind > y->kind) - (x->kind < y->kind);
+    return c ? c : strcmp(x->key, y->key);
+}
+
+/* bought_counts gains one customer per new fact: one row per key of the
+ * batch (a few hundred at most), not one trigger run per fact (that cost
+ * 4.6 us a fact, 17% of an order's processing). */
+static int count_new(store *st, struct bfact *f, int n)
+{
+    static char *sql[CHUNK + 1];
+    struct bfact **fresh = xmalloc((size_t)(n ? n : 1) * sizeof *fresh);
+    int *customers = xmalloc((size_t)(n ? n : 1) * sizeof *customers);
+    int nfresh = 0, nkeys = 0, rc = 0;
+    for (int i = 0; i < n; i++)
+        if (f[i].is_new)
+            fresh[nfresh++] = &f[i];
+    qsort(fresh, (size_t)nfresh, sizeof *fresh, cmp_key);
+    for (int i = 0; i < nfresh; i++) {   /* fresh[0..nkeys): one per key, customers[k] of them */
+        if (nkeys && !cmp_key(&fresh[nkeys - 1], &fresh[i])) {
+            customers[nkeys - 1]++;
+        } else {
+            fresh[nkeys] = fresh[i];
+            customers[nkeys++] = 1;
+        }
+    }
+    for (int done = 0; done < nkeys && rc == 0;) {
+        int rows = nkeys - done < CHUNK ? nkeys - done : CHUNK;
+        store_stmt *s = store_sql(st, chunk_sql(sql, rows, "INSERT INTO bought_counts (kind, key, customers) VALUES ",
+                                                "(?, ?, ?)", " ON CONFLICT (kind, key) DO UPDATE SET"
+                                                " customers = bought_counts.customers + excluded.customers"));
+        if (!s) {
+            rc = -1;
+            break;
+        }
+        for (int r = 0; r < rows; r++) {
+            store_bind_int(s, r * 3 + 1, fresh[done + r]->kind);
+            store_bind_text(s, r * 3 + 2, fresh[done + r]->key, -1);
+            store_bind_int(s, r * 3 + 3, customers[done + r]);
+        }
+        rc = store_run(s);
+        done += rows;
+    }
+    free(fresh);
+    free(customers);
+    return rc;
+}
+
+static int store_facts(store *st, struct bfact *f, int n)
 {
     static char *sql[CHUNK + 1];
     for (int done = 0; done < n;) {
@@ -255,11 +320,13 @@ static int store_facts(store *st, const struct bfact *f, int n)
              * prev_at compares false */
             " prev_at = CASE WHEN excluded.last_at >= bought.last_at"
             " THEN CASE WHEN excluded.prev_at > bought.last_at THEN excluded.prev_at ELSE bought.last_at END"
-            " ELSE CASE WHEN bought.prev_at > excluded.last_at THEN bought.prev_at ELSE excluded.last_at END END"));
+            " ELSE CASE WHEN bought.prev_at > excluded.last_at THEN bought.prev_at ELSE excluded.last_at END END"
+            " RETURNING kind, key, customer, orders"));
         if (!s)
             return -1;
         for (int i = 0; i < rows; i++) {
-            const struct bfact *x = &f[done + i];
+            struct bfact *x = &f[done + i];
+            x->is_new = 0;
             int p = i * 8;
             store_bind_int(s, p + 1, x->kind);
             store_bind_text(s, p + 2, x->key, -1);
@@ -273,11 +340,14 @@ static int store_facts(store *st, const struct bfact *f, int n)
             else
                 store_bind_int(s, p + 8, x->prev_at);
         }
-        if (store_run(s) != 0)
+        int rc;
+        while ((rc = store_step(s)) == STORE_ROW)
+            mark_new(s, f + done, rows);
+        if (rc != STORE_DONE)
             return -1;
         done += rows;
     }
-    return 0;
+    return count_new(st, f, n);
 }
 
 /* A line to insert: its order and the line itself. */
@@ -369,10 +439,10 @@ int orderline_batch_flush(orderline_batch *b, store *st)
             const struct bline *l = &b->lines[o->first + k];
             rows[nrows++] = (struct brow){o, l, k + 1};
             facts[nfacts++] = (struct bfact){o->customer, text_at(b, l->sku), ORDERLINE_SKU, i, 0, l->qty, o->at, o->at,
-                                             NO_PREV};
+                                             NO_PREV, 0};
             if (l->category != NO_TEXT)
                 facts[nfacts++] = (struct bfact){o->customer, text_at(b, l->category), ORDERLINE_CATEGORY, i, 0,
-                                                 l->qty, o->at, o->at, NO_PREV};
+                                                 l->qty, o->at, o->at, NO_PREV, 0};
         }
     }
     if (rc == 0)
