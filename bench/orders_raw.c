@@ -18,8 +18,11 @@
  *     lines are not stored yet, insert them (order_items), and upsert one
  *     bought row per (customer, sku) and (customer, category) of the batch
  *     (orders, qty, first/last at); then move meta.events_cursor.
- * Each row is written once with a minimal statement; lines and facts go in
- * multi-row statements of 16 rows, as tend's. The customer's derived fields
+ * Each row is written once with a minimal statement; lines go in multi-row
+ * statements of 16 rows, facts one a statement, as tend's, and no statement
+ * can abort (OR IGNORE where nothing can conflict, CASE rather than the
+ * MIN/MAX functions), so SQLite keeps no statement journal for any of them
+ * (see orderline.c store_facts and customer_apply_event). The customer's derived fields
  * (lifecycle, RFM) are unindexed columns of the same row and left out. The
  * connection is set up as tend's store is (WAL, synchronous=FULL, the same
  * checkpoint interval) with a 64 MiB page cache (bench/run.sh gives tend
@@ -141,14 +144,21 @@ int main(int argc, char **argv)
                                            " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
     sqlite3_stmt *batch = bench_prepare(db, "SELECT seq, customer, at FROM events WHERE seq > ? ORDER BY seq LIMIT ?");
     sqlite3_stmt *upd_customer = bench_prepare(db,
-        "UPDATE customers SET orders_count = orders_count + 1, total_spent = total_spent + ?2,"
-        " first_order_at = COALESCE(first_order_at, ?1), last_order_at = MAX(COALESCE(last_order_at, ?1), ?1),"
-        " last_active_at = MAX(COALESCE(last_active_at, ?1), ?1), updated_at = ?1 WHERE id = ?3");
+        "UPDATE OR IGNORE customers SET orders_count = orders_count + 1, total_spent = total_spent + ?2,"
+        " first_order_at = COALESCE(first_order_at, ?1),"
+        " last_order_at = CASE WHEN last_order_at > ?1 THEN last_order_at ELSE ?1 END,"
+        " last_active_at = CASE WHEN last_active_at > ?1 THEN last_active_at ELSE ?1 END, updated_at = ?1 WHERE id = ?3");
     sqlite3_stmt *get_zone = bench_prepare(db, "SELECT timezone FROM customers WHERE id = ?");
     sqlite3_stmt *hour = bench_prepare(db, "INSERT INTO activity_hours (customer, hour, n) VALUES (?, ?, 1)"
                                      " ON CONFLICT(customer, hour) DO UPDATE SET n = n + 1");
     sqlite3_stmt *seen = bench_prepare(db, "SELECT 1 FROM order_items WHERE customer = ? AND order_id = ? LIMIT 1");
-    sqlite3_stmt *lines_ins[CHUNK + 1] = {0}, *facts_ins[CHUNK + 1] = {0};
+    sqlite3_stmt *fact_ins = bench_prepare(db,
+        "INSERT INTO bought (kind, key, customer, orders, qty, first_at, last_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (customer, kind, key) DO UPDATE SET orders = bought.orders + excluded.orders,"
+        " qty = bought.qty + excluded.qty, "
+        " first_at = CASE WHEN excluded.first_at < bought.first_at THEN excluded.first_at ELSE bought.first_at END,"
+        " last_at = CASE WHEN excluded.last_at > bought.last_at THEN excluded.last_at ELSE bought.last_at END");
+    sqlite3_stmt *lines_ins[CHUNK + 1] = {0};
     struct bench_zone_hours zones = {0};
     struct ev **todo = xmalloc((size_t)process_batch * sizeof *todo);
     struct fact *facts = xmalloc((size_t)process_batch * MAX_ITEMS * 2 * sizeof *facts);
@@ -231,7 +241,7 @@ int main(int argc, char **argv)
         for (int done = 0; done < nrows; done += CHUNK) {
             int m = nrows - done < CHUNK ? nrows - done : CHUNK;
             sqlite3_stmt *s = bench_chunk(db, lines_ins, m,
-                "INSERT INTO order_items (customer, order_id, line, sku, category, qty, price, at) VALUES ",
+                "INSERT OR IGNORE INTO order_items (customer, order_id, line, sku, category, qty, price, at) VALUES ",
                 "(?, ?, ?, ?, ?, ?, ?, ?)", "");
             for (int r = 0; r < m; r++) {
                 const struct ev *e = rows[done + r].e;
@@ -262,26 +272,16 @@ int main(int argc, char **argv)
                 facts[merged++] = *f;
             }
         }
-        for (int done = 0; done < merged; done += CHUNK) {
-            int m = merged - done < CHUNK ? merged - done : CHUNK;
-            sqlite3_stmt *s = bench_chunk(db, facts_ins, m,
-                "INSERT INTO bought (kind, key, customer, orders, qty, first_at, last_at) VALUES ",
-                "(?, ?, ?, ?, ?, ?, ?)",
-                " ON CONFLICT (customer, kind, key) DO UPDATE SET orders = bought.orders + excluded.orders,"
-                " qty = bought.qty + excluded.qty, first_at = MIN(bought.first_at, excluded.first_at),"
-                " last_at = MAX(bought.last_at, excluded.last_at)");
-            for (int r = 0; r < m; r++) {
-                const struct fact *f = &facts[done + r];
-                int p = r * 7;
-                sqlite3_bind_int(s, p + 1, f->kind);
-                sqlite3_bind_text(s, p + 2, f->key, -1, SQLITE_STATIC);
-                sqlite3_bind_text(s, p + 3, f->customer, -1, SQLITE_STATIC);
-                sqlite3_bind_int64(s, p + 4, f->orders);
-                sqlite3_bind_double(s, p + 5, f->qty);
-                sqlite3_bind_int64(s, p + 6, f->first_at);
-                sqlite3_bind_int64(s, p + 7, f->last_at);
-            }
-            bench_run(db, s);
+        for (int i = 0; i < merged; i++) {
+            const struct fact *f = &facts[i];
+            sqlite3_bind_int(fact_ins, 1, f->kind);
+            sqlite3_bind_text(fact_ins, 2, f->key, -1, SQLITE_STATIC);
+            sqlite3_bind_text(fact_ins, 3, f->customer, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(fact_ins, 4, f->orders);
+            sqlite3_bind_double(fact_ins, 5, f->qty);
+            sqlite3_bind_int64(fact_ins, 6, f->first_at);
+            sqlite3_bind_int64(fact_ins, 7, f->last_at);
+            bench_run(db, fact_ins);
         }
         sqlite3_bind_int64(cursor_set, 1, cursor);
         bench_run(db, cursor_set);
@@ -293,12 +293,11 @@ int main(int argc, char **argv)
     double t2 = bench_seconds();
     printf("%zu %.3f %.3f %.3f\n", processed, t2 - t0, t1 - t0, t2 - t1);
 
-    sqlite3_stmt *stmts[] = {ins_event, cursor_get, cursor_set, batch, upd_customer, get_zone, hour, seen};
+    sqlite3_stmt *stmts[] = {ins_event, cursor_get, cursor_set, batch, upd_customer, get_zone, hour, seen, fact_ins};
     for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++)
         sqlite3_finalize(stmts[i]);
     for (int i = 0; i <= CHUNK; i++) {
         sqlite3_finalize(lines_ins[i]);
-        sqlite3_finalize(facts_ins[i]);
     }
     sqlite3_close(db);
     free(todo);

@@ -211,7 +211,7 @@ static int order_seen(store *st, const char *customer, const char *order_id)
     return rc == STORE_ROW ? 1 : rc == STORE_DONE ? 0 : -1;
 }
 
-/* Lines and facts go in multi-row statements of up to CHUNK rows: one
+/* Lines go in multi-row statements of up to CHUNK rows: one
  * statement a chunk instead of one a row (the B-tree work is the same, the
  * per-statement cost is not). The texts are built once per row count. */
 #define CHUNK 16
@@ -233,36 +233,35 @@ static const char *chunk_sql(char **cache, int rows, const char *head, const cha
     return cache[rows];
 }
 
+/* One statement a fact, not CHUNK: an upsert's DO UPDATE can always abort
+ * (SQLite codes it so), and a statement that writes several rows and can
+ * abort keeps a statement journal, a copy of every page it touches (a
+ * 16-fact chunk touched ~20: the facts' rows and their bought_recent
+ * entries, scattered over the keys). One row a statement is never
+ * journaled; it costs a step per fact instead. CASE rather than MIN/MAX
+ * of two values: the statement stays within what SQLite and PostgreSQL
+ * share (store.h), and a function call would count as a way to abort. */
 static int store_facts(store *st, const struct bfact *f, int n)
 {
-    static char *sql[CHUNK + 1];
-    for (int done = 0; done < n;) {
-        int rows = n - done < CHUNK ? n - done : CHUNK;
-        /* CASE rather than MIN/MAX of two values: the statement stays within
-         * what SQLite and PostgreSQL share (store.h). */
-        store_stmt *s = store_sql(st, chunk_sql(sql, rows,
-            "INSERT INTO bought (kind, key, customer, orders, qty, first_at, last_at) VALUES ",
-            "(?, ?, ?, ?, ?, ?, ?)",
+    for (int i = 0; i < n; i++) {
+        store_stmt *s = store_sql(st,
+            "INSERT INTO bought (kind, key, customer, orders, qty, first_at, last_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (customer, kind, key) DO UPDATE SET orders = bought.orders + excluded.orders,"
             " qty = bought.qty + excluded.qty,"
             " first_at = CASE WHEN excluded.first_at < bought.first_at THEN excluded.first_at ELSE bought.first_at END,"
-            " last_at = CASE WHEN excluded.last_at > bought.last_at THEN excluded.last_at ELSE bought.last_at END"));
+            " last_at = CASE WHEN excluded.last_at > bought.last_at THEN excluded.last_at ELSE bought.last_at END");
         if (!s)
             return -1;
-        for (int i = 0; i < rows; i++) {
-            const struct bfact *x = &f[done + i];
-            int p = i * 7;
-            store_bind_int(s, p + 1, x->kind);
-            store_bind_text(s, p + 2, x->key, -1);
-            store_bind_text(s, p + 3, x->customer, -1);
-            store_bind_int(s, p + 4, x->orders);
-            store_bind_double(s, p + 5, x->qty);
-            store_bind_int(s, p + 6, x->first_at);
-            store_bind_int(s, p + 7, x->last_at);
-        }
+        const struct bfact *x = &f[i];
+        store_bind_int(s, 1, x->kind);
+        store_bind_text(s, 2, x->key, -1);
+        store_bind_text(s, 3, x->customer, -1);
+        store_bind_int(s, 4, x->orders);
+        store_bind_double(s, 5, x->qty);
+        store_bind_int(s, 6, x->first_at);
+        store_bind_int(s, 7, x->last_at);
         if (store_run(s) != 0)
             return -1;
-        done += rows;
     }
     return 0;
 }
@@ -279,8 +278,12 @@ static int store_rows(store *st, const orderline_batch *b, const struct brow *r,
     static char *sql[CHUNK + 1];
     for (int done = 0; done < n;) {
         int rows = n - done < CHUNK ? n - done : CHUNK;
+        /* OR IGNORE: the flush inserts only orders it found unstored, once
+         * each, with every NOT NULL value bound, so nothing can conflict;
+         * a multi-row statement that cannot abort keeps no statement
+         * journal (see store_facts). */
         store_stmt *s = store_sql(st, chunk_sql(sql, rows,
-            "INSERT INTO order_items (customer, order_id, line, sku, category, name, qty, price, at) VALUES ",
+            "INSERT OR IGNORE INTO order_items (customer, order_id, line, sku, category, name, qty, price, at) VALUES ",
             "(?, ?, ?, ?, ?, ?, ?, ?, ?)", ""));
         if (!s)
             return -1;
