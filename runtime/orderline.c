@@ -243,19 +243,22 @@ static const char *chunk_sql(char **cache, int rows, const char *head, const cha
  * share (store.h), and a function call would count as a way to abort. */
 static int store_facts(store *st, const struct bfact *f, int n)
 {
+    /* looked up once: the loop only binds and steps (store_run resets) */
+    store_stmt *s = n ? store_sql(st,
+        "INSERT INTO bought (kind, key, customer, orders, qty, first_at, last_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (customer, kind, key) DO UPDATE SET orders = bought.orders + excluded.orders,"
+        " qty = bought.qty + excluded.qty,"
+        " first_at = CASE WHEN excluded.first_at < bought.first_at THEN excluded.first_at ELSE bought.first_at END,"
+        " last_at = CASE WHEN excluded.last_at > bought.last_at THEN excluded.last_at ELSE bought.last_at END")
+        : NULL;
+    if (n && !s)
+        return -1;
     for (int i = 0; i < n; i++) {
-        store_stmt *s = store_sql(st,
-            "INSERT INTO bought (kind, key, customer, orders, qty, first_at, last_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (customer, kind, key) DO UPDATE SET orders = bought.orders + excluded.orders,"
-            " qty = bought.qty + excluded.qty,"
-            " first_at = CASE WHEN excluded.first_at < bought.first_at THEN excluded.first_at ELSE bought.first_at END,"
-            " last_at = CASE WHEN excluded.last_at > bought.last_at THEN excluded.last_at ELSE bought.last_at END");
-        if (!s)
-            return -1;
         const struct bfact *x = &f[i];
+        /* the texts sit in the batch, unchanged until the flush returns */
         store_bind_int(s, 1, x->kind);
-        store_bind_text(s, 2, x->key, -1);
-        store_bind_text(s, 3, x->customer, -1);
+        store_bind_text_kept(s, 2, x->key, -1);
+        store_bind_text_kept(s, 3, x->customer, -1);
         store_bind_int(s, 4, x->orders);
         store_bind_double(s, 5, x->qty);
         store_bind_int(s, 6, x->first_at);
@@ -290,12 +293,12 @@ static int store_rows(store *st, const orderline_batch *b, const struct brow *r,
         for (int i = 0; i < rows; i++) {
             const struct brow *x = &r[done + i];
             int p = i * 9;
-            store_bind_text(s, p + 1, x->o->customer, -1);
-            store_bind_text(s, p + 2, x->o->order_id, -1);
+            store_bind_text_kept(s, p + 1, x->o->customer, -1);
+            store_bind_text_kept(s, p + 2, x->o->order_id, -1);
             store_bind_int(s, p + 3, x->line);
-            store_bind_text(s, p + 4, text_at(b, x->l->sku), -1);
-            store_bind_text(s, p + 5, text_at(b, x->l->category), -1);
-            store_bind_text(s, p + 6, text_at(b, x->l->name), -1);
+            store_bind_text_kept(s, p + 4, text_at(b, x->l->sku), -1);
+            store_bind_text_kept(s, p + 5, text_at(b, x->l->category), -1);
+            store_bind_text_kept(s, p + 6, text_at(b, x->l->name), -1);
             store_bind_double(s, p + 7, x->l->qty);
             if (x->l->has_price)
                 store_bind_double(s, p + 8, x->l->price);
