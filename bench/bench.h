@@ -63,6 +63,8 @@ static inline int bench_load_ndjson(const char *path,
 
 /* A raw SQLite handle on a database at path that has tend's schema
  * (store_open creates and migrates it first): what a ceiling writes to.
+ * That first store_open also turns SQLite's memory statistics off for the
+ * process, as in tend, so a ceiling pays no counting mutex tend does not.
  * Exits with the reason when it cannot. */
 static inline sqlite3 *bench_raw_open(const char *path)
 {

@@ -20,8 +20,11 @@
  *     (orders, qty, first/last at, the latest order but one), and add the
  *     new facts to bought_counts, one row per key; then move
  *     meta.events_cursor.
- * Each row is written once with a minimal statement; lines and facts go in
- * multi-row statements of 16 rows, as tend's. The customer's derived fields
+ * Each row is written once with a minimal statement; lines go in multi-row
+ * statements of 16 rows, facts one a statement, as tend's, and no statement
+ * can abort (OR IGNORE where nothing can conflict, CASE rather than the
+ * MIN/MAX functions), so SQLite keeps no statement journal for any of them
+ * (see orderline.c store_facts and customer_apply_event). The customer's derived fields
  * (lifecycle, RFM) are unindexed columns of the same row and left out. The
  * connection is set up as tend's store is (WAL, synchronous=FULL, the same
  * checkpoint interval) with a 64 MiB page cache (bench/run.sh gives tend
@@ -132,7 +135,7 @@ static int cmp_key(const void *a, const void *b)
 
 /* bought_counts gains one customer per new fact, one row per key of the
  * batch (as tend's orderline_batch_flush does). */
-static void count_new(sqlite3 *db, sqlite3_stmt **cache, struct fact *f, int n)
+static void count_new(sqlite3 *db, sqlite3_stmt *count_ins, struct fact *f, int n)
 {
     struct fact **fresh = malloc((size_t)(n ? n : 1) * sizeof *fresh);
     int *customers = malloc((size_t)(n ? n : 1) * sizeof *customers), nfresh = 0, nkeys = 0;
@@ -148,17 +151,11 @@ static void count_new(sqlite3 *db, sqlite3_stmt **cache, struct fact *f, int n)
             customers[nkeys++] = 1;
         }
     }
-    for (int done = 0; done < nkeys; done += CHUNK) {
-        int m = nkeys - done < CHUNK ? nkeys - done : CHUNK;
-        sqlite3_stmt *s = bench_chunk(db, cache, m, "INSERT INTO bought_counts (kind, key, customers) VALUES ",
-                                      "(?, ?, ?)", " ON CONFLICT (kind, key) DO UPDATE SET"
-                                      " customers = bought_counts.customers + excluded.customers");
-        for (int r = 0; r < m; r++) {
-            sqlite3_bind_int(s, r * 3 + 1, fresh[done + r]->kind);
-            sqlite3_bind_text(s, r * 3 + 2, fresh[done + r]->key, -1, SQLITE_STATIC);
-            sqlite3_bind_int(s, r * 3 + 3, customers[done + r]);
-        }
-        bench_run(db, s);
+    for (int k = 0; k < nkeys; k++) {   /* one row a statement, as tend's */
+        sqlite3_bind_int(count_ins, 1, fresh[k]->kind);
+        sqlite3_bind_text(count_ins, 2, fresh[k]->key, -1, SQLITE_STATIC);
+        sqlite3_bind_int(count_ins, 3, customers[k]);
+        bench_run(db, count_ins);
     }
     free(fresh);
     free(customers);
@@ -188,14 +185,28 @@ int main(int argc, char **argv)
                                            " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
     sqlite3_stmt *batch = bench_prepare(db, "SELECT seq, customer, at FROM events WHERE seq > ? ORDER BY seq LIMIT ?");
     sqlite3_stmt *upd_customer = bench_prepare(db,
-        "UPDATE customers SET orders_count = orders_count + 1, total_spent = total_spent + ?2,"
-        " first_order_at = COALESCE(first_order_at, ?1), last_order_at = MAX(COALESCE(last_order_at, ?1), ?1),"
-        " last_active_at = MAX(COALESCE(last_active_at, ?1), ?1), updated_at = ?1 WHERE id = ?3");
+        "UPDATE OR IGNORE customers SET orders_count = orders_count + 1, total_spent = total_spent + ?2,"
+        " first_order_at = COALESCE(first_order_at, ?1),"
+        " last_order_at = CASE WHEN last_order_at > ?1 THEN last_order_at ELSE ?1 END,"
+        " last_active_at = CASE WHEN last_active_at > ?1 THEN last_active_at ELSE ?1 END, updated_at = ?1 WHERE id = ?3");
     sqlite3_stmt *get_zone = bench_prepare(db, "SELECT timezone FROM customers WHERE id = ?");
     sqlite3_stmt *hour = bench_prepare(db, "INSERT INTO activity_hours (customer, hour, n) VALUES (?, ?, 1)"
                                      " ON CONFLICT(customer, hour) DO UPDATE SET n = n + 1");
     sqlite3_stmt *seen = bench_prepare(db, "SELECT 1 FROM order_items WHERE customer = ? AND order_id = ? LIMIT 1");
-    sqlite3_stmt *lines_ins[CHUNK + 1] = {0}, *facts_ins[CHUNK + 1] = {0}, *counts_ins[CHUNK + 1] = {0};
+    sqlite3_stmt *fact_ins = bench_prepare(db,
+        "INSERT INTO bought (kind, key, customer, orders, qty, first_at, last_at, prev_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (customer, kind, key) DO UPDATE SET orders = bought.orders + excluded.orders,"
+        " qty = bought.qty + excluded.qty, "
+        " first_at = CASE WHEN excluded.first_at < bought.first_at THEN excluded.first_at ELSE bought.first_at END,"
+        " last_at = CASE WHEN excluded.last_at > bought.last_at THEN excluded.last_at ELSE bought.last_at END,"
+        " prev_at = CASE WHEN excluded.last_at >= bought.last_at"
+        " THEN CASE WHEN excluded.prev_at > bought.last_at THEN excluded.prev_at ELSE bought.last_at END"
+        " ELSE CASE WHEN bought.prev_at > excluded.last_at THEN bought.prev_at ELSE excluded.last_at END END"
+        " RETURNING orders");
+    sqlite3_stmt *count_ins = bench_prepare(db, "INSERT INTO bought_counts (kind, key, customers) VALUES (?, ?, ?)"
+        " ON CONFLICT (kind, key) DO UPDATE SET customers = bought_counts.customers + excluded.customers");
+    sqlite3_stmt *lines_ins[CHUNK + 1] = {0};
     struct bench_zone_hours zones = {0};
     struct ev **todo = xmalloc((size_t)process_batch * sizeof *todo);
     struct fact *facts = xmalloc((size_t)process_batch * MAX_ITEMS * 2 * sizeof *facts);
@@ -279,7 +290,7 @@ int main(int argc, char **argv)
         for (int done = 0; done < nrows; done += CHUNK) {
             int m = nrows - done < CHUNK ? nrows - done : CHUNK;
             sqlite3_stmt *s = bench_chunk(db, lines_ins, m,
-                "INSERT INTO order_items (customer, order_id, line, sku, category, qty, price, at) VALUES ",
+                "INSERT OR IGNORE INTO order_items (customer, order_id, line, sku, category, qty, price, at) VALUES ",
                 "(?, ?, ?, ?, ?, ?, ?, ?)", "");
             for (int r = 0; r < m; r++) {
                 const struct ev *e = rows[done + r].e;
@@ -316,51 +327,27 @@ int main(int argc, char **argv)
                 facts[merged++] = *f;
             }
         }
-        for (int done = 0; done < merged; done += CHUNK) {
-            int m = merged - done < CHUNK ? merged - done : CHUNK;
-            sqlite3_stmt *s = bench_chunk(db, facts_ins, m,
-                "INSERT INTO bought (kind, key, customer, orders, qty, first_at, last_at, prev_at) VALUES ",
-                "(?, ?, ?, ?, ?, ?, ?, ?)",
-                " ON CONFLICT (customer, kind, key) DO UPDATE SET orders = bought.orders + excluded.orders,"
-                " qty = bought.qty + excluded.qty, first_at = MIN(bought.first_at, excluded.first_at),"
-                " last_at = MAX(bought.last_at, excluded.last_at),"
-                " prev_at = CASE WHEN excluded.last_at >= bought.last_at THEN MAX(bought.last_at, COALESCE(excluded.prev_at, bought.last_at))"
-                " ELSE MAX(excluded.last_at, COALESCE(bought.prev_at, excluded.last_at)) END"
-                " RETURNING kind, key, customer, orders");
-            for (int r = 0; r < m; r++) {
-                struct fact *f = &facts[done + r];
-                f->is_new = 0;
-                int p = r * 8;
-                sqlite3_bind_int(s, p + 1, f->kind);
-                sqlite3_bind_text(s, p + 2, f->key, -1, SQLITE_STATIC);
-                sqlite3_bind_text(s, p + 3, f->customer, -1, SQLITE_STATIC);
-                sqlite3_bind_int64(s, p + 4, f->orders);
-                sqlite3_bind_double(s, p + 5, f->qty);
-                sqlite3_bind_int64(s, p + 6, f->first_at);
-                sqlite3_bind_int64(s, p + 7, f->last_at);
-                if (f->prev_at == NO_PREV)
-                    sqlite3_bind_null(s, p + 8);
-                else
-                    sqlite3_bind_int64(s, p + 8, f->prev_at);
-            }
-            int rc;
-            while ((rc = sqlite3_step(s)) == SQLITE_ROW) {   /* new: its orders are the batch's own */
-                const char *key = (const char *)sqlite3_column_text(s, 1), *who = (const char *)sqlite3_column_text(s, 2);
-                for (int r = 0; r < m; r++) {
-                    struct fact *f = &facts[done + r];
-                    if (f->kind == sqlite3_column_int(s, 0) && !strcmp(f->key, key) && !strcmp(f->customer, who)) {
-                        f->is_new = sqlite3_column_int64(s, 3) == f->orders;
-                        break;
-                    }
-                }
-            }
-            if (rc != SQLITE_DONE) {
+        for (int i = 0; i < merged; i++) {
+            struct fact *f = &facts[i];
+            sqlite3_bind_int(fact_ins, 1, f->kind);
+            sqlite3_bind_text(fact_ins, 2, f->key, -1, SQLITE_STATIC);
+            sqlite3_bind_text(fact_ins, 3, f->customer, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(fact_ins, 4, f->orders);
+            sqlite3_bind_double(fact_ins, 5, f->qty);
+            sqlite3_bind_int64(fact_ins, 6, f->first_at);
+            sqlite3_bind_int64(fact_ins, 7, f->last_at);
+            if (f->prev_at == NO_PREV)
+                sqlite3_bind_null(fact_ins, 8);
+            else
+                sqlite3_bind_int64(fact_ins, 8, f->prev_at);
+            if (sqlite3_step(fact_ins) != SQLITE_ROW) {
                 fprintf(stderr, "bench_orders_raw: facts: %s\n", sqlite3_errmsg(db));
                 return 1;
             }
-            sqlite3_reset(s);
+            f->is_new = sqlite3_column_int64(fact_ins, 0) == f->orders;   /* an insert: the batch's own orders */
+            sqlite3_reset(fact_ins);
         }
-        count_new(db, counts_ins, facts, merged);
+        count_new(db, count_ins, facts, merged);
         sqlite3_bind_int64(cursor_set, 1, cursor);
         bench_run(db, cursor_set);
         bench_exec(db, "COMMIT");
@@ -371,13 +358,11 @@ int main(int argc, char **argv)
     double t2 = bench_seconds();
     printf("%zu %.3f %.3f %.3f\n", processed, t2 - t0, t1 - t0, t2 - t1);
 
-    sqlite3_stmt *stmts[] = {ins_event, cursor_get, cursor_set, batch, upd_customer, get_zone, hour, seen};
+    sqlite3_stmt *stmts[] = {ins_event, cursor_get, cursor_set, batch, upd_customer, get_zone, hour, seen, fact_ins, count_ins};
     for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++)
         sqlite3_finalize(stmts[i]);
     for (int i = 0; i <= CHUNK; i++) {
         sqlite3_finalize(lines_ins[i]);
-        sqlite3_finalize(facts_ins[i]);
-        sqlite3_finalize(counts_ins[i]);
     }
     sqlite3_close(db);
     free(todo);

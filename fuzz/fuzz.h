@@ -41,8 +41,9 @@ static void fuzz_quiet_log(void *ud, const char *level, const char *msg)
     (void)msg;
 }
 
-/* A new directory under $TMPDIR for this process (kept: the fuzzer exits
- * without a hook, and it is small). */
+/* A new directory under $TMPDIR for this process. It is kept (the fuzzer
+ * exits without a hook), so tests/run.sh and fuzz/run.sh point TMPDIR at a
+ * directory of their own and remove that when they are done. */
 static inline char *fuzz_tempdir(const char *name)
 {
     const char *tmp = getenv("TMPDIR");

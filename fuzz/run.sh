@@ -10,6 +10,11 @@ seconds=$2
 shift 2
 [ -n "$build" ] && [ -n "$seconds" ] || { echo "usage: fuzz/run.sh BUILD SECONDS NAME..." >&2; exit 2; }
 failed=""
+# the targets' throw-away stores go under $TMPDIR: one directory for this
+# run, removed at its end, so fuzzing leaves nothing in /tmp
+fuzz_tmp=$(mktemp -d "${TMPDIR:-/tmp}/tend-fuzz-run-XXXXXX")
+export TMPDIR="$fuzz_tmp"
+trap 'rm -rf "$fuzz_tmp"' EXIT
 for name in "$@"; do
   bin=$build/fuzz_$name
   mkdir -p "$build/corpus/$name" "$build/crashes/$name" "$build/logs"

@@ -143,43 +143,6 @@ static void put_int(strbuf *b, int64_t v)
     strbuf_add(b, text, util_int_text(text, v));
 }
 
-/* s as a JSON string: quotes, backslashes and control bytes escaped; other
- * bytes as they are (what cJSON did with the same text). */
-static void put_json_string(strbuf *b, const char *s)
-{
-    static const char hex[] = "0123456789abcdef";
-    strbuf_putc(b, '"');
-    const char *run = s;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        strbuf_add(b, run, (size_t)(s - run));
-        run = s + 1;
-        char esc[7] = {'\\', 0};
-        size_t n = 2;
-        switch (c) {
-        case '"': esc[1] = '"'; break;
-        case '\\': esc[1] = '\\'; break;
-        case '\n': esc[1] = 'n'; break;
-        case '\r': esc[1] = 'r'; break;
-        case '\t': esc[1] = 't'; break;
-        case '\b': esc[1] = 'b'; break;
-        case '\f': esc[1] = 'f'; break;
-        default:
-            esc[1] = 'u';
-            esc[2] = '0';
-            esc[3] = '0';
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            n = 6;
-        }
-        strbuf_add(b, esc, n);
-    }
-    strbuf_add(b, run, (size_t)(s - run));
-    strbuf_putc(b, '"');
-}
-
 void history_append(strbuf *b, const char *kind, int64_t hash, int64_t t, int pending, int64_t deadline,
                     const char *desc, const char *result, size_t rlen)
 {
@@ -217,7 +180,8 @@ void history_append(strbuf *b, const char *kind, int64_t hash, int64_t t, int pe
         strbuf_putc(b, '-');
     }
     strbuf_putc(b, ' ');
-    put_json_string(b, desc ? desc : "");
+    desc = desc ? desc : "";
+    strbuf_json_string(b, desc, strlen(desc));
     if (result) {
         strbuf_putc(b, ' ');
         strbuf_add(b, result, rlen);

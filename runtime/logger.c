@@ -82,27 +82,6 @@ static double monotonic(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static void json_string(strbuf *b, const char *s, size_t n)
-{
-    strbuf_putc(b, '"');
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch == '"' || ch == '\\') {
-            strbuf_putc(b, '\\');
-            strbuf_putc(b, (char)ch);
-        } else if (ch == '\n') {
-            strbuf_puts(b, "\\n");
-        } else if (ch == '\t') {
-            strbuf_puts(b, "\\t");
-        } else if (ch < 0x20 || ch == 0x7f) {
-            strbuf_printf(b, "\\u%04x", ch);
-        } else {
-            strbuf_putc(b, (char)ch);
-        }
-    }
-    strbuf_putc(b, '"');
-}
-
 /* Writes one entry; `suppressed` > 0 makes it a summary of repeats. */
 static void emit(int level, const char *source, const char *msg, size_t n, long suppressed)
 {
@@ -121,7 +100,7 @@ static void emit(int level, const char *source, const char *msg, size_t n, long 
     strbuf_init(&b);
     if (lg.json) {
         strbuf_printf(&b, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":", when, level_names[level]);
-        json_string(&b, msg, n);
+        strbuf_json_string(&b, msg, n);
         if (cut)
             strbuf_puts(&b, ",\"cut\":true");
         if (source)

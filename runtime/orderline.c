@@ -215,7 +215,7 @@ static int order_seen(store *st, const char *customer, const char *order_id)
     return rc == STORE_ROW ? 1 : rc == STORE_DONE ? 0 : -1;
 }
 
-/* Lines and facts go in multi-row statements of up to CHUNK rows: one
+/* Lines go in multi-row statements of up to CHUNK rows: one
  * statement a chunk instead of one a row (the B-tree work is the same, the
  * per-statement cost is not). The texts are built once per row count. */
 #define CHUNK 16
@@ -237,20 +237,6 @@ static const char *chunk_sql(char **cache, int rows, const char *head, const cha
     return cache[rows];
 }
 
-/* Marks the fact of the chunk f[0..rows) that a RETURNING row names as new
- * when its orders are the chunk's own (an update adds to what was stored). */
-static void mark_new(store_stmt *s, struct bfact *f, int rows)
-{
-    int kind = (int)store_col_int(s, 0);
-    const char *key = store_col_text(s, 1), *customer = store_col_text(s, 2);
-    int64_t orders = store_col_int(s, 3);
-    for (int i = 0; key && customer && i < rows; i++)
-        if ((int)f[i].kind == kind && !strcmp(f[i].key, key) && !strcmp(f[i].customer, customer)) {
-            f[i].is_new = orders == f[i].orders;
-            return;
-        }
-}
-
 static int cmp_key(const void *a, const void *b)
 {
     const struct bfact *x = *(const struct bfact *const *)a, *y = *(const struct bfact *const *)b;
@@ -263,7 +249,6 @@ static int cmp_key(const void *a, const void *b)
  * 4.6 us a fact, 17% of an order's processing). */
 static int count_new(store *st, struct bfact *f, int n)
 {
-    static char *sql[CHUNK + 1];
     struct bfact **fresh = xmalloc((size_t)(n ? n : 1) * sizeof *fresh);
     int *customers = xmalloc((size_t)(n ? n : 1) * sizeof *customers);
     int nfresh = 0, nkeys = 0, rc = 0;
@@ -279,73 +264,72 @@ static int count_new(store *st, struct bfact *f, int n)
             customers[nkeys++] = 1;
         }
     }
-    for (int done = 0; done < nkeys && rc == 0;) {
-        int rows = nkeys - done < CHUNK ? nkeys - done : CHUNK;
-        store_stmt *s = store_sql(st, chunk_sql(sql, rows, "INSERT INTO bought_counts (kind, key, customers) VALUES ",
-                                                "(?, ?, ?)", " ON CONFLICT (kind, key) DO UPDATE SET"
-                                                " customers = bought_counts.customers + excluded.customers"));
-        if (!s) {
-            rc = -1;
-            break;
-        }
-        for (int r = 0; r < rows; r++) {
-            store_bind_int(s, r * 3 + 1, fresh[done + r]->kind);
-            store_bind_text(s, r * 3 + 2, fresh[done + r]->key, -1);
-            store_bind_int(s, r * 3 + 3, customers[done + r]);
-        }
+    /* one row a statement, as the facts (no statement journal) */
+    store_stmt *s = nkeys ? store_sql(st, "INSERT INTO bought_counts (kind, key, customers) VALUES (?, ?, ?)"
+                                          " ON CONFLICT (kind, key) DO UPDATE SET"
+                                          " customers = bought_counts.customers + excluded.customers")
+                          : NULL;
+    if (nkeys && !s)
+        rc = -1;
+    for (int k = 0; k < nkeys && rc == 0; k++) {
+        store_bind_int(s, 1, fresh[k]->kind);
+        store_bind_text_kept(s, 2, fresh[k]->key, -1);
+        store_bind_int(s, 3, customers[k]);
         rc = store_run(s);
-        done += rows;
     }
     free(fresh);
     free(customers);
     return rc;
 }
 
+/* One statement a fact, not CHUNK: an upsert's DO UPDATE can always abort
+ * (SQLite codes it so), and a statement that writes several rows and can
+ * abort keeps a statement journal, a copy of every page it touches (a
+ * 16-fact chunk touched ~20: the facts' rows and their bought_recent
+ * entries, scattered over the keys). One row a statement is never
+ * journaled; it costs a step per fact instead. CASE rather than MIN/MAX
+ * of two values: the statement stays within what SQLite and PostgreSQL
+ * share (store.h), and a function call would count as a way to abort.
+ * RETURNING orders tells an insert (the fact's own orders) from a merge,
+ * for bought_counts. */
 static int store_facts(store *st, struct bfact *f, int n)
 {
-    static char *sql[CHUNK + 1];
-    for (int done = 0; done < n;) {
-        int rows = n - done < CHUNK ? n - done : CHUNK;
-        /* CASE rather than MIN/MAX of two values: the statement stays within
-         * what SQLite and PostgreSQL share (store.h). */
-        store_stmt *s = store_sql(st, chunk_sql(sql, rows,
-            "INSERT INTO bought (kind, key, customer, orders, qty, first_at, last_at, prev_at) VALUES ",
-            "(?, ?, ?, ?, ?, ?, ?, ?)",
-            " ON CONFLICT (customer, kind, key) DO UPDATE SET orders = bought.orders + excluded.orders,"
-            " qty = bought.qty + excluded.qty,"
-            " first_at = CASE WHEN excluded.first_at < bought.first_at THEN excluded.first_at ELSE bought.first_at END,"
-            " last_at = CASE WHEN excluded.last_at > bought.last_at THEN excluded.last_at ELSE bought.last_at END,"
-            /* the second latest of both sides' order times (they are
-             * distinct orders: an order's lines are stored once); a NULL
-             * prev_at compares false */
-            " prev_at = CASE WHEN excluded.last_at >= bought.last_at"
-            " THEN CASE WHEN excluded.prev_at > bought.last_at THEN excluded.prev_at ELSE bought.last_at END"
-            " ELSE CASE WHEN bought.prev_at > excluded.last_at THEN bought.prev_at ELSE excluded.last_at END END"
-            " RETURNING kind, key, customer, orders"));
-        if (!s)
+    /* looked up once: the loop only binds and steps */
+    store_stmt *s = n ? store_sql(st,
+        "INSERT INTO bought (kind, key, customer, orders, qty, first_at, last_at, prev_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (customer, kind, key) DO UPDATE SET orders = bought.orders + excluded.orders,"
+        " qty = bought.qty + excluded.qty,"
+        " first_at = CASE WHEN excluded.first_at < bought.first_at THEN excluded.first_at ELSE bought.first_at END,"
+        " last_at = CASE WHEN excluded.last_at > bought.last_at THEN excluded.last_at ELSE bought.last_at END,"
+        /* the second latest of both sides' order times (they are distinct
+         * orders: an order's lines are stored once); a NULL prev_at
+         * compares false */
+        " prev_at = CASE WHEN excluded.last_at >= bought.last_at"
+        " THEN CASE WHEN excluded.prev_at > bought.last_at THEN excluded.prev_at ELSE bought.last_at END"
+        " ELSE CASE WHEN bought.prev_at > excluded.last_at THEN bought.prev_at ELSE excluded.last_at END END"
+        " RETURNING orders")
+        : NULL;
+    if (n && !s)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        struct bfact *x = &f[i];
+        /* the texts sit in the batch, unchanged until the flush returns */
+        store_bind_int(s, 1, x->kind);
+        store_bind_text_kept(s, 2, x->key, -1);
+        store_bind_text_kept(s, 3, x->customer, -1);
+        store_bind_int(s, 4, x->orders);
+        store_bind_double(s, 5, x->qty);
+        store_bind_int(s, 6, x->first_at);
+        store_bind_int(s, 7, x->last_at);
+        if (x->prev_at == NO_PREV)
+            store_bind_null(s, 8);
+        else
+            store_bind_int(s, 8, x->prev_at);
+        if (store_step(s) != STORE_ROW)
             return -1;
-        for (int i = 0; i < rows; i++) {
-            struct bfact *x = &f[done + i];
-            x->is_new = 0;
-            int p = i * 8;
-            store_bind_int(s, p + 1, x->kind);
-            store_bind_text(s, p + 2, x->key, -1);
-            store_bind_text(s, p + 3, x->customer, -1);
-            store_bind_int(s, p + 4, x->orders);
-            store_bind_double(s, p + 5, x->qty);
-            store_bind_int(s, p + 6, x->first_at);
-            store_bind_int(s, p + 7, x->last_at);
-            if (x->prev_at == NO_PREV)
-                store_bind_null(s, p + 8);
-            else
-                store_bind_int(s, p + 8, x->prev_at);
-        }
-        int rc;
-        while ((rc = store_step(s)) == STORE_ROW)
-            mark_new(s, f + done, rows);
-        if (rc != STORE_DONE)
-            return -1;
-        done += rows;
+        x->is_new = store_col_int(s, 0) == x->orders;
+        store_reset(s);
     }
     return count_new(st, f, n);
 }
@@ -362,20 +346,24 @@ static int store_rows(store *st, const orderline_batch *b, const struct brow *r,
     static char *sql[CHUNK + 1];
     for (int done = 0; done < n;) {
         int rows = n - done < CHUNK ? n - done : CHUNK;
+        /* OR IGNORE: the flush inserts only orders it found unstored, once
+         * each, with every NOT NULL value bound, so nothing can conflict;
+         * a multi-row statement that cannot abort keeps no statement
+         * journal (see store_facts). */
         store_stmt *s = store_sql(st, chunk_sql(sql, rows,
-            "INSERT INTO order_items (customer, order_id, line, sku, category, name, qty, price, at) VALUES ",
+            "INSERT OR IGNORE INTO order_items (customer, order_id, line, sku, category, name, qty, price, at) VALUES ",
             "(?, ?, ?, ?, ?, ?, ?, ?, ?)", ""));
         if (!s)
             return -1;
         for (int i = 0; i < rows; i++) {
             const struct brow *x = &r[done + i];
             int p = i * 9;
-            store_bind_text(s, p + 1, x->o->customer, -1);
-            store_bind_text(s, p + 2, x->o->order_id, -1);
+            store_bind_text_kept(s, p + 1, x->o->customer, -1);
+            store_bind_text_kept(s, p + 2, x->o->order_id, -1);
             store_bind_int(s, p + 3, x->line);
-            store_bind_text(s, p + 4, text_at(b, x->l->sku), -1);
-            store_bind_text(s, p + 5, text_at(b, x->l->category), -1);
-            store_bind_text(s, p + 6, text_at(b, x->l->name), -1);
+            store_bind_text_kept(s, p + 4, text_at(b, x->l->sku), -1);
+            store_bind_text_kept(s, p + 5, text_at(b, x->l->category), -1);
+            store_bind_text_kept(s, p + 6, text_at(b, x->l->name), -1);
             store_bind_double(s, p + 7, x->l->qty);
             if (x->l->has_price)
                 store_bind_double(s, p + 8, x->l->price);

@@ -78,39 +78,13 @@ static int find_message(struct receipt_batch *b, int64_t id, const char *key, st
     return rc == STORE_ROW ? 1 : rc == STORE_DONE ? 0 : -1;
 }
 
-/* Appends s as a JSON string, escaped as cJSON prints it (the body text
- * must parse back to the same object). */
-static void put_json_string(strbuf *b, const char *s)
-{
-    strbuf_putc(b, '"');
-    const char *run = s;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p >= 0x20 && *p != '"' && *p != '\\')
-            continue;
-        strbuf_add(b, run, (size_t)((const char *)p - run));
-        run = (const char *)p + 1;
-        switch (*p) {
-        case '"': strbuf_add(b, "\\\"", 2); break;
-        case '\\': strbuf_add(b, "\\\\", 2); break;
-        case '\b': strbuf_add(b, "\\b", 2); break;
-        case '\f': strbuf_add(b, "\\f", 2); break;
-        case '\n': strbuf_add(b, "\\n", 2); break;
-        case '\r': strbuf_add(b, "\\r", 2); break;
-        case '\t': strbuf_add(b, "\\t", 2); break;
-        default: strbuf_printf(b, "\\u%04x", *p); break;
-        }
-    }
-    strbuf_puts(b, run);
-    strbuf_putc(b, '"');
-}
-
 /* ,"name":"value" — names are our own, plain ASCII */
 static void put_field(strbuf *b, const char *name, const char *value)
 {
     strbuf_add(b, ",\"", 2);
     strbuf_puts(b, name);
     strbuf_add(b, "\":", 2);
-    put_json_string(b, value);
+    strbuf_json_string(b, value, strlen(value));
 }
 
 /* ,"name":n */

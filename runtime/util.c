@@ -157,6 +157,35 @@ void strbuf_yaml_quoted(strbuf *b, const char *s, size_t n)
     strbuf_putc(b, '"');
 }
 
+void strbuf_json_string(strbuf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    strbuf_putc(b, '"');
+    const char *run = s, *end = s + n;
+    for (const char *p = s; p < end; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        strbuf_add(b, run, (size_t)(p - run));
+        run = p + 1;
+        char esc[6] = {'\\', 0, '0', '0', hex[c >> 4], hex[c & 15]};
+        size_t len = 2;
+        switch (c) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        default: esc[1] = 'u'; len = 6; break;
+        }
+        strbuf_add(b, esc, len);
+    }
+    strbuf_add(b, run, (size_t)(end - run));
+    strbuf_putc(b, '"');
+}
+
 char *util_read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");

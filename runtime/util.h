@@ -27,6 +27,10 @@ char *strbuf_take(strbuf *b);   /* the bytes, malloc'd; b is left empty */
 void  strbuf_reset(strbuf *b);
 /* Appends s[0..n) as a YAML double-quoted scalar (TAP 13 diagnostics). */
 void  strbuf_yaml_quoted(strbuf *b, const char *s, size_t n);
+/* Appends s[0..n) as a JSON string the way cJSON prints one: quotes,
+ * backslashes and control bytes escaped (\b \f \n \r \t, others \u00XX),
+ * every other byte as it is (the text must already be UTF-8). */
+void  strbuf_json_string(strbuf *b, const char *s, size_t n);
 
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);

@@ -23,6 +23,9 @@ for t in "$build"/tests/test_*; do
 done
 
 echo "== fuzz replays (fuzz/corpus and fuzz/regressions, no libFuzzer)"
+# each target keeps its throw-away store under $TMPDIR: give them one
+# directory for this pass and remove it after, so runs leave nothing in /tmp
+fuzz_tmp=$(mktemp -d "${TMPDIR:-/tmp}/tend-fuzz-replays-XXXXXX")
 for t in "$build"/tests/fuzz_*_replay; do
   [ -x "$t" ] || continue
   name=${t##*/fuzz_}
@@ -31,9 +34,10 @@ for t in "$build"/tests/fuzz_*_replay; do
   files=""
   for f in "$@"; do [ -f "$f" ] && files="$files $f"; done
   # shellcheck disable=SC2086 # file names are ours, without spaces
-  if out=$("$t" $files 2>&1); then echo "ok - fuzz $name: $out"; else
+  if out=$(TMPDIR=$fuzz_tmp "$t" $files 2>&1); then echo "ok - fuzz $name: $out"; else
     echo "not ok - fuzz $name:"; echo "$out" | tail -n 20; failed="$failed fuzz-$name"; fi
 done
+rm -rf "$fuzz_tmp"
 
 echo "== lua tests"
 if ! "$tend" test tests/lua scripts examples; then failed="$failed lua-tests"; fi

@@ -102,6 +102,31 @@ static void test_lines_read_back(void **state)
     strbuf_free(&b);
 }
 
+/* history lines, receipt bodies and log entries print strings with
+ * strbuf_json_string: byte for byte what cJSON prints for the same text, so
+ * what was written as cJSON before reads back the same */
+static void test_json_string_as_cjson(void **state)
+{
+    (void)state;
+    char all[256];
+    for (int i = 1; i < 256; i++)
+        all[i - 1] = (char)i;
+    all[255] = 0;
+    const char *texts[] = {"", "plain", "q\"b\\n\n\r\t\b\f\x01\x1f\x7f", "\xe4\xbd\xa0\xe5\xa5\xbd", all};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        cJSON *str = cJSON_CreateString(texts[i]);
+        char *want = cJSON_PrintUnformatted(str);
+        strbuf b;
+        strbuf_init(&b);
+        strbuf_add(&b, "x", 1);
+        strbuf_json_string(&b, texts[i], strlen(texts[i]));
+        assert_string_equal(b.s + 1, want);
+        strbuf_free(&b);
+        free(want);
+        cJSON_Delete(str);
+    }
+}
+
 static void test_damaged_line_skipped(void **state)
 {
     (void)state;
@@ -303,6 +328,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lines_read_back),
+        cmocka_unit_test(test_json_string_as_cjson),
         cmocka_unit_test(test_damaged_line_skipped),
         cmocka_unit_test(test_stored_json_as_validated),
         cmocka_unit_test_setup_teardown(test_json_history_replays, setup, teardown),
