@@ -282,6 +282,25 @@ static int count_new(store *st, struct bfact *f, int n)
     return rc;
 }
 
+/* Binds the fact as ?1..?8 of s (kind, key, customer, orders, qty,
+ * first_at, last_at, prev_at) and runs it. */
+static int bind_fact(store_stmt *s, const struct bfact *x)
+{
+    /* the texts sit in the batch, unchanged until the flush returns */
+    store_bind_int(s, 1, x->kind);
+    store_bind_text_kept(s, 2, x->key, -1);
+    store_bind_text_kept(s, 3, x->customer, -1);
+    store_bind_int(s, 4, x->orders);
+    store_bind_double(s, 5, x->qty);
+    store_bind_int(s, 6, x->first_at);
+    store_bind_int(s, 7, x->last_at);
+    if (x->prev_at == NO_PREV)
+        store_bind_null(s, 8);
+    else
+        store_bind_int(s, 8, x->prev_at);
+    return store_run(s);
+}
+
 /* One statement a fact, not CHUNK: an upsert's DO UPDATE can always abort
  * (SQLite codes it so), and a statement that writes several rows and can
  * abort keeps a statement journal, a copy of every page it touches (a
@@ -290,46 +309,37 @@ static int count_new(store *st, struct bfact *f, int n)
  * journaled; it costs a step per fact instead. CASE rather than MIN/MAX
  * of two values: the statement stays within what SQLite and PostgreSQL
  * share (store.h), and a function call would count as a way to abort.
- * RETURNING orders tells an insert (the fact's own orders) from a merge,
- * for bought_counts. */
+ * An INSERT that does nothing on conflict, then an UPDATE for a fact that
+ * was there: the row count of the INSERT says the fact is new, for
+ * bought_counts (an insert trigger cost 4.6 us a fact, RETURNING on the
+ * upsert 9 us). */
 static int store_facts(store *st, struct bfact *f, int n)
 {
     /* looked up once: the loop only binds and steps */
-    store_stmt *s = n ? store_sql(st,
+    store_stmt *ins = n ? store_sql(st,
         "INSERT INTO bought (kind, key, customer, orders, qty, first_at, last_at, prev_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (customer, kind, key) DO UPDATE SET orders = bought.orders + excluded.orders,"
-        " qty = bought.qty + excluded.qty,"
-        " first_at = CASE WHEN excluded.first_at < bought.first_at THEN excluded.first_at ELSE bought.first_at END,"
-        " last_at = CASE WHEN excluded.last_at > bought.last_at THEN excluded.last_at ELSE bought.last_at END,"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (customer, kind, key) DO NOTHING")
+        : NULL;
+    store_stmt *upd = n ? store_sql(st,
+        "UPDATE bought SET orders = orders + ?4, qty = qty + ?5,"
+        " first_at = CASE WHEN ?6 < first_at THEN ?6 ELSE first_at END,"
+        " last_at = CASE WHEN ?7 > last_at THEN ?7 ELSE last_at END,"
         /* the second latest of both sides' order times (they are distinct
          * orders: an order's lines are stored once); a NULL prev_at
          * compares false */
-        " prev_at = CASE WHEN excluded.last_at >= bought.last_at"
-        " THEN CASE WHEN excluded.prev_at > bought.last_at THEN excluded.prev_at ELSE bought.last_at END"
-        " ELSE CASE WHEN bought.prev_at > excluded.last_at THEN bought.prev_at ELSE excluded.last_at END END"
-        " RETURNING orders")
+        " prev_at = CASE WHEN ?7 >= last_at THEN CASE WHEN ?8 > last_at THEN ?8 ELSE last_at END"
+        " ELSE CASE WHEN prev_at > ?7 THEN prev_at ELSE ?7 END END"
+        " WHERE customer = ?3 AND kind = ?1 AND key = ?2")
         : NULL;
-    if (n && !s)
+    if (n && (!ins || !upd))
         return -1;
     for (int i = 0; i < n; i++) {
         struct bfact *x = &f[i];
-        /* the texts sit in the batch, unchanged until the flush returns */
-        store_bind_int(s, 1, x->kind);
-        store_bind_text_kept(s, 2, x->key, -1);
-        store_bind_text_kept(s, 3, x->customer, -1);
-        store_bind_int(s, 4, x->orders);
-        store_bind_double(s, 5, x->qty);
-        store_bind_int(s, 6, x->first_at);
-        store_bind_int(s, 7, x->last_at);
-        if (x->prev_at == NO_PREV)
-            store_bind_null(s, 8);
-        else
-            store_bind_int(s, 8, x->prev_at);
-        if (store_step(s) != STORE_ROW)
+        if (bind_fact(ins, x) != 0)
             return -1;
-        x->is_new = store_col_int(s, 0) == x->orders;
-        store_reset(s);
+        x->is_new = store_changes(st) == 1;
+        if (!x->is_new && bind_fact(upd, x) != 0)
+            return -1;
     }
     return count_new(st, f, n);
 }
