@@ -1,20 +1,30 @@
 /* bench/bought — the bought filter over many customers and order lines.
  *
- *   build/release/bench_bought [N [DB]]     (default N = 100000)
+ *   build/release/bench_bought [-p] [N [DB]]     (default N = 100000)
  *
  * N customers with 5 order lines each (in 1 to 3 orders over the last
- * year; 200 skus in 10 categories) are stored through orderline_batch_*,
- * the code event processing uses, in batches of 20,000 orders. Then compiled
- * segments count: bought = {category, within = 30 days} (the design's
- * target at 10M customers / 50M lines: < 200 ms), an sku in a window,
- * at_least 2 in a window, and not_(bought{...}). Each count runs 5 times;
- * the fastest and the median are printed with the count. DB defaults to a
- * temporary file, removed at the end. */
+ * year; 200 skus in 10 categories). The store is made by tend's own
+ * store_open (its schema and migrations); the rows then go in straight
+ * through raw SQLite in key order, the secondary indexes and triggers of
+ * the three tables dropped first and made again from their own SQL after
+ * the load (a sort each, not random inserts), the kept counts
+ * (bought_counts) filled from the loaded rows: 10M customers / 50M lines
+ * in minutes. The rows are exactly those orderline_batch_flush writes for
+ * the same orders; -p stores them through it instead (the processing
+ * path, batches of 20,000 orders; slow at millions) to check that.
+ * Then compiled segments count through segment_count: every bought form
+ * (ever, within, at_least, at_least with within, sku and category,
+ * not_). Each count runs 5 times; the fastest and the median are printed
+ * with the count. DB defaults to a temporary file, removed at the end; a
+ * DB that has customers is reused as it is. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <sqlite3.h>
+#include <sys/stat.h>
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -53,7 +63,7 @@ static void die(store *st, const char *what)
  * orders) is dropped while the random-time facts go in and built once at
  * the end, a sort instead of 2N random index inserts; the same index the
  * schema makes, so the counts below read what a live store has. */
-static void generate(store *st, long n)
+static void generate_processed(store *st, long n)
 {
     double a = seconds();
     if (store_exec(st, "DROP INDEX bought_recent") != 0)
@@ -116,6 +126,196 @@ static void generate(store *st, long n)
            " = %.0f orders/s (%.0f lines/s)\n", n, orders, lines, b - a, orders / (b - a), lines / (b - a));
 }
 
+static void raw_die(sqlite3 *db, const char *what)
+{
+    fprintf(stderr, "bench_bought: %s: %s\n", what, sqlite3_errmsg(db));
+    exit(1);
+}
+
+static void raw_exec(sqlite3 *db, const char *sql)
+{
+    if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        raw_die(db, sql);
+}
+
+static sqlite3_stmt *raw_prepare(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
+        raw_die(db, sql);
+    return s;
+}
+
+static void raw_step(sqlite3 *db, sqlite3_stmt *s, const char *what)
+{
+    if (sqlite3_step(s) != SQLITE_DONE)
+        raw_die(db, what);
+    sqlite3_reset(s);
+}
+
+/* One customer's fact for one key, as orderline_batch_flush merges them. */
+struct fact {
+    int kind, key, orders, last_order;
+    double qty;
+    long long first_at, last_at, prev_at;   /* prev_at: the latest order but one, 0 while orders = 1 */
+};
+
+/* The same customers, orders and lines generate_processed stores (the same
+ * draws in the same order), written in key order by raw SQLite. */
+static void generate_raw(const char *path, long n)
+{
+    double a = seconds();
+    sqlite3 *db;
+    if (sqlite3_open(path, &db) != SQLITE_OK)
+        raw_die(db, "open");
+    raw_exec(db, "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA locking_mode = EXCLUSIVE;"
+                 " PRAGMA cache_size = -1048576; PRAGMA temp_store = FILE");
+    /* the indexes and triggers of the loaded tables, made again afterwards */
+    int nsaved = 0;
+    char *saved[64];
+    sqlite3_stmt *q = raw_prepare(db, "SELECT type, name, sql FROM sqlite_master WHERE type IN ('index', 'trigger')"
+                                      " AND sql IS NOT NULL AND tbl_name IN ('customers', 'order_items', 'bought')"
+                                      " ORDER BY type = 'trigger', name");
+    char *drops[64];
+    while (sqlite3_step(q) == SQLITE_ROW && nsaved < 64) {
+        drops[nsaved] = xasprintf("DROP %s %s", sqlite3_column_text(q, 0), sqlite3_column_text(q, 1));
+        saved[nsaved++] = xstrdup((const char *)sqlite3_column_text(q, 2));
+    }
+    sqlite3_finalize(q);
+    for (int k = 0; k < nsaved; k++) {
+        raw_exec(db, drops[k]);
+        free(drops[k]);
+    }
+    int has_counts = sqlite3_exec(db, "SELECT 1 FROM bought_counts LIMIT 0", NULL, NULL, NULL) == SQLITE_OK;
+    sqlite3_stmt *ins_c = raw_prepare(db, "INSERT INTO customers (id, first_seen_at) VALUES (?, ?)");
+    sqlite3_stmt *ins_i = raw_prepare(db, "INSERT INTO order_items (customer, order_id, line, sku, category, name,"
+                                          " qty, price, at) VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?)");
+    sqlite3_stmt *ins_b = raw_prepare(db, "INSERT INTO bought (kind, key, customer, orders, qty, first_at, last_at,"
+                                          " prev_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    static long long per_key[2][200];   /* customers per (kind, key): bought_counts */
+    long orders = 0, lines = 0, facts = 0;
+    raw_exec(db, "BEGIN");
+    for (long i = 1; i <= n; i++) {
+        char id[24];
+        snprintf(id, sizeof id, "c%010ld", i);
+        sqlite3_bind_text(ins_c, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(ins_c, 2, NOW - 400 * DAY);
+        raw_step(db, ins_c, "customer");
+        struct fact f[10];
+        int nf = 0;
+        int norders = 1 + (int)below(3), left = 5;
+        for (int o = 0; o < norders; o++) {
+            int k = o == norders - 1 ? left : 1 + (int)below((uint64_t)(left - (norders - o - 1)));
+            left -= k;
+            int sku[5];
+            double qty[5], price[5];
+            for (int j = 0; j < k; j++) {
+                sku[j] = (int)below(200);
+                qty[j] = 1 + (double)below(3);
+                price[j] = 5 + (double)below(200);
+            }
+            long long at = NOW - (long long)below(365 * DAY);
+            char oid[24];
+            snprintf(oid, sizeof oid, "o%ld-%d", i, o);
+            for (int j = 0; j < k; j++) {
+                char sk[8], cat[8];
+                snprintf(sk, sizeof sk, "S%03d", sku[j]);
+                snprintf(cat, sizeof cat, "k%d", sku[j] % 10);
+                sqlite3_bind_text(ins_i, 1, id, -1, SQLITE_STATIC);
+                sqlite3_bind_text(ins_i, 2, oid, -1, SQLITE_STATIC);
+                sqlite3_bind_int(ins_i, 3, j + 1);
+                sqlite3_bind_text(ins_i, 4, sk, -1, SQLITE_STATIC);
+                sqlite3_bind_text(ins_i, 5, cat, -1, SQLITE_STATIC);
+                sqlite3_bind_double(ins_i, 6, qty[j]);
+                sqlite3_bind_double(ins_i, 7, price[j]);
+                sqlite3_bind_int64(ins_i, 8, at);
+                raw_step(db, ins_i, "order line");
+                lines++;
+                /* merged as orderline_batch_flush does: orders counts the
+                 * distinct orders with the key */
+                for (int kind = 0; kind < 2; kind++) {
+                    int key = kind == 0 ? sku[j] : sku[j] % 10, m = 0;
+                    while (m < nf && !(f[m].kind == kind && f[m].key == key))
+                        m++;
+                    if (m == nf)
+                        f[nf++] = (struct fact){kind, key, 0, -1, 0, at, at, 0};
+                    else if (f[m].last_order != o)
+                        f[m].prev_at = at >= f[m].last_at ? f[m].last_at : at > f[m].prev_at ? at : f[m].prev_at;
+                    f[m].orders += f[m].last_order != o;
+                    f[m].last_order = o;
+                    f[m].qty += qty[j];
+                    f[m].first_at = at < f[m].first_at ? at : f[m].first_at;
+                    f[m].last_at = at > f[m].last_at ? at : f[m].last_at;
+                }
+            }
+            orders++;
+        }
+        /* key order: kind, then the key's text ("S007" < "S042"; "k0" .. "k9") */
+        for (int x = 1; x < nf; x++)
+            for (int y = x; y > 0 && (f[y].kind < f[y - 1].kind ||
+                                      (f[y].kind == f[y - 1].kind && f[y].key < f[y - 1].key)); y--) {
+                struct fact t = f[y];
+                f[y] = f[y - 1];
+                f[y - 1] = t;
+            }
+        for (int x = 0; x < nf; x++) {
+            char key[8];
+            snprintf(key, sizeof key, f[x].kind == 0 ? "S%03d" : "k%d", f[x].key);
+            sqlite3_bind_int(ins_b, 1, f[x].kind);
+            sqlite3_bind_text(ins_b, 2, key, -1, SQLITE_STATIC);
+            sqlite3_bind_text(ins_b, 3, id, -1, SQLITE_STATIC);
+            sqlite3_bind_int(ins_b, 4, f[x].orders);
+            sqlite3_bind_double(ins_b, 5, f[x].qty);
+            sqlite3_bind_int64(ins_b, 6, f[x].first_at);
+            sqlite3_bind_int64(ins_b, 7, f[x].last_at);
+            if (f[x].orders > 1)
+                sqlite3_bind_int64(ins_b, 8, f[x].prev_at);
+            else
+                sqlite3_bind_null(ins_b, 8);
+            raw_step(db, ins_b, "fact");
+            per_key[f[x].kind][f[x].key]++;
+            facts++;
+        }
+        if (i % 1000000 == 0) {
+            raw_exec(db, "COMMIT; BEGIN");
+            fprintf(stderr, "bench_bought: %ld customers written (%.0f s)\n", i, seconds() - a);
+        }
+    }
+    sqlite3_finalize(ins_c);
+    sqlite3_finalize(ins_i);
+    sqlite3_finalize(ins_b);
+    if (has_counts) {
+        raw_exec(db, "DELETE FROM bought_counts");
+        sqlite3_stmt *ins_n = raw_prepare(db, "INSERT INTO bought_counts (kind, key, customers) VALUES (?, ?, ?)");
+        for (int kind = 0; kind < 2; kind++)
+            for (int key = 0; key < (kind == 0 ? 200 : 10); key++) {
+                if (!per_key[kind][key])
+                    continue;
+                char k[8];
+                snprintf(k, sizeof k, kind == 0 ? "S%03d" : "k%d", key);
+                sqlite3_bind_int(ins_n, 1, kind);
+                sqlite3_bind_text(ins_n, 2, k, -1, SQLITE_STATIC);
+                sqlite3_bind_int64(ins_n, 3, per_key[kind][key]);
+                raw_step(db, ins_n, "count");
+            }
+        sqlite3_finalize(ins_n);
+    }
+    raw_exec(db, "COMMIT");
+    double b = seconds();
+    raw_exec(db, "BEGIN");
+    for (int k = 0; k < nsaved; k++) {
+        raw_exec(db, saved[k]);
+        free(saved[k]);
+    }
+    raw_exec(db, "COMMIT; PRAGMA journal_mode = WAL");
+    sqlite3_close(db);
+    double c = seconds();
+    struct stat sb;
+    printf("bought: %ld customers, %ld orders, %ld lines, %ld facts written by raw SQLite in key order in %.1f s,"
+           " %d indexes and triggers made after in %.1f s; store %.2f GB\n", n, orders, lines, facts, b - a, nsaved,
+           c - b, stat(path, &sb) == 0 ? sb.st_size / 1e9 : 0.0);
+}
+
 /* Compiles `filter` (Lua source of a table) and times segment_count. */
 static void measure(store *st, lua_State *L, const char *label, const char *filter)
 {
@@ -160,8 +360,18 @@ static const char NODES[] =
     "function not_(x) return setmetatable({ op = 'not', x }, mt) end\n"
     "function bought(x) return setmetatable({ op = 'bought', x }, mt) end\n";
 
+/* The store's file size in GB (the WAL is checkpointed at close). */
+static double store_gb(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 ? sb.st_size / 1e9 : 0.0;
+}
+
 int main(int argc, char **argv)
 {
+    int processed = argc > 1 && strcmp(argv[1], "-p") == 0;
+    argc -= processed;
+    argv += processed;
     long n = argc > 1 ? atol(argv[1]) : 100000;
     char tmpl[] = "/tmp/bench-bought.XXXXXX";
     const char *path = argc > 2 ? argv[2] : NULL;
@@ -180,23 +390,40 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_bought: %s\n", err);
         return 1;
     }
-    if (store_count(st, "SELECT COUNT(*) FROM customers") == 0)
-        generate(st, n);
-    else
-        printf("bought: reusing %s (%lld customers, %lld lines)\n", path,
+    if (store_count(st, "SELECT COUNT(*) FROM customers") == 0) {
+        if (processed) {
+            generate_processed(st, n);
+        } else {
+            store_close(st);   /* the schema is tend's; the rows go in raw */
+            generate_raw(path, n);
+            st = store_open(path, &so, &err);
+            if (!st) {
+                fprintf(stderr, "bench_bought: %s\n", err);
+                return 1;
+            }
+        }
+    } else {
+        printf("bought: reusing %s (%lld customers, %lld lines, %.2f GB)\n", path,
                (long long)store_count(st, "SELECT COUNT(*) FROM customers"),
-               (long long)store_count(st, "SELECT COUNT(*) FROM order_items"));
+               (long long)store_count(st, "SELECT COUNT(*) FROM order_items"), store_gb(path));
+    }
     lua_State *L = luaL_newstate();
     luaL_openlibs(L);
     if (luaL_dostring(L, NODES) != LUA_OK)
         die(NULL, lua_tostring(L, -1));
     measure(st, L, "{category, within = 30 days}", "{ bought = { category = 'k3', within = 30 * 86400 } }");
     measure(st, L, "{sku, within = 30 days}", "{ bought = { sku = 'S042', within = 30 * 86400 } }");
+    measure(st, L, "{category} (ever)", "{ bought = { category = 'k3' } }");
+    measure(st, L, "{sku} (ever)", "{ bought = { sku = 'S042' } }");
+    measure(st, L, "{category, at_least = 2}", "{ bought = { category = 'k3', at_least = 2 } }");
+    measure(st, L, "{sku, at_least = 2}", "{ bought = { sku = 'S042', at_least = 2 } }");
     measure(st, L, "{category, within = 90 days, at_least = 2}",
             "{ bought = { category = 'k3', within = 90 * 86400, at_least = 2 } }");
-    measure(st, L, "{category} (ever)", "{ bought = { category = 'k3' } }");
+    measure(st, L, "{sku, within = 90 days, at_least = 2}",
+            "{ bought = { sku = 'S042', within = 90 * 86400, at_least = 2 } }");
     measure(st, L, "not_(bought{category, within = 30 days})",
             "{ not_(bought{ category = 'k3', within = 30 * 86400 }) }");
+    measure(st, L, "not_(bought{category})", "{ not_(bought{ category = 'k3' }) }");
     lua_close(L);
     store_close(st);
     if (argc <= 2)

@@ -17,9 +17,14 @@
  *     batch's orders, sorted by customer and order id: check the order's
  *     lines are not stored yet, insert them (order_items), and upsert one
  *     bought row per (customer, sku) and (customer, category) of the batch
- *     (orders, qty, first/last at); then move meta.events_cursor.
- * Each row is written once with a minimal statement; lines and facts go in
- * multi-row statements of 16 rows, as tend's. The customer's derived fields
+ *     (orders, qty, first/last at, the latest order but one), and add the
+ *     new facts to bought_counts, one row per key; then move
+ *     meta.events_cursor.
+ * Each row is written once with a minimal statement; lines go in multi-row
+ * statements of 16 rows, facts one a statement, as tend's, and no statement
+ * can abort (OR IGNORE where nothing can conflict, CASE rather than the
+ * MIN/MAX functions), so SQLite keeps no statement journal for any of them
+ * (see orderline.c store_facts and customer_apply_event). The customer's derived fields
  * (lifecycle, RFM) are unindexed columns of the same row and left out. The
  * connection is set up as tend's store is (WAL, synchronous=FULL, the same
  * checkpoint interval) with a 64 MiB page cache (bench/run.sh gives tend
@@ -97,7 +102,11 @@ struct fact {
     size_t order;
     long long orders, first_at, last_at;
     double qty;
+    long long prev_at;   /* the latest order but one; NO_PREV while orders = 1 */
+    int is_new;          /* inserted, not merged into a stored fact */
 };
+
+#define NO_PREV (-1LL - 0x7fffffffffffffffLL)
 
 static int cmp_ev(const void *a, const void *b)
 {
@@ -115,6 +124,41 @@ static int cmp_fact(const void *a, const void *b)
     if (!c)
         c = strcmp(x->key, y->key);
     return c ? c : (x->order > y->order) - (x->order < y->order);
+}
+
+static int cmp_key(const void *a, const void *b)
+{
+    const struct fact *x = *(const struct fact *const *)a, *y = *(const struct fact *const *)b;
+    int c = x->kind - y->kind;
+    return c ? c : strcmp(x->key, y->key);
+}
+
+/* bought_counts gains one customer per new fact, one row per key of the
+ * batch (as tend's orderline_batch_flush does). */
+static void count_new(sqlite3 *db, sqlite3_stmt *count_ins, struct fact *f, int n)
+{
+    struct fact **fresh = malloc((size_t)(n ? n : 1) * sizeof *fresh);
+    int *customers = malloc((size_t)(n ? n : 1) * sizeof *customers), nfresh = 0, nkeys = 0;
+    for (int i = 0; i < n; i++)
+        if (f[i].is_new)
+            fresh[nfresh++] = &f[i];
+    qsort(fresh, (size_t)nfresh, sizeof *fresh, cmp_key);
+    for (int i = 0; i < nfresh; i++) {
+        if (nkeys && !cmp_key(&fresh[nkeys - 1], &fresh[i])) {
+            customers[nkeys - 1]++;
+        } else {
+            fresh[nkeys] = fresh[i];
+            customers[nkeys++] = 1;
+        }
+    }
+    for (int k = 0; k < nkeys; k++) {   /* one row a statement, as tend's */
+        sqlite3_bind_int(count_ins, 1, fresh[k]->kind);
+        sqlite3_bind_text(count_ins, 2, fresh[k]->key, -1, SQLITE_STATIC);
+        sqlite3_bind_int(count_ins, 3, customers[k]);
+        bench_run(db, count_ins);
+    }
+    free(fresh);
+    free(customers);
 }
 
 int main(int argc, char **argv)
@@ -141,14 +185,28 @@ int main(int argc, char **argv)
                                            " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
     sqlite3_stmt *batch = bench_prepare(db, "SELECT seq, customer, at FROM events WHERE seq > ? ORDER BY seq LIMIT ?");
     sqlite3_stmt *upd_customer = bench_prepare(db,
-        "UPDATE customers SET orders_count = orders_count + 1, total_spent = total_spent + ?2,"
-        " first_order_at = COALESCE(first_order_at, ?1), last_order_at = MAX(COALESCE(last_order_at, ?1), ?1),"
-        " last_active_at = MAX(COALESCE(last_active_at, ?1), ?1), updated_at = ?1 WHERE id = ?3");
+        "UPDATE OR IGNORE customers SET orders_count = orders_count + 1, total_spent = total_spent + ?2,"
+        " first_order_at = COALESCE(first_order_at, ?1),"
+        " last_order_at = CASE WHEN last_order_at > ?1 THEN last_order_at ELSE ?1 END,"
+        " last_active_at = CASE WHEN last_active_at > ?1 THEN last_active_at ELSE ?1 END, updated_at = ?1 WHERE id = ?3");
     sqlite3_stmt *get_zone = bench_prepare(db, "SELECT timezone FROM customers WHERE id = ?");
     sqlite3_stmt *hour = bench_prepare(db, "INSERT INTO activity_hours (customer, hour, n) VALUES (?, ?, 1)"
                                      " ON CONFLICT(customer, hour) DO UPDATE SET n = n + 1");
     sqlite3_stmt *seen = bench_prepare(db, "SELECT 1 FROM order_items WHERE customer = ? AND order_id = ? LIMIT 1");
-    sqlite3_stmt *lines_ins[CHUNK + 1] = {0}, *facts_ins[CHUNK + 1] = {0};
+    /* a fact: INSERT that does nothing on conflict, UPDATE if it was there */
+    sqlite3_stmt *fact_ins = bench_prepare(db,
+        "INSERT INTO bought (kind, key, customer, orders, qty, first_at, last_at, prev_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (customer, kind, key) DO NOTHING");
+    sqlite3_stmt *fact_upd = bench_prepare(db,
+        "UPDATE bought SET orders = orders + ?4, qty = qty + ?5,"
+        " first_at = CASE WHEN ?6 < first_at THEN ?6 ELSE first_at END,"
+        " last_at = CASE WHEN ?7 > last_at THEN ?7 ELSE last_at END,"
+        " prev_at = CASE WHEN ?7 >= last_at THEN CASE WHEN ?8 > last_at THEN ?8 ELSE last_at END"
+        " ELSE CASE WHEN prev_at > ?7 THEN prev_at ELSE ?7 END END"
+        " WHERE customer = ?3 AND kind = ?1 AND key = ?2");
+    sqlite3_stmt *count_ins = bench_prepare(db, "INSERT INTO bought_counts (kind, key, customers) VALUES (?, ?, ?)"
+        " ON CONFLICT (kind, key) DO UPDATE SET customers = bought_counts.customers + excluded.customers");
+    sqlite3_stmt *lines_ins[CHUNK + 1] = {0};
     struct bench_zone_hours zones = {0};
     struct ev **todo = xmalloc((size_t)process_batch * sizeof *todo);
     struct fact *facts = xmalloc((size_t)process_batch * MAX_ITEMS * 2 * sizeof *facts);
@@ -224,14 +282,15 @@ int main(int argc, char **argv)
                 rows[nrows].e = e;
                 rows[nrows++].i = j;
                 const struct item *it = &e->items[j];
-                facts[nfacts++] = (struct fact){e->customer, it->sku, 0, (size_t)i, 1, e->at, e->at, it->qty};
-                facts[nfacts++] = (struct fact){e->customer, it->category, 1, (size_t)i, 1, e->at, e->at, it->qty};
+                facts[nfacts++] = (struct fact){e->customer, it->sku, 0, (size_t)i, 1, e->at, e->at, it->qty, NO_PREV, 0};
+                facts[nfacts++] = (struct fact){e->customer, it->category, 1, (size_t)i, 1, e->at, e->at, it->qty,
+                                                 NO_PREV, 0};
             }
         }
         for (int done = 0; done < nrows; done += CHUNK) {
             int m = nrows - done < CHUNK ? nrows - done : CHUNK;
             sqlite3_stmt *s = bench_chunk(db, lines_ins, m,
-                "INSERT INTO order_items (customer, order_id, line, sku, category, qty, price, at) VALUES ",
+                "INSERT OR IGNORE INTO order_items (customer, order_id, line, sku, category, qty, price, at) VALUES ",
                 "(?, ?, ?, ?, ?, ?, ?, ?)", "");
             for (int r = 0; r < m; r++) {
                 const struct ev *e = rows[done + r].e;
@@ -253,7 +312,13 @@ int main(int argc, char **argv)
         for (int i = 0; i < nfacts; i++) {
             struct fact *f = &facts[i], *m = merged ? &facts[merged - 1] : NULL;
             if (m && m->kind == f->kind && !strcmp(m->customer, f->customer) && !strcmp(m->key, f->key)) {
-                m->orders += m->order != f->order;
+                if (m->order != f->order) {
+                    m->orders++;
+                    if (f->last_at >= m->last_at)
+                        m->prev_at = m->last_at;
+                    else if (m->prev_at == NO_PREV || f->last_at > m->prev_at)
+                        m->prev_at = f->last_at;
+                }
                 m->order = f->order;
                 m->qty += f->qty;
                 m->first_at = f->first_at < m->first_at ? f->first_at : m->first_at;
@@ -262,27 +327,26 @@ int main(int argc, char **argv)
                 facts[merged++] = *f;
             }
         }
-        for (int done = 0; done < merged; done += CHUNK) {
-            int m = merged - done < CHUNK ? merged - done : CHUNK;
-            sqlite3_stmt *s = bench_chunk(db, facts_ins, m,
-                "INSERT INTO bought (kind, key, customer, orders, qty, first_at, last_at) VALUES ",
-                "(?, ?, ?, ?, ?, ?, ?)",
-                " ON CONFLICT (customer, kind, key) DO UPDATE SET orders = bought.orders + excluded.orders,"
-                " qty = bought.qty + excluded.qty, first_at = MIN(bought.first_at, excluded.first_at),"
-                " last_at = MAX(bought.last_at, excluded.last_at)");
-            for (int r = 0; r < m; r++) {
-                const struct fact *f = &facts[done + r];
-                int p = r * 7;
-                sqlite3_bind_int(s, p + 1, f->kind);
-                sqlite3_bind_text(s, p + 2, f->key, -1, SQLITE_STATIC);
-                sqlite3_bind_text(s, p + 3, f->customer, -1, SQLITE_STATIC);
-                sqlite3_bind_int64(s, p + 4, f->orders);
-                sqlite3_bind_double(s, p + 5, f->qty);
-                sqlite3_bind_int64(s, p + 6, f->first_at);
-                sqlite3_bind_int64(s, p + 7, f->last_at);
+        for (int i = 0; i < merged; i++) {
+            struct fact *f = &facts[i];
+            for (sqlite3_stmt *s = fact_ins; s; s = s == fact_ins && !f->is_new ? fact_upd : NULL) {
+                sqlite3_bind_int(s, 1, f->kind);
+                sqlite3_bind_text(s, 2, f->key, -1, SQLITE_STATIC);
+                sqlite3_bind_text(s, 3, f->customer, -1, SQLITE_STATIC);
+                sqlite3_bind_int64(s, 4, f->orders);
+                sqlite3_bind_double(s, 5, f->qty);
+                sqlite3_bind_int64(s, 6, f->first_at);
+                sqlite3_bind_int64(s, 7, f->last_at);
+                if (f->prev_at == NO_PREV)
+                    sqlite3_bind_null(s, 8);
+                else
+                    sqlite3_bind_int64(s, 8, f->prev_at);
+                bench_run(db, s);
+                if (s == fact_ins)
+                    f->is_new = sqlite3_changes(db) == 1;   /* inserted, not there before */
             }
-            bench_run(db, s);
         }
+        count_new(db, count_ins, facts, merged);
         sqlite3_bind_int64(cursor_set, 1, cursor);
         bench_run(db, cursor_set);
         bench_exec(db, "COMMIT");
@@ -293,12 +357,11 @@ int main(int argc, char **argv)
     double t2 = bench_seconds();
     printf("%zu %.3f %.3f %.3f\n", processed, t2 - t0, t1 - t0, t2 - t1);
 
-    sqlite3_stmt *stmts[] = {ins_event, cursor_get, cursor_set, batch, upd_customer, get_zone, hour, seen};
+    sqlite3_stmt *stmts[] = {ins_event, cursor_get, cursor_set, batch, upd_customer, get_zone, hour, seen, fact_ins, fact_upd, count_ins};
     for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++)
         sqlite3_finalize(stmts[i]);
     for (int i = 0; i <= CHUNK; i++) {
         sqlite3_finalize(lines_ins[i]);
-        sqlite3_finalize(facts_ins[i]);
     }
     sqlite3_close(db);
     free(todo);

@@ -547,18 +547,24 @@ int customer_apply_event(engine *e, const char *id, const char *type, tend_time 
     /* Only the indexed columns that change are named: an order moves
      * last_order_at (and the indexes over it), any other event only the
      * unindexed activity fields, and first_seen_at (under a partial index)
-     * moves only for a backfill older than the customer. */
+     * moves only for a backfill older than the customer.
+     * OR IGNORE: every value is bound (none NULL) and the key stays, so no
+     * constraint can fail; without a way to abort, SQLite keeps no statement
+     * journal for this UPDATE and its customers_order_tags trigger, where
+     * it copied each page the statement touched (~7 per order event: the
+     * row, three indexes, the tag row) before writing it. A backend without
+     * OR IGNORE drops the words. */
     int set_last = m.last_order != old.last_order, set_seen = m.first_seen != old.first_seen;
     static const char *const sql[4] = {
-        "UPDATE customers SET last_active_at = ?1, orders_count = ?2, total_spent = ?3,"
+        "UPDATE OR IGNORE customers SET last_active_at = ?1, orders_count = ?2, total_spent = ?3,"
         " first_order_at = ?4, lifecycle = ?7, r = ?8, f = ?9, m = ?10, updated_at = ?11 WHERE id = ?12",
-        "UPDATE customers SET last_active_at = ?1, orders_count = ?2, total_spent = ?3,"
+        "UPDATE OR IGNORE customers SET last_active_at = ?1, orders_count = ?2, total_spent = ?3,"
         " first_order_at = ?4, last_order_at = ?5, lifecycle = ?7, r = ?8, f = ?9, m = ?10, updated_at = ?11"
         " WHERE id = ?12",
-        "UPDATE customers SET last_active_at = ?1, orders_count = ?2, total_spent = ?3,"
+        "UPDATE OR IGNORE customers SET last_active_at = ?1, orders_count = ?2, total_spent = ?3,"
         " first_order_at = ?4, first_seen_at = ?6, lifecycle = ?7, r = ?8, f = ?9, m = ?10, updated_at = ?11"
         " WHERE id = ?12",
-        "UPDATE customers SET last_active_at = ?1, orders_count = ?2, total_spent = ?3,"
+        "UPDATE OR IGNORE customers SET last_active_at = ?1, orders_count = ?2, total_spent = ?3,"
         " first_order_at = ?4, last_order_at = ?5, first_seen_at = ?6, lifecycle = ?7, r = ?8, f = ?9,"
         " m = ?10, updated_at = ?11 WHERE id = ?12",
     };

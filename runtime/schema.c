@@ -326,6 +326,37 @@ static const char m_wake2_tag_insert[] =
     " WHERE customer = NEW.customer AND tag = NEW.tag; END;";
 /* --- end branch wake2 ---------------------------------------------------- */
 
+/* --- branch bought3: every bought form from an index at 10M customers ----
+ * bought_counts: how many customers have a fact for each key, so bought =
+ * { key } and not_(bought{ key }) alone count in one lookup (a range of 4M
+ * index entries per category at 10M customers took 600 ms). The writer of
+ * facts adds its new ones per key (orderline: one row per key of a batch;
+ * an insert trigger cost 4.6 us a fact); the triggers keep it right for a
+ * fact deleted or moved. prev_at: the time of the latest order with the key but one (NULL
+ * while orders = 1), so "two orders with the key within the window" is
+ * prev_at >= since; bought_repeat, partial on orders >= 2 (a fact written
+ * once is never in it), is what at_least walks: at_least = 2 with within is
+ * the index alone, a larger at_least counts the lines of the few customers
+ * it leaves. */
+static const char m_bought3_forms[] =
+    "ALTER TABLE bought ADD COLUMN prev_at INTEGER;"
+    "UPDATE bought SET prev_at = (SELECT o.at FROM (SELECT i.order_id, MAX(i.at) AS at FROM order_items i"
+    " WHERE i.customer = bought.customer"
+    " AND (CASE bought.kind WHEN 0 THEN i.sku ELSE i.category END) = bought.key"
+    " GROUP BY i.order_id) o ORDER BY o.at DESC LIMIT 1 OFFSET 1) WHERE orders >= 2;"
+    "CREATE INDEX bought_repeat ON bought(kind, key, orders, prev_at) WHERE orders >= 2;"
+    "CREATE TABLE bought_counts (kind INTEGER NOT NULL, key TEXT NOT NULL, customers INTEGER NOT NULL,"
+    " PRIMARY KEY (kind, key)) WITHOUT ROWID;"
+    "INSERT INTO bought_counts SELECT kind, key, COUNT(*) FROM bought GROUP BY kind, key;"
+    "CREATE TRIGGER bought_counts_delete AFTER DELETE ON bought BEGIN"
+    " UPDATE bought_counts SET customers = customers - 1 WHERE kind = OLD.kind AND key = OLD.key; END;"
+    "CREATE TRIGGER bought_counts_update AFTER UPDATE OF kind, key ON bought"
+    " WHEN OLD.kind IS NOT NEW.kind OR OLD.key IS NOT NEW.key BEGIN"
+    " UPDATE bought_counts SET customers = customers - 1 WHERE kind = OLD.kind AND key = OLD.key;"
+    " INSERT INTO bought_counts VALUES (NEW.kind, NEW.key, 1)"
+    " ON CONFLICT (kind, key) DO UPDATE SET customers = customers + 1; END;";
+/* --- end branch bought3 -------------------------------------------------- */
+
 const struct store_migration schema_migrations[] = {
     {"core", m1_core},
     {"delivery", m2_delivery},
@@ -338,5 +369,6 @@ const struct store_migration schema_migrations[] = {
     {"wake_history_chunks", m_wake_history_chunks},   /* branch wake */
     {"tick_counts", m_tick_counts},   /* branch tick */
     {"wake2_tag_insert", m_wake2_tag_insert},   /* branch wake2 */
+    {"bought3_forms", m_bought3_forms},   /* branch bought3 */
 };
 const int schema_migration_count = sizeof schema_migrations / sizeof schema_migrations[0];

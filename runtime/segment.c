@@ -144,6 +144,7 @@ typedef struct compiler {
     /* the last bought condition's text: [bought_start, bought_end) of sql */
     size_t bought_start, bought_end;
     int bought_conds;
+    int bought_ever;        /* the last bought condition has no within and no at_least */
     /* Driving from the tag index: drivable is set by the first pass when the
      * top level requires a tag; the second pass (drive) writes the filter
      * over dt, its first top-level tag as dt.tag = ?; top_tag is set while
@@ -550,10 +551,14 @@ static int spec_int(compiler *c, int idx, const char *k, lua_Integer min, lua_In
 }
 
 /* bought = { sku = s | category = k, within = seconds, at_least = n }: the
- * customer is among those the bought table has for that key (a range of the
- * index bought_recent, narrowed by last_at for `within`; `orders` sits in
- * the index too). A count within a window needs the lines: the customer's
- * order_items, by their key, only for the customers the facts leave. */
+ * customer is among those the bought table has for that key: a range of the
+ * index bought_recent, narrowed by last_at for `within`; with at_least, a
+ * range of the partial index bought_repeat (kind, key, orders, prev_at),
+ * the facts of two orders or more. at_least = 2 within a window is prev_at
+ * (the latest order but one) in it; a larger count within a window needs
+ * the lines: the customer's order_items, by their key, only for the
+ * customers the facts leave. Alone, bought ever counts from bought_counts
+ * (segment_compile). */
 static int bought_cond(compiler *c, int idx)
 {
     lua_State *L = c->L;
@@ -622,15 +627,22 @@ static int bought_cond(compiler *c, int idx)
     emit_value(c, &v_kind);
     put(c, " AND b.key = ");
     emit_value(c, &key);
-    if (has_within) {
+    if (at_least > 1) {
+        /* the literal 2 is what lets SQLite read the partial index
+         * bought_repeat (WHERE orders >= 2); prev_at >= since: two of the
+         * orders with the key are within the window */
+        put(c, " AND b.orders >= 2 AND b.orders >= ");
+        emit_value(c, &v_least);
+        if (has_within) {
+            put(c, " AND b.prev_at >= ");
+            emit_value(c, &v_since);
+        }
+    } else if (has_within) {
         put(c, " AND b.last_at >= ");
         emit_value(c, &v_since);
     }
-    if (at_least > 1) {
-        put(c, " AND b.orders >= ");
-        emit_value(c, &v_least);
-    }
-    if (has_within && at_least > 1) {
+    c->bought_ever = !has_within && at_least == 1;
+    if (has_within && at_least > 2) {
         strbuf_printf(&c->sql, " AND (SELECT COUNT(DISTINCT i.order_id) FROM order_items i"
                                " WHERE i.customer = b.customer AND i.%s = ", col);
         emit_value(c, &key);
@@ -993,18 +1005,25 @@ segment_query *segment_compile(lua_State *L, int idx, tend_time now, char *err, 
      * customer; customers are never deleted without their facts). This
      * skips a lookup in customers per match (10x at 10M customers). */
     static const char in_head[] = "customers.id IN (";
+    /* Bought ever (no within, no at_least): the customers with a fact for
+     * the key, kept in bought_counts by triggers; its parameters are the
+     * condition's own (kind, key). */
+    static const char ever_count[] = "COALESCE((SELECT n.customers FROM bought_counts n WHERE n.kind = ? AND n.key = ?), 0)";
     if (c.bought_conds == 1 && c.bought_start == 0 && c.bought_end == c.sql.len)
-        q->count_sql = xasprintf("SELECT COUNT(*) FROM (%.*s)", (int)(c.sql.len - sizeof in_head),
-                                 c.sql.s + sizeof in_head - 1);
+        q->count_sql = c.bought_ever ? xasprintf("SELECT %s", ever_count)
+                                     : xasprintf("SELECT COUNT(*) FROM (%.*s)", (int)(c.sql.len - sizeof in_head),
+                                                 c.sql.s + sizeof in_head - 1);
     /* not_(bought{...}) alone: every customer but those, by the same
      * reasoning (one scan of the smallest customers index, not a lookup in
      * the facts per customer: 50x at 2M customers). */
     static const char not_head[] = "NOT COALESCE((", not_tail[] = "), 0)";
     if (c.bought_conds == 1 && c.bought_start == sizeof not_head - 1 &&
         c.bought_end == c.sql.len - (sizeof not_tail - 1) && memcmp(c.sql.s, not_head, sizeof not_head - 1) == 0)
-        q->count_sql = xasprintf("SELECT (SELECT COUNT(*) FROM customers) - (SELECT COUNT(*) FROM (%.*s))",
-                                 (int)(c.bought_end - c.bought_start - sizeof in_head),
-                                 c.sql.s + c.bought_start + sizeof in_head - 1);
+        q->count_sql = c.bought_ever
+            ? xasprintf("SELECT (SELECT COUNT(*) FROM customers) - %s", ever_count)
+            : xasprintf("SELECT (SELECT COUNT(*) FROM customers) - (SELECT COUNT(*) FROM (%.*s))",
+                        (int)(c.bought_end - c.bought_start - sizeof in_head),
+                        c.sql.s + c.bought_start + sizeof in_head - 1);
     q->where = strbuf_take(&c.sql);
     q->params = c.params;
     q->nparams = c.nparams;
@@ -1043,6 +1062,7 @@ void segment_query_free(segment_query *q)
 
 const char *segment_query_where(const segment_query *q) { return q->where; }
 int segment_query_nparams(const segment_query *q) { return q->nparams; }
+const char *segment_query_count_sql(const segment_query *q) { return q->count_sql; }
 
 static int bind_params(const struct param *params, int n, store_stmt *s, int first)
 {

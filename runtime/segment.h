@@ -58,6 +58,12 @@ const char *segment_query_where(const segment_query *q);
 int  segment_query_nparams(const segment_query *q);
 int  segment_query_bind(const segment_query *q, store_stmt *s, int first);
 
+/* The statement segment_count runs for a filter that is one bought
+ * condition alone (from the bought facts or bought_counts, not the
+ * customers table), with the same parameters; NULL otherwise (it counts
+ * `SELECT COUNT(*) FROM customers WHERE <where>`). For EXPLAIN and tests. */
+const char *segment_query_count_sql(const segment_query *q);
+
 /* How many customers match; -1 on a store error. */
 int64_t segment_count(store *st, const segment_query *q);
 

@@ -104,6 +104,54 @@ t.case("an order's lines count once: shipped and delivered events of the same or
   t.eq(s:segment{ bought = { sku = "B1" } }, { "c1" })
 end)
 
+t.case("orders stored in several batches, out of time order: at_least in a window and counts as if stored at once", function()
+  local s = sim()
+  local now = s:now()
+  local function paid(customer, order, ago, sku, category)
+    return { type = "order.paid", customer = customer, order = order, at = now - days(ago),
+             items = { { sku = sku, category = category } } }
+  end
+  -- c1's coffee orders 5, 50 and 80 days ago, each its own event (merged
+  -- into the stored facts one by one); c2 one coffee order; c3 tea only;
+  -- c4 one order 60 days ago, then two newer ones in one batch
+  s:event(paid("c1", "a1", 5, "B1", "coffee"))
+  s:event(paid("c1", "a2", 50, "B2", "coffee"))
+  s:event(paid("c1", "a3", 80, "B3", "coffee"))
+  s:event(paid("c2", "b1", 1, "B1", "coffee"))
+  s:event(paid("c3", "c1", 1, "T1", "tea"))
+  s:event(paid("c4", "d1", 60, "B4", "coffee"))
+  s:events{ paid("c4", "d2", 10, "B4", "coffee"), paid("c4", "d3", 3, "B4", "coffee") }
+  local function seg(spec)
+    local got, counted = s:segment{ bought = spec }
+    t.eq(counted, #got, "segment_count agrees with the members of " .. t.show(spec))
+    return got
+  end
+  t.eq(seg{ category = "coffee", at_least = 2, within = days(4) }, {}, "one order within 4 days")
+  t.eq(seg{ category = "coffee", at_least = 2, within = days(10) }, { "c4" }, "c4: 3 and 10 days ago")
+  t.eq(seg{ category = "coffee", at_least = 2, within = days(50) }, { "c1", "c4" }, "c1: 5 and 50 days ago")
+  t.eq(seg{ category = "coffee", at_least = 2, within = days(49) }, { "c4" }, "c1's second latest is 50 days ago")
+  t.eq(seg{ sku = "B4", at_least = 3, within = days(60) }, { "c4" })
+  t.eq(seg{ sku = "B4", at_least = 3, within = days(59) }, {})
+  t.eq(seg{ category = "coffee", at_least = 3, within = days(80) }, { "c1", "c4" })
+  t.eq(seg{ category = "coffee", at_least = 3, within = days(79) }, { "c4" })
+  t.eq(seg{ category = "coffee", at_least = 3 }, { "c1", "c4" })
+  t.eq(seg{ category = "coffee", at_least = 4 }, {})
+  t.eq(seg{ category = "coffee", at_least = 2 }, { "c1", "c4" })
+  t.eq(seg{ category = "coffee" }, { "c1", "c2", "c4" })
+  t.eq(seg{ sku = "B1" }, { "c1", "c2" })
+  t.eq(seg{ category = "tea" }, { "c3" })
+  t.eq(seg{ sku = "NONE" }, {})
+  local got, counted = s:segment{ not_(bought{ category = "coffee" }) }
+  t.eq(got, { "c3" })
+  t.eq(counted, 1)
+  -- an order seen again adds nothing; a later one moves the window
+  s:event{ type = "order.delivered", customer = "c2", order = "b1", items = { { sku = "B1", category = "coffee" } } }
+  t.eq(seg{ category = "coffee", at_least = 2 }, { "c1", "c4" })
+  s:event(paid("c2", "b2", 2, "B9", "coffee"))
+  t.eq(seg{ category = "coffee", at_least = 2, within = days(2) }, { "c2" })
+  t.eq(seg{ category = "coffee", at_least = 2 }, { "c1", "c2", "c4" })
+end)
+
 t.case("a bad item rejects the whole event, naming the event and the item; nothing is stored", function()
   local s = sim()
   s:customer{ id = "c1" }

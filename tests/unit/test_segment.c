@@ -630,6 +630,63 @@ static void test_bind_into_other_sql(void **state)
     segment_query_free(q);
 }
 
+/* The plan SQLite makes for what segment_count runs on `src`: the detail
+ * lines of EXPLAIN QUERY PLAN, joined by " | ". */
+static char *count_plan(const char *src)
+{
+    segment_query *q = compile(src);
+    const char *count_sql = segment_query_count_sql(q);
+    char *sql = count_sql ? xasprintf("EXPLAIN QUERY PLAN %s", count_sql)
+                          : xasprintf("EXPLAIN QUERY PLAN SELECT COUNT(*) FROM customers WHERE %s",
+                                      segment_query_where(q));
+    store_stmt *s = store_prepare(small.st, sql);
+    assert_non_null(s);
+    assert_int_equal(segment_query_bind(q, s, 1), 0);
+    strbuf b;
+    strbuf_init(&b);
+    while (store_step(s) == STORE_ROW)
+        strbuf_printf(&b, "%s%s", b.len ? " | " : "", store_col_text(s, 3));
+    store_finalize(s);
+    free(sql);
+    segment_query_free(q);
+    return strbuf_take(&b);
+}
+
+static void expect_plan(const char *src, const char *has, const char *lacks)
+{
+    char *plan = count_plan(src);
+    if (has && !strstr(plan, has))
+        fail_msg("%s: the plan lacks \"%s\": %s", src, has, plan);
+    if (lacks && strstr(plan, lacks))
+        fail_msg("%s: the plan has \"%s\": %s", src, lacks, plan);
+    free(plan);
+}
+
+/* Every form of bought reads an index range of the facts (or the kept
+ * counts), never a scan of the facts or the lines; only at_least > 2 with
+ * within looks at lines, by the customer's key. */
+static void test_bought_plans(void **state)
+{
+    (void)state;
+    expect_plan("{ bought = { category = 'coffee' } }", "SEARCH n USING PRIMARY KEY (kind=? AND key=?)", "SEARCH b");
+    expect_plan("{ not_(bought{ sku = 'S1' }) }", "SEARCH n USING PRIMARY KEY (kind=? AND key=?)", "SEARCH b");
+    expect_plan("{ bought = { category = 'coffee', within = days(30) } }",
+                "SEARCH b USING COVERING INDEX bought_recent (kind=? AND key=? AND last_at>?)", "order_items");
+    expect_plan("{ not_(bought{ category = 'coffee', within = days(30) }) }",
+                "SEARCH b USING COVERING INDEX bought_recent (kind=? AND key=? AND last_at>?)", "SCAN b");
+    expect_plan("{ bought = { sku = 'S1', at_least = 2 } }",
+                "SEARCH b USING COVERING INDEX bought_repeat (kind=? AND key=? AND orders>?)", "SEARCH i");
+    expect_plan("{ bought = { category = 'coffee', at_least = 2, within = days(90) } }",
+                "SEARCH b USING COVERING INDEX bought_repeat (kind=? AND key=? AND orders>?)", "SEARCH i");
+    expect_plan("{ bought = { category = 'coffee', at_least = 3, within = days(90) } }",
+                "SEARCH b USING COVERING INDEX bought_repeat (kind=? AND key=? AND orders>?)", "SCAN");
+    expect_plan("{ bought = { category = 'coffee', at_least = 3, within = days(90) } }",
+                "SEARCH i USING PRIMARY KEY (customer=?)", NULL);
+    expect_plan("{ city = 'Shanghai', bought = { sku = 'S1', at_least = 2, within = days(9) } }",
+                "SEARCH b USING COVERING INDEX bought_repeat (kind=? AND key=? AND orders>?)", "SCAN b");
+    expect_plan("{ city = 'Shanghai', bought = { sku = 'S1' } }", "SEARCH b USING COVERING INDEX bought_recent", "SCAN b");
+}
+
 static void test_store_errors(void **state)
 {
     (void)state;
@@ -1318,6 +1375,7 @@ int main(void)
         cmocka_unit_test(test_deep_nesting),
         cmocka_unit_test(test_paging_and_count),
         cmocka_unit_test(test_bind_into_other_sql),
+        cmocka_unit_test(test_bought_plans),
         cmocka_unit_test(test_store_errors),
         cmocka_unit_test(test_compile_out_of_memory),
         cmocka_unit_test(test_random_filters),
