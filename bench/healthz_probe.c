@@ -15,8 +15,11 @@
  * Runs until SIGTERM or SIGINT (or S seconds), then prints
  *   healthz: N probes: p50 X ms, p99 Y ms, max Z ms; F failed (U unanswered at the end), K skipped
  *   metrics: N scrapes: p50 X ms, p99 Y ms, max Z ms; F failed
+ *   lag: N probes: p50 X ms, p99 Y ms, max Z ms; 0 failed
  * A probe still unanswered at the end counts, as failed, with the time it
- * has waited.
+ * has waited. "lag" is how late this program itself started each probe
+ * against its schedule: on a loaded machine the probe waits for a core as
+ * tend does, and a late probe is the machine's, not tend's.
  * Probes are sent to 127.0.0.1 only: the URL must start with
  * http://127.0.0.1: (the bench never reaches off the machine). */
 #include <signal.h>
@@ -162,7 +165,7 @@ static void report(const char *what, struct samples *s, const char *extra)
 {
     qsort(s->v, s->n, sizeof *s->v, by_value);
     printf("%s: %zu %s: p50 %.1f ms, p99 %.1f ms, max %.1f ms; %ld failed%s\n", what, s->n,
-           strcmp(what, "healthz") == 0 ? "probes" : "scrapes", pct(s, 0.5), pct(s, 0.99),
+           strcmp(what, "metrics") != 0 ? "probes" : "scrapes", pct(s, 0.5), pct(s, 0.99),
            s->n ? s->v[s->n - 1] : 0, s->failed, extra);
 }
 
@@ -204,7 +207,7 @@ int main(int argc, char **argv)
     struct curl_slist *hdr = curl_slist_append(NULL, auth);
 
     CURLM *m = curl_multi_init();
-    struct samples health = {0}, scrapes = {0};
+    struct samples health = {0}, scrapes = {0}, lag = {0};
     long skipped = 0;
     int in_flight = 0, scraping = 0;
     double t0 = now_ms(), next = t0, next_scrape = t0;
@@ -212,6 +215,7 @@ int main(int argc, char **argv)
         double t = now_ms();
         while (next <= t) {
             if (in_flight < MAX_IN_FLIGHT) {
+                add_sample(&lag, t - next);
                 start(m, health_url, NULL, 0, NULL);
                 in_flight++;
             } else {
@@ -257,10 +261,12 @@ int main(int argc, char **argv)
     report("healthz", &health, extra);
     if (scrape_every > 0)
         report("metrics", &scrapes, "");
+    report("lag", &lag, "");
     curl_multi_cleanup(m);
     curl_slist_free_all(hdr);
     curl_global_cleanup();
     free(health.v);
     free(scrapes.v);
+    free(lag.v);
     return 0;
 }

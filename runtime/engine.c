@@ -114,6 +114,8 @@ engine *engine_open(const struct engine_options *o, char **err)
     e->log_ud = o->log_ud;
     e->dir = o->dir ? xstrdup(o->dir) : NULL;
     e->batch_size = BATCH;
+    const char *slice_log = getenv("TEND_SLICE_LOG_MS");   /* a debugging aid: docs/operations.md */
+    e->slice_log_ms = slice_log ? atof(slice_log) : 0;
     e->metrics = metrics_new();
     config_init(&e->cfg);
     struct sandbox_options so = {.clock = e->clock, .log = script_log, .log_ud = e};
@@ -392,6 +394,26 @@ static void fit_batch(engine *e, int k, double took_ms, double budget_ms)
         *b = min;
 }
 
+static double thread_cpu_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* TEND_SLICE_LOG_MS: a stage's batch that held the loop longer is logged
+ * with the CPU it used, which tells work (CPU close to the time) from a
+ * wait (for a CPU, the disk, a lock). Indexed as stages[]. */
+static const char *const stage_names[ENGINE_STAGES] = {
+    "events", "fanout", "wakes", "dates", "local_dates", "schedules", "wakes", "fetches", "events",
+    "sweep", "retention", "deliveries"};
+
+static void log_slow_stage(engine *e, int k, int n, double took_ms, double cpu_ms, double commit_ms)
+{
+    engine_logf(e, "info", "slice: stage %s did %d units (batch %d) in %.1f ms, %.1f ms of it CPU, %.1f in commits",
+                stage_names[k] ? stage_names[k] : "?", n, e->slice_batch[k], took_ms, cpu_ms, commit_ms);
+}
+
 /* The slice's batches share one transaction (each is a savepoint in it),
  * so a slice pays one commit's fsync, not one per batch; a stage that
  * commits on its own runs after that transaction has committed. */
@@ -425,9 +447,11 @@ static int run_slice(engine *e, tend_time now, double budget_ms, int *more, int 
             goto fail;
         if (!open)
             in_tx = 0;
-        double t0 = monotonic_ms(), c0 = store_commit_ms(e->st);
+        double t0 = monotonic_ms(), c0 = store_commit_ms(e->st), cpu0 = e->slice_log_ms > 0 ? thread_cpu_ms() : 0;
         int n = stages[k].run(e, now, stages[k].min ? e->slice_batch[k] : stage_max(e, k));
         double t1 = monotonic_ms(), waited = store_commit_ms(e->st) - c0;
+        if (e->slice_log_ms > 0 && t1 - t0 > e->slice_log_ms)
+            log_slow_stage(e, k, n, t1 - t0, thread_cpu_ms() - cpu0, waited);
         if (n < 0)
             goto fail;
         if (stages[k].min && n > 0)

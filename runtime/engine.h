@@ -93,6 +93,7 @@ typedef struct engine {
      * stage's batch size, fitted to the slice (0: not fitted yet) */
     int slice_next;
     int slice_batch[ENGINE_STAGES];
+    double slice_log_ms;        /* TEND_SLICE_LOG_MS: log a stage's batch that took longer (0: off) */
     tend_time lifecycle_sweep_to;   /* a sweep in pieces: swept up to lifecycle_swept, going to this */
 } engine;
 

@@ -101,6 +101,7 @@ struct server {
     char *scripts_error;        /* why the scripts on disk did not load (NULL: they did) */
     httpguard *guard;           /* connection limit, head checks, timeouts */
     int stopping;               /* a SIGTERM/SIGINT came: no new work, draining */
+    store *reader;              /* read-only connection for /metrics (NULL: it reads e->st) */
     double stop_deadline;       /* when draining gives up (monotonic seconds) */
 };
 
@@ -891,27 +892,27 @@ static void post_channel_receipts(struct server *s, struct evhttp_request *req, 
 
 /* Gauges read from the store when scraped: each row is label values then a
  * count. */
-static void metric_rows(strbuf *b, engine *e, const char *sql, const char *name, const char *l1,
+static void metric_rows(strbuf *b, store *st, const char *sql, const char *name, const char *l1,
                         const char *l2)
 {
-    store_stmt *st = store_sql(e->st, sql);
-    while (store_step(st) == STORE_ROW) {
+    store_stmt *q = store_sql(st, sql);
+    while (store_step(q) == STORE_ROW) {
         strbuf_printf(b, "%s{%s=\"", name, l1);
-        metrics_label_value(b, store_col_text(st, 0) ? store_col_text(st, 0) : "");
+        metrics_label_value(b, store_col_text(q, 0) ? store_col_text(q, 0) : "");
         if (l2) {
             strbuf_printf(b, "\",%s=\"", l2);
-            metrics_label_value(b, store_col_text(st, 1) ? store_col_text(st, 1) : "");
+            metrics_label_value(b, store_col_text(q, 1) ? store_col_text(q, 1) : "");
         }
-        strbuf_printf(b, "\"} %lld\n", (long long)store_col_int(st, l2 ? 2 : 1));
+        strbuf_printf(b, "\"} %lld\n", (long long)store_col_int(q, l2 ? 2 : 1));
     }
 }
 
 /* The one integer a query yields, or -1 for no row or NULL. */
-static int64_t query_int(engine *e, const char *sql)
+static int64_t query_int(store *st, const char *sql)
 {
-    store_stmt *st = store_sql(e->st, sql);
-    int64_t v = store_step(st) == STORE_ROW && store_col_text(st, 0) ? store_col_int(st, 0) : -1;
-    store_reset(st);
+    store_stmt *q = store_sql(st, sql);
+    int64_t v = store_step(q) == STORE_ROW && store_col_text(q, 0) ? store_col_int(q, 0) : -1;
+    store_reset(q);
     return v;
 }
 
@@ -919,6 +920,10 @@ static void get_metrics(struct server *s, struct evhttp_request *req, const char
 {
     (void)arg;
     engine *e = s->e;
+    /* the gauges come from the reader when there is one: it reads the last
+     * commit and never waits for the one in flight, so a scrape is not
+     * held behind a slice's fsync (the route does not defer it then) */
+    store *st = s->reader ? s->reader : e->st;
     strbuf b;
     strbuf_init(&b);
     struct versions v;
@@ -931,12 +936,12 @@ static void get_metrics(struct server *s, struct evhttp_request *req, const char
     /* events are never deleted, so the highest sequence is the count, read
      * from the end of the key rather than by a scan */
     metrics_header(&b, "tend_events_stored", "gauge", "Events in the store.");
-    int64_t stored = query_int(e, "SELECT MAX(seq) FROM events");
+    int64_t stored = query_int(st, "SELECT MAX(seq) FROM events");
     strbuf_printf(&b, "tend_events_stored %lld\n", (long long)(stored < 0 ? 0 : stored));
     /* those past the processed cursor: seqs above it are never deleted, so
      * the difference counts them without walking a backlog */
     int64_t cursor = 0;
-    store_meta_get_int(e->st, "events_cursor", &cursor);
+    store_meta_get_int(st, "events_cursor", &cursor);
     metrics_header(&b, "tend_events_pending", "gauge", "Events stored but not yet processed.");
     strbuf_printf(&b, "tend_events_pending %lld\n", (long long)(stored > cursor ? stored - cursor : 0));
     /* How far behind the loop is: for each kind of work, the age of the
@@ -945,27 +950,27 @@ static void get_metrics(struct server *s, struct evhttp_request *req, const char
     metrics_header(&b, "tend_oldest_due_seconds", "gauge",
                    "Age of the oldest due item not yet done, by kind (event, wake, delivery).");
     tend_time now = engine_now(e);
-    store_stmt *ev = store_sql(e->st, "SELECT received_at FROM events WHERE seq > ? ORDER BY seq LIMIT 1");
+    store_stmt *ev = store_sql(st, "SELECT received_at FROM events WHERE seq > ? ORDER BY seq LIMIT 1");
     store_bind_int(ev, 1, cursor);
     tend_time oldest_event = store_step(ev) == STORE_ROW ? store_col_int(ev, 0) : -1;
     store_reset(ev);
     const struct { const char *kind; tend_time at; } due[] = {
         {"event", oldest_event},
-        {"wake", query_int(e, "SELECT MIN(wake_at) FROM timers")},
-        {"delivery", query_int(e, "SELECT MIN(due_at) FROM outbox_due")},
+        {"wake", query_int(st, "SELECT MIN(wake_at) FROM timers")},
+        {"delivery", query_int(st, "SELECT MIN(due_at) FROM outbox_due")},
     };
     for (size_t i = 0; i < sizeof due / sizeof due[0]; i++)
         strbuf_printf(&b, "tend_oldest_due_seconds{kind=\"%s\"} %lld\n", due[i].kind,
                       (long long)(due[i].at >= 0 && due[i].at < now ? now - due[i].at : 0));
     metrics_header(&b, "tend_instances", "gauge", "Journey instances by journey and state.");
     /* kept by triggers as instances and messages change (schema.c) */
-    metric_rows(&b, e, "SELECT journey, state, n FROM instance_counts WHERE n <> 0 ORDER BY journey, state",
+    metric_rows(&b, st, "SELECT journey, state, n FROM instance_counts WHERE n <> 0 ORDER BY journey, state",
                 "tend_instances", "journey", "state");
     metrics_header(&b, "tend_outbox", "gauge", "Outbox rows by status.");
-    metric_rows(&b, e, "SELECT status, n FROM outbox_counts WHERE n <> 0 ORDER BY status", "tend_outbox", "status",
+    metric_rows(&b, st, "SELECT status, n FROM outbox_counts WHERE n <> 0 ORDER BY status", "tend_outbox", "status",
                 NULL);
     metrics_header(&b, "tend_http_get_pending", "gauge", "http_get requests journeys wait for (in flight or queued).");
-    strbuf_printf(&b, "tend_http_get_pending %lld\n", (long long)fetch_pending(e));
+    strbuf_printf(&b, "tend_http_get_pending %lld\n", (long long)store_count(st, "SELECT COUNT(*) FROM fetches"));
     metrics_header(&b, "tend_lua_memory_bytes", "gauge", "Bytes the Lua state holds.");
     strbuf_printf(&b, "tend_lua_memory_bytes %zu\n", sandbox_memory(e->sb));
 
@@ -1296,7 +1301,8 @@ static void route(struct evhttp_request *req, void *arg)
         free(param);
         return;
     }
-    if (hit && s->committing && hit->fn != get_healthz && hit->fn != get_openapi) {
+    if (hit && s->committing && hit->fn != get_healthz && hit->fn != get_openapi &&
+        !(hit->fn == get_metrics && s->reader)) {
         struct deferred *d = xcalloc(1, sizeof *d), **tail = &s->waiting;
         *d = (struct deferred){req, hit, param, NULL};
         while (*tail)
@@ -1669,6 +1675,13 @@ int server_run(engine *e)
     if (commit_fd >= 0) {
         s.committed = event_new(s.base, commit_fd, EV_READ | EV_PERSIST, on_committed, &s);
         event_add(s.committed, NULL);
+        /* commits sync on their thread: /metrics reads beside them */
+        char *rerr = NULL;
+        s.reader = store_open_reader(e->db_path, 0, &rerr);
+        if (!s.reader) {
+            engine_logf(e, "warn", "no read-only connection for /metrics (it waits for commits): %s", rerr);
+            free(rerr);
+        }
     }
     s.sigint = evsignal_new(s.base, SIGINT, on_signal, &s);
     s.sigterm = evsignal_new(s.base, SIGTERM, on_signal, &s);
@@ -1696,6 +1709,7 @@ out:
         event_free(s.ingest_next);
     if (s.committed)
         event_free(s.committed);
+    store_close(s.reader);
     if (s.sigint)
         event_free(s.sigint);
     if (s.sigterm)

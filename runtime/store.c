@@ -72,6 +72,11 @@ static store *in_flight;
 static void settle(store *st);
 static void committer_stop(store *st);
 #define SETTLE() do { if (in_flight) settle(in_flight); } while (0)
+/* A call on one connection waits only for that connection's commit: a
+ * reader (store_open_reader) reads the last committed state meanwhile. */
+#define SETTLE_DB(h) do { if (in_flight && in_flight->db == (h)) settle(in_flight); } while (0)
+#define SETTLE_ST(st) SETTLE_DB((st)->db)
+#define SETTLE_STMT(s) SETTLE_DB(sqlite3_db_handle(STMT(s)))
 
 #define STMT(s) ((sqlite3_stmt *)(void *)(s))
 
@@ -82,7 +87,7 @@ static void set_err(store *st, const char *msg)
 
 const char *store_errmsg(store *st)
 {
-    SETTLE();
+    SETTLE_ST(st);
     if (st->err[0])
         return st->err;
     return sqlite3_errmsg(st->db);
@@ -193,6 +198,36 @@ store *store_open(const char *path, const struct store_options *opts, char **err
     return store_open_with(path, opts, schema_migrations, schema_migration_count, err);
 }
 
+store *store_open_reader(const char *path, int cache_kib, char **err)
+{
+    *err = NULL;
+    store *st = calloc(1, sizeof *st);
+    if (!st) {
+        *err = strdup("out of memory");
+        return NULL;
+    }
+    /* read-only and no migrations: the writer's connection made the
+     * schema; WAL lets this one read the last commit while it writes */
+    if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "%s: %s", path, st->db ? sqlite3_errmsg(st->db) : "cannot open");
+        *err = strdup(msg);
+        store_close(st);
+        return NULL;
+    }
+    sqlite3_busy_timeout(st->db, 1000);
+    char pragmas[80];
+    snprintf(pragmas, sizeof pragmas, "PRAGMA cache_size=-%d; PRAGMA query_only=1;", cache_kib > 0 ? cache_kib : 2048);
+    if (store_exec(st, pragmas) != 0) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "%s: %s", path, store_errmsg(st));
+        *err = strdup(msg);
+        store_close(st);
+        return NULL;
+    }
+    return st;
+}
+
 int store_backup(store *st, const char *dest, char *err, size_t errlen)
 {
     SETTLE();
@@ -267,7 +302,7 @@ void store_close(store *st)
 
 int store_exec(store *st, const char *sql)
 {
-    SETTLE();
+    SETTLE_ST(st);
     char *msg = NULL;
     st->err[0] = 0;
     if (sqlite3_exec(st->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
@@ -310,7 +345,7 @@ static sqlite3_stmt *ready(sqlite3_stmt *stmt)
 
 store_stmt *store_sql(store *st, const char *sql)
 {
-    SETTLE();
+    SETTLE_ST(st);
     st->err[0] = 0;   /* errors from here on are SQLite's, for this statement */
     struct alias *a = &st->aliases[((uintptr_t)sql >> 3) % ALIASES];
     if (a->sql == sql && strcmp(a->text, sql) == 0)
@@ -348,7 +383,7 @@ store_stmt *store_sql(store *st, const char *sql)
 
 store_stmt *store_prepare(store *st, const char *sql)
 {
-    SETTLE();
+    SETTLE_ST(st);
     sqlite3_stmt *stmt = NULL;
     st->err[0] = 0;
     if (sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL) != SQLITE_OK)
@@ -358,7 +393,7 @@ store_stmt *store_prepare(store *st, const char *sql)
 
 void store_finalize(store_stmt *s)
 {
-    SETTLE();
+    SETTLE_STMT(s);
     if (s)
         sqlite3_finalize(STMT(s));
 }
@@ -367,19 +402,19 @@ void store_finalize(store_stmt *s)
 
 int store_bind_int(store_stmt *s, int idx, int64_t v)
 {
-    SETTLE();
+    SETTLE_STMT(s);
     return sqlite3_bind_int64(STMT(s), idx, v) == SQLITE_OK ? 0 : -1;
 }
 
 int store_bind_double(store_stmt *s, int idx, double v)
 {
-    SETTLE();
+    SETTLE_STMT(s);
     return sqlite3_bind_double(STMT(s), idx, v) == SQLITE_OK ? 0 : -1;
 }
 
 int store_bind_text(store_stmt *s, int idx, const char *v, int len)
 {
-    SETTLE();
+    SETTLE_STMT(s);
     if (!v)
         return store_bind_null(s, idx);
     /* SQLITE_TRANSIENT: callers' buffers are often Lua strings or stack
@@ -389,7 +424,7 @@ int store_bind_text(store_stmt *s, int idx, const char *v, int len)
 
 int store_bind_text_kept(store_stmt *s, int idx, const char *v, int len)
 {
-    SETTLE();
+    SETTLE_STMT(s);
     if (!v)
         return store_bind_null(s, idx);
     return sqlite3_bind_text(STMT(s), idx, v, len, SQLITE_STATIC) == SQLITE_OK ? 0 : -1;
@@ -397,13 +432,13 @@ int store_bind_text_kept(store_stmt *s, int idx, const char *v, int len)
 
 int store_bind_blob(store_stmt *s, int idx, const void *v, int len)
 {
-    SETTLE();
+    SETTLE_STMT(s);
     return sqlite3_bind_blob(STMT(s), idx, v, len, SQLITE_TRANSIENT) == SQLITE_OK ? 0 : -1;
 }
 
 int store_bind_null(store_stmt *s, int idx)
 {
-    SETTLE();
+    SETTLE_STMT(s);
     return sqlite3_bind_null(STMT(s), idx) == SQLITE_OK ? 0 : -1;
 }
 
@@ -414,7 +449,7 @@ int store_param_count(store_stmt *s)
 
 int store_step(store_stmt *s)
 {
-    SETTLE();
+    SETTLE_STMT(s);
     int rc = sqlite3_step(STMT(s));
     if (rc == SQLITE_ROW)
         return STORE_ROW;
@@ -429,7 +464,7 @@ int store_step(store_stmt *s)
 
 void store_reset(store_stmt *s)
 {
-    SETTLE();
+    SETTLE_STMT(s);
     sqlite3_reset(STMT(s));
 }
 
@@ -445,7 +480,7 @@ int store_run(store_stmt *s)
 
 int store_col_type(store_stmt *s, int col)
 {
-    SETTLE();
+    SETTLE_STMT(s);
     switch (sqlite3_column_type(STMT(s), col)) {
     case SQLITE_INTEGER: return STORE_INT;
     case SQLITE_FLOAT:   return STORE_FLOAT;
@@ -457,27 +492,27 @@ int store_col_type(store_stmt *s, int col)
 
 int64_t store_col_int(store_stmt *s, int col)
 {
-    SETTLE();
+    SETTLE_STMT(s);
     return sqlite3_column_int64(STMT(s), col);
 }
 double store_col_double(store_stmt *s, int col)
 {
-    SETTLE();
+    SETTLE_STMT(s);
     return sqlite3_column_double(STMT(s), col);
 }
 const char *store_col_text(store_stmt *s, int col)
 {
-    SETTLE();
+    SETTLE_STMT(s);
     return (const char *)sqlite3_column_text(STMT(s), col);
 }
 const void *store_col_blob(store_stmt *s, int col)
 {
-    SETTLE();
+    SETTLE_STMT(s);
     return sqlite3_column_blob(STMT(s), col);
 }
 int store_col_bytes(store_stmt *s, int col)
 {
-    SETTLE();
+    SETTLE_STMT(s);
     return sqlite3_column_bytes(STMT(s), col);
 }
 int store_col_count(store_stmt *s) { return sqlite3_column_count(STMT(s)); }
@@ -485,13 +520,13 @@ const char *store_col_name(store_stmt *s, int col) { return sqlite3_column_name(
 
 int64_t store_last_rowid(store *st)
 {
-    SETTLE();
+    SETTLE_ST(st);
     return sqlite3_last_insert_rowid(st->db);
 }
 
 int store_changes(store *st)
 {
-    SETTLE();
+    SETTLE_ST(st);
     return sqlite3_changes(st->db);
 }
 
@@ -526,7 +561,7 @@ static int exec_cached(store *st, const char *sql)
 
 int store_begin(store *st)
 {
-    SETTLE();
+    SETTLE_ST(st);
     if (st->depth == 0) {
         if (exec_cached(st, "BEGIN IMMEDIATE") != 0)
             return -1;
@@ -542,7 +577,7 @@ int store_begin(store *st)
 
 int store_commit(store *st)
 {
-    SETTLE();
+    SETTLE_ST(st);
     if (st->depth <= 0) {
         set_err(st, "commit without a transaction");
         return -1;
@@ -576,7 +611,7 @@ int store_commit(store *st)
 
 int store_rollback(store *st)
 {
-    SETTLE();
+    SETTLE_ST(st);
     if (st->depth <= 0)
         return -1;
     int rc;

@@ -40,6 +40,13 @@ struct store_options {
  * and a malloc'd message in *err (caller frees). `opts` may be NULL. */
 store *store_open(const char *path, const struct store_options *opts, char **err);
 void   store_close(store *st);
+/* A second, read-only connection to the database at `path` (a file the
+ * writer opened and migrated): no migrations, its own page cache of
+ * `cache_kib` (0: 2 MiB). Its reads see the last committed state and never
+ * wait for the writer's commit in flight (WAL), so a scrape can be
+ * answered while a commit syncs. Any write through it fails. NULL and a
+ * malloc'd *err on failure; store_close() frees it. */
+store *store_open_reader(const char *path, int cache_kib, char **err);
 
 /* Copies the whole database to a new file at `dest` with SQLite's online
  * backup, a few pages at a time, so the writer (a running `tend run` in
@@ -128,10 +135,12 @@ int store_rollback(store *st);
  * returns 0 at once, store_commit_pending then true; at a savepoint, or
  * when no thread can be had, it commits here as store_commit does
  * (returns its result, nothing pending). While a commit is in flight,
- * every other call of this API first waits for it to end, so calls keep
- * their order; nothing may be answered or sent on the strength of the
- * commit before store_commit_finish. store_commit_fd is an eventfd that
- * turns readable when a commit ended (-1: no thread). store_commit_finish
+ * every other call of this API on that connection first waits for it to
+ * end, so calls keep their order (a call on another connection, such as a
+ * reader's, does not wait); nothing may be answered or sent on the
+ * strength of the commit before store_commit_finish. store_commit_fd is an
+ * eventfd that turns readable when a commit ended (-1: no thread).
+ * store_commit_finish
  * waits for the commit in flight if any and returns its result once:
  * 0 committed (durable as store_commit's), -1 failed and rolled back
  * (store_errmsg says why); 0 when none was started. One commit in flight

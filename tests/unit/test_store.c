@@ -867,6 +867,45 @@ static void test_second_connection_reads_during_write_and_write_fails_busy(void 
     remove_db(path);
 }
 
+/* A reader (store_open_reader) reads beside a commit in flight on the
+ * writer's thread: its calls do not wait for that commit (the writer's
+ * commit stays pending until the writer's own next call), it sees either
+ * the state before that commit or after, never half, and it cannot write. */
+static void test_reader_reads_beside_a_commit_in_flight(void **state)
+{
+    (void)state;
+    char *path = temp_db();
+    store *w = open_with_ok(path, NULL, mem_migs, 1);
+    int n = 300;
+    assert_int_equal(store_begin(w), 0);
+    assert_int_equal(insert_many(w, &n), 0);
+    assert_int_equal(store_commit(w), 0);
+    char *err = NULL;
+    store *r = store_open_reader(path, 0, &err);
+    assert_null(err);
+    assert_non_null(r);
+    assert_int_equal(store_count(r, "SELECT COUNT(*) FROM t"), 300);
+
+    assert_int_equal(store_begin(w), 0);
+    assert_int_equal(insert_many(w, &n), 0);
+    assert_int_equal(store_commit_start(w), 0);
+    assert_true(store_commit_pending(w));
+    int64_t seen = store_count(r, "SELECT COUNT(*) FROM t");
+    assert_true(seen == 300 || seen == 600);
+    assert_true(store_commit_pending(w));   /* the reader did not settle it */
+    assert_int_equal(store_exec(r, "INSERT INTO t (v) VALUES ('from the reader')"), -1);
+    assert_true(store_commit_pending(w));
+    assert_int_equal(store_commit_finish(w), 0);
+    assert_int_equal(store_count(r, "SELECT COUNT(*) FROM t"), 600);
+    store_close(r);
+    store_close(w);
+
+    assert_null(store_open_reader("/nonexistent-dir/x.db", 0, &err));
+    assert_non_null(err);
+    free(err);
+    remove_db(path);
+}
+
 /* A cached SELECT abandoned mid-way, or one that failed, must not keep a
  * read snapshot open across a commit (store.h: DONE/ERROR reset, and commit
  * resets busy statements): after B commits a row, A sees it. */
@@ -927,6 +966,7 @@ int main(void)
         cmocka_unit_test(test_commit_on_the_stores_thread),
         cmocka_unit_test(test_second_connection_reads_during_write_and_write_fails_busy),
         cmocka_unit_test(test_abandoned_statement_holds_no_snapshot),
+        cmocka_unit_test(test_reader_reads_beside_a_commit_in_flight),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }
