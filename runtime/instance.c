@@ -1038,13 +1038,26 @@ static int kept_take(lua_State *L, int64_t id, struct kept_run *out)
 }
 
 /* Keeps the coroutine at L index co_idx as instance id's run, stopped as
- * ctx says; the oldest kept run makes room. */
-static void kept_put(lua_State *L, int co_idx, int64_t id, const struct run_ctx *ctx, const void *run)
+ * ctx says; the oldest kept run makes room. Kept runs share the sandbox's
+ * memory cap with the runs that work: once the state holds a quarter of
+ * its cap, every kept run is let go (their wakes replay, as without them)
+ * rather than let a cache make a script run out of memory. */
+static void kept_put(sandbox *sb, lua_State *L, int co_idx, int64_t id, const struct run_ctx *ctx, const void *run)
 {
     if (strlen(ctx->version) >= sizeof ((struct kept_run *)0)->version)
         return;
     co_idx = lua_absindex(L, co_idx);
     struct kept_runs *k = kept_runs(L);
+    if (sandbox_memory(sb) > sandbox_memory_limit(sb) / 4) {
+        memset(k->v, 0, sizeof k->v);
+        k->next = 0;
+        lua_pop(L, 1);   /* the old threads' table: the userdata lets it go */
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &KEPT_KEY);
+        lua_createtable(L, KEPT_RUNS, 0);
+        lua_setiuservalue(L, -2, 1);
+        lua_pop(L, 1);
+        return;
+    }
     int slot = k->next;
     k->next = (k->next + 1) % KEPT_RUNS;
     struct kept_run *r = &k->v[slot];
@@ -1187,7 +1200,7 @@ static int wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *eve
     if (rc == 0 && strcmp(state, "waiting") != 0)
         rc = release(e, id, &r, &ctx) ? -1 : 0;
     if (rc == 0 && keep && !error && strcmp(state, "waiting") == 0)
-        kept_put(L, co_at, id, &ctx, run);
+        kept_put(e->sb, L, co_at, id, &ctx, run);
     lua_settop(L, top);
     e->stats.instances_woken++;
     metrics_inc(e->metrics, M_INSTANCES_WOKEN, NULL);

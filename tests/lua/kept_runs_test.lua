@@ -111,3 +111,32 @@ t.case("instances that a due pass ends together (more than a page of 64) are eac
   t.eq(states, { done = 69, failed = 1 })
   t.match(s:instances{ customer = "c7" }[1].error, "c7 fails")
 end)
+
+-- Kept runs live in the sandbox's memory, under the same cap as the runs
+-- that work. A cache must never be why a script runs out of memory: with
+-- a 4 MiB cap, twelve runs that each hold about 400 KB across their waits
+-- would need 4.8 MB kept at once; they are let go instead, and every run
+-- ends as it would without the cache.
+t.case("kept runs are let go before they fill the sandbox's memory cap", function()
+  local s = t.sim{ source = [[
+    template "note" { category = "transactional", sms = "{{what}}" }
+    journey "big" { on = "go", run = function(c)
+      local hold = {}
+      for i = 1, 20 do
+        hold[i] = string.rep(string.char(65 + i % 26), 20000) .. i
+        wait(hours(1))
+      end
+      send("sms", c, "note", { what = c.id .. " " .. #hold })
+    end }
+  ]], start = "2026-03-02T10:00:00+08:00", config = { limits = { memory = 4 * 1024 * 1024 } } }
+  for i = 1, 12 do
+    s:customer{ id = "c" .. i }
+    s:event{ type = "go", customer = "c" .. i }
+  end
+  s:advance(hours(21))
+  for i = 1, 12 do
+    local inst = s:instances{ customer = "c" .. i }[1]
+    t.eq(inst.state, "done", inst.error)
+    t.eq(#s:sent{ customer = "c" .. i }, 1)
+  end
+end)
