@@ -55,7 +55,9 @@ with open(cpath, "w") as c, open(epath, "w") as e:
             if t > start + 360 * 86400:
                 break
             total = rnd.choice([59, 120, 399, 1200, 4000, 26000])
-            events.append({"type": "order.paid", "customer": cid, "at": t, "total": total, "id": "o%s-%d" % (cid, k)})
+            order = "o%s-%d" % (cid, k)   # a shop's order.paid names its order, as shopping_care reads it
+            events.append({"type": "order.paid", "customer": cid, "at": t, "total": total, "id": order,
+                           "order": order})
             events.append({"type": "page.view", "customer": cid, "at": t - rnd.randint(60, 7200)})
         if rnd.random() < 0.05:
             events.append({"type": "unsubscribe", "customer": cid, "channel": "sms",
@@ -96,6 +98,9 @@ assert all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d([+-]\d\d:\d\d|Z)$", r["loca
 report = open(sys.argv[2]).read()
 m = re.search(r"(\d+) messages sent", report)
 assert m and int(m.group(1)) == sum(r["status"] == "sent" for r in rows), "sent count"
+# no message of the library fails (a template that cannot render fails its send)
+failed = [r for r in rows if r["status"] == "failed"]
+assert not failed, "%d failed messages, first %r" % (len(failed), failed[0])
 # a marketing message never leaves in quiet hours, in the customer's own time
 for r in rows:
     if r["category"] == "marketing" and r["status"] == "sent":
