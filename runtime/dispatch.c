@@ -260,37 +260,11 @@ static void push_message(engine *e, lua_State *L, const struct row *r, const cJS
     lua_setfield(L, -2, "customer");
 }
 
-/* Appends s as a JSON string, escaped as cJSON prints it (the bytes an
- * http channel's body had when it was printed from a cJSON object). */
+/* s as a JSON string, escaped as cJSON prints it (the bytes an http
+ * channel's body had when it was printed from a cJSON object) */
 static void put_json_string(strbuf *b, const char *s)
 {
-    static const char hex[] = "0123456789abcdef";
-    strbuf_putc(b, '"');
-    const char *run = s;
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch > 31 && ch != '"' && ch != '\\')
-            continue;
-        strbuf_add(b, run, (size_t)(s - run));
-        run = s + 1;
-        char esc[7] = {'\\', 0};
-        size_t n = 2;
-        switch (ch) {
-        case '"': esc[1] = '"'; break;
-        case '\\': esc[1] = '\\'; break;
-        case '\b': esc[1] = 'b'; break;
-        case '\f': esc[1] = 'f'; break;
-        case '\n': esc[1] = 'n'; break;
-        case '\r': esc[1] = 'r'; break;
-        case '\t': esc[1] = 't'; break;
-        default:
-            esc[1] = 'u', esc[2] = '0', esc[3] = '0', esc[4] = hex[ch >> 4], esc[5] = hex[ch & 15];
-            n = 6;
-        }
-        strbuf_add(b, esc, n);
-    }
-    strbuf_add(b, run, (size_t)(s - run));
-    strbuf_putc(b, '"');
+    strbuf_json_string(b, s, strlen(s));
 }
 
 /* The JSON sent to an http channel: the channel's body(msg) if it has one,
