@@ -5,17 +5,17 @@
  * N customers with 5 order lines each (in 1 to 3 orders over the last
  * year; 200 skus in 10 categories). The store is made by tend's own
  * store_open (its schema and migrations); the rows then go in straight
- * through raw SQLite in key order, the secondary indexes and triggers of
- * the three tables dropped first and made again from their own SQL after
- * the load (a sort each, not random inserts), the kept counts
- * (bought_counts) filled from the loaded rows: 10M customers / 50M lines
- * in minutes. The rows are exactly those orderline_batch_flush writes for
+ * through raw SQLite in key order, 64 rows a statement, the secondary
+ * indexes and triggers of the three tables dropped first and made again
+ * from their own SQL after the load (a sort each, not random inserts; the
+ * time of each is printed to stderr), the kept counts (bought_counts)
+ * filled from the loaded rows. The rows are exactly those orderline_batch_flush writes for
  * the same orders; -p stores them through it instead (the processing
  * path, batches of 20,000 orders; slow at millions) to check that.
  * Then compiled segments count through segment_count: every bought form
  * (ever, within, at_least, at_least with within, sku and category,
  * not_). Each count runs 5 times; the fastest and the median are printed
- * with the count. DB defaults to a temporary file, removed at the end; a
+ * with the count, then SQLite's plan for it (EXPLAIN QUERY PLAN). DB defaults to a temporary file, removed at the end; a
  * DB that has customers is reused as it is. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,6 +153,119 @@ static void raw_step(sqlite3 *db, sqlite3_stmt *s, const char *what)
     sqlite3_reset(s);
 }
 
+/* Rows written ROWS a statement (INSERT ... VALUES (...), (...), ...): one
+ * step and reset per ROWS rows instead of per row. The values of a row are
+ * kept here (row_text, row_int, row_double, row_null, then row_end) and
+ * bound when ROWS of them are there; rows_finish writes the rest with a
+ * statement of that many rows. */
+#define ROWS 64
+#define MAX_COLS 10
+struct val {
+    int type;           /* SQLITE_TEXT, SQLITE_INTEGER, SQLITE_FLOAT, SQLITE_NULL */
+    long long i;
+    double d;
+    char t[24];
+};
+struct rows {
+    sqlite3 *db;
+    const char *head;   /* "INSERT INTO t (a, b, ...)" */
+    sqlite3_stmt *many;
+    int cols, n, col;
+    struct val v[ROWS][MAX_COLS];
+};
+
+static sqlite3_stmt *rows_prepare(sqlite3 *db, const char *head, int cols, int nrows)
+{
+    strbuf sql;
+    strbuf_init(&sql);
+    strbuf_printf(&sql, "%s VALUES ", head);
+    for (int i = 0; i < nrows; i++) {
+        strbuf_puts(&sql, i ? ", (" : "(");
+        for (int c = 0; c < cols; c++)
+            strbuf_puts(&sql, c ? ", ?" : "?");
+        strbuf_putc(&sql, ')');
+    }
+    sqlite3_stmt *s = raw_prepare(db, sql.s);
+    strbuf_free(&sql);
+    return s;
+}
+
+static struct rows *rows_new(sqlite3 *db, const char *head, int cols)
+{
+    struct rows *r = xmalloc(sizeof *r);
+    *r = (struct rows){.db = db, .head = head, .cols = cols};
+    r->many = rows_prepare(db, head, cols, ROWS);
+    return r;
+}
+
+static struct val *row_next(struct rows *r)
+{
+    return &r->v[r->n][r->col++];
+}
+
+static void row_text(struct rows *r, const char *t)
+{
+    struct val *v = row_next(r);
+    v->type = SQLITE_TEXT;
+    snprintf(v->t, sizeof v->t, "%s", t);
+}
+
+static void row_int(struct rows *r, long long i)
+{
+    struct val *v = row_next(r);
+    v->type = SQLITE_INTEGER;
+    v->i = i;
+}
+
+static void row_double(struct rows *r, double d)
+{
+    struct val *v = row_next(r);
+    v->type = SQLITE_FLOAT;
+    v->d = d;
+}
+
+static void row_null(struct rows *r)
+{
+    row_next(r)->type = SQLITE_NULL;
+}
+
+static void rows_write(struct rows *r, sqlite3_stmt *s, const char *what)
+{
+    for (int k = 0; k < r->n; k++)
+        for (int c = 0; c < r->cols; c++) {
+            struct val *v = &r->v[k][c];
+            int i = k * r->cols + c + 1;
+            if (v->type == SQLITE_TEXT)
+                sqlite3_bind_text(s, i, v->t, -1, SQLITE_STATIC);
+            else if (v->type == SQLITE_INTEGER)
+                sqlite3_bind_int64(s, i, v->i);
+            else if (v->type == SQLITE_FLOAT)
+                sqlite3_bind_double(s, i, v->d);
+            else
+                sqlite3_bind_null(s, i);
+        }
+    raw_step(r->db, s, what);
+    r->n = 0;
+}
+
+static void row_end(struct rows *r, const char *what)
+{
+    r->col = 0;
+    if (++r->n == ROWS)
+        rows_write(r, r->many, what);
+}
+
+static void rows_finish(struct rows *r, const char *what)
+{
+    if (r->n) {
+        sqlite3_stmt *s = rows_prepare(r->db, r->head, r->cols, r->n);
+        rows_write(r, s, what);
+        sqlite3_finalize(s);
+    }
+    sqlite3_finalize(r->many);
+    free(r);
+}
+
 /* One customer's fact for one key, as orderline_batch_flush merges them. */
 struct fact {
     int kind, key, orders, last_order;
@@ -169,7 +282,7 @@ static void generate_raw(const char *path, long n)
     if (sqlite3_open(path, &db) != SQLITE_OK)
         raw_die(db, "open");
     raw_exec(db, "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA locking_mode = EXCLUSIVE;"
-                 " PRAGMA cache_size = -1048576; PRAGMA temp_store = FILE");
+                 " PRAGMA cache_size = -4194304; PRAGMA temp_store = FILE");
     /* the indexes and triggers of the loaded tables, made again afterwards */
     int nsaved = 0;
     char *saved[64];
@@ -187,20 +300,20 @@ static void generate_raw(const char *path, long n)
         free(drops[k]);
     }
     int has_counts = sqlite3_exec(db, "SELECT 1 FROM bought_counts LIMIT 0", NULL, NULL, NULL) == SQLITE_OK;
-    sqlite3_stmt *ins_c = raw_prepare(db, "INSERT INTO customers (id, first_seen_at) VALUES (?, ?)");
-    sqlite3_stmt *ins_i = raw_prepare(db, "INSERT INTO order_items (customer, order_id, line, sku, category, name,"
-                                          " qty, price, at) VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?)");
-    sqlite3_stmt *ins_b = raw_prepare(db, "INSERT INTO bought (kind, key, customer, orders, qty, first_at, last_at,"
-                                          " prev_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    struct rows *ins_c = rows_new(db, "INSERT INTO customers (id, first_seen_at)", 2);
+    struct rows *ins_i = rows_new(db, "INSERT INTO order_items (customer, order_id, line, sku, category, name,"
+                                      " qty, price, at)", 9);
+    struct rows *ins_b = rows_new(db, "INSERT INTO bought (kind, key, customer, orders, qty, first_at, last_at,"
+                                      " prev_at)", 8);
     static long long per_key[2][200];   /* customers per (kind, key): bought_counts */
     long orders = 0, lines = 0, facts = 0;
     raw_exec(db, "BEGIN");
     for (long i = 1; i <= n; i++) {
         char id[24];
         snprintf(id, sizeof id, "c%010ld", i);
-        sqlite3_bind_text(ins_c, 1, id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(ins_c, 2, NOW - 400 * DAY);
-        raw_step(db, ins_c, "customer");
+        row_text(ins_c, id);
+        row_int(ins_c, NOW - 400 * DAY);
+        row_end(ins_c, "customers");
         struct fact f[10];
         int nf = 0;
         int norders = 1 + (int)below(3), left = 5;
@@ -221,15 +334,16 @@ static void generate_raw(const char *path, long n)
                 char sk[8], cat[8];
                 snprintf(sk, sizeof sk, "S%03d", sku[j]);
                 snprintf(cat, sizeof cat, "k%d", sku[j] % 10);
-                sqlite3_bind_text(ins_i, 1, id, -1, SQLITE_STATIC);
-                sqlite3_bind_text(ins_i, 2, oid, -1, SQLITE_STATIC);
-                sqlite3_bind_int(ins_i, 3, j + 1);
-                sqlite3_bind_text(ins_i, 4, sk, -1, SQLITE_STATIC);
-                sqlite3_bind_text(ins_i, 5, cat, -1, SQLITE_STATIC);
-                sqlite3_bind_double(ins_i, 6, qty[j]);
-                sqlite3_bind_double(ins_i, 7, price[j]);
-                sqlite3_bind_int64(ins_i, 8, at);
-                raw_step(db, ins_i, "order line");
+                row_text(ins_i, id);
+                row_text(ins_i, oid);
+                row_int(ins_i, j + 1);
+                row_text(ins_i, sk);
+                row_text(ins_i, cat);
+                row_null(ins_i);
+                row_double(ins_i, qty[j]);
+                row_double(ins_i, price[j]);
+                row_int(ins_i, at);
+                row_end(ins_i, "order lines");
                 lines++;
                 /* merged as orderline_batch_flush does: orders counts the
                  * distinct orders with the key */
@@ -261,18 +375,18 @@ static void generate_raw(const char *path, long n)
         for (int x = 0; x < nf; x++) {
             char key[8];
             snprintf(key, sizeof key, f[x].kind == 0 ? "S%03d" : "k%d", f[x].key);
-            sqlite3_bind_int(ins_b, 1, f[x].kind);
-            sqlite3_bind_text(ins_b, 2, key, -1, SQLITE_STATIC);
-            sqlite3_bind_text(ins_b, 3, id, -1, SQLITE_STATIC);
-            sqlite3_bind_int(ins_b, 4, f[x].orders);
-            sqlite3_bind_double(ins_b, 5, f[x].qty);
-            sqlite3_bind_int64(ins_b, 6, f[x].first_at);
-            sqlite3_bind_int64(ins_b, 7, f[x].last_at);
+            row_int(ins_b, f[x].kind);
+            row_text(ins_b, key);
+            row_text(ins_b, id);
+            row_int(ins_b, f[x].orders);
+            row_double(ins_b, f[x].qty);
+            row_int(ins_b, f[x].first_at);
+            row_int(ins_b, f[x].last_at);
             if (f[x].orders > 1)
-                sqlite3_bind_int64(ins_b, 8, f[x].prev_at);
+                row_int(ins_b, f[x].prev_at);
             else
-                sqlite3_bind_null(ins_b, 8);
-            raw_step(db, ins_b, "fact");
+                row_null(ins_b);
+            row_end(ins_b, "facts");
             per_key[f[x].kind][f[x].key]++;
             facts++;
         }
@@ -281,9 +395,9 @@ static void generate_raw(const char *path, long n)
             fprintf(stderr, "bench_bought: %ld customers written (%.0f s)\n", i, seconds() - a);
         }
     }
-    sqlite3_finalize(ins_c);
-    sqlite3_finalize(ins_i);
-    sqlite3_finalize(ins_b);
+    rows_finish(ins_c, "customers");
+    rows_finish(ins_i, "order lines");
+    rows_finish(ins_b, "facts");
     if (has_counts) {
         raw_exec(db, "DELETE FROM bought_counts");
         sqlite3_stmt *ins_n = raw_prepare(db, "INSERT INTO bought_counts (kind, key, customers) VALUES (?, ?, ?)");
@@ -304,7 +418,9 @@ static void generate_raw(const char *path, long n)
     double b = seconds();
     raw_exec(db, "BEGIN");
     for (int k = 0; k < nsaved; k++) {
+        double t = seconds();
         raw_exec(db, saved[k]);
+        fprintf(stderr, "bench_bought: %.1f s: %.50s...\n", seconds() - t, saved[k]);
         free(saved[k]);
     }
     raw_exec(db, "COMMIT; PRAGMA journal_mode = WAL");
@@ -314,6 +430,23 @@ static void generate_raw(const char *path, long n)
     printf("bought: %ld customers, %ld orders, %ld lines, %ld facts written by raw SQLite in key order in %.1f s,"
            " %d indexes and triggers made after in %.1f s; store %.2f GB\n", n, orders, lines, facts, b - a, nsaved,
            c - b, stat(path, &sb) == 0 ? sb.st_size / 1e9 : 0.0);
+}
+
+/* The plan SQLite makes for what segment_count runs on q (its count_sql,
+ * or the COUNT over customers): the detail lines of EXPLAIN QUERY PLAN. */
+static void print_plan(store *st, const segment_query *q)
+{
+    const char *count_sql = segment_query_count_sql(q);
+    char *sql = count_sql ? xasprintf("EXPLAIN QUERY PLAN %s", count_sql)
+                          : xasprintf("EXPLAIN QUERY PLAN SELECT COUNT(*) FROM customers WHERE %s",
+                                      segment_query_where(q));
+    store_stmt *s = store_prepare(st, sql);
+    if (!s || segment_query_bind(q, s, 1) != 0)
+        die(st, "explain");
+    while (store_step(s) == STORE_ROW)
+        printf("bought:     plan: %s\n", store_col_text(s, 3));
+    store_finalize(s);
+    free(sql);
 }
 
 /* Compiles `filter` (Lua source of a table) and times segment_count. */
@@ -349,6 +482,7 @@ static void measure(store *st, lua_State *L, const char *label, const char *filt
         }
     printf("bought: %-44s %9lld customers  fastest %8.1f ms  median %8.1f ms\n", label, (long long)count,
            t[0], t[2]);
+    print_plan(st, q);
     segment_query_free(q);
 }
 
