@@ -15,8 +15,10 @@
 # the bought segment (1000000; every bought form counted), BENCH_ORDERS order
 # events with 3 items each for ingest. BENCH_BOUGHT_BIG: the same at the
 # design's size, 10000000 customers / 50M lines (0, the default, skips it;
-# the store is written by raw SQLite in key order: ~8 min of CPU and 7 GB of
-# disk under TMPDIR), BENCH_BOUGHT_DB a store of it to keep and reuse.
+# the store is written by raw SQLite in key order: ~10 min for the rows and
+# ~16 for the indexes on the shared machine, 10.2 GB of disk under TMPDIR;
+# BENCH_BOUGHT_CACHE_MB the counts' page cache), BENCH_BOUGHT_DB a store of
+# it to keep and reuse.
 # BENCH_SCALING: the sizes of bench/scaling.sh (waiting instances, "100000
 # 1000000"; 10000000 takes minutes to seed), BENCH_SCALING_OPS its operations.
 set -e
