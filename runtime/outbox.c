@@ -361,10 +361,22 @@ int outbox_claim_many(engine *e, const int64_t *ids, const tend_time *due_at, in
 {
     static struct batch_stmt claim = {
         "UPDATE outbox SET status = 'sending', attempts = attempts + 1, due_key = ?1 WHERE id IN (", 3, 1, ")", {0}};
-    static struct batch_stmt lease_due = {
-        "UPDATE outbox_due SET due_at = ?1 FROM (VALUES ", 2, 2,
-        ") AS v WHERE outbox_due.due_at = v.column1 AND outbox_due.id = v.column2", {0}};
     if (run_batch(e, &claim, lease, n, NULL, ids, NULL) != 0)
         return -1;
-    return run_batch(e, &lease_due, lease, n, due_at, ids, NULL);
+    /* The queue entries one statement a row: a key change in outbox_due
+     * (WITHOUT ROWID) is a delete and an insert either way, and the
+     * multi-row UPDATE ... FROM (VALUES ...) first materialises the join
+     * into a temporary table, which cost more than the row statements
+     * (callgrind: ~9k instructions a row less this way). */
+    for (int i = 0; i < n; i++) {
+        store_stmt *s = store_sql(e->st, "UPDATE outbox_due SET due_at = ?1 WHERE due_at = ?2 AND id = ?3");
+        if (!s)
+            return -1;
+        store_bind_int(s, 1, lease);
+        store_bind_int(s, 2, due_at[i]);
+        store_bind_int(s, 3, ids[i]);
+        if (store_run(s) != 0)
+            return -1;
+    }
+    return 0;
 }
