@@ -1087,18 +1087,25 @@ static void test_smtp(void **state)
 /* Opt-out race: a marketing message deferred by quiet hours, then the
  * customer unsubscribes; at 08:30 the dispatcher checks again and keeps it
  * back. A second customer who did not unsubscribe gets hers at 08:30. */
+/* A mock, an engine with quiet hours at 23:00 (+08:00) and customer c1:
+ * a marketing message queued now waits for *morning. */
+static void quiet_night(struct env *v, struct mock *m, tend_time *start, tend_time *morning)
+{
+    char err[128];
+    mock_start(m, NULL);
+    assert_int_equal(clock_parse_time("2026-03-02T23:00:00+08:00", start, err, sizeof err), 0);
+    assert_int_equal(clock_parse_time("2026-03-03T08:30:00+08:00", morning, err, sizeof err), 0);
+    env_open(v, make_config(m, NULL, 1), clock_new_virtual(*start));
+    customer(v->e, "{\"id\":\"c1\",\"name\":\"Ann\",\"phone\":\"+8613800000001\"}");
+}
+
 static void test_suppression_recheck(void **state)
 {
     (void)state;
     struct mock m;
-    mock_start(&m, NULL);
-    tend_time start, morning;
-    char err[128];
-    assert_int_equal(clock_parse_time("2026-03-02T23:00:00+08:00", &start, err, sizeof err), 0);
-    assert_int_equal(clock_parse_time("2026-03-03T08:30:00+08:00", &morning, err, sizeof err), 0);
     struct env v;
-    env_open(&v, make_config(&m, NULL, 1), clock_new_virtual(start));
-    customer(v.e, "{\"id\":\"c1\",\"name\":\"Ann\",\"phone\":\"+8613800000001\"}");
+    tend_time start, morning;
+    quiet_night(&v, &m, &start, &morning);
     customer(v.e, "{\"id\":\"c2\",\"name\":\"Bo\",\"phone\":\"+8613800000002\"}");
     notify(v.e, "c1", NULL, "promo", "spring sale");
     notify(v.e, "c2", NULL, "promo", "spring sale");
@@ -1154,14 +1161,9 @@ static void test_suppression_recheck_all_channels(void **state)
 {
     (void)state;
     struct mock m;
-    mock_start(&m, NULL);
-    tend_time start, morning;
-    char err[128];
-    assert_int_equal(clock_parse_time("2026-03-02T23:00:00+08:00", &start, err, sizeof err), 0);
-    assert_int_equal(clock_parse_time("2026-03-03T08:30:00+08:00", &morning, err, sizeof err), 0);
     struct env v;
-    env_open(&v, make_config(&m, NULL, 1), clock_new_virtual(start));
-    customer(v.e, "{\"id\":\"c1\",\"name\":\"Ann\",\"phone\":\"+8613800000001\"}");
+    tend_time start, morning;
+    quiet_night(&v, &m, &start, &morning);
     notify(v.e, "c1", NULL, "promo", "spring sale");
     assert_true(engine_run_due(v.e, start) > 0);
     assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox WHERE status = 'deferred'"), 1);
