@@ -345,15 +345,14 @@ static int run_batch(engine *e, struct batch_stmt *b, int64_t scalar, int n, con
 int outbox_mark_sent_many(engine *e, const int64_t *ids, const char *const *responses, int n, tend_time at)
 {
     /* the queue entries first: found through due_key, which the UPDATE
-     * leaves as it is */
-    static struct batch_stmt leave = {
-        "DELETE FROM outbox_due WHERE (due_at, id) IN (SELECT due_key, id FROM outbox WHERE id IN (", 2, 1, "))",
-        {0}};
+     * leaves as it is; one statement a row (two key lookups and a delete),
+     * as a multi-row IN (SELECT ...) first builds a temporary index */
+    for (int i = 0; i < n; i++)
+        if (leave_due(e, ids[i]) != 0)
+            return -1;
     static struct batch_stmt sent = {
         "UPDATE outbox SET status = 'sent', sent_at = ?1, response = v.column2, last_error = NULL FROM (VALUES ", 2,
         2, ") AS v WHERE outbox.id = v.column1", {0}};
-    if (run_batch(e, &leave, at, n, ids, NULL, NULL) != 0)
-        return -1;
     return run_batch(e, &sent, at, n, ids, NULL, responses);
 }
 
