@@ -398,10 +398,11 @@ static uint64_t seed_of(int64_t id)
  * history_chunks row: a wake writes the instance row and its recent lines,
  * and a long journey's past is written once. Small: every wake rewrites the
  * row's lines, so the row's bytes are a wake's cost (at 2048 a 200-step
- * journey's wake wrote ~1 KB more than a short one's, 25 us against 15);
- * the chunks, a few lines each, sit side by side in key order (WITHOUT
- * ROWID), so a replay reading more of them costs it little. */
-#define HISTORY_SEAL_BYTES 256
+ * journey's wake wrote ~1 KB more than a short one's, 25 us of CPU against
+ * 15). Not smaller: a replay reads every chunk, and at 256 its 35 reads
+ * for 200 steps cost it more than the row saved; the chunks of one
+ * instance sit side by side in key order (WITHOUT ROWID, schema.c). */
+#define HISTORY_SEAL_BYTES 512
 
 /* Appends instance id's sealed chunks to b, in order; their count, or -1. */
 static int read_chunks(engine *e, int64_t id, strbuf *b)
