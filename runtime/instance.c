@@ -442,6 +442,10 @@ static int load_history(engine *e, int64_t id, struct run_ctx *ctx, const struct
     }
     int recent = r->history ? count_lines(r->history, r->history_len) : 0;
     if (r->steps > recent) {
+        /* the chunks' lines are about as long as the row's: one buffer for
+         * all of them, not a doubling every few chunks */
+        size_t line = recent ? r->history_len / (size_t)recent + 1 : 64;
+        strbuf_reserve(&ctx->hist, (size_t)r->steps * line + r->history_len);
         ctx->chunks = read_chunks(e, id, &ctx->hist);
         if (ctx->chunks < 0)
             return -1;
