@@ -15,9 +15,18 @@
 #include "bytecode.h"
 #include "util.h"
 
-/* Lua 5.4 opcodes (lopcodes.h): the two that index an upvalue by a constant. */
+/* Lua 5.4 opcodes (lopcodes.h). A global whose name is among a function's
+ * first 256 constants is GETTABUP / SETTABUP; past that the compiler loads
+ * `_ENV` and the name into registers (GETUPVAL, LOADK or LOADKX+EXTRAARG) and
+ * indexes with GETTABLE / SETTABLE. */
+#define OP_LOADK 3
+#define OP_LOADKX 4
+#define OP_GETUPVAL 9
 #define OP_GETTABUP 11
+#define OP_GETTABLE 12
 #define OP_SETTABUP 15
+#define OP_SETTABLE 16
+#define OP_EXTRAARG 82
 #define ABSLINEINFO (-0x80)
 
 /* Constant type tags (lobject.h): only strings matter here. */
@@ -91,8 +100,35 @@ struct constant {
 struct walk {
     struct reader r;
     const struct bytecode_visitor *v;
+    int wide;           /* the register form of globals is proven for this build */
     char name[256];
 };
+
+/* What a register holds, as far as a global's register form needs: `_ENV`
+ * (from GETUPVAL) or a constant (from LOADK). A linear scan is enough: the
+ * compiler emits GETUPVAL, LOADK and the GETTABLE of one global read
+ * together, and for an assignment the right side only uses registers above
+ * them. Every other instruction that writes register A forgets A and all
+ * above it, so a register is trusted only while nothing has overwritten it. */
+struct reg {
+    unsigned char env;
+    int k;              /* constant index, -1 when not a constant */
+};
+
+/* Opcodes that write no register (their A is an operand or not a register):
+ * SETUPVAL, SETTABUP..SETFIELD, MMBIN*, CLOSE, TBC, JMP, the tests
+ * EQ..TEST, RETURN/RETURN0/RETURN1, SETLIST, VARARGPREP, EXTRAARG. */
+static int writes_no_register(unsigned op)
+{
+    return op == 10 || (op >= 15 && op <= 18) || (op >= 46 && op <= 48) || (op >= 54 && op <= 66) ||
+           (op >= 70 && op <= 72) || op == 78 || op == 81 || op == OP_EXTRAARG;
+}
+
+static void forget_from(struct reg *regs, unsigned a, unsigned top)
+{
+    for (unsigned i = a; i < top; i++)
+        regs[i] = (struct reg){0, -1};
+}
 
 static const char *constant_name(struct walk *w, const struct constant *k, int nk, unsigned idx)
 {
@@ -114,7 +150,7 @@ static int function(struct walk *w, int depth)
     varint(r);            /* lastlinedefined */
     byte_of(r);           /* numparams */
     int is_vararg = (int)byte_of(r);
-    byte_of(r);           /* maxstacksize */
+    unsigned top = byte_of(r);   /* maxstacksize: the registers in use */
     size_t ncode = varint(r);
     if (!take(r, ncode * 4))
         return -1;
@@ -167,6 +203,8 @@ static int function(struct walk *w, int depth)
     }
 
     if (!r->bad) {
+        struct reg regs[256];
+        forget_from(regs, 0, 256);
         int line = linedefined;
         size_t a = 0;
         for (size_t pc = 0; pc < ncode; pc++) {
@@ -195,8 +233,28 @@ static int function(struct walk *w, int depth)
                 g = constant_name(w, k, (int)nk, C);
             else if (op == OP_SETTABUP && A < nupname && is_env[A] && (write = 1))
                 g = constant_name(w, k, (int)nk, B);
+            else if (w->wide && op == OP_GETTABLE && regs[B].env && regs[C].k >= 0)
+                g = constant_name(w, k, (int)nk, (unsigned)regs[C].k);
+            else if (w->wide && op == OP_SETTABLE && regs[A].env && regs[B].k >= 0 && (write = 1))
+                g = constant_name(w, k, (int)nk, (unsigned)regs[B].k);
             if (g)
                 w->v->global(w->v->ud, g, line, write);
+            if (op == OP_GETUPVAL) {
+                forget_from(regs, A, top);
+                regs[A].env = B < nupname && is_env[B];
+            } else if (op == OP_LOADK) {
+                forget_from(regs, A, top);
+                regs[A].k = (int)(ins >> 15);
+            } else if (op == OP_LOADKX) {
+                forget_from(regs, A, top);
+                uint32_t extra = 0;
+                if (pc + 1 < ncode)
+                    memcpy(&extra, code + (pc + 1) * 4, 4);
+                if (pc + 1 < ncode && (extra & 0x7f) == OP_EXTRAARG)
+                    regs[A].k = (int)(extra >> 7);
+            } else if (!writes_no_register(op)) {
+                forget_from(regs, A, top);
+            }
         }
     }
     free(k);
@@ -224,19 +282,21 @@ static int header(struct reader *r)
     return r->bad ? -1 : 0;
 }
 
-static int walk_dump(lua_State *L, const struct bytecode_visitor *v)
+static int walk_dump(lua_State *L, const struct bytecode_visitor *v, int wide)
 {
     strbuf dump;
     strbuf_init(&dump);
     lua_dump(L, writer, &dump, 0);
-    struct walk w = {{(const unsigned char *)dump.s, (const unsigned char *)dump.s + dump.len, 0}, v, ""};
+    struct walk w = {{(const unsigned char *)dump.s, (const unsigned char *)dump.s + dump.len, 0}, v, wide, ""};
     int rc = dump.s && header(&w.r) == 0 ? function(&w, 0) : -1;
     strbuf_free(&dump);
     return rc;
 }
 
 /* The opcodes are internal to Lua: prove them on a chunk whose answer is
- * known before trusting them with a script. */
+ * known before trusting them with a script. 0: not this format; 1: the
+ * GETTABUP/SETTABUP form is proven; 2: the register form too (a chunk whose
+ * globals come after 300 other constants). */
 struct probe {
     int read_b, wrote_c;
 };
@@ -251,16 +311,33 @@ static void probe_global(void *ud, const char *name, int line, int is_write)
         p->wrote_c = 1;
 }
 
+static int probe_chunk(lua_State *L, const char *chunk, size_t len, int wide)
+{
+    if (luaL_loadbufferx(L, chunk, len, "=probe", "t") != LUA_OK) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    struct probe p = {0, 0};
+    struct bytecode_visitor v = {probe_global, NULL, &p};
+    int ok = walk_dump(L, &v, wide) == 0 && p.read_b && p.wrote_c;
+    lua_pop(L, 1);
+    return ok;
+}
+
 static int format_known(lua_State *L)
 {
     static const char chunk[] = "local a = b\nc = a\n";
-    if (luaL_loadbufferx(L, chunk, sizeof chunk - 1, "=probe", "t") != LUA_OK)
+    if (!probe_chunk(L, chunk, sizeof chunk - 1, 0))
         return 0;
-    struct probe p = {0, 0};
-    struct bytecode_visitor v = {probe_global, NULL, &p};
-    int ok = walk_dump(L, &v) == 0 && p.read_b && p.wrote_c;
-    lua_pop(L, 1);
-    return ok;
+    strbuf wide;
+    strbuf_init(&wide);
+    strbuf_add(&wide, "local t = {", 11);
+    for (int i = 0; i < 300; i++)
+        strbuf_printf(&wide, "'k%d',", i);
+    strbuf_printf(&wide, "}\nlocal a = b\nc = a .. t[1]\n");
+    int level = probe_chunk(L, wide.s, wide.len, 1) ? 2 : 1;
+    strbuf_free(&wide);
+    return level;
 }
 
 int bytecode_walk(const char *src, size_t len, const char *name, const struct bytecode_visitor *v, char *err,
@@ -273,11 +350,12 @@ int bytecode_walk(const char *src, size_t len, const char *name, const struct by
     }
     int rc = -1;
     char *chunkname = xasprintf("@%s", name);
-    if (!format_known(L)) {
+    int level = format_known(L);
+    if (!level) {
         snprintf(err, errlen, "this Lua build's bytecode is not the Lua 5.4 format tend reads");
     } else if (luaL_loadbufferx(L, src, len, chunkname, "t") != LUA_OK) {
         snprintf(err, errlen, "%s", lua_tostring(L, -1));
-    } else if (walk_dump(L, v) != 0) {
+    } else if (walk_dump(L, v, level == 2) != 0) {
         snprintf(err, errlen, "%s: the compiled chunk could not be read", name);
     } else {
         rc = 0;

@@ -5,8 +5,10 @@
  * prototype in it is walked. That gives two facts exactly, as the compiler
  * resolved them:
  *  - the globals each function reads or writes, at their lines: a global is
- *    an index of the `_ENV` upvalue (GETTABUP / SETTABUP), so locals,
- *    parameters, loop variables and table fields are never mistaken for one;
+ *    an index of the `_ENV` upvalue (GETTABUP / SETTABUP, or, past a
+ *    function's 256th constant, GETUPVAL of `_ENV` and LOADK of the name
+ *    indexed by GETTABLE / SETTABLE), so locals, parameters, loop variables
+ *    and table fields are never mistaken for one;
  *  - the lines that hold code (what a coverage report counts).
  * Used by `tend check` (unknown globals) and `tend test --coverage`.
  *

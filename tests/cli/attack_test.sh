@@ -6,8 +6,9 @@
 # lives (/healthz answers), the instance fails with an error naming
 # hostile.lua:LINE and the limit, nothing it did after failing is delivered,
 # the honest journey of the same file still runs, a restart does not run the
-# failed work again, and each case's wall time is bounded (a generous 5 s,
-# against hangs; the figures are printed).
+# failed work again, and each case's wall time is bounded (20 s, against
+# hangs, not a speed check: under ASan on a loaded 2-core machine a case
+# took over 5 s; the figures are printed).
 #   TEND=bin/tend sh tests/cli/attack_test.sh
 # Needs curl; skips (exit 0) without it. Every wait is bounded.
 TEND=${TEND:-bin/tend}
@@ -207,7 +208,7 @@ attack() {
   t0=$(now_ms)
   post "{\"type\":\"$type\",\"customer\":\"c1\"}"
   i=0
-  while [ "$(failed_lines "$journey")" -le "$before" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+  while [ "$(failed_lines "$journey")" -le "$before" ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i + 1)); done
   t1=$(now_ms)
   ms=$((t1 - t0))
   figures="$figures $journey=${ms}ms"
@@ -215,7 +216,7 @@ attack() {
   [ -n "$line" ] || { fail "$journey: no failed instance in the log within $ms ms"; return; }
   case $line in *"hostile.lua:"[0-9]*) ;; *) fail "$journey: the error does not name hostile.lua:LINE: $line" ;; esac
   case $line in *"$needle"*) ;; *) fail "$journey: the error does not say '$needle': $line" ;; esac
-  [ $ms -lt 5000 ] || fail "$journey: took $ms ms (bound 5000)"
+  [ $ms -lt 20000 ] || fail "$journey: took $ms ms (bound 20000)"
   healthy || fail "$journey: /healthz does not answer after the attack"
   good "$journey"
 }

@@ -55,6 +55,22 @@ LUA
 finds "j.lua:3: error: unknown global 'is_vip'" "a helper nobody defined"
 hasnt "$out" "did you mean" "no suggestion when nothing is close"
 
+# A function holding more than 255 constants: the globals past them are
+# compiled another way, and are still checked.
+mkdir -p "$tmp/wide"
+{
+  printf 'template "t" { category = "marketing", sms = "hi {{n}}" }\n'
+  printf 'journey "j" { on = "x", run = function(c)\n'
+  printf '  local words = {\n'
+  i=0; while [ $i -lt 300 ]; do printf '"w%d",' $i; i=$((i + 1)); done
+  printf '\n}\n'
+  printf '  send("sms", c, "t", { n = tostrng(#words) })\n'
+  printf 'end }\n'
+} >"$tmp/wide/j.lua"
+run check "$tmp/wide"
+status 1 "wide"
+finds "j.lua:6: error: unknown global 'tostrng' (did you mean 'tostring'?)" "a typo past 255 constants"
+
 typo customer_arg <<'LUA'
 template "t" { category = "marketing", sms = "hi" }
 journey "j" { on = "x", run = function(c) send("sms", c.name, "t") end }

@@ -90,12 +90,37 @@ static void test_code_lines(void **state)
     strbuf_free(&s.globals);
 }
 
+/* Past a function's 256th constant the compiler indexes `_ENV` through
+ * registers; those globals are still found, and fields of locals past the
+ * 256th constant are still not globals. */
+static void test_globals_past_256_constants(void **state)
+{
+    (void)state;
+    strbuf src;
+    strbuf_init(&src);
+    strbuf_printf(&src, "local words = {\n");                       /* 1 */
+    for (int i = 0; i < 300; i++)
+        strbuf_printf(&src, "'w%d',", i);
+    strbuf_printf(&src, "\n}\n");                                   /* 2, 3 */
+    strbuf_printf(&src, "local n = sned(words[1])\n");              /* 4 */
+    strbuf_printf(&src, "words.extra = { key = n }\n");             /* 5 */
+    strbuf_printf(&src, "counter = (counter or 0) + n\n");          /* 6 */
+    strbuf_printf(&src, "local t = words; t.more = tostring(n) .. words.extra.key\n"); /* 7 */
+    strbuf_printf(&src, "return function() return late_name end\n");  /* 8 */
+    struct seen s;
+    char *g = globals_of(src.s, &s);
+    assert_string_equal(g, "late_name@8 sned@4 counter@6 counter@6w tostring@7 ");
+    strbuf_free(&s.globals);
+    strbuf_free(&src);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_globals_by_scope),
         cmocka_unit_test(test_syntax_error_named),
         cmocka_unit_test(test_code_lines),
+        cmocka_unit_test(test_globals_past_256_constants),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
