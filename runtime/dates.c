@@ -808,107 +808,259 @@ static int zone_page(engine *e, const char *zone, const char *after, int page, s
     return rc == STORE_ERROR ? -1 : n;
 }
 
+/* The slot a local-time pass works on: the due local_triggers row. */
+struct local_slot {
+    char *journey, *zone, *after;
+    tend_time fire_at;
+};
+
+static void slot_free(struct local_slot *sl)
+{
+    free(sl->journey);
+    free(sl->zone);
+    free(sl->after);
+}
+
+/* The earliest due slot: 1, 0 when none is due. */
+static int due_slot(store *st, tend_time now, struct local_slot *sl)
+{
+    store_stmt *s = store_sql(st, "SELECT journey, zone, fire_at, after FROM local_triggers WHERE fire_at <= ?"
+                                  " ORDER BY fire_at LIMIT 1");
+    store_bind_int(s, 1, now);
+    if (store_step(s) != STORE_ROW) {
+        store_reset(s);
+        return 0;
+    }
+    sl->journey = xstrdup(store_col_text(s, 0));
+    sl->zone = xstrdup(store_col_text(s, 1));
+    sl->fire_at = store_col_int(s, 2);
+    sl->after = xstrdup(store_col_text(s, 3));
+    store_reset(s);
+    return 1;
+}
+
+static void ids_clear(struct idlist *ids)
+{
+    for (int i = 0; i < ids->n; i++)
+        free(ids->v[i]);
+    free(ids->v);
+    *ids = (struct idlist){0};
+}
+
+/* The slot's next page of customers after `after` (declaration at decl):
+ * 0 (*done when it is the last), -1 on a store error. An audience that
+ * cannot be read is logged and ends the slot. */
+static int read_page(engine *e, int decl, const cJSON *ev, const struct local_slot *sl, const char *after,
+                     int page, struct idlist *ids, int *done)
+{
+    lua_State *L = sandbox_state(e->sb);
+    *done = 1;
+    if (push_local_audience(e, decl, ev, sl->journey) != 0)
+        return 0;
+    char err[300];
+    int got = zone_page(e, sl->zone, after, page, ids, err, sizeof err), rc = 0;
+    if (got == -2)
+        engine_logf(e, "error", "journey '%s': audience: %s", sl->journey, err);
+    else if (got < 0)
+        rc = -1;
+    else
+        *done = got < page;
+    lua_pop(L, 1);
+    return rc;
+}
+
+/* The first runs of a page's customers, with `starter` (initialised at its
+ * first use: *have). 0, or -1 (logged). */
+static int start_page(engine *e, int decl, const cJSON *ev, const char *journey, const struct idlist *ids,
+                      struct instance_starter *starter, int *have, int hold)
+{
+    char err[300];
+    if (ids->n && !*have) {
+        if (instance_starter_init(e, starter, journey, ev, 1, err, sizeof err) != 0) {
+            engine_logf(e, "error", "journey '%s': %s", journey, err);
+            return -1;
+        }
+        *have = 1;
+        instance_starter_hold(starter, hold);
+    }
+    for (int i = 0; i < ids->n; i++) {
+        if (instance_admits(e, decl, journey, ids->v[i], ev) != 1)
+            continue;
+        if (instance_starter_start(e, starter, ids->v[i], err, sizeof err) < 0) {
+            engine_logf(e, "error", "journey '%s': %s", journey, err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The slot's resume point after a page, in the page's transaction: a
+ * customer starts once per slot, whatever crashes in between. A finished
+ * slot moves to the next one after now: after downtime, one catch-up, not
+ * one per missed slot. */
+static int advance(engine *e, const struct local_slot *sl, const struct local_trigger *t, const char *tz,
+                   tend_time now, const struct idlist *ids, int done)
+{
+    store *st = e->st;
+    store_stmt *u;
+    if (!done) {
+        u = store_sql(st, "UPDATE local_triggers SET after = ?3 WHERE journey = ?1 AND zone = ?2");
+        store_bind_text(u, 3, ids->v[ids->n - 1], -1);
+    } else {
+        tend_time next;
+        if (local_next(t, tz, sl->fire_at > now ? sl->fire_at : now, &next) == 0) {
+            u = store_sql(st, "UPDATE local_triggers SET fire_at = ?3, after = '' WHERE journey = ?1 AND zone = ?2");
+            store_bind_int(u, 3, next);
+        } else {
+            u = store_sql(st, "DELETE FROM local_triggers WHERE journey = ?1 AND zone = ?2");
+        }
+    }
+    store_bind_text(u, 1, sl->journey, -1);
+    store_bind_text(u, 2, sl->zone, -1);
+    return store_run(u);
+}
+
+static int drop_slot(engine *e, const struct local_slot *sl)
+{
+    store_stmt *d = store_sql(e->st, "DELETE FROM local_triggers WHERE journey = ? AND zone = ?");
+    store_bind_text(d, 1, sl->journey, -1);
+    store_bind_text(d, 2, sl->zone, -1);
+    return store_run(d);
+}
+
 struct local_call {
     engine *e;
     tend_time now;
     int page, worked;
 };
 
+/* One page of the due slot, in the caller's transaction (a slice's). */
 static int local_batch(store *st, void *ud)
 {
     struct local_call *lc = ud;
     engine *e = lc->e;
     lua_State *L = sandbox_state(e->sb);
-    store_stmt *s = store_sql(st, "SELECT journey, zone, fire_at, after FROM local_triggers WHERE fire_at <= ?"
-                                  " ORDER BY fire_at LIMIT 1");
-    store_bind_int(s, 1, lc->now);
-    if (store_step(s) != STORE_ROW) {
-        store_reset(s);
+    struct local_slot sl;
+    if (!due_slot(st, lc->now, &sl))
         return 0;
-    }
-    char *journey = xstrdup(store_col_text(s, 0)), *zone = xstrdup(store_col_text(s, 1));
-    tend_time fire_at = store_col_int(s, 2);
-    char *after = xstrdup(store_col_text(s, 3));
-    store_reset(s);
     lc->worked = 1;
 
     int top = lua_gettop(L), rc = 0, done = 1;
     struct idlist ids = {0};
     struct local_trigger t;
-    const char *tz = dates_zone(e, zone);
-    if (catalog_push_current(e, journey) && read_local(L, top + 1, &t) == 0) {
-        int decl = top + 1;
-        cJSON *ev = slot_event(L, decl, &t, tz, fire_at);
-        if (push_local_audience(e, decl, ev, journey) == 0) {
-            char err[300];
-            int got = zone_page(e, zone, after, lc->page, &ids, err, sizeof err);
-            if (got == -2)
-                engine_logf(e, "error", "journey '%s': audience: %s", journey, err);
-            else if (got < 0)
-                rc = -1;
-            else
-                done = got < lc->page;
-            lua_pop(L, 1);
-        }
+    const char *tz = dates_zone(e, sl.zone);
+    if (catalog_push_current(e, sl.journey) && read_local(L, top + 1, &t) == 0) {
+        int decl = top + 1, have = 0;
+        cJSON *ev = slot_event(L, decl, &t, tz, sl.fire_at);
+        rc = read_page(e, decl, ev, &sl, sl.after, lc->page, &ids, &done);
         /* one starter for the page: the declaration and the slot event are
          * read and printed once, not per customer */
         struct instance_starter starter;
-        char err[300];
-        if (ids.n && instance_starter_init(e, &starter, journey, ev, 1, err, sizeof err) != 0) {
-            engine_logf(e, "error", "journey '%s': %s", journey, err);
-            rc = -1;
-        }
-        for (int i = 0; rc == 0 && i < ids.n; i++) {
-            if (instance_admits(e, decl, journey, ids.v[i], ev) != 1)
-                continue;
-            if (instance_starter_start(e, &starter, ids.v[i], err, sizeof err) < 0) {
-                engine_logf(e, "error", "journey '%s': %s", journey, err);
-                rc = -1;
-            }
-        }
-        if (ids.n && starter.journey && instance_starter_free(&starter) != 0) {
-            engine_logf(e, "error", "journey '%s': store: %s", journey, store_errmsg(st));
+        if (rc == 0)
+            rc = start_page(e, decl, ev, sl.journey, &ids, &starter, &have, 0);
+        if (have && instance_starter_free(&starter) != 0) {
+            engine_logf(e, "error", "journey '%s': store: %s", sl.journey, store_errmsg(st));
             rc = -1;
         }
         cJSON_Delete(ev);
-        /* The page and the resume point commit together: a customer starts
-         * once per slot, whatever crashes in between. A finished slot moves
-         * to the next one after now: after downtime, one catch-up, not one
-         * per missed slot. */
-        if (rc == 0 && !done) {
-            store_stmt *u = store_sql(st, "UPDATE local_triggers SET after = ?3 WHERE journey = ?1 AND zone = ?2");
-            store_bind_text(u, 1, journey, -1);
-            store_bind_text(u, 2, zone, -1);
-            store_bind_text(u, 3, ids.v[ids.n - 1], -1);
-            rc = store_run(u);
-        } else if (rc == 0) {
-            tend_time next;
-            store_stmt *u;
-            if (local_next(&t, tz, fire_at > lc->now ? fire_at : lc->now, &next) == 0) {
-                u = store_sql(st, "UPDATE local_triggers SET fire_at = ?3, after = '' WHERE journey = ?1 AND zone = ?2");
-                store_bind_int(u, 3, next);
-            } else {
-                u = store_sql(st, "DELETE FROM local_triggers WHERE journey = ?1 AND zone = ?2");
-            }
-            store_bind_text(u, 1, journey, -1);
-            store_bind_text(u, 2, zone, -1);
-            rc = store_run(u);
-        }
+        if (rc == 0)
+            rc = advance(e, &sl, &t, tz, lc->now, &ids, done);
         lc->worked += ids.n;
     } else {
-        store_stmt *d = store_sql(st, "DELETE FROM local_triggers WHERE journey = ? AND zone = ?");
-        store_bind_text(d, 1, journey, -1);
-        store_bind_text(d, 2, zone, -1);
-        rc = store_run(d);
+        rc = drop_slot(e, &sl);
     }
     lua_settop(L, top);
-    for (int i = 0; i < ids.n; i++)
-        free(ids.v[i]);
-    free(ids.v);
-    free(journey);
-    free(zone);
-    free(after);
+    ids_clear(&ids);
+    slot_free(&sl);
     return rc;
+}
+
+/* All pages of the due slot, outside any transaction (engine_run_due):
+ * each page commits on the store's thread (store_commit_start) while this
+ * one runs the next page's first runs, whose customers the page before
+ * read in its own transaction; their rows are held (instance_starter_hold)
+ * and written, with the page's resume point, in a transaction that begins
+ * once that commit ended (store_begin_after_commit), and commits only if it
+ * did. A run that touches the store meanwhile waits for the commit and works
+ * inside the page's transaction. Units done as local_batch's (1 + the
+ * customers of every page), 0 when nothing is due, -1 on error (logged;
+ * the pages committed stay, the rest is due again). */
+static int local_slot_pipelined(engine *e, tend_time now, int page)
+{
+    store *st = e->st;
+    lua_State *L = sandbox_state(e->sb);
+    if (store_begin(st) != 0)
+        return -1;
+    struct local_slot sl;
+    if (!due_slot(st, now, &sl))
+        return store_commit(st) == 0 ? 0 : -1;
+    int top = lua_gettop(L), rc = 0, done = 1, worked = 1, in_flight = 0;
+    struct idlist ids = {0};
+    struct local_trigger t;
+    const char *tz = dates_zone(e, sl.zone);
+    if (catalog_push_current(e, sl.journey) && read_local(L, top + 1, &t) == 0) {
+        int decl = top + 1, have = 0;
+        cJSON *ev = slot_event(L, decl, &t, tz, sl.fire_at);
+        struct instance_starter starter;   /* one for the slot: its ids follow on from page to page */
+        rc = read_page(e, decl, ev, &sl, sl.after, page, &ids, &done);
+        while (rc == 0) {
+            rc = start_page(e, decl, ev, sl.journey, &ids, &starter, &have, 1);
+            if (in_flight) {
+                in_flight = 0;
+                if (store_commit_finish(st) != 0) {
+                    engine_logf(e, "error", "journey '%s': store: %s", sl.journey, store_errmsg(st));
+                    rc = -1;   /* the page before is not stored: this one must not be */
+                }
+            }
+            if (rc == 0 && have && instance_starter_write(&starter) != 0) {
+                engine_logf(e, "error", "journey '%s': store: %s", sl.journey, store_errmsg(st));
+                rc = -1;
+            }
+            if (rc == 0)
+                rc = advance(e, &sl, &t, tz, now, &ids, done);
+            if (rc != 0 || done)
+                break;
+            worked += ids.n;
+            char *after = xstrdup(ids.v[ids.n - 1]);
+            ids_clear(&ids);
+            rc = read_page(e, decl, ev, &sl, after, page, &ids, &done);
+            free(after);
+            if (rc == 0 && (rc = store_commit_start(st)) == 0) {
+                in_flight = store_commit_pending(st);
+                rc = store_begin_after_commit(st);
+            }
+        }
+        worked += rc == 0 ? ids.n : 0;
+        if (have) {
+            if (rc != 0)
+                instance_starter_discard(&starter);
+            if (instance_starter_free(&starter) != 0)
+                rc = -1;
+        }
+        if (in_flight)
+            store_commit_finish(st);   /* rc is -1 already: settled, its result told nothing new */
+        cJSON_Delete(ev);
+    } else {
+        rc = drop_slot(e, &sl);
+    }
+    lua_settop(L, top);
+    ids_clear(&ids);
+    slot_free(&sl);
+    if (rc == 0)
+        return store_commit(st) == 0 ? worked : -1;
+    if (store_in_batch(st))
+        store_rollback(st);
+    return -1;
+}
+
+int dates_local_run_slot(engine *e, tend_time now, int page)
+{
+    if (store_in_batch(e->st))
+        return dates_local_run_due(e, now, page);
+    int n = local_slot_pipelined(e, now, page);
+    if (n < 0)
+        engine_logf(e, "error", "local-time trigger failed: %s", store_errmsg(e->st));
+    return n;
 }
 
 int dates_local_run_due(engine *e, tend_time now, int page)

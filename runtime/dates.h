@@ -60,6 +60,12 @@ tend_time dates_next_due(engine *e);
  * when nothing is due, -1 on error. */
 int dates_local_sync(engine *e);
 int dates_local_run_due(engine *e, tend_time now, int page);
+/* engine_run_due's stage: outside a transaction, every page of the
+ * earliest due row, each committed on the store's thread while the next
+ * page's first runs are done (the same rows and resume points, a page at a
+ * time, as dates_local_run_due's); inside one (a slice), one page as
+ * dates_local_run_due. Returns as dates_local_run_due, summed. */
+int dates_local_run_slot(engine *e, tend_time now, int page);
 
 /* 1 if `field` can carry a date trigger. */
 int dates_field_valid(const char *field);

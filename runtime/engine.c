@@ -285,7 +285,7 @@ static int stage_dates(engine *e, tend_time now, int max)
 
 static int stage_local_dates(engine *e, tend_time now, int max)
 {
-    return dates_local_run_due(e, now, max);
+    return dates_local_run_slot(e, now, max);
 }
 
 static int stage_schedules(engine *e, tend_time now, int max)

@@ -96,7 +96,9 @@ static int set_timer(engine *e, tend_time at, int64_t id, int on)
 static int64_t reserve_id(engine *e, struct instance_starter *st);
 static int start_run(engine *e, int64_t id, struct instance_starter *st, const char *customer, tend_time now);
 static int write_kept(engine *e);
+static int write_rows(engine *e, struct instance_starter *st, struct start_rows *k, int from, int n);
 static void kept_free(struct start_rows *k);
+static void kept_clear(struct start_rows *k);
 
 int instance_starter_init(engine *e, struct instance_starter *st, const char *journey, const cJSON *trigger,
                           int run_now, char *err, size_t errlen)
@@ -132,6 +134,24 @@ int instance_starter_init(engine *e, struct instance_starter *st, const char *jo
      * of first runs keeps its rows back (write_kept) */
     st->keep = run_now && !st->once && st->reenter_after <= 0;
     return 0;
+}
+
+void instance_starter_hold(struct instance_starter *st, int on)
+{
+    st->hold = on;
+}
+
+void instance_starter_discard(struct instance_starter *st)
+{
+    if (st->e && st->e->kept_starts == st)
+        st->e->kept_starts = NULL;
+    if (st->kept)
+        kept_clear(st->kept);
+}
+
+int instance_starter_write(struct instance_starter *st)
+{
+    return st->e && st->e->kept_starts == st ? write_kept(st->e) : 0;
 }
 
 void instance_starter_set_trigger_text(struct instance_starter *st, const char *text)
@@ -543,7 +563,8 @@ struct start_rows {
     strbuf text;                /* every span's bytes */
     unsigned trigger_gen;       /* the starter's trigger_gen `trigger` holds... */
     struct span trigger;        /* ...so a page of one trigger holds its text once */
-    struct kept_row v[KEEP_ROWS];
+    int cap;                    /* rows v has room for: KEEP_ROWS, more for a held page */
+    struct kept_row *v;
 };
 
 static void kept_clear(struct start_rows *k)
@@ -555,8 +576,10 @@ static void kept_clear(struct start_rows *k)
 
 static void kept_free(struct start_rows *k)
 {
-    if (k)
+    if (k) {
         strbuf_free(&k->text);
+        free(k->v);
+    }
     free(k);
 }
 
@@ -665,13 +688,24 @@ static int write_kept(engine *e)
         return 0;
     e->kept_starts = NULL;
     struct start_rows *k = st->kept;
-    int n = k->n, once = 0, rc = 0, timers = 0;
-    if (n == 0)
-        return 0;
+    int rc = 0;
+    /* a held page (instance_starter_hold) writes KEEP_ROWS to a statement too */
+    for (int from = 0; rc == 0 && from < k->n; from += KEEP_ROWS)
+        rc = write_rows(e, st, k, from, k->n - from < KEEP_ROWS ? k->n - from : KEEP_ROWS);
+    if (k->n)
+        st->next_id = k->v[k->n - 1].id + 1;
+    kept_clear(k);
+    return rc;
+}
+
+/* Rows [from, from + n) of a starter's kept page, n <= KEEP_ROWS. */
+static int write_rows(engine *e, struct instance_starter *st, struct start_rows *k, int from, int n)
+{
+    int once = 0, rc = 0, timers = 0;
     store_stmt *s = page_stmt(e, PAGE_INSTANCES, n, &once);
     rc = s ? 0 : -1;
     for (int i = 0; rc == 0 && i < n; i++) {
-        const struct kept_row *r = &k->v[i];
+        const struct kept_row *r = &k->v[from + i];
         int p = i * 18;
         store_bind_int(s, p + 1, r->id);
         store_bind_text_kept(s, p + 2, st->journey, -1);
@@ -703,9 +737,9 @@ static int write_kept(engine *e)
         rc = s ? 0 : -1;
         for (int i = 0; rc == 0 && i < n; i++) {
             store_bind_text_kept(s, i * 4 + 1, st->journey, -1);
-            bind_span(s, i * 4 + 2, k, k->v[i].customer);
+            bind_span(s, i * 4 + 2, k, k->v[from + i].customer);
             store_bind_int(s, i * 4 + 3, 1);
-            store_bind_int(s, i * 4 + 4, k->v[i].started_at);
+            store_bind_int(s, i * 4 + 4, k->v[from + i].started_at);
         }
         if (rc == 0)
             rc = page_run(s, once);
@@ -713,7 +747,7 @@ static int write_kept(engine *e)
     if (rc == 0 && timers) {
         s = page_stmt(e, PAGE_TIMERS, timers, &once);
         rc = s ? 0 : -1;
-        for (int i = 0, j = 0; rc == 0 && i < n; i++) {
+        for (int i = from, j = 0; rc == 0 && i < from + n; i++) {
             if (!k->v[i].wake_at)
                 continue;
             store_bind_int(s, j * 2 + 1, k->v[i].wake_at);
@@ -723,7 +757,6 @@ static int write_kept(engine *e)
         if (rc == 0)
             rc = page_run(s, once);
     }
-    kept_clear(k);
     return rc;
 }
 
@@ -813,6 +846,10 @@ static int write_start(engine *e, int64_t id, const struct row *r, const struct 
         if (!st->kept)
             st->kept = xcalloc(1, sizeof *st->kept);
         struct start_rows *page = st->kept;
+        if (page->n == page->cap) {
+            page->cap = page->cap ? page->cap * 2 : KEEP_ROWS;
+            page->v = xrealloc(page->v, (size_t)page->cap * sizeof *page->v);
+        }
         struct kept_row *k = &page->v[page->n++];
         *k = (struct kept_row){.id = id, .steps = ctx->steps, .holdout = ctx->holdout, .chain = r->chain,
                                .started_at = r->started_at, .wake_at = wake, .ended_at = ended ? ctx->now : 0};
@@ -831,7 +868,7 @@ static int write_start(engine *e, int64_t id, const struct row *r, const struct 
         }
         k->trigger = page->trigger;
         e->kept_starts = st;
-        return st->kept->n == KEEP_ROWS ? write_kept(e) : 0;
+        return st->kept->n == KEEP_ROWS && !st->hold ? write_kept(e) : 0;
     }
     store_stmt *s = store_sql(e->st,
         "INSERT INTO instances (id, journey, version, customer, state, step, label, wake_at, listen, started_at,"
@@ -1230,7 +1267,9 @@ static int wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *eve
  * a sequence. */
 static int64_t reserve_id(engine *e, struct instance_starter *st)
 {
-    int64_t id = 0, kept = st->kept && st->kept->n ? st->kept->v[st->kept->n - 1].id + 1 : 0;
+    /* the id after this starter's last, kept or written: free if no id was
+     * taken since (a rolled-back page's ids are then skipped, a gap) */
+    int64_t id = 0, kept = st->kept && st->kept->n ? st->kept->v[st->kept->n - 1].id + 1 : st->next_id;
     if (kept && st->taken_at == e->ids_taken) {
         id = kept;   /* no id was taken since this starter's last: the next one is free */
     } else {

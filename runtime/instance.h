@@ -100,6 +100,8 @@ struct instance_starter {
     int keep;                   /* first runs' rows kept back, written a page at a time */
     struct start_rows *kept;    /* ...these (instance.c) */
     int64_t taken_at;           /* e->ids_taken after this starter's last id */
+    int64_t next_id;            /* the id after its last written row (0: none yet) */
+    int hold;                   /* instance_starter_hold: the kept page is written only when asked */
 };
 int instance_starter_init(engine *e, struct instance_starter *st, const char *journey, const cJSON *trigger,
                           int run_now, char *err, size_t errlen);
@@ -109,6 +111,16 @@ int64_t instance_starter_start(engine *e, struct instance_starter *st, const cha
  * event's body as sent, when it is the same object): then it is not printed.
  * The text must parse to what printing the trigger would give. */
 void instance_starter_set_trigger_text(struct instance_starter *st, const char *text);
+/* A held starter keeps every first run's row of its page (not KEEP_ROWS
+ * of them) until instance_starter_write or _free writes them (still
+ * KEEP_ROWS to a statement): first runs that touch nothing else of the
+ * store then run without it (a local-time slot's next page, while the last
+ * one's commit is in flight: dates.c). write: 0, or -1 on a store error.
+ * discard: forgets the kept rows unwritten (their transaction is rolled
+ * back). The starter stays usable after either. */
+void instance_starter_hold(struct instance_starter *st, int on);
+int instance_starter_write(struct instance_starter *st);
+void instance_starter_discard(struct instance_starter *st);
 /* Writes the rows the starter kept back (its last page of first runs: see
  * instance.c) and frees it; call it before the transaction commits. 0, or
  * -1 on a store error (the caller's transaction must not commit then). */

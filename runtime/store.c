@@ -45,6 +45,30 @@ struct store {
     double commit_ms;       /* time spent in COMMIT (its fsync), in all */
     char err[512];          /* a message of ours, when the error is not SQLite's */
     struct committer *committer;   /* store_commit_start's thread, once started */
+    int begin_deferred;     /* store_begin_after_commit: depth is 1, BEGIN runs at settle */
+    struct checkpointer *checkpointer;   /* the WAL's checkpoints, off the writer's path */
+};
+
+/* --- checkpoints on a thread of their own ------------------------------
+ * SQLite's own checkpoint runs inside the COMMIT that fills the WAL past
+ * its limit: that commit copies the WAL into the database and syncs it,
+ * seconds of a long fan-out spent waiting. Instead the writer's commits
+ * only count the WAL's pages (sqlite3_wal_hook), and past CHECKPOINT_PAGES
+ * a thread with a connection of its own runs a PASSIVE checkpoint while
+ * the writer goes on (WAL mode lets a checkpoint and one writer run
+ * together; the checkpoint syncs as the writer's synchronous level says,
+ * so what is durable is as before). Should that thread fall behind by
+ * CHECKPOINT_PAGES * 4, the committing connection checkpoints itself, as
+ * SQLite would: the WAL stays bounded. */
+#define CHECKPOINT_PAGES 8192
+
+struct checkpointer {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int want, quit, started;
+    char *path;             /* the database the thread opens */
+    char sync[8];           /* the writer's synchronous level */
 };
 
 /* The thread that runs a COMMIT while the caller's thread goes on with
@@ -137,6 +161,96 @@ fail:
     return -1;
 }
 
+static void *checkpointer_main(void *arg)
+{
+    struct checkpointer *k = arg;
+    sqlite3 *db = NULL;
+    pthread_mutex_lock(&k->mu);
+    for (;;) {
+        while (!k->want && !k->quit)
+            pthread_cond_wait(&k->cv, &k->mu);
+        if (k->quit)
+            break;
+        k->want = 0;
+        pthread_mutex_unlock(&k->mu);
+        if (!db && sqlite3_open_v2(k->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) == SQLITE_OK) {
+            char pragmas[96];
+            snprintf(pragmas, sizeof pragmas, "PRAGMA synchronous=%s; PRAGMA cache_size=-256;", k->sync);
+            sqlite3_exec(db, pragmas, NULL, NULL, NULL);
+        }
+        /* busy (the writer checkpoints itself): the next call tries again */
+        if (db)
+            sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        pthread_mutex_lock(&k->mu);
+    }
+    pthread_mutex_unlock(&k->mu);
+    sqlite3_close_v2(db);
+    return NULL;
+}
+
+/* After every commit of the writer (on the thread that committed). */
+static int wal_committed(void *ud, sqlite3 *db, const char *name, int pages)
+{
+    struct checkpointer *k = ud;
+    if (pages < CHECKPOINT_PAGES)
+        return SQLITE_OK;
+    if (pages >= CHECKPOINT_PAGES * 4 || !k) {
+        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        return SQLITE_OK;
+    }
+    pthread_mutex_lock(&k->mu);
+    if (!k->started)
+        k->started = pthread_create(&k->thread, NULL, checkpointer_main, k) == 0 ? 1 : -1;
+    k->want = 1;
+    pthread_cond_signal(&k->cv);
+    pthread_mutex_unlock(&k->mu);
+    if (k->started < 0)
+        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    return SQLITE_OK;
+}
+
+static void checkpointer_stop(store *st)
+{
+    struct checkpointer *k = st->checkpointer;
+    if (!k)
+        return;
+    if (st->db)
+        sqlite3_wal_hook(st->db, NULL, NULL);
+    pthread_mutex_lock(&k->mu);
+    k->quit = 1;
+    pthread_cond_broadcast(&k->cv);
+    int started = k->started > 0;
+    pthread_mutex_unlock(&k->mu);
+    if (started)
+        pthread_join(k->thread, NULL);
+    pthread_mutex_destroy(&k->mu);
+    pthread_cond_destroy(&k->cv);
+    free(k->path);
+    free(k);
+    st->checkpointer = NULL;
+}
+
+/* The writer's checkpoints go to checkpointer_main (a file in WAL mode);
+ * else SQLite's own at the same size. */
+static void checkpointer_init(store *st, const char *path, const char *sync, int memory)
+{
+    struct checkpointer *k = memory ? NULL : calloc(1, sizeof *k);
+    if (k) {
+        k->path = strdup(path);
+        snprintf(k->sync, sizeof k->sync, "%s", sync);
+        pthread_mutex_init(&k->mu, NULL);
+        pthread_cond_init(&k->cv, NULL);
+        if (!k->path) {
+            pthread_mutex_destroy(&k->mu);
+            pthread_cond_destroy(&k->cv);
+            free(k);
+            k = NULL;
+        }
+    }
+    st->checkpointer = k;
+    sqlite3_wal_hook(st->db, wal_committed, k);
+}
+
 store *store_open_with(const char *path, const struct store_options *opts,
                        const struct store_migration *migs, int n, char **err)
 {
@@ -171,12 +285,11 @@ store *store_open_with(const char *path, const struct store_options *opts,
      * synchronous=FULL syncs the WAL at every commit, so an acknowledged
      * event survives a power cut; batching keeps that to one fsync a batch. */
     char pragmas[320];
+    const char *sync = opts->throwaway ? "OFF" : opts->synchronous_normal ? "NORMAL" : "FULL";
     snprintf(pragmas, sizeof pragmas,
              "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA temp_store=MEMORY;"
-             "PRAGMA wal_autocheckpoint=8192;"
              "PRAGMA cache_size=-%d; PRAGMA foreign_keys=OFF;",
-             opts->throwaway ? "OFF" : opts->synchronous_normal ? "NORMAL" : "FULL",
-             opts->cache_kib > 0 ? opts->cache_kib : 8192);
+             sync, opts->cache_kib > 0 ? opts->cache_kib : 8192);
     if (store_exec(st, pragmas) != 0) {
         char msg[600];
         snprintf(msg, sizeof msg, "%s: %s", where, store_errmsg(st));
@@ -184,6 +297,7 @@ store *store_open_with(const char *path, const struct store_options *opts,
         store_close(st);
         return NULL;
     }
+    checkpointer_init(st, where, sync, opts->memory);   /* in place of wal_autocheckpoint */
     if (run_migrations(st, migs, n, err) != 0) {
         char *m = *err;
         size_t len = strlen(where) + strlen(m) + 3;
@@ -292,6 +406,7 @@ void store_close(store *st)
         return;
     SETTLE();
     committer_stop(st);
+    checkpointer_stop(st);
     for (size_t i = 0; i < st->cache_cap; i++) {
         if (st->cache[i].sql) {
             sqlite3_finalize(st->cache[i].stmt);
@@ -749,6 +864,22 @@ static void settle(store *st)
     pthread_mutex_unlock(&c->mu);
     c->in_flight = 0;
     st->commit_ms += c->ms;
+    if (st->begin_deferred) {
+        /* store_begin_after_commit's transaction opens now, before the call
+         * that settled goes on. DEFERRED: it takes no lock here, so it does
+         * not wait on another writer (a first write that meets one fails as
+         * a statement); should even BEGIN fail, the transaction is reported
+         * failed by store_commit_finish, as the commit's result. */
+        st->begin_deferred = 0;
+        if (exec_cached(st, "BEGIN") != 0) {
+            st->depth = 0;
+            if (!c->unclaimed || c->rc == 0) {
+                snprintf(c->err, sizeof c->err, "BEGIN after a commit: %s", sqlite3_errmsg(st->db));
+                c->rc = -1;
+                c->unclaimed = 1;
+            }
+        }
+    }
 }
 
 static int commit_hand_over(store *st, int detached)
@@ -771,6 +902,16 @@ static int commit_hand_over(store *st, int detached)
     else
         c->unclaimed = 1;
     in_flight = st;
+    return 0;
+}
+
+int store_begin_after_commit(store *st)
+{
+    struct committer *c = st->committer;
+    if (!c || !c->in_flight || c->detached || st->depth != 0)
+        return store_begin(st);
+    st->begin_deferred = 1;
+    st->depth = 1;
     return 0;
 }
 

@@ -146,6 +146,16 @@ int store_rollback(store *st);
  * (store_errmsg says why); 0 when none was started. One commit in flight
  * per process. */
 int store_commit_start(store *st);
+/* store_begin for a caller that goes on working while the commit it
+ * started (store_commit_start) is in flight: the transaction is open for
+ * the caller at once (store_in_batch is true) and its BEGIN runs when that
+ * commit has ended, at the first call of this API that settles it
+ * (store_commit_finish, any statement); so nothing the caller stores
+ * meanwhile runs outside it. The caller must read store_commit_finish
+ * before it commits: a failed commit (or BEGIN) is reported there, and then
+ * the caller rolls this transaction back. With no commit in flight, as
+ * store_begin. */
+int store_begin_after_commit(store *st);
 int store_commit_pending(const store *st);
 int store_commit_fd(store *st);
 int store_commit_finish(store *st);

@@ -212,6 +212,30 @@ static void test_crash_mid_fanout(void **state)
     assert_int_equal(count(f->e, "SELECT COUNT(*) FROM outbox"), 1234);
 }
 
+/* branch hol4: engine_run_due works a slot's pages one after another,
+ * each committed while the next page's first runs are done: 4,500
+ * customers (pages of 2,000) start once each, every send is stored with
+ * its instance (the runs that send wait for the commit before and write in
+ * their page's transaction), the slot moves on to the next day, and the
+ * instance ids follow on from page to page without a clash. */
+static void test_slot_pages_in_a_row(void **state)
+{
+    struct fixture *f = *state;
+    add_customers(f->e, 4500, NULL);
+    clock_set(f->clock, T0 + 3600);                              /* 09:00 in Shanghai */
+    assert_true(engine_run_due(f->e, engine_now(f->e)) > 4500);
+    assert_int_equal(count(f->e, "SELECT COUNT(*) FROM instances"), 4500);
+    assert_int_equal(count(f->e, "SELECT COUNT(DISTINCT customer) FROM instances"), 4500);
+    assert_int_equal(count(f->e, "SELECT MAX(id) - MIN(id) + 1 FROM instances"), 4500);
+    assert_int_equal(count(f->e, "SELECT COUNT(*) FROM outbox o JOIN instances i ON i.id = o.instance"
+                                 " AND i.customer = o.customer"), 4500);
+    assert_int_equal(count(f->e, "SELECT COUNT(*) FROM local_triggers WHERE fire_at = 1767315600 AND after = ''"), 1);
+    engine_close(f->e);
+    f->e = open_engine(f);
+    assert_true(engine_run_due(f->e, engine_now(f->e)) >= 0);
+    assert_int_equal(count(f->e, "SELECT COUNT(*) FROM instances"), 4500);
+}
+
 static void test_unknown_zone(void **state)
 {
     struct fixture *f = *state;
@@ -281,6 +305,7 @@ int main(void)
         cmocka_unit_test(test_rules),
         cmocka_unit_test_setup_teardown(test_downtime_fires_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_mid_fanout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slot_pages_in_a_row, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_zone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_zone_anniversary, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_zone_window, setup, teardown),

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <poll.h>
 #include <unistd.h>
@@ -866,6 +867,89 @@ static void test_detached_commit_has_its_own_result(void **state)
     remove_db(path);
 }
 
+/* branch hol4: a transaction begun while the commit before it is in flight
+ * (store_begin_after_commit) is open at once for the caller, and what the
+ * caller stores meanwhile lands in it, after the commit: a rollback takes
+ * back only its rows. A failed commit is told by store_commit_finish (the
+ * caller then rolls its own back: neither is stored). With nothing in
+ * flight it is store_begin. And the WAL is checkpointed off the writer's
+ * path: 40,000 pages of commits leave a WAL far below them, and a reopen
+ * reads every row. */
+static void test_begin_after_a_commit_in_flight(void **state)
+{
+    (void)state;
+    char *path = temp_db();
+    store *st = open_with_ok(path, NULL, mem_migs, 1);
+    assert_int_equal(store_exec(st, "CREATE TABLE p (id INTEGER PRIMARY KEY);"
+                                    "CREATE TABLE ch (pid INTEGER REFERENCES p (id) DEFERRABLE INITIALLY DEFERRED);"
+                                    "PRAGMA foreign_keys = ON"), 0);
+    int n = 300;
+    assert_int_equal(store_begin(st), 0);
+    assert_int_equal(insert_many(st, &n), 0);
+    assert_int_equal(store_commit_start(st), 0);
+    assert_int_equal(store_begin_after_commit(st), 0);
+    assert_true(store_in_batch(st));
+    assert_int_equal(insert_many(st, &n), 0);        /* waits for the commit, then in the new transaction */
+    assert_int_equal(store_commit_finish(st), 0);
+    assert_int_equal(store_rollback(st), 0);
+    assert_int_equal(store_count(st, "SELECT COUNT(*) FROM t"), 300);
+
+    /* read the result before anything was stored: the same */
+    assert_int_equal(store_begin(st), 0);
+    assert_int_equal(insert_many(st, &n), 0);
+    assert_int_equal(store_commit_start(st), 0);
+    assert_int_equal(store_begin_after_commit(st), 0);
+    assert_int_equal(store_commit_finish(st), 0);
+    assert_int_equal(insert_many(st, &n), 0);
+    assert_int_equal(store_commit(st), 0);
+    assert_int_equal(store_count(st, "SELECT COUNT(*) FROM t"), 900);
+
+    /* the commit in flight fails: told once, the caller's goes too */
+    assert_int_equal(store_begin(st), 0);
+    assert_int_equal(store_exec(st, "INSERT INTO ch VALUES (97)"), 0);
+    assert_int_equal(store_commit_start(st), 0);
+    assert_int_equal(store_begin_after_commit(st), 0);
+    assert_int_equal(insert_many(st, &n), 0);
+    assert_int_equal(store_commit_finish(st), -1);
+    assert_non_null(strstr(store_errmsg(st), "FOREIGN KEY"));
+    assert_int_equal(store_commit_finish(st), 0);
+    assert_int_equal(store_rollback(st), 0);
+    assert_int_equal(store_count(st, "SELECT COUNT(*) FROM ch"), 0);
+    assert_int_equal(store_count(st, "SELECT COUNT(*) FROM t"), 900);
+
+    /* nothing in flight: a plain BEGIN */
+    assert_int_equal(store_begin_after_commit(st), 0);
+    assert_int_equal(insert_many(st, &n), 0);
+    assert_int_equal(store_commit(st), 0);
+
+    /* about 40,000 pages through the WAL, 100 rows of 2 KB a commit */
+    char big[2048];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    assert_int_equal(store_exec(st, "CREATE TABLE b (v TEXT)"), 0);
+    for (int c = 0; c < 800; c++) {
+        assert_int_equal(store_begin(st), 0);
+        for (int i = 0; i < 100; i++) {
+            store_stmt *s = store_sql(st, "INSERT INTO b (v) VALUES (?)");
+            store_bind_text(s, 1, big, -1);
+            assert_int_equal(store_run(s), 0);
+        }
+        assert_int_equal(store_commit(st), 0);
+    }
+    char wal[300];
+    snprintf(wal, sizeof wal, "%s-wal", path);
+    struct stat sb;
+    assert_int_equal(stat(wal, &sb), 0);
+    assert_true(sb.st_size < (off_t)4 * 8192 * 4200);   /* the bound: four times the checkpoint's size */
+    store_close(st);
+
+    st = open_with_ok(path, NULL, mem_migs, 1);
+    assert_int_equal(store_count(st, "SELECT COUNT(*) FROM t"), 1200);
+    assert_int_equal(store_count(st, "SELECT COUNT(*) FROM b"), 80000);
+    store_close(st);
+    remove_db(path);
+}
+
 /* Two connections on one file: while A holds BEGIN IMMEDIATE with an
  * uncommitted row, B reads (the committed snapshot, without waiting), and
  * B's writes fail after its busy_timeout with an error; after A commits,
@@ -1024,6 +1108,7 @@ int main(void)
         cmocka_unit_test(test_wal_commit_survives_reopen),
         cmocka_unit_test(test_commit_on_the_stores_thread),
         cmocka_unit_test(test_detached_commit_has_its_own_result),
+        cmocka_unit_test(test_begin_after_a_commit_in_flight),
         cmocka_unit_test(test_second_connection_reads_during_write_and_write_fails_busy),
         cmocka_unit_test(test_abandoned_statement_holds_no_snapshot),
         cmocka_unit_test(test_reader_reads_beside_a_commit_in_flight),
