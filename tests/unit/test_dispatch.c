@@ -1087,18 +1087,25 @@ static void test_smtp(void **state)
 /* Opt-out race: a marketing message deferred by quiet hours, then the
  * customer unsubscribes; at 08:30 the dispatcher checks again and keeps it
  * back. A second customer who did not unsubscribe gets hers at 08:30. */
+/* A mock, an engine with quiet hours at 23:00 (+08:00) and customer c1:
+ * a marketing message queued now waits for *morning. */
+static void quiet_night(struct env *v, struct mock *m, tend_time *start, tend_time *morning)
+{
+    char err[128];
+    mock_start(m, NULL);
+    assert_int_equal(clock_parse_time("2026-03-02T23:00:00+08:00", start, err, sizeof err), 0);
+    assert_int_equal(clock_parse_time("2026-03-03T08:30:00+08:00", morning, err, sizeof err), 0);
+    env_open(v, make_config(m, NULL, 1), clock_new_virtual(*start));
+    customer(v->e, "{\"id\":\"c1\",\"name\":\"Ann\",\"phone\":\"+8613800000001\"}");
+}
+
 static void test_suppression_recheck(void **state)
 {
     (void)state;
     struct mock m;
-    mock_start(&m, NULL);
-    tend_time start, morning;
-    char err[128];
-    assert_int_equal(clock_parse_time("2026-03-02T23:00:00+08:00", &start, err, sizeof err), 0);
-    assert_int_equal(clock_parse_time("2026-03-03T08:30:00+08:00", &morning, err, sizeof err), 0);
     struct env v;
-    env_open(&v, make_config(&m, NULL, 1), clock_new_virtual(start));
-    customer(v.e, "{\"id\":\"c1\",\"name\":\"Ann\",\"phone\":\"+8613800000001\"}");
+    tend_time start, morning;
+    quiet_night(&v, &m, &start, &morning);
     customer(v.e, "{\"id\":\"c2\",\"name\":\"Bo\",\"phone\":\"+8613800000002\"}");
     notify(v.e, "c1", NULL, "promo", "spring sale");
     notify(v.e, "c2", NULL, "promo", "spring sale");
@@ -1143,6 +1150,36 @@ static void test_suppression_recheck(void **state)
     assert_true(cJSON_IsString(who));
     assert_string_equal(who->valuestring, "c2");
     cJSON_Delete(d);
+    env_close(&v);
+    mock_stop(&m);
+}
+
+/* branch deliv4: an opt-out of every channel (no channel: '*') made while
+ * a marketing message waits for the morning also holds at delivery time
+ * (read_due looks the '*' row up apart from the channel's own). */
+static void test_suppression_recheck_all_channels(void **state)
+{
+    (void)state;
+    struct mock m;
+    struct env v;
+    tend_time start, morning;
+    quiet_night(&v, &m, &start, &morning);
+    notify(v.e, "c1", NULL, "promo", "spring sale");
+    assert_true(engine_run_due(v.e, start) > 0);
+    assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox WHERE status = 'deferred'"), 1);
+    cJSON *ev = cJSON_CreateObject();
+    cJSON_AddStringToObject(ev, "type", "unsubscribe");
+    cJSON_AddStringToObject(ev, "customer", "c1");
+    cJSON_AddNumberToObject(ev, "at", (double)engine_now(v.e));
+    accept_event(v.e, ev);
+    cJSON_Delete(ev);
+    assert_true(engine_run_due(v.e, engine_now(v.e)) >= 0);
+    assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM suppressions WHERE channel = '*'"), 1);
+    assert_int_equal(engine_advance(v.e, morning + 30 * TEND_MINUTE - engine_now(v.e)), 0);
+    char *st = sql_text(v.e, "SELECT status FROM outbox WHERE customer = 'c1'");
+    assert_string_equal(st, "suppressed");
+    free(st);
+    assert_int_equal(mock_stat(&m, "requests"), 0);
     env_close(&v);
     mock_stop(&m);
 }
@@ -1323,6 +1360,7 @@ int main(void)
         cmocka_unit_test_teardown(test_smtp_header_injection, stop_leftovers),
         cmocka_unit_test_teardown(test_http_header_injection, stop_leftovers),
         cmocka_unit_test_teardown(test_suppression_recheck, stop_leftovers),
+        cmocka_unit_test_teardown(test_suppression_recheck_all_channels, stop_leftovers),
         cmocka_unit_test_teardown(test_http_body_escapes, stop_leftovers),
         cmocka_unit_test_teardown(test_window_recheck, stop_leftovers),
         cmocka_unit_test_teardown(test_cost, stop_leftovers),
