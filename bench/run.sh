@@ -81,6 +81,14 @@ row "wake at step 199 / step 2 ($N_LONG x 200)" \
     "$(pick "$work/long.out" 's/.* wake 199 (replays 199 waits) \([0-9]*\)\/s;.*/\1/p')" \
     "$(pick "$work/long.out" 's/.* wake 2 (replays 2 waits) \([0-9]*\)\/s,.*/\1/p') at step 2" \
     "$(pick "$work/long.out" 's/.*last\/2nd = \([0-9.]*\).*/\1/p')" ">= 0.5"
+row "  the same, CPU per wake (us; 2nd/last)" \
+    "$(pick "$work/long.out" 's/.*CPU per wake: .* wake 199 \([0-9.]*\) us;.*/\1/p')" \
+    "$(pick "$work/long.out" 's/.*CPU per wake: wake 2 \([0-9.]*\) us,.*/\1/p') at step 2" \
+    "$(pick "$work/long.out" 's/.*CPU 2nd\/last = \([0-9.]*\).*/\1/p')" ">= 0.5"
+row "  wake 200 after a restart (no kept runs), /s" \
+    "$(pick "$work/long.out" 's/.*after a restart.* wake 200 \([0-9]*\)\/s,.*/\1/p')" \
+    "$(pick "$work/long.out" 's/.* wake 2 (replays 2 waits) \([0-9]*\)\/s,.*/\1/p') at step 2" \
+    "$(pick "$work/long.out" 's/.*after a restart.*this\/2nd = \([0-9.]*\) wall.*/\1/p')" "-"
 
 echo
 echo "== Liquid template render rate (one core, CPU time)"

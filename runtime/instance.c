@@ -416,8 +416,13 @@ static uint64_t seed_of(int64_t id)
 
 /* A history's lines past this many bytes (but its last) are sealed into a
  * history_chunks row: a wake writes the instance row and its recent lines,
- * and a long journey's past is written once. */
-#define HISTORY_SEAL_BYTES 2048
+ * and a long journey's past is written once. Small: every wake rewrites the
+ * row's lines, so the row's bytes are a wake's cost (at 2048 a 200-step
+ * journey's wake wrote ~1 KB more than a short one's, 25 us of CPU against
+ * 15). Not smaller: a replay reads every chunk, and at 256 its 35 reads
+ * for 200 steps cost it more than the row saved; the chunks of one
+ * instance sit side by side in key order (WITHOUT ROWID, schema.c). */
+#define HISTORY_SEAL_BYTES 512
 
 /* Appends instance id's sealed chunks to b, in order; their count, or -1. */
 static int read_chunks(engine *e, int64_t id, strbuf *b)
@@ -457,6 +462,10 @@ static int load_history(engine *e, int64_t id, struct run_ctx *ctx, const struct
     }
     int recent = r->history ? count_lines(r->history, r->history_len) : 0;
     if (r->steps > recent) {
+        /* the chunks' lines are about as long as the row's: one buffer for
+         * all of them, not a doubling every few chunks */
+        size_t line = recent ? r->history_len / (size_t)recent + 1 : 64;
+        strbuf_reserve(&ctx->hist, (size_t)r->steps * line + r->history_len);
         ctx->chunks = read_chunks(e, id, &ctx->hist);
         if (ctx->chunks < 0)
             return -1;
@@ -1029,9 +1038,17 @@ struct kept_run {
 };
 
 struct kept_runs {
-    int next;
     struct kept_run v[KEPT_RUNS];
 };
+
+/* A run's slot: its id's place in the cache, direct-mapped, so a wake
+ * looks at one slot rather than scanning all of them (instance ids are
+ * consecutive: up to KEPT_RUNS runs started together never share one).
+ * A run put in a taken slot lets the one before it go. */
+static int kept_slot(int64_t id)
+{
+    return (int)((uint64_t)id % KEPT_RUNS);
+}
 
 static const char KEPT_KEY = 0;   /* registry: the kept_runs userdata; its uservalue holds the threads */
 
@@ -1059,23 +1076,22 @@ static struct kept_runs *kept_runs(lua_State *L)
 static int kept_take(lua_State *L, int64_t id, struct kept_run *out)
 {
     struct kept_runs *k = kept_runs(L);
-    for (int i = 0; i < KEPT_RUNS; i++) {
-        if (k->v[i].id != id)
-            continue;
-        *out = k->v[i];
-        k->v[i].id = 0;
-        lua_rawgeti(L, -1, i + 1);
-        lua_pushnil(L);
-        lua_rawseti(L, -3, i + 1);
-        lua_remove(L, -2);
-        return 1;
+    int i = kept_slot(id);
+    if (k->v[i].id != id) {
+        lua_pop(L, 1);
+        return 0;
     }
-    lua_pop(L, 1);
-    return 0;
+    *out = k->v[i];
+    k->v[i].id = 0;
+    lua_rawgeti(L, -1, i + 1);
+    lua_pushnil(L);
+    lua_rawseti(L, -3, i + 1);
+    lua_remove(L, -2);
+    return 1;
 }
 
 /* Keeps the coroutine at L index co_idx as instance id's run, stopped as
- * ctx says; the oldest kept run makes room. Kept runs share the sandbox's
+ * ctx says, in its slot (kept_slot). Kept runs share the sandbox's
  * memory cap with the runs that work: once the state holds a quarter of
  * its cap, every kept run is let go (their wakes replay, as without them)
  * rather than let a cache make a script run out of memory. */
@@ -1087,7 +1103,6 @@ static void kept_put(sandbox *sb, lua_State *L, int co_idx, int64_t id, const st
     struct kept_runs *k = kept_runs(L);
     if (sandbox_memory(sb) > sandbox_memory_limit(sb) / 4) {
         memset(k->v, 0, sizeof k->v);
-        k->next = 0;
         lua_pop(L, 1);   /* the old threads' table: the userdata lets it go */
         lua_rawgetp(L, LUA_REGISTRYINDEX, &KEPT_KEY);
         lua_createtable(L, KEPT_RUNS, 0);
@@ -1095,8 +1110,7 @@ static void kept_put(sandbox *sb, lua_State *L, int co_idx, int64_t id, const st
         lua_pop(L, 1);
         return;
     }
-    int slot = k->next;
-    k->next = (k->next + 1) % KEPT_RUNS;
+    int slot = kept_slot(id);
     struct kept_run *r = &k->v[slot];
     /* persist left ctx->sealed where the row's lines start */
     *r = (struct kept_run){.id = id, .started_at = ctx->started_at, .steps = ctx->steps, .chunks = ctx->chunks,

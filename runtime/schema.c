@@ -357,6 +357,22 @@ static const char m_bought3_forms[] =
     " ON CONFLICT (kind, key) DO UPDATE SET customers = customers + 1; END;";
 /* --- end branch bought3 -------------------------------------------------- */
 
+/* --- branch long4: history chunks clustered by instance -----------------
+ * A replay reads an instance's chunks in (instance, seq) order: as a rowid
+ * table each chunk was an index probe and then a rowid lookup on a page of
+ * its own (chunks of all instances interleave in insert order); WITHOUT
+ * ROWID keeps an instance's chunks side by side in key order. The rows are
+ * copied over (a store of the wake branch's form opens and migrates). */
+static const char m_long4_chunks_clustered[] =
+    "CREATE TABLE history_chunks_copy AS SELECT instance, seq, lines FROM history_chunks;"
+    "DROP TABLE history_chunks;"
+    "CREATE TABLE history_chunks ("
+    " instance INTEGER NOT NULL, seq INTEGER NOT NULL, lines TEXT NOT NULL,"
+    " PRIMARY KEY (instance, seq)) WITHOUT ROWID;"
+    "INSERT INTO history_chunks SELECT instance, seq, lines FROM history_chunks_copy;"
+    "DROP TABLE history_chunks_copy;";
+/* --- end branch long4 ---------------------------------------------------- */
+
 const struct store_migration schema_migrations[] = {
     {"core", m1_core},
     {"delivery", m2_delivery},
@@ -370,5 +386,6 @@ const struct store_migration schema_migrations[] = {
     {"tick_counts", m_tick_counts},   /* branch tick */
     {"wake2_tag_insert", m_wake2_tag_insert},   /* branch wake2 */
     {"bought3_forms", m_bought3_forms},   /* branch bought3 */
+    {"long4_chunks_clustered", m_long4_chunks_clustered},   /* branch long4 */
 };
 const int schema_migration_count = sizeof schema_migrations / sizeof schema_migrations[0];

@@ -84,6 +84,11 @@ static void reserve(strbuf *b, size_t more)
     b->cap = cap;
 }
 
+void strbuf_reserve(strbuf *b, size_t more)
+{
+    reserve(b, more);
+}
+
 void strbuf_add(strbuf *b, const char *s, size_t n)
 {
     reserve(b, n);

@@ -25,6 +25,9 @@ void  strbuf_printf(strbuf *b, const char *fmt, ...) __attribute__((format(print
 void  strbuf_vprintf(strbuf *b, const char *fmt, va_list ap);
 char *strbuf_take(strbuf *b);   /* the bytes, malloc'd; b is left empty */
 void  strbuf_reset(strbuf *b);
+/* Makes room for `more` bytes past len in one allocation (a caller that
+ * knows about how much it will add saves the doubling's copies). */
+void  strbuf_reserve(strbuf *b, size_t more);
 /* Appends s[0..n) as a YAML double-quoted scalar (TAP 13 diagnostics). */
 void  strbuf_yaml_quoted(strbuf *b, const char *s, size_t n);
 /* Appends s[0..n) as a JSON string the way cJSON prints one: quotes,
