@@ -808,6 +808,18 @@ static void test_commit_on_the_stores_thread(void **state)
     remove_db(path);
 }
 
+/* A store with table t (mem_migs) and a parent p and child ch under a
+ * deferred foreign key: inserting a child with no parent makes the
+ * transaction's COMMIT fail, a failed commit at will. */
+static store *open_with_fk_tables(const char *path)
+{
+    store *st = open_with_ok(path, NULL, mem_migs, 1);
+    assert_int_equal(store_exec(st, "CREATE TABLE p (id INTEGER PRIMARY KEY);"
+                                    "CREATE TABLE ch (pid INTEGER REFERENCES p (id) DEFERRABLE INITIALLY DEFERRED);"
+                                    "PRAGMA foreign_keys = ON"), 0);
+    return st;
+}
+
 /* branch deliv3: a second owner's commit on the store's thread
  * (store_commit_detach, the dispatcher's) ends on its own eventfd and
  * tells its own result: a failed detached commit (a deferred foreign key,
@@ -818,10 +830,7 @@ static void test_detached_commit_has_its_own_result(void **state)
 {
     (void)state;
     char *path = temp_db();
-    store *st = open_with_ok(path, NULL, mem_migs, 1);
-    assert_int_equal(store_exec(st, "CREATE TABLE p (id INTEGER PRIMARY KEY);"
-                                    "CREATE TABLE ch (pid INTEGER REFERENCES p (id) DEFERRABLE INITIALLY DEFERRED);"
-                                    "PRAGMA foreign_keys = ON"), 0);
+    store *st = open_with_fk_tables(path);
     int fd = store_commit_fd(st), dfd = store_commit_detached_fd(st);
     assert_true(fd >= 0 && dfd >= 0 && fd != dfd);
     struct pollfd own = {.fd = fd, .events = POLLIN}, det = {.fd = dfd, .events = POLLIN};
@@ -879,10 +888,7 @@ static void test_begin_after_a_commit_in_flight(void **state)
 {
     (void)state;
     char *path = temp_db();
-    store *st = open_with_ok(path, NULL, mem_migs, 1);
-    assert_int_equal(store_exec(st, "CREATE TABLE p (id INTEGER PRIMARY KEY);"
-                                    "CREATE TABLE ch (pid INTEGER REFERENCES p (id) DEFERRABLE INITIALLY DEFERRED);"
-                                    "PRAGMA foreign_keys = ON"), 0);
+    store *st = open_with_fk_tables(path);
     int n = 300;
     assert_int_equal(store_begin(st), 0);
     assert_int_equal(insert_many(st, &n), 0);
