@@ -994,6 +994,7 @@ static int local_slot_pipelined(engine *e, tend_time now, int page)
     struct local_slot sl;
     if (!due_slot(st, now, &sl))
         return store_commit(st) == 0 ? 0 : -1;
+    store_checkpoint_aside(st, 1);   /* its pages' commits do not wait for checkpoints */
     int top = lua_gettop(L), rc = 0, done = 1, worked = 1, in_flight = 0;
     struct idlist ids = {0};
     struct local_trigger t;
@@ -1046,11 +1047,12 @@ static int local_slot_pipelined(engine *e, tend_time now, int page)
     lua_settop(L, top);
     ids_clear(&ids);
     slot_free(&sl);
-    if (rc == 0)
-        return store_commit(st) == 0 ? worked : -1;
-    if (store_in_batch(st))
+    if (rc == 0 && store_commit(st) != 0)
+        rc = -1;
+    if (rc != 0 && store_in_batch(st))
         store_rollback(st);
-    return -1;
+    store_checkpoint_aside(st, 0);
+    return rc == 0 ? worked : -1;
 }
 
 int dates_local_run_slot(engine *e, tend_time now, int page)

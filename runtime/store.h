@@ -156,6 +156,13 @@ int store_commit_start(store *st);
  * the caller rolls this transaction back. With no commit in flight, as
  * store_begin. */
 int store_begin_after_commit(store *st);
+/* While on, a file store's WAL checkpoints run on a thread of the store
+ * with a connection of its own (PASSIVE, the writer's synchronous level)
+ * instead of inside the commit that filled the WAL; the writer still
+ * checkpoints itself if that thread falls 4x behind. For a bulk writer
+ * (a local-time slot's pages): off, the default, suits a stream of small
+ * commits better (see store.c). */
+void store_checkpoint_aside(store *st, int on);
 int store_commit_pending(const store *st);
 int store_commit_fd(store *st);
 int store_commit_finish(store *st);
