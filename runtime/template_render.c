@@ -558,12 +558,16 @@ static int apply(struct render *r, const struct filter *f, struct val *v)
             }
             if (f->nargs > 1 && text_of(r, &a[1], &ell, &ell_len) != 0)
                 break;
+            if (lim != lim) {           /* NaN */
+                rfail(r, f->off, "filter 'truncate': the length must be a number");
+                return -1;
+            }
             long chars = utf8_chars(s, n);
-            if (chars <= (long)lim) {
+            if (lim >= (double)chars) {   /* compared as doubles: 1e66 must not become a long */
                 *v = str_val(r, s, n);
                 return 0;
             }
-            long keep = (long)lim - utf8_chars(ell, ell_len);
+            long keep = (lim < 0 ? 0 : (long)lim) - utf8_chars(ell, ell_len);
             if (keep < 0) keep = 0;
             /* Cut at a character boundary, never inside a UTF-8 sequence. */
             const char *cut = g_utf8_offset_to_pointer(s, keep);

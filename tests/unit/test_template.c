@@ -262,6 +262,9 @@ static void test_filter_truncate(void **state)
     R("{{ s | truncate: 3, '' }}", "{\"s\":\"😀😀😀😀\"}", "😀😀😀");
     R("{{ s | truncate: 2 }}", "{\"s\":\"abcdef\"}", "...");
     R("{{ s | truncate }}", "{\"s\":\"short\"}", "short");
+    /* Lengths past any string, either way: not converted to an integer (fuzz found 1e66). */
+    R("{{ s | truncate: n }}", "{\"s\":\"abcdef\",\"n\":1e66}", "abcdef");
+    R("{{ s | truncate: n }}", "{\"s\":\"abcdef\",\"n\":-1e66}", "...");
     RFAIL("{{ s | truncate: 'x' }}", "{\"s\":\"abc\"}", "the length must be a number");
 }
 
