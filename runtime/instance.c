@@ -1453,6 +1453,25 @@ static int due_by_id(const void *a, const void *b)
     return x->id != y->id ? (x->id < y->id ? -1 : 1) : (x < y ? -1 : x > y);
 }
 
+/* A long drain of due wakes (a second full claim in a row, and on) has
+ * the store checkpoint on its own thread (store_checkpoint_aside): its
+ * commits write many distinct pages, and a checkpoint inside one of them
+ * holds the drain. A short claim ends the drain and gives checkpoints back
+ * to the committing connection, which suits a stream of small wakes (a
+ * long journey's wakes: store.c says why). Re-asserted at every full claim,
+ * as a local-time slot turns it off at its end. */
+static void drain_checkpoints(engine *e, int n, int max)
+{
+    if (n == max && n > 0) {
+        if (++e->due_full_claims >= 2)
+            store_checkpoint_aside(e->st, 1);
+    } else {
+        if (e->due_full_claims >= 2)
+            store_checkpoint_aside(e->st, 0);
+        e->due_full_claims = 0;
+    }
+}
+
 int instance_run_due(engine *e, tend_time now, int max)
 {
     if (write_kept(e) != 0)
@@ -1475,6 +1494,7 @@ int instance_run_due(engine *e, tend_time now, int max)
         if (d->loaded)
             row_read(s, 3, &d->r);
     }
+    drain_checkpoints(e, n, max);
     if (n == 0) {
         free(due);
         return 0;

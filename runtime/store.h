@@ -160,8 +160,8 @@ int store_begin_after_commit(store *st);
  * with a connection of its own (PASSIVE, the writer's synchronous level)
  * instead of inside the commit that filled the WAL; the writer still
  * checkpoints itself if that thread falls 4x behind. For a bulk writer
- * (a local-time slot's pages): off, the default, suits a stream of small
- * commits better (see store.c). */
+ * (a local-time slot's pages, a long drain of due wakes): off, the
+ * default, suits a stream of small commits better (see store.c). */
 void store_checkpoint_aside(store *st, int on);
 int store_commit_pending(const store *st);
 int store_commit_fd(store *st);
