@@ -267,6 +267,11 @@ void store_checkpoint_aside(store *st, int on)
     atomic_store(&k->aside, on);   /* read by wal_committed, on the thread that commits */
 }
 
+int store_checkpoint_is_aside(const store *st)
+{
+    return st->checkpointer && atomic_load(&st->checkpointer->aside);
+}
+
 store *store_open_with(const char *path, const struct store_options *opts,
                        const struct store_migration *migs, int n, char **err)
 {

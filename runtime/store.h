@@ -163,6 +163,8 @@ int store_begin_after_commit(store *st);
  * (a local-time slot's pages, a long drain of due wakes): off, the
  * default, suits a stream of small commits better (see store.c). */
 void store_checkpoint_aside(store *st, int on);
+/* 1 while a file store's checkpoints run on that thread, else 0. */
+int store_checkpoint_is_aside(const store *st);
 int store_commit_pending(const store *st);
 int store_commit_fd(store *st);
 int store_commit_finish(store *st);

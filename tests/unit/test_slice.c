@@ -5,7 +5,8 @@
  * of work lets the other kinds move before it resumes; and slices run until
  * nothing is left end where a whole pass (engine_run_due) ends; the daily
  * lifecycle sweep, cut into windows of time, re-derives everyone who
- * crossed a threshold in the day. */
+ * crossed a threshold in the day; a long drain of due wakes checkpoints on
+ * the store's thread until its claims come back short. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -20,6 +21,7 @@
 #include "customer.h"
 #include "engine.h"
 #include "event.h"
+#include "instance.h"
 #include "util.h"
 #include "fixture.h"
 
@@ -104,6 +106,31 @@ static void test_a_drain_is_cut_and_its_messages_leave_between_slices(void **sta
     assert_int_equal(engine_run_due(f->e, engine_now(f->e)), 0);
 }
 
+/* A long drain (claims that come back full, back to back) checkpoints on
+ * the store's thread; its last, short claim gives checkpoints back to the
+ * committing connection; a claim of a few due wakes never takes them. */
+static void test_a_long_drain_checkpoints_aside_until_it_ends(void **state)
+{
+    struct fixture *f = *state;
+    park_jobs(f);
+    assert_int_equal(store_checkpoint_is_aside(f->e->st), 0);
+    assert_int_equal(instance_run_due(f->e, engine_now(f->e), 500), 500);
+    assert_int_equal(store_checkpoint_is_aside(f->e->st), 0);   /* one full claim is not a drain yet */
+    assert_int_equal(instance_run_due(f->e, engine_now(f->e), 500), 500);
+    assert_int_equal(store_checkpoint_is_aside(f->e->st), 1);
+    assert_int_equal(instance_run_due(f->e, engine_now(f->e), 500), 500);
+    assert_int_equal(store_checkpoint_is_aside(f->e->st), 1);
+    assert_int_equal(instance_run_due(f->e, engine_now(f->e), 600), 500);   /* short: the drain ends */
+    assert_int_equal(store_checkpoint_is_aside(f->e->st), 0);
+    assert_int_equal(TIMERS_LEFT(f->e), 0);
+    /* a few wakes due together, claimed at once: never aside */
+    add_events(f->e, "note.add", "n", 20);
+    assert_true(engine_run_due(f->e, engine_now(f->e)) > 0);
+    clock_set(f->clock, engine_now(f->e) + TEND_DAY);
+    assert_int_equal(instance_run_due(f->e, engine_now(f->e), 500), 20);
+    assert_int_equal(store_checkpoint_is_aside(f->e->st), 0);
+}
+
 static void test_a_stage_cut_short_lets_the_others_move(void **state)
 {
     struct fixture *f = *state;
@@ -164,6 +191,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_a_drain_is_cut_and_its_messages_leave_between_slices, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_long_drain_checkpoints_aside_until_it_ends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_stage_cut_short_lets_the_others_move, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_sweep_in_windows_reaches_everyone_who_crossed, setup, teardown),
     };
