@@ -1227,18 +1227,7 @@ static int deliver_task(engine *e, const struct row *r, char *err, size_t errlen
 
 static int claim(engine *e, const struct row *r)
 {
-    tend_time lease = engine_now(e) + LEASE;
-    store_stmt *s = store_sql(e->st, "UPDATE outbox SET status = 'sending', attempts = attempts + 1, due_key = ?"
-                                     " WHERE id = ?");
-    store_bind_int(s, 1, lease);
-    store_bind_int(s, 2, r->id);
-    if (store_run(s) != 0)
-        return -1;
-    s = store_sql(e->st, "UPDATE outbox_due SET due_at = ? WHERE due_at = ? AND id = ?");
-    store_bind_int(s, 1, lease);
-    store_bind_int(s, 2, r->due_at);
-    store_bind_int(s, 3, r->id);
-    return store_run(s);
+    return outbox_claim_many(e, &r->id, &r->due_at, 1, engine_now(e) + LEASE);
 }
 
 static int move_due(engine *e, const struct row *r, tend_time due)
