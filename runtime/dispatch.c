@@ -1502,6 +1502,11 @@ int dispatch_run_due(engine *e, tend_time now, int max)
                     rc = record_result(e, t, NULL, NULL);
                 transfer_free(t);
                 handled++;
+            } else if (k == SKIPPED) {
+                /* its entry stays in the queue: the claims before it are
+                 * written now, so a batch of claims is a run of
+                 * consecutive entries (outbox_claim_many moves them at once) */
+                rc = claim_flush(e, &p);
             } else {
                 handled += k;
             }
