@@ -21,7 +21,8 @@
  *     new facts to bought_counts, one row per key; then move
  *     meta.events_cursor.
  * Each row is written once with a minimal statement; lines go in multi-row
- * statements of 16 rows, facts one a statement, as tend's, and no statement
+ * statements of 16 rows, the facts of a customer without any (one probe a
+ * customer) too, other facts one a statement, as tend's, and no statement
  * can abort (OR IGNORE where nothing can conflict, CASE rather than the
  * MIN/MAX functions), so SQLite keeps no statement journal for any of them
  * (see orderline.c store_facts and customer_apply_event). The customer's derived fields
@@ -161,6 +162,23 @@ static void count_new(sqlite3 *db, sqlite3_stmt *count_ins, struct fact *f, int 
     free(customers);
 }
 
+/* Binds f as ?p+1..?p+8 of s (kind, key, customer, orders, qty, first_at,
+ * last_at, prev_at). */
+static void bind_fact(sqlite3_stmt *s, int p, const struct fact *f)
+{
+    sqlite3_bind_int(s, p + 1, f->kind);
+    sqlite3_bind_text(s, p + 2, f->key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, p + 3, f->customer, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, p + 4, f->orders);
+    sqlite3_bind_double(s, p + 5, f->qty);
+    sqlite3_bind_int64(s, p + 6, f->first_at);
+    sqlite3_bind_int64(s, p + 7, f->last_at);
+    if (f->prev_at == NO_PREV)
+        sqlite3_bind_null(s, p + 8);
+    else
+        sqlite3_bind_int64(s, p + 8, f->prev_at);
+}
+
 int main(int argc, char **argv)
 {
     bench_name = "bench_orders_raw";
@@ -206,10 +224,12 @@ int main(int argc, char **argv)
         " WHERE customer = ?3 AND kind = ?1 AND key = ?2");
     sqlite3_stmt *count_ins = bench_prepare(db, "INSERT INTO bought_counts (kind, key, customers) VALUES (?, ?, ?)"
         " ON CONFLICT (kind, key) DO UPDATE SET customers = bought_counts.customers + excluded.customers");
-    sqlite3_stmt *lines_ins[CHUNK + 1] = {0};
+    sqlite3_stmt *lines_ins[CHUNK + 1] = {0}, *facts_ins[CHUNK + 1] = {0};
+    sqlite3_stmt *has_facts = bench_prepare(db, "SELECT 1 FROM bought WHERE customer = ? LIMIT 1");
     struct bench_zone_hours zones = {0};
     struct ev **todo = xmalloc((size_t)process_batch * sizeof *todo);
     struct fact *facts = xmalloc((size_t)process_batch * MAX_ITEMS * 2 * sizeof *facts);
+    struct fact **fresh = xmalloc((size_t)process_batch * MAX_ITEMS * 2 * sizeof *fresh);
     struct { const struct ev *e; int i; } *rows = xmalloc((size_t)process_batch * MAX_ITEMS * sizeof *rows);
 
     double t0 = bench_seconds();
@@ -327,24 +347,40 @@ int main(int argc, char **argv)
                 facts[merged++] = *f;
             }
         }
-        for (int i = 0; i < merged; i++) {
-            struct fact *f = &facts[i];
-            for (sqlite3_stmt *s = fact_ins; s; s = s == fact_ins && !f->is_new ? fact_upd : NULL) {
-                sqlite3_bind_int(s, 1, f->kind);
-                sqlite3_bind_text(s, 2, f->key, -1, SQLITE_STATIC);
-                sqlite3_bind_text(s, 3, f->customer, -1, SQLITE_STATIC);
-                sqlite3_bind_int64(s, 4, f->orders);
-                sqlite3_bind_double(s, 5, f->qty);
-                sqlite3_bind_int64(s, 6, f->first_at);
-                sqlite3_bind_int64(s, 7, f->last_at);
-                if (f->prev_at == NO_PREV)
-                    sqlite3_bind_null(s, 8);
-                else
-                    sqlite3_bind_int64(s, 8, f->prev_at);
-                bench_run(db, s);
-                if (s == fact_ins)
-                    f->is_new = sqlite3_changes(db) == 1;   /* inserted, not there before */
+        /* a customer without facts: all of its facts are new, inserted
+         * 16 a statement (OR IGNORE: nothing can conflict); the others'
+         * one a statement, INSERT then UPDATE, as tend's store_facts */
+        int nfresh = 0;
+        for (int i = 0; i < merged;) {
+            int end = i + 1;
+            while (end < merged && !strcmp(facts[end].customer, facts[i].customer))
+                end++;
+            sqlite3_bind_text(has_facts, 1, facts[i].customer, -1, SQLITE_STATIC);
+            int none = sqlite3_step(has_facts) != SQLITE_ROW;
+            sqlite3_reset(has_facts);
+            for (; i < end; i++) {
+                struct fact *f = &facts[i];
+                if (none) {
+                    f->is_new = 1;
+                    fresh[nfresh++] = f;
+                    continue;
+                }
+                for (sqlite3_stmt *s = fact_ins; s; s = s == fact_ins && !f->is_new ? fact_upd : NULL) {
+                    bind_fact(s, 0, f);
+                    bench_run(db, s);
+                    if (s == fact_ins)
+                        f->is_new = sqlite3_changes(db) == 1;   /* inserted, not there before */
+                }
             }
+        }
+        for (int done = 0; done < nfresh; done += CHUNK) {
+            int m = nfresh - done < CHUNK ? nfresh - done : CHUNK;
+            sqlite3_stmt *s = bench_chunk(db, facts_ins, m,
+                "INSERT OR IGNORE INTO bought (kind, key, customer, orders, qty, first_at, last_at, prev_at) VALUES ",
+                "(?, ?, ?, ?, ?, ?, ?, ?)", "");
+            for (int r = 0; r < m; r++)
+                bind_fact(s, r * 8, fresh[done + r]);
+            bench_run(db, s);
         }
         count_new(db, count_ins, facts, merged);
         sqlite3_bind_int64(cursor_set, 1, cursor);
@@ -357,15 +393,17 @@ int main(int argc, char **argv)
     double t2 = bench_seconds();
     printf("%zu %.3f %.3f %.3f\n", processed, t2 - t0, t1 - t0, t2 - t1);
 
-    sqlite3_stmt *stmts[] = {ins_event, cursor_get, cursor_set, batch, upd_customer, get_zone, hour, seen, fact_ins, fact_upd, count_ins};
+    sqlite3_stmt *stmts[] = {ins_event, cursor_get, cursor_set, batch, upd_customer, get_zone, hour, seen, fact_ins, fact_upd, count_ins, has_facts};
     for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++)
         sqlite3_finalize(stmts[i]);
     for (int i = 0; i <= CHUNK; i++) {
         sqlite3_finalize(lines_ins[i]);
+        sqlite3_finalize(facts_ins[i]);
     }
     sqlite3_close(db);
     free(todo);
     free(facts);
+    free(fresh);
     free(rows);
     for (size_t i = 0; i < n; i++) {
         free(evs[i].id);

@@ -677,7 +677,7 @@ static int store_lines(engine *e, orderline_batch *lines, int64_t seq, const cha
  * as if each order had been stored when processed. */
 #define LINES_HELD_MAX 100000
 
-static int lines_may_be_read(engine *e, const char *customer, const char *type)
+static int lines_may_be_read(engine *e, int heard, const char *type)
 {
     lua_State *L = sandbox_state(e->sb);
     int top = lua_gettop(L);
@@ -687,13 +687,14 @@ static int lines_may_be_read(engine *e, const char *customer, const char *type)
     catalog_push_local(e);
     yes = yes || (lua_istable(L, -1) && lua_rawlen(L, -1) > 0);
     lua_settop(L, top);
-    return yes || listened(e, customer, type);
+    return yes || heard;
 }
 
-static int flush_lines_if_read(engine *e, orderline_batch *lines, const char *customer, const char *type)
+/* heard: listened() of the event's customer and type. */
+static int flush_lines_if_read(engine *e, orderline_batch *lines, int heard, const char *type)
 {
     int held = orderline_batch_lines(lines);
-    if (held == 0 || (held < LINES_HELD_MAX && !lines_may_be_read(e, customer, type)))
+    if (held == 0 || (held < LINES_HELD_MAX && !lines_may_be_read(e, heard, type)))
         return 0;
     return orderline_batch_flush(lines, e->st) < 0 ? -1 : 0;
 }
@@ -742,13 +743,19 @@ static int process_one(engine *e, orderline_batch *lines, const struct pending *
         rc = queue_fanouts(e, seq, type);
     } else {
         char tz[128];
+        /* One probe of the listeners says whether held lines may be read
+         * now and whether the event has anyone to route to: when none
+         * listened and no listener was written since, routing would find
+         * none (two more probes of the same keys). */
+        unsigned writes = instance_listener_writes();
+        int heard = listened(e, customer, type);
         if ((!delivery_fact(type) && (customer_apply_event(e, customer, type, at, ev, tz, sizeof tz) != 0 ||
                                       policy_note_activity_in(e, customer, at, tz) != 0)) ||
             store_lines(e, lines, seq, customer, type, at, ev) != 0 ||
             apply_consent(e, customer, type, at, ev) != 0 || redeem_coupons(e, customer, type, at, ev) != 0 ||
-            flush_lines_if_read(e, lines, customer, type) != 0 ||
+            flush_lines_if_read(e, lines, heard, type) != 0 ||
             dates_customer_changed(e, customer) != 0 ||
-            instance_route_event(e, customer, type, at, ev) != 0)
+            ((heard || instance_listener_writes() != writes) && instance_route_event(e, customer, type, at, ev) != 0))
             rc = -1;
         else {
             char *text = trigger_text(p->body, as, at);

@@ -60,15 +60,18 @@ int outbox_mark(engine *e, int64_t id, const char *status, const char *error);
 #define OUTBOX_BATCH 64
 
 /* outbox_mark_sent for n rows (ids[i] answered responses[i], which may be
- * NULL), all at `at`: two statements per OUTBOX_BATCH rows rather than two
- * per row. 0, or -1 on a store error. */
+ * NULL), all at `at`: one UPDATE per OUTBOX_BATCH rows and one queue delete
+ * a row; the rows that were `sending` are counted in outbox_counts by one
+ * statement for the batch (the trigger leaves that move to it). 0, or -1
+ * on a store error. */
 int outbox_mark_sent_many(engine *e, const int64_t *ids, const char *const *responses, int n, tend_time at);
 
 /* Claims n due rows for delivery under a lease: each (due_at[i], ids[i])
  * queue entry moves to `lease` (when it is tried again if no result is
- * stored), the row becomes `sending` with one more attempt. Two statements
- * per OUTBOX_BATCH rows; a second backend does the same with FOR UPDATE
- * SKIP LOCKED. 0, or -1 on a store error. */
+ * stored), the row becomes `sending` with one more attempt. One UPDATE per
+ * OUTBOX_BATCH rows (two when some were not queued) and the queued rows
+ * counted in outbox_counts by one statement; a second backend does the
+ * same with FOR UPDATE SKIP LOCKED. 0, or -1 on a store error. */
 int outbox_claim_many(engine *e, const int64_t *ids, const tend_time *due_at, int n, tend_time lease);
 
 #endif

@@ -373,6 +373,26 @@ static const char m_long4_chunks_clustered[] =
     "DROP TABLE history_chunks_copy;";
 /* --- end branch long4 ---------------------------------------------------- */
 
+/* --- branch deliv5: a delivery's two status moves counted per batch -----
+ * The two moves every delivered message makes, queued -> sending at its
+ * claim and sending -> sent at its result, are counted by their writers
+ * (outbox_claim_many, outbox_mark_sent_many: one outbox_counts statement a
+ * batch) instead of by this trigger row by row (two statements a row, a
+ * tenth of a delivery's instructions). The trigger knows those writes by
+ * their due_key: a claim moves it to the lease, a sent mark clears it (the
+ * row left outbox_due). Every other status change, by tend or by hand,
+ * is counted here as before. */
+static const char m_deliv5_counts[] =
+    "DROP TRIGGER outbox_counts_update;"
+    "CREATE TRIGGER outbox_counts_update AFTER UPDATE OF status ON outbox"
+    " WHEN OLD.status IS NOT NEW.status"
+    " AND NOT (OLD.status = 'queued' AND NEW.status = 'sending' AND NEW.due_key IS NOT OLD.due_key)"
+    " AND NOT (OLD.status = 'sending' AND NEW.status = 'sent' AND OLD.due_key IS NOT NULL AND NEW.due_key IS NULL)"
+    " BEGIN"
+    " UPDATE outbox_counts SET n = n - 1 WHERE status = OLD.status;"
+    " INSERT INTO outbox_counts VALUES (NEW.status, 1) ON CONFLICT (status) DO UPDATE SET n = n + 1; END;";
+/* --- end branch deliv5 --------------------------------------------------- */
+
 const struct store_migration schema_migrations[] = {
     {"core", m1_core},
     {"delivery", m2_delivery},
@@ -387,5 +407,6 @@ const struct store_migration schema_migrations[] = {
     {"wake2_tag_insert", m_wake2_tag_insert},   /* branch wake2 */
     {"bought3_forms", m_bought3_forms},   /* branch bought3 */
     {"long4_chunks_clustered", m_long4_chunks_clustered},   /* branch long4 */
+    {"deliv5_counts", m_deliv5_counts},   /* branch deliv5 */
 };
 const int schema_migration_count = sizeof schema_migrations / sizeof schema_migrations[0];

@@ -46,6 +46,7 @@
 #include "mime.h"
 #include "engine.h"
 #include "event.h"
+#include "outbox.h"
 #include "store.h"
 #include "util.h"
 
@@ -494,9 +495,22 @@ static double pump_compressed(engine *e, tclock *clk, struct event_base *base, d
     return wall() - start;
 }
 
-/* Every row sent exactly once: the mock saw each key delivered once. */
+/* The outbox gauge of /metrics (outbox_counts: the claims and sent marks
+ * count their rows a batch at a time, the trigger the rest) equals a count
+ * of the rows by status. */
+static void assert_counts_kept(engine *e)
+{
+    assert_int_equal(store_count(e->st, "SELECT COUNT(*) FROM (SELECT status, COUNT(*) AS n FROM outbox GROUP BY status"
+                                        " EXCEPT SELECT status, n FROM outbox_counts WHERE n <> 0)"), 0);
+    assert_int_equal(store_count(e->st, "SELECT COUNT(*) FROM (SELECT status, n FROM outbox_counts WHERE n <> 0"
+                                        " EXCEPT SELECT status, COUNT(*) FROM outbox GROUP BY status)"), 0);
+}
+
+/* Every row sent exactly once: the mock saw each key delivered once (and
+ * the gauge counts them). */
 static void assert_exactly_once(const struct mock *m, engine *e, int n)
 {
+    assert_counts_kept(e);
     assert_int_equal(store_count(e->st, "SELECT COUNT(*) FROM outbox"), n);
     assert_int_equal(not_sent(e), 0);
     assert_int_equal(store_count(e->st, "SELECT COUNT(*) FROM outbox_due"), 0);
@@ -704,6 +718,7 @@ static void test_retry_after(void **state)
     assert_int_equal(sql_int(v.e, "SELECT sent_at FROM outbox"), T0 + 120);
     assert_int_equal(sql_int(v.e, "SELECT attempts FROM outbox"), 2);
     assert_int_equal(mock_stat(&m, "deliveries"), 1);
+    assert_counts_kept(v.e);    /* a retried row claimed again */
     env_close(&v);
     mock_stop(&m);
 }
@@ -911,6 +926,7 @@ static void test_claim_ahead_crash(void **state)
     assert_int_equal(mock_stat(&m, "keys"), 5);
     assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox WHERE attempts = 2"), 4);
     assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox_due"), 0);
+    assert_counts_kept(v.e);    /* four claimed again after the lease, one first claimed then */
     env_close(&v);
     mock_stop(&m);
 }
@@ -1259,6 +1275,7 @@ static void test_window_recheck(void **state)
     assert_int_equal(sql_int(v.e, "SELECT sent_at FROM outbox"), next_open);
     assert_int_equal(sql_int(v.e, "SELECT attempts FROM outbox"), 2);
     assert_int_equal(mock_stat(&m, "deliveries"), 1);
+    assert_counts_kept(v.e);    /* a deferred row claimed when it came due */
     env_close(&v);
     mock_stop(&m);
 }
@@ -1343,6 +1360,63 @@ static int teardown(void **state)
     return 0;
 }
 
+/* outbox_claim_many moves a run of consecutive queue entries to the lease
+ * at once; claims that are not one (a queued row left between them) move
+ * one by one, and the row between keeps its place. */
+static void test_claim_runs(void **state)
+{
+    (void)state;
+    struct mock m;
+    mock_start(&m, NULL);
+    struct env v;
+    env_open(&v, make_config(&m, NULL, 0), clock_new_virtual(T0));
+    /* twelve queued rows (outbox_send, as a journey's send() writes them) */
+    assert_int_equal(store_begin(v.e->st), 0);
+    customer(v.e, "{\"id\":\"c1\",\"phone\":\"+8613800000001\"}");
+    cJSON *vars = cJSON_CreateObject();
+    cJSON_AddStringToObject(vars, "what", "hi");
+    for (int i = 0; i < 12; i++) {
+        struct send_request r = {.instance = 0, .step = i, .journey = "t", .customer = "c1", .channel = "sms",
+                                 .template_name = "raw", .vars = vars};
+        struct send_result res;
+        char err[256];
+        assert_int_equal(outbox_send(v.e, &r, &res, err, sizeof err), 0);
+        assert_string_equal(res.status, "queued");
+    }
+    cJSON_Delete(vars);
+    assert_int_equal(store_commit(v.e->st), 0);
+    int64_t ids[12];
+    tend_time due[12];
+    store_stmt *s = store_sql(v.e->st, "SELECT due_at, id FROM outbox_due ORDER BY due_at, id");
+    for (int i = 0; i < 12; i++) {
+        assert_int_equal(store_step(s), STORE_ROW);
+        due[i] = store_col_int(s, 0);
+        ids[i] = store_col_int(s, 1);
+    }
+    store_reset(s);
+    tend_time lease = T0 + 120;
+    int64_t gap_ids[5] = {ids[6], ids[7], ids[9], ids[10], ids[11]};     /* ids[8] is not claimed */
+    tend_time gap_due[5] = {due[6], due[7], due[9], due[10], due[11]};
+    assert_int_equal(store_begin(v.e->st), 0);
+    assert_int_equal(outbox_claim_many(v.e, ids, due, 6, lease), 0);      /* a run */
+    assert_int_equal(outbox_claim_many(v.e, gap_ids, gap_due, 5, lease), 0);
+    assert_int_equal(store_commit(v.e->st), 0);
+    assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox_due WHERE due_at = 1772416920"), 11);
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT due_at FROM outbox_due WHERE id = %lld", (long long)ids[8]);
+    assert_int_equal(sql_int(v.e, sql), due[8]);
+    snprintf(sql, sizeof sql, "SELECT status FROM outbox WHERE id = %lld", (long long)ids[8]);
+    char *status = sql_text(v.e, sql);
+    assert_string_equal(status, "queued");
+    free(status);
+    assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox WHERE status = 'sending' AND attempts = 1"
+                                          " AND due_key = 1772416920"), 11);
+    assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox_due"), 12);
+    assert_counts_kept(v.e);
+    env_close(&v);
+    mock_stop(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1364,6 +1438,7 @@ int main(void)
         cmocka_unit_test_teardown(test_http_body_escapes, stop_leftovers),
         cmocka_unit_test_teardown(test_window_recheck, stop_leftovers),
         cmocka_unit_test_teardown(test_cost, stop_leftovers),
+        cmocka_unit_test_teardown(test_claim_runs, stop_leftovers),
     };
     /* TEST_DISPATCH_FILTER=test_smtp (a glob) runs only the matching tests */
     const char *only = getenv("TEST_DISPATCH_FILTER");
