@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -18,9 +20,13 @@
 #include "util.h"
 
 /* After refusing a request whose body is on its way, the connection reads
- * and drops that body for this long before closing: closing with unread
- * bytes would reset it, and the client might never read the answer. */
+ * and drops that body, and goes on after evhttp closed it (a lingering
+ * close, below) until the client closes, nothing has come for
+ * LINGER_SECONDS, or LINGER_MAX_SECONDS have passed: closing a socket with
+ * unread bytes resets it, and the client, still sending, would lose the
+ * answer waiting in its receive buffer. */
 #define LINGER_SECONDS 2.0
+#define LINGER_MAX_SECONDS 30.0
 
 enum conn_state {
     C_FRESH,        /* accepted; its evhttp connection not known yet */
@@ -54,6 +60,17 @@ struct conn {
     struct conn **list;
 };
 
+/* A refused connection evhttp has closed: a duplicate of its descriptor
+ * (the socket stays open, its write side shut) read and dropped until the
+ * client closes or goes quiet. */
+struct lingering {
+    httpguard *g;
+    evutil_socket_t fd;
+    struct event *ev;
+    struct timeval since;
+    struct lingering *prev, *next;
+};
+
 struct httpguard {
     struct event_base *base;
     struct evhttp *http;
@@ -68,6 +85,8 @@ struct httpguard {
     struct evconnlistener *listener;
     struct event *resume;       /* re-enables the listener after accept() failed */
     int paused;
+    struct lingering *lingering;   /* at most max_connections */
+    int nlingering;
     struct httpguard *next_guard;
 };
 
@@ -170,11 +189,85 @@ static double since_first_byte(const struct conn *c)
 
 /* --- closing ---------------------------------------------------------------- */
 
+/* --- lingering close ------------------------------------------------------------ */
+
+static void linger_end(struct lingering *l)
+{
+    httpguard *g = l->g;
+    if (l->prev)
+        l->prev->next = l->next;
+    else
+        g->lingering = l->next;
+    if (l->next)
+        l->next->prev = l->prev;
+    event_free(l->ev);
+    evutil_closesocket(l->fd);
+    free(l);
+    g->nlingering--;
+}
+
+static void on_linger(evutil_socket_t fd, short what, void *arg)
+{
+    struct lingering *l = arg;
+    if (what & EV_TIMEOUT) {
+        linger_end(l);
+        return;
+    }
+    char sink[16384];
+    for (int i = 0; i < 64; i++) {   /* at most 1 MiB a turn: others get the loop */
+        ssize_t n = recv(fd, sink, sizeof sink, 0);
+        if (n > 0)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            break;
+        linger_end(l);   /* the client closed (0), or the socket failed */
+        return;
+    }
+    struct timeval now;
+    event_base_gettimeofday_cached(l->g->base, &now);
+    double left = LINGER_MAX_SECONDS - ((double)(now.tv_sec - l->since.tv_sec) +
+                                        (now.tv_usec - l->since.tv_usec) / 1e6);
+    if (left <= 0) {
+        linger_end(l);
+        return;
+    }
+    double wait = left < LINGER_SECONDS ? left : LINGER_SECONDS;
+    struct timeval tv = {(long)wait, (long)((wait - (long)wait) * 1e6)};
+    event_add(l->ev, &tv);   /* the quiet time counts from the last bytes */
+}
+
+/* evhttp is closing a connection whose refusal was written while its body
+ * still comes: a duplicate descriptor keeps the socket, and the body is
+ * read and dropped from it. Without room (max_connections lingering) it
+ * closes at once, as evhttp would. */
+static void linger_start(httpguard *g, evutil_socket_t fd)
+{
+    if (g->nlingering >= g->lim.max_connections)
+        return;
+    evutil_socket_t dup_fd = dup(fd);   /* shares the file description: non-blocking too */
+    if (dup_fd < 0)
+        return;
+    struct lingering *l = xcalloc(1, sizeof *l);
+    l->g = g;
+    l->fd = dup_fd;
+    l->ev = event_new(g->base, dup_fd, EV_READ, on_linger, l);
+    event_base_gettimeofday_cached(g->base, &l->since);
+    l->next = g->lingering;
+    if (l->next)
+        l->next->prev = l;
+    g->lingering = l;
+    g->nlingering++;
+    struct timeval tv = {(long)LINGER_SECONDS, (long)((LINGER_SECONDS - (long)LINGER_SECONDS) * 1e6)};
+    event_add(l->ev, &tv);
+}
+
 static void on_close(struct evhttp_connection *evcon, void *arg)
 {
     (void)evcon;
     struct conn *c = arg;
     httpguard *g = c->g;
+    if (c->state == C_REFUSED && c->linger == 2 && c->fd >= 0)
+        linger_start(g, c->fd);   /* evhttp closes the descriptor after this */
     unlink_conn(c);
     if (c->fd >= 0 && (size_t)c->fd < g->nfd && g->by_fd[c->fd] == c)
         g->by_fd[c->fd] = NULL;
@@ -686,6 +779,8 @@ void httpguard_free(httpguard *g)
         strbuf_free(&c->line);
         free(c);
     }
+    while (g->lingering)
+        linger_end(g->lingering);
     event_free(g->resume);
     free(g->by_fd);
     free(g);

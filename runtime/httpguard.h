@@ -20,7 +20,11 @@
  *   empty request, so evhttp hands it to the router, which asks
  *   httpguard_arrived() and answers with the guard's code and reason in
  *   JSON, closing the connection. So libevent's own error pages are never
- *   reached;
+ *   reached. A refused request whose body is still coming (a 413) gets a
+ *   lingering close: after evhttp closed it, the guard keeps a duplicate
+ *   of its descriptor and reads and drops the body until the client closes
+ *   or sends nothing for 2 s (30 s at most), so the client, still sending,
+ *   is not reset and reads the answer;
  * - it closes a connection whose head has not arrived header_timeout after
  *   its first byte, or whose whole request has not arrived request_timeout
  *   after it; idle keep-alive connections are closed by evhttp's own
