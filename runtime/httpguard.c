@@ -187,8 +187,6 @@ static double since_first_byte(const struct conn *c)
     return (double)(now.tv_sec - c->first_byte.tv_sec) + (now.tv_usec - c->first_byte.tv_usec) / 1e6;
 }
 
-/* --- closing ---------------------------------------------------------------- */
-
 /* --- lingering close ------------------------------------------------------------ */
 
 static void linger_end(struct lingering *l)
@@ -260,6 +258,8 @@ static void linger_start(httpguard *g, evutil_socket_t fd)
     struct timeval tv = {(long)LINGER_SECONDS, (long)((LINGER_SECONDS - (long)LINGER_SECONDS) * 1e6)};
     event_add(l->ev, &tv);
 }
+
+/* --- closing ---------------------------------------------------------------- */
 
 static void on_close(struct evhttp_connection *evcon, void *arg)
 {
