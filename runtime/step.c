@@ -98,11 +98,18 @@ static int diverge(lua_State *L, struct run_ctx *ctx, const struct history_entry
     char where[200];
     sandbox_where(L, 1, where, sizeof where);
     char *was = history_desc(entry);
+    /* A description shows part of what its hash covers (a send's values,
+     * a segment's query, a wait's whole argument are hashed, not shown):
+     * when the two read the same, say so rather than look like a bug. */
+    int looks_same = strlen(kind) == entry->kind_len && !memcmp(kind, entry->kind, entry->kind_len) &&
+                     !strcmp(desc, was);
     free(ctx->fatal);
     ctx->fatal = xasprintf("%s: journey '%s' (instance %lld) diverged from its history at step %d: "
-                           "the script now calls %s(%s) where the history recorded %.*s(%s)",
+                           "the script now calls %s(%s) where the history recorded %.*s(%s)%s",
                            where, ctx->journey, (long long)ctx->id, ctx->pos + 1, kind, desc,
-                           (int)entry->kind_len, entry->kind, was);
+                           (int)entry->kind_len, entry->kind, was,
+                           looks_same ? " (they read the same: what differs is hashed but not shown, such as a send's"
+                                        " values or a segment's query)" : "");
     free(was);
     lua_pushstring(L, ctx->fatal);
     return lua_error(L);
