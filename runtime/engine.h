@@ -96,6 +96,7 @@ typedef struct engine {
     double slice_log_ms;        /* TEND_SLICE_LOG_MS: log a stage's batch that took longer (0: off) */
     tend_time lifecycle_sweep_to;   /* a sweep in pieces: swept up to lifecycle_swept, going to this */
     int due_full_claims;        /* instance_run_due: claims in a row that came back full (a drain) */
+    unsigned listener_writes;   /* listener rows written (instance_listener_writes) */
 } engine;
 
 /* Opens the store, reads tend.lua and the settings, loads nothing yet.

@@ -747,7 +747,7 @@ static int process_one(engine *e, orderline_batch *lines, const struct pending *
          * now and whether the event has anyone to route to: when none
          * listened and no listener was written since, routing would find
          * none (two more probes of the same keys). */
-        unsigned writes = instance_listener_writes();
+        unsigned writes = instance_listener_writes(e);
         int heard = listened(e, customer, type);
         if ((!delivery_fact(type) && (customer_apply_event(e, customer, type, at, ev, tz, sizeof tz) != 0 ||
                                       policy_note_activity_in(e, customer, at, tz) != 0)) ||
@@ -755,7 +755,7 @@ static int process_one(engine *e, orderline_batch *lines, const struct pending *
             apply_consent(e, customer, type, at, ev) != 0 || redeem_coupons(e, customer, type, at, ev) != 0 ||
             flush_lines_if_read(e, lines, heard, type) != 0 ||
             dates_customer_changed(e, customer) != 0 ||
-            ((heard || instance_listener_writes() != writes) && instance_route_event(e, customer, type, at, ev) != 0))
+            ((heard || instance_listener_writes(e) != writes) && instance_route_event(e, customer, type, at, ev) != 0))
             rc = -1;
         else {
             char *text = trigger_text(p->body, as, at);

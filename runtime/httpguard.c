@@ -172,11 +172,16 @@ static struct conn *conn_of(httpguard *g, struct evhttp_request *req)
 
 /* --- timers ------------------------------------------------------------------ */
 
-static void arm(struct conn *c, double seconds)
+static struct timeval timeval_of(double seconds)
 {
     if (seconds < 0.001)
         seconds = 0.001;
-    struct timeval tv = {(long)seconds, (long)((seconds - (long)seconds) * 1e6)};
+    return (struct timeval){(long)seconds, (long)((seconds - (long)seconds) * 1e6)};
+}
+
+static void arm(struct conn *c, double seconds)
+{
+    struct timeval tv = timeval_of(seconds);
     evtimer_add(c->timer, &tv);
 }
 
@@ -229,8 +234,7 @@ static void on_linger(evutil_socket_t fd, short what, void *arg)
         linger_end(l);
         return;
     }
-    double wait = left < LINGER_SECONDS ? left : LINGER_SECONDS;
-    struct timeval tv = {(long)wait, (long)((wait - (long)wait) * 1e6)};
+    struct timeval tv = timeval_of(left < LINGER_SECONDS ? left : LINGER_SECONDS);
     event_add(l->ev, &tv);   /* the quiet time counts from the last bytes */
 }
 
@@ -255,7 +259,7 @@ static void linger_start(httpguard *g, evutil_socket_t fd)
         l->next->prev = l;
     g->lingering = l;
     g->nlingering++;
-    struct timeval tv = {(long)LINGER_SECONDS, (long)((LINGER_SECONDS - (long)LINGER_SECONDS) * 1e6)};
+    struct timeval tv = timeval_of(LINGER_SECONDS);
     event_add(l->ev, &tv);
 }
 

@@ -59,18 +59,15 @@ static int record_entry(engine *e, const char *journey, const char *customer, te
     return store_run(s);
 }
 
-/* Listener rows this process has written (instance_listener_writes). */
-static unsigned listener_writes;
-
-unsigned instance_listener_writes(void)
+unsigned instance_listener_writes(const engine *e)
 {
-    return listener_writes;
+    return e->listener_writes;
 }
 
 static int add_listener(engine *e, const char *customer, const char *type, int64_t id, int kind,
                         tend_time until)
 {
-    listener_writes++;
+    e->listener_writes++;
     store_stmt *s = store_sql(e->st, "INSERT INTO listeners (customer, type, instance, kind, until)"
                                      " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING");
     store_bind_text(s, 1, customer, -1);

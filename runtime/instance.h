@@ -170,9 +170,9 @@ tend_time instance_next_due(engine *e);
 int instance_route_event(engine *e, const char *customer, const char *type, tend_time at,
                          const cJSON *event);
 
-/* How many listener rows (wait_for, goals) this process has written: a
+/* How many listener rows (wait_for, goals) this engine has written: a
  * caller that found no listener for an event, and sees this unchanged when
  * it would route it, knows instance_route_event has nothing to do. */
-unsigned instance_listener_writes(void);
+unsigned instance_listener_writes(const engine *e);
 
 #endif
