@@ -727,8 +727,9 @@ int customer_tag(engine *e, const char *id, const char *tag, int on)
     store_stmt *s = store_sql(e->st, on ? "INSERT OR IGNORE INTO customer_tags (customer, tag, last_order_at)"
                                           " VALUES (?1, ?2, (SELECT last_order_at FROM customers WHERE id = ?1))"
                                         : "DELETE FROM customer_tags WHERE customer = ? AND tag = ?");
-    store_bind_text(s, 1, id, -1);
-    store_bind_text(s, 2, tag, -1);
+    /* both outlive store_run: bound without a copy */
+    store_bind_text_kept(s, 1, id, -1);
+    store_bind_text_kept(s, 2, tag, -1);
     return store_run(s);
 }
 

@@ -996,16 +996,18 @@ static int persist(engine *e, int64_t id, struct row *r, struct run_ctx *ctx, co
                     "UPDATE instances SET state = ?1, step = ?2, label = ?3, wake_at = ?4, listen = ?5,"
                     " history = COALESCE(?6, history), error = ?7, ended_at = ?8, holdout = ?9,"
                     " branch = COALESCE(?10, branch) WHERE id = ?11");
-    store_bind_text(s, 1, state, -1);
+    /* the texts outlive store_run (the run's ctx, the caller's error):
+     * bound without a copy */
+    store_bind_text_kept(s, 1, state, -1);
     store_bind_int(s, 2, ctx->steps);
-    store_bind_text(s, 3, ended ? state : ctx->label, -1);
+    store_bind_text_kept(s, 3, ended ? state : ctx->label, -1);
     if (wake)
         store_bind_int(s, 4, wake);
     else
         store_bind_null(s, 4);
-    store_bind_text(s, 5, listen, -1);
-    store_bind_text(s, 6, hist, hist ? (int)(ctx->hist.len - recent) : -1);
-    store_bind_text(s, 7, error, -1);
+    store_bind_text_kept(s, 5, listen, -1);
+    store_bind_text_kept(s, 6, hist, hist ? (int)(ctx->hist.len - recent) : -1);
+    store_bind_text_kept(s, 7, error, -1);
     if (ended)
         store_bind_int(s, 8, ctx->now);
     else
@@ -1014,7 +1016,7 @@ static int persist(engine *e, int64_t id, struct row *r, struct run_ctx *ctx, co
         store_bind_int(s, 9, ctx->holdout);
     else
         store_bind_null(s, 9);
-    store_bind_text(s, 10, ctx->branch, -1);
+    store_bind_text_kept(s, 10, ctx->branch, -1);
     store_bind_int(s, 11, id);
     return store_run(s);
 }
