@@ -1021,17 +1021,63 @@ static int persist(engine *e, int64_t id, struct row *r, struct run_ctx *ctx, co
     return store_run(s);
 }
 
+/* The declaration of the journey version a due batch's wakes run, looked
+ * up in the catalog once per batch rather than once per wake (four table
+ * reads by name, and the current version for script_migrate): a batch's
+ * instances mostly share one. Set by push_run inside instance_run_due
+ * only, and let go at the batch's end: nothing inside a wake reloads the
+ * scripts (loading an old version adds to the catalog, it changes no
+ * declaration), so the one it names stays the catalog's. */
+static struct {
+    engine *e;                  /* the engine of the instance_run_due that keeps it; NULL: none */
+    int decl;                   /* registry ref of the declaration, or LUA_NOREF */
+    int current;                /* version is the journey's current one (or it has none): no migration */
+    char journey[64], version[72];
+} run_memo = {.decl = LUA_NOREF};
+
+static int run_memo_has(engine *e, const char *journey, const char *version)
+{
+    return run_memo.e == e && run_memo.decl != LUA_NOREF && strcmp(run_memo.journey, journey) == 0 &&
+           strcmp(run_memo.version, version) == 0;
+}
+
+static void run_memo_drop(lua_State *L)
+{
+    luaL_unref(L, LUA_REGISTRYINDEX, run_memo.decl);
+    run_memo.decl = LUA_NOREF;
+}
+
+/* Keeps the declaration at the top of L as journey's version. */
+static void run_memo_set(engine *e, lua_State *L, const char *journey, const char *version)
+{
+    run_memo_drop(L);
+    if (strlen(journey) >= sizeof run_memo.journey || strlen(version) >= sizeof run_memo.version)
+        return;
+    const char *current = catalog_current_version(e, journey);
+    run_memo.current = !current || strcmp(current, version) == 0;
+    memcpy(run_memo.journey, journey, strlen(journey) + 1);
+    memcpy(run_memo.version, version, strlen(version) + 1);
+    lua_pushvalue(L, -1);
+    run_memo.decl = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
 /* Pushes the run function of the instance's pinned version, loading that
  * version from the store if this process has not seen it. */
 static int push_run(engine *e, const struct row *r)
 {
     lua_State *L = sandbox_state(e->sb);
-    if (!catalog_push_journey(e, r->journey, r->version)) {
-        lua_pop(L, 1);
-        if (script_load_version(e, r->version) != 0 || !catalog_push_journey(e, r->journey, r->version)) {
+    if (run_memo_has(e, r->journey, r->version)) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, run_memo.decl);
+    } else {
+        if (!catalog_push_journey(e, r->journey, r->version)) {
             lua_pop(L, 1);
-            return -1;
+            if (script_load_version(e, r->version) != 0 || !catalog_push_journey(e, r->journey, r->version)) {
+                lua_pop(L, 1);
+                return -1;
+            }
         }
+        if (run_memo.e == e)
+            run_memo_set(e, L, r->journey, r->version);
     }
     catalog_restore_env(L, -1);
     lua_getfield(L, -1, "run");
@@ -1252,7 +1298,9 @@ static int wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *eve
     char *error = NULL;
     const void *run = NULL;
     int keep = 0, co_at = 0;   /* the coroutine (at L index co_at) is kept for the next wake */
-    if (script_migrate(e, &r.version, &ctx) != 0 || push_run(e, &r) != 0) {
+    /* a version the batch knows to be current has no migration to run */
+    int unmigrated = run_memo_has(e, r.journey, r.version) && run_memo.current;
+    if ((!unmigrated && script_migrate(e, &r.version, &ctx) != 0) || push_run(e, &r) != 0) {
         error = xasprintf("journey '%s' version %s is no longer available", r.journey, r.version);
         ctx.version = r.version;
     } else {
@@ -1594,6 +1642,7 @@ int instance_run_due(engine *e, tend_time now, int max)
      * the rows read in the claim are the rows each wake would read. */
     ends.e = e;   /* the batch's ended rows are written together (write_ended) */
     due_timers.e = e;   /* and the timers of its waits (write_due_timers) */
+    run_memo.e = e;     /* its wakes look their journey up once (push_run) */
     for (int i = 0; i < n; i++) {
         if (rc == 0) {
             rc = wake(e, due[i].id, WAKE_TIMER, NULL, -1, NULL, due[i].loaded ? &due[i].r : NULL);
@@ -1611,6 +1660,8 @@ int instance_run_due(engine *e, tend_time now, int max)
     ends.e = NULL;
     due_timers.n = 0;
     due_timers.e = NULL;
+    run_memo_drop(sandbox_state(e->sb));
+    run_memo.e = NULL;
     if (rc == 0 && store_commit(e->st) == 0)
         return n;
     if (rc != 0)

@@ -270,6 +270,41 @@ t.case("a changed script with migrate: waiting instances move to the new version
   t.eq(s:instances{}[1].state, "done")
 end)
 
+t.case("one due batch of old and new versions: each old instance migrates, the new ones run as they are", function()
+  local v1 = NOTE .. [[
+    journey "j" { on = "go", run = function(c) wait(days(1)); send("sms", c, "note", { what = "v1" }) end }
+  ]]
+  local v2 = NOTE .. [[
+    journey "j" {
+      on = "go",
+      migrate = function(step, history)
+        table.insert(history, 1, { kind = "send", result = { status = "skipped" } })
+        return history
+      end,
+      run = function(c)
+        send("sms", c, "note", { what = "v2 early" })
+        wait(days(1)); send("sms", c, "note", { what = "v2" })
+      end,
+    }
+  ]]
+  local s = sim(v1)
+  for _, id in ipairs{ "old1", "old2", "new" } do s:customer{ id = id } end
+  s:event{ type = "go", customer = "old1" }
+  s:event{ type = "go", customer = "old2" }
+  s:deploy{ source = v2 }
+  s:event{ type = "go", customer = "new" }
+  s:advance(days(1))   -- the three wake in one batch, the old ones first
+  for _, id in ipairs{ "old1", "old2" } do
+    local m = s:sent{ customer = id }
+    t.eq(#m, 1, id)
+    t.eq(m[1].body, "friend: v2", id)
+  end
+  local m = s:sent{ customer = "new" }
+  t.eq(#m, 2)
+  t.eq(m[2].body, "friend: v2")
+  for _, i in ipairs(s:instances{}) do t.eq(i.state, "done", i.customer) end
+end)
+
 t.case("split and holdout are recorded and stable across restarts", function()
   local s = sim(NOTE .. [[
     journey "ab" { on = "go", run = function(c)
