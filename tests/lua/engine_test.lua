@@ -241,28 +241,30 @@ t.case("a changed script: waiting instances finish on their version", function()
   t.ok(vo ~= vn, "the two instances are on different versions")
 end)
 
+-- a journey, and its next version with a migrate
+local MIGRATE_V1 = NOTE .. [[
+  journey "j" { on = "go", run = function(c) wait(days(1)); send("sms", c, "note", { what = "v1" }) end }
+]]
+local MIGRATE_V2 = NOTE .. [[
+  journey "j" {
+    on = "go",
+    migrate = function(step, history)
+      -- v2 starts with a send the old instances never made: record it as done
+      table.insert(history, 1, { kind = "send", result = { status = "skipped" } })
+      return history
+    end,
+    run = function(c)
+      send("sms", c, "note", { what = "v2 early" })
+      wait(days(1)); send("sms", c, "note", { what = "v2" })
+    end,
+  }
+]]
+
 t.case("a changed script with migrate: waiting instances move to the new version", function()
-  local v1 = NOTE .. [[
-    journey "j" { on = "go", run = function(c) wait(days(1)); send("sms", c, "note", { what = "v1" }) end }
-  ]]
-  local v2 = NOTE .. [[
-    journey "j" {
-      on = "go",
-      migrate = function(step, history)
-        -- v2 starts with a send the old instances never made: record it as done
-        table.insert(history, 1, { kind = "send", result = { status = "skipped" } })
-        return history
-      end,
-      run = function(c)
-        send("sms", c, "note", { what = "v2 early" })
-        wait(days(1)); send("sms", c, "note", { what = "v2" })
-      end,
-    }
-  ]]
-  local s = sim(v1)
+  local s = sim(MIGRATE_V1)
   s:customer{ id = "old" }
   s:event{ type = "go", customer = "old" }
-  s:deploy{ source = v2 }
+  s:deploy{ source = MIGRATE_V2 }
   s:advance(days(1))
   local m = s:sent{ customer = "old" }
   t.eq(#m, 1)
@@ -271,27 +273,11 @@ t.case("a changed script with migrate: waiting instances move to the new version
 end)
 
 t.case("one due batch of old and new versions: each old instance migrates, the new ones run as they are", function()
-  local v1 = NOTE .. [[
-    journey "j" { on = "go", run = function(c) wait(days(1)); send("sms", c, "note", { what = "v1" }) end }
-  ]]
-  local v2 = NOTE .. [[
-    journey "j" {
-      on = "go",
-      migrate = function(step, history)
-        table.insert(history, 1, { kind = "send", result = { status = "skipped" } })
-        return history
-      end,
-      run = function(c)
-        send("sms", c, "note", { what = "v2 early" })
-        wait(days(1)); send("sms", c, "note", { what = "v2" })
-      end,
-    }
-  ]]
-  local s = sim(v1)
+  local s = sim(MIGRATE_V1)
   for _, id in ipairs{ "old1", "old2", "new" } do s:customer{ id = id } end
   s:event{ type = "go", customer = "old1" }
   s:event{ type = "go", customer = "old2" }
-  s:deploy{ source = v2 }
+  s:deploy{ source = MIGRATE_V2 }
   s:event{ type = "go", customer = "new" }
   s:advance(days(1))   -- the three wake in one batch, the old ones first
   for _, id in ipairs{ "old1", "old2" } do
