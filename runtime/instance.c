@@ -781,7 +781,7 @@ static int write_rows(engine *e, struct instance_starter *st, struct start_rows 
  * reader of instances runs inside a wake. */
 struct ended_row {
     int64_t id;
-    char *state, *history, *error, *branch;
+    char *journey, *state, *history, *error, *branch;
     int steps, holdout;
     tend_time ended_at;
 };
@@ -795,6 +795,7 @@ static struct {
 static void ended_clear(void)
 {
     for (int i = 0; i < ends.n; i++) {
+        free(ends.v[i].journey);
         free(ends.v[i].state);
         free(ends.v[i].history);
         free(ends.v[i].error);
@@ -803,7 +804,23 @@ static void ended_clear(void)
     ends.n = 0;
 }
 
-/* Writes the kept ended rows; 0, or -1 on a store error. */
+/* k instances of journey moved from waiting to `to` in instance_counts: an
+ * end the counts trigger leaves to its writer (schema.c, migration
+ * wake6_counts); 0, or -1 on a store error. */
+static int counts_ended(engine *e, const char *journey, const char *to, int k)
+{
+    store_stmt *s = store_sql(e->st, "INSERT INTO instance_counts (journey, state, n) VALUES (?1, 'waiting', -?3),"
+                                     " (?1, ?2, ?3) ON CONFLICT (journey, state) DO UPDATE SET n = n + excluded.n");
+    if (!s)
+        return -1;
+    store_bind_text_kept(s, 1, journey, -1);
+    store_bind_text_kept(s, 2, to, -1);
+    store_bind_int(s, 3, k);
+    return store_run(s);
+}
+
+/* Writes the kept ended rows, and counts them per journey and state; 0, or
+ * -1 on a store error. */
 static int write_ended(engine *e)
 {
     if (ends.e != e || ends.n == 0)
@@ -825,6 +842,19 @@ static int write_ended(engine *e)
     }
     if (rc == 0)
         rc = page_run(s, once);
+    /* a batch's ends are of a few journeys and states: each pair counted once */
+    for (int i = 0; rc == 0 && i < ends.n; i++) {
+        const struct ended_row *r = &ends.v[i];
+        int k = 0, seen = 0;
+        for (int j = 0; j < ends.n && !seen; j++) {
+            if (strcmp(ends.v[j].journey, r->journey) == 0 && strcmp(ends.v[j].state, r->state) == 0) {
+                seen = j < i;
+                k++;
+            }
+        }
+        if (!seen)
+            rc = counts_ended(e, r->journey, r->state, k);
+    }
     ended_clear();
     return rc;
 }
@@ -877,7 +907,7 @@ static int add_timer(engine *e, tend_time at, int64_t id)
 static int keep_ended(engine *e, int64_t id, const struct run_ctx *ctx, const char *state, const char *error,
                       const char *hist, size_t hist_len)
 {
-    ends.v[ends.n++] = (struct ended_row){.id = id, .state = xstrdup(state),
+    ends.v[ends.n++] = (struct ended_row){.id = id, .journey = xstrdup(ctx->journey), .state = xstrdup(state),
                                             .history = hist ? xstrndup(hist, hist_len) : NULL,
                                             .error = error ? xstrdup(error) : NULL,
                                             .branch = ctx->branch ? xstrdup(ctx->branch) : NULL,
@@ -1018,7 +1048,11 @@ static int persist(engine *e, int64_t id, struct row *r, struct run_ctx *ctx, co
         store_bind_null(s, 9);
     store_bind_text_kept(s, 10, ctx->branch, -1);
     store_bind_int(s, 11, id);
-    return store_run(s);
+    rc = store_run(s);
+    /* a waiting instance that ends here is counted here (counts_ended) */
+    if (rc == 0 && ended && strcmp(r->state, "waiting") == 0)
+        rc = counts_ended(e, r->journey, state, 1);
+    return rc;
 }
 
 /* The declaration of the journey version a due batch's wakes run, looked

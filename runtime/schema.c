@@ -393,6 +393,27 @@ static const char m_deliv5_counts[] =
     " INSERT INTO outbox_counts VALUES (NEW.status, 1) ON CONFLICT (status) DO UPDATE SET n = n + 1; END;";
 /* --- end branch deliv5 --------------------------------------------------- */
 
+/* --- branch wake6: an instance's end counted by its writer ---------------
+ * The move every finished instance makes, waiting -> done / failed /
+ * exited, written with its label set to that state and its ended_at set,
+ * is counted by its writer (instance.c: write_ended, one instance_counts
+ * statement per journey and state of a due batch; persist, one for an
+ * instance that ends outside a batch) instead of by this trigger row by
+ * row (two statements a row, the most of a due batch's ended-rows UPDATE).
+ * Every other state change, by tend (a conversion, a cancel) or by hand,
+ * is counted here as before. */
+static const char m_wake6_counts[] =
+    "DROP TRIGGER instance_counts_update;"
+    "CREATE TRIGGER instance_counts_update AFTER UPDATE OF journey, state ON instances"
+    " WHEN (OLD.journey IS NOT NEW.journey OR OLD.state IS NOT NEW.state)"
+    " AND NOT (OLD.journey IS NEW.journey AND OLD.state = 'waiting' AND NEW.state IN ('done', 'failed', 'exited')"
+    " AND NEW.label IS NEW.state AND NEW.ended_at IS NOT NULL)"
+    " BEGIN"
+    " UPDATE instance_counts SET n = n - 1 WHERE journey = OLD.journey AND state = OLD.state;"
+    " INSERT INTO instance_counts VALUES (NEW.journey, NEW.state, 1)"
+    " ON CONFLICT (journey, state) DO UPDATE SET n = n + 1; END;";
+/* --- end branch wake6 ---------------------------------------------------- */
+
 const struct store_migration schema_migrations[] = {
     {"core", m1_core},
     {"delivery", m2_delivery},
@@ -408,5 +429,6 @@ const struct store_migration schema_migrations[] = {
     {"bought3_forms", m_bought3_forms},   /* branch bought3 */
     {"long4_chunks_clustered", m_long4_chunks_clustered},   /* branch long4 */
     {"deliv5_counts", m_deliv5_counts},   /* branch deliv5 */
+    {"wake6_counts", m_wake6_counts},   /* branch wake6 */
 };
 const int schema_migration_count = sizeof schema_migrations / sizeof schema_migrations[0];

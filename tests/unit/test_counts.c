@@ -15,6 +15,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fixture.h"
+#include "instance.h"
 #include "schema.h"
 #include "store.h"
 
@@ -161,11 +163,63 @@ static void test_counts_follow_committed_changes_only(void **state)
     remove_db(path);
 }
 
+/* The ends tend counts itself (schema.c, migration wake6_counts: the
+ * trigger leaves waiting -> done / failed / exited to the writer): ends in
+ * a due batch (write_ended, several journeys and states in one batch) and
+ * outside one (an event's wake, persist), beside a conversion and a by-hand
+ * end the trigger still counts. */
+static void test_counts_follow_the_ends_tend_writes(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_open("counts", 1767225600, "{\"synchronous\": \"normal\"}",
+        "journey \"a\" { run = function(c)\n"
+        "  wait(3600)\n"
+        "  if c.id:sub(1, 1) == \"f\" then error(\"boom\") end\n"
+        "  if c.id:sub(1, 1) == \"x\" then exit(\"left\") end\n"
+        "end }\n"
+        "journey \"b\" { goal = { event = \"paid\" }, run = function(c) wait(3600) end }\n"
+        "journey \"w\" { run = function(c) wait_for(\"ping\") end }\n");
+    char err[200], sql[96];
+    const char *starts[][2] = {{"a", "d1"}, {"a", "f1"}, {"a", "x1"}, {"a", "d2"}, {"b", "d3"}, {"b", "d4"},
+                               {"b", "p1"}, {"w", "w1"}, {"w", "w2"}, {"a", "h1"}};
+    for (size_t i = 0; i < sizeof starts / sizeof starts[0]; i++)
+        assert_true(instance_start(f->e, starts[i][0], starts[i][1], NULL, 1, err, sizeof err) > 0);
+    store *st = f->e->st;
+    assert_all_match(st);
+    cJSON *paid = cJSON_Parse("{\"type\": \"paid\", \"customer\": \"p1\"}");
+    assert_int_equal(instance_route_event(f->e, "p1", "paid", engine_now(f->e), paid), 0);   /* converted */
+    cJSON_Delete(paid);
+    cJSON *ping = cJSON_Parse("{\"type\": \"ping\", \"customer\": \"w1\"}");
+    assert_int_equal(instance_route_event(f->e, "w1", "ping", engine_now(f->e), ping), 0);   /* done, no batch */
+    cJSON_Delete(ping);
+    /* by hand, as a tend end looks but for its label: the trigger counts it */
+    exec_ok(st, "UPDATE instances SET state = 'done', ended_at = 1 WHERE customer = 'h1'");
+    assert_all_match(st);
+    clock_set(f->clock, engine_now(f->e) + 3600);
+    int woken = 0, k;
+    while ((k = instance_run_due(f->e, engine_now(f->e), 100)) > 0)
+        woken += k;
+    /* d1 f1 x1 d2 of a, d3 d4 of b in one batch, and h1's timer (its wake finds it ended) */
+    assert_int_equal(woken, 7);
+    for (int i = 0; i < 3; i++) {
+        snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM instances WHERE state = '%s'",
+                 i == 0 ? "done" : i == 1 ? "failed" : "exited");
+        store_stmt *c = store_prepare(st, sql);
+        assert_non_null(c);
+        assert_int_equal(store_step(c), STORE_ROW);
+        assert_int_equal(store_col_int(c, 0), i == 0 ? 6 : 1);   /* done: d1 d2 d3 d4 w1 h1 */
+        store_finalize(c);
+    }
+    assert_all_match(st);
+    fixture_close(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counts_start_from_what_an_older_store_holds),
         cmocka_unit_test(test_counts_follow_committed_changes_only),
+        cmocka_unit_test(test_counts_follow_the_ends_tend_writes),
     };
     return cmocka_run_group_tests_name("counts", tests, NULL, NULL);
 }
