@@ -650,14 +650,29 @@ static const struct {
                     " FROM v WHERE instances.id = v.id"},
 };
 
-/* The statement for `rows` rows of one of PAGE_SQL: a full page's and a
- * single row's texts are built once (for the process, which runs the
- * engine on one thread) and kept prepared by the store; another (a last
- * page) is prepared for the once: *once is set, and page_run finalizes it. */
+/* The largest power of two <= n (1 <= n): writers cut a page into such
+ * chunks (37 rows: 32 + 4 + 1), whose statements page_stmt keeps. */
+static int page_chunk(int n)
+{
+    int m = 1;
+    while (m * 2 <= n && m * 2 <= KEEP_ROWS)
+        m *= 2;
+    return m;
+}
+
+/* The statement for `rows` rows of one of PAGE_SQL: the texts for a power
+ * of two of rows up to KEEP_ROWS are built once (for the process, which
+ * runs the engine on one thread) and kept prepared by the store (a last,
+ * partial page prepared for each use cost more than the rows it wrote:
+ * its statement and the triggers it fires compiled again); another count
+ * is prepared for the once: *once is set, and page_run finalizes it. */
 static store_stmt *page_stmt(engine *e, int table, int rows, int *once)
 {
-    static char *built[4][2];
-    int slot = rows == KEEP_ROWS ? 0 : rows == 1 ? 1 : -1;
+    static char *built[4][7];   /* [table][log2(rows)], rows <= KEEP_ROWS = 64 */
+    int slot = -1;
+    if (rows >= 1 && rows <= KEEP_ROWS && (rows & (rows - 1)) == 0)
+        for (slot = 0; (1 << slot) < rows; slot++)
+            ;
     *once = slot < 0;
     if (slot >= 0 && built[table][slot])
         return store_sql(e->st, built[table][slot]);
@@ -701,8 +716,8 @@ static int write_kept(engine *e)
     struct start_rows *k = st->kept;
     int rc = 0;
     /* a held page (instance_starter_hold) writes KEEP_ROWS to a statement too */
-    for (int from = 0; rc == 0 && from < k->n; from += KEEP_ROWS)
-        rc = write_rows(e, st, k, from, k->n - from < KEEP_ROWS ? k->n - from : KEEP_ROWS);
+    for (int from = 0, n; rc == 0 && from < k->n; from += n)
+        rc = write_rows(e, st, k, from, n = page_chunk(k->n - from));
     if (k->n)
         st->next_id = k->v[k->n - 1].id + 1;
     kept_clear(k);
@@ -819,29 +834,39 @@ static int counts_ended(engine *e, const char *journey, const char *to, int k)
     return store_run(s);
 }
 
+/* Kept ended rows [from, from + n), n a power of two <= KEEP_ROWS; they
+ * outlive the statement (ended_clear frees them after): bound without a
+ * copy. */
+static int write_ended_rows(engine *e, int from, int n)
+{
+    int once = 0;
+    store_stmt *s = page_stmt(e, PAGE_ENDED, n, &once);
+    if (!s)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        const struct ended_row *r = &ends.v[from + i];
+        int p = i * 8;
+        store_bind_int(s, p + 1, r->id);
+        store_bind_text_kept(s, p + 2, r->state, -1);
+        store_bind_int(s, p + 3, r->steps);
+        store_bind_text_kept(s, p + 4, r->history, -1);
+        store_bind_text_kept(s, p + 5, r->error, -1);
+        store_bind_int(s, p + 6, r->ended_at);
+        bind_opt_int(s, p + 7, r->holdout, r->holdout < 0);
+        store_bind_text_kept(s, p + 8, r->branch, -1);
+    }
+    return page_run(s, once);
+}
+
 /* Writes the kept ended rows, and counts them per journey and state; 0, or
  * -1 on a store error. */
 static int write_ended(engine *e)
 {
     if (ends.e != e || ends.n == 0)
         return 0;
-    int once = 0, rc = 0;
-    store_stmt *s = page_stmt(e, PAGE_ENDED, ends.n, &once);
-    rc = s ? 0 : -1;
-    for (int i = 0; rc == 0 && i < ends.n; i++) {
-        const struct ended_row *r = &ends.v[i];
-        int p = i * 8;
-        store_bind_int(s, p + 1, r->id);
-        store_bind_text(s, p + 2, r->state, -1);
-        store_bind_int(s, p + 3, r->steps);
-        store_bind_text(s, p + 4, r->history, -1);
-        store_bind_text(s, p + 5, r->error, -1);
-        store_bind_int(s, p + 6, r->ended_at);
-        bind_opt_int(s, p + 7, r->holdout, r->holdout < 0);
-        store_bind_text(s, p + 8, r->branch, -1);
-    }
-    if (rc == 0)
-        rc = page_run(s, once);
+    int rc = 0;
+    for (int from = 0, n; rc == 0 && from < ends.n; from += n)
+        rc = write_ended_rows(e, from, n = page_chunk(ends.n - from));
     /* a batch's ends are of a few journeys and states: each pair counted once */
     for (int i = 0; rc == 0 && i < ends.n; i++) {
         const struct ended_row *r = &ends.v[i];
@@ -878,15 +903,18 @@ static int write_due_timers(engine *e)
 {
     if (due_timers.e != e || due_timers.n == 0)
         return 0;
-    int once = 0, rc = 0;
-    store_stmt *s = page_stmt(e, PAGE_TIMERS, due_timers.n, &once);
-    rc = s ? 0 : -1;
-    for (int i = 0; rc == 0 && i < due_timers.n; i++) {
-        store_bind_int(s, i * 2 + 1, due_timers.v[i].at);
-        store_bind_int(s, i * 2 + 2, due_timers.v[i].id);
+    int rc = 0;
+    for (int from = 0, n; rc == 0 && from < due_timers.n; from += n) {
+        int once = 0;
+        store_stmt *s = page_stmt(e, PAGE_TIMERS, n = page_chunk(due_timers.n - from), &once);
+        rc = s ? 0 : -1;
+        for (int i = 0; rc == 0 && i < n; i++) {
+            store_bind_int(s, i * 2 + 1, due_timers.v[from + i].at);
+            store_bind_int(s, i * 2 + 2, due_timers.v[from + i].id);
+        }
+        if (rc == 0)
+            rc = page_run(s, once);
     }
-    if (rc == 0)
-        rc = page_run(s, once);
     due_timers.n = 0;
     return rc;
 }
