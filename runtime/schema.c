@@ -401,12 +401,15 @@ static const char m_deliv5_counts[] =
  * instance that ends outside a batch) instead of by this trigger row by
  * row (two statements a row, the most of a due batch's ended-rows UPDATE).
  * Every other state change, by tend (a conversion, a cancel) or by hand,
- * is counted here as before. */
+ * is counted here as before. The states are an OR, not IN (...): a trigger
+ * builds an IN list's ephemeral table each time it runs, which cost more
+ * than the counting it saves (3.0 us a row more, measured). */
 static const char m_wake6_counts[] =
     "DROP TRIGGER instance_counts_update;"
     "CREATE TRIGGER instance_counts_update AFTER UPDATE OF journey, state ON instances"
     " WHEN (OLD.journey IS NOT NEW.journey OR OLD.state IS NOT NEW.state)"
-    " AND NOT (OLD.journey IS NEW.journey AND OLD.state = 'waiting' AND NEW.state IN ('done', 'failed', 'exited')"
+    " AND NOT (OLD.journey IS NEW.journey AND OLD.state = 'waiting'"
+    " AND (NEW.state = 'done' OR NEW.state = 'failed' OR NEW.state = 'exited')"
     " AND NEW.label IS NEW.state AND NEW.ended_at IS NOT NULL)"
     " BEGIN"
     " UPDATE instance_counts SET n = n - 1 WHERE journey = OLD.journey AND state = OLD.state;"
