@@ -265,8 +265,11 @@ cJSON *json_parse(const char *text, size_t len, char *err, size_t errlen)
      * cut string and 1e400 into inf (printed as null), and pass bad UTF-8. */
     if (validate_json_text(text, len, JSON_MAX_DEPTH, err, errlen) != 0)
         return NULL;
+    cJSON *j = json_tree_fast(text, len);
+    if (j)
+        return j;
     const char *end = NULL;
-    cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    j = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     if (!j) {
         size_t at = end && end >= text ? (size_t)(end - text) : 0;
         if (at >= len) {
@@ -558,6 +561,167 @@ int json_push_stored(lua_State *L, const char *text, size_t len, char *err, size
     if (read_whole(L, text, len, 0) == 0)
         return 0;
     return json_push_text(L, text, len, err, errlen);
+}
+
+/* --- reading event text into a cJSON tree ---------------------------------
+ * cJSON's parser spends most of an event on a strtod and a locale lookup
+ * per number and two passes over each string (~22k instructions for an
+ * order with three items, read once when it is accepted and once when it is
+ * processed). This reader builds the same tree — the same nodes, types,
+ * valueint/valuedouble, key and member order, duplicate keys kept — for
+ * the text events are made of: strings read as read_string reads them,
+ * numbers without an exponent and with at most 15 digits (whose value
+ * m / 10^k is exact in both parts, so the one division is correctly rounded:
+ * what strtod gives), JSON's four blanks. Anything else gives NULL and the
+ * caller asks cJSON. */
+static const double EXACT_POW10[16] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7,
+                                       1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+#define TREE_DIGITS_MAX 15
+
+static int tree_number(struct reader *r, double *out)
+{
+    const char *p = r->p;
+    int neg = p < r->end && *p == '-';
+    p += neg;
+    if (p >= r->end || *p < '0' || *p > '9')
+        return -1;
+    uint64_t m = 0;
+    int digits = 0, scale = 0;
+    if (*p == '0') {
+        p++;
+        digits = 1;
+    } else {
+        for (; p < r->end && *p >= '0' && *p <= '9'; p++, digits++)
+            m = m * 10 + (uint64_t)(*p - '0');
+    }
+    if (p < r->end && *p == '.') {
+        p++;
+        if (p >= r->end || *p < '0' || *p > '9')
+            return -1;
+        for (; p < r->end && *p >= '0' && *p <= '9'; p++, digits++, scale++)
+            m = m * 10 + (uint64_t)(*p - '0');   /* wraps past 19 digits: refused below */
+    }
+    if (digits > TREE_DIGITS_MAX || (p < r->end && (*p == 'e' || *p == 'E')))
+        return -1;
+    double d = (double)m / EXACT_POW10[scale];
+    *out = neg ? -d : d;
+    r->p = p;
+    return 0;
+}
+
+/* The string read_string left in r->str, as cJSON allocates its texts. */
+static char *tree_text(struct reader *r)
+{
+    char *s = cJSON_malloc(r->str.len + 1);
+    if (s) {
+        memcpy(s, r->str.s, r->str.len);
+        s[r->str.len] = 0;
+    }
+    return s;
+}
+
+static cJSON *tree_value(struct reader *r);
+
+static cJSON *tree_container(struct reader *r, int is_array)
+{
+    if (++r->depth > JSON_MAX_DEPTH)
+        return NULL;
+    r->p++;
+    cJSON *c = is_array ? cJSON_CreateArray() : cJSON_CreateObject();
+    char close = is_array ? ']' : '}';
+    skip_ws(r);
+    if (c && r->p < r->end && *r->p == close) {
+        r->p++;
+        r->depth--;
+        return c;
+    }
+    while (c) {
+        char *key = NULL;
+        skip_ws(r);
+        if (!is_array) {
+            if (r->p >= r->end || *r->p != '"' || read_string(r) != 0 || !(key = tree_text(r)))
+                break;
+            skip_ws(r);
+            if (r->p >= r->end || *r->p++ != ':') {
+                cJSON_free(key);
+                break;
+            }
+            skip_ws(r);
+        }
+        cJSON *v = tree_value(r);
+        if (!v) {
+            cJSON_free(key);
+            break;
+        }
+        v->string = key;   /* as cJSON's parse_object moves the key there */
+        cJSON_AddItemToArray(c, v);
+        skip_ws(r);
+        if (r->p < r->end && *r->p == ',') {
+            r->p++;
+            continue;
+        }
+        if (r->p < r->end && *r->p == close) {
+            r->p++;
+            r->depth--;
+            return c;
+        }
+        break;
+    }
+    cJSON_Delete(c);
+    return NULL;
+}
+
+static cJSON *tree_value(struct reader *r)
+{
+    if (r->p >= r->end)
+        return NULL;
+    cJSON *item;
+    switch (*r->p) {
+    case '{': return tree_container(r, 0);
+    case '[': return tree_container(r, 1);
+    case '"':
+        if (read_string(r) != 0 || memchr(r->str.s, 0, r->str.len) || !(item = cJSON_CreateNull()))
+            return NULL;
+        item->type = cJSON_String;
+        if (!(item->valuestring = tree_text(r))) {
+            cJSON_Delete(item);
+            return NULL;
+        }
+        return item;
+    case 't':
+        if (r->end - r->p < 4 || memcmp(r->p, "true", 4) != 0 || !(item = cJSON_CreateTrue()))
+            return NULL;
+        item->valueint = 1;   /* cJSON's parser sets it, cJSON_CreateTrue does not */
+        r->p += 4;
+        return item;
+    case 'f':
+        if (r->end - r->p < 5 || memcmp(r->p, "false", 5) != 0)
+            return NULL;
+        r->p += 5;
+        return cJSON_CreateFalse();
+    case 'n':
+        if (r->end - r->p < 4 || memcmp(r->p, "null", 4) != 0)
+            return NULL;
+        r->p += 4;
+        return cJSON_CreateNull();
+    default: {
+        double d;
+        return tree_number(r, &d) == 0 ? cJSON_CreateNumber(d) : NULL;
+    }
+    }
+}
+
+cJSON *json_tree_fast(const char *text, size_t len)
+{
+    struct reader r = {text, text + len, 0, {0}, 0};
+    skip_ws(&r);
+    cJSON *j = tree_value(&r);
+    skip_ws(&r);
+    strbuf_free(&r.str);
+    if (j && r.p == r.end)
+        return j;
+    cJSON_Delete(j);
+    return NULL;
 }
 
 int json_template_new(lua_State *L, const char *text, size_t len)
