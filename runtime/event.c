@@ -433,9 +433,7 @@ static enum body_as body_matches(const cJSON *ev, const char *const values[3], t
 static cJSON *event_object_of(const char *id, const char *type, const char *customer, tend_time at,
                               const char *body, enum body_as *as)
 {
-    cJSON *ev = NULL;
-    if (body && !(ev = json_tree_fast(body, strlen(body))))   /* the stored text read again, fast */
-        ev = cJSON_Parse(body);
+    cJSON *ev = body ? cJSON_Parse(body) : NULL;
     if (!cJSON_IsObject(ev)) {
         cJSON_Delete(ev);
         ev = cJSON_CreateObject();

@@ -71,14 +71,6 @@ char *json_print(const cJSON *j);
  * 32)"), "\u0000", invalid UTF-8, a number that is not finite (1e400). */
 cJSON *json_parse(const char *text, size_t len, char *err, size_t errlen);
 
-/* The tree cJSON_Parse would give for text[0, len) when the text is the
- * plain kind events are made of (no exponents, at most 15 digits a number,
- * only JSON's blanks, strings as json_push_stored reads them), built without
- * cJSON's per-number strtod; NULL for any other text (then ask cJSON: this
- * is a fast path, not a validator — json_parse checks first and uses it).
- * The caller owns the tree (cJSON_Delete). */
-cJSON *json_tree_fast(const char *text, size_t len);
-
 /* Number as int64 if it is integral and in range; 0 on success. */
 int json_int(const cJSON *j, long long *out);
 
