@@ -312,6 +312,8 @@ fi
 echo
 echo "== start and park: $N_SP paid orders, each starting a journey parked at its first wait ($N_SP customers)"
 mkdir "$work/sp"
+# the ceiling's page cache, as the orders section gives it (tend's default cache_mb is 8)
+echo 'return { cache_mb = 64 }' > "$work/sp/tend.lua"
 $B/gen customers "$N_SP" > "$work/sp.csv"
 $T import --dir "$work/sp" "$work/sp.csv" >/dev/null
 rm -f "$work/sp.csv"

@@ -618,11 +618,33 @@ static int queue_fanouts(engine *e, int64_t seq, const char *type)
     return rc;
 }
 
+/* What a batch knows of the listeners table before its first event: none
+ * at all (most stores while journeys only start and wait for time), and
+ * how many listener rows this engine had written then. Only this engine
+ * writes inside the batch's transaction (instance.c's add_listener counts
+ * each write), so while the count is the same the table is still empty
+ * and no probe can find a row. */
+struct listen_probe {
+    int none;
+    unsigned writes;
+};
+
+static void listen_probe_begin(engine *e, struct listen_probe *lp)
+{
+    lp->writes = instance_listener_writes(e);
+    store_stmt *s = store_sql(e->st, "SELECT EXISTS (SELECT 1 FROM listeners)");
+    lp->none = s && store_step(s) == STORE_ROW && store_col_int(s, 0) == 0;
+    if (s)
+        store_reset(s);
+}
+
 /* 1 when an instance of the customer's listens for `type` or its
  * "prefix.*" (as instance_route_event routes), also on a store error (the
  * callers then take the full path, which reports it); 0 when none does. */
-static int listened(engine *e, const char *customer, const char *type)
+static int listened(engine *e, const struct listen_probe *lp, const char *customer, const char *type)
 {
+    if (lp->none && instance_listener_writes(e) == lp->writes)
+        return 0;   /* an empty table: one probe a batch instead of one an event */
     const char *dot = strrchr(type, '.');
     char wildcard[EVENT_TYPE_MAX + 3];
     snprintf(wildcard, sizeof wildcard, "%.*s.*", dot ? (int)(dot - type) : 0, type);
@@ -713,7 +735,7 @@ struct pending {
  * event's body (no customer fields, lines, consent or coupons, see
  * process_one), so its body is not parsed and nothing is routed. 1 such,
  * 0 otherwise (also on a store error: the full path then reports it). */
-static int unheard_fact(engine *e, const char *customer, const char *type)
+static int unheard_fact(engine *e, const struct listen_probe *lp, const char *customer, const char *type)
 {
     const char *dot = strrchr(type, '.');
     if (!delivery_fact(type) || !dot || carries_lines(e, type) || config_lists(type, e->cfg.paid_types))
@@ -721,15 +743,15 @@ static int unheard_fact(engine *e, const char *customer, const char *type)
     lua_State *L = sandbox_state(e->sb);
     int triggered = catalog_push_triggered(e, type);
     lua_pop(L, 1);
-    return !triggered && !listened(e, customer, type);
+    return !triggered && !listened(e, lp, customer, type);
 }
 
-static int process_one(engine *e, orderline_batch *lines, const struct pending *p)
+static int process_one(engine *e, orderline_batch *lines, const struct listen_probe *lp, const struct pending *p)
 {
     int64_t seq = p->seq;
     const char *type = p->type, *customer = p->customer;
     tend_time at = p->at;
-    if (customer && unheard_fact(e, customer, type)) {
+    if (customer && unheard_fact(e, lp, customer, type)) {
         int rc = dates_customer_changed(e, customer);   /* as the full path does */
         e->stats.events_processed++;
         metrics_inc(e->metrics, M_EVENTS_PROCESSED, NULL);
@@ -748,7 +770,7 @@ static int process_one(engine *e, orderline_batch *lines, const struct pending *
          * listened and no listener was written since, routing would find
          * none (two more probes of the same keys). */
         unsigned writes = instance_listener_writes(e);
-        int heard = listened(e, customer, type);
+        int heard = listened(e, lp, customer, type);
         if ((!delivery_fact(type) && (customer_apply_event(e, customer, type, at, ev, tz, sizeof tz) != 0 ||
                                       policy_note_activity_in(e, customer, at, tz) != 0)) ||
             store_lines(e, lines, seq, customer, type, at, ev) != 0 ||
@@ -825,10 +847,12 @@ static int process_batch(store *st, void *ud)
     unsigned trips = sandbox_trips(e->sb);
     orderline_batch *lines = orderline_batch_new();
     instance_batch_begin(e);   /* the batch's starts share a starter per journey */
+    struct listen_probe probe;
+    listen_probe_begin(e, &probe);
     for (int i = 0; i < n && rc == 0; i++) {
         /* A store error fails the whole batch: nothing of it is kept, the
          * cursor stays, and the next pass retries from the same event. */
-        if (process_one(e, lines, &batch[i]) != 0) {
+        if (process_one(e, lines, &probe, &batch[i]) != 0) {
             rc = -1;
             break;
         }

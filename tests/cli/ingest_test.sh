@@ -50,5 +50,22 @@ printf '{"type":"order.paid","customer":"c7","id":"e7","order":"E","total":1}\n'
 [ "$(grep -c '"template":"thanks"' "$tmp/outbox.ndjson")" = 2 ] || fail "--no-process processed the event"
 "$TEND" status --dir "$tmp" | grep -q "1 waiting to be processed" || fail "status: $("$TEND" status --dir "$tmp")"
 
+# an event that starts a journey waiting for another event, and that event
+# later in the same file (the same batch): the batch began with no
+# listener, and the wait the start wrote still hears it (and only its
+# customer's: k2's shipment finds no instance)
+mkdir "$tmp/w"
+cat > "$tmp/w/care.lua" <<'EOF2'
+journey "track" { on = "order.paid", run = function(c, ev)
+  if wait_for("order.shipped", { timeout = days(3) }) then c:set{ attrs = { shipped = true } } end
+end }
+EOF2
+printf '%s\n' '{"type":"order.paid","customer":"k1","id":"w1","total":5}' \
+    '{"type":"page.view","customer":"k2","id":"w2"}' '{"type":"order.shipped","customer":"k2","id":"w3"}' \
+    '{"type":"order.shipped","customer":"k1","id":"w4"}' > "$tmp/w/events.ndjson"
+"$TEND" ingest --dir "$tmp/w" "$tmp/w/events.ndjson" > "$tmp/out" 2>&1 || fail "wait_for ingest: $(cat "$tmp/out")"
+"$TEND" status --dir "$tmp/w" | grep -q "instances: 1 done" ||
+    fail "the shipment in the same batch did not reach the wait: $("$TEND" status --dir "$tmp/w")"
+
 if [ $failures -gt 0 ]; then echo "ingest_test: $failures failure(s)"; exit 1; fi
 echo "ingest_test: ok"
