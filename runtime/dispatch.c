@@ -394,7 +394,12 @@ struct transfer {
     enum channel_kind kind;
     char *channel;
     tend_time due_at;           /* when the row became deliverable (latency metric) */
+    tend_time lease;            /* the claim's: where its queue entry waits (0: not known) */
     struct curl_slist *headers, *rcpt;
+    /* An http request's headers when its channel sets none of its own: the
+     * list lives here (libcurl only reads it), no node or copy allocated */
+    struct curl_slist inline_headers[3];
+    char key_header[96];
     char *payload;
     size_t payload_len, payload_off;
     strbuf response;
@@ -411,7 +416,8 @@ static void transfer_free(struct transfer *t)
 {
     if (t->easy)
         easy_give(t->d, t->easy, t->setup);
-    curl_slist_free_all(t->headers);
+    if (t->headers != t->inline_headers)
+        curl_slist_free_all(t->headers);
     curl_slist_free_all(t->rcpt);
     free(t->payload);
     free(t->channel);
@@ -504,13 +510,23 @@ static struct transfer *transfer_new(engine *e, const struct row *r, const struc
             return NULL;
         }
         t->payload_len = strlen(t->payload);
-        for (struct curl_slist *s = c->headers; s; s = s->next)
-            t->headers = curl_slist_append(t->headers, s->data);
-        t->headers = curl_slist_append(t->headers, "Content-Type: application/json");
-        char *key = xasprintf("Idempotency-Key: %s", r->key);
-        t->headers = curl_slist_append(t->headers, key);
-        free(key);
-        t->headers = curl_slist_append(t->headers, "Expect:");
+        int klen = snprintf(t->key_header, sizeof t->key_header, "Idempotency-Key: %s", r->key);
+        if (!c->headers && klen >= 0 && (size_t)klen < sizeof t->key_header) {
+            /* the usual request: the same three headers, in the same order */
+            static char content_type[] = "Content-Type: application/json", expect[] = "Expect:";
+            t->inline_headers[0] = (struct curl_slist){content_type, &t->inline_headers[1]};
+            t->inline_headers[1] = (struct curl_slist){t->key_header, &t->inline_headers[2]};
+            t->inline_headers[2] = (struct curl_slist){expect, NULL};
+            t->headers = t->inline_headers;
+        } else {
+            for (struct curl_slist *s = c->headers; s; s = s->next)
+                t->headers = curl_slist_append(t->headers, s->data);
+            t->headers = curl_slist_append(t->headers, "Content-Type: application/json");
+            char *key = xasprintf("Idempotency-Key: %s", r->key);
+            t->headers = curl_slist_append(t->headers, key);
+            free(key);
+            t->headers = curl_slist_append(t->headers, "Expect:");
+        }
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, t->headers);
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, t->payload);
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)t->payload_len);
@@ -599,6 +615,7 @@ struct retry_note {
 struct sent_batch {
     int64_t *ids;
     const char **responses;     /* the transfers' buffers: freed after the write */
+    tend_time *leases;          /* where each one's queue entry is (its claim's lease) */
     int n, cap;
 };
 
@@ -617,7 +634,9 @@ static int record_result(engine *e, struct transfer *t, struct retry_note *note,
             sent->cap = sent->cap ? 2 * sent->cap : OUTBOX_BATCH;
             sent->ids = xrealloc(sent->ids, (size_t)sent->cap * sizeof *sent->ids);
             sent->responses = xrealloc(sent->responses, (size_t)sent->cap * sizeof *sent->responses);
+            sent->leases = xrealloc(sent->leases, (size_t)sent->cap * sizeof *sent->leases);
         }
+        sent->leases[sent->n] = t->lease;
         sent->ids[sent->n] = t->id;
         sent->responses[sent->n++] = resp;
         return 0;
@@ -976,7 +995,7 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
     for (int i = 0; i < d->ndone && rc == 0; i++)
         rc = record_result(e, d->done[i], &retried, sent);
     if (rc == 0 && sent->n)
-        rc = outbox_mark_sent_many(e, sent->ids, sent->responses, sent->n, engine_now(e));
+        rc = outbox_mark_sent_many(e, sent->ids, sent->responses, sent->leases, sent->n, engine_now(e));
     for (int i = 0; i < d->ndone; i++)
         transfer_free(d->done[i]);
     d->ndone = 0;
@@ -1096,6 +1115,7 @@ void dispatch_free(engine *e)
     free(d->done);
     free(d->sent.ids);
     free(d->sent.responses);
+    free(d->sent.leases);
     /* Claimed ahead and never started: their leases run out (or the next
      * `tend run` releases them) and they go then, with the same key. */
     for (int i = 0; i < d->nslots; i++) {
@@ -1273,6 +1293,7 @@ struct pass {
      * by their outbox_due key */
     int64_t claim_id[OUTBOX_BATCH];
     tend_time claim_due[OUTBOX_BATCH];
+    struct transfer *claim_transfer[OUTBOX_BATCH];  /* each learns its lease */
     int nclaim;
 };
 
@@ -1284,7 +1305,10 @@ static int claim_flush(engine *e, struct pass *p)
 {
     if (!p->nclaim)
         return 0;
-    int rc = outbox_claim_many(e, p->claim_id, p->claim_due, p->nclaim, engine_now(e) + LEASE);
+    tend_time lease = engine_now(e) + LEASE;
+    int rc = outbox_claim_many(e, p->claim_id, p->claim_due, p->nclaim, lease);
+    for (int i = 0; i < p->nclaim; i++)
+        p->claim_transfer[i]->lease = rc == 0 ? lease : 0;
     p->nclaim = 0;
     return rc;
 }
@@ -1395,6 +1419,7 @@ static int deliver(engine *e, struct pass *p, struct row *r, struct transfer **b
         return FAILED;
     }
     p->claim_id[p->nclaim] = r->id;
+    p->claim_transfer[p->nclaim] = t;
     p->claim_due[p->nclaim++] = r->due_at;
     t->d = d;
     if (took) {

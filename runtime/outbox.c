@@ -229,7 +229,7 @@ static int leave_due(engine *e, int64_t id)
 
 int outbox_mark_sent(engine *e, int64_t id, tend_time at, const char *response)
 {
-    return outbox_mark_sent_many(e, &id, &response, 1, at);
+    return outbox_mark_sent_many(e, &id, &response, NULL, 1, at);
 }
 
 int outbox_mark_dead(engine *e, int64_t id, tend_time at, const char *error, const char *response)
@@ -378,15 +378,44 @@ static int run_counted(engine *e, struct counted_move *m, int64_t scalar, int n,
     return k == n ? 0 : run_batch(e, &m->rest, scalar, n, at2, at3, text3, NULL);
 }
 
-int outbox_mark_sent_many(engine *e, const int64_t *ids, const char *const *responses, int n, tend_time at)
+/* The queue entries of n rows claimed under leases[i]: the rows of a run
+ * with the same lease (a claim pass's) leave in one DELETE of their keys
+ * (due_at = lease, id IN (...): the key's own index, no row read); a run
+ * whose entries were not all there, moved by something else since the
+ * claim, is done again row by row through due_key (leave_due), which
+ * finds each where it is (or nothing, for one that left already). */
+static int leave_due_leased(engine *e, const int64_t *ids, const tend_time *leases, int n)
 {
-    /* the queue entries first: found through due_key, which the UPDATE
-     * then clears (the row has left outbox_due); one statement a row (two
-     * key lookups and a delete), as a multi-row IN (SELECT ...) first
-     * builds a temporary index */
-    for (int i = 0; i < n; i++)
-        if (leave_due(e, ids[i]) != 0)
+    static struct batch_stmt leave = {"DELETE FROM outbox_due WHERE due_at = ?1 AND id IN (", 3, 1, ")", {0}};
+    for (int from = 0, to; from < n; from = to) {
+        for (to = from + 1; to < n && leases[to] == leases[from]; to++)
+            ;
+        int left = 0;
+        if (leases[from] > 0 && run_batch(e, &leave, leases[from], to - from, NULL, ids + from, NULL, &left) != 0)
             return -1;
+        for (int i = from; left < to - from && i < to; i++)
+            if (leave_due(e, ids[i]) != 0)
+                return -1;
+    }
+    return 0;
+}
+
+int outbox_mark_sent_many(engine *e, const int64_t *ids, const char *const *responses, const tend_time *leases,
+                          int n, tend_time at)
+{
+    /* the queue entries first: by the claims' keys when the caller knows
+     * them, else found through due_key, which the UPDATE then clears (the
+     * row has left outbox_due); one statement a row (two key lookups and a
+     * delete), as a multi-row IN (SELECT ...) first builds a temporary
+     * index */
+    if (leases) {
+        if (leave_due_leased(e, ids, leases, n) != 0)
+            return -1;
+    } else {
+        for (int i = 0; i < n; i++)
+            if (leave_due(e, ids[i]) != 0)
+                return -1;
+    }
     /* the dispatcher's rows are `sending`; a file channel's are queued */
     static struct counted_move sent = {"sending", "sent",
         {"UPDATE outbox SET status = 'sent', sent_at = ?1, response = v.column2, last_error = NULL, due_key = NULL"

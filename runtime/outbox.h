@@ -62,9 +62,14 @@ int outbox_mark(engine *e, int64_t id, const char *status, const char *error);
 /* outbox_mark_sent for n rows (ids[i] answered responses[i], which may be
  * NULL), all at `at`: one UPDATE per OUTBOX_BATCH rows and one queue delete
  * a row; the rows that were `sending` are counted in outbox_counts by one
- * statement for the batch (the trigger leaves that move to it). 0, or -1
- * on a store error. */
-int outbox_mark_sent_many(engine *e, const int64_t *ids, const char *const *responses, int n, tend_time at);
+ * statement for the batch (the trigger leaves that move to it). leases
+ * (may be NULL; an entry may be 0: not known) are the rows' claim leases
+ * (outbox_claim_many's), where their queue entries should be: rows in a
+ * run of the same lease leave the queue in one statement, and any of the
+ * run's entries found elsewhere are looked up row by row as without
+ * leases. 0, or -1 on a store error. */
+int outbox_mark_sent_many(engine *e, const int64_t *ids, const char *const *responses, const tend_time *leases,
+                          int n, tend_time at);
 
 /* Claims n due rows for delivery under a lease: each (due_at[i], ids[i])
  * queue entry moves to `lease` (when it is tried again if no result is

@@ -1360,6 +1360,33 @@ static int teardown(void **state)
     return 0;
 }
 
+/* n queued rows of customer c1 (outbox_send, as a journey's send() writes
+ * them), their queue keys in ids[] and due[] in key order. */
+static void queued_rows(struct env *v, int n, int64_t *ids, tend_time *due)
+{
+    assert_int_equal(store_begin(v->e->st), 0);
+    customer(v->e, "{\"id\":\"c1\",\"phone\":\"+8613800000001\"}");
+    cJSON *vars = cJSON_CreateObject();
+    cJSON_AddStringToObject(vars, "what", "hi");
+    for (int i = 0; i < n; i++) {
+        struct send_request r = {.instance = 0, .step = i, .journey = "t", .customer = "c1", .channel = "sms",
+                                 .template_name = "raw", .vars = vars};
+        struct send_result res;
+        char err[256];
+        assert_int_equal(outbox_send(v->e, &r, &res, err, sizeof err), 0);
+        assert_string_equal(res.status, "queued");
+    }
+    cJSON_Delete(vars);
+    assert_int_equal(store_commit(v->e->st), 0);
+    store_stmt *s = store_sql(v->e->st, "SELECT due_at, id FROM outbox_due ORDER BY due_at, id");
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(store_step(s), STORE_ROW);
+        due[i] = store_col_int(s, 0);
+        ids[i] = store_col_int(s, 1);
+    }
+    store_reset(s);
+}
+
 /* outbox_claim_many moves a run of consecutive queue entries to the lease
  * at once; claims that are not one (a queued row left between them) move
  * one by one, and the row between keeps its place. */
@@ -1370,30 +1397,9 @@ static void test_claim_runs(void **state)
     mock_start(&m, NULL);
     struct env v;
     env_open(&v, make_config(&m, NULL, 0), clock_new_virtual(T0));
-    /* twelve queued rows (outbox_send, as a journey's send() writes them) */
-    assert_int_equal(store_begin(v.e->st), 0);
-    customer(v.e, "{\"id\":\"c1\",\"phone\":\"+8613800000001\"}");
-    cJSON *vars = cJSON_CreateObject();
-    cJSON_AddStringToObject(vars, "what", "hi");
-    for (int i = 0; i < 12; i++) {
-        struct send_request r = {.instance = 0, .step = i, .journey = "t", .customer = "c1", .channel = "sms",
-                                 .template_name = "raw", .vars = vars};
-        struct send_result res;
-        char err[256];
-        assert_int_equal(outbox_send(v.e, &r, &res, err, sizeof err), 0);
-        assert_string_equal(res.status, "queued");
-    }
-    cJSON_Delete(vars);
-    assert_int_equal(store_commit(v.e->st), 0);
     int64_t ids[12];
     tend_time due[12];
-    store_stmt *s = store_sql(v.e->st, "SELECT due_at, id FROM outbox_due ORDER BY due_at, id");
-    for (int i = 0; i < 12; i++) {
-        assert_int_equal(store_step(s), STORE_ROW);
-        due[i] = store_col_int(s, 0);
-        ids[i] = store_col_int(s, 1);
-    }
-    store_reset(s);
+    queued_rows(&v, 12, ids, due);
     tend_time lease = T0 + 120;
     int64_t gap_ids[5] = {ids[6], ids[7], ids[9], ids[10], ids[11]};     /* ids[8] is not claimed */
     tend_time gap_due[5] = {due[6], due[7], due[9], due[10], due[11]};
@@ -1412,6 +1418,47 @@ static void test_claim_runs(void **state)
     assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox WHERE status = 'sending' AND attempts = 1"
                                           " AND due_key = 1772416920"), 11);
     assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox_due"), 12);
+    assert_counts_kept(v.e);
+    env_close(&v);
+    mock_stop(&m);
+}
+
+/* outbox_mark_sent_many with the claims' leases: the rows leave the queue
+ * by their lease keys; a row whose entry moved since its claim (here by
+ * hand) and one whose lease is not known (0) leave it too, found through
+ * due_key, and no other row's entry is touched. */
+static void test_sent_by_lease(void **state)
+{
+    (void)state;
+    struct mock m;
+    mock_start(&m, NULL);
+    struct env v;
+    env_open(&v, make_config(&m, NULL, 0), clock_new_virtual(T0));
+    int64_t ids[8];
+    tend_time due[8];
+    queued_rows(&v, 8, ids, due);
+    tend_time lease = T0 + 120;
+    assert_int_equal(store_begin(v.e->st), 0);
+    assert_int_equal(outbox_claim_many(v.e, ids, due, 8, lease), 0);
+    assert_int_equal(store_commit(v.e->st), 0);
+    /* ids[2]'s entry and due_key move on after its claim */
+    char sql[200];
+    snprintf(sql, sizeof sql, "UPDATE outbox_due SET due_at = %lld WHERE id = %lld;"
+             " UPDATE outbox SET due_key = %lld WHERE id = %lld", (long long)(lease + 60), (long long)ids[2],
+             (long long)(lease + 60), (long long)ids[2]);
+    assert_int_equal(store_exec(v.e->st, sql), 0);
+    int64_t done[5] = {ids[0], ids[1], ids[2], ids[3], ids[4]};
+    const char *responses[5] = {"{}", "{}", "{}", NULL, "{}"};
+    tend_time leases[5] = {lease, lease, lease, 0, lease};
+    assert_int_equal(store_begin(v.e->st), 0);
+    assert_int_equal(outbox_mark_sent_many(v.e, done, responses, leases, 5, T0 + 1), 0);
+    assert_int_equal(store_commit(v.e->st), 0);
+    assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox WHERE status = 'sent' AND due_key IS NULL"), 5);
+    /* the three still in flight keep their entries at the lease */
+    snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM outbox_due WHERE due_at = %lld AND id IN (%lld, %lld, %lld)",
+             (long long)lease, (long long)ids[5], (long long)ids[6], (long long)ids[7]);
+    assert_int_equal(store_count(v.e->st, sql), 3);
+    assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox_due"), 3);
     assert_counts_kept(v.e);
     env_close(&v);
     mock_stop(&m);
@@ -1439,6 +1486,7 @@ int main(void)
         cmocka_unit_test_teardown(test_window_recheck, stop_leftovers),
         cmocka_unit_test_teardown(test_cost, stop_leftovers),
         cmocka_unit_test_teardown(test_claim_runs, stop_leftovers),
+        cmocka_unit_test_teardown(test_sent_by_lease, stop_leftovers),
     };
     /* TEST_DISPATCH_FILTER=test_smtp (a glob) runs only the matching tests */
     const char *only = getenv("TEST_DISPATCH_FILTER");
