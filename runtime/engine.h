@@ -58,6 +58,8 @@ struct engine_stats {
     int64_t sends, deliveries, failures;
 };
 
+struct due_pass;                /* instance.c: what a due pass keeps while its wakes run */
+
 typedef struct engine {
     store *st;
     tclock *clock;
@@ -97,6 +99,7 @@ typedef struct engine {
     tend_time lifecycle_sweep_to;   /* a sweep in pieces: swept up to lifecycle_swept, going to this */
     int due_full_claims;        /* instance_run_due: claims in a row that came back full (a drain) */
     unsigned listener_writes;   /* listener rows written (instance_listener_writes) */
+    struct due_pass *due;       /* the due pass running (instance_run_due, on its stack), or NULL */
 } engine;
 
 /* Opens the store, reads tend.lua and the settings, loads nothing yet.

@@ -801,22 +801,35 @@ struct ended_row {
     tend_time ended_at;
 };
 
-static struct {
-    engine *e;                  /* the engine of the instance_run_due that keeps them; NULL: none */
-    int n;
-    struct ended_row v[KEEP_ROWS];
-} ends;
+/* What one instance_run_due keeps while its wakes run: on its stack,
+ * reached through e->due (NULL outside a due pass), so nothing of it is
+ * shared between engines or outlives the pass. */
+struct due_pass {
+    struct {
+        int n;
+        struct ended_row v[KEEP_ROWS];
+    } ends;                     /* ended rows, for write_ended */
+    struct {
+        int n;
+        struct { tend_time at; int64_t id; } v[KEEP_ROWS];
+    } timers;                   /* the timers of its waits, for write_due_timers */
+    struct {
+        int decl;               /* registry ref of the declaration, or LUA_NOREF */
+        int current;            /* version is the journey's current one (or it has none): no migration */
+        char journey[64], version[72];
+    } memo;                     /* the journey version looked up last (push_run) */
+};
 
-static void ended_clear(void)
+static void ended_clear(struct due_pass *d)
 {
-    for (int i = 0; i < ends.n; i++) {
-        free(ends.v[i].journey);
-        free(ends.v[i].state);
-        free(ends.v[i].history);
-        free(ends.v[i].error);
-        free(ends.v[i].branch);
+    for (int i = 0; i < d->ends.n; i++) {
+        free(d->ends.v[i].journey);
+        free(d->ends.v[i].state);
+        free(d->ends.v[i].history);
+        free(d->ends.v[i].error);
+        free(d->ends.v[i].branch);
     }
-    ends.n = 0;
+    d->ends.n = 0;
 }
 
 /* k instances of journey moved from waiting to `to` in instance_counts: an
@@ -844,7 +857,7 @@ static int write_ended_rows(engine *e, int from, int n)
     if (!s)
         return -1;
     for (int i = 0; i < n; i++) {
-        const struct ended_row *r = &ends.v[from + i];
+        const struct ended_row *r = &e->due->ends.v[from + i];
         int p = i * 8;
         store_bind_int(s, p + 1, r->id);
         store_bind_text_kept(s, p + 2, r->state, -1);
@@ -862,17 +875,18 @@ static int write_ended_rows(engine *e, int from, int n)
  * -1 on a store error. */
 static int write_ended(engine *e)
 {
-    if (ends.e != e || ends.n == 0)
+    struct due_pass *d = e->due;
+    if (!d || d->ends.n == 0)
         return 0;
     int rc = 0;
-    for (int from = 0, n; rc == 0 && from < ends.n; from += n)
-        rc = write_ended_rows(e, from, n = page_chunk(ends.n - from));
+    for (int from = 0, n; rc == 0 && from < d->ends.n; from += n)
+        rc = write_ended_rows(e, from, n = page_chunk(d->ends.n - from));
     /* a batch's ends are of a few journeys and states: each pair counted once */
-    for (int i = 0; rc == 0 && i < ends.n; i++) {
-        const struct ended_row *r = &ends.v[i];
+    for (int i = 0; rc == 0 && i < d->ends.n; i++) {
+        const struct ended_row *r = &d->ends.v[i];
         int k = 0, seen = 0;
-        for (int j = 0; j < ends.n && !seen; j++) {
-            if (strcmp(ends.v[j].journey, r->journey) == 0 && strcmp(ends.v[j].state, r->state) == 0) {
+        for (int j = 0; j < d->ends.n && !seen; j++) {
+            if (strcmp(d->ends.v[j].journey, r->journey) == 0 && strcmp(d->ends.v[j].state, r->state) == 0) {
                 seen = j < i;
                 k++;
             }
@@ -880,7 +894,7 @@ static int write_ended(engine *e)
         if (!seen)
             rc = counts_ended(e, r->journey, r->state, k);
     }
-    ended_clear();
+    ended_clear(d);
     return rc;
 }
 
@@ -892,30 +906,26 @@ static int write_ended(engine *e)
  * (set_timer with on = 0, which a later wake of the batch or a release may
  * do) and before the batch commits; nothing else reads timers inside a
  * wake. A rolled-back batch drops them with its rows. */
-static struct {
-    engine *e;                  /* the engine of the instance_run_due that keeps them; NULL: none */
-    int n;
-    struct { tend_time at; int64_t id; } v[KEEP_ROWS];
-} due_timers;
 
 /* Writes the kept timers; 0, or -1 on a store error. */
 static int write_due_timers(engine *e)
 {
-    if (due_timers.e != e || due_timers.n == 0)
+    struct due_pass *d = e->due;
+    if (!d || d->timers.n == 0)
         return 0;
     int rc = 0;
-    for (int from = 0, n; rc == 0 && from < due_timers.n; from += n) {
+    for (int from = 0, n; rc == 0 && from < d->timers.n; from += n) {
         int once = 0;
-        store_stmt *s = page_stmt(e, PAGE_TIMERS, n = page_chunk(due_timers.n - from), &once);
+        store_stmt *s = page_stmt(e, PAGE_TIMERS, n = page_chunk(d->timers.n - from), &once);
         rc = s ? 0 : -1;
         for (int i = 0; rc == 0 && i < n; i++) {
-            store_bind_int(s, i * 2 + 1, due_timers.v[from + i].at);
-            store_bind_int(s, i * 2 + 2, due_timers.v[from + i].id);
+            store_bind_int(s, i * 2 + 1, d->timers.v[from + i].at);
+            store_bind_int(s, i * 2 + 2, d->timers.v[from + i].id);
         }
         if (rc == 0)
             rc = page_run(s, once);
     }
-    due_timers.n = 0;
+    d->timers.n = 0;
     return rc;
 }
 
@@ -923,11 +933,12 @@ static int write_due_timers(engine *e)
  * batch, else written now; 0, or -1 on a store error. */
 static int add_timer(engine *e, tend_time at, int64_t id)
 {
-    if (due_timers.e != e)
+    struct due_pass *d = e->due;
+    if (!d)
         return set_timer(e, at, id, 1);
-    due_timers.v[due_timers.n].at = at;
-    due_timers.v[due_timers.n++].id = id;
-    return due_timers.n == KEEP_ROWS ? write_due_timers(e) : 0;
+    d->timers.v[d->timers.n].at = at;
+    d->timers.v[d->timers.n++].id = id;
+    return d->timers.n == KEEP_ROWS ? write_due_timers(e) : 0;
 }
 
 /* Keeps an ended instance's row for write_ended; 0, or -1 on a store error
@@ -935,12 +946,13 @@ static int add_timer(engine *e, tend_time at, int64_t id)
 static int keep_ended(engine *e, int64_t id, const struct run_ctx *ctx, const char *state, const char *error,
                       const char *hist, size_t hist_len)
 {
-    ends.v[ends.n++] = (struct ended_row){.id = id, .journey = xstrdup(ctx->journey), .state = xstrdup(state),
+    struct due_pass *d = e->due;
+    d->ends.v[d->ends.n++] = (struct ended_row){.id = id, .journey = xstrdup(ctx->journey), .state = xstrdup(state),
                                             .history = hist ? xstrndup(hist, hist_len) : NULL,
                                             .error = error ? xstrdup(error) : NULL,
                                             .branch = ctx->branch ? xstrdup(ctx->branch) : NULL,
                                             .steps = ctx->steps, .holdout = ctx->holdout, .ended_at = ctx->now};
-    return ends.n == KEEP_ROWS ? write_ended(e) : 0;
+    return d->ends.n == KEEP_ROWS ? write_ended(e) : 0;
 }
 
 /* A start's first run stopped: its row (persist's UPDATE and the start's
@@ -1041,7 +1053,7 @@ static int persist(engine *e, int64_t id, struct row *r, struct run_ctx *ctx, co
     const char *hist = ctx->appended ? (ctx->hist.s ? ctx->hist.s + recent : "") : NULL;
     if (r->unstored)
         return write_start(e, id, r, ctx, state, error, hist, hist ? ctx->hist.len - recent : 0);
-    if (ends.e == e && strcmp(state, r->state) != 0 && strcmp(state, "waiting") != 0)
+    if (e->due && strcmp(state, r->state) != 0 && strcmp(state, "waiting") != 0)
         return keep_ended(e, id, ctx, state, error, hist, hist ? ctx->hist.len - recent : 0);
     /* A waiting instance that waits again leaves `state` out of the SET:
      * the counts trigger (UPDATE OF state) then does not run at all. */
@@ -1089,38 +1101,35 @@ static int persist(engine *e, int64_t id, struct row *r, struct run_ctx *ctx, co
  * instances mostly share one. Set by push_run inside instance_run_due
  * only, and let go at the batch's end: nothing inside a wake reloads the
  * scripts (loading an old version adds to the catalog, it changes no
- * declaration), so the one it names stays the catalog's. */
-static struct {
-    engine *e;                  /* the engine of the instance_run_due that keeps it; NULL: none */
-    int decl;                   /* registry ref of the declaration, or LUA_NOREF */
-    int current;                /* version is the journey's current one (or it has none): no migration */
-    char journey[64], version[72];
-} run_memo = {.decl = LUA_NOREF};
-
+ * declaration), so the one it names stays the catalog's. Kept in the
+ * pass's struct due_pass (memo). */
 static int run_memo_has(engine *e, const char *journey, const char *version)
 {
-    return run_memo.e == e && run_memo.decl != LUA_NOREF && strcmp(run_memo.journey, journey) == 0 &&
-           strcmp(run_memo.version, version) == 0;
+    const struct due_pass *d = e->due;
+    return d && d->memo.decl != LUA_NOREF && strcmp(d->memo.journey, journey) == 0 &&
+           strcmp(d->memo.version, version) == 0;
 }
 
-static void run_memo_drop(lua_State *L)
+static void run_memo_drop(struct due_pass *d, lua_State *L)
 {
-    luaL_unref(L, LUA_REGISTRYINDEX, run_memo.decl);
-    run_memo.decl = LUA_NOREF;
+    luaL_unref(L, LUA_REGISTRYINDEX, d->memo.decl);
+    d->memo.decl = LUA_NOREF;
 }
 
-/* Keeps the declaration at the top of L as journey's version. */
+/* Keeps the declaration at the top of L as journey's version (inside a due
+ * pass). */
 static void run_memo_set(engine *e, lua_State *L, const char *journey, const char *version)
 {
-    run_memo_drop(L);
-    if (strlen(journey) >= sizeof run_memo.journey || strlen(version) >= sizeof run_memo.version)
+    struct due_pass *d = e->due;
+    run_memo_drop(d, L);
+    if (strlen(journey) >= sizeof d->memo.journey || strlen(version) >= sizeof d->memo.version)
         return;
     const char *current = catalog_current_version(e, journey);
-    run_memo.current = !current || strcmp(current, version) == 0;
-    memcpy(run_memo.journey, journey, strlen(journey) + 1);
-    memcpy(run_memo.version, version, strlen(version) + 1);
+    d->memo.current = !current || strcmp(current, version) == 0;
+    memcpy(d->memo.journey, journey, strlen(journey) + 1);
+    memcpy(d->memo.version, version, strlen(version) + 1);
     lua_pushvalue(L, -1);
-    run_memo.decl = luaL_ref(L, LUA_REGISTRYINDEX);
+    d->memo.decl = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 /* Pushes the run function of the instance's pinned version, loading that
@@ -1129,7 +1138,7 @@ static int push_run(engine *e, const struct row *r)
 {
     lua_State *L = sandbox_state(e->sb);
     if (run_memo_has(e, r->journey, r->version)) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, run_memo.decl);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, e->due->memo.decl);
     } else {
         if (!catalog_push_journey(e, r->journey, r->version)) {
             lua_pop(L, 1);
@@ -1138,7 +1147,7 @@ static int push_run(engine *e, const struct row *r)
                 return -1;
             }
         }
-        if (run_memo.e == e)
+        if (e->due)
             run_memo_set(e, L, r->journey, r->version);
     }
     catalog_restore_env(L, -1);
@@ -1361,7 +1370,7 @@ static int wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *eve
     const void *run = NULL;
     int keep = 0, co_at = 0;   /* the coroutine (at L index co_at) is kept for the next wake */
     /* a version the batch knows to be current has no migration to run */
-    int unmigrated = run_memo_has(e, r.journey, r.version) && run_memo.current;
+    int unmigrated = run_memo_has(e, r.journey, r.version) && e->due->memo.current;
     if ((!unmigrated && script_migrate(e, &r.version, &ctx) != 0) || push_run(e, &r) != 0) {
         error = xasprintf("journey '%s' version %s is no longer available", r.journey, r.version);
         ctx.version = r.version;
@@ -1702,9 +1711,11 @@ int instance_run_due(engine *e, tend_time now, int max)
     /* No wake changes another instance's row (a run's emits and starts
      * only store new rows; events are routed when they are processed), so
      * the rows read in the claim are the rows each wake would read. */
-    ends.e = e;   /* the batch's ended rows are written together (write_ended) */
-    due_timers.e = e;   /* and the timers of its waits (write_due_timers) */
-    run_memo.e = e;     /* its wakes look their journey up once (push_run) */
+    /* the batch's ended rows are written together (write_ended), and the
+     * timers of its waits (write_due_timers); its wakes look their journey
+     * up once (push_run) */
+    struct due_pass pass = {.ends.n = 0, .memo.decl = LUA_NOREF};
+    e->due = &pass;
     for (int i = 0; i < n; i++) {
         if (rc == 0) {
             rc = wake(e, due[i].id, WAKE_TIMER, NULL, -1, NULL, due[i].loaded ? &due[i].r : NULL);
@@ -1718,12 +1729,9 @@ int instance_run_due(engine *e, tend_time now, int max)
         rc = write_ended(e);
     if (rc == 0)
         rc = write_due_timers(e);
-    ended_clear();
-    ends.e = NULL;
-    due_timers.n = 0;
-    due_timers.e = NULL;
-    run_memo_drop(sandbox_state(e->sb));
-    run_memo.e = NULL;
+    ended_clear(&pass);
+    run_memo_drop(&pass, sandbox_state(e->sb));
+    e->due = NULL;
     if (rc == 0 && store_commit(e->st) == 0)
         return n;
     if (rc != 0)
