@@ -822,7 +822,7 @@ static int listened(engine *e, const struct listen_probe *lp, const char *custom
 /* Stores the event's order lines under its order id: the `order` field,
  * else the event id, else its sequence number. */
 static int store_lines(engine *e, orderline_batch *lines, int64_t seq, const char *customer, const char *type,
-                       tend_time at, const cJSON *ev)
+                       tend_time at, const cJSON *ev, int checked)
 {
     const cJSON *items = cJSON_GetObjectItemCaseSensitive(ev, "items");
     if (!cJSON_IsArray(items) || !carries_lines(e, type))
@@ -840,9 +840,10 @@ static int store_lines(engine *e, orderline_batch *lines, int64_t seq, const cha
     }
     /* Accepted events were checked; one stored before items were checked
      * (an older tend) is skipped with a warning rather than stopping the
-     * whole backlog on a NULL sku. */
+     * whole backlog on a NULL sku. `checked`: the tree is the one this
+     * engine's ingest checked (the hand-over's), so no need to ask again. */
     char why[300];
-    if (orderline_check(items, why, sizeof why) != 0) {
+    if (!checked && orderline_check(items, why, sizeof why) != 0) {
         engine_logf(e, "warn", "event %lld: order lines not stored: %s", (long long)seq, why);
         return 0;
     }
@@ -916,7 +917,8 @@ static int process_one(engine *e, orderline_batch *lines, const struct listen_pr
         return rc;
     }
     enum body_as as;
-    cJSON *ev = event_object_of(p->id, type, customer, at, p->body, handover_take(e, seq, p->body), &as);
+    cJSON *handed = handover_take(e, seq, p->body);
+    cJSON *ev = event_object_of(p->id, type, customer, at, p->body, handed, &as);
     e->chain = p->chain;   /* what it starts is one link further */
     int rc = 0;
     if (!customer) {
@@ -931,7 +933,7 @@ static int process_one(engine *e, orderline_batch *lines, const struct listen_pr
         int heard = listened(e, lp, customer, type);
         if ((!delivery_fact(type) && (customer_apply_event(e, customer, type, at, ev, tz, sizeof tz) != 0 ||
                                       policy_note_activity_in(e, customer, at, tz) != 0)) ||
-            store_lines(e, lines, seq, customer, type, at, ev) != 0 ||
+            store_lines(e, lines, seq, customer, type, at, ev, handed != NULL) != 0 ||
             apply_consent(e, customer, type, at, ev) != 0 || redeem_coupons(e, customer, type, at, ev) != 0 ||
             flush_lines_if_read(e, lines, heard, type) != 0 ||
             dates_customer_changed(e, customer) != 0 ||
