@@ -224,7 +224,6 @@ int event_accept_made(engine *e, const struct event_made *m, struct event_result
     return rc;
 }
 
-
 /* --- the hand-over of parsed trees (event.h) ---------------------------- */
 
 struct handed {
