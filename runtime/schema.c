@@ -417,6 +417,27 @@ static const char m_wake6_counts[] =
     " ON CONFLICT (journey, state) DO UPDATE SET n = n + 1; END;";
 /* --- end branch wake6 ---------------------------------------------------- */
 
+/* --- branch start7: a customer without a city, region or order writes no
+ * entry for them -----------------------------------------------------------
+ * A customer an event creates (unknown_customers = "create") has no city,
+ * region or last order: in full indexes it still got an entry in each
+ * (city, last_order_at), (last_order_at) and (region), three of the six
+ * B-tree writes of its INSERT. Partial on IS NOT NULL, those rows write
+ * nothing until the column is set. Every query that reads these indexes
+ * names the column with = ? / IN (...) / BETWEEN / a range / IS NOT NULL
+ * (segment conditions, customer_sweep, anniversary fields), which implies
+ * IS NOT NULL, so SQLite still uses them (test_segment's index plans).
+ * customers_timezone stays full: timezone IS NULL is the default zone's
+ * audience (dates.c reads it through that index). */
+static const char m_start7_partial_indexes[] =
+    "DROP INDEX customers_city;"
+    "CREATE INDEX customers_city ON customers(city, last_order_at) WHERE city IS NOT NULL;"
+    "DROP INDEX customers_last_order;"
+    "CREATE INDEX customers_last_order ON customers(last_order_at) WHERE last_order_at IS NOT NULL;"
+    "DROP INDEX customers_region;"
+    "CREATE INDEX customers_region ON customers(region) WHERE region IS NOT NULL;";
+/* --- end branch start7 --------------------------------------------------- */
+
 const struct store_migration schema_migrations[] = {
     {"core", m1_core},
     {"delivery", m2_delivery},
@@ -433,5 +454,6 @@ const struct store_migration schema_migrations[] = {
     {"long4_chunks_clustered", m_long4_chunks_clustered},   /* branch long4 */
     {"deliv5_counts", m_deliv5_counts},   /* branch deliv5 */
     {"wake6_counts", m_wake6_counts},   /* branch wake6 */
+    {"start7_partial_indexes", m_start7_partial_indexes},   /* branch start7 */
 };
 const int schema_migration_count = sizeof schema_migrations / sizeof schema_migrations[0];

@@ -151,6 +151,11 @@ typedef struct compiler {
      * a top-level positive tag condition compiles; uses_customers when a
      * condition reads a field the tag row does not carry. */
     int drivable, drive, top_tag, drive_taken, uses_customers;
+    /* The last not_'s text, [neg_start, neg_end) of sql; negs: how many;
+     * other_fields: a condition reads a field with no index partial on IS
+     * NOT NULL (see partial_column), a tag, attrs or bought. */
+    size_t neg_start, neg_end;
+    int negs, other_fields;
 } compiler;
 
 __attribute__((format(printf, 2, 3)))
@@ -217,9 +222,18 @@ static void emit_text(compiler *c, const char *s)
     emit_value(c, &v);
 }
 
+/* The columns whose indexes hold only the customers that have them
+ * (schema.c, migration start7_partial_indexes). */
+static int partial_column(const char *column)
+{
+    return column && (!strcmp(column, "city") || !strcmp(column, "region") || !strcmp(column, "last_order_at"));
+}
+
 /* The field's SQL expression. */
 static void emit_lhs(compiler *c, const struct fieldref *f)
 {
+    if (f->kind == K_ATTRS || !partial_column(f->column))
+        c->other_fields = 1;
     if (c->drive && f->kind == K_TIME && strcmp(f->column, "last_order_at") == 0) {
         put(c, "dt.last_order_at");
         return;
@@ -240,6 +254,7 @@ static void emit_lhs(compiler *c, const struct fieldref *f)
 static void emit_json_guard(compiler *c, const struct fieldref *f, enum ptype t)
 {
     c->uses_customers = 1;
+    c->other_fields = 1;
     put(c, "json_type(customers.attrs, ");
     emit_text(c, f->path);
     put(c, t == P_TEXT ? ") = 'text' AND " : ") IN ('integer', 'real') AND ");
@@ -247,6 +262,7 @@ static void emit_json_guard(compiler *c, const struct fieldref *f, enum ptype t)
 
 static void emit_tag_exists(compiler *c)
 {
+    c->other_fields = 1;
     put(c, c->drive ? "EXISTS (SELECT 1 FROM customer_tags WHERE customer_tags.customer = dt.customer"
                       " AND customer_tags.tag "
                     : "EXISTS (SELECT 1 FROM customer_tags WHERE customer_tags.customer = customers.id"
@@ -518,12 +534,15 @@ static int field_not(compiler *c, const struct fieldref *f, int node, int depth)
 {
     lua_State *L = c->L;
     lua_rawgeti(L, node, 1);
+    c->negs++;
+    c->neg_start = c->sql.len;
     put(c, "NOT COALESCE((");
     int top_tag = c->top_tag;
     c->top_tag = 0;   /* not_("vip") cannot drive */
     int rc = field_cond(c, f, lua_gettop(L), depth + 1);
     c->top_tag = top_tag;
     put(c, "), 0)");
+    c->neg_end = c->sql.len;
     lua_pop(L, 1);
     return rc;
 }
@@ -621,6 +640,7 @@ static int bought_cond(compiler *c, int idx)
     struct value v_kind = {.type = P_INT, .i = kind}, v_since = {.type = P_INT, .i = c->now - within},
                  v_least = {.type = P_INT, .i = at_least};
     c->bought_conds++;
+    c->other_fields = 1;
     c->bought_start = c->sql.len;
     put(c, c->drive ? "dt.customer IN (SELECT b.customer FROM bought b WHERE b.kind = "
                     : "customers.id IN (SELECT b.customer FROM bought b WHERE b.kind = ");
@@ -910,9 +930,12 @@ static int filter_not(compiler *c, int node, int depth)
 {
     lua_State *L = c->L;
     lua_rawgeti(L, node, 1);
+    c->negs++;
+    c->neg_start = c->sql.len;
     put(c, "NOT COALESCE((");
     int rc = filter_item(c, lua_gettop(L), depth + 1, "the argument of not_ in a filter's list");
     put(c, "), 0)");
+    c->neg_end = c->sql.len;
     lua_pop(L, 1);
     return rc;
 }
@@ -1024,6 +1047,19 @@ segment_query *segment_compile(lua_State *L, int idx, tend_time now, char *err, 
             : xasprintf("SELECT (SELECT COUNT(*) FROM customers) - (SELECT COUNT(*) FROM (%.*s))",
                         (int)(c.bought_end - c.bought_start - sizeof in_head),
                         c.sql.s + c.bought_start + sizeof in_head - 1);
+    /* A filter that is one not_ over city, region and last_order_at alone
+     * counts as every customer but those it negates: a COUNT(*) of the
+     * negation itself would read every customer row, since the indexes on
+     * those columns hold only the customers that have them (a customer
+     * with no city matches not_("A")); the count of what is negated is a
+     * search of them, and the total a scan of the smallest full index.
+     * NOT COALESCE((x), 0) holds exactly where x is not true, so the two
+     * counts differ by it; the parameters are the filter's, in order. */
+    static const char neg_head[] = "NOT COALESCE((", neg_tail[] = "), 0)";
+    if (!q->count_sql && c.negs == 1 && !c.other_fields && c.neg_start == 0 && c.neg_end == c.sql.len)
+        q->count_sql = xasprintf("SELECT (SELECT COUNT(*) FROM customers) - (SELECT COUNT(*) FROM customers WHERE %.*s)",
+                                 (int)(c.sql.len - (sizeof neg_head - 1) - (sizeof neg_tail - 1)),
+                                 c.sql.s + sizeof neg_head - 1);
     q->where = strbuf_take(&c.sql);
     q->params = c.params;
     q->nparams = c.nparams;

@@ -687,6 +687,77 @@ static void test_bought_plans(void **state)
     expect_plan("{ city = 'Shanghai', bought = { sku = 'S1' } }", "SEARCH b USING COVERING INDEX bought_recent", "SCAN b");
 }
 
+/* The plan of `sql` (parameters unbound: NULL), its detail lines joined by " | ". */
+static char *sql_plan(const char *sql)
+{
+    char *explain = xasprintf("EXPLAIN QUERY PLAN %s", sql);
+    store_stmt *s = store_prepare(small.st, explain);
+    assert_non_null(s);
+    strbuf b;
+    strbuf_init(&b);
+    while (store_step(s) == STORE_ROW)
+        strbuf_printf(&b, "%s%s", b.len ? " | " : "", store_col_text(s, 3));
+    store_finalize(s);
+    free(explain);
+    return strbuf_take(&b);
+}
+
+/* plan has `has` and no line that reads every customer row ("SCAN
+ * customers" alone: a scan of an index is "SCAN customers USING ..."). */
+static void expect_no_row_scan(const char *what, char *plan, const char *has)
+{
+    if (!strstr(plan, has))
+        fail_msg("%s: the plan lacks \"%s\": %s", what, has, plan);
+    for (const char *p = plan; (p = strstr(p, "SCAN customers")); p += 14)
+        if (p[14] == '\0' || strncmp(p + 14, " |", 2) == 0)
+            fail_msg("%s: the plan reads every customer row: %s", what, plan);
+    free(plan);
+}
+
+static void expect_segment_plan(const char *src, const char *has)
+{
+    expect_no_row_scan(src, count_plan(src), has);
+}
+
+/* customers_city, customers_last_order and customers_region hold only the
+ * customers that have the column (migration start7_partial_indexes): every
+ * query that read them still does, searching them. A count of one not_
+ * over those fields searches what it negates, and scans a full index for
+ * the total, never the rows. */
+static void test_partial_index_plans(void **state)
+{
+    (void)state;
+    expect_segment_plan("{ city = 'Shanghai' }", "USING COVERING INDEX customers_city (city=?)");
+    expect_segment_plan("{ city = 'Shanghai', last_order_at = after(ago(days(30))) }",
+                        "USING COVERING INDEX customers_city (city=? AND last_order_at>?)");
+    expect_segment_plan("{ city = one_of('Shanghai', 'Beijing') }", "USING COVERING INDEX customers_city (city=?)");
+    expect_segment_plan("{ city = between('A', 'C') }", "USING COVERING INDEX customers_city (city>? AND city<?)");
+    expect_segment_plan("{ region = 'East' }", "USING COVERING INDEX customers_region (region=?)");
+    expect_segment_plan("{ region = one_of('East', 'North') }", "USING COVERING INDEX customers_region (region=?)");
+    expect_segment_plan("{ last_order_at = before(ago(days(60))) }",
+                        "USING COVERING INDEX customers_last_order (last_order_at<?)");
+    expect_segment_plan("{ last_order_at = after(ago(days(60))) }",
+                        "USING COVERING INDEX customers_last_order (last_order_at>?)");
+    expect_segment_plan("{ last_order_at = between(ago(days(90)), ago(days(30))) }",
+                        "USING COVERING INDEX customers_last_order (last_order_at>? AND last_order_at<?)");
+    expect_segment_plan("{ last_order_at = after(ago(days(60))), orders_count = at_least(2) }",
+                        "USING INDEX customers_last_order (last_order_at>?)");
+    expect_segment_plan("{ any{ {city = 'Shanghai'}, {region = 'North'} } }", "USING INDEX customers_region (region=?)");
+    expect_segment_plan("{ any{ {city = 'Shanghai'}, {region = 'North'} } }", "USING INDEX customers_city (city=?)");
+    expect_segment_plan("{ city = not_('Shanghai') }", "USING COVERING INDEX customers_city (city=?)");
+    expect_segment_plan("{ not_{ region = 'East' } }", "USING COVERING INDEX customers_region (region=?)");
+    expect_segment_plan("{ last_order_at = not_(before(ago(days(50)))) }",
+                        "USING COVERING INDEX customers_last_order (last_order_at<?)");
+    expect_segment_plan("{ not_{ city = 'Shanghai', region = 'East' } }", "customers_");
+    /* customer_sweep's aging of customers with orders */
+    expect_no_row_scan("sweep", sql_plan("SELECT id FROM customers WHERE last_order_at > ? AND last_order_at <= ?"),
+                       "USING COVERING INDEX customers_last_order (last_order_at>? AND last_order_at<?)");
+    /* an anniversary of the last order (dates.c schedule_journey) */
+    expect_no_row_scan("anniversary",
+                       sql_plan("SELECT id, last_order_at, timezone FROM customers WHERE last_order_at IS NOT NULL"),
+                       "USING INDEX customers_last_order");
+}
+
 static void test_store_errors(void **state)
 {
     (void)state;
@@ -1376,6 +1447,7 @@ int main(void)
         cmocka_unit_test(test_paging_and_count),
         cmocka_unit_test(test_bind_into_other_sql),
         cmocka_unit_test(test_bought_plans),
+        cmocka_unit_test(test_partial_index_plans),
         cmocka_unit_test(test_store_errors),
         cmocka_unit_test(test_compile_out_of_memory),
         cmocka_unit_test(test_random_filters),
