@@ -445,20 +445,6 @@ int customer_exists(engine *e, const char *id)
     return rc == STORE_DONE ? 0 : -1;
 }
 
-int customer_ensure(engine *e, const char *id, tend_time at)
-{
-    store_stmt *s = store_sql(e->st,
-        "INSERT INTO customers (id, first_seen_at, last_active_at, lifecycle, r, f, m, updated_at)"
-        " VALUES (?, ?, ?, 'new', 1, 1, 1, ?) ON CONFLICT(id) DO NOTHING");
-    store_bind_text(s, 1, id, -1);
-    store_bind_int(s, 2, at);
-    store_bind_int(s, 3, at);
-    store_bind_int(s, 4, engine_now(e));
-    if (store_run(s) != 0)
-        return -1;
-    return store_changes(e->st) > 0;
-}
-
 /* The maintained fields of one customer row, as customer_apply_event reads
  * and writes them. */
 struct maintained {
@@ -521,6 +507,43 @@ static int read_maintained(engine *e, const char *id, struct maintained *m, char
     return 1;
 }
 
+/* The row of a customer an event creates, with the event already applied
+ * (m): one INSERT naming only the columns that have a value. The columns
+ * left out are NULL (or their default), so the row gets no entry in the
+ * indexes partial on IS NOT NULL (city, region, last order unless the
+ * event is an order). OR IGNORE: no constraint can abort it, so SQLite
+ * keeps no statement journal for it and its insert trigger (as for the
+ * UPDATE below). 1 inserted, 0 a row was there, -1 error. */
+static int insert_created(engine *e, const char *id, const struct maintained *m, tend_time now)
+{
+    store_stmt *s = store_sql(e->st,
+        m->last_order == AT_NULL
+            ? "INSERT OR IGNORE INTO customers (id, first_seen_at, last_active_at, orders_count, total_spent,"
+              " lifecycle, r, f, m, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?8, ?9, ?10, ?11, ?12)"
+            : "INSERT OR IGNORE INTO customers (id, first_seen_at, last_active_at, orders_count, total_spent,"
+              " first_order_at, last_order_at, lifecycle, r, f, m, updated_at)"
+              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)");
+    if (!s)
+        return -1;
+    store_bind_text(s, 1, id, -1);
+    store_bind_int(s, 2, m->first_seen);
+    store_bind_int(s, 3, m->last_active);
+    store_bind_int(s, 4, m->orders);
+    store_bind_double(s, 5, m->spent);
+    if (m->last_order != AT_NULL) {
+        store_bind_int(s, 6, m->first_order);
+        store_bind_int(s, 7, m->last_order);
+    }
+    store_bind_text(s, 8, m->lifecycle, -1);
+    store_bind_int(s, 9, m->r);
+    store_bind_int(s, 10, m->f);
+    store_bind_int(s, 11, m->m);
+    store_bind_int(s, 12, now);
+    if (store_run(s) != 0)
+        return -1;
+    return store_changes(e->st) > 0;
+}
+
 int customer_apply_event(engine *e, const char *id, const char *type, tend_time at,
                          const cJSON *event, char *tz, size_t tzlen)
 {
@@ -533,14 +556,17 @@ int customer_apply_event(engine *e, const char *id, const char *type, tend_time 
     }
     struct maintained old;
     int got = read_maintained(e, id, &old, tz, tzlen);
-    if (got == 0) {
-        /* a customer seen for the first time */
-        if (customer_ensure(e, id, at) < 0)
-            return -1;
-        got = read_maintained(e, id, &old, tz, tzlen);
-    }
-    if (got != 1)
+    if (got < 0)
         return -1;
+    /* A customer seen for the first time is as if a bare row, first seen
+     * and last active at `at`, had been read: the event applies to that,
+     * and the row is inserted once with the result. */
+    if (got == 0) {
+        old = (struct maintained){.first_order = AT_NULL, .last_order = AT_NULL, .first_seen = at,
+                                  .last_active = at};
+        if (tzlen)
+            tz[0] = '\0';   /* no zone of its own */
+    }
     /* min/max by the event's own time: a backfilled old order must not
      * become the "last" order. */
     struct maintained m = old;
@@ -558,6 +584,15 @@ int customer_apply_event(engine *e, const char *id, const char *type, tend_time 
     copy_text(m.lifecycle, sizeof m.lifecycle,
               customer_lifecycle(&e->cfg, m.orders, at_or_0(m.last_order), m.first_seen, now));
     customer_rfm(&e->cfg, m.orders, m.spent, at_or_0(m.last_order), now, &m.r, &m.f, &m.m);
+    if (got == 0) {
+        int rc = insert_created(e, id, &m, now);
+        if (rc != 0)
+            return rc < 0 ? -1 : 0;
+        /* not inserted: a row came between the read and the write (none
+         * can inside one transaction; kept for a caller that is not in
+         * one): the event applies to that row as to any other */
+        return customer_apply_event(e, id, type, at, event, tz, tzlen);
+    }
     /* Only the indexed columns that change are named: an order moves
      * last_order_at (and the indexes over it), any other event only the
      * unindexed activity fields, and first_seen_at (under a partial index)
@@ -769,8 +804,9 @@ int customer_sweep(engine *e, tend_time since, tend_time now)
     struct pathlist { char **v; size_t n, cap; } ids = {0};
     /* Customers with orders age by last_order_at; those without by
      * first_seen_at (a partial index holds just them). Named: left to
-     * itself SQLite takes customers_last_order for `last_order_at IS NULL`
-     * and walks every customer without an order, three times a day. */
+     * itself SQLite took customers_last_order (while it held every
+     * customer) for `last_order_at IS NULL` and walked every customer
+     * without an order, three times a day. */
     static const char *const sql[2] = {
         "SELECT id FROM customers WHERE last_order_at > ? AND last_order_at <= ?",
         "SELECT id FROM customers INDEXED BY customers_first_seen"

@@ -44,15 +44,12 @@ int customer_upsert(engine *e, const cJSON *obj, int flags, int *created, char *
 /* 1 if the customer exists, 0 if not, -1 on error. */
 int customer_exists(engine *e, const char *id);
 
-/* Creates a bare customer first seen at `at` if there is none. 1 created,
- * 0 existed, -1 error. */
-int customer_ensure(engine *e, const char *id, tend_time at);
-
 /* Applies an event to the maintained fields (orders, refunds, activity)
  * and the derived ones (lifecycle, RFM), by the event's own time, so a
  * backfill lands where it belongs; creates the customer first seen at `at`
- * when there is none. One read and one write of the row, naming only the
- * indexed columns the event changes. Writes the customer's stored zone ("" for
+ * when there is none. One read and one write of the row (an INSERT of the
+ * applied row for a new customer), naming only the indexed columns the
+ * event changes. Writes the customer's stored zone ("" for
  * none; not checked) into tz, which the caller needs next. 0 or -1. */
 int customer_apply_event(engine *e, const char *id, const char *type, tend_time at,
                          const cJSON *event, char *tz, size_t tzlen);

@@ -167,6 +167,38 @@ t.case("an event for an unknown customer creates it, first seen at the event's t
   t.eq(c.first_order_at, s:now())
 end)
 
+t.case("a customer an event creates is the row an event on a bare customer makes, and segments find it", function()
+  local s = sim()
+  local at = s:now() - hours(3)
+  -- "bare" exists with nothing known but its first sight; "fresh" does not
+  s:event{ type = "page.view", customer = "bare", at = at }
+  s:event{ type = "order.paid", customer = "bare", total = 42, at = at }
+  s:event{ type = "order.paid", customer = "fresh", total = 42, at = at }
+  s:event{ type = "order.refunded", customer = "refunded", total = 10, at = at }
+  local bare, fresh = s:customer("bare"), s:customer("fresh")
+  for _, k in ipairs{ "first_seen_at", "last_active_at", "first_order_at", "last_order_at", "orders_count",
+                      "total_spent", "lifecycle", "r", "f", "m", "blocked" } do
+    t.eq(fresh[k], bare[k], k)
+  end
+  t.eq(fresh.last_order_at, at)
+  t.eq(fresh.city, nil)
+  local refunded = s:customer("refunded")
+  t.eq(refunded.total_spent, 0)
+  t.eq(refunded.orders_count, 0)
+  t.eq(refunded.last_order_at, nil)
+  t.eq(refunded.first_seen_at, at)
+  -- no city, region or order: matched by the negations, not by the values
+  t.eq(s:segment{ last_order_at = after(at - 1) }, { "bare", "fresh" })
+  t.eq(s:segment{ last_order_at = not_(after(at - 1)) }, { "refunded" })
+  t.eq(s:segment{ city = not_("Shanghai") }, { "bare", "fresh", "refunded" })
+  t.eq(s:segment{ region = not_("East") }, { "bare", "fresh", "refunded" })
+  t.eq(s:segment{ city = "Shanghai" }, {})
+  s:customer{ id = "fresh", city = "Shanghai", region = "East" }
+  t.eq(s:segment{ city = "Shanghai", last_order_at = after(at - 1) }, { "fresh" })
+  t.eq(s:segment{ region = "East" }, { "fresh" })
+  t.eq(s:segment{ city = not_("Shanghai") }, { "bare", "refunded" })
+end)
+
 t.case("unknown_customers = 'reject' refuses events for customers not on file, naming them", function()
   local s = sim(cfg{ unknown_customers = "reject" })
   s:customer{ id = "known" }
