@@ -1393,7 +1393,14 @@ static int wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *eve
             lua_insert(L, -2);
             lua_xmove(L, co, 1);                        /* run */
             customer_push_handle(e, co, r.customer);    /* c */
-            if (!r.trigger || push_trigger(co, &r) != 0)
+            /* A run declared without ev and without varargs
+             * (function(c)) never sees a second argument: the call
+             * drops it. Its ev is then not read into a table (at a
+             * start or a replay), nil standing in its place. */
+            lua_Debug ar;
+            lua_pushvalue(co, 1);
+            int sees_ev = !lua_getinfo(co, ">u", &ar) || ar.isvararg || ar.nparams >= 2;
+            if (!sees_ev || !r.trigger || push_trigger(co, &r) != 0)
                 lua_pushnil(co);                        /* ev */
         }
         co_at = lua_gettop(L);

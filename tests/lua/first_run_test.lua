@@ -150,3 +150,34 @@ t.case("a broadcast page's first runs each get their own ev: what one run change
   end
   t.eq(#s:sent{}, 2 * n)
 end)
+
+t.case("ev reaches a run that declares it, or takes varargs, at the start and at every wake; function(c) runs without it", function()
+  local s = sim(NOTE .. [[
+    journey "named" { on = "go", run = function(c, ev)
+      send("sms", c, "note", { what = "named " .. ev.n })
+      wait(hours(1))
+      send("sms", c, "note", { what = "named again " .. ev.n })
+    end }
+    journey "varargs" { on = "go", run = function(...)
+      local c, ev = ...
+      send("sms", c, "note", { what = "varargs " .. ev.n .. " " .. select("#", ...) })
+      wait(hours(1))
+      send("sms", c, "note", { what = "varargs again " .. ev.n })
+    end }
+    journey "tail" { on = "go", run = function(c, ...)
+      local ev = ...
+      send("sms", c, "note", { what = "tail " .. ev.n })
+    end }
+    journey "bare" { on = "go", run = function(c)
+      wait(hours(1))
+      send("sms", c, "note", { what = "bare" })
+    end }
+  ]])
+  s:customer{ id = "c1" }
+  s:event{ type = "go", customer = "c1", n = 5 }
+  s:advance(hours(2))
+  local bodies = {}
+  for _, m in ipairs(s:sent{}) do bodies[#bodies + 1] = m.body end
+  table.sort(bodies)
+  t.eq(bodies, { "bare", "named 5", "named again 5", "tail 5", "varargs 5 2", "varargs again 5" })
+end)
