@@ -772,6 +772,33 @@ char *clock_format(tend_time t, const char *tz, char *buf, size_t n) {
         snprintf(offset, sizeof offset, "%c%02d:%02d", lt.utc_offset < 0 ? '-' : '+',
                  a / 3600, a / 60 % 60);
     }
+    /* The digits by hand when they are the usual ones (what the snprintf
+     * below writes for them): a wait_until formats its time at every
+     * start and replay, and the snprintf was most of that. */
+    size_t olen = strlen(offset);
+    if (lt.year >= 0 && lt.year <= 9999 && n > 19 + olen) {
+        const int two[5] = {lt.month, lt.day, lt.hour, lt.minute, lt.second};
+        const char sep[5] = {'-', 'T', ':', ':', '\0'};
+        int ok = 1;
+        for (int i = 0; i < 5; i++)
+            ok = ok && two[i] >= 0 && two[i] <= 99;
+        if (ok) {
+            char *p = buf;
+            *p++ = (char)('0' + lt.year / 1000);
+            *p++ = (char)('0' + lt.year / 100 % 10);
+            *p++ = (char)('0' + lt.year / 10 % 10);
+            *p++ = (char)('0' + lt.year % 10);
+            *p++ = '-';
+            for (int i = 0; i < 5; i++) {
+                *p++ = (char)('0' + two[i] / 10);
+                *p++ = (char)('0' + two[i] % 10);
+                if (sep[i])
+                    *p++ = sep[i];
+            }
+            memcpy(p, offset, olen + 1);
+            return buf;
+        }
+    }
     snprintf(buf, n, "%04d-%02d-%02dT%02d:%02d:%02d%s",
              lt.year, lt.month, lt.day, lt.hour, lt.minute, lt.second, offset);
     return buf;

@@ -879,6 +879,43 @@ static void test_parse_time_errors(void **state) {
     assert_time_error("99999999999999999999999", "out of range");
 }
 
+/* clock_format writes the digits itself for years 0..9999 and leaves the
+ * rest to snprintf: the text is what the format "%04d-%02d-%02dT%02d:%02d:
+ * %02d" and the offset make, for any year and any buffer size. */
+static void test_format_digits(void **state) {
+    (void)state;
+    static const char *zones[] = {NULL, "UTC", "Asia/Kolkata", "America/St_Johns", "Etc/GMT+12"};
+    static const size_t sizes[] = {1, 2, 19, 20, 21, 25, 26, 27, 40};
+    const tend_time span[][2] = {{utc(-2, 1, 1, 0, 0, 0), utc(2, 1, 1, 0, 0, 0)},
+                                 {utc(1969, 12, 31, 0, 0, 0), utc(1970, 1, 2, 0, 0, 0)},
+                                 {utc(1970, 1, 1, 0, 0, 0), utc(2100, 1, 1, 0, 0, 0)},
+                                 {utc(9998, 12, 30, 0, 0, 0), utc(10001, 1, 2, 0, 0, 0)}};
+    for (int i = 0; i < 4000; i++) {
+        const char *tz = zones[i % 5];
+        tend_time u = rng_between(span[i % 4][0], span[i % 4][1]);
+        struct clock_local lt;
+        int utc_ = tz == NULL || strcmp(tz, "UTC") == 0;
+        if (!utc_ && (clock_to_local(u, tz, &lt) < 0 || lt.utc_offset % 60 != 0))
+            utc_ = 1;
+        if (utc_)
+            assert_int_equal(clock_to_local(u, "UTC", &lt), 0);
+        char offset[16] = "Z";
+        if (!utc_) {
+            int a = lt.utc_offset < 0 ? -lt.utc_offset : lt.utc_offset;
+            snprintf(offset, sizeof offset, "%c%02d:%02d", lt.utc_offset < 0 ? '-' : '+', a / 3600, a / 60 % 60);
+        }
+        size_t n = sizes[i % 9];
+        char want[40], got[40];
+        snprintf(want, n, "%04d-%02d-%02dT%02d:%02d:%02d%s", lt.year, lt.month, lt.day, lt.hour, lt.minute,
+                 lt.second, offset);
+        assert_string_equal(clock_format(u, tz, got, n), want);
+    }
+    char buf[32];
+    assert_string_equal(clock_format(utc(10000, 1, 1, 0, 0, 0), NULL, buf, sizeof buf), "10000-01-01T00:00:00Z");
+    assert_string_equal(clock_format(utc(0, 1, 1, 0, 0, 0), NULL, buf, sizeof buf), "0000-01-01T00:00:00Z");
+    assert_string_equal(clock_format(utc(-1, 12, 31, 23, 59, 59), NULL, buf, sizeof buf), "-001-12-31T23:59:59Z");
+}
+
 static void test_format(void **state) {
     (void)state;
     char buf[32];
@@ -941,6 +978,7 @@ int main(void) {
         cmocka_unit_test(test_parse_time_forms),
         cmocka_unit_test(test_parse_time_errors),
         cmocka_unit_test(test_format),
+        cmocka_unit_test(test_format_digits),
     };
     int failed = cmocka_run_group_tests(tests, make_tzdir, remove_tzdir);
     clock_shutdown();
