@@ -1020,6 +1020,12 @@ static int process_batch(store *st, void *ud)
     unsigned trips = sandbox_trips(e->sb);
     orderline_batch *lines = orderline_batch_new();
     instance_batch_begin(e);   /* the batch's starts share a starter per journey */
+    /* the batch's activity hours are written together (unless a batch
+     * around this one keeps them already) */
+    struct activity_batch activity;
+    int own_activity = !e->activity;
+    if (own_activity)
+        policy_activity_begin(e, &activity);
     struct listen_probe probe;
     listen_probe_begin(e, &probe);
     handover_check(e);
@@ -1042,6 +1048,8 @@ static int process_batch(store *st, void *ud)
     if (rc == 0 && orderline_batch_flush(lines, st) < 0)
         rc = -1;
     orderline_batch_free(lines);
+    if (own_activity && policy_activity_end(e, rc == 0) != 0)
+        rc = -1;
     if (instance_batch_end(e) != 0)
         rc = -1;
     for (int i = 0; i < n; i++) {

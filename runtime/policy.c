@@ -554,12 +554,84 @@ int policy_note_activity(engine *e, const char *customer, tend_time at)
     return rc;
 }
 
+#define ACTIVITY_ROWS ((int)(sizeof ((struct activity_batch *)0)->v / sizeof ((struct activity_batch *)0)->v[0]))
+
+/* The upsert of `rows` activity hours, rows a power of two up to
+ * ACTIVITY_ROWS: the texts are built once for the process (they are the
+ * same for every engine) and kept prepared by the store. A row of the
+ * same (customer, hour) as an earlier one of the statement adds to it, as
+ * one statement a row did. */
+static store_stmt *activity_stmt(engine *e, int rows)
+{
+    static char *built[7];   /* [log2(rows)] */
+    int slot = 0;
+    while ((1 << slot) < rows)
+        slot++;
+    if (!built[slot]) {
+        strbuf b;
+        strbuf_init(&b);
+        strbuf_puts(&b, "INSERT INTO activity_hours (customer, hour, n) VALUES ");
+        for (int i = 0; i < rows; i++)
+            strbuf_puts(&b, i ? ", (?, ?, 1)" : "(?, ?, 1)");
+        strbuf_puts(&b, " ON CONFLICT(customer, hour) DO UPDATE SET n = n + 1");
+        built[slot] = strbuf_take(&b);
+    }
+    return store_sql(e->st, built[slot]);
+}
+
+/* Writes the kept activity hours, a power of two of them to a statement
+ * (37: 32 + 4 + 1); 0, or -1 on a store error. */
+static int activity_write(engine *e)
+{
+    struct activity_batch *b = e->activity;
+    int rc = 0;
+    for (int from = 0, n; rc == 0 && b && from < b->n; from += n) {
+        for (n = 1; n * 2 <= b->n - from; n *= 2)
+            ;
+        store_stmt *s = activity_stmt(e, n);
+        rc = s ? 0 : -1;
+        for (int i = 0; rc == 0 && i < n; i++) {
+            store_bind_text(s, 2 * i + 1, b->v[from + i].customer, -1);
+            store_bind_int(s, 2 * i + 2, b->v[from + i].hour);
+        }
+        if (rc == 0)
+            rc = store_run(s);
+    }
+    if (b) {
+        b->n = 0;
+        b->failed |= rc != 0;
+    }
+    return rc;
+}
+
+void policy_activity_begin(engine *e, struct activity_batch *b)
+{
+    b->n = b->failed = 0;
+    e->activity = b;
+}
+
+int policy_activity_end(engine *e, int write)
+{
+    int rc = write ? activity_write(e) : 0;
+    if (e->activity && e->activity->failed)
+        rc = -1;
+    e->activity = NULL;
+    return rc;
+}
+
 int policy_note_activity_in(engine *e, const char *customer, tend_time at, const char *zone)
 {
     const char *tz = dates_zone(e, zone ? zone : "");
     struct clock_local l;
     if (clock_to_local(at, tz, &l) != 0)
         return 0;   /* an instant out of range: nothing to learn */
+    struct activity_batch *b = e->activity;
+    if (b && strlen(customer) < sizeof b->v[0].customer) {
+        /* one statement for many rows costs a fraction of one a row */
+        memcpy(b->v[b->n].customer, customer, strlen(customer) + 1);
+        b->v[b->n++].hour = l.hour;
+        return b->n == ACTIVITY_ROWS ? activity_write(e) : 0;
+    }
     store_stmt *s = store_sql(e->st, "INSERT INTO activity_hours (customer, hour, n) VALUES (?, ?, 1)"
                                      " ON CONFLICT(customer, hour) DO UPDATE SET n = n + 1");
     store_bind_text(s, 1, customer, -1);
@@ -572,6 +644,8 @@ int policy_note_activity_in(engine *e, const char *customer, tend_time at, const
 /* The customer's most active local hour, or -1 (too few events). */
 static int most_active_hour(engine *e, const char *customer)
 {
+    if (e->activity && e->activity->n && activity_write(e) != 0)
+        return -1;
     store_stmt *s = store_sql(e->st, "SELECT hour, n, SUM(n) OVER () FROM activity_hours WHERE customer = ?"
                                      " ORDER BY n DESC, hour LIMIT 1");
     store_bind_text(s, 1, customer, -1);

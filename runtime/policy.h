@@ -25,6 +25,7 @@
 
 #include <lua.h>
 
+#include "customer.h"
 #include "engine.h"
 
 struct policy_verdict {
@@ -66,6 +67,19 @@ int policy_note_activity(engine *e, const char *customer, tend_time at);
 /* The same when the caller has read the customer's stored zone already
  * (`zone`: as stored, "" or NULL for none; an unknown one means the configured). */
 int policy_note_activity_in(engine *e, const char *customer, tend_time at, const char *zone);
+
+/* A batch of events notes its activity hours together: between begin and
+ * end, policy_note_activity(_in) keeps the counts in `b` (on the caller's
+ * stack) and writes them 64 to a statement, before best_time reads them
+ * and at policy_activity_end(write = 1), in the batch's transaction; end
+ * with write = 0 (the batch failed) drops them. end: 0, or -1 when a write
+ * of them failed (then the batch fails). */
+struct activity_batch {
+    int n, failed;              /* failed: a write of them failed (end says -1) */
+    struct { char customer[CUSTOMER_ID_MAX + 1]; int hour; } v[64];
+};
+void policy_activity_begin(engine *e, struct activity_batch *b);
+int policy_activity_end(engine *e, int write);
 
 /* Registers best_time(c, {default = "10:00"}) → the next local time at the
  * customer's most active hour (the local hour holding most of their events,

@@ -67,5 +67,23 @@ printf '%s\n' '{"type":"order.paid","customer":"k1","id":"w1","total":5}' \
 "$TEND" status --dir "$tmp/w" | grep -q "instances: 1 done" ||
     fail "the shipment in the same batch did not reach the wait: $("$TEND" status --dir "$tmp/w")"
 
+# best_time in a run reads the activity hours of the events before it in
+# the same batch (they are written together, and before it reads them)
+mkdir "$tmp/b"
+echo 'return { timezone = "UTC" }' > "$tmp/b/tend.lua"
+cat > "$tmp/b/care.lua" <<'EOF2'
+segment "owls" { where = { tags = "owl" } }
+journey "later" { on = "later", run = function(c)
+  if best_time(c, { default = "11:00" }) % 86400 == 20 * 3600 then c:tag("owl") end
+end }
+EOF2
+printf '%s\n' '{"type":"page.view","customer":"b1","at":"2026-03-01T20:10:00Z"}' \
+    '{"type":"page.view","customer":"b1","at":"2026-03-02T20:20:00Z"}' \
+    '{"type":"page.view","customer":"b1","at":"2026-03-03T20:30:00Z"}' \
+    '{"type":"later","customer":"b1"}' > "$tmp/b/events.ndjson"
+"$TEND" ingest --dir "$tmp/b" "$tmp/b/events.ndjson" > "$tmp/out" 2>&1 || fail "best_time ingest: $(cat "$tmp/out")"
+"$TEND" segment --dir "$tmp/b" --sample 0 owls | grep -q "^1 customer " ||
+    fail "best_time missed the batch's activity: $("$TEND" segment --dir "$tmp/b" --sample 0 owls)"
+
 if [ $failures -gt 0 ]; then echo "ingest_test: $failures failure(s)"; exit 1; fi
 echo "ingest_test: ok"
