@@ -643,8 +643,14 @@ static char *trigger_text(const char *body, enum body_as as, tend_time at)
     size_t k = n - 1;
     while (k > open + 1 && isspace((unsigned char)body[k - 1]))
         k--;
-    char tail[40];
-    int t = snprintf(tail, sizeof tail, "%s\"at\":%lld}", k == open + 1 ? "" : ",", (long long)at);
+    char tail[40];   /* ,"at":<at>} without a printf: one a started event */
+    int t = k == open + 1 ? 0 : 1;
+    tail[0] = ',';
+    memcpy(tail + t, "\"at\":", 5);
+    t += 5;
+    t += (int)util_int_text(tail + t, at);
+    tail[t++] = '}';
+    tail[t] = '\0';
     char *text = xmalloc(n - 1 + (size_t)t + 1);
     memcpy(text, body, n - 1);
     memcpy(text + n - 1, tail, (size_t)t + 1);

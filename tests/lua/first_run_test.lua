@@ -181,3 +181,25 @@ t.case("ev reaches a run that declares it, or takes varargs, at the start and at
   table.sort(bodies)
   t.eq(bodies, { "bare", "named 5", "named again 5", "tail 5", "varargs 5 2", "varargs again 5" })
 end)
+
+t.case("ev.at of a body without one is the event's time, at the start and in the stored trigger a wake reads", function()
+  local s = sim(NOTE .. [[
+    journey "when" { on = "go", run = function(c, ev)
+      send("sms", c, "note", { what = "start " .. ev.at .. " " .. ev.id })
+      wait(hours(1))
+      send("sms", c, "note", { what = "wake " .. ev.at .. " " .. ev.id })
+    end }
+  ]])
+  s:customer{ id = "c1" }
+  local at = s:now() - 7
+  s:event{ type = "go", customer = "c1", id = "g1", at = at }
+  local now = s:now()
+  s:event{ type = "go", customer = "c1", id = "g2" }
+  s:restart()   -- the wakes replay from the stored rows
+  s:advance(hours(2))
+  local bodies = {}
+  for _, m in ipairs(s:sent{}) do bodies[#bodies + 1] = m.body end
+  table.sort(bodies)
+  t.eq(bodies, { "start " .. at .. " g1", "start " .. now .. " g2", "wake " .. at .. " g1", "wake " .. now .. " g2" })
+  t.eq(#s:instances{ state = "done" }, 2)
+end)
