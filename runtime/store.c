@@ -210,6 +210,7 @@ struct checkpointer {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int want, quit, started;
+    int running;            /* the thread's checkpoint is under way (mu) */
     atomic_int aside;       /* store_checkpoint_aside: the thread checkpoints (else the writer) */
     char *path;             /* the database the thread opens */
     char sync[8];           /* the writer's synchronous level */
@@ -316,6 +317,7 @@ static void *checkpointer_main(void *arg)
         if (k->quit)
             break;
         k->want = 0;
+        k->running = 1;
         pthread_mutex_unlock(&k->mu);
         if (!db && sqlite3_open_v2(k->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) == SQLITE_OK) {
             char pragmas[96];
@@ -326,6 +328,8 @@ static void *checkpointer_main(void *arg)
         if (db)
             sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
         pthread_mutex_lock(&k->mu);
+        k->running = 0;
+        pthread_cond_broadcast(&k->cv);   /* a writer 4x behind waits for this (wal_committed) */
     }
     pthread_mutex_unlock(&k->mu);
     sqlite3_close_v2(db);
@@ -340,6 +344,16 @@ static int wal_committed(void *ud, sqlite3 *db, const char *name, int pages)
     if (pages < CHECKPOINT_PAGES)
         return SQLITE_OK;
     if (!k || !atomic_load(&k->aside) || pages >= CHECKPOINT_PAGES * 4) {
+        /* 4x behind: the thread's checkpoint, if one is under way, holds
+         * the checkpoint lock, and ours would return SQLITE_BUSY at once
+         * and leave the WAL to grow past its bound while the thread is
+         * slow (a loaded machine). Wait for it, then copy the rest. */
+        if (k) {
+            pthread_mutex_lock(&k->mu);
+            while (k->running)
+                pthread_cond_wait(&k->cv, &k->mu);
+            pthread_mutex_unlock(&k->mu);
+        }
         sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
         return SQLITE_OK;
     }

@@ -159,7 +159,9 @@ int store_begin_after_commit(store *st);
 /* While on, a file store's WAL checkpoints run on a thread of the store
  * with a connection of its own (PASSIVE, the writer's synchronous level)
  * instead of inside the commit that filled the WAL; the writer still
- * checkpoints itself if that thread falls 4x behind. For a bulk writer
+ * checkpoints itself if that thread falls 4x behind, after the thread's
+ * checkpoint under way if there is one, so the WAL stays bounded on a
+ * loaded machine too. For a bulk writer
  * (a local-time slot's pages, a long drain of due wakes): off, the
  * default, suits a stream of small commits better (see store.c). */
 void store_checkpoint_aside(store *st, int on);
