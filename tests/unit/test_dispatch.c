@@ -883,6 +883,69 @@ static void test_burst_batches(void **state)
     mock_stop(&m);
 }
 
+/* Two http channels at two URLs of one provider, their messages
+ * interleaved through the async dispatcher: each channel's easy handles
+ * carry its URL parsed once (CURLOPT_CURLU, kept with the handle's setup),
+ * and a handle kept from one channel and taken for the other is reset
+ * first, so every request reaches its own channel's path, once. */
+static void test_channel_urls_kept_apart(void **state)
+{
+    (void)state;
+    struct mock m;
+    mock_start(&m, NULL);
+    struct env v;
+    cJSON *config = make_config(&m, "{\"concurrency\":4}", 0);
+    /* the email channel (SCRIPT's templates have texts for sms and email)
+     * as a second http channel */
+    cJSON *channels = cJSON_GetObjectItemCaseSensitive(config, "channels");
+    cJSON_DeleteItemFromObjectCaseSensitive(channels, "email");
+    cJSON *mail = cJSON_AddObjectToObject(channels, "email");
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/mail?app=1", m.port);
+    cJSON_AddStringToObject(mail, "type", "http");
+    cJSON_AddStringToObject(mail, "url", url);
+    cJSON_AddNumberToObject(mail, "concurrency", 4);
+    env_open(&v, config, clock_new_real());
+    struct event_base *base = event_base_new();
+    assert_int_equal(dispatch_attach(v.e, base), 0);
+    enum { N = 40 };
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(store_begin(v.e->st), 0);
+        for (int i = 1; i <= N / 2; i++) {
+            char json[160], id[16];
+            int k = round * N / 2 + i;
+            snprintf(id, sizeof id, "c%04d", k);
+            snprintf(json, sizeof json, "{\"id\":\"%s\",\"phone\":\"+86138%08d\"}", id, k);
+            customer(v.e, json);
+            notify(v.e, id, k % 2 ? "email" : "sms", NULL, "hi");
+        }
+        assert_int_equal(store_commit(v.e->st), 0);
+        double took = pump(v.e, base, 20, all_sent, NULL);
+        if (!all_sent(v.e, NULL))
+            fail_unsent(v.e, took);
+    }
+    cJSON *d = mock_get(&m, "/_deliveries");
+    assert_int_equal(cJSON_GetArraySize(d), N);
+    int per[2] = {0, 0};
+    const cJSON *one;
+    cJSON_ArrayForEach(one, d) {
+        const cJSON *body = cJSON_GetObjectItemCaseSensitive(one, "body");
+        const cJSON *channel = cJSON_GetObjectItemCaseSensitive(body, "channel");
+        const cJSON *path = cJSON_GetObjectItemCaseSensitive(one, "path");
+        assert_true(cJSON_IsString(channel) && cJSON_IsString(path));
+        int is_mail = strcmp(channel->valuestring, "email") == 0;
+        assert_string_equal(path->valuestring, is_mail ? "/mail" : "/sms");
+        per[is_mail]++;
+    }
+    assert_int_equal(per[0], N / 2);
+    assert_int_equal(per[1], N / 2);
+    assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox WHERE status = 'sent' AND attempts = 1"), N);
+    cJSON_Delete(d);
+    env_close(&v);
+    event_base_free(base);
+    mock_stop(&m);
+}
+
 /* A channel at its concurrency (2) has as many messages claimed ahead,
  * built and waiting for a slot; they start only when a transfer ends. A
  * crash then: the two claimed-ahead messages never left, the two in flight
@@ -1487,6 +1550,7 @@ int main(void)
         cmocka_unit_test_teardown(test_cost, stop_leftovers),
         cmocka_unit_test_teardown(test_claim_runs, stop_leftovers),
         cmocka_unit_test_teardown(test_sent_by_lease, stop_leftovers),
+        cmocka_unit_test_teardown(test_channel_urls_kept_apart, stop_leftovers),
     };
     /* TEST_DISPATCH_FILTER=test_smtp (a glob) runs only the matching tests */
     const char *only = getenv("TEST_DISPATCH_FILTER");
