@@ -6,6 +6,7 @@
  * are read and handed to their owners. */
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -28,6 +29,20 @@ struct netloop {
     struct event *timer;        /* libcurl's timeout */
     struct job *jobs;
     int in_flight;
+    /* Sockets libcurl stopped watching (CURL_POLL_REMOVE) whose events are
+     * kept, still watched, until the loop's next turn (sweep): a kept-alive
+     * connection whose transfer ended is nearly always given the next one
+     * in the same turn, and then watched again as it was, with no
+     * epoll_ctl to remove it and none to add it back (two a message, strace)
+     * and no event freed and made again. A socket libcurl closes leaves at
+     * once (on_close_socket), so a kept event always belongs to the open
+     * socket of its number. */
+    struct kept {
+        curl_socket_t s;
+        struct event *ev;
+    } *kept;
+    int nkept, capkept;
+    struct event *sweep;
 };
 
 static void unlink_job(struct netloop *n, struct job *j)
@@ -80,6 +95,40 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
     check_multi(n);
 }
 
+/* The kept event of socket s, taken out of the list (NULL: none). */
+static struct event *unkeep(struct netloop *n, curl_socket_t s)
+{
+    for (int i = n->nkept - 1; i >= 0; i--)
+        if (n->kept[i].s == s) {
+            struct event *ev = n->kept[i].ev;
+            n->kept[i] = n->kept[--n->nkept];
+            return ev;
+        }
+    return NULL;
+}
+
+/* The loop's turn after sockets were kept: those not watched again go. */
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct netloop *n = arg;
+    for (int i = 0; i < n->nkept; i++)
+        event_free(n->kept[i].ev);
+    n->nkept = 0;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: libcurl closes a socket (after removing
+ * it): its kept event goes first, while the descriptor is still open. */
+static int on_close_socket(void *clientp, curl_socket_t s)
+{
+    struct netloop *n = clientp;
+    struct event *ev = unkeep(n, s);
+    if (ev)
+        event_free(ev);
+    return close(s);
+}
+
 /* CURLMOPT_SOCKETFUNCTION: one persistent event per socket, re-armed for
  * what libcurl wants to wait for. */
 static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
@@ -89,11 +138,21 @@ static int on_curl_socket(CURL *easy, curl_socket_t s, int what, void *userp, vo
     struct event *ev = socketp;
     if (what == CURL_POLL_REMOVE) {
         if (ev) {
-            event_free(ev);
+            /* kept until the next turn (see struct netloop); an event on
+             * it meanwhile is a stray action libcurl ignores */
+            if (n->nkept == n->capkept)
+                n->kept = xrealloc(n->kept, (size_t)(n->capkept = n->capkept ? 2 * n->capkept : 64) * sizeof *n->kept);
+            n->kept[n->nkept++] = (struct kept){s, ev};
+            if (!evtimer_pending(n->sweep, NULL)) {
+                struct timeval now = {0, 0};
+                evtimer_add(n->sweep, &now);
+            }
             curl_multi_assign(n->multi, s, NULL);
         }
         return 0;
     }
+    if (!ev && (ev = unkeep(n, s)) != NULL)
+        curl_multi_assign(n->multi, s, ev);
     short kind = EV_PERSIST | (what & CURL_POLL_IN ? EV_READ : 0) | (what & CURL_POLL_OUT ? EV_WRITE : 0);
     if (ev && event_get_events(ev) == kind && event_pending(ev, EV_READ | EV_WRITE, NULL))
         return 0;   /* watched as asked already: no epoll change */
@@ -137,6 +196,7 @@ struct netloop *netloop_new(struct event_base *base, long max_host_connections)
     n->unlimited = max_host_connections <= 0;
     netloop_raise_host_connections(n, max_host_connections);
     n->timer = evtimer_new(base, on_timeout, n);
+    n->sweep = evtimer_new(base, on_sweep, n);
     return n;
 }
 
@@ -165,6 +225,9 @@ void netloop_free(struct netloop *n)
     /* The cleanup closes cached connections, which may call the socket and
      * timer callbacks: the timer event goes after it. */
     curl_multi_cleanup(n->multi);
+    on_sweep(-1, 0, n);
+    event_free(n->sweep);
+    free(n->kept);
     event_free(n->timer);
     free(n);
 }
@@ -176,6 +239,9 @@ int netloop_add(struct netloop *n, CURL *easy, netloop_done_fn done, void *ud)
     j->done = done;
     j->ud = ud;
     curl_easy_setopt(easy, CURLOPT_PRIVATE, j);
+    /* the connections it makes tell us when they close (a kept event) */
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, n);
     if (curl_multi_add_handle(n->multi, easy) != CURLM_OK) {
         free(j);
         return -1;
