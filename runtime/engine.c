@@ -114,7 +114,6 @@ engine *engine_open(const struct engine_options *o, char **err)
     e->log_ud = o->log_ud;
     e->dir = o->dir ? xstrdup(o->dir) : NULL;
     e->batch_size = BATCH;
-    e->handover_cap = EVENT_HANDOVER_BYTES;
     const char *slice_log = getenv("TEND_SLICE_LOG_MS");   /* a debugging aid: docs/operations.md */
     e->slice_log_ms = slice_log ? atof(slice_log) : 0;
     e->metrics = metrics_new();
@@ -160,7 +159,6 @@ void engine_close(engine *e)
     if (!e)
         return;
     engine_detach(e);
-    event_handover_free(e);
     filesink_close(e);
     sandbox_free(e->sb);
     store_close(e->st);

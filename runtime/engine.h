@@ -59,7 +59,6 @@ struct engine_stats {
 };
 
 struct due_pass;                /* instance.c: what a due pass keeps while its wakes run */
-struct event_handover;          /* event.c: parsed trees from ingest to processing */
 struct activity_batch;          /* policy.c: activity hours of a batch of events not written yet */
 
 typedef struct engine {
@@ -102,8 +101,6 @@ typedef struct engine {
     int due_full_claims;        /* instance_run_due: claims in a row that came back full (a drain) */
     unsigned listener_writes;   /* listener rows written (instance_listener_writes) */
     struct due_pass *due;       /* the due pass running (instance_run_due, on its stack), or NULL */
-    struct event_handover *handover;    /* event.c: trees of events ingested, not yet processed (NULL: none) */
-    size_t handover_cap;        /* event.c: bytes of trees the hand-over may hold (0: none kept) */
     struct activity_batch *activity;    /* the batch of events being processed keeps its activity hours here, or NULL */
 } engine;
 

@@ -224,119 +224,6 @@ int event_accept_made(engine *e, const struct event_made *m, struct event_result
     return rc;
 }
 
-/* --- the hand-over of parsed trees (event.h) ---------------------------- */
-
-struct handed {
-    int64_t seq;
-    size_t len, bytes;  /* the line's length (the stored body's); the tree's estimated size */
-    cJSON *tree;
-};
-
-/* Trees in seq order (ingest stores in that order, processing takes in it):
- * v[head .. n) are held. version: store_data_version when they were handed
- * over; while it stays, no other connection has written, so each held seq
- * is still the row this engine stored (its own writes never rewrite an
- * event: retention deletes processed ones, and a seq used again after that
- * breaks the order, which drops what was held). */
-struct event_handover {
-    struct handed *v;
-    int head, n, cap;
-    size_t bytes;
-    int64_t version;
-};
-
-/* What a tree costs the heap, roughly: each node and its two strings with
- * malloc's overhead. */
-static size_t tree_bytes(const cJSON *j)
-{
-    size_t b = 0;
-    for (; j; j = j->next) {
-        b += sizeof *j + 16;
-        if (j->string)
-            b += strlen(j->string) + 17;
-        if (j->valuestring)
-            b += strlen(j->valuestring) + 17;
-        if (j->child)
-            b += tree_bytes(j->child);
-    }
-    return b;
-}
-
-static void handed_drop(struct event_handover *h);
-
-static void handed_push(struct event_handover *h, const struct handed *x)
-{
-    if (h->n > h->head && h->v[h->n - 1].seq >= x->seq)
-        handed_drop(h);
-    if (h->head > 0 && h->head == h->n)
-        h->head = h->n = 0;
-    if (h->n == h->cap) {
-        if (h->head > 0) {   /* slide the held ones down before growing */
-            memmove(h->v, h->v + h->head, (size_t)(h->n - h->head) * sizeof *h->v);
-            h->n -= h->head;
-            h->head = 0;
-        }
-        if (h->n == h->cap)
-            h->v = xrealloc(h->v, (size_t)(h->cap = h->cap ? h->cap * 2 : 1024) * sizeof *h->v);
-    }
-    h->v[h->n++] = *x;
-    h->bytes += x->bytes;
-}
-
-static void handed_drop(struct event_handover *h)
-{
-    for (int i = h->head; i < h->n; i++)
-        cJSON_Delete(h->v[i].tree);
-    h->head = h->n = 0;
-    h->bytes = 0;
-}
-
-int event_handover_held(const engine *e)
-{
-    return e->handover ? e->handover->n - e->handover->head : 0;
-}
-
-void event_handover_free(engine *e)
-{
-    if (!e->handover)
-        return;
-    handed_drop(e->handover);
-    free(e->handover->v);
-    free(e->handover);
-    e->handover = NULL;
-}
-
-/* The tree ingest parsed from the stored `body` of event `seq`, now the
- * caller's; NULL when none is held for it (or the body is not the line it
- * came from). Trees of earlier seqs are freed: processing has passed them. */
-static cJSON *handover_take(engine *e, int64_t seq, const char *body)
-{
-    struct event_handover *h = e->handover;
-    if (!h || !body)
-        return NULL;
-    while (h->head < h->n && h->v[h->head].seq < seq) {
-        h->bytes -= h->v[h->head].bytes;
-        cJSON_Delete(h->v[h->head++].tree);
-    }
-    if (h->head == h->n || h->v[h->head].seq != seq)
-        return NULL;
-    struct handed *x = &h->v[h->head++];
-    h->bytes -= x->bytes;
-    if (strlen(body) == x->len)
-        return x->tree;
-    cJSON_Delete(x->tree);
-    return NULL;
-}
-
-/* At the start of a processing batch: what is held is dropped if another
- * connection has committed since it was handed over. */
-static void handover_check(engine *e)
-{
-    struct event_handover *h = e->handover;
-    if (h && h->n > h->head && store_data_version(e->st) != h->version)
-        handed_drop(h);
-}
-
 /* --- NDJSON ------------------------------------------------------------- */
 
 #define INGEST_COMMIT_EVERY 50000
@@ -354,31 +241,7 @@ struct ingest_state {
     struct ingest_report *rep;
     long line;
     int in_tx, since_commit;
-    int nested;                 /* the transaction is a caller's savepoint: keep no trees */
-    struct event_handover kept; /* trees of the open transaction, handed over at its commit */
 };
-
-/* The open transaction committed: its trees go to the engine's hand-over. */
-static void hand_over_kept(struct ingest_state *g)
-{
-    engine *e = g->e;
-    if (g->kept.n > g->kept.head) {
-        if (!e->handover)
-            e->handover = xcalloc(1, sizeof *e->handover);
-        int64_t version = store_data_version(e->st);
-        if (version < 0 || version != e->handover->version)
-            handed_drop(e->handover);   /* held under another version: not known still true */
-        e->handover->version = version;
-        for (int i = g->kept.head; i < g->kept.n; i++) {
-            if (version < 0)
-                cJSON_Delete(g->kept.v[i].tree);
-            else
-                handed_push(e->handover, &g->kept.v[i]);
-        }
-    }
-    g->kept.head = g->kept.n = 0;
-    g->kept.bytes = 0;
-}
 
 static void reject_line(struct ingest_state *g, const char *reason)
 {
@@ -422,7 +285,6 @@ static int ingest_lines(struct ingest_state *g, const char *data, size_t len)
             continue;
         }
         if (!g->in_tx) {
-            g->nested = store_in_batch(e->st);
             if (store_begin(e->st) != 0) {
                 cJSON_Delete(ev);
                 return -1;
@@ -433,19 +295,9 @@ static int ingest_lines(struct ingest_state *g, const char *data, size_t len)
         /* The line as sent is the body: no re-serialising on the hot path;
          * processing reads type/customer/at/id from the columns. */
         int rc = store_event(e, &h, start, (int)n, &res);
-        if (rc == 0 && !res.duplicate && !g->nested) {
-            /* the tree processing would parse from this body: kept for it */
-            size_t held = (e->handover ? e->handover->bytes : 0) + g->kept.bytes;
-            struct handed x = {res.seq, n, tree_bytes(ev), ev};
-            if (held + x.bytes <= e->handover_cap) {
-                handed_push(&g->kept, &x);
-                ev = NULL;
-            }
-        }
         cJSON_Delete(ev);
         if (rc != 0) {
             store_rollback(e->st);
-            handed_drop(&g->kept);
             g->in_tx = 0;
             return -1;
         }
@@ -458,11 +310,8 @@ static int ingest_lines(struct ingest_state *g, const char *data, size_t len)
         if (++g->since_commit >= INGEST_COMMIT_EVERY) {
             g->in_tx = 0;
             g->since_commit = 0;
-            if (store_commit(e->st) != 0) {
-                handed_drop(&g->kept);
+            if (store_commit(e->st) != 0)
                 return -1;
-            }
-            hand_over_kept(g);
         }
     }
     return 0;
@@ -474,10 +323,6 @@ static int ingest_finish(struct ingest_state *g, int rc)
         g->in_tx = 0;
         rc = store_commit(g->e->st);
     }
-    if (rc == 0)
-        hand_over_kept(g);
-    handed_drop(&g->kept);   /* none left after a hand-over; a failure's */
-    free(g->kept.v);
     if (rc != 0)
         engine_logf(g->e, "error", "ingest stopped at line %ld: %s", g->line, store_errmsg(g->e->st));
     return rc;
@@ -487,14 +332,14 @@ int event_ingest_ndjson(engine *e, const char *data, size_t len, event_reject_fn
                         struct ingest_report *rep)
 {
     memset(rep, 0, sizeof *rep);
-    struct ingest_state g = {e, reject, ud, rep, 0, 0, 0, 0, {0}};
+    struct ingest_state g = {e, reject, ud, rep, 0, 0, 0};
     return ingest_finish(&g, ingest_lines(&g, data, len));
 }
 
 int event_ingest_stream(engine *e, FILE *in, event_reject_fn reject, void *ud, struct ingest_report *rep)
 {
     memset(rep, 0, sizeof *rep);
-    struct ingest_state g = {e, reject, ud, rep, 0, 0, 0, 0, {0}};
+    struct ingest_state g = {e, reject, ud, rep, 0, 0, 0};
     char *buf = xmalloc(INGEST_BUFFER);
     size_t have = 0;
     int rc = 0, dropping = 0;   /* dropping: inside a line too long to hold */
@@ -584,13 +429,11 @@ static enum body_as body_matches(const cJSON *ev, const char *const values[3], t
 
 /* The event as journeys see it: the stored body with the column values
  * (normalised time, the id, type and customer) written over it. When `as`
- * is given, it says whether the body text is that object already. `parsed`:
- * the body's tree when the caller has it (the hand-over's), made the
- * result's; NULL: the body is parsed. */
+ * is given, it says whether the body text is that object already. */
 static cJSON *event_object_of(const char *id, const char *type, const char *customer, tend_time at,
-                              const char *body, cJSON *parsed, enum body_as *as)
+                              const char *body, enum body_as *as)
 {
-    cJSON *ev = parsed ? parsed : body ? cJSON_Parse(body) : NULL;
+    cJSON *ev = body ? cJSON_Parse(body) : NULL;
     if (!cJSON_IsObject(ev)) {
         cJSON_Delete(ev);
         ev = cJSON_CreateObject();
@@ -662,7 +505,7 @@ static char *trigger_text(const char *body, enum body_as as, tend_time at)
 static cJSON *event_object(store_stmt *s, int first)
 {
     return event_object_of(store_col_text(s, first), store_col_text(s, first + 1), store_col_text(s, first + 2),
-                           store_col_int(s, first + 3), store_col_text(s, first + 4), NULL, NULL);
+                           store_col_int(s, first + 3), store_col_text(s, first + 4), NULL);
 }
 
 /* unsubscribe / resubscribe / block / unblock change what a customer may get. */
@@ -841,7 +684,7 @@ static int listened(engine *e, const struct listen_probe *lp, const char *custom
 /* Stores the event's order lines under its order id: the `order` field,
  * else the event id, else its sequence number. */
 static int store_lines(engine *e, orderline_batch *lines, int64_t seq, const char *customer, const char *type,
-                       tend_time at, const cJSON *ev, int checked)
+                       tend_time at, const cJSON *ev)
 {
     const cJSON *items = cJSON_GetObjectItemCaseSensitive(ev, "items");
     if (!cJSON_IsArray(items) || !carries_lines(e, type))
@@ -859,10 +702,9 @@ static int store_lines(engine *e, orderline_batch *lines, int64_t seq, const cha
     }
     /* Accepted events were checked; one stored before items were checked
      * (an older tend) is skipped with a warning rather than stopping the
-     * whole backlog on a NULL sku. `checked`: the tree is the one this
-     * engine's ingest checked (the hand-over's), so no need to ask again. */
+     * whole backlog on a NULL sku. */
     char why[300];
-    if (!checked && orderline_check(items, why, sizeof why) != 0) {
+    if (orderline_check(items, why, sizeof why) != 0) {
         engine_logf(e, "warn", "event %lld: order lines not stored: %s", (long long)seq, why);
         return 0;
     }
@@ -936,8 +778,7 @@ static int process_one(engine *e, orderline_batch *lines, const struct listen_pr
         return rc;
     }
     enum body_as as;
-    cJSON *handed = handover_take(e, seq, p->body);
-    cJSON *ev = event_object_of(p->id, type, customer, at, p->body, handed, &as);
+    cJSON *ev = event_object_of(p->id, type, customer, at, p->body, &as);
     e->chain = p->chain;   /* what it starts is one link further */
     int rc = 0;
     if (!customer) {
@@ -952,7 +793,7 @@ static int process_one(engine *e, orderline_batch *lines, const struct listen_pr
         int heard = listened(e, lp, customer, type);
         if ((!delivery_fact(type) && (customer_apply_event(e, customer, type, at, ev, tz, sizeof tz) != 0 ||
                                       policy_note_activity_in(e, customer, at, tz) != 0)) ||
-            store_lines(e, lines, seq, customer, type, at, ev, handed != NULL) != 0 ||
+            store_lines(e, lines, seq, customer, type, at, ev) != 0 ||
             apply_consent(e, customer, type, at, ev) != 0 || redeem_coupons(e, customer, type, at, ev) != 0 ||
             flush_lines_if_read(e, lines, heard, type) != 0 ||
             dates_customer_changed(e, customer) != 0 ||
@@ -1034,7 +875,6 @@ static int process_batch(store *st, void *ud)
         policy_activity_begin(e, &activity);
     struct listen_probe probe;
     listen_probe_begin(e, &probe);
-    handover_check(e);
     for (int i = 0; i < n && rc == 0; i++) {
         /* A store error fails the whole batch: nothing of it is kept, the
          * cursor stays, and the next pass retries from the same event. */

@@ -64,24 +64,6 @@ int event_ingest_ndjson(engine *e, const char *data, size_t len, event_reject_fn
  * (what was committed before stays). */
 int event_ingest_stream(engine *e, FILE *in, event_reject_fn reject, void *ud, struct ingest_report *rep);
 
-/* The hand-over: the cJSON tree ingest parsed to check an event line is
- * the tree processing would parse again from the stored body (the body is
- * that line). So an NDJSON ingest keeps the trees of the events it stored,
- * and processing takes them instead of parsing: the engine owns the trees
- * once their transaction has committed (none are kept from an ingest
- * nested in a caller's transaction, which may still roll back); processing
- * takes each, by seq, if the stored body still has the length and hash of
- * the line it came from, and frees it with the event object; a tree passed
- * over (an event processed without one, or elsewhere) is freed when a later
- * seq is taken; engine_close frees the rest (event_handover_free). What is
- * held is bounded by e->handover_cap bytes (estimated from the trees):
- * past it, trees are freed at ingest and processing parses the body, as it
- * does for events stored by anything else. */
-#define EVENT_HANDOVER_BYTES (32u << 20)
-/* Trees held now (for tests). */
-int event_handover_held(const engine *e);
-void event_handover_free(engine *e);
-
 /* Processes up to `max` accepted events in one transaction. Returns how many,
  * -1 on a store error (nothing of the batch is kept then). */
 int event_process(engine *e, int max);

@@ -453,8 +453,6 @@ static int cmd_ingest(int argc, char **argv)
         return 1;
     }
     struct ingest_report rep;
-    if (o.no_process)
-        e->handover_cap = 0;   /* no processing here to hand parsed trees to */
     int rc = event_ingest_stream(e, in, print_reject, (void *)path, &rep);
     if (in != stdin)
         fclose(in);

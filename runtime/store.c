@@ -1259,11 +1259,6 @@ int64_t store_count(store *st, const char *sql)
     return n;
 }
 
-int64_t store_data_version(store *st)
-{
-    return store_count(st, "PRAGMA data_version");
-}
-
 void store_remove(const char *path)
 {
     static const char *const suffixes[] = {"", "-wal", "-shm", "-journal"};

@@ -194,10 +194,6 @@ int store_migration_count(void);
 
 /* Counts rows of `sql` (a SELECT COUNT(*) ... with no parameters); -1 on error. */
 int64_t store_count(store *st, const char *sql);
-/* A number that changes when another connection commits to the database
- * (this one's own commits leave it), so what this connection learned of
- * the rows stays true while it holds: -1 on error. */
-int64_t store_data_version(store *st);
 
 /* Deletes a closed database file with its -wal and -shm companions
  * (throw-away stores of sims and tools). */
