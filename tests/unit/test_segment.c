@@ -630,6 +630,18 @@ static void test_bind_into_other_sql(void **state)
     segment_query_free(q);
 }
 
+/* The detail lines of a prepared EXPLAIN QUERY PLAN, joined by " | "
+ * (finalizes s). */
+static char *plan_lines(store_stmt *s)
+{
+    strbuf b;
+    strbuf_init(&b);
+    while (store_step(s) == STORE_ROW)
+        strbuf_printf(&b, "%s%s", b.len ? " | " : "", store_col_text(s, 3));
+    store_finalize(s);
+    return strbuf_take(&b);
+}
+
 /* The plan SQLite makes for what segment_count runs on `src`: the detail
  * lines of EXPLAIN QUERY PLAN, joined by " | ". */
 static char *count_plan(const char *src)
@@ -642,14 +654,10 @@ static char *count_plan(const char *src)
     store_stmt *s = store_prepare(small.st, sql);
     assert_non_null(s);
     assert_int_equal(segment_query_bind(q, s, 1), 0);
-    strbuf b;
-    strbuf_init(&b);
-    while (store_step(s) == STORE_ROW)
-        strbuf_printf(&b, "%s%s", b.len ? " | " : "", store_col_text(s, 3));
-    store_finalize(s);
+    char *plan = plan_lines(s);
     free(sql);
     segment_query_free(q);
-    return strbuf_take(&b);
+    return plan;
 }
 
 static void expect_plan(const char *src, const char *has, const char *lacks)
@@ -693,13 +701,8 @@ static char *sql_plan(const char *sql)
     char *explain = xasprintf("EXPLAIN QUERY PLAN %s", sql);
     store_stmt *s = store_prepare(small.st, explain);
     assert_non_null(s);
-    strbuf b;
-    strbuf_init(&b);
-    while (store_step(s) == STORE_ROW)
-        strbuf_printf(&b, "%s%s", b.len ? " | " : "", store_col_text(s, 3));
-    store_finalize(s);
     free(explain);
-    return strbuf_take(&b);
+    return plan_lines(s);
 }
 
 /* plan has `has` and no line that reads every customer row ("SCAN
