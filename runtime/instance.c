@@ -637,8 +637,9 @@ static const struct {
     const char *tail;
 } PAGE_SQL[] = {
     [PAGE_INSTANCES] = {"INSERT OR FAIL INTO instances (id, journey, version, customer, state, step, label, wake_at,"
-                        " listen, started_at, ended_at, holdout, branch, trigger, history, error, chain, goal) VALUES",
-                        18, ""},
+                        " listen, started_at, ended_at, holdout, branch, trigger, history, error, chain, goal,"
+                        " counted) VALUES",
+                        19, ""},
     [PAGE_ENTRIES] = {"INSERT OR FAIL INTO entries (journey, customer, count, last_at) VALUES", 4,
                       " ON CONFLICT(journey, customer) DO UPDATE SET count = count + 1, last_at = excluded.last_at"},
     [PAGE_TIMERS] = {"INSERT OR IGNORE INTO timers (wake_at, instance) VALUES", 2, ""},
@@ -724,6 +725,48 @@ static int write_kept(engine *e)
     return rc;
 }
 
+/* k instances of journey inserted in state `state`, rows the counts
+ * trigger leaves to their writer (counted = 1; schema.c, migration
+ * add8_start_counts); 0, or -1 on a store error. */
+static int counts_started(engine *e, const char *journey, const char *state, int state_len, int k)
+{
+    store_stmt *s = store_sql(e->st, "INSERT INTO instance_counts (journey, state, n) VALUES (?, ?, ?)"
+                                     " ON CONFLICT (journey, state) DO UPDATE SET n = n + excluded.n");
+    if (!s)
+        return -1;
+    store_bind_text_kept(s, 1, journey, -1);
+    store_bind_text_kept(s, 2, state, state_len);
+    store_bind_int(s, 3, k);
+    return store_run(s);
+}
+
+static int span_eq(const struct start_rows *k, struct span a, struct span b)
+{
+    return a.len == b.len && (a.len <= 0 || memcmp(k->text.s + a.off, k->text.s + b.off, (size_t)a.len) == 0);
+}
+
+/* Counts rows [from, from + n) of a kept page per state: a page's rows are
+ * of one journey and mostly of one state (waiting), so this is one
+ * statement for the page, not the trigger's one a row. */
+static int count_rows(engine *e, struct instance_starter *st, struct start_rows *k, int from, int n)
+{
+    int rc = 0;
+    for (int i = from; rc == 0 && i < from + n; i++) {
+        int c = 0, seen = 0;
+        for (int j = from; j < from + n && !seen; j++) {
+            if (span_eq(k, k->v[j].state, k->v[i].state)) {
+                seen = j < i;
+                c++;
+            }
+        }
+        if (!seen) {
+            struct span sp = k->v[i].state;   /* a state is never NULL or empty */
+            rc = counts_started(e, st->journey, k->text.s + sp.off, sp.len, c);
+        }
+    }
+    return rc;
+}
+
 /* Rows [from, from + n) of a starter's kept page, n <= KEEP_ROWS. */
 static int write_rows(engine *e, struct instance_starter *st, struct start_rows *k, int from, int n)
 {
@@ -732,7 +775,7 @@ static int write_rows(engine *e, struct instance_starter *st, struct start_rows 
     rc = s ? 0 : -1;
     for (int i = 0; rc == 0 && i < n; i++) {
         const struct kept_row *r = &k->v[from + i];
-        int p = i * 18;
+        int p = i * 19;
         store_bind_int(s, p + 1, r->id);
         store_bind_text_kept(s, p + 2, st->journey, -1);
         bind_span(s, p + 3, k, r->version);
@@ -754,10 +797,13 @@ static int write_rows(engine *e, struct instance_starter *st, struct start_rows 
         bind_span(s, p + 16, k, r->error);
         store_bind_int(s, p + 17, r->chain);
         store_bind_text_kept(s, p + 18, st->goal, -1);
+        store_bind_int(s, p + 19, 1);   /* counted here (count_rows) */
         timers += r->wake_at != 0;
     }
     if (rc == 0)
         rc = page_run(s, once);
+    if (rc == 0)
+        rc = count_rows(e, st, k, from, n);
     if (rc == 0) {
         s = page_stmt(e, PAGE_ENTRIES, n, &once);
         rc = s ? 0 : -1;

@@ -214,12 +214,53 @@ static void test_counts_follow_the_ends_tend_writes(void **state)
     fixture_close(f);
 }
 
+/* The starts tend counts itself (schema.c, migration add8_start_counts:
+ * a page of first runs is written with counted = 1 and counted per state by
+ * its writer): one starter's 150 first runs (pages of 64, 64 and 22, in
+ * statements of 64, 64, 16, 4 and 2 rows) that wait, end, fail or exit in
+ * the same page, beside a start that writes its row at once and an insert
+ * by hand, both counted by the trigger. */
+static void test_counts_follow_the_starts_tend_writes(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_open("counts_starts", 1767225600, "{\"synchronous\": \"normal\"}",
+        "journey \"s\" { run = function(c)\n"
+        "  local k = tonumber(c.id:sub(2)) % 4\n"
+        "  if k == 1 then return end\n"
+        "  if k == 2 then error(\"boom\") end\n"
+        "  if k == 3 then exit(\"left\") end\n"
+        "  wait(3600)\n"
+        "end }\n"
+        "journey \"o\" { once = true, run = function(c) wait(3600) end }\n");
+    char err[200], id[16];
+    struct instance_starter st;
+    assert_int_equal(instance_starter_init(f->e, &st, "s", NULL, 1, err, sizeof err), 0);
+    for (int i = 0; i < 150; i++) {
+        snprintf(id, sizeof id, "c%d", i);
+        assert_true(instance_starter_start(f->e, &st, id, err, sizeof err) > 0);
+    }
+    assert_int_equal(instance_starter_free(&st), 0);
+    store *st_ = f->e->st;
+    assert_all_match(st_);
+    /* a start that does not keep its row (once) goes through the trigger */
+    assert_true(instance_start(f->e, "o", "c1", NULL, 1, err, sizeof err) > 0);
+    add(st_, add_instance, "s", 999, "waiting");   /* by hand: counted NULL */
+    assert_all_match(st_);
+    store_stmt *c = store_prepare(st_, "SELECT COUNT(*) FROM instances WHERE journey = 's' AND counted = 1");
+    assert_non_null(c);
+    assert_int_equal(store_step(c), STORE_ROW);
+    assert_int_equal(store_col_int(c, 0), 150);
+    store_finalize(c);
+    fixture_close(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counts_start_from_what_an_older_store_holds),
         cmocka_unit_test(test_counts_follow_committed_changes_only),
         cmocka_unit_test(test_counts_follow_the_ends_tend_writes),
+        cmocka_unit_test(test_counts_follow_the_starts_tend_writes),
     };
     return cmocka_run_group_tests_name("counts", tests, NULL, NULL);
 }
