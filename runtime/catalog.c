@@ -678,12 +678,22 @@ int catalog_push_journey(engine *e, const char *name, const char *version)
 
 int catalog_push_current(engine *e, const char *name)
 {
-    const char *version = catalog_current_version(e, name);
-    if (!version) {
-        lua_pushnil(sandbox_state(e->sb));
-        return 0;
+    /* catalog_current_version and catalog_push_journey in one walk to the
+     * journey's entry (once an event for each journey its type starts) */
+    lua_State *L = sandbox_state(e->sb);
+    int top = lua_gettop(L);
+    if (push_sub(L, "journeys", name, 0)) {
+        lua_getfield(L, -1, "current");
+        const char *version = lua_tostring(L, -1);   /* stays on the stack while used */
+        if (version && lua_getfield(L, -2, "versions") == LUA_TTABLE && lua_getfield(L, -1, version) == LUA_TTABLE) {
+            lua_replace(L, top + 1);
+            lua_settop(L, top + 1);
+            return 1;
+        }
     }
-    return catalog_push_journey(e, name, version);
+    lua_settop(L, top);
+    lua_pushnil(L);
+    return 0;
 }
 
 const char *catalog_current_version(engine *e, const char *name)
