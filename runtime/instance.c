@@ -141,6 +141,7 @@ int instance_starter_init(engine *e, struct instance_starter *st, const char *jo
     st->run_now = run_now;
     st->e = e;
     st->templ = LUA_NOREF;
+    st->decl = LUA_NOREF;
     /* without once / reenter_after no start reads the entries, so a page
      * of first runs keeps its rows back (write_kept) */
     st->keep = run_now && !st->once && st->reenter_after <= 0;
@@ -178,8 +179,10 @@ int instance_starter_free(struct instance_starter *st)
     if (st->e && st->e->kept_starts == st)
         rc = write_kept(st->e);
     kept_free(st->kept);
-    if (st->e)
+    if (st->e) {
         luaL_unref(sandbox_state(st->e->sb), LUA_REGISTRYINDEX, st->templ);
+        luaL_unref(sandbox_state(st->e->sb), LUA_REGISTRYINDEX, st->decl);
+    }
     free(st->journey);
     free(st->version);
     free(st->goal);
@@ -1183,7 +1186,13 @@ static void run_memo_set(engine *e, lua_State *L, const char *journey, const cha
 static int push_run(engine *e, const struct row *r)
 {
     lua_State *L = sandbox_state(e->sb);
-    if (run_memo_has(e, r->journey, r->version)) {
+    /* a starter's first runs are of its journey and version: the
+     * declaration is looked up at the first and kept for the rest */
+    struct instance_starter *st = r->unstored;
+    int of_starter = st && strcmp(r->version, st->version) == 0 && strcmp(r->journey, st->journey) == 0;
+    if (of_starter && st->decl != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, st->decl);
+    } else if (run_memo_has(e, r->journey, r->version)) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, e->due->memo.decl);
     } else {
         if (!catalog_push_journey(e, r->journey, r->version)) {
@@ -1195,6 +1204,10 @@ static int push_run(engine *e, const struct row *r)
         }
         if (e->due)
             run_memo_set(e, L, r->journey, r->version);
+    }
+    if (of_starter && st->decl == LUA_NOREF) {
+        lua_pushvalue(L, -1);
+        st->decl = luaL_ref(L, LUA_REGISTRYINDEX);
     }
     catalog_restore_env(L, -1);
     lua_getfield(L, -1, "run");

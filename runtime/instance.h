@@ -94,6 +94,8 @@ struct instance_starter {
     unsigned trigger_pushed;    /* the trigger_gen a first run pushed as `ev`... */
     unsigned templ_gen;         /* ...and the one `templ` was read from: */
     int templ;                  /* a registry ref to its json_template, LUA_NOREF if it has none */
+    int decl;                   /* a registry ref to the declaration of `version` its first runs
+                                 * run, LUA_NOREF until the first (instance.c: push_run) */
     int once, run_now;
     tend_time reenter_after, within;
     engine *e;
