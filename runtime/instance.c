@@ -1428,8 +1428,11 @@ static int wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *eve
     char *error = NULL;
     const void *run = NULL;
     int keep = 0, co_at = 0;   /* the coroutine (at L index co_at) is kept for the next wake */
-    /* a version the batch knows to be current has no migration to run */
-    int unmigrated = run_memo_has(e, r.journey, r.version) && e->due->memo.current;
+    /* a version the batch knows to be current has no migration to run, nor
+     * has a first run on its starter's version (the current one when the
+     * starter began; a starter lives while the scripts stay loaded) */
+    int unmigrated = (r.unstored && strcmp(r.version, r.unstored->version) == 0) ||
+                     (run_memo_has(e, r.journey, r.version) && e->due->memo.current);
     if ((!unmigrated && script_migrate(e, &r.version, &ctx) != 0) || push_run(e, &r) != 0) {
         error = xasprintf("journey '%s' version %s is no longer available", r.journey, r.version);
         ctx.version = r.version;
