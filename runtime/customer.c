@@ -767,8 +767,97 @@ int customer_set(engine *e, const char *id, const cJSON *changes, char *err, siz
     return rc;
 }
 
+/* Kept tags [from, from + n), n a power of two <= CUSTOMER_KEPT_TAGS, in
+ * one statement; the same rows, in the same order, as n customer_tag
+ * calls (a later row of the same key is ignored as it would have been). */
+static int write_kept_tags(engine *e, struct customer_kept_tags *k, int from, int n)
+{
+    int slot = 0;
+    while ((1 << slot) < n)
+        slot++;
+    if (!k->sql[slot]) {
+        strbuf b;
+        strbuf_init(&b);
+        strbuf_puts(&b, "INSERT OR IGNORE INTO customer_tags (customer, tag, last_order_at) VALUES");
+        for (int i = 0; i < n; i++)
+            strbuf_printf(&b, "%s(?%d, ?%d, (SELECT last_order_at FROM customers WHERE id = ?%d))", i ? ", " : " ",
+                          2 * i + 1, 2 * i + 2, 2 * i + 1);
+        k->sql[slot] = strbuf_take(&b);
+    }
+    store_stmt *s = store_sql(e->st, k->sql[slot]);
+    if (!s)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        store_bind_text_kept(s, 2 * i + 1, k->v[from + i].customer, -1);
+        store_bind_text_kept(s, 2 * i + 2, k->v[from + i].tag, -1);
+    }
+    return store_run(s);
+}
+
+static void drop_kept_tags(struct customer_kept_tags *k)
+{
+    for (int i = 0; i < k->n; i++) {
+        free(k->v[i].customer);
+        free(k->v[i].tag);
+    }
+    k->n = 0;
+}
+
+/* Writes every kept tag (store_set_pending's writer, and a full page). */
+static int write_all_kept_tags(struct customer_kept_tags *k)
+{
+    store_set_pending(k->e->st, NULL, NULL);
+    int rc = 0;
+    for (int from = 0, n; rc == 0 && from < k->n; from += n) {
+        n = 1;
+        while (n * 2 <= k->n - from)
+            n *= 2;
+        rc = write_kept_tags(k->e, k, from, n);
+    }
+    drop_kept_tags(k);
+    if (rc != 0)
+        k->failed = 1;
+    return rc;
+}
+
+static void write_pending_tags(void *ud)
+{
+    write_all_kept_tags(ud);
+}
+
+void customer_tags_keep(engine *e, struct customer_kept_tags *k)
+{
+    k->e = e;
+    e->kept_tags = k;
+}
+
+int customer_tags_end(engine *e)
+{
+    struct customer_kept_tags *k = e->kept_tags;
+    if (!k)
+        return 0;
+    if (!k->failed)
+        write_all_kept_tags(k);
+    drop_kept_tags(k);
+    store_set_pending(e->st, NULL, NULL);
+    for (size_t i = 0; i < sizeof k->sql / sizeof k->sql[0]; i++)
+        free(k->sql[i]);
+    e->kept_tags = NULL;
+    return k->failed ? -1 : 0;
+}
+
 int customer_tag(engine *e, const char *id, const char *tag, int on)
 {
+    struct customer_kept_tags *k = e->kept_tags;
+    if (on && k) {
+        if (k->failed)
+            return -1;
+        k->v[k->n].customer = xstrdup(id);
+        k->v[k->n++].tag = xstrdup(tag);
+        if (k->n == 1)
+            store_set_pending(e->st, write_pending_tags, k);
+        return k->n == CUSTOMER_KEPT_TAGS ? write_all_kept_tags(k) : 0;
+    }
     /* With its customer's last_order_at, so the insert trigger's WHEN skips
      * its UPDATE (schema.c, branch wake2). OR IGNORE rather than ON CONFLICT
      * DO NOTHING: the same for the key, and no constraint is left that can

@@ -68,6 +68,28 @@ char *customer_timezone(engine *e, const char *id);
 /* c:set{...} — known fields and attrs.<key>; same checks as upsert. */
 int customer_set(engine *e, const char *id, const cJSON *fields, char *err, size_t errlen);
 int customer_tag(engine *e, const char *id, const char *tag, int on);
+
+/* The tags a due pass adds (instance_run_due), kept back and written
+ * CUSTOMER_KEPT_TAGS to a statement: a tag row is three B-tree inserts
+ * whose statement's own start, cursors and trigger frame cost more than
+ * the row when paid row by row. Kept rows are written before the next
+ * statement the store hands out (store_set_pending), except the due
+ * pass's own instance, history and timer writes (store_sql_beside), so
+ * everything that reads the store sees them as if written at c:tag. On
+ * the caller's stack, reached through e->kept_tags. */
+#define CUSTOMER_KEPT_TAGS 64
+struct customer_kept_tags {
+    engine *e;
+    int n;
+    int failed;                 /* a write of kept rows failed: the pass must roll back */
+    struct { char *customer, *tag; } v[CUSTOMER_KEPT_TAGS];
+    char *sql[7];               /* the INSERT for 2^i rows, built once a pass */
+};
+/* Starts keeping c:tag rows in k (zeroed by the caller). */
+void customer_tags_keep(engine *e, struct customer_kept_tags *k);
+/* Writes the kept rows and stops keeping (dropping any left when a write
+ * failed); 0, or -1 when this or an earlier write of them failed. */
+int customer_tags_end(engine *e);
 /* Marks a customer blocked (gets nothing at all) or not. */
 int customer_block(engine *e, const char *id, int blocked);
 

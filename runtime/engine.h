@@ -101,6 +101,7 @@ typedef struct engine {
     int due_full_claims;        /* instance_run_due: claims in a row that came back full (a drain) */
     unsigned listener_writes;   /* listener rows written (instance_listener_writes) */
     struct due_pass *due;       /* the due pass running (instance_run_due, on its stack), or NULL */
+    struct customer_kept_tags *kept_tags;   /* customer.c: tags a due pass added, not written yet, or NULL */
     struct activity_batch *activity;    /* the batch of events being processed keeps its activity hours here, or NULL */
 } engine;
 

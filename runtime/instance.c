@@ -517,7 +517,7 @@ static int write_history(engine *e, int64_t id, struct run_ctx *ctx, size_t *rec
     if (!nl || (last = (size_t)(nl + 1 - s)) - ctx->sealed < HISTORY_SEAL_BYTES / 2)
         return 0;
     /* an upsert: a chunk a failed wake left behind at this seq is replaced */
-    store_stmt *ins = store_sql(e->st, "INSERT INTO history_chunks (instance, seq, lines) VALUES (?, ?, ?)"
+    store_stmt *ins = store_sql_beside(e->st, "INSERT INTO history_chunks (instance, seq, lines) VALUES (?, ?, ?)"
                                        " ON CONFLICT (instance, seq) DO UPDATE SET lines = excluded.lines");
     store_bind_int(ins, 1, id);
     store_bind_int(ins, 2, ctx->chunks);
@@ -678,13 +678,15 @@ static store_stmt *page_stmt(engine *e, int table, int rows, int *once)
         for (slot = 0; (1 << slot) < rows; slot++)
             ;
     *once = slot < 0;
+    /* none of these rows is read by, nor fires a trigger that reads, the
+     * customer tags a due pass keeps back: those stay kept */
     if (slot >= 0 && built[table][slot])
-        return store_sql(e->st, built[table][slot]);
+        return store_sql_beside(e->st, built[table][slot]);
     strbuf b;
     strbuf_init(&b);
     values_sql(&b, PAGE_SQL[table].head, PAGE_SQL[table].cols, rows, PAGE_SQL[table].tail);
     if (slot >= 0)
-        return store_sql(e->st, built[table][slot] = strbuf_take(&b));
+        return store_sql_beside(e->st, built[table][slot] = strbuf_take(&b));
     store_stmt *s = store_prepare(e->st, b.s);
     strbuf_free(&b);
     return s;
@@ -1105,13 +1107,14 @@ static int persist(engine *e, int64_t id, struct row *r, struct run_ctx *ctx, co
     if (e->due && strcmp(state, r->state) != 0 && strcmp(state, "waiting") != 0)
         return keep_ended(e, id, ctx, state, error, hist, hist ? ctx->hist.len - recent : 0);
     /* A waiting instance that waits again leaves `state` out of the SET:
-     * the counts trigger (UPDATE OF state) then does not run at all. */
+     * the counts trigger (UPDATE OF state) then does not run at all. The
+     * row is its own: the tags a due pass keeps back stay kept. */
     store_stmt *s = strcmp(state, r->state) == 0
-        ? store_sql(e->st,
+        ? store_sql_beside(e->st,
                     "UPDATE instances SET step = ?2, label = ?3, wake_at = ?4, listen = ?5,"
                     " history = COALESCE(?6, history), error = ?7, ended_at = ?8, holdout = ?9,"
                     " branch = COALESCE(?10, branch) WHERE id = ?11")
-        : store_sql(e->st,
+        : store_sql_beside(e->st,
                     "UPDATE instances SET state = ?1, step = ?2, label = ?3, wake_at = ?4, listen = ?5,"
                     " history = COALESCE(?6, history), error = ?7, ended_at = ?8, holdout = ?9,"
                     " branch = COALESCE(?10, branch) WHERE id = ?11");
@@ -1785,6 +1788,11 @@ int instance_run_due(engine *e, tend_time now, int max)
      * up once (push_run) */
     struct due_pass pass = {.ends.n = 0, .memo.decl = LUA_NOREF};
     e->due = &pass;
+    /* and the tags its runs add (customer.h: customer_tags_keep) */
+    struct customer_kept_tags tags = {0};
+    int own_tags = !e->kept_tags;
+    if (own_tags)
+        customer_tags_keep(e, &tags);
     for (int i = 0; i < n; i++) {
         if (rc == 0) {
             rc = wake(e, due[i].id, WAKE_TIMER, NULL, -1, NULL, due[i].loaded ? &due[i].r : NULL);
@@ -1794,6 +1802,8 @@ int instance_run_due(engine *e, tend_time now, int max)
         }
     }
     free(due);
+    if (own_tags && customer_tags_end(e) != 0)
+        rc = -1;
     if (rc == 0)
         rc = write_ended(e);
     if (rc == 0)

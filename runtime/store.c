@@ -184,6 +184,8 @@ struct store {
     struct committer *committer;   /* store_commit_start's thread, once started */
     int begin_deferred;     /* store_begin_after_commit: depth is 1, BEGIN runs at settle */
     struct checkpointer *checkpointer;   /* the WAL's checkpoints, off the writer's path */
+    void (*pending)(void *ud);   /* store_set_pending: writes the rows kept back */
+    void *pending_ud;
 };
 
 /* --- checkpoints on a thread of their own ------------------------------
@@ -596,8 +598,18 @@ void store_close(store *st)
     free(st);
 }
 
+/* Writes what a writer keeps back before a statement that may see it. */
+static void write_pending(store *st)
+{
+    void (*write)(void *) = st->pending;
+    st->pending = NULL;
+    write(st->pending_ud);
+}
+
 int store_exec(store *st, const char *sql)
 {
+    if (st->pending)
+        write_pending(st);
     SETTLE_ST(st);
     char *msg = NULL;
     st->err[0] = 0;
@@ -639,7 +651,20 @@ static sqlite3_stmt *ready(sqlite3_stmt *stmt)
     return stmt;
 }
 
+void store_set_pending(store *st, void (*write)(void *ud), void *ud)
+{
+    st->pending = write;
+    st->pending_ud = ud;
+}
+
 store_stmt *store_sql(store *st, const char *sql)
+{
+    if (st->pending)
+        write_pending(st);
+    return store_sql_beside(st, sql);
+}
+
+store_stmt *store_sql_beside(store *st, const char *sql)
 {
     SETTLE_ST(st);
     st->err[0] = 0;   /* errors from here on are SQLite's, for this statement */
@@ -679,6 +704,8 @@ store_stmt *store_sql(store *st, const char *sql)
 
 store_stmt *store_prepare(store *st, const char *sql)
 {
+    if (st->pending)
+        write_pending(st);
     SETTLE_ST(st);
     sqlite3_stmt *stmt = NULL;
     st->err[0] = 0;

@@ -72,6 +72,16 @@ enum { STORE_ROW = 1, STORE_DONE = 0, STORE_ERROR = -1 };
  * cleared; NULL on a syntax error (logged to stderr with the SQL: it is a
  * programming error). Literals are found fastest. */
 store_stmt *store_sql(store *st, const char *sql);
+/* Rows a writer keeps back to write many to a statement (customer.c's tags
+ * of a due pass): `write` runs (once; it is cleared first) before the
+ * next statement store_sql, store_prepare or store_exec hands out, so
+ * every statement sees the store as if the rows had been written one by
+ * one. NULL: nothing is kept. */
+void store_set_pending(store *st, void (*write)(void *ud), void *ud);
+/* store_sql for a statement that reads and changes nothing of what a
+ * pending writer keeps back, nor fires a trigger that does: the kept rows
+ * stay kept. */
+store_stmt *store_sql_beside(store *st, const char *sql);
 /* An uncached statement the caller finalizes (for SQL built at run time,
  * such as compiled segments). NULL and store_errmsg() on failure. */
 store_stmt *store_prepare(store *st, const char *sql);
