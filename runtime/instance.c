@@ -485,8 +485,12 @@ static int load_history(engine *e, int64_t id, struct run_ctx *ctx, const struct
             return -1;
         ctx->sealed = ctx->hist.len;
     }
-    if (r->history)
+    /* with room for the lines this run adds (a few, mostly): one
+     * allocation rather than a doubling every line or two */
+    if (r->history) {
+        strbuf_reserve(&ctx->hist, r->history_len + 256);
         strbuf_add(&ctx->hist, r->history, r->history_len);
+    }
     /* sealed chunks end on a line break, so the lines are theirs plus the
      * row's, counted once each */
     ctx->steps = count_lines(ctx->hist.s, ctx->sealed) + recent;
