@@ -1,6 +1,7 @@
 /* validate — rules for input from outside (see validate.h). */
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,8 +119,35 @@ size_t validate_utf8(const char *s, size_t n)
     return n;
 }
 
+/* 1 when s[0, n) is all printable ASCII (0x20 to 0x7e): text that passes
+ * every check below. Eight bytes at a time: a byte at or above 0x80 has its
+ * high bit, 0x7f gets it by adding 1, one below 0x20 by subtracting 0x20; a
+ * carry or borrow into the next byte comes only out of a byte already
+ * caught, so "any high bit" is exact. */
+static int printable_ascii(const char *s, size_t n)
+{
+    const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x;
+        memcpy(&x, s + i, 8);
+        if ((x | (x + ones) | (x - 0x20 * ones)) & high)
+            return 0;
+    }
+    for (; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c >= 0x7f)
+            return 0;
+    }
+    return 1;
+}
+
 int validate_text(const char *s, size_t n, int flags, char *err, size_t errlen)
 {
+    /* Names, ids, cities: nearly always plain ASCII, settled in one pass
+     * (a CSV import validates every cell; 6% of its instructions were here). */
+    if (printable_ascii(s, n))
+        return 0;
     const char *nul = memchr(s, 0, n);
     if (nul)
         return fail(err, errlen, "contains a NUL byte (byte %zu)", (size_t)(nul - s) + 1);
