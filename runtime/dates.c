@@ -281,6 +281,19 @@ int dates_customer_changed(engine *e, const char *customer)
     return rc;
 }
 
+int dates_any_planned(engine *e)
+{
+    lua_State *L = sandbox_state(e->sb);
+    int top = lua_gettop(L), any = 0;
+    if (catalog_push_dated(e) && lua_rawlen(L, -1) > 0)
+        any = 1;
+    lua_settop(L, top);
+    if (!any && catalog_push_local(e) && lua_rawlen(L, -1) > 0)
+        any = 1;
+    lua_settop(L, top);
+    return any;
+}
+
 /* The trigger's identity: a changed field, time or offset re-plans it. */
 static char *trigger_key(lua_State *L, int decl)
 {

@@ -26,6 +26,11 @@
 /* Recomputes the rows of one customer (its fields or zone changed). */
 int dates_customer_changed(engine *e, const char *customer);
 
+/* 1 when some journey of the loaded catalog is planned by a date field or
+ * a local time (dates_customer_changed has work), else 0. A caller that
+ * changes many customers under one catalog asks once. */
+int dates_any_planned(engine *e);
+
 /* After a load: fills the rows of every dated journey whose trigger is new
  * or changed (for all customers), drops those of journeys gone; the same for
  * local-time triggers (below). */

@@ -130,6 +130,7 @@ struct importer {
     void *ud;
     struct import_report *rep;
     int products;                   /* rows are products (--products), not customers */
+    int dated;                      /* a journey is planned by date or local time (dates_any_planned) */
     int open;                       /* a batch transaction is open */
     int fresh;                      /* first import: one transaction, indexes built at the end */
     char **index_sql;               /* fresh: the dropped indexes' CREATE statements */
@@ -213,7 +214,7 @@ static int import_row(struct importer *im, const cJSON *obj, int flags, const ch
         id = cJSON_GetObjectItemCaseSensitive(obj, "id")->valuestring;
     /* A new or changed birthday (or any date field, or zone) re-plans the
      * customer's date triggers, in the row's own savepoint. */
-    if (id && dates_customer_changed(im->e, id) != 0) {
+    if (id && im->dated && dates_customer_changed(im->e, id) != 0) {
         snprintf(im->reason, sizeof im->reason, "date triggers: %s", store_errmsg(st));
         return batch_failed(im, line, im->reason);
     }
@@ -888,6 +889,9 @@ static int run(engine *e, const char *path, int products, import_reject_fn rejec
     r.buf = xmalloc(r.cap);
     struct importer im = {.e = e, .path = strcmp(path, "-") ? path : "stdin", .reject = reject,
                           .ud = ud, .rep = rep, .products = products, .err = err, .errlen = errlen};
+    /* The catalog stays as loaded through the import: asked once, not per row
+     * (a row without dated journeys otherwise costs two catalog look-ups). */
+    im.dated = !products && dates_any_planned(e);
     rd_want(&r, 64);
     if (r.len >= 3 && memcmp(r.buf, "\xEF\xBB\xBF", 3) == 0)
         r.pos = 3;
