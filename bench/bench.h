@@ -65,8 +65,10 @@ static inline int bench_load_ndjson(const char *path,
  * (store_open creates and migrates it first): what a ceiling writes to.
  * That first store_open also turns SQLite's memory statistics off for the
  * process, as in tend, so a ceiling pays no counting mutex tend does not.
+ * flags: more sqlite3_open_v2 flags (SQLITE_OPEN_NOMUTEX, as tend's store
+ * opens its connection, for a ceiling that uses its handle in one thread).
  * Exits with the reason when it cannot. */
-static inline sqlite3 *bench_raw_open(const char *path)
+static inline sqlite3 *bench_raw_open_v2(const char *path, int flags)
 {
     char *err = NULL;
     store *st = store_open(path, NULL, &err);
@@ -76,11 +78,16 @@ static inline sqlite3 *bench_raw_open(const char *path)
     }
     store_close(st);
     sqlite3 *db;
-    if (sqlite3_open(path, &db) != SQLITE_OK) {
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | flags, NULL) != SQLITE_OK) {
         fprintf(stderr, "%s: %s\n", path, sqlite3_errmsg(db));
         exit(1);
     }
     return db;
+}
+
+static inline sqlite3 *bench_raw_open(const char *path)
+{
+    return bench_raw_open_v2(path, 0);
 }
 
 #endif
