@@ -494,6 +494,45 @@ static int csv_cell(struct csv *c)
     return ch;
 }
 
+/* The common record, read whole: a line already in the read buffer, ended
+ * by LF or CRLF, with no quote and no other CR in it, is its cells split at
+ * the commas, exactly what csv_cell would make of it, with one copy and
+ * three memchr scans instead of a copy and a call a cell. Returns 1 when it
+ * took the record, 0 to leave it to csv_cell. */
+static int csv_line(struct csv *c)
+{
+    struct reader *r = c->rd;
+    const char *p = r->buf + r->pos;
+    const char *nl = memchr(p, '\n', r->len - r->pos);
+    if (!nl)
+        return 0;
+    size_t n = (size_t)(nl - p);
+    if (n && p[n - 1] == '\r')
+        n--;
+    if (memchr(p, '"', n) || memchr(p, '\r', n))
+        return 0;
+    if (n + 1 > c->cap)
+        csv_grow(c, n + 1);
+    memcpy(c->text, p, n);
+    c->text[n] = 0;
+    c->len = n + 1;
+    for (char *cell = c->text;;) {
+        if (c->ncells == c->offcap) {
+            c->offcap = c->offcap ? c->offcap * 2 : 32;
+            c->off = xrealloc(c->off, (size_t)c->offcap * sizeof *c->off);
+        }
+        c->off[c->ncells++] = (size_t)(cell - c->text);
+        char *comma = memchr(cell, ',', (size_t)(c->text + n - cell));
+        if (!comma)
+            break;
+        *comma = 0;
+        cell = comma + 1;
+    }
+    r->pos += (size_t)(nl - p) + 1;
+    c->line++;
+    return 1;
+}
+
 /* Reads the next record, skipping blank lines. Returns 1 (a record), 0 at
  * the end of input, -1 on a read failure or a record past MAX_RECORD. */
 static int csv_next(struct csv *c)
@@ -511,6 +550,8 @@ static int csv_next(struct csv *c)
     c->len = 0;
     c->problem[0] = 0;
     c->first_line = c->line;
+    if (csv_line(c))
+        return 1;
     do
         ch = csv_cell(c);
     while (ch == ',');

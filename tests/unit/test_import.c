@@ -2,7 +2,8 @@
  * journey is planned by a date field or a local time, and then plans every
  * imported customer's rows as a PUT does; with no such journey it plans
  * none. Both into an empty store (the first import, one transaction) and
- * into one that has customers (batches). */
+ * into one that has customers (batches). And CSV records: the ones read
+ * whole and the ones read cell by cell come out the same. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -95,12 +96,70 @@ static void test_no_planned_journey(void **state)
     fixture_close(f);
 }
 
+static void keep_reject(void *ud, long line, const char *reason)
+{
+    strbuf_printf(ud, "%ld: %s\n", line, reason);
+}
+
+static char *text_of(engine *e, const char *sql)
+{
+    store_stmt *s = store_sql(e->st, sql);
+    assert_int_equal(store_step(s), STORE_ROW);
+    const char *t = store_col_text(s, 0);
+    char *copy = t ? xstrdup(t) : NULL;
+    store_reset(s);
+    return copy;
+}
+
+/* Records read whole (a line without quotes) and cell by cell (quotes, a
+ * lone CR, the last line without its LF) make the same cells and lines. */
+static void test_csv_records(void **state)
+{
+    (void)state;
+    static const char csv[] =
+        "id,name,city\r\n"
+        "a1,,Paris\r\n"
+        "a2,\"Q, Inc\",\n"
+        "a3,Bob,Rome,extra\n"
+        "\n"
+        "a4,Al,\n"
+        "a5,Cy\rCarl,Lyon\n"
+        "a6,Zoe,Oslo";
+    struct fixture *f = fixture_open("import-csv", T0, NULL, NEITHER);
+    char path[] = "/tmp/tend-import-XXXXXX.csv";
+    int fd = mkstemps(path, 4);
+    assert_int_equal(write(fd, csv, sizeof csv - 1), (ssize_t)(sizeof csv - 1));
+    close(fd);
+    struct import_report rep;
+    char err[256];
+    strbuf rejects;
+    strbuf_init(&rejects);
+    assert_int_equal(importer_run(f->e, path, keep_reject, &rejects, &rep, err, sizeof err), 0);
+    unlink(path);
+    assert_int_equal(rep.imported, 4);
+    assert_int_equal(rep.rejected, 3);
+    /* a lone CR ends a record: "a5,Cy" on line 7, "Carl,Lyon" on line 8 */
+    assert_string_equal(rejects.s, "4: row has 4 cells, the header has 3\n"
+                                   "7: row has 2 cells, the header has 3\n"
+                                   "8: row has 2 cells, the header has 3\n");
+    strbuf_free(&rejects);
+    assert_int_equal(count(f->e, "SELECT COUNT(*) FROM customers WHERE id = 'a1' AND name IS NULL AND city = 'Paris'"), 1);
+    char *name = text_of(f->e, "SELECT name FROM customers WHERE id = 'a2'");
+    assert_string_equal(name, "Q, Inc");
+    free(name);
+    assert_int_equal(count(f->e, "SELECT COUNT(*) FROM customers WHERE id = 'a2' AND city IS NULL"), 1);
+    assert_int_equal(count(f->e, "SELECT COUNT(*) FROM customers WHERE id = 'a4' AND name = 'Al' AND city IS NULL"), 1);
+    assert_int_equal(count(f->e, "SELECT COUNT(*) FROM customers WHERE id = 'a6' AND city = 'Oslo'"), 1);
+    fixture_close(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dated_journey),
         cmocka_unit_test(test_local_journey),
         cmocka_unit_test(test_no_planned_journey),
+        cmocka_unit_test(test_csv_records),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     clock_shutdown();
