@@ -661,12 +661,12 @@ void catalog_restore_env(lua_State *L, int decl)
     lua_settop(L, top);
 }
 
-int catalog_push_journey(engine *e, const char *name, const char *version)
+/* The declaration of `version` (NULL: none) in the journey's entry at
+ * stack index `entry`, left alone at top + 1 (1); else the stack back at
+ * `top` and nil pushed (0). */
+static int push_declaration(lua_State *L, int top, int entry, const char *version)
 {
-    lua_State *L = sandbox_state(e->sb);
-    int top = lua_gettop(L);
-    if (push_sub(L, "journeys", name, 0) && lua_getfield(L, -1, "versions") == LUA_TTABLE &&
-        lua_getfield(L, -1, version) == LUA_TTABLE) {
+    if (version && lua_getfield(L, entry, "versions") == LUA_TTABLE && lua_getfield(L, -1, version) == LUA_TTABLE) {
         lua_replace(L, top + 1);
         lua_settop(L, top + 1);
         return 1;
@@ -676,24 +676,25 @@ int catalog_push_journey(engine *e, const char *name, const char *version)
     return 0;
 }
 
+int catalog_push_journey(engine *e, const char *name, const char *version)
+{
+    lua_State *L = sandbox_state(e->sb);
+    int top = lua_gettop(L);
+    return push_declaration(L, top, top + 1, push_sub(L, "journeys", name, 0) ? version : NULL);
+}
+
 int catalog_push_current(engine *e, const char *name)
 {
     /* catalog_current_version and catalog_push_journey in one walk to the
      * journey's entry (once an event for each journey its type starts) */
     lua_State *L = sandbox_state(e->sb);
     int top = lua_gettop(L);
+    const char *version = NULL;
     if (push_sub(L, "journeys", name, 0)) {
         lua_getfield(L, -1, "current");
-        const char *version = lua_tostring(L, -1);   /* stays on the stack while used */
-        if (version && lua_getfield(L, -2, "versions") == LUA_TTABLE && lua_getfield(L, -1, version) == LUA_TTABLE) {
-            lua_replace(L, top + 1);
-            lua_settop(L, top + 1);
-            return 1;
-        }
+        version = lua_tostring(L, -1);   /* stays on the stack while used */
     }
-    lua_settop(L, top);
-    lua_pushnil(L);
-    return 0;
+    return push_declaration(L, top, top + 1, version);
 }
 
 const char *catalog_current_version(engine *e, const char *name)
