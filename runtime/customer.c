@@ -813,9 +813,7 @@ static int write_all_kept_tags(struct customer_kept_tags *k)
     store_set_pending(k->e->st, NULL, NULL);
     int rc = 0;
     for (int from = 0, n; rc == 0 && from < k->n; from += n) {
-        n = 1;
-        while (n * 2 <= k->n - from)
-            n *= 2;
+        n = util_rows_chunk(k->n - from, CUSTOMER_KEPT_TAGS);
         rc = write_kept_tags(k->e, k, from, n);
     }
     drop_kept_tags(k);

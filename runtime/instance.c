@@ -662,10 +662,7 @@ static const struct {
  * chunks (37 rows: 32 + 4 + 1), whose statements page_stmt keeps. */
 static int page_chunk(int n)
 {
-    int m = 1;
-    while (m * 2 <= n && m * 2 <= KEEP_ROWS)
-        m *= 2;
-    return m;
+    return util_rows_chunk(n, KEEP_ROWS);
 }
 
 /* The statement for `rows` rows of one of PAGE_SQL: the texts for a power

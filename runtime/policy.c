@@ -586,8 +586,7 @@ static int activity_write(engine *e)
     struct activity_batch *b = e->activity;
     int rc = 0;
     for (int from = 0, n; rc == 0 && b && from < b->n; from += n) {
-        for (n = 1; n * 2 <= b->n - from; n *= 2)
-            ;
+        n = util_rows_chunk(b->n - from, ACTIVITY_ROWS);
         store_stmt *s = activity_stmt(e, n);
         rc = s ? 0 : -1;
         for (int i = 0; rc == 0 && i < n; i++) {

@@ -283,3 +283,11 @@ size_t util_int_text(char *buf, int64_t v)
     buf[n] = 0;
     return n;
 }
+
+int util_rows_chunk(int n, int max)
+{
+    int m = 1;
+    while (m * 2 <= n && m * 2 <= max)
+        m *= 2;
+    return m;
+}

@@ -70,4 +70,9 @@ size_t util_int_text(char *buf, int64_t v);
  * without its cost; returns the length written. */
 size_t util_concat(char *buf, size_t n, ...);
 
+/* The rows of the next multi-row statement when n (>= 1) are left: the
+ * largest power of two <= n and <= max, so a batch of any size is written
+ * with statements of a few sizes that stay prepared (37 = 32 + 4 + 1). */
+int util_rows_chunk(int n, int max);
+
 #endif
