@@ -773,7 +773,11 @@ int customer_set(engine *e, const char *id, const cJSON *changes, char *err, siz
 
 /* Kept tags [from, from + n), n a power of two <= CUSTOMER_KEPT_TAGS, in
  * one statement; the same rows, in the same order, as n customer_tag
- * calls (a later row of the same key is ignored as it would have been). */
+ * calls (a later row of the same key is ignored as it would have been).
+ * Each row's last_order_at comes from one join on customers (the VALUES
+ * the outer loop, as a LEFT JOIN's left side stays: rows in their order,
+ * NULL for an unknown customer) rather than a scalar subquery a row,
+ * which opened, sought and closed a cursor on customers for every tag. */
 static int write_kept_tags(engine *e, struct customer_kept_tags *k, int from, int n)
 {
     int slot = 0;
@@ -782,10 +786,11 @@ static int write_kept_tags(engine *e, struct customer_kept_tags *k, int from, in
     if (!k->sql[slot]) {
         strbuf b;
         strbuf_init(&b);
-        strbuf_puts(&b, "INSERT OR IGNORE INTO customer_tags (customer, tag, last_order_at) VALUES");
+        strbuf_puts(&b, "INSERT OR IGNORE INTO customer_tags (customer, tag, last_order_at)"
+                        " SELECT v.column1, v.column2, c.last_order_at FROM (VALUES");
         for (int i = 0; i < n; i++)
-            strbuf_printf(&b, "%s(?%d, ?%d, (SELECT last_order_at FROM customers WHERE id = ?%d))", i ? ", " : " ",
-                          2 * i + 1, 2 * i + 2, 2 * i + 1);
+            strbuf_printf(&b, "%s(?%d, ?%d)", i ? ", " : " ", 2 * i + 1, 2 * i + 2);
+        strbuf_puts(&b, ") v LEFT JOIN customers c ON c.id = v.column1");
         k->sql[slot] = strbuf_take(&b);
     }
     store_stmt *s = store_sql(e->st, k->sql[slot]);
