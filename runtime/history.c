@@ -137,22 +137,22 @@ char *history_desc(const struct history_entry *e)
 
 /* --- writing ----------------------------------------------------------- */
 
-static void put_int(strbuf *b, int64_t v)
-{
-    char text[24];
-    strbuf_add(b, text, util_int_text(text, v));
-}
-
+/* The line's head (kind, hash, time, pending) is written straight into
+ * the buffer, reserved once: a wake writes a line a step, and a call a
+ * field (13 of them) cost more than the bytes. */
 void history_append(strbuf *b, const char *kind, int64_t hash, int64_t t, int pending, int64_t deadline,
                     const char *desc, const char *result, size_t rlen)
 {
+    if (!*kind)
+        kind = "?";
+    size_t klen = strlen(kind);
+    /* kind, ' ', 8 hex digits, ' ', 20 digits and a sign, ' ', 'p' and 21, ' ' */
+    strbuf_reserve(b, klen + 56);
+    char *p = b->s + b->len;
     /* a kind is one token: a migration's odd kind keeps its letters */
-    size_t mark = b->len;
-    strbuf_puts(b, *kind ? kind : "?");
-    for (size_t i = mark; i < b->len; i++)
-        if (b->s[i] == ' ' || b->s[i] == '\n')
-            b->s[i] = '_';
-    strbuf_putc(b, ' ');
+    for (size_t i = 0; i < klen; i++)
+        *p++ = kind[i] == ' ' || kind[i] == '\n' ? '_' : kind[i];
+    *p++ = ' ';
     if (hash >= 0) {
         static const char digits[] = "0123456789abcdef";
         char hex[8];
@@ -162,24 +162,27 @@ void history_append(strbuf *b, const char *kind, int64_t hash, int64_t t, int pe
             hex[7 - n++] = digits[h & 15];
             h >>= 4;
         } while (h);
-        strbuf_add(b, hex + 8 - n, (size_t)n);
+        memcpy(p, hex + 8 - n, (size_t)n);
+        p += n;
     } else {
-        strbuf_putc(b, '-');
+        *p++ = '-';
     }
-    strbuf_putc(b, ' ');
+    *p++ = ' ';
     if (t >= 0)
-        put_int(b, t);
+        p += util_int_text(p, t);
     else
-        strbuf_putc(b, '-');
-    strbuf_putc(b, ' ');
+        *p++ = '-';
+    *p++ = ' ';
     if (pending) {
-        strbuf_putc(b, 'p');
+        *p++ = 'p';
         if (deadline)
-            put_int(b, deadline);
+            p += util_int_text(p, deadline);
     } else {
-        strbuf_putc(b, '-');
+        *p++ = '-';
     }
-    strbuf_putc(b, ' ');
+    *p++ = ' ';
+    *p = 0;
+    b->len = (size_t)(p - b->s);
     desc = desc ? desc : "";
     strbuf_json_string(b, desc, strlen(desc));
     if (result) {
