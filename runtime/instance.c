@@ -1748,17 +1748,25 @@ int instance_run_due(engine *e, tend_time now, int max)
         return 0;
     }
     /* An instance with two timers in the batch (a stale one) wakes on its
-     * first; the second reads the row that wake left. */
-    struct due **by_id = xmalloc((size_t)n * sizeof *by_id);
-    for (int i = 0; i < n; i++)
-        by_id[i] = &due[i];
-    qsort(by_id, (size_t)n, sizeof *by_id, due_by_id);
-    for (int i = 1; i < n; i++)
-        if (by_id[i]->id == by_id[i - 1]->id && by_id[i]->loaded) {
-            row_free(&by_id[i]->r);
-            by_id[i]->loaded = 0;
-        }
-    free(by_id);
+     * first; the second reads the row that wake left. A batch whose ids
+     * rise in claim order (the timers of one time, as a fan-out or a
+     * start's batch sets them) has no such instance: it skips the sort,
+     * ~1.3k instructions a wake. */
+    int rising = 1;
+    for (int i = 1; i < n && rising; i++)
+        rising = due[i].id > due[i - 1].id;
+    if (!rising) {
+        struct due **by_id = xmalloc((size_t)n * sizeof *by_id);
+        for (int i = 0; i < n; i++)
+            by_id[i] = &due[i];
+        qsort(by_id, (size_t)n, sizeof *by_id, due_by_id);
+        for (int i = 1; i < n; i++)
+            if (by_id[i]->id == by_id[i - 1]->id && by_id[i]->loaded) {
+                row_free(&by_id[i]->r);
+                by_id[i]->loaded = 0;
+            }
+        free(by_id);
+    }
     if (!clock_is_virtual(e->clock)) {   /* lateness is a real-time measure */
         double woke = metrics_now();
         for (int i = 0; i < n; i++)

@@ -4,7 +4,8 @@
  * later wake of the same batch, sees the store as if each tag had been
  * written at its c:tag: the same rows, with their customer's
  * last_order_at, an untag after a tag leaves none, and a batch of more
- * tags than a page holds writes them all. */
+ * tags than a page holds writes them all. And the claim of a due batch in
+ * which an instance has two timers: it wakes once. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -122,11 +123,37 @@ static void test_kept_tags_past_a_page_are_all_written(void **state)
     fixture_close(f);
 }
 
+/* A batch in which an instance has two timers (a stale one before its
+ * own), so the claimed ids do not rise in claim order: the instance wakes
+ * once, on its first timer (the second reads the row that wake left and
+ * finds its wait not yet due), and the others of the batch as usual. */
+static void test_a_stale_timer_wakes_its_instance_once(void **state)
+{
+    (void)state;
+    struct fixture *f = fixture_open("kept_tags", 1767225600, "{\"synchronous\": \"normal\"}",
+        "journey \"tagger\" { run = function(c) wait(3600) c:tag(\"seen\") wait(3600) end }\n");
+    store *st = f->e->st;
+    start(f, "tagger", "s1");
+    start(f, "tagger", "s2");
+    start(f, "tagger", "s3");
+    exec_ok(st, "INSERT INTO timers (wake_at, instance) SELECT wake_at - 60, id FROM instances WHERE customer = 's2'");
+    assert_int_equal(count(st, "SELECT COUNT(*) FROM timers"), 4);
+    wake_all(f, 100);
+    assert_int_equal(count(st, "SELECT COUNT(*) FROM instances WHERE state = 'waiting' AND step = 3"), 3);
+    assert_int_equal(count(st, "SELECT COUNT(*) FROM instances WHERE history LIKE '%tag %tag %'"), 0);
+    assert_int_equal(count(st, "SELECT COUNT(*) FROM customer_tags WHERE tag = 'seen'"), 3);
+    assert_int_equal(count(st, "SELECT COUNT(*) FROM timers t JOIN instances i ON i.id = t.instance"
+                               " AND i.wake_at = t.wake_at"), 3);
+    assert_int_equal(count(st, "SELECT COUNT(*) FROM timers"), 3);
+    fixture_close(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kept_tags_are_seen_by_what_comes_after),
         cmocka_unit_test(test_kept_tags_past_a_page_are_all_written),
+        cmocka_unit_test(test_a_stale_timer_wakes_its_instance_once),
     };
     return cmocka_run_group_tests_name("kept_tags", tests, NULL, NULL);
 }
