@@ -485,8 +485,54 @@ static int move_to_lease(engine *e, const int64_t *ids, const tend_time *due_at,
     return 0;
 }
 
+/* 1 if ids are ids[0], ids[0] + 1, ... ids[0] + n - 1: the rows a bulk
+ * send (a broadcast, a due pass of one journey) queued one after another,
+ * claimed as they come due. */
+static int consecutive_ids(const int64_t *ids, int n)
+{
+    for (int i = 1; i < n; i++)
+        if (ids[i] != ids[0] + i)
+            return 0;
+    return 1;
+}
+
+/* The claim of rows whose ids are one range: `id BETWEEN` is a range of
+ * the table's own key, where `id IN (...)` first writes each item into an
+ * ephemeral index (~1.7k instructions an item) and seeks each. The same
+ * two statements as claim's below, over the range. */
+static int claim_range(engine *e, int64_t lo, int64_t hi, int n, tend_time lease)
+{
+    store_stmt *s = store_sql(e->st, "UPDATE outbox SET status = 'sending', attempts = attempts + 1, due_key = ?1"
+                                     " WHERE status = 'queued' AND id BETWEEN ?2 AND ?3");
+    if (!s)
+        return -1;
+    store_bind_int(s, 1, lease);
+    store_bind_int(s, 2, lo);
+    store_bind_int(s, 3, hi);
+    if (store_run(s) != 0)
+        return -1;
+    int k = store_changes(e->st);
+    if (counts_move(e, "queued", "sending", k) != 0)
+        return -1;
+    if (k == n)
+        return 0;
+    s = store_sql(e->st, "UPDATE outbox SET status = 'sending', attempts = attempts + 1, due_key = ?1"
+                         " WHERE due_key IS NOT ?1 AND id BETWEEN ?2 AND ?3");
+    if (!s)
+        return -1;
+    store_bind_int(s, 1, lease);
+    store_bind_int(s, 2, lo);
+    store_bind_int(s, 3, hi);
+    return store_run(s);
+}
+
 int outbox_claim_many(engine *e, const int64_t *ids, const tend_time *due_at, int n, tend_time lease)
 {
+    if (n >= 4 && consecutive_ids(ids, n)) {
+        if (claim_range(e, ids[0], ids[n - 1], n, lease) != 0)
+            return -1;
+        return move_to_lease(e, ids, due_at, n, lease);
+    }
     /* queued rows, or deferred ones come due and expired claims; the rest
      * statement knows the rows already claimed by their due_key, the lease */
     static struct counted_move claim = {"queued", "sending",

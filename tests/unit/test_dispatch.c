@@ -1527,6 +1527,43 @@ static void test_sent_by_lease(void **state)
     mock_stop(&m);
 }
 
+/* A claim of rows with consecutive ids is one range UPDATE: a row of the
+ * range that is not queued (deferred, come due; a claim that expired) is
+ * claimed by the second statement, counted by the trigger, and every row
+ * of the range is claimed once under the lease. */
+static void test_claim_range(void **state)
+{
+    (void)state;
+    struct mock m;
+    mock_start(&m, NULL);
+    struct env v;
+    env_open(&v, make_config(&m, NULL, 0), clock_new_virtual(T0));
+    int64_t ids[8];
+    tend_time due[8];
+    queued_rows(&v, 8, ids, due);
+    assert_int_equal(ids[7], ids[0] + 7);
+    char sql[200];
+    snprintf(sql, sizeof sql, "UPDATE outbox SET status = 'deferred' WHERE id = %lld;"
+             " UPDATE outbox SET status = 'sending', attempts = 1, due_key = %lld WHERE id = %lld",
+             (long long)ids[2], (long long)due[5], (long long)ids[5]);
+    assert_int_equal(store_exec(v.e->st, sql), 0);
+    tend_time lease = T0 + 120;
+    assert_int_equal(store_begin(v.e->st), 0);
+    assert_int_equal(outbox_claim_many(v.e, ids + 1, due + 1, 6, lease), 0);  /* ids[1] .. ids[6] */
+    assert_int_equal(store_commit(v.e->st), 0);
+    snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM outbox WHERE status = 'sending' AND due_key = %lld"
+             " AND attempts = (CASE id WHEN %lld THEN 2 ELSE 1 END)", (long long)lease, (long long)ids[5]);
+    assert_int_equal(store_count(v.e->st, sql), 6);
+    snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM outbox_due WHERE due_at = %lld", (long long)lease);
+    assert_int_equal(store_count(v.e->st, sql), 6);
+    /* the rows either side of the range are left as they were */
+    assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox WHERE status = 'queued' AND attempts = 0"), 2);
+    assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox_due"), 8);
+    assert_counts_kept(v.e);
+    env_close(&v);
+    mock_stop(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1550,6 +1587,7 @@ int main(void)
         cmocka_unit_test_teardown(test_cost, stop_leftovers),
         cmocka_unit_test_teardown(test_claim_runs, stop_leftovers),
         cmocka_unit_test_teardown(test_sent_by_lease, stop_leftovers),
+        cmocka_unit_test_teardown(test_claim_range, stop_leftovers),
         cmocka_unit_test_teardown(test_channel_urls_kept_apart, stop_leftovers),
     };
     /* TEST_DISPATCH_FILTER=test_smtp (a glob) runs only the matching tests */
