@@ -378,26 +378,84 @@ static int run_counted(engine *e, struct counted_move *m, int64_t scalar, int n,
     return k == n ? 0 : run_batch(e, &m->rest, scalar, n, at2, at3, text3, NULL);
 }
 
-/* The queue entries of n rows claimed under leases[i]: the rows of a run
- * with the same lease (a claim pass's) leave in one DELETE of their keys
- * (due_at = lease, id IN (...): the key's own index, no row read); a run
- * whose entries were not all there, moved by something else since the
- * claim, is done again row by row through due_key (leave_due), which
- * finds each where it is (or nothing, for one that left already). */
-static int leave_due_leased(engine *e, const int64_t *ids, const tend_time *leases, int n)
+/* A sent row's queue entry at its claim's lease, in the order
+ * leave_due_leased deletes them. */
+struct leased {
+    tend_time lease;
+    int64_t id;
+};
+
+static int by_lease_id(const void *a, const void *b)
+{
+    const struct leased *x = a, *y = b;
+    if (x->lease != y->lease)
+        return x->lease < y->lease ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* The entries of one lease, ids sorted: a run of consecutive ids (rows
+ * queued one after another and claimed together) leaves in one range
+ * DELETE of the key, as nothing else of the lease lies between them; the
+ * ids outside such runs leave in one DELETE of their keys (due_at =
+ * lease, id IN (...), each item written into an ephemeral index first,
+ * ~1.7k instructions an item). *left is set to the entries deleted. */
+static int leave_lease(engine *e, tend_time lease, const int64_t *ids, int n, int64_t *single, int *left)
 {
     static struct batch_stmt leave = {"DELETE FROM outbox_due WHERE due_at = ?1 AND id IN (", 3, 1, ")", {0}};
+    int nsingle = 0;
+    *left = 0;
     for (int from = 0, to; from < n; from = to) {
-        for (to = from + 1; to < n && leases[to] == leases[from]; to++)
+        for (to = from + 1; to < n && ids[to] == ids[to - 1] + 1; to++)
+            ;
+        if (to - from < 2) {
+            single[nsingle++] = ids[from];
+            continue;
+        }
+        store_stmt *s = store_sql(e->st, "DELETE FROM outbox_due WHERE due_at = ?1 AND id BETWEEN ?2 AND ?3");
+        if (!s)
+            return -1;
+        store_bind_int(s, 1, lease);
+        store_bind_int(s, 2, ids[from]);
+        store_bind_int(s, 3, ids[to - 1]);
+        if (store_run(s) != 0)
+            return -1;
+        *left += store_changes(e->st);
+    }
+    int k = 0;
+    if (nsingle && run_batch(e, &leave, lease, nsingle, NULL, single, NULL, &k) != 0)
+        return -1;
+    *left += k;
+    return 0;
+}
+
+/* The queue entries of n rows claimed under leases[i], by lease (see
+ * leave_lease: the key's own index, no row read); a lease whose entries
+ * were not all there, moved by something else since the claim, is done
+ * again row by row through due_key (leave_due), which finds each where it
+ * is (or nothing, for one that left already). */
+static int leave_due_leased(engine *e, const int64_t *ids, const tend_time *leases, int n)
+{
+    struct leased *by = xmalloc((size_t)n * sizeof *by);
+    int64_t *sorted = xmalloc(2 * (size_t)n * sizeof *sorted), *single = sorted + n;
+    for (int i = 0; i < n; i++)
+        by[i] = (struct leased){leases[i], ids[i]};
+    qsort(by, (size_t)n, sizeof *by, by_lease_id);
+    for (int i = 0; i < n; i++)
+        sorted[i] = by[i].id;
+    int rc = 0;
+    for (int from = 0, to; rc == 0 && from < n; from = to) {
+        for (to = from + 1; to < n && by[to].lease == by[from].lease; to++)
             ;
         int left = 0;
-        if (leases[from] > 0 && run_batch(e, &leave, leases[from], to - from, NULL, ids + from, NULL, &left) != 0)
-            return -1;
-        for (int i = from; left < to - from && i < to; i++)
-            if (leave_due(e, ids[i]) != 0)
-                return -1;
+        if (by[from].lease > 0 && leave_lease(e, by[from].lease, sorted + from, to - from, single, &left) != 0)
+            rc = -1;
+        for (int i = from; rc == 0 && left < to - from && i < to; i++)
+            if (leave_due(e, sorted[i]) != 0)
+                rc = -1;
     }
-    return 0;
+    free(by);
+    free(sorted);
+    return rc;
 }
 
 int outbox_mark_sent_many(engine *e, const int64_t *ids, const char *const *responses, const tend_time *leases,

@@ -1564,6 +1564,44 @@ static void test_claim_range(void **state)
     mock_stop(&m);
 }
 
+/* The sent mark's queue entries leave by lease, a run of consecutive ids
+ * in one range delete and the others by their keys, whatever the order
+ * the results came in: the rows still in flight between and after them
+ * keep their entries, and each row keeps its own response. */
+static void test_sent_runs(void **state)
+{
+    (void)state;
+    struct mock m;
+    mock_start(&m, NULL);
+    struct env v;
+    env_open(&v, make_config(&m, NULL, 0), clock_new_virtual(T0));
+    int64_t ids[10];
+    tend_time due[10];
+    queued_rows(&v, 10, ids, due);
+    tend_time lease = T0 + 120;
+    assert_int_equal(store_begin(v.e->st), 0);
+    assert_int_equal(outbox_claim_many(v.e, ids, due, 10, lease), 0);
+    assert_int_equal(store_commit(v.e->st), 0);
+    /* runs 0-2 and 5-6, a lone 8; 3, 4, 7 and 9 still in flight */
+    int64_t done[6] = {ids[6], ids[0], ids[8], ids[2], ids[1], ids[5]};
+    const char *responses[6] = {"r6", "r0", "r8", "r2", "r1", "r5"};
+    tend_time leases[6] = {lease, lease, lease, lease, lease, lease};
+    assert_int_equal(store_begin(v.e->st), 0);
+    assert_int_equal(outbox_mark_sent_many(v.e, done, responses, leases, 6, T0 + 1), 0);
+    assert_int_equal(store_commit(v.e->st), 0);
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM outbox WHERE status = 'sent' AND due_key IS NULL"
+             " AND response = 'r' || (id - %lld)", (long long)ids[0]);
+    assert_int_equal(store_count(v.e->st, sql), 6);
+    snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM outbox_due WHERE due_at = %lld AND id IN (%lld, %lld, %lld, %lld)",
+             (long long)lease, (long long)ids[3], (long long)ids[4], (long long)ids[7], (long long)ids[9]);
+    assert_int_equal(store_count(v.e->st, sql), 4);
+    assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox_due"), 4);
+    assert_counts_kept(v.e);
+    env_close(&v);
+    mock_stop(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1588,6 +1626,7 @@ int main(void)
         cmocka_unit_test_teardown(test_claim_runs, stop_leftovers),
         cmocka_unit_test_teardown(test_sent_by_lease, stop_leftovers),
         cmocka_unit_test_teardown(test_claim_range, stop_leftovers),
+        cmocka_unit_test_teardown(test_sent_runs, stop_leftovers),
         cmocka_unit_test_teardown(test_channel_urls_kept_apart, stop_leftovers),
     };
     /* TEST_DISPATCH_FILTER=test_smtp (a glob) runs only the matching tests */
