@@ -378,6 +378,23 @@ static int run_counted(engine *e, struct counted_move *m, int64_t scalar, int n,
     return k == n ? 0 : run_batch(e, &m->rest, scalar, n, at2, at3, text3, NULL);
 }
 
+/* Runs a statement over one range of ids: ?1 is `scalar`, ?2 and ?3 the
+ * range's ends; *changed (may be NULL) is set to the rows it changed. */
+static int run_range(engine *e, const char *sql, int64_t scalar, int64_t lo, int64_t hi, int *changed)
+{
+    store_stmt *s = store_sql(e->st, sql);
+    if (!s)
+        return -1;
+    store_bind_int(s, 1, scalar);
+    store_bind_int(s, 2, lo);
+    store_bind_int(s, 3, hi);
+    if (store_run(s) != 0)
+        return -1;
+    if (changed)
+        *changed = store_changes(e->st);
+    return 0;
+}
+
 /* A sent row's queue entry at its claim's lease, in the order
  * leave_due_leased deletes them. */
 struct leased {
@@ -411,15 +428,11 @@ static int leave_lease(engine *e, tend_time lease, const int64_t *ids, int n, in
             single[nsingle++] = ids[from];
             continue;
         }
-        store_stmt *s = store_sql(e->st, "DELETE FROM outbox_due WHERE due_at = ?1 AND id BETWEEN ?2 AND ?3");
-        if (!s)
+        int k;
+        if (run_range(e, "DELETE FROM outbox_due WHERE due_at = ?1 AND id BETWEEN ?2 AND ?3", lease, ids[from],
+                      ids[to - 1], &k) != 0)
             return -1;
-        store_bind_int(s, 1, lease);
-        store_bind_int(s, 2, ids[from]);
-        store_bind_int(s, 3, ids[to - 1]);
-        if (store_run(s) != 0)
-            return -1;
-        *left += store_changes(e->st);
+        *left += k;
     }
     int k = 0;
     if (nsingle && run_batch(e, &leave, lease, nsingle, NULL, single, NULL, &k) != 0)
@@ -560,28 +573,13 @@ static int consecutive_ids(const int64_t *ids, int n)
  * two statements as claim's below, over the range. */
 static int claim_range(engine *e, int64_t lo, int64_t hi, int n, tend_time lease)
 {
-    store_stmt *s = store_sql(e->st, "UPDATE outbox SET status = 'sending', attempts = attempts + 1, due_key = ?1"
-                                     " WHERE status = 'queued' AND id BETWEEN ?2 AND ?3");
-    if (!s)
+    int k;
+    if (run_range(e, "UPDATE outbox SET status = 'sending', attempts = attempts + 1, due_key = ?1"
+                     " WHERE status = 'queued' AND id BETWEEN ?2 AND ?3", lease, lo, hi, &k) != 0 ||
+        counts_move(e, "queued", "sending", k) != 0)
         return -1;
-    store_bind_int(s, 1, lease);
-    store_bind_int(s, 2, lo);
-    store_bind_int(s, 3, hi);
-    if (store_run(s) != 0)
-        return -1;
-    int k = store_changes(e->st);
-    if (counts_move(e, "queued", "sending", k) != 0)
-        return -1;
-    if (k == n)
-        return 0;
-    s = store_sql(e->st, "UPDATE outbox SET status = 'sending', attempts = attempts + 1, due_key = ?1"
-                         " WHERE due_key IS NOT ?1 AND id BETWEEN ?2 AND ?3");
-    if (!s)
-        return -1;
-    store_bind_int(s, 1, lease);
-    store_bind_int(s, 2, lo);
-    store_bind_int(s, 3, hi);
-    return store_run(s);
+    return k == n ? 0 : run_range(e, "UPDATE outbox SET status = 'sending', attempts = attempts + 1, due_key = ?1"
+                                     " WHERE due_key IS NOT ?1 AND id BETWEEN ?2 AND ?3", lease, lo, hi, NULL);
 }
 
 int outbox_claim_many(engine *e, const int64_t *ids, const tend_time *due_at, int n, tend_time lease)

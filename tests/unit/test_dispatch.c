@@ -1450,6 +1450,31 @@ static void queued_rows(struct env *v, int n, int64_t *ids, tend_time *due)
     store_reset(s);
 }
 
+/* A store on a virtual clock at T0 with one http channel to a fresh mock,
+ * and its end, the outbox counts checked against the rows. */
+static void mock_env_open(struct mock *m, struct env *v)
+{
+    mock_start(m, NULL);
+    env_open(v, make_config(m, NULL, 0), clock_new_virtual(T0));
+}
+
+static void mock_env_close(struct mock *m, struct env *v)
+{
+    assert_counts_kept(v->e);
+    env_close(v);
+    mock_stop(m);
+}
+
+/* n queued rows (at most 16), claimed together under `lease` and committed. */
+static void claimed_rows(struct env *v, int n, int64_t *ids, tend_time lease)
+{
+    tend_time due[16];
+    queued_rows(v, n, ids, due);
+    assert_int_equal(store_begin(v->e->st), 0);
+    assert_int_equal(outbox_claim_many(v->e, ids, due, n, lease), 0);
+    assert_int_equal(store_commit(v->e->st), 0);
+}
+
 /* outbox_claim_many moves a run of consecutive queue entries to the lease
  * at once; claims that are not one (a queued row left between them) move
  * one by one, and the row between keeps its place. */
@@ -1457,9 +1482,8 @@ static void test_claim_runs(void **state)
 {
     (void)state;
     struct mock m;
-    mock_start(&m, NULL);
     struct env v;
-    env_open(&v, make_config(&m, NULL, 0), clock_new_virtual(T0));
+    mock_env_open(&m, &v);
     int64_t ids[12];
     tend_time due[12];
     queued_rows(&v, 12, ids, due);
@@ -1481,9 +1505,7 @@ static void test_claim_runs(void **state)
     assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox WHERE status = 'sending' AND attempts = 1"
                                           " AND due_key = 1772416920"), 11);
     assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox_due"), 12);
-    assert_counts_kept(v.e);
-    env_close(&v);
-    mock_stop(&m);
+    mock_env_close(&m, &v);
 }
 
 /* outbox_mark_sent_many with the claims' leases: the rows leave the queue
@@ -1494,16 +1516,11 @@ static void test_sent_by_lease(void **state)
 {
     (void)state;
     struct mock m;
-    mock_start(&m, NULL);
     struct env v;
-    env_open(&v, make_config(&m, NULL, 0), clock_new_virtual(T0));
+    mock_env_open(&m, &v);
     int64_t ids[8];
-    tend_time due[8];
-    queued_rows(&v, 8, ids, due);
     tend_time lease = T0 + 120;
-    assert_int_equal(store_begin(v.e->st), 0);
-    assert_int_equal(outbox_claim_many(v.e, ids, due, 8, lease), 0);
-    assert_int_equal(store_commit(v.e->st), 0);
+    claimed_rows(&v, 8, ids, lease);
     /* ids[2]'s entry and due_key move on after its claim */
     char sql[200];
     snprintf(sql, sizeof sql, "UPDATE outbox_due SET due_at = %lld WHERE id = %lld;"
@@ -1522,9 +1539,7 @@ static void test_sent_by_lease(void **state)
              (long long)lease, (long long)ids[5], (long long)ids[6], (long long)ids[7]);
     assert_int_equal(store_count(v.e->st, sql), 3);
     assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox_due"), 3);
-    assert_counts_kept(v.e);
-    env_close(&v);
-    mock_stop(&m);
+    mock_env_close(&m, &v);
 }
 
 /* A claim of rows with consecutive ids is one range UPDATE: a row of the
@@ -1535,9 +1550,8 @@ static void test_claim_range(void **state)
 {
     (void)state;
     struct mock m;
-    mock_start(&m, NULL);
     struct env v;
-    env_open(&v, make_config(&m, NULL, 0), clock_new_virtual(T0));
+    mock_env_open(&m, &v);
     int64_t ids[8];
     tend_time due[8];
     queued_rows(&v, 8, ids, due);
@@ -1559,9 +1573,7 @@ static void test_claim_range(void **state)
     /* the rows either side of the range are left as they were */
     assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox WHERE status = 'queued' AND attempts = 0"), 2);
     assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox_due"), 8);
-    assert_counts_kept(v.e);
-    env_close(&v);
-    mock_stop(&m);
+    mock_env_close(&m, &v);
 }
 
 /* The sent mark's queue entries leave by lease, a run of consecutive ids
@@ -1572,16 +1584,11 @@ static void test_sent_runs(void **state)
 {
     (void)state;
     struct mock m;
-    mock_start(&m, NULL);
     struct env v;
-    env_open(&v, make_config(&m, NULL, 0), clock_new_virtual(T0));
+    mock_env_open(&m, &v);
     int64_t ids[10];
-    tend_time due[10];
-    queued_rows(&v, 10, ids, due);
     tend_time lease = T0 + 120;
-    assert_int_equal(store_begin(v.e->st), 0);
-    assert_int_equal(outbox_claim_many(v.e, ids, due, 10, lease), 0);
-    assert_int_equal(store_commit(v.e->st), 0);
+    claimed_rows(&v, 10, ids, lease);
     /* runs 0-2 and 5-6, a lone 8; 3, 4, 7 and 9 still in flight */
     int64_t done[6] = {ids[6], ids[0], ids[8], ids[2], ids[1], ids[5]};
     const char *responses[6] = {"r6", "r0", "r8", "r2", "r1", "r5"};
@@ -1597,9 +1604,7 @@ static void test_sent_runs(void **state)
              (long long)lease, (long long)ids[3], (long long)ids[4], (long long)ids[7], (long long)ids[9]);
     assert_int_equal(store_count(v.e->st, sql), 4);
     assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox_due"), 4);
-    assert_counts_kept(v.e);
-    env_close(&v);
-    mock_stop(&m);
+    mock_env_close(&m, &v);
 }
 
 int main(void)
