@@ -438,6 +438,9 @@ static double bench_raw(const char *mock_path, int n, int conc)
         curl_easy_setopt(s->h, CURLOPT_CURLU, parsed);
         curl_easy_setopt(s->h, CURLOPT_PRIVATE, s);
         curl_easy_setopt(s->h, CURLOPT_NOSIGNAL, 1L);
+        /* no proxy, as tend's dispatcher says when the environment names
+         * none (the variables are not looked up at every transfer) */
+        curl_easy_setopt(s->h, CURLOPT_PROXY, "");
         curl_easy_setopt(s->h, CURLOPT_TIMEOUT_MS, 30000L);
         curl_easy_setopt(s->h, CURLOPT_WRITEFUNCTION, sink);
         curl_easy_setopt(s->h, CURLOPT_WRITEDATA, &s->resp);

@@ -1607,6 +1607,35 @@ static void test_sent_runs(void **state)
     mock_env_close(&m, &v);
 }
 
+/* A proxy named by the environment (http_proxy) is still used: the
+ * dispatcher tells libcurl there is none only when no *_proxy variable is
+ * set. The channel's URL points at a port nothing listens on; the mock is
+ * the proxy, and gets the request. */
+static void test_proxy_from_environment(void **state)
+{
+    (void)state;
+    struct mock m;
+    mock_start(&m, NULL);
+    char proxy[64];
+    snprintf(proxy, sizeof proxy, "http://127.0.0.1:%d", m.port);
+    assert_int_equal(setenv("http_proxy", proxy, 1), 0);
+    cJSON *cfg = make_config(&m, NULL, 0);
+    cJSON *sms = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(cfg, "channels"), "sms");
+    cJSON_ReplaceItemInObjectCaseSensitive(sms, "url", cJSON_CreateString("http://127.0.0.1:9/sms"));
+    struct env v;
+    env_open(&v, cfg, clock_new_virtual(T0));
+    customer(v.e, "{\"id\":\"c1\",\"name\":\"Ann\",\"phone\":\"+8613800000001\"}");
+    notify(v.e, "c1", NULL, NULL, "through the proxy");
+    assert_true(engine_run_due(v.e, T0) > 0);
+    unsetenv("http_proxy");
+    assert_int_equal(not_sent(v.e), 0);
+    cJSON *d = mock_get(&m, "/_deliveries");
+    assert_int_equal(cJSON_GetArraySize(d), 1);
+    cJSON_Delete(d);
+    env_close(&v);
+    mock_stop(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1632,6 +1661,7 @@ int main(void)
         cmocka_unit_test_teardown(test_sent_by_lease, stop_leftovers),
         cmocka_unit_test_teardown(test_claim_range, stop_leftovers),
         cmocka_unit_test_teardown(test_sent_runs, stop_leftovers),
+        cmocka_unit_test_teardown(test_proxy_from_environment, stop_leftovers),
         cmocka_unit_test_teardown(test_channel_urls_kept_apart, stop_leftovers),
     };
     /* TEST_DISPATCH_FILTER=test_smtp (a glob) runs only the matching tests */
