@@ -64,17 +64,18 @@ int outbox_mark(engine *e, int64_t id, const char *status, const char *error);
  * a row; the rows that were `sending` are counted in outbox_counts by one
  * statement for the batch (the trigger leaves that move to it). leases
  * (may be NULL; an entry may be 0: not known) are the rows' claim leases
- * (outbox_claim_many's), where their queue entries should be: rows in a
- * run of the same lease leave the queue in one statement, and any of the
- * run's entries found elsewhere are looked up row by row as without
- * leases. 0, or -1 on a store error. */
+ * (outbox_claim_many's), where their queue entries should be: the rows
+ * of one lease leave the queue in one statement a run of consecutive ids
+ * and one for the others, and any of the lease's entries found elsewhere
+ * are looked up row by row as without leases. 0, or -1 on a store error. */
 int outbox_mark_sent_many(engine *e, const int64_t *ids, const char *const *responses, const tend_time *leases,
                           int n, tend_time at);
 
 /* Claims n due rows for delivery under a lease: each (due_at[i], ids[i])
  * queue entry moves to `lease` (when it is tried again if no result is
  * stored), the row becomes `sending` with one more attempt. One UPDATE per
- * OUTBOX_BATCH rows (two when some were not queued) and the queued rows
+ * OUTBOX_BATCH rows, or one for all when the ids are consecutive (two
+ * when some were not queued) and the queued rows
  * counted in outbox_counts by one statement; a second backend does the
  * same with FOR UPDATE SKIP LOCKED. 0, or -1 on a store error. */
 int outbox_claim_many(engine *e, const int64_t *ids, const tend_time *due_at, int n, tend_time lease);
