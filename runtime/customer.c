@@ -491,7 +491,8 @@ static int read_maintained(engine *e, const char *id, struct maintained *m, char
     store_stmt *s = store_sql(e->st, "SELECT orders_count, total_spent, first_order_at, last_order_at,"
                                      " first_seen_at, last_active_at, lifecycle, r, f, m, timezone"
                                      " FROM customers WHERE id = ?");
-    store_bind_text(s, 1, id, -1);
+    /* id is the caller's and outlives the step and reset below */
+    store_bind_text_kept(s, 1, id, -1);
     int rc = store_step(s);
     if (rc != STORE_ROW)
         return rc == STORE_DONE ? 0 : -1;
@@ -529,7 +530,8 @@ static int insert_created(engine *e, const char *id, const struct maintained *m,
               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)");
     if (!s)
         return -1;
-    store_bind_text(s, 1, id, -1);
+    /* id and m outlive the store_run below: bound without a copy */
+    store_bind_text_kept(s, 1, id, -1);
     store_bind_int(s, 2, m->first_seen);
     store_bind_int(s, 3, m->last_active);
     store_bind_int(s, 4, m->orders);
@@ -538,7 +540,7 @@ static int insert_created(engine *e, const char *id, const struct maintained *m,
         store_bind_int(s, 6, m->first_order);
         store_bind_int(s, 7, m->last_order);
     }
-    store_bind_text(s, 8, m->lifecycle, -1);
+    store_bind_text_kept(s, 8, m->lifecycle, -1);
     store_bind_int(s, 9, m->r);
     store_bind_int(s, 10, m->f);
     store_bind_int(s, 11, m->m);
@@ -630,12 +632,12 @@ int customer_apply_event(engine *e, const char *id, const char *type, tend_time 
     if (m.last_order != AT_NULL)
         store_bind_int(s, 5, m.last_order);
     store_bind_int(s, 6, m.first_seen);
-    store_bind_text(s, 7, m.lifecycle, -1);
+    store_bind_text_kept(s, 7, m.lifecycle, -1);
     store_bind_int(s, 8, m.r);
     store_bind_int(s, 9, m.f);
     store_bind_int(s, 10, m.m);
     store_bind_int(s, 11, now);
-    store_bind_text(s, 12, id, -1);
+    store_bind_text_kept(s, 12, id, -1);
     return store_run(s);
 }
 
