@@ -801,13 +801,6 @@ struct dispatcher {
 #define FLUSH_WAIT_US 2000
 #define AHEAD_MAX 4                 /* claimed ahead: at most this many times a channel's concurrency */
 
-/* An easy handle: one kept from an ended transfer (its buffers and DNS
- * entries kept), else a new one. Saves an init and a cleanup per message.
- * One set up for `setup` (an http channel's url, method, login, timeouts)
- * is taken as it is and *setup_out owns that setup's text: the options
- * shared by the channel's messages are set once per handle, not once per
- * message (no URL parsed per message). Otherwise *setup_out is NULL and the
- * handle is new or reset. */
 /* proxy_in_environment() as the dispatcher saw it when attached (a
  * transfer of `tend ingest`, which has none, looks again). */
 static int proxy_for(engine *e)
@@ -815,6 +808,13 @@ static int proxy_for(engine *e)
     return e->dispatch ? e->dispatch->proxy_env : proxy_in_environment();
 }
 
+/* An easy handle: one kept from an ended transfer (its buffers and DNS
+ * entries kept), else a new one. Saves an init and a cleanup per message.
+ * One set up for `setup` (an http channel's url, method, login, timeouts)
+ * is taken as it is and *setup_out owns that setup's text: the options
+ * shared by the channel's messages are set once per handle, not once per
+ * message (no URL parsed per message). Otherwise *setup_out is NULL and the
+ * handle is new or reset. */
 static CURL *easy_take(engine *e, const char *setup, struct easy_setup **setup_out)
 {
     struct dispatcher *d = e->dispatch;
