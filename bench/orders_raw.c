@@ -40,61 +40,13 @@
 #include <sqlite3.h>
 
 #include "bench.h"
+#include "bench_orders.h"
 #include "bench_sqlite.h"
 #include "util.h"
 
 #define STORE_COMMIT_EVERY 50000
-#define MAX_ITEMS 8
 #define CHUNK 16
-
-struct item {
-    char sku[16], category[16];
-    double qty, price;
-};
-
-struct ev {
-    char *id, *customer, *order, *line;
-    long long at;
-    double amount;
-    int nitems;
-    struct item items[MAX_ITEMS];
-};
-
-struct evs {
-    struct ev *v;
-    size_t n, cap;
-};
-
-static double number_of(const cJSON *j, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, k);
-    return cJSON_IsNumber(v) ? v->valuedouble : 0;
-}
-
-static void add_ev(const cJSON *j, char *line, size_t k, void *ud)
-{
-    struct evs *e = ud;
-    if (e->n == e->cap)
-        e->v = xrealloc(e->v, (e->cap = e->cap ? e->cap * 2 : 65536) * sizeof *e->v);
-    struct ev *x = &e->v[e->n++];
-    memset(x, 0, sizeof *x);
-    x->id = xstrdup(bench_text_of(j, "id"));
-    x->customer = xstrdup(bench_text_of(j, "customer"));
-    x->order = xstrdup(bench_text_of(j, "order"));
-    x->line = xstrndup(line, k);
-    x->at = (long long)number_of(j, "at");
-    x->amount = number_of(j, "total");
-    const cJSON *it;
-    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(j, "items")) {
-        if (x->nitems == MAX_ITEMS)
-            break;
-        struct item *i = &x->items[x->nitems++];
-        snprintf(i->sku, sizeof i->sku, "%s", bench_text_of(it, "sku"));
-        snprintf(i->category, sizeof i->category, "%s", bench_text_of(it, "category"));
-        i->qty = number_of(it, "qty");
-        i->price = number_of(it, "price");
-    }
-}
+#define MAX_ITEMS BENCH_MAX_ITEMS
 
 /* One (customer, kind, key) fact of one order, merged per batch. */
 struct fact {
@@ -111,7 +63,7 @@ struct fact {
 
 static int cmp_ev(const void *a, const void *b)
 {
-    const struct ev *x = *(const struct ev *const *)a, *y = *(const struct ev *const *)b;
+    const struct bench_order *x = *(const struct bench_order *const *)a, *y = *(const struct bench_order *const *)b;
     int c = strcmp(x->customer, y->customer);
     return c ? c : strcmp(x->order, y->order);
 }
@@ -187,12 +139,12 @@ int main(int argc, char **argv)
         return 2;
     }
     int process_batch = argc > 3 ? atoi(argv[3]) : 50000;
-    struct evs all = {0};
-    if (bench_load_ndjson(argv[1], add_ev, &all) != 0) {
+    struct bench_orders all = {0};
+    if (bench_load_ndjson(argv[1], bench_add_order, &all) != 0) {
         perror(argv[1]);
         return 1;
     }
-    struct ev *evs = all.v;
+    struct bench_order *evs = all.v;
     size_t n = all.n;
 
     sqlite3 *db = bench_open_store(argv[2]);
@@ -227,10 +179,10 @@ int main(int argc, char **argv)
     sqlite3_stmt *lines_ins[CHUNK + 1] = {0}, *facts_ins[CHUNK + 1] = {0};
     sqlite3_stmt *has_facts = bench_prepare(db, "SELECT 1 FROM bought WHERE customer = ? LIMIT 1");
     struct bench_zone_hours zones = {0};
-    struct ev **todo = xmalloc((size_t)process_batch * sizeof *todo);
+    struct bench_order **todo = xmalloc((size_t)process_batch * sizeof *todo);
     struct fact *facts = xmalloc((size_t)process_batch * MAX_ITEMS * 2 * sizeof *facts);
     struct fact **fresh = xmalloc((size_t)process_batch * MAX_ITEMS * 2 * sizeof *fresh);
-    struct { const struct ev *e; int i; } *rows = xmalloc((size_t)process_batch * MAX_ITEMS * sizeof *rows);
+    struct { const struct bench_order *e; int i; } *rows = xmalloc((size_t)process_batch * MAX_ITEMS * sizeof *rows);
 
     double t0 = bench_seconds();
     long long now = (long long)time(NULL);
@@ -271,7 +223,7 @@ int main(int argc, char **argv)
             if (k >= n)
                 break;
             sqlite3_bind_int64(upd_customer, 1, at);
-            sqlite3_bind_double(upd_customer, 2, evs[k].amount);
+            sqlite3_bind_double(upd_customer, 2, evs[k].total);
             sqlite3_bind_text(upd_customer, 3, customer, -1, SQLITE_STATIC);
             bench_run(db, upd_customer);
             sqlite3_bind_text(get_zone, 1, customer, -1, SQLITE_STATIC);
@@ -289,7 +241,7 @@ int main(int argc, char **argv)
         qsort(todo, (size_t)got, sizeof *todo, cmp_ev);
         int nrows = 0, nfacts = 0;
         for (int i = 0; i < got; i++) {
-            const struct ev *e = todo[i];
+            const struct bench_order *e = todo[i];
             if (i && !cmp_ev(&todo[i - 1], &todo[i]))
                 continue;
             sqlite3_bind_text(seen, 1, e->customer, -1, SQLITE_STATIC);
@@ -301,7 +253,7 @@ int main(int argc, char **argv)
             for (int j = 0; j < e->nitems; j++) {
                 rows[nrows].e = e;
                 rows[nrows++].i = j;
-                const struct item *it = &e->items[j];
+                const struct bench_item *it = &e->items[j];
                 facts[nfacts++] = (struct fact){e->customer, it->sku, 0, (size_t)i, 1, e->at, e->at, it->qty, NO_PREV, 0};
                 facts[nfacts++] = (struct fact){e->customer, it->category, 1, (size_t)i, 1, e->at, e->at, it->qty,
                                                  NO_PREV, 0};
@@ -313,8 +265,8 @@ int main(int argc, char **argv)
                 "INSERT OR IGNORE INTO order_items (customer, order_id, line, sku, category, qty, price, at) VALUES ",
                 "(?, ?, ?, ?, ?, ?, ?, ?)", "");
             for (int r = 0; r < m; r++) {
-                const struct ev *e = rows[done + r].e;
-                const struct item *it = &e->items[rows[done + r].i];
+                const struct bench_order *e = rows[done + r].e;
+                const struct bench_item *it = &e->items[rows[done + r].i];
                 int p = r * 8;
                 sqlite3_bind_text(s, p + 1, e->customer, -1, SQLITE_STATIC);
                 sqlite3_bind_text(s, p + 2, e->order, -1, SQLITE_STATIC);
@@ -405,12 +357,6 @@ int main(int argc, char **argv)
     free(facts);
     free(fresh);
     free(rows);
-    for (size_t i = 0; i < n; i++) {
-        free(evs[i].id);
-        free(evs[i].customer);
-        free(evs[i].order);
-        free(evs[i].line);
-    }
-    free(evs);
+    bench_orders_free(&all);
     return processed == n ? 0 : 1;
 }
