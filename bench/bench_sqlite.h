@@ -65,6 +65,83 @@ static inline const char *bench_text_of(const cJSON *j, const char *k)
     return cJSON_IsString(v) ? v->valuestring : "";
 }
 
+/* Events of an NDJSON file as the start ceilings keep them: the columns
+ * tend stores, the line as sent (the body), and "total" where there is one. */
+struct bench_event {
+    char *id, *type, *customer, *line;
+    double amount;
+};
+
+struct bench_events {
+    struct bench_event *v;
+    size_t n, cap;
+};
+
+static inline void bench_add_event(const cJSON *j, char *line, size_t k, void *ud)
+{
+    struct bench_events *e = ud;
+    if (e->n == e->cap)
+        e->v = xrealloc(e->v, (e->cap = e->cap ? e->cap * 2 : 65536) * sizeof *e->v);
+    const cJSON *total = cJSON_GetObjectItemCaseSensitive(j, "total");
+    e->v[e->n++] = (struct bench_event){xstrdup(bench_text_of(j, "id")), xstrdup(bench_text_of(j, "type")),
+                                        xstrdup(bench_text_of(j, "customer")), xstrndup(line, k),
+                                        cJSON_IsNumber(total) ? total->valuedouble : 0};
+}
+
+/* -1 (errno set) if the file cannot be read. */
+static inline int bench_load_events(const char *path, struct bench_events *all)
+{
+    return bench_load_ndjson(path, bench_add_event, all);
+}
+
+static inline void bench_events_free(struct bench_events *all)
+{
+    for (size_t i = 0; i < all->n; i++) {
+        free(all->v[i].id);
+        free(all->v[i].type);
+        free(all->v[i].customer);
+        free(all->v[i].line);
+    }
+    free(all->v);
+}
+
+/* Stores every event with the INSERT `tend ingest` runs, at `now`,
+ * committing every 50,000 (its INGEST_COMMIT_EVERY). */
+static inline void bench_store_events(sqlite3 *db, const struct bench_events *all, long long now)
+{
+    sqlite3_stmt *ins = bench_prepare(db, "INSERT INTO events (id, type, customer, at, body, received_at)"
+                                          " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING");
+    bench_exec(db, "BEGIN IMMEDIATE");
+    for (size_t i = 0; i < all->n; i++) {
+        const struct bench_event *e = &all->v[i];
+        sqlite3_bind_text(ins, 1, e->id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(ins, 2, e->type, -1, SQLITE_STATIC);
+        sqlite3_bind_text(ins, 3, e->customer, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(ins, 4, now);
+        sqlite3_bind_text(ins, 5, e->line, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(ins, 6, now);
+        bench_run(db, ins);
+        if ((i + 1) % 50000 == 0) {
+            bench_exec(db, "COMMIT");
+            bench_exec(db, "BEGIN IMMEDIATE");
+        }
+    }
+    bench_exec(db, "COMMIT");
+    sqlite3_finalize(ins);
+}
+
+/* Finalizes the four chunk caches of a start ceiling (rows 0..chunk). */
+static inline void bench_chunks_finalize(sqlite3_stmt **a, sqlite3_stmt **b, sqlite3_stmt **c,
+                                         sqlite3_stmt **d, int chunk)
+{
+    for (int i = 0; i <= chunk; i++) {
+        sqlite3_finalize(a[i]);
+        sqlite3_finalize(b[i]);
+        sqlite3_finalize(c[i]);
+        sqlite3_finalize(d[i]);
+    }
+}
+
 /* The local hour of `at` in a zone, from the C library, remembered per zone
  * and UTC hour (every event of a run falls in a few hours and zones). */
 struct bench_zone_hours {

@@ -41,30 +41,8 @@
 #include "bench_sqlite.h"
 #include "util.h"
 
-#define STORE_COMMIT_EVERY 50000
 #define PROCESS_BATCH 50000
 #define WAIT_SECONDS 86400
-
-struct ev {
-    char *id, *type, *customer, *line;
-    double amount;
-};
-
-struct evs {
-    struct ev *v;
-    size_t n, cap;
-};
-
-static void add_ev(const cJSON *j, char *line, size_t k, void *ud)
-{
-    struct evs *e = ud;
-    if (e->n == e->cap)
-        e->v = xrealloc(e->v, (e->cap = e->cap ? e->cap * 2 : 65536) * sizeof *e->v);
-    const cJSON *total = cJSON_GetObjectItemCaseSensitive(j, "total");
-    e->v[e->n++] = (struct ev){xstrdup(bench_text_of(j, "id")), xstrdup(bench_text_of(j, "type")),
-                               xstrdup(bench_text_of(j, "customer")), xstrndup(line, k),
-                               cJSON_IsNumber(total) ? total->valuedouble : 0};
-}
 
 /* Rows of a batch after their customer's update, written per CHUNK. */
 #define CHUNK 64
@@ -82,17 +60,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bench_startpark_raw EVENTS.ndjson DB\n");
         return 2;
     }
-    struct evs all = {0};
-    if (bench_load_ndjson(argv[1], add_ev, &all) != 0) {
+    struct bench_events all = {0};
+    if (bench_load_events(argv[1], &all) != 0) {
         perror(argv[1]);
         return 1;
     }
-    struct ev *evs = all.v;
+    struct bench_event *evs = all.v;
     size_t n = all.n;
 
     sqlite3 *db = bench_open_store(argv[2]);
-    sqlite3_stmt *ins_event = bench_prepare(db, "INSERT INTO events (id, type, customer, at, body, received_at)"
-                                          " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING");
     sqlite3_stmt *cursor_get = bench_prepare(db, "SELECT value FROM meta WHERE key = 'events_cursor'");
     sqlite3_stmt *cursor_set = bench_prepare(db, "INSERT INTO meta (key, value) VALUES ('events_cursor', ?)"
                                            " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
@@ -113,21 +89,7 @@ int main(int argc, char **argv)
 
     double t0 = bench_seconds();
     long long now = (long long)time(NULL);
-    bench_exec(db, "BEGIN IMMEDIATE");
-    for (size_t i = 0; i < n; i++) {
-        sqlite3_bind_text(ins_event, 1, evs[i].id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(ins_event, 2, evs[i].type, -1, SQLITE_STATIC);
-        sqlite3_bind_text(ins_event, 3, evs[i].customer, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(ins_event, 4, now);
-        sqlite3_bind_text(ins_event, 5, evs[i].line, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(ins_event, 6, now);
-        bench_run(db, ins_event);
-        if ((i + 1) % STORE_COMMIT_EVERY == 0) {
-            bench_exec(db, "COMMIT");
-            bench_exec(db, "BEGIN IMMEDIATE");
-        }
-    }
-    bench_exec(db, "COMMIT");
+    bench_store_events(db, &all, now);
     double t1 = bench_seconds();
 
     /* seq → the event's amount: events are stored in file order from seq
@@ -220,25 +182,14 @@ int main(int argc, char **argv)
     double t2 = bench_seconds();
     printf("%zu %.3f %.3f %.3f\n", processed, t2 - t0, t1 - t0, t2 - t1);
 
-    sqlite3_stmt *stmts[] = {ins_event, cursor_get, cursor_set, batch, upd_customer, get_zone, count_started};
+    sqlite3_stmt *stmts[] = {cursor_get, cursor_set, batch, upd_customer, get_zone, count_started};
     for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++)
         sqlite3_finalize(stmts[i]);
-    for (int i = 0; i <= CHUNK; i++) {
-        sqlite3_finalize(hours[i]);
-        sqlite3_finalize(instances[i]);
-        sqlite3_finalize(entries[i]);
-        sqlite3_finalize(timers[i]);
-    }
+    bench_chunks_finalize(hours, instances, entries, timers, CHUNK);
     for (int i = 0; i < PROCESS_BATCH; i++)
         free(rows[i].trigger);
     free(rows);
     sqlite3_close(db);
-    for (size_t i = 0; i < n; i++) {
-        free(evs[i].id);
-        free(evs[i].type);
-        free(evs[i].customer);
-        free(evs[i].line);
-    }
-    free(evs);
+    bench_events_free(&all);
     return processed == n ? 0 : 1;
 }
