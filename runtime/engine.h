@@ -103,6 +103,7 @@ typedef struct engine {
     struct due_pass *due;       /* the due pass running (instance_run_due, on its stack), or NULL */
     struct customer_kept_tags *kept_tags;   /* customer.c: tags a due pass added, not written yet, or NULL */
     struct activity_batch *activity;    /* the batch of events being processed keeps its activity hours here, or NULL */
+    int customer_was_new;       /* customer.c: the last event's customer was created by it (customer_apply_event) */
 } engine;
 
 /* Opens the store, reads tend.lua and the settings, loads nothing yet.
