@@ -44,46 +44,28 @@
 #include "util.h"
 
 #define PROCESS_BATCH 50000
-#define CHUNK 64
-
-struct parked {
-    char customer[64];
-    int hour;
-    char *trigger;
-};
 
 int main(int argc, char **argv)
 {
     bench_name = "bench_add_raw";
-    if (argc != 4) {
-        fprintf(stderr, "usage: bench_add_raw EVENTS.ndjson DB DUE\n");
-        return 2;
-    }
+    bench_want_args(argc, 4, "EVENTS.ndjson DB DUE");
     struct bench_events all = {0};
-    if (bench_load_events(argv[1], &all) != 0) {
-        perror(argv[1]);
-        return 1;
-    }
+    bench_load_events(argv[1], &all);
     size_t n = all.n;
     long long due = atoll(argv[3]);
 
     sqlite3 *db = bench_raw_open_v2(argv[2], SQLITE_OPEN_NOMUTEX);
     bench_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA temp_store=MEMORY;"
                    " PRAGMA wal_autocheckpoint=8192; PRAGMA cache_size=-8192; PRAGMA foreign_keys=OFF;");
-    sqlite3_stmt *cursor_get = bench_prepare(db, "SELECT value FROM meta WHERE key = 'events_cursor'");
-    sqlite3_stmt *cursor_set = bench_prepare(db, "INSERT INTO meta (key, value) VALUES ('events_cursor', ?)"
-                                           " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
-    sqlite3_stmt *batch = bench_prepare(db, "SELECT seq, customer, at, body FROM events WHERE seq > ?"
-                                      " ORDER BY seq LIMIT ?");
+    struct bench_cursor cur;
+    bench_cursor_open(db, &cur, "seq, customer, at, body");
     sqlite3_stmt *ins_customer = bench_prepare(db,
         "INSERT OR IGNORE INTO customers (id, first_seen_at, last_active_at, lifecycle, r, f, m, updated_at)"
         " VALUES (?2, ?1, ?1, 'new', 1, 1, 1, ?1)");
-    sqlite3_stmt *count_started = bench_prepare(db, "INSERT INTO instance_counts (journey, state, n)"
-        " VALUES ('job', 'waiting', ?) ON CONFLICT (journey, state) DO UPDATE SET n = n + excluded.n");
     struct bench_zone_hours zones = {0};
-    sqlite3_stmt *hours[CHUNK + 1] = {0}, *instances[CHUNK + 1] = {0}, *entries[CHUNK + 1] = {0},
-                 *timers[CHUNK + 1] = {0};
-    struct parked *rows = calloc(PROCESS_BATCH, sizeof *rows);
+    struct bench_park park;
+    bench_park_open(db, &park, "job", "cbf56c5b885d4541");
+    struct bench_parked *rows = calloc(PROCESS_BATCH, sizeof *rows);
 
     /* the label and history line tend writes for wait_until(DUE) */
     char iso[32], label[96], history[160];
@@ -101,27 +83,21 @@ int main(int argc, char **argv)
     size_t processed = 0, existing = 0;
     snprintf(history, sizeof history, "wait_until 26e53a46 %lld - \"%s\" %lld\n", now, iso, due);
     for (;;) {
-        bench_exec(db, "BEGIN IMMEDIATE");
-        long long cursor = 0;
-        if (sqlite3_step(cursor_get) == SQLITE_ROW)
-            cursor = sqlite3_column_int64(cursor_get, 0);
-        sqlite3_reset(cursor_get);
-        sqlite3_bind_int64(batch, 1, cursor);
-        sqlite3_bind_int(batch, 2, PROCESS_BATCH);
+        long long cursor = bench_batch_begin(db, &cur, PROCESS_BATCH);
         int got = 0;
-        while (sqlite3_step(batch) == SQLITE_ROW) {
-            long long seq = sqlite3_column_int64(batch, 0);
-            const char *customer = (const char *)sqlite3_column_text(batch, 1);
-            long long at = sqlite3_column_int64(batch, 2);
+        while (sqlite3_step(cur.batch) == SQLITE_ROW) {
+            long long seq = sqlite3_column_int64(cur.batch, 0);
+            const char *customer = (const char *)sqlite3_column_text(cur.batch, 1);
+            long long at = sqlite3_column_int64(cur.batch, 2);
             sqlite3_bind_int64(ins_customer, 1, at);
             sqlite3_bind_text(ins_customer, 2, customer, -1, SQLITE_STATIC);
             bench_run(db, ins_customer);
             existing += sqlite3_changes(db) == 0;
-            struct parked *p = &rows[got];
+            struct bench_parked *p = &rows[got];
             snprintf(p->customer, sizeof p->customer, "%s", customer);
             p->hour = bench_local_hour(&zones, "UTC", at);
             /* the trigger as tend keeps it: the body with its "at" appended */
-            const char *body = (const char *)sqlite3_column_text(batch, 3);
+            const char *body = (const char *)sqlite3_column_text(cur.batch, 3);
             size_t len = strlen(body);
             char tail[40];
             int tl = snprintf(tail, sizeof tail, ",\"at\":%lld}", at);
@@ -132,48 +108,8 @@ int main(int argc, char **argv)
             cursor = seq;
             got++;
         }
-        for (int done = 0; done < got; done += CHUNK) {
-            int m = got - done < CHUNK ? got - done : CHUNK;
-            sqlite3_stmt *hi = bench_chunk(db, hours, m, "INSERT INTO activity_hours (customer, hour, n) VALUES ", "(?, ?, 1)",
-                                     " ON CONFLICT(customer, hour) DO UPDATE SET n = n + 1");
-            sqlite3_stmt *ii = bench_chunk(db, instances, m,
-                "INSERT INTO instances (journey, version, customer, state, step, label, wake_at, started_at,"
-                " trigger, history, counted) VALUES ", "('job', 'cbf56c5b885d4541', ?, 'waiting', 1, ?, ?, ?, ?, ?, 1)", "");
-            sqlite3_stmt *ei = bench_chunk(db, entries, m, "INSERT INTO entries (journey, customer, count, last_at) VALUES ",
-                "('job', ?, 1, ?)",
-                " ON CONFLICT(journey, customer) DO UPDATE SET count = count + 1, last_at = excluded.last_at");
-            sqlite3_stmt *ti = bench_chunk(db, timers, m, "INSERT INTO timers (wake_at, instance) VALUES ", "(?, ?)", "");
-            for (int i = 0; i < m; i++) {
-                struct parked *p = &rows[done + i];
-                sqlite3_bind_text(hi, 2 * i + 1, p->customer, -1, SQLITE_STATIC);
-                sqlite3_bind_int(hi, 2 * i + 2, p->hour);
-                sqlite3_bind_text(ii, 6 * i + 1, p->customer, -1, SQLITE_STATIC);
-                sqlite3_bind_text(ii, 6 * i + 2, label, -1, SQLITE_STATIC);
-                sqlite3_bind_int64(ii, 6 * i + 3, due);
-                sqlite3_bind_int64(ii, 6 * i + 4, now);
-                sqlite3_bind_text(ii, 6 * i + 5, p->trigger, -1, SQLITE_STATIC);
-                sqlite3_bind_text(ii, 6 * i + 6, history, -1, SQLITE_STATIC);
-                sqlite3_bind_text(ei, 2 * i + 1, p->customer, -1, SQLITE_STATIC);
-                sqlite3_bind_int64(ei, 2 * i + 2, now);
-            }
-            bench_run(db, hi);
-            bench_run(db, ii);
-            /* counted = 1: the chunk is counted here, as tend's writer does */
-            sqlite3_bind_int(count_started, 1, m);
-            bench_run(db, count_started);
-            /* the chunk's rowids are consecutive: one writer, INTEGER PRIMARY KEY */
-            long long last = sqlite3_last_insert_rowid(db);
-            for (int i = 0; i < m; i++) {
-                sqlite3_bind_int64(ti, 2 * i + 1, due);
-                sqlite3_bind_int64(ti, 2 * i + 2, last - m + 1 + i);
-            }
-            bench_run(db, ei);
-            bench_run(db, ti);
-        }
-        sqlite3_reset(batch);
-        sqlite3_bind_int64(cursor_set, 1, cursor);
-        bench_run(db, cursor_set);
-        bench_exec(db, "COMMIT");
+        bench_park_rows(db, &park, rows, got, label, due, now, history);
+        bench_batch_end(db, &cur, cursor);
         processed += (size_t)got;
         if (got < PROCESS_BATCH)
             break;
@@ -183,10 +119,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_add_raw: %zu customers existed already (the ceiling is for new ones)\n", existing);
     printf("%zu %.3f %.3f %.3f\n", processed, t2 - t0, t1 - t0, t2 - t1);
 
-    sqlite3_stmt *stmts[] = {cursor_get, cursor_set, batch, ins_customer, count_started};
-    for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++)
-        sqlite3_finalize(stmts[i]);
-    bench_chunks_finalize(hours, instances, entries, timers, CHUNK);
+    bench_cursor_close(&cur);
+    sqlite3_finalize(ins_customer);
+    bench_park_close(&park);
     for (int i = 0; i < PROCESS_BATCH; i++)
         free(rows[i].trigger);
     free(rows);

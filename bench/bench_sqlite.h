@@ -88,10 +88,23 @@ static inline void bench_add_event(const cJSON *j, char *line, size_t k, void *u
                                         cJSON_IsNumber(total) ? total->valuedouble : 0};
 }
 
-/* -1 (errno set) if the file cannot be read. */
-static inline int bench_load_events(const char *path, struct bench_events *all)
+/* Exits with the usage ("usage: NAME USAGE") unless there are `want`
+ * arguments, the program's name included. */
+static inline void bench_want_args(int argc, int want, const char *usage)
 {
-    return bench_load_ndjson(path, bench_add_event, all);
+    if (argc != want) {
+        fprintf(stderr, "usage: %s %s\n", bench_name, usage);
+        exit(2);
+    }
+}
+
+/* Exits with the reason if the file cannot be read. */
+static inline void bench_load_events(const char *path, struct bench_events *all)
+{
+    if (bench_load_ndjson(path, bench_add_event, all) != 0) {
+        perror(path);
+        exit(1);
+    }
 }
 
 static inline void bench_events_free(struct bench_events *all)
@@ -128,18 +141,6 @@ static inline void bench_store_events(sqlite3 *db, const struct bench_events *al
     }
     bench_exec(db, "COMMIT");
     sqlite3_finalize(ins);
-}
-
-/* Finalizes the four chunk caches of a start ceiling (rows 0..chunk). */
-static inline void bench_chunks_finalize(sqlite3_stmt **a, sqlite3_stmt **b, sqlite3_stmt **c,
-                                         sqlite3_stmt **d, int chunk)
-{
-    for (int i = 0; i <= chunk; i++) {
-        sqlite3_finalize(a[i]);
-        sqlite3_finalize(b[i]);
-        sqlite3_finalize(c[i]);
-        sqlite3_finalize(d[i]);
-    }
 }
 
 /* The local hour of `at` in a zone, from the C library, remembered per zone
@@ -182,6 +183,141 @@ static inline sqlite3_stmt *bench_chunk(sqlite3 *db, sqlite3_stmt **cache, int r
         free(sql);
     }
     return cache[rows];
+}
+
+/* The processing loop's read of the events past meta.events_cursor, as
+ * tend's process_batch reads them: `batch` selects `columns` (seq first). */
+struct bench_cursor {
+    sqlite3_stmt *get, *set, *batch;
+};
+
+static inline void bench_cursor_open(sqlite3 *db, struct bench_cursor *c, const char *columns)
+{
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT %s FROM events WHERE seq > ? ORDER BY seq LIMIT ?", columns);
+    c->get = bench_prepare(db, "SELECT value FROM meta WHERE key = 'events_cursor'");
+    c->set = bench_prepare(db, "INSERT INTO meta (key, value) VALUES ('events_cursor', ?)"
+                               " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+    c->batch = bench_prepare(db, sql);
+}
+
+/* Opens the next batch's transaction and binds its read of up to `limit`
+ * events (step c->batch for them); returns the cursor. */
+static inline long long bench_batch_begin(sqlite3 *db, struct bench_cursor *c, int limit)
+{
+    bench_exec(db, "BEGIN IMMEDIATE");
+    long long cursor = 0;
+    if (sqlite3_step(c->get) == SQLITE_ROW)
+        cursor = sqlite3_column_int64(c->get, 0);
+    sqlite3_reset(c->get);
+    sqlite3_bind_int64(c->batch, 1, cursor);
+    sqlite3_bind_int(c->batch, 2, limit);
+    return cursor;
+}
+
+/* Moves the cursor to the batch's last event and commits. */
+static inline void bench_batch_end(sqlite3 *db, struct bench_cursor *c, long long cursor)
+{
+    sqlite3_reset(c->batch);
+    sqlite3_bind_int64(c->set, 1, cursor);
+    bench_run(db, c->set);
+    bench_exec(db, "COMMIT");
+}
+
+static inline void bench_cursor_close(struct bench_cursor *c)
+{
+    sqlite3_finalize(c->get);
+    sqlite3_finalize(c->set);
+    sqlite3_finalize(c->batch);
+}
+
+/* A started instance parked at its first wait, as the start ceilings keep
+ * a batch's: its customer, the event's local hour, its trigger text. */
+struct bench_parked {
+    char customer[64];
+    int hour;
+    char *trigger;
+};
+
+#define BENCH_CHUNK 64
+
+/* The multi-row statements (BENCH_CHUNK rows at most) a batch's parked
+ * instances go in after their customers, as tend's writer writes a page:
+ * the activity hours, the instances (counted = 1), the page's count in
+ * instance_counts, the entries rows, the timers. */
+struct bench_park {
+    sqlite3_stmt *hours[BENCH_CHUNK + 1], *instances[BENCH_CHUNK + 1], *entries[BENCH_CHUNK + 1],
+        *timers[BENCH_CHUNK + 1], *count;
+    char instance_row[160], entries_row[64];
+};
+
+/* journey and version: SQL text of the literals (no quotes in them). */
+static inline void bench_park_open(sqlite3 *db, struct bench_park *w, const char *journey, const char *version)
+{
+    memset(w, 0, sizeof *w);
+    snprintf(w->instance_row, sizeof w->instance_row, "('%s', '%s', ?, 'waiting', 1, ?, ?, ?, ?, ?, 1)", journey,
+             version);
+    snprintf(w->entries_row, sizeof w->entries_row, "('%s', ?, 1, ?)", journey);
+    char sql[200];
+    snprintf(sql, sizeof sql, "INSERT INTO instance_counts (journey, state, n) VALUES ('%s', 'waiting', ?)"
+             " ON CONFLICT (journey, state) DO UPDATE SET n = n + excluded.n", journey);
+    w->count = bench_prepare(db, sql);
+}
+
+/* Writes the rows of the got parked instances of a batch, BENCH_CHUNK to a
+ * statement: each waiting at `label` until wake, started at now, with
+ * `history`. */
+static inline void bench_park_rows(sqlite3 *db, struct bench_park *w, const struct bench_parked *rows, int got,
+                                   const char *label, long long wake, long long now, const char *history)
+{
+    for (int done = 0; done < got; done += BENCH_CHUNK) {
+        int m = got - done < BENCH_CHUNK ? got - done : BENCH_CHUNK;
+        sqlite3_stmt *hi = bench_chunk(db, w->hours, m, "INSERT INTO activity_hours (customer, hour, n) VALUES ",
+                                       "(?, ?, 1)", " ON CONFLICT(customer, hour) DO UPDATE SET n = n + 1");
+        sqlite3_stmt *ii = bench_chunk(db, w->instances, m,
+            "INSERT INTO instances (journey, version, customer, state, step, label, wake_at, started_at,"
+            " trigger, history, counted) VALUES ", w->instance_row, "");
+        sqlite3_stmt *ei = bench_chunk(db, w->entries, m, "INSERT INTO entries (journey, customer, count, last_at) VALUES ",
+            w->entries_row, " ON CONFLICT(journey, customer) DO UPDATE SET count = count + 1, last_at = excluded.last_at");
+        sqlite3_stmt *ti = bench_chunk(db, w->timers, m, "INSERT INTO timers (wake_at, instance) VALUES ", "(?, ?)", "");
+        for (int i = 0; i < m; i++) {
+            const struct bench_parked *p = &rows[done + i];
+            sqlite3_bind_text(hi, 2 * i + 1, p->customer, -1, SQLITE_STATIC);
+            sqlite3_bind_int(hi, 2 * i + 2, p->hour);
+            sqlite3_bind_text(ii, 6 * i + 1, p->customer, -1, SQLITE_STATIC);
+            sqlite3_bind_text(ii, 6 * i + 2, label, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(ii, 6 * i + 3, wake);
+            sqlite3_bind_int64(ii, 6 * i + 4, now);
+            sqlite3_bind_text(ii, 6 * i + 5, p->trigger, -1, SQLITE_STATIC);
+            sqlite3_bind_text(ii, 6 * i + 6, history, -1, SQLITE_STATIC);
+            sqlite3_bind_text(ei, 2 * i + 1, p->customer, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(ei, 2 * i + 2, now);
+        }
+        bench_run(db, hi);
+        bench_run(db, ii);
+        /* counted = 1: the chunk is counted here, as tend's writer does */
+        sqlite3_bind_int(w->count, 1, m);
+        bench_run(db, w->count);
+        /* the chunk's rowids are consecutive: one writer, INTEGER PRIMARY KEY */
+        long long last = sqlite3_last_insert_rowid(db);
+        for (int i = 0; i < m; i++) {
+            sqlite3_bind_int64(ti, 2 * i + 1, wake);
+            sqlite3_bind_int64(ti, 2 * i + 2, last - m + 1 + i);
+        }
+        bench_run(db, ei);
+        bench_run(db, ti);
+    }
+}
+
+static inline void bench_park_close(struct bench_park *w)
+{
+    for (int i = 0; i <= BENCH_CHUNK; i++) {
+        sqlite3_finalize(w->hours[i]);
+        sqlite3_finalize(w->instances[i]);
+        sqlite3_finalize(w->entries[i]);
+        sqlite3_finalize(w->timers[i]);
+    }
+    sqlite3_finalize(w->count);
 }
 
 #endif

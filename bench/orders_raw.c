@@ -150,10 +150,9 @@ int main(int argc, char **argv)
     sqlite3 *db = bench_open_store(argv[2]);
     sqlite3_stmt *ins_event = bench_prepare(db, "INSERT INTO events (id, type, customer, at, body, received_at)"
                                           " VALUES (?, 'order.paid', ?, ?, ?, ?) ON CONFLICT DO NOTHING");
-    sqlite3_stmt *cursor_get = bench_prepare(db, "SELECT value FROM meta WHERE key = 'events_cursor'");
-    sqlite3_stmt *cursor_set = bench_prepare(db, "INSERT INTO meta (key, value) VALUES ('events_cursor', ?)"
-                                           " ON CONFLICT(key) DO UPDATE SET value = excluded.value");
-    sqlite3_stmt *batch = bench_prepare(db, "SELECT seq, customer, at FROM events WHERE seq > ? ORDER BY seq LIMIT ?");
+    struct bench_cursor cur;
+    bench_cursor_open(db, &cur, "seq, customer, at");
+    sqlite3_stmt *batch = cur.batch;
     sqlite3_stmt *upd_customer = bench_prepare(db,
         "UPDATE OR IGNORE customers SET orders_count = orders_count + 1, total_spent = total_spent + ?2,"
         " first_order_at = COALESCE(first_order_at, ?1),"
@@ -205,13 +204,7 @@ int main(int argc, char **argv)
     long long first_seq = -1;
     size_t processed = 0;
     for (;;) {
-        bench_exec(db, "BEGIN IMMEDIATE");
-        long long cursor = 0;
-        if (sqlite3_step(cursor_get) == SQLITE_ROW)
-            cursor = sqlite3_column_int64(cursor_get, 0);
-        sqlite3_reset(cursor_get);
-        sqlite3_bind_int64(batch, 1, cursor);
-        sqlite3_bind_int(batch, 2, process_batch);
+        long long cursor = bench_batch_begin(db, &cur, process_batch);
         int got = 0;
         while (sqlite3_step(batch) == SQLITE_ROW) {
             long long seq = sqlite3_column_int64(batch, 0);
@@ -335,9 +328,7 @@ int main(int argc, char **argv)
             bench_run(db, s);
         }
         count_new(db, count_ins, facts, merged);
-        sqlite3_bind_int64(cursor_set, 1, cursor);
-        bench_run(db, cursor_set);
-        bench_exec(db, "COMMIT");
+        bench_batch_end(db, &cur, cursor);
         processed += (size_t)got;
         if (got < process_batch)
             break;
@@ -345,7 +336,8 @@ int main(int argc, char **argv)
     double t2 = bench_seconds();
     printf("%zu %.3f %.3f %.3f\n", processed, t2 - t0, t1 - t0, t2 - t1);
 
-    sqlite3_stmt *stmts[] = {ins_event, cursor_get, cursor_set, batch, upd_customer, get_zone, hour, seen, fact_ins, fact_upd, count_ins, has_facts};
+    bench_cursor_close(&cur);
+    sqlite3_stmt *stmts[] = {ins_event, upd_customer, get_zone, hour, seen, fact_ins, fact_upd, count_ins, has_facts};
     for (size_t i = 0; i < sizeof stmts / sizeof stmts[0]; i++)
         sqlite3_finalize(stmts[i]);
     for (int i = 0; i <= CHUNK; i++) {

@@ -4,7 +4,9 @@
  * fixture_open makes the store file, opens the engine with `config` (JSON
  * settings, may be NULL) and every channel captured, and loads `script` as
  * s.lua; any failure fails the test. fixture_close frees all of it and
- * removes the store. The fixture owns its clock, engine and file. */
+ * removes the store. The fixture owns its clock, engine and file.
+ * fixture_exec and fixture_count run SQL on a store, failing the test on
+ * an error. */
 #ifndef TEND_TEST_FIXTURE_H
 #define TEND_TEST_FIXTURE_H
 
@@ -14,6 +16,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "store.h"
 #include "util.h"
 
 struct fixture {
@@ -39,6 +42,22 @@ static inline struct fixture *fixture_open(const char *name, tend_time t0, const
     if (engine_load_source(f->e, "s.lua", script, strlen(script), &errors) != 0)
         fail_msg("load: %s", errors ? errors : "?");
     return f;
+}
+
+/* SQL on the fixture's store (or any): run it, or the count it selects;
+ * either fails the test on a store error. */
+static inline void fixture_exec(store *st, const char *sql)
+{
+    if (store_exec(st, sql) != 0)
+        fail_msg("%s: %s", sql, store_errmsg(st));
+}
+
+static inline int64_t fixture_count(store *st, const char *sql)
+{
+    int64_t n = store_count(st, sql);
+    if (n < 0)
+        fail_msg("%s: %s", sql, store_errmsg(st));
+    return n;
 }
 
 static inline void fixture_close(struct fixture *f)

@@ -24,20 +24,6 @@
 static const char SCRIPT[] =
     "journey \"w\" { on = \"signup\", run = function(c) wait(days(1)) end }\n";
 
-static void exec_ok(store *st, const char *sql)
-{
-    if (store_exec(st, sql) != 0)
-        fail_msg("%s: %s", sql, store_errmsg(st));
-}
-
-static int64_t count(store *st, const char *sql)
-{
-    int64_t n = store_count(st, sql);
-    if (n < 0)
-        fail_msg("%s: %s", sql, store_errmsg(st));
-    return n;
-}
-
 static void reject(void *ud, long line, const char *reason)
 {
     (void)ud;
@@ -50,7 +36,7 @@ static void test_known_and_new_customers_in_turn(void **state)
     struct fixture *f = fixture_open("custev", T0, "{\"quiet_hours\": false, \"unknown_customers\": \"create\"}",
                                      SCRIPT);
     store *st = f->e->st;
-    exec_ok(st, "INSERT INTO customers (id, first_seen_at, first_order_at, last_order_at, last_active_at,"
+    fixture_exec(st, "INSERT INTO customers (id, first_seen_at, first_order_at, last_order_at, last_active_at,"
                 " orders_count, total_spent, timezone) VALUES ('k1', 100, 200, 300, 300, 2, 5, 'Asia/Tokyo')");
     static const char events[] =
         "{\"id\":\"e1\",\"type\":\"order.paid\",\"customer\":\"n1\",\"total\":10}\n"
@@ -67,25 +53,25 @@ static void test_known_and_new_customers_in_turn(void **state)
 
     /* the store's customer, right after one an event created, then again
      * after its own order: updated, never inserted over */
-    assert_int_equal(count(st, "SELECT COUNT(*) FROM customers"), 5);
-    assert_int_equal(count(st, "SELECT COUNT(*) FROM customers WHERE id = 'k1' AND orders_count = 3"
-                               " AND total_spent = 12 AND first_order_at = 200 AND last_order_at = 1767225600"
-                               " AND first_seen_at = 100 AND last_active_at = 1767225600"
-                               " AND timezone = 'Asia/Tokyo'"), 1);
+    assert_int_equal(fixture_count(st, "SELECT COUNT(*) FROM customers"), 5);
+    assert_int_equal(fixture_count(st, "SELECT COUNT(*) FROM customers WHERE id = 'k1' AND orders_count = 3"
+                                       " AND total_spent = 12 AND first_order_at = 200 AND last_order_at = 1767225600"
+                                       " AND first_seen_at = 100 AND last_active_at = 1767225600"
+                                       " AND timezone = 'Asia/Tokyo'"), 1);
     /* its activity in its own zone's hour, both events */
-    assert_int_equal(count(st, "SELECT n FROM activity_hours WHERE customer = 'k1' AND hour = 9"), 2);
+    assert_int_equal(fixture_count(st, "SELECT n FROM activity_hours WHERE customer = 'k1' AND hour = 9"), 2);
     /* new ones, each created with its event applied */
-    assert_int_equal(count(st, "SELECT COUNT(*) FROM customers WHERE id IN ('n1', 'n3') AND orders_count = 1"
-                               " AND first_order_at = 1767225600 AND last_order_at = 1767225600"
-                               " AND first_seen_at = 1767225600 AND timezone IS NULL"), 2);
-    assert_int_equal(count(st, "SELECT COUNT(*) FROM customers WHERE id = 'n1' AND total_spent = 10"), 1);
-    assert_int_equal(count(st, "SELECT COUNT(*) FROM customers WHERE id = 'n2' AND orders_count = 0"
-                               " AND last_order_at IS NULL AND first_seen_at = 1767225600"), 1);
+    assert_int_equal(fixture_count(st, "SELECT COUNT(*) FROM customers WHERE id IN ('n1', 'n3') AND orders_count = 1"
+                                       " AND first_order_at = 1767225600 AND last_order_at = 1767225600"
+                                       " AND first_seen_at = 1767225600 AND timezone IS NULL"), 2);
+    assert_int_equal(fixture_count(st, "SELECT COUNT(*) FROM customers WHERE id = 'n1' AND total_spent = 10"), 1);
+    assert_int_equal(fixture_count(st, "SELECT COUNT(*) FROM customers WHERE id = 'n2' AND orders_count = 0"
+                                       " AND last_order_at IS NULL AND first_seen_at = 1767225600"), 1);
     /* created by its first event, updated by the next one */
-    assert_int_equal(count(st, "SELECT COUNT(*) FROM customers WHERE id = 'n4' AND orders_count = 1"
-                               " AND total_spent = 2 AND last_order_at = 1767225600"), 1);
-    assert_int_equal(count(st, "SELECT n FROM activity_hours WHERE customer = 'n4' AND hour = 0"), 2);
-    assert_int_equal(count(st, "SELECT COUNT(*) FROM instances WHERE journey = 'w'"), 3);
+    assert_int_equal(fixture_count(st, "SELECT COUNT(*) FROM customers WHERE id = 'n4' AND orders_count = 1"
+                                       " AND total_spent = 2 AND last_order_at = 1767225600"), 1);
+    assert_int_equal(fixture_count(st, "SELECT n FROM activity_hours WHERE customer = 'n4' AND hour = 0"), 2);
+    assert_int_equal(fixture_count(st, "SELECT COUNT(*) FROM instances WHERE journey = 'w'"), 3);
     fixture_close(f);
 }
 
