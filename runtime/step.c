@@ -318,9 +318,18 @@ static int p_wait_until(lua_State *L)
     engine *e = step_engine(L);
     struct run_ctx *ctx = step_require(L, e, "wait_until()");
     tend_time t = helpers_check_time(L, 1);
+    /* As for wait(): the first runs of a batch wait until the same moment
+     * (a due date, a campaign's start), so the last text and hash are kept
+     * (per thread: a pure function of t). */
+    static _Thread_local struct { tend_time t; uint32_t hash; char desc[40]; } last = {-1, 0, ""};
+    if (last.t != t || !last.desc[0]) {
+        clock_format(t, NULL, last.desc, sizeof last.desc);
+        last.hash = step_hash(last.desc);
+        last.t = t;
+    }
     char desc[40];
-    clock_format(t, NULL, desc, sizeof desc);
-    return wait_common(L, ctx, "wait_until", t, desc, step_hash(desc));
+    memcpy(desc, last.desc, sizeof desc);
+    return wait_common(L, ctx, "wait_until", t, desc, last.hash);
 }
 
 /* The Lua where(event) of a wait_for: runs once, live, and is never
