@@ -33,6 +33,35 @@
 /* The hook reads the (coarse, vDSO) clock every CLOCK_EVERY ticks. */
 #define CLOCK_EVERY 16
 
+/* Lua's small blocks, kept for its next allocation of the same class.
+ * Every run makes the same few objects (a wake: its coroutine and stack,
+ * the customer handle, two call frames) and the collector frees them in
+ * bursts of a sweep step, more than glibc's per-thread cache of 7 a size
+ * holds, so most went through its arenas (~170 instructions an allocation
+ * or a free). Blocks up to KEEP_LARGEST bytes are allocated in classes of
+ * KEEP_STEP, and a freed one goes on its class's list (at most KEEP_BYTES
+ * in all; a block is never smaller than its class) for the next
+ * allocation of that class. Left out under AddressSanitizer, which must
+ * see every free to check Lua's use of its memory. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SANDBOX_KEEP 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANDBOX_KEEP 0
+#endif
+#endif
+#ifndef SANDBOX_KEEP
+#define SANDBOX_KEEP 1
+#endif
+#define KEEP_STEP 16
+#define KEEP_CLASSES 64                         /* 16, 32, ... 1024 bytes */
+#define KEEP_LARGEST (KEEP_STEP * KEEP_CLASSES)
+#define KEEP_BYTES ((size_t)1 << 20)
+
+struct kept_block {
+    struct kept_block *next;
+};
+
 struct sandbox {
     lua_State *L;
     size_t used, limit;
@@ -51,6 +80,8 @@ struct sandbox {
     void *log_ud;
     void (*line_hook)(void *ud, const char *source, int line);
     void *line_ud;
+    struct kept_block *kept[KEEP_CLASSES];   /* small blocks Lua freed, by size class (sandbox_alloc) */
+    size_t kept_bytes;
 };
 
 /* Registry keys: the address of each static is the key. */
@@ -74,12 +105,80 @@ lua_State *sandbox_state(sandbox *sb)
 /* The cap applies only while a script runs (depth > 0): the host's own
  * pushes happen outside protected mode, where a refused allocation would
  * panic the process instead of failing one script. */
+/* The class of a block of n bytes (0 < n <= KEEP_LARGEST); its blocks are
+ * (class + 1) * KEEP_STEP bytes. */
+static size_t keep_class(size_t n)
+{
+    return (n - 1) / KEEP_STEP;
+}
+
+/* A block of n bytes: a kept one of its class, or a new one of the class's
+ * size (so that any block of the class serves any request of it). */
+static void *block_new(sandbox *sb, size_t n)
+{
+    if (!SANDBOX_KEEP || n > KEEP_LARGEST)
+        return malloc(n);
+    size_t c = keep_class(n);
+    struct kept_block *b = sb->kept[c];
+    if (b) {
+        sb->kept[c] = b->next;
+        sb->kept_bytes -= (c + 1) * KEEP_STEP;
+        return b;
+    }
+    return malloc((c + 1) * KEEP_STEP);
+}
+
+/* Frees block p, which Lua knows as n bytes (it is at least its class). */
+static void block_free(sandbox *sb, void *p, size_t n)
+{
+    if (SANDBOX_KEEP && p && n > 0 && n <= KEEP_LARGEST) {
+        size_t c = keep_class(n);
+        if (sb->kept_bytes + (c + 1) * KEEP_STEP <= KEEP_BYTES) {
+            struct kept_block *b = p;
+            b->next = sb->kept[c];
+            sb->kept[c] = b;
+            sb->kept_bytes += (c + 1) * KEEP_STEP;
+            return;
+        }
+    }
+    free(p);
+}
+
+/* realloc for Lua's blocks (ptr non-NULL, both sizes non-zero). A shrink
+ * never fails (Lua counts on it): without a new block the old one, larger
+ * than asked, stays. */
+static void *block_resize(sandbox *sb, void *ptr, size_t osize, size_t nsize)
+{
+    if (!SANDBOX_KEEP || (osize > KEEP_LARGEST && nsize > KEEP_LARGEST))
+        return realloc(ptr, nsize);
+    if (osize <= KEEP_LARGEST && nsize <= KEEP_LARGEST && keep_class(osize) == keep_class(nsize))
+        return ptr;
+    void *p = block_new(sb, nsize);
+    if (!p)
+        return nsize < osize ? ptr : NULL;
+    memcpy(p, ptr, osize < nsize ? osize : nsize);
+    block_free(sb, ptr, osize);
+    return p;
+}
+
+static void blocks_drain(sandbox *sb)
+{
+    for (int c = 0; c < KEEP_CLASSES; c++) {
+        while (sb->kept[c]) {
+            struct kept_block *b = sb->kept[c];
+            sb->kept[c] = b->next;
+            free(b);
+        }
+    }
+    sb->kept_bytes = 0;
+}
+
 static void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     sandbox *sb = ud;
     size_t old = ptr ? osize : 0;   /* with ptr NULL, osize is a type tag */
     if (nsize == 0) {
-        free(ptr);
+        block_free(sb, ptr, old);
         sb->used -= old;
         return NULL;
     }
@@ -95,7 +194,7 @@ static void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
             sb->alloc_charge %= ALLOC_BYTES_PER_TICK;
         }
     }
-    void *p = realloc(ptr, nsize);
+    void *p = ptr ? block_resize(sb, ptr, osize, nsize) : block_new(sb, nsize);
     if (!p)
         return NULL;
     sb->used = sb->used - old + nsize;
@@ -950,6 +1049,7 @@ sandbox *sandbox_new(const struct sandbox_options *opts)
     sb->log_ud = opts->log_ud;
     sb->L = lua_newstate(sandbox_alloc, sb);
     if (!sb->L) {
+        blocks_drain(sb);
         free(sb);
         return NULL;
     }
@@ -982,6 +1082,7 @@ void sandbox_free(sandbox *sb)
         return;
     if (sb->L)
         lua_close(sb->L);
+    blocks_drain(sb);
     free(sb);
 }
 
