@@ -1110,7 +1110,8 @@ static int persist(engine *e, int64_t id, struct row *r, struct run_ctx *ctx, co
     /* A waiting instance that waits again leaves `state` out of the SET:
      * the counts trigger (UPDATE OF state) then does not run at all. The
      * row is its own: the tags a due pass keeps back stay kept. */
-    store_stmt *s = strcmp(state, r->state) == 0
+    int same_state = strcmp(state, r->state) == 0;
+    store_stmt *s = same_state
         ? store_sql_beside(e->st,
                     "UPDATE instances SET step = ?2, label = ?3, wake_at = ?4, listen = ?5,"
                     " history = COALESCE(?6, history), error = ?7, ended_at = ?8, holdout = ?9,"
@@ -1120,26 +1121,28 @@ static int persist(engine *e, int64_t id, struct row *r, struct run_ctx *ctx, co
                     " history = COALESCE(?6, history), error = ?7, ended_at = ?8, holdout = ?9,"
                     " branch = COALESCE(?10, branch) WHERE id = ?11");
     /* the texts outlive store_run (the run's ctx, the caller's error):
-     * bound without a copy */
-    store_bind_text_kept(s, 1, state, -1);
+     * bound without a copy. store_sql_beside hands the statement out with
+     * its bindings cleared, so a NULL is bound by binding nothing (a bind
+     * is ~100 instructions; a waiting instance's wake leaves five NULL),
+     * and ?1 only when the statement names it. */
+    if (!same_state)
+        store_bind_text_kept(s, 1, state, -1);
     store_bind_int(s, 2, ctx->steps);
     store_bind_text_kept(s, 3, ended ? state : ctx->label, -1);
     if (wake)
         store_bind_int(s, 4, wake);
-    else
-        store_bind_null(s, 4);
-    store_bind_text_kept(s, 5, listen, -1);
-    store_bind_text_kept(s, 6, hist, hist ? (int)(ctx->hist.len - recent) : -1);
-    store_bind_text_kept(s, 7, error, -1);
+    if (listen)
+        store_bind_text_kept(s, 5, listen, -1);
+    if (hist)
+        store_bind_text_kept(s, 6, hist, (int)(ctx->hist.len - recent));
+    if (error)
+        store_bind_text_kept(s, 7, error, -1);
     if (ended)
         store_bind_int(s, 8, ctx->now);
-    else
-        store_bind_null(s, 8);
     if (ctx->holdout >= 0)
         store_bind_int(s, 9, ctx->holdout);
-    else
-        store_bind_null(s, 9);
-    store_bind_text_kept(s, 10, ctx->branch, -1);
+    if (ctx->branch)
+        store_bind_text_kept(s, 10, ctx->branch, -1);
     store_bind_int(s, 11, id);
     rc = store_run(s);
     /* a waiting instance that ends here is counted here (counts_ended) */
