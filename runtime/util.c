@@ -267,19 +267,36 @@ size_t util_concat(char *buf, size_t n, ...)
     return len;
 }
 
+/* Two digits a division (a wake writes seven times and ids): written from
+ * the end of a scratch buffer, then copied once. */
 size_t util_int_text(char *buf, int64_t v)
 {
+    static const char pairs[201] =
+        "0001020304050607080910111213141516171819"
+        "2021222324252627282930313233343536373839"
+        "4041424344454647484950515253545556575859"
+        "6061626364656667686970717273747576777879"
+        "8081828384858687888990919293949596979899";
     char tmp[24];
-    size_t n = 0;
+    char *p = tmp + sizeof tmp;
     uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
+    while (u >= 100) {
+        unsigned d = (unsigned)(u % 100) * 2;
+        u /= 100;
+        *--p = pairs[d + 1];
+        *--p = pairs[d];
+    }
+    if (u >= 10) {
+        unsigned d = (unsigned)u * 2;
+        *--p = pairs[d + 1];
+        *--p = pairs[d];
+    } else {
+        *--p = (char)('0' + u);
+    }
     if (v < 0)
-        tmp[n++] = '-';
-    for (size_t i = 0; i < n; i++)
-        buf[i] = tmp[n - 1 - i];
+        *--p = '-';
+    size_t n = (size_t)(tmp + sizeof tmp - p);
+    memcpy(buf, p, n);
     buf[n] = 0;
     return n;
 }
