@@ -840,18 +840,15 @@ static int write_kept_tags(engine *e, struct customer_kept_tags *k, int from, in
     if (!s)
         return -1;
     for (int i = 0; i < n; i++) {
-        store_bind_text_kept(s, 2 * i + 1, k->v[from + i].customer, -1);
-        store_bind_text_kept(s, 2 * i + 2, k->v[from + i].tag, -1);
+        store_bind_text_kept(s, 2 * i + 1, k->text.s + k->v[from + i].customer, k->v[from + i].customer_len);
+        store_bind_text_kept(s, 2 * i + 2, k->text.s + k->v[from + i].tag, k->v[from + i].tag_len);
     }
     return store_run(s);
 }
 
 static void drop_kept_tags(struct customer_kept_tags *k)
 {
-    for (int i = 0; i < k->n; i++) {
-        free(k->v[i].customer);
-        free(k->v[i].tag);
-    }
+    strbuf_reset(&k->text);
     k->n = 0;
 }
 
@@ -889,6 +886,7 @@ int customer_tags_end(engine *e)
     if (!k->failed)
         write_all_kept_tags(k);
     drop_kept_tags(k);
+    strbuf_free(&k->text);
     store_set_pending(e->st, NULL, NULL);
     for (size_t i = 0; i < sizeof k->sql / sizeof k->sql[0]; i++)
         free(k->sql[i]);
@@ -902,8 +900,14 @@ int customer_tag(engine *e, const char *id, const char *tag, int on)
     if (on && k) {
         if (k->failed)
             return -1;
-        k->v[k->n].customer = xstrdup(id);
-        k->v[k->n++].tag = xstrdup(tag);
+        /* NUL-terminated each: the texts are bound with their lengths */
+        size_t id_len = strlen(id), tag_len = strlen(tag);
+        k->v[k->n].customer = k->text.len;
+        k->v[k->n].customer_len = (int)id_len;
+        strbuf_add(&k->text, id, id_len + 1);
+        k->v[k->n].tag = k->text.len;
+        k->v[k->n++].tag_len = (int)tag_len;
+        strbuf_add(&k->text, tag, tag_len + 1);
         if (k->n == 1)
             store_set_pending(e->st, write_pending_tags, k);
         return k->n == CUSTOMER_KEPT_TAGS ? write_all_kept_tags(k) : 0;

@@ -26,6 +26,7 @@
 #include <lua.h>
 
 #include "engine.h"
+#include "util.h"
 
 #define CUSTOMER_ID_MAX 128
 
@@ -82,7 +83,10 @@ struct customer_kept_tags {
     engine *e;
     int n;
     int failed;                 /* a write of kept rows failed: the pass must roll back */
-    struct { char *customer, *tag; } v[CUSTOMER_KEPT_TAGS];
+    /* each row's customer id and tag: offsets and lengths in `text`, which
+     * holds them all (one buffer a pass, not two copies a row) */
+    struct { size_t customer, tag; int customer_len, tag_len; } v[CUSTOMER_KEPT_TAGS];
+    strbuf text;
     char *sql[7];               /* the INSERT for 2^i rows, built once a pass */
 };
 /* Starts keeping c:tag rows in k (zeroed by the caller). */
