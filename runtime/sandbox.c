@@ -102,9 +102,6 @@ lua_State *sandbox_state(sandbox *sb)
 
 /* --- limits ----------------------------------------------------------- */
 
-/* The cap applies only while a script runs (depth > 0): the host's own
- * pushes happen outside protected mode, where a refused allocation would
- * panic the process instead of failing one script. */
 /* The class of a block of n bytes (0 < n <= KEEP_LARGEST); its blocks are
  * (class + 1) * KEEP_STEP bytes. */
 static size_t keep_class(size_t n)
@@ -173,6 +170,9 @@ static void blocks_drain(sandbox *sb)
     sb->kept_bytes = 0;
 }
 
+/* The cap applies only while a script runs (depth > 0): the host's own
+ * pushes happen outside protected mode, where a refused allocation would
+ * panic the process instead of failing one script. */
 static void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     sandbox *sb = ud;
