@@ -11,12 +11,17 @@
  * and wall times (the local clock reading, counted as if it were UTC). A
  * zone's job is to turn one into the other.
  *
- * The zone cache is a plain list with no lock: tend runs its clock on one
- * thread, and a handful of zones are ever in use. */
+ * The zone cache is a list that only grows, read without a lock: a zone is
+ * complete before it is published at the head (release; a reader loads the
+ * head with acquire) and never changes after, and the loads of new zones
+ * take a mutex, so `tend import`'s reading thread checks zones while the
+ * engine's thread reads them. A handful of zones are ever in use. */
 #include "clock.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -308,7 +313,8 @@ struct tz_zone {
     struct tz_posix footer;
 };
 
-static struct tz_zone *zone_cache;
+static _Atomic(struct tz_zone *) zone_cache;
+static pthread_mutex_t zone_loading = PTHREAD_MUTEX_INITIALIZER;
 
 /* One allocation per zone (struct, arrays, name) so freeing is one call. */
 static struct tz_zone *zone_alloc(const char *name, size_t ntrans, size_t ntypes) {
@@ -461,26 +467,39 @@ static int zone_name_ok(const char *name) {
     return len > 0 && len < 256 && name[0] != '/' && strstr(name, "..") == NULL;
 }
 
+static struct tz_zone *zone_find(struct tz_zone *z, const char *name) {
+    for (; z != NULL; z = z->next)
+        if (strcmp(z->name, name) == 0) return z;
+    return NULL;
+}
+
 /* Failures are not cached: the zone may be installed later, and a cache of
  * bad names would grow with whatever garbage customers send. */
 static const struct tz_zone *zone_get(const char *name) {
-    struct tz_zone *z;
     if (name == NULL) return NULL;
-    for (z = zone_cache; z != NULL; z = z->next)
-        if (strcmp(z->name, name) == 0) return z;
-    if (!zone_name_ok(name)) return NULL;
-    z = is_utc_name(name) ? zone_utc(name) : zone_load(name);
-    if (z == NULL) return NULL;
-    z->next = zone_cache;
-    zone_cache = z;
+    struct tz_zone *z = zone_find(atomic_load_explicit(&zone_cache, memory_order_acquire), name);
+    if (z != NULL || !zone_name_ok(name)) return z;
+    pthread_mutex_lock(&zone_loading);
+    struct tz_zone *head = atomic_load_explicit(&zone_cache, memory_order_relaxed);
+    z = zone_find(head, name);      /* another thread may have loaded it meanwhile */
+    if (z == NULL) {
+        z = is_utc_name(name) ? zone_utc(name) : zone_load(name);
+        if (z != NULL) {
+            z->next = head;
+            atomic_store_explicit(&zone_cache, z, memory_order_release);
+        }
+    }
+    pthread_mutex_unlock(&zone_loading);
     return z;
 }
 
+/* At exit, with no other thread left. */
 void clock_shutdown(void) {
-    while (zone_cache != NULL) {
-        struct tz_zone *next = zone_cache->next;
-        free(zone_cache);
-        zone_cache = next;
+    struct tz_zone *z = atomic_exchange(&zone_cache, NULL);
+    while (z != NULL) {
+        struct tz_zone *next = z->next;
+        free(z);
+        z = next;
     }
 }
 
