@@ -82,12 +82,7 @@ void customer_rfm(const struct config *c, int64_t orders, double spent, tend_tim
 
 /* --- values from JSON --------------------------------------------------- */
 
-struct value {
-    int present, null;
-    int64_t i;
-    double d;
-    const char *s;
-};
+_Static_assert(NFIELDS == CUSTOMER_FIELDS, "customer.h's CUSTOMER_FIELDS is the count of fields[]");
 
 /* The first byte is compared before strcmp: most names differ there, and a
  * row of a dozen fields otherwise costs ~80 strcmp calls (4% of an import). */
@@ -114,7 +109,7 @@ static int parse_number_text(const char *s, double *out)
 
 /* Converts one JSON value into v for field f (text values allowed when
  * `text`, as a CSV cell is always text). */
-static int read_value(const struct field *f, const cJSON *j, int text, struct value *v,
+static int read_value(const struct field *f, const cJSON *j, int text, struct customer_value *v,
                       char *err, size_t errlen)
 {
     v->present = 1;
@@ -208,7 +203,7 @@ static int read_value(const struct field *f, const cJSON *j, int text, struct va
     return -1;
 }
 
-static void bind_value(store_stmt *s, int idx, const struct field *f, const struct value *v)
+static void bind_value(store_stmt *s, int idx, const struct field *f, const struct customer_value *v)
 {
     if (!v->present || v->null) {
         store_bind_null(s, idx);
@@ -246,7 +241,7 @@ static int write_tags(engine *e, const char *id, const cJSON *tags)
     return 0;
 }
 
-static int insert_row(engine *e, struct value *v, const char *attrs, const char *lifecycle,
+static int insert_row(engine *e, struct customer_value *v, const char *attrs, const char *lifecycle,
                       int r, int f, int m)
 {
     store_stmt *s = store_sql(e->st,
@@ -295,7 +290,7 @@ static const char *update_sql(void)
     return sql;
 }
 
-static int update_row(engine *e, struct value *v, const char *attrs_patch)
+static int update_row(engine *e, struct customer_value *v, const char *attrs_patch)
 {
     store_stmt *s = store_sql(e->st, update_sql());
     if (!s)
@@ -367,17 +362,15 @@ static int check_tags(const cJSON *tags, char *err, size_t errlen)
     return 0;
 }
 
-int customer_upsert(engine *e, const cJSON *obj, int flags, int *created, char *err, size_t errlen)
+int customer_check(const cJSON *obj, int flags, struct customer_checked *c, char *err, size_t errlen)
 {
-    struct value v[NFIELDS];
-    memset(v, 0, sizeof v);
-    const cJSON *attrs = NULL, *tags = NULL;
-    *created = 0;
+    struct customer_value *v = c->v;
+    memset(c, 0, sizeof *c);
     if (!cJSON_IsObject(obj)) {
         snprintf(err, errlen, "a customer must be a JSON object");
         return -1;
     }
-    const cJSON *j;
+    const cJSON *j, *attrs = NULL;
     cJSON_ArrayForEach(j, obj) {
         if (j->string[0] == 'a' && strcmp(j->string, "attrs") == 0) {
             if (!cJSON_IsObject(j))
@@ -388,7 +381,7 @@ int customer_upsert(engine *e, const cJSON *obj, int flags, int *created, char *
         if (j->string[0] == 't' && strcmp(j->string, "tags") == 0) {
             if (check_tags(j, err, errlen) != 0)
                 return -1;
-            tags = j;
+            c->tags = j;
             continue;
         }
         int i = field_index(j->string);
@@ -403,38 +396,62 @@ int customer_upsert(engine *e, const cJSON *obj, int flags, int *created, char *
         snprintf(err, errlen, "field 'id' is required");
         return -1;
     }
-    const char *id = v[I_ID].s;
+    c->id = v[I_ID].s;
+    c->first_seen_given = v[I_FIRST_SEEN].present;
+    c->attrs_text = attrs ? json_print(attrs) : NULL;
+    return 0;
+}
+
+void customer_checked_free(struct customer_checked *c)
+{
+    free(c->attrs_text);
+    c->attrs_text = NULL;
+}
+
+int customer_write(engine *e, struct customer_checked *c, int *created, char *err, size_t errlen)
+{
+    struct customer_value *v = c->v;
+    *created = 0;
     tend_time now = engine_now(e);
     if (!v[I_FIRST_SEEN].present) {
         v[I_FIRST_SEEN].present = 1;   /* only used by the INSERT */
         v[I_FIRST_SEEN].i = now;
     }
-    char *attrs_text = attrs ? json_print(attrs) : NULL;
     int64_t orders = v[I_ORDERS].present ? v[I_ORDERS].i : 0;
     double spent = v[I_SPENT].present ? v[I_SPENT].d : 0;
     tend_time last = v[I_LAST_ORDER].present && !v[I_LAST_ORDER].null ? v[I_LAST_ORDER].i : 0;
     int r, f, m;
     customer_rfm(&e->cfg, orders, spent, last, now, &r, &f, &m);
     const char *lc = customer_lifecycle(&e->cfg, orders, last, v[I_FIRST_SEEN].i, now);
-    int rc = insert_row(e, v, attrs_text, lc, r, f, m);
+    int rc = insert_row(e, v, c->attrs_text, lc, r, f, m);
     if (rc == 1) {
         *created = 1;
     } else if (rc == 0) {
-        v[I_FIRST_SEEN].present = cJSON_GetObjectItemCaseSensitive(obj, "first_seen_at") != NULL;
-        rc = update_row(e, v, attrs_text);
+        v[I_FIRST_SEEN].present = c->first_seen_given;
+        rc = update_row(e, v, c->attrs_text);
         int maintained = v[I_ORDERS].present || v[I_SPENT].present || v[I_LAST_ORDER].present ||
                          v[I_FIRST_SEEN].present;
-        if (rc == 0 && maintained && refresh_derived(e, id) < 0)
+        if (rc == 0 && maintained && refresh_derived(e, c->id) < 0)
             rc = -1;
     }
-    free(attrs_text);
-    if (rc >= 0 && tags)
-        rc = write_tags(e, id, tags);
+    if (rc >= 0 && c->tags)
+        rc = write_tags(e, c->id, c->tags);
     if (rc < 0) {
         snprintf(err, errlen, "store: %s", store_errmsg(e->st));
         return -1;
     }
     return 0;
+}
+
+int customer_upsert(engine *e, const cJSON *obj, int flags, int *created, char *err, size_t errlen)
+{
+    struct customer_checked c;
+    *created = 0;
+    if (customer_check(obj, flags, &c, err, errlen) != 0)
+        return -1;
+    int rc = customer_write(e, &c, created, err, errlen);
+    customer_checked_free(&c);
+    return rc;
 }
 
 int customer_exists(engine *e, const char *id)

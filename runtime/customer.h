@@ -42,6 +42,33 @@ enum {
  * written then. *created tells which it was. */
 int customer_upsert(engine *e, const cJSON *obj, int flags, int *created, char *err, size_t errlen);
 
+/* customer_upsert in two halves, for a caller that checks rows on one
+ * thread and writes them on another (importer.c). customer_check reads only
+ * `obj` (no engine, no store, nothing shared but clock.c's zone cache,
+ * which is safe to share), so it may run on any thread; it fails with the
+ * reason customer_upsert would give and writes nothing. The checked row
+ * points at obj's keys and strings, which must outlive customer_write;
+ * attrs_text is the row's own (customer_checked_free, after the write or
+ * instead of it). customer_write is the rest of customer_upsert, on the
+ * engine's thread; its only failure is the store's ("store: ..."). */
+struct customer_value {
+    int present, null;
+    int64_t i;
+    double d;
+    const char *s;
+};
+#define CUSTOMER_FIELDS 19
+struct customer_checked {
+    struct customer_value v[CUSTOMER_FIELDS];
+    const char *id;
+    const cJSON *tags;          /* NULL: the set is left as it is */
+    char *attrs_text;           /* the attrs to merge, as JSON (owned), or NULL */
+    int first_seen_given;
+};
+int customer_check(const cJSON *obj, int flags, struct customer_checked *c, char *err, size_t errlen);
+int customer_write(engine *e, struct customer_checked *c, int *created, char *err, size_t errlen);
+void customer_checked_free(struct customer_checked *c);
+
 /* 1 if the customer exists, 0 if not, -1 on error. */
 int customer_exists(engine *e, const char *id);
 
