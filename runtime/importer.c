@@ -29,10 +29,15 @@
  * the row's cell; the row's object is just the present nodes linked
  * together. Nothing here ever cJSON_Delete()s those nodes.
  *
+ * A customer CSV is read and checked on a second thread while this one
+ * writes (see "CSV customers on two threads" below); what is reported and
+ * committed, and in which order, is as if one thread did both.
+ *
  * NDJSON: one object a line, exactly what PUT /v1/customers takes; blank
  * lines are skipped; json_parse() gives positioned errors. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +57,7 @@
 #define READ_CHUNK        (256 << 10)   /* bytes per read(2) */
 #define MAX_RECORD        (16 << 20)    /* longest row or line we buffer */
 #define FRESH_INPUT_MAX   (448LL << 20) /* largest file a first import takes in one transaction */
+#define IMPORT_REASON     512           /* longest reason a row is rejected with */
 
 /* --- the reader ---------------------------------------------------------- */
 
@@ -140,7 +146,7 @@ struct importer {
     int64_t batch_created, batch_updated;   /* folded into rep on commit */
     char *err;
     size_t errlen;
-    char reason[512];
+    char reason[IMPORT_REASON];
 };
 
 static void rejected(struct importer *im, long line, const char *reason)
@@ -183,10 +189,8 @@ static int batch_failed(struct importer *im, long line, const char *why)
     return rc;
 }
 
-/* Upserts one row. A row the customer module refuses is rejected and the
- * import goes on; a failing store ends it (-1, im->err). `id` may be NULL:
- * then it is read from obj once the upsert succeeded. */
-static int import_row(struct importer *im, const cJSON *obj, int flags, const char *id, long line)
+/* Opens a batch for the next row unless one is open. */
+static int batch_open(struct importer *im, long line)
 {
     store *st = im->e->st;
     if (!im->open) {
@@ -194,11 +198,15 @@ static int import_row(struct importer *im, const cJSON *obj, int flags, const ch
             return store_failed(im, line, store_errmsg(st));
         im->open = 1;
     }
-    int created = 0;
-    int rc = im->products
-        ? product_upsert(st, obj, flags ? PRODUCT_TEXT_VALUES : 0, engine_now(im->e), &created, im->reason,
-                         sizeof im->reason)
-        : customer_upsert(im->e, obj, flags, &created, im->reason, sizeof im->reason);
+    return 0;
+}
+
+/* After a row's upsert (rc, im->reason): a row the customer module refused
+ * is rejected and the import goes on; a failing store ends it (-1,
+ * im->err). `id` (NULL for a product) has its date triggers planned again. */
+static int row_done(struct importer *im, int rc, int created, const char *id, long line)
+{
+    store *st = im->e->st;
     if (rc != 0) {
         /* customer_upsert reports its only non-data failure, the store's,
          * as "store: ...": that one is not the row's fault, and every row
@@ -208,10 +216,6 @@ static int import_row(struct importer *im, const cJSON *obj, int flags, const ch
         rejected(im, line, im->reason);
         return 0;
     }
-    if (im->products)
-        id = NULL;      /* products have no date triggers */
-    else if (!id)
-        id = cJSON_GetObjectItemCaseSensitive(obj, "id")->valuestring;
     /* A new or changed birthday (or any date field, or zone) re-plans the
      * customer's date triggers, in the row's own savepoint. */
     if (id && im->dated && dates_customer_changed(im->e, id) != 0) {
@@ -225,6 +229,24 @@ static int import_row(struct importer *im, const cJSON *obj, int flags, const ch
     if (++im->batch_rows >= IMPORT_BATCH && batch_commit(im) != 0)
         return store_failed(im, line, store_errmsg(st));
     return 0;
+}
+
+/* Upserts one row (row_done). `id` may be NULL: then it is read from obj
+ * once the upsert succeeded. */
+static int import_row(struct importer *im, const cJSON *obj, int flags, const char *id, long line)
+{
+    if (batch_open(im, line) != 0)
+        return -1;
+    int created = 0;
+    int rc = im->products
+        ? product_upsert(im->e->st, obj, flags ? PRODUCT_TEXT_VALUES : 0, engine_now(im->e), &created,
+                         im->reason, sizeof im->reason)
+        : customer_upsert(im->e, obj, flags, &created, im->reason, sizeof im->reason);
+    if (im->products)
+        id = NULL;      /* products have no date triggers */
+    else if (rc == 0 && !id)
+        id = cJSON_GetObjectItemCaseSensitive(obj, "id")->valuestring;
+    return row_done(im, rc, created, id, line);
 }
 
 /* Ends the import: commits what is open even after a failure to read on, so
@@ -753,8 +775,9 @@ static void row_tags(struct table *t, char *cell)
     node_link(&t->root, &t->tags);
 }
 
-/* Links the record's cells into t->root. Returns 0, or -1 with why. */
-static int row_build(struct table *t, struct csv *c, char *why, size_t n)
+/* Links the record's cells into t->root; they are read at `text`, c->text
+ * or a copy of it. Returns 0, or -1 with why. */
+static int row_build(struct table *t, struct csv *c, char *text, char *why, size_t n)
 {
     if (c->problem[0]) {
         snprintf(why, n, "%s", c->problem);
@@ -768,7 +791,7 @@ static int row_build(struct table *t, struct csv *c, char *why, size_t n)
     t->root.child = NULL;
     t->attrs.child = NULL;
     for (int i = 0; i < t->ncols; i++) {
-        char *cell = csv_at(c, i);
+        char *cell = text + c->off[i];
         struct column *col = &t->cols[i];
         /* A NUL byte would cut the cell where C strings end: refused, like
          * bytes that are not UTF-8, before anything reads the cell. */
@@ -797,6 +820,279 @@ static int row_build(struct table *t, struct csv *c, char *why, size_t n)
     return 0;
 }
 
+/* The records after the header, one after another on this thread. */
+static int csv_rows(struct importer *im, struct reader *r, struct csv *c, struct table *t)
+{
+    int rc;
+    while ((rc = csv_next(c)) == 1) {
+        if (row_build(t, c, c->text, im->reason, sizeof im->reason) != 0) {
+            rejected(im, c->first_line, im->reason);
+            continue;
+        }
+        if (import_row(im, &t->root, CUSTOMER_TEXT_VALUES, csv_at(c, t->id_col), c->first_line) != 0)
+            break;
+    }
+    if (rc < 0)
+        return read_failed(im, r, c->first_line);
+    return rc == 1 ? -1 : 0;    /* 1: the store failed (im->err is set) */
+}
+
+/* --- CSV customers on two threads ----------------------------------------
+ * Reading, splitting and checking a customer row (customer_check: every
+ * field's rules, no store) is about 30% of a row's instructions, and none
+ * of it needs the store: a reading thread does it for the rows after the header
+ * while this thread writes the rows it has checked (customer_write), so the
+ * two overlap on two cores. The reader hands over batches of FEED_ROWS
+ * rows through FEED_SLOTS slots, in file order, and waits while all are
+ * full, so it is at most FEED_SLOTS batches ahead (about 1 MiB). A batch
+ * holds each row's record text (the checked row points into it), or the
+ * reason it was rejected with: this thread reports the rejections, opens and
+ * commits the transactions and counts the rows in the order of the file,
+ * exactly as csv_rows does. When the store fails, this thread stops the
+ * reader and drops what it has not written. The reader uses only its own
+ * csv, table and reader (clock.c's zone cache aside, which is safe to
+ * share); they are this thread's again once it has been joined. */
+#define FEED_ROWS  256
+#define FEED_SLOTS 4
+#define FEED_TEXT  (64 << 10)   /* a batch's text to start with; it grows for a longer record */
+
+struct feed_entry {
+    long line;
+    const char *reason;         /* rejected with this (in the batch text), or NULL */
+    int opens;                  /* the customer check rejected it: csv_rows had opened a batch */
+    int tags_at, ntags;         /* its tags in the batch's tag_off, ntags -1 for no tags cell */
+    struct customer_checked row;
+};
+
+struct feed_batch {
+    char *text;
+    size_t text_len, text_cap;
+    size_t *tag_off;            /* offsets of the tag names in text */
+    int ntag_off, tag_off_cap;
+    struct feed_entry ent[FEED_ROWS];
+    int n;
+};
+
+struct feed {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct feed_batch *slot[FEED_SLOTS];
+    int head, count;            /* the full slots, in order: head, head + 1, ... (mod FEED_SLOTS) */
+    int done, stop;             /* the reader has handed over its last batch; asked to stop */
+    int rc;                     /* its csv_next's last answer: 0 end of input, -1 read failure */
+    long end_line;              /* the record csv_next failed at */
+    struct csv *c;
+    struct table *t;
+};
+
+/* The reader: waits for a free slot (the one after the full ones). NULL
+ * when asked to stop. */
+static struct feed_batch *feed_free_slot(struct feed *f)
+{
+    pthread_mutex_lock(&f->mu);
+    while (f->count == FEED_SLOTS && !f->stop)
+        pthread_cond_wait(&f->cv, &f->mu);
+    struct feed_batch *b = f->stop ? NULL : f->slot[(f->head + f->count) % FEED_SLOTS];
+    pthread_mutex_unlock(&f->mu);
+    if (b && !b->text) {
+        b->text_cap = FEED_TEXT;
+        b->text = xmalloc(b->text_cap);
+    }
+    return b;
+}
+
+/* The reader: hands the filled batch over. */
+static void feed_publish(struct feed *f)
+{
+    pthread_mutex_lock(&f->mu);
+    f->count++;
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* Room for a row of `need` bytes of text in *b, handing *b over for a new
+ * one when it is full. 0, or -1 when asked to stop. */
+static int feed_room(struct feed *f, struct feed_batch **b, size_t need)
+{
+    struct feed_batch *cur = *b;
+    if (cur->n == FEED_ROWS || (cur->n > 0 && cur->text_len + need > cur->text_cap)) {
+        feed_publish(f);
+        if (!(cur = *b = feed_free_slot(f)))
+            return -1;
+    }
+    if (need > cur->text_cap) {     /* an empty batch: nothing points into its text yet */
+        while (need > cur->text_cap)
+            cur->text_cap *= 2;
+        cur->text = xrealloc(cur->text, cur->text_cap);
+    }
+    return 0;
+}
+
+/* The reader: the tags of the checked row (row_tags' list, whose names lie
+ * in the batch's text) as offsets, for the writer to link again. */
+static void feed_keep_tags(struct feed_batch *b, struct feed_entry *en)
+{
+    en->ntags = -1;
+    if (!en->row.tags)
+        return;
+    en->tags_at = b->ntag_off;
+    en->ntags = 0;
+    const cJSON *tag;
+    cJSON_ArrayForEach(tag, en->row.tags) {
+        if (b->ntag_off == b->tag_off_cap) {
+            b->tag_off_cap = b->tag_off_cap ? b->tag_off_cap * 2 : 256;
+            b->tag_off = xrealloc(b->tag_off, (size_t)b->tag_off_cap * sizeof *b->tag_off);
+        }
+        b->tag_off[b->ntag_off++] = (size_t)(tag->valuestring - b->text);
+        en->ntags++;
+    }
+    en->row.tags = NULL;        /* t->tags is the reader's, and the next row's */
+}
+
+static void *feed_read(void *arg)
+{
+    struct feed *f = arg;
+    struct csv *c = f->c;
+    struct table *t = f->t;
+    char why[IMPORT_REASON];
+    struct feed_batch *b = feed_free_slot(f);
+    int rc = 0;
+    while (b && (rc = csv_next(c)) == 1) {
+        if (feed_room(f, &b, c->len + sizeof why) != 0)
+            break;
+        char *text = b->text + b->text_len;
+        memcpy(text, c->text, c->len);
+        struct feed_entry *en = &b->ent[b->n++];
+        en->line = c->first_line;
+        en->reason = NULL;
+        en->opens = 0;
+        if (row_build(t, c, text, why, sizeof why) == 0) {
+            if (customer_check(&t->root, CUSTOMER_TEXT_VALUES, &en->row, why, sizeof why) == 0) {
+                b->text_len += c->len;
+                feed_keep_tags(b, en);
+                continue;
+            }
+            en->opens = 1;
+        }
+        memset(&en->row, 0, sizeof en->row);
+        size_t n = strlen(why) + 1;
+        memcpy(text, why, n);       /* the record's text is not needed: the reason takes its place */
+        en->reason = text;
+        b->text_len += n;
+    }
+    pthread_mutex_lock(&f->mu);
+    if (b && b->n > 0)
+        f->count++;
+    f->done = 1;
+    f->rc = b ? rc : 0;
+    f->end_line = c->first_line;
+    pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+    return NULL;
+}
+
+/* The writer: one batch's rows, in order. Returns -1 when the store failed. */
+static int feed_write(struct importer *im, struct feed_batch *b, struct table *tags)
+{
+    for (int k = 0; k < b->n; k++) {
+        struct feed_entry *en = &b->ent[k];
+        if (en->reason) {
+            if (en->opens && batch_open(im, en->line) != 0)
+                return -1;
+            rejected(im, en->line, en->reason);
+            continue;
+        }
+        if (en->ntags >= 0) {       /* row_tags' list again, in this thread's pool */
+            if ((size_t)en->ntags > tags->tag_cap) {
+                tags->tag_cap = (size_t)en->ntags * 2;
+                tags->tag_nodes = xrealloc(tags->tag_nodes, tags->tag_cap * sizeof *tags->tag_nodes);
+            }
+            tags->tags.child = NULL;
+            for (int i = 0; i < en->ntags; i++) {
+                node_init(&tags->tag_nodes[i], cJSON_String, NULL);
+                tags->tag_nodes[i].valuestring = b->text + b->tag_off[en->tags_at + i];
+                node_link(&tags->tags, &tags->tag_nodes[i]);
+            }
+            en->row.tags = &tags->tags;
+        }
+        int created = 0;
+        int rc = batch_open(im, en->line);
+        if (rc == 0) {
+            rc = customer_write(im->e, &en->row, &created, im->reason, sizeof im->reason);
+            rc = row_done(im, rc, created, en->row.id, en->line);
+        }
+        customer_checked_free(&en->row);
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void feed_batch_free(struct feed_batch *b)
+{
+    if (!b)
+        return;
+    for (int k = 0; k < b->n; k++)
+        customer_checked_free(&b->ent[k].row);
+    free(b->text);
+    free(b->tag_off);
+    free(b);
+}
+
+/* The customer records after the header: as csv_rows, with the reading and
+ * checking on a second thread (or on this one, should it not start). */
+static int feed_rows(struct importer *im, struct reader *r, struct csv *c, struct table *t)
+{
+    struct feed f = {.c = c, .t = t};
+    for (int i = 0; i < FEED_SLOTS; i++)
+        f.slot[i] = xcalloc(1, sizeof *f.slot[i]);
+    pthread_mutex_init(&f.mu, NULL);
+    pthread_cond_init(&f.cv, NULL);
+    pthread_t reader;
+    int rc;
+    if (pthread_create(&reader, NULL, feed_read, &f) != 0) {
+        rc = csv_rows(im, r, c, t);
+    } else {
+        struct table tags = {.tag_cap = 0};
+        node_init(&tags.tags, cJSON_Array, "tags");
+        rc = 0;
+        for (;;) {
+            pthread_mutex_lock(&f.mu);
+            while (f.count == 0 && !f.done)
+                pthread_cond_wait(&f.cv, &f.mu);
+            struct feed_batch *b = f.count ? f.slot[f.head] : NULL;
+            pthread_mutex_unlock(&f.mu);
+            if (!b)
+                break;      /* the reader is done and every batch written */
+            if (feed_write(im, b, &tags) != 0) {
+                rc = -1;    /* the store failed: im->err is set */
+                break;
+            }
+            b->n = 0;
+            b->text_len = 0;
+            b->ntag_off = 0;
+            pthread_mutex_lock(&f.mu);
+            f.head = (f.head + 1) % FEED_SLOTS;
+            f.count--;
+            pthread_cond_broadcast(&f.cv);
+            pthread_mutex_unlock(&f.mu);
+        }
+        pthread_mutex_lock(&f.mu);
+        f.stop = 1;
+        pthread_cond_broadcast(&f.cv);
+        pthread_mutex_unlock(&f.mu);
+        pthread_join(reader, NULL);
+        free(tags.tag_nodes);
+        if (rc == 0 && f.rc < 0)
+            rc = read_failed(im, r, f.end_line);
+    }
+    for (int i = 0; i < FEED_SLOTS; i++)
+        feed_batch_free(f.slot[i]);
+    pthread_cond_destroy(&f.cv);
+    pthread_mutex_destroy(&f.mu);
+    return rc;
+}
+
 static int csv_run(struct importer *im, struct reader *r)
 {
     struct csv c = {.rd = r, .line = 1};
@@ -813,18 +1109,7 @@ static int csv_run(struct importer *im, struct reader *r)
         snprintf(im->err, im->errlen, "%s: nothing imported: the header row is invalid", im->path);
         rc = -1;
     } else {
-        while ((rc = csv_next(&c)) == 1) {
-            if (row_build(&t, &c, im->reason, sizeof im->reason) != 0) {
-                rejected(im, c.first_line, im->reason);
-                continue;
-            }
-            if (import_row(im, &t.root, CUSTOMER_TEXT_VALUES, csv_at(&c, t.id_col), c.first_line) != 0)
-                break;
-        }
-        if (rc < 0)
-            rc = read_failed(im, r, c.first_line);
-        else if (rc == 1)
-            rc = -1;    /* the store failed: im->err is set */
+        rc = im->products ? csv_rows(im, r, &c, &t) : feed_rows(im, r, &c, &t);
     }
     table_free(&t);
     free(c.text);

@@ -3,7 +3,9 @@
  * imported customer's rows as a PUT does; with no such journey it plans
  * none. Both into an empty store (the first import, one transaction) and
  * into one that has customers (batches). And CSV records: the ones read
- * whole and the ones read cell by cell come out the same. */
+ * whole and the ones read cell by cell come out the same; a customer CSV
+ * read and checked on the importer's second thread reports its rejected
+ * rows by line, in file order, across the batches that thread hands over. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -153,6 +155,93 @@ static void test_csv_records(void **state)
     fixture_close(f);
 }
 
+/* The reading thread hands rows over in batches of 256 (importer.c,
+ * FEED_ROWS) and starts a new batch early for a record longer than its
+ * text: rejections on both sides of the batch edges, after a record of
+ * 100 kB, after a blank line and a quoted cell over two lines (which move
+ * the line numbers), of every kind (the cell count, found while reading;
+ * an email and a zone, found by customer_check), come out in file order
+ * with their lines, and the rows around them are all written, tags and the
+ * long attribute included. The same file again goes through the batches
+ * of a store that has customers, with the same report. */
+static void test_feed_batches(void **state)
+{
+    (void)state;
+    enum { ROWS = 1500 };
+    strbuf csv, want;
+    strbuf_init(&csv);
+    strbuf_init(&want);
+    strbuf_puts(&csv, "id,name,email,timezone,tags,attrs.note\n");
+    long line = 1;
+    int accepted = 0;
+    for (int k = 1; k <= ROWS; k++) {
+        if (k == 900) {
+            strbuf_puts(&csv, "\n");      /* a blank line: skipped, but counted */
+            line++;
+        }
+        line++;
+        long at = line;
+        char id[32];
+        snprintf(id, sizeof id, "k%d", k == 1400 ? 10 : k);
+        if (k == 1000)
+            line++;         /* its note is quoted over two lines */
+        const char *tags = k == 1200 ? "|" : k % 3 == 0 ? "vip|t5" : "";
+        if (k % 131 == 0) {
+            strbuf_printf(&csv, "%s,Ann\n", id);
+            strbuf_printf(&want, "%ld: row has 2 cells, the header has 6\n", at);
+        } else if (k % 97 == 0) {
+            strbuf_printf(&csv, "%s,Ann,nope,UTC,%s,\n", id, tags);
+            strbuf_printf(&want, "%ld: field 'email': 'nope' is not an email address (local@domain, one '@')\n", at);
+        } else if (k == 255 || k == 256 || k == 257 || k == 511 || k == 512 || k == 701) {
+            strbuf_printf(&csv, "%s,Ann,a@b.example,Mars/Base,%s,\n", id, tags);
+            strbuf_printf(&want, "%ld: field 'timezone': 'Mars/Base' is not a zone in the tz database\n", at);
+        } else {
+            strbuf_printf(&csv, "%s,Ann,a%d@b.example,Asia/Shanghai,%s,%s", id, k, tags,
+                          k == 1000 ? "\"two\nlines\"" : "");
+            if (k == 700)
+                for (int i = 0; i < 100000; i++)
+                    strbuf_puts(&csv, "x");
+            strbuf_puts(&csv, "\n");
+            accepted++;
+        }
+    }
+    struct fixture *f = fixture_open("import-feed", T0, NULL, NEITHER);
+    char path[] = "/tmp/tend-import-XXXXXX.csv";
+    int fd = mkstemps(path, 4);
+    assert_int_equal(write(fd, csv.s, csv.len), (ssize_t)csv.len);
+    close(fd);
+    for (int pass = 0; pass < 2; pass++) {
+        struct import_report rep;
+        char err[256];
+        strbuf rejects;
+        strbuf_init(&rejects);
+        assert_int_equal(importer_run(f->e, path, keep_reject, &rejects, &rep, err, sizeof err), 0);
+        assert_string_equal(rejects.s, want.s);
+        strbuf_free(&rejects);
+        assert_int_equal(rep.imported, pass ? 0 : accepted - 1);   /* k1400 is k10 again */
+        assert_int_equal(rep.updated, pass ? accepted : 1);
+        assert_int_equal(rep.rejected, ROWS - accepted);
+        assert_int_equal(count(f->e, "SELECT COUNT(*) FROM customers"), accepted - 1);
+        assert_int_equal(count(f->e, "SELECT COUNT(*) FROM customers WHERE timezone = 'Asia/Shanghai'"), accepted - 1);
+        assert_int_equal(count(f->e, "SELECT length(json_extract(attrs, '$.note')) FROM customers WHERE id = 'k700'"),
+                         100000);
+        assert_int_equal(count(f->e, "SELECT COUNT(*) FROM customers WHERE id = 'k1000'"
+                               " AND json_extract(attrs, '$.note') = 'two' || char(10) || 'lines'"), 1);
+        assert_int_equal(count(f->e, "SELECT COUNT(*) FROM customers WHERE id = 'k1001' AND email = 'a1001@b.example'"), 1);
+        /* k % 3 == 0 and accepted, k1200 ("|") without tags */
+        int tagged = 0;
+        for (int k = 3; k <= ROWS; k += 3)
+            tagged += k != 1200 && k % 131 && k % 97 && k != 255 && k != 511 && k != 1400;
+        assert_int_equal(count(f->e, "SELECT COUNT(*) FROM customer_tags WHERE tag = 'vip'"), tagged);
+        assert_int_equal(count(f->e, "SELECT COUNT(*) FROM customer_tags WHERE tag = 't5'"), tagged);
+        assert_int_equal(count(f->e, "SELECT COUNT(*) FROM customer_tags WHERE customer = 'k1200'"), 0);
+    }
+    unlink(path);
+    strbuf_free(&csv);
+    strbuf_free(&want);
+    fixture_close(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -160,6 +249,7 @@ int main(void)
         cmocka_unit_test(test_local_journey),
         cmocka_unit_test(test_no_planned_journey),
         cmocka_unit_test(test_csv_records),
+        cmocka_unit_test(test_feed_batches),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     clock_shutdown();
