@@ -5,7 +5,9 @@
  * into one that has customers (batches). And CSV records: the ones read
  * whole and the ones read cell by cell come out the same; a customer CSV
  * read and checked on the importer's second thread reports its rejected
- * rows by line, in file order, across the batches that thread hands over. */
+ * rows by line, in file order, across the batches that thread hands over;
+ * a large first import sorts its indexes on a worker thread and puts the
+ * store's settings back. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -242,6 +244,59 @@ static void test_feed_batches(void **state)
     fixture_close(f);
 }
 
+/* A first import of SORT_THREADED_ROWS customers or more builds its indexes
+ * with SQLite's sorter on a worker thread, its runs in temporary files
+ * (importer.c, sort_threaded): the indexes agree with the table, and the
+ * store's settings are back after it (temp_store in memory, no sorter
+ * threads, cache_spill on, the page cache as tend.lua sets it). */
+static void test_threaded_sort(void **state)
+{
+    (void)state;
+    enum { ROWS = 100000 };
+    static const char *const cities[] = {"Oslo", "Lyon", "Rome", "Pune", "Lima"};
+    strbuf csv;
+    strbuf_init(&csv);
+    strbuf_puts(&csv, "id,city,region,timezone,last_order_at,orders_count,tags\n");
+    for (int k = 0; k < ROWS; k++)
+        strbuf_printf(&csv, "c%07d,%s,r%d,%s,%s,%d,%s\n", (k * 7919) % ROWS, cities[k % 5], k % 31,
+                      k % 2 ? "Asia/Shanghai" : "Europe/Oslo", k % 3 ? "1760000000" : "", k % 3 ? 1 : 0,
+                      k % 4 ? "" : "vip");
+    struct fixture *f = fixture_open("import-sort", T0, NULL, NEITHER);
+    char path[] = "/tmp/tend-import-XXXXXX.csv";
+    int fd = mkstemps(path, 4);
+    assert_int_equal(write(fd, csv.s, csv.len), (ssize_t)csv.len);
+    close(fd);
+    strbuf_free(&csv);
+    static const char *const settings[] = {"PRAGMA temp_store", "PRAGMA threads", "PRAGMA cache_spill",
+                                           "PRAGMA cache_size"};
+    enum { NSETTINGS = sizeof settings / sizeof settings[0] };
+    int64_t before[NSETTINGS];
+    for (int i = 0; i < NSETTINGS; i++)
+        before[i] = count(f->e, settings[i]);
+    assert_int_equal(before[0], 2);     /* store.c's temp_store = MEMORY */
+    struct import_report rep;
+    char err[256];
+    assert_int_equal(importer_run(f->e, path, NULL, NULL, &rep, err, sizeof err), 0);
+    unlink(path);
+    assert_int_equal(rep.imported, ROWS);
+    char *ok = text_of(f->e, "PRAGMA integrity_check");
+    assert_string_equal(ok, "ok");
+    free(ok);
+    assert_int_equal(count(f->e, "SELECT COUNT(*) FROM customers INDEXED BY customers_city WHERE city = 'Rome'"),
+                     ROWS / 5);
+    assert_int_equal(count(f->e, "SELECT COUNT(*) FROM customers INDEXED BY customers_region WHERE region = 'r7'"),
+                     count(f->e, "SELECT COUNT(*) FROM customers NOT INDEXED WHERE region = 'r7'"));
+    assert_int_equal(count(f->e, "SELECT COUNT(*) FROM customers INDEXED BY customers_last_order"
+                                 " WHERE last_order_at = 1760000000"), ROWS - (ROWS + 2) / 3);
+    assert_int_equal(count(f->e, "SELECT COUNT(*) FROM customer_tags INDEXED BY customer_tags_tag_order"
+                                 " WHERE tag = 'vip' AND last_order_at IS NULL"),
+                     count(f->e, "SELECT COUNT(*) FROM customer_tags t NOT INDEXED JOIN customers c ON c.id = t.customer"
+                                 " WHERE t.tag = 'vip' AND c.last_order_at IS NULL"));
+    for (int i = 0; i < NSETTINGS; i++)
+        assert_int_equal(count(f->e, settings[i]), before[i]);
+    fixture_close(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -250,6 +305,7 @@ int main(void)
         cmocka_unit_test(test_no_planned_journey),
         cmocka_unit_test(test_csv_records),
         cmocka_unit_test(test_feed_batches),
+        cmocka_unit_test(test_threaded_sort),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     clock_shutdown();
