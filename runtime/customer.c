@@ -127,7 +127,8 @@ static int read_value(const struct field *f, const cJSON *j, int text, struct cu
     case F_TEXT:
         if (!cJSON_IsString(j))
             return bad(err, errlen, f->name, "must be a string");
-        if (f->type == F_ID && (!*j->valuestring || strlen(j->valuestring) > CUSTOMER_ID_MAX))
+        v->len = (int)strlen(j->valuestring);  /* at most MAX_RECORD (importer.c) or a request's body */
+        if (f->type == F_ID && (!v->len || v->len > CUSTOMER_ID_MAX))
             return bad(err, errlen, f->name, "must be 1 to 128 characters");
         if (f == &fields[I_EMAIL] && !*j->valuestring) {
             v->null = 1;    /* "" is how many shops say "no address": cleared, like null */
@@ -137,7 +138,7 @@ static int read_value(const struct field *f, const cJSON *j, int text, struct cu
             return bad(err, errlen, f->name, msg);
         /* Every known text field is one line: names and addresses go into
          * mail headers and SMS, ids into logs. */
-        if (validate_text(j->valuestring, strlen(j->valuestring), VALIDATE_SINGLE_LINE, msg, sizeof msg) != 0)
+        if (validate_text(j->valuestring, (size_t)v->len, VALIDATE_SINGLE_LINE, msg, sizeof msg) != 0)
             return bad(err, errlen, f->name, msg);
         v->s = j->valuestring;
         return 0;
@@ -149,12 +150,14 @@ static int read_value(const struct field *f, const cJSON *j, int text, struct cu
             return bad(err, errlen, f->name, msg);
         }
         v->s = j->valuestring;
+        v->len = (int)strlen(v->s);
         return 0;
     case F_DATE: {
         int y, m, d;
         if (!cJSON_IsString(j) || clock_parse_date(j->valuestring, &y, &m, &d, msg, sizeof msg) != 0)
             return bad(err, errlen, f->name, "must be a date YYYY-MM-DD");
         v->s = j->valuestring;
+        v->len = (int)strlen(v->s);
         return 0;
     }
     case F_TIME:
@@ -220,8 +223,9 @@ static void bind_value(store_stmt *s, int idx, const struct field *f, const stru
         break;
     default:
         /* v->s is the caller's cJSON string (or a CSV cell), which outlives
-         * the statement's run: no copy needed. */
-        store_bind_text_kept(s, idx, v->s, -1);
+         * the statement's run: no copy needed; its length is known (SQLite
+         * would count it again, byte by byte). */
+        store_bind_text_kept(s, idx, v->s, v->len);
     }
 }
 
@@ -303,7 +307,7 @@ static int update_row(engine *e, struct customer_value *v, const char *attrs_pat
     store_bind_text_kept(s, p++, attrs_patch, -1);
     store_bind_text_kept(s, p++, attrs_patch, -1);
     store_bind_int(s, p++, engine_now(e));
-    store_bind_text_kept(s, p, v[I_ID].s, -1);
+    store_bind_text_kept(s, p, v[I_ID].s, v[I_ID].len);
     return store_run(s);
 }
 

@@ -56,6 +56,7 @@ struct customer_value {
     int64_t i;
     double d;
     const char *s;
+    int len;                    /* s's length in bytes */
 };
 #define CUSTOMER_FIELDS 19
 struct customer_checked {
