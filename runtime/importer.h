@@ -16,7 +16,9 @@
  *
  * Each row is an upsert that lands whole or not at all; a bad row is
  * rejected with its line number and reason and the others go on. Rows
- * commit in batches (one fsync per batch). */
+ * commit in batches (one fsync per batch). A customer CSV is read and
+ * checked on a second thread while the caller's writes the rows; `reject`
+ * is called on the caller's thread, in the file's order. */
 #ifndef TEND_IMPORTER_H
 #define TEND_IMPORTER_H
 
