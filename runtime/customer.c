@@ -245,14 +245,22 @@ static int write_tags(engine *e, const char *id, const cJSON *tags)
     return 0;
 }
 
-static int insert_row(engine *e, struct customer_value *v, const char *attrs, const char *lifecycle,
-                      int r, int f, int m)
+#define INSERT_SQL                                                                              \
+    "INSERT INTO customers (id, name, phone, email, city, region, timezone, birthday,"         \
+    " first_seen_at, first_order_at, last_order_at, orders_count, total_spent,"                \
+    " last_active_at, blocked, lifecycle, r, f, m, attrs, updated_at)"                         \
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING"
+
+/* Every one of the INSERT's parameters is bound below, each time: a held
+ * statement keeps its last values rather than having them cleared. */
+static int insert_row(engine *e, struct customer_writer *w, struct customer_value *v, const char *attrs,
+                      const char *lifecycle, int r, int f, int m)
 {
-    store_stmt *s = store_sql(e->st,
-        "INSERT INTO customers (id, name, phone, email, city, region, timezone, birthday,"
-        " first_seen_at, first_order_at, last_order_at, orders_count, total_spent,"
-        " last_active_at, blocked, lifecycle, r, f, m, attrs, updated_at)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING");
+    store_stmt *s;
+    if (w && w->insert)
+        s = store_sql_again(e->st, w->insert, 1);
+    else if ((s = store_sql(e->st, INSERT_SQL)) && w)
+        w->insert = s;
     if (!s)
         return -1;
     for (int i = 0; i < I_LIFECYCLE; i++)
@@ -412,7 +420,8 @@ void customer_checked_free(struct customer_checked *c)
     c->attrs_text = NULL;
 }
 
-int customer_write(engine *e, struct customer_checked *c, int *created, char *err, size_t errlen)
+int customer_write(engine *e, struct customer_checked *c, struct customer_writer *w, int *created,
+                   char *err, size_t errlen)
 {
     struct customer_value *v = c->v;
     *created = 0;
@@ -427,7 +436,7 @@ int customer_write(engine *e, struct customer_checked *c, int *created, char *er
     int r, f, m;
     customer_rfm(&e->cfg, orders, spent, last, now, &r, &f, &m);
     const char *lc = customer_lifecycle(&e->cfg, orders, last, v[I_FIRST_SEEN].i, now);
-    int rc = insert_row(e, v, c->attrs_text, lc, r, f, m);
+    int rc = insert_row(e, w, v, c->attrs_text, lc, r, f, m);
     if (rc == 1) {
         *created = 1;
     } else if (rc == 0) {
@@ -453,7 +462,7 @@ int customer_upsert(engine *e, const cJSON *obj, int flags, int *created, char *
     *created = 0;
     if (customer_check(obj, flags, &c, err, errlen) != 0)
         return -1;
-    int rc = customer_write(e, &c, created, err, errlen);
+    int rc = customer_write(e, &c, NULL, created, err, errlen);
     customer_checked_free(&c);
     return rc;
 }

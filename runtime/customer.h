@@ -67,7 +67,15 @@ struct customer_checked {
     int first_seen_given;
 };
 int customer_check(const cJSON *obj, int flags, struct customer_checked *c, char *err, size_t errlen);
-int customer_write(engine *e, struct customer_checked *c, int *created, char *err, size_t errlen);
+/* What a bulk writer (importer.c) carries from one customer_write to the
+ * next; zeroed to start, owned by the caller, holding nothing to free.
+ * `insert` is the customer INSERT, kept after its first use (store_sql_again). */
+struct customer_writer {
+    store_stmt *insert;
+};
+/* `w` may be NULL (customer_upsert's). */
+int customer_write(engine *e, struct customer_checked *c, struct customer_writer *w, int *created,
+                   char *err, size_t errlen);
 void customer_checked_free(struct customer_checked *c);
 
 /* 1 if the customer exists, 0 if not, -1 on error. */

@@ -143,6 +143,7 @@ struct importer {
     int cache_raised;               /* fresh: the page cache holds the whole import */
     long long cache_kib;            /* fresh: the page cache's size through the import */
     int nindex;
+    struct customer_writer cw;      /* what customer_write keeps from row to row */
     int batch_rows;
     int64_t batch_created, batch_updated;   /* folded into rep on commit */
     char *err;
@@ -1065,7 +1066,7 @@ static int feed_write(struct importer *im, struct feed_batch *b, struct table *t
         int created = 0;
         int rc = batch_open(im, en->line);
         if (rc == 0) {
-            rc = customer_write(im->e, &en->row, &created, im->reason, sizeof im->reason);
+            rc = customer_write(im->e, &en->row, &im->cw, &created, im->reason, sizeof im->reason);
             rc = row_done(im, rc, created, en->row.id, en->line);
         }
         customer_checked_free(&en->row);

@@ -664,6 +664,18 @@ store_stmt *store_sql(store *st, const char *sql)
     return store_sql_beside(st, sql);
 }
 
+store_stmt *store_sql_again(store *st, store_stmt *s, int bound)
+{
+    if (st->pending)
+        write_pending(st);
+    SETTLE_ST(st);
+    st->err[0] = 0;
+    sqlite3_reset(STMT(s));
+    if (!bound)
+        sqlite3_clear_bindings(STMT(s));
+    return s;
+}
+
 store_stmt *store_sql_beside(store *st, const char *sql)
 {
     SETTLE_ST(st);

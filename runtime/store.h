@@ -72,6 +72,13 @@ enum { STORE_ROW = 1, STORE_DONE = 0, STORE_ERROR = -1 };
  * cleared; NULL on a syntax error (logged to stderr with the SQL: it is a
  * programming error). Literals are found fastest. */
 store_stmt *store_sql(store *st, const char *sql);
+/* store_sql for a statement store_sql returned before, without finding
+ * it by its text again (a cached statement lives as long as the store: a
+ * caller that runs one statement many times may hold it; comparing a long
+ * SQL text costs more than the rest of store_sql). `bound` 1: the caller
+ * binds every parameter before each step, so the last values are left
+ * bound instead of cleared (SQLite clears them one by one). */
+store_stmt *store_sql_again(store *st, store_stmt *s, int bound);
 /* Rows a writer keeps back to write many to a statement (customer.c's tags
  * of a due pass): `write` runs (once; it is cleared first) before the
  * next statement store_sql, store_prepare or store_exec hands out, so
