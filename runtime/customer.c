@@ -245,6 +245,21 @@ static int write_tags(engine *e, const char *id, const cJSON *tags)
     return 0;
 }
 
+/* The tags of a customer just created, with customer_writer.new_tags: no
+ * tag row of it can exist, and the writer fills in last_order_at. */
+static int write_new_tags(engine *e, const char *id, const cJSON *tags)
+{
+    store_stmt *s = store_sql(e->st, "INSERT OR IGNORE INTO customer_tags (customer, tag) VALUES (?, ?)");
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tags) {
+        store_bind_text_kept(s, 1, id, -1);
+        store_bind_text_kept(s, 2, t->valuestring, -1);
+        if (store_run(s) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 #define INSERT_SQL                                                                              \
     "INSERT INTO customers (id, name, phone, email, city, region, timezone, birthday,"         \
     " first_seen_at, first_order_at, last_order_at, orders_count, total_spent,"                \
@@ -448,7 +463,7 @@ int customer_write(engine *e, struct customer_checked *c, struct customer_writer
             rc = -1;
     }
     if (rc >= 0 && c->tags)
-        rc = write_tags(e, c->id, c->tags);
+        rc = *created && w && w->new_tags ? write_new_tags(e, c->id, c->tags) : write_tags(e, c->id, c->tags);
     if (rc < 0) {
         snprintf(err, errlen, "store: %s", store_errmsg(e->st));
         return -1;

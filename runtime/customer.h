@@ -69,9 +69,17 @@ struct customer_checked {
 int customer_check(const cJSON *obj, int flags, struct customer_checked *c, char *err, size_t errlen);
 /* What a bulk writer (importer.c) carries from one customer_write to the
  * next; zeroed to start, owned by the caller, holding nothing to free.
- * `insert` is the customer INSERT, kept after its first use (store_sql_again). */
+ * `insert` is the customer INSERT, kept after its first use (store_sql_again).
+ * `new_tags`, which the caller sets: the store had no tag rows when the
+ * caller's transaction began and the triggers that copy last_order_at
+ * into tag rows are off in it, so the tags of a customer this write
+ * creates are inserted without first deleting that customer's tag rows
+ * (there are none) and without their last_order_at, which the caller
+ * writes into every tag row before it commits. A customer that existed
+ * already has its tags replaced as always. */
 struct customer_writer {
     store_stmt *insert;
+    int new_tags;
 };
 /* `w` may be NULL (customer_upsert's). */
 int customer_write(engine *e, struct customer_checked *c, struct customer_writer *w, int *created,

@@ -143,7 +143,7 @@ struct importer {
     int cache_raised;               /* fresh: the page cache holds the whole import */
     long long cache_kib;            /* fresh: the page cache's size through the import */
     int nindex;
-    struct customer_writer cw;      /* what customer_write keeps from row to row */
+    struct customer_writer cw;      /* the customer rows' writer (its new_tags: see fresh_begin) */
     int batch_rows;
     int64_t batch_created, batch_updated;   /* folded into rep on commit */
     char *err;
@@ -312,6 +312,11 @@ static int fresh_begin(struct importer *im, int fd)
         cache_back(im);
         return -1;
     }
+    /* No tag rows either (there can be some, of no customer): then a
+     * customer this import creates has none to delete before its tags are
+     * written, and fresh_end's UPDATE writes their last_order_at (see
+     * customer_writer). Asked once, not per tagged row. */
+    int64_t tagged = store_count(st, "SELECT EXISTS (SELECT 1 FROM customer_tags)");
     /* The indexes, and the triggers that copy last_order_at into the tag
      * rows (fresh_end writes those copies in one statement); indexes first,
      * so they are built again before the triggers come back. Any other
@@ -330,12 +335,13 @@ static int fresh_begin(struct importer *im, int fd)
     for (int i = 0; s && rc == STORE_DONE && i < im->nindex; i += 2)
         if (store_exec(st, im->index_sql[i]) != 0)
             rc = STORE_ERROR;
-    if (!s || rc != STORE_DONE) {
+    if (tagged < 0 || !s || rc != STORE_DONE) {
         store_rollback(st);
         cache_back(im);
         return -1;
     }
     im->fresh = 1;
+    im->cw.new_tags = tagged == 0;
     return 0;
 }
 

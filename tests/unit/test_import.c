@@ -297,6 +297,51 @@ static void test_threaded_sort(void **state)
     fixture_close(f);
 }
 
+/* A customer's tag rows as "tag@last_order_at ...", in tag order. */
+static char *tags_of(engine *e, const char *id)
+{
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT group_concat(tag || '@' || last_order_at, ' ') FROM (SELECT tag,"
+             " last_order_at FROM customer_tags WHERE customer = '%s' ORDER BY tag)", id);
+    return text_of(e, sql);
+}
+
+/* A first import's tags. Into a store with no tag rows, a customer the
+ * import creates has its tags inserted without a DELETE before them, and
+ * fresh_end writes their last_order_at; a customer the file names again
+ * (it exists by then) has its set replaced. Into a store with no
+ * customers but tag rows of no customer (orphans), the rows of an
+ * imported id are deleted before its tags are written, as by a PUT: the
+ * orphan tag is gone, orphans of other ids stay. */
+static void test_first_import_tags(void **state)
+{
+    (void)state;
+    static const char csv[] =
+        "id,last_order_at,tags\n"
+        "t1,1760000000,a|b\n"
+        "t2,,vip\n"
+        "t1,,c\n"
+        "o1,1760000500,new\n";
+    for (int orphans = 0; orphans < 2; orphans++) {
+        struct fixture *f = fixture_open("import-tags", T0, NULL, NEITHER);
+        if (orphans)
+            assert_int_equal(store_exec(f->e->st, "INSERT INTO customer_tags (customer, tag) VALUES"
+                                                  " ('o1', 'old'), ('o1', 'new'), ('o9', 'old')"), 0);
+        import_text(f->e, csv);
+        char *t1 = tags_of(f->e, "t1");
+        assert_string_equal(t1, "c@1760000000");
+        free(t1);
+        assert_int_equal(count(f->e, "SELECT COUNT(*) FROM customer_tags WHERE customer = 't2'"
+                                     " AND tag = 'vip' AND last_order_at IS NULL"), 1);
+        char *o1 = tags_of(f->e, "o1");
+        assert_string_equal(o1, "new@1760000500");
+        free(o1);
+        assert_int_equal(count(f->e, "SELECT COUNT(*) FROM customer_tags WHERE customer = 'o9'"), orphans);
+        assert_int_equal(count(f->e, "SELECT COUNT(*) FROM customer_tags"), 3 + orphans);
+        fixture_close(f);
+    }
+}
+
 /* A store failure in the middle of a customer CSV (a trigger of the test's
  * own refuses one tag row) ends the import at that row's line while the
  * reading thread is batches ahead: the reader is stopped and joined, the
@@ -348,6 +393,7 @@ int main(void)
         cmocka_unit_test(test_csv_records),
         cmocka_unit_test(test_feed_batches),
         cmocka_unit_test(test_feed_store_failure),
+        cmocka_unit_test(test_first_import_tags),
         cmocka_unit_test(test_threaded_sort),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
