@@ -449,6 +449,30 @@ static void test_statement_cache_reuses_and_resets(void **state)
     }
 }
 
+/* store_sql_again on a held statement: reset however it was left (mid-way
+ * through its rows), its bindings cleared, or, with `bound`, kept; the
+ * statement is the cached one, which store_sql still hands out. */
+static void test_statement_held_again(void **state)
+{
+    store *st = *state;   /* fixture: in-memory store with t */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(insert_v(st, i == 0 ? "a" : i == 1 ? "b" : "c"), 0);
+    const char *sql = "SELECT v FROM t WHERE id >= ? ORDER BY id";
+    store_stmt *held = store_sql(st, sql);
+    assert_int_equal(store_bind_int(held, 1, 2), 0);
+    assert_int_equal(store_step(held), STORE_ROW);
+    assert_string_equal(store_col_text(held, 0), "b");
+    /* abandoned mid-way: kept bindings, started over */
+    store_stmt *s = store_sql_again(st, held, 1);
+    assert_ptr_equal(s, held);
+    assert_int_equal(store_step(s), STORE_ROW);
+    assert_string_equal(store_col_text(s, 0), "b");
+    /* cleared: id >= NULL matches nothing */
+    s = store_sql_again(st, held, 0);
+    assert_int_equal(store_step(s), STORE_DONE);
+    assert_ptr_equal(store_sql(st, sql), held);
+}
+
 /* Many distinct texts (the cache grows and rehashes): each keeps working and
  * still maps to its own statement. Each text lives in its own buffer. */
 static void test_statement_cache_many_texts(void **state)
@@ -1104,6 +1128,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_nested_batch_is_a_savepoint, setup_mem, teardown_mem),
         cmocka_unit_test_setup_teardown(test_begin_commit_rollback, setup_mem, teardown_mem),
         cmocka_unit_test_setup_teardown(test_statement_cache_reuses_and_resets, setup_mem, teardown_mem),
+        cmocka_unit_test_setup_teardown(test_statement_held_again, setup_mem, teardown_mem),
         cmocka_unit_test_setup_teardown(test_statement_cache_many_texts, setup_mem, teardown_mem),
         cmocka_unit_test_setup_teardown(test_statement_cache_keys_by_text_not_address, setup_mem, teardown_mem),
         cmocka_unit_test_setup_teardown(test_bad_sql, setup_mem, teardown_mem),
