@@ -932,10 +932,27 @@ int customer_tags_end(engine *e)
         write_all_kept_tags(k);
     drop_kept_tags(k);
     strbuf_free(&k->text);
+    free(k->v);
     store_set_pending(e->st, NULL, NULL);
     for (size_t i = 0; i < sizeof k->sql / sizeof k->sql[0]; i++)
         free(k->sql[i]);
     e->kept_tags = NULL;
+    return k->failed ? -1 : 0;
+}
+
+void customer_tags_hold(engine *e, int on)
+{
+    if (e->kept_tags)
+        e->kept_tags->held = on;
+}
+
+int customer_tags_write(engine *e)
+{
+    struct customer_kept_tags *k = e->kept_tags;
+    if (!k)
+        return 0;
+    if (!k->failed && k->n)
+        write_all_kept_tags(k);
     return k->failed ? -1 : 0;
 }
 
@@ -945,6 +962,10 @@ int customer_tag(engine *e, const char *id, const char *tag, int on)
     if (on && k) {
         if (k->failed)
             return -1;
+        if (k->n == k->cap) {
+            k->cap = k->cap ? k->cap * 2 : CUSTOMER_KEPT_TAGS;
+            k->v = xrealloc(k->v, (size_t)k->cap * sizeof *k->v);
+        }
         /* NUL-terminated each: the texts are bound with their lengths */
         size_t id_len = strlen(id), tag_len = strlen(tag);
         k->v[k->n].customer = k->text.len;
@@ -953,6 +974,8 @@ int customer_tag(engine *e, const char *id, const char *tag, int on)
         k->v[k->n].tag = k->text.len;
         k->v[k->n++].tag_len = (int)tag_len;
         strbuf_add(&k->text, tag, tag_len + 1);
+        if (k->held)
+            return 0;
         if (k->n == 1)
             store_set_pending(e->st, write_pending_tags, k);
         return k->n == CUSTOMER_KEPT_TAGS ? write_all_kept_tags(k) : 0;

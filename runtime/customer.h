@@ -125,11 +125,13 @@ int customer_tag(engine *e, const char *id, const char *tag, int on);
 #define CUSTOMER_KEPT_TAGS 64
 struct customer_kept_tags {
     engine *e;
-    int n;
+    int n, cap;
     int failed;                 /* a write of kept rows failed: the pass must roll back */
+    int held;                   /* customer_tags_hold: no row is written but by customer_tags_write */
     /* each row's customer id and tag: offsets and lengths in `text`, which
-     * holds them all (one buffer a pass, not two copies a row) */
-    struct { size_t customer, tag; int customer_len, tag_len; } v[CUSTOMER_KEPT_TAGS];
+     * holds them all (one buffer a pass, not two copies a row); room for
+     * CUSTOMER_KEPT_TAGS, more while held */
+    struct { size_t customer, tag; int customer_len, tag_len; } *v;
     strbuf text;
     char *sql[7];               /* the INSERT for 2^i rows, built once a pass */
 };
@@ -138,6 +140,13 @@ void customer_tags_keep(engine *e, struct customer_kept_tags *k);
 /* Writes the kept rows and stops keeping (dropping any left when a write
  * failed); 0, or -1 when this or an earlier write of them failed. */
 int customer_tags_end(engine *e);
+/* While held (on), the kept rows are not written when CUSTOMER_KEPT_TAGS
+ * are kept, nor before the store's next statement: only by
+ * customer_tags_write, which the holder (a due batch whose writes wait for
+ * the commit before it, instance.c) runs before that statement itself.
+ * customer_tags_write: 0, or -1 when this or an earlier write failed. */
+void customer_tags_hold(engine *e, int on);
+int customer_tags_write(engine *e);
 /* Marks a customer blocked (gets nothing at all) or not. */
 int customer_block(engine *e, const char *id, int blocked);
 
