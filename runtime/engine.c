@@ -273,9 +273,12 @@ static int stage_fanout(engine *e, tend_time now, int max)
     return n == 0 && event_fanout_pending(e) > 0 ? 1 : n;
 }
 
+/* engine_run_due's drain (outside a transaction) overlaps each batch's
+ * commit with the next batch; a slice's batch is one claim in its
+ * transaction */
 static int stage_wakes(engine *e, tend_time now, int max)
 {
-    return instance_run_due(e, now, max);
+    return instance_drain_due(e, now, max);
 }
 
 static int stage_dates(engine *e, tend_time now, int max)

@@ -4,6 +4,7 @@
  * from the top in a fresh coroutine with the run context installed, and
  * store what the run stopped on. Timers and listeners are rows next to the
  * instance, kept in step with it here and nowhere else. */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -393,6 +394,7 @@ static void row_read(store_stmt *s, int at, struct row *r)
 
 /* Reads the instance's row. 0, 1 when there is no such row, -1. */
 static int write_ended(engine *e);
+static int flush_held(engine *e);
 
 static int load_row(engine *e, int64_t id, struct row *r)
 {
@@ -602,18 +604,24 @@ static void kept_free(struct start_rows *k)
 }
 
 /* Copies n bytes of s (NULL: a NULL span) into the page's text. */
-static struct span kept_text(struct start_rows *k, const char *s, size_t n)
+static struct span kept_text(strbuf *text, const char *s, size_t n)
 {
     if (!s)
         return (struct span){0, -1};
-    struct span sp = {(int)k->text.len, (int)n};
-    strbuf_add(&k->text, s, n);
+    struct span sp = {(int)text->len, (int)n};
+    strbuf_add(text, s, n);
     return sp;
 }
 
-static struct span kept_str(struct start_rows *k, const char *s)
+static struct span kept_str(strbuf *text, const char *s)
 {
-    return kept_text(k, s, s ? strlen(s) : 0);
+    return kept_text(text, s, s ? strlen(s) : 0);
+}
+
+/* The span's text in `text` (NULL for a NULL span); valid until text changes. */
+static const char *span_ptr(const strbuf *text, struct span sp)
+{
+    return sp.len < 0 ? NULL : sp.len ? text->s + sp.off : "";
 }
 
 static void bind_span(store_stmt *s, int i, const struct start_rows *k, struct span sp)
@@ -853,6 +861,23 @@ struct ended_row {
     tend_time ended_at;
 };
 
+/* A waiting instance's row as a wake leaves it (persist's UPDATE): the
+ * texts the caller's, NULL for a column set to NULL (state: left as it is). */
+struct row_update {
+    int64_t id;
+    const char *state, *label, *listen, *hist, *error, *branch;
+    int hist_len, steps, holdout;   /* holdout < 0: NULL */
+    tend_time wake, ended_at;       /* 0: NULL */
+};
+
+/* The same, held (a pipelined batch, below): its texts in the hold's buffer. */
+struct held_row {
+    int64_t id;
+    struct span label, listen, hist, error, branch;
+    int steps, holdout;
+    tend_time wake, ended_at;
+};
+
 /* What one instance_run_due keeps while its wakes run: on its stack,
  * reached through e->due (NULL outside a due pass), so nothing of it is
  * shared between engines or outlives the pass. */
@@ -862,9 +887,26 @@ struct due_pass {
         struct ended_row v[KEEP_ROWS];
     } ends;                     /* ended rows, for write_ended */
     struct {
-        int n;
-        struct { tend_time at; int64_t id; } v[KEEP_ROWS];
+        int n, cap;             /* cap: KEEP_ROWS, more while held */
+        struct { tend_time at; int64_t id; } *v;
     } timers;                   /* the timers of its waits, for write_due_timers */
+    /* A batch of a pipelined drain (instance_drain_due) runs while the commit
+     * of the batch before it is in flight: its claim's range deletes, its
+     * waiting rows' UPDATEs, its timers and its tags are held in memory and
+     * written (flush_held) once that commit ended and succeeded, or before
+     * any other statement of the store (store_set_pending), which waits for
+     * that commit in any case: everything reads the store as if they had
+     * been written at once. */
+    struct {
+        int on;
+        int failed;             /* writing them failed: the batch rolls back */
+        int deletes;            /* the range deletes up to (at, id) are still to run */
+        tend_time at;
+        int64_t id;
+        int n, cap;
+        struct held_row *v;
+        strbuf text;            /* every held span's bytes */
+    } hold;
     struct {
         int decl;               /* registry ref of the declaration, or LUA_NOREF */
         int current;            /* version is the journey's current one (or it has none): no migration */
@@ -928,6 +970,8 @@ static int write_ended_rows(engine *e, int from, int n)
 static int write_ended(engine *e)
 {
     struct due_pass *d = e->due;
+    if (d && d->hold.on && flush_held(e) != 0)
+        return -1;
     if (!d || d->ends.n == 0)
         return 0;
     int rc = 0;
@@ -960,7 +1004,7 @@ static int write_ended(engine *e)
  * wake. A rolled-back batch drops them with its rows. */
 
 /* Writes the kept timers; 0, or -1 on a store error. */
-static int write_due_timers(engine *e)
+static int write_timer_rows(engine *e)
 {
     struct due_pass *d = e->due;
     if (!d || d->timers.n == 0)
@@ -981,6 +1025,14 @@ static int write_due_timers(engine *e)
     return rc;
 }
 
+/* The kept timers, after the held writes before them (a timer a wake sets
+ * may fall in its claim's range, which is deleted first). */
+static int write_due_timers(engine *e)
+{
+    struct due_pass *d = e->due;
+    return d && d->hold.on ? flush_held(e) : write_timer_rows(e);
+}
+
 /* Sets instance id's timer at `at`: kept for write_due_timers inside a due
  * batch, else written now; 0, or -1 on a store error. */
 static int add_timer(engine *e, tend_time at, int64_t id)
@@ -988,9 +1040,13 @@ static int add_timer(engine *e, tend_time at, int64_t id)
     struct due_pass *d = e->due;
     if (!d)
         return set_timer(e, at, id, 1);
+    if (d->timers.n == d->timers.cap) {
+        d->timers.cap = d->timers.cap ? d->timers.cap * 2 : KEEP_ROWS;
+        d->timers.v = xrealloc(d->timers.v, (size_t)d->timers.cap * sizeof *d->timers.v);
+    }
     d->timers.v[d->timers.n].at = at;
     d->timers.v[d->timers.n++].id = id;
-    return d->timers.n == KEEP_ROWS ? write_due_timers(e) : 0;
+    return d->timers.n >= KEEP_ROWS && !d->hold.on ? write_due_timers(e) : 0;
 }
 
 /* Keeps an ended instance's row for write_ended; 0, or -1 on a store error
@@ -1029,17 +1085,17 @@ static int write_start(engine *e, int64_t id, const struct row *r, const struct 
         struct kept_row *k = &page->v[page->n++];
         *k = (struct kept_row){.id = id, .steps = ctx->steps, .holdout = ctx->holdout, .chain = r->chain,
                                .started_at = r->started_at, .wake_at = wake, .ended_at = ended ? ctx->now : 0};
-        k->version = kept_str(page, r->version);
-        k->customer = kept_str(page, r->customer);
-        k->state = kept_str(page, state);
-        k->label = kept_str(page, ended ? state : ctx->label);
-        k->listen = kept_str(page, ended ? NULL : ctx->listen_type);
-        k->branch = kept_str(page, ctx->branch);
-        k->history = kept_text(page, hist, hist_len);
-        k->error = kept_str(page, error);
+        k->version = kept_str(&page->text, r->version);
+        k->customer = kept_str(&page->text, r->customer);
+        k->state = kept_str(&page->text, state);
+        k->label = kept_str(&page->text, ended ? state : ctx->label);
+        k->listen = kept_str(&page->text, ended ? NULL : ctx->listen_type);
+        k->branch = kept_str(&page->text, ctx->branch);
+        k->history = kept_text(&page->text, hist, hist_len);
+        k->error = kept_str(&page->text, error);
         /* a fan-out page's rows share one trigger: its text is kept once */
         if (r->trigger != st->trigger || !page->trigger_gen || page->trigger_gen != st->trigger_gen) {
-            page->trigger = kept_str(page, r->trigger);
+            page->trigger = kept_str(&page->text, r->trigger);
             page->trigger_gen = r->trigger == st->trigger ? st->trigger_gen : 0;
         }
         k->trigger = page->trigger;
@@ -1071,6 +1127,116 @@ static int write_start(engine *e, int64_t id, const struct row *r, const struct 
     int rc = store_run(s);
     if (rc == 0 && wake)
         rc = set_timer(e, wake, id, 1);
+    return rc;
+}
+
+/* A waiting instance that waits again leaves `state` out of the SET: the
+ * counts trigger (UPDATE OF state) then does not run at all. The row is
+ * its own: the tags a due pass keeps back stay kept. */
+static int run_update(engine *e, const struct row_update *u)
+{
+    store_stmt *s = !u->state
+        ? store_sql_beside(e->st,
+                    "UPDATE instances SET step = ?2, label = ?3, wake_at = ?4, listen = ?5,"
+                    " history = COALESCE(?6, history), error = ?7, ended_at = ?8, holdout = ?9,"
+                    " branch = COALESCE(?10, branch) WHERE id = ?11")
+        : store_sql_beside(e->st,
+                    "UPDATE instances SET state = ?1, step = ?2, label = ?3, wake_at = ?4, listen = ?5,"
+                    " history = COALESCE(?6, history), error = ?7, ended_at = ?8, holdout = ?9,"
+                    " branch = COALESCE(?10, branch) WHERE id = ?11");
+    /* the texts outlive store_run (the run's ctx, the caller's error, the
+     * hold's buffer): bound without a copy. store_sql_beside hands the
+     * statement out with its bindings cleared, so a NULL is bound by
+     * binding nothing (a bind is ~100 instructions; a waiting instance's
+     * wake leaves five NULL), and ?1 only when the statement names it. */
+    if (u->state)
+        store_bind_text_kept(s, 1, u->state, -1);
+    store_bind_int(s, 2, u->steps);
+    store_bind_text_kept(s, 3, u->label, -1);
+    if (u->wake)
+        store_bind_int(s, 4, u->wake);
+    if (u->listen)
+        store_bind_text_kept(s, 5, u->listen, -1);
+    if (u->hist)
+        store_bind_text_kept(s, 6, u->hist, u->hist_len);
+    if (u->error)
+        store_bind_text_kept(s, 7, u->error, -1);
+    if (u->ended_at)
+        store_bind_int(s, 8, u->ended_at);
+    if (u->holdout >= 0)
+        store_bind_int(s, 9, u->holdout);
+    if (u->branch)
+        store_bind_text_kept(s, 10, u->branch, -1);
+    store_bind_int(s, 11, u->id);
+    return store_run(s);
+}
+
+/* A text of a held row, NUL-terminated: run_update binds it so. */
+static struct span held_str(strbuf *t, const char *s)
+{
+    struct span sp = kept_str(t, s);
+    if (s)
+        strbuf_putc(t, 0);
+    return sp;
+}
+
+/* Keeps a waiting row's UPDATE in the hold (its texts copied). */
+static int hold_update(engine *e, const struct row_update *u)
+{
+    struct due_pass *d = e->due;
+    if (d->hold.n == d->hold.cap) {
+        d->hold.cap = d->hold.cap ? d->hold.cap * 2 : 256;
+        d->hold.v = xrealloc(d->hold.v, (size_t)d->hold.cap * sizeof *d->hold.v);
+    }
+    strbuf *t = &d->hold.text;
+    d->hold.v[d->hold.n++] = (struct held_row){.id = u->id, .label = held_str(t, u->label),
+                                               .listen = held_str(t, u->listen),
+                                               .hist = kept_text(t, u->hist, (size_t)u->hist_len),
+                                               .error = held_str(t, u->error), .branch = held_str(t, u->branch),
+                                               .steps = u->steps, .holdout = u->holdout, .wake = u->wake,
+                                               .ended_at = u->ended_at};
+    return 0;
+}
+
+static int delete_claimed(engine *e, tend_time at, int64_t id);
+
+/* store_set_pending's writer while a batch holds its writes. */
+static void held_pending(void *ud)
+{
+    flush_held(ud);
+}
+
+/* Writes what the hold keeps, in the order the batch made it: the claim's
+ * range deletes, the rows' UPDATEs, the timers, the tags; 0, or -1 (then
+ * and after, the batch has failed). */
+static int flush_held(engine *e)
+{
+    struct due_pass *d = e->due;
+    store_set_pending(e->st, NULL, NULL);
+    int rc = d->hold.failed ? -1 : 0;
+    if (rc == 0 && d->hold.deletes) {
+        d->hold.deletes = 0;
+        rc = delete_claimed(e, d->hold.at, d->hold.id);
+    }
+    const strbuf *t = &d->hold.text;
+    for (int i = 0; rc == 0 && i < d->hold.n; i++) {
+        const struct held_row *h = &d->hold.v[i];
+        struct row_update u = {.id = h->id, .label = span_ptr(t, h->label), .listen = span_ptr(t, h->listen),
+                               .hist = span_ptr(t, h->hist), .hist_len = h->hist.len,
+                               .error = span_ptr(t, h->error), .branch = span_ptr(t, h->branch),
+                               .steps = h->steps, .holdout = h->holdout, .wake = h->wake, .ended_at = h->ended_at};
+        rc = run_update(e, &u);
+    }
+    d->hold.n = 0;
+    strbuf_reset(&d->hold.text);
+    if (rc == 0)
+        rc = write_timer_rows(e);
+    if (rc == 0)
+        rc = customer_tags_write(e);
+    if (rc != 0)
+        d->hold.failed = 1;
+    else if (d->hold.on)
+        store_set_pending(e->st, held_pending, e);
     return rc;
 }
 
@@ -1107,44 +1273,18 @@ static int persist(engine *e, int64_t id, struct row *r, struct run_ctx *ctx, co
         return write_start(e, id, r, ctx, state, error, hist, hist ? ctx->hist.len - recent : 0);
     if (e->due && strcmp(state, r->state) != 0 && strcmp(state, "waiting") != 0)
         return keep_ended(e, id, ctx, state, error, hist, hist ? ctx->hist.len - recent : 0);
-    /* A waiting instance that waits again leaves `state` out of the SET:
-     * the counts trigger (UPDATE OF state) then does not run at all. The
-     * row is its own: the tags a due pass keeps back stay kept. */
     int same_state = strcmp(state, r->state) == 0;
-    store_stmt *s = same_state
-        ? store_sql_beside(e->st,
-                    "UPDATE instances SET step = ?2, label = ?3, wake_at = ?4, listen = ?5,"
-                    " history = COALESCE(?6, history), error = ?7, ended_at = ?8, holdout = ?9,"
-                    " branch = COALESCE(?10, branch) WHERE id = ?11")
-        : store_sql_beside(e->st,
-                    "UPDATE instances SET state = ?1, step = ?2, label = ?3, wake_at = ?4, listen = ?5,"
-                    " history = COALESCE(?6, history), error = ?7, ended_at = ?8, holdout = ?9,"
-                    " branch = COALESCE(?10, branch) WHERE id = ?11");
-    /* the texts outlive store_run (the run's ctx, the caller's error):
-     * bound without a copy. store_sql_beside hands the statement out with
-     * its bindings cleared, so a NULL is bound by binding nothing (a bind
-     * is ~100 instructions; a waiting instance's wake leaves five NULL),
-     * and ?1 only when the statement names it. */
-    if (!same_state)
-        store_bind_text_kept(s, 1, state, -1);
-    store_bind_int(s, 2, ctx->steps);
-    store_bind_text_kept(s, 3, ended ? state : ctx->label, -1);
-    if (wake)
-        store_bind_int(s, 4, wake);
-    if (listen)
-        store_bind_text_kept(s, 5, listen, -1);
-    if (hist)
-        store_bind_text_kept(s, 6, hist, (int)(ctx->hist.len - recent));
-    if (error)
-        store_bind_text_kept(s, 7, error, -1);
-    if (ended)
-        store_bind_int(s, 8, ctx->now);
-    if (ctx->holdout >= 0)
-        store_bind_int(s, 9, ctx->holdout);
-    if (ctx->branch)
-        store_bind_text_kept(s, 10, ctx->branch, -1);
-    store_bind_int(s, 11, id);
-    rc = store_run(s);
+    struct row_update u = {.id = id, .state = same_state ? NULL : state, .label = ended ? state : ctx->label,
+                           .listen = listen, .hist = hist, .hist_len = hist ? (int)(ctx->hist.len - recent) : 0,
+                           .error = error, .branch = ctx->branch, .steps = ctx->steps, .holdout = ctx->holdout,
+                           .wake = wake, .ended_at = ended ? ctx->now : 0};
+    if (e->due && e->due->hold.on) {
+        if (same_state)
+            return hold_update(e, &u);
+        if (flush_held(e) != 0)
+            return -1;
+    }
+    rc = run_update(e, &u);
     /* a waiting instance that ends here is counted here (counts_ended) */
     if (rc == 0 && ended && strcmp(r->state, "waiting") == 0)
         rc = counts_ended(e, r->journey, state, 1);
@@ -1723,10 +1863,10 @@ static void drain_checkpoints(engine *e, int n, int max)
     }
 }
 
-int instance_run_due(engine *e, tend_time now, int max)
+/* Claims up to max due timers with their instances' rows into due[]; their
+ * count. */
+static int claim_due(engine *e, tend_time now, int max, struct due *due)
 {
-    if (write_kept(e) != 0)
-        return -1;
     /* The claim reads the instances' rows with their timers: one statement
      * per batch, not a row read per wake. */
     store_stmt *s = store_sql(e->st, "SELECT t.wake_at, t.instance, i.id, " ROW_COLS("i.")
@@ -1734,7 +1874,6 @@ int instance_run_due(engine *e, tend_time now, int max)
                                      " WHERE t.wake_at <= ? ORDER BY t.wake_at, t.instance LIMIT ?");
     store_bind_int(s, 1, now);
     store_bind_int(s, 2, max);
-    struct due *due = xmalloc((size_t)max * sizeof *due);
     int n = 0;
     while (store_step(s) == STORE_ROW) {
         struct due *d = &due[n++];
@@ -1746,10 +1885,8 @@ int instance_run_due(engine *e, tend_time now, int max)
             row_read(s, 3, &d->r);
     }
     drain_checkpoints(e, n, max);
-    if (n == 0) {
-        free(due);
+    if (n == 0)
         return 0;
-    }
     /* An instance with two timers in the batch (a stale one) wakes on its
      * first; the second reads the row that wake left. A batch whose ids
      * rise in claim order (the timers of one time, as a fan-out or a
@@ -1775,23 +1912,39 @@ int instance_run_due(engine *e, tend_time now, int max)
         for (int i = 0; i < n; i++)
             metrics_observe(e->metrics, M_WAKE_LATENESS, NULL, woke - (double)due[i].at);
     }
-    int rc = store_begin(e->st);
-    /* The batch's timers go first, in one range delete: the batch is exactly
-     * the timers up to its last (wake_at, instance), and timers its runs set
-     * fall after that (later times, or newer instances at this time). */
-    /* Two range deletes, not one with OR: SQLite walks the key for each,
-     * where the OR form scans the whole table. */
-    if (rc == 0) {
-        store_stmt *d = store_sql(e->st, "DELETE FROM timers WHERE wake_at < ?");
-        store_bind_int(d, 1, due[n - 1].at);
-        rc = store_run(d);
-    }
-    if (rc == 0) {
-        store_stmt *d = store_sql(e->st, "DELETE FROM timers WHERE wake_at = ? AND instance <= ?");
-        store_bind_int(d, 1, due[n - 1].at);
-        store_bind_int(d, 2, due[n - 1].id);
-        rc = store_run(d);
-    }
+    return n;
+}
+
+static void due_free(struct due *due, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (due[i].loaded)
+            row_free(&due[i].r);
+}
+
+/* The batch's timers go first, in one range delete: the batch is exactly
+ * the timers up to its last (wake_at, instance), and timers its runs set
+ * fall after that (later times, or newer instances at this time). Two
+ * range deletes, not one with OR: SQLite walks the key for each, where the
+ * OR form scans the whole table. */
+static int delete_claimed(engine *e, tend_time at, int64_t id)
+{
+    store_stmt *d = store_sql(e->st, "DELETE FROM timers WHERE wake_at < ?");
+    store_bind_int(d, 1, at);
+    if (store_run(d) != 0)
+        return -1;
+    d = store_sql(e->st, "DELETE FROM timers WHERE wake_at = ? AND instance <= ?");
+    store_bind_int(d, 1, at);
+    store_bind_int(d, 2, id);
+    return store_run(d);
+}
+
+/* Wakes a claimed batch in the open transaction; the rows are taken (or
+ * freed). `held`: the commit of the batch before is in flight (pipelined
+ * drain): the batch's writes are held until it ended, and a failure of it
+ * fails this batch too. 0, or -1 (the caller rolls back). */
+static int run_batch(engine *e, struct due *due, int n, int held)
+{
     /* No wake changes another instance's row (a run's emits and starts
      * only store new rows; events are routed when they are processed), so
      * the rows read in the claim are the rows each wake would read. */
@@ -1802,18 +1955,41 @@ int instance_run_due(engine *e, tend_time now, int max)
     e->due = &pass;
     /* and the tags its runs add (customer.h: customer_tags_keep) */
     struct customer_kept_tags tags = {0};
-    int own_tags = !e->kept_tags;
+    int own_tags = !e->kept_tags, rc = 0;
     if (own_tags)
         customer_tags_keep(e, &tags);
+    if (held) {
+        pass.hold.on = pass.hold.deletes = 1;
+        pass.hold.at = due[n - 1].at;
+        pass.hold.id = due[n - 1].id;
+        customer_tags_hold(e, 1);
+        store_set_pending(e->st, held_pending, e);
+    } else {
+        rc = delete_claimed(e, due[n - 1].at, due[n - 1].id);
+    }
     for (int i = 0; i < n; i++) {
         if (rc == 0) {
             rc = wake(e, due[i].id, WAKE_TIMER, NULL, -1, NULL, due[i].loaded ? &due[i].r : NULL);
             due[i].loaded = 0;   /* wake took the row's texts */
         } else if (due[i].loaded) {
             row_free(&due[i].r);
+            due[i].loaded = 0;
         }
     }
-    free(due);
+    if (held) {
+        /* the batch before must be stored before anything of this one is */
+        pass.hold.on = 0;
+        customer_tags_hold(e, 0);
+        store_set_pending(e->st, NULL, NULL);
+        if (store_commit_finish(e->st) != 0) {
+            engine_logf(e, "error", "waking instances: the batch before failed to commit: %s", store_errmsg(e->st));
+            rc = -1;
+        }
+        if (rc == 0)
+            rc = flush_held(e);
+        else if (own_tags)
+            tags.failed = 1;   /* its held tags are dropped, not written into a transaction rolled back */
+    }
     if (own_tags && customer_tags_end(e) != 0)
         rc = -1;
     if (rc == 0)
@@ -1822,10 +1998,75 @@ int instance_run_due(engine *e, tend_time now, int max)
         rc = write_due_timers(e);
     ended_clear(&pass);
     run_memo_drop(&pass, sandbox_state(e->sb));
+    free(pass.timers.v);
+    free(pass.hold.v);
+    strbuf_free(&pass.hold.text);
     e->due = NULL;
-    if (rc == 0 && store_commit(e->st) == 0)
+    return rc;
+}
+
+int instance_run_due(engine *e, tend_time now, int max)
+{
+    if (write_kept(e) != 0)
+        return -1;
+    struct due *due = xmalloc((size_t)max * sizeof *due);
+    int n = claim_due(e, now, max, due);
+    int rc = n > 0 ? store_begin(e->st) : 0;
+    if (n > 0 && rc == 0)
+        rc = run_batch(e, due, n, 0);
+    else
+        due_free(due, n);
+    free(due);
+    if (n == 0 || (rc == 0 && store_commit(e->st) == 0))
         return n;
-    if (rc != 0)
+    if (rc != 0 && store_in_batch(e->st))
+        store_rollback(e->st);
+    engine_logf(e, "error", "waking instances failed: %s", store_errmsg(e->st));
+    return -1;
+}
+
+/* A drain whose first claim comes back full is pipelined: each batch's
+ * commit runs on the store's thread (store_commit_start) while the next
+ * batch, claimed inside the batch before's transaction (so it sees what
+ * that batch wrote), replays with its writes held in memory (struct
+ * due_pass's hold); they are written in a transaction that begins once
+ * that commit ended (store_begin_after_commit), only if it succeeded, and
+ * that commits only then: a failed commit fails the batch after it too,
+ * and both are due again. The last batch commits here, so every wake the
+ * drain counts is durable when it returns (nothing it sent is dispatched
+ * before). */
+int instance_drain_due(engine *e, tend_time now, int max)
+{
+    if (store_in_batch(e->st) || e->kept_tags)
+        return instance_run_due(e, now, max);
+    if (write_kept(e) != 0)
+        return -1;
+    struct due *due = xmalloc((size_t)max * sizeof *due);
+    int n = claim_due(e, now, max, due);
+    if (n == 0) {
+        free(due);
+        return 0;
+    }
+    int pipelined = n == max, rc = store_begin(e->st), total = 0, held = 0;
+    while (rc == 0) {
+        int woken = n;
+        rc = run_batch(e, due, n, held);
+        n = 0;
+        if (rc != 0)
+            break;
+        total += woken;
+        if (!pipelined || total > INT_MAX / 2 - max || (n = claim_due(e, now, max, due)) == 0)
+            break;
+        if ((rc = store_commit_start(e->st)) == 0) {
+            held = store_commit_pending(e->st);
+            rc = store_begin_after_commit(e->st);
+        }
+    }
+    due_free(due, n);
+    free(due);
+    if (rc == 0 && store_commit(e->st) == 0)
+        return total;
+    if (store_in_batch(e->st))
         store_rollback(e->st);
     engine_logf(e, "error", "waking instances failed: %s", store_errmsg(e->st));
     return -1;

@@ -164,6 +164,14 @@ int instance_convert(engine *e, int64_t id, tend_time at, const cJSON *ev);
 /* Runs every timer due at or before now, up to `max` instances, in one
  * transaction. Returns how many ran, -1 on error. */
 int instance_run_due(engine *e, tend_time now, int max);
+/* Runs every timer due at or before now, `max` instances to a
+ * transaction, until a claim finds none (engine_run_due, outside a
+ * transaction): batch after batch, each one's commit (its fsync) on the
+ * store's thread while the next one replays, its writes held until that
+ * commit succeeded (a failed one fails the next batch too: both are due
+ * again). Returns how many ran, all durable, or -1 on error (the batches
+ * committed before stay). Inside a transaction, as instance_run_due. */
+int instance_drain_due(engine *e, tend_time now, int max);
 
 /* The earliest timer, or -1. */
 tend_time instance_next_due(engine *e);
