@@ -2055,7 +2055,11 @@ int instance_drain_due(engine *e, tend_time now, int max)
         if (rc != 0)
             break;
         total += woken;
-        if (!pipelined || total > INT_MAX / 2 - max || (n = claim_due(e, now, max, due)) == 0)
+        if (!pipelined || total > INT_MAX / 2 - max)
+            break;
+        /* as instance_run_due does before its claim: a start kept back by
+         * a run is written first */
+        if ((rc = write_kept(e)) != 0 || (n = claim_due(e, now, max, due)) == 0)
             break;
         if ((rc = store_commit_start(e->st)) == 0) {
             held = store_commit_pending(e->st);
