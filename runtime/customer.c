@@ -669,15 +669,7 @@ int customer_apply_event(engine *e, const char *id, const char *type, tend_time 
         return -1;
     e->customer_was_new = got == 0;
     if (got == 0) {
-        old = bare_row(at);
-        if (tzlen)
-            tz[0] = '\0';   /* no zone of its own */
-    }
-    struct maintained m;
-    tend_time now = engine_now(e);
-    apply_fields(e, &old, at, paid, amount, now, &m);
-    if (got == 0) {
-        int rc = insert_created(e, id, &m, now);
+        int rc = apply_to_new(e, id, at, paid, amount, tz, tzlen);
         if (rc != 0)
             return rc < 0 ? -1 : 0;
         /* not inserted: a row came between the read and the write (none
@@ -685,6 +677,9 @@ int customer_apply_event(engine *e, const char *id, const char *type, tend_time 
          * one): the event applies to that row as to any other */
         return customer_apply_event(e, id, type, at, event, tz, tzlen);
     }
+    struct maintained m;
+    tend_time now = engine_now(e);
+    apply_fields(e, &old, at, paid, amount, now, &m);
     /* Only the indexed columns that change are named: an order moves
      * last_order_at (and the indexes over it), any other event only the
      * unindexed activity fields, and first_seen_at (under a partial index)

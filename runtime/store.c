@@ -670,9 +670,10 @@ store_stmt *store_sql_again(store *st, store_stmt *s, int bound)
         write_pending(st);
     SETTLE_ST(st);
     st->err[0] = 0;
-    sqlite3_reset(STMT(s));
-    if (!bound)
-        sqlite3_clear_bindings(STMT(s));
+    if (bound)
+        sqlite3_reset(STMT(s));
+    else
+        ready(STMT(s));
     return s;
 }
 
