@@ -96,15 +96,7 @@ int main(int argc, char **argv)
             struct bench_parked *p = &rows[got];
             snprintf(p->customer, sizeof p->customer, "%s", customer);
             p->hour = bench_local_hour(&zones, "UTC", at);
-            /* the trigger as tend keeps it: the body with its "at" appended */
-            const char *body = (const char *)sqlite3_column_text(cur.batch, 3);
-            size_t len = strlen(body);
-            char tail[40];
-            int tl = snprintf(tail, sizeof tail, ",\"at\":%lld}", at);
-            free(p->trigger);
-            p->trigger = xmalloc(len + (size_t)tl);
-            memcpy(p->trigger, body, len - 1);
-            memcpy(p->trigger + len - 1, tail, (size_t)tl + 1);
+            bench_parked_trigger(p, (const char *)sqlite3_column_text(cur.batch, 3), at);
             cursor = seq;
             got++;
         }

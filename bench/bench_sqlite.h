@@ -239,6 +239,19 @@ struct bench_parked {
     char *trigger;
 };
 
+/* p->trigger := the event's body as tend keeps it in the instance: with
+ * its "at" appended (the body is a JSON object, its last byte '}'). */
+static inline void bench_parked_trigger(struct bench_parked *p, const char *body, long long at)
+{
+    size_t len = strlen(body);
+    char tail[40];
+    int tl = snprintf(tail, sizeof tail, ",\"at\":%lld}", at);
+    free(p->trigger);
+    p->trigger = xmalloc(len + (size_t)tl);
+    memcpy(p->trigger, body, len - 1);
+    memcpy(p->trigger + len - 1, tail, (size_t)tl + 1);
+}
+
 #define BENCH_CHUNK 64
 
 /* The multi-row statements (BENCH_CHUNK rows at most) a batch's parked

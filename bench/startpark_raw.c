@@ -13,8 +13,8 @@
  *     order fields (orders_count, total_spent, first/last order, last
  *     active), count the event in the customer's local hour (activity_hours,
  *     the zone read from the customer row), insert the instance already
- *     parked (state waiting, step 1, its label, wake_at, the trigger event,
- *     the one-step history, counted = 1), count the chunk's instances in
+ *     parked (state waiting, step 1, its label, wake_at, the trigger event
+ *     with its "at", the one-line history, counted = 1), count the chunk's instances in
  *     instance_counts (one statement, as tend's writer does), upsert the
  *     entries row, insert the timer; then move meta.events_cursor.
  * Each row is written once with a minimal statement, and the rows that need
@@ -98,15 +98,14 @@ int main(int argc, char **argv)
             snprintf(p->customer, sizeof p->customer, "%s", customer);
             p->hour = bench_local_hour(&zones, zone ? zone : "Asia/Shanghai", at);
             sqlite3_reset(get_zone);
-            free(p->trigger);
-            p->trigger = xstrdup((const char *)sqlite3_column_text(cur.batch, 3));
+            bench_parked_trigger(p, (const char *)sqlite3_column_text(cur.batch, 3), at);
             cursor = seq;
             got++;
         }
         /* the rest of the batch's rows in multi-row statements of BENCH_CHUNK rows */
         long long wake = now + WAIT_SECONDS;
-        snprintf(history, sizeof history, "[{\"k\":\"wait\",\"h\":\"68d34a7a\",\"a\":\"%d\",\"r\":%lld}]",
-                 WAIT_SECONDS, wake);
+        /* the history line tend writes for wait(days(1)) */
+        snprintf(history, sizeof history, "wait 68d34a7a %lld - \"%d\" %lld\n", now, WAIT_SECONDS, wake);
         bench_park_rows(db, &park, rows, got, "wait 86400 (care.lua:1)", wake, now, history);
         bench_batch_end(db, &cur, cursor);
         processed += (size_t)got;
