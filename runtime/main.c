@@ -24,6 +24,7 @@
 #include "lint.h"
 #include "logger.h"
 #include "mime.h"
+#include "netloop.h"
 #include "segment.h"
 #include "server.h"
 #include "simulate.h"
@@ -839,7 +840,7 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
         if (strcmp(argv[1], commands[i].name) == 0) {
-            curl_global_init(CURL_GLOBAL_DEFAULT);
+            netloop_global_init(CURL_GLOBAL_DEFAULT);
             int rc = commands[i].run(argc - 1, argv + 1);
             curl_global_cleanup();
             clock_shutdown();

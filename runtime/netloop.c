@@ -4,14 +4,68 @@
  * when to call it back (CURLMOPT_TIMERFUNCTION); libevent watches them and
  * calls curl_multi_socket_action. After each action the finished transfers
  * are read and handed to their owners. */
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
 #include "netloop.h"
+#include "pool.h"
 #include "util.h"
+
+/* --- libcurl's memory ----------------------------------------------------
+ * Only the thread that called netloop_global_init keeps blocks: any other
+ * thread libcurl runs (its threaded resolver) ends without draining its
+ * lists, so what it frees goes back to malloc. A block may still move
+ * between threads: each carries its size (pool.h). */
+static _Thread_local int curl_keeps;
+
+static int curl_size(size_t n)
+{
+    return n > (size_t)0x7fffff00 ? -1 : (int)n;
+}
+
+static void *curl_malloc_cb(size_t n)
+{
+    return curl_size(n) < 0 ? NULL : pool_malloc((int)n);
+}
+
+static void curl_free_cb(void *p)
+{
+    pool_free_as(p, curl_keeps);
+}
+
+static void *curl_realloc_cb(void *p, size_t n)
+{
+    return curl_size(n) < 0 ? NULL : pool_realloc_as(p, (int)n, curl_keeps);
+}
+
+static char *curl_strdup_cb(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = curl_malloc_cb(n);
+    return p ? memcpy(p, s, n) : NULL;
+}
+
+static void *curl_calloc_cb(size_t k, size_t n)
+{
+    if (n && k > SIZE_MAX / n)
+        return NULL;
+    void *p = curl_malloc_cb(k * n);
+    return p ? memset(p, 0, k * n) : NULL;
+}
+
+CURLcode netloop_global_init(long flags)
+{
+    if (!POOL_ON)
+        return curl_global_init(flags);
+    curl_keeps = 1;
+    return curl_global_init_mem(flags, curl_malloc_cb, curl_free_cb, curl_realloc_cb, curl_strdup_cb,
+                                curl_calloc_cb);
+}
 
 /* One transfer in flight; its easy handle's CURLOPT_PRIVATE. */
 struct job {

@@ -18,6 +18,16 @@
 struct event_base;
 struct netloop;
 
+/* curl_global_init(flags) for the process, with libcurl's memory through
+ * pool.h's free lists: the blocks of a request's setup and teardown (~35
+ * allocations and ~120 frees, most of them of NULL) are kept on the
+ * calling thread, the one whose loop runs the transfers, and given back
+ * there; a block freed on another thread (libcurl's resolver threads) goes
+ * back to the system. Called once, before any other libcurl call, as
+ * curl_global_init must be; curl_global_cleanup undoes it. Returns
+ * libcurl's code. */
+CURLcode netloop_global_init(long flags);
+
 /* Called once per transfer, with libcurl's result. */
 typedef void (*netloop_done_fn)(CURL *easy, CURLcode result, void *ud);
 

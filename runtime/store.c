@@ -15,122 +15,15 @@
 
 #include <sqlite3.h>
 
+#include "pool.h"
 #include "schema.h"
 #include "store.h"
 #include "util.h"
 
-/* --- SQLite's small allocations, kept for reuse ----------------------
- * The system SQLite is built without lookaside (SQLITE_OMIT_LOOKASIDE), so
- * every cursor, register buffer and record it makes while a statement runs
- * is a malloc and a free: ~120 of each for a delivered message (callgrind),
- * in bursts larger than glibc's per-thread cache of 7 a size, so most went
- * through its arenas (coalescing, unlinking). These blocks (up to
- * POOL_LARGEST bytes) are kept on per-thread free lists by size class, at
- * most POOL_KEEP_BYTES in all, and given back on the next allocation of that
- * class. A block carries its size in front (POOL_HEAD bytes, which keeps
- * the 16-byte alignment malloc gives). A thread of the store's empties its
- * lists when it ends (pool_drain). Left out under AddressSanitizer, which
- * must see every SQLite allocation and free to check them. */
-#if defined(__SANITIZE_ADDRESS__)
-#define STORE_POOL 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define STORE_POOL 0
-#endif
-#endif
-#ifndef STORE_POOL
-#define STORE_POOL 1
-#endif
-
-#define POOL_STEP 16
-#define POOL_CLASSES 512                    /* classes of 16, 32, ... 8192 bytes */
-#define POOL_LARGEST (POOL_STEP * POOL_CLASSES)
-#define POOL_KEEP_BYTES (2 << 20)           /* kept at most, per thread */
-#define POOL_HEAD 16
-
-struct pool_block {
-    struct pool_block *next;
-};
-
-static _Thread_local struct pool_lists {
-    struct pool_block *head[POOL_CLASSES];
-    size_t kept;                /* bytes on the lists */
-} pool;
-
-static size_t *pool_size_of(void *p)
-{
-    return (size_t *)(void *)((char *)p - POOL_HEAD);
-}
-
-static int pool_roundup(int n)
-{
-    return n > 0 && n <= POOL_LARGEST ? (n + POOL_STEP - 1) / POOL_STEP * POOL_STEP : n;
-}
-
-static void *pool_malloc(int n)
-{
-    size_t size = (size_t)pool_roundup(n > 0 ? n : 1);
-    if (size <= POOL_LARGEST) {
-        size_t c = size / POOL_STEP - 1;
-        struct pool_block *b = pool.head[c];
-        if (b) {
-            pool.head[c] = b->next;
-            pool.kept -= size;
-            return b;
-        }
-    }
-    char *p = malloc(POOL_HEAD + size);
-    if (!p)
-        return NULL;
-    *(size_t *)(void *)p = size;
-    return p + POOL_HEAD;
-}
-
-static void pool_free(void *p)
-{
-    if (!p)
-        return;
-    size_t size = *pool_size_of(p);
-    if (size <= POOL_LARGEST) {
-        size_t c = size / POOL_STEP - 1;
-        if (pool.kept + size <= POOL_KEEP_BYTES) {
-            struct pool_block *b = p;
-            b->next = pool.head[c];
-            pool.head[c] = b;
-            pool.kept += size;
-            return;
-        }
-    }
-    free(pool_size_of(p));
-}
-
-static int pool_size(void *p)
-{
-    return p ? (int)*pool_size_of(p) : 0;
-}
-
-static void *pool_realloc(void *p, int n)
-{
-    if (!p)
-        return pool_malloc(n);
-    size_t old = *pool_size_of(p);
-    if ((size_t)pool_roundup(n) == old)
-        return p;
-    if (old > POOL_LARGEST && n > POOL_LARGEST) {
-        char *q = realloc(pool_size_of(p), POOL_HEAD + (size_t)n);
-        if (!q)
-            return NULL;
-        *(size_t *)(void *)q = (size_t)n;
-        return q + POOL_HEAD;
-    }
-    void *q = pool_malloc(n);
-    if (!q)
-        return NULL;
-    memcpy(q, p, old < (size_t)n ? old : (size_t)n);
-    pool_free(p);
-    return q;
-}
-
+/* SQLite's allocations go through pool.h's per-thread free lists (the
+ * system SQLite is built without lookaside: ~120 mallocs and frees for a
+ * delivered message, in bursts past glibc's per-thread cache); a thread of
+ * the store empties its lists when it ends (pool_drain). */
 static int pool_init(void *ud)
 {
     (void)ud;
@@ -140,19 +33,6 @@ static int pool_init(void *ud)
 static void pool_shutdown(void *ud)
 {
     (void)ud;
-}
-
-/* Frees the blocks this thread keeps (a thread of the store, as it ends). */
-static void pool_drain(void)
-{
-    for (int c = 0; c < POOL_CLASSES; c++) {
-        while (pool.head[c]) {
-            struct pool_block *b = pool.head[c];
-            pool.head[c] = b->next;
-            free(pool_size_of(b));
-        }
-    }
-    pool.kept = 0;
 }
 
 struct cached {
@@ -445,7 +325,7 @@ store *store_open_with(const char *path, const struct store_options *opts,
     if (!configured) {
         configured = 1;
         sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
-        if (STORE_POOL) {
+        if (POOL_ON) {
             static const sqlite3_mem_methods kept = {pool_malloc, pool_free, pool_realloc, pool_size,
                                                      pool_roundup, pool_init, pool_shutdown, NULL};
             sqlite3_config(SQLITE_CONFIG_MALLOC, &kept);
