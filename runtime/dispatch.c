@@ -1234,14 +1234,18 @@ static void row_texts(store_stmt *s, struct row *r)
     char **to[] = {&r->customer, &r->channel, &r->category, &r->body, &r->key, &r->template_name,
                    &r->journey, &r->timezone, &r->phone, &r->email, &r->name};
     enum { NTEXTS = sizeof cols / sizeof cols[0] };
+    /* each column's text asked for once: it stays valid while the row is
+     * current (store_col_bytes after store_col_text converts nothing) */
+    const char *text[NTEXTS];
     size_t len[NTEXTS], total = 0;
     for (int i = 0; i < NTEXTS; i++) {
-        len[i] = store_col_text(s, cols[i]) ? (size_t)store_col_bytes(s, cols[i]) + 1 : 0;
+        text[i] = store_col_text(s, cols[i]);
+        len[i] = text[i] ? (size_t)store_col_bytes(s, cols[i]) + 1 : 0;
         total += len[i];
     }
     char *p = r->texts = xmalloc(total ? total : 1);
     for (int i = 0; i < NTEXTS; i++) {
-        *to[i] = len[i] ? memcpy(p, store_col_text(s, cols[i]), len[i]) : NULL;
+        *to[i] = len[i] ? memcpy(p, text[i], len[i]) : NULL;
         p += len[i];
     }
 }
@@ -1251,16 +1255,19 @@ static void row_texts(store_stmt *s, struct row *r)
  * one per row. A due entry whose outbox row is gone has r->customer NULL.
  * The opt-out column is 1 (all channels), 0 (this channel) or NULL: two
  * key lookups, as `channel IN (o.channel, '*')` built a temporary index
- * for every row. */
+ * for every row; LEFT JOINs on the whole key (at most one row each), whose
+ * cursors open once a statement, where a correlated subquery opens its
+ * own at every row. */
 static int read_due(engine *e, tend_time now, tend_time after_at, int64_t after_id, int limit, struct row *rows)
 {
     store_stmt *s = store_sql(e->st,
         "SELECT d.due_at, d.id, o.customer, o.channel, o.category, o.body, o.idem_key, o.attempts, o.template,"
         " o.journey, c.blocked, c.timezone, c.phone, c.email,"
-        " COALESCE((SELECT 1 FROM suppressions WHERE customer = o.customer AND channel = '*'),"
-        " (SELECT 0 FROM suppressions WHERE customer = o.customer AND channel = o.channel)),"
+        " CASE WHEN sa.customer IS NOT NULL THEN 1 WHEN sc.customer IS NOT NULL THEN 0 END,"
         " c.name"
         " FROM outbox_due d LEFT JOIN outbox o ON o.id = d.id LEFT JOIN customers c ON c.id = o.customer"
+        " LEFT JOIN suppressions sa ON sa.customer = o.customer AND sa.channel = '*'"
+        " LEFT JOIN suppressions sc ON sc.customer = o.customer AND sc.channel = o.channel"
         " WHERE d.due_at <= ?1 AND (d.due_at, d.id) > (?2, ?3) ORDER BY d.due_at, d.id LIMIT ?4");
     store_bind_int(s, 1, now);
     store_bind_int(s, 2, after_at);
