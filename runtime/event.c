@@ -147,6 +147,23 @@ int event_check(engine *e, const cJSON *ev, char *err, size_t errlen)
     return validate(e, ev, &h, err, errlen);
 }
 
+#define EVENT_COLS 7
+
+/* An event row's values, from parameter base + 1 on, in the column order
+ * of store_event's INSERT; bound without copies: every text outlives the
+ * statement's run. */
+static void bind_event(store_stmt *s, int base, const struct event_head *h, const char *body, int len,
+                       tend_time received_at, int chain)
+{
+    store_bind_text_kept(s, base + 1, h->id, -1);
+    store_bind_text_kept(s, base + 2, h->type, -1);
+    store_bind_text_kept(s, base + 3, h->customer, -1);
+    store_bind_int(s, base + 4, h->at);
+    store_bind_text_kept(s, base + 5, body, len);
+    store_bind_int(s, base + 6, received_at);
+    store_bind_int(s, base + 7, chain);
+}
+
 static int store_event(engine *e, const struct event_head *h, const char *body, int len,
                        struct event_result *res)
 {
@@ -154,14 +171,7 @@ static int store_event(engine *e, const struct event_head *h, const char *body, 
                                      " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING");
     if (!s)
         return -1;
-    /* bound without copies: every text outlives the store_run below */
-    store_bind_text_kept(s, 1, h->id, -1);
-    store_bind_text_kept(s, 2, h->type, -1);
-    store_bind_text_kept(s, 3, h->customer, -1);
-    store_bind_int(s, 4, h->at);
-    store_bind_text_kept(s, 5, body, len);
-    store_bind_int(s, 6, engine_now(e));
-    store_bind_int(s, 7, e->chain);
+    bind_event(s, 0, h, body, len, engine_now(e), e->chain);
     if (store_run(s) != 0)
         return -1;
     res->duplicate = store_changes(e->st) == 0;
@@ -234,6 +244,20 @@ int event_accept_made(engine *e, const struct event_made *m, struct event_result
 
 /* What carries over from one piece of input to the next: the open
  * transaction and how many lines it holds, the line number. */
+/* Accepted lines are stored INGEST_PAGE to a statement (the one INSERT a
+ * line cost each its own step, halt and reset). A held line keeps its
+ * parsed object until it is written: its head points into it, and its
+ * body into the caller's input. */
+#define INGEST_PAGE 64
+
+struct held_line {
+    cJSON *ev;
+    struct event_head h;
+    const char *body;
+    int len;
+    tend_time received_at;
+};
+
 struct ingest_state {
     engine *e;
     event_reject_fn reject;
@@ -241,6 +265,8 @@ struct ingest_state {
     struct ingest_report *rep;
     long line;
     int in_tx, since_commit;
+    int held;                           /* lines in page, not yet written */
+    struct held_line page[INGEST_PAGE];
 };
 
 static void reject_line(struct ingest_state *g, const char *reason)
@@ -250,8 +276,72 @@ static void reject_line(struct ingest_state *g, const char *reason)
     metrics_inc(g->e->metrics, M_EVENTS_REJECTED, NULL);
 }
 
+/* The INSERT of `rows` events, rows a power of two up to INGEST_PAGE: the
+ * texts are built once for the process (the same for every engine) and
+ * kept prepared by the store. ON CONFLICT DO NOTHING skips a row whose id
+ * the store holds, or an earlier row of the same statement holds, as one
+ * statement a line did. */
+static store_stmt *page_stmt(engine *e, int rows)
+{
+    static char *built[7];   /* [log2(rows)] */
+    int slot = 0;
+    while ((1 << slot) < rows)
+        slot++;
+    if (!built[slot]) {
+        strbuf b;
+        strbuf_init(&b);
+        util_values_sql(&b, "INSERT INTO events (id, type, customer, at, body, received_at, chain) VALUES",
+                        EVENT_COLS, rows, " ON CONFLICT DO NOTHING");
+        built[slot] = strbuf_take(&b);
+    }
+    return store_sql(e->st, built[slot]);
+}
+
+/* Writes the held lines, a power of two of them to a statement (37: 32 +
+ * 4 + 1), and counts them stored or duplicates (by id); the lines are
+ * let go either way. 0, or -1 on a store error. */
+static int ingest_write(struct ingest_state *g)
+{
+    engine *e = g->e;
+    int rc = 0;
+    for (int from = 0, n; rc == 0 && from < g->held; from += n) {
+        n = util_rows_chunk(g->held - from, INGEST_PAGE);
+        store_stmt *s = page_stmt(e, n);
+        rc = s ? 0 : -1;
+        for (int i = 0; rc == 0 && i < n; i++) {
+            const struct held_line *l = &g->page[from + i];
+            bind_event(s, i * EVENT_COLS, &l->h, l->body, l->len, l->received_at, e->chain);
+        }
+        if (rc == 0)
+            rc = store_run(s);
+        if (rc == 0) {
+            int added = store_changes(e->st);
+            g->rep->accepted += added;
+            g->rep->duplicates += n - added;
+            if (added)
+                metrics_add(e->metrics, M_EVENTS_INGESTED, NULL, added);
+        }
+    }
+    for (int i = 0; i < g->held; i++)
+        cJSON_Delete(g->page[i].ev);
+    g->held = 0;
+    return rc;
+}
+
+/* The held lines written, else the open transaction rolled back: 0, -1. */
+static int ingest_write_or_roll_back(struct ingest_state *g)
+{
+    if (ingest_write(g) == 0)
+        return 0;
+    store_rollback(g->e->st);
+    g->in_tx = 0;
+    return -1;
+}
+
 /* Stores every complete line of data[0, len) (the last may lack its
- * newline). 0, or -1 on a store error (the open transaction rolled back). */
+ * newline): its lines are written before it returns, since their bodies
+ * point into data. 0, or -1 on a store error (the open transaction
+ * rolled back). */
 static int ingest_lines(struct ingest_state *g, const char *data, size_t len)
 {
     engine *e = g->e;
@@ -277,9 +367,9 @@ static int ingest_lines(struct ingest_state *g, const char *data, size_t len)
             reject_line(g, "event is larger than 1 MiB");
             continue;
         }
+        struct held_line *l = &g->page[g->held];
         cJSON *ev = json_parse(start, n, err, sizeof err);
-        struct event_head h;
-        if (!ev || validate(e, ev, &h, err, sizeof err) != 0) {
+        if (!ev || validate(e, ev, &l->h, err, sizeof err) != 0) {
             reject_line(g, err);
             cJSON_Delete(ev);
             continue;
@@ -291,30 +381,25 @@ static int ingest_lines(struct ingest_state *g, const char *data, size_t len)
             }
             g->in_tx = 1;
         }
-        struct event_result res;
         /* The line as sent is the body: no re-serialising on the hot path;
          * processing reads type/customer/at/id from the columns. */
-        int rc = store_event(e, &h, start, (int)n, &res);
-        cJSON_Delete(ev);
-        if (rc != 0) {
-            store_rollback(e->st);
-            g->in_tx = 0;
+        l->ev = ev;   /* l->h, filled by validate, points into it */
+        l->body = start;
+        l->len = (int)n;
+        l->received_at = engine_now(e);
+        g->held++;
+        if (g->held == INGEST_PAGE && ingest_write_or_roll_back(g) != 0)
             return -1;
-        }
-        if (res.duplicate)
-            g->rep->duplicates++;
-        else {
-            g->rep->accepted++;
-            metrics_inc(e->metrics, M_EVENTS_INGESTED, NULL);
-        }
         if (++g->since_commit >= INGEST_COMMIT_EVERY) {
+            if (ingest_write_or_roll_back(g) != 0)
+                return -1;
             g->in_tx = 0;
             g->since_commit = 0;
             if (store_commit(e->st) != 0)
                 return -1;
         }
     }
-    return 0;
+    return ingest_write_or_roll_back(g);
 }
 
 static int ingest_finish(struct ingest_state *g, int rc)
@@ -332,14 +417,14 @@ int event_ingest_ndjson(engine *e, const char *data, size_t len, event_reject_fn
                         struct ingest_report *rep)
 {
     memset(rep, 0, sizeof *rep);
-    struct ingest_state g = {e, reject, ud, rep, 0, 0, 0};
+    struct ingest_state g = {.e = e, .reject = reject, .ud = ud, .rep = rep};
     return ingest_finish(&g, ingest_lines(&g, data, len));
 }
 
 int event_ingest_stream(engine *e, FILE *in, event_reject_fn reject, void *ud, struct ingest_report *rep)
 {
     memset(rep, 0, sizeof *rep);
-    struct ingest_state g = {e, reject, ud, rep, 0, 0, 0};
+    struct ingest_state g = {.e = e, .reject = reject, .ud = ud, .rep = rep};
     char *buf = xmalloc(INGEST_BUFFER);
     size_t have = 0;
     int rc = 0, dropping = 0;   /* dropping: inside a line too long to hold */

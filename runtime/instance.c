@@ -632,19 +632,6 @@ static void bind_span(store_stmt *s, int i, const struct start_rows *k, struct s
         store_bind_text_kept(s, i, sp.len ? k->text.s + sp.off : "", sp.len);
 }
 
-/* "(?, ?, ...)" of `cols` markers, `rows` times, comma-separated, after `head`. */
-static void values_sql(strbuf *b, const char *head, int cols, int rows, const char *tail)
-{
-    strbuf_puts(b, head);
-    for (int i = 0; i < rows; i++) {
-        strbuf_puts(b, i ? ", (" : " (");
-        for (int c = 0; c < cols; c++)
-            strbuf_puts(b, c ? ", ?" : "?");
-        strbuf_putc(b, ')');
-    }
-    strbuf_puts(b, tail);
-}
-
 enum { PAGE_INSTANCES, PAGE_ENTRIES, PAGE_TIMERS, PAGE_ENDED };
 static const struct {
     const char *head;
@@ -693,7 +680,7 @@ static store_stmt *page_stmt(engine *e, int table, int rows, int *once)
         return store_sql_beside(e->st, built[table][slot]);
     strbuf b;
     strbuf_init(&b);
-    values_sql(&b, PAGE_SQL[table].head, PAGE_SQL[table].cols, rows, PAGE_SQL[table].tail);
+    util_values_sql(&b, PAGE_SQL[table].head, PAGE_SQL[table].cols, rows, PAGE_SQL[table].tail);
     if (slot >= 0)
         return store_sql_beside(e->st, built[table][slot] = strbuf_take(&b));
     store_stmt *s = store_prepare(e->st, b.s);

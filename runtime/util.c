@@ -301,6 +301,18 @@ size_t util_int_text(char *buf, int64_t v)
     return n;
 }
 
+void util_values_sql(strbuf *b, const char *head, int cols, int rows, const char *tail)
+{
+    strbuf_puts(b, head);
+    for (int i = 0; i < rows; i++) {
+        strbuf_puts(b, i ? ", (" : " (");
+        for (int c = 0; c < cols; c++)
+            strbuf_puts(b, c ? ", ?" : "?");
+        strbuf_putc(b, ')');
+    }
+    strbuf_puts(b, tail);
+}
+
 int util_rows_chunk(int n, int max)
 {
     int m = 1;

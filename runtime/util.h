@@ -74,5 +74,8 @@ size_t util_concat(char *buf, size_t n, ...);
  * largest power of two <= n and <= max, so a batch of any size is written
  * with statements of a few sizes that stay prepared (37 = 32 + 4 + 1). */
 int util_rows_chunk(int n, int max);
+/* Appends head, then " (?, ?, ...)" of `cols` markers `rows` times,
+ * comma-separated, then tail: a multi-row INSERT's text. */
+void util_values_sql(strbuf *b, const char *head, int cols, int rows, const char *tail);
 
 #endif
