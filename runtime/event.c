@@ -883,12 +883,14 @@ static int flush_lines_if_read(engine *e, orderline_batch *lines, int heard, con
     return orderline_batch_flush(lines, e->st) < 0 ? -1 : 0;
 }
 
-/* One stored event of a batch, copied out of its row. */
+/* One stored event of a batch, copied out of its row: its texts share one
+ * block (one malloc an event, not one a column). */
 struct pending {
     int64_t seq;
     char *id, *type, *customer, *body;
     tend_time at;
     int chain;
+    char *block;
 };
 
 /* A provider's fact about a message (delivered, failed, dead: receipts,
@@ -986,13 +988,16 @@ struct process_call {
  * 1 MiB each): a batch of large events is cut short, the rest comes next. */
 #define PROCESS_BATCH_BYTES (16 << 20)
 
-static char *dup_text(store_stmt *s, int i, size_t *bytes)
+/* Copies the row's id, type, customer and body (columns 1, 2, 3, 5) into
+ * p, in one block; adds their bytes to *bytes. */
+static void pending_texts(store_stmt *s, struct pending *p, size_t *bytes)
 {
-    const char *t = store_col_text(s, i);
-    if (!t)
-        return NULL;
-    *bytes += strlen(t) + 1;
-    return xstrdup(t);
+    static const int cols[] = {1, 2, 3, 5};
+    char **const out[] = {&p->id, &p->type, &p->customer, &p->body};
+    size_t len[4];
+    p->block = store_col_texts(s, cols, 4, out, len);
+    for (int i = 0; i < 4; i++)
+        *bytes += *out[i] ? len[i] + 1 : 0;
 }
 
 static int process_batch(store *st, void *ud)
@@ -1019,11 +1024,8 @@ static int process_batch(store *st, void *ud)
             batch = xrealloc(batch, (size_t)(cap = cap ? cap * 2 : 16) * sizeof *batch);
         struct pending *p = &batch[n++];
         p->seq = store_col_int(s, 0);
-        p->id = dup_text(s, 1, &bytes);
-        p->type = dup_text(s, 2, &bytes);
-        p->customer = dup_text(s, 3, &bytes);
+        pending_texts(s, p, &bytes);
         p->at = store_col_int(s, 4);
-        p->body = dup_text(s, 5, &bytes);
         p->chain = (int)store_col_int(s, 6);
     }
     if (rc == STORE_ROW)
@@ -1067,12 +1069,8 @@ static int process_batch(store *st, void *ud)
         rc = -1;
     if (instance_batch_end(e) != 0)
         rc = -1;
-    for (int i = 0; i < n; i++) {
-        free(batch[i].id);
-        free(batch[i].type);
-        free(batch[i].customer);
-        free(batch[i].body);
-    }
+    for (int i = 0; i < n; i++)
+        free(batch[i].block);
     free(batch);
     return rc != 0 ? -1 : store_meta_set_int(st, "events_cursor", cursor);
 }

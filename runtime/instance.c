@@ -365,24 +365,13 @@ static void row_free(struct row *r)
                     t "listen, " t "started_at, " t "wake_at, " t "holdout, " t "chain, " t "step"
 static void row_read(store_stmt *s, int at, struct row *r)
 {
-    char **cols[] = {&r->journey, &r->version, &r->customer, &r->state, &r->history, &r->trigger, &r->listen};
+    char **const cols[] = {&r->journey, &r->version, &r->customer, &r->state, &r->history, &r->trigger, &r->listen};
     enum { NCOLS = sizeof cols / sizeof cols[0] };
-    const char *text[NCOLS];
-    size_t len[NCOLS], total = 0;
-    for (int i = 0; i < NCOLS; i++) {
-        text[i] = store_col_text(s, at + i);
-        len[i] = text[i] ? (size_t)store_col_bytes(s, at + i) : 0;
-        total += text[i] ? len[i] + 1 : 0;
-    }
-    char *p = r->strings = xmalloc(total ? total : 1);
-    for (int i = 0; i < NCOLS; i++) {
-        *cols[i] = text[i] ? p : NULL;
-        if (text[i]) {
-            memcpy(p, text[i], len[i]);
-            p[len[i]] = 0;
-            p += len[i] + 1;
-        }
-    }
+    int idx[NCOLS];
+    size_t len[NCOLS];
+    for (int i = 0; i < NCOLS; i++)
+        idx[i] = at + i;
+    r->strings = store_col_texts(s, idx, NCOLS, cols, len);
     r->history_len = len[4];
     r->version = xstrdup(r->version ? r->version : "");   /* script_migrate may replace it */
     r->started_at = store_col_int(s, at + 7);

@@ -731,6 +731,30 @@ int store_col_bytes(store_stmt *s, int col)
     SETTLE_STMT(s);
     return sqlite3_column_bytes(STMT(s), col);
 }
+char *store_col_texts(store_stmt *s, const int *cols, int n, char **const out[], size_t *len)
+{
+    SETTLE_STMT(s);
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        /* the row's texts, valid until the next step: copied below */
+        *out[i] = (char *)sqlite3_column_text(STMT(s), cols[i]);
+        total += *out[i] ? (size_t)sqlite3_column_bytes(STMT(s), cols[i]) + 1 : 0;
+    }
+    char *block = xmalloc(total ? total : 1), *p = block;
+    for (int i = 0; i < n; i++) {
+        size_t l = *out[i] ? (size_t)sqlite3_column_bytes(STMT(s), cols[i]) : 0;
+        if (len)
+            len[i] = l;
+        if (!*out[i])
+            continue;
+        memcpy(p, *out[i], l);
+        p[l] = 0;
+        *out[i] = p;
+        p += l + 1;
+    }
+    return block;
+}
+
 int store_col_count(store_stmt *s) { return sqlite3_column_count(STMT(s)); }
 const char *store_col_name(store_stmt *s, int col) { return sqlite3_column_name(STMT(s), col); }
 

@@ -121,6 +121,11 @@ double      store_col_double(store_stmt *s, int col);
 const char *store_col_text(store_stmt *s, int col);  /* NULL for SQL NULL */
 const void *store_col_blob(store_stmt *s, int col);
 int         store_col_bytes(store_stmt *s, int col);
+/* Copies the texts of columns cols[0, n) of the current row into one
+ * malloc'd block, returned (the caller's to free; one malloc for them
+ * all): *out[i] points at column cols[i]'s text in it, or is NULL for a
+ * NULL; len[i] (len may be NULL) is its length in bytes. */
+char       *store_col_texts(store_stmt *s, const int *cols, int n, char **const out[], size_t *len);
 int         store_col_count(store_stmt *s);
 const char *store_col_name(store_stmt *s, int col);
 

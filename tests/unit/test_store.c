@@ -473,6 +473,33 @@ static void test_statement_held_again(void **state)
     assert_ptr_equal(store_sql(st, sql), held);
 }
 
+/* store_col_texts copies a row's texts into one block: NULL stays NULL,
+ * an empty text is "" with length 0, a text with a NUL byte keeps its
+ * length, and the copies outlive the statement's next step. */
+static void test_col_texts_one_block(void **state)
+{
+    store *st = *state;   /* fixture: in-memory store with t */
+    store_stmt *s = store_sql(st, "SELECT 'ab', NULL, '', CAST(x'410042' AS TEXT), 'tail'");
+    assert_int_equal(store_step(s), STORE_ROW);
+    static const int cols[] = {0, 1, 2, 3, 4};
+    char *a, *b, *c, *d, *e;
+    char **const out[] = {&a, &b, &c, &d, &e};
+    size_t len[5];
+    char *block = store_col_texts(s, cols, 5, out, len);
+    store_reset(s);
+    assert_string_equal(a, "ab");
+    assert_int_equal(len[0], 2);
+    assert_null(b);
+    assert_int_equal(len[1], 0);
+    assert_string_equal(c, "");
+    assert_int_equal(len[2], 0);
+    assert_int_equal(len[3], 3);
+    assert_memory_equal(d, "A\0B", 4);
+    assert_string_equal(e, "tail");
+    assert_true(a == block && c > a && d > c && e > d);
+    free(block);
+}
+
 /* Many distinct texts (the cache grows and rehashes): each keeps working and
  * still maps to its own statement. Each text lives in its own buffer. */
 static void test_statement_cache_many_texts(void **state)
@@ -1129,6 +1156,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_begin_commit_rollback, setup_mem, teardown_mem),
         cmocka_unit_test_setup_teardown(test_statement_cache_reuses_and_resets, setup_mem, teardown_mem),
         cmocka_unit_test_setup_teardown(test_statement_held_again, setup_mem, teardown_mem),
+        cmocka_unit_test_setup_teardown(test_col_texts_one_block, setup_mem, teardown_mem),
         cmocka_unit_test_setup_teardown(test_statement_cache_many_texts, setup_mem, teardown_mem),
         cmocka_unit_test_setup_teardown(test_statement_cache_keys_by_text_not_address, setup_mem, teardown_mem),
         cmocka_unit_test_setup_teardown(test_bad_sql, setup_mem, teardown_mem),
