@@ -294,7 +294,7 @@ static store_stmt *page_stmt(engine *e, int rows)
                         EVENT_COLS, rows, " ON CONFLICT DO NOTHING");
         built[slot] = strbuf_take(&b);
     }
-    return store_sql(e->st, built[slot]);
+    return store_sql_bound(e->st, built[slot]);   /* ingest_write binds every parameter */
 }
 
 /* Writes the held lines, a power of two of them to a statement (37: 32 +

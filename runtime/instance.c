@@ -665,13 +665,14 @@ static store_stmt *page_stmt(engine *e, int table, int rows, int *once)
     *once = slot < 0;
     /* none of these rows is read by, nor fires a trigger that reads, the
      * customer tags a due pass keeps back: those stay kept */
+    /* every parameter is bound for each run (write_rows, write_ended) */
     if (slot >= 0 && built[table][slot])
-        return store_sql_beside(e->st, built[table][slot]);
+        return store_sql_beside_bound(e->st, built[table][slot]);
     strbuf b;
     strbuf_init(&b);
     util_values_sql(&b, PAGE_SQL[table].head, PAGE_SQL[table].cols, rows, PAGE_SQL[table].tail);
     if (slot >= 0)
-        return store_sql_beside(e->st, built[table][slot] = strbuf_take(&b));
+        return store_sql_beside_bound(e->st, built[table][slot] = strbuf_take(&b));
     store_stmt *s = store_prepare(e->st, b.s);
     strbuf_free(&b);
     return s;

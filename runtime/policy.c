@@ -576,7 +576,7 @@ static store_stmt *activity_stmt(engine *e, int rows)
         strbuf_puts(&b, " ON CONFLICT(customer, hour) DO UPDATE SET n = n + 1");
         built[slot] = strbuf_take(&b);
     }
-    return store_sql(e->st, built[slot]);
+    return store_sql_bound(e->st, built[slot]);   /* activity_write binds every parameter */
 }
 
 /* Writes the kept activity hours, a power of two of them to a statement

@@ -557,20 +557,49 @@ store_stmt *store_sql_again(store *st, store_stmt *s, int bound)
     return s;
 }
 
+/* A cached statement reset, its bindings cleared unless `bound`. */
+static store_stmt *made_ready(sqlite3_stmt *stmt, int bound)
+{
+    if (bound) {
+        sqlite3_reset(stmt);
+        return (store_stmt *)(void *)stmt;
+    }
+    return (store_stmt *)(void *)ready(stmt);
+}
+
+static store_stmt *find_sql(store *st, const char *sql, int bound);
+
 store_stmt *store_sql_beside(store *st, const char *sql)
+{
+    return find_sql(st, sql, 0);
+}
+
+store_stmt *store_sql_beside_bound(store *st, const char *sql)
+{
+    return find_sql(st, sql, 1);
+}
+
+store_stmt *store_sql_bound(store *st, const char *sql)
+{
+    if (st->pending)
+        write_pending(st);
+    return find_sql(st, sql, 1);
+}
+
+static store_stmt *find_sql(store *st, const char *sql, int bound)
 {
     SETTLE_ST(st);
     st->err[0] = 0;   /* errors from here on are SQLite's, for this statement */
     struct alias *a = &st->aliases[((uintptr_t)sql >> 3) % ALIASES];
     if (a->sql == sql && strcmp(a->text, sql) == 0)
-        return (store_stmt *)(void *)ready(a->stmt);
+        return made_ready(a->stmt, bound);
     uint64_t h = util_hash64(sql, strlen(sql));
     if (st->cache_cap) {
         for (size_t j = h & (st->cache_cap - 1); st->cache[j].sql; j = (j + 1) & (st->cache_cap - 1)) {
             struct cached *c = &st->cache[j];
             if (c->hash == h && strcmp(c->sql, sql) == 0) {
                 *a = (struct alias){sql, c->sql, c->stmt};
-                return (store_stmt *)(void *)ready(c->stmt);
+                return made_ready(c->stmt, bound);
             }
         }
     }

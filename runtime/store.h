@@ -89,6 +89,11 @@ void store_set_pending(store *st, void (*write)(void *ud), void *ud);
  * pending writer keeps back, nor fires a trigger that does: the kept rows
  * stay kept. */
 store_stmt *store_sql_beside(store *st, const char *sql);
+/* store_sql and store_sql_beside for a caller that binds every parameter
+ * before each step (a multi-row statement's pages): the last values are
+ * left bound instead of cleared one by one. */
+store_stmt *store_sql_bound(store *st, const char *sql);
+store_stmt *store_sql_beside_bound(store *st, const char *sql);
 /* An uncached statement the caller finalizes (for SQL built at run time,
  * such as compiled segments). NULL and store_errmsg() on failure. */
 store_stmt *store_prepare(store *st, const char *sql);

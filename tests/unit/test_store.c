@@ -473,6 +473,28 @@ static void test_statement_held_again(void **state)
     assert_ptr_equal(store_sql(st, sql), held);
 }
 
+/* store_sql_bound and store_sql_beside_bound hand out the same cached
+ * statement as store_sql, reset, its last values left bound; store_sql
+ * still clears them. */
+static void test_statement_bound(void **state)
+{
+    store *st = *state;   /* fixture: in-memory store with t */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(insert_v(st, i == 0 ? "a" : i == 1 ? "b" : "c"), 0);
+    const char *sql = "SELECT v FROM t WHERE id >= ? ORDER BY id";
+    store_stmt *s = store_sql(st, sql);
+    assert_int_equal(store_bind_int(s, 1, 2), 0);
+    assert_int_equal(store_step(s), STORE_ROW);   /* left mid-way */
+    assert_ptr_equal(store_sql_bound(st, sql), s);
+    assert_int_equal(store_step(s), STORE_ROW);
+    assert_string_equal(store_col_text(s, 0), "b");
+    assert_ptr_equal(store_sql_beside_bound(st, sql), s);
+    assert_int_equal(store_step(s), STORE_ROW);
+    assert_string_equal(store_col_text(s, 0), "b");
+    assert_ptr_equal(store_sql(st, sql), s);
+    assert_int_equal(store_step(s), STORE_DONE);   /* id >= NULL */
+}
+
 /* store_col_texts copies a row's texts into one block: NULL stays NULL,
  * an empty text is "" with length 0, a text with a NUL byte keeps its
  * length, and the copies outlive the statement's next step. */
@@ -1157,6 +1179,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_statement_cache_reuses_and_resets, setup_mem, teardown_mem),
         cmocka_unit_test_setup_teardown(test_statement_held_again, setup_mem, teardown_mem),
         cmocka_unit_test_setup_teardown(test_col_texts_one_block, setup_mem, teardown_mem),
+        cmocka_unit_test_setup_teardown(test_statement_bound, setup_mem, teardown_mem),
         cmocka_unit_test_setup_teardown(test_statement_cache_many_texts, setup_mem, teardown_mem),
         cmocka_unit_test_setup_teardown(test_statement_cache_keys_by_text_not_address, setup_mem, teardown_mem),
         cmocka_unit_test_setup_teardown(test_bad_sql, setup_mem, teardown_mem),
