@@ -284,17 +284,9 @@ static void reject_line(struct ingest_state *g, const char *reason)
 static store_stmt *page_stmt(engine *e, int rows)
 {
     static char *built[7];   /* [log2(rows)] */
-    int slot = 0;
-    while ((1 << slot) < rows)
-        slot++;
-    if (!built[slot]) {
-        strbuf b;
-        strbuf_init(&b);
-        util_values_sql(&b, "INSERT INTO events (id, type, customer, at, body, received_at, chain) VALUES",
-                        EVENT_COLS, rows, " ON CONFLICT DO NOTHING");
-        built[slot] = strbuf_take(&b);
-    }
-    return store_sql_bound(e->st, built[slot]);   /* ingest_write binds every parameter */
+    const char *sql = util_rows_sql(built, rows, "INSERT INTO events (id, type, customer, at, body, received_at, chain)"
+                                    " VALUES ", "(?, ?, ?, ?, ?, ?, ?)", " ON CONFLICT DO NOTHING");
+    return store_sql_bound(e->st, sql);   /* ingest_write binds every parameter */
 }
 
 /* Writes the held lines, a power of two of them to a statement (37: 32 +

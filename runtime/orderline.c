@@ -222,19 +222,7 @@ static int order_seen(store *st, const char *customer, const char *order_id)
 
 static const char *chunk_sql(char **cache, int rows, const char *head, const char *row, const char *tail)
 {
-    if (!cache[rows]) {
-        strbuf b;
-        strbuf_init(&b);
-        strbuf_puts(&b, head);
-        for (int i = 0; i < rows; i++) {
-            if (i)
-                strbuf_putc(&b, ',');
-            strbuf_puts(&b, row);
-        }
-        strbuf_puts(&b, tail);
-        cache[rows] = strbuf_take(&b);
-    }
-    return cache[rows];
+    return cache[rows] ? cache[rows] : (cache[rows] = util_rows_text(head, row, rows, tail));
 }
 
 /* Binds row `i` of a chunk (its parameters start after ?p) from item `k`. */

@@ -564,19 +564,9 @@ int policy_note_activity(engine *e, const char *customer, tend_time at)
 static store_stmt *activity_stmt(engine *e, int rows)
 {
     static char *built[7];   /* [log2(rows)] */
-    int slot = 0;
-    while ((1 << slot) < rows)
-        slot++;
-    if (!built[slot]) {
-        strbuf b;
-        strbuf_init(&b);
-        strbuf_puts(&b, "INSERT INTO activity_hours (customer, hour, n) VALUES ");
-        for (int i = 0; i < rows; i++)
-            strbuf_puts(&b, i ? ", (?, ?, 1)" : "(?, ?, 1)");
-        strbuf_puts(&b, " ON CONFLICT(customer, hour) DO UPDATE SET n = n + 1");
-        built[slot] = strbuf_take(&b);
-    }
-    return store_sql_bound(e->st, built[slot]);   /* activity_write binds every parameter */
+    const char *sql = util_rows_sql(built, rows, "INSERT INTO activity_hours (customer, hour, n) VALUES ", "(?, ?, 1)",
+                                    " ON CONFLICT(customer, hour) DO UPDATE SET n = n + 1");
+    return store_sql_bound(e->st, sql);   /* activity_write binds every parameter */
 }
 
 /* Writes the kept activity hours, a power of two of them to a statement

@@ -313,6 +313,28 @@ void util_values_sql(strbuf *b, const char *head, int cols, int rows, const char
     strbuf_puts(b, tail);
 }
 
+char *util_rows_text(const char *head, const char *row, int rows, const char *tail)
+{
+    strbuf b;
+    strbuf_init(&b);
+    strbuf_puts(&b, head);
+    for (int i = 0; i < rows; i++) {
+        if (i)
+            strbuf_puts(&b, ", ");
+        strbuf_puts(&b, row);
+    }
+    strbuf_puts(&b, tail);
+    return strbuf_take(&b);
+}
+
+const char *util_rows_sql(char *built[7], int rows, const char *head, const char *row, const char *tail)
+{
+    int slot = 0;
+    while ((1 << slot) < rows && slot < 6)
+        slot++;
+    return built[slot] ? built[slot] : (built[slot] = util_rows_text(head, row, rows, tail));
+}
+
 int util_rows_chunk(int n, int max)
 {
     int m = 1;

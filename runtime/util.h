@@ -77,5 +77,12 @@ int util_rows_chunk(int n, int max);
 /* Appends head, then " (?, ?, ...)" of `cols` markers `rows` times,
  * comma-separated, then tail: a multi-row INSERT's text. */
 void util_values_sql(strbuf *b, const char *head, int cols, int rows, const char *tail);
+/* head, then `row` `rows` times joined by ", ", then tail (malloc'd). */
+char *util_rows_text(const char *head, const char *row, int rows, const char *tail);
+/* util_rows_text's text for rows a power of two up to 64, built once into
+ * built[log2(rows)], a
+ * table of 7 the caller keeps for the process (such a statement's text is
+ * the same for every engine; the store keeps it prepared by the text). */
+const char *util_rows_sql(char *built[7], int rows, const char *head, const char *row, const char *tail);
 
 #endif
