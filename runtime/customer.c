@@ -260,16 +260,67 @@ static int write_new_tags(engine *e, const char *id, const cJSON *tags)
     return 0;
 }
 
-#define INSERT_SQL                                                                              \
+#define INSERT_COLUMNS                                                                          \
     "INSERT INTO customers (id, name, phone, email, city, region, timezone, birthday,"         \
     " first_seen_at, first_order_at, last_order_at, orders_count, total_spent,"                \
-    " last_active_at, blocked, lifecycle, r, f, m, attrs, updated_at)"                         \
-    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING"
+    " last_active_at, blocked, lifecycle, r, f, m, attrs, updated_at) VALUES "
+#define INSERT_ROW "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+#define INSERT_PARAMS 21
+#define INSERT_SQL INSERT_COLUMNS INSERT_ROW " ON CONFLICT(id) DO NOTHING"
+/* CUSTOMER_INSERT_ROWS rows to a statement (customer_write_many), with no
+ * ON CONFLICT: a row whose id is taken fails the whole statement. */
+#define INSERT_ROW4 INSERT_ROW "," INSERT_ROW "," INSERT_ROW "," INSERT_ROW
+#define INSERT_ROW16 INSERT_ROW4 "," INSERT_ROW4 "," INSERT_ROW4 "," INSERT_ROW4
+#define INSERT_MANY_SQL INSERT_COLUMNS INSERT_ROW16 "," INSERT_ROW16
+_Static_assert(CUSTOMER_INSERT_ROWS == 32, "INSERT_MANY_SQL holds CUSTOMER_INSERT_ROWS rows");
+
+/* A new row's values past the given fields: first_seen_at (now unless
+ * given; only the INSERT uses it), lifecycle and RFM from the maintained
+ * fields and the clock. */
+struct new_row {
+    const char *lifecycle;
+    int r, f, m;
+    tend_time now;
+};
+
+static void new_row_derive(engine *e, struct customer_value *v, struct new_row *n)
+{
+    n->now = engine_now(e);
+    if (!v[I_FIRST_SEEN].present) {
+        v[I_FIRST_SEEN].present = 1;
+        v[I_FIRST_SEEN].i = n->now;
+    }
+    int64_t orders = v[I_ORDERS].present ? v[I_ORDERS].i : 0;
+    double spent = v[I_SPENT].present ? v[I_SPENT].d : 0;
+    tend_time last = v[I_LAST_ORDER].present && !v[I_LAST_ORDER].null ? v[I_LAST_ORDER].i : 0;
+    customer_rfm(&e->cfg, orders, spent, last, n->now, &n->r, &n->f, &n->m);
+    n->lifecycle = customer_lifecycle(&e->cfg, orders, last, v[I_FIRST_SEEN].i, n->now);
+}
+
+/* Binds one row's INSERT_PARAMS parameters, the first at base + 1. */
+static void bind_new_row(store_stmt *s, int base, const struct customer_value *v, const char *attrs,
+                         const struct new_row *n)
+{
+    for (int i = 0; i < I_LIFECYCLE; i++)
+        bind_value(s, base + i + 1, &fields[i], &v[i]);
+    if (!v[I_ORDERS].present)
+        store_bind_int(s, base + I_ORDERS + 1, 0);
+    if (!v[I_SPENT].present)
+        store_bind_double(s, base + I_SPENT + 1, 0);
+    if (!v[I_BLOCKED].present)
+        store_bind_int(s, base + I_BLOCKED + 1, 0);
+    store_bind_text_kept(s, base + I_LIFECYCLE + 1, n->lifecycle, -1);
+    store_bind_int(s, base + I_R + 1, n->r);
+    store_bind_int(s, base + I_F + 1, n->f);
+    store_bind_int(s, base + I_M + 1, n->m);
+    store_bind_text_kept(s, base + I_M + 2, attrs, -1);
+    store_bind_int(s, base + I_M + 3, n->now);
+}
 
 /* Every one of the INSERT's parameters is bound below, each time: a held
  * statement keeps its last values rather than having them cleared. */
 static int insert_row(engine *e, struct customer_writer *w, struct customer_value *v, const char *attrs,
-                      const char *lifecycle, int r, int f, int m)
+                      const struct new_row *n)
 {
     store_stmt *s;
     if (w && w->insert)
@@ -278,20 +329,7 @@ static int insert_row(engine *e, struct customer_writer *w, struct customer_valu
         w->insert = s;
     if (!s)
         return -1;
-    for (int i = 0; i < I_LIFECYCLE; i++)
-        bind_value(s, i + 1, &fields[i], &v[i]);
-    if (!v[I_ORDERS].present)
-        store_bind_int(s, I_ORDERS + 1, 0);
-    if (!v[I_SPENT].present)
-        store_bind_double(s, I_SPENT + 1, 0);
-    if (!v[I_BLOCKED].present)
-        store_bind_int(s, I_BLOCKED + 1, 0);
-    store_bind_text_kept(s, I_LIFECYCLE + 1, lifecycle, -1);
-    store_bind_int(s, I_R + 1, r);
-    store_bind_int(s, I_F + 1, f);
-    store_bind_int(s, I_M + 1, m);
-    store_bind_text_kept(s, I_M + 2, attrs, -1);
-    store_bind_int(s, I_M + 3, engine_now(e));
+    bind_new_row(s, 0, v, attrs, n);
     if (store_run(s) != 0)
         return -1;
     return store_changes(e->st);
@@ -440,18 +478,9 @@ int customer_write(engine *e, struct customer_checked *c, struct customer_writer
 {
     struct customer_value *v = c->v;
     *created = 0;
-    tend_time now = engine_now(e);
-    if (!v[I_FIRST_SEEN].present) {
-        v[I_FIRST_SEEN].present = 1;   /* only used by the INSERT */
-        v[I_FIRST_SEEN].i = now;
-    }
-    int64_t orders = v[I_ORDERS].present ? v[I_ORDERS].i : 0;
-    double spent = v[I_SPENT].present ? v[I_SPENT].d : 0;
-    tend_time last = v[I_LAST_ORDER].present && !v[I_LAST_ORDER].null ? v[I_LAST_ORDER].i : 0;
-    int r, f, m;
-    customer_rfm(&e->cfg, orders, spent, last, now, &r, &f, &m);
-    const char *lc = customer_lifecycle(&e->cfg, orders, last, v[I_FIRST_SEEN].i, now);
-    int rc = insert_row(e, w, v, c->attrs_text, lc, r, f, m);
+    struct new_row n;
+    new_row_derive(e, v, &n);
+    int rc = insert_row(e, w, v, c->attrs_text, &n);
     if (rc == 1) {
         *created = 1;
     } else if (rc == 0) {
@@ -465,6 +494,43 @@ int customer_write(engine *e, struct customer_checked *c, struct customer_writer
     if (rc >= 0 && c->tags)
         rc = *created && w && w->new_tags ? write_new_tags(e, c->id, c->tags) : write_tags(e, c->id, c->tags);
     if (rc < 0) {
+        snprintf(err, errlen, "store: %s", store_errmsg(e->st));
+        return -1;
+    }
+    return 0;
+}
+
+int customer_write_many(engine *e, struct customer_checked *const *rows, struct customer_writer *w)
+{
+    store_stmt *s = w->insert_many ? store_sql_again(e->st, w->insert_many, 1)
+                                   : (w->insert_many = store_sql(e->st, INSERT_MANY_SQL));
+    if (!s)
+        return -1;
+    struct customer_value first_seen[CUSTOMER_INSERT_ROWS];
+    for (int k = 0; k < CUSTOMER_INSERT_ROWS; k++) {
+        struct customer_value *v = rows[k]->v;
+        first_seen[k] = v[I_FIRST_SEEN];
+        struct new_row n;
+        new_row_derive(e, v, &n);
+        bind_new_row(s, k * INSERT_PARAMS, v, rows[k]->attrs_text, &n);
+    }
+    if (store_run(s) == 0)
+        return CUSTOMER_INSERT_ROWS;
+    if (!store_constraint_failed(e->st))
+        return -1;
+    /* A customer of the rows is in the store already (or twice among
+     * them): SQLite undid the statement; the caller writes the rows one by
+     * one, each as customer_write finds it. */
+    store_reset(s);
+    for (int k = 0; k < CUSTOMER_INSERT_ROWS; k++)
+        rows[k]->v[I_FIRST_SEEN] = first_seen[k];
+    return 0;
+}
+
+int customer_write_new_tags(engine *e, const struct customer_checked *c, const struct customer_writer *w,
+                            char *err, size_t errlen)
+{
+    if (c->tags && (w->new_tags ? write_new_tags(e, c->id, c->tags) : write_tags(e, c->id, c->tags)) != 0) {
         snprintf(err, errlen, "store: %s", store_errmsg(e->st));
         return -1;
     }

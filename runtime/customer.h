@@ -79,11 +79,27 @@ int customer_check(const cJSON *obj, int flags, struct customer_checked *c, char
  * already has its tags replaced as always. */
 struct customer_writer {
     store_stmt *insert;
+    store_stmt *insert_many;    /* customer_write_many's, kept after its first use */
     int new_tags;
 };
 /* `w` may be NULL (customer_upsert's). */
 int customer_write(engine *e, struct customer_checked *c, struct customer_writer *w, int *created,
                    char *err, size_t errlen);
+/* CUSTOMER_INSERT_ROWS rows, each of a customer not in the store, created
+ * by one INSERT (the rows in order): a statement's own start, cursors and
+ * reset cost about as much as a row's insert when paid row by row. For a
+ * bulk writer whose table has no indexes to keep (a first import,
+ * importer.c), where a taken id is rare. Returns CUSTOMER_INSERT_ROWS (all
+ * created; then customer_write_new_tags writes each row's tags), 0 when
+ * some row's id is in the store already (or twice among the rows), or a
+ * constraint refused a row: then nothing was written and the caller writes
+ * the rows one by one with customer_write; -1 on the store's failure. */
+#define CUSTOMER_INSERT_ROWS 32
+int customer_write_many(engine *e, struct customer_checked *const *rows, struct customer_writer *w);
+/* The tags of a row customer_write_many created, as customer_write writes
+ * a created customer's; its only failure is the store's ("store: ..."). */
+int customer_write_new_tags(engine *e, const struct customer_checked *c, const struct customer_writer *w,
+                            char *err, size_t errlen);
 void customer_checked_free(struct customer_checked *c);
 
 /* 1 if the customer exists, 0 if not, -1 on error. */

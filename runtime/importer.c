@@ -1045,41 +1045,98 @@ static void *feed_read(void *arg)
     return NULL;
 }
 
-/* The writer: one batch's rows, in order. Returns -1 when the store failed. */
+/* The writer: row_tags' list of en again, its head `list`, its nodes from
+ * `pool` on (the writer's pool holds a whole group's lists, grown before
+ * any of them is linked). */
+static void feed_link_tags(struct feed_batch *b, struct feed_entry *en, cJSON *list, cJSON *pool)
+{
+    node_init(list, cJSON_Array, "tags");
+    for (int i = 0; i < en->ntags; i++) {
+        node_init(&pool[i], cJSON_String, NULL);
+        pool[i].valuestring = b->text + b->tag_off[en->tags_at + i];
+        node_link(list, &pool[i]);
+    }
+    en->row.tags = list;
+}
+
+/* The writer: rows from..to-1 of b (none rejected), each created by
+ * customer_write_many's INSERT when there are CUSTOMER_INSERT_ROWS of
+ * them and none is in the store yet, else written one by one. Their tag
+ * lists are in `tags` (its pool and heads). -1 when the store failed. */
+static int feed_write_rows(struct importer *im, struct feed_batch *b, int from, int to, struct table *tags,
+                           cJSON *heads)
+{
+    size_t need = 0;
+    for (int k = from; k < to; k++)
+        if (b->ent[k].ntags > 0)
+            need += (size_t)b->ent[k].ntags;
+    if (need > tags->tag_cap) {
+        tags->tag_cap = need * 2;
+        tags->tag_nodes = xrealloc(tags->tag_nodes, tags->tag_cap * sizeof *tags->tag_nodes);
+    }
+    struct customer_checked *rows[CUSTOMER_INSERT_ROWS];
+    size_t used = 0;
+    for (int k = from; k < to; k++) {
+        struct feed_entry *en = &b->ent[k];
+        if (en->ntags >= 0) {
+            feed_link_tags(b, en, &heads[k - from], tags->tag_nodes + used);
+            used += (size_t)en->ntags;
+        }
+        if (to - from == CUSTOMER_INSERT_ROWS)
+            rows[k - from] = &en->row;
+    }
+    int rc = batch_open(im, b->ent[from].line), many = 0;
+    if (rc == 0 && to - from == CUSTOMER_INSERT_ROWS) {
+        many = customer_write_many(im->e, rows, &im->cw);
+        if (many < 0) {
+            snprintf(im->reason, sizeof im->reason, "store: %s", store_errmsg(im->e->st));
+            rc = row_done(im, -1, 0, NULL, b->ent[from].line);
+        }
+        for (int k = from; many > 0 && k < to && rc == 0; k++) {
+            struct feed_entry *en = &b->ent[k];
+            rc = customer_write_new_tags(im->e, &en->row, &im->cw, im->reason, sizeof im->reason);
+            rc = row_done(im, rc, 1, en->row.id, en->line);
+        }
+    }
+    for (int k = from; k < to && rc == 0 && many == 0; k++) {
+        struct feed_entry *en = &b->ent[k];
+        int created = 0;
+        rc = customer_write(im->e, &en->row, &im->cw, &created, im->reason, sizeof im->reason);
+        rc = row_done(im, rc, created, en->row.id, en->line);
+    }
+    for (int k = from; k < to; k++)
+        customer_checked_free(&b->ent[k].row);
+    return rc;
+}
+
+/* The writer: one batch's rows, in order. In a first import (no indexes
+ * on customers, see fresh_begin) the rows between rejections go in groups
+ * of CUSTOMER_INSERT_ROWS that stay within one IMPORT_BATCH (a savepoint),
+ * so a rejection, a batch's end and a store failure mean what they did row
+ * by row. Returns -1 when the store failed. */
 static int feed_write(struct importer *im, struct feed_batch *b, struct table *tags)
 {
+    cJSON heads[CUSTOMER_INSERT_ROWS];
+    int group = im->fresh ? CUSTOMER_INSERT_ROWS : 1;
+    int from = 0;
     for (int k = 0; k < b->n; k++) {
         struct feed_entry *en = &b->ent[k];
         if (en->reason) {
+            if (from < k && feed_write_rows(im, b, from, k, tags, heads) != 0)
+                return -1;
+            from = k + 1;
             if (en->opens && batch_open(im, en->line) != 0)
                 return -1;
             rejected(im, en->line, en->reason);
             continue;
         }
-        if (en->ntags >= 0) {       /* row_tags' list again, in this thread's pool */
-            if ((size_t)en->ntags > tags->tag_cap) {
-                tags->tag_cap = (size_t)en->ntags * 2;
-                tags->tag_nodes = xrealloc(tags->tag_nodes, tags->tag_cap * sizeof *tags->tag_nodes);
-            }
-            tags->tags.child = NULL;
-            for (int i = 0; i < en->ntags; i++) {
-                node_init(&tags->tag_nodes[i], cJSON_String, NULL);
-                tags->tag_nodes[i].valuestring = b->text + b->tag_off[en->tags_at + i];
-                node_link(&tags->tags, &tags->tag_nodes[i]);
-            }
-            en->row.tags = &tags->tags;
+        if (k + 1 - from == group || im->batch_rows + (k + 1 - from) == IMPORT_BATCH) {
+            if (feed_write_rows(im, b, from, k + 1, tags, heads) != 0)
+                return -1;
+            from = k + 1;
         }
-        int created = 0;
-        int rc = batch_open(im, en->line);
-        if (rc == 0) {
-            rc = customer_write(im->e, &en->row, &im->cw, &created, im->reason, sizeof im->reason);
-            rc = row_done(im, rc, created, en->row.id, en->line);
-        }
-        customer_checked_free(&en->row);
-        if (rc != 0)
-            return -1;
     }
-    return 0;
+    return from < b->n ? feed_write_rows(im, b, from, b->n, tags, heads) : 0;
 }
 
 static void feed_batch_free(struct feed_batch *b)
@@ -1108,7 +1165,6 @@ static int feed_rows(struct importer *im, struct reader *r, struct csv *c, struc
         rc = csv_rows(im, r, c, t);
     } else {
         struct table tags = {.tag_cap = 0};
-        node_init(&tags.tags, cJSON_Array, "tags");
         rc = 0;
         for (;;) {
             pthread_mutex_lock(&f.mu);

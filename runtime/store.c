@@ -148,6 +148,12 @@ const char *store_errmsg(store *st)
     return sqlite3_errmsg(st->db);
 }
 
+int store_constraint_failed(store *st)
+{
+    SETTLE_ST(st);
+    return (sqlite3_extended_errcode(st->db) & 0xff) == SQLITE_CONSTRAINT;
+}
+
 /* --- opening and migrations ------------------------------------------- */
 
 static int run_migrations(store *st, const struct store_migration *migs, int n, char **err)

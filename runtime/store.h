@@ -59,6 +59,9 @@ const char *store_library_version(void);
 
 /* The last error message on this connection (owned by the store). */
 const char *store_errmsg(store *st);
+/* 1 if the last failure on this connection was a constraint's (a taken
+ * key, a NULL in a NOT NULL column): SQLite undid only the statement. */
+int store_constraint_failed(store *st);
 
 /* Runs SQL with no parameters and no rows (may hold several statements).
  * Returns 0, or -1 (see store_errmsg). */

@@ -6,8 +6,9 @@
  * whole and the ones read cell by cell come out the same; a customer CSV
  * read and checked on the importer's second thread reports its rejected
  * rows by line, in file order, across the batches that thread hands over;
- * a large first import sorts its indexes on a worker thread and puts the
- * store's settings back. */
+ * a first import writes its rows many to an INSERT, and as row by row
+ * when a customer comes twice; a large first import sorts its indexes on
+ * a worker thread and puts the store's settings back. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -342,6 +343,76 @@ static void test_first_import_tags(void **state)
     }
 }
 
+/* The report of importing `text` (which must succeed). */
+static void import_report_of(engine *e, const char *text, struct import_report *rep)
+{
+    char path[] = "/tmp/tend-import-groups-XXXXXX.csv";
+    int fd = mkstemps(path, 4);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    char err[256];
+    int rc = importer_run(e, path, NULL, NULL, rep, err, sizeof err);
+    unlink(path);
+    assert_int_equal(rc, 0);
+}
+
+/* A first import writes its rows CUSTOMER_INSERT_ROWS to an INSERT; a
+ * group with a customer already written (an id the file names again, in
+ * an earlier group or in the same one) is undone by SQLite and written row
+ * by row. The store comes out as the same file's rows written one by one
+ * (into a store with a customer: no groups), with the same counts. */
+static void test_first_import_groups(void **state)
+{
+    (void)state;
+    enum { ROWS = 200 };
+    strbuf csv;
+    strbuf_init(&csv);
+    strbuf_puts(&csv, "id,name,orders_count,last_order_at,attrs.note,tags\n");
+    for (int k = 1; k <= ROWS; k++) {
+        /* k40 names k3 again (a later group), k70 names k66 (its own group) */
+        int id = k == 40 ? 3 : k == 70 ? 66 : k;
+        if (k == 150)
+            strbuf_puts(&csv, "bad,,x,,,\n");      /* rejected: breaks a group */
+        strbuf_printf(&csv, "g%d,N%d,%s,%s,n%d,%s\n", id, k, k % 4 ? "2" : "", k % 4 ? "1764000000" : "", k,
+                      k == 40 || k == 70 ? "again" : k % 3 ? "" : "vip|t3");
+    }
+    const char *rows_sql = "SELECT group_concat(id || name || orders_count || IFNULL(last_order_at, '-') ||"
+                           " lifecycle || r || f || m || IFNULL(attrs, '-') || first_seen_at, ';')"
+                           " FROM (SELECT * FROM customers WHERE id <> 'zz' ORDER BY id)";
+    const char *tags_sql = "SELECT group_concat(customer || tag || IFNULL(last_order_at, '-'), ';')"
+                           " FROM (SELECT * FROM customer_tags ORDER BY customer, tag)";
+    char *want_rows = NULL, *want_tags = NULL;
+    for (int pass = 0; pass < 2; pass++) {     /* one by one, then the first import */
+        struct fixture *f = fixture_open("import-groups", T0, NULL, NEITHER);
+        if (pass == 0)
+            import_text(f->e, "id\nzz\n");
+        struct import_report rep;
+        import_report_of(f->e, csv.s, &rep);
+        assert_int_equal(rep.imported, ROWS - 2);
+        assert_int_equal(rep.updated, 2);
+        assert_int_equal(rep.rejected, 1);
+        char *rows = text_of(f->e, rows_sql), *tags = text_of(f->e, tags_sql);
+        if (pass == 0) {
+            want_rows = rows;
+            want_tags = tags;
+        } else {
+            assert_string_equal(rows, want_rows);
+            assert_string_equal(tags, want_tags);
+            free(rows);
+            free(tags);
+        }
+        assert_int_equal(count(f->e, "SELECT COUNT(*) FROM customers WHERE id = 'g3' AND name = 'N40'"
+                                     " AND json_extract(attrs, '$.note') = 'n40'"), 1);
+        assert_int_equal(count(f->e, "SELECT COUNT(*) FROM customer_tags WHERE customer IN ('g3', 'g66')"
+                                     " AND tag = 'again'"), 2);
+        fixture_close(f);
+    }
+    free(want_rows);
+    free(want_tags);
+    strbuf_free(&csv);
+}
+
 /* A store failure in the middle of a customer CSV (a trigger of the test's
  * own refuses one tag row) ends the import at that row's line while the
  * reading thread is batches ahead: the reader is stopped and joined, the
@@ -394,6 +465,7 @@ int main(void)
         cmocka_unit_test(test_feed_batches),
         cmocka_unit_test(test_feed_store_failure),
         cmocka_unit_test(test_first_import_tags),
+        cmocka_unit_test(test_first_import_groups),
         cmocka_unit_test(test_threaded_sort),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
