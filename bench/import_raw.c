@@ -176,12 +176,12 @@ int main(int argc, char **argv)
     /* The index builds with the sorter settings tend uses for a first
      * import this large (importer.c, sort_threaded; the same threshold,
      * SORT_THREADED_ROWS): temporary files (so the sorter may use a
-     * thread), one worker thread, runs of 4 MiB (a run is as large as the
+     * thread), one worker thread, runs of 2 MiB (a run is as large as the
      * page cache), and the transaction's dirty pages kept in memory past
      * that small cache. Set back before the commit, as tend does. */
     int threaded = n >= 100000;
     if (threaded)
-        exec(db, "PRAGMA temp_store=FILE; PRAGMA threads=1; PRAGMA cache_spill=0; PRAGMA cache_size=-4096");
+        exec(db, "PRAGMA temp_store=FILE; PRAGMA threads=1; PRAGMA cache_spill=0; PRAGMA cache_size=-2048");
     for (int i = 0; i < nagain; i++) {
         exec(db, again[i]);
         free(again[i]);

@@ -356,10 +356,13 @@ static int fresh_begin(struct importer *im, int fd)
  * must not let SQLite write the transaction's pages before its commit:
  * cache_spill off keeps them in memory past cache_size (the cache holds
  * them already). A PRAGMA that fails leaves the builds as they were.
+ * The last run of each build is sorted while this thread waits for it:
+ * runs of 2 MiB rather than 4 halve that wait (a 200k import's builds
+ * 0.50 s -> 0.42 s; at 1M no change), at a few more runs to merge.
  * Below SORT_THREADED_ROWS customers an index's sort is one run anyway,
  * and these settings made it cost more (callgrind, 20k rows: +7% on this
  * thread), so a smaller import keeps the sort in memory. */
-#define SORT_RUN_KIB       4096
+#define SORT_RUN_KIB       2048
 #define SORT_THREADED_ROWS 100000
 
 static void sort_threaded(store *st)
