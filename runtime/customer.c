@@ -246,14 +246,18 @@ static int write_tags(engine *e, const char *id, const cJSON *tags)
 }
 
 /* The tags of a customer just created, with customer_writer.new_tags: no
- * tag row of it can exist, and the writer fills in last_order_at. */
-static int write_new_tags(engine *e, const char *id, const cJSON *tags)
+ * tag row of it can exist; each carries the last_order_at it was created
+ * with (`last`, NULL for none). */
+static int write_new_tags(engine *e, const char *id, const cJSON *tags, const struct customer_value *last)
 {
-    store_stmt *s = store_sql(e->st, "INSERT OR IGNORE INTO customer_tags (customer, tag) VALUES (?, ?)");
+    store_stmt *s = store_sql(e->st, "INSERT OR IGNORE INTO customer_tags (customer, tag, last_order_at)"
+                                     " VALUES (?, ?, ?)");
     const cJSON *t;
     cJSON_ArrayForEach(t, tags) {
         store_bind_text_kept(s, 1, id, -1);
         store_bind_text_kept(s, 2, t->valuestring, -1);
+        if (last->present && !last->null)
+            store_bind_int(s, 3, last->i);
         if (store_run(s) != 0)
             return -1;
     }
@@ -492,7 +496,8 @@ int customer_write(engine *e, struct customer_checked *c, struct customer_writer
             rc = -1;
     }
     if (rc >= 0 && c->tags)
-        rc = *created && w && w->new_tags ? write_new_tags(e, c->id, c->tags) : write_tags(e, c->id, c->tags);
+        rc = *created && w && w->new_tags ? write_new_tags(e, c->id, c->tags, &v[I_LAST_ORDER])
+                                          : write_tags(e, c->id, c->tags);
     if (rc < 0) {
         snprintf(err, errlen, "store: %s", store_errmsg(e->st));
         return -1;
@@ -530,7 +535,8 @@ int customer_write_many(engine *e, struct customer_checked *const *rows, struct 
 int customer_write_new_tags(engine *e, const struct customer_checked *c, const struct customer_writer *w,
                             char *err, size_t errlen)
 {
-    if (c->tags && (w->new_tags ? write_new_tags(e, c->id, c->tags) : write_tags(e, c->id, c->tags)) != 0) {
+    if (c->tags && (w->new_tags ? write_new_tags(e, c->id, c->tags, &c->v[I_LAST_ORDER])
+                                : write_tags(e, c->id, c->tags)) != 0) {
         snprintf(err, errlen, "store: %s", store_errmsg(e->st));
         return -1;
     }

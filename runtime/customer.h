@@ -74,9 +74,11 @@ int customer_check(const cJSON *obj, int flags, struct customer_checked *c, char
  * caller's transaction began and the triggers that copy last_order_at
  * into tag rows are off in it, so the tags of a customer this write
  * creates are inserted without first deleting that customer's tag rows
- * (there are none) and without their last_order_at, which the caller
- * writes into every tag row before it commits. A customer that existed
- * already has its tags replaced as always. */
+ * (there are none), with the last_order_at the customer is created with;
+ * once a customer is updated after that (the triggers being off), the
+ * caller writes its customer's last_order_at into every tag row before it
+ * commits. A customer that existed already has its tags replaced as
+ * always. */
 struct customer_writer {
     store_stmt *insert;
     store_stmt *insert_many;    /* customer_write_many's, kept after its first use */

@@ -314,8 +314,9 @@ static int fresh_begin(struct importer *im, int fd)
     }
     /* No tag rows either (there can be some, of no customer): then a
      * customer this import creates has none to delete before its tags are
-     * written, and fresh_end's UPDATE writes their last_order_at (see
-     * customer_writer). Asked once, not per tagged row. */
+     * written, and they carry its last_order_at, so fresh_end's UPDATE is
+     * needed only after an update of a customer (see customer_writer).
+     * Asked once, not per tagged row. */
     int64_t tagged = store_count(st, "SELECT EXISTS (SELECT 1 FROM customer_tags)");
     /* The indexes, and the triggers that copy last_order_at into the tag
      * rows (fresh_end writes those copies in one statement); indexes first,
@@ -390,8 +391,12 @@ static int fresh_end(struct importer *im, int rc)
 {
     store *st = im->e->st;
     /* What the dropped tag triggers would have written: each tag row
-     * carries its customer's last_order_at. All rows are this import's. */
-    int built = store_exec(st, "UPDATE customer_tags SET last_order_at ="
+     * carries its customer's last_order_at. All rows are this import's.
+     * With new_tags, a created customer's tag rows carry it already: only
+     * a customer updated after (named again) can have left one stale. */
+    int built = 0;
+    if (!im->cw.new_tags || im->rep->updated > 0)
+        built = store_exec(st, "UPDATE customer_tags SET last_order_at ="
                                " (SELECT c.last_order_at FROM customers c WHERE c.id = customer_tags.customer)");
     int threaded = built == 0 && im->rep->imported >= SORT_THREADED_ROWS;
     if (threaded)

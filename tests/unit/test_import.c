@@ -308,8 +308,9 @@ static char *tags_of(engine *e, const char *id)
 }
 
 /* A first import's tags. Into a store with no tag rows, a customer the
- * import creates has its tags inserted without a DELETE before them, and
- * fresh_end writes their last_order_at; a customer the file names again
+ * import creates has its tags inserted without a DELETE before them, with
+ * its last_order_at (fresh_end's UPDATE writes it again once a customer
+ * was updated: test_first_import_tag_times); a customer the file names again
  * (it exists by then) has its set replaced. Into a store with no
  * customers but tag rows of no customer (orphans), the rows of an
  * imported id are deleted before its tags are written, as by a PUT: the
@@ -339,6 +340,32 @@ static void test_first_import_tags(void **state)
         free(o1);
         assert_int_equal(count(f->e, "SELECT COUNT(*) FROM customer_tags WHERE customer = 'o9'"), orphans);
         assert_int_equal(count(f->e, "SELECT COUNT(*) FROM customer_tags"), 3 + orphans);
+        fixture_close(f);
+    }
+}
+
+/* A first import into a store with no tag rows: a created customer's tag
+ * rows carry the last_order_at it is created with (none: NULL), and when
+ * the file names a customer again with a new last_order_at and no tags,
+ * its tag rows from before carry the new one (fresh_end's UPDATE, needed
+ * only then: the triggers that would copy it are off in the import). */
+static void test_first_import_tag_times(void **state)
+{
+    (void)state;
+    for (int again = 0; again < 2; again++) {
+        struct fixture *f = fixture_open("import-tag-times", T0, NULL, NEITHER);
+        import_text(f->e, again ? "id,last_order_at,tags\n"
+                                  "u1,1760000000,vip|x\n"
+                                  "u2,,vip\n"
+                                  "u1,1760009999,\n"
+                                : "id,last_order_at,tags\n"
+                                  "u1,1760000000,vip|x\n"
+                                  "u2,,vip\n");
+        char *u1 = tags_of(f->e, "u1");
+        assert_string_equal(u1, again ? "vip@1760009999 x@1760009999" : "vip@1760000000 x@1760000000");
+        free(u1);
+        assert_int_equal(count(f->e, "SELECT COUNT(*) FROM customer_tags WHERE customer = 'u2'"
+                                     " AND last_order_at IS NULL"), 1);
         fixture_close(f);
     }
 }
@@ -466,6 +493,7 @@ int main(void)
         cmocka_unit_test(test_feed_store_failure),
         cmocka_unit_test(test_first_import_tags),
         cmocka_unit_test(test_first_import_groups),
+        cmocka_unit_test(test_first_import_tag_times),
         cmocka_unit_test(test_threaded_sort),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
