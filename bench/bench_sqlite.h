@@ -143,6 +143,34 @@ static inline void bench_store_events(sqlite3 *db, const struct bench_events *al
     sqlite3_finalize(ins);
 }
 
+/* A new store for a floor program at `path` (any old one removed): WAL,
+ * synchronous=FULL, a 64 MiB page cache, the given schema, and customers
+ * c0000000001..c<customers> inserted by id before the clock starts (tend's
+ * store has them imported). */
+static inline sqlite3 *bench_floor_open(const char *path, const char *schema, long customers)
+{
+    remove(path);
+    sqlite3 *db;
+    if (sqlite3_open(path, &db) != SQLITE_OK) {
+        fprintf(stderr, "%s: %s: %s\n", bench_name, path, sqlite3_errmsg(db));
+        exit(1);
+    }
+    bench_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA temp_store=MEMORY;"
+                   " PRAGMA wal_autocheckpoint=8192; PRAGMA cache_size=-65536");
+    bench_exec(db, schema);
+    bench_exec(db, "BEGIN");
+    sqlite3_stmt *add = bench_prepare(db, "INSERT INTO customers (id) VALUES (?)");
+    for (long c = 1; c <= customers; c++) {
+        char id[24];
+        snprintf(id, sizeof id, "c%010ld", c);
+        sqlite3_bind_text(add, 1, id, -1, SQLITE_TRANSIENT);
+        bench_run(db, add);
+    }
+    sqlite3_finalize(add);
+    bench_exec(db, "COMMIT");
+    return db;
+}
+
 /* The local hour of `at` in a zone, from the C library, remembered per zone
  * and UTC hour (every event of a run falls in a few hours and zones). */
 struct bench_zone_hours {

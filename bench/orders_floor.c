@@ -60,36 +60,18 @@ int main(int argc, char **argv)
         perror(argv[1]);
         return 1;
     }
-    remove(argv[2]);
-    sqlite3 *db;
-    if (sqlite3_open(argv[2], &db) != SQLITE_OK) {
-        fprintf(stderr, "bench_orders_floor: %s: %s\n", argv[2], sqlite3_errmsg(db));
-        return 1;
-    }
-    bench_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA temp_store=MEMORY;"
-                   " PRAGMA wal_autocheckpoint=8192; PRAGMA cache_size=-65536;"
-                   "CREATE TABLE events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL,"
-                   " customer TEXT NOT NULL, at INTEGER NOT NULL, body TEXT NOT NULL);"
-                   "CREATE TABLE order_items (customer TEXT NOT NULL, sku TEXT NOT NULL,"
-                   " category TEXT, at INTEGER NOT NULL, qty REAL NOT NULL, price REAL);"
-                   "CREATE INDEX order_items_category ON order_items (category, at);"
-                   "CREATE INDEX order_items_customer ON order_items (customer, sku);"
-                   "CREATE TABLE customers (id TEXT PRIMARY KEY, last_order_at INTEGER,"
-                   " orders_count INTEGER NOT NULL DEFAULT 0, total_spent REAL NOT NULL DEFAULT 0)"
-                   " WITHOUT ROWID;"
-                   "CREATE INDEX customers_last_order ON customers (last_order_at)"
-                   " WHERE last_order_at IS NOT NULL;");
-    /* the customers, before the clock (tend's store has them imported) */
-    bench_exec(db, "BEGIN");
-    sqlite3_stmt *add = bench_prepare(db, "INSERT INTO customers (id) VALUES (?)");
-    for (long c = 1; c <= customers; c++) {
-        char id[24];
-        snprintf(id, sizeof id, "c%010ld", c);
-        sqlite3_bind_text(add, 1, id, -1, SQLITE_TRANSIENT);
-        bench_run(db, add);
-    }
-    sqlite3_finalize(add);
-    bench_exec(db, "COMMIT");
+    sqlite3 *db = bench_floor_open(argv[2],
+        "CREATE TABLE events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL,"
+        " customer TEXT NOT NULL, at INTEGER NOT NULL, body TEXT NOT NULL);"
+        "CREATE TABLE order_items (customer TEXT NOT NULL, sku TEXT NOT NULL,"
+        " category TEXT, at INTEGER NOT NULL, qty REAL NOT NULL, price REAL);"
+        "CREATE INDEX order_items_category ON order_items (category, at);"
+        "CREATE INDEX order_items_customer ON order_items (customer, sku);"
+        "CREATE TABLE customers (id TEXT PRIMARY KEY, last_order_at INTEGER,"
+        " orders_count INTEGER NOT NULL DEFAULT 0, total_spent REAL NOT NULL DEFAULT 0)"
+        " WITHOUT ROWID;"
+        "CREATE INDEX customers_last_order ON customers (last_order_at)"
+        " WHERE last_order_at IS NOT NULL;", customers);
 
     sqlite3_stmt *ins_event = bench_prepare(db, "INSERT INTO events (id, customer, at, body) VALUES (?, ?, ?, ?)");
     sqlite3_stmt *upd = bench_prepare(db, "UPDATE customers SET last_order_at = ?2,"
