@@ -346,7 +346,8 @@ struct row {
     int steps;                  /* the step column: entries, sealed ones included */
     tend_time started_at, wake_at;
     int holdout, chain;
-    char *strings;              /* one block holding every text above but version */
+    char *strings;              /* one block holding every text above */
+    char *version_owned;        /* version when not in strings (a start's, or script_migrate's) */
     struct instance_starter *unstored;  /* a start's first run: no row yet; persist writes it (write_start) */
 };
 
@@ -354,7 +355,8 @@ static void row_free(struct row *r)
 {
     free(r->strings);
     r->strings = NULL;
-    free(r->version);
+    free(r->version_owned);
+    r->version_owned = NULL;
     r->version = NULL;
 }
 
@@ -372,8 +374,12 @@ static void row_read(store_stmt *s, int at, struct row *r)
     for (int i = 0; i < NCOLS; i++)
         idx[i] = at + i;
     r->strings = store_col_texts(s, idx, NCOLS, cols, len);
+    if (!r->version) {   /* NOT NULL: "" for a damaged row, as before */
+        static char no_version[] = "";
+        r->version = no_version;
+    }
     r->history_len = len[4];
-    r->version = xstrdup(r->version ? r->version : "");   /* script_migrate may replace it */
+    r->version_owned = NULL;   /* the version is in the block (script_migrate may replace it) */
     r->started_at = store_col_int(s, at + 7);
     r->wake_at = store_col_int(s, at + 8);
     r->holdout = store_col_type(s, at + 9) == STORE_NULL ? -1 : (int)store_col_int(s, at + 9);
@@ -1557,7 +1563,7 @@ static int wake(engine *e, int64_t id, enum wake_reason reason, const cJSON *eve
      * starter began; a starter lives while the scripts stay loaded) */
     int unmigrated = (r.unstored && strcmp(r.version, r.unstored->version) == 0) ||
                      (run_memo_has(e, r.journey, r.version) && e->due->memo.current);
-    if ((!unmigrated && script_migrate(e, &r.version, &ctx) != 0) || push_run(e, &r) != 0) {
+    if ((!unmigrated && script_migrate(e, &r.version, &r.version_owned, &ctx) != 0) || push_run(e, &r) != 0) {
         error = xasprintf("journey '%s' version %s is no longer available", r.journey, r.version);
         ctx.version = r.version;
     } else {
@@ -1657,7 +1663,8 @@ static int64_t reserve_id(engine *e, struct instance_starter *st)
 
 static int start_run(engine *e, int64_t id, struct instance_starter *st, const char *customer, tend_time now)
 {
-    struct row r = {.journey = st->journey, .version = xstrdup(st->version), .customer = (char *)customer,
+    char *version = xstrdup(st->version);
+    struct row r = {.journey = st->journey, .version = version, .version_owned = version, .customer = (char *)customer,
                     .state = "waiting", .trigger = st->trigger, .started_at = now, .holdout = -1,
                     .chain = e->chain, .unstored = st};
     return wake(e, id, WAKE_START, NULL, -1, NULL, &r);

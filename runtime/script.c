@@ -282,7 +282,7 @@ static cJSON *history_from(lua_State *L, int idx, const cJSON *old, char *err, s
     return h;
 }
 
-int script_migrate(engine *e, char **version, struct run_ctx *ctx)
+int script_migrate(engine *e, char **version, char **owned, struct run_ctx *ctx)
 {
     lua_State *L = sandbox_state(e->sb);
     const char *current = catalog_current_version(e, ctx->journey);
@@ -323,8 +323,8 @@ int script_migrate(engine *e, char **version, struct run_ctx *ctx)
     ctx->hist_rewrite = 1;
     cJSON_Delete(moved);
     ctx->appended++;
-    free(*version);
-    *version = xstrdup(current);
+    free(*owned);
+    *version = *owned = xstrdup(current);
     store_stmt *s = store_sql(e->st, "UPDATE instances SET version = ? WHERE id = ?");
     store_bind_text(s, 1, *version, -1);
     store_bind_int(s, 2, ctx->id);

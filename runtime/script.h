@@ -36,10 +36,12 @@ int script_load_set(engine *e, const char *const *paths, int n, const char *name
 int script_load_version(engine *e, const char *version);
 
 /* Moves the waking instance to its journey's current version when that
- * version's migrate() says so; updates *version and ctx->history. A failing
- * migrate() is logged and the instance stays on its version. 0, or -1 on a
- * store error. */
-int script_migrate(engine *e, char **version, struct run_ctx *ctx);
+ * version's migrate() says so; updates *version and ctx->history. The new
+ * version is allocated into *owned (the caller's to free; the one there
+ * before is freed): *version may point into a block the caller owns. A
+ * failing migrate() is logged and the instance stays on its version. 0, or
+ * -1 on a store error. */
+int script_migrate(engine *e, char **version, char **owned, struct run_ctx *ctx);
 
 /* The version of a text: 16 hex digits. buf needs 17 bytes. */
 char *script_version(const char *src, size_t len, char *buf);
