@@ -254,18 +254,29 @@ static void complete(struct run_ctx *ctx, const struct history_entry *e, const c
     ctx->appended++;
 }
 
-/* Stops the run here; the runner stores where it waits. */
+/* Stops the run here; the runner stores where it waits. The label is
+ * `what` (and " " `what2`, if given) and the script's file:line, written in
+ * one pass: every wake that waits again makes one (sandbox_where's text,
+ * then the label from it, cost three copies and a search). */
 static int suspend(lua_State *L, struct run_ctx *ctx, enum suspend_kind kind, tend_time wake_at,
-                   const char *listen, const char *what)
+                   const char *listen, const char *what, const char *what2)
 {
-    char where[120];
-    sandbox_where(L, 1, where, sizeof where);
-    const char *file = strrchr(where, '/');
+    lua_Debug ar;
+    char line[24];
+    const char *file = "?", *colon = "", *at = "";
+    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
+        const char *slash = strrchr(ar.short_src, '/');
+        file = slash ? slash + 1 : ar.short_src;
+        util_int_text(line, ar.currentline);
+        colon = ":";
+        at = line;
+    }
     ctx->suspend = kind;
     ctx->wake_at = wake_at;
     free(ctx->listen_type);
     ctx->listen_type = listen ? xstrdup(listen) : NULL;
-    util_concat(ctx->label, sizeof ctx->label, what, " (", file ? file + 1 : where, ")", NULL);
+    util_concat(ctx->label, sizeof ctx->label, what, what2 ? " " : "", what2 ? what2 : "", " (", file, colon, at,
+                ")", NULL);
     return lua_yield(L, 0);
 }
 
@@ -288,9 +299,7 @@ static int wait_common(lua_State *L, struct run_ctx *ctx, const char *kind, tend
     }
     if (wake_at <= ctx->now)
         return 0;
-    char what[120];
-    util_concat(what, sizeof what, kind, " ", desc, NULL);
-    return suspend(L, ctx, SUSPEND_WAIT, wake_at, NULL, what);
+    return suspend(L, ctx, SUSPEND_WAIT, wake_at, NULL, kind, desc);
 }
 
 static int p_wait(lua_State *L)
@@ -391,7 +400,7 @@ int step_wait_event(lua_State *L, struct run_ctx *ctx, const struct step_wait *w
     }
     char what[220];
     snprintf(what, sizeof what, "%s %s", w->kind, w->desc);
-    return suspend(L, ctx, SUSPEND_WAIT_FOR, deadline, w->listen, what);
+    return suspend(L, ctx, SUSPEND_WAIT_FOR, deadline, w->listen, what, NULL);
 }
 
 /* wait_for(type, {timeout = s, where = fn}) → the event, or nil on timeout. */
@@ -1006,7 +1015,7 @@ static int p_exit(lua_State *L)
     const char *reason = luaL_optstring(L, 1, "exit");
     free(ctx->exit_reason);
     ctx->exit_reason = xstrdup(reason);
-    return suspend(L, ctx, SUSPEND_EXIT, 0, NULL, "exit");
+    return suspend(L, ctx, SUSPEND_EXIT, 0, NULL, "exit", NULL);
 }
 
 /* Returns a recorded http_get result the Lua way: the table, or nil and
@@ -1063,7 +1072,7 @@ static int p_http_get(lua_State *L)
         return luaL_error(L, "http_get: store: %s", store_errmsg(e->st));
     char what[140];
     snprintf(what, sizeof what, "http_get %s", url);
-    return suspend(L, ctx, SUSPEND_FETCH, 0, NULL, what);
+    return suspend(L, ctx, SUSPEND_FETCH, 0, NULL, what, NULL);
 }
 
 void step_register_fns(engine *e, const luaL_Reg *fns)

@@ -226,6 +226,12 @@ static void test_a_pipelined_drain_stores_what_batches_one_by_one_store(void **s
     assert_string_equal(da, db);
     assert_int_equal(count(a->e->st, "SELECT COUNT(*) FROM instances WHERE journey = 'park' AND step = 3"
                                      " AND label IS NOT NULL AND length(label) < 40"), 37);
+    /* the labels, as a wait's is written at its suspend (a wake's claim
+     * and suspend do not change them) */
+    assert_int_equal(count(a->e->st, "SELECT COUNT(*) FROM instances WHERE journey = 'park' AND step = 3"
+                                     " AND label = 'wait 3600 (s.lua:1)'"), 37);
+    assert_int_equal(count(a->e->st, "SELECT COUNT(*) FROM instances WHERE journey = 'listener'"
+                                     " AND label = 'wait_for order (s.lua:4)'"), 37);
     free(da);
     free(db);
     fixture_close(a);
