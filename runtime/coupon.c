@@ -202,6 +202,13 @@ static int redeem_one(engine *e, const char *code, const char *customer, const c
 
 int coupon_redeem_order(engine *e, const char *customer, tend_time at, const cJSON *ev, double amount)
 {
+    /* most orders carry no coupon: the order's name is looked up only for
+     * one that does (two look-ups of the event an order saved) */
+    const cJSON *one = cJSON_GetObjectItemCaseSensitive(ev, "coupon");
+    const cJSON *many = cJSON_GetObjectItemCaseSensitive(ev, "coupons"), *c;
+    int has_one = cJSON_IsString(one) && one->valuestring[0];
+    if (!has_one && !cJSON_IsArray(many))
+        return 0;
     /* the order: its `order` field, else the event's id */
     const cJSON *o = cJSON_GetObjectItemCaseSensitive(ev, "order");
     if (!cJSON_IsString(o))
@@ -212,10 +219,8 @@ int coupon_redeem_order(engine *e, const char *customer, tend_time at, const cJS
         snprintf(num, sizeof num, "%.0f", o->valuedouble);
         order = num;
     }
-    const cJSON *one = cJSON_GetObjectItemCaseSensitive(ev, "coupon");
-    if (cJSON_IsString(one) && one->valuestring[0] && redeem_one(e, one->valuestring, customer, order, at, amount) != 0)
+    if (has_one && redeem_one(e, one->valuestring, customer, order, at, amount) != 0)
         return -1;
-    const cJSON *many = cJSON_GetObjectItemCaseSensitive(ev, "coupons"), *c;
     if (cJSON_IsArray(many))
         cJSON_ArrayForEach(c, many)
             if (cJSON_IsString(c) && c->valuestring[0] && redeem_one(e, c->valuestring, customer, order, at, amount) != 0)
