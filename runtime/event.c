@@ -482,19 +482,25 @@ enum body_as {
 /* Whether `ev` (the parsed body) already holds the column values: each of
  * id, type, customer once, as the same string (absent when the column is
  * NULL), and `at` as the same number or absent. */
-static enum body_as body_matches(const cJSON *ev, const char *const values[3], tend_time at)
+/* items[i] is set to the member named id, type, customer, at (i = 0..3)
+ * that the body holds, for the moves of event_object_of. */
+static enum body_as body_matches(cJSON *ev, const char *const values[3], tend_time at, cJSON *items[4])
 {
     static const char *const names[] = {"id", "type", "customer"};
     int seen[4] = {0};
-    for (const cJSON *c = ev->child; c; c = c->next) {
+    for (cJSON *c = ev->child; c; c = c->next) {
         for (int i = 0; i < 3; i++) {
             if (strcmp(c->string, names[i]) == 0) {
                 if (seen[i]++ || !values[i] || !cJSON_IsString(c) || strcmp(c->valuestring, values[i]) != 0)
                     return BODY_REPRINT;
+                items[i] = c;
             }
         }
-        if (strcmp(c->string, "at") == 0 && (seen[3]++ || !cJSON_IsNumber(c) || c->valuedouble != (double)at))
-            return BODY_REPRINT;
+        if (strcmp(c->string, "at") == 0) {
+            if (seen[3]++ || !cJSON_IsNumber(c) || c->valuedouble != (double)at)
+                return BODY_REPRINT;
+            items[3] = c;
+        }
     }
     for (int i = 0; i < 3; i++)
         if (values[i] && !seen[i])
@@ -517,17 +523,20 @@ static cJSON *event_object_of(const char *id, const char *type, const char *cust
         body = NULL;
     }
     const char *const names[] = {"id", "type", "customer"}, *values[] = {id, type, customer};
-    enum body_as same = as && body ? body_matches(ev, values, at) : BODY_REPRINT;
+    cJSON *items[4] = {NULL};
+    enum body_as same = as && body ? body_matches(ev, values, at, items) : BODY_REPRINT;
     if (as)
         *as = same;
     /* The column values go last, in this order. When the body holds each
      * already (body_matches: once, equal, none extra), its own items are
      * moved there (detached and appended, key and value as they are):
      * the same object as deleting and adding them, without making and
-     * freeing ten nodes and strings an event. */
+     * freeing ten nodes and strings an event. body_matches found them, so
+     * they are detached by pointer, not looked up again by name (nor
+     * "at" deleted from a body it said holds none). */
     for (int i = 0; i < 3; i++) {
         if (same != BODY_REPRINT && values[i]) {
-            cJSON_AddItemToArray(ev, cJSON_DetachItemFromObjectCaseSensitive(ev, names[i]));
+            cJSON_AddItemToArray(ev, cJSON_DetachItemViaPointer(ev, items[i]));
             continue;
         }
         cJSON_DeleteItemFromObjectCaseSensitive(ev, names[i]);
@@ -535,9 +544,10 @@ static cJSON *event_object_of(const char *id, const char *type, const char *cust
             cJSON_AddStringToObject(ev, names[i], values[i]);
     }
     if (same == BODY_AS_IS) {
-        cJSON_AddItemToArray(ev, cJSON_DetachItemFromObjectCaseSensitive(ev, "at"));
+        cJSON_AddItemToArray(ev, cJSON_DetachItemViaPointer(ev, items[3]));
     } else {
-        cJSON_DeleteItemFromObjectCaseSensitive(ev, "at");
+        if (same != BODY_PLUS_AT)
+            cJSON_DeleteItemFromObjectCaseSensitive(ev, "at");
         cJSON_AddNumberToObject(ev, "at", (double)at);
     }
     return ev;
