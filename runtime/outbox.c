@@ -471,6 +471,8 @@ static int leave_due_leased(engine *e, const int64_t *ids, const tend_time *leas
     return rc;
 }
 
+static int mark_sent_ranges(engine *e, const int64_t *ids, const char *const *responses, int n, tend_time at);
+
 int outbox_mark_sent_many(engine *e, const int64_t *ids, const char *const *responses, const tend_time *leases,
                           int n, tend_time at)
 {
@@ -488,12 +490,91 @@ int outbox_mark_sent_many(engine *e, const int64_t *ids, const char *const *resp
                 return -1;
     }
     /* the dispatcher's rows are `sending`; a file channel's are queued */
+    return mark_sent_ranges(e, ids, responses, n, at);
+}
+
+/* A sent row and its response, in id order. */
+struct answered {
+    int64_t id;
+    const char *response;
+};
+
+static int by_id(const void *a, const void *b)
+{
+    const struct answered *x = a, *y = b;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* The sent mark of the rows lo..hi (every id between them is one of the
+ * batch's), responses[i] for id lo + i: one UPDATE of a range of the
+ * table's key, the response picked by the row's place (tend_pick), where
+ * `UPDATE ... FROM (VALUES ...)` first writes the list into a temporary
+ * table and seeks each row (~4.6k instructions a row more). Counted as
+ * run_counted does. */
+static int mark_sent_range(engine *e, int64_t lo, int64_t hi, const char *const *responses, tend_time at)
+{
+    static const char *const sql[2] = {
+        "UPDATE outbox SET status = 'sent', sent_at = ?1, response = tend_pick(?4, id - ?2), last_error = NULL,"
+        " due_key = NULL WHERE status = 'sending' AND id BETWEEN ?2 AND ?3",
+        "UPDATE outbox SET status = 'sent', sent_at = ?1, response = tend_pick(?4, id - ?2), last_error = NULL,"
+        " due_key = NULL WHERE id BETWEEN ?2 AND ?3"};
+    struct store_texts texts = {responses, (int)(hi - lo + 1)};
+    for (int pass = 0; pass < 2; pass++) {
+        store_stmt *s = store_sql(e->st, sql[pass]);
+        if (!s)
+            return -1;
+        store_bind_int(s, 1, at);
+        store_bind_int(s, 2, lo);
+        store_bind_int(s, 3, hi);
+        store_bind_texts(s, 4, &texts);
+        if (store_run(s) != 0)
+            return -1;
+        if (pass == 1)
+            return 0;
+        int k = store_changes(e->st);
+        if (counts_move(e, "sending", "sent", k) != 0)
+            return -1;
+        if (k == texts.n)
+            return 0;
+    }
+    return 0;
+}
+
+/* The rows' sent marks: the runs of consecutive ids (a flush's results are
+ * nearly all of a few runs: 20,000 messages at concurrency 64 were 147 runs
+ * in 109 flushes) by range, the other rows in VALUES batches. */
+static int mark_sent_ranges(engine *e, const int64_t *ids, const char *const *responses, int n, tend_time at)
+{
+    struct answered *by = xmalloc((size_t)n * sizeof *by);
+    int64_t *single = xmalloc((size_t)n * sizeof *single);
+    const char **texts = xmalloc(2 * (size_t)n * sizeof *texts), **single_texts = texts + n;
+    for (int i = 0; i < n; i++)
+        by[i] = (struct answered){ids[i], responses[i]};
+    qsort(by, (size_t)n, sizeof *by, by_id);
+    for (int i = 0; i < n; i++)
+        texts[i] = by[i].response;
+    int rc = 0, nsingle = 0;
+    for (int from = 0, to; rc == 0 && from < n; from = to) {
+        for (to = from + 1; to < n && by[to].id == by[to - 1].id + 1; to++)
+            ;
+        if (to - from < 2) {
+            single[nsingle] = by[from].id;
+            single_texts[nsingle++] = by[from].response;
+        } else {
+            rc = mark_sent_range(e, by[from].id, by[to - 1].id, texts + from, at);
+        }
+    }
     static struct counted_move sent = {"sending", "sent",
         {"UPDATE outbox SET status = 'sent', sent_at = ?1, response = v.column2, last_error = NULL, due_key = NULL"
          " FROM (VALUES ", 2, 2, ") AS v WHERE outbox.id = v.column1 AND outbox.status = 'sending'", {0}},
         {"UPDATE outbox SET status = 'sent', sent_at = ?1, response = v.column2, last_error = NULL, due_key = NULL"
          " FROM (VALUES ", 2, 2, ") AS v WHERE outbox.id = v.column1", {0}}};
-    return run_counted(e, &sent, at, n, ids, NULL, responses);
+    if (rc == 0 && nsingle)
+        rc = run_counted(e, &sent, at, nsingle, single, NULL, single_texts);
+    free(by);
+    free(single);
+    free(texts);
+    return rc;
 }
 
 /* 1 if the n entries (due_at[i], ids[i]) are in increasing key order and

@@ -311,6 +311,8 @@ int store_checkpoint_is_aside(const store *st)
     return st->checkpointer && atomic_load(&st->checkpointer->aside);
 }
 
+static void pick_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv);
+
 store *store_open_with(const char *path, const struct store_options *opts,
                        const struct store_migration *migs, int n, char **err)
 {
@@ -346,6 +348,9 @@ store *store_open_with(const char *path, const struct store_options *opts,
         return NULL;
     }
     sqlite3_busy_timeout(st->db, opts->busy_timeout_ms > 0 ? opts->busy_timeout_ms : 5000);
+    /* DIRECTONLY: a trigger or view in the file cannot call it */
+    sqlite3_create_function_v2(st->db, "tend_pick", 2, SQLITE_UTF8 | SQLITE_DIRECTONLY, NULL, pick_fn, NULL, NULL,
+                               NULL);
     /* WAL: readers (status, the HTTP API) never block the one writer.
      * synchronous=FULL syncs the WAL at every commit, so an acknowledged
      * event survives a power cut; batching keeps that to one fsync a batch. */
@@ -685,6 +690,25 @@ int store_bind_blob(store_stmt *s, int idx, const void *v, int len)
 {
     SETTLE_STMT(s);
     return sqlite3_bind_blob(STMT(s), idx, v, len, SQLITE_TRANSIENT) == SQLITE_OK ? 0 : -1;
+}
+
+/* tend_pick(texts, i): item i of an array bound by store_bind_texts, NULL
+ * out of its range or for any other value. */
+static void pick_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    (void)argc;
+    const struct store_texts *t = sqlite3_value_pointer(argv[0], "tend_texts");
+    sqlite3_int64 i = sqlite3_value_int64(argv[1]);
+    if (!t || i < 0 || i >= t->n || !t->v[i])
+        sqlite3_result_null(ctx);
+    else   /* static: the caller keeps the texts until the statement ends */
+        sqlite3_result_text(ctx, t->v[i], -1, SQLITE_STATIC);
+}
+
+int store_bind_texts(store_stmt *s, int idx, const struct store_texts *t)
+{
+    SETTLE_STMT(s);
+    return sqlite3_bind_pointer(STMT(s), idx, (void *)t, "tend_texts", NULL) == SQLITE_OK ? 0 : -1;
 }
 
 int store_bind_null(store_stmt *s, int idx)

@@ -111,6 +111,17 @@ int store_bind_text(store_stmt *s, int idx, const char *v, int len); /* len -1: 
  * the hot paths that bind text they hold anyway (an event's body). */
 int store_bind_text_kept(store_stmt *s, int idx, const char *v, int len);
 int store_bind_blob(store_stmt *s, int idx, const void *v, int len);
+/* An array of n texts bound as one parameter, read in SQL by
+ * tend_pick(?idx, i): item i (0-based; NULL out of range or for a NULL
+ * item). One statement over a range of rows then takes a text a row with
+ * no VALUES list joined in (a sent mark's responses). Neither t nor its
+ * texts are copied: they must stay unchanged until the statement has been
+ * stepped to its end or reset. */
+struct store_texts {
+    const char *const *v;
+    int n;
+};
+int store_bind_texts(store_stmt *s, int idx, const struct store_texts *t);
 int store_bind_null(store_stmt *s, int idx);
 int store_param_count(store_stmt *s);
 

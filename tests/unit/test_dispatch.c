@@ -1607,6 +1607,40 @@ static void test_sent_runs(void **state)
     mock_env_close(&m, &v);
 }
 
+/* A sent mark's run of consecutive ids is one range UPDATE: a row of the
+ * run that is not `sending` (here set back to queued by hand, as a file
+ * channel's rows are) is marked by the second statement and counted by the
+ * trigger (mock_env_close checks outbox_counts), each row keeps its own
+ * response, a NULL one included, and the row after the run is untouched. */
+static void test_sent_range_rest(void **state)
+{
+    (void)state;
+    struct mock m;
+    struct env v;
+    mock_env_open(&m, &v);
+    int64_t ids[6];
+    tend_time lease = T0 + 120;
+    claimed_rows(&v, 6, ids, lease);
+    char sql[200];
+    snprintf(sql, sizeof sql, "UPDATE outbox SET status = 'queued' WHERE id = %lld", (long long)ids[2]);
+    assert_int_equal(store_exec(v.e->st, sql), 0);
+    int64_t done[5] = {ids[4], ids[0], ids[3], ids[1], ids[2]};
+    const char *responses[5] = {"r4", "r0", NULL, "r1", "r2"};
+    tend_time leases[5] = {lease, lease, lease, lease, lease};
+    assert_int_equal(store_begin(v.e->st), 0);
+    assert_int_equal(outbox_mark_sent_many(v.e, done, responses, leases, 5, T0 + 1), 0);
+    assert_int_equal(store_commit(v.e->st), 0);
+    snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM outbox WHERE status = 'sent' AND due_key IS NULL AND sent_at = %lld"
+             " AND response IS (CASE id - %lld WHEN 3 THEN NULL ELSE 'r' || (id - %lld) END)",
+             (long long)(T0 + 1), (long long)ids[0], (long long)ids[0]);
+    assert_int_equal(store_count(v.e->st, sql), 5);
+    snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM outbox WHERE status = 'sending' AND response IS NULL AND id = %lld",
+             (long long)ids[5]);
+    assert_int_equal(store_count(v.e->st, sql), 1);
+    assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox_due"), 1);
+    mock_env_close(&m, &v);
+}
+
 /* A proxy named by the environment (http_proxy) is still used: the
  * dispatcher tells libcurl there is none only when no *_proxy variable is
  * set. The channel's URL points at a port nothing listens on; the mock is
@@ -1661,6 +1695,7 @@ int main(void)
         cmocka_unit_test_teardown(test_sent_by_lease, stop_leftovers),
         cmocka_unit_test_teardown(test_claim_range, stop_leftovers),
         cmocka_unit_test_teardown(test_sent_runs, stop_leftovers),
+        cmocka_unit_test_teardown(test_sent_range_rest, stop_leftovers),
         cmocka_unit_test_teardown(test_proxy_from_environment, stop_leftovers),
         cmocka_unit_test_teardown(test_channel_urls_kept_apart, stop_leftovers),
     };
