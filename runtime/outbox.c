@@ -663,12 +663,37 @@ static int claim_range(engine *e, int64_t lo, int64_t hi, int n, tend_time lease
                                      " WHERE due_key IS NOT ?1 AND id BETWEEN ?2 AND ?3", lease, lo, hi, NULL);
 }
 
+/* move_to_lease for rows whose ids are one range, lo = ids[0] .. ids[n-1]:
+ * an entry of the key range whose id is in lo..hi is one of these rows',
+ * so the range DELETE filtered by id takes theirs and leaves any other
+ * (no COUNT first), and the entries come back from the table's own key
+ * over the range (no VALUES list). Entries not in key order move as
+ * move_to_lease moves them. */
+static int move_range_to_lease(engine *e, const int64_t *ids, const tend_time *due_at, int n, tend_time lease)
+{
+    for (int i = 1; i < n; i++)
+        if (due_at[i] < due_at[i - 1])
+            return move_to_lease(e, ids, due_at, n, lease);
+    store_stmt *s = store_sql(e->st, "DELETE FROM outbox_due WHERE (due_at, id) >= (?1, ?2)"
+                                     " AND (due_at, id) <= (?3, ?4) AND id BETWEEN ?2 AND ?4");
+    if (!s)
+        return -1;
+    store_bind_int(s, 1, due_at[0]);
+    store_bind_int(s, 2, ids[0]);
+    store_bind_int(s, 3, due_at[n - 1]);
+    store_bind_int(s, 4, ids[n - 1]);
+    if (store_run(s) != 0)
+        return -1;
+    return run_range(e, "INSERT INTO outbox_due (due_at, id) SELECT ?1, id FROM outbox WHERE id BETWEEN ?2 AND ?3",
+                     lease, ids[0], ids[n - 1], NULL);
+}
+
 int outbox_claim_many(engine *e, const int64_t *ids, const tend_time *due_at, int n, tend_time lease)
 {
     if (n >= 4 && consecutive_ids(ids, n)) {
         if (claim_range(e, ids[0], ids[n - 1], n, lease) != 0)
             return -1;
-        return move_to_lease(e, ids, due_at, n, lease);
+        return move_range_to_lease(e, ids, due_at, n, lease);
     }
     /* queued rows, or deferred ones come due and expired claims; the rest
      * statement knows the rows already claimed by their due_key, the lease */

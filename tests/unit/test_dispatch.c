@@ -1607,6 +1607,43 @@ static void test_sent_runs(void **state)
     mock_env_close(&m, &v);
 }
 
+/* A claim of consecutive ids moves their queue entries by one key range
+ * filtered by id: another row's entry that lies inside that key range
+ * (here a later row due between them) keeps its place, and the claimed
+ * rows' entries all move to the lease. */
+static void test_claim_range_foreign_entry(void **state)
+{
+    (void)state;
+    struct mock m;
+    struct env v;
+    mock_env_open(&m, &v);
+    int64_t ids[8];
+    tend_time due[8];
+    queued_rows(&v, 8, ids, due);
+    char sql[300];
+    for (int i = 0; i < 8; i++) {
+        tend_time at = i == 7 ? T0 - 7 : T0 - 10 + i;   /* ids[7] due between ids[2] and ids[4] */
+        snprintf(sql, sizeof sql, "UPDATE outbox_due SET due_at = %lld WHERE id = %lld;"
+                 " UPDATE outbox SET due_key = %lld WHERE id = %lld", (long long)at, (long long)ids[i],
+                 (long long)at, (long long)ids[i]);
+        assert_int_equal(store_exec(v.e->st, sql), 0);
+        due[i] = at;
+    }
+    tend_time lease = T0 + 120;
+    assert_int_equal(store_begin(v.e->st), 0);
+    assert_int_equal(outbox_claim_many(v.e, ids, due, 6, lease), 0);   /* ids[0] .. ids[5] */
+    assert_int_equal(store_commit(v.e->st), 0);
+    snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM outbox_due WHERE due_at = %lld AND id BETWEEN %lld AND %lld",
+             (long long)lease, (long long)ids[0], (long long)ids[5]);
+    assert_int_equal(store_count(v.e->st, sql), 6);
+    snprintf(sql, sizeof sql, "SELECT due_at FROM outbox_due WHERE id = %lld", (long long)ids[7]);
+    assert_int_equal(sql_int(v.e, sql), T0 - 7);
+    snprintf(sql, sizeof sql, "SELECT due_at FROM outbox_due WHERE id = %lld", (long long)ids[6]);
+    assert_int_equal(sql_int(v.e, sql), T0 - 4);
+    assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox_due"), 8);
+    mock_env_close(&m, &v);
+}
+
 /* A sent mark's run of consecutive ids is one range UPDATE: a row of the
  * run that is not `sending` (here set back to queued by hand, as a file
  * channel's rows are) is marked by the second statement and counted by the
@@ -1696,6 +1733,7 @@ int main(void)
         cmocka_unit_test_teardown(test_claim_range, stop_leftovers),
         cmocka_unit_test_teardown(test_sent_runs, stop_leftovers),
         cmocka_unit_test_teardown(test_sent_range_rest, stop_leftovers),
+        cmocka_unit_test_teardown(test_claim_range_foreign_entry, stop_leftovers),
         cmocka_unit_test_teardown(test_proxy_from_environment, stop_leftovers),
         cmocka_unit_test_teardown(test_channel_urls_kept_apart, stop_leftovers),
     };
