@@ -606,18 +606,25 @@ static int consecutive_entries(engine *e, const int64_t *ids, const tend_time *d
  * entries are gone or moved past now), so they leave in one range DELETE
  * and come back in one INSERT; entries that are not consecutive (checked:
  * nothing else lies in the range) move one statement a row. */
+/* Runs a statement over the queue's key range from (due_at[0], ids[0]) to
+ * (due_at[n-1], ids[n-1]), bound as ?1, ?2 and ?3, ?4. */
+static int run_key_range(engine *e, const char *sql, const int64_t *ids, const tend_time *due_at, int n)
+{
+    store_stmt *s = store_sql(e->st, sql);
+    if (!s)
+        return -1;
+    store_bind_int(s, 1, due_at[0]);
+    store_bind_int(s, 2, ids[0]);
+    store_bind_int(s, 3, due_at[n - 1]);
+    store_bind_int(s, 4, ids[n - 1]);
+    return store_run(s);
+}
+
 static int move_to_lease(engine *e, const int64_t *ids, const tend_time *due_at, int n, tend_time lease)
 {
     if (n >= 4 && consecutive_entries(e, ids, due_at, n)) {
-        store_stmt *s = store_sql(e->st, "DELETE FROM outbox_due WHERE (due_at, id) >= (?1, ?2)"
-                                         " AND (due_at, id) <= (?3, ?4)");
-        if (!s)
-            return -1;
-        store_bind_int(s, 1, due_at[0]);
-        store_bind_int(s, 2, ids[0]);
-        store_bind_int(s, 3, due_at[n - 1]);
-        store_bind_int(s, 4, ids[n - 1]);
-        if (store_run(s) != 0)
+        if (run_key_range(e, "DELETE FROM outbox_due WHERE (due_at, id) >= (?1, ?2) AND (due_at, id) <= (?3, ?4)",
+                          ids, due_at, n) != 0)
             return -1;
         static struct batch_stmt enter = {
             "INSERT INTO outbox_due (due_at, id) SELECT ?1, column1 FROM (VALUES ", 3, 0,
@@ -674,15 +681,8 @@ static int move_range_to_lease(engine *e, const int64_t *ids, const tend_time *d
     for (int i = 1; i < n; i++)
         if (due_at[i] < due_at[i - 1])
             return move_to_lease(e, ids, due_at, n, lease);
-    store_stmt *s = store_sql(e->st, "DELETE FROM outbox_due WHERE (due_at, id) >= (?1, ?2)"
-                                     " AND (due_at, id) <= (?3, ?4) AND id BETWEEN ?2 AND ?4");
-    if (!s)
-        return -1;
-    store_bind_int(s, 1, due_at[0]);
-    store_bind_int(s, 2, ids[0]);
-    store_bind_int(s, 3, due_at[n - 1]);
-    store_bind_int(s, 4, ids[n - 1]);
-    if (store_run(s) != 0)
+    if (run_key_range(e, "DELETE FROM outbox_due WHERE (due_at, id) >= (?1, ?2) AND (due_at, id) <= (?3, ?4)"
+                         " AND id BETWEEN ?2 AND ?4", ids, due_at, n) != 0)
         return -1;
     return run_range(e, "INSERT INTO outbox_due (due_at, id) SELECT ?1, id FROM outbox WHERE id BETWEEN ?2 AND ?3",
                      lease, ids[0], ids[n - 1], NULL);

@@ -1475,6 +1475,16 @@ static void claimed_rows(struct env *v, int n, int64_t *ids, tend_time lease)
     assert_int_equal(store_commit(v->e->st), 0);
 }
 
+/* outbox_mark_sent_many of n results at T0 + 1, in its own committed
+ * transaction. */
+static void sent_committed(struct env *v, const int64_t *done, const char *const *responses, const tend_time *leases,
+                           int n)
+{
+    assert_int_equal(store_begin(v->e->st), 0);
+    assert_int_equal(outbox_mark_sent_many(v->e, done, responses, leases, n, T0 + 1), 0);
+    assert_int_equal(store_commit(v->e->st), 0);
+}
+
 /* outbox_claim_many moves a run of consecutive queue entries to the lease
  * at once; claims that are not one (a queued row left between them) move
  * one by one, and the row between keeps its place. */
@@ -1530,9 +1540,7 @@ static void test_sent_by_lease(void **state)
     int64_t done[5] = {ids[0], ids[1], ids[2], ids[3], ids[4]};
     const char *responses[5] = {"{}", "{}", "{}", NULL, "{}"};
     tend_time leases[5] = {lease, lease, lease, 0, lease};
-    assert_int_equal(store_begin(v.e->st), 0);
-    assert_int_equal(outbox_mark_sent_many(v.e, done, responses, leases, 5, T0 + 1), 0);
-    assert_int_equal(store_commit(v.e->st), 0);
+    sent_committed(&v, done, responses, leases, 5);
     assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox WHERE status = 'sent' AND due_key IS NULL"), 5);
     /* the three still in flight keep their entries at the lease */
     snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM outbox_due WHERE due_at = %lld AND id IN (%lld, %lld, %lld)",
@@ -1593,9 +1601,7 @@ static void test_sent_runs(void **state)
     int64_t done[6] = {ids[6], ids[0], ids[8], ids[2], ids[1], ids[5]};
     const char *responses[6] = {"r6", "r0", "r8", "r2", "r1", "r5"};
     tend_time leases[6] = {lease, lease, lease, lease, lease, lease};
-    assert_int_equal(store_begin(v.e->st), 0);
-    assert_int_equal(outbox_mark_sent_many(v.e, done, responses, leases, 6, T0 + 1), 0);
-    assert_int_equal(store_commit(v.e->st), 0);
+    sent_committed(&v, done, responses, leases, 6);
     char sql[200];
     snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM outbox WHERE status = 'sent' AND due_key IS NULL"
              " AND response = 'r' || (id - %lld)", (long long)ids[0]);
@@ -1664,9 +1670,7 @@ static void test_sent_range_rest(void **state)
     int64_t done[5] = {ids[4], ids[0], ids[3], ids[1], ids[2]};
     const char *responses[5] = {"r4", "r0", NULL, "r1", "r2"};
     tend_time leases[5] = {lease, lease, lease, lease, lease};
-    assert_int_equal(store_begin(v.e->st), 0);
-    assert_int_equal(outbox_mark_sent_many(v.e, done, responses, leases, 5, T0 + 1), 0);
-    assert_int_equal(store_commit(v.e->st), 0);
+    sent_committed(&v, done, responses, leases, 5);
     snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM outbox WHERE status = 'sent' AND due_key IS NULL AND sent_at = %lld"
              " AND response IS (CASE id - %lld WHEN 3 THEN NULL ELSE 'r' || (id - %lld) END)",
              (long long)(T0 + 1), (long long)ids[0], (long long)ids[0]);
