@@ -348,9 +348,16 @@ store *store_open_with(const char *path, const struct store_options *opts,
         return NULL;
     }
     sqlite3_busy_timeout(st->db, opts->busy_timeout_ms > 0 ? opts->busy_timeout_ms : 5000);
-    /* DIRECTONLY: a trigger or view in the file cannot call it */
-    sqlite3_create_function_v2(st->db, "tend_pick", 2, SQLITE_UTF8 | SQLITE_DIRECTONLY, NULL, pick_fn, NULL, NULL,
-                               NULL);
+    /* store_bind_texts' reader; DIRECTONLY: a trigger or view in the file
+     * cannot call it */
+    if (sqlite3_create_function_v2(st->db, "tend_pick", 2, SQLITE_UTF8 | SQLITE_DIRECTONLY, NULL, pick_fn, NULL, NULL,
+                                   NULL) != SQLITE_OK) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "%s: %s", where, sqlite3_errmsg(st->db));
+        *err = strdup(msg);
+        store_close(st);
+        return NULL;
+    }
     /* WAL: readers (status, the HTTP API) never block the one writer.
      * synchronous=FULL syncs the WAL at every commit, so an acknowledged
      * event survives a power cut; batching keeps that to one fsync a batch. */
