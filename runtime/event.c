@@ -242,8 +242,6 @@ int event_accept_made(engine *e, const struct event_made *m, struct event_result
  * input's length. */
 #define INGEST_BUFFER (4 * EVENT_MAX_BYTES)
 
-/* What carries over from one piece of input to the next: the open
- * transaction and how many lines it holds, the line number. */
 /* Accepted lines are stored INGEST_PAGE to a statement (the one INSERT a
  * line cost each its own step, halt and reset). A held line keeps its
  * parsed object until it is written: its head points into it, and its
@@ -258,6 +256,9 @@ struct held_line {
     tend_time received_at;
 };
 
+/* What carries over from one piece of input to the next: the open
+ * transaction and how many lines it holds, the line number; and the page
+ * of accepted lines not yet written (none between two calls). */
 struct ingest_state {
     engine *e;
     event_reject_fn reject;
@@ -481,9 +482,9 @@ enum body_as {
 
 /* Whether `ev` (the parsed body) already holds the column values: each of
  * id, type, customer once, as the same string (absent when the column is
- * NULL), and `at` as the same number or absent. */
-/* items[i] is set to the member named id, type, customer, at (i = 0..3)
- * that the body holds, for the moves of event_object_of. */
+ * NULL), and `at` as the same number or absent. items[i] is set to the
+ * member named id, type, customer, at (i = 0..3) that the body holds, for
+ * the moves of event_object_of. */
 static enum body_as body_matches(cJSON *ev, const char *const values[3], tend_time at, cJSON *items[4])
 {
     static const char *const names[] = {"id", "type", "customer"};
@@ -917,9 +918,6 @@ static int unheard_fact(engine *e, const struct listen_probe *lp, const char *cu
     return !triggered && !listened(e, lp, customer, type);
 }
 
-/* dated: dates_any_planned at the batch's start (no declaration changes
- * inside a batch), so an event of a store without dated or local-time
- * journeys skips dates_customer_changed's two catalog look-ups. */
 /* The event types whose processing reads fields of the event beyond its
  * columns: orders and refunds (the amount, items, coupons), consent. */
 static int reads_fields(engine *e, const char *type)
@@ -929,6 +927,9 @@ static int reads_fields(engine *e, const char *type)
            !strcmp(type, "resubscribe") || !strcmp(type, "block") || !strcmp(type, "unblock");
 }
 
+/* dated: dates_any_planned at the batch's start (no declaration changes
+ * inside a batch), so an event of a store without dated or local-time
+ * journeys skips dates_customer_changed's two catalog look-ups. */
 static int process_one(engine *e, orderline_batch *lines, const struct listen_probe *lp, int dated,
                        const struct pending *p)
 {

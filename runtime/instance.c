@@ -670,8 +670,8 @@ static store_stmt *page_stmt(engine *e, int table, int rows, int *once)
             ;
     *once = slot < 0;
     /* none of these rows is read by, nor fires a trigger that reads, the
-     * customer tags a due pass keeps back: those stay kept */
-    /* every parameter is bound for each run (write_rows, write_ended) */
+     * customer tags a due pass keeps back: those stay kept; and every
+     * parameter is bound for each run (write_rows, write_ended) */
     if (slot >= 0 && built[table][slot])
         return store_sql_beside_bound(e->st, built[table][slot]);
     strbuf b;

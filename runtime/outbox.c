@@ -597,15 +597,6 @@ static int consecutive_entries(engine *e, const int64_t *ids, const tend_time *d
     return k == n;
 }
 
-/* The claimed rows' queue entries move to the lease. A key change in
- * outbox_due (WITHOUT ROWID) is a delete and an insert; one UPDATE a row
- * cost ~10.6k instructions (callgrind), and a multi-row UPDATE ... FROM
- * (VALUES ...) first materialises the join into a temporary table. The
- * dispatcher's claims of a pass are consecutive entries of the queue (the
- * rows it read in key order, less those it handled otherwise, whose
- * entries are gone or moved past now), so they leave in one range DELETE
- * and come back in one INSERT; entries that are not consecutive (checked:
- * nothing else lies in the range) move one statement a row. */
 /* Runs a statement over the queue's key range from (due_at[0], ids[0]) to
  * (due_at[n-1], ids[n-1]), bound as ?1, ?2 and ?3, ?4. */
 static int run_key_range(engine *e, const char *sql, const int64_t *ids, const tend_time *due_at, int n)
@@ -620,6 +611,15 @@ static int run_key_range(engine *e, const char *sql, const int64_t *ids, const t
     return store_run(s);
 }
 
+/* The claimed rows' queue entries move to the lease. A key change in
+ * outbox_due (WITHOUT ROWID) is a delete and an insert; one UPDATE a row
+ * cost ~10.6k instructions (callgrind), and a multi-row UPDATE ... FROM
+ * (VALUES ...) first materialises the join into a temporary table. The
+ * dispatcher's claims of a pass are consecutive entries of the queue (the
+ * rows it read in key order, less those it handled otherwise, whose
+ * entries are gone or moved past now), so they leave in one range DELETE
+ * and come back in one INSERT; entries that are not consecutive (checked:
+ * nothing else lies in the range) move one statement a row. */
 static int move_to_lease(engine *e, const int64_t *ids, const tend_time *due_at, int n, tend_time lease)
 {
     if (n >= 4 && consecutive_entries(e, ids, due_at, n)) {
