@@ -27,6 +27,7 @@
 #include <sqlite3.h>
 
 #include "bench.h"
+#include "bench_sqlite.h"
 #include "store.h"
 #include "util.h"
 
@@ -38,15 +39,6 @@ struct row {
     long long orders, first_order, last_order;
     double spent;
 };
-
-static void exec(sqlite3 *db, const char *sql)
-{
-    char *msg = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        fprintf(stderr, "bench_import_raw: %s: %s\n", msg, sql);
-        exit(1);
-    }
-}
 
 static void bind_text(sqlite3_stmt *s, int i, const char *v)
 {
@@ -67,26 +59,6 @@ static void bind_time(sqlite3_stmt *s, int i, const char *cell, long long v)
 #define GROUP 32
 #define ROW_PARAMS 18
 
-/* The INSERT of `rows` customer rows, ROW_PARAMS parameters a row. */
-static sqlite3_stmt *insert_stmt(sqlite3 *db, int rows)
-{
-    static const char head[] = "INSERT INTO customers (id, name, phone, email, city, region, timezone, birthday,"
-                               " first_seen_at, first_order_at, last_order_at, orders_count, total_spent,"
-                               " last_active_at, blocked, lifecycle, r, f, m, attrs, updated_at) VALUES ",
-                      row[] = "(?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,0,?,?,?,?,NULL,?)";
-    char *sql = xmalloc(sizeof head + (size_t)rows * sizeof row), *p = sql;
-    p += sprintf(p, "%s", head);
-    for (int i = 0; i < rows; i++)
-        p += sprintf(p, "%s%s", i ? "," : "", row);
-    sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK) {
-        fprintf(stderr, "bench_import_raw: %s\n", sqlite3_errmsg(db));
-        exit(1);
-    }
-    free(sql);
-    return s;
-}
-
 /* Binds r's values from parameter base + 1 on. */
 static void bind_row(sqlite3_stmt *ins, int base, const struct row *r, long long now)
 {
@@ -106,17 +78,9 @@ static void bind_row(sqlite3_stmt *ins, int base, const struct row *r, long long
     sqlite3_bind_int64(ins, base + 18, now);
 }
 
-static void run(sqlite3 *db, sqlite3_stmt *s)
-{
-    if (sqlite3_step(s) != SQLITE_DONE) {
-        fprintf(stderr, "bench_import_raw: %s\n", sqlite3_errmsg(db));
-        exit(1);
-    }
-    sqlite3_reset(s);
-}
-
 int main(int argc, char **argv)
 {
+    bench_name = "bench_import_raw";
     if (argc != 3) {
         fprintf(stderr, "usage: bench_import_raw CUSTOMERS.csv DB\n");
         return 2;
@@ -158,11 +122,11 @@ int main(int argc, char **argv)
     char pragma[160];
     snprintf(pragma, sizeof pragma, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
              " PRAGMA temp_store=MEMORY; PRAGMA cache_size=-%zu", len * 9 / 4 / 1024 + 65536);
-    exec(db, pragma);
+    bench_exec(db, pragma);
 
     double t0 = bench_seconds();
     long long now = (long long)time(NULL);
-    exec(db, "BEGIN IMMEDIATE");
+    bench_exec(db, "BEGIN IMMEDIATE");
     /* The indexes (and the triggers that keep customer_tags.last_order_at,
      * which the inserts below write directly) go, to be built again after. */
     sqlite3_stmt *q;
@@ -179,13 +143,19 @@ int main(int argc, char **argv)
     }
     sqlite3_finalize(q);
     for (int i = 0; i < nagain; i++) {
-        exec(db, drop[i]);
+        bench_exec(db, drop[i]);
         free(drop[i]);
     }
     free(drop);
     /* the customer rows GROUP to a statement, as tend's first import
      * writes them (customer_write_many), the last few one by one */
-    sqlite3_stmt *one = insert_stmt(db, 1), *group = insert_stmt(db, GROUP), *tag;
+    sqlite3_stmt *inserts[GROUP + 1] = {0}, *tag;
+    static const char head[] = "INSERT INTO customers (id, name, phone, email, city, region, timezone, birthday,"
+                               " first_seen_at, first_order_at, last_order_at, orders_count, total_spent,"
+                               " last_active_at, blocked, lifecycle, r, f, m, attrs, updated_at) VALUES ",
+                      row[] = "(?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,0,?,?,?,?,NULL,?)";
+    sqlite3_stmt *one = bench_chunk(db, inserts, 1, head, row, ""),
+                 *group = bench_chunk(db, inserts, GROUP, head, row, "");
     sqlite3_prepare_v2(db, "INSERT INTO customer_tags (customer, tag, last_order_at) VALUES (?, ?, ?)",
                        -1, &tag, NULL);
     for (size_t i = 0; i < n; i++) {
@@ -193,10 +163,10 @@ int main(int argc, char **argv)
         if (i % GROUP == 0 && i + GROUP <= n) {
             for (int k = 0; k < GROUP; k++)
                 bind_row(group, k * ROW_PARAMS, &rows[i + (size_t)k], now);
-            run(db, group);
+            bench_run(db, group);
         } else if (i + GROUP - i % GROUP > n) {   /* in the tail */
             bind_row(one, 0, r, now);
-            run(db, one);
+            bench_run(db, one);
         }
         for (char *t = r->cell[C_TAGS]; t;) {
             char *sep = strchr(t, '|');
@@ -219,23 +189,23 @@ int main(int argc, char **argv)
      * that small cache. Set back before the commit, as tend does. */
     int threaded = n >= 100000;
     if (threaded)
-        exec(db, "PRAGMA temp_store=FILE; PRAGMA threads=1; PRAGMA cache_spill=0; PRAGMA cache_size=-2048");
+        bench_exec(db, "PRAGMA temp_store=FILE; PRAGMA threads=1; PRAGMA cache_spill=0; PRAGMA cache_size=-2048");
     for (int i = 0; i < nagain; i++) {
-        exec(db, again[i]);
+        bench_exec(db, again[i]);
         free(again[i]);
     }
     if (threaded) {
         snprintf(pragma, sizeof pragma, "PRAGMA cache_size=-%zu; PRAGMA cache_spill=1; PRAGMA threads=0;"
                  " PRAGMA temp_store=MEMORY", len * 9 / 4 / 1024 + 65536);
-        exec(db, pragma);
+        bench_exec(db, pragma);
     }
     double t2 = bench_seconds();
-    exec(db, "COMMIT");
+    bench_exec(db, "COMMIT");
     double dt = bench_seconds() - t0;
     fprintf(stderr, "import_raw: rows %.2f s, indexes %.2f s, commit %.2f s\n", t1 - t0, t2 - t1, t0 + dt - t2);
     printf("%zu %.3f\n", n, dt);
     sqlite3_finalize(one);
-    sqlite3_finalize(group);
+    sqlite3_finalize(group);   /* the only two of inserts[] */
     sqlite3_finalize(tag);
     sqlite3_close(db);
     free(again);

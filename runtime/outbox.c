@@ -577,6 +577,28 @@ static int mark_sent_ranges(engine *e, const int64_t *ids, const char *const *re
     return rc;
 }
 
+/* The statement sql over the queue's key range from (due_at[0], ids[0])
+ * to (due_at[n-1], ids[n-1]), bound as ?1, ?2 and ?3, ?4; NULL on a store
+ * error. */
+static store_stmt *key_range(engine *e, const char *sql, const int64_t *ids, const tend_time *due_at, int n)
+{
+    store_stmt *s = store_sql(e->st, sql);
+    if (s) {
+        store_bind_int(s, 1, due_at[0]);
+        store_bind_int(s, 2, ids[0]);
+        store_bind_int(s, 3, due_at[n - 1]);
+        store_bind_int(s, 4, ids[n - 1]);
+    }
+    return s;
+}
+
+/* key_range's statement run: 0, or -1 on a store error. */
+static int run_key_range(engine *e, const char *sql, const int64_t *ids, const tend_time *due_at, int n)
+{
+    store_stmt *s = key_range(e, sql, ids, due_at, n);
+    return s ? store_run(s) : -1;
+}
+
 /* 1 if the n entries (due_at[i], ids[i]) are in increasing key order and
  * are all the entries of outbox_due from the first to the last. */
 static int consecutive_entries(engine *e, const int64_t *ids, const tend_time *due_at, int n)
@@ -584,31 +606,13 @@ static int consecutive_entries(engine *e, const int64_t *ids, const tend_time *d
     for (int i = 1; i < n; i++)
         if (due_at[i] < due_at[i - 1] || (due_at[i] == due_at[i - 1] && ids[i] <= ids[i - 1]))
             return 0;
-    store_stmt *s = store_sql(e->st, "SELECT COUNT(*) FROM outbox_due WHERE (due_at, id) >= (?1, ?2)"
-                                     " AND (due_at, id) <= (?3, ?4)");
+    store_stmt *s = key_range(e, "SELECT COUNT(*) FROM outbox_due WHERE (due_at, id) >= (?1, ?2)"
+                                 " AND (due_at, id) <= (?3, ?4)", ids, due_at, n);
     if (!s)
         return 0;
-    store_bind_int(s, 1, due_at[0]);
-    store_bind_int(s, 2, ids[0]);
-    store_bind_int(s, 3, due_at[n - 1]);
-    store_bind_int(s, 4, ids[n - 1]);
     int64_t k = store_step(s) == STORE_ROW ? store_col_int(s, 0) : -1;
     store_reset(s);
     return k == n;
-}
-
-/* Runs a statement over the queue's key range from (due_at[0], ids[0]) to
- * (due_at[n-1], ids[n-1]), bound as ?1, ?2 and ?3, ?4. */
-static int run_key_range(engine *e, const char *sql, const int64_t *ids, const tend_time *due_at, int n)
-{
-    store_stmt *s = store_sql(e->st, sql);
-    if (!s)
-        return -1;
-    store_bind_int(s, 1, due_at[0]);
-    store_bind_int(s, 2, ids[0]);
-    store_bind_int(s, 3, due_at[n - 1]);
-    store_bind_int(s, 4, ids[n - 1]);
-    return store_run(s);
 }
 
 /* The claimed rows' queue entries move to the lease. A key change in
