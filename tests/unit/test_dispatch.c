@@ -387,6 +387,25 @@ static int64_t sql_int(engine *e, const char *sql)
     return v;
 }
 
+/* The queue entry's key of outbox row `id`. */
+static int64_t due_at_of(struct env *v, int64_t id)
+{
+    char sql[96];
+    snprintf(sql, sizeof sql, "SELECT due_at FROM outbox_due WHERE id = %lld", (long long)id);
+    return sql_int(v->e, sql);
+}
+
+/* Moves row `id`'s queue entry and its due_key to `at` by hand, as a
+ * reschedule after its claim would. */
+static void move_due(struct env *v, int64_t id, tend_time at)
+{
+    char sql[200];
+    snprintf(sql, sizeof sql, "UPDATE outbox_due SET due_at = %lld WHERE id = %lld;"
+             " UPDATE outbox SET due_key = %lld WHERE id = %lld", (long long)at, (long long)id,
+             (long long)at, (long long)id);
+    assert_int_equal(store_exec(v->e->st, sql), 0);
+}
+
 /* A text column of the first row (malloc'd, or NULL for SQL NULL). */
 static char *sql_text(engine *e, const char *sql)
 {
@@ -1506,8 +1525,7 @@ static void test_claim_runs(void **state)
     assert_int_equal(store_commit(v.e->st), 0);
     assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox_due WHERE due_at = 1772416920"), 11);
     char sql[160];
-    snprintf(sql, sizeof sql, "SELECT due_at FROM outbox_due WHERE id = %lld", (long long)ids[8]);
-    assert_int_equal(sql_int(v.e, sql), due[8]);
+    assert_int_equal(due_at_of(&v, ids[8]), due[8]);
     snprintf(sql, sizeof sql, "SELECT status FROM outbox WHERE id = %lld", (long long)ids[8]);
     char *status = sql_text(v.e, sql);
     assert_string_equal(status, "queued");
@@ -1533,10 +1551,7 @@ static void test_sent_by_lease(void **state)
     claimed_rows(&v, 8, ids, lease);
     /* ids[2]'s entry and due_key move on after its claim */
     char sql[200];
-    snprintf(sql, sizeof sql, "UPDATE outbox_due SET due_at = %lld WHERE id = %lld;"
-             " UPDATE outbox SET due_key = %lld WHERE id = %lld", (long long)(lease + 60), (long long)ids[2],
-             (long long)(lease + 60), (long long)ids[2]);
-    assert_int_equal(store_exec(v.e->st, sql), 0);
+    move_due(&v, ids[2], lease + 60);
     int64_t done[5] = {ids[0], ids[1], ids[2], ids[3], ids[4]};
     const char *responses[5] = {"{}", "{}", "{}", NULL, "{}"};
     tend_time leases[5] = {lease, lease, lease, 0, lease};
@@ -1629,10 +1644,7 @@ static void test_claim_range_foreign_entry(void **state)
     char sql[300];
     for (int i = 0; i < 8; i++) {
         tend_time at = i == 7 ? T0 - 7 : T0 - 10 + i;   /* ids[7] due between ids[2] and ids[4] */
-        snprintf(sql, sizeof sql, "UPDATE outbox_due SET due_at = %lld WHERE id = %lld;"
-                 " UPDATE outbox SET due_key = %lld WHERE id = %lld", (long long)at, (long long)ids[i],
-                 (long long)at, (long long)ids[i]);
-        assert_int_equal(store_exec(v.e->st, sql), 0);
+        move_due(&v, ids[i], at);
         due[i] = at;
     }
     tend_time lease = T0 + 120;
@@ -1642,10 +1654,8 @@ static void test_claim_range_foreign_entry(void **state)
     snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM outbox_due WHERE due_at = %lld AND id BETWEEN %lld AND %lld",
              (long long)lease, (long long)ids[0], (long long)ids[5]);
     assert_int_equal(store_count(v.e->st, sql), 6);
-    snprintf(sql, sizeof sql, "SELECT due_at FROM outbox_due WHERE id = %lld", (long long)ids[7]);
-    assert_int_equal(sql_int(v.e, sql), T0 - 7);
-    snprintf(sql, sizeof sql, "SELECT due_at FROM outbox_due WHERE id = %lld", (long long)ids[6]);
-    assert_int_equal(sql_int(v.e, sql), T0 - 4);
+    assert_int_equal(due_at_of(&v, ids[7]), T0 - 7);
+    assert_int_equal(due_at_of(&v, ids[6]), T0 - 4);
     assert_int_equal(store_count(v.e->st, "SELECT COUNT(*) FROM outbox_due"), 8);
     mock_env_close(&m, &v);
 }
