@@ -96,6 +96,7 @@ typedef struct engine {
      * stage's batch size, fitted to the slice (0: not fitted yet) */
     int slice_next;
     int slice_batch[ENGINE_STAGES];
+    double slice_budget_ms;     /* the last slice's budget: the deliveries after it fit to it */
     double slice_log_ms;        /* TEND_SLICE_LOG_MS: log a stage's batch that took longer (0: off) */
     tend_time lifecycle_sweep_to;   /* a sweep in pieces: swept up to lifecycle_swept, going to this */
     int due_full_claims;        /* instance_run_due: claims in a row that came back full (a drain) */
@@ -132,9 +133,10 @@ int engine_run_due(engine *e, tend_time now);
  * set when work is left (call again after the loop has had a turn: every
  * batch committed, so a slice can stop anywhere). A slice that stops in a
  * long stage resumes with the next one, so every kind of work moves in
- * every round, and each slice ends by starting due deliveries: messages
- * leave while a long drain goes on. Batch sizes adapt so one batch takes a
- * fraction of the budget. Returns units of work done, -1 on a store failure. */
+ * every round, and each slice ends by starting due deliveries (a batch
+ * fitted like the stages'): messages leave while a long drain goes on.
+ * Batch sizes adapt so one batch takes a fraction of the budget. Returns
+ * units of work done, -1 on a store failure. */
 int engine_run_slice(engine *e, tend_time now, double budget_ms, int *more);
 /* engine_run_slice in two halves, for a loop that serves requests while
  * the slice's commit syncs: engine_slice_start runs the slice and leaves

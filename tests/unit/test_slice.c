@@ -6,7 +6,8 @@
  * nothing is left end where a whole pass (engine_run_due) ends; the daily
  * lifecycle sweep, cut into windows of time, re-derives everyone who
  * crossed a threshold in the day; a long drain of due wakes checkpoints on
- * the store's thread until its claims come back short. */
+ * the store's thread until its claims come back short; messages due at
+ * once leave in batches fitted to the slice. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -37,6 +38,15 @@ static const char SCRIPT[] =
 static int setup(void **state)
 {
     *state = fixture_open("slice", T0, "{\"synchronous\": \"normal\", \"quiet_hours\": false, \"unknown_customers\": \"create\"}", SCRIPT);
+    return 0;
+}
+
+/* delivery_batch as large as the whole backlog: a pass may look at every
+ * due message at once, a slice may not */
+static int setup_wide_batch(void **state)
+{
+    *state = fixture_open("slice-wide", T0, "{\"synchronous\": \"normal\", \"quiet_hours\": false,"
+                          " \"unknown_customers\": \"create\", \"delivery_batch\": 2000}", SCRIPT);
     return 0;
 }
 
@@ -73,6 +83,19 @@ static int64_t count(engine *e, const char *sql)
 #define SENT(e) count(e, "SELECT COUNT(*) FROM outbox WHERE status = 'sent'")
 #define EVENTS_LEFT(e) count(e, "SELECT COUNT(*) FROM events WHERE seq > (SELECT value FROM meta WHERE key = 'events_cursor')")
 
+/* Slices of 1 ms until one says nothing is left (at most MAX_SLICES):
+ * how many ran. */
+static int slices_to_the_end(struct fixture *f)
+{
+    int more = 1, slices = 0;
+    while (more && slices < MAX_SLICES) {
+        assert_true(engine_run_slice(f->e, engine_now(f->e), 1.0, &more) >= 0);
+        slices++;
+    }
+    assert_int_equal(more, 0);
+    return slices;
+}
+
 /* JOBS instances parked, all due one minute later; the clock is then. */
 static void park_jobs(struct fixture *f)
 {
@@ -93,13 +116,7 @@ static void test_a_drain_is_cut_and_its_messages_leave_between_slices(void **sta
     assert_true(left > 0 && left < JOBS);
     /* what the slice woke has sent, and those messages left already */
     assert_true(sent > 0 && sent <= JOBS - left);
-    int slices = 1;
-    while (more && slices < MAX_SLICES) {
-        assert_true(engine_run_slice(f->e, engine_now(f->e), 1.0, &more) >= 0);
-        slices++;
-    }
-    assert_int_equal(more, 0);
-    assert_true(slices > 2);
+    assert_true(1 + slices_to_the_end(f) > 2);
     assert_int_equal(TIMERS_LEFT(f->e), 0);
     assert_int_equal(SENT(f->e), JOBS);
     /* nothing is left for a whole pass either */
@@ -154,6 +171,26 @@ static void test_a_stage_cut_short_lets_the_others_move(void **state)
     assert_int_equal(count(f->e, "SELECT COUNT(*) FROM instances WHERE journey = 'note'"), JOBS);
 }
 
+/* JOBS messages due at once on a channel written in the pass (the sms
+ * channel here has no provider: its messages are written where they are
+ * delivered) leave in batches fitted to the slice, not delivery_batch at
+ * a time (2000 such messages held a loop for about 40 ms), and all leave. */
+static void test_due_messages_leave_in_batches_fitted_to_the_slice(void **state)
+{
+    struct fixture *f = *state;
+    park_jobs(f);
+    assert_int_equal(instance_run_due(f->e, engine_now(f->e), JOBS), JOBS);   /* woken, not delivered */
+    assert_int_equal(SENT(f->e), 0);
+    assert_int_equal(count(f->e, "SELECT COUNT(*) FROM outbox WHERE status = 'queued'"), JOBS);
+    int more = 0;
+    assert_true(engine_run_slice(f->e, engine_now(f->e), 1.0, &more) > 0);
+    assert_int_equal(more, 1);
+    int64_t first = SENT(f->e);
+    assert_true(first > 0 && first < JOBS / 4);
+    assert_true(1 + slices_to_the_end(f) > 4);
+    assert_int_equal(SENT(f->e), JOBS);
+}
+
 /* 300 customers with one order each, their last one spread over a day so
  * that each turns 90 days old (silent) during the day after T0. */
 static void test_a_sweep_in_windows_reaches_everyone_who_crossed(void **state)
@@ -174,12 +211,7 @@ static void test_a_sweep_in_windows_reaches_everyone_who_crossed(void **state)
     assert_true(engine_run_due(f->e, engine_now(f->e)) >= 0);   /* the sweep's clock starts */
     assert_int_equal(count(f->e, "SELECT COUNT(*) FROM customers WHERE lifecycle = 'silent'"), 0);
     clock_set(f->clock, T0 + TEND_DAY + 1);
-    int more = 1, slices = 0;
-    while (more && slices < MAX_SLICES) {
-        assert_true(engine_run_slice(f->e, engine_now(f->e), 1.0, &more) >= 0);
-        slices++;
-    }
-    assert_int_equal(more, 0);
+    slices_to_the_end(f);
     assert_int_equal(count(f->e, "SELECT COUNT(*) FROM customers WHERE lifecycle = 'silent'"), 300);
     assert_int_equal(count(f->e, "SELECT value FROM meta WHERE key = 'lifecycle_swept'"), T0 + TEND_DAY + 1);
     assert_int_equal(count(f->e, "SELECT value FROM meta WHERE key = 'lifecycle_sweep_to'"), 0);
@@ -194,6 +226,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_long_drain_checkpoints_aside_until_it_ends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_stage_cut_short_lets_the_others_move, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_sweep_in_windows_reaches_everyone_who_crossed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_due_messages_leave_in_batches_fitted_to_the_slice, setup_wide_batch, teardown),
     };
     return cmocka_run_group_tests_name("slice", tests, NULL, NULL);
 }
